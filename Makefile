@@ -1,0 +1,41 @@
+# tilec developer targets. Every target installs what it needs first (into .venv), so each works on a
+# fresh machine by itself.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: install test test-unit test-lit samples lint demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+test: install test-unit test-lit
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests
+
+test-lit: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/lit -sv tests/lit
+
+samples: install
+	$(BIN)/python samples/build_samples.py
+
+lint: install
+	$(BIN)/python -m compileall -q src tests samples
+	$(BIN)/python scripts/lint.py
+
+demo: install
+	rm -rf build/demo
+	$(BIN)/tilec compile samples/mlp.onnx -o build/demo/mlp --dump-dir build/demo/dumps
+	$(BIN)/python -c "import numpy as np; np.savez('build/demo/in.npz', x=np.random.default_rng(0).standard_normal((1, 256)).astype('float32'))"
+	$(BIN)/tilec run build/demo/mlp --inputs build/demo/in.npz --outputs build/demo/out.npz
+	$(BIN)/python -c "import numpy as np; print('logits:', np.load('build/demo/out.npz')['y'].round(4))"
+
+clean:
+	rm -rf build .pytest_cache

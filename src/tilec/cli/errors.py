@@ -1,0 +1,57 @@
+"""Exit codes and the error boundary of every command: 0 ok, 1 user error, 2 usage, 3 internal error."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+
+import click
+
+from ..ir.diagnostics import CompileError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def guarded(fn):
+    """Turn CompileError into a diagnostic + exit 1, and anything unexpected into exit 3 (no traceback
+    unless TILEC_DEBUG=1), so scripts can tell a bad model from a compiler bug."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CompileError as e:
+            click.echo(e.render(), err=True)
+            sys.exit(EXIT_ERROR)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except RecursionError:
+            click.echo("tilec: error: input nests too deeply", err=True)
+            sys.exit(EXIT_ERROR)
+        except MemoryError:
+            click.echo("tilec: error: out of memory (is a dimension unreasonably large?)", err=True)
+            sys.exit(EXIT_ERROR)
+        except Exception as e:  # noqa: BLE001 - this is the internal-error boundary
+            if os.environ.get("TILEC_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"tilec: internal error: {type(e).__name__}: {e}\n"
+                       "(this is a bug in tilec; rerun with TILEC_DEBUG=1 for a traceback)", err=True)
+            sys.exit(EXIT_INTERNAL)
+    return wrapper
+
+
+def parse_input_shapes(specs) -> dict:
+    """``NAME=1x128`` (repeatable) → ``{NAME: (1, 128)}``; bad text is a usage error."""
+    shapes = {}
+    for spec in specs or ():
+        name, sep, dims = spec.rpartition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"'{spec}' is not NAME=DIMS (e.g. x=1x128)", param_hint="--input-shape")
+        try:
+            shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+        except ValueError:
+            raise click.BadParameter(f"'{dims}' is not dims like 1x128", param_hint="--input-shape") from None
+        if any(d < 0 for d in shape):
+            raise click.BadParameter(f"'{dims}' has a negative dim", param_hint="--input-shape")
+        shapes[name] = shape
+    return shapes

@@ -1,0 +1,109 @@
+"""``tilec``: import, opt, compile and run (see README's CLI reference)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from ..ir.diagnostics import CompileError
+from .errors import guarded, parse_input_shapes
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tilec")
+def cli():
+    """tilec: a tile-based deep-learning compiler (ONNX → tile IR → CUDA)."""
+
+
+input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=DIMS",
+                                  help="Fix a dynamic input's shape, e.g. x=1x128 (repeatable).")
+
+
+@cli.command("import")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default="-", help="Output .tir file ('-' = stdout; weights go beside it).")
+@input_shape_option
+@click.option("--generic", is_flag=True, help="Print every op in the generic form.")
+@guarded
+def import_cmd(model, output, input_shapes, generic):
+    """Import an ONNX model into graph-level tile IR."""
+    from ..frontend.importer import import_onnx
+    from ..ir.io import write_ir
+    from ..ir.verifier import verify
+    module = import_onnx(model, parse_input_shapes(input_shapes))
+    verify(module)
+    text = write_ir(module, None if output == "-" else output, generic=generic)
+    if output == "-":
+        click.echo(text, nl=False)
+
+
+@cli.command("opt")
+@click.argument("input", default="-", required=False)
+@click.option("-p", "passes_csv", multiple=True, metavar="PASS[,PASS...]", help="Passes to run, in order.")
+@click.option("--pass", "pass_names", multiple=True, metavar="PASS", help="A pass to run (repeatable).")
+@click.option("--pass-pipeline", default=None, metavar="SPEC", help="e.g. 'builtin.module(a,b{opt=1})'.")
+@click.option("-o", "--output", default="-", help="Output file ('-' = stdout).")
+@click.option("--print-ir-after-all", is_flag=True, help="Print the IR to stderr after every pass.")
+@click.option("--verify-each/--no-verify-each", default=True, show_default=True,
+              help="Run the verifier after every pass.")
+@click.option("--verify-diagnostics", is_flag=True,
+              help="Check the errors the input produces against its // expected-error comments.")
+@click.option("--split-input-file", is_flag=True, help="Treat '// -----' separated chunks as separate inputs.")
+@click.option("--generic", is_flag=True, help="Print every op in the generic form.")
+@click.option("--list-passes", is_flag=True, help="List the passes and what they do.")
+@guarded
+def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after_all, verify_each,
+            verify_diagnostics, split_input_file, generic, list_passes):
+    """Run passes over a .tir file (like mlir-opt / xdsl-opt)."""
+    from ..passes import PASSES, get_pass_class
+    if list_passes:
+        for name in PASSES:
+            doc = (get_pass_class(name).__doc__ or "").strip().splitlines()[0]
+            click.echo(f"  {name:<16} {doc}")
+        return
+    from .opt import run_opt
+    spec = ",".join(list(passes_csv) + list(pass_names))
+    if pass_pipeline:
+        spec = pass_pipeline if not spec else spec + "," + pass_pipeline
+    sys.exit(run_opt(input, spec, output, print_ir_after_all, verify_each, verify_diagnostics,
+                     split_input_file, generic))
+
+
+@cli.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "build_dir", required=True, help="Build folder to write.")
+@click.option("--dump-dir", default=None, help="Write DIR/NN_<stage>.tir after each stage.")
+@click.option("--compile-to", default=None, metavar="STAGE", help="Stop after this stage.")
+@click.option("--pipeline", default="default", show_default=True, help="Which pipeline (see README).")
+@input_shape_option
+@guarded
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, input_shapes):
+    """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
+    from ..driver import compile_model
+    result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
+                           input_shapes=parse_input_shapes(input_shapes))
+    click.echo(result.summary())
+
+
+@cli.command("run")
+@click.argument("target")
+@click.option("--inputs", "inputs_path", required=True, help=".npz with one array per model input.")
+@click.option("--outputs", "outputs_path", required=True, help=".npz to write, one array per output.")
+@click.option("--backend", default="numpy", show_default=True, help="numpy (more with the backend).")
+@input_shape_option
+@guarded
+def run_cmd(target, inputs_path, outputs_path, backend, input_shapes):
+    """Run a .onnx, a .tir or a build folder on the inputs in an .npz."""
+    from ..driver import run_target
+    run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes))
+
+
+def main():
+    """Console-script entry point (click exits 2 on usage errors)."""
+    cli(prog_name="tilec")
+
+
+if __name__ == "__main__":
+    main()

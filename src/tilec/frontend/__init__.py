@@ -1,0 +1,1 @@
+"""Frontends: ONNX → graph-level tile IR."""

@@ -1,0 +1,330 @@
+"""Parser for the textual IR: Lark LALR over ``ir_specs/tile_ir.lark``, then a scoped walk that builds ops.
+
+Errors carry the file, line and column of the offending token. SSA names are resolved in nested scopes:
+a region sees the values of the regions around it, and a value must be defined before it is used.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import lark
+import numpy as np
+
+from .attributes import DenseAttr, SymbolRef, unquote_string
+from .core import Block, Location, Operation, Region
+from .diagnostics import CompileError
+from .types import FunctionType, TensorType, np_dtype
+
+SPECS_DIR = Path(__file__).resolve().parents[1] / "specs"
+
+
+def specs_dir() -> Path:
+    """``ir_specs/``: shipped inside the package (``tilec/specs``) or beside ``src/`` in a checkout."""
+    if SPECS_DIR.is_dir():
+        return SPECS_DIR
+    return Path(__file__).resolve().parents[3] / "ir_specs"
+
+
+@functools.lru_cache(maxsize=None)
+def _lark() -> lark.Lark:
+    grammar = (specs_dir() / "tile_ir.lark").read_text()
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse_module(text: str, filename: str = "-") -> Operation:
+    """Parse IR text into a ``builtin.module`` (a bare list of ops is wrapped in an anonymous module)."""
+    try:
+        tree = _lark().parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        raise CompileError(_syntax_message(e), filename, e.line, e.column, text) from None
+    return _Builder(text, filename).build(tree)
+
+
+def _syntax_message(e: lark.exceptions.UnexpectedInput) -> str:
+    if isinstance(e, lark.exceptions.UnexpectedCharacters):
+        return f"unexpected character '{e.char}'"
+    if isinstance(e, lark.exceptions.UnexpectedEOF):
+        return "unexpected end of input"
+    tok = e.token
+    if tok.type == "$END":
+        return "unexpected end of input"
+    expected = sorted(getattr(e, "expected", set()) or [])
+    names = [_TOKEN_NAMES.get(t, t.lower()) for t in expected][:6]
+    hint = f", expected {', '.join(names)}" if names else ""
+    return f"unexpected '{tok}'{hint}"
+
+
+_TOKEN_NAMES = {"VALUE": "SSA value", "SYMBOL": "symbol", "TENSOR_TYPE": "type", "STRING": "string",
+                "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "COLON": "':'",
+                "COMMA": "','", "EQUAL": "'='", "LSQB": "'['", "RSQB": "']'", "MORETHAN": "'>'",
+                "__ANON_0": "'->'", "BARE_ID": "identifier", "INT": "integer", "FLOAT": "float"}
+
+
+class _Builder:
+    """Turns the Lark tree into Operations, resolving SSA names scope by scope."""
+
+    def __init__(self, source: str, filename: str):
+        self.source = source
+        self.filename = filename
+        self.scopes: list[dict] = [{}]
+
+    # --- helpers ---------------------------------------------------------------------------------------
+    def error(self, message: str, node) -> CompileError:
+        meta = getattr(node, "meta", None)
+        line = getattr(node, "line", None) or (getattr(meta, "line", 0) if meta and not meta.empty else 0)
+        col = getattr(node, "column", None) or (getattr(meta, "column", 0) if meta and not meta.empty else 0)
+        return CompileError(message, self.filename, line or 0, col or 0, self.source)
+
+    def loc_of(self, node) -> Location:
+        return Location(self.filename, node.meta.line, node.meta.column)
+
+    def define(self, token, value) -> None:
+        name = str(token)
+        if "#" in name:
+            raise self.error(f"cannot define '{name}': '#' selects a result and is only valid in a use", token)
+        if name in self.scopes[-1]:
+            raise self.error(f"redefinition of SSA value '{name}'", token)
+        value.name_hint = name[1:]
+        self.scopes[-1][name] = value
+
+    def lookup(self, token):
+        name = str(token)
+        base, _, idx = name.partition("#")
+        for scope in reversed(self.scopes):
+            if base in scope:
+                v = scope[base]
+                if idx:
+                    if isinstance(v, list) and int(idx) < len(v):
+                        return v[int(idx)]
+                    raise self.error(f"'{base}' has no result #{idx}", token)
+                if isinstance(v, list):
+                    raise self.error(f"'{base}' names {len(v)} results; use '{base}#N'", token)
+                return v
+        raise self.error(f"use of undefined value '{name}'", token)
+
+    # --- structure -------------------------------------------------------------------------------------
+    def build(self, tree) -> Operation:
+        ops = [self.operation(child) for child in tree.children]
+        if len(ops) == 1 and ops[0].name == "builtin.module":
+            return ops[0]
+        from .core import new_module
+        module = new_module("module")
+        for op in ops:
+            module.body.append(op)
+        return module
+
+    def operation(self, node) -> Operation:
+        results, body, loc = node.children
+        op = getattr(self, body.data)(body)
+        if loc is not None:
+            op.loc = self.location(loc)
+        elif op.loc is None:
+            op.loc = self.loc_of(node)
+        names = results.children if results is not None else []
+        if len(names) == 1 and len(op.results) > 1:
+            # `%x = "op"(...)` with several results: `%x#i` selects one.
+            self.define(names[0], op.results[0])
+            self.scopes[-1][str(names[0])] = list(op.results)
+        elif len(names) != len(op.results):
+            raise self.error(f"'{op.name}' has {len(op.results)} results but {len(names)} names", node)
+        else:
+            for tok, v in zip(names, op.results):
+                self.define(tok, v)
+        return op
+
+    def region(self, node, arg_types=None, arg_tokens=None) -> Region:
+        header, *ops = node.children
+        block = Block()
+        self.scopes.append({})
+        try:
+            if header is not None:
+                _label, *args = header.children
+                if arg_types is not None and args and args != [None]:
+                    raise self.error("this region's arguments come from the op's signature", header)
+                for arg in args:
+                    if arg is None:
+                        continue
+                    tok, ty = arg.children
+                    self.define(tok, block.add_arg(self.type(ty)))
+            for tok, ty in zip(arg_tokens or [], arg_types or []):
+                self.define(tok, block.add_arg(ty))
+            for child in ops:
+                block.append(self.operation(child))
+        finally:
+            self.scopes.pop()
+        return Region([block])
+
+    # --- op forms --------------------------------------------------------------------------------------
+    def generic_op(self, node) -> Operation:
+        name_tok, operands, regions, attrs, ftype = node.children
+        name = unquote_string(str(name_tok))
+        if "." not in name:
+            raise self.error(f"op name '{name}' must be 'dialect.op'", name_tok)
+        fty = self.type(ftype)
+        values = self.values(operands)
+        if len(values) != len(fty.inputs):
+            raise self.error(f"'{name}' has {len(values)} operands but its type lists {len(fty.inputs)}", ftype)
+        for v, t in zip(values, fty.inputs):
+            if v.type != t:
+                raise self.error(f"operand type mismatch: value has type {v.type}, signature says {t}", ftype)
+        regs = [self.region(r) for r in regions.children] if regions is not None else []
+        return Operation(name, values, fty.results, self.attr_dict(attrs), regs)
+
+    def module_op(self, node) -> Operation:
+        sym, attrs, region = node.children
+        from .core import new_module
+        module = new_module(self.symbol(sym).name if sym is not None else "module")
+        module.attributes.update(self.attr_dict(attrs))
+        module.regions = []
+        module.add_region(self.region(region))
+        return module
+
+    def func_op(self, node) -> Operation:
+        sym, *rest = node.children
+        *args, results, attrs, region = rest
+        arg_tokens, arg_types = [], []
+        for a in args:
+            if a is None:
+                continue
+            tok, ty = a.children
+            arg_tokens.append(tok)
+            arg_types.append(self.type(ty))
+        result_types = tuple(self.type(t) for t in results.children) if results is not None else ()
+        fattrs = {"sym_name": self.symbol(sym), "function_type": FunctionType(tuple(arg_types), result_types)}
+        fattrs.update(self.attr_dict(attrs))
+        reg = self.region(region, arg_types, arg_tokens)
+        return Operation("func.func", attributes=fattrs, regions=[reg])
+
+    def weight_op(self, node) -> Operation:
+        sym, ty, attrs = node.children
+        wattrs = {"sym_name": self.symbol(sym), "type": self.type(ty)}
+        wattrs.update(self.attr_dict(attrs))
+        return Operation("tile.weight", attributes=wattrs)
+
+    def compute_op(self, node) -> Operation:
+        expr, operands, attrs, ftype = node.children
+        fty = self.type(ftype)
+        values = self.values(operands)
+        if len(values) != len(fty.inputs):
+            raise self.error(f"'tile.compute' has {len(values)} operands but its type lists {len(fty.inputs)}", ftype)
+        for v, t in zip(values, fty.inputs):
+            if v.type != t:
+                raise self.error(f"operand type mismatch: value has type {v.type}, signature says {t}", ftype)
+        cattrs = {"expr": unquote_string(str(expr))}
+        cattrs.update(self.attr_dict(attrs))
+        op = Operation("tile.compute", values, fty.results, cattrs)
+        # Remember where the expression string starts, so expression errors point inside it.
+        op.expr_pos = (expr.line, expr.column + 1)
+        return op
+
+    def return_op(self, node) -> Operation:
+        operands, types = node.children
+        values = self.values(operands)
+        tys = [self.type(t) for t in types.children] if types is not None else []
+        if len(tys) != len(values):
+            raise self.error("return lists a different number of values and types", node)
+        for v, t in zip(values, tys):
+            if v.type != t:
+                raise self.error(f"return type mismatch: value has type {v.type}, listed {t}", node)
+        return Operation("func.return", values)
+
+    # --- leaves ----------------------------------------------------------------------------------------
+    def values(self, node) -> list:
+        return [self.lookup(t) for t in node.children] if node is not None else []
+
+    def location(self, node) -> Location:
+        file_tok, *rest = node.children
+        file = unquote_string(str(file_tok))
+        if len(rest) == 1 or rest[1] is None:
+            return Location(file, name=unquote_string(str(rest[0])))
+        return Location(file, int(rest[0]), int(rest[1]))
+
+    def symbol(self, tok) -> SymbolRef:
+        text = str(tok)[1:]
+        return SymbolRef(unquote_string(text) if text.startswith('"') else text)
+
+    def type(self, node):
+        if isinstance(node, lark.Token):
+            return self.tensor_type(node)
+        if node.data == "tensor_type":
+            return self.tensor_type(node.children[0])
+        if node.data == "function_type":
+            ins, *outs = node.children
+            inputs = tuple(self.type(t) for t in ins.children) if ins is not None else ()
+            if len(outs) == 1 and outs[0] is not None and getattr(outs[0], "data", None) != "type_list":
+                results = (self.type(outs[0]),)
+            else:
+                results = tuple(self.type(t) for t in outs[0].children) if outs and outs[0] is not None else ()
+            return FunctionType(inputs, results)
+        raise self.error(f"expected a type, got '{node.data}'", node)
+
+    def tensor_type(self, tok) -> TensorType:
+        body = str(tok)[len("tensor<"):-1]
+        *dims, dtype = body.split("x")
+        # 'bf16' and friends contain no 'x'; but a dtype like 'f32' after dims is the last piece.
+        shape = tuple(None if d == "?" else int(d) for d in dims)
+        return TensorType(shape, dtype)
+
+    def attr_dict(self, node) -> dict:
+        if node is None:
+            return {}
+        out = {}
+        for entry in node.children:
+            if entry is None:
+                continue
+            key_tok, value = entry.children
+            key = unquote_string(str(key_tok)) if key_tok.type == "STRING" else str(key_tok)
+            if key in out:
+                raise self.error(f"duplicate attribute '{key}'", key_tok)
+            out[key] = self.attr_value(value)
+        return out
+
+    def attr_value(self, node):
+        kind = node.data
+        if kind == "attr_dict":
+            return self.attr_dict(node)
+        if kind == "list_attr":
+            return [self.attr_value(c) for c in node.children if c is not None]
+        if kind == "true_attr":
+            return True
+        if kind == "false_attr":
+            return False
+        if kind == "unit_attr":
+            return None
+        tok = node.children[0] if node.children else None
+        if kind == "int_attr":
+            return int(tok)
+        if kind == "float_attr":
+            return float(tok)
+        if kind == "string_attr":
+            return unquote_string(str(tok))
+        if kind == "symbol_attr":
+            return self.symbol(tok)
+        if kind == "type_attr":
+            return self.tensor_type(tok)
+        if kind == "function_type":
+            return self.type(node)
+        if kind == "dense_attr":
+            return self.dense(node)
+        raise self.error(f"unsupported attribute '{kind}'", node)
+
+    def dense(self, node) -> DenseAttr:
+        value, ty_tok = node.children
+        ty = self.tensor_type(ty_tok)
+
+        def rec(n):
+            if n.data == "dense_list":
+                return [rec(c) for c in n.children if c is not None]
+            if n.data in ("dense_true", "dense_false"):
+                return n.data == "dense_true"
+            return float(n.children[0]) if n.data == "dense_float" else int(n.children[0])
+        raw = rec(value)
+        try:
+            arr = np.array(raw, dtype=np.float64 if ty.dtype in ("bf16", "f16") else np_dtype(ty.dtype))
+            arr = arr.astype(np_dtype(ty.dtype))
+        except (ValueError, OverflowError) as e:
+            raise self.error(f"dense value does not fit {ty}: {e}", node) from None
+        if tuple(arr.shape) != ty.shape:
+            raise self.error(f"dense value has shape {list(arr.shape)} but type is {ty}", node)
+        return DenseAttr(arr)
