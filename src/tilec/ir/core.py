@@ -215,10 +215,10 @@ class Operation:
         return v.name if hasattr(v, "name") else v
 
 
-def new_module(name: str, attributes=None) -> Operation:
-    """An empty ``builtin.module``."""
+def new_module(name: str | None, attributes=None) -> Operation:
+    """An empty ``builtin.module`` (anonymous when ``name`` is None)."""
     from .attributes import SymbolRef
-    attrs = {"sym_name": SymbolRef(name)}
+    attrs = {"sym_name": SymbolRef(name)} if name is not None else {}
     attrs.update(attributes or {})
     return Operation("builtin.module", attributes=attrs, regions=[Region()])
 

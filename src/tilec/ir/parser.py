@@ -109,7 +109,7 @@ class _Builder:
         if len(ops) == 1 and ops[0].name == "builtin.module":
             return ops[0]
         from .core import new_module
-        module = new_module("module")
+        module = new_module(None)
         for op in ops:
             module.body.append(op)
         return module
@@ -174,7 +174,7 @@ class _Builder:
     def module_op(self, node) -> Operation:
         sym, attrs, region = node.children
         from .core import new_module
-        module = new_module(self.symbol(sym).name if sym is not None else "module")
+        module = new_module(self.symbol(sym).name if sym is not None else None)
         module.attributes.update(self.attr_dict(attrs))
         module.regions = []
         module.add_region(self.region(region))

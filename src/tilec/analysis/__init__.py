@@ -1,0 +1,1 @@
+"""Analyses: index maps (tile propagation), cost models, and hardware specs as data."""

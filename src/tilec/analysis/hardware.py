@@ -1,0 +1,74 @@
+"""Hardware specs as data: one JSON file per GPU in ``analysis/hw/`` (SMs, shared memory, registers,
+bandwidths, peaks, transaction sizes). Passes take ``arch=NAME``; nothing else hard-codes these numbers."""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..ir.diagnostics import CompileError
+
+HW_DIR = Path(__file__).with_name("hw")
+DEFAULT_ARCH = "h200"
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """One GPU's numbers (bytes, bytes/s, FLOP/s, counts)."""
+
+    arch: str
+    name: str
+    sm_arch: str
+    num_sms: int
+    clock_ghz: float
+    warp_size: int
+    max_threads_per_block: int
+    max_threads_per_sm: int
+    max_blocks_per_sm: int
+    max_regs_per_thread: int
+    regs_per_sm: int
+    smem_per_sm_bytes: int
+    smem_per_block_bytes: int
+    smem_per_block_optin_bytes: int
+    smem_banks: int
+    smem_bank_bytes: int
+    l2_bytes: int
+    dram_bytes_per_s: float
+    smem_bytes_per_clk_per_sm: int
+    fp32_flops: float
+    fp16_tensor_flops: float
+    bf16_tensor_flops: float
+    transaction_bytes: dict
+    mma_shapes: list
+    sources: str = ""
+    dram_bytes_per_s_measured: float = 0.0
+
+    @property
+    def smem_bytes_per_s(self) -> float:
+        """Aggregate shared-memory bandwidth (all SMs)."""
+        return self.smem_bytes_per_clk_per_sm * self.clock_ghz * 1e9 * self.num_sms
+
+    @property
+    def sector_bytes(self) -> int:
+        return self.transaction_bytes["sector"]
+
+    @property
+    def line_bytes(self) -> int:
+        return self.transaction_bytes["line"]
+
+
+def available_archs() -> list[str]:
+    return sorted(p.stem for p in HW_DIR.glob("*.json"))
+
+
+@functools.lru_cache(maxsize=None)
+def get_arch(name: str = DEFAULT_ARCH) -> GPUSpec:
+    """The spec for ``name`` (case-insensitive, ``h100-sxm`` style suffixes allowed)."""
+    key = name.lower().split("-")[0]
+    path = HW_DIR / f"{key}.json"
+    if not path.exists():
+        raise CompileError(f"unknown arch '{name}' (available: {', '.join(available_archs())})")
+    data = json.loads(path.read_text())
+    known = {f.name for f in fields(GPUSpec)}
+    return GPUSpec(**{k: v for k, v in data.items() if k in known})

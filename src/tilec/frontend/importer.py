@@ -1,0 +1,473 @@
+"""The ONNX importer: an ONNX model becomes a ``builtin.module`` with one ``@main`` of graph-dialect ops.
+
+Converters (``frontend/onnx_ops/``) turn one node each into graph ops through :class:`ImportContext`.
+Constants are tracked by value while importing: a node whose inputs are all constants is evaluated with
+the numpy reference instead of emitted (so Shape→Gather→Concat→Reshape chains fold away), and a constant
+becomes a ``tile.const`` op only where an emitted op reads it.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..ir.attributes import DenseAttr
+from ..ir.builder import Builder, add_weight
+from ..ir.core import Block, Location, Operation, Region, Value, new_module
+from ..ir.diagnostics import CompileError
+from ..ir.opspec import get_rule, get_spec, with_defaults
+from ..ir.types import FunctionType, TensorType, np_dtype
+from ..ir.weights import module_weights
+from .onnx_load import MAX_DIM, check_dims, ir_dtype, load_model, tensor_to_array
+from .registry import get_converter
+
+# Folding a node whose result is bigger than this would put a large tensor into the module; emit the op.
+MAX_FOLD_ELEMENTS = 1 << 22
+CONTROL_FLOW = ("Loop", "If", "Scan")
+DEFAULT_DOMAINS = ("", "ai.onnx")
+MIN_OPSET = 7
+
+
+class ConstValue:
+    """A tensor known at import time; it has a ``type`` like a :class:`Value` and becomes a ``tile.const``
+    only when an emitted op reads it."""
+
+    __slots__ = ("array", "type", "name", "source_name", "value")
+
+    def __init__(self, array: np.ndarray, name: str | None = None, source_name: str | None = None):
+        self.value: Value | None = None  # its tile.const, once an op reads it
+        self.array = np.asarray(array)
+        self.type = TensorType.of(self.array)
+        self.name = name
+        self.source_name = source_name
+
+    def __repr__(self) -> str:
+        return f"ConstValue({self.type})"
+
+
+def import_onnx(model_path_or_proto, input_shapes: dict | None = None, filename: str | None = None) -> Operation:
+    """Import an ONNX model (path, bytes or ModelProto) into graph-level IR.
+
+    ``input_shapes`` fixes dynamic input dimensions (``{"x": (1, 128)}``); ``filename`` overrides the name
+    used in locations and for the module. Raises :class:`CompileError` for anything tilec cannot import.
+    """
+    model, folder, display = load_model(model_path_or_proto, filename)
+    ctx = ImportContext(model, folder, display, input_shapes or {})
+    return ctx.run()
+
+
+def sanitize(name: str) -> str:
+    """A weight/symbol-friendly spelling of a model name (identifier characters only)."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_")
+    s = re.sub(r"_+", "_", s)
+    if not s or not (s[0].isalpha() or s[0] == "_"):
+        s = "w_" + s
+    return s
+
+
+def _snake(op_type: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", op_type).lower()
+
+
+class ImportContext:
+    """Import state and the API converters use: inputs, constants, attributes, emitting ops, errors."""
+
+    def __init__(self, model: onnx.ModelProto, folder: Path | None, file: str, input_shapes: dict):
+        self.model = model
+        self.graph = model.graph
+        self.folder = folder
+        self.file = file
+        self.input_shapes = dict(input_shapes)
+        self.opset = self._default_opset()
+        self.module = new_module(Path(file).stem or "model")
+        self.values: dict = {}          # ONNX tensor name -> Value | ConstValue
+        self.const_of: dict = {}        # Value -> np.ndarray, for tile.consts we created
+        self.weight_names: dict = {}    # source tensor name -> weight symbol
+        self.used_symbols: set = set()
+        self.node: onnx.NodeProto | None = None
+        self.node_label = ""
+        self.builder: Builder | None = None
+
+    # --- setup ---------------------------------------------------------------------------------------
+    def _default_opset(self) -> int:
+        versions = [o.version for o in self.model.opset_import if o.domain in DEFAULT_DOMAINS]
+        if not versions:
+            # IR v3 models before opset_import existed are opset 1; tilec does not go that far back.
+            raise CompileError("the model does not import the default ONNX opset", self.file)
+        v = int(versions[0])
+        newest = onnx.defs.onnx_opset_version()
+        if v < MIN_OPSET or v > newest:
+            raise CompileError(f"ONNX opset {v} is not supported (tilec accepts {MIN_OPSET} to {newest})",
+                               self.file)
+        return v
+
+    def run(self) -> Operation:
+        g = self.graph
+        initializers = {}
+        for t in g.initializer:
+            if t.name in initializers:
+                raise CompileError(f"initializer '{t.name}' is defined twice", self.file)
+            initializers[t.name] = t
+        self._name_weights([t.name for t in g.initializer])
+        for t in g.initializer:
+            self.values[t.name] = ConstValue(tensor_to_array(t, self.folder, self.file, "initializer"),
+                                             self.weight_names[t.name], t.name)
+        args, arg_names = [], []
+        for vi in g.input:
+            if vi.name in initializers:
+                continue  # an initializer listed as input (IR < 4 style): a weight, not an argument
+            args.append(self._input_type(vi))
+            arg_names.append(vi.name)
+        unknown = sorted(set(self.input_shapes) - set(arg_names))
+        if unknown:
+            raise CompileError(f"--input-shape names unknown input(s): {', '.join(unknown)} "
+                               f"(inputs: {', '.join(arg_names) or 'none'})", self.file)
+        block = Block(args, [sanitize(n) for n in arg_names])
+        for name, v in zip(arg_names, block.args):
+            self.values[name] = v
+        func = Operation("func.func", attributes={}, regions=[Region([block])],
+                         loc=Location(self.file, name=g.name or "main"))
+        self.module.body.append(func)
+        self.builder = Builder(self.module, block)
+        for index, node in self._toposort():
+            self._convert(index, node)
+        results = []
+        self.node, self.node_label = None, "outputs"
+        self.builder.loc = Location(self.file, name="outputs")
+        seen = set()
+        for out in g.output:
+            if out.name in seen:
+                raise CompileError(f"graph output '{out.name}' is listed twice", self.file)
+            seen.add(out.name)
+            if out.name not in self.values:
+                raise CompileError(f"graph output '{out.name}' is not produced by any node", self.file)
+            results.append(self.value(self.values[out.name]))
+        self.builder.create("func.return", results, [])
+        from ..ir.attributes import SymbolRef
+        func.attributes = {
+            "sym_name": SymbolRef("main"),
+            "function_type": FunctionType(tuple(args), tuple(v.type for v in results)),
+            "arg_names": arg_names,
+            "result_names": [o.name for o in g.output],
+        }
+        self._drop_dead_constants(block)
+        from ..ir.verifier import verify
+        verify(self.module)
+        return self.module
+
+    def _name_weights(self, names) -> None:
+        taken: set = set()
+        for n in names:
+            base = sanitize(n)
+            sym, k = base, 1
+            while sym in taken:
+                sym, k = f"{base}_{k}", k + 1
+            taken.add(sym)
+            self.weight_names[n] = sym
+        self.used_symbols = taken
+
+    def _fresh_symbol(self, hint: str) -> str:
+        base = sanitize(hint)
+        sym, k = base, 1
+        while sym in self.used_symbols:
+            sym, k = f"{base}_{k}", k + 1
+        self.used_symbols.add(sym)
+        return sym
+
+    def _input_type(self, vi: onnx.ValueInfoProto) -> TensorType:
+        what = f"input '{vi.name}'"
+        if not vi.type.HasField("tensor_type"):
+            raise CompileError(f"{what} is not a tensor (sequences, maps and optionals are not supported)",
+                               self.file)
+        tt = vi.type.tensor_type
+        dtype = ir_dtype(tt.elem_type, what, self.file)
+        given = self.input_shapes.get(vi.name)
+        if not tt.HasField("shape"):
+            if given is None:
+                raise CompileError(f"{what} has an unknown rank; pass --input-shape {vi.name}=...", self.file)
+            return TensorType(check_dims(given, what, self.file), dtype)
+        dims = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                if d.dim_value < 0 or d.dim_value >= MAX_DIM:
+                    raise CompileError(f"{what} has an invalid dimension {i} ({d.dim_value})", self.file)
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(None if not d.dim_param else d.dim_param)
+        if given is not None:
+            given = check_dims(given, what, self.file)
+            if len(given) != len(dims):
+                raise CompileError(f"--input-shape gives {what} rank {len(given)}, but the model says rank "
+                                   f"{len(dims)}", self.file)
+            for i, (m, s) in enumerate(zip(dims, given)):
+                if isinstance(m, int) and m != s:
+                    raise CompileError(f"--input-shape gives {what} dimension {i} = {s}, but the model fixes "
+                                       f"it to {m}", self.file)
+            return TensorType(given, dtype)
+        for i, d in enumerate(dims):
+            if not isinstance(d, int):
+                example = "x".join("1" if not isinstance(x, int) else str(x) for x in dims)
+                label = f" ('{d}')" if d else ""
+                raise CompileError(f"{what} has a dynamic dimension {i}{label}; pass --input-shape "
+                                   f"{vi.name}={example}", self.file)
+        return TensorType(tuple(dims), dtype)
+
+    def _toposort(self) -> list:
+        """Nodes in an order where every input is defined first; cycles and undefined inputs are errors."""
+        nodes = list(self.graph.node)
+        available = set(self.values)
+        produced = {}
+        for i, n in enumerate(nodes):
+            for o in n.output:
+                if not o:
+                    continue
+                if o in produced or o in available:
+                    raise CompileError(f"tensor '{o}' is produced twice (node '{self._label(i, n)}')", self.file)
+                produced[o] = i
+        waiting = {}
+        ready, order = [], []
+        missing_count = []
+        for i, n in enumerate(nodes):
+            deps = {x for x in n.input if x and x not in available}
+            for x in deps:
+                if x not in produced:
+                    raise CompileError(f"node '{self._label(i, n)}' reads tensor '{x}', which nothing defines",
+                                       self.file)
+                waiting.setdefault(x, []).append(i)
+            missing_count.append(len(deps))
+            if not deps:
+                ready.append(i)
+        import heapq
+        heapq.heapify(ready)  # keep the file's order whenever it is already valid: deterministic output
+        while ready:
+            i = heapq.heappop(ready)
+            order.append(i)
+            for o in nodes[i].output:
+                for j in waiting.get(o, ()):
+                    missing_count[j] -= 1
+                    if missing_count[j] == 0:
+                        heapq.heappush(ready, j)
+        if len(order) != len(nodes):
+            stuck = next(i for i in range(len(nodes)) if missing_count[i] > 0)
+            raise CompileError(f"the graph has a cycle: node '{self._label(stuck, nodes[stuck])}' can never run",
+                               self.file)
+        return [(i, nodes[i]) for i in order]
+
+    @staticmethod
+    def _label(index: int, node: onnx.NodeProto) -> str:
+        return node.name or f"{node.op_type}_{index}"
+
+    def _convert(self, index: int, node: onnx.NodeProto) -> None:
+        self.node = node
+        self.node_label = self._label(index, node)
+        self.builder.loc = Location(self.file, name=self.node_label)
+        if node.domain not in DEFAULT_DOMAINS:
+            raise self.error(node, f"unsupported ONNX op '{node.op_type}' from domain '{node.domain}' "
+                                   "(only the default ONNX domain is supported)")
+        if node.op_type in CONTROL_FLOW:
+            raise self.error(node, f"ONNX op '{node.op_type}' is not supported yet")
+        conv = get_converter(node.op_type)
+        if conv is None:
+            raise self.error(node, f"unsupported ONNX op '{node.op_type}'")
+        fn, since = conv
+        if self.opset < since:
+            raise self.error(node, f"ONNX op '{node.op_type}' needs opset {since} or newer (the model uses "
+                                   f"opset {self.opset})")
+        try:
+            outs = fn(self, node)
+        except CompileError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError, OverflowError) as e:
+            # A converter tripping over a malformed node is a bad model, not a tilec crash.
+            raise self.error(node, f"cannot convert '{node.op_type}': {e}") from None
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        if len(outs) < len([o for o in node.output if o]):
+            raise self.error(node, f"converter for '{node.op_type}' gave {len(outs)} values for "
+                                   f"{len(node.output)} outputs")
+        for name, v in zip(node.output, outs):
+            if not name:
+                continue
+            if isinstance(v, np.ndarray) or np.isscalar(v):
+                v = ConstValue(np.asarray(v))
+            self.values[name] = v
+
+    # --- the converter API ---------------------------------------------------------------------------
+    def error(self, node: onnx.NodeProto | None, message: str) -> CompileError:
+        """A CompileError naming the node (converters ``raise ctx.error(node, "...")``)."""
+        label = self.node_label if node is None or node is self.node else (node.name or node.op_type)
+        return CompileError(f"{message} (node '{label}')", self.file)
+
+    def attr(self, node: onnx.NodeProto, name: str, default=None):
+        """The decoded attribute ``name``: int, float, str, list, np.ndarray (tensors), or ``default``."""
+        for a in node.attribute:
+            if a.name != name:
+                continue
+            if a.ref_attr_name:
+                raise self.error(node, f"attribute '{name}' refers to a function attribute")
+            T = onnx.AttributeProto
+            if a.type == T.INT:
+                return int(a.i)
+            if a.type == T.FLOAT:
+                return float(a.f)
+            if a.type == T.STRING:
+                return a.s.decode("utf-8", "replace")
+            if a.type == T.INTS:
+                return [int(x) for x in a.ints]
+            if a.type == T.FLOATS:
+                return [float(x) for x in a.floats]
+            if a.type == T.STRINGS:
+                return [s.decode("utf-8", "replace") for s in a.strings]
+            if a.type == T.TENSOR:
+                return tensor_to_array(a.t, self.folder, self.file, f"attribute '{name}'")
+            if a.type in (T.GRAPH, T.GRAPHS):
+                return a.g if a.type == T.GRAPH else list(a.graphs)
+            raise self.error(node, f"attribute '{name}' has a type tilec does not support")
+        return default
+
+    def has_input(self, node: onnx.NodeProto, i: int) -> bool:
+        return i < len(node.input) and bool(node.input[i])
+
+    def _raw(self, node: onnx.NodeProto, i: int):
+        if not self.has_input(node, i):
+            return None
+        return self.values[node.input[i]]
+
+    def is_const(self, node: onnx.NodeProto, i: int) -> bool:
+        """Whether input ``i`` is known at import time (initializer, Constant, or folded)."""
+        return self._const_array(self._raw(node, i)) is not None
+
+    def const_input(self, node: onnx.NodeProto, i: int, what: str) -> np.ndarray:
+        """Input ``i`` as a numpy array; a CompileError naming the node if it is not a constant."""
+        arr = self._const_array(self._raw(node, i))
+        if arr is None:
+            if not self.has_input(node, i):
+                raise self.error(node, f"{node.op_type} needs its {what} input")
+            raise self.error(node, f"{node.op_type} {what} (input '{node.input[i]}') must be a constant at "
+                                   "import time")
+        return arr
+
+    def input(self, node: onnx.NodeProto, i: int):
+        """Input ``i`` as a Value (constants become ``tile.const`` here), or None when absent."""
+        v = self._raw(node, i)
+        return None if v is None else self.value(v)
+
+    def input_type(self, node: onnx.NodeProto, i: int) -> TensorType | None:
+        v = self._raw(node, i)
+        return None if v is None else v.type
+
+    def constant(self, array) -> ConstValue:
+        """A constant a converter computed (e.g. a shape); returned as a node output it folds downstream."""
+        return ConstValue(np.asarray(array))
+
+    def value(self, v) -> Value:
+        """``v`` as an SSA Value, materialising a constant as a ``tile.const`` on first use."""
+        if isinstance(v, Value):
+            return v
+        if isinstance(v, np.ndarray) or np.isscalar(v):
+            v = ConstValue(np.asarray(v))
+        if not isinstance(v, ConstValue):
+            raise TypeError(f"not a value: {v!r}")
+        if v.value is not None:
+            return v.value
+        arr = v.array
+        if arr.size <= DenseAttr.MAX_INLINE_ELEMENTS:
+            attr = DenseAttr(arr)
+        else:
+            sym = v.name or self._fresh_symbol(self._const_hint())
+            v.name = sym
+            attr = add_weight(self.module, sym, arr, v.source_name)
+        # Constants go at the top of the function, so a constant reused by later nodes dominates every use.
+        op = Operation("tile.const", [], [v.type], {"value": attr}, loc=self.builder.loc)
+        block = self.builder.block
+        pos = next((k for k, o in enumerate(block.ops) if o.name != "tile.const"), len(block.ops))
+        block.insert(pos, op)
+        v.value = op.result
+        self.const_of[op.result] = arr
+        return op.result
+
+    def _const_hint(self) -> str:
+        return f"cst_{self.node_label}" if self.node is not None else "cst"
+
+    def _const_array(self, v):
+        if v is None:
+            return None
+        if isinstance(v, ConstValue):
+            return v.array
+        if isinstance(v, Value):
+            return self.const_of.get(v)
+        return np.asarray(v)
+
+    def emit(self, op_name: str, inputs, attrs: dict | None = None, n_results: int = 1) -> list:
+        """Emit graph op ``op_name``; result types come from its result-type rule.
+
+        When every present input is a constant, the op is evaluated with its numpy reference instead and
+        the results are :class:`ConstValue`s (constant folding at import).
+        """
+        spec = get_spec(op_name)
+        if spec is None:
+            raise self.error(self.node, f"internal: no op spec for '{op_name}'")
+        full = with_defaults(spec, dict(attrs or {}))
+        stored = {k: v for k, v in full.items() if v is not None}
+        types = [None if x is None else x.type for x in inputs]
+        # Optional inputs are trailing in specs; an absent middle one cannot be expressed.
+        while types and types[-1] is None:
+            types.pop()
+            inputs = list(inputs)[:-1]
+        if any(t is None for t in types):
+            raise self.error(self.node, f"'{op_name}' got an absent input before a present one")
+        result_types = self._result_types(spec, op_name, types, full, n_results)
+        arrays = [self._const_array(x) for x in inputs]
+        if all(a is not None for a in arrays) and all(t.numel <= MAX_FOLD_ELEMENTS for t in result_types):
+            from ..runtime.reference import get_reference
+            ref = get_reference(op_name)
+            if ref is not None:
+                try:
+                    outs = ref(arrays, full)
+                except CompileError:
+                    raise
+                except (ValueError, IndexError, TypeError, ZeroDivisionError, OverflowError) as e:
+                    raise self.error(self.node, f"cannot evaluate '{op_name}' on constants: {e}") from None
+                return [ConstValue(np.asarray(o).astype(np_dtype(t.dtype), copy=False).reshape(t.shape))
+                        for o, t in zip(outs, result_types)]
+        operands = [self.value(x) for x in inputs]
+        op = self.builder.create(op_name, operands, result_types, stored)
+        return list(op.results)
+
+    def _result_types(self, spec, op_name, types, attrs, n_results) -> list:
+        if spec.result_type is None:
+            raise self.error(self.node, f"internal: '{op_name}' has no result-type rule")
+        rule = get_rule(spec.result_type)
+        if rule is None:
+            raise self.error(self.node, f"internal: unknown result-type rule '{spec.result_type}'")
+        try:
+            out = list(rule(types, attrs))
+        except CompileError as e:
+            raise self.error(self.node, e.diagnostic.message) from None
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
+            raise self.error(self.node, f"invalid '{op_name}': {e}") from None
+        for t in out:
+            if any(d is None or d < 0 or d >= MAX_DIM for d in t.shape):
+                raise self.error(self.node, f"'{op_name}' would produce an invalid shape {list(t.shape)}")
+        return out
+
+    # --- cleanup -------------------------------------------------------------------------------------
+    def _drop_dead_constants(self, block: Block) -> None:
+        """Constants read only by ops that were folded away leave no trace (and no weights)."""
+        for op in list(block.ops):
+            if op.name == "tile.const" and not op.result.uses:
+                op.erase()
+        live = {op.attributes["value"].name for op in block.ops
+                if op.name == "tile.const" and not isinstance(op.attributes["value"], DenseAttr)}
+        weights = module_weights(self.module)
+        for op in list(self.module.body.ops):
+            if op.name == "tile.weight" and op.sym_name not in live:
+                op.erase()
+                weights.pop(op.sym_name, None)
+
+
+def snake_op_name(op_type: str) -> str:
+    """``LayerNormalization`` → ``layer_norm``: the graph dialect's op name for an ONNX op type."""
+    return _snake(op_type.replace("Normalization", "Norm"))

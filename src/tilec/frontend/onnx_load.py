@@ -1,0 +1,148 @@
+"""Loading ONNX files safely: protobuf parsing, external data and tensor decoding with checked sizes.
+
+``onnx.load`` follows external-data locations wherever they point (CVE-2024-27318/27319), so tilec loads
+the protobuf without external data and reads each external tensor itself: the location must be a relative
+path that stays inside the model's folder (no ``..``, no absolute path, no symlink out of it), and the
+offset/length must lie inside the file. Every size read from the file is checked before anything is
+allocated from it.
+"""
+from __future__ import annotations
+
+import os
+from math import prod
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from ..ir.diagnostics import CompileError
+
+# Larger dims or tensors than this are treated as a corrupt or hostile file, not a model.
+MAX_DIM = 1 << 31
+MAX_ELEMENTS = 1 << 32
+
+# ONNX element type -> IR element type (the types tilec carries; see ir.types.DTYPES).
+ONNX_TO_IR = {
+    TensorProto.FLOAT: "f32", TensorProto.FLOAT16: "f16", TensorProto.BFLOAT16: "bf16",
+    TensorProto.DOUBLE: "f64", TensorProto.INT64: "i64", TensorProto.INT32: "i32",
+    TensorProto.INT8: "i8", TensorProto.UINT8: "u8", TensorProto.BOOL: "bool",
+}
+IR_TO_ONNX = {v: k for k, v in ONNX_TO_IR.items()}
+
+
+def onnx_type_name(elem_type: int) -> str:
+    try:
+        return TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:
+        return f"type #{elem_type}"
+
+
+def ir_dtype(elem_type: int, what: str, file: str | None) -> str:
+    """The IR dtype of an ONNX element type, or a CompileError naming ``what``."""
+    dt = ONNX_TO_IR.get(elem_type)
+    if dt is None:
+        raise CompileError(f"{what} has element type {onnx_type_name(elem_type)}, which tilec does not "
+                           "support (supported: " + ", ".join(sorted(IR_TO_ONNX)) + ")", file)
+    return dt
+
+
+def load_model(source, filename: str | None = None) -> tuple[onnx.ModelProto, Path | None, str]:
+    """Parse ``source`` (path, bytes or ModelProto); returns (model, model folder or None, display name)."""
+    if isinstance(source, onnx.ModelProto):
+        return source, None, filename or "model.onnx"
+    if isinstance(source, (bytes, bytearray)):
+        return _parse(bytes(source), filename or "model.onnx"), None, filename or "model.onnx"
+    path = Path(source)
+    display = filename or path.name
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CompileError(f"cannot read model '{path}': {e.strerror or e}", display) from None
+    return _parse(data, display), path.resolve().parent, display
+
+
+def _parse(data: bytes, display: str) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception:  # protobuf raises DecodeError, or RuntimeWarning-ish errors from the C++ parser
+        raise CompileError("not a valid ONNX model (the protobuf cannot be parsed; is the file truncated?)",
+                           display) from None
+    if not model.HasField("graph") or not data:
+        raise CompileError("not a valid ONNX model (it has no graph)", display)
+    return model
+
+
+def check_dims(dims, what: str, file: str | None) -> tuple:
+    dims = tuple(int(d) for d in dims)
+    for d in dims:
+        if d < 0 or d >= MAX_DIM:
+            raise CompileError(f"{what} has an invalid dimension {d}", file)
+    if prod(dims) > MAX_ELEMENTS:
+        raise CompileError(f"{what} has {prod(dims)} elements, more than tilec accepts", file)
+    return dims
+
+
+def tensor_to_array(t: TensorProto, folder: Path | None, file: str | None, what: str) -> np.ndarray:
+    """Decode a TensorProto (loading external data safely); sizes are checked before decoding."""
+    name = f"{what} '{t.name}'" if t.name else what
+    dims = check_dims(t.dims, name, file)
+    dtype = ir_dtype(t.data_type, name, file)
+    if t.data_location == TensorProto.EXTERNAL:
+        t = _with_external_data(t, folder, file, name)
+    if t.HasField("raw_data"):
+        from ..ir.types import itemsize
+        want = prod(dims) * itemsize(dtype)
+        if len(t.raw_data) != want:
+            raise CompileError(f"{name} has {len(t.raw_data)} bytes of data, expected {want}", file)
+    try:
+        arr = numpy_helper.to_array(t)
+    except (ValueError, TypeError) as e:
+        raise CompileError(f"{name} cannot be decoded: {e}", file) from None
+    if tuple(arr.shape) != dims:
+        raise CompileError(f"{name} has {arr.size} values for shape {list(dims)}", file)
+    return arr
+
+
+def _with_external_data(t: TensorProto, folder: Path | None, file: str | None, name: str) -> TensorProto:
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    if folder is None:
+        raise CompileError(f"{name} uses external data, which needs the model to be loaded from a file", file)
+    if not location or os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location \
+            or ".." in Path(location.replace("\\", "/")).parts:
+        raise CompileError(f"{name} has external data location '{location}' outside the model's folder", file)
+    target = (folder / location).resolve()
+    if folder not in target.parents:
+        # A symlink inside the folder that points out of it.
+        raise CompileError(f"{name} has external data location '{location}' outside the model's folder", file)
+    try:
+        offset = int(info.get("offset", "0"))
+        length = int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise CompileError(f"{name} has a malformed external data offset/length", file) from None
+    try:
+        size = target.stat().st_size
+    except OSError:
+        raise CompileError(f"{name}: external data file '{location}' not found", file) from None
+    if not target.is_file():
+        raise CompileError(f"{name}: external data '{location}' is not a regular file", file)
+    if length is None:
+        length = size - offset
+    if offset < 0 or length < 0 or offset + length > size:
+        raise CompileError(f"{name}: external data offset {offset} / length {length} lie outside "
+                           f"'{location}' ({size} bytes)", file)
+    from ..ir.types import itemsize
+    want = prod(int(d) for d in t.dims) * itemsize(ONNX_TO_IR[t.data_type])
+    if length != want:
+        raise CompileError(f"{name}: external data has {length} bytes, expected {want}", file)
+    with open(target, "rb") as f:
+        f.seek(offset)
+        raw = f.read(length)
+    out = TensorProto()
+    out.CopyFrom(t)
+    del out.external_data[:]
+    out.data_location = TensorProto.DEFAULT
+    out.raw_data = raw
+    return out
