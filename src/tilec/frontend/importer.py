@@ -47,14 +47,17 @@ class ConstValue:
         return f"ConstValue({self.type})"
 
 
-def import_onnx(model_path_or_proto, input_shapes: dict | None = None, filename: str | None = None) -> Operation:
+def import_onnx(model_path_or_proto, input_shapes: dict | None = None, filename: str | None = None,
+                frozen_inputs: dict | None = None) -> Operation:
     """Import an ONNX model (path, bytes or ModelProto) into graph-level IR.
 
     ``input_shapes`` fixes dynamic input dimensions (``{"x": (1, 128)}``); ``filename`` overrides the name
-    used in locations and for the module. Raises :class:`CompileError` for anything tilec cannot import.
+    used in locations and for the module. ``frozen_inputs`` binds graph inputs to constant values (they
+    stop being arguments), for inputs tilec needs at compile time such as a Reduce's ``axes`` fed as a
+    graph input. Raises :class:`CompileError` for anything tilec cannot import.
     """
     model, folder, display = load_model(model_path_or_proto, filename)
-    ctx = ImportContext(model, folder, display, input_shapes or {})
+    ctx = ImportContext(model, folder, display, input_shapes or {}, frozen_inputs or {})
     return ctx.run()
 
 
@@ -74,12 +77,14 @@ def _snake(op_type: str) -> str:
 class ImportContext:
     """Import state and the API converters use: inputs, constants, attributes, emitting ops, errors."""
 
-    def __init__(self, model: onnx.ModelProto, folder: Path | None, file: str, input_shapes: dict):
+    def __init__(self, model: onnx.ModelProto, folder: Path | None, file: str, input_shapes: dict,
+                 frozen_inputs: dict | None = None):
         self.model = model
         self.graph = model.graph
         self.folder = folder
         self.file = file
         self.input_shapes = dict(input_shapes)
+        self.frozen_inputs = dict(frozen_inputs or {})
         self.opset = self._default_opset()
         self.module = new_module(Path(file).stem or "model")
         self.values: dict = {}          # ONNX tensor name -> Value | ConstValue
@@ -98,7 +103,7 @@ class ImportContext:
             raise CompileError("the model does not import the default ONNX opset", self.file)
         v = int(versions[0])
         newest = onnx.defs.onnx_opset_version()
-        if v < MIN_OPSET or v > newest:
+        if v < 1 or v > newest:
             raise CompileError(f"ONNX opset {v} is not supported (tilec accepts {MIN_OPSET} to {newest})",
                                self.file)
         return v
@@ -118,9 +123,15 @@ class ImportContext:
         for vi in g.input:
             if vi.name in initializers:
                 continue  # an initializer listed as input (IR < 4 style): a weight, not an argument
+            if vi.name in self.frozen_inputs:
+                dtype = ir_dtype(vi.type.tensor_type.elem_type, f"input '{vi.name}'", self.file)
+                arr = np.asarray(self.frozen_inputs.pop(vi.name)).astype(np_dtype(dtype), copy=False)
+                check_dims(arr.shape, f"input '{vi.name}'", self.file)
+                self.values[vi.name] = ConstValue(arr, source_name=vi.name)
+                continue
             args.append(self._input_type(vi))
             arg_names.append(vi.name)
-        unknown = sorted(set(self.input_shapes) - set(arg_names))
+        unknown = sorted((set(self.input_shapes) - set(arg_names) - set(self.values)) | set(self.frozen_inputs))
         if unknown:
             raise CompileError(f"--input-shape names unknown input(s): {', '.join(unknown)} "
                                f"(inputs: {', '.join(arg_names) or 'none'})", self.file)
@@ -272,6 +283,11 @@ class ImportContext:
         if conv is None:
             raise self.error(node, f"unsupported ONNX op '{node.op_type}'")
         fn, since = conv
+        if self.opset < MIN_OPSET and not _same_as_min_opset(node.op_type, self.opset):
+            # Before opset 7 ops had other semantics (e.g. Add's broadcast attribute); tilec accepts an
+            # older opset only for ops whose definition did not change since.
+            raise self.error(node, f"ONNX op '{node.op_type}' at opset {self.opset} is not supported "
+                                   f"(tilec supports opset {MIN_OPSET} and newer)")
         if self.opset < since:
             raise self.error(node, f"ONNX op '{node.op_type}' needs opset {since} or newer (the model uses "
                                    f"opset {self.opset})")
@@ -345,8 +361,10 @@ class ImportContext:
         if arr is None:
             if not self.has_input(node, i):
                 raise self.error(node, f"{node.op_type} needs its {what} input")
-            raise self.error(node, f"{node.op_type} {what} (input '{node.input[i]}') must be a constant at "
+            err = self.error(node, f"{node.op_type} {what} (input '{node.input[i]}') must be a constant at "
                                    "import time")
+            err.needs_constant = node.input[i]  # lets a caller freeze that graph input and retry
+            raise err
         return arr
 
     def input(self, node: onnx.NodeProto, i: int):
@@ -466,6 +484,15 @@ class ImportContext:
             if op.name == "tile.weight" and op.sym_name not in live:
                 op.erase()
                 weights.pop(op.sym_name, None)
+
+
+def _same_as_min_opset(op_type: str, opset: int) -> bool:
+    try:
+        old = onnx.defs.get_schema(op_type, opset, "")
+        new = onnx.defs.get_schema(op_type, MIN_OPSET, "")
+    except onnx.defs.SchemaError:
+        return False
+    return old.since_version == new.since_version
 
 
 def snake_op_name(op_type: str) -> str:

@@ -13,6 +13,8 @@ PASSES: dict = {
     "decompose": "decompose:Decompose",
     "cse": "cse:CSE",
     "dce": "dce:DCE",
+    "roller": "roller:Roller",
+    "lower-cuda": "lower_cuda:LowerCuda",
 }
 
 

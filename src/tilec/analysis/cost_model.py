@@ -1,0 +1,150 @@
+"""Roller's micro performance model (DESIGN §3): traffic, footprint, and the estimate of one rTile.
+
+- traffic Q(T): bytes of input tiles loaded plus the output tile stored, each row rounded up to 32-B
+  sectors, summed over blocks and reduce steps;
+- footprint F(T): shared memory for the staged input boxes (rows padded against bank conflicts) and
+  registers per thread;
+- estimate = waves × max(compute, memory) per wave.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..ir.types import itemsize
+from .hardware import GPUSpec
+from .tile_problem import TileProblem
+
+
+@dataclass(frozen=True)
+class RTile:
+    """Tile sizes: ``block`` per output axis (level 0), ``thread`` per output axis (level 1), and
+    ``step`` per reduce axis (the reduce tile staged per iteration)."""
+
+    block: tuple   # ((axis, size), ...) in out-axis order
+    thread: tuple
+    step: tuple    # ((axis, size), ...) in reduce-axis order
+
+    def as_attr(self) -> dict:
+        return {"block": dict(self.block), "thread": dict(self.thread), "step": dict(self.step)}
+
+    @staticmethod
+    def from_attr(attr: dict) -> "RTile":
+        return RTile(tuple(attr["block"].items()), tuple(attr["thread"].items()), tuple(attr["step"].items()))
+
+    def threads(self) -> int:
+        t = dict(self.thread)
+        return math.prod(b // t[a] for a, b in self.block)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    traffic_bytes: int
+    smem_bytes: int
+    regs_per_thread: int
+    threads: int
+    blocks: int
+    blocks_per_sm: int
+    waves: int
+    flops: int
+
+    def as_attr(self) -> dict:
+        return {"seconds": float(f"{self.seconds:.6g}"), "traffic_bytes": self.traffic_bytes,
+                "smem_bytes": self.smem_bytes, "regs_per_thread": self.regs_per_thread,
+                "threads": self.threads, "blocks": self.blocks, "waves": self.waves}
+
+
+def round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def box_dims(problem: TileProblem, access, ranges: dict) -> list:
+    from .index_map import access_box
+    shape = problem.input_shapes[problem.input_index(access)]
+    box = access_box(problem.expr, access, ranges)
+    # An interior tile's box (halo included), but never more than the whole input along a dim.
+    return [min(hi - lo, d) for (lo, hi), d in zip(box, shape)]
+
+
+def rows_bytes(dims: list, elem: int, sector: int) -> int:
+    """Bytes moved for a box of ``dims`` (row-major): each contiguous row rounds up to whole sectors."""
+    if not dims:
+        return round_up(elem, sector)
+    rows = math.prod(dims[:-1])
+    return rows * round_up(dims[-1] * elem, sector)
+
+
+def tile_ranges(problem: TileProblem, rt: RTile) -> dict:
+    ranges = {a: (0, s) for a, s in rt.block}
+    ranges.update({a: (0, s) for a, s in rt.step})
+    return ranges
+
+
+def smem_bytes(problem: TileProblem, rt: RTile, spec: GPUSpec) -> int:
+    """Shared memory for one step's staged input boxes; rows padded by one 4-B bank when they are a
+    multiple of the bank window (Roller's bank rule: pad = 32 banks × 4 B / dtype size elements)."""
+    ranges = tile_ranges(problem, rt)
+    total = 0
+    window = spec.smem_banks * spec.smem_bank_bytes
+    for acc in problem.staged_accesses:
+        elem = itemsize(problem.input_dtypes[problem.input_index(acc)])
+        dims = box_dims(problem, acc, ranges)
+        if dims and (dims[-1] * elem) % window == 0:
+            dims = dims[:-1] + [dims[-1] + max(1, spec.smem_bank_bytes // elem)]
+        total += math.prod(dims) * elem if dims else elem
+    return total
+
+
+def regs_per_thread(problem: TileProblem, rt: RTile) -> int:
+    """Accumulators for the thread's output tile, one fragment per input, plus addressing overhead."""
+    per_thread = math.prod(s for _, s in rt.thread) if rt.thread else 1
+    frags = sum(min(per_thread, 8) for _ in problem.staged_accesses)
+    return per_thread + frags + 24
+
+
+def traffic_bytes(problem: TileProblem, rt: RTile, spec: GPUSpec) -> int:
+    ranges = tile_ranges(problem, rt)
+    steps = math.prod(-(-problem.extents[a] // s) for a, s in rt.step) if rt.step else 1
+    per_step = 0
+    for acc in problem.staged_accesses:
+        elem = itemsize(problem.input_dtypes[problem.input_index(acc)])
+        per_step += rows_bytes(box_dims(problem, acc, ranges), elem, spec.sector_bytes)
+    out_dims = [s for _, s in rt.block]
+    out = rows_bytes(out_dims, problem.out_itemsize, spec.sector_bytes)
+    return (steps * per_step + out) * num_blocks(problem, rt)
+
+
+def num_blocks(problem: TileProblem, rt: RTile) -> int:
+    return math.prod(-(-problem.extents[a] // s) for a, s in rt.block) if rt.block else 1
+
+
+def peak_flops(problem: TileProblem, spec: GPUSpec) -> float:
+    if problem.input_dtypes and all(d in ("f16", "bf16") for d in problem.input_dtypes):
+        return spec.fp16_tensor_flops if problem.input_dtypes[0] == "f16" else (spec.bf16_tensor_flops or
+                                                                                spec.fp32_flops)
+    return spec.fp32_flops
+
+
+def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
+    """The model's time for ``rt``, or None when the tile does not fit the hardware."""
+    threads = rt.threads()
+    smem = smem_bytes(problem, rt, spec)
+    regs = regs_per_thread(problem, rt)
+    if threads > spec.max_threads_per_block or threads < 1 or smem > spec.smem_per_block_bytes \
+            or regs > spec.max_regs_per_thread:
+        return None
+    per_sm = min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
+                 spec.smem_per_sm_bytes // max(smem, 1), spec.regs_per_sm // (regs * threads))
+    if per_sm < 1:
+        return None
+    blocks = num_blocks(problem, rt)
+    waves = -(-blocks // (per_sm * spec.num_sms))
+    q = traffic_bytes(problem, rt, spec)
+    flops = problem.flops
+    # Per wave, at most per_sm × SMs blocks run; the tail wave costs as much as a full one.
+    in_flight = min(blocks, per_sm * spec.num_sms)
+    compute = flops / blocks * in_flight / peak_flops(problem, spec)
+    memory = q / blocks * in_flight / spec.dram_bytes_per_s
+    seconds = waves * max(compute, memory)
+    return Estimate(seconds, q, smem, regs, threads, blocks, per_sm, waves, flops)

@@ -1,0 +1,208 @@
+"""Roller's rTile construction (OSDI'22, DESIGN §3): build tiles from the memory hierarchy, don't search.
+
+1. Candidate sizes per axis are aligned (powers of two, warp/transaction multiples on the innermost axis,
+   the full extent) and waste at most ε of the axis to padding; ε rises 0, 0.2, … 1.0 only when no tile
+   fits.
+2. Level 0 (global → shared): start from the smallest aligned tile, grow the axis with the best data-reuse
+   score S_i = (Q(T) − Q(T'_i)) / (F(T'_i) − F(T)) while it fits, until the tile is compute-saturated.
+3. Level 1 (shared → registers): choose the thread tile so threads per block are a multiple of the warp,
+   growing the per-thread tile by register reuse while registers fit.
+4. Scale out: shrink along the least-reuse axis until the grid has at least one block per SM.
+5. Keep the top-k by the micro model's estimate.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..ir.types import itemsize
+from .cost_model import Estimate, RTile, estimate, smem_bytes, traffic_bytes
+from .hardware import GPUSpec
+from .tile_problem import TileProblem
+
+EPSILONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rtile: RTile
+    est: Estimate
+
+
+def padding_waste(extent: int, size: int) -> float:
+    return -(-extent // size) * size / extent - 1.0
+
+
+def axis_sizes(extent: int, eps: float, minimum: int = 1) -> list:
+    """Aligned sizes for an axis: powers of two below the extent, and the extent itself."""
+    sizes, s = [], 1
+    while s < extent:
+        sizes.append(s)
+        s *= 2
+    sizes.append(extent)
+    ok = [x for x in sizes if x >= min(minimum, extent) and padding_waste(extent, x) <= eps + 1e-9]
+    return ok or [extent]
+
+
+def thread_tiles(problem: TileProblem, block: dict, spec: GPUSpec) -> list:
+    """Level-1 candidates: per-thread tiles dividing the block tile with a warp-multiple thread count."""
+    axes = list(block)
+    options = []
+
+    def rec(i, cur):
+        if i == len(axes):
+            threads = math.prod(block[a] // cur[a] for a in axes) if axes else 1
+            if threads <= spec.max_threads_per_block and (threads % spec.warp_size == 0 or threads ==
+                                                           math.prod(block.values())):
+                options.append(dict(cur))
+            return
+        a = axes[i]
+        t = 1
+        while t <= min(block[a], 8):
+            if block[a] % t == 0:
+                cur[a] = t
+                rec(i + 1, cur)
+            t *= 2
+    rec(0, {})
+    return options
+
+
+class Roller:
+    """Constructs rTiles for one TileProblem on one GPU spec."""
+
+    def __init__(self, problem: TileProblem, spec: GPUSpec, topk: int = 8):
+        self.p = problem
+        self.spec = spec
+        self.topk = topk
+
+    # --- level 1 -----------------------------------------------------------------------------------
+    def best_thread_tile(self, block: dict, step: dict) -> Candidate | None:
+        best = None
+        for thread in thread_tiles(self.p, block, self.spec):
+            rt = RTile(tuple(block.items()), tuple(thread.items()), tuple(step.items()))
+            est = estimate(self.p, rt, self.spec)
+            if est is None:
+                continue
+            # Among equal estimates prefer more work per thread (register reuse) up to 8x8, then fewer threads.
+            key = (est.seconds, -math.prod(thread.values()), est.threads)
+            if best is None or key < best[0]:
+                best = (key, Candidate(rt, est))
+        return best[1] if best else None
+
+    # --- level 0 -----------------------------------------------------------------------------------
+    def construct(self) -> list:
+        for eps in EPSILONS:
+            found = self.construct_with(eps)
+            if found:
+                return found
+        # Nothing fits even at ε = 1: fall back to the smallest tile (one output per block).
+        block = {a: 1 for a in self.p.out_axes}
+        step = {a: 1 for a in self.p.reduce_axes}
+        rt = RTile(tuple(block.items()), tuple(block.items()), tuple(step.items()))
+        est = estimate(self.p, rt, self.spec)
+        return [Candidate(rt, est)] if est else []
+
+    def construct_with(self, eps: float) -> list:
+        p, spec = self.p, self.spec
+        sizes = {}
+        inner = p.out_axes[-1] if p.out_axes else None
+        for a in p.out_axes:
+            # The innermost output axis starts at one transaction of contiguous elements when it can.
+            minimum = spec.sector_bytes // p.out_itemsize if a == inner else 1
+            sizes[a] = axis_sizes(p.extents[a], eps, minimum)
+        for a in p.reduce_axes:
+            sizes[a] = axis_sizes(p.extents[a], eps)
+        cur = {a: sizes[a][0] for a in sizes}
+        seen: dict = {}
+        balance = self.machine_balance()
+
+        def evaluate(tile: dict):
+            key = tuple(sorted(tile.items()))
+            if key not in seen:
+                block = {a: tile[a] for a in p.out_axes}
+                step = {a: tile[a] for a in p.reduce_axes}
+                seen[key] = self.best_thread_tile(block, step)
+            return seen[key]
+
+        def q_and_f(tile: dict):
+            rt = RTile(tuple((a, tile[a]) for a in p.out_axes), tuple((a, 1) for a in p.out_axes),
+                       tuple((a, tile[a]) for a in p.reduce_axes))
+            return traffic_bytes(p, rt, spec), smem_bytes(p, rt, spec) + 1, rt
+
+        evaluate(cur)
+        while True:
+            q0, f0, rt0 = q_and_f(cur)
+            if self.intensity(rt0) >= balance:
+                break  # compute-saturated: a bigger tile no longer saves time, only occupancy
+            best = None
+            for a in sizes:
+                idx = sizes[a].index(cur[a])
+                if idx + 1 >= len(sizes[a]):
+                    continue
+                nxt = dict(cur)
+                nxt[a] = sizes[a][idx + 1]
+                q1, f1, rt1 = q_and_f(nxt)
+                if f1 > spec.smem_per_block_bytes or math.prod(nxt[x] for x in p.out_axes) > \
+                        spec.max_threads_per_block * 64:
+                    continue
+                score = (q0 - q1) / max(f1 - f0, 1)
+                if best is None or score > best[0]:
+                    best = (score, nxt)
+            if best is None or best[0] <= 0:
+                break
+            cur = best[1]
+            if evaluate(cur) is None:
+                break
+        cands = [c for c in seen.values() if c is not None]
+        cands += self.scale_out(cands)
+        cands.sort(key=lambda c: (c.est.seconds, c.est.traffic_bytes, str(c.rtile)))
+        unique, keys = [], set()
+        for c in cands:
+            if c.rtile not in keys:
+                keys.add(c.rtile)
+                unique.append(c)
+        return unique[: self.topk]
+
+    def scale_out(self, cands: list) -> list:
+        """Shrink tiles of grids smaller than the SM count along the least-reuse axis (Roller step 4)."""
+        out = []
+        for c in cands:
+            block = dict(c.rtile.block)
+            step = dict(c.rtile.step)
+            for _ in range(16):
+                if c.est.blocks >= self.spec.num_sms:
+                    break
+                axes = [a for a in block if block[a] > 1]
+                if not axes:
+                    break
+                # least reuse: halving it raises traffic the least
+                def cost(a):
+                    b = dict(block)
+                    b[a] = max(1, b[a] // 2)
+                    rt = RTile(tuple(b.items()), tuple((x, 1) for x in b), tuple(step.items()))
+                    return traffic_bytes(self.p, rt, self.spec)
+                a = min(axes, key=lambda x: (cost(x), x))
+                block[a] = max(1, block[a] // 2)
+                nc = self.best_thread_tile(block, step)
+                if nc is None:
+                    break
+                c = nc
+                out.append(nc)
+        return out
+
+    def intensity(self, rt: RTile) -> float:
+        q = traffic_bytes(self.p, rt, self.spec)
+        return self.p.flops / max(q, 1)
+
+    def machine_balance(self) -> float:
+        from .cost_model import peak_flops
+        return peak_flops(self.p, self.spec) / self.spec.dram_bytes_per_s
+
+
+def construct_rtiles(problem: TileProblem, spec: GPUSpec, topk: int = 8) -> list:
+    """Top-k rTile candidates for ``problem`` on ``spec``, best first."""
+    return Roller(problem, spec, topk).construct()
+
+
+def elem_bytes(problem: TileProblem) -> int:
+    return max([itemsize(d) for d in problem.input_dtypes] + [problem.out_itemsize])

@@ -1,0 +1,212 @@
+"""One C-style renderer for the kernel IR (tinygrad's ``CStyleLanguage`` idea).
+
+A :class:`CStyleLanguage` holds what differs between C dialects as data: the kernel prefix, the shared-memory
+qualifier, the barrier, the type map, the global load/store spellings and the conversions. :func:`render_body`
+walks a ``kernel.func`` region and prints one statement per kernel op. ``CUDA`` is the only language today;
+the emulator compiles the very same text.
+
+Identifiers that come from a model go through :func:`sanitize_identifier`, and text that goes into comments
+through :func:`safe_comment`, so no model string reaches the source unescaped.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# C and CUDA keywords, common macros and builtins that a model name must never shadow.
+RESERVED = frozenset("""
+auto break case char const continue default do double else enum extern float for goto if inline int long
+register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while
+bool true false class delete new namespace operator private protected public template this throw try catch
+typename using virtual friend mutable explicit export asm alignas alignof constexpr decltype noexcept nullptr
+static_assert thread_local char16_t char32_t wchar_t and or not xor bitand bitor compl and_eq or_eq xor_eq
+not_eq dynamic_cast static_cast const_cast reinterpret_cast typeid concept requires co_await co_return
+co_yield half float2 float4 int2 int4 dim3 threadIdx blockIdx blockDim gridDim warpSize main NULL
+INFINITY NAN min max abs exp log sqrt
+""".split())
+
+# Prefixes the lowering keeps for its own names (k_*: internals, ax_*: axes; tl_/TL_: the prelude).
+RESERVED_PREFIXES = ("k_", "ax_", "tl_", "TL_", "__")
+
+_BAD = re.compile(r"[^A-Za-z0-9_]")
+
+
+def sanitize_identifier(name: str, taken: set | None = None, fallback: str = "v") -> str:
+    """A C identifier for a model-derived ``name``: ``[A-Za-z_][A-Za-z0-9_]*``, no keyword, no reserved
+    prefix, and (when ``taken`` is given) not in ``taken``; the result is added to ``taken``."""
+    ident = _BAD.sub("_", name)[:48] or fallback
+    if ident[0].isdigit() or ident in RESERVED or ident.startswith(RESERVED_PREFIXES) or ident[0] == "_":
+        ident = f"{fallback}_{ident.lstrip('_')}" if ident.lstrip("_") else fallback
+    if taken is not None:
+        base, n = ident, 1
+        while ident in taken:
+            ident = f"{base}_{n}"
+            n += 1
+        taken.add(ident)
+    return ident
+
+
+_COMMENT_OK = re.compile(r"[^A-Za-z0-9 _+\-=,.:;()\[\]<>]")
+
+
+def safe_comment(text: str, limit: int = 160) -> str:
+    """Text safe inside a ``//`` comment: no newline, backslash, ``/`` or ``*`` (so never ``*/``) survives."""
+    return _COMMENT_OK.sub("?", text)[:limit]
+
+
+@dataclass(frozen=True)
+class CStyleLanguage:
+    """The spelling of one C dialect. Subclass or ``dataclasses.replace`` to make another."""
+
+    kernel_prefix: str = 'extern "C" __global__ void'
+    launch_bounds: str = "__launch_bounds__({threads}) "
+    smem_prefix: str = "__shared__ "
+    barrier: str = "__syncthreads();"
+    restrict: str = " __restrict__"
+    load: str = "TL_LD({buf}, {idx})"
+    store: str = "TL_ST({buf}, {idx}, {val});"
+    load4: str = "TL_LD4({buf}, {idx})"
+    store4: str = "TL_ST4({buf}, {idx}, {val});"
+    shfl_xor: str = "__shfl_xor_sync(0xffffffffu, {val}, {lane})"
+    type_map: dict = field(default_factory=lambda: {
+        "f32": "float", "f16": "__half", "bf16": "__nv_bfloat16", "f64": "double", "i64": "long long",
+        "i32": "int", "i8": "signed char", "u8": "unsigned char", "bool": "bool", "f32x4": "float4"})
+
+    def ctype(self, dtype: str) -> str:
+        return self.type_map[dtype]
+
+    def convert(self, expr: str, src: str, dst: str) -> str:
+        """``expr`` of element type ``src`` as a ``dst`` value (half types go through float)."""
+        if src == dst:
+            return expr
+        if src == "f16":
+            return self.convert(f"__half2float({expr})", "f32", dst)
+        if src == "bf16":
+            return self.convert(f"__bfloat162float({expr})", "f32", dst)
+        if dst == "f16":
+            return f"__float2half({self.convert(expr, src, 'f32')})"
+        if dst == "bf16":
+            return f"__float2bfloat16({self.convert(expr, src, 'f32')})"
+        if dst == "bool":
+            return f"(({expr}) != 0)"
+        return f"(({self.ctype(dst)})({expr}))"
+
+    def combine(self, how: str, dtype: str, a: str, b: str) -> str:
+        """The reduction combiner ``how`` (sum | max | min | prod) applied to ``a`` and ``b``."""
+        if how == "sum":
+            return f"{a} + {b}"
+        if how == "prod":
+            return f"{a} * {b}"
+        if how in ("max", "min"):
+            if dtype in ("f32", "f16", "bf16"):
+                return f"f{how}f({a}, {b})"
+            if dtype == "f64":
+                return f"f{how}({a}, {b})"
+            cmp = ">" if how == "max" else "<"
+            return f"(({a}) {cmp} ({b}) ? ({a}) : ({b}))"
+        raise ValueError(f"unknown combiner '{how}'")
+
+
+CUDA = CStyleLanguage()
+
+
+def render_body(func_op, lang: CStyleLanguage = CUDA) -> list:
+    """The kernel body of ``func_op`` (a ``kernel.func``) as C lines, indented one level."""
+    buffers = {p["name"]: p["dtype"] for p in func_op.attributes["params"]}
+    lines: list = []
+    _Renderer(lang, buffers, lines).block(func_op.body, 1)
+    return lines
+
+
+class _Renderer:
+    def __init__(self, lang: CStyleLanguage, buffers: dict, lines: list):
+        self.lang = lang
+        self.buffers = buffers
+        self.lines = lines
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("  " * depth + text)
+
+    def block(self, block, depth: int) -> None:
+        for op in block.ops:
+            getattr(self, "op_" + op.name.split(".", 1)[1])(op, op.attributes, depth)
+
+    def op_shared(self, op, a, d):
+        dims = "".join(f"[{n}]" for n in a["dims"])
+        self.emit(d, f"{self.lang.smem_prefix}{self.lang.ctype(a['dtype'])} {a['name']}{dims};")
+
+    def op_local(self, op, a, d):
+        dims = a.get("dims", [])
+        ctype = self.lang.ctype(a["dtype"])
+        init = a.get("init")
+        if not dims:
+            self.emit(d, f"{ctype} {a['name']}" + (f" = {init};" if init is not None else ";"))
+            return
+        self.emit(d, f"{ctype} {a['name']}[{dims[0]}];")
+        if init is not None:
+            self.emit(d, "#pragma unroll")
+            self.emit(d, f"for (int k_z = 0; k_z < {dims[0]}; ++k_z) {a['name']}[k_z] = {init};")
+
+    def op_let(self, op, a, d):
+        const = "const " if a.get("const", True) else ""
+        self.emit(d, f"{const}{self.lang.ctype(a['dtype'])} {a['name']} = {a['value']};")
+
+    def op_assign(self, op, a, d):
+        self.emit(d, f"{a['target']} = {a['value']};")
+
+    def op_for(self, op, a, d):
+        unroll = a.get("unroll", 0)
+        if unroll == -1:
+            self.emit(d, "#pragma unroll")
+        elif unroll > 0:
+            self.emit(d, f"#pragma unroll {unroll}")
+        var, step = a["var"], a.get("step", 1)
+        inc = f"++{var}" if step == 1 else f"{var} += {step}"
+        self.emit(d, f"for (int {var} = {a['lo']}; {var} < {a['hi']}; {inc}) {{")
+        self.block(op.regions[0].block, d + 1)
+        self.emit(d, "}")
+
+    def op_if(self, op, a, d):
+        self.emit(d, f"if ({a['cond']}) {{")
+        self.block(op.regions[0].block, d + 1)
+        if op.regions[1].block.ops:
+            self.emit(d, "} else {")
+            self.block(op.regions[1].block, d + 1)
+        self.emit(d, "}")
+
+    def op_barrier(self, op, a, d):
+        self.emit(d, self.lang.barrier)
+
+    def op_load(self, op, a, d):
+        buf, vec = a["buffer"], a.get("vec", 1)
+        if vec == 4:
+            value = self.lang.load4.format(buf=buf, idx=a["index"])
+        else:
+            value = self.lang.convert(self.lang.load.format(buf=buf, idx=a["index"]), self.buffers[buf], a["dtype"])
+        pred = a.get("pred")
+        if pred:
+            value = f"({pred}) ? {value} : ({a.get('other', '0')})"
+        self.emit(d, f"{a['target']} = {value};")
+
+    def op_store(self, op, a, d):
+        buf, vec = a["buffer"], a.get("vec", 1)
+        if vec == 4:
+            text = self.lang.store4.format(buf=buf, idx=a["index"], val=a["value"])
+        else:
+            dtype = self.buffers[buf]
+            val = self.lang.convert(a["value"], compute_dtype(dtype), dtype)
+            text = self.lang.store.format(buf=buf, idx=a["index"], val=val)
+        pred = a.get("pred")
+        self.emit(d, f"if ({pred}) {text}" if pred else text)
+
+    def op_warp_reduce(self, op, a, d):
+        var, width = a["var"], a.get("width", 32)
+        other = self.lang.shfl_xor.format(val=var, lane="k_o")
+        self.emit(d, "#pragma unroll")
+        self.emit(d, f"for (int k_o = {width // 2}; k_o > 0; k_o >>= 1) "
+                     f"{var} = {self.lang.combine(a['combine'], a['dtype'], var, other)};")
+
+
+def compute_dtype(dtype: str) -> str:
+    """The type kernels compute a ``dtype`` value in: half types widen to f32 (fp32 accumulation)."""
+    return "f32" if dtype in ("f16", "bf16") else dtype

@@ -1,0 +1,70 @@
+"""emit-cuda: one ``kernel.func`` → the complete ``.cu`` text (prelude + one ``extern "C" __global__`` kernel).
+
+The text is a pure function of the op, so the same module always gives byte-identical sources. The prelude
+(``cuda_prelude.h``, shipped beside this file) comes first: it defines ``TL_LD``/``TL_ST`` and friends, the
+only way a kernel touches global memory, which is how the emulator counts bytes.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+from ..ir.diagnostics import CompileError
+from .cstyle import CUDA, CStyleLanguage, render_body, safe_comment, sanitize_identifier
+
+PRELUDE_PATH = Path(__file__).with_name("cuda_prelude.h")
+
+
+@functools.lru_cache(maxsize=None)
+def prelude_text() -> str:
+    """The text every emitted kernel starts with."""
+    if not PRELUDE_PATH.is_file():
+        raise CompileError(f"the CUDA prelude is missing: {PRELUDE_PATH}")
+    return PRELUDE_PATH.read_text()
+
+
+def kernel_signature(op, lang: CStyleLanguage = CUDA) -> str:
+    """``extern "C" __global__ void __launch_bounds__(N) name(const float* __restrict__ A, ...)``."""
+    threads = math.prod(op.attributes["block"])
+    params = []
+    for p in op.attributes["params"]:
+        const = "const " if p["role"] == "in" else ""
+        params.append(f"{const}{lang.ctype(p['dtype'])}*{lang.restrict} {p['name']}")
+    bounds = lang.launch_bounds.format(threads=threads)
+    return f"{lang.kernel_prefix} {bounds}{kernel_name(op)}({', '.join(params)})"
+
+
+def kernel_name(op) -> str:
+    name = op.sym_name
+    if sanitize_identifier(name) != name:
+        raise CompileError.at(f"kernel name '{safe_comment(name)}' is not a sanitised C identifier", op.loc)
+    return name
+
+
+def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
+    """The complete CUDA source of one ``kernel.func`` op."""
+    for p in op.attributes["params"]:
+        if sanitize_identifier(p["name"]) != p["name"]:
+            raise CompileError.at(f"kernel parameter '{safe_comment(p['name'])}' is not a sanitised identifier",
+                                  op.loc)
+    lines = [prelude_text().rstrip("\n"), ""]
+    a = op.attributes
+    lines.append(f"// tilec kernel {kernel_name(op)}: kind {safe_comment(a.get('kind', '?'))}, "
+                 f"grid {list(a['grid'])}, block {list(a['block'])}")
+    if "origin" in a:
+        lines.append(f"// origin: {safe_comment(a['origin'])}")
+    if "expr" in a:
+        lines.append(f"// expr: {safe_comment(a['expr'])}")
+    lines.append(kernel_signature(op, lang) + " {")
+    if "source" in a:
+        lines.extend("  " + ln if ln else "" for ln in a["source"].strip("\n").split("\n"))
+    else:
+        lines.extend(render_body(op, lang))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def emit_module(module, lang: CStyleLanguage = CUDA) -> dict:
+    """``{kernel name: source}`` for every ``kernel.func`` in ``module``, in module order."""
+    return {op.sym_name: emit_kernel(op, lang) for op in module.body.ops if op.name == "kernel.func"}

@@ -1,0 +1,111 @@
+"""Elementwise / broadcast kernels (any ``=`` expression): one thread per output element, or four per thread
+with float4 loads and stores when the innermost axis is contiguous and aligned."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .builder import KernelBuilder, unflatten
+from .context import ComputeContext
+
+THREADS = 256
+
+
+def lower_elementwise(ctx: ComputeContext, name: str):
+    """The ``kernel.func`` for an expression without reduce axes."""
+    total = math.prod(ctx.out_shape)
+    vec = 4 if _can_vectorize(ctx) else 1
+    threads = THREADS if total >= THREADS * vec else max(32, -(-total // vec // 32) * 32)
+    grid = max(1, -(-total // (threads * vec)))
+    kb = KernelBuilder()
+    cast = "(long long)" if ctx.idx_t == "i64" else ""
+    kb.let("k_t", ctx.idx_t, f"{cast}blockIdx.x * {threads} + threadIdx.x")
+    if vec == 4:
+        _vector_body(ctx, kb, total)
+    else:
+        with kb.cond(f"k_t < {total}"):
+            _scalar_body(ctx, kb, "k_t")
+    return kb.func(name, [grid], [threads], ctx.params(), kind="elementwise",
+                   flops=ctx.flops(), bytes_modelled=_bytes(ctx, vec))
+
+
+def _scalar_body(ctx: ComputeContext, kb: KernelBuilder, flat: str) -> None:
+    unflatten(kb, flat, [ctx.axis_var(a) for a in ctx.out_axes], [ctx.extents[a] for a in ctx.out_axes],
+              ctx.idx_t)
+    names = {}
+    for j, acc in enumerate(ctx.distinct_accesses()):
+        names[ctx.access_key(acc)] = f"k_v{j}"
+        ctx.load_access(kb, acc, f"k_v{j}")
+    value = ctx.renderer(lambda a: names[ctx.access_key(a)])(ctx.expr.body)
+    kb.store(ctx.out_name, flat, value)
+
+
+def _can_vectorize(ctx: ComputeContext) -> bool:
+    """float4 when everything is f32, the innermost axis has a multiple-of-4 extent, and every access either
+    ignores it or indexes its innermost (contiguous, aligned) dim with exactly it."""
+    if not ctx.out_axes or ctx.out_dtype != "f32" or any(d != "f32" for d in ctx.dtypes):
+        return False
+    inner = ctx.out_axes[-1]
+    if ctx.extents[inner] % 4 or math.prod(ctx.out_shape) < 4 * THREADS:
+        return False
+    for acc in ctx.expr.accesses:
+        uses = [_mentions(ix, inner) for ix in acc.indices]
+        if not any(uses):
+            continue
+        last = acc.indices[-1] if acc.indices else None
+        shape = ctx.shapes[ctx.input_of(acc)]
+        if (type(last).__name__ != "AxisRef" or last.name != inner or any(uses[:-1])
+                or shape[-1] != ctx.extents[inner]):
+            return False
+    return True
+
+
+def _mentions(node, axis: str) -> bool:
+    if type(node).__name__ == "AxisRef":
+        return node.name == axis
+    return any(_mentions(c, axis) for c in _children(node))
+
+
+def _children(node):
+    for f in dataclasses.fields(node):
+        v = getattr(node, f.name)
+        if isinstance(v, (list, tuple)):
+            yield from (x for x in v if dataclasses.is_dataclass(x))
+        elif dataclasses.is_dataclass(v):
+            yield v
+
+
+def _vector_body(ctx: ComputeContext, kb: KernelBuilder, total: int) -> None:
+    inner = ctx.out_axes[-1]
+    with kb.cond(f"k_t < {total // 4}"):
+        kb.let("k_e", ctx.idx_t, "k_t * 4")
+        unflatten(kb, "k_e", [ctx.axis_var(a) for a in ctx.out_axes], [ctx.extents[a] for a in ctx.out_axes],
+                  ctx.idx_t)
+        names = {}
+        for j, acc in enumerate(ctx.distinct_accesses()):
+            key = ctx.access_key(acc)
+            if any(_mentions(ix, inner) for ix in acc.indices):
+                index, pred = ctx.index_and_pred(acc)
+                pad = ctx.literal(ctx.pad, "f32")
+                kb.local(f"k_v{j}", "f32x4")
+                kb.load(f"k_v{j}", "f32x4", ctx.names[acc.tensor], index, pred or None,
+                        f"make_float4({pad}, {pad}, {pad}, {pad})", vec=4)
+                names[key] = [f"k_v{j}.{c}" for c in "xyzw"]
+            else:
+                ctx.load_access(kb, acc, f"k_v{j}")
+                names[key] = [f"k_v{j}"] * 4
+        lanes = [ctx.renderer(lambda a, c=c: names[ctx.access_key(a)][c])(ctx.expr.body) for c in range(4)]
+        kb.store(ctx.out_name, "k_e", f"make_float4({', '.join(lanes)})", vec=4)
+
+
+def _bytes(ctx: ComputeContext, vec: int) -> int:
+    """Every thread loads each access once per element (vector or not): exact for in-bounds accesses, an
+    upper bound where a predicate skips padded ones."""
+    from ...ir.types import itemsize
+    total = math.prod(ctx.out_shape)
+    per = sum(itemsize(ctx.dtypes[ctx.input_of(a)]) for a in ctx.distinct_accesses())
+    if vec == 4:
+        inner = ctx.out_axes[-1]
+        per = sum(itemsize(ctx.dtypes[ctx.input_of(a)]) * (1 if any(_mentions(i, inner) for i in a.indices) else 0.25)
+                  for a in ctx.distinct_accesses())
+    return int(total * per) + ctx.out_bytes()

@@ -1,0 +1,275 @@
+"""The generic tiled kernel for contractions, convolutions and pooling.
+
+A block computes a ``block`` tile of the output axes; each thread a ``thread`` tile of it, its elements
+strided across the block (coalesced stores, conflict-free shared reads). The reduce axes are walked in
+``step`` tiles: per step every access's box (its affine image of the tile, so conv halos are included) is
+staged cooperatively in shared memory, out-of-bounds elements filled with ``pad``; a barrier; every thread
+folds its register tile from shared memory; a barrier. The epilogue stores the register tile.
+
+The config is a Roller ``rtile`` dict ``{"block": {axis: n}, "thread": {axis: n}, "step": {axis: n}}``;
+missing axes take 1 (block, thread) and the full extent clipped to 16 (step); with no ``rtile`` at all a
+default is constructed (:func:`default_config`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.types import itemsize
+from ..cstyle import CUDA
+from .builder import KernelBuilder, linearize, strides_of, unflatten
+from .cexpr import affine, affine_text
+from .context import ComputeContext
+
+SMEM_LIMIT = 48 * 1024        # static shared memory per block
+ENUMERATION_LIMIT = 4_000_000  # tile combinations enumerated exactly for bytes_modelled
+
+
+def tileable(ctx: ComputeContext) -> bool:
+    """Tiled kernels need a reduction whose every input index is affine in the axes."""
+    return ctx.combiner is not None and all(affine(ix) is not None for a in ctx.expr.accesses for ix in a.indices)
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def default_config(ctx: ComputeContext) -> dict:
+    """A sane rTile without Roller: ~1024 outputs per block (32 per axis, innermost first), ~256 threads,
+    a reduce step of about 32 points (innermost reduce axis first)."""
+    block, budget = {}, 1024
+    for a in reversed(ctx.out_axes):
+        b = min(_pow2_ceil(ctx.extents[a]), 32, budget)
+        block[a] = b
+        budget //= b
+    for a in reversed(ctx.out_axes):   # hand what is left to the innermost axes
+        grow = min(_pow2_ceil(ctx.extents[a]) // block[a], budget)
+        if grow > 1:
+            block[a] *= grow
+            budget //= grow
+    thread = {a: 1 for a in ctx.out_axes}
+    while math.prod(block.values()) // math.prod(thread.values()) > 256:
+        a = max(ctx.out_axes, key=lambda x: (block[x] // thread[x], ctx.out_axes.index(x)))
+        thread[a] *= 2
+    step, budget = {}, 32
+    for r in reversed(ctx.reduce_axes):
+        s = max(1, min(ctx.extents[r], budget))
+        step[r] = s
+        budget = max(1, budget // s)
+    cfg = {"block": {a: block[a] for a in ctx.out_axes}, "thread": thread, "step": step}
+    while _smem_bytes(ctx, cfg) > SMEM_LIMIT:
+        big = max(cfg["step"], key=lambda r: cfg["step"][r], default=None)
+        if big is None or cfg["step"][big] == 1:
+            break
+        cfg["step"][big] = -(-cfg["step"][big] // 2)
+    return cfg
+
+
+def resolve_config(ctx: ComputeContext, rtile: dict | None) -> dict:
+    if not rtile:
+        return default_config(ctx)
+    block = {a: int(rtile.get("block", {}).get(a, 1)) for a in ctx.out_axes}
+    thread = {a: int(rtile.get("thread", {}).get(a, 1)) for a in ctx.out_axes}
+    step = {r: int(rtile.get("step", {}).get(r, min(16, ctx.extents[r]))) for r in ctx.reduce_axes}
+    for a in ctx.out_axes:
+        if block[a] < 1 or thread[a] < 1 or block[a] % thread[a]:
+            raise ctx.fail(f"rtile: block tile {block[a]} of axis '{a}' is not a multiple of its thread tile "
+                           f"{thread[a]}")
+    if any(s < 1 for s in step.values()):
+        raise ctx.fail("rtile: reduce steps must be positive")
+    cfg = {"block": block, "thread": thread, "step": step}
+    threads = math.prod(block[a] // thread[a] for a in ctx.out_axes)
+    if threads > 1024:
+        raise ctx.fail(f"rtile needs {threads} threads per block (at most 1024)")
+    return cfg
+
+
+def _sizes(ctx: ComputeContext, cfg: dict) -> dict:
+    sizes = dict(cfg["block"])
+    sizes.update(cfg["step"])
+    return sizes
+
+
+def _box(ctx: ComputeContext, access, sizes: dict) -> list:
+    """Per input dim: (coefs, const, box extent, offset) where lo = const + Σ c·origin + offset."""
+    out = []
+    for ix in access.indices:
+        coefs, const = affine(ix)
+        extent = 1 + sum(abs(c) * (sizes[a] - 1) for a, c in coefs.items())
+        offset = sum(c * (sizes[a] - 1) for a, c in coefs.items() if c < 0)
+        out.append((coefs, const, extent, offset))
+    return out
+
+
+def _smem_dims(box: list) -> tuple:
+    """(rows, padded cols) of the staged box: rows padded by one element against bank conflicts."""
+    dims = [b[2] for b in box] or [1]
+    rows, cols = math.prod(dims[:-1]), dims[-1]
+    return rows, cols + (1 if rows > 1 and cols % 2 == 0 else 0)
+
+
+def _smem_bytes(ctx: ComputeContext, cfg: dict) -> int:
+    sizes = _sizes(ctx, cfg)
+    total = 0
+    for acc in ctx.distinct_accesses():
+        rows, cols = _smem_dims(_box(ctx, acc, sizes))
+        total += rows * cols * itemsize(ctx.load_dtype(acc))
+    return total
+
+
+def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
+    """The ``kernel.func`` of the generic tiled kernel for ``ctx`` with tile config ``rtile``."""
+    cfg = resolve_config(ctx, rtile)
+    B, T, S = cfg["block"], cfg["thread"], cfg["step"]
+    E = ctx.extents
+    sizes = _sizes(ctx, cfg)
+    if _smem_bytes(ctx, cfg) > SMEM_LIMIT:
+        raise ctx.fail(f"tile config needs {_smem_bytes(ctx, cfg)} B of shared memory (limit {SMEM_LIMIT})")
+    outs, reds = ctx.out_axes, ctx.reduce_axes
+    nblk = {a: -(-E[a] // B[a]) for a in outs}
+    tdim = {a: B[a] // T[a] for a in outs}
+    threads = math.prod(tdim.values())
+    it = ctx.idx_t
+    kb = KernelBuilder()
+    accesses = ctx.distinct_accesses()
+    boxes = [_box(ctx, acc, sizes) for acc in accesses]
+    for j, (acc, box) in enumerate(zip(accesses, boxes)):
+        kb.shared(f"k_s{j}", ctx.load_dtype(acc), _smem_dims(box))
+    origin = {a: f"k_o_{_n(a)}" for a in outs + reds}
+    unflatten(kb, "blockIdx.x", [f"k_b_{_n(a)}" for a in outs], [nblk[a] for a in outs], it)
+    for a in outs:
+        kb.let(origin[a], it, f"k_b_{_n(a)} * {B[a]}")
+    unflatten(kb, "threadIdx.x", [f"k_c_{_n(a)}" for a in outs], [tdim[a] for a in outs], "i32")
+    nacc = math.prod(T.values())
+    kb.local("k_acc", ctx.acc_dtype, [nacc], init=ctx.identity())
+
+    def reduce_loops(axes):
+        if axes:
+            with kb.loop(origin[axes[0]], 0, E[axes[0]], step=S[axes[0]]):
+                reduce_loops(axes[1:])
+            return
+        for j, (acc, box) in enumerate(zip(accesses, boxes)):
+            _stage(ctx, kb, j, acc, box, origin, threads)
+        kb.barrier()
+        _compute(ctx, kb, cfg, accesses, boxes, origin, tdim)
+        kb.barrier()
+
+    reduce_loops(reds)
+    _epilogue(ctx, kb, cfg, origin, tdim)
+    return kb.func(name, [math.prod(nblk.values())], [threads], ctx.params(), kind="tiled",
+                   flops=ctx.flops(), bytes_modelled=modelled_bytes(ctx, cfg),
+                   config={k: dict(v) for k, v in cfg.items()})
+
+
+def _n(axis: str) -> str:
+    return ComputeContext.axis_var(axis)[3:]
+
+
+def _stage(ctx, kb, j, acc, box, origin, threads) -> None:
+    """Cooperatively copy access ``j``'s box for the current block and step into ``k_s{j}``."""
+    shape = ctx.shapes[ctx.input_of(acc)]
+    dims = [b[2] for b in box]
+    n = math.prod(dims)
+    dtype = ctx.load_dtype(acc)
+    with kb.loop("k_e", "threadIdx.x", n, step=threads):
+        names = [f"k_d{i}" for i in range(len(dims))]
+        unflatten(kb, "k_e", names, dims, "i32")
+        gidx, preds = [], []
+        for i, ((coefs, const, _, offset), dim) in enumerate(zip(box, shape)):
+            lo = affine_text(coefs, const + offset, lambda a: origin[a])
+            g = f"k_g{i}"
+            kb.let(g, ctx.idx_t, f"{lo} + {names[i]}" if lo != "0" else names[i])
+            gidx.append(g)
+            preds.append(f"{g} >= 0 && {g} < {dim}")
+        rows = linearize(names[:-1], dims[:-1]) if len(dims) > 1 else "0"
+        col = names[-1] if dims else "0"
+        kb.load(f"k_s{j}[{rows}][{col}]", dtype, ctx.names[acc.tensor], linearize(gidx, shape),
+                " && ".join(preds) or None, ctx.literal(ctx.pad, dtype))
+
+
+def _compute(ctx, kb, cfg, accesses, boxes, origin, tdim) -> None:
+    B, T, S, E = cfg["block"], cfg["thread"], cfg["step"], ctx.extents
+    sizes = _sizes(ctx, cfg)
+    reds, outs = ctx.reduce_axes, ctx.out_axes
+    local = {a: ctx.axis_var(a) for a in outs + reds}
+    smem = {}
+    for j, (acc, box) in enumerate(zip(accesses, boxes)):
+        dims = [b[2] for b in box]
+        loc = [affine_text(coefs, -offset, lambda a: local[a]) for coefs, _, _, offset in box]
+        rows = linearize(loc[:-1], dims[:-1]) if len(dims) > 1 else "0"
+        smem[ctx.access_key(acc)] = f"k_s{j}[{rows}][{loc[-1] if loc else '0'}]"
+    body = ctx.renderer(lambda a: smem[ctx.access_key(a)], lambda a: local[a])(ctx.expr.body)
+
+    def red_loops(axes):
+        if not axes:
+            out_loops(outs, [])
+            return
+        r = axes[0]
+        with kb.loop(local[r], 0, S[r], unroll=-1 if S[r] <= 16 else 0):
+            guard = f"{origin[r]} + {local[r]} < {E[r]}" if E[r] % S[r] else ""
+            with kb.cond(guard):
+                red_loops(axes[1:])
+
+    def out_loops(axes, idx):
+        if not axes:
+            slot = linearize([f"k_i_{_n(a)}" for a in outs], [T[a] for a in outs])
+            kb.assign(f"k_acc[{slot}]", CUDA.combine(ctx.combiner, ctx.acc_dtype, f"k_acc[{slot}]", body))
+            return
+        a = axes[0]
+        with kb.loop(f"k_i_{_n(a)}", 0, T[a], unroll=-1):
+            kb.let(local[a], "i32", f"k_c_{_n(a)} + k_i_{_n(a)} * {tdim[a]}" if T[a] > 1 else f"k_c_{_n(a)}")
+            out_loops(axes[1:], idx)
+
+    red_loops(reds)
+    del sizes, B
+
+
+def _epilogue(ctx, kb, cfg, origin, tdim) -> None:
+    B, T, E = cfg["block"], cfg["thread"], ctx.extents
+    outs = ctx.out_axes
+
+    def loops(axes):
+        if axes:
+            a = axes[0]
+            with kb.loop(f"k_i_{_n(a)}", 0, T[a], unroll=-1):
+                local = f"k_c_{_n(a)} + k_i_{_n(a)} * {tdim[a]}" if T[a] > 1 else f"k_c_{_n(a)}"
+                kb.let(ctx.axis_var(a), ctx.idx_t, f"{origin[a]} + {local}")
+                loops(axes[1:])
+            return
+        slot = linearize([f"k_i_{_n(a)}" for a in outs], [T[a] for a in outs])
+        pred = " && ".join(f"{ctx.axis_var(a)} < {E[a]}" for a in outs if E[a] % B[a])
+        kb.store(ctx.out_name, linearize([ctx.axis_var(a) for a in outs], ctx.out_shape), f"k_acc[{slot}]",
+                 pred or None)
+
+    loops(outs)
+
+
+def modelled_bytes(ctx: ComputeContext, cfg: dict) -> int:
+    """Global bytes the kernel moves: per block and reduce step, the in-bounds elements of every staged box
+    (exact enumeration over the tile grid; per-dim counts multiply), plus the output once."""
+    sizes = _sizes(ctx, cfg)
+    axes = ctx.out_axes + ctx.reduce_axes
+    origins = {a: np.arange(0, ctx.extents[a], sizes[a], dtype=np.int64) for a in axes}
+    grid = [len(origins[a]) for a in axes]
+    total = 0
+    for acc in ctx.distinct_accesses():
+        box = _box(ctx, acc, sizes)
+        shape = ctx.shapes[ctx.input_of(acc)]
+        elem = itemsize(ctx.dtypes[ctx.input_of(acc)])
+        if math.prod(grid) <= ENUMERATION_LIMIT:
+            count = np.ones([1] * len(axes), dtype=np.int64)
+            for (coefs, const, extent, offset), dim in zip(box, shape):
+                lo = np.full([1] * len(axes), const + offset, dtype=np.int64)
+                for a, c in coefs.items():
+                    k = axes.index(a)
+                    lo = lo + c * origins[a].reshape([-1 if i == k else 1 for i in range(len(axes))])
+                count = count * np.clip(np.minimum(lo + extent, dim) - np.maximum(lo, 0), 0, None)
+            total += int(np.broadcast_to(count, grid).sum()) * elem
+        else:  # too many tiles to enumerate: interior boxes, clipped to the tensor
+            per = math.prod(min(b[2], d) for b, d in zip(box, shape))
+            total += per * math.prod(grid) * elem
+    return total + ctx.out_bytes()
+
+
+__all__ = ["default_config", "lower_tiled", "modelled_bytes", "resolve_config", "tileable", "strides_of"]

@@ -1,0 +1,38 @@
+"""``roller``: attach an rTile config to every ``tile.compute`` (Roller, OSDI'22; DESIGN §3).
+
+The chosen config goes in ``rtile``, the model's estimate in ``estimate``, and the other top-k configs in
+``alternatives``, so dumps show what Roller decided and why. ``lower-cuda`` honours ``rtile``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..analysis.hardware import DEFAULT_ARCH, get_arch
+from ..analysis.roller import construct_rtiles
+from ..analysis.tile_problem import TileProblem
+from ..ir.core import Operation
+from .base import ModulePass
+
+
+@dataclass
+class Roller(ModulePass):
+    """Construct rTile configs for every tile.compute from the hardware spec (no search)."""
+
+    name = "roller"
+    arch: str = DEFAULT_ARCH
+    topk: int = 8
+
+    def apply(self, module: Operation) -> None:
+        spec = get_arch(self.arch)
+        for op in module.walk():
+            if op.name != "tile.compute":
+                continue
+            problem = TileProblem.of(op)
+            cands = construct_rtiles(problem, spec, max(1, self.topk))
+            if not cands:
+                continue
+            best = cands[0]
+            op.attributes["rtile"] = best.rtile.as_attr()
+            op.attributes["estimate"] = dict(best.est.as_attr(), arch=spec.arch)
+            op.attributes["alternatives"] = [dict(c.rtile.as_attr(), seconds=float(f"{c.est.seconds:.6g}"))
+                                             for c in cands[1:]]
