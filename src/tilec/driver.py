@@ -19,9 +19,12 @@ from .passes.pipeline import PassManager, dump, parse_pipeline
 # Graph-level clean-up and decomposition every pipeline starts with.
 FRONT_PASSES = "canonicalize,infer-shapes,fold-constants,decompose,cse,dce"
 
+# Every pipeline ends here: tile.compute (and opaque ops with a hand-written kernel) become CUDA kernels.
+BACK_PASSES = "lower-cuda"
+
 # Pipeline name -> pass list. Each later compiler (roller, welder, rammer, grinder) extends the one before.
 PIPELINES: dict = {
-    "none": FRONT_PASSES,
+    "none": f"{FRONT_PASSES},{BACK_PASSES}",
 }
 DEFAULT_PIPELINE = "none"
 
@@ -46,9 +49,13 @@ class CompileResult:
 
 
 def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compile_to: str | None = None,
-                  pipeline: str = "default", input_shapes: dict | None = None) -> CompileResult:
+                  pipeline: str = "default", input_shapes: dict | None = None,
+                  check_ptx: bool = False) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
-    it is built in a temporary folder beside the target and renamed into place only when complete."""
+    it is built in a temporary folder beside the target and renamed into place only when complete
+    (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
+    with nvcc first and records what ptxas reports."""
+    from .backend.build import count_ops, module_text, write_build
     from .frontend.importer import import_onnx
     from .ir.verifier import verify
     start = time.perf_counter()
@@ -62,19 +69,23 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
         dump(module, dump_dir, 0, "import")
     if compile_to is not None:
         passes = passes[:names.index(compile_to)]
-    pm = PassManager(passes=passes, dump_dir=dump_dir)
-    pm.run(module)
-    elapsed = time.perf_counter() - start
-    n_ops = sum(1 for op in module.walk() if op.dialect in ("graph", "tile") and op.results)
+    # The IR just before lower-cuda is what the numpy backend runs on a build folder (kernels have no
+    # reference implementation), so the pipeline stops there for a snapshot.
+    cut = next((i for i, p in enumerate(passes) if p.name == "lower-cuda"), len(passes))
+    front = PassManager(passes=passes[:cut], dump_dir=dump_dir)
+    front.run(module)
+    reference = module_text(module) if cut < len(passes) else None
+    back = PassManager(passes=passes[cut:], dump_dir=dump_dir, first_index=cut + 1)
+    back.run(module)
+    records = front.records + back.records
+    n_ops = count_ops(module)
 
     def write(tmp: Path) -> None:
-        write_ir(module, str(tmp / "model.tir"))
-        report = {"model": os.path.basename(model), "pipeline": pipeline,
-                  "stages": [{"pass": r.name, "seconds": round(r.seconds, 6)} for r in pm.records],
-                  "totals": {"ops": n_ops, "compile_seconds": round(elapsed, 6)}}
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        write_build(module, tmp, model=os.path.basename(model), pipeline=pipeline,
+                    stages=[{"pass": r.name, "seconds": round(r.seconds, 6)} for r in records], start=start,
+                    check_ptx=check_ptx, reference=reference)
     atomic_build_dir(Path(build_dir), write)
-    return CompileResult(Path(build_dir), n_ops, [r.name for r in pm.records], elapsed)
+    return CompileResult(Path(build_dir), n_ops, [r.name for r in records], time.perf_counter() - start)
 
 
 def atomic_build_dir(target: Path, fill) -> None:
@@ -85,6 +96,9 @@ def atomic_build_dir(target: Path, fill) -> None:
         raise CompileError(f"build folder '{target}' exists and is not a folder")
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a build folder is an ordinary folder
         fill(tmp)
         old = None
         if target.exists():
@@ -122,9 +136,11 @@ def load_target(target: str, input_shapes: dict | None = None):
     from .ir.io import read_ir
     p = Path(target)
     if p.is_dir():
-        if not (p / "model.tir").exists():
-            raise CompileError(f"'{target}' is not a tilec build folder (no model.tir)")
-        return read_ir(str(p / "model.tir"))
+        # reference.tir is the IR before lower-cuda: model.tir's kernels have no numpy implementation.
+        for name in ("reference.tir", "model.tir"):
+            if (p / name).exists():
+                return read_ir(str(p / name))
+        raise CompileError(f"'{target}' is not a tilec build folder (no model.tir)")
     if p.suffix == ".onnx":
         from .frontend.importer import import_onnx
         return import_onnx(target, input_shapes or {})
@@ -133,12 +149,57 @@ def load_target(target: str, input_shapes: dict | None = None):
     raise CompileError(f"don't know how to run '{target}' (expected .onnx, .tir or a build folder)")
 
 
+BACKENDS = ("numpy", "emu", "cupy")
+
+
 def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = "numpy",
-               input_shapes: dict | None = None) -> dict:
-    from .runtime.interpreter import run_module
-    if backend != "numpy":
-        raise CompileError(f"unknown backend '{backend}' (available: numpy)")
-    module = load_target(target, input_shapes)
-    outputs = run_module(module, load_npz(inputs_path))
+               input_shapes: dict | None = None, report_path: str | None = None, emu_order: str = "normal",
+               cuda_graph: bool = False, repeat: int = 0) -> dict:
+    """Run ``target`` on the inputs in ``inputs_path`` and save the outputs. ``numpy`` runs any target with
+    the interpreter; ``emu`` and ``cupy`` execute a build folder's plan.json (``runtime/executor.py``) and,
+    with ``report_path``, write RUN.json. ``repeat`` > 0 adds whole-plan latencies over that many runs."""
+    if backend not in BACKENDS:
+        raise CompileError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
+    inputs = load_npz(inputs_path)
+    if backend == "numpy":
+        from .runtime.interpreter import run_module
+        start = time.perf_counter()
+        outputs = run_module(load_target(target, input_shapes), inputs)
+        seconds = time.perf_counter() - start
+        report = {"backend": "numpy", "totals": {"launches": 0, "global_bytes": None, "host_syncs": 0,
+                                                  "seconds": round(seconds, 9)}, "kernels": []}
+    else:
+        if not Path(target, "plan.json").is_file():
+            raise CompileError(f"--backend {backend} runs a build folder ('tilec compile' writes one); "
+                               f"'{target}' is not one")
+        ex = make_executor(target, backend, emu_order)
+        outputs = ex.run(inputs)
+        extra = {"order": emu_order} if backend == "emu" else {}
+        if repeat > 0:
+            from .runtime.executor import median
+            times = ex.time(inputs, repeat=repeat, cuda_graph=cuda_graph)
+            extra["latency"] = {"runs": repeat, "median_seconds": median(times), "min_seconds": min(times),
+                                "cuda_graph": cuda_graph}
+        elif cuda_graph:
+            raise CompileError("--cuda-graph times replays of the plan; give --repeat N too")
+        report = ex.report(extra)
     save_npz(outputs_path, outputs)
+    if report_path is not None:
+        from .backend.build import write_json
+        report["target"] = str(target)
+        write_json(Path(report_path), report)
     return outputs
+
+
+def make_executor(build_dir: str, backend: str, emu_order: str = "normal"):
+    """An Executor for ``build_dir`` on the ``emu`` or ``cupy`` device."""
+    from .runtime.executor import Executor
+    if backend == "emu":
+        from .runtime.emu_device import EmuDevice
+        device = EmuDevice(order=emu_order)
+    elif backend == "cupy":
+        from .runtime.cupy_device import CupyDevice
+        device = CupyDevice()
+    else:
+        raise CompileError(f"backend '{backend}' does not execute plans")
+    return Executor.from_build(build_dir, device)

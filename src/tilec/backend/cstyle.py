@@ -1,7 +1,7 @@
 """One C-style renderer for the kernel IR (tinygrad's ``CStyleLanguage`` idea).
 
-A :class:`CStyleLanguage` holds what differs between C dialects as data: the kernel prefix, the shared-memory
-qualifier, the barrier, the type map, the global load/store spellings and the conversions. :func:`render_body`
+A :class:`CStyleLanguage` holds what differs between C dialects as data: the kernel prefix, the shared-array
+declaration, the barrier, the type map, the global load/store spellings and the conversions. :func:`render_body`
 walks a ``kernel.func`` region and prints one statement per kernel op. ``CUDA`` is the only language today;
 the emulator compiles the very same text.
 
@@ -46,12 +46,13 @@ def sanitize_identifier(name: str, taken: set | None = None, fallback: str = "v"
     return ident
 
 
-_COMMENT_OK = re.compile(r"[^A-Za-z0-9 _+\-=,.:;()\[\]<>]")
+# Allowed in // comments: no newline or backslash (line continuation), no '?' (trigraphs like ??/).
+_COMMENT_OK = re.compile(r"[^A-Za-z0-9 _+\-*/%=,.:;()\[\]<>!&|^~]")
 
 
 def safe_comment(text: str, limit: int = 160) -> str:
-    """Text safe inside a ``//`` comment: no newline, backslash, ``/`` or ``*`` (so never ``*/``) survives."""
-    return _COMMENT_OK.sub("?", text)[:limit]
+    """Text safe inside a ``//`` line comment: anything that could end or extend it becomes ``_``."""
+    return _COMMENT_OK.sub("_", text)[:limit]
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class CStyleLanguage:
 
     kernel_prefix: str = 'extern "C" __global__ void'
     launch_bounds: str = "__launch_bounds__({threads}) "
-    smem_prefix: str = "__shared__ "
+    shared_decl: str = "TL_SHARED({type}, {name}, {dims});"
     barrier: str = "__syncthreads();"
     restrict: str = " __restrict__"
     load: str = "TL_LD({buf}, {idx})"
@@ -133,7 +134,7 @@ class _Renderer:
 
     def op_shared(self, op, a, d):
         dims = "".join(f"[{n}]" for n in a["dims"])
-        self.emit(d, f"{self.lang.smem_prefix}{self.lang.ctype(a['dtype'])} {a['name']}{dims};")
+        self.emit(d, self.lang.shared_decl.format(type=self.lang.ctype(a["dtype"]), name=a["name"], dims=dims))
 
     def op_local(self, op, a, d):
         dims = a.get("dims", [])

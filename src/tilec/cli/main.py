@@ -77,13 +77,15 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
 @click.option("--dump-dir", default=None, help="Write DIR/NN_<stage>.tir after each stage.")
 @click.option("--compile-to", default=None, metavar="STAGE", help="Stop after this stage.")
 @click.option("--pipeline", default="default", show_default=True, help="Which pipeline (see README).")
+@click.option("--check-ptx", is_flag=True,
+              help="Compile every kernel with nvcc -arch=sm_90 and record ptxas' registers/smem/spills.")
 @input_shape_option
 @guarded
-def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, input_shapes):
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, input_shapes):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
     result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
-                           input_shapes=parse_input_shapes(input_shapes))
+                           input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx)
     click.echo(result.summary())
 
 
@@ -91,13 +93,23 @@ def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, input_shapes):
 @click.argument("target")
 @click.option("--inputs", "inputs_path", required=True, help=".npz with one array per model input.")
 @click.option("--outputs", "outputs_path", required=True, help=".npz to write, one array per output.")
-@click.option("--backend", default="numpy", show_default=True, help="numpy (more with the backend).")
+@click.option("--backend", default="numpy", show_default=True,
+              help="numpy (interpreter), emu (CUDA emulator) or cupy (GPU); emu and cupy run a build folder.")
+@click.option("--report", "report_path", default=None, metavar="RUN.json",
+              help="Write launches, bytes, host syncs and per-kernel rows.")
+@click.option("--emu-order", default="normal", show_default=True,
+              type=click.Choice(["normal", "reverse", "shuffle"]), help="Block/thread order in the emulator.")
+@click.option("--cuda-graph", is_flag=True, help="Time the plan as a captured CUDA graph (cupy, with --repeat).")
+@click.option("--repeat", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Also time N more runs of the whole plan and report the median.")
 @input_shape_option
 @guarded
-def run_cmd(target, inputs_path, outputs_path, backend, input_shapes):
+def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, cuda_graph, repeat,
+            input_shapes):
     """Run a .onnx, a .tir or a build folder on the inputs in an .npz."""
     from ..driver import run_target
-    run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes))
+    run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
+               report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat)
 
 
 def main():

@@ -14,8 +14,8 @@ class KernelBuilder:
         self.body = Block()
         self.stack = [self.body]
 
-    def op(self, name: str, regions: int = 0, **attrs) -> Operation:
-        op = Operation(f"kernel.{name}", attributes={k: v for k, v in attrs.items() if v is not None},
+    def op(self, opname: str, regions: int = 0, **attrs) -> Operation:
+        op = Operation(f"kernel.{opname}", attributes={k: v for k, v in attrs.items() if v is not None},
                        regions=[Region() for _ in range(regions)])
         self.stack[-1].append(op)
         return op

@@ -1,0 +1,130 @@
+"""Writing a build folder (DESIGN §7) from a compiled module:
+
+    BUILD/model.tir        the final IR (parses back; its weights sidecar is weights.npz)
+    BUILD/reference.tir    the IR just before lower-cuda, which the numpy interpreter runs (ground truth)
+    BUILD/weights.npz      every weight buffer of the plan, by symbol name (inline constants: plan.const_key)
+    BUILD/kernels/K.cu     one CUDA source per kernel.func (K.cubin too with --check-ptx)
+    BUILD/plan.json        launches, buffers and host ops (backend/plan.py)
+    BUILD/report.json      totals and one row per kernel
+
+The caller (``driver.compile_model``) fills a temporary folder with :func:`write_build` and renames it into
+place, so a failure here (an emitter error, nvcc rejecting a kernel) leaves any previous build untouched.
+Key names in plan.json and report.json are an interface: scripts read them.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..ir.core import Operation
+from ..ir.printer import print_module
+from ..ir.weights import atomic_write_bytes, declared_weights
+from .plan import build_plan, lower_bound_bytes, weight_arrays
+
+WEIGHTS_FILE = "weights.npz"
+
+
+def kernel_funcs(module: Operation) -> list:
+    return [op for op in module.body.ops if op.name == "kernel.func"]
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stages: list, start: float,
+                check_ptx: bool = False, reference: str | None = None) -> dict:
+    """Fill folder ``out`` (see the module docstring); returns the report. ``start`` is the
+    ``time.perf_counter()`` of the compile's start, so ``compile_seconds`` covers emission and ptxas;
+    ``reference`` is :func:`module_text` of the module before lower-cuda (written as reference.tir)."""
+    from .emit import emit_kernel
+    out = Path(out)
+    (out / "kernels").mkdir(parents=True, exist_ok=True)
+    plan = build_plan(module)
+    sources = {k.sym_name: emit_kernel(k) for k in kernel_funcs(module)}
+    for name, text in sources.items():
+        atomic_write_bytes(out / "kernels" / f"{name}.cu", text.encode())
+    ptx = {}
+    if check_ptx and sources:
+        from .ptxas import check_kernels
+        ptx = check_kernels(sources, cubin_dir=out / "kernels")
+    _write_weights(module, plan, out)
+    if reference is not None:
+        atomic_write_bytes(out / "reference.tir", reference.encode("utf-8"))
+    write_json(out / "plan.json", plan)
+    report = make_report(module, plan, model=model, pipeline=pipeline, stages=stages, ptx=ptx)
+    report["ptxas_checked"] = bool(check_ptx)
+    report["totals"]["compile_seconds"] = round(time.perf_counter() - start, 6)
+    write_json(out / "report.json", report)
+    return report
+
+
+def _write_weights(module: Operation, plan: dict, out: Path) -> None:
+    """weights.npz doubles as model.tir's sidecar, so the weights are stored once."""
+    arrays = dict(weight_arrays(module, plan))
+    from ..ir.weights import module_weights
+    data = module_weights(module)
+    for op in declared_weights(module):  # declared but unused by @main (other functions, bodies)
+        if op.sym_name in data:
+            arrays.setdefault(op.sym_name, data[op.sym_name])
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(arrays[k]) for k in sorted(arrays)})
+    atomic_write_bytes(out / WEIGHTS_FILE, buf.getvalue())
+    atomic_write_bytes(out / "model.tir", module_text(module).encode("utf-8"))
+
+
+def module_text(module: Operation) -> str:
+    """The module printed with ``weights.npz`` as its sidecar (build folders store the weights once)."""
+    saved = module.attributes.get("tilec.weights")
+    if declared_weights(module):
+        module.attributes["tilec.weights"] = WEIGHTS_FILE
+    else:
+        module.attributes.pop("tilec.weights", None)
+    try:
+        return print_module(module)
+    finally:
+        if saved is None:
+            module.attributes.pop("tilec.weights", None)
+        else:
+            module.attributes["tilec.weights"] = saved
+
+
+def count_ops(module: Operation) -> int:
+    """Graph and tile ops with results, plus launches: the work a model does, whatever stage it is at."""
+    return sum(1 for op in module.walk()
+               if (op.dialect in ("graph", "tile") and op.results) or op.name == "kernel.launch")
+
+
+def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, stages: list,
+                ptx: dict | None = None) -> dict:
+    """report.json: ``totals`` (ops, kernels, launches, host_ops, global_bytes_modelled, lower_bound_bytes,
+    compile_seconds) and ``kernels``, one row per kernel.func in module order."""
+    ptx = ptx or {}
+    launches: dict = {}
+    for s in plan["steps"]:
+        if s["kind"] == "launch":
+            launches[s["kernel"]] = launches.get(s["kernel"], 0) + 1
+    rows = []
+    for k in kernel_funcs(module):
+        a = k.attributes
+        row = {"name": k.sym_name, "kind": a.get("kind", ""), "origin": a.get("origin", ""),
+               "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
+               "grid": list(a["grid"]), "block": list(a["block"]), "smem_dynamic": int(a.get("smem", 0)),
+               "launches": launches.get(k.sym_name, 0), "cu": f"kernels/{k.sym_name}.cu"}
+        if k.sym_name in ptx:
+            row["ptxas"] = ptx[k.sym_name].to_json()
+        rows.append(row)
+    modelled = sum(r["bytes_modelled"] * r["launches"] for r in rows)
+    totals = {"ops": count_ops(module), "kernels": len(rows), "launches": sum(launches.values()),
+              "host_ops": len(plan["host_ops"]), "global_bytes_modelled": modelled,
+              "lower_bound_bytes": lower_bound_bytes(plan), "arena_bytes": plan["arena_bytes"],
+              "compile_seconds": 0.0}
+    if ptx:
+        totals["max_registers"] = max(i.registers for i in ptx.values())
+        totals["spill_bytes"] = sum(i.spill_bytes for i in ptx.values())
+    return {"model": model, "pipeline": pipeline, "stages": stages, "totals": totals, "kernels": rows,
+            "host_ops": sorted(set(plan["host_ops"])), "ptxas_checked": bool(ptx)}

@@ -1,0 +1,58 @@
+// tilec CUDA prelude: the contract between the emitter and the runtimes (pasted verbatim atop every kernel).
+// Kernels touch global memory only through TL_LD/TL_ST/TL_LD4/TL_ST4, declare block-static shared arrays with
+// TL_SHARED and wait on other blocks only through tl_wait_geq/tl_signal, so the CPU emulator (TILEC_EMU, whose
+// header tilec_emu.h is force-included first) can count bytes, check bounds and yield where a GPU would spin.
+#ifndef TILEC_CUDA_PRELUDE_H
+#define TILEC_CUDA_PRELUDE_H
+#ifndef TILEC_EMU
+#ifndef TILEC_NO_HALF_HEADERS
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#endif
+
+// Global memory access: element index i of p (vector forms: 4 elements at index i, 16-byte aligned).
+#define TL_LD(p, i) ((p)[i])
+#define TL_ST(p, i, v) ((p)[i] = (v))
+#define TL_LD4(p, i) (*reinterpret_cast<const float4*>((p) + (i)))
+#define TL_ST4(p, i, v) (*reinterpret_cast<float4*>((p) + (i)) = (v))
+
+// A block-static shared array: TL_SHARED(float, As, [16][17]);
+#define TL_SHARED(type, name, dims) __shared__ type name dims
+
+// Spin until *flag >= value; the fence afterwards orders the reads that the flag guards (acquire).
+__device__ __forceinline__ void tl_wait_geq(volatile int* flag, int value) {
+  while (*flag < value) {
+  }
+  __threadfence();
+}
+
+// Publish everything written before, then raise the flag (release).
+__device__ __forceinline__ void tl_signal(int* flag, int value) {
+  __threadfence();
+  atomicExch(flag, value);
+}
+
+// CUDA has no float atomicMax/atomicMin; the emulator has them, so the GPU side gets the same via CAS.
+__device__ __forceinline__ float atomicMax(float* addr, float value) {
+  int* a = reinterpret_cast<int*>(addr);
+  int old = *a;
+  while (__int_as_float(old) < value) {
+    int seen = atomicCAS(a, old, __float_as_int(value));
+    if (seen == old) break;
+    old = seen;
+  }
+  return __int_as_float(old);
+}
+
+__device__ __forceinline__ float atomicMin(float* addr, float value) {
+  int* a = reinterpret_cast<int*>(addr);
+  int old = *a;
+  while (__int_as_float(old) > value) {
+    int seen = atomicCAS(a, old, __float_as_int(value));
+    if (seen == old) break;
+    old = seen;
+  }
+  return __int_as_float(old);
+}
+#endif  // TILEC_EMU
+#endif  // TILEC_CUDA_PRELUDE_H

@@ -1,0 +1,10 @@
+"""The CUDA emulator: run the very same generated ``.cu`` text on the CPU (DESIGN §7 ``emu``).
+
+``EmuModule(source)`` compiles the text with g++ and ``tilec_emu.h`` force-included (threads are fibers,
+blocks spread over OS threads, ``__shared__``, barriers, warp intrinsics, atomics, half types), then
+``launch`` runs a kernel on numpy arrays and returns the global bytes it loaded and stored.
+"""
+from .errors import EmuError
+from .module import EmuModule, LaunchStats
+
+__all__ = ["EmuError", "EmuModule", "LaunchStats"]

@@ -1,0 +1,236 @@
+// tilec emulator: the CUDA device API on top of the runtime (qualifiers, built-in indices, barriers, warp
+// intrinsics, atomics, fences) and the prelude's contract (TL_LD/TL_ST/TL_LD4/TL_ST4, TL_SHARED,
+// tl_wait_geq/tl_signal) with byte counting and bounds checking.
+#pragma once
+#include "emu_runtime.h"
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+#define __constant__
+#define __align__(n) __attribute__((aligned(n)))
+// Block-scope thread_local is static per OS thread, and a block's fibers share one OS thread; in concurrent
+// mode the runtime swaps these arrays per block. `extern __shared__ T x[]` becomes an extern thread_local
+// array that the runner defines with kSmemCap bytes.
+#define __shared__ thread_local
+#define warpSize 32
+#define threadIdx (tl_emu::tl_w->cur->tid)
+#define blockIdx (tl_emu::tl_w->cur->blk->bid)
+#define blockDim (tl_emu::tl_w->L->block)
+#define gridDim (tl_emu::tl_w->L->grid)
+
+namespace tl_emu {
+[[noreturn]] inline __attribute__((noinline)) void bad_access(const char* what, const void* p, size_t n) {
+  Worker* w = tl_w;
+  Fiber* f = w->cur;
+  fail(w,
+       "kernel %s: %s of %zu bytes at %p is outside every array argument (thread (%u,%u,%u) of block "
+       "(%u,%u,%u))",
+       w->L->name, what, n, p, f->tid.x, f->tid.y, f->tid.z, f->blk->bid.x, f->blk->bid.y, f->blk->bid.z);
+  abandon(w);
+}
+
+inline bool in_bounds(const Launch* L, const void* p, size_t n) {
+  uint64_t a = reinterpret_cast<uint64_t>(p);
+  for (int i = 0; i < L->nranges; ++i)
+    if (a >= L->ranges[2 * i] && a + n <= L->ranges[2 * i + 1]) return true;
+  return false;
+}
+
+template <class T>
+inline __attribute__((always_inline)) T ld(const T* p, long long i) {
+  Worker* w = tl_w;
+  w->ld += sizeof(T);
+  if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access("load", p + i, sizeof(T));
+  return p[i];
+}
+template <class T, class V>
+inline __attribute__((always_inline)) void st(T* p, long long i, const V& v) {
+  Worker* w = tl_w;
+  w->st += sizeof(T);
+  if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access("store", p + i, sizeof(T));
+  p[i] = v;
+}
+template <class T>
+inline float4 ld4(const T* p, long long i) {
+  Worker* w = tl_w;
+  const void* a = p + i;
+  w->ld += 16;
+  if (reinterpret_cast<uintptr_t>(a) & 15) bad_access("misaligned float4 load", a, 16);
+  if (w->L->check && !in_bounds(w->L, a, 16)) bad_access("float4 load", a, 16);
+  return *static_cast<const float4*>(a);
+}
+template <class T>
+inline void st4(T* p, long long i, const float4& v) {
+  Worker* w = tl_w;
+  void* a = p + i;
+  w->st += 16;
+  if (reinterpret_cast<uintptr_t>(a) & 15) bad_access("misaligned float4 store", a, 16);
+  if (w->L->check && !in_bounds(w->L, a, 16)) bad_access("float4 store", a, 16);
+  *static_cast<float4*>(a) = v;
+}
+
+template <class T>
+inline uint64_t pack(T v) {
+  static_assert(sizeof(T) <= 8, "warp shuffles move at most 8 bytes");
+  uint64_t u = 0;
+  memcpy(&u, &v, sizeof(T));
+  return u;
+}
+template <class T>
+inline T unpack(uint64_t u) {
+  T v;
+  memcpy(&v, &u, sizeof(T));
+  return v;
+}
+inline int lane_id() { return tl_w->cur->lane; }
+
+template <class F>
+inline float atomic_f32(float* a, F op) {
+  uint32_t* p = reinterpret_cast<uint32_t*>(a);
+  uint32_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+  for (;;) {
+    float nf = op(__uint_as_float(old));
+    if (__atomic_compare_exchange_n(p, &old, __float_as_uint(nf), false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+      return __uint_as_float(old);
+  }
+}
+}  // namespace tl_emu
+
+#define TL_LD(p, i) (tl_emu::ld((p), (long long)(i)))
+#define TL_ST(p, i, v) (tl_emu::st((p), (long long)(i), (v)))
+#define TL_LD4(p, i) (tl_emu::ld4((p), (long long)(i)))
+#define TL_ST4(p, i, v) (tl_emu::st4((p), (long long)(i), (v)))
+// One arena offset per declaration site (a thread-safe function-local static), the same for every block.
+#define TL_SHARED(type, name, dims)                                                      \
+  static const size_t name##_tl_emu_off = tl_emu::shared_register(sizeof(type dims));   \
+  type(&name) dims = *reinterpret_cast<type(*) dims>(tl_emu::block_arena() + name##_tl_emu_off)
+
+template <class T>
+inline T __ldg(const T* p) { return tl_emu::ld(p, 0); }
+
+inline void __syncthreads() {
+  tl_emu::Worker* w = tl_emu::tl_w;
+  tl_emu::Fiber* f = w->cur;
+  f->blk->at_barrier++;
+  w->progress++;
+  tl_emu::park(w, f, tl_emu::S_BARRIER);
+}
+inline int __syncthreads_count(int pred) {
+  tl_emu::tl_w->cur->blk->bar_accum += pred != 0;
+  __syncthreads();
+  return tl_emu::tl_w->cur->blk->bar_result;
+}
+inline int __syncthreads_or(int pred) { return __syncthreads_count(pred) != 0; }
+inline int __syncthreads_and(int pred) {
+  int n = tl_emu::tl_w->cur->blk->live;   // live threads when this barrier opens (all of them arrive)
+  return __syncthreads_count(pred) == n;
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) { tl_emu::warp_op(mask, tl_emu::W_SYNC, 0, 0); }
+inline unsigned __activemask() {
+  tl_emu::Fiber* f = tl_emu::tl_w->cur;
+  return f->blk->warps[f->warp].live;
+}
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+  return unsigned(tl_emu::warp_op(mask, tl_emu::W_BALLOT, pred != 0, 0));
+}
+inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+inline int __all_sync(unsigned mask, int pred) { return int(tl_emu::warp_op(mask, tl_emu::W_ALL, pred != 0, 0)); }
+
+template <class T>
+inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  int lane = tl_emu::lane_id();
+  int s = (lane & ~(width - 1)) + (src & (width - 1));
+  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+}
+template <class T>
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  int lane = tl_emu::lane_id();
+  int s = (lane & (width - 1)) + int(delta) < width ? lane + int(delta) : lane;
+  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+}
+template <class T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  int lane = tl_emu::lane_id();
+  int s = (lane & (width - 1)) >= int(delta) ? lane - int(delta) : lane;
+  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  int lane = tl_emu::lane_id();
+  int s = lane ^ lane_mask;
+  if (s >= (lane & ~(width - 1)) + width) s = lane;   // later groups are out of reach: own value
+  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+}
+
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_block() { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+inline void __nanosleep(unsigned) {}
+
+// Waits yield the fiber; the scheduler reports a deadlock when no waiter can ever get past its flag.
+inline void tl_wait_geq(volatile int* flag, int value) {
+  int* p = const_cast<int*>(flag);
+  if (__atomic_load_n(p, __ATOMIC_ACQUIRE) >= value) return;
+  tl_emu::Worker* w = tl_emu::tl_w;
+  tl_emu::Fiber* f = w->cur;
+  while (__atomic_load_n(p, __ATOMIC_ACQUIRE) < value) {
+    w->waiting.push_back(f);
+    tl_emu::park(w, f, tl_emu::S_WAIT);
+  }
+  w->progress++;
+}
+inline void tl_signal(int* flag, int value) { __atomic_store_n(flag, value, __ATOMIC_SEQ_CST); }
+
+// Atomics: real ones, since blocks run on several OS threads at once.
+#define TL_EMU_ATOMIC_INT(T)                                                                                 \
+  inline T atomicAdd(T* a, T v) { return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST); }                      \
+  inline T atomicSub(T* a, T v) { return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST); }                      \
+  inline T atomicAnd(T* a, T v) { return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST); }                      \
+  inline T atomicOr(T* a, T v) { return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST); }                        \
+  inline T atomicXor(T* a, T v) { return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST); }                      \
+  inline T atomicExch(T* a, T v) { return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST); }                    \
+  inline T atomicCAS(T* a, T cmp, T v) {                                                                    \
+    __atomic_compare_exchange_n(a, &cmp, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                     \
+    return cmp;                                                                                             \
+  }                                                                                                         \
+  inline T atomicMax(T* a, T v) {                                                                           \
+    T old = __atomic_load_n(a, __ATOMIC_RELAXED);                                                           \
+    while (old < v && !__atomic_compare_exchange_n(a, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) { \
+    }                                                                                                       \
+    return old;                                                                                             \
+  }                                                                                                         \
+  inline T atomicMin(T* a, T v) {                                                                           \
+    T old = __atomic_load_n(a, __ATOMIC_RELAXED);                                                           \
+    while (v < old && !__atomic_compare_exchange_n(a, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) { \
+    }                                                                                                       \
+    return old;                                                                                             \
+  }
+TL_EMU_ATOMIC_INT(int)
+TL_EMU_ATOMIC_INT(unsigned)
+TL_EMU_ATOMIC_INT(unsigned long long)
+TL_EMU_ATOMIC_INT(long long)
+#undef TL_EMU_ATOMIC_INT
+
+inline float atomicAdd(float* a, float v) { return tl_emu::atomic_f32(a, [v](float o) { return o + v; }); }
+inline float atomicSub(float* a, float v) { return tl_emu::atomic_f32(a, [v](float o) { return o - v; }); }
+inline float atomicExch(float* a, float v) { return tl_emu::atomic_f32(a, [v](float) { return v; }); }
+// Same rule as the prelude's GPU CAS loop: replace only when the old value compares below (above) v.
+inline float atomicMax(float* a, float v) { return tl_emu::atomic_f32(a, [v](float o) { return o < v ? v : o; }); }
+inline float atomicMin(float* a, float v) { return tl_emu::atomic_f32(a, [v](float o) { return o > v ? v : o; }); }
+inline double atomicAdd(double* a, double v) {
+  uint64_t* p = reinterpret_cast<uint64_t*>(a);
+  uint64_t old = __atomic_load_n(p, __ATOMIC_RELAXED);
+  for (;;) {
+    double o, n;
+    memcpy(&o, &old, 8);
+    n = o + v;
+    uint64_t nb;
+    memcpy(&nb, &n, 8);
+    if (__atomic_compare_exchange_n(p, &old, nb, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) return o;
+  }
+}

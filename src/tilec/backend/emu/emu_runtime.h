@@ -1,0 +1,453 @@
+// tilec emulator: the execution model. A Worker (one OS thread) runs blocks; a block's threads are Fibers
+// resumed in phases. A phase resumes every runnable fiber once, in the launch's order (normal / reverse /
+// seeded shuffle); each runs until it exits or blocks at __syncthreads, a warp rendezvous or tl_wait_geq.
+// A barrier opens when every live thread of the block has arrived (exited threads no longer count). A
+// thread that never blocks runs start to finish on a recycled stack: two context switches, nothing more.
+#pragma once
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "emu_fiber.h"
+#include "emu_types.h"
+
+// Dynamic shared arrays (`extern __shared__ T name[]`) are defined by the runner's appended code, which
+// reports them through these; weak so that a translation unit without them still links.
+extern "C" __attribute__((weak)) int tl_emu_dyn_count();
+extern "C" __attribute__((weak)) void* tl_emu_dyn_address(int i);
+
+namespace tl_emu {
+constexpr size_t kStack = 64 * 1024;   // per fiber; kernels keep register tiles, not deep call chains
+constexpr size_t kGuard = 4096;        // a PROT_NONE page under every stack turns overflow into a crash, not corruption
+constexpr size_t kSmemCap = 232448;    // 227 KiB: the largest per-block shared memory (H100/H200 opt-in)
+
+enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_DONE };
+enum Order { O_NORMAL = 0, O_REVERSE = 1, O_SHUFFLE = 2 };
+enum WarpKind { W_SHFL, W_BALLOT, W_ALL, W_SYNC };
+
+struct Block;
+struct Fiber {
+  Context ctx;
+  uint3 tid;
+  int linear, lane, warp;
+  State state;
+  Block* blk;
+  char* stack;
+  // The warp rendezvous slot: what this lane brought and what it gets back.
+  int wkind, wsrc;
+  unsigned wmask;
+  uint64_t wval, wres;
+};
+struct Warp { unsigned live, arrived; };
+struct Block {
+  uint3 bid;
+  long linear;
+  Fiber* fib;
+  int n, live, at_barrier;
+  int bar_accum, bar_result;   // __syncthreads_count/and/or
+  Warp* warps;
+  char* arena;      // TL_SHARED storage
+  char* tls_save;   // concurrent mode: this block's plain __shared__ arrays while another block is resident
+  unsigned long phase;
+};
+struct Launch {
+  void (*tramp)(void**);
+  void** args;
+  const char* name;
+  dim3 grid, block;
+  long nblocks;
+  int nthreads;
+  size_t smem;
+  int order;
+  uint64_t seed;
+  int check, nranges;
+  const uint64_t* ranges;   // [lo, hi) byte ranges of the array arguments
+  bool concurrent;
+  std::atomic<long> next_block{0};
+  std::atomic<int> failed{0};
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  char* err;
+  int errlen;
+};
+struct Span { char* p; size_t n; };
+struct Worker {
+  uint64_t ld = 0, st = 0;   // global bytes; per OS thread, summed after the launch
+  Launch* L = nullptr;
+  Fiber* cur = nullptr;
+  Context sched;
+  std::vector<Fiber*> ready, next, waiting;
+  std::vector<Block*> blocks;
+  std::vector<char*> free_stacks;
+  char* stack_region = nullptr;
+  size_t stack_bytes = 0;
+  uint64_t progress = 0;
+  std::vector<Span> spans;   // this module's TLS block (plain __shared__ arrays), less unused dynamic smem
+  size_t span_total = 0;
+  Block* resident = nullptr;
+  bool stop = false;
+};
+
+inline thread_local Worker* tl_w = nullptr;
+inline std::atomic<size_t> g_shared_total{0};
+
+inline void fail(Worker* w, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+inline void fail(Worker* w, const char* fmt, ...) {
+  Launch* L = w->L;
+  pthread_mutex_lock(&L->mu);
+  if (!L->failed.load()) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(L->err, size_t(L->errlen), fmt, ap);
+    va_end(ap);
+    L->failed.store(1);
+  }
+  pthread_mutex_unlock(&L->mu);
+  w->stop = true;
+}
+
+// Leave the current fiber for good (after fail): the scheduler sees `stop` and ends the launch.
+[[noreturn]] inline void abandon(Worker* w) {
+  Fiber* f = w->cur;
+  f->state = S_DONE;
+  context_switch(&f->ctx, &w->sched);
+  __builtin_unreachable();
+}
+
+inline char* alloc_poisoned(size_t n) {
+  char* p = static_cast<char*>(aligned_alloc(64, n));
+  if (p) memset(p, 0xff, n);
+  return p;
+}
+
+// ---- this module's thread-local block: where `__shared__` (thread_local) arrays live -------------------
+struct TlsFind { uintptr_t addr; char* data; size_t size; };
+inline int tls_find_cb(struct dl_phdr_info* info, size_t, void* d) {
+  TlsFind* t = static_cast<TlsFind*>(d);
+  bool mine = false;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const auto& ph = info->dlpi_phdr[i];
+    uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    if (ph.p_type == PT_LOAD && t->addr >= lo && t->addr < lo + ph.p_memsz) mine = true;
+  }
+  if (!mine) return 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i)
+    if (info->dlpi_phdr[i].p_type == PT_TLS) {
+      t->size = info->dlpi_phdr[i].p_memsz;
+      t->data = static_cast<char*>(info->dlpi_tls_data);
+    }
+  return 1;
+}
+
+// Spans to poison (and, in concurrent mode, to swap per block): the TLS block, minus the dynamic shared
+// arrays' tails beyond this launch's smem bytes (they are 227 KiB each and mostly unused).
+inline void find_tls(Worker* w) {
+  TlsFind t{reinterpret_cast<uintptr_t>(&tls_find_cb), nullptr, 0};
+  dl_iterate_phdr(tls_find_cb, &t);
+  if (!t.data || !t.size) return;
+  std::vector<std::pair<char*, char*>> holes;
+  int ndyn = tl_emu_dyn_count ? tl_emu_dyn_count() : 0;
+  for (int i = 0; i < ndyn; ++i) {
+    char* a = static_cast<char*>(tl_emu_dyn_address(i));
+    holes.push_back({a + w->L->smem, a + kSmemCap});
+  }
+  std::sort(holes.begin(), holes.end());
+  char* p = t.data;
+  char* end = t.data + t.size;
+  for (auto& h : holes) {
+    char* lo = std::max(p, std::min(h.first, end));
+    if (lo > p) w->spans.push_back({p, size_t(lo - p)});
+    p = std::max(p, std::min(h.second, end));
+  }
+  if (end > p) w->spans.push_back({p, size_t(end - p)});
+  for (auto& s : w->spans) w->span_total += s.n;
+}
+
+inline void poison_tls(Worker* w) {
+  for (auto& s : w->spans) memset(s.p, 0xff, s.n);
+  tl_w = w;   // tl_w lives in the same TLS block
+}
+
+// Concurrent mode: blocks share one OS thread, so their plain __shared__ arrays are swapped in and out.
+inline void swap_tls(Worker* w, Block* b) {
+  if (w->resident && w->span_total) {
+    Block* r = w->resident;
+    if (!r->tls_save) r->tls_save = static_cast<char*>(malloc(w->span_total));
+    char* q = r->tls_save;
+    for (auto& s : w->spans) { memcpy(q, s.p, s.n); q += s.n; }
+  }
+  if (b->tls_save) {
+    const char* q = b->tls_save;
+    for (auto& s : w->spans) { memcpy(s.p, q, s.n); q += s.n; }
+    tl_w = w;
+  } else {
+    poison_tls(w);
+  }
+  w->resident = b;
+}
+
+// ---- TL_SHARED: one arena per block, one offset per declaration site ----------------------------------
+inline size_t shared_register(size_t bytes) {
+  size_t sz = (bytes + 15) & ~size_t(15);
+  size_t off = g_shared_total.fetch_add(sz);
+  // On overflow block_arena() fails the launch: not here, inside the static's guarded initialisation,
+  // where leaving the fiber would keep the guard locked.
+  return off + sz > kSmemCap ? 0 : off;
+}
+inline char* block_arena() {
+  if (g_shared_total.load(std::memory_order_relaxed) > kSmemCap) {
+    fail(tl_w, "kernel %s: TL_SHARED arrays need more than %zu bytes of shared memory", tl_w->L->name, kSmemCap);
+    abandon(tl_w);
+  }
+  Block* b = tl_w->cur->blk;
+  if (!b->arena) b->arena = alloc_poisoned(kSmemCap);
+  return b->arena;
+}
+
+// ---- fibers --------------------------------------------------------------------------------------------
+inline bool alloc_stacks(Worker* w, size_t count) {
+  size_t slot = kStack + kGuard;
+  w->stack_bytes = slot * count;
+  void* m = mmap(nullptr, w->stack_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return false;
+  w->stack_region = static_cast<char*>(m);
+  // Guards split the mapping; past a few thousand stacks that would exhaust vm.max_map_count.
+  bool guard = count <= 8192;
+  for (size_t i = count; i-- > 0;) {
+    char* s = w->stack_region + i * slot;
+    if (guard) mprotect(s, kGuard, PROT_NONE);
+    w->free_stacks.push_back(s + kGuard);
+  }
+  return true;
+}
+
+inline bool warp_try_complete(Worker* w, Block* b, int warp, Fiber* self);
+
+[[noreturn]] inline void thread_exit(Worker* w, Fiber* f) {
+  Block* b = f->blk;
+  Warp& W = b->warps[f->warp];
+  b->live--;
+  W.live &= ~(1u << f->lane);
+  w->progress++;
+  f->state = S_DONE;
+  if (W.arrived) warp_try_complete(w, b, f->warp, nullptr);   // lanes may have been waiting for this one
+  context_switch(&f->ctx, &w->sched);
+  __builtin_unreachable();
+}
+
+inline void fiber_entry() {
+  Worker* w = tl_w;
+  w->L->tramp(w->L->args);
+  thread_exit(tl_w, tl_w->cur);
+}
+
+inline void resume(Worker* w, Fiber* f) {
+  if (w->L->concurrent && w->resident != f->blk) swap_tls(w, f->blk);
+  if (f->state == S_NEW) {
+    f->stack = w->free_stacks.back();
+    w->free_stacks.pop_back();
+    context_init(&f->ctx, f->stack, kStack, fiber_entry);
+  }
+  f->state = S_RUN;
+  w->cur = f;
+  context_switch(&w->sched, &f->ctx);
+  w->cur = nullptr;
+  if (f->state == S_DONE && f->stack) {   // the next fresh thread reuses this (cache-hot) stack
+    w->free_stacks.push_back(f->stack);
+    f->stack = nullptr;
+  }
+}
+
+// Park the running fiber in `state` and return to the scheduler.
+inline void park(Worker* w, Fiber* f, State state) {
+  f->state = state;
+  context_switch(&f->ctx, &w->sched);
+}
+
+// ---- warps -----------------------------------------------------------------------------------------------
+// Complete every group of lanes whose members (its mask, less exited lanes) have all arrived. The last
+// arriver (`self`) keeps running; the others become runnable in the next phase.
+inline bool warp_try_complete(Worker* w, Block* b, int warp, Fiber* self) {
+  Warp& W = b->warps[warp];
+  Fiber* lanes = b->fib + warp * 32;
+  bool self_done = false;
+  unsigned pending = W.arrived;
+  while (pending) {
+    int l = __builtin_ctz(pending);
+    unsigned need = (lanes[l].wmask & W.live) | (1u << l);
+    pending &= ~(1u << l);
+    if ((W.arrived & need) != need) continue;
+    int kind = lanes[l].wkind;
+    if (kind == W_SHFL) {
+      for (unsigned m = need; m; m &= m - 1) {
+        int L = __builtin_ctz(m), s = lanes[L].wsrc;
+        lanes[L].wres = (s >= 0 && s < 32 && ((need >> s) & 1u)) ? lanes[s].wval : lanes[L].wval;
+      }
+    } else if (kind == W_BALLOT || kind == W_ALL) {
+      unsigned bits = 0;
+      for (unsigned m = need; m; m &= m - 1) {
+        int L = __builtin_ctz(m);
+        if (lanes[L].wval) bits |= 1u << L;
+      }
+      for (unsigned m = need; m; m &= m - 1) lanes[__builtin_ctz(m)].wres = kind == W_BALLOT ? bits : (bits == need);
+    }
+    W.arrived &= ~need;
+    pending &= ~need;
+    for (unsigned m = need; m; m &= m - 1) {
+      Fiber* f = &lanes[__builtin_ctz(m)];
+      if (f == self) {
+        self_done = true;
+      } else {
+        f->state = S_READY;
+        w->next.push_back(f);
+      }
+    }
+  }
+  return self_done;
+}
+
+inline uint64_t warp_op(unsigned mask, int kind, uint64_t val, int src) {
+  Worker* w = tl_w;
+  Fiber* f = w->cur;
+  Block* b = f->blk;
+  f->wkind = kind;
+  f->wmask = mask;
+  f->wval = val;
+  f->wsrc = src;
+  b->warps[f->warp].arrived |= 1u << f->lane;
+  w->progress++;
+  if (!warp_try_complete(w, b, f->warp, f)) park(w, f, S_WARP);
+  return f->wres;
+}
+
+// ---- the scheduler ---------------------------------------------------------------------------------------
+inline uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+inline void order_phase(Worker* w, std::vector<Fiber*>& v, bool sorted) {
+  if (!sorted)
+    std::sort(v.begin(), v.end(), [](Fiber* a, Fiber* b) {
+      return a->blk->linear != b->blk->linear ? a->blk->linear < b->blk->linear : a->linear < b->linear;
+    });
+  if (v.empty()) return;
+  if (w->L->order == O_REVERSE) {
+    std::reverse(v.begin(), v.end());
+  } else if (w->L->order == O_SHUFFLE) {
+    Block* b = v[0]->blk;   // seeded per block and phase, so the result does not depend on OS threads
+    uint64_t s = splitmix(w->L->seed ^ splitmix(uint64_t(b->linear) * 1000003u + b->phase++));
+    for (size_t i = v.size(); i > 1; --i) {
+      s = splitmix(s);
+      std::swap(v[i - 1], v[s % i]);
+    }
+  }
+}
+
+inline void report_deadlock(Worker* w) {
+  int bar = 0, warp = 0, wait = 0;
+  Block* first = nullptr;
+  for (Block* b : w->blocks)
+    for (int t = 0; t < b->n; ++t) {
+      State s = b->fib[t].state;
+      bar += s == S_BARRIER;
+      warp += s == S_WARP;
+      wait += s == S_WAIT;
+      if (!first && s != S_DONE) first = b;
+    }
+  uint3 id = first ? first->bid : uint3{0, 0, 0};
+  fail(w,
+       "kernel %s: deadlock%s (first stuck block (%u,%u,%u)): %d threads at __syncthreads, %d in warp "
+       "operations, %d in tl_wait_geq with no progress%s",
+       w->L->name, w->L->concurrent ? " with concurrent blocks" : "", id.x, id.y, id.z, bar, warp, wait,
+       (wait && !w->L->concurrent) ? "; blocks of a launch only wait for each other with concurrent_blocks=True" : "");
+}
+
+// Run w->ready (and everything it unblocks) until every fiber of w->blocks has exited; false on failure.
+inline bool run_sched(Worker* w, bool sorted) {
+  order_phase(w, w->ready, sorted);
+  for (;;) {
+    for (size_t i = 0; i < w->ready.size(); ++i) {
+      resume(w, w->ready[i]);
+      if (w->stop) return false;
+    }
+    w->ready.clear();
+    if (!w->next.empty()) {
+      std::swap(w->ready, w->next);
+      order_phase(w, w->ready, false);
+      continue;
+    }
+    for (Block* b : w->blocks) {
+      if (!b->at_barrier || b->at_barrier != b->live) continue;
+      b->at_barrier = 0;
+      b->bar_result = b->bar_accum;
+      b->bar_accum = 0;
+      for (int t = 0; t < b->n; ++t)
+        if (b->fib[t].state == S_BARRIER) {
+          b->fib[t].state = S_READY;
+          w->ready.push_back(&b->fib[t]);
+        }
+    }
+    if (!w->ready.empty()) {
+      order_phase(w, w->ready, true);   // built in (block, thread) order
+      continue;
+    }
+    if (!w->waiting.empty()) {
+      // Nothing else can run: let the waiters re-check. If none gets past its flag, nothing ever will.
+      uint64_t before = w->progress;
+      std::swap(w->ready, w->waiting);
+      order_phase(w, w->ready, false);
+      for (size_t i = 0; i < w->ready.size(); ++i) {
+        resume(w, w->ready[i]);
+        if (w->stop) return false;
+      }
+      w->ready.clear();
+      if (w->progress == before && w->next.empty()) {
+        report_deadlock(w);
+        return false;
+      }
+      continue;
+    }
+    bool live = false;
+    for (Block* b : w->blocks) live |= b->live > 0;
+    if (!live) return true;
+    report_deadlock(w);
+    return false;
+  }
+}
+
+inline void init_block(Worker* w, Block* b, long linear) {
+  const Launch* L = w->L;
+  long gx = L->grid.x, gy = L->grid.y;
+  b->bid = uint3{unsigned(linear % gx), unsigned((linear / gx) % gy), unsigned(linear / (gx * gy))};
+  b->linear = linear;
+  b->live = b->n;
+  b->at_barrier = b->bar_accum = b->bar_result = 0;
+  b->phase = 0;
+  for (int k = 0; k * 32 < b->n; ++k) {
+    int lanes = std::min(32, b->n - k * 32);
+    b->warps[k].live = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
+    b->warps[k].arrived = 0;
+  }
+  unsigned bx = L->block.x, by = L->block.y;
+  for (int t = 0; t < b->n; ++t) {
+    Fiber& f = b->fib[t];
+    f.tid = uint3{unsigned(t) % bx, (unsigned(t) / bx) % by, unsigned(t) / (bx * by)};
+    f.linear = t;
+    f.lane = t & 31;
+    f.warp = t >> 5;
+    f.state = S_NEW;
+    f.blk = b;
+    f.stack = nullptr;
+  }
+}
+}  // namespace tl_emu

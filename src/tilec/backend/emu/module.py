@@ -1,0 +1,123 @@
+"""``EmuModule``: a ``.cu`` text compiled for the CPU, whose kernels launch on numpy arrays."""
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import build, signature
+from .errors import EmuError
+
+ORDERS = {"normal": 0, "reverse": 1, "shuffle": 2}
+ERR_LEN = 4096
+MAX_SMEM = 232448   # tl_emu::kSmemCap
+
+
+@dataclass
+class LaunchStats:
+    """What one launch did: global bytes moved through TL_LD*/TL_ST* (and __ldg), and its shape."""
+
+    global_load_bytes: int
+    global_store_bytes: int
+    blocks: int
+    threads_per_block: int
+
+
+def _dims(value, what: str, kernel: str) -> tuple:
+    dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if not 1 <= len(dims) <= 3 or not all(isinstance(d, (int, np.integer)) and d >= 1 for d in dims):
+        raise EmuError(f"kernel {kernel}: {what} must be 1 to 3 positive integers, got {value!r}")
+    return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+
+
+def default_workers() -> int:
+    """OS threads per launch: ``$TILEC_EMU_THREADS`` or the number of cores."""
+    env = os.environ.get("TILEC_EMU_THREADS")
+    return max(1, int(env)) if env else (os.cpu_count() or 1)
+
+
+class EmuModule:
+    """The kernels of one CUDA source, compiled with g++ and the emulator header (cached by content)."""
+
+    def __init__(self, source: str, cache_dir: str | None = None):
+        self.source = source
+        self._params = signature.parse_kernels(source)
+        self.kernels: list = list(self._params)
+        unit = source + signature.appendix(self._params, signature.dynamic_shared(source))
+        self.path, self.from_cache = build.build(unit, cache_dir)
+        self._lib = ctypes.CDLL(str(self.path))
+        self._launch = self._lib.tl_emu_launch
+        self._launch.restype = ctypes.c_int
+        self._launch.argtypes = [
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_ulonglong, ctypes.c_int, ctypes.c_ulonglong, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+            ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        self.workers = default_workers()
+
+    def launch(self, name, grid, block, args, smem_bytes=0, order="normal", seed=0, check_bounds=True,
+               concurrent_blocks=False) -> LaunchStats:
+        """Run kernel ``name`` over ``grid`` × ``block``. Arrays in ``args`` are passed by pointer (outputs are
+        written in place); numpy or Python scalars by value. ``order`` (normal | reverse | shuffle, seeded)
+        is the order threads resume in each barrier phase. ``concurrent_blocks`` runs all blocks as fibers
+        of one OS thread, so blocks may wait on each other (``tl_wait_geq``); a stall is a deadlock error."""
+        if name not in self._params:
+            raise EmuError(f"no kernel named '{name}' (kernels: {', '.join(self.kernels) or 'none'})")
+        if order not in ORDERS:
+            raise EmuError(f"kernel {name}: order must be one of {', '.join(ORDERS)}, got {order!r}")
+        grid3, block3 = _dims(grid, "grid", name), _dims(block, "block", name)
+        if not 0 <= int(smem_bytes) <= MAX_SMEM:
+            raise EmuError(f"kernel {name}: smem_bytes must be in [0, {MAX_SMEM}], got {smem_bytes}")
+        params = self._params[name]
+        if len(args) != len(params):
+            raise EmuError(f"kernel {name} takes {len(params)} arguments, got {len(args)}")
+        keep, ranges = [], []
+        slots = (ctypes.c_void_p * max(1, len(params)))()
+        for i, (p, a) in enumerate(zip(params, args)):
+            value = self._pointer(name, p, a, ranges) if p.pointer else self._scalar(name, p, a)
+            keep.append(value)
+            slots[i] = ctypes.addressof(value)
+        range_arr = (ctypes.c_ulonglong * max(1, len(ranges) * 2))(*[x for r in ranges for x in r])
+        tramp = ctypes.cast(getattr(self._lib, f"tl_emu_tramp_{name}"), ctypes.c_void_p)
+        out = (ctypes.c_ulonglong * 2)()
+        err = ctypes.create_string_buffer(ERR_LEN)
+        rc = self._launch(tramp, slots, name.encode(), (ctypes.c_uint * 3)(*grid3), (ctypes.c_uint * 3)(*block3),
+                          int(smem_bytes), ORDERS[order], int(seed) & (2**64 - 1), int(bool(check_bounds)),
+                          len(ranges), range_arr, int(bool(concurrent_blocks)), self.workers, out, err, ERR_LEN)
+        if rc != 0:
+            raise EmuError(err.value.decode(errors="replace") or f"kernel {name}: launch failed")
+        return LaunchStats(int(out[0]), int(out[1]), grid3[0] * grid3[1] * grid3[2],
+                           block3[0] * block3[1] * block3[2])
+
+    @staticmethod
+    def _pointer(kernel: str, p, a, ranges: list):
+        if not isinstance(a, np.ndarray):
+            raise EmuError(f"kernel {kernel}: argument '{p.name}' ({p.ctype}) needs a numpy array, got "
+                           f"{type(a).__name__}")
+        if not a.flags.c_contiguous:
+            raise EmuError(f"kernel {kernel}: array for '{p.name}' must be C-contiguous")
+        if p.writable and not a.flags.writeable:
+            raise EmuError(f"kernel {kernel}: array for '{p.name}' ({p.ctype}) is read-only")
+        size = signature.ELEMENT_SIZES.get(p.base)
+        if size is not None and size != a.itemsize and not (size > a.itemsize and a.nbytes % size == 0
+                                                            and p.base in ("float4", "int4", "float2", "int2")):
+            raise EmuError(f"kernel {kernel}: '{p.name}' is {p.ctype} ({size}-byte elements) but the array "
+                           f"has dtype {a.dtype}")
+        ranges.append((a.ctypes.data, a.ctypes.data + a.nbytes))
+        return ctypes.c_void_p(a.ctypes.data)
+
+    @staticmethod
+    def _scalar(kernel: str, p, a):
+        if isinstance(a, np.ndarray) and a.ndim > 0:
+            raise EmuError(f"kernel {kernel}: argument '{p.name}' ({p.ctype}) is a scalar, got an array")
+        dtype = np.dtype(signature.SCALARS[p.base])
+        try:
+            value = np.array(a).astype(dtype, casting="same_kind" if dtype.kind == "f" else "unsafe")
+        except (TypeError, ValueError) as e:
+            raise EmuError(f"kernel {kernel}: argument '{p.name}' ({p.ctype}): {e}") from None
+        if dtype.kind in "iu" and int(np.array(a)) != int(value):
+            raise EmuError(f"kernel {kernel}: argument '{p.name}' = {a!r} does not fit {p.ctype}")
+        buf = ctypes.create_string_buffer(max(8, dtype.itemsize))
+        ctypes.memmove(buf, value.tobytes(), dtype.itemsize)
+        return buf

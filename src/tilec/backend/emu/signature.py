@@ -1,0 +1,112 @@
+"""Kernel signatures in a ``.cu`` text, and the C++ the runner appends so ctypes can call the kernels.
+
+The source itself is compiled unchanged; after it come one ``tl_emu_tramp_<kernel>(void** args)`` per
+``extern "C" __global__`` kernel (each ``args[i]`` points at the i-th argument's value) and the definitions
+of the dynamic shared arrays (``extern __shared__ T name[]``), which the emulator keeps thread-local.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import EmuError
+
+_KERNEL = re.compile(
+    r'extern\s+"C"\s+(?P<quals>(?:(?:__global__|void|__launch_bounds__\s*\([^()]*\))\s*)+)'
+    r"(?P<name>[A-Za-z_]\w*)\s*\((?P<params>[^()]*)\)\s*\{")
+_DYN_SHARED = re.compile(r"extern\s+__shared__\s+(?P<type>[^;\[\]]*?)\s*\b(?P<name>[A-Za-z_]\w*)\s*\[\s*\]\s*;")
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+_RESTRICT = re.compile(r"\b(?:__restrict__|__restrict|restrict)\b")
+_ALIGN = re.compile(r"__align__\s*\(\s*\d+\s*\)")
+
+# Scalar parameter types (by value) and the numpy dtype an argument is converted to.
+SCALARS = {
+    "int": np.int32, "signed int": np.int32, "int32_t": np.int32, "unsigned": np.uint32,
+    "unsigned int": np.uint32, "uint32_t": np.uint32, "long long": np.int64, "long long int": np.int64,
+    "int64_t": np.int64, "long": np.int64, "unsigned long long": np.uint64, "uint64_t": np.uint64,
+    "size_t": np.uint64, "unsigned long": np.uint64, "float": np.float32, "double": np.float64,
+    "bool": np.bool_, "short": np.int16, "unsigned short": np.uint16, "char": np.int8,
+    "signed char": np.int8, "unsigned char": np.uint8,
+}
+# Element sizes of pointer parameters, to catch an array of the wrong dtype.
+ELEMENT_SIZES = {**{k: np.dtype(v).itemsize for k, v in SCALARS.items()},
+                 "__half": 2, "half": 2, "__nv_bfloat16": 2, "nv_bfloat16": 2, "int8_t": 1, "uint8_t": 1,
+                 "int16_t": 2, "uint16_t": 2, "float4": 16, "int4": 16, "float2": 8, "int2": 8}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One kernel parameter: its C type (``__restrict__`` dropped), name, and whether it is a pointer."""
+
+    ctype: str
+    name: str
+    pointer: bool
+
+    @property
+    def base(self) -> str:
+        """The type without pointers and cv-qualifiers: ``const float*`` → ``float``."""
+        return " ".join(t for t in self.ctype.replace("*", " ").split() if t not in ("const", "volatile"))
+
+    @property
+    def writable(self) -> bool:
+        """Whether the kernel may write through this pointer (no ``const`` before the ``*``)."""
+        return self.pointer and "const" not in self.ctype.split("*")[0].split()
+
+
+def _param(text: str, kernel: str) -> Param:
+    text = " ".join(_RESTRICT.sub(" ", text).split())
+    m = re.fullmatch(r"(?P<type>.*?[\s*&])(?P<name>[A-Za-z_]\w*)", text)
+    if not m or not m.group("type").strip():
+        raise EmuError(f"kernel {kernel}: cannot parse parameter '{text}'")
+    ctype = m.group("type").strip()
+    if "&" in ctype or "[" in ctype:
+        raise EmuError(f"kernel {kernel}: parameter '{text}' is neither a pointer nor a scalar")
+    param = Param(ctype, m.group("name"), "*" in ctype)
+    if not param.pointer and param.base not in SCALARS:
+        raise EmuError(f"kernel {kernel}: unsupported scalar parameter type '{ctype}'")
+    return param
+
+
+def parse_kernels(source: str) -> dict:
+    """``{name: [Param, ...]}`` for every ``extern "C" __global__`` kernel defined in ``source``, in order."""
+    text = _COMMENT.sub(" ", source)
+    kernels: dict = {}
+    for m in _KERNEL.finditer(text):
+        quals = m.group("quals")
+        if "__global__" not in quals or not re.search(r"\bvoid\b", quals):
+            continue
+        name, params = m.group("name"), m.group("params").strip()
+        if name in kernels:
+            raise EmuError(f"kernel {name} is defined twice")
+        plist = [] if params in ("", "void") else [_param(p, name) for p in params.split(",")]
+        kernels[name] = plist
+    return kernels
+
+
+def dynamic_shared(source: str) -> dict:
+    """``{name: element type}`` of the ``extern __shared__ T name[]`` declarations in ``source``."""
+    found: dict = {}
+    for m in _DYN_SHARED.finditer(_COMMENT.sub(" ", source)):
+        ctype = " ".join(_ALIGN.sub(" ", m.group("type")).split())
+        if found.setdefault(m.group("name"), ctype) != ctype:
+            raise EmuError(f"dynamic shared array '{m.group('name')}' is declared with two types")
+    return found
+
+
+def appendix(kernels: dict, dyn: dict) -> str:
+    """The C++ appended to the source: dynamic shared storage, its registry, and one trampoline per kernel."""
+    out = ["", "// ---- appended by tilec.backend.emu ----"]
+    for name, ctype in dyn.items():
+        out.append(f"thread_local __attribute__((aligned(16))) {ctype} {name}[tl_emu::kSmemCap / sizeof({ctype})];")
+    out.append(f'extern "C" int tl_emu_dyn_count() {{ return {len(dyn)}; }}')
+    out.append('extern "C" void* tl_emu_dyn_address(int i) {')
+    for i, name in enumerate(dyn):
+        out.append(f"  if (i == {i}) return (void*){name};")
+    out.append("  return nullptr;\n}")
+    for name, params in kernels.items():
+        args = ", ".join(f"*({p.ctype}*)a[{i}]" for i, p in enumerate(params))
+        out.append(f'extern "C" __attribute__((visibility("default"))) void tl_emu_tramp_{name}(void** a) '
+                   f"{{ (void)a; {name}({args}); }}")
+    return "\n".join(out) + "\n"

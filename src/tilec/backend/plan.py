@@ -1,0 +1,249 @@
+"""The launch plan: what ``plan.json`` in a build folder holds, built from a lowered module's ``@main``.
+
+Every SSA value of ``@main`` gets a *buffer* (inputs, weights, kernel and host results; views alias the buffer
+they reshape, since a view never moves data). Steps are the launches and host ops in program order, with
+their argument buffers. Temporaries are packed into one arena by lifetime (first fit, 256-byte aligned), so a
+runtime allocates once and a buffer's bytes are reused once it is dead.
+
+Step indices are the unit of time: a buffer defined by step ``i`` has ``first_use == i``; inputs and weights
+exist before step 0 (``first_use == -1``); outputs live until after the last step (``last_use == len(steps)``).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from ..ir.attributes import DenseAttr, SymbolRef
+from ..ir.core import Operation, Value, lookup_symbol
+from ..ir.diagnostics import CompileError
+from ..ir.opspec import get_spec
+from ..ir.types import TensorType, itemsize
+
+PLAN_VERSION = 1
+ALIGN = 256  # bytes: enough for float4 accesses and for cudaMalloc-like alignment of every arena slice
+_BAD = re.compile(r"[^A-Za-z0-9_.]")
+# Ops that are structure, not work: they produce no buffer of their own and are never a step.
+_STRUCTURAL = ("func.return", "tile.const")
+
+
+def is_view(op: Operation) -> bool:
+    """A graph op that only reinterprets its operand's (contiguous, row-major) bytes with a new shape."""
+    spec = get_spec(op.name)
+    return spec is not None and spec.lowering == "view" and len(op.operands) >= 1 and len(op.results) == 1
+
+
+def main_function(module: Operation) -> Operation:
+    from ..runtime.interpreter import main_function as find
+    return find(module)
+
+
+class _Names:
+    """Deterministic, unique buffer names: the model's names where there are some, ``t<N>`` otherwise."""
+
+    def __init__(self):
+        self.used: set = set()
+
+    def take(self, hint: str) -> str:
+        base = _BAD.sub("_", hint) or "t"
+        name, n = base, 1
+        while name in self.used:
+            name, n = f"{base}_{n}", n + 1
+        self.used.add(name)
+        return name
+
+
+def value_buffers(module: Operation) -> tuple:
+    """``(buffers, value→buffer name)`` for ``@main``; ``buffers`` is an ordered ``{name: dict}``.
+
+    Shared by the planner and by runtimes that run host ops (which need the IR values' arrays)."""
+    fn = main_function(module)
+    names = _Names()
+    buffers: dict = {}
+    of: dict = {}
+
+    def add(value: Value, hint: str, kind: str, **extra) -> str:
+        t = value.type
+        if not isinstance(t, TensorType) or not t.is_static:
+            raise CompileError.at(f"value of type {t} has no static shape; fix it with --input-shape",
+                                  getattr(value.owner, "loc", None))
+        name = names.take(hint)
+        buffers[name] = {"name": name, "dtype": t.dtype, "shape": list(t.shape), "bytes": t.nbytes,
+                         "kind": kind, **extra}
+        of[value] = name
+        return name
+
+    arg_names = fn.attributes.get("arg_names") or [a.name_hint or f"arg{i}" for i, a in enumerate(fn.body.args)]
+    for arg, name in zip(fn.body.args, arg_names):
+        add(arg, name, "input", input=name)
+    weight_buffer: dict = {}
+    temps = 0
+    for op in fn.body.ops:
+        if op.name == "func.return":
+            continue
+        if op.name == "tile.const":
+            value = op.attributes["value"]
+            if isinstance(value, SymbolRef):
+                if value.name in weight_buffer:  # one buffer per weight, however many consts name it
+                    of[op.result] = weight_buffer[value.name]
+                else:
+                    weight_buffer[value.name] = add(op.result, value.name, "weight", weight=value.name)
+            else:
+                add(op.result, f"const{temps}", "weight", const=True)
+                temps += 1
+            continue
+        for r in op.results:
+            if is_view(op):
+                src = of[op.operands[0]]
+                root = buffers[src].get("alias_of", src)
+                add(r, f"t{temps}", "view", alias_of=root)
+            else:
+                add(r, f"t{temps}", "temp")
+            temps += 1
+    return buffers, of
+
+
+def build_plan(module: Operation) -> dict:
+    """The plan of a lowered module (see the module docstring). Ops that are neither launches, views nor
+    constants become host steps, run by the numpy reference."""
+    fn = main_function(module)
+    buffers, of = value_buffers(module)
+    steps: list = []
+    for index, op in enumerate(fn.body.ops):
+        if op.name in _STRUCTURAL or is_view(op):
+            continue
+        step = len(steps)
+        ins = [of[v] for v in op.operands]
+        outs = [of[r] for r in op.results]
+        if op.name == "kernel.launch":
+            steps.append(_launch_step(module, op, ins, outs))
+        else:
+            steps.append({"kind": "host", "op": op.name, "index": index, "inputs": ins, "outputs": outs})
+        for b in ins + outs:
+            _touch(buffers, b, step)
+    ret = fn.body.ops[-1] if fn.body.ops and fn.body.ops[-1].name == "func.return" else None
+    result_names = fn.attributes.get("result_names") or [f"out{i}" for i in range(len(ret.operands if ret else []))]
+    outputs = []
+    for name, v in zip(result_names, ret.operands if ret else []):
+        b = of[v]
+        outputs.append({"name": name, "buffer": b})
+        if buffers[b]["kind"] == "temp":
+            buffers[b]["kind"] = "output"
+        _touch(buffers, b, len(steps))
+    _finish_lifetimes(buffers, steps)
+    arena = _pack_arena(buffers)
+    inputs = [{"name": b["input"], "buffer": n} for n, b in buffers.items() if b["kind"] == "input"]
+    return {"version": PLAN_VERSION, "inputs": inputs, "outputs": outputs,
+            "buffers": list(buffers.values()), "arena_bytes": arena, "steps": steps,
+            "host_ops": [s["op"] for s in steps if s["kind"] == "host"]}
+
+
+def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dict:
+    name = op.attributes["kernel"].name
+    k = lookup_symbol(module, name)
+    if k is None or k.name != "kernel.func":
+        raise CompileError.at(f"kernel.launch of unknown kernel @{name}", op.loc)
+    a = k.attributes
+    params = a["params"]
+    n_in = sum(1 for p in params if p["role"] == "in")
+    if n_in != len(ins) or len(params) - n_in != len(outs):
+        raise CompileError.at(f"kernel.launch of @{name} passes {len(ins)} inputs and {len(outs)} outputs; the "
+                              f"kernel takes {n_in} and {len(params) - n_in}", op.loc)
+    it_in, it_out = iter(ins), iter(outs)
+    args = [next(it_in) if p["role"] == "in" else next(it_out) for p in params]
+    return {"kind": "launch", "kernel": name, "cu": f"kernels/{name}.cu", "grid": list(a["grid"]),
+            "block": list(a["block"]), "smem": int(a.get("smem", 0)), "args": args, "inputs": ins,
+            "outputs": outs, "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0))}
+
+
+def _touch(buffers: dict, name: str, step: int) -> None:
+    b = buffers[name]
+    b.setdefault("first_use", step)  # SSA: a step's results are touched first by the step defining them
+    b["last_use"] = max(b.get("last_use", -1), step)
+
+
+def _finish_lifetimes(buffers: dict, steps: list) -> None:
+    """Inputs and weights exist from the start; outputs (and what they alias) to the end; a view keeps
+    its root alive as long as the view is used."""
+    end = len(steps)
+    for b in buffers.values():
+        if b["kind"] in ("input", "weight"):
+            b["first_use"] = -1
+        b.setdefault("first_use", -1)  # never used (an unused input, a view nobody reads)
+        b.setdefault("last_use", b["first_use"])
+        if b["kind"] == "output":
+            b["last_use"] = end
+    for b in buffers.values():
+        root = buffers.get(b.get("alias_of", ""))
+        if root is not None:
+            root["last_use"] = max(root["last_use"], b["last_use"])
+            b["first_use"] = root["first_use"]  # a view exists as soon as its bytes do
+    for b in buffers.values():
+        root = buffers.get(b.get("alias_of", ""))
+        if root is not None and root["kind"] == "temp" and b["last_use"] >= end:
+            root["kind"] = "output"  # a returned view keeps its root out of the reusable arena
+            root["last_use"] = end
+
+
+def _pack_arena(buffers: dict) -> int:
+    """First-fit offsets for ``temp`` buffers whose lifetimes ``[first_use, last_use]`` overlap nowhere in
+    memory; intervals are closed, so a kernel's inputs never share bytes with its outputs."""
+    placed: list = []  # (offset, end, first, last)
+    top = 0
+    for b in sorted((b for b in buffers.values() if b["kind"] == "temp"),
+                    key=lambda b: (b["first_use"], -b["bytes"], b["name"])):
+        size = _align(b["bytes"])
+        live = sorted((o, e) for o, e, f, last in placed if f <= b["last_use"] and b["first_use"] <= last)
+        offset = 0
+        for o, e in live:
+            if offset + size <= o:
+                break
+            offset = max(offset, e)
+        b["offset"] = offset
+        placed.append((offset, offset + size, b["first_use"], b["last_use"]))
+        top = max(top, offset + size)
+    return top
+
+
+def _align(n: int) -> int:
+    return max(ALIGN, int(math.ceil(n / ALIGN)) * ALIGN)
+
+
+def lower_bound_bytes(plan: dict) -> int:
+    """Every input, weight and output touched once: the traffic no schedule can beat."""
+    seen, total = set(), 0
+    for b in plan["buffers"]:
+        root = b.get("alias_of", b["name"])
+        if b["kind"] in ("input", "weight", "output") and root not in seen:
+            seen.add(root)
+            total += b["bytes"]
+    return total
+
+
+def buffer_nbytes(dtype: str, shape) -> int:
+    return math.prod(shape) * itemsize(dtype)
+
+
+def const_key(name: str) -> str:
+    """The ``weights.npz`` key of an inline constant's buffer (weights keep their symbol names)."""
+    return f"__const__.{name}"
+
+
+def weight_arrays(module: Operation, plan: dict) -> dict:
+    """``{npz key: array}`` for every weight buffer of ``plan`` (symbols' data and inline constants)."""
+    from ..ir.weights import module_weights
+    data = module_weights(module)
+    fn = main_function(module)
+    _, of = value_buffers(module)
+    consts = {of[op.result]: op.attributes["value"].array for op in fn.body.ops
+              if op.name == "tile.const" and isinstance(op.attributes["value"], DenseAttr)}
+    out = {}
+    for b in plan["buffers"]:
+        if b["kind"] != "weight":
+            continue
+        if b.get("const"):
+            out[const_key(b["name"])] = consts[b["name"]]
+        elif b["weight"] in data:
+            out[b["weight"]] = data[b["weight"]]
+        else:
+            raise CompileError(f"weight @{b['weight']} has no data")
+    return out

@@ -1,0 +1,99 @@
+"""The small device interface the executor drives (emu, CuPy, and fakes in tests).
+
+A device knows memory as raw byte allocations (``alloc``) addressed by (allocation, offset): the executor
+places every buffer of a plan in one, copies bytes in and out, fills outputs with poison, and asks for a
+typed argument only at launch. That keeps dtypes the device cannot represent (bf16 on CuPy) out of the way.
+:class:`HostMemoryDevice` implements the memory half with numpy; the emulator and test fakes add kernels.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir.types import np_dtype
+
+POISON_BYTE = 0xFF  # every float type reads all-ones bytes as NaN; ints read -1 (or their max)
+ALIGN = 256
+
+
+@dataclass
+class LaunchRecord:
+    """What one launch reported: bytes the device counted (None when it cannot count) and a timer that
+    :meth:`Device.elapsed` turns into seconds once the device has synchronised."""
+
+    load_bytes: int | None
+    store_bytes: int | None
+    timer: object = None
+
+
+class Device:
+    """The interface (see the module docstring). ``name`` is the backend name; ``counts_bytes`` says whether
+    LaunchRecord byte counts are measured."""
+
+    name = "device"
+    counts_bytes = False
+
+    def alloc(self, nbytes: int):
+        raise NotImplementedError
+
+    def write(self, raw, offset: int, array: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def read(self, raw, offset: int, dtype: str, shape) -> np.ndarray:
+        """Copy to the host (waits for the device: a host sync)."""
+        raise NotImplementedError
+
+    def fill(self, raw, offset: int, nbytes: int, byte: int = POISON_BYTE) -> None:
+        raise NotImplementedError
+
+    def typed(self, raw, offset: int, dtype: str, shape):
+        """The argument a launch passes for this buffer."""
+        raise NotImplementedError
+
+    def load(self, name: str, source: str, cubin=None):
+        """A launchable handle for kernel ``name`` of ``source`` (``cubin``: a prebuilt binary, if any)."""
+        raise NotImplementedError
+
+    def launch(self, kernel, name: str, grid, block, smem: int, args: list, timed: bool = False) -> LaunchRecord:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        pass
+
+    def elapsed(self, timer) -> float:
+        return float(timer or 0.0)
+
+    def start_timer(self):
+        """A whole-plan timer (CUDA events on a GPU); pass it to :meth:`stop_timer`."""
+        return time.perf_counter()
+
+    def stop_timer(self, timer) -> float:
+        self.synchronize()
+        return time.perf_counter() - timer
+
+
+class HostMemoryDevice(Device):
+    """Device memory that is host memory (numpy): for the emulator and for tests."""
+
+    def alloc(self, nbytes: int) -> np.ndarray:
+        # Over-allocate and start at an ALIGN boundary, like cudaMalloc: vector loads need 16-byte alignment.
+        base = np.empty(max(nbytes, 1) + ALIGN, np.uint8)
+        skip = (-base.ctypes.data) % ALIGN
+        return base[skip:skip + max(nbytes, 1)]
+
+    def write(self, raw, offset, array):
+        data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+        raw[offset:offset + data.size] = data
+
+    def read(self, raw, offset, dtype, shape):
+        return self.typed(raw, offset, dtype, shape).copy()
+
+    def fill(self, raw, offset, nbytes, byte=POISON_BYTE):
+        raw[offset:offset + nbytes] = byte
+
+    def typed(self, raw, offset, dtype, shape):
+        dt = np_dtype(dtype)
+        n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        return raw[offset:offset + n].view(dt).reshape(shape)

@@ -1,0 +1,60 @@
+"""The ``emu`` device: kernels run in tilec's CUDA emulator (``tilec.backend.emu``), memory is numpy.
+
+The emulator counts every global load and store, so runs on this device report measured bytes."""
+from __future__ import annotations
+
+import hashlib
+import time
+
+from ..ir.diagnostics import CompileError
+from .device import HostMemoryDevice, LaunchRecord
+
+ORDERS = ("normal", "reverse", "shuffle")
+
+# Compiled emulator modules by source hash: compiling is the slow part, and runs in one process (tests,
+# repeated timings) see the same kernels again.
+_MODULES: dict = {}
+
+
+class EmuDevice(HostMemoryDevice):
+    """Runs launches with ``EmuModule.launch``; ``order`` is the block/thread schedule (normal, reverse or
+    shuffle with ``seed``), which exposes kernels that depend on an execution order CUDA does not promise."""
+
+    name = "emu"
+    counts_bytes = True
+
+    def __init__(self, order: str = "normal", seed: int = 0, check_bounds: bool = True, cache_dir=None):
+        if order not in ORDERS:
+            raise CompileError(f"unknown emulator order '{order}' (available: {', '.join(ORDERS)})")
+        try:
+            from ..backend import emu
+        except ImportError as e:
+            raise CompileError(f"the CUDA emulator is not available: {e}") from None
+        self.emu = emu
+        self.order, self.seed, self.check_bounds = order, seed, check_bounds
+        if cache_dir is None:
+            from ..backend.ptxas import cache_dir as default_cache
+            cache_dir = default_cache() / "emu"
+        self.cache_dir = str(cache_dir)
+
+    def load(self, name, source, cubin=None):
+        key = hashlib.sha256(source.encode()).hexdigest()
+        mod = _MODULES.get(key)
+        if mod is None:
+            try:
+                mod = self.emu.EmuModule(source, cache_dir=self.cache_dir)
+            except self.emu.EmuError as e:
+                raise CompileError(f"emulator could not build kernel '{name}': {e}") from None
+            _MODULES[key] = mod
+        if name not in mod.kernels:
+            raise CompileError(f"kernel '{name}' is not in its source (found: {', '.join(mod.kernels)})")
+        return mod
+
+    def launch(self, kernel, name, grid, block, smem, args, timed=False):
+        start = time.perf_counter()
+        try:
+            st = kernel.launch(name, tuple(grid), tuple(block), args, smem_bytes=smem, order=self.order,
+                               seed=self.seed, check_bounds=self.check_bounds)
+        except self.emu.EmuError as e:
+            raise CompileError(f"kernel '{name}' failed in the emulator: {e}") from None
+        return LaunchRecord(st.global_load_bytes, st.global_store_bytes, time.perf_counter() - start)

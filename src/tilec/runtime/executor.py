@@ -1,0 +1,278 @@
+"""Runs a build folder's ``plan.json`` on a device (emu, CuPy, or a test fake): the same code for all.
+
+Memory: one allocation per input, weight and output, one arena for the temporaries (offsets from the plan),
+and views share their root's bytes. Before every launch the kernel's outputs are filled with poison (NaN for
+floats), so an element a kernel forgets to write shows up instead of passing by luck. Host steps (ops with no
+kernel) copy their inputs to the host, run the numpy reference, and copy results back: each is a host sync.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..ir.diagnostics import CompileError
+from ..ir.types import np_dtype
+from .device import Device
+
+
+@dataclass
+class KernelStats:
+    """Per kernel, summed over its launches."""
+
+    launches: int = 0
+    bytes_loaded: int = 0
+    bytes_stored: int = 0
+    bytes_modelled: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunStats:
+    """What RUN.json reports."""
+
+    kernels: dict = field(default_factory=dict)
+    host_syncs: int = 0
+    host_ops: int = 0
+    seconds: float = 0.0
+
+    def report(self, backend: str, counts_bytes: bool, extra: dict | None = None) -> dict:
+        rows = [{"name": n, "launches": k.launches,
+                 "bytes_loaded": k.bytes_loaded if counts_bytes else None,
+                 "bytes_stored": k.bytes_stored if counts_bytes else None,
+                 "bytes_modelled": k.bytes_modelled, "seconds": round(k.seconds, 9)}
+                for n, k in self.kernels.items()]
+        if counts_bytes:
+            total = sum(k.bytes_loaded + k.bytes_stored for k in self.kernels.values())
+        else:
+            total = sum(k.bytes_modelled for k in self.kernels.values())
+        totals = {"launches": sum(k.launches for k in self.kernels.values()), "global_bytes": total,
+                  "global_bytes_source": "counted" if counts_bytes else "modelled",
+                  "host_syncs": self.host_syncs, "host_ops": self.host_ops, "seconds": round(self.seconds, 9)}
+        return {"backend": backend, "totals": totals, "kernels": rows, **(extra or {})}
+
+
+class _Buf:
+    """Where one plan buffer lives: (allocation, offset) plus its dtype and shape."""
+
+    __slots__ = ("raw", "offset", "dtype", "shape", "nbytes")
+
+    def __init__(self, raw, offset, dtype, shape, nbytes):
+        self.raw, self.offset, self.dtype, self.shape, self.nbytes = raw, offset, dtype, tuple(shape), nbytes
+
+
+class Executor:
+    """Drives ``plan`` on ``device``. ``sources`` maps kernel names to ``.cu`` text, ``weights`` the
+    weights.npz keys to arrays; ``module`` (the build's model.tir, loaded lazily by ``load_module``) is needed
+    only for host steps. ``cubin_dir`` offers prebuilt binaries to devices that can use them."""
+
+    def __init__(self, plan: dict, device: Device, sources: dict, weights: dict, load_module=None,
+                 cubin_dir: Path | None = None, poison: bool = True):
+        self.plan, self.device, self.sources, self.weights = plan, device, sources, weights
+        self.load_module, self.cubin_dir, self.poison = load_module, cubin_dir, poison
+        self.buffers = {b["name"]: b for b in plan["buffers"]}
+        self.stats = RunStats()
+        self._mem: dict | None = None
+        self._kernels: dict = {}
+        self._module = None
+        self._values = None
+
+    @classmethod
+    def from_build(cls, build_dir: str, device: Device, **kwargs) -> "Executor":
+        """An executor for a build folder written by ``tilec compile``."""
+        from ..driver import load_npz
+        root = Path(build_dir)
+        if not (root / "plan.json").is_file():
+            raise CompileError(f"'{build_dir}' is not a tilec build folder (no plan.json)")
+        plan = json.loads((root / "plan.json").read_text())
+        sources = {}
+        for s in plan["steps"]:
+            if s["kind"] == "launch" and s["kernel"] not in sources:
+                cu = root / s["cu"]
+                if not cu.is_file():
+                    raise CompileError(f"kernel source '{cu}' is missing from the build folder")
+                sources[s["kernel"]] = cu.read_text()
+        weights = load_npz(str(root / "weights.npz")) if (root / "weights.npz").exists() else {}
+
+        def load_module():
+            from ..ir.io import read_ir
+            return read_ir(str(root / "model.tir"))
+        return cls(plan, device, sources, weights, load_module=load_module, cubin_dir=root / "kernels", **kwargs)
+
+    # --- setup --------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Allocate every buffer, upload the weights and load the kernels (once)."""
+        if self._mem is not None:
+            return
+        from ..backend.plan import const_key
+        dev, mem = self.device, {}
+        arena = dev.alloc(self.plan["arena_bytes"]) if self.plan["arena_bytes"] else None
+        for b in self.plan["buffers"]:
+            if b["kind"] == "view":
+                continue
+            if b["kind"] == "temp":
+                mem[b["name"]] = _Buf(arena, b["offset"], b["dtype"], b["shape"], b["bytes"])
+            else:
+                mem[b["name"]] = _Buf(dev.alloc(b["bytes"]), 0, b["dtype"], b["shape"], b["bytes"])
+            if b["kind"] == "weight":
+                key = const_key(b["name"]) if b.get("const") else b["weight"]
+                if key not in self.weights:
+                    raise CompileError(f"weight '{key}' is missing from the build's weights.npz")
+                dev.write(mem[b["name"]].raw, 0, self._conform(b, self.weights[key], f"weight '{key}'"))
+        for b in self.plan["buffers"]:
+            if b["kind"] == "view":
+                root = mem[b["alias_of"]]
+                mem[b["name"]] = _Buf(root.raw, root.offset, b["dtype"], b["shape"], b["bytes"])
+        self._mem = mem
+        for s in self.plan["steps"]:
+            if s["kind"] == "launch" and s["kernel"] not in self._kernels:
+                cubin = self.cubin_dir / f"{s['kernel']}.cubin" if self.cubin_dir is not None else None
+                self._kernels[s["kernel"]] = dev.load(s["kernel"], self.sources[s["kernel"]],
+                                                      cubin if cubin is not None and cubin.is_file() else None)
+        self._args = {i: [self._arg(n) for n in s["args"]] for i, s in enumerate(self.plan["steps"])
+                      if s["kind"] == "launch"}
+
+    def _arg(self, name: str):
+        m = self._mem[name]
+        return self.device.typed(m.raw, m.offset, m.dtype, m.shape)
+
+    @staticmethod
+    def _conform(b: dict, array, what: str) -> np.ndarray:
+        arr = np.asarray(array)
+        if tuple(arr.shape) != tuple(b["shape"]):
+            raise CompileError(f"{what} has shape {list(arr.shape)}, expected {list(b['shape'])}")
+        return np.ascontiguousarray(arr.astype(np_dtype(b["dtype"]), copy=False))
+
+    # --- running ------------------------------------------------------------------------------------------
+    def run(self, inputs: dict) -> dict:
+        """Run the plan on ``inputs`` (by model input name); returns the outputs by name."""
+        self.set_inputs(inputs)
+        timer = self.device.start_timer()
+        self.run_steps(timed=True)
+        self.stats.seconds = self.device.stop_timer(timer)
+        return self.outputs()
+
+    def set_inputs(self, inputs: dict) -> None:
+        self.prepare()
+        missing = [i["name"] for i in self.plan["inputs"] if i["name"] not in inputs]
+        if missing:
+            raise CompileError(f"missing input(s): {', '.join(missing)}")
+        for i in self.plan["inputs"]:
+            b = self.buffers[i["buffer"]]
+            m = self._mem[i["buffer"]]
+            self.device.write(m.raw, m.offset, self._conform(b, inputs[i["name"]], f"input '{i['name']}'"))
+
+    def outputs(self) -> dict:
+        out = {}
+        for o in self.plan["outputs"]:
+            m = self._mem[o["buffer"]]
+            out[o["name"]] = self.device.read(m.raw, m.offset, m.dtype, m.shape)
+        self.stats.host_syncs += 1  # one wait for the device before the results are read
+        return out
+
+    def run_steps(self, timed: bool = False, poison: bool | None = None) -> None:
+        """Enqueue every step. ``timed`` records per-kernel seconds (events on a GPU); with ``poison`` off
+        nothing but the launches is enqueued, which is what timing runs and CUDA graphs want."""
+        self.prepare()
+        poison = self.poison if poison is None else poison
+        dev, records = self.device, []
+        for i, s in enumerate(self.plan["steps"]):
+            if s["kind"] == "host":
+                self._host_step(s)
+                continue
+            if poison:
+                for name in s["outputs"]:
+                    m = self._mem[name]
+                    dev.fill(m.raw, m.offset, m.nbytes)
+            rec = dev.launch(self._kernels[s["kernel"]], s["kernel"], s["grid"], s["block"], s["smem"],
+                             self._args[i], timed=timed)
+            records.append((s, rec))
+        if timed and records:
+            dev.synchronize()
+        for s, rec in records:
+            k = self.stats.kernels.setdefault(s["kernel"], KernelStats())
+            k.launches += 1
+            k.bytes_loaded += rec.load_bytes or 0
+            k.bytes_stored += rec.store_bytes or 0
+            k.bytes_modelled += s.get("bytes_modelled", 0)
+            k.seconds += dev.elapsed(rec.timer) if timed else 0.0
+
+    def _host_step(self, s: dict) -> None:
+        """Run one op with the numpy reference: a round trip through the host."""
+        from .interpreter import run_op
+        if self._module is None:
+            if self.load_module is None:
+                raise CompileError(f"host op '{s['op']}' needs the build's model.tir")
+            from ..backend.plan import value_buffers
+            self._module = self.load_module()
+            self._values = value_buffers(self._module)[1]
+        fn = self._main()
+        op = fn.body.ops[s["index"]]
+        env = _LazyEnv(self._fetch)
+        ins = [env[v] for v in op.operands]
+        outs = run_op(self._module, op, ins, env)
+        self.stats.host_syncs += 1
+        self.stats.host_ops += 1
+        for name, arr in zip(s["outputs"], outs):
+            b, m = self.buffers[name], self._mem[name]
+            self.device.write(m.raw, m.offset, np.asarray(arr).astype(np_dtype(b["dtype"]), copy=False)
+                              .reshape(b["shape"]))
+
+    def _main(self):
+        from ..backend.plan import main_function
+        return main_function(self._module)
+
+    def _fetch(self, value):
+        name = self._values.get(value)
+        if name is None:
+            raise CompileError("a host op reads a value that is not a buffer of @main")
+        m = self._mem[name]
+        return self.device.read(m.raw, m.offset, m.dtype, m.shape)
+
+    # --- timing -------------------------------------------------------------------------------------------
+    def time(self, inputs: dict, repeat: int = 10, warmup: int = 1, cuda_graph: bool = False) -> list:
+        """Seconds of the whole plan per run (device timers), ``repeat`` runs after ``warmup``; no poison."""
+        self.set_inputs(inputs)
+        step = lambda: self.run_steps(timed=False, poison=False)  # noqa: E731
+        if cuda_graph:
+            if self.plan["host_ops"]:
+                raise CompileError("--cuda-graph needs a plan without host ops "
+                                   f"(this one runs {', '.join(sorted(set(self.plan['host_ops'])))} on the host)")
+            if not hasattr(self.device, "capture"):
+                raise CompileError(f"--cuda-graph needs the cupy backend, not {self.device.name}")
+            self.prepare()
+            graph = self.device.capture(step)
+            step = lambda: self.device.replay(graph)  # noqa: E731
+        saved, self.stats = self.stats, RunStats()  # timing runs are not part of the measured run
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(repeat):
+            t = self.device.start_timer()
+            step()
+            times.append(self.device.stop_timer(t))
+        self.stats = saved
+        return times
+
+    def report(self, extra: dict | None = None) -> dict:
+        """The RUN.json content for the runs so far."""
+        return self.stats.report(self.device.name, self.device.counts_bytes, extra)
+
+
+class _LazyEnv(dict):
+    """Value → host array, copied from the device on first use (host ops may read any value of @main)."""
+
+    def __init__(self, fetch):
+        super().__init__()
+        self._fetch = fetch
+
+    def __missing__(self, value):
+        arr = self[value] = self._fetch(value)
+        return arr
+
+
+def median(xs: list) -> float:
+    return statistics.median(xs) if xs else float("nan")

@@ -1,0 +1,148 @@
+"""Checks on the model zoo (``samples/models``).
+
+- Every small model passes the full ONNX checker, uses only ops tilec imports, is opset 17
+  with static shapes, is under 2 MB, runs in onnxruntime in under a second with finite
+  outputs of the declared shapes, and builds byte-identically twice.
+- Every full builder, built in "meta" mode (no weight data), has the expected parameter
+  count (the published one for torchvision/timm/HF models) and strict shape inference
+  gets the declared output shapes - so the full graphs are checked without generating
+  hundreds of MB of weights.
+- ``build_zoo.py`` caches by builder hash and writes full models with external data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from samples.models import ALLOWED_OPS, ZOO, build, param_count  # noqa: E402
+from samples.models import build_zoo  # noqa: E402
+
+NAMES = sorted(ZOO)
+SMALL_LIMIT_BYTES = 2_000_000
+# Published counts that are given to three significant figures only.
+APPROX_PARAMS = {"resnext29": 34.4e6, "nasnet": 3.3e6, "blockdrop": 1.7e6}
+
+
+def _dims(vi):
+    return [d.dim_value if d.HasField("dim_value") else None
+            for d in vi.type.tensor_type.shape.dim]
+
+
+def _feeds(model):
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for vi in model.graph.input:
+        shape = _dims(vi)
+        if vi.type.tensor_type.elem_type == onnx.TensorProto.INT64:
+            feeds[vi.name] = rng.integers(0, 2, shape).astype(np.int64)   # valid ids/mask
+        else:
+            feeds[vi.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    return {n: build(n, "small") for n in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_small_model_is_valid(name, small_models):
+    model = small_models[name]
+    onnx.checker.check_model(model, full_check=True)
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+    used = {n.op_type for n in model.graph.node}
+    assert used <= ALLOWED_OPS, f"ops tilec does not import: {sorted(used - ALLOWED_OPS)}"
+    for vi in list(model.graph.input) + list(model.graph.output):
+        assert vi.name.isidentifier(), vi.name
+        assert all(d and d > 0 for d in _dims(vi)), f"{vi.name} is not static: {_dims(vi)}"
+    size = len(model.SerializeToString())
+    assert size < SMALL_LIMIT_BYTES, f"{name}-small is {size} bytes"
+    # Accounting sanity: parameters are a subset of the stored floats.
+    stored = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    assert 0 < param_count(model) <= stored
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_small_model_runs_in_onnxruntime(name, small_models):
+    model = small_models[name]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = _feeds(model)
+    sess.run(None, feeds)                      # warm-up: first run allocates
+    t0 = time.perf_counter()
+    outs = sess.run(None, feeds)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0, f"{name}-small took {elapsed:.2f}s"
+    for vi, out in zip(model.graph.output, outs):
+        assert list(out.shape) == _dims(vi), vi.name
+        assert np.isfinite(out).all(), f"{vi.name} has non-finite values"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_small_build_is_deterministic(name, small_models):
+    again = build(name, "small").SerializeToString(deterministic=True)
+    assert again == small_models[name].SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_full_param_count_and_shapes(name):
+    model = build(name, "full", weights="meta")
+    n = param_count(model)
+    ref = ZOO[name].reference_params
+    if ref is not None:
+        assert n == ref
+    if name in APPROX_PARAMS:
+        assert abs(n - APPROX_PARAMS[name]) / APPROX_PARAMS[name] < 0.02, n
+    assert {nd.op_type for nd in model.graph.node} <= ALLOWED_OPS
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, check_type=True)
+    for declared, got in zip(model.graph.output, inferred.graph.output):
+        assert _dims(got) == _dims(declared), declared.name
+
+
+def test_bert_base_is_about_110m():
+    assert abs(param_count(build("bert_base", "full", weights="meta")) - 110e6) < 1e6
+
+
+def test_weight_modes_build_the_same_graph():
+    graphs = [build("mobilenet_v2", "small", w) for w in ("random", "zeros", "meta")]
+    nodes = [[(n.op_type, list(n.input), list(n.output)) for n in g.graph.node] for g in graphs]
+    assert nodes[0] == nodes[1] == nodes[2]
+    assert len({param_count(g) for g in graphs}) == 1
+
+
+def test_build_zoo_caches_by_hash(tmp_path):
+    path, built = build_zoo.build_one("lstm", "small", str(tmp_path))
+    assert built and os.path.exists(path)
+    first = open(path, "rb").read()
+    assert build_zoo.build_one("lstm", "small", str(tmp_path)) == (path, False)
+    assert build_zoo.build_one("lstm", "small", str(tmp_path), force=True) == (path, True)
+    assert open(path, "rb").read() == first
+    # A manifest from another builder version means rebuild.
+    manifest = path[:-len(".onnx")] + ".json"
+    text = open(manifest).read().replace(build_zoo.builder_hash("lstm", "small"), "stale")
+    open(manifest, "w").write(text)
+    assert build_zoo.build_one("lstm", "small", str(tmp_path)) == (path, True)
+
+
+def test_build_zoo_full_uses_external_data(tmp_path):
+    # NeRF is the one full model small enough (2.4 MB of weights) to write in a unit test.
+    path, built = build_zoo.build_one("nerf_mlp", "full", str(tmp_path))
+    assert built and os.path.getsize(path + ".data") > 2_000_000
+    assert os.path.getsize(path) < 100_000
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    model = onnx.load(path, load_external_data=False)
+    rgb, sigma = sess.run(None, _feeds(model))
+    assert rgb.shape == (4096, 3) and sigma.shape == (4096, 1)
+    data = open(path + ".data", "rb").read()
+    build_zoo.build_one("nerf_mlp", "full", str(tmp_path), force=True)
+    assert open(path + ".data", "rb").read() == data     # rebuilt, not appended to
