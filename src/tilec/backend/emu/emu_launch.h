@@ -60,7 +60,9 @@ inline void* worker_main(void* arg) {
   Worker* w = static_cast<Worker*>(arg);
   tl_w = w;   // first touch allocates this module's TLS block on this thread
   find_tls(w);
-  if (w->L->concurrent)
+  if (w->stop)
+    ;
+  else if (w->L->concurrent)
     run_concurrent(w);
   else
     run_blocks(w);

@@ -151,7 +151,12 @@ inline int tls_find_cb(struct dl_phdr_info* info, size_t, void* d) {
 inline void find_tls(Worker* w) {
   TlsFind t{reinterpret_cast<uintptr_t>(&tls_find_cb), nullptr, 0};
   dl_iterate_phdr(tls_find_cb, &t);
-  if (!t.data || !t.size) return;
+  if (!t.data || !t.size) {
+    // tl_w is thread-local, so the block exists; not finding it means the libc does not report it.
+    // Normal mode only loses poisoning; concurrent mode would silently share __shared__ across blocks.
+    if (w->L->concurrent) fail(w, "kernel %s: cannot locate thread-local shared memory for concurrent mode", w->L->name);
+    return;
+  }
   std::vector<std::pair<char*, char*>> holes;
   int ndyn = tl_emu_dyn_count ? tl_emu_dyn_count() : 0;
   for (int i = 0; i < ndyn; ++i) {
