@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples lint demo clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller clean
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ test-lit: install
 
 samples: install
 	$(BIN)/python samples/build_samples.py
+
+models: install
+	$(BIN)/python samples/models/build_zoo.py --size full
+
+bench-roller: install
+	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
 
 lint: install
 	$(BIN)/python -m compileall -q src tests samples
