@@ -120,7 +120,11 @@ class ImportContext:
             self.values[t.name] = ConstValue(tensor_to_array(t, self.folder, self.file, "initializer"),
                                              self.weight_names[t.name], t.name)
         args, arg_names = [], []
+        seen_inputs = set()
         for vi in g.input:
+            if vi.name in seen_inputs:
+                raise CompileError(f"graph input '{vi.name}' is listed twice", self.file)
+            seen_inputs.add(vi.name)
             if vi.name in initializers:
                 continue  # an initializer listed as input (IR < 4 style): a weight, not an argument
             if vi.name in self.frozen_inputs:
@@ -266,6 +270,30 @@ class ImportContext:
                                self.file)
         return [(i, nodes[i]) for i in order]
 
+    def _check_against_schema(self, node: onnx.NodeProto) -> None:
+        """Arity, required attributes and attribute types from the ONNX schema: converters read attributes
+        leniently (int("1") works), so a malformed node must be rejected here, not half-understood."""
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self.opset, "")
+        except onnx.defs.SchemaError:
+            raise self.error(node, f"ONNX op '{node.op_type}' does not exist at opset {self.opset}") from None
+        n_in = len(node.input)
+        if n_in < schema.min_input or n_in > schema.max_input:
+            raise self.error(node, f"'{node.op_type}' takes {schema.min_input} to {schema.max_input} inputs, "
+                                   f"got {n_in}")
+        declared = schema.attributes
+        kinds = onnx.AttributeProto.AttributeType
+        for a in node.attribute:
+            spec = declared.get(a.name)
+            if spec is not None and not a.ref_attr_name and int(a.type) != int(spec.type):
+                got = kinds.Name(a.type).lower() if a.type in kinds.values() else f"#{a.type}"
+                raise self.error(node, f"attribute '{a.name}' of '{node.op_type}' must be of type "
+                                       f"{spec.type.name.lower()}, got {got}")
+        given = {a.name for a in node.attribute}
+        for name, spec in declared.items():
+            if spec.required and name not in given:
+                raise self.error(node, f"'{node.op_type}' requires attribute '{name}'")
+
     @staticmethod
     def _label(index: int, node: onnx.NodeProto) -> str:
         return node.name or f"{node.op_type}_{index}"
@@ -291,6 +319,7 @@ class ImportContext:
         if self.opset < since:
             raise self.error(node, f"ONNX op '{node.op_type}' needs opset {since} or newer (the model uses "
                                    f"opset {self.opset})")
+        self._check_against_schema(node)
         try:
             outs = fn(self, node)
         except CompileError:

@@ -110,7 +110,8 @@ def _with_external_data(t: TensorProto, folder: Path | None, file: str | None, n
     location = info.get("location", "")
     if folder is None:
         raise CompileError(f"{name} uses external data, which needs the model to be loaded from a file", file)
-    if not location or os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location \
+    if not location or "\x00" in location or os.path.isabs(location) or location.startswith(("/", "\\")) \
+            or ":" in location \
             or ".." in Path(location.replace("\\", "/")).parts:
         raise CompileError(f"{name} has external data location '{location}' outside the model's folder", file)
     target = (folder / location).resolve()

@@ -7,7 +7,6 @@ very deep nesting, and ``"`` / ``*/`` inside names. ``mutate(text, rng)`` is det
 """
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
 
@@ -70,8 +69,12 @@ COMPUTE_SEEDS = {
 
 
 def texpr_available() -> bool:
-    """Whether ``tilec.ir.texpr`` (tile.compute expressions) exists in this checkout."""
-    return importlib.util.find_spec("tilec.ir.texpr") is not None
+    """Whether ``tilec.ir.texpr`` (tile.compute expressions) is complete in this checkout."""
+    try:
+        from ..ir.texpr import TexprError, evaluate, parse_texpr  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def all_seeds(extra: dict | None = None) -> dict:

@@ -1,0 +1,128 @@
+"""Index maps of tensor expressions: which input elements a tile of the iteration space reads.
+
+Roller sizes tiles with these maps and Welder propagates an output tile backwards through them (a conv's
+input tile includes its halo). Exact for affine indices; conservative intervals for quasi-affine ones
+(``i / 4``, ``i % 4``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.texpr import Access, AxisRef, Num, TexprError, index_bounds, to_affine
+from ..ir.texpr.evaluate import product_factors
+
+
+@dataclass(frozen=True)
+class AccessMap:
+    """``index[d] = Σ_j matrix[d][j] · point[axes[j]] + consts[d]`` for every affine dim ``d``.
+
+    Rows of quasi-affine dims (listed in ``quasi_dims``) are all zero; ``affine`` is False when any dim is
+    quasi-affine, and ``indices`` keeps the index nodes so :meth:`apply` can evaluate every dim exactly."""
+
+    axes: tuple
+    matrix: tuple
+    consts: tuple
+    quasi_dims: tuple
+    indices: tuple
+
+    @property
+    def affine(self) -> bool:
+        return not self.quasi_dims
+
+    def apply(self, point: dict) -> tuple:
+        """The input element read at iteration ``point`` (``{axis: value}``)."""
+        return tuple(index_bounds(ix, {a: (v, v + 1) for a, v in point.items()})[0] for ix in self.indices)
+
+
+def access_map(expr, access: Access) -> AccessMap:
+    """The affine map of ``access`` over ``expr.axes``."""
+    rows, consts, quasi = [], [], []
+    for d, ix in enumerate(access.indices):
+        aff = to_affine(ix)
+        if aff is None:
+            rows.append(tuple(0 for _ in expr.axes))
+            consts.append(0)
+            quasi.append(d)
+        else:
+            rows.append(tuple(aff.coeff(a) for a in expr.axes))
+            consts.append(aff.const)
+    return AccessMap(tuple(expr.axes), tuple(rows), tuple(consts), tuple(quasi), tuple(access.indices))
+
+
+def access_box(expr, access: Access, ranges: dict) -> list:
+    """Half-open ``(lo, hi)`` per input dim touched when every axis ``a`` runs over ``ranges[a]``
+    (half-open, non-empty). Not clipped to the input's shape: a conv tile's halo may start below 0."""
+    for ax in expr.axes:
+        if ax not in ranges:
+            raise TexprError(f"access_box: no range for axis '{ax}'", 0)
+        lo, hi = ranges[ax]
+        if hi <= lo:
+            raise TexprError(f"access_box: empty range [{lo}, {hi}) for axis '{ax}'", 0)
+    out = []
+    for ix in access.indices:
+        lo, hi = index_bounds(ix, ranges)
+        out.append((lo, hi + 1))
+    return out
+
+
+def _plain(access: Access) -> bool:
+    """Every index a bare axis or an integer constant."""
+    return all(isinstance(i, AxisRef) or (isinstance(i, Num) and i.is_int) for i in access.indices)
+
+
+def _axes_of(access: Access) -> list:
+    return [i.name for i in access.indices if isinstance(i, AxisRef)]
+
+
+def classify(expr) -> str:
+    """The kind of computation, for choosing a kernel template and a tiling policy:
+
+    - ``elementwise``: no reduce axes, every input indexed by exactly the output axes (constants allowed
+      for broadcast size-1 dims);
+    - ``broadcast``: no reduce axes, every input indexed by output axes in output order, some missing;
+    - ``transpose``: no reduce axes, plain indices, some input reads output axes out of order;
+    - ``contraction``: ``+=`` of a product of two accesses with plain indices sharing a reduce axis
+      (matmul, batched matmul);
+    - ``conv``: ``+=`` of a product of two accesses with affine indices, some compound (``h + kh``), and
+      also any other reduction reading compound affine indices (pooling): the backend tiles both alike;
+    - ``reduction``: any other reduction whose accesses all have plain indices;
+    - ``other``: the rest (slices, pads, reshapes with ``/`` ``%``, gathers of shifted windows...).
+    """
+    accesses = expr.accesses
+    quasi = any(to_affine(i) is None for a in accesses for i in a.indices)
+    if not expr.reduce_axes:
+        if not all(_plain(a) for a in accesses):
+            return "other"
+        out = list(expr.out_axes)
+        kinds = set()
+        for a in accesses:
+            axes = _axes_of(a)
+            if axes == out:
+                kinds.add("elementwise")
+            elif axes == [x for x in out if x in axes] and len(set(axes)) == len(axes):
+                kinds.add("broadcast")
+            else:
+                kinds.add("transpose")
+        for kind in ("transpose", "broadcast"):
+            if kind in kinds:
+                return kind
+        return "elementwise"
+    if quasi:
+        return "other"
+    prod = product_factors(expr.body) if expr.combiner == "sum" else None
+    if prod and len(prod[0]) == 2 and all(isinstance(f, Access) for f in prod[0]):
+        a, b = prod[0]
+        if a != b:
+            if _plain(a) and _plain(b):
+                shared = set(_axes_of(a)) & set(_axes_of(b)) & set(expr.reduce_axes)
+                if shared and len(set(_axes_of(a))) == len(_axes_of(a)) and \
+                        len(set(_axes_of(b))) == len(_axes_of(b)):
+                    return "contraction"
+            else:
+                return "conv"
+    if any(not _plain(a) for a in accesses):
+        return "conv"
+    return "reduction"
+
+
+__all__ = ["AccessMap", "access_box", "access_map", "classify"]

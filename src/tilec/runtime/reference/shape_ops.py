@@ -1,0 +1,132 @@
+"""Numpy references of the graph shape family: views, transpose, concat/split, slice, gather, expand,
+tile, pad, trilu and depth/space rearrangements."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.dialects.graph_shape import pad_widths, slice_params
+from . import reference
+
+
+@reference("graph.reshape")
+def reshape(inputs, attrs):
+    return [inputs[0].reshape(attrs["shape"])]
+
+
+@reference("graph.flatten")
+def flatten(inputs, attrs):
+    x, axis = inputs[0], attrs.get("axis", 1)
+    return [x.reshape(int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))]
+
+
+@reference("graph.squeeze")
+def squeeze(inputs, attrs):
+    return [np.squeeze(inputs[0], axis=tuple(attrs["axes"]))]
+
+
+@reference("graph.unsqueeze")
+def unsqueeze(inputs, attrs):
+    return [np.expand_dims(inputs[0], axis=tuple(sorted(attrs["axes"])))]
+
+
+@reference("graph.identity")
+def identity(inputs, attrs):
+    return [inputs[0]]
+
+
+@reference("graph.transpose")
+def transpose(inputs, attrs):
+    return [np.ascontiguousarray(np.transpose(inputs[0], attrs["perm"]))]
+
+
+@reference("graph.concat")
+def concat(inputs, attrs):
+    return [np.concatenate(inputs, axis=attrs["axis"])]
+
+
+@reference("graph.split")
+def split(inputs, attrs):
+    x, axis = inputs[0], attrs["axis"]
+    bounds = np.cumsum(attrs["split"])[:-1]
+    return [np.ascontiguousarray(p) for p in np.split(x, bounds, axis=axis)]
+
+
+@reference("graph.slice")
+def slice_(inputs, attrs):
+    x = inputs[0]
+    starts, steps, out = slice_params(x.shape, attrs)
+    # Index arrays, not Python slices: an end of -1 with a negative step means "past the front", which a
+    # Python slice would read as "the last element".
+    idx = np.ix_(*(s + st * np.arange(n) for s, st, n in zip(starts, steps, out)))
+    return [x[idx] if x.ndim else x]
+
+
+@reference("graph.gather")
+def gather(inputs, attrs):
+    data, idx = inputs[0], inputs[1]
+    axis = attrs.get("axis", 0)
+    n = data.shape[axis]
+    if np.any((idx < -n) | (idx >= n)):
+        raise ValueError(f"gather index out of range for axis {axis} of size {n}")
+    return [np.take(data, np.where(idx < 0, idx + n, idx), axis=axis)]
+
+
+@reference("graph.gather_elements")
+def gather_elements(inputs, attrs):
+    data, idx = inputs[0], inputs[1]
+    axis = attrs.get("axis", 0)
+    n = data.shape[axis]
+    if np.any((idx < -n) | (idx >= n)):
+        raise ValueError(f"gather_elements index out of range for axis {axis} of size {n}")
+    return [np.take_along_axis(data, np.where(idx < 0, idx + n, idx).astype(np.int64), axis=axis)]
+
+
+@reference("graph.expand")
+def expand(inputs, attrs):
+    return [np.ascontiguousarray(np.broadcast_to(inputs[0], attrs["shape"]))]
+
+
+@reference("graph.tile")
+def tile(inputs, attrs):
+    return [np.tile(inputs[0], attrs["repeats"])]
+
+
+@reference("graph.pad")
+def pad(inputs, attrs):
+    x = inputs[0]
+    widths = pad_widths(x.ndim, attrs["pads"])
+    # Negative pads crop first.
+    x = x[tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(widths))]
+    widths = [(max(b, 0), max(e, 0)) for b, e in widths]
+    mode = attrs.get("mode", "constant")
+    if mode == "constant":
+        return [np.pad(x, widths, constant_values=np.asarray(attrs.get("value", 0.0)).astype(x.dtype))]
+    if mode not in ("reflect", "edge", "wrap"):
+        raise ValueError(f"unknown pad mode '{mode}'")
+    return [np.pad(x, widths, mode=mode)]
+
+
+@reference("graph.trilu")
+def trilu(inputs, attrs):
+    x, k = inputs[0], attrs.get("k", 0)
+    return [np.triu(x, k) if attrs.get("upper", 1) else np.tril(x, k)]
+
+
+@reference("graph.depth_to_space")
+def depth_to_space(inputs, attrs):
+    x, b = inputs[0], attrs["blocksize"]
+    n, c, h, w = x.shape
+    if attrs.get("mode", "DCR") == "DCR":
+        y = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return [y.reshape(n, c // (b * b), h * b, w * b)]
+
+
+@reference("graph.space_to_depth")
+def space_to_depth(inputs, attrs):
+    x, b = inputs[0], attrs["blocksize"]
+    n, c, h, w = x.shape
+    y = x.reshape(n, c, h // b, b, w // b, b)
+    y = y.transpose(0, 3, 5, 1, 2, 4) if attrs.get("mode", "DCR") == "DCR" else y.transpose(0, 1, 3, 5, 2, 4)
+    return [y.reshape(n, c * b * b, h // b, w // b)]
