@@ -25,8 +25,9 @@ BACK_PASSES = "lower-cuda"
 # Pipeline name -> pass list. Each later compiler (roller, welder, rammer, grinder) extends the one before.
 PIPELINES: dict = {
     "none": f"{FRONT_PASSES},{BACK_PASSES}",
+    "roller": f"{FRONT_PASSES},roller,{BACK_PASSES}",
 }
-DEFAULT_PIPELINE = "none"
+DEFAULT_PIPELINE = "roller"
 
 
 def pipeline_spec(name: str) -> str:

@@ -26,7 +26,8 @@ def gather(b, args):
 def resize(mode, ctm):
     def build(b, args):
         return b.create("graph.resize", args[:1], [T(1, 2, 12, 10)],
-                        {"mode": mode, "coordinate_transformation_mode": ctm}).result
+                        {"mode": mode, "coordinate_transformation_mode": ctm,
+                         "sizes": [1, 2, 12, 10]}).result
     return build
 
 

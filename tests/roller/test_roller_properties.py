@@ -45,6 +45,10 @@ def check_config(problem, cand, spec):
     for a, s in list(block.items()) + list(step.items()):
         assert padding_waste(problem.extents[a], s) <= 1.0 + 1e-9
     assert cand.est.seconds > 0
+    # memory transactions: the output's contiguous axis covers a whole 32-B sector when it can
+    inner = problem.out_axes[-1]
+    need = min(spec.sector_bytes // problem.out_itemsize, problem.extents[inner])
+    assert block[inner] >= need, (block, need)
 
 
 dims = st.integers(min_value=1, max_value=1024)

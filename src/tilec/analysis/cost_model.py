@@ -142,9 +142,15 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     waves = -(-blocks // (per_sm * spec.num_sms))
     q = traffic_bytes(problem, rt, spec)
     flops = problem.flops
-    # Per wave, at most per_sm × SMs blocks run; the tail wave costs as much as a full one.
+    steps = math.prod(-(-problem.extents[a] // s) for a, s in rt.step) if rt.step else 1
+    # One wave: each SM runs up to per_sm resident blocks at its share of the peak; DRAM bandwidth is
+    # shared by the SMs that are busy, so an under-filled grid gets only part of it. Each reduce step
+    # also pays a barrier round trip (staging, __syncthreads).
     in_flight = min(blocks, per_sm * spec.num_sms)
-    compute = flops / blocks * in_flight / peak_flops(problem, spec)
-    memory = q / blocks * in_flight / spec.dram_bytes_per_s
-    seconds = waves * max(compute, memory)
+    busy_sms = min(spec.num_sms, -(-in_flight // per_sm))
+    resident = min(per_sm, in_flight)
+    compute = flops / blocks * resident / (peak_flops(problem, spec) / spec.num_sms)
+    memory = q / blocks * in_flight / (spec.dram_bytes_per_s * busy_sms / spec.num_sms)
+    sync = steps * spec.barrier_cycles / (spec.clock_ghz * 1e9)
+    seconds = waves * (max(compute, memory) + sync)
     return Estimate(seconds, q, smem, regs, threads, blocks, per_sm, waves, flops)

@@ -41,6 +41,7 @@ class GPUSpec:
     bf16_tensor_flops: float
     transaction_bytes: dict
     mma_shapes: list
+    barrier_cycles: int = 0
     sources: str = ""
     dram_bytes_per_s_measured: float = 0.0
 

@@ -105,13 +105,9 @@ class Roller:
     def construct_with(self, eps: float) -> list:
         p, spec = self.p, self.spec
         sizes = {}
-        inner = p.out_axes[-1] if p.out_axes else None
-        for a in p.out_axes:
-            # The innermost output axis starts at one transaction of contiguous elements when it can.
-            minimum = spec.sector_bytes // p.out_itemsize if a == inner else 1
-            sizes[a] = axis_sizes(p.extents[a], eps, minimum)
-        for a in p.reduce_axes:
-            sizes[a] = axis_sizes(p.extents[a], eps)
+        minimum = self.transaction_minimums()
+        for a in list(p.out_axes) + list(p.reduce_axes):
+            sizes[a] = axis_sizes(p.extents[a], eps, minimum.get(a, 1))
         cur = {a: sizes[a][0] for a in sizes}
         seen: dict = {}
         balance = self.machine_balance()
@@ -166,13 +162,15 @@ class Roller:
     def scale_out(self, cands: list) -> list:
         """Shrink tiles of grids smaller than the SM count along the least-reuse axis (Roller step 4)."""
         out = []
+        minimum = self.transaction_minimums()
         for c in cands:
             block = dict(c.rtile.block)
             step = dict(c.rtile.step)
             for _ in range(16):
                 if c.est.blocks >= self.spec.num_sms:
                     break
-                axes = [a for a in block if block[a] > 1]
+                # never below one transaction of the contiguous axes (alignment beats parallelism)
+                axes = [a for a in block if block[a] // 2 >= min(minimum.get(a, 1), self.p.extents[a])]
                 if not axes:
                     break
                 # least reuse: halving it raises traffic the least
@@ -189,6 +187,22 @@ class Roller:
                 c = nc
                 out.append(nc)
         return out
+
+    def transaction_minimums(self) -> dict:
+        """Memory-transaction alignment: an axis that is the contiguous (innermost) dim of the output or of
+        an input access starts at one 32-B sector of elements, so every row a tile moves fills a sector."""
+        from .index_map import access_map
+        from ..ir.texpr import AxisRef
+        p, sector = self.p, self.spec.sector_bytes
+        mins = {}
+        if p.out_axes:
+            mins[p.out_axes[-1]] = sector // p.out_itemsize
+        for acc in p.expr.accesses:
+            last = acc.indices[-1] if acc.indices else None
+            if isinstance(last, AxisRef):
+                elem = itemsize(p.input_dtypes[p.input_index(acc)])
+                mins[last.name] = max(mins.get(last.name, 1), sector // elem)
+        return mins
 
     def intensity(self, rt: RTile) -> float:
         q = traffic_bytes(self.p, rt, self.spec)

@@ -18,7 +18,7 @@ class Tally:
     counts: Counter = field(default_factory=Counter)
     findings: dict = field(default_factory=dict)  # detail -> example name
 
-    def add(self, name: str, outcome, finding: bool | None = None) -> None:
+    def add(self, name: str, outcome, finding: bool = False) -> None:
         self.counts[outcome.kind] += 1
         if outcome.is_finding or finding or outcome.kind == "mismatch":
             self.findings.setdefault(f"{outcome.kind}: {outcome.detail[:150]}", name)
@@ -84,12 +84,14 @@ def graph_campaign(n: int, seed: int = 0, n_nodes: int = 8, seconds: float = 30.
     from .graphgen import generate
     stages = stages or STAGES
     tallies = {s: Tally(f"random graphs vs onnxruntime: {s}") for s in stages}
+    written = set()  # (stage, ops of the shrunk graph): one reproducer per kind of failure
     for k in range(n):
         g = generate(seed + k, n_nodes)
         run = [s for s in stages if s != "emu" or emu_limit is None or k < emu_limit]
         outcomes = check_graph(g.model, g.inputs, run, seconds)
         for s, o in outcomes.items():
-            tallies[s].add(f"seed {seed + k}", o)
+            # The graph is valid, so a diagnostic means tilec rejected a model it claims to support.
+            tallies[s].add(f"seed {seed + k}", o, finding=o.kind == DIAGNOSTIC)
         bad = failing(outcomes)
         if bad and regressions:
             from .shrink import shrink_generated
@@ -102,5 +104,8 @@ def graph_campaign(n: int, seed: int = 0, n_nodes: int = 8, seconds: float = 30.
                     return False
             from .shrink import write_regression
             model, inputs = shrink_generated(seed + k, n_nodes, 7, still_fails)
-            write_regression(model, inputs, stage, outcomes[stage].detail, regressions)
+            key = (stage, tuple(n.op_type for n in model.graph.node))
+            if key not in written:
+                written.add(key)
+                write_regression(model, inputs, stage, outcomes[stage].detail, regressions)
     return tallies

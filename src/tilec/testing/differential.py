@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from .guard import OK, Outcome, run_guarded
+from .guard import DIAGNOSTIC, OK, Outcome, run_guarded
 
 STAGES = ("import", "decompose", "emu")
 MISMATCH, SKIPPED = "mismatch", "skipped"
@@ -122,5 +122,6 @@ def _guard_mismatch(fn, model, inputs, expected, seconds) -> Outcome:
 
 
 def failing(outcomes: dict) -> list:
-    """Stages whose outcome is a finding (a mismatch or a crash, not a skip or a clean rejection)."""
-    return [s for s, o in outcomes.items() if o.kind == MISMATCH or o.is_finding]
+    """Stages that failed: a mismatch, a crash, or a diagnostic (the graphs are valid and use only ops
+    tilec supports, so rejecting one is a bug too). A skipped stage did not fail."""
+    return [s for s, o in outcomes.items() if o.kind in (MISMATCH, DIAGNOSTIC) or o.is_finding]

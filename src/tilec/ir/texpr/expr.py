@@ -82,7 +82,11 @@ class TensorExpr:
             if ax not in self.axes:
                 raise TexprError(f"axis hint for '{ax}', which the expression does not use "
                                  f"(axes: {', '.join(self.axes)})", 0)
-            put(ax, int(extent), "the axis hints", 0)
+            try:
+                extent = int(extent)
+            except (TypeError, ValueError, OverflowError):  # hints come from IR text: any value can arrive
+                raise TexprError(f"axis hint for '{ax}' must be an integer, not {extent!r}", 0) from None
+            put(ax, extent, "the axis hints", 0)
         # The output shape and hints are authoritative: an input smaller along such an axis reads pad
         # past its end (concat, pad), a larger one is read in part (slice).
         fixed = set(found)
