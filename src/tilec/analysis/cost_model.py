@@ -119,6 +119,25 @@ def num_blocks(problem: TileProblem, rt: RTile) -> int:
     return math.prod(-(-problem.extents[a] // s) for a, s in rt.block) if rt.block else 1
 
 
+def smem_read_bytes(problem: TileProblem, rt: RTile) -> int:
+    """Shared-memory bytes all threads read: per thread and reduce point, one fragment per staged input
+    (the thread-tile extent of the output axes that index it)."""
+    if not problem.reduce_axes:
+        return 0
+    from ..ir.texpr import axes_in
+    thread = dict(rt.thread)
+    reduce_points = math.prod(problem.extents[a] for a in problem.reduce_axes)
+    per_point = 0
+    for acc in problem.staged_accesses:
+        used = set()
+        for idx in acc.indices:
+            used |= set(axes_in(idx))
+        frag = math.prod(thread[a] for a in problem.out_axes if a in used)
+        per_point += frag * itemsize(problem.input_dtypes[problem.input_index(acc)])
+    threads_total = num_blocks(problem, rt) * rt.threads()
+    return threads_total * reduce_points * per_point
+
+
 def peak_flops(problem: TileProblem, spec: GPUSpec) -> float:
     if problem.input_dtypes and all(d in ("f16", "bf16") for d in problem.input_dtypes):
         return spec.fp16_tensor_flops if problem.input_dtypes[0] == "f16" else (spec.bf16_tensor_flops or
@@ -152,5 +171,9 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     compute = flops / blocks * resident / (peak_flops(problem, spec) / spec.num_sms)
     memory = q / blocks * in_flight / (spec.dram_bytes_per_s * busy_sms / spec.num_sms)
     sync = steps * spec.barrier_cycles / (spec.clock_ghz * 1e9)
-    seconds = waves * (max(compute, memory) + sync)
+    # Level 1 (shared → registers): per reduce point a thread reads one fragment of each staged input;
+    # a bigger per-thread tile reuses each fragment for more outputs, so it reads less per FLOP.
+    smem_time = smem_read_bytes(problem, rt) / blocks * in_flight / (spec.smem_bytes_per_s * busy_sms
+                                                                      / spec.num_sms)
+    seconds = waves * (max(compute, memory, smem_time) + sync)
     return Estimate(seconds, q, smem, regs, threads, blocks, per_sm, waves, flops)

@@ -104,11 +104,20 @@ class _Verifier:
                 except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
                     raise self.fail(op, f"is invalid: {e}") from None
                 got = [r.type for r in op.results]
-                if list(expected) != got:
+                if not all(_compatible(e, g) for e, g in zip(expected, got)) or len(expected) != len(got):
                     raise self.fail(op, "result types " + ", ".join(map(str, got)) + " do not match the "
                                     "inferred " + ", ".join(map(str, expected)))
         for hook in _HOOKS.get(op.name, ()):
             hook(op, self.module)
+
+
+def _compatible(inferred, declared) -> bool:
+    """A declared type may leave dims dynamic (``?``) that inference knows; ``infer-shapes`` refines it."""
+    if inferred == declared:
+        return True
+    return (isinstance(inferred, TensorType) and isinstance(declared, TensorType)
+            and inferred.dtype == declared.dtype and inferred.rank == declared.rank
+            and all(d is None or d == i for i, d in zip(inferred.shape, declared.shape)))
 
 
 def check_function_signature(fn: Operation) -> None:
