@@ -38,10 +38,11 @@ lint: install
 
 demo: install
 	rm -rf build/demo
-	$(BIN)/tilec compile samples/mlp.onnx -o build/demo/mlp --dump-dir build/demo/dumps
-	$(BIN)/python -c "import numpy as np; np.savez('build/demo/in.npz', x=np.random.default_rng(0).standard_normal((1, 256)).astype('float32'))"
-	$(BIN)/tilec run build/demo/mlp --inputs build/demo/in.npz --outputs build/demo/out.npz
-	$(BIN)/python -c "import numpy as np; print('logits:', np.load('build/demo/out.npz')['y'].round(4))"
+	$(BIN)/tilec compile samples/transformer_layer.onnx -o build/demo/tl --dump-dir build/demo/dumps --check-ptx
+	$(BIN)/python -c "import numpy as np; np.savez('build/demo/in.npz', x=np.random.default_rng(0).standard_normal((1, 32, 64)).astype('float32'))"
+	$(BIN)/tilec run build/demo/tl --inputs build/demo/in.npz --outputs build/demo/emu.npz --backend emu --report build/demo/run.json
+	$(BIN)/tilec run build/demo/tl --inputs build/demo/in.npz --outputs build/demo/ref.npz --backend numpy
+	$(BIN)/python scripts/demo_summary.py build/demo
 
 clean:
 	rm -rf build .pytest_cache

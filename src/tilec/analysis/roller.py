@@ -166,6 +166,7 @@ class Roller:
         for c in cands:
             block = dict(c.rtile.block)
             step = dict(c.rtile.step)
+            budget = 2 * c.est.traffic_bytes  # filling SMs is not worth more than doubling the traffic
             for _ in range(16):
                 if c.est.blocks >= self.spec.num_sms:
                     break
@@ -180,6 +181,8 @@ class Roller:
                     rt = RTile(tuple(b.items()), tuple((x, 1) for x in b), tuple(step.items()))
                     return traffic_bytes(self.p, rt, self.spec)
                 a = min(axes, key=lambda x: (cost(x), x))
+                if cost(a) > budget:
+                    break
                 block[a] = max(1, block[a] // 2)
                 nc = self.best_thread_tile(block, step)
                 if nc is None:
