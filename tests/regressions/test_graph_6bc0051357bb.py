@@ -1,7 +1,7 @@
 """Regression found by scripts/fuzz.py (emu): weight '__const__.const0' has shape [1], expected []
 
-A shrunk random graph (1 nodes: Sub). It is expected to fail until the bug is fixed; then drop the
-xfail mark (strict: a fix makes this test fail until you do).
+A shrunk random graph (1 nodes: Sub). The bug is fixed; this now guards the fix (the xfail mark was
+dropped when it started passing).
 """
 import base64
 import io
@@ -16,7 +16,6 @@ MODEL = "CAkSDnRpbGVjLmdyYXBoZ2VuOlcKGwoDaW4xCgJjORIDdDEwGgZTdWJfMTAiA1N1YhIEZ2V
 INPUTS = "UEsDBC0AAAAAAAAAIQBu08kE//////////8HABQAaW4xLm5weQEAEACEAAAAAAAAAIQAAAAAAAAAk05VTVBZAQB2AHsnZGVzY3InOiAnPGY0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDEsKSwgfSAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAp9r0E9UEsBAi0DLQAAAAAAAAAhAG7TyQSEAAAAhAAAAAcAAAAAAAAAAAAAAIABAAAAAGluMS5ucHlQSwUGAAAAAAEAAQA1AAAAvQAAAAAA"
 
 
-@pytest.mark.xfail(strict=True, reason="weight '__const__.const0' has shape [1], expected []")
 def test_graph_6bc0051357bb():
     model = onnx.load_from_string(base64.b64decode(MODEL))
     with np.load(io.BytesIO(base64.b64decode(INPUTS))) as f:

@@ -11,7 +11,7 @@ from tilec.testing.shrink import shrink_generated, write_regression
 CI_GRAPHS = {"import": 60, "decompose": 60, "emu": 4}  # emu builds each graph with g++ (about 1 s)
 # Known open bugs, (stage, seed) -> what goes wrong; each has a shrunk reproducer in tests/regressions/.
 # A listed case that starts passing fails this test too: remove it from the list.
-KNOWN = {("emu", 1): "scalar initializer: weight has shape [1], expected []"}
+KNOWN: dict = {}
 ALL_OPS = set(BUILDERS) | {"Greater", "Abs", "Add", "Relu", "Tanh"}
 
 

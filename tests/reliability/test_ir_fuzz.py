@@ -23,8 +23,9 @@ def test_seeds_parse():
     ensure_valid({**SEEDS, **COMPUTE_SEEDS})
 
 
-def _batch(n, seed):
-    t = ir_campaign(n, seed)
+def _batch(n, seed, samples=False):
+    from tilec.testing.corpus import ir_seeds
+    t = ir_campaign(n, seed, seeds=ir_seeds(samples=samples))
     return t.total, dict(t.counts), t.findings
 
 
@@ -90,5 +91,5 @@ def test_cli_exit_codes_on_mutants(tmp_path):
 
 @pytest.mark.slow
 def test_make_fuzz_sized_batch():
-    total, counts, findings = in_child(_batch, 10_000, 1, timeout=900)
+    total, counts, findings = in_child(_batch, 10_000, 1, True, timeout=900)
     assert not findings, findings

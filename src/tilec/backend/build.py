@@ -72,7 +72,7 @@ def _write_weights(module: Operation, plan: dict, out: Path) -> None:
         if op.sym_name in data:
             arrays.setdefault(op.sym_name, data[op.sym_name])
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(arrays[k]) for k in sorted(arrays)})
+    np.savez(buf, **{k: np.asarray(arrays[k], order="C") for k in sorted(arrays)})
     atomic_write_bytes(out / WEIGHTS_FILE, buf.getvalue())
     atomic_write_bytes(out / "model.tir", module_text(module).encode("utf-8"))
 

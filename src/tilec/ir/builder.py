@@ -59,5 +59,5 @@ def add_weight(module: Operation, name: str, array: np.ndarray, source_name: str
         body = module.body
         index = next((i for i, op in enumerate(body.ops) if op.name != "tile.weight"), len(body.ops))
         body.insert(index, decl)
-        weights[name] = np.ascontiguousarray(array)
+        weights[name] = np.asarray(array, order="C")
     return SymbolRef(name)

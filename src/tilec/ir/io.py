@@ -7,6 +7,7 @@ from .core import Operation
 from .diagnostics import CompileError
 from .parser import parse_module
 from .printer import print_module
+from .types import np_dtype
 from .verifier import verify
 from .weights import (atomic_write_bytes, declared_weights, load_weights_file, module_weights,
                       safe_sidecar_path, save_weights_file, sidecar_name)
@@ -27,7 +28,13 @@ def read_ir(path: str, text: str | None = None, verify_ir: bool = True) -> Opera
         base = Path(path) if path != "-" else Path.cwd() / "stdin.tir"
         sidecar = safe_sidecar_path(base, name)
         if sidecar.exists():
-            module_weights(module).update(load_weights_file(sidecar))
+            data = load_weights_file(sidecar)
+            for op in declared_weights(module):
+                arr = data.get(op.sym_name)
+                want = np_dtype(op.attributes["type"].dtype)
+                if arr is not None and arr.dtype.kind == "V" and arr.dtype.itemsize == want.itemsize:
+                    data[op.sym_name] = arr.view(want)  # .npz keeps bfloat16 as raw 2-byte records
+            module_weights(module).update(data)
     if verify_ir:
         verify(module, text)
     return module

@@ -142,9 +142,12 @@ class Executor:
     @staticmethod
     def _conform(b: dict, array, what: str) -> np.ndarray:
         arr = np.asarray(array)
+        want = np_dtype(b["dtype"])
+        if arr.dtype.kind == "V" and arr.dtype.itemsize == want.itemsize:
+            arr = arr.view(want)  # .npz keeps bfloat16 as raw 2-byte records
         if tuple(arr.shape) != tuple(b["shape"]):
             raise CompileError(f"{what} has shape {list(arr.shape)}, expected {list(b['shape'])}")
-        return np.ascontiguousarray(arr.astype(np_dtype(b["dtype"]), copy=False))
+        return np.asarray(arr.astype(np_dtype(b["dtype"]), copy=False), order="C")
 
     # --- running ------------------------------------------------------------------------------------------
     def run(self, inputs: dict) -> dict:

@@ -12,13 +12,15 @@ from .onnx_cases import small_model
 SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 
 
-def ir_seeds(n_graphs: int = 4) -> dict:
-    """Hand-written seeds plus IR dumps of ``n_graphs`` generated graphs (and of the samples that import)."""
+def ir_seeds(n_graphs: int = 4, samples: bool = True) -> dict:
+    """Hand-written seeds plus IR dumps of ``n_graphs`` generated graphs (and of the samples that import;
+    their dumps are long, so mutants of them parse slowly: CI leaves them to ``make fuzz``)."""
     from ..frontend.importer import import_onnx
     from ..ir.printer import print_module
     seeds = all_seeds()
     models = {f"gen{s}": generate(1000 + s, 5).model for s in range(n_graphs)}
-    models.update({p.stem: str(p) for p in sorted(SAMPLES.glob("*.onnx"))})
+    if samples:
+        models.update({p.stem: str(p) for p in sorted(SAMPLES.glob("*.onnx"))})
     for name, model in models.items():
         try:
             module = import_onnx(model)

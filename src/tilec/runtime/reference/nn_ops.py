@@ -229,7 +229,7 @@ def cum_sum(inputs, attrs):
                                                                                axis=axis)], axis=axis)
     if attrs.get("reverse"):
         y = np.flip(y, axis)
-    return [np.ascontiguousarray(y)]
+    return [np.asarray(y, order="C")]
 
 
 

@@ -36,7 +36,7 @@ def identity(inputs, attrs):
 
 @reference("graph.transpose")
 def transpose(inputs, attrs):
-    return [np.ascontiguousarray(np.transpose(inputs[0], attrs["perm"]))]
+    return [np.asarray(np.transpose(inputs[0], attrs["perm"]), order="C")]
 
 
 @reference("graph.concat")
@@ -48,7 +48,7 @@ def concat(inputs, attrs):
 def split(inputs, attrs):
     x, axis = inputs[0], attrs["axis"]
     bounds = np.cumsum(attrs["split"])[:-1]
-    return [np.ascontiguousarray(p) for p in np.split(x, bounds, axis=axis)]
+    return [np.asarray(p, order="C") for p in np.split(x, bounds, axis=axis)]
 
 
 @reference("graph.slice")
@@ -83,7 +83,7 @@ def gather_elements(inputs, attrs):
 
 @reference("graph.expand")
 def expand(inputs, attrs):
-    return [np.ascontiguousarray(np.broadcast_to(inputs[0], attrs["shape"]))]
+    return [np.asarray(np.broadcast_to(inputs[0], attrs["shape"]), order="C")]
 
 
 @reference("graph.tile")

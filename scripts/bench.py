@@ -1,0 +1,198 @@
+"""``make bench``: the CPU benchmark of the model zoo across every pipeline in ``tilec.driver.PIPELINES``.
+
+    python scripts/bench.py --out docs/benchmarks [--date YYYY-MM-DD] [--models NAME ...] [--pipelines P ...]
+                            [--full NAME ...] [--jobs 2] [--row-timeout S] [--budget S] [--no-ptx]
+
+For each zoo model x pipeline:
+  * small variant: compile (with ``--check-ptx``), run under the emulator (measured global bytes) and with
+    the numpy interpreter, and compare both against onnxruntime;
+  * full variant (only the models in ``--full``, see FULL_DEFAULT for why those): compile only, bytes are
+    the compiler's model.
+Each row runs in its own process (``tilec.bench.measure``) with a timeout, so a failing or hung row is
+recorded with its reason and the rest go on. Writes ``OUT/cpu-DATE.md`` (the exact command on top) and
+``OUT/cpu-DATE.json``. Builds go to ``--work`` (default build/bench). The ptxas and emulator caches
+(``~/.cache/tilec``) make a rerun mostly cache hits; the report says how many entries existed beforehand.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (ROOT, ROOT / "src"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+from samples.models import ZOO  # noqa: E402
+from samples.models.build_zoo import build_one  # noqa: E402
+from tilec.bench.table import full_table, small_table  # noqa: E402
+
+# Full-size models compiled by default: the ones whose compile (all pipelines, ptxas on a cold cache)
+# fits the 20-minute budget on 2 cores next to the small rows, chosen to cover a GEMM chain (nerf_mlp),
+# a CNN (resnet18), depthwise convs (mobilenet_v2) and an unrolled RNN (lstm). The others are skipped by
+# default: bert_base/vit_s32/swin_t/resnet50/resnext29/nafnet/conformer write 50-440 MB of weights per
+# build and have hundreds of kernels to ptxas; nasnet/nasrnn/seq2seq/blockdrop have >500 nodes each.
+FULL_DEFAULT = ["nerf_mlp", "resnet18", "mobilenet_v2", "lstm"]
+
+
+def cache_entries() -> dict:
+    from tilec.backend.ptxas import cache_dir
+    root = cache_dir()
+    return {d: (len(list((root / d).iterdir())) if (root / d).is_dir() else 0) for d in ("ptxas", "emu")}
+
+
+def run_row(task: dict, timeout: float) -> dict:
+    """Run ``tilec.bench.measure`` in a fresh process group; on timeout kill the whole group (nvcc, g++)."""
+    out = Path(task["build"] + ".row.json")
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "tilec.bench.measure", "--model", task["path"], "--size", task["size"],
+           "--pipeline", task["pipeline"], "--build", task["build"], "--out", str(out)]
+    if task["no_ptx"]:
+        cmd.append("--no-ptx")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    base = {"model": task["model"], "size": task["size"], "pipeline": task["pipeline"]}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return {**base, "status": "timeout", "error": f"row took longer than {timeout:.0f}s (killed)",
+                    "row_seconds": round(time.perf_counter() - t0, 1)}
+        log.seek(0)
+        tail = log.read().decode(errors="replace")[-2000:]
+    if proc.returncode != 0 or not out.is_file():
+        last = (tail.strip().splitlines() or ["no output"])[-1]
+        return {**base, "status": "failed", "error": f"measure exited {proc.returncode}: {last[:200]}",
+                "log_tail": tail, "row_seconds": round(time.perf_counter() - t0, 1)}
+    row = json.loads(out.read_text())
+    row.update(model=task["model"], row_seconds=round(time.perf_counter() - t0, 1))
+    return row
+
+
+def progress(i: int, n: int, r: dict) -> str:
+    what = f"{r['model']:13} {r['size']:5} {r['pipeline']:8}"
+    if r["status"] != "ok":
+        return f"[{i}/{n}] {what} {r['status'].upper()} ({r.get('row_seconds', 0)}s): {r.get('error')}"
+    extra = (f"emu {r['measured_bytes'] / 1e6:.3f} MB, err {r['emu_vs_ort']:.1e}" if r["size"] == "small"
+             else f"modelled {r['modelled_bytes'] / 1e6:.1f} MB")
+    return f"[{i}/{n}] {what} ok ({r['row_seconds']}s): {r['kernels']} kernels, {extra}"
+
+
+def main(argv=None) -> int:
+    from tilec.driver import PIPELINES
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder for cpu-DATE.md and cpu-DATE.json")
+    ap.add_argument("--date", default=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
+    ap.add_argument("--work", default=str(ROOT / "build" / "bench"), help="builds and zoo models go here")
+    ap.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO), metavar="NAME")
+    ap.add_argument("--pipelines", nargs="+", default=list(PIPELINES), metavar="P",
+                    help=f"default: every pipeline in PIPELINES ({', '.join(PIPELINES)})")
+    ap.add_argument("--full", nargs="*", default=FULL_DEFAULT, choices=list(ZOO), metavar="NAME",
+                    help="full-size models to compile (none: --full with no names)")
+    ap.add_argument("--jobs", type=int, default=2, help="rows run at once (default 2: this machine's cores)")
+    ap.add_argument("--row-timeout", type=float, default=420.0, help="seconds per small row")
+    ap.add_argument("--full-timeout", type=float, default=300.0, help="seconds per full row")
+    ap.add_argument("--budget", type=float, default=19 * 60.0,
+                    help="rows not started by then are recorded as skipped (seconds)")
+    ap.add_argument("--no-ptx", action="store_true", help="skip nvcc/ptxas (no registers/smem/spills)")
+    ap.add_argument("--tol", type=float, default=1e-3, help="max abs err allowed, times max(1, max|ref|)")
+    args = ap.parse_args(argv)
+    unknown = [p for p in args.pipelines if p not in PIPELINES]
+    if unknown:
+        ap.error(f"unknown pipeline(s) {unknown}; PIPELINES has {list(PIPELINES)}")
+
+    start = time.perf_counter()
+    work = Path(args.work).resolve()
+    (work / "zoo").mkdir(parents=True, exist_ok=True)
+    caches = cache_entries()
+    tasks, rows = [], []
+    for size, names in (("small", args.models), ("full", args.full)):
+        for name in names:
+            try:
+                path, _ = build_one(name, size, str(work / "zoo"))
+            except Exception as e:  # noqa: BLE001 - a model that will not build fails its rows only
+                for p in args.pipelines:
+                    rows.append({"model": name, "size": size, "pipeline": p, "status": "failed",
+                                 "error": f"build_zoo: {type(e).__name__}: {str(e)[:200]}"})
+                continue
+            for p in args.pipelines:
+                tasks.append({"model": name, "size": size, "pipeline": p, "path": path, "no_ptx": args.no_ptx,
+                              "build": str(work / "builds" / f"{name}-{size}-{p}")})
+    n = len(tasks) + len(rows)
+    print(f"bench: {len(tasks)} rows ({len(args.models)} small, {len(args.full)} full models x "
+          f"{len(args.pipelines)} pipelines), {args.jobs} at a time; cache entries before: {caches}", flush=True)
+    done = len(rows)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        def submit(t):
+            if time.perf_counter() - start > args.budget:
+                return {"model": t["model"], "size": t["size"], "pipeline": t["pipeline"], "status": "skipped",
+                        "error": f"time budget of {args.budget:.0f}s used up before this row started"}
+            return run_row(t, args.row_timeout if t["size"] == "small" else args.full_timeout)
+        futures = [pool.submit(submit, t) for t in tasks]
+        for f in as_completed(futures):
+            r = f.result()
+            done += 1
+            print(progress(done, n, r), flush=True)
+            rows.append(r)
+    order = {(t["model"], t["size"], t["pipeline"]): i for i, t in enumerate(tasks)}
+    rows.sort(key=lambda r: order.get((r["model"], r["size"], r["pipeline"]), -1))
+    wall = time.perf_counter() - start
+    write_outputs(Path(args.out), args, argv, rows, caches, wall)
+    bad = [r for r in rows if r["status"] != "ok"]
+    print(f"bench: {len(rows) - len(bad)}/{len(rows)} rows ok in {wall:.0f}s -> {args.out}/cpu-{args.date}.md")
+    return 0
+
+
+def write_outputs(out: Path, args, argv, rows, caches, wall) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable)  # .venv/bin/python under make; a plain "python" otherwise
+    exe = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else "python"
+    command = shlex.join([exe, "scripts/bench.py", *argv])
+    small = [r for r in rows if r["size"] == "small"]
+    full = [r for r in rows if r["size"] == "full"]
+    skipped_full = [n for n in ZOO if n not in args.full]
+    nvcc = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+    meta = {"date": args.date, "command": command, "wall_seconds": round(wall, 1), "jobs": args.jobs,
+            "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+            "nvcc": nvcc[-1] if nvcc else None, "cache_entries_before": caches, "pipelines": args.pipelines,
+            "tol": args.tol, "full_skipped": skipped_full}
+    md = [f"# CPU benchmark, {args.date}", "", "```sh", command, "```", "",
+          f"{len(rows)} rows in {wall:.0f} s wall on {os.cpu_count()} CPUs ({args.jobs} rows at a time), "
+          f"Python {meta['python']}, {meta['nvcc'] or 'no nvcc'}. ptxas/emulator cache entries before the "
+          f"run: {caches['ptxas']} / {caches['emu']} (compile and emu times include nvcc/g++ only for "
+          "kernels not already cached).", "",
+          "Columns: *compile s* is `report.json` `compile_seconds` (import, passes, lower-cuda, ptxas, write) "
+          "with the sum of the pass times and the slowest pass in brackets; *x LB* is global bytes over the "
+          "lower bound (inputs, weights and outputs touched once); *x none* is global bytes over the same "
+          "model under the `none` pipeline (one kernel per op); regs/smem/spills are ptxas' figures (max "
+          "over kernels; spills summed); *err* is the max abs error against onnxruntime on the same seeded "
+          "inputs (numpy runs the pipeline's IR before lower-cuda). A row is *wrong* when an error exceeds "
+          f"{args.tol:g} x max(1, max |onnxruntime output|).", "",
+          "## Small models: compile + emulator run (measured global bytes)", "", small_table(small, args.tol),
+          "## Full models: compile only (modelled global bytes)", "", full_table(full) if full else "(none)\n",
+          f"Full models not compiled (see FULL_DEFAULT in scripts/bench.py: outside the 20-minute budget on 2 "
+          f"cores; pass `--full NAME ...` to add them): {', '.join(skipped_full) or 'none'}.", ""]
+    (out / f"cpu-{args.date}.md").write_text("\n".join(md))
+    slim = [{k: v for k, v in r.items() if k not in ("traceback", "log_tail")} | (
+        {"traceback": r["traceback"][-1500:]} if r.get("traceback") else {}) for r in rows]
+    (out / f"cpu-{args.date}.json").write_text(json.dumps({"meta": meta, "rows": slim}, indent=1,
+                                                          sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

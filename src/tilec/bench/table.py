@@ -1,0 +1,75 @@
+"""Markdown for ``make bench`` rows (see ``tilec.bench.measure`` for what a row holds)."""
+from __future__ import annotations
+
+
+def _mb(n) -> str:
+    return "-" if n is None else f"{n / 1e6:.3f}"
+
+
+def _ratio(a, b) -> str:
+    return "-" if a is None or not b else f"{a / b:.2f}"
+
+
+def _err(x) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+def _compile(r) -> str:
+    if r.get("compile_seconds") is None:
+        return "-"
+    slow = r.get("slowest_pass")
+    tail = f"; {slow[0]} {slow[1]:.2f}" if slow else ""
+    return f"{r['compile_seconds']:.2f} ({r['passes_seconds']:.2f}{tail})"
+
+
+def _ptx(r) -> tuple:
+    p = r.get("ptxas") or {}
+    if not p.get("checked"):
+        return ("-", "-", "-")
+    spill = f"{p['spill_bytes']} B in {p['kernels_spilling']}" if p["spill_bytes"] else "0"
+    return (str(p["max_registers"]), str(p["max_smem"]), spill)
+
+
+def _baseline(rows: list, r: dict, key: str):
+    """The same model and size under the ``none`` pipeline (one kernel per op): the unfused reference."""
+    for b in rows:
+        if (b["model"], b["size"], b["pipeline"]) == (r["model"], r["size"], "none") and b.get(key):
+            return b[key]
+    return None
+
+
+def small_table(rows: list, tol: float) -> str:
+    head = ("| model | pipeline | status | ops | kernels | launches | compile s (passes; slowest pass) | "
+            "emu MB | lower bound MB | x LB | x none | max regs | max smem B | spills | err emu-ort | "
+            "err numpy-ort |\n" + "|" + " --- |" * 3 + " ---: |" * 13)
+    out = [head]
+    for r in rows:
+        if r.get("status") != "ok":
+            status = f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
+        else:
+            scale = max(1.0, r.get("ref_max_abs") or 0.0)
+            bad = [k for k in ("emu_vs_ort", "numpy_vs_ort") if not r.get(k, 0.0) <= tol * scale]
+            status = "ok" if not bad else "**wrong**: " + ", ".join(bad)
+        b = r.get("measured_bytes")
+        out.append("| " + " | ".join([
+            r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
+            str(r.get("emu_launches", r.get("launches", "-"))), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
+            _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "measured_bytes")), *_ptx(r),
+            _err(r.get("emu_vs_ort")), _err(r.get("numpy_vs_ort"))]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def full_table(rows: list) -> str:
+    head = ("| model | pipeline | status | ops | kernels | launches | compile s (passes; slowest pass) | "
+            "modelled MB | lower bound MB | x LB | x none | max regs | max smem B | spills |\n"
+            + "|" + " --- |" * 3 + " ---: |" * 11)
+    out = [head]
+    for r in rows:
+        status = "ok" if r.get("status") == "ok" else f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
+        b = r.get("modelled_bytes")
+        out.append("| " + " | ".join([
+            r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
+            str(r.get("launches", "-")), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
+            _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "modelled_bytes")),
+            *_ptx(r)]) + " |")
+    return "\n".join(out) + "\n"
