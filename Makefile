@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller gpu-check clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ models: install
 
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
+
+gpu-check:
+	scripts/gpu_check.sh build/gpu_check --runs 20
 
 lint: install
 	$(BIN)/python -m compileall -q src tests samples
