@@ -29,6 +29,14 @@ samples: install
 models: install
 	$(BIN)/python samples/models/build_zoo.py --size full
 
+# CPU benchmark of the model zoo x every pipeline -> docs/benchmarks/cpu-<date>.md/.json (< 20 min, warm caches).
+bench: install
+	$(BIN)/python scripts/bench.py --out docs/benchmarks
+
+# On a lent GPU machine (no network, no .venv): lark/click come from wheels/, tilec from src/.
+gpu-bench:
+	PYTHONPATH=src $(PYTHON) scripts/gpu_bench.py --out docs/benchmarks
+
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
 

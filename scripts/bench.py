@@ -52,7 +52,15 @@ def cache_entries() -> dict:
     return {d: (len(list((root / d).iterdir())) if (root / d).is_dir() else 0) for d in ("ptxas", "emu")}
 
 
-def run_row(task: dict, timeout: float) -> dict:
+def node_count(model_path: str) -> int:
+    """From build_zoo's manifest beside the model."""
+    try:
+        return json.loads(Path(model_path[:-len(".onnx")] + ".json").read_text())["nodes"]
+    except (OSError, KeyError, ValueError):
+        return 10**6
+
+
+def run_row(task: dict, timeout: float, why: str = "per-row limit") -> dict:
     """Run ``tilec.bench.measure`` in a fresh process group; on timeout kill the whole group (nvcc, g++)."""
     out = Path(task["build"] + ".row.json")
     out.unlink(missing_ok=True)
@@ -60,7 +68,8 @@ def run_row(task: dict, timeout: float) -> dict:
            "--pipeline", task["pipeline"], "--build", task["build"], "--out", str(out)]
     if task["no_ptx"]:
         cmd.append("--no-ptx")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    paths = [str(ROOT / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     base = {"model": task["model"], "size": task["size"], "pipeline": task["pipeline"]}
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as log:
@@ -70,7 +79,7 @@ def run_row(task: dict, timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return {**base, "status": "timeout", "error": f"row took longer than {timeout:.0f}s (killed)",
+            return {**base, "status": "timeout", "error": f"row took longer than {timeout:.0f}s ({why}; killed)",
                     "row_seconds": round(time.perf_counter() - t0, 1)}
         log.seek(0)
         tail = log.read().decode(errors="replace")[-2000:]
@@ -105,13 +114,24 @@ def main(argv=None) -> int:
     ap.add_argument("--full", nargs="*", default=FULL_DEFAULT, choices=list(ZOO), metavar="NAME",
                     help="full-size models to compile (none: --full with no names)")
     ap.add_argument("--jobs", type=int, default=2, help="rows run at once (default 2: this machine's cores)")
-    ap.add_argument("--row-timeout", type=float, default=420.0, help="seconds per small row")
+    ap.add_argument("--row-timeout", type=float, default=420.0, help="seconds per small row (cold caches: "
+                    "bert_base small took ~400 s on a busy 2-core machine, mostly g++ for the emulator)")
     ap.add_argument("--full-timeout", type=float, default=300.0, help="seconds per full row")
-    ap.add_argument("--budget", type=float, default=19 * 60.0,
-                    help="rows not started by then are recorded as skipped (seconds)")
+    ap.add_argument("--budget", type=float, default=19.5 * 60,
+                    help="seconds for the whole run: a row gets at most what is left of it, and rows that "
+                         "would start with under 30 s left are recorded as skipped")
     ap.add_argument("--no-ptx", action="store_true", help="skip nvcc/ptxas (no registers/smem/spills)")
     ap.add_argument("--tol", type=float, default=1e-3, help="max abs err allowed, times max(1, max|ref|)")
+    ap.add_argument("--from-json", metavar="CPU.json", help="only re-render the markdown (and JSON) from the "
+                    "rows of an earlier run, e.g. after a change to the table's format; nothing is measured")
     args = ap.parse_args(argv)
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+        meta = data["meta"]
+        args.tol, args.full = meta["tol"], [n for n in ZOO if n not in meta["full_skipped"]]
+        write_outputs(Path(args.out), args, None, data["rows"], meta["cache_entries_before"],
+                      meta["wall_seconds"], meta=meta)
+        return 0
     unknown = [p for p in args.pipelines if p not in PIPELINES]
     if unknown:
         ap.error(f"unknown pipeline(s) {unknown}; PIPELINES has {list(PIPELINES)}")
@@ -133,24 +153,29 @@ def main(argv=None) -> int:
             for p in args.pipelines:
                 tasks.append({"model": name, "size": size, "pipeline": p, "path": path, "no_ptx": args.no_ptx,
                               "build": str(work / "builds" / f"{name}-{size}-{p}")})
+    # Cheapest rows first (cost ~ ONNX nodes: each kernel costs a g++ build for the emulator, or a ptxas run
+    # for a full model, when not cached), so a tight budget loses the fewest rows; the table keeps zoo order.
+    zoo_order = {(t["model"], t["size"], t["pipeline"]): i for i, t in enumerate(tasks)}
+    tasks.sort(key=lambda t: node_count(t["path"]) * (1.0 if t["size"] == "small" else 0.5))
     n = len(tasks) + len(rows)
     print(f"bench: {len(tasks)} rows ({len(args.models)} small, {len(args.full)} full models x "
           f"{len(args.pipelines)} pipelines), {args.jobs} at a time; cache entries before: {caches}", flush=True)
     done = len(rows)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         def submit(t):
-            if time.perf_counter() - start > args.budget:
+            left = args.budget - (time.perf_counter() - start)
+            if left < 30:
                 return {"model": t["model"], "size": t["size"], "pipeline": t["pipeline"], "status": "skipped",
-                        "error": f"time budget of {args.budget:.0f}s used up before this row started"}
-            return run_row(t, args.row_timeout if t["size"] == "small" else args.full_timeout)
+                        "error": f"the run's {args.budget:.0f}s budget was used up before this row started"}
+            limit = args.row_timeout if t["size"] == "small" else args.full_timeout
+            return run_row(t, min(left, limit), "per-row limit" if limit <= left else "what was left of the budget")
         futures = [pool.submit(submit, t) for t in tasks]
         for f in as_completed(futures):
             r = f.result()
             done += 1
             print(progress(done, n, r), flush=True)
             rows.append(r)
-    order = {(t["model"], t["size"], t["pipeline"]): i for i, t in enumerate(tasks)}
-    rows.sort(key=lambda r: order.get((r["model"], r["size"], r["pipeline"]), -1))
+    rows.sort(key=lambda r: zoo_order.get((r["model"], r["size"], r["pipeline"]), -1))
     wall = time.perf_counter() - start
     write_outputs(Path(args.out), args, argv, rows, caches, wall)
     bad = [r for r in rows if r["status"] != "ok"]
@@ -158,16 +183,19 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_outputs(out: Path, args, argv, rows, caches, wall) -> None:
+def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None) -> None:
+    """``meta`` given (``--from-json``): re-render an earlier run, keeping its command, date and timings."""
     out.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable)  # .venv/bin/python under make; a plain "python" otherwise
     exe = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else "python"
-    command = shlex.join([exe, "scripts/bench.py", *argv])
+    command = meta["command"] if meta else shlex.join([exe, "scripts/bench.py", *argv])
+    if meta:
+        args.date, args.jobs = meta["date"], meta["jobs"]
     small = [r for r in rows if r["size"] == "small"]
     full = [r for r in rows if r["size"] == "full"]
     skipped_full = [n for n in ZOO if n not in args.full]
     nvcc = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout.strip().splitlines()
-    meta = {"date": args.date, "command": command, "wall_seconds": round(wall, 1), "jobs": args.jobs,
+    meta = meta or {"date": args.date, "command": command, "wall_seconds": round(wall, 1), "jobs": args.jobs,
             "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
             "nvcc": nvcc[-1] if nvcc else None, "cache_entries_before": caches, "pipelines": args.pipelines,
             "tol": args.tol, "full_skipped": skipped_full}
@@ -181,7 +209,8 @@ def write_outputs(out: Path, args, argv, rows, caches, wall) -> None:
           "lower bound (inputs, weights and outputs touched once); *x none* is global bytes over the same "
           "model under the `none` pipeline (one kernel per op); regs/smem/spills are ptxas' figures (max "
           "over kernels; spills summed); *err* is the max abs error against onnxruntime on the same seeded "
-          "inputs (numpy runs the pipeline's IR before lower-cuda). A row is *wrong* when an error exceeds "
+          "inputs (numpy runs the pipeline's IR before lower-cuda; *n/a* where that IR already holds kernels, "
+          "which have no reference implementation: the JSON's `numpy_error`). A row is *wrong* when an error exceeds "
           f"{args.tol:g} x max(1, max |onnxruntime output|).", "",
           "## Small models: compile + emulator run (measured global bytes)", "", small_table(small, args.tol),
           "## Full models: compile only (modelled global bytes)", "", full_table(full) if full else "(none)\n",

@@ -26,6 +26,10 @@ BACK_PASSES = "lower-cuda"
 PIPELINES: dict = {
     "none": f"{FRONT_PASSES},{BACK_PASSES}",
     "roller": f"{FRONT_PASSES},roller,{BACK_PASSES}",
+    "welder": f"{FRONT_PASSES},roller,welder,{BACK_PASSES}",
+    # Rammer packs the lowered kernels into persistent rPrograms, so it runs after lower-cuda. It builds on
+    # roller, not welder, until welder compiles the samples/parallel models (it fails on them today).
+    "rammer": f"{FRONT_PASSES},roller,{BACK_PASSES},rammer",
 }
 DEFAULT_PIPELINE = "roller"
 
@@ -51,11 +55,12 @@ class CompileResult:
 
 def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compile_to: str | None = None,
                   pipeline: str = "default", input_shapes: dict | None = None,
-                  check_ptx: bool = False) -> CompileResult:
+                  check_ptx: bool = False, tune: int = 0) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
-    with nvcc first and records what ptxas reports."""
+    with nvcc first and records what ptxas reports. ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
+    on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides."""
     from .backend.build import count_ops, module_text, write_build
     from .frontend.importer import import_onnx
     from .ir.verifier import verify
@@ -73,8 +78,15 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     # The IR just before lower-cuda is what the numpy backend runs on a build folder (kernels have no
     # reference implementation), so the pipeline stops there for a snapshot.
     cut = next((i for i, p in enumerate(passes) if p.name == "lower-cuda"), len(passes))
+    for p in passes:
+        if tune > 0 and p.name == "roller":
+            p.topk = max(p.topk, tune)
     front = PassManager(passes=passes[:cut], dump_dir=dump_dir)
     front.run(module)
+    tuning = None
+    if tune > 0:
+        from .backend.tune import tune_module
+        tuning = tune_module(module, tune)
     reference = module_text(module) if cut < len(passes) else None
     back = PassManager(passes=passes[cut:], dump_dir=dump_dir, first_index=cut + 1)
     back.run(module)
@@ -82,9 +94,13 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     n_ops = count_ops(module)
 
     def write(tmp: Path) -> None:
-        write_build(module, tmp, model=os.path.basename(model), pipeline=pipeline,
-                    stages=[{"pass": r.name, "seconds": round(r.seconds, 6)} for r in records], start=start,
-                    check_ptx=check_ptx, reference=reference)
+        report = write_build(module, tmp, model=os.path.basename(model), pipeline=pipeline,
+                             stages=[{"pass": r.name, "seconds": round(r.seconds, 6)} for r in records],
+                             start=start, check_ptx=check_ptx, reference=reference)
+        if tuning is not None:
+            from .backend.build import write_json
+            report.update(tuning)
+            write_json(tmp / "report.json", report)
     atomic_build_dir(Path(build_dir), write)
     return CompileResult(Path(build_dir), n_ops, [r.name for r in records], time.perf_counter() - start)
 

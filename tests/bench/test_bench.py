@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tilec.bench.table import full_table, small_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # ~20 s idle, over a minute on a busy 2-core machine (emulator runs)
 def test_bench_one_model_one_pipeline(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--out", str(out), "--work", str(tmp_path / "w"),

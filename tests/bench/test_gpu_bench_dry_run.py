@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # ~17 s idle, ~45 s on a busy 2-core machine
 def test_gpu_bench_dry_run(tmp_path):
     cmd = [sys.executable, str(ROOT / "scripts" / "gpu_bench.py"), "--out", str(tmp_path), "--work",
            str(tmp_path / "w"), "--date", "2000-01-01", "--models", "nerf_mlp", "--dry-run"]

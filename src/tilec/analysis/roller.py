@@ -106,8 +106,11 @@ class Roller:
         p, spec = self.p, self.spec
         sizes = {}
         minimum = self.transaction_minimums()
+        mma = self.mma_alignment()
         for a in list(p.out_axes) + list(p.reduce_axes):
-            sizes[a] = axis_sizes(p.extents[a], eps, minimum.get(a, 1))
+            sizes[a] = axis_sizes(p.extents[a], eps, max(minimum.get(a, 1), mma.get(a, 1)))
+            if a in mma:   # tensor cores: whole mma tiles only (else the op falls back to CUDA cores)
+                sizes[a] = [s for s in sizes[a] if s % mma[a] == 0] or sizes[a]
         cur = {a: sizes[a][0] for a in sizes}
         seen: dict = {}
         balance = self.machine_balance()
@@ -163,6 +166,7 @@ class Roller:
         """Shrink tiles of grids smaller than the SM count along the least-reuse axis (Roller step 4)."""
         out = []
         minimum = self.transaction_minimums()
+        mma = self.mma_alignment()
         for c in cands:
             block = dict(c.rtile.block)
             step = dict(c.rtile.step)
@@ -171,7 +175,8 @@ class Roller:
                 if c.est.blocks >= self.spec.num_sms:
                     break
                 # never below one transaction of the contiguous axes (alignment beats parallelism)
-                axes = [a for a in block if block[a] // 2 >= min(minimum.get(a, 1), self.p.extents[a])]
+                axes = [a for a in block if block[a] // 2 >= min(minimum.get(a, 1), self.p.extents[a])
+                        and (block[a] // 2) % mma.get(a, 1) == 0]
                 if not axes:
                     break
                 # least reuse: halving it raises traffic the least
@@ -206,6 +211,20 @@ class Roller:
                 elem = itemsize(p.input_dtypes[p.input_index(acc)])
                 mins[last.name] = max(mins.get(last.name, 1), sector // elem)
         return mins
+
+    def mma_alignment(self) -> dict:
+        """Tensor-core alignment (DESIGN §3): for an f16/bf16 matmul whose m, n, k are at least one mma tile,
+        {m: M, n: N, k: K} of the spec's square mma shape (the one wmma's m16n16k16 uses); else {}."""
+        from ..backend.lower.tiled_mma import match_expr
+        p = self.p
+        square = [s for s in self.spec.mma_shapes if s[0] == s[1]]
+        if not square:
+            return {}
+        mt = match_expr(p.expr, p.input_dtypes, p.out_dtype)
+        if mt is None:
+            return {}
+        out = dict(zip((mt["m"], mt["n"], mt["k"]), square[0]))
+        return out if all(p.extents[a] >= q for a, q in out.items()) else {}
 
     def intensity(self, rt: RTile) -> float:
         q = traffic_bytes(self.p, rt, self.spec)

@@ -104,8 +104,9 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     """report.json: ``totals`` (ops, kernels, launches, host_ops, global_bytes_modelled, lower_bound_bytes,
     compile_seconds) and ``kernels``, one row per kernel.func in module order."""
     ptx = ptx or {}
-    launches: dict = {}
-    for s in plan["steps"]:
+    from .plan import walk_steps
+    launches: dict = {}  # per plan occurrence: a launch inside a loop body counts once here, per trip at run time
+    for s in walk_steps(plan["steps"]):
         if s["kind"] == "launch":
             launches[s["kernel"]] = launches.get(s["kernel"], 0) + 1
     rows = []

@@ -8,6 +8,7 @@
 #ifndef TILEC_NO_HALF_HEADERS
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include <mma.h>  // nvcuda::wmma, for the tensor-core tiled kernels (lower/tiled_mma.py)
 #endif
 
 // Global memory access: element index i of p (vector forms: 4 elements at index i, 16-byte aligned).

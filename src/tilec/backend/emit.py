@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from pathlib import Path
 
 from ..ir.diagnostics import CompileError
@@ -43,7 +44,10 @@ def kernel_name(op) -> str:
 
 
 def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
-    """The complete CUDA source of one ``kernel.func`` op."""
+    """The complete CUDA source of one ``kernel.func`` op (a persistent rProgram: ``lower/persistent.py``)."""
+    if op.attributes.get("kind") == "persistent":
+        from .lower.persistent import emit_persistent
+        return emit_persistent(op, lang)
     for p in op.attributes["params"]:
         if sanitize_identifier(p["name"]) != p["name"]:
             raise CompileError.at(f"kernel parameter '{safe_comment(p['name'])}' is not a sanitised identifier",
@@ -63,6 +67,25 @@ def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
         lines.extend(render_body(op, lang))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+_BLOCK_X = re.compile(r"\bblockIdx\s*\.\s*x\b")
+
+
+def emit_device_function(op, fname: str, lang: CStyleLanguage = CUDA) -> list:
+    """``op``'s block body as ``static __device__ void fname(params..., const int k_vb)``, where ``k_vb``
+    is the virtual block index that replaces ``blockIdx.x`` (an rTask of a persistent kernel, DESIGN §5).
+    Params lose ``__restrict__``: in a persistent kernel an input may be written by another rTask."""
+    params = [f"{'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}* {p['name']}"
+              for p in op.attributes["params"]]
+    lines = [f"static __device__ __noinline__ void {fname}({', '.join(params + ['const int k_vb'])}) {{"]
+    if "source" in op.attributes:
+        body = ["  " + ln if ln else "" for ln in op.attributes["source"].strip("\n").split("\n")]
+    else:
+        body = render_body(op, lang)
+    lines.extend(_BLOCK_X.sub("k_vb", ln) for ln in body)
+    lines.append("}")
+    return lines
 
 
 def emit_module(module, lang: CStyleLanguage = CUDA) -> dict:

@@ -23,7 +23,8 @@ PLAN_VERSION = 1
 ALIGN = 256  # bytes: enough for float4 accesses and for cudaMalloc-like alignment of every arena slice
 _BAD = re.compile(r"[^A-Za-z0-9_.]")
 # Ops that are structure, not work: they produce no buffer of their own and are never a step.
-_STRUCTURAL = ("func.return", "tile.const")
+_STRUCTURAL = ("func.return", "tile.const", "cf.yield")
+CONTROL = ("cf.loop", "cf.if")
 
 
 def is_view(op: Operation) -> bool:
@@ -77,8 +78,12 @@ def value_buffers(module: Operation) -> tuple:
         add(arg, name, "input", input=name)
     weight_buffer: dict = {}
     temps = 0
-    for op in fn.body.ops:
-        if op.name == "func.return":
+    for op in list(fn.walk())[1:]:  # Loop / If bodies too: their values live in buffers like any other
+        for region in op.regions:
+            for arg in region.block.args:
+                add(arg, f"t{temps}", "temp")
+                temps += 1
+        if op.name in ("func.return", "cf.yield"):
             continue
         if op.name == "tile.const":
             value = op.attributes["value"]
@@ -107,19 +112,8 @@ def build_plan(module: Operation) -> dict:
     constants become host steps, run by the numpy reference."""
     fn = main_function(module)
     buffers, of = value_buffers(module)
-    steps: list = []
-    for index, op in enumerate(fn.body.ops):
-        if op.name in _STRUCTURAL or is_view(op):
-            continue
-        step = len(steps)
-        ins = [of[v] for v in op.operands]
-        outs = [of[r] for r in op.results]
-        if op.name == "kernel.launch":
-            steps.append(_launch_step(module, op, ins, outs))
-        else:
-            steps.append({"kind": "host", "op": op.name, "index": index, "inputs": ins, "outputs": outs})
-        for b in ins + outs:
-            _touch(buffers, b, step)
+    clock = [0]  # lifetimes are in step times; a loop or if takes a time at its start and its end
+    steps = _steps(module, fn.body, [], buffers, of, clock)
     ret = fn.body.ops[-1] if fn.body.ops and fn.body.ops[-1].name == "func.return" else None
     result_names = fn.attributes.get("result_names") or [f"out{i}" for i in range(len(ret.operands if ret else []))]
     outputs = []
@@ -128,13 +122,91 @@ def build_plan(module: Operation) -> dict:
         outputs.append({"name": name, "buffer": b})
         if buffers[b]["kind"] == "temp":
             buffers[b]["kind"] = "output"
-        _touch(buffers, b, len(steps))
-    _finish_lifetimes(buffers, steps)
+        _touch(buffers, b, clock[0])
+    _finish_lifetimes(buffers, clock[0])
     arena = _pack_arena(buffers)
     inputs = [{"name": b["input"], "buffer": n} for n, b in buffers.items() if b["kind"] == "input"]
     return {"version": PLAN_VERSION, "inputs": inputs, "outputs": outputs,
             "buffers": list(buffers.values()), "arena_bytes": arena, "steps": steps,
-            "host_ops": [s["op"] for s in steps if s["kind"] == "host"]}
+            "host_ops": [s["op"] for s in walk_steps(steps) if s["kind"] in ("host", "loop", "if")]}
+
+
+def walk_steps(steps: list):
+    """Every step, nested loop and branch bodies included, in program order."""
+    for s in steps:
+        yield s
+        for key in ("body", "then", "else"):
+            yield from walk_steps(s.get(key, ()))
+
+
+def _steps(module: Operation, block, path: list, buffers: dict, of: dict, clock: list) -> list:
+    """The steps of ``block``. A ``cf.loop`` / ``cf.if`` is a structured step holding its bodies' steps; the
+    host drives it (reads the trip count and the condition). Buffers a body reads from outside live until
+    the loop's end, since every iteration reads them again."""
+    steps: list = []
+    for index, op in enumerate(block.ops):
+        if op.name in _STRUCTURAL or is_view(op):
+            continue
+        t = clock[0]
+        clock[0] += 1
+        ins = [of[v] for v in op.operands]
+        outs = [of[r] for r in op.results]
+        where = path + [index]
+        if op.name == "kernel.launch":
+            steps.append(_launch_step(module, op, ins, outs))
+        elif op.name in CONTROL:
+            steps.append(_control_step(module, op, where, ins, outs, buffers, of, clock))
+        else:
+            steps.append({"kind": "host", "op": op.name, "index": index, "path": where, "inputs": ins,
+                          "outputs": outs})
+        for b in ins + outs:
+            _touch(buffers, b, t)
+        if op.name in CONTROL:
+            inner = {b for s in walk_steps(steps[-1].get("body", []) + steps[-1].get("then", [])
+                                           + steps[-1].get("else", [])) for b in s["inputs"] + s["outputs"]}
+            inner |= {b for key in ("args", "yield", "cond_yield", "iter_arg", "cond_arg", "then_yield",
+                                    "else_yield") for b in _as_list(steps[-1].get(key))}
+            for b in sorted(inner | set(ins) | set(outs)):
+                _touch(buffers, b, t)
+                _touch(buffers, b, clock[0])
+            clock[0] += 1
+    return steps
+
+
+def _as_list(x) -> list:
+    return [] if x is None else x if isinstance(x, list) else [x]
+
+
+def _const_value(v: Value):
+    op = v.defining_op
+    if op is not None and op.name == "tile.const" and isinstance(op.attributes["value"], DenseAttr):
+        return op.attributes["value"].array
+    return None
+
+
+def _control_step(module, op, path, ins, outs, buffers, of, clock) -> dict:
+    if op.name == "cf.if":
+        branches = [_steps(module, r.block, path + [k], buffers, of, clock) for k, r in enumerate(op.regions)]
+        return {"kind": "if", "op": op.name, "path": path, "cond": ins[0], "then": branches[0],
+                "else": branches[1], "then_yield": [of[v] for v in op.regions[0].block.terminator.operands],
+                "else_yield": [of[v] for v in op.regions[1].block.terminator.operands], "inputs": ins,
+                "outputs": outs}
+    body = op.body
+    term = body.terminator
+    n = len(op.operands) - 2
+    trip, cond = _const_value(op.operands[0]), _const_value(op.operands[1])
+    # The host reads the condition back after every iteration unless the body passes it on unchanged.
+    cond_const = cond is not None and bool(cond) and (term.operands[0] is body.args[1]
+                                                       or _const_value(term.operands[0]) is not None
+                                                       and bool(_const_value(term.operands[0])))
+    return {"kind": "loop", "op": op.name, "path": path, "max_trip": ins[0], "cond": ins[1],
+            "trip_static": None if trip is None else int(trip), "cond_static": cond_const,
+            "cond_init": None if cond is None else bool(cond),
+            "init": ins[2:], "iter_arg": of[body.args[0]], "cond_arg": of[body.args[1]],
+            "args": [of[a] for a in body.args[2:]], "body": _steps(module, body, path + [0], buffers, of, clock),
+            "cond_yield": of[term.operands[0]], "yield": [of[v] for v in term.operands[1:1 + n]],
+            "scan_yield": [of[v] for v in term.operands[1 + n:]], "results": outs[:n], "scan_results": outs[n:],
+            "inputs": ins, "outputs": outs, "placement": op.attributes.get("placement", "host")}
 
 
 def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dict:
@@ -150,9 +222,14 @@ def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dic
                               f"kernel takes {n_in} and {len(params) - n_in}", op.loc)
     it_in, it_out = iter(ins), iter(outs)
     args = [next(it_in) if p["role"] == "in" else next(it_out) for p in params]
-    return {"kind": "launch", "kernel": name, "cu": f"kernels/{name}.cu", "grid": list(a["grid"]),
+    step = {"kind": "launch", "kernel": name, "cu": f"kernels/{name}.cu", "grid": list(a["grid"]),
             "block": list(a["block"]), "smem": int(a.get("smem", 0)), "args": args, "inputs": ins,
             "outputs": outs, "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0))}
+    if a.get("kind") == "persistent":
+        # An rProgram (passes/rammer.py): its blocks wait on each other's step flags, which start at zero.
+        step["concurrent"] = True
+        step["zero"] = [args[-1]]
+    return step
 
 
 def _touch(buffers: dict, name: str, step: int) -> None:
@@ -161,10 +238,9 @@ def _touch(buffers: dict, name: str, step: int) -> None:
     b["last_use"] = max(b.get("last_use", -1), step)
 
 
-def _finish_lifetimes(buffers: dict, steps: list) -> None:
+def _finish_lifetimes(buffers: dict, end: int) -> None:
     """Inputs and weights exist from the start; outputs (and what they alias) to the end; a view keeps
     its root alive as long as the view is used."""
-    end = len(steps)
     for b in buffers.values():
         if b["kind"] in ("input", "weight"):
             b["first_use"] = -1
@@ -234,7 +310,7 @@ def weight_arrays(module: Operation, plan: dict) -> dict:
     data = module_weights(module)
     fn = main_function(module)
     _, of = value_buffers(module)
-    consts = {of[op.result]: op.attributes["value"].array for op in fn.body.ops
+    consts = {of[op.result]: op.attributes["value"].array for op in fn.walk()
               if op.name == "tile.const" and isinstance(op.attributes["value"], DenseAttr)}
     out = {}
     for b in plan["buffers"]:

@@ -48,14 +48,14 @@ def small_table(rows: list, tol: float) -> str:
             status = f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
         else:
             scale = max(1.0, r.get("ref_max_abs") or 0.0)
-            bad = [k for k in ("emu_vs_ort", "numpy_vs_ort") if not r.get(k, 0.0) <= tol * scale]
+            bad = [k for k in ("emu_vs_ort", "numpy_vs_ort") if r.get(k) is not None and not r[k] <= tol * scale]
             status = "ok" if not bad else "**wrong**: " + ", ".join(bad)
         b = r.get("measured_bytes")
         out.append("| " + " | ".join([
             r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
             str(r.get("emu_launches", r.get("launches", "-"))), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
             _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "measured_bytes")), *_ptx(r),
-            _err(r.get("emu_vs_ort")), _err(r.get("numpy_vs_ort"))]) + " |")
+            _err(r.get("emu_vs_ort")), "n/a" if r.get("numpy_error") else _err(r.get("numpy_vs_ort"))]) + " |")
     return "\n".join(out) + "\n"
 
 

@@ -11,7 +11,14 @@ here; they are read once on the host, never from the device inside the timed for
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+try:  # a module global, not an import inside each op: torch.compile traces the ops without graph breaks
+    import torch
+except ImportError:  # the benchmark reports "torch not installed"
+    torch = None
 
 
 def _attrs(node) -> dict:
@@ -23,9 +30,10 @@ class TorchGraph:
     """``TorchGraph(onnx_model, device)(**inputs) -> [outputs]``, inputs and outputs torch tensors."""
 
     def __init__(self, model, device: str = "cuda"):
-        import torch
-        from onnx import numpy_helper
-        self.torch, self.device = torch, device
+        from onnx import helper, numpy_helper
+        if torch is None:
+            raise ImportError("torch is not installed")
+        self.device = device
         missing = sorted({n.op_type for n in model.graph.node} - set(OPS))
         if missing:
             raise NotImplementedError(f"ONNX op(s) not expressed in torch: {', '.join(missing)}")
@@ -35,16 +43,25 @@ class TorchGraph:
                 self.consts_np[n.output[0]] = numpy_helper.to_array(_attrs(n)["value"])
         # np.array(copy=True), not ascontiguousarray: that turns 0-d scalars (Gather indices) into 1-d.
         self.consts = {k: torch.from_numpy(np.array(v, copy=True)).to(device) for k, v in self.consts_np.items()}
+        # Axes, split sizes, shapes and Clip bounds as Python values, read once here: inside a traced
+        # forward, numpy arrays would be traced too.
+        self.small = {k: v.tolist() for k, v in self.consts_np.items() if v.size <= 64}
+        self.scalars = {k: float(v.reshape(())) for k, v in self.consts_np.items()
+                        if v.ndim == 0 and np.issubdtype(v.dtype, np.floating)}
         self.nodes = [(n.op_type, list(n.input), list(n.output), _attrs(n)) for n in model.graph.node
                       if n.op_type != "Constant"]
+        for op, _, _, attrs in self.nodes:
+            if op == "Cast":
+                attrs["_torch_dtype"] = getattr(torch, np.dtype(helper.tensor_dtype_to_np_dtype(attrs["to"])).name)
         inits = set(self.consts_np)
         self.inputs = [i.name for i in model.graph.input if i.name not in inits]
         self.outputs = [o.name for o in model.graph.output]
 
-    def const(self, name: str) -> np.ndarray:
-        if name not in self.consts_np:
-            raise NotImplementedError(f"'{name}' must be a constant for the torch runner")
-        return self.consts_np[name]
+    def const(self, name: str):
+        """A small constant operand as a Python scalar or list."""
+        if name not in self.small:
+            raise NotImplementedError(f"'{name}' must be a small constant for the torch runner")
+        return self.small[name]
 
     def __call__(self, **inputs):
         env = dict(self.consts)
@@ -55,11 +72,6 @@ class TorchGraph:
             for name, value in zip(outs, res if isinstance(res, (list, tuple)) else [res]):
                 env[name] = value
         return [env[o] for o in self.outputs]
-
-
-def _t():
-    import torch
-    return torch
 
 
 def _gemm(g, a, ins, at):
@@ -75,7 +87,7 @@ def _gemm(g, a, ins, at):
 
 
 def _conv(g, a, ins, at):
-    F = _t().nn.functional
+    F = torch.nn.functional
     pads = at.get("pads", [0] * 4)
     nd = a[1].dim() - 2
     if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
@@ -89,7 +101,7 @@ def _conv(g, a, ins, at):
 
 def _pool(kind):
     def run(g, a, ins, at):
-        F = _t().nn.functional
+        F = torch.nn.functional
         pads = at.get("pads", [0] * 4)
         if list(pads[:2]) != list(pads[2:]):
             raise NotImplementedError(f"asymmetric {kind} pads")
@@ -102,19 +114,19 @@ def _pool(kind):
 
 
 def _bn(g, a, ins, at):
-    return _t().nn.functional.batch_norm(a[0], a[3], a[4], a[1], a[2], False, 0.0, at.get("epsilon", 1e-5))
+    return torch.nn.functional.batch_norm(a[0], a[3], a[4], a[1], a[2], False, 0.0, at.get("epsilon", 1e-5))
 
 
 def _ln(g, a, ins, at):
     axis = at.get("axis", -1) % a[0].dim()
-    return _t().nn.functional.layer_norm(a[0], a[0].shape[axis:], a[1], a[2] if len(a) > 2 else None,
+    return torch.nn.functional.layer_norm(a[0], a[0].shape[axis:], a[1], a[2] if len(a) > 2 else None,
                                          at.get("epsilon", 1e-5))
 
 
 def _clip(g, a, ins, at):
     lo = float(g.const(ins[1])) if len(ins) > 1 and ins[1] else None
     hi = float(g.const(ins[2])) if len(ins) > 2 and ins[2] else None
-    return _t().clamp(a[0], lo, hi)
+    return torch.clamp(a[0], lo, hi)
 
 
 def _split(g, a, ins, at):
@@ -126,7 +138,7 @@ def _split(g, a, ins, at):
     else:
         n = at["num_outputs"]
         sizes = [a[0].shape[axis] // n] * n
-    return list(_t().split(a[0], sizes, dim=axis))
+    return list(torch.split(a[0], sizes, dim=axis))
 
 
 def _unsqueeze(g, a, ins, at):
@@ -175,13 +187,11 @@ def _pad(g, a, ins, at):
     for i in reversed(range(n)):  # torch wants (last dim begin, end, second-to-last ...)
         flat += [pads[i], pads[i + n]]
     value = float(g.const(ins[2])) if len(ins) > 2 and ins[2] else 0.0
-    return _t().nn.functional.pad(a[0], flat, value=value)
+    return torch.nn.functional.pad(a[0], flat, value=value)
 
 
 def _cast(g, a, ins, at):
-    from onnx import helper
-    dt = np.dtype(helper.tensor_dtype_to_np_dtype(at["to"]))
-    return a[0].to(getattr(_t(), dt.name if dt.name != "bool" else "bool"))
+    return a[0].to(at["_torch_dtype"])  # set in TorchGraph.__init__, outside any trace
 
 
 def _reduce(fn):
@@ -194,11 +204,16 @@ def _reduce(fn):
 
 
 def _unary(name):
-    return lambda g, a, ins, at: getattr(_t(), name)(a[0])
+    return lambda g, a, ins, at: getattr(torch, name)(a[0])
 
 
 def _binary(name):
-    return lambda g, a, ins, at: getattr(_t(), name)(a[0], a[1])
+    def run(g, a, ins, at):
+        # A one-element float constant goes in as a Python float: inductor's attention pattern matcher turns
+        # "scores / sqrt(d)" into SDPA and then fails when the scale is a 0-d tensor (torch 2.13).
+        x, y = (g.scalars.get(i, t) for i, t in zip(ins, a))
+        return getattr(torch, name)(x, y)
+    return run
 
 
 OPS = {
@@ -209,25 +224,25 @@ OPS = {
     "Relu": _unary("relu"), "Sigmoid": _unary("sigmoid"), "Tanh": _unary("tanh"), "Erf": _unary("erf"),
     "Exp": _unary("exp"), "Log": _unary("log"), "Sqrt": _unary("sqrt"), "Abs": _unary("abs"),
     "Neg": _unary("neg"), "Reciprocal": _unary("reciprocal"),
-    "Softplus": lambda g, a, ins, at: _t().nn.functional.softplus(a[0]),
-    "LeakyRelu": lambda g, a, ins, at: _t().nn.functional.leaky_relu(a[0], at.get("alpha", 0.01)),
-    "HardSigmoid": lambda g, a, ins, at: _t().clamp(at.get("alpha", 0.2) * a[0] + at.get("beta", 0.5), 0, 1),
-    "HardSwish": lambda g, a, ins, at: _t().nn.functional.hardswish(a[0]),
+    "Softplus": lambda g, a, ins, at: torch.nn.functional.softplus(a[0]),
+    "LeakyRelu": lambda g, a, ins, at: torch.nn.functional.leaky_relu(a[0], at.get("alpha", 0.01)),
+    "HardSigmoid": lambda g, a, ins, at: torch.clamp(at.get("alpha", 0.2) * a[0] + at.get("beta", 0.5), 0, 1),
+    "HardSwish": lambda g, a, ins, at: torch.nn.functional.hardswish(a[0]),
     "Identity": lambda g, a, ins, at: a[0],
-    "Where": lambda g, a, ins, at: _t().where(a[0], a[1], a[2]),
+    "Where": lambda g, a, ins, at: torch.where(a[0], a[1], a[2]),
     "MatMul": _binary("matmul"), "Gemm": _gemm, "Conv": _conv, "BatchNormalization": _bn,
     "LayerNormalization": _ln, "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
     "GlobalAveragePool": lambda g, a, ins, at: a[0].mean(dim=tuple(range(2, a[0].dim())), keepdim=True),
     "Flatten": lambda g, a, ins, at: a[0].reshape(
-        int(np.prod(a[0].shape[:at.get("axis", 1)])), -1),
-    "Softmax": lambda g, a, ins, at: _t().softmax(a[0], dim=at.get("axis", -1)),
+        math.prod(a[0].shape[:at.get("axis", 1)]), -1),
+    "Softmax": lambda g, a, ins, at: torch.softmax(a[0], dim=at.get("axis", -1)),
     "Clip": _clip, "Split": _split, "Unsqueeze": _unsqueeze, "Squeeze": _squeeze, "Reshape": _reshape,
     "Slice": _slice, "Pad": _pad, "Cast": _cast,
     "Transpose": lambda g, a, ins, at: a[0].permute(*(at.get("perm") or reversed(range(a[0].dim())))),
-    "Concat": lambda g, a, ins, at: _t().cat(a, dim=at["axis"]),
-    "Gather": lambda g, a, ins, at: _t().index_select(a[0], at.get("axis", 0), a[1].reshape(-1)).reshape(
+    "Concat": lambda g, a, ins, at: torch.cat(a, dim=at["axis"]),
+    "Gather": lambda g, a, ins, at: torch.index_select(a[0], at.get("axis", 0), a[1].reshape(-1)).reshape(
         *a[0].shape[:at.get("axis", 0) % a[0].dim()], *a[1].shape, *a[0].shape[at.get("axis", 0) % a[0].dim() + 1:]),
-    "Expand": lambda g, a, ins, at: a[0] * _t().ones([int(s) for s in g.const(ins[1])], dtype=a[0].dtype,
+    "Expand": lambda g, a, ins, at: a[0] * torch.ones([int(s) for s in g.const(ins[1])], dtype=a[0].dtype,
                                                       device=a[0].device),
     "Tile": lambda g, a, ins, at: a[0].repeat(*[int(s) for s in g.const(ins[1])]),
     "ReduceMean": _reduce(lambda x, ax, k: x.mean(dim=ax, keepdim=k)),

@@ -79,14 +79,27 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
 @click.option("--pipeline", default="default", show_default=True, help="Which pipeline (see README).")
 @click.option("--check-ptx", is_flag=True,
               help="Compile every kernel with nvcc -arch=sm_90 and record ptxas' registers/smem/spills.")
+@click.option("--tune", "tune", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
+              help="Profile Roller's top-K tiles per op on the GPU and keep the fastest (no GPU: the model).")
 @input_shape_option
 @guarded
-def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, input_shapes):
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, tune, input_shapes):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
     result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
-                           input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx)
+                           input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune)
     click.echo(result.summary())
+
+
+@cli.command("tune")
+@click.argument("build_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("-k", "--top", "k", default=8, show_default=True, type=click.IntRange(min=1),
+              help="How many of Roller's candidates to profile per op.")
+@guarded
+def tune_cmd(build_dir, k):
+    """Re-tune a build folder: profile each op's top-K tiles on the GPU, keep the fastest, rewrite it."""
+    from ..backend.tune import summary, tune_build
+    click.echo(summary(tune_build(build_dir, k)))
 
 
 @cli.command("run")
@@ -110,6 +123,24 @@ def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, 
     from ..driver import run_target
     run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
                report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat)
+
+
+@cli.command("viz")
+@click.option("--schedule", "build_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="A build folder whose rPrograms (rammer pipeline) to draw.")
+@click.option("-o", "--output", default="-", show_default=True, help="Chrome-trace JSON ('-' = stdout).")
+@guarded
+def viz_cmd(build_dir, output):
+    """Write the rProgram schedule as a Chrome trace: one lane per vEU, estimated time on x."""
+    import json
+
+    from ..analysis.rammer.report import schedule_trace
+    from ..ir.io import read_ir
+    text = json.dumps(schedule_trace(read_ir(str(Path(build_dir) / "model.tir"))), indent=1)
+    if output == "-":
+        click.echo(text)
+    else:
+        Path(output).write_text(text + "\n")
 
 
 def main():

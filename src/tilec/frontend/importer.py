@@ -7,6 +7,7 @@ becomes a ``tile.const`` op only where an emitted op reads it.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -25,7 +26,6 @@ from .registry import get_converter
 
 # Folding a node whose result is bigger than this would put a large tensor into the module; emit the op.
 MAX_FOLD_ELEMENTS = 1 << 22
-CONTROL_FLOW = ("Loop", "If", "Scan")
 DEFAULT_DOMAINS = ("", "ai.onnx")
 MIN_OPSET = 7
 
@@ -146,7 +146,8 @@ class ImportContext:
                          loc=Location(self.file, name=g.name or "main"))
         self.module.body.append(func)
         self.builder = Builder(self.module, block)
-        for index, node in self._toposort():
+        self.entry_block = block
+        for index, node in self._toposort(g):
             self._convert(index, node)
         results = []
         self.node, self.node_label = None, "outputs"
@@ -229,9 +230,9 @@ class ImportContext:
                                    f"{vi.name}={example}", self.file)
         return TensorType(tuple(dims), dtype)
 
-    def _toposort(self) -> list:
+    def _toposort(self, graph) -> list:
         """Nodes in an order where every input is defined first; cycles and undefined inputs are errors."""
-        nodes = list(self.graph.node)
+        nodes = list(graph.node)
         available = set(self.values)
         produced = {}
         for i, n in enumerate(nodes):
@@ -305,8 +306,6 @@ class ImportContext:
         if node.domain not in DEFAULT_DOMAINS:
             raise self.error(node, f"unsupported ONNX op '{node.op_type}' from domain '{node.domain}' "
                                    "(only the default ONNX domain is supported)")
-        if node.op_type in CONTROL_FLOW:
-            raise self.error(node, f"ONNX op '{node.op_type}' is not supported yet")
         conv = get_converter(node.op_type)
         if conv is None:
             raise self.error(node, f"unsupported ONNX op '{node.op_type}'")
@@ -426,9 +425,10 @@ class ImportContext:
             sym = v.name or self._fresh_symbol(self._const_hint())
             v.name = sym
             attr = add_weight(self.module, sym, arr, v.source_name)
-        # Constants go at the top of the function, so a constant reused by later nodes dominates every use.
+        # Constants go at the top of the function, so a constant reused by later nodes (or by a Loop/If body
+        # and its enclosing graph alike) dominates every use.
         op = Operation("tile.const", [], [v.type], {"value": attr}, loc=self.builder.loc)
-        block = self.builder.block
+        block = self.entry_block
         pos = next((k for k, o in enumerate(block.ops) if o.name != "tile.const"), len(block.ops))
         block.insert(pos, op)
         v.value = op.result
@@ -499,6 +499,32 @@ class ImportContext:
             if any(d is None or d < 0 or d >= MAX_DIM for d in t.shape):
                 raise self.error(self.node, f"'{op_name}' would produce an invalid shape {list(t.shape)}")
         return out
+
+    # --- subgraphs (Loop / If / Scan bodies) ----------------------------------------------------------
+    @contextlib.contextmanager
+    def in_block(self, block: Block):
+        """Emit into ``block`` (a control-flow body): it sees every name of the enclosing scope, and the
+        names it defines do not leak out."""
+        saved = (self.builder, self.values, self.node, self.node_label)
+        self.builder = Builder(self.module, block, loc=self.builder.loc)
+        self.values = dict(self.values)
+        try:
+            yield
+        finally:
+            self.builder, self.values, self.node, self.node_label = saved
+
+    def import_body(self, graph: onnx.GraphProto, prefix: str) -> list:
+        """Convert ``graph``'s nodes into the current block (see :meth:`in_block`); its inputs must already
+        be bound in ``self.values``. Returns its outputs as Values or ConstValues."""
+        for t in graph.initializer:
+            self.values[t.name] = ConstValue(tensor_to_array(t, self.folder, self.file, "initializer"),
+                                             source_name=t.name)
+        for index, node in self._toposort(graph):
+            self._convert(index, node)
+        missing = [o.name for o in graph.output if o.name not in self.values]
+        if missing:
+            raise CompileError(f"body output '{missing[0]}' is not produced by any node ({prefix})", self.file)
+        return [self.values[o.name] for o in graph.output]
 
     # --- cleanup -------------------------------------------------------------------------------------
     def _drop_dead_constants(self, block: Block) -> None:

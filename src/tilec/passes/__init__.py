@@ -14,7 +14,9 @@ PASSES: dict = {
     "cse": "cse:CSE",
     "dce": "dce:DCE",
     "roller": "roller:Roller",
+    "welder": "welder:Welder",
     "lower-cuda": "lower_cuda:LowerCuda",
+    "rammer": "rammer:Rammer",
 }
 
 

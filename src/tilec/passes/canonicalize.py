@@ -60,7 +60,7 @@ class Canonicalize(ModulePass):
     def sweep(self, module: Operation) -> bool:
         changed = False
         for fn in functions(module):
-            for op in list(fn.body.ops):
+            for op in list(fn.walk())[1:]:  # Loop / If bodies too
                 if op.parent is None:
                     continue
                 for applies, rewrite in RULES:

@@ -9,7 +9,7 @@ from ..ir.weights import module_weights
 from .base import ModulePass
 
 # Ops that must stay even when their results are unused.
-SIDE_EFFECTS = {"func.return", "func.func", "tile.weight", "cf.yield", "builtin.module"}
+SIDE_EFFECTS = {"func.return", "func.func", "tile.weight", "tile.yield", "cf.yield", "builtin.module"}
 
 
 @dataclass

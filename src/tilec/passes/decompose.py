@@ -23,14 +23,14 @@ class Decompose(ModulePass):
 
     def apply(self, module: Operation) -> None:
         for fn in functions(module):
-            for op in list(fn.body.ops):
+            for op in list(fn.walk())[1:]:  # Loop / If bodies too
                 spec = get_spec(op.name)
                 if spec is None or spec.lowering != "expr" or op.dialect != "graph":
                     continue
                 rule = get_decomposition(op.name)
                 if rule is None:
                     continue  # stays a graph op; the backend treats it as opaque
-                b = Builder(module, fn.body, before=op, loc=op.loc)
+                b = Builder(module, op.parent, before=op, loc=op.loc)
                 new_values = rule(b, op, with_defaults(spec, op.attributes))
                 if len(new_values) != len(op.results):
                     raise CompileError.at(f"decomposition of '{op.name}' gave {len(new_values)} values for "

@@ -20,8 +20,8 @@ class FoldConstants(ModulePass):
 
     def apply(self, module: Operation) -> None:
         for fn in functions(module):
-            for op in list(fn.body.ops):
-                if op.name in ("tile.const", "func.return") or op.regions or not op.results:
+            for op in list(fn.walk())[1:]:  # Loop / If bodies too
+                if op.parent is None or op.name in ("tile.const", "func.return", "cf.yield") or op.regions or not op.results:
                     continue
                 producers = [v.defining_op for v in op.operands]
                 if not producers or not all(p is not None and p.name == "tile.const" for p in producers):
@@ -32,7 +32,7 @@ class FoldConstants(ModulePass):
                     continue
                 inputs = [run_op(module, p, [], {})[0] for p in producers]
                 outs = run_op(module, op, inputs, {})
-                b = Builder(module, fn.body, before=op, loc=op.loc)
+                b = Builder(module, op.parent, before=op, loc=op.loc)
                 for r, arr in zip(op.results, outs):
                     from ..ir.types import np_dtype
                     arr = np.asarray(arr).astype(np_dtype(r.type.dtype)).reshape(r.type.shape)

@@ -22,20 +22,27 @@ class InferShapes(ModulePass):
 
     def apply(self, module: Operation) -> None:
         for fn in functions(module):
-            for op in fn.body.ops:
-                spec = get_spec(op.name)
-                if spec is None or not spec.result_type:
-                    continue
-                types = [v.type for v in op.operands]
-                if not all(isinstance(t, TensorType) and t.is_static for t in types):
-                    continue
-                try:
-                    inferred = get_rule(spec.result_type)(types, with_defaults(spec, op.attributes))
-                except (ValueError, IndexError, KeyError, TypeError) as e:
-                    raise CompileError.at(f"'{op.name}' is invalid: {e}", op.loc) from None
-                for r, t in zip(op.results, inferred):
-                    r.type = t
+            self.block(fn.body)
             term = fn.body.terminator
             if term is not None and term.name == "func.return":
                 old = fn.attributes["function_type"]
                 fn.attributes["function_type"] = FunctionType(old.inputs, tuple(v.type for v in term.operands))
+
+    def block(self, block) -> None:
+        from ..ir.dialects.cf import refine_types
+        for op in block.ops:
+            if op.name in ("cf.loop", "cf.if"):
+                refine_types(op, self.block)  # body argument types follow the operands
+                continue
+            spec = get_spec(op.name)
+            if spec is None or not spec.result_type:
+                continue
+            types = [v.type for v in op.operands]
+            if not all(isinstance(t, TensorType) and t.is_static for t in types):
+                continue
+            try:
+                inferred = get_rule(spec.result_type)(types, with_defaults(spec, op.attributes))
+            except (ValueError, IndexError, KeyError, TypeError) as e:
+                raise CompileError.at(f"'{op.name}' is invalid: {e}", op.loc) from None
+            for r, t in zip(op.results, inferred):
+                r.type = t

@@ -1,4 +1,4 @@
-"""lower-cuda: every ``tile.compute`` (and every opaque graph op with a hand-written kernel) becomes a
+"""lower-cuda: every ``tile.compute`` and fused ``tile.kernel`` (and every opaque graph op with a hand-written kernel) becomes a
 ``kernel.func`` symbol holding the kernel body, launched from its function by a ``kernel.launch``."""
 from __future__ import annotations
 
@@ -25,9 +25,14 @@ class LowerCuda(ModulePass):
         from ..backend.opaque import lower_opaque
         index = sum(1 for op in module.body.ops if op.name == "kernel.func")
         for fn in functions(module):
-            for op in list(fn.body.ops):
+            for op in list(fn.walk())[1:]:  # Loop / If bodies too: the plan runs them as structured steps
+                if op.parent_op is not None and op.parent_op.name == "tile.kernel":
+                    continue  # a fused kernel's member: lowered with its tile.kernel
                 if op.name == "tile.compute":
                     func = lower_compute(op, index, self.kind or None)
+                elif op.name == "tile.kernel":
+                    from ..backend.lower.fused_kernel import lower_kernel
+                    func = lower_kernel(op, index, self.kind or None)
                 elif getattr(get_spec(op.name), "lowering", None) == "opaque":
                     func = lower_opaque(op, index)
                     if func is None:
@@ -37,7 +42,7 @@ class LowerCuda(ModulePass):
                 module.body.insert_before(fn, func)
                 launch = Operation("kernel.launch", list(op.operands), [r.type for r in op.results],
                                    {"kernel": SymbolRef(func.sym_name)}, loc=op.loc)
-                fn.body.insert_before(op, launch)
+                op.parent.insert_before(op, launch)
                 for old, new in zip(op.results, launch.results):
                     old.replace_all_uses_with(new)
                 op.erase()

@@ -74,7 +74,8 @@ class CupyDevice(Device):
                 errors.append(f"{how}: {type(e).__name__}: {str(e).strip()[:2000]}")
         raise CompileError(f"cannot load kernel '{name}' on the GPU:\n" + "\n".join(errors))
 
-    def launch(self, kernel, name, grid, block, smem, args, timed=False):
+    def launch(self, kernel, name, grid, block, smem, args, timed=False, concurrent=False):
+        # concurrent (a persistent kernel): on a GPU every block of its grid is resident by construction.
         if smem > SMEM_DEFAULT_LIMIT:
             kernel.max_dynamic_shared_size_bytes = smem
         timer = None

@@ -50,11 +50,12 @@ class EmuDevice(HostMemoryDevice):
             raise CompileError(f"kernel '{name}' is not in its source (found: {', '.join(mod.kernels)})")
         return mod
 
-    def launch(self, kernel, name, grid, block, smem, args, timed=False):
+    def launch(self, kernel, name, grid, block, smem, args, timed=False, concurrent=False):
+        """``concurrent``: all blocks are live at once (a persistent kernel's vEUs wait on each other)."""
         start = time.perf_counter()
         try:
             st = kernel.launch(name, tuple(grid), tuple(block), args, smem_bytes=smem, order=self.order,
-                               seed=self.seed, check_bounds=self.check_bounds)
+                               seed=self.seed, check_bounds=self.check_bounds, concurrent_blocks=concurrent)
         except self.emu.EmuError as e:
             raise CompileError(f"kernel '{name}' failed in the emulator: {e}") from None
         return LaunchRecord(st.global_load_bytes, st.global_store_bytes, time.perf_counter() - start)

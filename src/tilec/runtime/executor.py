@@ -36,6 +36,7 @@ class RunStats:
 
     kernels: dict = field(default_factory=dict)
     host_syncs: int = 0
+    device_copies: int = 0
     host_ops: int = 0
     seconds: float = 0.0
 
@@ -52,6 +53,8 @@ class RunStats:
         totals = {"launches": sum(k.launches for k in self.kernels.values()), "global_bytes": total,
                   "global_bytes_source": "counted" if counts_bytes else "modelled",
                   "host_syncs": self.host_syncs, "host_ops": self.host_ops, "seconds": round(self.seconds, 9)}
+        if self.device_copies:  # loop-carried values and branch results moving between buffers (cf steps)
+            totals["device_copies"] = self.device_copies
         return {"backend": backend, "totals": totals, "kernels": rows, **(extra or {})}
 
 
@@ -88,8 +91,9 @@ class Executor:
         if not (root / "plan.json").is_file():
             raise CompileError(f"'{build_dir}' is not a tilec build folder (no plan.json)")
         plan = json.loads((root / "plan.json").read_text())
+        from ..backend.plan import walk_steps
         sources = {}
-        for s in plan["steps"]:
+        for s in walk_steps(plan["steps"]):
             if s["kind"] == "launch" and s["kernel"] not in sources:
                 cu = root / s["cu"]
                 if not cu.is_file():
@@ -127,12 +131,13 @@ class Executor:
                 root = mem[b["alias_of"]]
                 mem[b["name"]] = _Buf(root.raw, root.offset, b["dtype"], b["shape"], b["bytes"])
         self._mem = mem
-        for s in self.plan["steps"]:
+        from ..backend.plan import walk_steps
+        for s in walk_steps(self.plan["steps"]):
             if s["kind"] == "launch" and s["kernel"] not in self._kernels:
                 cubin = self.cubin_dir / f"{s['kernel']}.cubin" if self.cubin_dir is not None else None
                 self._kernels[s["kernel"]] = dev.load(s["kernel"], self.sources[s["kernel"]],
                                                       cubin if cubin is not None and cubin.is_file() else None)
-        self._args = {i: [self._arg(n) for n in s["args"]] for i, s in enumerate(self.plan["steps"])
+        self._args = {id(s): [self._arg(n) for n in s["args"]] for s in walk_steps(self.plan["steps"])
                       if s["kind"] == "launch"}
 
     def _arg(self, name: str):
@@ -182,17 +187,7 @@ class Executor:
         self.prepare()
         poison = self.poison if poison is None else poison
         dev, records = self.device, []
-        for i, s in enumerate(self.plan["steps"]):
-            if s["kind"] == "host":
-                self._host_step(s)
-                continue
-            if poison:
-                for name in s["outputs"]:
-                    m = self._mem[name]
-                    dev.fill(m.raw, m.offset, m.nbytes)
-            rec = dev.launch(self._kernels[s["kernel"]], s["kernel"], s["grid"], s["block"], s["smem"],
-                             self._args[i], timed=timed)
-            records.append((s, rec))
+        self._run_list(self.plan["steps"], records, timed, poison)
         if timed and records:
             dev.synchronize()
         for s, rec in records:
@@ -203,6 +198,28 @@ class Executor:
             k.bytes_modelled += s.get("bytes_modelled", 0)
             k.seconds += dev.elapsed(rec.timer) if timed else 0.0
 
+    def _run_list(self, steps: list, records: list, timed: bool, poison: bool) -> None:
+        dev = self.device
+        for s in steps:
+            if s["kind"] == "host":
+                self._host_step(s)
+                continue
+            if s["kind"] in ("loop", "if"):
+                from .control_steps import run_control
+                run_control(self, s, lambda body: self._run_list(body, records, timed, poison))
+                continue
+            if poison:
+                for name in s["outputs"]:
+                    m = self._mem[name]
+                    dev.fill(m.raw, m.offset, m.nbytes)
+            for name in s.get("zero", ()):  # step flags of a persistent kernel: zero before every launch
+                m = self._mem[name]
+                dev.fill(m.raw, m.offset, m.nbytes, 0)
+            extra = {"concurrent": True} if s.get("concurrent") else {}
+            rec = dev.launch(self._kernels[s["kernel"]], s["kernel"], s["grid"], s["block"], s["smem"],
+                             self._args[id(s)], timed=timed, **extra)
+            records.append((s, rec))
+
     def _host_step(self, s: dict) -> None:
         """Run one op with the numpy reference: a round trip through the host."""
         from .interpreter import run_op
@@ -212,8 +229,10 @@ class Executor:
             from ..backend.plan import value_buffers
             self._module = self.load_module()
             self._values = value_buffers(self._module)[1]
-        fn = self._main()
-        op = fn.body.ops[s["index"]]
+        path = s.get("path", [s["index"]])  # op index, then (region, op index) pairs into nested bodies
+        op = self._main().body.ops[path[0]]
+        for r, i in zip(path[1::2], path[2::2]):
+            op = op.regions[r].block.ops[i]
         env = _LazyEnv(self._fetch)
         ins = [env[v] for v in op.operands]
         outs = run_op(self._module, op, ins, env)

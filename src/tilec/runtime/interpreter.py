@@ -98,3 +98,6 @@ def _compute(module, op, inputs, env):
     out = op.result.type
     return [evaluate(expr, inputs, out.shape, out.dtype, pad=float(op.attributes.get("pad", 0.0)),
                      hints=op.attributes.get("axes"))]
+
+
+from . import control_flow  # noqa: E402,F401  (registers the cf.loop / cf.if handlers)

@@ -18,6 +18,9 @@ from .guard import DIAGNOSTIC, OK, Outcome, run_guarded
 STAGES = ("import", "decompose", "emu")
 MISMATCH, SKIPPED = "mismatch", "skipped"
 RTOL, ATOL = 1e-3, 1e-4
+# A g++ build per kernel makes emu slow (tens of seconds for a 12-kernel graph on a loaded machine):
+# its limit catches hangs, not slowness.
+EMU_SECONDS = 600.0
 
 
 class Mismatch(Exception):
@@ -102,7 +105,8 @@ def check_graph(model, inputs: dict, stages=STAGES, seconds: float = 30.0) -> di
         if why:
             out[stage] = Outcome(SKIPPED, why)
             continue
-        o = _guard_mismatch(_RUNNERS[stage], model, inputs, expected, seconds)
+        limit = max(seconds, EMU_SECONDS) if stage == "emu" else seconds
+        o = _guard_mismatch(_RUNNERS[stage], model, inputs, expected, limit)
         out[stage] = o
     return out
 

@@ -5,3 +5,4 @@
 #define TILEC_EMU 1
 #endif
 #include "emu_launch.h"
+#include "emu_wmma.h"

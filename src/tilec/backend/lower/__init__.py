@@ -41,7 +41,12 @@ def lower_compute(op, index: int, kind: str | None = None):
     if kind == "elementwise":
         func = lower_elementwise(ctx, name)
     elif kind == "tiled":
-        func = lower_tiled(ctx, name, op.attributes.get("rtile"))
+        from .tiled_mma import aligned, lower_tiled_mma
+        rtile = op.attributes.get("rtile")
+        if aligned(ctx, rtile):   # f16/bf16 matmul on an mma-aligned tile: tensor cores
+            func = lower_tiled_mma(ctx, name.replace("_tiled", "_tiled_mma"), rtile)
+        else:
+            func = lower_tiled(ctx, name, rtile)
     else:
         func = lower_reduce(ctx, name)
     func.attributes["expr"] = op.attributes["expr"]

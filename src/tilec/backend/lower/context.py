@@ -118,6 +118,13 @@ class ComputeContext:
     def access_key(self, access) -> tuple:
         return (access.tensor, repr(access.indices))
 
+    # --- results ---------------------------------------------------------------------------------------
+    fused = False   # a fused kernel's context (backend/lower/fused.py) replaces store_result with an epilogue
+
+    def store_result(self, kb, index: str, value: str, pred: str | None = None) -> None:
+        """Store the computed ``value`` of the output element at linear ``index`` (axis vars are bound)."""
+        kb.store(self.out_name, index, value, pred or None)
+
     # --- cost ------------------------------------------------------------------------------------------
     def flops(self) -> int:
         try:

@@ -37,13 +37,13 @@ def _scalar_body(ctx: ComputeContext, kb: KernelBuilder, flat: str) -> None:
         names[ctx.access_key(acc)] = f"k_v{j}"
         ctx.load_access(kb, acc, f"k_v{j}")
     value = ctx.renderer(lambda a: names[ctx.access_key(a)])(ctx.expr.body)
-    kb.store(ctx.out_name, flat, value)
+    ctx.store_result(kb, flat, value)
 
 
 def _can_vectorize(ctx: ComputeContext) -> bool:
     """float4 when everything is f32, the innermost axis has a multiple-of-4 extent, and every access either
     ignores it or indexes its innermost (contiguous, aligned) dim with exactly it."""
-    if not ctx.out_axes or ctx.out_dtype != "f32" or any(d != "f32" for d in ctx.dtypes):
+    if ctx.fused or not ctx.out_axes or ctx.out_dtype != "f32" or any(d != "f32" for d in ctx.dtypes):
         return False
     inner = ctx.out_axes[-1]
     if ctx.extents[inner] % 4 or math.prod(ctx.out_shape) < 4 * THREADS:

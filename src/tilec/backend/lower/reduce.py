@@ -53,7 +53,7 @@ def _serial(ctx: ComputeContext, name: str):
         _out_coords(ctx, kb, "k_t")
         kb.local("k_acc", ctx.acc_dtype, init=ctx.identity())
         _nested_reduce_loops(ctx, kb, ctx.reduce_axes)
-        kb.store(ctx.out_name, "k_t", "k_acc")
+        ctx.store_result(kb, "k_t", "k_acc")
     return kb.func(name, [max(1, -(-total // threads))], [threads], ctx.params(), kind="reduce_serial",
                    flops=ctx.flops(), bytes_modelled=_bytes(ctx))
 
@@ -90,7 +90,7 @@ def _block(ctx: ComputeContext, name: str, rtotal: int):
         with kb.cond("threadIdx.x < 32"):
             kb.assign("k_acc", f"threadIdx.x < {warps} ? k_red[threadIdx.x] : {ctx.identity()}")
             kb.warp_reduce("k_acc", ctx.combiner, ctx.acc_dtype, width=_pow2(warps))
-    kb.store(ctx.out_name, "k_o", "k_acc", pred="threadIdx.x == 0")
+    ctx.store_result(kb, "k_o", "k_acc", pred="threadIdx.x == 0")
     return kb.func(name, [max(1, total)], [threads], ctx.params(), kind="reduce",
                    flops=ctx.flops(), bytes_modelled=_bytes(ctx))
 

@@ -239,8 +239,8 @@ def _epilogue(ctx, kb, cfg, origin, tdim) -> None:
             return
         slot = linearize([f"k_i_{_n(a)}" for a in outs], [T[a] for a in outs])
         pred = " && ".join(f"{ctx.axis_var(a)} < {E[a]}" for a in outs if E[a] % B[a])
-        kb.store(ctx.out_name, linearize([ctx.axis_var(a) for a in outs], ctx.out_shape), f"k_acc[{slot}]",
-                 pred or None)
+        ctx.store_result(kb, linearize([ctx.axis_var(a) for a in outs], ctx.out_shape), f"k_acc[{slot}]",
+                         pred or None)
 
     loops(outs)
 

@@ -1,0 +1,68 @@
+"""Rammer's cost model: what one rTask (a thread block) costs on a vEU, and how many vEUs an SM holds.
+
+An SM's fp32 throughput and its share of DRAM bandwidth (peak / #SMs) are split between the blocks
+resident on it: a task gets ``share = min(warps / SATURATING_WARPS, 1 / occ)`` of them, where ``occ`` is the
+number of blocks sharing its SM, and costs ``max(flops/(F·share), bytes/(B·share)) + BLOCK_OVERHEAD``. A lone small kernel therefore runs its few blocks on a few SMs at their
+per-SM speed and leaves the rest idle, which is exactly the waste Rammer packs away. Launches cost
+``LAUNCH_OVERHEAD`` each (host launch plus the drain and ramp between dependent kernels); waiting on a step
+flag costs ``WAIT_OVERHEAD`` (a fence and an L2 round trip). These are modelling constants, not
+measurements: without a GPU the estimate decides, as in Roller (DESIGN §3).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..hardware import GPUSpec
+
+LAUNCH_OVERHEAD = 3.0e-6   # s per kernel launch in a stream (launch latency + tail/ramp of the grid)
+BLOCK_OVERHEAD = 0.3e-6    # s per block: scheduling, index math, first loads' latency
+WAIT_OVERHEAD = 0.5e-6     # s per segment that waits on other vEUs' flags
+SATURATING_WARPS = 32      # warps per SM that keep its memory pipeline full
+REGS_ASSUMED = 64          # registers per thread assumed before ptxas; __launch_bounds__ enforces the limit
+
+
+@dataclass(frozen=True)
+class Member:
+    """One packable kernel launch: node ``node`` of the launch graph, launching ``kernel``."""
+
+    node: int
+    kernel: str
+    blocks: int
+    threads: int
+    smem: int           # static shared bytes of one block
+    barriers: bool      # has __syncthreads / warp shuffles: must run with exactly ``threads`` threads
+    flops: int
+    bytes: int
+
+
+def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASSUMED) -> int:
+    """Blocks of ``threads`` threads and ``smem`` shared bytes one SM holds at once (0 if none fits)."""
+    warps = math.ceil(threads / spec.warp_size) * spec.warp_size
+    limits = [spec.max_blocks_per_sm, spec.max_threads_per_sm // warps,
+              spec.regs_per_sm // (warps * regs)]
+    if smem:  # static __shared__ arrays: at most smem_per_block_bytes (48 KB) without the dynamic opt-in
+        limits.append(0 if smem > spec.smem_per_block_bytes else spec.smem_per_sm_bytes // smem)
+    return max(0, min(limits))
+
+
+def task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:
+    """One rTask of ``m`` sharing its SM with ``occ`` blocks in all. A block gets at most ``1/occ`` of its
+    SM, and no more than its own warps can keep busy (``warps / SATURATING_WARPS``): latency hiding needs
+    warps in flight (Little's law), so a lone small block runs slower than its share."""
+    share = min(math.ceil(m.threads / spec.warp_size) / SATURATING_WARPS, 1.0 / occ)
+    per_flops = spec.fp32_flops / spec.num_sms * share
+    per_bytes = spec.dram_bytes_per_s / spec.num_sms * share
+    return max(m.flops / m.blocks / per_flops, m.bytes / m.blocks / per_bytes) + BLOCK_OVERHEAD
+
+
+def kernel_seconds(m: Member, spec: GPUSpec) -> float:
+    """``m`` launched on its own: its blocks spread over the SMs, up to its resident limit per SM."""
+    limit = max(1, resident_blocks(spec, m.threads, m.smem))
+    occ = min(limit, math.ceil(m.blocks / spec.num_sms))
+    waves = math.ceil(m.blocks / (occ * spec.num_sms))
+    return LAUNCH_OVERHEAD + waves * task_seconds(m, occ, spec)
+
+
+def sequential_seconds(members, spec: GPUSpec) -> float:
+    return sum(kernel_seconds(m, spec) for m in members)

@@ -1,0 +1,136 @@
+"""Estimates of a lowered module's ``@main`` with and without rammer, and the Chrome trace of its rPrograms.
+
+``plan_seconds`` sums, launch by launch in program order, the rammer cost model's estimate: a persistent
+kernel costs its rProgram's packed estimate, any other kernel its one-at-a-time estimate
+(``cost.kernel_seconds``). ``schedule_trace`` replays each rProgram's vEU lists (segments start when their
+vEU is free and their waits are met) into Chrome-trace events, one lane per vEU, estimated time on x.
+
+    python -m tilec.analysis.rammer.report samples/parallel/*.onnx   # the table in docs/benchmarks
+"""
+from __future__ import annotations
+
+import math
+
+from ...ir.core import Operation, lookup_symbol
+from ..hardware import GPUSpec, get_arch
+from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, Member, kernel_seconds
+
+
+def _member(kernel: Operation) -> Member:
+    a = kernel.attributes
+    smem = sum(_nbytes(s.attributes) for s in kernel.walk() if s.name == "kernel.shared")
+    return Member(0, kernel.sym_name, math.prod(a["grid"]), math.prod(a["block"]), smem, True,
+                  int(a.get("flops", 0)), int(a.get("bytes_modelled", 0)))
+
+
+def _nbytes(attrs: dict) -> int:
+    from ...ir.types import itemsize
+    return itemsize(attrs["dtype"]) * math.prod(attrs["dims"])
+
+
+def launches(module: Operation) -> list:
+    from ...runtime.interpreter import main_function
+    return [lookup_symbol(module, op.attributes["kernel"].name) for op in main_function(module).walk()
+            if op.name == "kernel.launch"]
+
+
+def plan_seconds(module: Operation, spec: GPUSpec) -> float:
+    total = 0.0
+    for k in launches(module):
+        if k.attributes.get("kind") == "persistent":
+            total += next(op for op in k.body.ops if op.name == "rprog.program").attributes["packed_seconds"]
+        else:
+            total += kernel_seconds(_member(k), spec)
+    return total
+
+
+def replay(kernel: Operation) -> list:
+    """``[(veu, operator, lo, hi, start, end)]`` of a persistent kernel, in seconds from its start."""
+    ops = kernel.body.ops
+    secs = [o.attributes.get("task_seconds", 0.0) for o in ops if o.name == "rprog.operator"]
+    veus = [o.attributes for o in ops if o.name == "rprog.veu"]
+    ends = [[] for _ in veus]          # ends[v][s]: end of vEU v's segment s
+    pc, now, out = [0] * len(veus), [0.0] * len(veus), []
+    while any(pc[v] < len(veus[v]["segments"]) for v in range(len(veus))):
+        moved = False
+        for v, veu in enumerate(veus):
+            while pc[v] < len(veu["segments"]):
+                waits = veu["waits"][pc[v]]
+                if any(len(ends[u]) < step for u, step in waits):
+                    break
+                i, lo, hi = veu["segments"][pc[v]]
+                start = max([now[v]] + [ends[u][step - 1] for u, step in waits]) + (WAIT_OVERHEAD if waits else 0)
+                now[v] = start + (hi - lo) * secs[i]
+                ends[v].append(now[v])
+                out.append((v, i, lo, hi, start, now[v]))
+                pc[v] += 1
+                moved = True
+        if not moved:
+            raise ValueError(f"rProgram {kernel.sym_name} deadlocks")
+    return out
+
+
+def schedule_trace(module: Operation) -> dict:
+    """Chrome-trace JSON (``chrome://tracing``, Perfetto) of every rProgram: one process per persistent
+    kernel, one thread (lane) per vEU, one complete event per segment, microseconds of estimated time."""
+    events, t0 = [], 0.0
+    for pid, k in enumerate(launches(module)):
+        if k.attributes.get("kind") != "persistent":
+            continue
+        names = [o.attributes["kernel"].name for o in k.body.ops if o.name == "rprog.operator"]
+        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": k.sym_name}})
+        rows = replay(k)
+        for v, i, lo, hi, start, end in rows:
+            events.append({"ph": "X", "pid": pid, "tid": v, "name": names[i], "ts": (t0 + start) * 1e6,
+                           "dur": (end - start) * 1e6, "args": {"blocks": [lo, hi]}})
+        t0 += max((r[5] for r in rows), default=0.0) + LAUNCH_OVERHEAD
+    return {"traceEvents": events, "displayTimeUnit": "ns"}
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from ...driver import compile_model, make_executor
+    from ...ir.io import read_ir
+    from ...runtime.interpreter import run_module
+    ap = argparse.ArgumentParser(description="launches, estimated time and emulator bytes per inference, "
+                                             "roller vs rammer")
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--arch", default="h200")
+    args = ap.parse_args(argv)
+    spec = get_arch(args.arch)
+    print("| model | launches roller → rammer (emu) | est. µs roller → rammer | est. speedup | vEUs (max) | "
+          "emu global KB roller → rammer | max err vs numpy |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in args.models:
+            row = []
+            for pipeline in ("roller", "rammer"):
+                out = f"{tmp}/{pipeline}"
+                compile_model(path, out, pipeline=pipeline)
+                module = read_ir(f"{out}/model.tir")
+                plan = json.loads(open(f"{out}/plan.json").read())
+                shapes = {b["name"]: b["shape"] for b in plan["buffers"]}
+                rng = np.random.default_rng(0)
+                inputs = {i["name"]: rng.standard_normal(shapes[i["buffer"]]).astype(np.float32)
+                          for i in plan["inputs"]}
+                ex = make_executor(out, "emu")
+                got = ex.run(inputs)
+                ref = run_module(read_ir(f"{out}/reference.tir"), inputs)
+                err = max(float(np.max(np.abs(got[k] - ref[k]))) for k in ref)
+                totals = ex.report()["totals"]
+                veus = max((int(k.attributes["grid"][0]) for k in launches(module)
+                            if k.attributes.get("kind") == "persistent"), default=0)
+                row.append((totals["launches"], plan_seconds(module, spec), totals["global_bytes"], err, veus))
+            (n0, s0, b0, e0, _), (n1, s1, b1, e1, v1) = row
+            name = path.rsplit("/", 1)[-1]
+            print(f"| {name} | {n0} → {n1} | {s0 * 1e6:.1f} → {s1 * 1e6:.1f} | {s0 / s1:.2f}x | {v1} | "
+                  f"{b0 / 1024:.1f} → {b1 / 1024:.1f} | {max(e0, e1):.1e} |")
+
+
+if __name__ == "__main__":
+    main()

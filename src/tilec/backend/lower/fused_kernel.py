@@ -1,0 +1,19 @@
+"""Lowering a welder ``tile.kernel`` to one ``kernel.func``: register-level groups through the anchor's
+kernel kind with an epilogue (``fused.py``), shared-level row groups through the row kernel
+(``fused_row.py``)."""
+from __future__ import annotations
+
+from . import kernel_symbol
+from .fused import lower_fused
+from .fused_row import lower_fused_row
+
+
+def lower_kernel(kernel, index: int, kind: str | None = None):
+    """The ``kernel.func`` for one ``tile.kernel`` (``kind`` forces the anchor's kernel kind)."""
+    name = kernel_symbol(index, "fused_" + kernel.attributes["kind"], "fused")
+    if kernel.attributes["kind"] == "row":
+        func = lower_fused_row(kernel, name)
+    else:
+        func = lower_fused(kernel, name, kind)
+    func.loc = kernel.loc
+    return func

@@ -1,0 +1,176 @@
+"""The tensor-core variant of the tiled kernel: f16/bf16 (batched) matrix products with ``nvcuda::wmma``.
+
+Matches ``C[b.., m, n] += A[b.., m|k, k|m] * B[b.., k|n, n|k]`` (plain axes, one reduce axis, both inputs f16
+or both bf16, any float output) whose rTile is aligned to the 16×16×16 mma shape: block m and n, and step k,
+multiples of 16. A block stages an A tile (BM×BK) and a B tile (BK×BN) in shared memory per k step (zero
+outside the tensors, so edge tiles need no special case), each warp runs ``mma_sync`` on its 16×16
+fragments with fp32 accumulators, and the epilogue stages each fragment in a per-warp shared scratch so
+the global stores are row-contiguous and bounds-checked. The body is CUDA text (``source``): wmma calls have no kernel-IR form.
+"""
+from __future__ import annotations
+
+import math
+
+from ...ir.types import itemsize
+from .context import ComputeContext
+
+MMA = (16, 16, 16)
+SMEM_LIMIT = 48 * 1024
+PAD_AB = 8     # halves: keeps ldm a multiple of 8 and fragment rows 32-B aligned, shifts banks per row
+PAD_C = 4      # floats
+CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
+
+
+def match(ctx: ComputeContext) -> dict | None:
+    """``{"m", "n", "k", "batch", "a", "b", "a_kmajor", "b_nmajor"}`` when ``ctx`` is a tensor-core matmul."""
+    return match_expr(ctx.expr, ctx.dtypes, ctx.out_dtype)
+
+
+def match_expr(e, dtypes, out_dtype) -> dict | None:
+    """:func:`match` on the parts Roller's TileProblem has too (it aligns these tiles to the mma shape)."""
+    from ...ir.texpr.evaluate import product_factors
+    from ...ir.texpr.nodes import Access, AxisRef
+    if e.combiner != "sum" or len(e.reduce_axes) != 1 or len(e.out_axes) < 2:
+        return None
+    if set(dtypes) not in ({"f16"}, {"bf16"}) or len(dtypes) != 2 or out_dtype not in CTYPE:
+        return None
+    pf = product_factors(e.body)
+    if pf is None or pf[1] != 1 or len(pf[0]) != 2 or not all(isinstance(f, Access) for f in pf[0]):
+        return None
+    *batch, m, n = e.out_axes
+    k = e.reduce_axes[0]
+    fa, fb = pf[0]
+    if fa.tensor == fb.tensor or not all(isinstance(i, AxisRef) for i in fa.indices + fb.indices):
+        return None
+    ia, ib = [i.name for i in fa.indices], [i.name for i in fb.indices]
+    if ia[:-2] != batch or ib[:-2] != batch:
+        return None
+    if sorted(ia[-2:]) != sorted([m, k]):
+        fa, fb, ia, ib = fb, fa, ib, ia      # B * A: swap so A is the one holding m
+    if sorted(ia[-2:]) != sorted([m, k]) or sorted(ib[-2:]) != sorted([k, n]):
+        return None
+    return {"m": m, "n": n, "k": k, "batch": batch, "a": fa, "b": fb,
+            "a_kmajor": ia[-1] == m, "b_nmajor": ib[-1] == k}
+
+
+def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
+    """Whether ``rtile`` fits the tensor-core kernel (and the op matches)."""
+    mt = match(ctx)
+    if mt is None or not rtile:
+        return False
+    block, step = rtile.get("block", {}), rtile.get("step", {})
+    bm, bn, bk = block.get(mt["m"], 0), block.get(mt["n"], 0), step.get(mt["k"], 0)
+    if any(x <= 0 or x % s for x, s in zip((bm, bn, bk), MMA)):
+        return False
+    return all(block.get(b, 1) == 1 for b in mt["batch"]) and smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= SMEM_LIMIT
+
+
+def smem_bytes(bm: int, bn: int, bk: int, dtype: str, warps: int = 8) -> int:
+    """Staged A and B tiles plus one 16×16 fp32 epilogue scratch per warp (at most 8)."""
+    e = itemsize(dtype)
+    return bm * (bk + PAD_AB) * e + bk * (bn + PAD_AB) * e + warps * 16 * (16 + PAD_C) * 4
+
+
+def warps_for(bm: int, bn: int, threads_hint: int) -> int:
+    """Warps per block: a power of two dividing the fragment count, near the rTile's thread count, ≤ 8."""
+    frags = (bm // 16) * (bn // 16)
+    w = 1
+    while w * 2 <= min(8, max(1, threads_hint // 32)) and frags % (w * 2) == 0:
+        w *= 2
+    return w
+
+
+def lower_tiled_mma(ctx: ComputeContext, name: str, rtile: dict):
+    """The ``kernel.func`` of the wmma kernel for ``ctx`` with an aligned ``rtile`` (see :func:`aligned`)."""
+    from .builder import KernelBuilder
+    mt = match(ctx)
+    m, n, k, batch = mt["m"], mt["n"], mt["k"], mt["batch"]
+    E = ctx.extents
+    bm, bn, bk = rtile["block"][m], rtile["block"][n], rtile["step"][k]
+    thread = rtile.get("thread", {})
+    hint = (bm // max(1, thread.get(m, 1))) * (bn // max(1, thread.get(n, 1)))
+    nw = warps_for(bm, bn, hint)
+    nt = 32 * nw
+    fn = bn // 16
+    fpw = (bm // 16) * fn // nw
+    ab_t = CTYPE[ctx.dtypes[0]]
+    out_t = CTYPE[ctx.out_dtype]
+    ina, inb = ctx.names[mt["a"].tensor], ctx.names[mt["b"].tensor]
+    grid_m, grid_n = -(-E[m] // bm), -(-E[n] // bn)
+    nb = math.prod(E[b] for b in batch)
+    sa, sb = bk + PAD_AB, bn + PAD_AB
+    sc = 16 + PAD_C
+    # Global strides: the batch axes are leading and shared by A, B and C (row-major, contiguous).
+    a_rows = (E[m], E[k]) if not mt["a_kmajor"] else (E[k], E[m])
+    b_rows = (E[k], E[n]) if not mt["b_nmajor"] else (E[n], E[k])
+    a_idx = "(gr * {K} + gc)" if not mt["a_kmajor"] else "(gc * {M} + gr)"
+    b_idx = "(gr * {N} + gc)" if not mt["b_nmajor"] else "(gc * {K} + gr)"
+    a_idx, b_idx = a_idx.format(K=E[k], M=E[m]), b_idx.format(K=E[k], N=E[n])
+    it = "long long" if ctx.idx_t == "i64" else "int"
+    zero = f"{ab_t}(0.0f)"
+    src = f"""
+using namespace nvcuda;
+// {nw} warps, {fpw} 16x16 fragment(s) each; block tile {bm}x{bn}, k step {bk}
+TL_SHARED({ab_t}, k_as, [{bm}][{sa}]);
+TL_SHARED({ab_t}, k_bs, [{bk}][{sb}]);
+TL_SHARED(float, k_cs, [{nw}][16][{sc}]);
+const int k_tid = threadIdx.x, k_warp = k_tid / 32;
+const int k_bid = blockIdx.x;
+const {it} k_batch = k_bid / {grid_m * grid_n};
+const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {bm}, k_n0 = k_bid % {grid_n} * {bn};
+const {it} k_abase = k_batch * {a_rows[0] * a_rows[1]}, k_bbase = k_batch * {b_rows[0] * b_rows[1]};
+const {it} k_cbase = k_batch * {E[m] * E[n]};
+wmma::fragment<wmma::accumulator, 16, 16, 16, float> k_acc[{fpw}];
+for (int f = 0; f < {fpw}; ++f) wmma::fill_fragment(k_acc[f], 0.0f);
+for (int k_k0 = 0; k_k0 < {E[k]}; k_k0 += {bk}) {{
+  for (int e = k_tid; e < {bm * bk}; e += {nt}) {{
+    const int r = e / {bk}, c = e % {bk}, gr = k_m0 + r, gc = k_k0 + c;
+    k_as[r][c] = (gr < {E[m]} && gc < {E[k]}) ? TL_LD({ina}, k_abase + {a_idx}) : {zero};
+  }}
+  for (int e = k_tid; e < {bk * bn}; e += {nt}) {{
+    const int r = e / {bn}, c = e % {bn}, gr = k_k0 + r, gc = k_n0 + c;
+    k_bs[r][c] = (gr < {E[k]} && gc < {E[n]}) ? TL_LD({inb}, k_bbase + {b_idx}) : {zero};
+  }}
+  __syncthreads();
+  for (int kk = 0; kk < {bk}; kk += 16) {{
+    for (int f = 0; f < {fpw}; ++f) {{
+      const int fi = k_warp + f * {nw}, fm = fi / {fn}, fc = fi % {fn};
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, {ab_t}, wmma::row_major> k_a;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, {ab_t}, wmma::row_major> k_b;
+      wmma::load_matrix_sync(k_a, &k_as[fm * 16][kk], {sa});
+      wmma::load_matrix_sync(k_b, &k_bs[kk][fc * 16], {sb});
+      wmma::mma_sync(k_acc[f], k_a, k_b, k_acc[f]);
+    }}
+  }}
+  __syncthreads();
+}}
+// Epilogue: each warp stages one fragment at a time in its own 16x16 scratch, then stores it row by row.
+for (int f = 0; f < {fpw}; ++f) {{
+  const int fi = k_warp + f * {nw}, fm = fi / {fn}, fc = fi % {fn};
+  wmma::store_matrix_sync(&k_cs[k_warp][0][0], k_acc[f], {sc}, wmma::mem_row_major);
+  __syncwarp();
+  for (int e = k_tid % 32; e < 256; e += 32) {{
+    const int r = e / 16, c = e % 16, gm = k_m0 + fm * 16 + r, gn = k_n0 + fc * 16 + c;
+    if (gm < {E[m]} && gn < {E[n]}) TL_ST({ctx.out_name}, k_cbase + ({it})gm * {E[n]} + gn, {out_t}(k_cs[k_warp][r][c]));
+  }}
+  __syncwarp();
+}}
+"""
+    kb = KernelBuilder()
+    cfg = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(thread),
+           "step": {k: bk}, "mma": list(MMA)}
+    return kb.func(name, [nb * grid_m * grid_n], [nt], ctx.params(), kind="tiled_mma", flops=ctx.flops(),
+                   bytes_modelled=modelled_bytes(ctx, mt, bm, bn, bk), config=cfg, source=src)
+
+
+def modelled_bytes(ctx: ComputeContext, mt: dict, bm: int, bn: int, bk: int) -> int:
+    """In-bounds elements of every staged A and B tile, plus the output once (exact: the tile grid is a
+    product of per-axis clipped extents)."""
+    E = ctx.extents
+    m, n, k = mt["m"], mt["n"], mt["k"]
+    nb = math.prod(E[b] for b in mt["batch"])
+    gm, gn = -(-E[m] // bm), -(-E[n] // bn)
+    elem = itemsize(ctx.dtypes[0])
+    a = nb * gn * E[m] * E[k] * elem      # every block row of the grid reads all of A's rows once per column
+    b = nb * gm * E[k] * E[n] * elem
+    return a + b + ctx.out_bytes()

@@ -1,0 +1,98 @@
+"""``rprog`` dialect hooks (DESIGN §5): an rProgram lives in a persistent ``kernel.func``. The
+``rprog.program`` hook checks the whole program: every rTask of every rOperator runs exactly once, segments
+name real operators and block ranges, waits name real vEUs and steps, and the grid is one block per vEU."""
+from ..attributes import SymbolRef
+from ..core import lookup_symbol
+from ..diagnostics import CompileError
+from ..verifier import verify_hook
+
+
+def _persistent_parent(op):
+    parent = op.parent_op
+    if parent is None or parent.name != "kernel.func" or parent.attributes.get("kind") != "persistent":
+        raise CompileError.at(f"'{op.name}' is only valid inside a kernel.func of kind \"persistent\"", op.loc)
+    return parent
+
+
+@verify_hook("rprog.operator")
+def _verify_operator(op, module):
+    kernel = _persistent_parent(op)
+    ref = op.attributes["kernel"]
+    target = lookup_symbol(module, ref.name) if isinstance(ref, SymbolRef) else None
+    if target is None or target.name != "kernel.func" or target.attributes.get("kind") == "persistent":
+        raise CompileError.at(f"'rprog.operator' refers to unknown kernel {ref}", op.loc)
+    params = {p["name"]: p for p in kernel.attributes["params"]}
+    want = target.attributes["params"]
+    args = op.attributes["args"]
+    if len(args) != len(want) or op.attributes["tasks"] != target.attributes["grid"][0]:
+        raise CompileError.at(f"'rprog.operator' of {ref}: args or tasks do not match the kernel", op.loc)
+    for a, p in zip(args, want):
+        got = params.get(a)
+        if got is None or (got["dtype"], got["shape"]) != (p["dtype"], p["shape"]) or \
+                (p["role"] == "out" and got["role"] != "out"):
+            raise CompileError.at(f"'rprog.operator' of {ref}: arg '{a}' does not fit param '{p['name']}'",
+                                  op.loc)
+
+
+@verify_hook("rprog.veu")
+def _verify_veu(op, module):
+    _persistent_parent(op)
+    segs, waits = op.attributes["segments"], op.attributes["waits"]
+    if len(segs) != len(waits) or not all(isinstance(s, list) and len(s) == 3 for s in segs):
+        raise CompileError.at("'rprog.veu' needs one [operator, lo, hi] segment per waits entry", op.loc)
+
+
+@verify_hook("rprog.program")
+def _verify_program(op, module):
+    kernel = _persistent_parent(op)
+    ops = kernel.body.ops
+    operators = [o for o in ops if o.name == "rprog.operator"]
+    veus = [o for o in ops if o.name == "rprog.veu"]
+    n = op.attributes["veus"]
+    if [v.attributes["id"] for v in veus] != list(range(n)) or kernel.attributes["grid"] != [n, 1, 1]:
+        raise CompileError.at(f"'rprog.program' has {n} vEUs: expects rprog.veu ids 0..{n - 1} and grid "
+                              f"[{n}, 1, 1]", op.loc)
+    from ...analysis.hardware import get_arch
+    from ...analysis.rammer.cost import resident_blocks
+    spec = get_arch(op.attributes["arch"])
+    per_sm = op.attributes["blocks_per_sm"]
+    smem = sum(_shared_bytes(o) for o in operators)
+    if n > per_sm * spec.num_sms or per_sm > resident_blocks(spec, kernel.attributes["block"][0], smem):
+        raise CompileError.at(f"'rprog.program' needs {n} resident vEUs at {per_sm} per SM: over the "
+                              f"{op.attributes['arch']} resident-block limit, so its waits could deadlock", op.loc)
+    flags = kernel.attributes["params"][-1]
+    if flags["name"] != "flags" or flags["dtype"] != "i32" or flags["shape"] != [n]:
+        raise CompileError.at("a persistent kernel's last param is its i32 step flags, one per vEU", op.loc)
+    done = [[] for _ in operators]
+    steps = [len(v.attributes["segments"]) for v in veus]
+    for v in veus:
+        for (i, lo, hi), wait in zip(v.attributes["segments"], v.attributes["waits"]):
+            if not 0 <= i < len(operators) or not 0 <= lo < hi <= operators[i].attributes["tasks"]:
+                raise CompileError.at(f"vEU {v.attributes['id']}: bad segment [{i}, {lo}, {hi}]", v.loc)
+            done[i].append((lo, hi))
+            for u, step in wait:
+                if not (0 <= u < n and 1 <= step <= steps[u]) or u == v.attributes["id"]:
+                    raise CompileError.at(f"vEU {v.attributes['id']}: bad wait [{u}, {step}]", v.loc)
+    for i, ranges in enumerate(done):
+        covered = sorted(ranges)
+        ends = [0] + [hi for _, hi in covered]
+        if [lo for lo, _ in covered] != ends[:-1] or ends[-1] != operators[i].attributes["tasks"]:
+            raise CompileError.at(f"rprog operator {i}: its rTasks are not each placed exactly once", op.loc)
+
+
+def _shared_bytes(operator) -> int:
+    """Static shared bytes of an rOperator's kernel (each __device__ function keeps its own arrays)."""
+    from ..types import itemsize
+    from ..core import lookup_symbol as find
+    module = operator
+    while module.parent_op is not None:
+        module = module.parent_op
+    k = find(module, operator.attributes["kernel"].name)
+    total = 0
+    for s in k.walk():
+        if s.name == "kernel.shared":
+            n = itemsize(s.attributes["dtype"])
+            for d in s.attributes["dims"]:
+                n *= d
+            total += n
+    return total

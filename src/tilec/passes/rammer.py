@@ -1,0 +1,177 @@
+"""rammer: pack independent kernels into persistent rPrograms (Rammer, OSDI'20; DESIGN §5).
+
+Runs after lower-cuda. Each ``kernel.launch`` of ``@main`` whose kernel can run as a ``__device__`` function
+(1-D grid and block, no ``gridDim``/``blockDim``/``blockIdx.y|z``, no dynamic shared memory) is an
+rOperator with one rTask per block. Wavefront scheduling (``analysis/rammer``) picks groups whose packed
+estimate beats launching them one after another; each group becomes one persistent ``kernel.func``
+(kind ``persistent``, holding an ``rprog`` program) launched once, with a trailing i32 step-flag buffer the
+executor zeroes before every launch. ``@main`` is then re-ordered topologically so the launch sits where all
+its inputs exist and before all its users.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import ClassVar
+
+from ..ir.attributes import SymbolRef
+from ..ir.core import Operation, Region, lookup_symbol
+from ..ir.types import TensorType, itemsize
+from .base import ModulePass
+
+# Kernel text that ties a body to the real launch shape: such a body cannot run with a virtual block index.
+_SHAPE_BOUND = re.compile(r"\bgridDim\b|\bblockDim\b|\bblockIdx\s*\.\s*[yz]\b|extern\s+__shared__")
+_SYNC = re.compile(r"__syncthreads|__shfl|TL_SHARED|__shared__")
+
+
+@dataclasses.dataclass
+class Rammer(ModulePass):
+    """Pack independent kernels of each wave (and adjacent waves, when that wins) into one persistent
+    kernel per group, placing rTasks on vEUs at the earliest idle time under ``arch``'s resident-block
+    limits; a group is packed only when its estimate beats running its kernels one after another."""
+
+    name: ClassVar[str] = "rammer"
+    arch: str = "h200"
+
+    def apply(self, module: Operation) -> None:
+        from ..analysis.hardware import get_arch
+        from ..analysis.rammer import LaunchGraph, choose_groups
+        from ..runtime.interpreter import main_function
+        spec = get_arch(self.arch)
+        fn = main_function(module)
+        graph = LaunchGraph(fn)
+        members = {}
+        for node, op in enumerate(graph.ops):
+            m = member_of(module, op, node)
+            if m is not None:
+                members[node] = m
+        index = sum(1 for op in module.body.ops if op.name == "kernel.func"
+                    and op.attributes.get("kind") == "persistent")
+        groups = choose_groups(graph, members, spec)
+        replaced = {}
+        for placement in groups:
+            launches = [graph.ops[n] for n in placement.members]
+            func, launch = build_persistent(module, launches, placement, f"rammer{index}", spec.arch)
+            module.body.insert_before(fn, func)
+            replaced[id(launches[0])] = (launches, launch)
+            index += 1
+        if replaced:
+            _rewrite_main(fn, replaced)
+
+
+def member_of(module: Operation, op: Operation, node: int):
+    """The rammer Member for a launch ``op``, or None when its kernel cannot be packed."""
+    from ..analysis.rammer import Member
+    from ..backend.cstyle import render_body
+    if op.name != "kernel.launch":
+        return None
+    k = lookup_symbol(module, op.attributes["kernel"].name)
+    a = k.attributes
+    grid, block = a["grid"], a["block"]
+    if a.get("kind") == "persistent" or grid[1:] != [1, 1] or block[1:] != [1, 1] or a.get("smem", 0):
+        return None
+    text = a["source"] if "source" in a else "\n".join(render_body(k))
+    if _SHAPE_BOUND.search(text) or ("source" in a and re.search(r"TL_SHARED|__shared__", text)):
+        return None
+    smem = sum(itemsize(s.attributes["dtype"]) * _prod(s.attributes["dims"])
+               for s in k.walk() if s.name == "kernel.shared")
+    barriers = bool(_SYNC.search(text)) or any(s.name in ("kernel.barrier", "kernel.warp_reduce")
+                                                for s in k.walk())
+    return Member(node, k.sym_name, grid[0], block[0], smem, barriers, int(a.get("flops", 0)),
+                  int(a.get("bytes_modelled", 0)))
+
+
+def _prod(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
+def build_persistent(module, launches, placement, name, arch):
+    """The persistent ``kernel.func`` for ``launches`` (in placement order) and the ``kernel.launch`` that
+    replaces them: params are the group's outside inputs, then every member result, then the flags."""
+    produced = {id(r): (li, ri) for li, op in enumerate(launches) for ri, r in enumerate(op.results)}
+    ins, in_name = [], {}
+    for op in launches:
+        for v in op.operands:
+            if id(v) not in produced and id(v) not in in_name:
+                in_name[id(v)] = f"a{len(ins)}"
+                ins.append(v)
+    params = [{"name": in_name[id(v)], "dtype": v.type.dtype, "shape": list(v.type.shape), "role": "in"}
+              for v in ins]
+    outs, out_name = [], {}
+    for op in launches:
+        for r in op.results:
+            out_name[id(r)] = f"r{len(outs)}"
+            outs.append(r)
+            params.append({"name": out_name[id(r)], "dtype": r.type.dtype, "shape": list(r.type.shape),
+                           "role": "out"})
+    params.append({"name": "flags", "dtype": "i32", "shape": [placement.veus], "role": "out"})
+    body = []
+    body.append(Operation("rprog.program", attributes={
+        "arch": arch, "veus": placement.veus, "blocks_per_sm": placement.blocks_per_sm,
+        "packed_seconds": float(f"{placement.packed_seconds:.6g}"),
+        "sequential_seconds": float(f"{placement.sequential_seconds:.6g}")}))
+    flops = bytes_ = 0
+    for op, secs in zip(launches, placement.task_seconds):
+        k = lookup_symbol(module, op.attributes["kernel"].name)
+        it_in, it_out = iter(op.operands), iter(op.results)
+        args = []
+        for p in k.attributes["params"]:
+            v = next(it_in) if p["role"] == "in" else next(it_out)
+            args.append(in_name.get(id(v)) or out_name[id(v)])
+        body.append(Operation("rprog.operator", attributes={
+            "kernel": SymbolRef(k.sym_name), "tasks": k.attributes["grid"][0], "args": args,
+            "task_seconds": float(f"{secs:.6g}")}))
+        flops += int(k.attributes.get("flops", 0))
+        bytes_ += int(k.attributes.get("bytes_modelled", 0))
+    for v, (segs, waits) in enumerate(zip(placement.segments, placement.waits)):
+        body.append(Operation("rprog.veu", attributes={"id": v, "segments": segs, "waits": waits}))
+    region = Region()
+    for op in body:
+        region.block.append(op)
+    func = Operation("kernel.func", attributes={
+        "sym_name": SymbolRef(name), "grid": [placement.veus, 1, 1], "block": [placement.threads, 1, 1],
+        "smem": 0, "params": params, "kind": "persistent",
+        "origin": "rammer: " + ", ".join(op.attributes["kernel"].name for op in launches),
+        "flops": flops, "bytes_modelled": bytes_}, regions=[region], loc=launches[0].loc)
+    types = [r.type for r in outs] + [TensorType((placement.veus,), "i32")]
+    launch = Operation("kernel.launch", list(ins), types, {"kernel": SymbolRef(name)}, loc=launches[0].loc)
+    for i, r in enumerate(outs):
+        r.replace_all_uses_with(launch.results[i])
+    return func, launch
+
+
+def _rewrite_main(fn, replaced: dict) -> None:
+    """Swap each group's launches for its persistent launch and re-order ``fn`` topologically (stable by
+    original position; a group counts as the position of its first member)."""
+    from ..analysis.rammer.graph import outer_operands
+    ops = list(fn.body.ops)
+    gone = {id(op) for launches, _ in replaced.values() for op in launches}
+    units = []  # (position, op)
+    for pos, op in enumerate(ops):
+        if id(op) in replaced:
+            units.append((pos, replaced[id(op)][1]))
+        elif id(op) not in gone:
+            units.append((pos, op))
+    for launches, _ in replaced.values():
+        for op in launches:
+            op.drop_operands()
+            fn.body.remove(op)
+    for op in list(fn.body.ops):
+        fn.body.remove(op)
+    defined = set(id(a) for a in fn.body.args)
+    ret = [op for _, op in units if op.name == "func.return"]
+    pending = [op for _, op in units if op.name != "func.return"]
+    while pending:
+        for i, op in enumerate(pending):
+            if all(id(v) in defined for v in outer_operands(op)):
+                fn.body.append(op)
+                defined.update(id(r) for r in op.results)
+                pending.pop(i)
+                break
+        else:
+            raise AssertionError("rammer: the packed launches form a cycle in @main")
+    for op in ret:
+        fn.body.append(op)

@@ -1,0 +1,90 @@
+"""``welder``: fuse ``tile.compute`` ops into ``tile.kernel`` regions (Welder, OSDI'23; DESIGN §4).
+
+The search (``analysis/welder``) walks the tile-graph in topological order and grows each group consumer by
+consumer while the grown group connects its internal edges at a legal memory level and scores better than
+its parts apart. Every accepted group of two or more ops becomes one ``tile.kernel``: its operands are the
+group's outside inputs (block arguments inside, so the region is isolated from above), its region holds the
+member computes and a ``tile.yield`` of the results used outside. ``lower-cuda`` emits one kernel for it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..analysis.hardware import DEFAULT_ARCH, get_arch
+from ..analysis.welder import TileGraph, search
+from ..analysis.welder.search import _outputs, _single
+from ..ir.core import Block, Operation, Region, functions
+from ..ir.diagnostics import CompileError
+from .base import ModulePass
+
+LEVEL_OF_KIND = {"epilogue": "register", "row": "shared"}
+
+
+@dataclass
+class Welder(ModulePass):
+    """Group tile.compute ops into fused tile.kernel regions, connecting internal edges in registers
+    (elementwise epilogues/prologues) or shared memory (row-wise reduction chains). ``max-level`` caps the
+    level (global = no fusion, the ablation)."""
+
+    name = "welder"
+    arch: str = DEFAULT_ARCH
+    max_level: str = "register"
+
+    def apply(self, module: Operation) -> None:
+        if self.max_level not in ("global", "shared", "register"):
+            raise CompileError(f"welder: max-level must be global, shared or register, not '{self.max_level}'")
+        spec = get_arch(self.arch)
+        cache: dict = {}
+        for fn in functions(module):
+            graph = TileGraph(fn.body)
+            for group in search(graph, spec, self.max_level, cache):
+                if len(group.members) > 1:
+                    _build_kernel(fn.body, graph, group, spec)
+
+
+def _build_kernel(block, graph, group, spec) -> Operation:
+    nodes = [graph.nodes[m] for m in group.members]
+    ops = [n.op for n in nodes]
+    inside = {id(op) for op in ops}
+    externals: list = []
+    for op in ops:
+        for v in op.operands:
+            if (v.defining_op is None or id(v.defining_op) not in inside) and all(v is not e for e in externals):
+                externals.append(v)
+    outs = [graph.nodes[m].op for m in _outputs(graph, group.members)]
+    body = Block([v.type for v in externals])
+    pos = {m: i for i, m in enumerate(group.members)}
+    level = LEVEL_OF_KIND[group.kind]
+    levels = [[pos[p], pos[n.index], level] for n in nodes for p in sorted(set(n.producers.values())) if p in pos]
+    apart = sum(_single(graph, m, spec).score for m in group.members)
+    attrs = {
+        "kind": group.kind,
+        "members": [n.label() for n in nodes],
+        "tile": _tile(nodes, group),
+        "levels": levels,
+        "smem": group.smem,
+        "estimate": {"score": group.score, "apart": apart, "traffic_bytes": group.traffic, "waves": group.waves},
+    }
+    kernel = Operation("tile.kernel", list(externals), [op.result.type for op in outs], attrs,
+                       regions=[Region([body])], loc=ops[-1].loc)
+    block.insert_before(ops[-1], kernel)
+    for op, res in zip(outs, kernel.results):
+        for user, i in list(op.result.uses):
+            if id(user) not in inside:
+                user.set_operand(i, res)
+    for op in ops:
+        block.remove(op)
+        for i, v in enumerate(op.operands):
+            for e, arg in zip(externals, body.args):
+                if v is e:
+                    op.set_operand(i, arg)
+        body.append(op)
+    body.append(Operation("tile.yield", [op.result for op in outs], []))
+    return kernel
+
+
+def _tile(nodes, group) -> dict:
+    """The chosen tile: the anchor's Roller block tile (epilogue) or one row per block (row)."""
+    if group.kind == "row":
+        return {"rows": 1, "length": group.extra["length"], "threads": group.extra["threads"]}
+    return dict((nodes[0].op.attributes.get("rtile") or {}).get("block", {}))
