@@ -27,9 +27,8 @@ PIPELINES: dict = {
     "none": f"{FRONT_PASSES},{BACK_PASSES}",
     "roller": f"{FRONT_PASSES},roller,{BACK_PASSES}",
     "welder": f"{FRONT_PASSES},roller,welder,{BACK_PASSES}",
-    # Rammer packs the lowered kernels into persistent rPrograms, so it runs after lower-cuda. It builds on
-    # roller, not welder, until welder compiles the samples/parallel models (it fails on them today).
-    "rammer": f"{FRONT_PASSES},roller,{BACK_PASSES},rammer",
+    # Rammer packs the lowered kernels into persistent rPrograms, so it runs after lower-cuda.
+    "rammer": f"{FRONT_PASSES},roller,welder,{BACK_PASSES},rammer",
 }
 DEFAULT_PIPELINE = "roller"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ def random_inputs(build_dir: Path, seed: int = 0) -> dict:
     return {i["name"]: rng.standard_normal(shapes[i["buffer"]]).astype(np.float32) for i in plan["inputs"]}
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "parallel"
 FAST = ["lstm_cell", "nasnet_cell"]
 SLOW = [pytest.param(m, marks=pytest.mark.slow) for m in ("resnext_block", "inception_block")]
 
@@ -47,7 +49,7 @@ def test_packed_model_matches_numpy_in_every_order(build, model):
     b = build(model)
     assert persistent(b), "rammer packed nothing"
     inputs = random_inputs(b)
-    ref = run_module(load_target(str(b)), inputs)
+    ref = run_module(load_target(str(SAMPLES / f"{model}.onnx")), inputs)
     for order in ("normal", "reverse", "shuffle"):
         out = emu_outputs(b, inputs, order)
         for k in ref:
@@ -57,7 +59,7 @@ def test_packed_model_matches_numpy_in_every_order(build, model):
 @pytest.mark.parametrize("model", FAST)
 def test_fewer_launches_than_without_rammer(build, model):
     launches = lambda b: sum(1 for s in plan_of(b)["steps"] if s["kind"] == "launch")  # noqa: E731
-    assert launches(build(model)) < launches(build(model, "roller"))
+    assert launches(build(model)) < launches(build(model, "welder"))
 
 
 def _edit_program(build_dir, tmp_path, edit):
@@ -84,7 +86,7 @@ def test_dropped_wait_is_caught(build, tmp_path):
         best[1].attributes["waits"][best[2]] = []
     broken = _edit_program(b, tmp_path, drop_one)
     inputs = random_inputs(b)
-    ref = run_module(load_target(str(b)), inputs)
+    ref = run_module(load_target(str(SAMPLES / "lstm_cell.onnx")), inputs)
     caught = []
     for order in ("normal", "reverse", "shuffle"):
         try:
@@ -108,7 +110,7 @@ def test_cyclic_wait_is_reported_as_a_deadlock(build, tmp_path):
         emu_outputs(broken, random_inputs(b), "normal")
 
 
-@pytest.mark.parametrize("model", FAST)
+@pytest.mark.parametrize("model", FAST + SLOW)
 def test_persistent_kernels_fit_resident_limits_under_ptxas(build, model):
     from tilec.backend.ptxas import check_kernels, find_nvcc
     if find_nvcc() is None:
@@ -151,4 +153,4 @@ def test_schedule_trace_and_estimates(build, tmp_path):
     assert len({(e["pid"], e["tid"]) for e in events}) == veus
     assert len(events) == sum(len(replay(k)) for k in kernels)
     spec = get_arch("h200")
-    assert plan_seconds(module, spec) < plan_seconds(read_ir(str(build("lstm_cell", "roller") / "model.tir")), spec)
+    assert plan_seconds(module, spec) < plan_seconds(read_ir(str(build("lstm_cell", "welder") / "model.tir")), spec)

@@ -59,7 +59,7 @@ def run_module(module: Operation, inputs: dict | list) -> dict:
 def run_block(module: Operation, block, values: dict) -> list:
     """Execute the ops of ``block``; returns the terminator's operand values."""
     for op in block.ops:
-        if op.name in ("func.return", "cf.yield"):
+        if op.name in ("func.return", "cf.yield", "tile.yield"):
             return [values[v] for v in op.operands]
         outs = run_op(module, op, [values[v] if v is not None else None for v in op.operands], values)
         for r, arr in zip(op.results, outs):
@@ -89,6 +89,13 @@ def _const(module, op, inputs, env):
     if data is None:
         raise CompileError.at(f"weight @{value.name} has no data (is the .weights.npz sidecar there?)", op.loc)
     return [data]
+
+
+@handler("tile.kernel")
+def _kernel(module, op, inputs, env):
+    """A Welder group: its block arguments stand for the operands; run the members, return the yield."""
+    inner = dict(zip(op.body.args, inputs))
+    return run_block(module, op.body, inner)
 
 
 @handler("tile.compute")

@@ -4,8 +4,9 @@ An SM's fp32 throughput and its share of DRAM bandwidth (peak / #SMs) are split 
 resident on it: a task gets ``share = min(warps / SATURATING_WARPS, 1 / occ)`` of them, where ``occ`` is the
 number of blocks sharing its SM, and costs ``max(flops/(F·share), bytes/(B·share)) + BLOCK_OVERHEAD``. A lone small kernel therefore runs its few blocks on a few SMs at their
 per-SM speed and leaves the rest idle, which is exactly the waste Rammer packs away. Launches cost
-``LAUNCH_OVERHEAD`` each (host launch plus the drain and ramp between dependent kernels); waiting on a step
-flag costs ``WAIT_OVERHEAD`` (a fence and an L2 round trip). These are modelling constants, not
+``LAUNCH_OVERHEAD`` each (host launch plus the drain and ramp between dependent kernels); a segment's step
+flag waits cost ``WAIT_OVERHEAD`` (a fence and an L2 round trip) per round of as many flags as the block
+has threads. These are modelling constants, not
 measurements: without a GPU the estimate decides, as in Roller (DESIGN §3).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..hardware import GPUSpec
 
 LAUNCH_OVERHEAD = 3.0e-6   # s per kernel launch in a stream (launch latency + tail/ramp of the grid)
 BLOCK_OVERHEAD = 0.3e-6    # s per block: scheduling, index math, first loads' latency
-WAIT_OVERHEAD = 0.5e-6     # s per segment that waits on other vEUs' flags
+WAIT_OVERHEAD = 0.5e-6     # s per round of flag waits (the block's threads each wait on one flag per round)
 SATURATING_WARPS = 32      # warps per SM that keep its memory pipeline full
 REGS_ASSUMED = 64          # registers per thread assumed before ptxas; __launch_bounds__ enforces the limit
 

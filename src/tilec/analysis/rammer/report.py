@@ -49,6 +49,7 @@ def replay(kernel: Operation) -> list:
     ops = kernel.body.ops
     secs = [o.attributes.get("task_seconds", 0.0) for o in ops if o.name == "rprog.operator"]
     veus = [o.attributes for o in ops if o.name == "rprog.veu"]
+    threads = kernel.attributes["block"][0]
     ends = [[] for _ in veus]          # ends[v][s]: end of vEU v's segment s
     pc, now, out = [0] * len(veus), [0.0] * len(veus), []
     while any(pc[v] < len(veus[v]["segments"]) for v in range(len(veus))):
@@ -59,7 +60,7 @@ def replay(kernel: Operation) -> list:
                 if any(len(ends[u]) < step for u, step in waits):
                     break
                 i, lo, hi = veu["segments"][pc[v]]
-                start = max([now[v]] + [ends[u][step - 1] for u, step in waits]) + (WAIT_OVERHEAD if waits else 0)
+                start = max([now[v]] + [ends[u][step - 1] for u, step in waits]) + WAIT_OVERHEAD * math.ceil(len(waits) / threads)
                 now[v] = start + (hi - lo) * secs[i]
                 ends[v].append(now[v])
                 out.append((v, i, lo, hi, start, now[v]))
@@ -94,22 +95,22 @@ def main(argv=None) -> None:
 
     import numpy as np
 
-    from ...driver import compile_model, make_executor
+    from ...driver import compile_model, load_target, make_executor
     from ...ir.io import read_ir
     from ...runtime.interpreter import run_module
     ap = argparse.ArgumentParser(description="launches, estimated time and emulator bytes per inference, "
-                                             "roller vs rammer")
+                                             "welder vs rammer (welder + rammer)")
     ap.add_argument("models", nargs="+")
     ap.add_argument("--arch", default="h200")
     args = ap.parse_args(argv)
     spec = get_arch(args.arch)
-    print("| model | launches roller → rammer (emu) | est. µs roller → rammer | est. speedup | vEUs (max) | "
-          "emu global KB roller → rammer | max err vs numpy |")
+    print("| model | launches welder → rammer (emu) | est. µs welder → rammer | est. speedup | vEUs (max) | "
+          "emu global KB welder → rammer | max err vs numpy |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.models:
             row = []
-            for pipeline in ("roller", "rammer"):
+            for pipeline in ("welder", "rammer"):
                 out = f"{tmp}/{pipeline}"
                 compile_model(path, out, pipeline=pipeline)
                 module = read_ir(f"{out}/model.tir")
@@ -120,7 +121,7 @@ def main(argv=None) -> None:
                           for i in plan["inputs"]}
                 ex = make_executor(out, "emu")
                 got = ex.run(inputs)
-                ref = run_module(read_ir(f"{out}/reference.tir"), inputs)
+                ref = run_module(load_target(path), inputs)
                 err = max(float(np.max(np.abs(got[k] - ref[k]))) for k in ref)
                 totals = ex.report()["totals"]
                 veus = max((int(k.attributes["grid"][0]) for k in launches(module)

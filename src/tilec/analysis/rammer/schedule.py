@@ -86,16 +86,19 @@ def _simulate(members, deps, spec, veus, occ, threads, smem) -> Placement:
     counts: list = [dict() for _ in range(veus)]   # v -> {member: (tasks, start, end)}
     order: list = [[] for _ in range(veus)]
     finish, durations = [], []
+    placed: list = []  # placed[i]: the vEUs running member i's tasks
     for i, m in enumerate(members):
         dur = task_seconds(m, occ, spec)
         durations.append(dur)
         ready = max((finish[d] for d in deps.get(i, ())), default=0.0)
+        producers = set().union(*(placed[d] for d in deps.get(i, ())))
         end_all = 0.0
         for _ in range(m.blocks):
             t, v = _take(free, ready)
             v = -v
             if i not in counts[v]:
-                start = max(t, ready) + (WAIT_OVERHEAD if deps.get(i) else 0.0)
+                flags = len(producers) - (v in producers)
+                start = max(t, ready) + WAIT_OVERHEAD * math.ceil(flags / threads)
                 counts[v][i] = [0, start, start]
                 order[v].append(i)
             c = counts[v][i]
@@ -104,6 +107,7 @@ def _simulate(members, deps, spec, veus, occ, threads, smem) -> Placement:
             end_all = max(end_all, c[2])
             bisect.insort(free, (c[2], -v))
         finish.append(end_all)
+        placed.append({v for v in range(veus) if i in counts[v]})
     used = [v for v in range(veus) if order[v]]
     renum = {v: k for k, v in enumerate(used)}
     segments, starts, step_of = [], [], {}

@@ -4,8 +4,9 @@ The source is the prelude, one ``__device__`` function per rOperator (its kernel
 block index, ``emit.emit_device_function``), the schedule as constant tables, and a kernel where block
 ``v`` (vEU ``v``) walks its segments in order (block-range dispatch):
 
-1. if the segment has waits, thread 0 spins on each ``flags[u] >= step`` with ``tl_wait_geq`` (which fences
-   after), then the block meets at ``__syncthreads``;
+1. if the segment has waits, the block's threads share them out and each spins on its ``flags[u] >= step``
+   with ``tl_wait_geq`` (which fences after), so many waits cost about one round trip; then the block
+   meets at ``__syncthreads``;
 2. it runs the segment's rTasks (virtual blocks ``lo..hi-1``); members with fewer threads than the block run
    on the first threads only (they have no barriers, ``analysis/rammer/schedule.group_shape``); members with
    barriers or shared memory meet at ``__syncthreads`` between tasks, since the next task reuses the arrays;
@@ -25,7 +26,8 @@ from ..cstyle import CUDA, CStyleLanguage, safe_comment
 
 def _table(ctype: str, name: str, values: list) -> str:
     values = values or [0]  # no zero-length arrays
-    return f"__constant__ {ctype} {name}[{len(values)}] = {{{', '.join(str(v) for v in values)}}};"
+    # Global, not __constant__: a large rProgram's tables outgrow the 64 KB constant bank.
+    return f"__device__ const {ctype} {name}[{len(values)}] = {{{', '.join(str(v) for v in values)}}};"
 
 
 def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
@@ -77,9 +79,8 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         f"    const int k_op = {t}[5 * k_s], k_lo = {t}[5 * k_s + 1], k_hi = {t}[5 * k_s + 2];",
         f"    const int k_w0 = {t}[5 * k_s + 3], k_w1 = {t}[5 * k_s + 4];",
         "    if (k_w0 < k_w1) {",
-        "      if (k_lead)",
-        "        for (int k_w = k_w0; k_w < k_w1; ++k_w)",
-        f"          tl_wait_geq(flags + {name}_wait[2 * k_w], {name}_wait[2 * k_w + 1]);",
+        f"      for (int k_w = k_w0 + (int)threadIdx.x; k_w < k_w1; k_w += {threads})",
+        f"        tl_wait_geq(flags + {name}_wait[2 * k_w], {name}_wait[2 * k_w + 1]);",
         "      __syncthreads();",
         "    }",
         "    for (int k_b = k_lo; k_b < k_hi; ++k_b) {",
