@@ -8,6 +8,9 @@ from ..ir.core import Operation
 from ..ir.weights import module_weights
 from .base import ModulePass
 
+# Dialects whose value-producing ops are side-effect free.
+PURE_DIALECTS = ("graph", "tile")
+
 # Ops that must stay even when their results are unused.
 SIDE_EFFECTS = {"func.return", "func.func", "tile.weight", "tile.yield", "cf.yield", "builtin.module"}
 
@@ -23,7 +26,11 @@ class DCE(ModulePass):
             for region in op.regions:
                 for block in region.blocks:
                     for inner in reversed(list(block.ops)):
-                        if inner.name in SIDE_EFFECTS or inner.regions:
+                        # Only pure value-producing ops die: kernel statements (stores, barriers) and
+                        # schedule ops have no results but are the whole point of their regions.
+                        if inner.name in SIDE_EFFECTS or inner.regions or not inner.results:
+                            continue
+                        if inner.dialect not in PURE_DIALECTS:
                             continue
                         if all(not r.uses for r in inner.results):
                             inner.erase()
