@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller gpu-check clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller gpu-check fuzz clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ gpu-bench:
 
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
+
+fuzz: install
+	$(BIN)/python scripts/fuzz.py --graphs 1000 --emu-graphs 40 --ir 10000 --onnx 1000 --seed 0
 
 gpu-check:
 	scripts/gpu_check.sh build/gpu_check --runs 20
