@@ -2,7 +2,6 @@
 ``run_target`` (runs a model, IR file or build folder on the inputs of an .npz)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -13,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from .ir.diagnostics import CompileError
-from .ir.io import write_ir
 from .passes.pipeline import PassManager, dump, parse_pipeline
 
 # Graph-level clean-up and decomposition every pipeline starts with.

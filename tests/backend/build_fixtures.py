@@ -35,6 +35,29 @@ def launch(b: Builder, kernel: str, operands: list, n: int, results: int = 1):
     return op.results
 
 
+def _main_func(m: Operation, t: TensorType):
+    """``@main(x: t) -> t`` appended to ``m``, a builder into its body, and the weight ``w`` read as a value."""
+    fn = Operation("func.func", attributes={"sym_name": SymbolRef("main"), "function_type": FunctionType((t,), (t,)),
+                                            "arg_names": ["x"], "result_names": ["y"]},
+                   regions=[Region([Block([t], ["x"])])])
+    m.body.append(fn)
+    b = Builder(m, fn.body)
+    return fn, b, b.create("tile.const", [], [t], {"value": SymbolRef("w")}).result
+
+
+def append_scale_chain(m: Operation, count: int, n: int) -> None:
+    """Make ``@main`` of a ``vadd_module`` return its result scaled ``count`` more times (a chain of
+    ``k1_scale`` launches: each intermediate dies as the next is made)."""
+    from tilec.ir.core import lookup_symbol
+    fn = lookup_symbol(m, "main")
+    ret = fn.body.ops[-1]
+    b = Builder(m, fn.body, before=ret)
+    v = ret.operands[0]
+    for _ in range(count):
+        (v,) = launch(b, "k1_scale", [v], n)
+    ret.set_operands([v])
+
+
 def vadd_module(n: int = 1000, host_op: bool = False, seed: int = 0) -> Operation:
     """``y = 2 * (x + w)`` (two kernels, ``w`` a weight), and with ``host_op`` a ``graph.relu`` run on the
     host between them. Returns a verified module with @main(x) -> y."""
@@ -44,12 +67,7 @@ def vadd_module(n: int = 1000, host_op: bool = False, seed: int = 0) -> Operatio
     m.body.append(kernel_func("k0_vadd", VADD.format(n=n), n, ["a", "b"], ["c"]))
     m.body.append(kernel_func("k1_scale", SCALE.format(n=n, factor=2.0), n, ["a"], ["c"]))
     t = TensorType((n,), "f32")
-    fn = Operation("func.func", attributes={"sym_name": SymbolRef("main"), "function_type": FunctionType((t,), (t,)),
-                                            "arg_names": ["x"], "result_names": ["y"]},
-                   regions=[Region([Block([t], ["x"])])])
-    m.body.append(fn)
-    b = Builder(m, fn.body)
-    wv = b.create("tile.const", [], [t], {"value": SymbolRef("w")}).result
+    fn, b, wv = _main_func(m, t)
     (s,) = launch(b, "k0_vadd", [fn.body.args[0], wv], n)
     if host_op:
         s = b.create("graph.relu", [s], [t]).result
@@ -65,12 +83,7 @@ def reference_module(n: int = 1000, host_op: bool = False, weights=None) -> Oper
     w = weights if weights is not None else np.random.default_rng(0).standard_normal(n).astype(np.float32)
     add_weight(m, "w", w)
     t = TensorType((n,), "f32")
-    fn = Operation("func.func", attributes={"sym_name": SymbolRef("main"), "function_type": FunctionType((t,), (t,)),
-                                            "arg_names": ["x"], "result_names": ["y"]},
-                   regions=[Region([Block([t], ["x"])])])
-    m.body.append(fn)
-    b = Builder(m, fn.body)
-    wv = b.create("tile.const", [], [t], {"value": SymbolRef("w")}).result
+    fn, b, wv = _main_func(m, t)
     s = b.create("graph.add", [fn.body.args[0], wv], [t]).result
     if host_op:
         s = b.create("graph.relu", [s], [t]).result

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from build_fixtures import kernel_func, vadd_module
+from build_fixtures import append_scale_chain, kernel_func, vadd_module
 
 from tilec.backend import plan as plan_mod
 from tilec.backend.plan import build_plan, lower_bound_bytes
@@ -40,13 +40,7 @@ def test_arena_never_overlaps_live_buffers():
     """Chain of 6 launches: t_i lives [i, i+1]; neighbours in time must be disjoint in memory, and dead
     buffers get reused so the arena stays at two slots."""
     m = vadd_module(100)
-    fn = lookup_symbol(m, "main")
-    ret = fn.body.ops[-1]
-    b = Builder(m, fn.body, before=ret)
-    v = ret.operands[0]
-    for _ in range(6):
-        v = b.create("kernel.launch", [v], [TensorType((100,), "f32")], {"kernel": SymbolRef("k1_scale")}).result
-    ret.set_operands([v])
+    append_scale_chain(m, 6, 100)
     plan = build_plan(m)
     temps = [x for x in plan["buffers"] if x["kind"] == "temp"]
     assert len(temps) == 7

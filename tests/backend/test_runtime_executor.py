@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from build_fixtures import expected, vadd_module, write_module_build
+from build_fixtures import append_scale_chain, expected, vadd_module, write_module_build
 
 from tilec.backend import plan as plan_mod
 from tilec.ir import CompileError, TensorType
@@ -102,16 +102,8 @@ def _w(m):
 
 def test_arena_reuse_gives_right_answers(tmp_path):
     """A long chain through the 2-slot arena: every intermediate overwrites a dead one."""
-    from tilec.ir.attributes import SymbolRef
-    from tilec.ir.builder import Builder
     m = vadd_module(100)
-    fn = lookup_symbol(m, "main")
-    ret = fn.body.ops[-1]
-    b = Builder(m, fn.body, before=ret)
-    v = ret.operands[0]
-    for _ in range(5):
-        v = b.create("kernel.launch", [v], [TensorType((100,), "f32")], {"kernel": SymbolRef("k1_scale")}).result
-    ret.set_operands([v])
+    append_scale_chain(m, 5, 100)
     ex, dev = executor(tmp_path, m)
     x = np.ones(100, np.float32)
     np.testing.assert_allclose(ex.run({"x": x})["y"], 64 * (x + _w(m)), rtol=1e-6)

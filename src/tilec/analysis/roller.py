@@ -199,7 +199,6 @@ class Roller:
     def transaction_minimums(self) -> dict:
         """Memory-transaction alignment: an axis that is the contiguous (innermost) dim of the output or of
         an input access starts at one 32-B sector of elements, so every row a tile moves fills a sector."""
-        from .index_map import access_map
         from ..ir.texpr import AxisRef
         p, sector = self.p, self.spec.sector_bytes
         mins = {}
@@ -239,6 +238,3 @@ def construct_rtiles(problem: TileProblem, spec: GPUSpec, topk: int = 8) -> list
     """Top-k rTile candidates for ``problem`` on ``spec``, best first."""
     return Roller(problem, spec, topk).construct()
 
-
-def elem_bytes(problem: TileProblem) -> int:
-    return max([itemsize(d) for d in problem.input_dtypes] + [problem.out_itemsize])

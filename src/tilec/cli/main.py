@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..ir.diagnostics import CompileError
 from .errors import guarded, parse_input_shapes
 
 

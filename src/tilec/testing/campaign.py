@@ -43,27 +43,24 @@ HEADER = ("| inputs | tried | accepted (ok) | clean diagnostics (exit 1) | misma
 
 
 def ir_campaign(n: int, seed: int = 0, seconds: float = 5.0, seeds: dict | None = None) -> Tally:
-    from .ir_mutator import check_ir, mutants, texpr_available
+    from .ir_mutator import check_ir, mutants
     if seeds is None:
         from .corpus import ir_seeds
         seeds = ir_seeds()
-    tally = Tally("mutated IR (parse + verify + front passes)" if texpr_available() else
-                  "mutated IR (parse + verify)")
-    passes = texpr_available()
+    tally = Tally("mutated IR (parse + verify + front passes)")
     for name, text in mutants(seeds, n, seed):
-        tally.add(name, run_guarded(check_ir, text, passes, seconds=seconds))
+        tally.add(name, run_guarded(check_ir, text, True, seconds=seconds))
     return tally
 
 
 def onnx_campaign(n: int, seed: int = 0, seconds: float = 10.0, bases: dict | None = None,
                   hostile: bool = True) -> Tally:
-    from .ir_mutator import texpr_available
     from .onnx_cases import check_model_file, hostile_cases, mutated_models
     if bases is None:
         from .corpus import onnx_bases
         bases = onnx_bases()
     tally = Tally("adversarial ONNX (hand-made + mutated)")
-    passes = texpr_available()
+    passes = True  # imports are also run through the front passes
     with tempfile.TemporaryDirectory(prefix="tilec-onnx-fuzz-") as d:
         if hostile:
             for name, path, expect in hostile_cases(Path(d) / "hostile"):

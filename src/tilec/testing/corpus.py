@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..ir.diagnostics import CompileError
 from .graphgen import generate
-from .ir_mutator import all_seeds, texpr_available
+from .ir_mutator import all_seeds
 from .onnx_cases import small_model
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples"
@@ -27,14 +27,13 @@ def ir_seeds(n_graphs: int = 4, samples: bool = True) -> dict:
         except CompileError:
             continue  # a sample with ops the frontend does not support yet
         seeds[f"import:{name}"] = print_module(module)
-        if texpr_available():
-            from ..driver import FRONT_PASSES
-            from ..passes.pipeline import PassManager, parse_pipeline
-            try:
-                PassManager(passes=parse_pipeline(FRONT_PASSES)).run(module)
-                seeds[f"decompose:{name}"] = print_module(module)
-            except CompileError:
-                pass
+        from ..driver import FRONT_PASSES
+        from ..passes.pipeline import PassManager, parse_pipeline
+        try:
+            PassManager(passes=parse_pipeline(FRONT_PASSES)).run(module)
+            seeds[f"decompose:{name}"] = print_module(module)
+        except CompileError:
+            pass
     return seeds
 
 

@@ -88,9 +88,6 @@ _RUNNERS = {"import": _stage_import, "decompose": _stage_decompose, "emu": _stag
 
 def stage_available(stage: str) -> str | None:
     """None when ``stage`` can run in this checkout, else why not."""
-    from .ir_mutator import texpr_available
-    if stage in ("decompose", "emu") and not texpr_available():
-        return "tilec.ir.texpr (tile.compute expressions) is missing from the tree"
     if stage == "emu" and emu_pipeline() is None:
         return "no driver pipeline runs lower-cuda yet"
     return None

@@ -68,19 +68,11 @@ COMPUTE_SEEDS = {
 }
 
 
-def texpr_available() -> bool:
-    """Whether ``tilec.ir.texpr`` (tile.compute expressions) is complete in this checkout."""
-    try:
-        from ..ir.texpr import TexprError, evaluate, parse_texpr  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def all_seeds(extra: dict | None = None) -> dict:
     seeds = dict(SEEDS)
-    if texpr_available():
-        seeds.update(COMPUTE_SEEDS)
+    seeds.update(COMPUTE_SEEDS)
     seeds.update(extra or {})
     return seeds
 

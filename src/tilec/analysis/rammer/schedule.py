@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..hardware import GPUSpec
-from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, Member, resident_blocks, sequential_seconds, task_seconds
+from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, resident_blocks, sequential_seconds, task_seconds
 
 
 @dataclass

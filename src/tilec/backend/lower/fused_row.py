@@ -82,7 +82,6 @@ class _Row:
 
 def _row_access(c, acc, col, axis) -> bool:
     """The access reads the row at the block's row and column ``col`` (what staging put in shared)."""
-    from .cexpr import affine
     last = acc.indices[-1]
     return getattr(last, "name", None) is not None and axis(last.name) == col
 
