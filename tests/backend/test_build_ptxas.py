@@ -108,3 +108,35 @@ def test_check_kernels_runs_in_parallel_and_keeps_order(tmp_path, monkeypatch):
     infos = check_kernels(sources, jobs=2)
     assert list(infos) == ["k0", "k1", "k2"] and all(i.registers > 0 for i in infos.values())
     assert json.loads(next((tmp_path / "cache" / "ptxas").glob("*.json")).read_text())["log"]
+
+
+def _scaled_sources(n: int) -> dict:
+    from tilec.backend.emit import emit_kernel
+    body = "int i = threadIdx.x; if (i < 32) TL_ST(c, i, {k}.0f * TL_LD(a, i) + TL_LD(c, i));"
+    return {f"k{j}": emit_kernel(kernel_func(f"k{j}", body.format(k=j), 32, ["a"], ["c"])) for j in range(n)}
+
+
+@needs_nvcc
+def test_batched_ptxas_matches_one_by_one_and_links_cubins(tmp_path, monkeypatch):
+    from tilec.backend.ptxas import compile_kernel, find_nvcc
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path / "cache"))
+    sources = _scaled_sources(5)
+    out = tmp_path / "kernels"
+    out.mkdir()
+    infos = check_kernels(sources, cubin_dir=out, jobs=2)
+    singles = {n: compile_kernel(n, s, find_nvcc(), _VERSION[0], None)[0] for n, s in sources.items()}
+    assert infos == singles
+    # two batches (jobs=2): the kernels of one batch share one cubin file, which holds every one of them
+    inodes = {(out / f"{n}.cubin").stat().st_ino for n in sources}
+    assert len(inodes) == 2
+    blob = (out / "k4.cubin").read_bytes()
+    assert b"k3" in blob and b"k4" in blob
+
+
+@needs_nvcc
+def test_a_broken_kernel_in_a_batch_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path / "cache"))
+    sources = _scaled_sources(4)
+    sources["k2"] = sources["k2"].replace("TL_ST(c, i,", "TL_ST(c, i, not_declared +")
+    with pytest.raises(CompileError, match=r"kernel 'k2'[\s\S]*not_declared"):
+        check_kernels(sources, jobs=1)
