@@ -32,6 +32,7 @@ models: install
 # CPU benchmark of the model zoo x every pipeline -> docs/benchmarks/cpu-<date>.md/.json (< 20 min, warm caches).
 bench: install
 	$(BIN)/python scripts/bench.py --out docs/benchmarks
+	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
 
 # On a lent GPU machine (no network, no .venv): lark/click come from wheels/, tilec from src/.
 gpu-bench:
@@ -41,7 +42,7 @@ bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
 
 fuzz: install
-	$(BIN)/python scripts/fuzz.py --graphs 1000 --emu-graphs 40 --ir 10000 --onnx 1000 --seed 0
+	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 500 --ir 10000 --onnx 1000 --seed 0
 
 gpu-check:
 	scripts/gpu_check.sh build/gpu_check --runs 20

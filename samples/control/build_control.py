@@ -6,6 +6,7 @@
   so its condition is data dependent (one host round trip per step when the host drives it).
 - ``skipnet_if.onnx``: a SkipNet-like block, a gate computed from the input decides under ``If`` whether
   the residual block runs or is skipped.
+- ``nasrnn_loop.onnx``: the NASRNN cell (Cocktailer's NASRNN benchmark) looped over a sequence by a ``Loop``.
 
 Built with ``onnx.helper`` and seeded weights, opset 17; running it twice gives the same bytes::
 
@@ -136,7 +137,51 @@ def skipnet_if(channels=8, seed=203):
                   inits)
 
 
-SAMPLES = {"lstm_loop": lstm_loop, "greedy_decoder": greedy_decoder, "skipnet_if": skipnet_if}
+def nasrnn_loop(steps=4, batch=1, inp=8, hidden=8, seed=204):
+    """The NASRNN cell (Zoph & Le's searched recurrent cell, as in TensorFlow's NASCell without projection)
+    run over a sequence by a ``Loop``: x_t W and h U each split into 8 gates, combined by a fixed tree of
+    sigmoid / relu / tanh and add / mul; h and c carried, every h a scan output."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        h.make_node("Gather", ["x", "t"], ["xt"], axis=0),
+        h.make_node("MatMul", ["xt", "W"], ["xw"]),
+        h.make_node("MatMul", ["h", "U"], ["hu"]),
+        h.make_node("Split", ["xw", "split8"], [f"x{i}" for i in range(8)], axis=1),
+        h.make_node("Split", ["hu", "split8"], [f"m{i}" for i in range(8)], axis=1),
+    ]
+    # Layer 1: one activation of (x_i + m_i) per gate, except gate 3 which multiplies.
+    acts = ["Sigmoid", "Relu", "Sigmoid", "Relu", "Tanh", "Sigmoid", "Tanh", "Sigmoid"]
+    for i, act in enumerate(acts):
+        nodes.append(h.make_node("Mul" if i == 3 else "Add", [f"x{i}", f"m{i}"], [f"s{i}"]))
+        nodes.append(h.make_node(act, [f"s{i}"], [f"l1_{i}"]))
+    nodes += [
+        h.make_node("Mul", ["l1_0", "l1_1"], ["p0"]), h.make_node("Tanh", ["p0"], ["l2_0a"]),
+        h.make_node("Add", ["l1_2", "l1_3"], ["p1"]), h.make_node("Tanh", ["p1"], ["l2_1"]),
+        h.make_node("Mul", ["l1_4", "l1_5"], ["p2"]), h.make_node("Tanh", ["p2"], ["l2_2"]),
+        h.make_node("Add", ["l1_6", "l1_7"], ["p3"]), h.make_node("Sigmoid", ["p3"], ["l2_3"]),
+        h.make_node("Add", ["l2_0a", "c"], ["p4"]), h.make_node("Tanh", ["p4"], ["l2_0"]),
+        h.make_node("Mul", ["l2_0", "l2_1"], ["c2"]),
+        h.make_node("Add", ["l2_2", "l2_3"], ["p5"]), h.make_node("Tanh", ["p5"], ["l3_1"]),
+        h.make_node("Mul", ["c2", "l3_1"], ["p6"]), h.make_node("Tanh", ["p6"], ["h2"]),
+        h.make_node("Identity", ["cond"], ["cond2"]),
+        h.make_node("Identity", ["h2"], ["hs"]),
+    ]
+    body = h.make_graph(nodes, "nasrnn_body", [_vi("t", T.INT64, []), _vi("cond", T.BOOL, []),
+                                                _vi("h", T.FLOAT, [batch, hidden]), _vi("c", T.FLOAT, [batch, hidden])],
+                        [_vi("cond2", T.BOOL, []), _vi("h2", T.FLOAT, [batch, hidden]),
+                         _vi("c2", T.FLOAT, [batch, hidden]), _vi("hs", T.FLOAT, [batch, hidden])],
+                        [_i64("split8", [hidden] * 8)])
+    inits = [_w("W", rng, inp, 8 * hidden), _w("U", rng, hidden, 8 * hidden), _i64("M", steps),
+             numpy_helper.from_array(np.array(True), "true")]
+    loop = [h.make_node("Loop", ["M", "true", "h0", "c0"], ["h_T", "c_T", "h_all"], body=body, name="nasrnn")]
+    return _model(loop, "nasrnn_loop", [_vi("x", T.FLOAT, [steps, batch, inp]), _vi("h0", T.FLOAT, [batch, hidden]),
+                                        _vi("c0", T.FLOAT, [batch, hidden])],
+                  [_vi("h_T", T.FLOAT, [batch, hidden]), _vi("c_T", T.FLOAT, [batch, hidden]),
+                   _vi("h_all", T.FLOAT, [steps, batch, hidden])], inits)
+
+
+SAMPLES = {"lstm_loop": lstm_loop, "greedy_decoder": greedy_decoder, "skipnet_if": skipnet_if,
+           "nasrnn_loop": nasrnn_loop}
 
 
 def main(argv=None) -> None:

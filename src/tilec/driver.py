@@ -27,6 +27,8 @@ PIPELINES: dict = {
     "welder": f"{FRONT_PASSES},roller,welder,{BACK_PASSES}",
     # Rammer packs the lowered kernels into persistent rPrograms, so it runs after lower-cuda.
     "rammer": f"{FRONT_PASSES},roller,welder,{BACK_PASSES},rammer",
+    # Grinder moves Loop / If control flow into device kernels built from the lowered body kernels.
+    "grinder": f"{FRONT_PASSES},roller,welder,{BACK_PASSES},rammer,grinder",
 }
 DEFAULT_PIPELINE = "roller"
 
@@ -52,7 +54,7 @@ class CompileResult:
 
 def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compile_to: str | None = None,
                   pipeline: str = "default", input_shapes: dict | None = None,
-                  check_ptx: bool = False, tune: int = 0) -> CompileResult:
+                  check_ptx: bool = False, tune: int = 0, no_fusion: bool = False) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
@@ -63,6 +65,10 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     from .ir.verifier import verify
     start = time.perf_counter()
     passes = parse_pipeline(pipeline_spec(pipeline))
+    if no_fusion:   # the welder ablation: max-level=global leaves Roller's one kernel per op untouched
+        for p in passes:
+            if p.name == "welder":
+                p.max_level = "global"
     names = ["import"] + [p.name for p in passes]
     if compile_to is not None and compile_to not in names:
         raise CompileError(f"unknown stage '{compile_to}' for --compile-to (stages: {', '.join(names)})")
@@ -127,6 +133,8 @@ def atomic_build_dir(target: Path, fill) -> None:
 
 
 def load_npz(path: str) -> dict:
+    from .ir.limits import check_npz
+    check_npz(path)  # numpy allocates a whole array before reading it: check the declared shapes first
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

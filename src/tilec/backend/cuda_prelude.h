@@ -56,4 +56,24 @@ __device__ __forceinline__ float atomicMin(float* addr, float value) {
   return __int_as_float(old);
 }
 #endif  // TILEC_EMU
+
+// Grid-wide barrier of a kernel whose `blocks` blocks are all resident (grinder's device loops, DESIGN §6).
+// bar[0] counts arrivals and bar[1] is the generation; both start at zero, and `gen` is the caller's count
+// of barriers passed (the same in every block). The last block to arrive resets the count before it
+// publishes the next generation, so no block can arrive early at the next barrier. Built on tl_wait_geq, so
+// the emulator yields here instead of spinning.
+__device__ __forceinline__ void tl_grid_barrier(int* bar, int& gen, int blocks) {
+  __syncthreads();
+  ++gen;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(bar, 1) == blocks - 1) {
+      atomicExch(bar, 0);
+      tl_signal(bar + 1, gen);
+    } else {
+      tl_wait_geq(bar + 1, gen);
+    }
+  }
+  __syncthreads();
+}
 #endif  // TILEC_CUDA_PRELUDE_H

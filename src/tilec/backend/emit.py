@@ -48,6 +48,9 @@ def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
     if op.attributes.get("kind") == "persistent":
         from .lower.persistent import emit_persistent
         return emit_persistent(op, lang)
+    if op.attributes.get("kind") in ("device_loop", "device_if"):
+        from .lower.device_loop import emit_device_loop
+        return emit_device_loop(op, lang)
     for p in op.attributes["params"]:
         if sanitize_identifier(p["name"]) != p["name"]:
             raise CompileError.at(f"kernel parameter '{safe_comment(p['name'])}' is not a sanitised identifier",

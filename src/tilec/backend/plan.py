@@ -154,6 +154,9 @@ def _steps(module: Operation, block, path: list, buffers: dict, of: dict, clock:
         where = path + [index]
         if op.name == "kernel.launch":
             steps.append(_launch_step(module, op, ins, outs))
+        elif op.name in CONTROL and op.attributes.get("placement") == "device":
+            steps.append(_device_control_step(module, op, buffers, of))
+            ins, outs = steps[-1]["inputs"], steps[-1]["outputs"]
         elif op.name in CONTROL:
             steps.append(_control_step(module, op, where, ins, outs, buffers, of, clock))
         else:
@@ -161,7 +164,7 @@ def _steps(module: Operation, block, path: list, buffers: dict, of: dict, clock:
                           "outputs": outs})
         for b in ins + outs:
             _touch(buffers, b, t)
-        if op.name in CONTROL:
+        if op.name in CONTROL and steps[-1]["kind"] != "launch":
             inner = {b for s in walk_steps(steps[-1].get("body", []) + steps[-1].get("then", [])
                                            + steps[-1].get("else", [])) for b in s["inputs"] + s["outputs"]}
             inner |= {b for key in ("args", "yield", "cond_yield", "iter_arg", "cond_arg", "then_yield",
@@ -207,6 +210,32 @@ def _control_step(module, op, path, ins, outs, buffers, of, clock) -> dict:
             "cond_yield": of[term.operands[0]], "yield": [of[v] for v in term.operands[1:1 + n]],
             "scan_yield": [of[v] for v in term.operands[1 + n:]], "results": outs[:n], "scan_results": outs[n:],
             "inputs": ins, "outputs": outs, "placement": op.attributes.get("placement", "host")}
+
+
+def _device_control_step(module: Operation, op: Operation, buffers: dict, of: dict) -> dict:
+    """A ``cf.loop`` / ``cf.if`` that grinder moved onto the device: one launch of its ``device_loop`` /
+    ``device_if`` kernel, whose params are the op's values in ``control_values`` order, then the grid
+    barrier's two i32s (a buffer of the plan's own, zeroed before every launch). Every block reads the trip
+    count, the condition and the predicate from device memory, so the host reads nothing back."""
+    from .lower.device_loop import control_values
+    ref = op.attributes["grinder"]["kernel"]
+    k = lookup_symbol(module, ref.name) if isinstance(ref, SymbolRef) else None
+    values = control_values(op)
+    if k is None or k.name != "kernel.func" or len(k.attributes["params"]) != len(values) + 1:
+        raise CompileError.at(f"{op.name} placed on the device names kernel {ref}, which does not take its "
+                              f"{len(values)} values and the barrier", op.loc)
+    bar = f"{k.sym_name}.bar"
+    while bar in buffers:
+        bar += "_"
+    buffers[bar] = {"name": bar, "dtype": "i32", "shape": [2], "bytes": 8, "kind": "temp"}
+    names = [of[v] for v, _ in values]
+    a = k.attributes
+    return {"kind": "launch", "kernel": k.sym_name, "cu": f"kernels/{k.sym_name}.cu", "grid": list(a["grid"]),
+            "block": list(a["block"]), "smem": int(a.get("smem", 0)), "args": names + [bar],
+            "inputs": [n for n, (_, role) in zip(names, values) if role == "in"],
+            "outputs": [n for n, (_, role) in zip(names, values) if role == "out"] + [bar],
+            "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
+            "concurrent": True, "zero": [bar], "control": op.name}
 
 
 def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dict:

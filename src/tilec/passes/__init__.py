@@ -17,6 +17,7 @@ PASSES: dict = {
     "welder": "welder:Welder",
     "lower-cuda": "lower_cuda:LowerCuda",
     "rammer": "rammer:Rammer",
+    "grinder": "grinder:Grinder",
 }
 
 

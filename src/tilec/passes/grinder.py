@@ -1,0 +1,183 @@
+"""grinder: move Loop / If control flow onto the device (Cocktailer, OSDI'23; DESIGN §6).
+
+Runs after lower-cuda (and rammer). For each ``cf.loop`` / ``cf.if`` of ``@main`` whose bodies are only
+kernel launches (plus views, constants and the yield), and whose kernels can run as ``__device__`` functions
+with a virtual block index (rammer's ``member_of`` test), the pass builds one ``kernel.func`` of kind
+``device_loop`` / ``device_if`` (``backend/lower/device_loop.py``) and marks the op ``placement = "device"``
+with a ``grinder`` dict naming that kernel, the grid and why. The plan then launches that kernel once
+instead of driving the body from the host: no trip-count, condition or predicate read-back. Any other op is
+marked ``placement = "host"`` with the reason. The grid is the cheapest multiple of the SM count by estimate
+(``analysis/grinder.py``), capped so every block is resident (the grid barriers need that).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from ..ir.attributes import SymbolRef
+from ..ir.core import Operation, Region, lookup_symbol
+from .base import ModulePass
+
+_TRIVIAL = ("tile.const", "cf.yield")
+
+
+@dataclasses.dataclass
+class Grinder(ModulePass):
+    """Run each Loop whose body is a few kernels as one persistent launch with grid barriers between body
+    stages and the trip count and condition evaluated on the device; evaluate If predicates on the device
+    (one launch holding both branches); grid = cheapest multiple of ``arch``'s SM count by estimate. Every
+    decision is recorded on the op (``placement``, ``grinder``)."""
+
+    name: ClassVar[str] = "grinder"
+    arch: str = "h200"
+
+    def apply(self, module: Operation) -> None:
+        from ..analysis.hardware import get_arch
+        from ..runtime.interpreter import main_function
+        spec = get_arch(self.arch)
+        fn = main_function(module)
+        index = sum(1 for op in module.body.ops if op.name == "kernel.func"
+                    and op.attributes.get("kind") in ("device_loop", "device_if"))
+        for op in fn.walk():
+            if op.name not in ("cf.loop", "cf.if") or "placement" in op.attributes:
+                continue
+            reason = _why_host(module, op, fn)
+            if reason is None:
+                func, decision = build_device_kernel(module, op, f"grinder{index}", spec)
+                if func is None:
+                    reason = decision
+                else:
+                    module.body.insert_before(fn, func)
+                    op.attributes["placement"] = "device"
+                    op.attributes["grinder"] = decision
+                    index += 1
+                    continue
+            op.attributes["placement"] = "host"
+            op.attributes["grinder"] = {"reason": reason}
+
+
+def _why_host(module, op, fn) -> str | None:
+    """Why ``op`` must stay host-driven, or None when its bodies are kernels only."""
+    from ..backend.plan import is_view
+    if op.parent_op is not fn:
+        return "nested in another control-flow op: only @main's own loops and ifs move"
+    for region in op.regions:
+        for inner in region.block.ops:
+            if inner.name in _TRIVIAL or is_view(inner) or inner.name == "kernel.launch":
+                continue
+            return f"the body runs {inner.name} on the host (no kernel)"
+    if op.name == "cf.loop":
+        body = op.body
+        term = body.terminator
+        n = len(op.operands) - 2
+        args = list(body.args[2:])
+        from ..backend.lower.device_loop import root
+        for k, y in enumerate(term.operands[1:1 + n]):
+            y = root(y)
+            if any(y is a for a in body.args[:2]) or any(y is a for j, a in enumerate(args) if j != k):
+                return "a carried value is yielded into another argument's place (a swap needs a copy stage)"
+        for y in term.operands[1 + n:]:
+            if any(root(y) is a for a in body.args):
+                return "a scan output is a block argument (the carry step would overwrite it)"
+    if not any(inner.name == "kernel.launch" for r in op.regions for inner in r.block.ops):
+        return "no kernel in the body: nothing to launch"
+    return None
+
+
+def build_device_kernel(module, op, name: str, spec):
+    """``(kernel.func, decision dict)`` for ``op``, or ``(None, reason)`` when its kernels cannot share
+    one resident grid."""
+    from ..analysis.grinder import choose_grid
+    from ..backend.lower.device_loop import BARRIER, control_values, root
+    from .rammer import member_of
+    values = control_values(op)
+    pname, params, count = {}, [], {"in": 0, "out": 0}
+    for v, role in values:
+        pname[id(v)] = f"{'a' if role == 'in' else 'r'}{count[role]}"
+        count[role] += 1
+        params.append({"name": pname[id(v)], "dtype": v.type.dtype, "shape": list(v.type.shape), "role": role})
+    params.append({"name": BARRIER, "dtype": "i32", "shape": [2], "role": "out"})
+
+    def nm(v):
+        return pname[id(root(v))]
+    stages, members = [], []
+    branches = ["body"] if op.name == "cf.loop" else ["then", "else"]
+    for branch, region in zip(branches, op.regions):
+        for inner in region.block.ops:
+            if inner.name != "kernel.launch":
+                continue
+            m = member_of(module, inner, len(members))
+            if m is None:
+                return None, (f"kernel @{inner.attributes['kernel'].name} cannot run as a device function "
+                              "(2-D grid or block, gridDim/blockDim, or dynamic shared memory)")
+            members.append(m)
+            k = lookup_symbol(module, m.kernel)
+            it_in, it_out = iter(inner.operands), iter(inner.results)
+            args = [nm(next(it_in) if p["role"] == "in" else next(it_out)) for p in k.attributes["params"]]
+            stages.append({"kernel": SymbolRef(m.kernel), "tasks": m.blocks, "args": args, "branch": branch})
+    cond_on_device = op.name == "cf.loop" and not _cond_static(op)
+    # The host-driven schedule reads a data-dependent loop condition or an if's predicate back every time.
+    choice = choose_grid(members, spec, cond_on_device or op.name == "cf.if")
+    if choice is None:
+        return None, "no block shape runs every body kernel resident on one SM (threads, barriers or smem)"
+    control = {"arch": spec.arch, "blocks_per_sm": choice.blocks_per_sm,
+               "iter_seconds": float(f"{choice.device_iter_seconds:.4g}"),
+               "host_iter_seconds": float(f"{choice.host_iter_seconds:.4g}")}
+    if op.name == "cf.loop":
+        body, term = op.body, op.body.terminator
+        n = len(op.operands) - 2
+        control.update({
+            "trip": nm(op.operands[0]), "cond": nm(op.operands[1]),
+            "init": [nm(v) for v in op.operands[2:]], "iter": nm(body.args[0]), "cond_arg": nm(body.args[1]),
+            "args": [nm(a) for a in body.args[2:]], "cond_yield": nm(term.operands[0]),
+            "cond_static": not cond_on_device, "yields": [nm(v) for v in term.operands[1:1 + n]],
+            "scan_yields": [nm(v) for v in term.operands[1 + n:]], "results": [nm(r) for r in op.results[:n]],
+            "scan_results": [nm(r) for r in op.results[n:]]})
+        if _trip_static(op) is not None:
+            control["trip_static"] = _trip_static(op)
+    else:
+        control.update({"cond": nm(op.operands[0]),
+                        "then_yields": [nm(v) for v in op.regions[0].block.terminator.operands],
+                        "else_yields": [nm(v) for v in op.regions[1].block.terminator.operands],
+                        "results": [nm(r) for r in op.results]})
+    kind = "device_loop" if op.name == "cf.loop" else "device_if"
+    region = Region()
+    for s in stages:
+        region.block.append(Operation("utask.stage", attributes=s, loc=op.loc))
+    what = op.loc.name if op.loc is not None and getattr(op.loc, "name", None) else op.name
+    func = Operation("kernel.func", attributes={
+        "sym_name": SymbolRef(name), "grid": [choice.grid, 1, 1], "block": [choice.threads, 1, 1], "smem": 0,
+        "params": params, "kind": kind, "origin": f"grinder: {op.name} {what}",
+        "flops": sum(m.flops for m in members), "bytes_modelled": sum(m.bytes for m in members),
+        "control": control}, regions=[region], loc=op.loc)
+    decision = {"kernel": SymbolRef(name), "grid": choice.grid, "blocks_per_sm": choice.blocks_per_sm,
+                "threads": choice.threads, "stages": len(stages),
+                "barriers": (len(stages) + 1) if op.name == "cf.loop" else len(stages),
+                "host_syncs": 0, "grid_why": choice.why}
+    if op.name == "cf.loop":
+        decision["condition"] = "device (read by every block each iteration)" if cond_on_device else \
+            "static (never read)"
+    else:
+        decision["predicate"] = "device (read by every block)"
+        decision["branch_split"] = "none: both branches run inside the one launch"
+    return func, decision
+
+
+def _cond_static(op) -> bool:
+    """The loop condition never changes: the body passes its condition argument on unchanged (or yields a
+    constant true) and it starts true. Then the kernel never reads it after the start."""
+    from ..backend.plan import _const_value
+    body = op.body
+    y = body.terminator.operands[0]
+    c0 = _const_value(op.operands[1])
+    if c0 is None or not bool(c0):
+        return False
+    cy = _const_value(y)
+    return y is body.args[1] or (cy is not None and bool(cy))
+
+
+def _trip_static(op):
+    """The trip count when it is a constant of the IR (baked into the kernel), else None."""
+    from ..backend.plan import _const_value
+    trip = _const_value(op.operands[0])
+    return None if trip is None else int(trip)
