@@ -9,6 +9,7 @@ import traceback
 import click
 
 from ..ir.diagnostics import CompileError
+from ..ir.limits import shape_problem
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -53,5 +54,8 @@ def parse_input_shapes(specs) -> dict:
             raise click.BadParameter(f"'{dims}' is not dims like 1x128", param_hint="--input-shape") from None
         if any(d < 0 for d in shape):
             raise click.BadParameter(f"'{dims}' has a negative dim", param_hint="--input-shape")
+        why = shape_problem(shape)  # ir/limits.py: refuse before anything is sized from it
+        if why:
+            raise click.BadParameter(f"'{dims}' {why}", param_hint="--input-shape")
         shapes[name] = shape
     return shapes

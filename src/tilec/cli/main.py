@@ -80,13 +80,16 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
               help="Compile every kernel with nvcc -arch=sm_90 and record ptxas' registers/smem/spills.")
 @click.option("--tune", "tune", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
               help="Profile Roller's top-K tiles per op on the GPU and keep the fastest (no GPU: the model).")
+@click.option("--no-fusion", is_flag=True,
+              help="Run welder with max-level=global: no fusion, no re-tiling (the roller-only kernels).")
 @input_shape_option
 @guarded
-def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, tune, input_shapes):
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, tune, no_fusion, input_shapes):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
     result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
-                           input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune)
+                           input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
+                           no_fusion=no_fusion)
     click.echo(result.summary())
 
 
@@ -125,14 +128,24 @@ def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, 
 
 
 @cli.command("viz")
-@click.option("--schedule", "build_dir", required=True, type=click.Path(file_okay=False, exists=True),
+@click.option("--schedule", "build_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="A build folder whose rPrograms (rammer pipeline) to draw.")
-@click.option("-o", "--output", default="-", show_default=True, help="Chrome-trace JSON ('-' = stdout).")
+@click.option("--graph", "graph_src", default=None, metavar="BUILD_OR_TIR",
+              help="Draw the tile-graph (welder kernels as clusters, edges by memory level) of a build "
+                   "folder or a .tir file, as DOT (SVG when -o ends in .svg and Graphviz's dot exists).")
+@click.option("-o", "--output", default="-", show_default=True,
+              help="Output file ('-' = stdout): Chrome-trace JSON for --schedule, DOT/SVG for --graph.")
 @guarded
-def viz_cmd(build_dir, output):
-    """Write the rProgram schedule as a Chrome trace: one lane per vEU, estimated time on x."""
+def viz_cmd(build_dir, graph_src, output):
+    """Draw a schedule (--schedule, Chrome trace) or a fused tile-graph (--graph, Graphviz DOT)."""
     import json
 
+    if (build_dir is None) == (graph_src is None):
+        raise click.UsageError("give exactly one of --schedule BUILD or --graph BUILD_OR_TIR")
+    if graph_src is not None:
+        from .viz_graph import write_graph
+        write_graph(graph_src, output)
+        return
     from ..analysis.rammer.report import schedule_trace
     from ..ir.io import read_ir
     text = json.dumps(schedule_trace(read_ir(str(Path(build_dir) / "model.tir"))), indent=1)

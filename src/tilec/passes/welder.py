@@ -5,6 +5,12 @@ consumer while the grown group connects its internal edges at a legal memory lev
 its parts apart. Every accepted group of two or more ops becomes one ``tile.kernel``: its operands are the
 group's outside inputs (block arguments inside, so the region is isolated from above), its region holds the
 member computes and a ``tile.yield`` of the results used outside. ``lower-cuda`` emits one kernel for it.
+
+Then every group whose anchor is a tiled contraction or convolution (a lone op too) has its tile chosen
+again for the whole group (``analysis/welder/retile.py``): the anchor's ``rtile`` is replaced by the tile
+with the fewest group global bytes above a parallelism floor, and ``welder_tile`` on the anchor records
+the choice, Roller's bytes and the best rejected candidates' scores. ``max-level=global`` (``--no-fusion``)
+leaves the module exactly as Roller left it.
 """
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from dataclasses import dataclass
 
 from ..analysis.hardware import DEFAULT_ARCH, get_arch
 from ..analysis.welder import TileGraph, search
-from ..analysis.welder.search import _outputs, _single
+from ..analysis.welder.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
+from ..analysis.welder.search import _outputs, _signature, _single
 from ..ir.core import Block, Operation, Region, functions
 from ..ir.diagnostics import CompileError
 from .base import ModulePass
@@ -23,23 +30,34 @@ LEVEL_OF_KIND = {"epilogue": "register", "row": "shared"}
 @dataclass
 class Welder(ModulePass):
     """Group tile.compute ops into fused tile.kernel regions, connecting internal edges in registers
-    (elementwise epilogues/prologues) or shared memory (row-wise reduction chains). ``max-level`` caps the
-    level (global = no fusion, the ablation)."""
+    (elementwise epilogues/prologues) or shared memory (row-wise reduction chains), then re-choose each
+    group's anchor tile by the group's global bytes. ``max-level`` caps the level (global = no fusion and
+    no re-tiling, the ablation); ``retile=false`` keeps Roller's tiles; ``min-block-outputs`` sets the
+    parallelism floor (a group keeps at least min(#SM, outputs / min-block-outputs) blocks)."""
 
     name = "welder"
     arch: str = DEFAULT_ARCH
     max_level: str = "register"
+    retile: bool = True
+    min_block_outputs: int = MIN_BLOCK_OUTPUTS
 
     def apply(self, module: Operation) -> None:
         if self.max_level not in ("global", "shared", "register"):
             raise CompileError(f"welder: max-level must be global, shared or register, not '{self.max_level}'")
+        if self.min_block_outputs < 1:
+            raise CompileError(f"welder: min-block-outputs must be positive, not {self.min_block_outputs}")
+        if self.max_level == "global":
+            return   # no fusion: Roller's one kernel per op, untouched
         spec = get_arch(self.arch)
         cache: dict = {}
+        tiles: dict = {}
         for fn in functions(module):
             graph = TileGraph(fn.body)
             for group in search(graph, spec, self.max_level, cache):
-                if len(group.members) > 1:
-                    _build_kernel(fn.body, graph, group, spec)
+                kernel = _build_kernel(fn.body, graph, group, spec) if len(group.members) > 1 else None
+                if self.retile and group.kind in ("single", "epilogue"):
+                    key = (group.kind, _signature(graph, group.members))
+                    _retile(graph.nodes[group.members[0]].op, kernel, spec, self.min_block_outputs, tiles, key)
 
 
 def _build_kernel(block, graph, group, spec) -> Operation:
@@ -81,6 +99,30 @@ def _build_kernel(block, graph, group, spec) -> Operation:
         body.append(op)
     body.append(Operation("tile.yield", [op.result for op in outs], []))
     return kernel
+
+
+def _retile(anchor, kernel, spec, min_block_outputs: int, cache: dict, key) -> None:
+    """Replace ``anchor``'s rtile by the group's best tile (cached by the group's subgraph hash)."""
+    from ..backend.lower.context import ComputeContext
+    from ..backend.lower.fused import FusedContext
+    rtile = anchor.attributes.get("rtile")
+    if not rtile:
+        return
+    key = key + (repr(rtile),)
+    if key not in cache:
+        ctx = FusedContext(kernel) if kernel is not None else ComputeContext(anchor)
+        choice = None
+        if retileable(ctx):
+            extra = ctx.epilogue_bytes if kernel is not None else 0
+            choice = Retiler(ctx, spec, extra, min_block_outputs).choose(rtile, anchor.attributes.get("alternatives"))
+        cache[key] = choice
+    choice = cache[key]
+    if choice is None:
+        return
+    anchor.attributes["rtile"] = {k: dict(v) for k, v in choice.config.items()}
+    anchor.attributes["welder_tile"] = choice.as_attr()
+    if kernel is not None:
+        kernel.attributes["tile"] = dict(choice.config["block"])
 
 
 def _tile(nodes, group) -> dict:

@@ -5,11 +5,19 @@ which of its accesses read which producer, and whether an access is an *identity
 producer element at its own output coordinates, up to size-1 dims indexed by 0)."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 from ...ir.texpr import parse_texpr
 from ...ir.texpr.nodes import AxisRef, Num
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str):
+    """Parsing a tensor expression (LALR over the lark grammar) dominated welder's time on BERT-base; the
+    12 layers repeat the same few expressions, and a parsed expression is never mutated."""
+    return parse_texpr(text)
 
 
 @dataclass
@@ -70,7 +78,7 @@ class TileGraph:
         for op in block.ops:
             if op.name != "tile.compute":
                 continue
-            expr = parse_texpr(op.attributes["expr"])
+            expr = _parsed(op.attributes["expr"])
             shapes = [tuple(v.type.shape) for v in op.operands]
             extents = dict(expr.axis_extents(shapes, tuple(op.result.type.shape), op.attributes.get("axes")))
             node = Node(len(self.nodes), op, expr, extents)

@@ -2,11 +2,16 @@
 ``tile.kernel``) is lowered by its own kernel kind (elementwise, reduce or tiled), and every other member, an
 elementwise op of the anchor's shape, is evaluated in the anchor's store epilogue at the same output
 coordinates. Internal values live in registers (``k_f<i>`` locals); only the kernel's outputs are stored.
+Behind a tiled anchor, an outside operand the block reads far fewer elements of than it has outputs (a
+per-channel bias or BN scale broadcast over the tile) is staged in shared memory once per block, before the
+epilogue, instead of being loaded again for every output element.
 
 Kernel params are ``in<i>`` for the ``tile.kernel`` operands and ``out<j>`` for its results."""
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from ...ir.types import itemsize
 from ..cstyle import compute_dtype
@@ -53,6 +58,8 @@ class FusedContext(ComputeContext):
             bind_names(mctx, m, self.args)
             self.tails.append(mctx)
         self.out_name = "out_unused"
+        self.staged: dict = {}     # (member, access key) -> (smem name, box, origins) once staged
+        self.cfg = None
 
     def params(self) -> list:
         return kernel_params(self.kernel)
@@ -68,6 +75,9 @@ class FusedContext(ComputeContext):
                     v = m.operands[mctx.input_of(acc)]
                     if id(v) in vals:
                         names[mctx.access_key(acc)] = vals[id(v)]
+                    elif (i, mctx.access_key(acc)) in self.staged:
+                        names[mctx.access_key(acc)] = f"k_f{i}_{j}"
+                        kb.let(f"k_f{i}_{j}", mctx.load_dtype(acc), self._staged_ref(i, mctx, acc, axis))
                     else:
                         names[mctx.access_key(acc)] = f"k_f{i}_{j}"
                         mctx.load_access(kb, acc, f"k_f{i}_{j}", axis)
@@ -82,15 +92,86 @@ class FusedContext(ComputeContext):
         table = {a: self.axis_var(b) for a, b in zip(mctx.out_axes, self.out_axes)}
         return lambda a: table[a]
 
-    def epilogue_bytes(self) -> int:
-        """Global bytes the epilogue adds: each member's outside loads once per element, plus the stores;
-        the anchor's own output store is replaced by them."""
-        points = math.prod(self.out_shape)
-        total = -self.out_bytes()
-        for m, mctx in zip(self.members[1:], self.tails):
+    def staging_plan(self, cfg: dict) -> list:
+        """``[(member i, member ctx, access, box, smem bytes)]`` of the outside epilogue operands worth
+        staging per block under tile ``cfg``: affine accesses whose box over the block tile holds at most
+        half the block's outputs, while the static shared memory left by the anchor allows."""
+        from .cexpr import affine
+        from .tiled import SMEM_LIMIT, _box, _smem_bytes, _smem_dims
+        budget = SMEM_LIMIT - _smem_bytes(self, cfg)
+        points = math.prod(cfg["block"][a] for a in self.out_axes)
+        plan = []
+        for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):
+            sizes = {a: cfg["block"][b] for a, b in zip(mctx.out_axes, self.out_axes)}
             for acc in mctx.distinct_accesses():
                 v = m.operands[mctx.input_of(acc)]
-                if any(v is a for a in self.args):
+                if not any(v is a for a in self.args) or any(affine(ix) is None for ix in acc.indices):
+                    continue
+                box = _box(mctx, acc, sizes)
+                if math.prod(b[2] for b in box) * 2 > points:
+                    continue   # no reuse inside the block: plain loads are as good
+                rows, cols = _smem_dims(box)
+                nbytes = rows * cols * itemsize(mctx.load_dtype(acc))
+                if nbytes <= budget:
+                    budget -= nbytes
+                    plan.append((i, mctx, acc, box, nbytes))
+        return plan
+
+    def stage_epilogue(self, kb, cfg: dict, origin: dict, threads: int) -> None:
+        """Called by the tiled kernel after its reduction: copy the planned boxes into shared memory."""
+        from .tiled import _smem_dims, _stage
+        self.cfg = cfg
+        for i, mctx, acc, box, _ in self.staging_plan(cfg):
+            name = f"e{i}_{len(self.staged)}"
+            kb.shared(f"k_s{name}", mctx.load_dtype(acc), _smem_dims(box))
+            morigin = {a: origin[b] for a, b in zip(mctx.out_axes, self.out_axes)}
+            _stage(mctx, kb, name, acc, box, morigin, threads)
+            self.staged[(i, mctx.access_key(acc))] = (f"k_s{name}", box, morigin)
+        if self.staged:
+            kb.barrier()
+
+    def _staged_ref(self, i: int, mctx, acc, axis) -> str:
+        """The shared-memory element of a staged access at the current output coordinates."""
+        from .builder import linearize
+        from .cexpr import affine_text
+        name, box, morigin = self.staged[(i, mctx.access_key(acc))]
+        loc = [f"({affine_text(coefs, const, axis)}) - ({affine_text(coefs, const + offset, lambda a: morigin[a])})"
+               for coefs, const, _, offset in box]
+        dims = [b[2] for b in box]
+        rows = linearize(loc[:-1], dims[:-1]) if len(dims) > 1 else "0"
+        return f"{name}[{rows}][{loc[-1] if loc else '0'}]"
+
+    def _staged_bytes(self, cfg: dict, mctx, acc, box) -> int:
+        """In-bounds elements of ``box`` summed over the grid of blocks (what the staging loads)."""
+        grid_axes = list(self.out_axes)
+        amap = dict(zip(mctx.out_axes, self.out_axes))
+        origins = {a: np.arange(0, self.extents[a], cfg["block"][a], dtype=np.int64) for a in grid_axes}
+        shape = mctx.shapes[mctx.input_of(acc)]
+        count = np.ones([1] * len(grid_axes), dtype=np.int64)
+        for (coefs, const, extent, offset), dim in zip(box, shape):
+            lo = np.full([1] * len(grid_axes), const + offset, dtype=np.int64)
+            for a, c in coefs.items():
+                k = grid_axes.index(amap[a])
+                lo = lo + c * origins[amap[a]].reshape([-1 if q == k else 1 for q in range(len(grid_axes))])
+            count = count * np.clip(np.minimum(lo + extent, dim) - np.maximum(lo, 0), 0, None)
+        grid = [len(origins[a]) for a in grid_axes]
+        return int(np.broadcast_to(count, grid).sum()) * itemsize(mctx.dtypes[mctx.input_of(acc)])
+
+    def epilogue_bytes(self, cfg: dict | None = None) -> int:
+        """Global bytes the epilogue adds: each member's outside loads once per element (or, staged under a
+        tiled anchor's ``cfg``, once per block's box), plus the stores; the anchor's own output store is
+        replaced by them."""
+        cfg = cfg if cfg is not None else self.cfg
+        staged = {(i, mctx.access_key(acc)): self._staged_bytes(cfg, mctx, acc, box)
+                  for i, mctx, acc, box, _ in (self.staging_plan(cfg) if cfg is not None else [])}
+        points = math.prod(self.out_shape)
+        total = -self.out_bytes()
+        for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):
+            for acc in mctx.distinct_accesses():
+                v = m.operands[mctx.input_of(acc)]
+                if (i, mctx.access_key(acc)) in staged:
+                    total += staged[(i, mctx.access_key(acc))]
+                elif any(v is a for a in self.args):
                     total += points * itemsize(v.type.dtype)
         for v in self.outs:
             total += math.prod(v.type.shape) * itemsize(v.type.dtype)

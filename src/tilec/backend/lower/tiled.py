@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ...ir.types import itemsize
 from ..cstyle import CUDA
 from .builder import KernelBuilder, linearize, strides_of, unflatten
@@ -23,7 +21,6 @@ from .cexpr import affine, affine_text
 from .context import ComputeContext
 
 SMEM_LIMIT = 48 * 1024        # static shared memory per block
-ENUMERATION_LIMIT = 4_000_000  # tile combinations enumerated exactly for bytes_modelled
 
 
 def tileable(ctx: ComputeContext) -> bool:
@@ -156,6 +153,8 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
         kb.barrier()
 
     reduce_loops(reds)
+    if hasattr(ctx, "stage_epilogue"):   # welder's fused epilogue: broadcast operands staged once per block
+        ctx.stage_epilogue(kb, cfg, origin, threads)
     _epilogue(ctx, kb, cfg, origin, tdim)
     return kb.func(name, [math.prod(nblk.values())], [threads], ctx.params(), kind="tiled",
                    flops=ctx.flops(), bytes_modelled=modelled_bytes(ctx, cfg),
@@ -247,28 +246,14 @@ def _epilogue(ctx, kb, cfg, origin, tdim) -> None:
 
 def modelled_bytes(ctx: ComputeContext, cfg: dict) -> int:
     """Global bytes the kernel moves: per block and reduce step, the in-bounds elements of every staged box
-    (exact enumeration over the tile grid; per-dim counts multiply), plus the output once."""
+    (Roller's exact per-axis sum over the tile grid, :func:`~tilec.analysis.index_map.grid_footprint`),
+    plus the output once."""
+    from ...analysis.index_map import grid_footprint
     sizes = _sizes(ctx, cfg)
-    axes = ctx.out_axes + ctx.reduce_axes
-    origins = {a: np.arange(0, ctx.extents[a], sizes[a], dtype=np.int64) for a in axes}
-    grid = [len(origins[a]) for a in axes]
     total = 0
     for acc in ctx.distinct_accesses():
-        box = _box(ctx, acc, sizes)
-        shape = ctx.shapes[ctx.input_of(acc)]
-        elem = itemsize(ctx.dtypes[ctx.input_of(acc)])
-        if math.prod(grid) <= ENUMERATION_LIMIT:
-            count = np.ones([1] * len(axes), dtype=np.int64)
-            for (coefs, const, extent, offset), dim in zip(box, shape):
-                lo = np.full([1] * len(axes), const + offset, dtype=np.int64)
-                for a, c in coefs.items():
-                    k = axes.index(a)
-                    lo = lo + c * origins[a].reshape([-1 if i == k else 1 for i in range(len(axes))])
-                count = count * np.clip(np.minimum(lo + extent, dim) - np.maximum(lo, 0), 0, None)
-            total += int(np.broadcast_to(count, grid).sum()) * elem
-        else:  # too many tiles to enumerate: interior boxes, clipped to the tensor
-            per = math.prod(min(b[2], d) for b, d in zip(box, shape))
-            total += per * math.prod(grid) * elem
+        i = ctx.input_of(acc)
+        total += grid_footprint(ctx.expr, acc, sizes, ctx.extents, ctx.shapes[i]) * itemsize(ctx.dtypes[i])
     return total + ctx.out_bytes()
 
 

@@ -1,0 +1,165 @@
+"""Group-level tile re-choice (DESIGN §4 step 2: "score each candidate group by its best tile").
+
+Roller picks each op's tile alone, by its own time estimate, and often lands on tiny tiles (one row by
+eight columns for a matmul) that re-read the weights once per block. Once Welder has grouped the ops, the
+group's anchor (the tiled contraction or convolution whose store epilogue runs the other members) gets its
+tile chosen again, for the whole group:
+
+1. **Candidates**: Roller's pick and its recorded top-k alternatives, then tiles grown (and shrunk) from the
+   best of them one axis at a time by factors of two, hill-climbing on the score below.
+2. **Propagation and fit**: the block tile fixes every member's tile (epilogue members are elementwise at
+   the anchor's coordinates, so their tile is the anchor's output tile, :func:`.propagate`); each candidate
+   must fit the static shared memory of the tiled kernel and the arch's limit, at most ``MAX_THREADS``
+   threads and ``MAX_ACC`` accumulators per thread (so ptxas keeps them in registers, no spills).
+3. **Score**: the group's global bytes, counted exactly as the emitted kernel moves them
+   (:func:`tilec.backend.lower.tiled.modelled_bytes`, the count the emulator measures, plus the fused
+   epilogue's loads and stores), rounded to sectors, plus one, times waves, the score of DESIGN §4.
+4. **Parallelism floor**: a candidate needs at least ``min(#SM, ⌈outputs / min_block_outputs⌉)`` blocks
+   (and never fewer than Roller's own tile had, when that was already below the floor). Filling the SMs
+   matters more than bytes, but not at any price: shrinking a block below ``min_block_outputs`` outputs
+   (4096 = a 64×64 tile by default) to create parallelism re-reads operands more than it gains. Without
+   this floor the byte-optimal tile of a big matmul is a single block.
+
+Only f32 (and wider) anchors are re-tiled: f16/bf16 matmuls take the tensor-core path, whose tile must stay
+mma-aligned, and Roller already aligns those.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+MAX_THREADS = 256      # threads per block the re-chosen tile aims at (a warp multiple when it can)
+MAX_ACC = 32           # accumulators per thread: with the operand fragments this stays well under 255 regs
+MAX_PER_AXIS = 8       # per-thread extent of one axis (the tiled kernel unrolls it)
+MIN_BLOCK_OUTPUTS = 4096
+SECTOR = 32
+REJECTED_SHOWN = 4
+
+
+@dataclass
+class TileChoice:
+    """The chosen config (``rtile`` dict), its group bytes, and the candidates it beat."""
+
+    config: dict
+    bytes: int
+    blocks: int
+    score: int
+    roller_bytes: int
+    floor: int
+    source: str
+    rejected: list = field(default_factory=list)   # [(score, bytes, blocks, block dict)]
+
+    def as_attr(self) -> dict:
+        return {"source": self.source, "bytes": self.bytes, "roller_bytes": self.roller_bytes,
+                "blocks": self.blocks, "min_blocks": self.floor, "score": self.score,
+                "rejected": [{"block": dict(b), "bytes": q, "blocks": n, "score": s}
+                             for s, q, n, b in self.rejected[:REJECTED_SHOWN]]}
+
+
+def retileable(ctx) -> bool:
+    """The anchor is lowered by the generic tiled kernel and is not a tensor-core candidate."""
+    from ...backend.lower import choose_kind
+    low = ("f16", "bf16")
+    return choose_kind(ctx) == "tiled" and not any(d in low for d in ctx.dtypes + [ctx.out_dtype])
+
+
+def thread_tile(block: dict, axes: list) -> dict | None:
+    """Per-thread tile: grow the axis with the most threads along it (innermost on ties) by factors of two
+    until the block has at most ``MAX_THREADS`` threads; None when the accumulator cap stops it first."""
+    thread = {a: 1 for a in axes}
+    while math.prod(block[a] // thread[a] for a in axes) > MAX_THREADS:
+        grow = [a for a in axes if thread[a] * 2 <= MAX_PER_AXIS and block[a] % (thread[a] * 2) == 0]
+        if not grow or math.prod(thread.values()) * 2 > MAX_ACC:
+            return None
+        a = max(grow, key=lambda x: (block[x] // thread[x], axes.index(x)))
+        thread[a] *= 2
+    return thread
+
+
+class Retiler:
+    """Chooses the block tile of one anchor (``ctx``: its ComputeContext, or the FusedContext of its
+    group) on ``spec``. ``extra_bytes`` is what the group's epilogue adds: a number, or a function of the
+    tile config (staged broadcast operands cost one box per block)."""
+
+    def __init__(self, ctx, spec, extra_bytes: int = 0, min_block_outputs: int = MIN_BLOCK_OUTPUTS):
+        from ...backend.lower import tiled
+        self.ctx, self.spec, self.extra = ctx, spec, extra_bytes
+        self.tiled = tiled
+        self.axes = list(ctx.out_axes)
+        self.smem_limit = min(tiled.SMEM_LIMIT, spec.smem_per_block_bytes)
+        self.outputs = math.prod(ctx.extents[a] for a in self.axes)
+        self.floor = min(spec.num_sms, -(-self.outputs // max(1, min_block_outputs)))
+        self.seen: dict = {}
+
+    def blocks(self, block: dict) -> int:
+        return math.prod(-(-self.ctx.extents[a] // block[a]) for a in self.axes)
+
+    def evaluate(self, block: dict, step: dict, thread: dict | None = None):
+        """``(score, bytes, blocks, config)`` of a block tile, or None when it does not fit. ``thread``
+        keeps a given per-thread tile (Roller's own configs); else :func:`thread_tile` picks one."""
+        key = (tuple(block[a] for a in self.axes), tuple(sorted(step.items())))
+        if key in self.seen:
+            return self.seen[key]
+        self.seen[key] = None
+        thread = thread or thread_tile(block, self.axes)
+        if thread is None or math.prod(block[a] // thread[a] for a in self.axes) > self.spec.max_threads_per_block:
+            return None
+        step = dict(step)
+        cfg = {"block": dict(block), "thread": thread, "step": step}
+        while self.tiled._smem_bytes(self.ctx, cfg) > self.smem_limit:
+            big = max(step, key=lambda r: (step[r], r), default=None)
+            if big is None or step[big] == 1:
+                return None
+            step[big] = -(-step[big] // 2)
+        threads = math.prod(block[a] // thread[a] for a in self.axes)
+        smem = self.tiled._smem_bytes(self.ctx, cfg)
+        per_sm = max(1, min(self.spec.max_blocks_per_sm, self.spec.max_threads_per_sm // threads,
+                            self.spec.smem_per_sm_bytes // max(smem, 1)))
+        blocks = self.blocks(block)
+        waves = -(-blocks // (per_sm * self.spec.num_sms))
+        q = self.tiled.modelled_bytes(self.ctx, cfg) + (self.extra(cfg) if callable(self.extra) else self.extra)
+        score = (-(-q // SECTOR) * SECTOR + 1) * waves
+        self.seen[key] = (score, q, blocks, cfg)
+        return self.seen[key]
+
+    def choose(self, rtile: dict, alternatives: list) -> TileChoice | None:
+        """The best tile from Roller's pick, its alternatives and the tiles grown from them."""
+        cfg0 = self.tiled.resolve_config(self.ctx, rtile)
+        first = self.evaluate(cfg0["block"], cfg0["step"], cfg0["thread"])
+        if first is None:
+            return None
+        floor = min(self.floor, first[2])
+        seeds = [first]
+        for alt in alternatives or []:
+            try:
+                c = self.tiled.resolve_config(self.ctx, alt)
+            except Exception:   # an alternative the tiled kernel cannot take is simply not a candidate
+                continue
+            e = self.evaluate(c["block"], c["step"], c["thread"])
+            if e is not None:
+                seeds.append(e)
+        ok = [s for s in seeds if s[2] >= floor]
+        best = min(ok, key=self._key)
+        step = best[3]["step"]
+        while True:   # hill-climb: the best legal neighbour (one axis ×2, ÷2 or to full extent)
+            nbrs = []
+            for a in self.axes:
+                cur, ext = best[3]["block"][a], self.ctx.extents[a]
+                for size in {min(cur * 2, ext), max(1, cur // 2), ext}:
+                    if size != cur:
+                        e = self.evaluate(dict(best[3]["block"], **{a: size}), step)
+                        if e is not None and e[2] >= floor:
+                            nbrs.append(e)
+            nxt = min(nbrs, key=self._key, default=None)
+            if nxt is None or self._key(nxt) >= self._key(best):
+                break
+            best = nxt
+        cands = sorted((e for e in self.seen.values() if e is not None), key=self._key)
+        rejected = [(s, q, n, tuple(c["block"].items())) for s, q, n, c in cands
+                    if c is not best[3] and n >= floor]
+        source = "roller" if best is first else ("alternative" if any(best is s for s in seeds) else "grown")
+        return TileChoice(best[3], best[1], best[2], best[0], first[1], floor, source, rejected)
+
+    def _key(self, e):
+        score, q, blocks, cfg = e
+        return (score, q, -blocks, tuple(cfg["block"][a] for a in self.axes))
