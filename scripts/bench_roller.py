@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs/benchmarks", help="folder for the markdown report")
     ap.add_argument("--date", default="2026-11-29")
     ap.add_argument("--arch", default="h200")
-    ap.add_argument("--emu-gflop", type=float, default=1.0, help="skip the emulator above this many GFLOP")
+    ap.add_argument("--emu-gflop", type=float, default=0.3, help="skip the emulator above this many GFLOP")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching ops")
     ap.add_argument("--no-ptxas", action="store_true")

@@ -1,7 +1,8 @@
 """Roller's micro performance model (DESIGN §3): traffic, footprint, and the estimate of one rTile.
 
 - traffic Q(T): bytes of input tiles loaded plus the output tile stored, each row rounded up to 32-B
-  sectors, summed over blocks and reduce steps;
+  sectors, summed over blocks and reduce steps; only the in-bounds part of a box counts, so edge tiles
+  and padded conv halos cost what the predicated loads really move;
 - footprint F(T): shared memory for the staged input boxes (rows padded against bank conflicts) and
   registers per thread;
 - estimate = waves × max(compute, memory) per wave.
@@ -67,14 +68,6 @@ def box_dims(problem: TileProblem, access, ranges: dict) -> list:
     return [min(hi - lo, d) for (lo, hi), d in zip(box, shape)]
 
 
-def rows_bytes(dims: list, elem: int, sector: int) -> int:
-    """Bytes moved for a box of ``dims`` (row-major): each contiguous row rounds up to whole sectors."""
-    if not dims:
-        return round_up(elem, sector)
-    rows = math.prod(dims[:-1])
-    return rows * round_up(dims[-1] * elem, sector)
-
-
 def tile_ranges(problem: TileProblem, rt: RTile) -> dict:
     ranges = {a: (0, s) for a, s in rt.block}
     ranges.update({a: (0, s) for a, s in rt.step})
@@ -104,15 +97,45 @@ def regs_per_thread(problem: TileProblem, rt: RTile) -> int:
 
 
 def traffic_bytes(problem: TileProblem, rt: RTile, spec: GPUSpec) -> int:
-    ranges = tile_ranges(problem, rt)
-    steps = math.prod(-(-problem.extents[a] // s) for a, s in rt.step) if rt.step else 1
-    per_step = 0
+    """Q(T) summed over the whole grid: per block and reduce step, the in-bounds part of every staged
+    input box (padded halos and edge-tile overhang load nothing), each row rounded up to sectors; plus the
+    output tile, stores predicated to the output's extent."""
+    return _traffic(problem, rt, spec.sector_bytes)
+
+
+def global_bytes(problem: TileProblem, rt: RTile) -> int:
+    """Q(T) without the sector rounding: the global bytes the tiled kernel's loads and stores count (what
+    the CUDA emulator measures)."""
+    return _traffic(problem, rt, 1)
+
+
+def _traffic(problem: TileProblem, rt: RTile, sector: int) -> int:
+    key = ("traffic", rt.block, rt.step, sector)   # the thread tile does not change what a block moves
+    if key not in problem.memo:
+        problem.memo[key] = _grid_traffic(problem, rt, sector)
+    return problem.memo[key]
+
+
+def _grid_traffic(problem: TileProblem, rt: RTile, sector: int) -> int:
+    from .index_map import grid_footprint
+    sizes = dict(rt.block)
+    sizes.update(rt.step)
+    total = 0
     for acc in problem.staged_accesses:
-        elem = itemsize(problem.input_dtypes[problem.input_index(acc)])
-        per_step += rows_bytes(box_dims(problem, acc, ranges), elem, spec.sector_bytes)
-    out_dims = [s for _, s in rt.block]
-    out = rows_bytes(out_dims, problem.out_itemsize, spec.sector_bytes)
-    return (steps * per_step + out) * num_blocks(problem, rt)
+        idx = problem.input_index(acc)
+        elem = itemsize(problem.input_dtypes[idx])
+        total += grid_footprint(problem.expr, acc, sizes, problem.extents, problem.input_shapes[idx],
+                                lambda n, e=elem: -(-n * e // sector) * sector)
+    # The output: stores are predicated to its extent, so every element is stored once; along the innermost
+    # axis each block's row rounds up to sectors, the last block's (tail) row being shorter.
+    elem = problem.out_itemsize
+    block = dict(rt.block)
+    if not problem.out_axes:
+        return total + round_up(elem, sector)
+    *outer, inner = problem.out_axes
+    ext, size = problem.extents[inner], block[inner]
+    row = (ext // size) * round_up(size * elem, sector) + (round_up(ext % size * elem, sector))
+    return total + row * math.prod(problem.extents[a] for a in outer)
 
 
 def num_blocks(problem: TileProblem, rt: RTile) -> int:
@@ -162,12 +185,14 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     q = traffic_bytes(problem, rt, spec)
     flops = problem.flops
     steps = math.prod(-(-problem.extents[a] // s) for a, s in rt.step) if rt.step else 1
-    # One wave: each SM runs up to per_sm resident blocks at its share of the peak; DRAM bandwidth is
-    # shared by the SMs that are busy, so an under-filled grid gets only part of it. Each reduce step
-    # also pays a barrier round trip (staging, __syncthreads).
+    # One wave: each busy SM runs its resident blocks at its share of the peak; DRAM bandwidth is shared
+    # by the SMs that are busy, so an under-filled grid gets only part of it. The block scheduler spreads
+    # a grid breadth-first (one block per SM before any SM gets a second), so a small grid runs on as many
+    # SMs as it has blocks, not packed onto a few. Each reduce step also pays a barrier round trip
+    # (staging, __syncthreads).
     in_flight = min(blocks, per_sm * spec.num_sms)
-    busy_sms = min(spec.num_sms, -(-in_flight // per_sm))
-    resident = min(per_sm, in_flight)
+    busy_sms = min(spec.num_sms, in_flight)
+    resident = -(-in_flight // busy_sms)
     compute = flops / blocks * resident / (peak_flops(problem, spec) / spec.num_sms)
     memory = q / blocks * in_flight / (spec.dram_bytes_per_s * busy_sms / spec.num_sms)
     sync = steps * spec.barrier_cycles / (spec.clock_ghz * 1e9)

@@ -6,10 +6,17 @@ input tile includes its halo). Exact for affine indices; conservative intervals 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from ..ir.texpr import Access, AxisRef, Num, TexprError, index_bounds, to_affine
+import numpy as np
+
+from ..ir.texpr import Access, AxisRef, Num, TexprError, axes_in, index_bounds, to_affine
 from ..ir.texpr.evaluate import product_factors
+
+# Tile origins enumerated jointly per group of coupled axes before grid_footprint falls back to interior
+# boxes. Coupled groups are small in practice (a conv's (h, kh) pair: output tiles × kernel steps).
+JOINT_LIMIT = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,80 @@ def access_box(expr, access: Access, ranges: dict) -> list:
         lo, hi = index_bounds(ix, ranges)
         out.append((lo, hi + 1))
     return out
+
+
+def grid_footprint(expr, access: Access, sizes: dict, extents: dict, shape, last=None) -> int:
+    """Elements of ``access`` a tiled kernel loads over its whole tile grid: Σ over tiles of the in-bounds
+    part of the tile's box.
+
+    Tiles of ``sizes[a]`` start at 0, s, 2s, … below ``extents[a]`` on every axis of ``expr``. A tile's box
+    is :func:`access_box` of the full tile (kernels stage whole boxes, predicated only on the tensor's
+    bounds), clipped per dim to ``[0, shape[d])``: padded halos and the overhang of edge tiles read
+    nothing. ``last`` maps the innermost dim's in-bounds counts (an int or an int64 array, elementwise,
+    0 to 0) to their cost, e.g. bytes rounded up to sectors; by default every element costs 1.
+
+    The box is a product of per-dim intervals, so the sum factors over groups of dims coupled by shared
+    axes: each group's tile origins are enumerated jointly (vectorised), axes no dim reads multiply in as
+    tile counts. Exact for affine indices; quasi-affine dims use :func:`index_bounds`' intervals.
+    """
+    last = last or (lambda n: n)
+    tiles = {a: -(-extents[a] // sizes[a]) for a in expr.axes}
+    if not access.indices:
+        return last(1) * math.prod(tiles.values())
+    dim_axes = [set(axes_in(ix)) for ix in access.indices]
+    groups: list = []          # [(axes, dims)], dims coupled through shared axes merged
+    for d, axes in enumerate(dim_axes):
+        merged, rest = (set(axes), [d]), []
+        for g in groups:
+            if g[0] & merged[0]:
+                merged = (g[0] | merged[0], g[1] + merged[1])
+            else:
+                rest.append(g)
+        groups = rest + [merged]
+    used = set().union(*dim_axes)
+    total = math.prod(t for a, t in tiles.items() if a not in used)
+    for axes, dims in groups:
+        total *= _group_sum(access, sorted(axes, key=list(expr.axes).index), sorted(dims), sizes, tiles,
+                            shape, last)
+    return int(total)
+
+
+def _group_sum(access, axes: list, dims: list, sizes: dict, tiles: dict, shape, last) -> int:
+    """Σ over the joint tile origins of ``axes`` of Π over ``dims`` of the in-bounds count (``last``
+    applied to the innermost dim of the access)."""
+    n = math.prod(tiles[a] for a in axes)
+    innermost = len(access.indices) - 1
+    if n > JOINT_LIMIT:   # too many coupled tiles: interior boxes clipped to the tensor's size
+        per = 1
+        full = {a: (0, sizes[a]) for a in axes}
+        for d in dims:
+            lo, hi = index_bounds(access.indices[d], full)
+            c = min(hi + 1 - lo, shape[d])
+            per *= last(c) if d == innermost else c
+        return per * n
+    grids = np.meshgrid(*[np.arange(tiles[a], dtype=np.int64) * sizes[a] for a in axes], indexing="ij")
+    origin = {a: g.ravel() for a, g in zip(axes, grids)}
+    weight = np.ones(n, dtype=np.int64)
+    for d in dims:
+        ix = access.indices[d]
+        aff = to_affine(ix)
+        if aff is not None:   # lo = const + Σ c·origin, plus c·(size-1) where c < 0; a fixed extent
+            lo = np.full(n, aff.const, dtype=np.int64)
+            extent = 1
+            for a, c in aff.coeffs:
+                lo = lo + c * origin[a] + min(c, 0) * (sizes[a] - 1)
+                extent += abs(c) * (sizes[a] - 1)
+            hi = lo + extent
+        else:
+            box = [index_bounds(ix, {a: (int(origin[a][i]), int(origin[a][i]) + sizes[a]) for a in axes})
+                   for i in range(n)]
+            lo = np.array([b[0] for b in box], dtype=np.int64)
+            hi = np.array([b[1] + 1 for b in box], dtype=np.int64)
+        count = np.clip(np.minimum(hi, shape[d]) - np.maximum(lo, 0), 0, None)
+        if d == innermost:
+            count = last(count)
+        weight = weight * count
+    return int(weight.sum())
 
 
 def _plain(access: Access) -> bool:
@@ -125,4 +206,4 @@ def classify(expr) -> str:
     return "reduction"
 
 
-__all__ = ["AccessMap", "access_box", "access_map", "classify"]
+__all__ = ["AccessMap", "access_box", "access_map", "classify", "grid_footprint"]

@@ -63,3 +63,9 @@ class TileProblem:
                 seen.add(acc.tensor)
                 out.append(acc)
         return tuple(out)
+
+    @cached_property
+    def memo(self) -> dict:
+        """A cache for cost-model results keyed by tile: the problem never changes, and Roller asks for the
+        same block/step traffic once per thread-tile candidate."""
+        return {}
