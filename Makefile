@@ -32,6 +32,7 @@ models: install
 # CPU benchmark of the model zoo x every pipeline -> docs/benchmarks/cpu-<date>.md/.json (< 20 min, warm caches).
 bench: install
 	$(BIN)/python scripts/bench.py --out docs/benchmarks
+	$(BIN)/python -m tilec.analysis.rammer.report samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
 	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
 
 # On a lent GPU machine (no network, no .venv): lark/click come from wheels/, tilec from src/.

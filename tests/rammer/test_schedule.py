@@ -2,6 +2,7 @@
 every rTask placed once, waits that can never deadlock, and the pack / don't-pack / merge decisions."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from tilec.analysis.hardware import get_arch
@@ -124,3 +125,50 @@ def test_classes_keep_barrier_kernels_at_their_thread_count():
     classes = [[m.node for m in c] for c in _classes(wave)]
     assert classes == [[1, 2], [0], [3]]
     assert math.prod(len(c) for c in classes) == 2
+
+
+def test_guardable_barrier_kernels_share_a_wider_block():
+    # A 12-thread kernel with barriers that can run guarded shares a 256-thread block; one that cannot keeps
+    # its own thread count (the guardable one may join it there: it fits).
+    g = Member(0, "g", 192, 12, 56, True, 4096, 8192, guardable=True)
+    fixed = Member(1, "f", 192, 12, 56, True, 4096, 8192)
+    wide = Member(2, "w", 16, 256, 1024, True, 4096, 8192, guardable=True)
+    classes = [[m.node for m in c] for c in _classes([g, fixed, wide])]
+    assert classes == [[1, 0], [2]]
+    p = place([g, wide], {}, H200)
+    assert p is not None and p.threads == 256
+    assert place([fixed, wide], {}, H200) is None
+
+
+def _heavy(node, blocks):
+    """A kernel of ``blocks`` tasks doing 2**22 FLOPs and 2**20 bytes in all."""
+    return Member(node, f"k{node}", blocks, 128, 0, False, 2 ** 22, 2 ** 20)
+
+
+def test_a_wave_takes_the_alternative_tile_that_fills_the_veus():
+    # One big op (256 tasks) next to a small op of one long task: the packed makespan is that one task.
+    # Roller's alternative with 32 smaller tasks spreads it over idle vEUs; a worse alternative (same tasks,
+    # twice the bytes) is never taken.
+    big_op = Member(0, "big", 256, 128, 0, False, 256 * 2 ** 16, 256 * 2 ** 14)
+    small_op = _heavy(1, 1)
+    split = dataclasses.replace(_heavy(1, 32), variant=1)
+    worse = dataclasses.replace(_heavy(1, 1), bytes=2 ** 21, variant=2)
+    graph = FakeGraph([[], []])
+    members = {0: big_op, 1: small_op}
+    plain = choose_groups(graph, members, H200)
+    [g] = choose_groups(graph, members, H200, {1: [worse, split]})
+    assert [m.variant for m in g.chosen] == [0, 1]
+    assert g.packed_seconds < plain[0].packed_seconds
+    assert g.sequential_seconds == plain[0].sequential_seconds  # the baseline stays the tiles as lowered
+    assert run_program(g)
+    [g] = choose_groups(graph, members, H200, {1: [worse]})
+    assert [m.variant for m in g.chosen] == [0, 0]
+
+
+def test_merge_across_an_independent_outside_op():
+    # 1 is a host op reading only the inputs; 2 needs 0 and 1, 3 needs 2: the group {0, 2, 3} is convex
+    # (1 runs before it), so the waves merge into one launch.
+    graph = FakeGraph([[], [], [0, 1], [2]])
+    members = {0: small(0), 2: small(2), 3: small(3)}
+    groups = choose_groups(graph, members, H200)
+    assert [g.members for g in groups] == [[0, 2, 3]]

@@ -7,6 +7,10 @@ estimate beats launching them one after another; each group becomes one persiste
 (kind ``persistent``, holding an ``rprog`` program) launched once, with a trailing i32 step-flag buffer the
 executor zeroes before every launch. ``@main`` is then re-ordered topologically so the launch sits where all
 its inputs exist and before all its users.
+
+Per wave, a member may run one of Roller's alternative tiles instead of its own (``analysis/rammer/
+variants``): the chosen variant becomes a kernel of its own (``<kernel>_v<i>``), the ``rprog.operator``
+names it and records ``variant`` and ``rtile``, and the persistent kernel runs its body.
 """
 from __future__ import annotations
 
@@ -32,40 +36,64 @@ class Rammer(ModulePass):
 
     name: ClassVar[str] = "rammer"
     arch: str = "h200"
+    variants: bool = True  # per wave, let members take one of Roller's alternative tiles
 
     def apply(self, module: Operation) -> None:
         from ..analysis.hardware import get_arch
         from ..analysis.rammer import LaunchGraph, choose_groups
+        from ..analysis.rammer.variants import variants
         from ..runtime.interpreter import main_function
         spec = get_arch(self.arch)
         fn = main_function(module)
         graph = LaunchGraph(fn)
-        members = {}
+        members, alts, kernels = {}, {}, {}
         for node, op in enumerate(graph.ops):
             m = member_of(module, op, node)
-            if m is not None:
-                members[node] = m
+            if m is None:
+                continue
+            members[node] = m
+            k = lookup_symbol(module, m.kernel)
+            for v in (variants(k, spec) if self.variants else []):
+                alt = kernel_member(v.kernel, node, v.index)
+                if alt is not None:
+                    alts.setdefault(node, []).append(alt)
+                    kernels[node, v.index] = v
         index = sum(1 for op in module.body.ops if op.name == "kernel.func"
                     and op.attributes.get("kind") == "persistent")
-        groups = choose_groups(graph, members, spec)
-        replaced = {}
+        groups = choose_groups(graph, members, spec, alts)
+        replaced, swapped = {}, set()
         for placement in groups:
             launches = [graph.ops[n] for n in placement.members]
-            func, launch = build_persistent(module, launches, placement, f"rammer{index}", spec.arch)
+            chosen = []
+            for n, m in zip(placement.members, placement.chosen):
+                v = kernels.get((n, m.variant))
+                if v is not None:  # a variant tile: its kernel joins the module under its own name
+                    v.kernel.attributes["sym_name"] = SymbolRef(f"{members[n].kernel}_v{v.index}")
+                    module.body.insert_before(fn, v.kernel)
+                    swapped.add(members[n].kernel)
+                chosen.append(v)
+            func, launch = build_persistent(module, launches, placement, f"rammer{index}", spec.arch,
+                                            variants=chosen)
             module.body.insert_before(fn, func)
             replaced[id(launches[0])] = (launches, launch)
             index += 1
         if replaced:
             _rewrite_main(fn, replaced)
+            _drop_unused_kernels(module, swapped)
 
 
 def member_of(module: Operation, op: Operation, node: int):
     """The rammer Member for a launch ``op``, or None when its kernel cannot be packed."""
-    from ..analysis.rammer import Member
-    from ..backend.cstyle import render_body
     if op.name != "kernel.launch":
         return None
-    k = lookup_symbol(module, op.attributes["kernel"].name)
+    return kernel_member(lookup_symbol(module, op.attributes["kernel"].name), node)
+
+
+def kernel_member(k: Operation, node: int, variant: int = 0):
+    """The rammer Member for kernel ``k`` launched at graph node ``node``, or None when it cannot be packed."""
+    from ..analysis.rammer import Member
+    from ..backend.cstyle import render_body
+    from ..backend.lower.persistent import guardable
     a = k.attributes
     grid, block = a["grid"], a["block"]
     if a.get("kind") == "persistent" or grid[1:] != [1, 1] or block[1:] != [1, 1] or a.get("smem", 0):
@@ -78,7 +106,7 @@ def member_of(module: Operation, op: Operation, node: int):
     barriers = bool(_SYNC.search(text)) or any(s.name in ("kernel.barrier", "kernel.warp_reduce")
                                                 for s in k.walk())
     return Member(node, k.sym_name, grid[0], block[0], smem, barriers, int(a.get("flops", 0)),
-                  int(a.get("bytes_modelled", 0)))
+                  int(a.get("bytes_modelled", 0)), barriers and guardable(k), variant)
 
 
 def _prod(dims) -> int:
@@ -88,9 +116,11 @@ def _prod(dims) -> int:
     return n
 
 
-def build_persistent(module, launches, placement, name, arch):
+def build_persistent(module, launches, placement, name, arch, variants=None):
     """The persistent ``kernel.func`` for ``launches`` (in placement order) and the ``kernel.launch`` that
-    replaces them: params are the group's outside inputs, then every member result, then the flags."""
+    replaces them: params are the group's outside inputs, then every member result, then the flags.
+    ``variants[i]``, when given and not None, is the Variant (already in the module) launch ``i`` runs."""
+    variants = variants or [None] * len(launches)
     produced = {id(r): (li, ri) for li, op in enumerate(launches) for ri, r in enumerate(op.results)}
     ins, in_name = [], {}
     for op in launches:
@@ -114,16 +144,18 @@ def build_persistent(module, launches, placement, name, arch):
         "packed_seconds": float(f"{placement.packed_seconds:.6g}"),
         "sequential_seconds": float(f"{placement.sequential_seconds:.6g}")}))
     flops = bytes_ = 0
-    for op, secs in zip(launches, placement.task_seconds):
-        k = lookup_symbol(module, op.attributes["kernel"].name)
+    for op, secs, var in zip(launches, placement.task_seconds, variants):
+        k = lookup_symbol(module, op.attributes["kernel"].name) if var is None else var.kernel
         it_in, it_out = iter(op.operands), iter(op.results)
         args = []
         for p in k.attributes["params"]:
             v = next(it_in) if p["role"] == "in" else next(it_out)
             args.append(in_name.get(id(v)) or out_name[id(v)])
-        body.append(Operation("rprog.operator", attributes={
-            "kernel": SymbolRef(k.sym_name), "tasks": k.attributes["grid"][0], "args": args,
-            "task_seconds": float(f"{secs:.6g}")}))
+        attrs = {"kernel": SymbolRef(k.sym_name), "tasks": k.attributes["grid"][0], "args": args,
+                 "task_seconds": float(f"{secs:.6g}")}
+        if var is not None:
+            attrs.update(variant=var.index, rtile=var.rtile)
+        body.append(Operation("rprog.operator", attributes=attrs))
         flops += int(k.attributes.get("flops", 0))
         bytes_ += int(k.attributes.get("bytes_modelled", 0))
     for v, (segs, waits) in enumerate(zip(placement.segments, placement.waits)):
@@ -134,7 +166,9 @@ def build_persistent(module, launches, placement, name, arch):
     func = Operation("kernel.func", attributes={
         "sym_name": SymbolRef(name), "grid": [placement.veus, 1, 1], "block": [placement.threads, 1, 1],
         "smem": 0, "params": params, "kind": "persistent",
-        "origin": "rammer: " + ", ".join(op.attributes["kernel"].name for op in launches),
+        "origin": "rammer: " + ", ".join(op.attributes["kernel"].name if var is None else
+                                         f"{op.attributes['kernel'].name} (tile {var.index})"
+                                         for op, var in zip(launches, variants)),
         "flops": flops, "bytes_modelled": bytes_}, regions=[region], loc=launches[0].loc)
     types = [r.type for r in outs] + [TensorType((placement.veus,), "i32")]
     launch = Operation("kernel.launch", list(ins), types, {"kernel": SymbolRef(name)}, loc=launches[0].loc)
@@ -175,3 +209,14 @@ def _rewrite_main(fn, replaced: dict) -> None:
             raise AssertionError("rammer: the packed launches form a cycle in @main")
     for op in ret:
         fn.body.append(op)
+
+
+def _drop_unused_kernels(module, names: set) -> None:
+    """Erase the kernels among ``names`` (tiles a variant replaced) that no launch or rOperator names."""
+    used = set()
+    for op in module.walk():
+        if op.name in ("kernel.launch", "rprog.operator"):
+            used.add(op.attributes["kernel"].name)
+    for op in list(module.body.ops):
+        if op.name == "kernel.func" and op.sym_name in names and op.sym_name not in used:
+            module.body.remove(op)

@@ -32,9 +32,16 @@ class Member:
     blocks: int
     threads: int
     smem: int           # static shared bytes of one block
-    barriers: bool      # has __syncthreads / warp shuffles: must run with exactly ``threads`` threads
+    barriers: bool      # has __syncthreads / warp shuffles: every thread of the block must call it
     flops: int
     bytes: int
+    guardable: bool = False  # has barriers, but can run guarded in a wider block (backend/lower/persistent)
+    variant: int = 0         # which of the kernel's Roller alternatives (0: the tile it was lowered with)
+
+    @property
+    def fixed_width(self) -> bool:
+        """Must run with exactly ``threads`` threads per block."""
+        return self.barriers and not self.guardable
 
 
 def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASSUMED) -> int:

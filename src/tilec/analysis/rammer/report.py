@@ -104,7 +104,7 @@ def main(argv=None) -> None:
     ap.add_argument("--arch", default="h200")
     args = ap.parse_args(argv)
     spec = get_arch(args.arch)
-    print("| model | launches welder → rammer (emu) | est. µs welder → rammer | est. speedup | vEUs (max) | "
+    print("| model | launches welder → rammer (emu) | est. makespan µs welder → rammer | est. speedup | vEUs (max) | "
           "emu global KB welder → rammer | max err vs numpy |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:

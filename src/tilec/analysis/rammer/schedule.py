@@ -10,7 +10,10 @@ vEUs are resident, which the vEU count (≤ blocks-per-SM × #SM) guarantees.
 
 ``choose_groups`` walks the waves: a wave (split into classes that can share a block shape) becomes a group
 when packing beats running its kernels one after another, and joins the previous group when the merged
-estimate beats the two apart.
+estimate beats the two apart. Within a group each member may swap its tile for one of Roller's alternatives
+(``variants``): a coordinate descent over the members keeps any variant that shortens the packed makespan,
+so a small op with one big tile can take more, smaller rTasks to fill vEUs a big op leaves idle, or fewer
+to leave them to it. The baseline it must beat stays the kernels as lowered, one after another.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class Placement:
     packed_seconds: float
     sequential_seconds: float = 0.0
     starts: list = field(default_factory=list)  # starts[v][s] = (start, end) estimated seconds
+    chosen: list = field(default_factory=list)  # the Member (variant) placed for each of ``members``
 
     @property
     def wins(self) -> bool:
@@ -45,9 +49,10 @@ class Placement:
 
 def group_shape(members) -> tuple | None:
     """``(threads, smem)`` of a persistent block running all ``members``, or None when they cannot share
-    one: members with barriers or shuffles need exactly the block's thread count; the rest run guarded."""
+    one: members with barriers or shuffles that cannot run guarded need exactly the block's thread count;
+    the rest run guarded (barrier-free ones on their first threads, the others met at every barrier)."""
     threads = max(m.threads for m in members)
-    if any(m.barriers and m.threads != threads for m in members):
+    if any(m.fixed_width and m.threads != threads for m in members):
         return None
     return threads, sum(m.smem for m in members)
 
@@ -139,13 +144,13 @@ def _simulate(members, deps, spec, veus, occ, threads, smem) -> Placement:
 
 
 def _classes(wave: list) -> list:
-    """Split a wave into classes that can share a block shape: one per thread count among members with
-    barriers; barrier-free members join the widest such class when they fit in its block, and form a class
-    of their own otherwise."""
+    """Split a wave into classes that can share a block shape: one per thread count among fixed-width
+    members (barriers that cannot run guarded); the others join the widest such class when they fit in its
+    block, and form a class of their own otherwise."""
     by_threads: dict = {}
     free = []
     for m in wave:
-        (by_threads.setdefault(m.threads, []) if m.barriers else free).append(m)
+        (by_threads.setdefault(m.threads, []) if m.fixed_width else free).append(m)
     widest = max(by_threads, default=0)
     fits = [m for m in free if m.threads <= widest]
     rest = [m for m in free if m.threads > widest]
@@ -153,9 +158,11 @@ def _classes(wave: list) -> list:
     return out + ([rest] if rest else [])
 
 
-def choose_groups(graph, members: dict, spec: GPUSpec) -> list:
+def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = None) -> list:
     """Packed groups as Placements, over the waves of ``graph`` (a LaunchGraph); ``members`` maps graph
-    nodes to the Member of each packable launch. Only groups whose estimate wins are returned."""
+    nodes to the Member of each packable launch, ``variants`` nodes to Members of their alternative tiles.
+    Only groups whose estimate wins are returned."""
+    variants = variants or {}
     groups: list = []
     cur = None  # (nodes, min level, max level, Placement or None)
 
@@ -167,9 +174,17 @@ def choose_groups(graph, members: dict, spec: GPUSpec) -> list:
         nodes = sorted(nodes, key=lambda n: (graph.level[n], n))
         pos = {n: i for i, n in enumerate(nodes)}
         deps = {i: [pos[p] for p in graph.producers[n] if p in pos] for i, n in enumerate(nodes)}
-        p = place([members[n] for n in nodes], deps, spec)
+        chosen = [members[n] for n in nodes]
+        p = place(chosen, deps, spec)
+        for i, n in enumerate(nodes):
+            for alt in variants.get(n, ()):
+                trial = chosen[:i] + [alt] + chosen[i + 1:]
+                q = place(trial, deps, spec)
+                if q is not None and (p is None or q.packed_seconds < p.packed_seconds):
+                    p, chosen = q, trial
         if p is not None:
-            p.members = nodes
+            p.members, p.chosen = nodes, chosen
+            p.sequential_seconds = sequential_seconds([members[n] for n in nodes], spec)
         return p
 
     def flush():
@@ -180,7 +195,7 @@ def choose_groups(graph, members: dict, spec: GPUSpec) -> list:
         for cls in _classes([members[n] for n in wave if n in members]):
             nodes = [m.node for m in cls]
             alone = attempt(nodes)
-            if cur is not None and cur[2] == level - 1 and _closed(graph, cur[0] + nodes, cur[1]):
+            if cur is not None and cur[2] == level - 1 and _convex(graph, cur[0] + nodes):
                 merged = attempt(cur[0] + nodes)
                 if merged is not None and merged.packed_seconds < cost(cur[0], cur[3]) + cost(nodes, alone):
                     cur = (cur[0] + nodes, cur[1], level, merged)
@@ -191,8 +206,20 @@ def choose_groups(graph, members: dict, spec: GPUSpec) -> list:
     return groups
 
 
-def _closed(graph, nodes: list, lowest: int) -> bool:
-    """True when every producer of ``nodes`` is in the group or lies below its first level, so no outside op
-    sits between two members and the group can become one launch without a cycle."""
+def _convex(graph, nodes: list) -> bool:
+    """True when no op outside ``nodes`` both depends on a member and feeds one, so the group can become one
+    launch without a cycle: outside producers (of any level) then all run before it, outside consumers
+    after it."""
     inside = set(nodes)
-    return all(p in inside or graph.level[p] < lowest for n in nodes for p in graph.producers[n])
+    consumers: dict = {}
+    for n, prods in enumerate(graph.producers):
+        for p in prods:
+            consumers.setdefault(p, []).append(n)
+    reached, todo = set(), [c for n in nodes for c in consumers.get(n, ()) if c not in inside]
+    while todo:
+        n = todo.pop()
+        if n in reached:
+            continue
+        reached.add(n)
+        todo.extend(c for c in consumers.get(n, ()) if c not in inside)
+    return not any(p in reached for n in nodes for p in graph.producers[n])

@@ -7,8 +7,10 @@ block index, ``emit.emit_device_function``), the schedule as constant tables, an
 1. if the segment has waits, the block's threads share them out and each spins on its ``flags[u] >= step``
    with ``tl_wait_geq`` (which fences after), so many waits cost about one round trip; then the block
    meets at ``__syncthreads``;
-2. it runs the segment's rTasks (virtual blocks ``lo..hi-1``); members with fewer threads than the block run
-   on the first threads only (they have no barriers, ``analysis/rammer/schedule.group_shape``); members with
+2. it runs the segment's rTasks (virtual blocks ``lo..hi-1``); barrier-free members with fewer threads than
+   the block run on the first threads only; members with barriers and fewer threads run *guarded*
+   (:func:`guarded_device_function`): every thread of the block calls them, so every ``__syncthreads`` is met
+   by the whole block, but threads past the member's own count skip all work between barriers; members with
    barriers or shared memory meet at ``__syncthreads`` between tasks, since the next task reuses the arrays;
 3. every thread fences its writes, the block meets, and thread 0 raises ``flags[v]`` to the number of
    segments done with ``tl_signal``.
@@ -18,10 +20,85 @@ resident at once, which the waits need (a non-resident vEU would never run).
 """
 from __future__ import annotations
 
+import re
+
 from ...ir.attributes import SymbolRef
 from ...ir.core import lookup_symbol
 from ...ir.diagnostics import CompileError
-from ..cstyle import CUDA, CStyleLanguage, safe_comment
+from ..cstyle import CUDA, CStyleLanguage, _Renderer, safe_comment
+
+_THREAD_X = re.compile(r"\bthreadIdx\s*\.\s*x\b")
+_BLOCK_X = re.compile(r"\bblockIdx\s*\.\s*x\b")
+_SYNC_OPS = ("kernel.barrier", "kernel.warp_reduce")
+_DECLS = ("kernel.let", "kernel.local", "kernel.shared")
+
+
+def _has_sync(op) -> bool:
+    return any(o.name in _SYNC_OPS for o in op.walk())
+
+
+def guardable(kernel) -> bool:
+    """Whether ``kernel`` (a 1-D ``kernel.func`` with barriers) can run guarded in a wider block: its body is
+    kernel IR (not hand-written source); every loop or branch around a barrier is controlled by index
+    arithmetic only (no array reads), so the extra threads, which compute indices as thread 0 does, meet the
+    same barriers; and warp shuffles, which the extra threads join, see only their own warp's lanes
+    (thread count a multiple of the warp)."""
+    a = kernel.attributes
+    if "source" in a:
+        return False
+    for o in kernel.walk():
+        if o.name == "kernel.warp_reduce" and a["block"][0] % 32:
+            return False
+        if o.name in ("kernel.for", "kernel.if") and _has_sync(o):
+            control = [str(o.attributes.get(k, "")) for k in ("lo", "hi", "step", "cond")]
+            if any("[" in c for c in control):
+                return False
+    return True
+
+
+class _Guarded(_Renderer):
+    """Renders a body for a block wider than the kernel's: runs of statements with no barrier inside go
+    under ``if (k_on)``; declarations, barriers, shuffles and the loops/branches holding them stay outside,
+    so every thread meets every barrier."""
+
+    guard = True
+
+    def block(self, block, depth: int) -> None:
+        if not self.guard:
+            return super().block(block, depth)
+        run: list = []
+        for op in list(block.ops) + [None]:
+            if op is not None and op.name not in _DECLS and not _has_sync(op):
+                run.append(op)
+                continue
+            if run:
+                self.emit(depth, "if (k_on) {")
+                self.guard = False
+                for r in run:
+                    getattr(self, "op_" + r.name.split(".", 1)[1])(r, r.attributes, depth + 1)
+                self.guard = True
+                self.emit(depth, "}")
+                run = []
+            if op is not None:
+                getattr(self, "op_" + op.name.split(".", 1)[1])(op, op.attributes, depth)
+
+
+def guarded_device_function(kernel, fname: str, lang: CStyleLanguage = CUDA) -> list:
+    """``emit.emit_device_function`` for a block wider than ``kernel``'s own: threads past its thread count
+    index as thread 0 (so their index arithmetic stays in bounds) and skip all work (``k_on`` false), but
+    meet every barrier."""
+    from ..emit import emit_device_function
+    if not guardable(kernel):
+        raise CompileError.at(f"kernel {kernel.sym_name} cannot run in a wider block", kernel.loc)
+    head = emit_device_function(kernel, fname, lang)[0]  # the signature: the same as unguarded
+    buffers = {p["name"]: p["dtype"] for p in kernel.attributes["params"]}
+    body: list = []
+    _Guarded(lang, buffers, body).block(kernel.body, 1)
+    kt = kernel.attributes["block"][0]
+    lines = [head, f"  const bool k_on = threadIdx.x < {kt};",
+             "  const unsigned k_tid = k_on ? threadIdx.x : 0u;"]
+    lines += [_BLOCK_X.sub("k_vb", _THREAD_X.sub("k_tid", ln)) for ln in body]
+    return lines + ["}"]
 
 
 def _table(ctype: str, name: str, values: list) -> str:
@@ -53,7 +130,10 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
                                   op.loc)
         kernels.append(k)
         lines.append("")
-        lines.extend(emit_device_function(k, f"{name}_op{i}", lang))
+        if k.attributes["block"][0] < threads and _needs_whole_block(k):
+            lines.extend(guarded_device_function(k, f"{name}_op{i}", lang))
+        else:
+            lines.extend(emit_device_function(k, f"{name}_op{i}", lang))
     seg_begin, segs, waits = [0], [], []
     for v in veus:
         for (i, lo, hi), wait in zip(v["segments"], v["waits"]):
@@ -88,9 +168,8 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
     for i, (o, k) in enumerate(zip(operators, kernels)):
         call = f"{name}_op{i}({', '.join(o['args'] + ['k_b'])});"
         kt = k.attributes["block"][0]
-        shared = any(s.name in ("kernel.barrier", "kernel.shared", "kernel.warp_reduce") for s in k.walk()) \
-            or "__syncthreads" in k.attributes.get("source", "")
-        if kt < threads:
+        shared = _needs_whole_block(k) or any(s.name == "kernel.shared" for s in k.walk())
+        if kt < threads and not _needs_whole_block(k):
             call = f"if (threadIdx.x < {kt}) {call}"
         lines.append(f"        case {i}: {call}{' __syncthreads();' if shared else ''} break;")
     lines += [
@@ -102,3 +181,9 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         "  }",
         "}"]
     return "\n".join(lines) + "\n"
+
+
+def _needs_whole_block(kernel) -> bool:
+    """Barriers or shuffles: every thread of the block must call it (guarded when it has fewer threads)."""
+    src = kernel.attributes.get("source", "")
+    return any(o.name in _SYNC_OPS for o in kernel.walk()) or "__syncthreads" in src or "__shfl" in src

@@ -1,0 +1,83 @@
+"""Roller's alternative tiles of a lowered kernel, as kernels Rammer can choose from per wave (DESIGN §5:
+"for each wave, choose each op's kernel variant: bigger or fewer tiles let independent ops fit side by side").
+
+Rammer runs after lower-cuda, whose ``kernel.func`` keeps the op's expression and the tile it was lowered
+with (``config``) but not Roller's runners-up. For a single-op tiled kernel the op is rebuilt from the
+kernel (expression, param shapes and dtypes) and Roller's construction is run again on it (the same
+deterministic top-k the roller pass records as ``alternatives``). The rebuilt op is trusted only when
+lowering it with the kernel's own ``config`` gives back the very same body: an op whose lowering needed
+something the kernel does not carry (a pad value, reduce-axis extents) fails that check and gets no variants.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir.core import Block, Operation
+from ...ir.types import TensorType
+from ..hardware import GPUSpec
+
+TOPK = 8  # the roller pass's default top-k
+
+
+@dataclass
+class Variant:
+    """Alternative ``index`` (1-based; 0 is the kernel as lowered) of a kernel: its tile and its kernel."""
+
+    index: int
+    rtile: dict
+    kernel: Operation
+
+
+def _rebuild(kernel: Operation) -> Operation | None:
+    a = kernel.attributes
+    if a.get("kind") != "tiled" or "expr" not in a or "config" not in a or "source" in a:
+        return None
+    ins = [p for p in a["params"] if p["role"] == "in"]
+    outs = [p for p in a["params"] if p["role"] == "out"]
+    if len(outs) != 1:
+        return None
+    block = Block([TensorType(tuple(p["shape"]), p["dtype"]) for p in ins])
+    attrs = {"expr": a["expr"], "rtile": a["config"]}
+    if "origin" in a:
+        attrs["origin"] = a["origin"]
+    op = Operation("tile.compute", block.args, [TensorType(tuple(outs[0]["shape"]), outs[0]["dtype"])], attrs,
+                   loc=kernel.loc)
+    block.append(op)
+    return op
+
+
+def _body(kernel: Operation) -> list:
+    from ...backend.cstyle import render_body
+    return render_body(kernel)
+
+
+def variants(kernel: Operation, spec: GPUSpec, topk: int = TOPK) -> list:
+    """The Variants of ``kernel`` with a different tile than its own, in Roller's order; [] when the kernel
+    is not a single tiled op or its op cannot be rebuilt faithfully."""
+    from ...backend.lower import lower_compute
+    from ..roller import construct_rtiles
+    from ..tile_problem import TileProblem
+    op = _rebuild(kernel)
+    if op is None:
+        return []
+    try:
+        again = lower_compute(op, 0, "tiled")
+        if again.attributes["params"] != kernel.attributes["params"] or _body(again) != _body(kernel):
+            return []
+        cands = construct_rtiles(TileProblem.of(op), spec, topk)
+    except Exception:  # noqa: BLE001 - an op the rebuild cannot express just has no variants
+        return []
+    seen, out = [_body(kernel)], []
+    for c in cands:
+        rtile = c.rtile.as_attr()
+        op.attributes["rtile"] = rtile
+        try:
+            k = lower_compute(op, 0, "tiled")
+        except Exception:  # noqa: BLE001 - a tile this kernel kind cannot take drops out
+            continue
+        body = _body(k)
+        if body in seen:  # the kernel's own tile, or one that lowers to the same body
+            continue
+        seen.append(body)
+        out.append(Variant(len(out) + 1, rtile, k))
+    return out
