@@ -20,6 +20,7 @@ from ..analysis.hardware import DEFAULT_ARCH, get_arch
 from ..analysis.welder import TileGraph, search
 from ..analysis.welder.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
 from ..analysis.welder.search import _outputs, _signature, _single
+from ..analysis.welder.views import fold_views
 from ..ir.core import Block, Operation, Region, functions
 from ..ir.diagnostics import CompileError
 from .base import ModulePass
@@ -52,6 +53,7 @@ class Welder(ModulePass):
         cache: dict = {}
         tiles: dict = {}
         for fn in functions(module):
+            fold_views(fn.body)
             graph = TileGraph(fn.body)
             for group in search(graph, spec, self.max_level, cache):
                 kernel = _build_kernel(fn.body, graph, group, spec) if len(group.members) > 1 else None

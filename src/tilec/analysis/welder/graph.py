@@ -109,3 +109,41 @@ class TileGraph:
                 anc = anc.parent_op
             out.append(self.position[id(anc)] if anc is not None else len(self.position))
         return out
+
+
+def layout_map(node: Node) -> list | None:
+    """For a pure layout op (one read, no arithmetic: a transpose, possibly through a folded reshape) that
+    reads every element of its input exactly once, ``[(input dim, coefficient, extent)]`` per output axis:
+    output axis ``a`` is ``(input coordinate / coefficient) % extent``, so a producer fused with it can store
+    its own element straight to the layout op's output (DESIGN §4, register level). None otherwise."""
+    from ...ir.texpr.affine import to_affine
+    from ...ir.texpr.nodes import Access
+    body = node.expr.body
+    if not node.elementwise or len(node.expr.inputs) != 1 or not isinstance(body, Access):
+        return None
+    shape = node.op.operands[0].type.shape
+    if math.prod(shape) != math.prod(node.shape):
+        return None
+    where = {}
+    for dim, (ix, size) in enumerate(zip(body.indices, shape)):
+        aff = to_affine(ix)
+        if aff is None or aff.const != 0:
+            return None
+        terms = sorted((c, a) for a, c in aff.coeffs if node.extents[a] > 1)
+        stride = 1
+        for c, a in terms:
+            if c != stride or a in where:
+                return None   # not a mixed radix: some element is read twice or never
+            where[a] = (dim, c, node.extents[a])
+            stride *= node.extents[a]
+        if stride != size:
+            return None
+    if any(node.extents[a] > 1 and a not in where for a in node.expr.out_axes):
+        return None
+    return [where.get(a, (0, 1, 1)) for a in node.expr.out_axes]
+
+
+def permuting_layout(node: Node) -> list | None:
+    """:func:`layout_map` of a layout op that actually moves elements (not an identity copy), else None."""
+    where = layout_map(node)
+    return None if where is None or is_identity(node, node.expr.accesses[0]) else where

@@ -4,6 +4,8 @@ consumer while the grown group is legal at some memory level and its score beats
 - **register** (``kind = "epilogue"``): an anchor op (any compute: contraction, conv, reduction,
   elementwise) plus elementwise members of the anchor's output shape that read every internal producer at
   their own coordinates. They run in the anchor's store epilogue; intermediates never leave registers.
+  A pure layout member (a transpose, :func:`.graph.layout_map`) may end such a chain: the element is
+  stored at its permuted address instead, so the permuted copy costs no kernel and no extra bytes.
 - **shared** (``kind = "row"``): ops over the same leading "row" dims whose last dim is either the row
   length or 1, with reductions over exactly that last dim (softmax, layernorm). One block per row;
   full-row intermediates and row scalars are staged in shared memory (planned by :mod:`.smem`).
@@ -17,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 from ...ir.types import itemsize
-from .graph import TileGraph, is_identity
+from .graph import TileGraph, is_identity, permuting_layout
 from .propagate import propagate
 from . import smem
 
@@ -62,7 +64,10 @@ def _internal(node, operand: int, inside: set) -> bool:
 def _single(graph: TileGraph, idx: int, spec) -> Group:
     node = graph.nodes[idx]
     est = node.op.attributes.get("estimate") or {}
-    if "traffic_bytes" in est:
+    # An elementwise op apart is counted like a group member (every access once per output element, as its
+    # emitted kernel loads it), not by Roller's cache-aware estimate: comparing a group with its parts under
+    # two different models kept broadcast-heavy ops (layernorm's scale-and-shift) out of row groups.
+    if "traffic_bytes" in est and not node.elementwise:
         return Group([idx], "single", int(est["traffic_bytes"]), int(est.get("waves", 1)))
     points = math.prod(node.extents.values())
     traffic = sum(_access_bytes(node, a, points) for a in set(node.expr.accesses)) + node.out_bytes
@@ -78,8 +83,16 @@ def _epilogue(graph: TileGraph, members: list, spec) -> Group | None:
     if members[0] not in outs:
         total -= anchor.out_bytes
     points = math.prod(anchor.shape)
+    layouts = set()
     for m in members[1:]:
         node = graph.nodes[m]
+        if any(p in layouts for p in node.producers.values()):
+            return None   # a layout member's output is in other coordinates: it can only be stored
+        if node.producers.get(0) in inside and permuting_layout(node) is not None:
+            layouts.add(m)   # a transpose: the producer's element is stored at the permuted address
+            if m in outs:
+                total += node.out_bytes
+            continue
         if not node.elementwise or node.shape != anchor.shape or not any(p in inside for p in node.producers.values()):
             return None
         seen = set()

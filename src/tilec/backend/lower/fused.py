@@ -58,6 +58,11 @@ class FusedContext(ComputeContext):
             bind_names(mctx, m, self.args)
             self.tails.append(mctx)
         self.out_name = "out_unused"
+        # Layout members (transposes ending the chain) store the anchor-coordinate element elsewhere.
+        from ...analysis.welder.graph import TileGraph, permuting_layout
+        graph = TileGraph(kernel.regions[0].block)
+        self.layouts = {i: permuting_layout(graph.nodes[i]) for i in range(1, len(self.members))
+                        if 0 in graph.nodes[i].producers and permuting_layout(graph.nodes[i]) is not None}
         self.staged: dict = {}     # (member, access key) -> (smem name, box, origins) once staged
         self.cfg = None
 
@@ -68,7 +73,12 @@ class FusedContext(ComputeContext):
         with kb.cond(pred or ""):
             kb.let("k_f0", self.acc_dtype, value)
             vals = {id(self.members[0].result): "k_f0"}
+            index_of = {}
             for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):
+                if i in self.layouts:
+                    vals[id(m.result)] = vals[id(m.operands[0])]
+                    index_of[id(m.result)] = self._layout_index(m, self.layouts[i])
+                    continue
                 axis = self._axis_names(mctx)
                 names = {}
                 for j, acc in enumerate(mctx.distinct_accesses()):
@@ -85,7 +95,19 @@ class FusedContext(ComputeContext):
                 kb.let(f"k_f{i}", compute_dtype(m.result.type.dtype), body)
                 vals[id(m.result)] = f"k_f{i}"
             for j, v in enumerate(self.outs):
-                kb.store(f"out{j}", index, vals[id(v)])
+                kb.store(f"out{j}", index_of.get(id(v), index), vals[id(v)])
+
+    def _layout_index(self, member, where: list) -> str:
+        """The linear address in a layout member's output of the element at the anchor's coordinates: each
+        output axis is ``(input coordinate / coefficient) % extent`` (:func:`~tilec.analysis.welder.graph.
+        layout_map`), the input coordinates being the anchor's own."""
+        from .builder import linearize
+        coords = []
+        for dim, coef, ext in where:
+            c = self.axis_var(self.out_axes[dim])
+            c = c if coef == 1 else f"({c}) / {coef}"
+            coords.append("0" if ext == 1 else c if coef * ext == self.out_shape[dim] else f"({c}) % {ext}")
+        return linearize(coords, list(member.result.type.shape))
 
     def _axis_names(self, mctx: ComputeContext):
         """A member's axes are the anchor's output axes, position by position."""
