@@ -22,7 +22,8 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 SAMPLES = ROOT / "samples" / "control"
-NAMES = ["lstm_loop", "nasrnn_loop", "greedy_decoder", "skipnet_if"]
+NAMES = ["lstm_loop", "nasrnn_loop", "greedy_decoder", "greedy_decoder:early", "skipnet_if", "torch_lstm", "torch_gru",
+         "torch_rnn"]
 COMMAND = "make bench   # runs: python scripts/bench_grinder.py --out docs/benchmarks"
 
 
@@ -38,18 +39,26 @@ def inputs_for(path: Path, seed: int = 0) -> dict:
     return out
 
 
-def measure(name: str, tmp: Path) -> dict:
+def measure(label: str, tmp: Path) -> dict:
+    """One row; ``label`` is a sample name, with ``:early`` for greedy_decoder on inputs that meet the end
+    token after 3 of its 8 steps (the seeded inputs run all 8)."""
     from tilec.driver import compile_model, make_executor
     from tilec.ir.io import read_ir
+    name = label.split(":")[0]
     path = SAMPLES / f"{name}.onnx"
     inputs = inputs_for(path)
     if name == "skipnet_if":
         inputs["x"] = inputs["x"] + 1.0  # gate open: the residual block runs
+    if label == "greedy_decoder:early":
+        rng = np.random.default_rng(7)
+        inputs = {"h0": (rng.standard_normal((1, 8)) * 2).astype(np.float32),
+                  "start": rng.integers(0, 6, (1,)).astype(np.int64)}
     ref = ort.InferenceSession(str(path)).run(None, inputs)
-    row = {"model": name}
+    row = {"model": label.replace(":early", " (exits after 3 steps)")}
     for pipeline in ("rammer", "grinder"):
         build = tmp / f"{name}.{pipeline}"
-        compile_model(str(path), str(build), pipeline=pipeline)
+        if not build.exists():
+            compile_model(str(path), str(build), pipeline=pipeline)
         ex = make_executor(str(build), "emu")
         out = ex.run(inputs)
         totals = ex.report()["totals"]
@@ -86,11 +95,19 @@ NOTES = """
   runs the loop as one `device_loop` launch (grid = one block per H200 SM, a grid barrier after each body
   kernel and after the carry step). Their trip count and condition are constants, so the host schedule
   already had a single sync.
-- greedy_decoder is left on the host by design of the pass: its body runs ArgMax, which lower-cuda has no
-  kernel for (a host op), so the body is not kernels only. 17 syncs = 8 steps × (condition + ArgMax) + 1.
+- greedy_decoder: ArgMax now has a kernel (`backend/lower/argreduce.py`), so the whole body is kernels and
+  grinder moves the loop, whose early exit (the end token) is read on the device. Host-driven it reads the
+  condition back after every step: 9 syncs = 8 steps + 1 (17 before ArgMax had a kernel: one more per step
+  for the host op); on inputs that stop after 3 steps, 4 syncs and 27 launches. Grinder: 1 launch, 1 sync.
+  Its matmuls (8 and 6 threads, shared memory and barriers) run guarded in the 32-thread block, as rammer's
+  do.
 - skipnet_if, gate open: the predicate kernel plus four branch kernels become the predicate kernel plus one
   `device_if` launch, and the predicate is no longer read back (2 → 1 syncs). With the gate closed the
   device schedule costs one launch more than the host's (which launches nothing for the empty branch).
+- torch_lstm / torch_gru / torch_rnn (torch-exported, one `cf.loop` per layer and direction): every loop
+  moves; the launches left are the ones outside the loops.
+- The device kernel's `flops` / `bytes_modelled` in the IR and plan cover the whole launch: the body times
+  the constant trip count (an upper bound when the loop can exit early), or an if's larger branch.
 - emu global KB grows slightly under grinder: the kernel copies the carried values in and out itself, and
   each block's thread 0 reads the trip count and condition.
 - No GPU: no times. `tests/grinder/test_grinder_pass.py` asserts these counts and the numerics.

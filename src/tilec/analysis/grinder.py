@@ -47,14 +47,18 @@ def barrier_seconds(grid: int, spec: GPUSpec) -> float:
 
 
 def block_shape(stages: list) -> tuple | None:
-    """``(threads, smem)`` of a block that runs every stage, or None. Stages with barriers, shared memory or
-    warp shuffles must run with exactly their own thread count, so they fix the block (None when two
-    disagree); the others are independent per thread, so a smaller one runs on the first threads and a
-    bigger one walks its threads in block-sized chunks (``backend/lower/device_loop.py``)."""
-    fixed = {m.threads for m in stages if m.barriers}
+    """``(threads, smem)`` of a block that runs every stage, or None. Stages with barriers or warp shuffles
+    that cannot run guarded (rammer's ``fixed_width``) must run with exactly their own thread count, so they
+    fix the block (None when two disagree); guardable ones run guarded in a block at least as wide (every
+    thread meets their barriers, the extra ones skip the work); the others are independent per thread, so a
+    smaller one runs on the first threads and a bigger one walks its threads in block-sized chunks
+    (``backend/lower/device_loop.py``)."""
+    fixed = {m.threads for m in stages if m.fixed_width}
     if len(fixed) > 1:
         return None
     threads = fixed.pop() if fixed else max(m.threads for m in stages)
+    if any(m.barriers and m.threads > threads for m in stages):
+        return None  # a barrier stage wider than the block cannot walk its threads in chunks
     return threads, sum(m.smem for m in stages)
 
 

@@ -43,7 +43,10 @@ class Grinder(ModulePass):
                 continue
             reason = _why_host(module, op, fn)
             if reason is None:
+                hoisted = split_branches(module, op) if op.name == "cf.if" else []
                 func, decision = build_device_kernel(module, op, f"grinder{index}", spec)
+                if func is not None and op.name == "cf.if":
+                    decision["branch_split"] = _split_note(hoisted)
                 if func is None:
                     reason = decision
                 else:
@@ -82,6 +85,60 @@ def _why_host(module, op, fn) -> str | None:
     if not any(inner.name == "kernel.launch" for r in op.regions for inner in r.block.ops):
         return "no kernel in the body: nothing to launch"
     return None
+
+
+def split_branches(module, op) -> list:
+    """Branch split (Cocktailer, DESIGN §6): hoist the launches common to both branches of ``cf.if`` ``op``
+    (the same kernel, or two kernels with the same body, on the same operands, none of them computed in the
+    branch) to just before the if, so they run once, unconditionally, and the branches keep only what
+    differs. Repeats until nothing more moves (a hoisted result can make its users common too). Returns the
+    hoisted kernels' names in order; a kernel left without any launch is dropped from the module."""
+    from ..backend.emit import emit_kernel
+    then_b, else_b = op.regions[0].block, op.regions[1].block
+    text: dict = {}
+
+    def body(name):  # a kernel's CUDA text with its own name taken out: equal texts compute the same
+        if name not in text:
+            text[name] = emit_kernel(lookup_symbol(module, name)).replace(name, "@")
+        return text[name]
+
+    def outside(v, block):
+        return v.defining_op is None and v.owner is not block or \
+            v.defining_op is not None and v.defining_op.parent is not block
+
+    hoisted, moved = [], True
+    while moved:
+        moved = False
+        for a in [o for o in then_b.ops if o.name == "kernel.launch"]:
+            if not all(outside(v, then_b) for v in a.operands):
+                continue
+            ka = a.attributes["kernel"].name
+            twin = next((b for b in else_b.ops if b.name == "kernel.launch"
+                         and len(b.operands) == len(a.operands) and all(x is y for x, y in zip(a.operands, b.operands))
+                         and [r.type for r in b.results] == [r.type for r in a.results]
+                         and (b.attributes["kernel"].name == ka or body(b.attributes["kernel"].name) == body(ka))),
+                        None)
+            if twin is None:
+                continue
+            then_b.remove(a)
+            op.parent.insert_before(op, a)
+            for old, new in zip(twin.results, a.results):
+                old.replace_all_uses_with(new)
+            kb = twin.attributes["kernel"].name
+            twin.erase()
+            if kb != ka and not any(getattr(o.attributes.get("kernel"), "name", None) == kb for o in module.walk()):
+                lookup_symbol(module, kb).erase()
+            hoisted.append(ka)
+            moved = True
+    return hoisted
+
+
+def _split_note(hoisted: list) -> str:
+    if not hoisted:
+        return "none: no launch is common to both branches; both run inside the one launch"
+    names = ", ".join(f"@{k}" for k in hoisted)
+    return (f"hoisted {len(hoisted)} launch(es) common to both branches before the if ({names}): they run "
+            "once as launches of their own, the branches keep only what differs")
 
 
 def build_device_kernel(module, op, name: str, spec):
@@ -148,7 +205,7 @@ def build_device_kernel(module, op, name: str, spec):
     func = Operation("kernel.func", attributes={
         "sym_name": SymbolRef(name), "grid": [choice.grid, 1, 1], "block": [choice.threads, 1, 1], "smem": 0,
         "params": params, "kind": kind, "origin": f"grinder: {op.name} {what}",
-        "flops": sum(m.flops for m in members), "bytes_modelled": sum(m.bytes for m in members),
+        "flops": _whole(op, stages, members, "flops"), "bytes_modelled": _whole(op, stages, members, "bytes"),
         "control": control}, regions=[region], loc=op.loc)
     decision = {"kernel": SymbolRef(name), "grid": choice.grid, "blocks_per_sm": choice.blocks_per_sm,
                 "threads": choice.threads, "stages": len(stages),
@@ -159,8 +216,16 @@ def build_device_kernel(module, op, name: str, spec):
             "static (never read)"
     else:
         decision["predicate"] = "device (read by every block)"
-        decision["branch_split"] = "none: both branches run inside the one launch"
     return func, decision
+
+
+def _whole(op, stages, members, what: str) -> int:
+    """A figure of the whole launch: a loop's body times its trip count (the constant one: a data-dependent
+    exit may stop earlier, so it is an upper bound; with no constant, one iteration), or an if's larger
+    branch (one of them runs)."""
+    if op.name == "cf.loop":
+        return (_trip_static(op) or 1) * sum(getattr(m, what) for m in members)
+    return max(sum(getattr(m, what) for s, m in zip(stages, members) if s["branch"] == b) for b in ("then", "else"))
 
 
 def _cond_static(op) -> bool:

@@ -22,6 +22,8 @@ class LowerCuda(ModulePass):
 
     def apply(self, module: Operation) -> None:
         from ..backend.lower import lower_compute
+        from ..backend.lower.argreduce import OPS as ARG_OPS
+        from ..backend.lower.argreduce import lower_arg_reduce
         from ..backend.opaque import lower_opaque
         index = sum(1 for op in module.body.ops if op.name == "kernel.func")
         for fn in functions(module):
@@ -33,6 +35,10 @@ class LowerCuda(ModulePass):
                 elif op.name == "tile.kernel":
                     from ..backend.lower.fused_kernel import lower_kernel
                     func = lower_kernel(op, index, self.kind or None)
+                elif op.name in ARG_OPS:  # arg_max / arg_min: row reductions that return an index
+                    func = lower_arg_reduce(op, index)
+                    if func is None:
+                        continue
                 elif getattr(get_spec(op.name), "lowering", None) == "opaque":
                     func = lower_opaque(op, index)
                     if func is None:

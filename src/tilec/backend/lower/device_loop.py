@@ -15,8 +15,9 @@ index) and runs, in every block:
 - an if: every block reads the predicate from device memory, runs the taken branch's stages with a barrier
   after each, and copies that branch's yields into the results.
 
-Stages with fewer threads than the block run on its first threads only (the pass allows that only for stages
-without barriers), but every thread reaches every ``tl_grid_barrier`` (``cuda_prelude.h``), which yields in
+Stages with fewer threads than the block run on its first threads only, or, when they have barriers, guarded
+(rammer's ``guarded_device_function``: every thread calls them and meets their barriers, the extra threads
+skip the work); every thread reaches every ``tl_grid_barrier`` (``cuda_prelude.h``), which yields in
 the emulator instead of spinning. ``__launch_bounds__(threads, blocks_per_sm)`` keeps every block resident.
 """
 from __future__ import annotations
@@ -104,7 +105,11 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
             raise CompileError.at(f"{a['kind']} kernel {name}: stage {ref} is not a kernel of the module", op.loc)
         fns[ref.name] = (f"{name}_f{len(fns)}", k)
         lines.append("")
-        fn_lines = emit_device_function(k, fns[ref.name][0], lang)
+        if k.attributes["block"][0] < threads and _whole_block(k):
+            from .persistent import guarded_device_function
+            fn_lines = guarded_device_function(k, fns[ref.name][0], lang)
+        else:
+            fn_lines = emit_device_function(k, fns[ref.name][0], lang)
         if k.attributes["block"][0] > threads:
             fn_lines = _virtual_threads(fn_lines)
         lines.extend(fn_lines)
@@ -126,7 +131,7 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
             fn, k = fns[s["kernel"].name]
             call = f"{fn}({', '.join(s['args'] + ['k_v'])});"
             kt = k.attributes["block"][0]
-            if kt < threads:
+            if kt < threads and not _whole_block(k):  # a guarded stage: every thread calls it
                 call = f"if (threadIdx.x < {kt}) {call}"
             elif kt > threads:  # a barrier-free stage wider than the block: its threads in chunks
                 call = (f"for (int k_vt = threadIdx.x; k_vt < {kt}; k_vt += {threads}) "
@@ -187,6 +192,14 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
 
 
 _THREAD_X = re.compile(r"\bthreadIdx\s*\.\s*x\b")
+
+
+def _whole_block(k) -> bool:
+    """Barriers or shuffles: every thread of the block must call the stage (guarded when it is narrower;
+    the pass allows that only for rammer-guardable kernels)."""
+    src = k.attributes.get("source", "")
+    return any(o.name in ("kernel.barrier", "kernel.warp_reduce") for o in k.walk()) or "__syncthreads" in src \
+        or "__shfl" in src
 
 
 def _virtual_threads(lines: list) -> list:
