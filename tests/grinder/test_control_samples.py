@@ -94,7 +94,7 @@ def test_greedy_decoder_under_emu(builds, seed):
         np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-5)
     steps = int(ref["steps"][0])
     loop = next(s for s in plan["steps"] if s["kind"] == "loop")
-    host = sum(1 for s in loop["body"] if s["kind"] == "host")  # arg_max has no kernel yet
+    host = sum(1 for s in loop["body"] if s["kind"] == "host")  # host ops in the body (none since ArgMax has a kernel)
     # Data-dependent exit: one condition read back per iteration (and one per host op), plus the results.
     assert not loop["cond_static"]
     assert totals["host_syncs"] == steps * (1 + host) + 1 and totals["host_ops"] == steps * host
