@@ -1,8 +1,9 @@
 """Roller's rTile construction (OSDI'22, DESIGN §3): build tiles from the memory hierarchy, don't search.
 
 1. Candidate sizes per axis are aligned (powers of two, warp/transaction multiples on the innermost axis,
-   the full extent) and waste at most ε of the axis to padding; ε rises 0, 0.2, … 1.0 only when no tile
-   fits.
+   the full extent) and waste at most ε of the axis to padding; ε rises 0, 0.2, … 1.0 when no tile fits,
+   and past the first ε that fits while a higher ε still improves the estimate (an odd extent such as ViT's
+   197 tokens has only 1 and 197 at ε = 0, and its best tile pads 197 to 224).
 2. Level 0 (global → shared): start from the smallest aligned tile, grow the axis with the best data-reuse
    score S_i = (Q(T) − Q(T'_i)) / (F(T'_i) − F(T)) while it fits, until the tile is compute-saturated.
 3. Level 1 (shared → registers): choose the thread tile so threads per block are a multiple of the warp,
@@ -21,6 +22,7 @@ from .hardware import GPUSpec
 from .tile_problem import TileProblem
 
 EPSILONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+IMPROVEMENT = 0.01   # a higher ε is kept only if its best estimate is at least 1% faster
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,21 @@ class Roller:
 
     # --- level 0 -----------------------------------------------------------------------------------
     def construct(self) -> list:
+        best: list = []
+        last_sizes = None
         for eps in EPSILONS:
+            sizes = self.axis_candidates(eps)
+            if sizes == last_sizes:
+                continue  # this ε admits no new size: the same construction
+            last_sizes = sizes
             found = self.construct_with(eps)
-            if found:
-                return found
+            if not found:
+                continue
+            if best and found[0].est.seconds >= best[0].est.seconds * (1 - IMPROVEMENT):
+                break  # padding more no longer pays
+            best = self._merge(best, found)
+        if best:
+            return best
         # Nothing fits even at ε = 1: fall back to the smallest tile (one output per block).
         block = {a: 1 for a in self.p.out_axes}
         step = {a: 1 for a in self.p.reduce_axes}
@@ -102,8 +115,9 @@ class Roller:
         est = estimate(self.p, rt, self.spec)
         return [Candidate(rt, est)] if est else []
 
-    def construct_with(self, eps: float) -> list:
-        p, spec = self.p, self.spec
+    def axis_candidates(self, eps: float) -> dict:
+        """Aligned sizes per axis at padding threshold ``eps``."""
+        p = self.p
         sizes = {}
         minimum = self.transaction_minimums()
         mma = self.mma_alignment()
@@ -111,6 +125,21 @@ class Roller:
             sizes[a] = axis_sizes(p.extents[a], eps, max(minimum.get(a, 1), mma.get(a, 1)))
             if a in mma:   # tensor cores: whole mma tiles only (else the op falls back to CUDA cores)
                 sizes[a] = [s for s in sizes[a] if s % mma[a] == 0] or sizes[a]
+        return sizes
+
+    def _merge(self, a: list, b: list) -> list:
+        """Top-k of two candidate lists, best first, without duplicates (deterministic order)."""
+        cands = sorted(a + b, key=lambda c: (c.est.seconds, c.est.traffic_bytes, str(c.rtile)))
+        unique, keys = [], set()
+        for c in cands:
+            if c.rtile not in keys:
+                keys.add(c.rtile)
+                unique.append(c)
+        return unique[: self.topk]
+
+    def construct_with(self, eps: float) -> list:
+        p, spec = self.p, self.spec
+        sizes = self.axis_candidates(eps)
         cur = {a: sizes[a][0] for a in sizes}
         seen: dict = {}
         balance = self.machine_balance()
@@ -154,13 +183,7 @@ class Roller:
                 break
         cands = [c for c in seen.values() if c is not None]
         cands += self.scale_out(cands)
-        cands.sort(key=lambda c: (c.est.seconds, c.est.traffic_bytes, str(c.rtile)))
-        unique, keys = [], set()
-        for c in cands:
-            if c.rtile not in keys:
-                keys.add(c.rtile)
-                unique.append(c)
-        return unique[: self.topk]
+        return self._merge(cands, [])
 
     def scale_out(self, cands: list) -> list:
         """Shrink tiles of grids smaller than the SM count along the least-reuse axis (Roller step 4)."""
