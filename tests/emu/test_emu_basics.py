@@ -84,7 +84,10 @@ def test_cache_is_reused(tmp_path, source):
     first = EmuModule(src, cache_dir=str(tmp_path))
     second = EmuModule(src, cache_dir=str(tmp_path))
     assert not first.from_cache and second.from_cache and first.path == second.path
-    assert [p.suffix for p in sorted(tmp_path.iterdir())] == [".cu", ".so"]   # no temporaries left behind
+    # The unit and its .so, the runtime library and the header copy; no temporaries left behind.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert [n.split("-")[0] if "-" in n else n.rsplit(".")[-1] for n in names] == ["cu", "so", "inc", "rt"]
+    assert first.path.name in names
     y = np.zeros(4, np.float32)
     second.launch("vadd", 1, 4, [y, np.ones(4, np.float32), np.ones(4, np.float32), 4])
     np.testing.assert_array_equal(y, 2.0)

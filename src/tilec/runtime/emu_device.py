@@ -11,9 +11,11 @@ from .device import HostMemoryDevice, LaunchRecord
 
 ORDERS = ("normal", "reverse", "shuffle")
 
-# Compiled emulator modules by source hash: compiling is the slow part, and runs in one process (tests,
-# repeated timings) see the same kernels again.
+# Emulator modules by source hash: compiling is the slow part, and runs in one process (tests, repeated
+# timings) see the same kernels again. Loads only queue a source in its cache folder's batch; the first
+# launch compiles everything queued in one g++ call (tilec.backend.emu.batch).
 _MODULES: dict = {}
+_BATCHES: dict = {}
 
 
 class EmuDevice(HostMemoryDevice):
@@ -41,8 +43,9 @@ class EmuDevice(HostMemoryDevice):
         key = hashlib.sha256(source.encode()).hexdigest()
         mod = _MODULES.get(key)
         if mod is None:
+            batch = _BATCHES.setdefault(self.cache_dir, self.emu.Batch(self.cache_dir))
             try:
-                mod = self.emu.EmuModule(source, cache_dir=self.cache_dir)
+                mod = batch.add(source, f"{name}.cu")
             except self.emu.EmuError as e:
                 raise CompileError(f"emulator could not build kernel '{name}': {e}") from None
             _MODULES[key] = mod
@@ -56,6 +59,8 @@ class EmuDevice(HostMemoryDevice):
         try:
             st = kernel.launch(name, tuple(grid), tuple(block), args, smem_bytes=smem, order=self.order,
                                seed=self.seed, check_bounds=self.check_bounds, concurrent_blocks=concurrent)
+        except self.emu.EmuBuildError as e:
+            raise CompileError(f"emulator could not build kernel '{name}': {e}") from None
         except self.emu.EmuError as e:
             raise CompileError(f"kernel '{name}' failed in the emulator: {e}") from None
         return LaunchRecord(st.global_load_bytes, st.global_store_bytes, time.perf_counter() - start)

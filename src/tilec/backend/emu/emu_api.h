@@ -1,8 +1,23 @@
 // tilec emulator: the CUDA device API on top of the runtime (qualifiers, built-in indices, barriers, warp
 // intrinsics, atomics, fences) and the prelude's contract (TL_LD/TL_ST/TL_LD4/TL_ST4, TL_SHARED,
-// tl_wait_geq/tl_signal) with byte counting and bounds checking.
+// tl_wait_geq/tl_signal) with byte counting and bounds checking. Compiled into every kernel module: the fast
+// paths are inline here, anything that touches the scheduler calls the runtime library (emu_state.h).
 #pragma once
-#include "emu_runtime.h"
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "emu_state.h"
+
+namespace tl_emu {
+// This module's view of the running OS thread. `static`, so every kernel module has its own: it lives in the
+// module's thread-local block beside the __shared__ arrays, and the runtime re-binds it (Module::bind)
+// after poisoning or swapping that block.
+static thread_local Worker* tl_w = nullptr;
+// TL_SHARED bytes registered by this module's declaration sites (Module::shared_total).
+static size_t g_shared_total = 0;
+}  // namespace tl_emu
 
 #define __global__
 #define __device__
@@ -24,16 +39,6 @@
 #define gridDim (tl_emu::tl_w->L->grid)
 
 namespace tl_emu {
-[[noreturn]] inline __attribute__((noinline)) void bad_access(const char* what, const void* p, size_t n) {
-  Worker* w = tl_w;
-  Fiber* f = w->cur;
-  fail(w,
-       "kernel %s: %s of %zu bytes at %p is outside every array argument (thread (%u,%u,%u) of block "
-       "(%u,%u,%u))",
-       w->L->name, what, n, p, f->tid.x, f->tid.y, f->tid.z, f->blk->bid.x, f->blk->bid.y, f->blk->bid.z);
-  abandon(w);
-}
-
 inline bool in_bounds(const Launch* L, const void* p, size_t n) {
   uint64_t a = reinterpret_cast<uint64_t>(p);
   for (int i = 0; i < L->nranges; ++i)
@@ -45,14 +50,14 @@ template <class T>
 inline __attribute__((always_inline)) T ld(const T* p, long long i) {
   Worker* w = tl_w;
   w->ld += sizeof(T);
-  if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access("load", p + i, sizeof(T));
+  if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access(w, "load", p + i, sizeof(T));
   return p[i];
 }
 template <class T, class V>
 inline __attribute__((always_inline)) void st(T* p, long long i, const V& v) {
   Worker* w = tl_w;
   w->st += sizeof(T);
-  if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access("store", p + i, sizeof(T));
+  if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access(w, "store", p + i, sizeof(T));
   p[i] = v;
 }
 template <class T>
@@ -60,8 +65,8 @@ inline float4 ld4(const T* p, long long i) {
   Worker* w = tl_w;
   const void* a = p + i;
   w->ld += 16;
-  if (reinterpret_cast<uintptr_t>(a) & 15) bad_access("misaligned float4 load", a, 16);
-  if (w->L->check && !in_bounds(w->L, a, 16)) bad_access("float4 load", a, 16);
+  if (reinterpret_cast<uintptr_t>(a) & 15) bad_access(w, "misaligned float4 load", a, 16);
+  if (w->L->check && !in_bounds(w->L, a, 16)) bad_access(w, "float4 load", a, 16);
   return *static_cast<const float4*>(a);
 }
 template <class T>
@@ -69,8 +74,8 @@ inline void st4(T* p, long long i, const float4& v) {
   Worker* w = tl_w;
   void* a = p + i;
   w->st += 16;
-  if (reinterpret_cast<uintptr_t>(a) & 15) bad_access("misaligned float4 store", a, 16);
-  if (w->L->check && !in_bounds(w->L, a, 16)) bad_access("float4 store", a, 16);
+  if (reinterpret_cast<uintptr_t>(a) & 15) bad_access(w, "misaligned float4 store", a, 16);
+  if (w->L->check && !in_bounds(w->L, a, 16)) bad_access(w, "float4 store", a, 16);
   *static_cast<float4*>(a) = v;
 }
 
@@ -88,6 +93,22 @@ inline T unpack(uint64_t u) {
   return v;
 }
 inline int lane_id() { return tl_w->cur->lane; }
+
+// TL_SHARED: one arena per block, one offset per declaration site.
+inline size_t shared_register(size_t bytes) {
+  size_t sz = (bytes + 15) & ~size_t(15);
+  size_t off = __atomic_fetch_add(&g_shared_total, sz, __ATOMIC_SEQ_CST);
+  // On overflow block_arena() fails the launch: not here, inside the static's guarded initialisation,
+  // where leaving the fiber would keep the guard locked.
+  return off + sz > kSmemCap ? 0 : off;
+}
+inline char* block_arena() {
+  Worker* w = tl_w;
+  char* a = w->cur->blk->arena;
+  if (__builtin_expect(!a || __atomic_load_n(&g_shared_total, __ATOMIC_RELAXED) > kSmemCap, 0))
+    return block_arena_slow(w);
+  return a;
+}
 
 template <class F>
 inline float atomic_f32(float* a, F op) {
@@ -113,13 +134,7 @@ inline float atomic_f32(float* a, F op) {
 template <class T>
 inline T __ldg(const T* p) { return tl_emu::ld(p, 0); }
 
-inline void __syncthreads() {
-  tl_emu::Worker* w = tl_emu::tl_w;
-  tl_emu::Fiber* f = w->cur;
-  f->blk->at_barrier++;
-  w->progress++;
-  tl_emu::park(w, f, tl_emu::S_BARRIER);
-}
+inline void __syncthreads() { tl_emu::barrier(tl_emu::tl_w); }
 inline int __syncthreads_count(int pred) {
   tl_emu::tl_w->cur->blk->bar_accum += pred != 0;
   __syncthreads();
@@ -130,41 +145,41 @@ inline int __syncthreads_and(int pred) {
   int n = tl_emu::tl_w->cur->blk->live;   // live threads when this barrier opens (all of them arrive)
   return __syncthreads_count(pred) == n;
 }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { tl_emu::warp_op(mask, tl_emu::W_SYNC, 0, 0); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SYNC, 0, 0); }
 inline unsigned __activemask() {
   tl_emu::Fiber* f = tl_emu::tl_w->cur;
   return f->blk->warps[f->warp].live;
 }
 inline unsigned __ballot_sync(unsigned mask, int pred) {
-  return unsigned(tl_emu::warp_op(mask, tl_emu::W_BALLOT, pred != 0, 0));
+  return unsigned(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_BALLOT, pred != 0, 0));
 }
 inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
-inline int __all_sync(unsigned mask, int pred) { return int(tl_emu::warp_op(mask, tl_emu::W_ALL, pred != 0, 0)); }
+inline int __all_sync(unsigned mask, int pred) { return int(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_ALL, pred != 0, 0)); }
 
 template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
   int lane = tl_emu::lane_id();
   int s = (lane & ~(width - 1)) + (src & (width - 1));
-  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+  return tl_emu::unpack<T>(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
 }
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   int lane = tl_emu::lane_id();
   int s = (lane & (width - 1)) + int(delta) < width ? lane + int(delta) : lane;
-  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+  return tl_emu::unpack<T>(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
 }
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
   int lane = tl_emu::lane_id();
   int s = (lane & (width - 1)) >= int(delta) ? lane - int(delta) : lane;
-  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+  return tl_emu::unpack<T>(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
 }
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   int lane = tl_emu::lane_id();
   int s = lane ^ lane_mask;
   if (s >= (lane & ~(width - 1)) + width) s = lane;   // later groups are out of reach: own value
-  return tl_emu::unpack<T>(tl_emu::warp_op(mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
+  return tl_emu::unpack<T>(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
 }
 
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
@@ -176,13 +191,7 @@ inline void __nanosleep(unsigned) {}
 inline void tl_wait_geq(volatile int* flag, int value) {
   int* p = const_cast<int*>(flag);
   if (__atomic_load_n(p, __ATOMIC_ACQUIRE) >= value) return;
-  tl_emu::Worker* w = tl_emu::tl_w;
-  tl_emu::Fiber* f = w->cur;
-  while (__atomic_load_n(p, __ATOMIC_ACQUIRE) < value) {
-    w->waiting.push_back(f);
-    tl_emu::park(w, f, tl_emu::S_WAIT);
-  }
-  w->progress++;
+  tl_emu::wait_geq(tl_emu::tl_w, p, value);
 }
 inline void tl_signal(int* flag, int value) { __atomic_store_n(flag, value, __ATOMIC_SEQ_CST); }
 

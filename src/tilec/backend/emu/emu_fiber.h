@@ -1,4 +1,5 @@
-// tilec emulator: the context switch under the fibers that stand in for CUDA threads.
+// tilec emulator: the context switch under the fibers that stand in for CUDA threads (the Context type is
+// part of the kernel-visible Fiber; only the runtime library, emu_runtime.cc, switches contexts).
 // x86-64 gets a hand-written switch (callee-saved registers + MXCSR/x87 control word, ~10 ns); other
 // architectures fall back to ucontext, which is correct but slower (it saves the signal mask with a syscall).
 #pragma once
@@ -10,38 +11,9 @@ typedef void (*FiberEntry)();
 }
 
 #if defined(__x86_64__) && !defined(TILEC_EMU_UCONTEXT)
-// tl_emu_switch(save, to): store the current stack pointer in *save, continue on the stack `to`.
+// tl_emu_switch(save, to): store the current stack pointer in *save, continue on the stack `to`. Defined
+// (in assembly) by the runtime library only: kernel modules see these types but never switch themselves.
 extern "C" void tl_emu_switch(void** save, void* to);
-asm(R"(
-  .text
-  .p2align 4
-  .hidden tl_emu_switch
-  .globl tl_emu_switch
-  .type tl_emu_switch,@function
-tl_emu_switch:
-  pushq %rbp
-  pushq %rbx
-  pushq %r12
-  pushq %r13
-  pushq %r14
-  pushq %r15
-  subq $8, %rsp
-  stmxcsr (%rsp)
-  fnstcw 4(%rsp)
-  movq %rsp, (%rdi)
-  movq %rsi, %rsp
-  ldmxcsr (%rsp)
-  fldcw 4(%rsp)
-  addq $8, %rsp
-  popq %r15
-  popq %r14
-  popq %r13
-  popq %r12
-  popq %rbx
-  popq %rbp
-  ret
-  .size tl_emu_switch,.-tl_emu_switch
-)");
 
 namespace tl_emu {
 struct Context { void* sp; };

@@ -3,6 +3,7 @@
 // seeded shuffle); each runs until it exits or blocks at __syncthreads, a warp rendezvous or tl_wait_geq.
 // A barrier opens when every live thread of the block has arrived (exited threads no longer count). A
 // thread that never blocks runs start to finish on a recycled stack: two context switches, nothing more.
+// Private to the runtime library (emu_runtime.cc, compiled once per cache); kernel modules see emu_state.h.
 #pragma once
 #include <dlfcn.h>
 #include <link.h>
@@ -16,61 +17,15 @@
 #include <cstdlib>
 #include <vector>
 
-#include "emu_fiber.h"
-#include "emu_types.h"
-
-// Dynamic shared arrays (`extern __shared__ T name[]`) are defined by the runner's appended code, which
-// reports them through these; weak so that a translation unit without them still links.
-extern "C" __attribute__((weak)) int tl_emu_dyn_count();
-extern "C" __attribute__((weak)) void* tl_emu_dyn_address(int i);
+#include "emu_state.h"
 
 namespace tl_emu {
 constexpr size_t kStack = 64 * 1024;   // per fiber; kernels keep register tiles, not deep call chains
 constexpr size_t kGuard = 4096;        // a PROT_NONE page under every stack turns overflow into a crash, not corruption
-constexpr size_t kSmemCap = 232448;    // 227 KiB: the largest per-block shared memory (H100/H200 opt-in)
 
-enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_DONE };
 enum Order { O_NORMAL = 0, O_REVERSE = 1, O_SHUFFLE = 2 };
-enum WarpKind { W_SHFL, W_BALLOT, W_ALL, W_SYNC };
 
-struct Block;
-struct Fiber {
-  Context ctx;
-  uint3 tid;
-  int linear, lane, warp;
-  State state;
-  Block* blk;
-  char* stack;
-  // The warp rendezvous slot: what this lane brought and what it gets back.
-  int wkind, wsrc;
-  unsigned wmask;
-  uint64_t wval, wres;
-};
-struct Warp { unsigned live, arrived; };
-struct Block {
-  uint3 bid;
-  long linear;
-  Fiber* fib;
-  int n, live, at_barrier;
-  int bar_accum, bar_result;   // __syncthreads_count/and/or
-  Warp* warps;
-  char* arena;      // TL_SHARED storage
-  char* tls_save;   // concurrent mode: this block's plain __shared__ arrays while another block is resident
-  unsigned long phase;
-};
-struct Launch {
-  void (*tramp)(void**);
-  void** args;
-  const char* name;
-  dim3 grid, block;
-  long nblocks;
-  int nthreads;
-  size_t smem;
-  int order;
-  uint64_t seed;
-  int check, nranges;
-  const uint64_t* ranges;   // [lo, hi) byte ranges of the array arguments
-  bool concurrent;
+struct LaunchRt : Launch {
   std::atomic<long> next_block{0};
   std::atomic<int> failed{0};
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -78,10 +33,7 @@ struct Launch {
   int errlen;
 };
 struct Span { char* p; size_t n; };
-struct Worker {
-  uint64_t ld = 0, st = 0;   // global bytes; per OS thread, summed after the launch
-  Launch* L = nullptr;
-  Fiber* cur = nullptr;
+struct WorkerRt : Worker {
   Context sched;
   std::vector<Fiber*> ready, next, waiting;
   std::vector<Block*> blocks;
@@ -89,18 +41,21 @@ struct Worker {
   char* stack_region = nullptr;
   size_t stack_bytes = 0;
   uint64_t progress = 0;
-  std::vector<Span> spans;   // this module's TLS block (plain __shared__ arrays), less unused dynamic smem
+  std::vector<Span> spans;   // the kernel module's TLS block (plain __shared__ arrays), less unused dynamic smem
   size_t span_total = 0;
   Block* resident = nullptr;
   bool stop = false;
+  LaunchRt* launch() const { return static_cast<LaunchRt*>(L); }
 };
+inline WorkerRt* rt(Worker* w) { return static_cast<WorkerRt*>(w); }
 
-inline thread_local Worker* tl_w = nullptr;
-inline std::atomic<size_t> g_shared_total{0};
+// The runtime's own handle on the running worker (fiber_entry has no arguments). Kernel modules have theirs
+// (Module::bind); this one is in the runtime's TLS block, which is never poisoned.
+inline thread_local WorkerRt* rt_w = nullptr;
 
-inline void fail(Worker* w, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-inline void fail(Worker* w, const char* fmt, ...) {
-  Launch* L = w->L;
+inline void fail(WorkerRt* w, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+inline void fail(WorkerRt* w, const char* fmt, ...) {
+  LaunchRt* L = w->launch();
   pthread_mutex_lock(&L->mu);
   if (!L->failed.load()) {
     va_list ap;
@@ -114,7 +69,7 @@ inline void fail(Worker* w, const char* fmt, ...) {
 }
 
 // Leave the current fiber for good (after fail): the scheduler sees `stop` and ends the launch.
-[[noreturn]] inline void abandon(Worker* w) {
+[[noreturn]] inline void abandon(WorkerRt* w) {
   Fiber* f = w->cur;
   f->state = S_DONE;
   context_switch(&f->ctx, &w->sched);
@@ -127,7 +82,7 @@ inline char* alloc_poisoned(size_t n) {
   return p;
 }
 
-// ---- this module's thread-local block: where `__shared__` (thread_local) arrays live -------------------
+// ---- the kernel module's thread-local block: where `__shared__` (thread_local) arrays live -------------
 struct TlsFind { uintptr_t addr; char* data; size_t size; };
 inline int tls_find_cb(struct dl_phdr_info* info, size_t, void* d) {
   TlsFind* t = static_cast<TlsFind*>(d);
@@ -146,21 +101,22 @@ inline int tls_find_cb(struct dl_phdr_info* info, size_t, void* d) {
   return 1;
 }
 
-// Spans to poison (and, in concurrent mode, to swap per block): the TLS block, minus the dynamic shared
-// arrays' tails beyond this launch's smem bytes (they are 227 KiB each and mostly unused).
-inline void find_tls(Worker* w) {
-  TlsFind t{reinterpret_cast<uintptr_t>(&tls_find_cb), nullptr, 0};
+// Spans to poison (and, in concurrent mode, to swap per block): the module's TLS block, minus the dynamic
+// shared arrays' tails beyond this launch's smem bytes (they are 227 KiB each and mostly unused). The module
+// is the object that holds its bind hook; binding first has allocated the block on this thread.
+inline void find_tls(WorkerRt* w) {
+  const Module* m = w->L->mod;
+  TlsFind t{reinterpret_cast<uintptr_t>(m->bind), nullptr, 0};
   dl_iterate_phdr(tls_find_cb, &t);
   if (!t.data || !t.size) {
-    // tl_w is thread-local, so the block exists; not finding it means the libc does not report it.
-    // Normal mode only loses poisoning; concurrent mode would silently share __shared__ across blocks.
+    // The module's tl_w is thread-local, so the block exists; not finding it means the libc does not report
+    // it. Normal mode only loses poisoning; concurrent mode would silently share __shared__ across blocks.
     if (w->L->concurrent) fail(w, "kernel %s: cannot locate thread-local shared memory for concurrent mode", w->L->name);
     return;
   }
   std::vector<std::pair<char*, char*>> holes;
-  int ndyn = tl_emu_dyn_count ? tl_emu_dyn_count() : 0;
-  for (int i = 0; i < ndyn; ++i) {
-    char* a = static_cast<char*>(tl_emu_dyn_address(i));
+  for (int i = 0; i < m->ndyn; ++i) {
+    char* a = static_cast<char*>(m->dyn_address(i));
     holes.push_back({a + w->L->smem, a + kSmemCap});
   }
   std::sort(holes.begin(), holes.end());
@@ -175,13 +131,13 @@ inline void find_tls(Worker* w) {
   for (auto& s : w->spans) w->span_total += s.n;
 }
 
-inline void poison_tls(Worker* w) {
+inline void poison_tls(WorkerRt* w) {
   for (auto& s : w->spans) memset(s.p, 0xff, s.n);
-  tl_w = w;   // tl_w lives in the same TLS block
+  w->L->mod->bind(w);   // the module's tl_w lives in the same TLS block
 }
 
 // Concurrent mode: blocks share one OS thread, so their plain __shared__ arrays are swapped in and out.
-inline void swap_tls(Worker* w, Block* b) {
+inline void swap_tls(WorkerRt* w, Block* b) {
   if (w->resident && w->span_total) {
     Block* r = w->resident;
     if (!r->tls_save) r->tls_save = static_cast<char*>(malloc(w->span_total));
@@ -191,33 +147,20 @@ inline void swap_tls(Worker* w, Block* b) {
   if (b->tls_save) {
     const char* q = b->tls_save;
     for (auto& s : w->spans) { memcpy(s.p, q, s.n); q += s.n; }
-    tl_w = w;
+    w->L->mod->bind(w);
   } else {
     poison_tls(w);
   }
   w->resident = b;
 }
 
-// ---- TL_SHARED: one arena per block, one offset per declaration site ----------------------------------
-inline size_t shared_register(size_t bytes) {
-  size_t sz = (bytes + 15) & ~size_t(15);
-  size_t off = g_shared_total.fetch_add(sz);
-  // On overflow block_arena() fails the launch: not here, inside the static's guarded initialisation,
-  // where leaving the fiber would keep the guard locked.
-  return off + sz > kSmemCap ? 0 : off;
-}
-inline char* block_arena() {
-  if (g_shared_total.load(std::memory_order_relaxed) > kSmemCap) {
-    fail(tl_w, "kernel %s: TL_SHARED arrays need more than %zu bytes of shared memory", tl_w->L->name, kSmemCap);
-    abandon(tl_w);
-  }
-  Block* b = tl_w->cur->blk;
-  if (!b->arena) b->arena = alloc_poisoned(kSmemCap);
-  return b->arena;
+// ---- TL_SHARED: one arena per block (offsets are the module's; see emu_api.h) ------------------------------
+inline size_t module_shared_total(const Launch* L) {
+  return __atomic_load_n(L->mod->shared_total, __ATOMIC_RELAXED);
 }
 
 // ---- fibers --------------------------------------------------------------------------------------------
-inline bool alloc_stacks(Worker* w, size_t count) {
+inline bool alloc_stacks(WorkerRt* w, size_t count) {
   size_t slot = kStack + kGuard;
   w->stack_bytes = slot * count;
   void* m = mmap(nullptr, w->stack_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -233,9 +176,9 @@ inline bool alloc_stacks(Worker* w, size_t count) {
   return true;
 }
 
-inline bool warp_try_complete(Worker* w, Block* b, int warp, Fiber* self);
+inline bool warp_try_complete(WorkerRt* w, Block* b, int warp, Fiber* self);
 
-[[noreturn]] inline void thread_exit(Worker* w, Fiber* f) {
+[[noreturn]] inline void thread_exit(WorkerRt* w, Fiber* f) {
   Block* b = f->blk;
   Warp& W = b->warps[f->warp];
   b->live--;
@@ -248,12 +191,12 @@ inline bool warp_try_complete(Worker* w, Block* b, int warp, Fiber* self);
 }
 
 inline void fiber_entry() {
-  Worker* w = tl_w;
+  WorkerRt* w = rt_w;
   w->L->tramp(w->L->args);
-  thread_exit(tl_w, tl_w->cur);
+  thread_exit(rt_w, rt_w->cur);
 }
 
-inline void resume(Worker* w, Fiber* f) {
+inline void resume(WorkerRt* w, Fiber* f) {
   if (w->L->concurrent && w->resident != f->blk) swap_tls(w, f->blk);
   if (f->state == S_NEW) {
     f->stack = w->free_stacks.back();
@@ -271,7 +214,7 @@ inline void resume(Worker* w, Fiber* f) {
 }
 
 // Park the running fiber in `state` and return to the scheduler.
-inline void park(Worker* w, Fiber* f, State state) {
+inline void park(WorkerRt* w, Fiber* f, State state) {
   f->state = state;
   context_switch(&f->ctx, &w->sched);
 }
@@ -279,7 +222,7 @@ inline void park(Worker* w, Fiber* f, State state) {
 // ---- warps -----------------------------------------------------------------------------------------------
 // Complete every group of lanes whose members (its mask, less exited lanes) have all arrived. The last
 // arriver (`self`) keeps running; the others become runnable in the next phase.
-inline bool warp_try_complete(Worker* w, Block* b, int warp, Fiber* self) {
+inline bool warp_try_complete(WorkerRt* w, Block* b, int warp, Fiber* self) {
   Warp& W = b->warps[warp];
   Fiber* lanes = b->fib + warp * 32;
   bool self_done = false;
@@ -318,20 +261,6 @@ inline bool warp_try_complete(Worker* w, Block* b, int warp, Fiber* self) {
   return self_done;
 }
 
-inline uint64_t warp_op(unsigned mask, int kind, uint64_t val, int src) {
-  Worker* w = tl_w;
-  Fiber* f = w->cur;
-  Block* b = f->blk;
-  f->wkind = kind;
-  f->wmask = mask;
-  f->wval = val;
-  f->wsrc = src;
-  b->warps[f->warp].arrived |= 1u << f->lane;
-  w->progress++;
-  if (!warp_try_complete(w, b, f->warp, f)) park(w, f, S_WARP);
-  return f->wres;
-}
-
 // ---- the scheduler ---------------------------------------------------------------------------------------
 inline uint64_t splitmix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -340,7 +269,7 @@ inline uint64_t splitmix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-inline void order_phase(Worker* w, std::vector<Fiber*>& v, bool sorted) {
+inline void order_phase(WorkerRt* w, std::vector<Fiber*>& v, bool sorted) {
   if (!sorted)
     std::sort(v.begin(), v.end(), [](Fiber* a, Fiber* b) {
       return a->blk->linear != b->blk->linear ? a->blk->linear < b->blk->linear : a->linear < b->linear;
@@ -358,7 +287,7 @@ inline void order_phase(Worker* w, std::vector<Fiber*>& v, bool sorted) {
   }
 }
 
-inline void report_deadlock(Worker* w) {
+inline void report_deadlock(WorkerRt* w) {
   int bar = 0, warp = 0, wait = 0;
   Block* first = nullptr;
   for (Block* b : w->blocks)
@@ -378,7 +307,7 @@ inline void report_deadlock(Worker* w) {
 }
 
 // Run w->ready (and everything it unblocks) until every fiber of w->blocks has exited; false on failure.
-inline bool run_sched(Worker* w, bool sorted) {
+inline bool run_sched(WorkerRt* w, bool sorted) {
   order_phase(w, w->ready, sorted);
   for (;;) {
     for (size_t i = 0; i < w->ready.size(); ++i) {
@@ -430,7 +359,7 @@ inline bool run_sched(Worker* w, bool sorted) {
   }
 }
 
-inline void init_block(Worker* w, Block* b, long linear) {
+inline void init_block(WorkerRt* w, Block* b, long linear) {
   const Launch* L = w->L;
   long gx = L->grid.x, gy = L->grid.y;
   b->bid = uint3{unsigned(linear % gx), unsigned((linear / gx) % gy), unsigned(linear / (gx * gy))};

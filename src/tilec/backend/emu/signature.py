@@ -1,8 +1,9 @@
 """Kernel signatures in a ``.cu`` text, and the C++ the runner appends so ctypes can call the kernels.
 
 The source itself is compiled unchanged; after it come one ``tl_emu_tramp_<kernel>(void** args)`` per
-``extern "C" __global__`` kernel (each ``args[i]`` points at the i-th argument's value) and the definitions
-of the dynamic shared arrays (``extern __shared__ T name[]``), which the emulator keeps thread-local.
+``extern "C" __global__`` kernel (each ``args[i]`` points at the i-th argument's value), the definitions
+of the dynamic shared arrays (``extern __shared__ T name[]``), which the emulator keeps thread-local, and
+the module's ``tl_emu_launch``, which hands the runtime library this module's hooks.
 """
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ def _param(text: str, kernel: str) -> Param:
     return param
 
 
+def strip_comments(source: str) -> str:
+    """``source`` with its comments blanked (what the kernel and shared-array patterns match against)."""
+    return _COMMENT.sub(" ", source)
+
+
 def parse_kernels(source: str) -> dict:
     """``{name: [Param, ...]}`` for every ``extern "C" __global__`` kernel defined in ``source``, in order."""
     text = _COMMENT.sub(" ", source)
@@ -96,17 +102,32 @@ def dynamic_shared(source: str) -> dict:
 
 
 def appendix(kernels: dict, dyn: dict) -> str:
-    """The C++ appended to the source: dynamic shared storage, its registry, and one trampoline per kernel."""
+    """The C++ appended to the source: dynamic shared storage, the module's hooks for the runtime library
+    (``tl_emu::Module``), its ``tl_emu_launch`` entry point, and one trampoline per kernel."""
     out = ["", "// ---- appended by tilec.backend.emu ----"]
     for name, ctype in dyn.items():
         out.append(f"thread_local __attribute__((aligned(16))) {ctype} {name}[tl_emu::kSmemCap / sizeof({ctype})];")
-    out.append(f'extern "C" int tl_emu_dyn_count() {{ return {len(dyn)}; }}')
-    out.append('extern "C" void* tl_emu_dyn_address(int i) {')
+    out.append("static void tl_emu_bind(tl_emu::Worker* w) { tl_emu::tl_w = w; }")
+    out.append("static void* tl_emu_dyn_address(int i) {")
     for i, name in enumerate(dyn):
         out.append(f"  if (i == {i}) return (void*){name};")
     out.append("  return nullptr;\n}")
+    out.append(f"static const tl_emu::Module tl_emu_module = {{tl_emu_bind, tl_emu_dyn_address, {len(dyn)}, "
+               "&tl_emu::g_shared_total};")
+    out.append(_LAUNCH)
     for name, params in kernels.items():
         args = ", ".join(f"*({p.ctype}*)a[{i}]" for i, p in enumerate(params))
         out.append(f'extern "C" __attribute__((visibility("default"))) void tl_emu_tramp_{name}(void** a) '
                    f"{{ (void)a; {name}({args}); }}")
     return "\n".join(out) + "\n"
+
+
+# The module's entry point: the runtime library's launch, told which module it runs.
+_LAUNCH = """extern "C" __attribute__((visibility("default"))) int tl_emu_launch(
+    void (*tramp)(void**), void** args, const char* name, const unsigned* grid, const unsigned* block,
+    unsigned long long smem, int order, unsigned long long seed, int check, int nranges,
+    const unsigned long long* ranges, int concurrent, int nworkers, unsigned long long* bytes_out, char* err,
+    int errlen) {
+  return tl_emu_rt_launch(&tl_emu_module, tramp, args, name, grid, block, smem, order, seed, check, nranges,
+                          ranges, concurrent, nworkers, bytes_out, err, errlen);
+}"""

@@ -1,8 +1,10 @@
-// tilec emulator header: force-included (g++ -include) before a generated .cu file, so that the very same
-// CUDA text compiles and runs on the CPU. The prelude sees TILEC_EMU and leaves the definitions to us.
+// tilec emulator header: force-included (g++ -include, precompiled where the compiler allows) before a
+// generated .cu file, so that the very same CUDA text compiles and runs on the CPU. It holds only declarations
+// and inline device-side code; the runtime itself (emu_runtime.cc) is a shared library built once per cache.
+// The prelude sees TILEC_EMU and leaves the definitions to us.
 #pragma once
 #ifndef TILEC_EMU
 #define TILEC_EMU 1
 #endif
-#include "emu_launch.h"
+#include "emu_api.h"
 #include "emu_wmma.h"

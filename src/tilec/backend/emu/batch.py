@@ -1,0 +1,103 @@
+"""Compile the kernels of a build together: one translation unit and one g++ call for everything loaded
+before the first launch, instead of one per kernel.
+
+With the runtime in its own library and the header precompiled, what is left of a kernel's compile is
+mostly the compiler's start-up and the header load, paid once per g++ call; a batch pays it once. A
+``Batch`` collects sources (``add`` gives a ``LazyModule`` whose kernel names are known at once), and the
+first launch of any of them compiles all pending ones as one ``EmuModule``. The batch's ``.so`` is cached by
+its content like any unit, so running the same build again finds it.
+
+A batch is only an optimisation, so anything that could make it differ from separate compiles falls back to
+them: a source with preprocessor directives of its own beyond the include-guarded prelude (a macro would
+leak into the sources after it), kernel or dynamic-shared-array names that clash, or a batch that does not
+compile, which is then compiled source by source, so a compile error names the kernel it belongs to.
+"""
+from __future__ import annotations
+
+import re
+import threading
+
+from . import signature
+from .errors import EmuError
+from .module import EmuModule
+
+_PRELUDE = re.compile(r"#ifndef\s+TILEC_CUDA_PRELUDE_H\b.*?#endif\s*//\s*TILEC_CUDA_PRELUDE_H", re.S)
+_DIRECTIVE = re.compile(r"^\s*#\s*(?!pragma\b)\w+", re.M)
+
+
+def batchable(source: str) -> bool:
+    """Whether ``source`` can share a translation unit: no directive but ``#pragma`` outside the prelude."""
+    return not _DIRECTIVE.search(signature.strip_comments(_PRELUDE.sub(" ", source)))
+
+
+class EmuBuildError(EmuError):
+    """A source of a batch that did not compile (raised when one of its kernels is first used)."""
+
+
+class LazyModule:
+    """One source of a ``Batch``: its kernel names now, its compiled module on first launch."""
+
+    def __init__(self, batch: Batch, source: str, label: str):
+        self.source, self.label, self._batch = source, label, batch
+        self.kernels: list = list(signature.parse_kernels(source))   # bad signatures fail at load time
+        self._module: EmuModule | None = None
+        self._error: EmuError | None = None
+
+    def module(self) -> EmuModule:
+        """The compiled module (compiling this batch's pending sources first)."""
+        if self._module is None and self._error is None:
+            self._batch.compile()
+        if self._error is not None:
+            raise EmuBuildError(str(self._error))
+        return self._module
+
+    def launch(self, name, grid, block, args, **kwargs):
+        """``EmuModule.launch`` on the compiled module."""
+        return self.module().launch(name, grid, block, args, **kwargs)
+
+
+class Batch:
+    """Sources waiting to be compiled together into ``cache_dir``."""
+
+    def __init__(self, cache_dir: str | None = None):
+        self.cache_dir = cache_dir
+        self._pending: list = []
+        self._lock = threading.Lock()
+
+    def add(self, source: str, label: str = "kernel") -> LazyModule:
+        """A ``LazyModule`` for ``source``; ``label`` (a file-like name) is what compiler messages cite."""
+        lazy = LazyModule(self, source, label)
+        with self._lock:
+            self._pending.append(lazy)
+        return lazy
+
+    def compile(self) -> None:
+        """Compile every pending source: together when possible, else one by one."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            together = [p for p in pending if batchable(p.source)]
+            if len(together) > 1 and self._together(together):
+                pending = [p for p in pending if p._module is None]
+            for p in pending:
+                try:
+                    p._module = EmuModule(p.source, cache_dir=self.cache_dir)
+                except EmuError as e:
+                    p._error = e
+
+    def _together(self, sources: list) -> bool:
+        names = [k for p in sources for k in p.kernels]
+        if len(set(names)) != len(names):
+            return False
+        text = "".join(f'#line 1 "{_label(p.label)}"\n{p.source}\n' for p in sources)
+        try:
+            module = EmuModule(text, cache_dir=self.cache_dir)
+        except EmuError:
+            return False
+        for p in sources:
+            p._module = module
+        return True
+
+
+def _label(label: str) -> str:
+    """A file name safe inside a ``#line`` directive (model names can hold anything)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:80] or "kernel"

@@ -1,0 +1,100 @@
+// tilec emulator: the state that kernel modules and the runtime library share, and the runtime's entry points.
+//
+// The runtime (emu_runtime.cc: launch, worker threads, fibers, scheduler, warps, poisoning, errors) is compiled
+// once into rt-<hash>.so; every kernel module links against it and sees only these plain structs plus the
+// inline device API (emu_api.h). The runtime extends Worker and Launch with its private fields (WorkerRt,
+// LaunchRt), so nothing here drags in <vector> or <atomic>.
+//
+// A device-side helper that needs the scheduler (a new kind of wait, a grid barrier) is declared here with
+// TL_EMU_RT, defined in emu_runtime.cc, and wrapped by an inline function in emu_api.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "emu_fiber.h"
+#include "emu_types.h"
+
+// Runtime entry points keep default visibility while kernel modules are compiled with -fvisibility=hidden.
+#define TL_EMU_RT __attribute__((visibility("default")))
+
+namespace tl_emu {
+constexpr size_t kSmemCap = 232448;   // 227 KiB: the largest per-block shared memory (H100/H200 opt-in)
+
+enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_DONE };
+enum WarpKind { W_SHFL, W_BALLOT, W_ALL, W_SYNC };
+
+struct Block;
+struct Fiber {
+  Context ctx;
+  uint3 tid;
+  int linear, lane, warp;
+  State state;
+  Block* blk;
+  char* stack;
+  // The warp rendezvous slot: what this lane brought and what it gets back.
+  int wkind, wsrc;
+  unsigned wmask;
+  uint64_t wval, wres;
+};
+struct Warp { unsigned live, arrived; };
+struct Block {
+  uint3 bid;
+  long linear;
+  Fiber* fib;
+  int n, live, at_barrier;
+  int bar_accum, bar_result;   // __syncthreads_count/and/or
+  Warp* warps;
+  char* arena;      // TL_SHARED storage
+  char* tls_save;   // concurrent mode: this block's plain __shared__ arrays while another block is resident
+  unsigned long phase;
+};
+
+struct Worker;
+// What a kernel module tells the runtime about itself (defined by the code the runner appends to each unit).
+// Per-module state stays in the module: its thread-local block (plain __shared__ arrays, dynamic shared
+// arrays and its own `tl_w`) and its TL_SHARED total, so modules sharing one runtime never see each other's.
+struct Module {
+  void (*bind)(Worker* w);       // set this module's thread-local tl_w (also locates its TLS block)
+  void* (*dyn_address)(int i);   // this thread's i-th dynamic shared array
+  int ndyn;
+  size_t* shared_total;          // bytes of TL_SHARED arena registered by this module's declaration sites
+};
+
+// The read-only part of a launch that inline device code needs.
+struct Launch {
+  void (*tramp)(void**);
+  void** args;
+  const char* name;
+  const Module* mod;
+  dim3 grid, block;
+  long nblocks;
+  int nthreads;
+  size_t smem;
+  int order;
+  uint64_t seed;
+  int check, nranges;
+  const uint64_t* ranges;   // [lo, hi) byte ranges of the array arguments
+  bool concurrent;
+};
+
+// One OS thread of a launch, as inline device code sees it.
+struct Worker {
+  uint64_t ld = 0, st = 0;   // global bytes; per OS thread, summed after the launch
+  Launch* L = nullptr;
+  Fiber* cur = nullptr;
+};
+
+// ---- the runtime library's entry points for device code --------------------------------------------------
+[[noreturn]] TL_EMU_RT void bad_access(Worker* w, const char* what, const void* p, size_t n);
+TL_EMU_RT void barrier(Worker* w);                        // __syncthreads: park until the block arrives
+TL_EMU_RT uint64_t warp_op(Worker* w, unsigned mask, int kind, uint64_t val, int src);
+TL_EMU_RT void wait_geq(Worker* w, int* flag, int value);   // park until *flag >= value (or deadlock)
+TL_EMU_RT char* block_arena_slow(Worker* w);               // allocate the block's arena, or fail on overflow
+}  // namespace tl_emu
+
+// The launch behind every module's tl_emu_launch (see signature.appendix). Returns 0, or 1 with err set.
+extern "C" TL_EMU_RT int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tramp)(void**), void** args,
+                                          const char* name, const unsigned* grid, const unsigned* block,
+                                          unsigned long long smem, int order, unsigned long long seed, int check,
+                                          int nranges, const unsigned long long* ranges, int concurrent,
+                                          int nworkers, unsigned long long* bytes_out, char* err, int errlen);
