@@ -43,7 +43,7 @@ bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
 
 fuzz: install
-	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 500 --ir 10000 --onnx 1000 --seed 0
+	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --ir 10000 --onnx 1000 --seed 0
 
 gpu-check:
 	scripts/gpu_check.sh build/gpu_check --runs 20

@@ -3,7 +3,11 @@
 table (markdown) and one line per distinct finding. Exit status 1 when anything crashed, hung, allocated
 hugely or mismatched. Deterministic for a given --seed.
 
-    python scripts/fuzz.py --graphs 2000 --ir 10000 --onnx 1000 --seed 0
+    python scripts/fuzz.py --graphs 1000 --pipeline-graphs 500 --ir 10000 --onnx 1000 --seed 0
+
+``--pipeline-graphs`` runs random graphs through a whole driver pipeline and the CUDA emulator
+(``tilec.testing.pipeline_fuzz``: pipelines, emulator orders and f16 rotate per graph); each failing one is
+saved to ``--save-dir`` as model.onnx + inputs.npz + case.json (seed, pipeline, order, what happened).
 """
 from __future__ import annotations
 
@@ -20,8 +24,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--graphs", type=int, default=200, help="random graphs to compare with onnxruntime")
     ap.add_argument("--nodes", type=int, default=8, help="ops per random graph")
-    ap.add_argument("--emu-graphs", type=int, default=50,
-                    help="how many of the graphs also go through the emulator (a g++ build each)")
+    ap.add_argument("--emu-graphs", type=int, default=0,
+                    help="how many of --graphs also go through the emulator with the first lowering pipeline "
+                         "(superseded by --pipeline-graphs)")
+    ap.add_argument("--pipeline-graphs", type=int, default=100,
+                    help="random graphs through a whole pipeline (rotating) under the emulator")
+    ap.add_argument("--max-nodes", type=int, default=8, help="ops per --pipeline-graphs graph: 2 to this")
+    ap.add_argument("--save-dir", default=str(ROOT / "build" / "fuzz-failures"),
+                    help="where failing --pipeline-graphs cases are written")
     ap.add_argument("--ir", type=int, default=2000, help="mutated IR texts")
     ap.add_argument("--onnx", type=int, default=200, help="mutated ONNX models (plus the hand-made ones)")
     ap.add_argument("--seed", type=int, default=0)
@@ -43,11 +53,25 @@ def main(argv=None) -> int:
         regressions = str(ROOT / "tests" / "regressions") if args.save_regressions else None
         tallies += list(graph_campaign(args.graphs, args.seed, args.nodes, regressions=regressions,
                                             emu_limit=args.emu_graphs).values())
+    if args.pipeline_graphs:
+        import resource
+
+        from tilec.testing.pipeline_fuzz import pipeline_campaign
+        # The emulator reserves a fiber stack per thread of every block of a persistent (Rammer/Grinder)
+        # kernel: GiBs of address space, little of it touched. Lift the cap for this campaign; a real huge
+        # allocation is still caught by run_guarded's peak-RSS check.
+        resource.setrlimit(resource.RLIMIT_AS, (resource.getrlimit(resource.RLIMIT_AS)[1],) * 2)
+        t0 = time.perf_counter()
+        by = pipeline_campaign(args.pipeline_graphs, args.seed, args.max_nodes, save_dir=args.save_dir,
+                               progress=_progress)
+        print(f"full pipeline: {args.pipeline_graphs} graphs in {time.perf_counter() - t0:.0f} s", flush=True)
+        tallies += [by["all"]] + [t for k, t in sorted(by.items()) if k != "all"]
     print(HEADER)
     for t in tallies:
         print(t.row())
     print(f"\n{time.perf_counter() - start:.0f} s; command: python scripts/fuzz.py --graphs {args.graphs} "
-          f"--nodes {args.nodes} --emu-graphs {args.emu_graphs} --ir {args.ir} --onnx {args.onnx} --seed {args.seed}")
+          f"--nodes {args.nodes} --emu-graphs {args.emu_graphs} --pipeline-graphs {args.pipeline_graphs} "
+          f"--max-nodes {args.max_nodes} --ir {args.ir} --onnx {args.onnx} --seed {args.seed}")
     from tilec.testing.differential import STAGES, stage_available
     for stage in STAGES:
         if args.graphs and stage_available(stage):
@@ -56,6 +80,11 @@ def main(argv=None) -> int:
     for kind, detail, example in findings:
         print(f"FINDING [{kind}] {detail}  (e.g. {example})")
     return 1 if findings else 0
+
+
+def _progress(case, outcome) -> None:
+    if outcome.kind != "ok":
+        print(f"  {case.name}: {outcome.kind}: {outcome.detail[:200]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 CI runs one case per op type (the first supported, non-excluded case of each); ``-m slow`` runs them all.
 Each case is imported, compiled with the default pipeline into a build folder, and executed by the
 same executor the CLI uses, so every kernel path the backend claims for these ops is exercised.
+``TILEC_NODE_TEST_PIPELINE`` names another pipeline (e.g. ``grinder``) for sweeping the fuller ones.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,13 +33,19 @@ def _one_per_op():
     return out
 
 
+def _pipeline() -> str:
+    """The pipeline under test: the driver's default unless the environment names another."""
+    from tilec.driver import DEFAULT_PIPELINE
+    return os.environ.get("TILEC_NODE_TEST_PIPELINE") or DEFAULT_PIPELINE
+
+
 _CI = {c.name for c in _one_per_op()}
 _PARAMS = [pytest.param(c, id=c.name, marks=[] if c.name in _CI else [pytest.mark.slow]) for c in _runnable()]
 
 
 def compile_and_run(case, build: Path, order: str) -> None:
     from tilec.backend.build import module_text, write_build
-    from tilec.driver import PIPELINES, DEFAULT_PIPELINE
+    from tilec.driver import pipeline_spec
     from tilec.passes.pipeline import PassManager, parse_pipeline
     from tilec.runtime.emu_device import EmuDevice
     from tilec.runtime.executor import Executor
@@ -47,12 +55,13 @@ def compile_and_run(case, build: Path, order: str) -> None:
     for inputs, outputs in case.data_sets[:1]:
         feeds = dict(zip(arg_names, (H._array(v) for v in inputs)))
         module = H._import(case, feeds)
-        passes = parse_pipeline(PIPELINES[DEFAULT_PIPELINE])
+        pipeline = _pipeline()
+        passes = parse_pipeline(pipeline_spec(pipeline))   # "default" and unknown names handled as the CLI does
         lower = next(i for i, p in enumerate(passes) if p.name == "lower-cuda")
         PassManager(passes[:lower]).run(module)
         reference = module_text(module)
         PassManager(passes[lower:]).run(module)
-        write_build(module, build, model=case.name, pipeline=DEFAULT_PIPELINE, stages=[],
+        write_build(module, build, model=case.name, pipeline=pipeline, stages=[],
                     start=time.perf_counter(), reference=reference)
         executor = Executor.from_build(str(build), EmuDevice(order=order))
         fn_args = {n: feeds[n] for n in arg_names if n in feeds}
@@ -77,5 +86,5 @@ def test_ci_subset_covers_every_op():
     ops = {op for c in _runnable() for op in H.case_ops(c)}
     covered = {op for c in _one_per_op() for op in H.case_ops(c)}
     assert len(_one_per_op()) >= 40
-    assert ops - covered <= {"Constant"} | ops  # every case's ops are a subset of the registry anyway
-    assert len(covered) >= 0.8 * len(ops)
+    # every op some runnable case uses is run in CI by at least one case (Constant only feeds other ops)
+    assert ops - covered <= {"Constant"}, sorted(ops - covered)

@@ -55,7 +55,9 @@ def test_no_model_string_reaches_the_source(build):
     prelude = _prelude_lines()
     for cu in build:
         text = cu.read_text(encoding="utf-8")
-        assert text.isascii(), cu
+        # The prelude is pasted verbatim from cuda_prelude.h (its comments may cite DESIGN §6); everything
+        # else is the emitter's and must be plain ASCII, whatever the model's names hold.
+        assert all(line.isascii() for line in text.splitlines() if line not in prelude), cu
         for s in FORBIDDEN:
             assert s not in text, (cu.name, s)
         for line in text.splitlines():

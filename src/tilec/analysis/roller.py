@@ -258,6 +258,12 @@ class Roller:
 
 
 def construct_rtiles(problem: TileProblem, spec: GPUSpec, topk: int = 8) -> list:
-    """Top-k rTile candidates for ``problem`` on ``spec``, best first."""
+    """Top-k rTile candidates for ``problem`` on ``spec``, best first.
+
+    An empty iteration space (some axis of extent 0: an empty tensor, or a reduction over an empty axis)
+    has nothing to tile and no padding ratio to bound, so there are no candidates; lower-cuda's default
+    kernel guards every index and runs such an op as an empty loop (a reduction stores its identity)."""
+    if any(e == 0 for e in problem.extents.values()):
+        return []
     return Roller(problem, spec, topk).construct()
 

@@ -57,7 +57,18 @@ __device__ __forceinline__ float atomicMin(float* addr, float value) {
 }
 #endif  // TILEC_EMU
 
-// Grid-wide barrier of a kernel whose `blocks` blocks are all resident (grinder's device loops, DESIGN §6).
+// Integer Pow (ONNX Pow on int32/int64): exponentiation by squaring in unsigned arithmetic, so an overflow
+// wraps like numpy's instead of being undefined; a negative exponent gives trunc(a^b) (1, -1 or 0) like
+// the texpr evaluator. CUDA has no integer pow, and a double pow is inexact past 2^53.
+__device__ __forceinline__ long long tl_ipow(long long a, long long b) {
+  if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
+  unsigned long long r = 1, x = (unsigned long long)a;
+  for (; b; b >>= 1, x *= x)
+    if (b & 1) r *= x;
+  return (long long)r;
+}
+
+// Grid-wide barrier of a kernel whose `blocks` blocks are all resident (grinder's device loops, DESIGN section 6).
 // bar[0] counts arrivals and bar[1] is the generation; both start at zero, and `gen` is the caller's count
 // of barriers passed (the same in every block). The last block to arrive resets the count before it
 // publishes the next generation, so no block can arrive early at the next barrier. Built on tl_wait_geq, so

@@ -18,8 +18,9 @@ from ..ir.attributes import DenseAttr
 from ..ir.builder import Builder, add_weight
 from ..ir.core import Block, Location, Operation, Region, Value, new_module
 from ..ir.diagnostics import CompileError
+from ..ir.limits import shape_problem
 from ..ir.opspec import get_rule, get_spec, with_defaults
-from ..ir.types import FunctionType, TensorType, np_dtype
+from ..ir.types import FunctionType, TensorType, itemsize, np_dtype
 from ..ir.weights import module_weights
 from .onnx_load import MAX_DIM, check_dims, ir_dtype, load_model, tensor_to_array
 from .registry import get_converter
@@ -222,6 +223,9 @@ class ImportContext:
                     raise CompileError(f"--input-shape gives {what} dimension {i} = {s}, but the model fixes "
                                        f"it to {m}", self.file)
             return TensorType(given, dtype)
+        why = shape_problem(dims, itemsize(dtype))
+        if why:
+            raise CompileError(f"{what} {why}", self.file)
         for i, d in enumerate(dims):
             if not isinstance(d, int):
                 example = "x".join("1" if not isinstance(x, int) else str(x) for x in dims)
@@ -282,6 +286,10 @@ class ImportContext:
         if n_in < schema.min_input or n_in > schema.max_input:
             raise self.error(node, f"'{node.op_type}' takes {schema.min_input} to {schema.max_input} inputs, "
                                    f"got {n_in}")
+        single = onnx.defs.OpSchema.FormalParameterOption.Single
+        for i, (name, formal) in enumerate(zip(node.input, schema.inputs)):
+            if not name and formal.option == single:  # '' means absent: only optional inputs may be
+                raise self.error(node, f"'{node.op_type}' input #{i} ('{formal.name}') is required but absent")
         declared = schema.attributes
         kinds = onnx.AttributeProto.AttributeType
         for a in node.attribute:
@@ -404,6 +412,12 @@ class ImportContext:
         v = self._raw(node, i)
         return None if v is None else v.type
 
+    def check_size(self, node, shape, dtype) -> None:
+        """Reject a shape over the limits of ``ir/limits.py`` before a converter allocates it."""
+        why = shape_problem(shape, np.dtype(dtype).itemsize)
+        if why:
+            raise self.error(node, f"'{node.op_type}' would produce shape {list(shape)}, which {why}")
+
     def constant(self, array) -> ConstValue:
         """A constant a converter computed (e.g. a shape); returned as a node output it folds downstream."""
         return ConstValue(np.asarray(array))
@@ -498,6 +512,9 @@ class ImportContext:
         for t in out:
             if any(d is None or d < 0 or d >= MAX_DIM for d in t.shape):
                 raise self.error(self.node, f"'{op_name}' would produce an invalid shape {list(t.shape)}")
+            why = shape_problem(t.shape, itemsize(t.dtype))  # before any constant folding allocates it
+            if why:
+                raise self.error(self.node, f"'{op_name}' would produce {t}, which {why}")
         return out
 
     # --- subgraphs (Loop / If / Scan bodies) ----------------------------------------------------------

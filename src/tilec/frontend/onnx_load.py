@@ -17,10 +17,10 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..ir.diagnostics import CompileError
+from ..ir.limits import shape_problem
 
-# Larger dims or tensors than this are treated as a corrupt or hostile file, not a model.
+# Larger dims than this are treated as a corrupt or hostile file, not a model (tensor sizes: ir/limits.py).
 MAX_DIM = 1 << 31
-MAX_ELEMENTS = 1 << 32
 
 # ONNX element type -> IR element type (the types tilec carries; see ir.types.DTYPES).
 ONNX_TO_IR = {
@@ -71,7 +71,24 @@ def _parse(data: bytes, display: str) -> onnx.ModelProto:
                            display) from None
     if not model.HasField("graph") or not data:
         raise CompileError("not a valid ONNX model (it has no graph)", display)
+    _check_names(model.graph, display)
     return model
+
+
+def _check_names(graph, display: str) -> None:
+    """Every name is text: protobuf hands a string field holding invalid UTF-8 back as bytes, which would
+    crash whatever formats it later."""
+    names = [graph.name] + [v.name for v in (*graph.input, *graph.output, *graph.value_info)]
+    names += [t.name for t in graph.initializer]
+    for node in graph.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        for a in node.attribute:
+            names.append(a.name)
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                _check_names(sub, display)
+    bad = next((n for n in names if not isinstance(n, str)), None)
+    if bad is not None:
+        raise CompileError(f"not a valid ONNX model (the name {bytes(bad)[:40]!r} is not UTF-8 text)", display)
 
 
 def check_dims(dims, what: str, file: str | None) -> tuple:
@@ -79,8 +96,9 @@ def check_dims(dims, what: str, file: str | None) -> tuple:
     for d in dims:
         if d < 0 or d >= MAX_DIM:
             raise CompileError(f"{what} has an invalid dimension {d}", file)
-    if prod(dims) > MAX_ELEMENTS:
-        raise CompileError(f"{what} has {prod(dims)} elements, more than tilec accepts", file)
+    why = shape_problem(dims)  # elements: the configurable bound of ir/limits.py
+    if why:
+        raise CompileError(f"{what} {why}", file)
     return dims
 
 

@@ -5,10 +5,11 @@ bad IR is caught at the pass, not three passes later.
 """
 from __future__ import annotations
 
+from . import limits
 from .core import Operation
 from .diagnostics import CompileError
 from .opspec import check_attr_type, get_rule, get_spec, with_defaults
-from .types import FunctionType, TensorType
+from .types import FunctionType, TensorType, itemsize
 
 _HOOKS: dict = {}
 
@@ -39,6 +40,10 @@ class _Verifier:
     def __init__(self, module: Operation, source: str | None):
         self.module = module
         self.source = source
+        # Size bounds (ir/limits.py): read once per run, so a hostile shape fails here, before any pass or
+        # interpreter allocates it.
+        self.max_elements, self.max_bytes = limits.max_elements(), limits.max_bytes()
+        self.total_bytes = 0
 
     def fail(self, op: Operation, message: str) -> CompileError:
         return CompileError.at(f"'{op.name}' {message}", op.loc, self.source)
@@ -53,6 +58,8 @@ class _Verifier:
             for block in region.blocks:
                 scope = set() if op.name in ISOLATED else set(visible)
                 scope.update(block.args)
+                for i, arg in enumerate(block.args):
+                    self.size(op, arg.type, f"block argument #{i}")
                 for inner in block.ops:
                     if inner.parent is not block:
                         raise self.fail(inner, "has a stale parent link (a pass forgot to re-parent it)")
@@ -91,6 +98,10 @@ class _Verifier:
         for v in list(op.operands) + list(op.results):
             if isinstance(v.type, TensorType) and any(d is not None and d < 0 for d in v.type.shape):
                 raise self.fail(op, f"has a negative dimension in {v.type}")
+        for i, v in enumerate(op.results):
+            self.size(op, v.type, f"result #{i}")
+        if op.name == "tile.weight":
+            self.size(op, op.attributes.get("type"), "weight")
         if spec.result_type:
             rule = get_rule(spec.result_type)
             if rule is None:
@@ -109,6 +120,29 @@ class _Verifier:
                                     "inferred " + ", ".join(map(str, expected)))
         for hook in _HOOKS.get(op.name, ()):
             hook(op, self.module)
+
+    def size(self, op: Operation, ty, what: str) -> None:
+        """Each tensor under ``limits.max_elements()``; all of them together under ``max_bytes()``."""
+        if not isinstance(ty, TensorType):
+            return
+        n = 1
+        for d in ty.shape:
+            if isinstance(d, int):  # a dynamic dim counts as 1; negative dims are reported by op()
+                n *= max(d, 0)
+        if n > self.max_elements:
+            raise self.fail(op, f"{what} {ty} has {n:,} elements, more than tilec accepts (limit "
+                                f"{self.max_elements:,}; TILEC_MAX_ELEMENTS)")
+        self.total_bytes += n * _itemsize(ty.dtype)
+        if self.total_bytes > self.max_bytes:
+            raise self.fail(op, f"{what} {ty} brings the module's tensors to {self.total_bytes:,} bytes, more "
+                                f"than tilec accepts (limit {self.max_bytes:,}; TILEC_MAX_BYTES)")
+
+
+def _itemsize(dtype) -> int:
+    try:
+        return itemsize(dtype)
+    except (TypeError, KeyError, ValueError):
+        return 8  # an unknown dtype is reported elsewhere; count it at the widest
 
 
 def _compatible(inferred, declared) -> bool:

@@ -48,6 +48,8 @@ def safe_sidecar_path(ir_path: Path, name: str) -> Path:
 
 
 def load_weights_file(path: Path) -> dict:
+    from .limits import check_npz
+    check_npz(path)  # numpy allocates a whole array before reading it: check the declared shapes first
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

@@ -25,7 +25,7 @@ from ..ir.core import Block, Operation, Region, functions
 from ..ir.diagnostics import CompileError
 from .base import ModulePass
 
-LEVEL_OF_KIND = {"epilogue": "register", "row": "shared"}
+LEVEL_OF_KIND = {"epilogue": "register", "row": "shared", "attention": "shared", "conv_chain": "shared"}
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _build_kernel(block, graph, group, spec) -> Operation:
     pos = {m: i for i, m in enumerate(group.members)}
     level = LEVEL_OF_KIND[group.kind]
     levels = [[pos[p], pos[n.index], level] for n in nodes for p in sorted(set(n.producers.values())) if p in pos]
-    apart = sum(_single(graph, m, spec).score for m in group.members)
+    apart = group.extra.get("apart") or sum(_single(graph, m, spec).score for m in group.members)
     attrs = {
         "kind": group.kind,
         "members": [n.label() for n in nodes],
@@ -85,6 +85,9 @@ def _build_kernel(block, graph, group, spec) -> Operation:
         "smem": group.smem,
         "estimate": {"score": group.score, "apart": apart, "traffic_bytes": group.traffic, "waves": group.waves},
     }
+    if group.kind == "conv_chain":   # P's epilogue edges are register-level; only P→C goes through smem
+        levels = [[p, c, "shared" if c == group.extra["split"] else "register"] for p, c, _ in levels]
+        attrs.update(levels=levels, tile=group.extra["chain"])   # block/thread/step of C, pstep of P
     kernel = Operation("tile.kernel", list(externals), [op.result.type for op in outs], attrs,
                        regions=[Region([body])], loc=ops[-1].loc)
     block.insert_before(ops[-1], kernel)
@@ -129,6 +132,8 @@ def _retile(anchor, kernel, spec, min_block_outputs: int, cache: dict, key) -> N
 
 def _tile(nodes, group) -> dict:
     """The chosen tile: the anchor's Roller block tile (epilogue) or one row per block (row)."""
+    if group.kind == "attention":   # query rows and key chunk per block (analysis/welder/attention.py)
+        return dict(group.extra["tile"])
     if group.kind == "row":
         return {"rows": 1, "length": group.extra["length"], "threads": group.extra["threads"]}
     return dict((nodes[0].op.attributes.get("rtile") or {}).get("block", {}))

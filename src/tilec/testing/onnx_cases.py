@@ -111,6 +111,17 @@ def _model_cases() -> list:
         _uses_weight(onnx.TensorProto(name="w", data_type=T.FLOAT, dims=[1 << 30, 1 << 30, 1 << 30])))
     add("constant_huge_no_data", _graph_model([h.make_node("Constant", [], ["c"], value=onnx.TensorProto(
         data_type=T.FLOAT, dims=[1 << 20, 1 << 20])), h.make_node("Add", ["x", "c"], ["y"])]))
+    # Huge shapes built from small data: each dim is valid, the product is not (ir/limits.py).
+    big = numpy_helper.from_array(np.array([100000, 100000, 100000], np.int64), "s")
+    add("constant_of_shape_huge", _graph_model([h.make_node("ConstantOfShape", ["s"], ["y"])], inits=[big]))
+    add("expand_huge", _graph_model([h.make_node("Expand", ["x", "s"], ["y"])], inits=[big],
+                                    inputs=[vi("x", T.FLOAT, [1])]))
+    add("tile_huge", _graph_model([h.make_node("Tile", ["x", "r"], ["y"])], inits=[
+        numpy_helper.from_array(np.array([1 << 20, 1 << 20], np.int64), "r")]))
+    add("range_huge", _graph_model([h.make_node("Range", ["a", "b", "c"], ["y"])], inits=[
+        numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("a", 0), ("b", 1e13), ("c", 1))]))
+    add("input_dims_product_huge", _graph_model([h.make_node("Relu", ["x"], ["y"])],
+                                                inputs=[vi("x", T.FLOAT, [65536, 65536, 65536])]))
     bad = numpy_helper.from_array(np.ones((2, 3), np.float32), "w")
     bad.raw_data = bad.raw_data[:-4]
     add("raw_data_short", _uses_weight(bad))
@@ -127,6 +138,7 @@ def _model_cases() -> list:
                                           inputs=[vi("x", T.FLOAT, ["batch", 3])]))
     seq = h.make_value_info("x", h.make_sequence_type_proto(h.make_tensor_type_proto(T.FLOAT, [2])))
     add("sequence_input", _graph_model([h.make_node("Relu", ["x"], ["y"])], inputs=[seq]))
+    add("required_input_absent", _graph_model([h.make_node("ReduceMax", [""], ["y"])]))
     add("cast_missing_to", _graph_model([h.make_node("Cast", ["x"], ["y"])]))
     add("cast_to_string", _graph_model([h.make_node("Cast", ["x"], ["y"], to=T.STRING)]))
     add("cast_to_999", _graph_model([h.make_node("Cast", ["x"], ["y"], to=999)]))
@@ -202,6 +214,9 @@ def hostile_cases(folder: Path) -> list:
     for cut in (1, 7, len(valid) // 3, len(valid) // 2, len(valid) - 1):
         write(f"truncated_{cut}", valid[:cut], "any")
     write("valid", valid, "any")
+    # A name that is not UTF-8 (protobuf returns it as bytes): same length, so the framing stays valid.
+    named = _graph_model([h.make_node("Relu", ["x"], ["y"], name="RELU\x01")]).SerializeToString()
+    write("name_not_utf8", named.replace(b"RELU\x01", b"RELU\xbb"))
     for name, model, expect in _model_cases():
         write(name, model.SerializeToString(), expect)
     # External data: the secret lies outside every model folder; no case may read it.

@@ -10,6 +10,9 @@ consumer while the grown group is legal at some memory level and its score beats
   length or 1, with reductions over exactly that last dim (softmax, layernorm). One block per row;
   full-row intermediates and row scalars are staged in shared memory (planned by :mod:`.smem`).
 
+- **shared** (``kind = "conv_chain"``): a producer conv with its epilogue, its tile (halo included)
+  recomputed per block into shared memory for a consumer conv or pooling (:mod:`.conv_chain`).
+
 Score of a group = (global traffic rounded to 32-B sectors + 1) × waves; a lone op takes Roller's
 ``estimate`` where it has one. Decisions are cached by a hash of the subgraph."""
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from ...ir.types import itemsize
 from .graph import TileGraph, is_identity, permuting_layout
 from .propagate import propagate
-from . import smem
+from . import conv_chain, smem
 
 LEVELS = ("global", "shared", "register")
 SECTOR = 32
@@ -34,7 +37,7 @@ class Group:
     """A candidate fused kernel: member node indices (function order), its kind and score."""
 
     members: list
-    kind: str = "single"            # single | epilogue | row
+    kind: str = "single"            # single | epilogue | row | attention (analysis/welder/attention.py)
     traffic: int = 0
     waves: int = 1
     smem: int = 0
@@ -202,6 +205,9 @@ def classify_group(graph: TileGraph, members: list, spec) -> Group | None:
     if len(members) == 1:
         return _single(graph, members[0], spec)
     found = [g for g in (_epilogue(graph, members, spec), _row(graph, members, spec)) if g is not None]
+    chain = conv_chain.chain_group(graph, members, spec) if not found else None
+    if chain is not None:   # producer conv's tile recomputed into shared memory (conv_chain.py)
+        found.append(Group(list(members), "conv_chain", chain[0], chain[1], chain[2], chain[3]))
     return min(found, key=lambda g: g.score) if found else None
 
 
@@ -230,12 +236,18 @@ def _signature(graph: TileGraph, members: list) -> str:
     return "\n".join(parts)
 
 
+def _apart(graph: TileGraph, members: list, best) -> int:
+    """Score of ``members`` as one group if legal, else of each op alone."""
+    g = best(list(members))
+    return g.score if g is not None else sum(best([m]).score for m in members)
+
+
 def search(graph: TileGraph, spec, max_level: str = "register", cache: dict | None = None) -> list:
     """Partition the graph's nodes into groups (lists of node indices, each sorted). ``max_level`` caps the
     memory level of an internal edge: ``global`` fuses nothing, ``shared`` allows row groups only,
     ``register`` allows both."""
     cache = {} if cache is None else cache
-    allowed = {"global": (), "shared": ("row",), "register": ("row", "epilogue")}[max_level]
+    allowed = {"global": (), "shared": ("row", "conv_chain"), "register": ("row", "epilogue", "conv_chain")}[max_level]
 
     def best(members):
         key = _signature(graph, members)
@@ -250,6 +262,13 @@ def search(graph: TileGraph, spec, max_level: str = "register", cache: dict | No
     for node in graph.nodes:
         if node.index in taken:
             continue
+        if "epilogue" in allowed:   # attention's chain (scores in shared, its scale/mask in registers)
+            from .attention import fused_group
+            g = fused_group(graph, node.index, spec, lambda seg: _apart(graph, seg, best), cache)
+            if g is not None and not taken & set(g.members):
+                taken.update(g.members)
+                groups.append(g)
+                continue
         group = best([node.index])
         while allowed:
             cands = sorted({c for m in group.members for c in graph.nodes[m].consumers} - taken - set(group.members))

@@ -37,7 +37,7 @@ FLOAT_CALLS = {
 INT_CALLS = {
     "abs": "(({0}) < 0 ? -({0}) : ({0}))", "max": "(({0}) > ({1}) ? ({0}) : ({1}))",
     "min": "(({0}) < ({1}) ? ({0}) : ({1}))", "neg": "(-({0}))", "relu": "(({0}) > 0 ? ({0}) : 0)",
-    "sign": "((({0}) > 0) - (({0}) < 0))",
+    "sign": "((({0}) > 0) - (({0}) < 0))", "pow": "tl_ipow({0}, {1})",   # tl_ipow: cuda_prelude.h
 }
 CAST_TYPES = {"f32": "float", "f64": "double", "f16": "float", "bf16": "float", "i64": "long long",
               "i32": "int", "i8": "signed char", "u8": "unsigned char", "bool": "bool"}

@@ -48,6 +48,8 @@ def _can_vectorize(ctx: ComputeContext) -> bool:
     inner = ctx.out_axes[-1]
     if ctx.extents[inner] % 4 or math.prod(ctx.out_shape) < 4 * THREADS:
         return False
+    if _uses_axis_value(ctx.expr.body, inner):
+        return False  # e.g. Trilu's select(d1 - d0 <= 0, ...): each lane needs its own d1, not the first's
     for acc in ctx.expr.accesses:
         uses = [_mentions(ix, inner) for ix in acc.indices]
         if not any(uses):
@@ -64,6 +66,14 @@ def _mentions(node, axis: str) -> bool:
     if type(node).__name__ == "AxisRef":
         return node.name == axis
     return any(_mentions(c, axis) for c in _children(node))
+
+
+def _uses_axis_value(node, axis: str) -> bool:
+    """Whether ``axis`` appears in the expression outside the index of an access (as a value)."""
+    if type(node).__name__ == "Access":
+        return False
+    return _mentions(node, axis) if type(node).__name__ == "AxisRef" else \
+        any(_uses_axis_value(c, axis) for c in _children(node))
 
 
 def _children(node):

@@ -11,8 +11,14 @@ from .fused_row import lower_fused_row
 def lower_kernel(kernel, index: int, kind: str | None = None):
     """The ``kernel.func`` for one ``tile.kernel`` (``kind`` forces the anchor's kernel kind)."""
     name = kernel_symbol(index, "fused_" + kernel.attributes["kind"], "fused")
-    if kernel.attributes["kind"] == "row":
+    if kernel.attributes["kind"] == "attention":
+        from .fused_attention import lower_fused_attention
+        func = lower_fused_attention(kernel, name)
+    elif kernel.attributes["kind"] == "row":
         func = lower_fused_row(kernel, name)
+    elif kernel.attributes["kind"] == "conv_chain":   # producer conv tile in shared memory
+        from .fused_conv import lower_fused_conv
+        func = lower_fused_conv(kernel, name)
     else:
         func = lower_fused(kernel, name, kind)
     func.loc = kernel.loc

@@ -146,8 +146,11 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
             with kb.loop(origin[axes[0]], 0, E[axes[0]], step=S[axes[0]]):
                 reduce_loops(axes[1:])
             return
+        # A conv chain (fused_conv.py) computes its producer's tile here instead of loading it.
+        stage = getattr(ctx, "stage_access", None)
         for j, (acc, box) in enumerate(zip(accesses, boxes)):
-            _stage(ctx, kb, j, acc, box, origin, threads)
+            if stage is None or not stage(kb, j, acc, box, origin, threads):
+                _stage(ctx, kb, j, acc, box, origin, threads)
         kb.barrier()
         _compute(ctx, kb, cfg, accesses, boxes, origin, tdim)
         kb.barrier()

@@ -1,6 +1,7 @@
 """``graph.resize`` (ONNX Resize), nearest and (multi-)linear: one thread per output element maps its
 coordinate back per resized dim (``coordinate_transformation_mode``) and reads 1 or 2^k input elements.
-Linear interpolation clamps the source coordinate to the input (as onnxruntime does)."""
+Linear interpolation clamps the source coordinate to the input (as onnxruntime does). ``antialias``
+(a filter whose width grows as the scale shrinks) has no kernel here and stays on the host."""
 from __future__ import annotations
 
 import math
@@ -11,8 +12,8 @@ from .common import coords, elementwise_source_func, linear, params_of
 
 _TRANSFORMS = {
     "half_pixel": "((float)({x}) + 0.5f) / {s} - 0.5f",
-    "pytorch_half_pixel": "({o} > 1 ? ((float)({x}) + 0.5f) / {s} - 0.5f : 0.0f)",
-    "align_corners": "({o} == 1 ? 0.0f : (float)({x}) * {a}f)",
+    "pytorch_half_pixel": "({one} ? -0.5f : ((float)({x}) + 0.5f) / {s} - 0.5f)",
+    "align_corners": "({one} ? 0.0f : (float)({x}) * {a}f)",
     "asymmetric": "(float)({x}) / {s}",
     "tf_half_pixel_for_nn": "((float)({x}) + 0.5f) / {s}",
 }
@@ -32,7 +33,7 @@ def resize_kernel(op, name: str):
     nearest = op.attributes.get("nearest_mode", "round_prefer_floor")
     if mode not in ("nearest", "linear") or ctm not in _TRANSFORMS or nearest not in _NEAREST:
         return None
-    if x.dtype not in ("f32", "f16", "bf16") or x.rank != out.rank:
+    if x.dtype not in ("f32", "f16", "bf16") or x.rank != out.rank or op.attributes.get("antialias"):
         return None
     scales = op.attributes.get("scales")
     if not (isinstance(scales, list) and len(scales) == x.rank):
@@ -46,8 +47,12 @@ def resize_kernel(op, name: str):
     src = [f"k_c{d}" for d in range(x.rank)]
     for d in resized:
         s = repr(float(scales[d])) + "f"
-        a = repr((x.shape[d] - 1) / (out.shape[d] - 1)) if out.shape[d] > 1 else "0.0"
-        lines.append(f"float k_x{d} = {_TRANSFORMS[ctm].format(x=f'k_c{d}', s=s, o=out.shape[d], a=a)};")
+        # ONNX scales by the un-rounded output length (scale * input length), not the rounded one: a
+        # 4 -> 2 align_corners resize at scale 0.6 maps output 1 to 1 * 3 / 1.4, not to 3.
+        length = float(scales[d]) * x.shape[d]
+        one = "true" if length == 1.0 else "false"
+        a = repr((x.shape[d] - 1) / (length - 1)) if length != 1.0 else "0.0"
+        lines.append(f"float k_x{d} = {_TRANSFORMS[ctm].format(x=f'k_c{d}', s=s, one=one, a=a)};")
         hi = x.shape[d] - 1
         if mode == "nearest":
             lines.append(f"long long k_n{d} = (long long){_NEAREST[nearest].format(v=f'k_x{d}')};")

@@ -312,6 +312,7 @@ def constant_of_shape(ctx, node):
     value = np.zeros(1, dtype=np.float32) if value is None else np.asarray(value).reshape(-1)
     if value.size != 1:
         raise ctx.error(node, "ConstantOfShape value must have one element")
+    ctx.check_size(node, shape, value.dtype)
     return [ctx.constant(np.full(shape, value[0], dtype=value.dtype))]
 
 
@@ -323,6 +324,7 @@ def range_(ctx, node):
         raise ctx.error(node, "Range delta must not be 0")
     n = max(int(np.ceil((limit - start) / delta)), 0)
     dtype = start.dtype
+    ctx.check_size(node, (n,), dtype)
     # start + i * delta in the input type, as ONNX defines it (not a float accumulation).
     values = (start + np.arange(n).astype(dtype) * delta).astype(dtype)
     return [ctx.constant(values)]

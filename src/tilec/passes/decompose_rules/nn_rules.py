@@ -173,7 +173,10 @@ def _average_pool(b, op, attrs):
         expr = f"Y[n, c, {_idx(o)}] = S[n, c, {_idx(o)}] / {lit(int(counts.flat[0]), out.dtype)}"
         return [b.compute(expr, [total], out, origin=op.name)]
     # Border windows see fewer taps: divide by a constant tensor of counts over the spatial dims.
-    cnt = b.constant(counts.astype(np.float32 if out.dtype in FLOAT_DTYPES else np.int64))
+    # In the output's own dtype (f16 too: the expression must compute the result type); counts are small
+    # integers, exact in every float type.
+    from ...ir.types import np_dtype
+    cnt = b.constant(counts.astype(np_dtype(out.dtype) if out.dtype in FLOAT_DTYPES else np.int64))
     expr = f"Y[n, c, {_idx(o)}] = S[n, c, {_idx(o)}] / N[{_idx(o)}]"
     return [b.compute(expr, [total, cnt], out, origin=op.name)]
 

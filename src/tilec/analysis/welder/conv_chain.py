@@ -1,0 +1,171 @@
+"""Conv chains: a producer convolution fused into a consumer convolution or pooling at the shared level
+(DESIGN §4, "connecting at a memory level: shared"; issue #5).
+
+A group ``[P, P's epilogue..., C, C's epilogue...]`` is a conv chain when
+- P and C are the group's only reductions, both tiled-kernel material (a combiner, every index affine),
+  and at least one of them is a windowed ``conv`` (:func:`~tilec.analysis.index_map.classify`; this keeps
+  matmul chains, whose intermediate rows span the whole reduce axis, out);
+- each side's other members form a legal register epilogue of that side (elementwise, same shape,
+  identity reads of the chain, :func:`.search._epilogue`);
+- C reads only the last value of P's side, through one access, and nothing of P's side leaves the group.
+
+Per C block tile and reduce step the kernel needs the box of P's result that C's access covers: the tile
+propagated backwards with its halo (:func:`.propagate`'s bound analysis, here through the tiled kernel's
+box of the access). That P tile is computed into shared memory, halo recomputed per block, and C reads it
+there (``backend/lower/fused_conv.py``).
+
+The tile is chosen here, for the whole chain: C's block tile (every power of two up to 64 per axis, or
+the full extent; blocks under 256 outputs are not scored, they only add halo and weight re-reads),
+C's reduce step over non-window axes (window axes are stepped whole, so neighbouring steps never
+recompute the same P points) and P's reduce step (the largest that fits shared memory).
+Score: (modelled global bytes rounded to 32-B sectors + 1) × waves, the bytes counted as the emitted
+kernel moves them (:meth:`~tilec.backend.lower.fused_conv.ChainContext.chain_bytes`), subject to the
+static shared-memory limit and the arch's, ≤ 256 threads, ≤ 32 accumulators per thread on both sides,
+and the retile parallelism floor (at least min(#SM, ⌈outputs / 4096⌉) blocks, ``retile.py``).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+from ..index_map import classify
+from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, SECTOR, thread_tile
+
+MAX_BLOCK_AXIS = 64
+MAX_BLOCK_POINTS = 8192
+MIN_BLOCK_POINTS = 256
+STEP_CHOICES = (16, 8, 4)
+
+
+def _tileable(node) -> bool:
+    from ...ir.texpr.affine import to_affine
+    return node.expr.combiner is not None and all(to_affine(ix) is not None
+                                                  for a in node.expr.accesses for ix in a.indices)
+
+
+def split(graph, members: list, spec) -> tuple | None:
+    """``(P side, C side)`` node-index lists when ``members`` form a conv chain, else None."""
+    from .graph import permuting_layout
+    from .search import _epilogue, _outputs
+    red = [m for m in members if not graph.nodes[m].elementwise]
+    if len(red) != 2 or red[0] != members[0]:
+        return None
+    pnode, cnode = graph.nodes[red[0]], graph.nodes[red[1]]
+    if not (_tileable(pnode) and _tileable(cnode)) or "conv" not in (classify(pnode.expr), classify(cnode.expr)):
+        return None
+    cut = members.index(red[1])
+    pside, cside = members[:cut], members[cut:]
+    nodes = [graph.nodes[m] for m in members]
+    if any(d != "f32" for n in nodes for d in [v.type.dtype for v in n.op.operands] + [n.op.result.type.dtype]):
+        return None
+    if any(permuting_layout(n) is not None for n in nodes):
+        return None
+    if set(_outputs(graph, members)) & set(pside):
+        return None
+    pin = set(pside)
+    if [p for p in cnode.producers.values() if p in pin] != [pside[-1]] or len(
+            cnode.accesses_of(next(o for o, p in cnode.producers.items() if p == pside[-1]))) != 1:
+        return None
+    if any(p in pin for m in cside[1:] for p in graph.nodes[m].producers.values()):
+        return None
+    for side in (pside, cside):
+        if len(side) > 1 and _epilogue(graph, side, spec) is None:
+            return None
+    return pside, cside
+
+
+def chain_context(graph, members: list):
+    """The lowering's :class:`ChainContext` over the group's ops (outside values stand for kernel args)."""
+    from ...backend.lower.fused_conv import ChainContext
+    from .search import _outputs
+    ops = [graph.nodes[m].op for m in members]
+    inside = {id(op) for op in ops}
+    args = []
+    for op in ops:
+        for v in op.operands:
+            if (v.defining_op is None or id(v.defining_op) not in inside) and all(v is not a for a in args):
+                args.append(v)
+    outs = [graph.nodes[m].op.result for m in _outputs(graph, members)]
+    return ChainContext(ops, args, outs)
+
+
+def _window_axes(expr) -> set:
+    """Reduce axes that share an index with another axis (a window's ``k`` in ``o + k``)."""
+    from ...ir.texpr.affine import to_affine
+    out = set()
+    for acc in expr.accesses:
+        for ix in acc.indices:
+            axes = [a for a, c in to_affine(ix).coeffs if c]
+            if len(axes) > 1:
+                out.update(a for a in axes if a in expr.reduce_axes)
+    return out
+
+
+def _options(extent: int, cap: int) -> list:
+    opts = {extent} | {1 << k for k in range(12) if (1 << k) < extent and (1 << k) <= cap}
+    return sorted(opts)
+
+
+def choose(ctx, spec) -> dict | None:
+    """The best chain config ``{block, thread, step, pstep, bytes, smem, blocks, waves, score, floor}``."""
+    from ...backend.lower.tiled import SMEM_LIMIT
+    limit = min(SMEM_LIMIT, spec.smem_per_block_bytes)
+    axes, E = ctx.out_axes, ctx.extents
+    outputs = math.prod(E[a] for a in axes)
+    floor = min(spec.num_sms, -(-outputs // MIN_BLOCK_OUTPUTS))
+    cwin, pwin = _window_axes(ctx.expr), _window_axes(ctx.p.expr)
+    csteps = [[E[r]] if r in cwin else sorted({E[r]} | {s for s in STEP_CHOICES if s < E[r]}, reverse=True)
+              for r in ctx.reduce_axes]
+    pext = ctx.p.extents
+    best = None
+    for sizes in itertools.product(*[_options(E[a], MAX_BLOCK_AXIS) for a in axes]):
+        block = dict(zip(axes, sizes))
+        points = math.prod(sizes)
+        blocks = math.prod(-(-E[a] // block[a]) for a in axes)
+        # Blocks under 256 outputs only add halo recompute and weight re-reads: not worth scoring.
+        if points > MAX_BLOCK_POINTS or blocks < floor or points < min(MIN_BLOCK_POINTS, outputs // floor):
+            continue
+        thread = thread_tile(block, axes)
+        if thread is None:
+            continue
+        threads = math.prod(block[a] // thread[a] for a in axes)
+        if threads > spec.max_threads_per_block or (threads < 32 and points >= 32):
+            continue
+        for cstep in itertools.product(*csteps):
+            cfg = {"block": block, "thread": thread, "step": dict(zip(ctx.reduce_axes, cstep)),
+                   "pstep": {r: pext[r] for r in ctx.p.reduce_axes}}
+            if ctx.p_points_per_thread(cfg, threads) > MAX_ACC:
+                continue
+            smem = ctx.smem_bytes(cfg)
+            while smem > limit:   # halve P's largest non-window step until the tile fits
+                big = max((r for r in ctx.p.reduce_axes if r not in pwin and cfg["pstep"][r] > 1),
+                          key=lambda r: (cfg["pstep"][r], r), default=None)
+                if big is None:
+                    break
+                cfg["pstep"][big] = -(-cfg["pstep"][big] // 2)
+                smem = ctx.smem_bytes(cfg)
+            if smem > limit:
+                continue
+            q = ctx.chain_bytes(cfg)
+            per_sm = max(1, min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
+                                spec.smem_per_sm_bytes // max(smem, 1)))
+            waves = -(-blocks // (per_sm * spec.num_sms))
+            score = (-(-q // SECTOR) * SECTOR + 1) * waves
+            key = (score, q, -blocks, tuple(sizes), cstep)
+            if best is None or key < best[0]:
+                best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))
+    return best[1] if best else None
+
+
+def chain_group(graph, members: list, spec):
+    """``(traffic, waves, smem, extra)`` of the best conv-chain kernel over ``members``, or None."""
+    parts = split(graph, members, spec)
+    if parts is None:
+        return None
+    ctx = chain_context(graph, members)
+    cfg = choose(ctx, spec)
+    if cfg is None:
+        return None
+    extra = {"chain": {k: dict(cfg[k]) for k in ("block", "thread", "step", "pstep")},
+             "split": len(parts[0]), "blocks": cfg["blocks"], "min_blocks": cfg["floor"]}
+    return cfg["bytes"], cfg["waves"], cfg["smem"], extra

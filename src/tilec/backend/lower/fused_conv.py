@@ -1,0 +1,350 @@
+"""Shared-level conv chains (welder ``kind = "conv_chain"``): a producer convolution P with its elementwise
+epilogue (bias, BN, ReLU/Clip) fused into a consumer reduction C (a convolution or a pooling window) with
+its own epilogue, the intermediate tile kept in shared memory (DESIGN §4, "shared").
+
+C is lowered by the generic tiled kernel (``tiled.py``): per block tile and reduce step, every access of
+C is staged in shared memory and folded from there. The one access that reads P's chain is not loaded
+from global memory: :meth:`ChainContext.stage_access` *computes* that box instead (the P tile, whose halo
+overlaps the neighbouring blocks' and is recomputed by each, Welder's trade of a little recompute for no
+global round trip). The P tile is computed the way the tiled kernel computes C: P's own reduce axes are
+walked in ``pstep`` steps, P's operand boxes staged in shared memory, each thread folding the P-tile
+points ``threadIdx.x + i · threads``. P's epilogue then runs per point; points outside P's result (C's
+padding, the overhang of edge tiles) hold C's ``pad`` instead. Only C's chain writes global memory.
+
+Outside epilogue operands (per-channel BN scale/shift, on either side) whose box over the tile holds at
+most half its points are staged once per tile, like ``fused.py`` does; other outside operands are loaded
+per in-bounds point. :meth:`ChainContext.chain_bytes` counts every load exactly as emitted (the in-bounds
+part of every staged box over the grid of blocks and steps), which is what the emulator measures.
+
+The kernel's ``tile`` attribute holds the chain config: C's ``block``/``thread``/``step`` and P's ``pstep``."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.diagnostics import CompileError
+from ...ir.types import itemsize
+from ..cstyle import compute_dtype
+from .builder import linearize, unflatten
+from .cexpr import affine, affine_text
+from .context import ComputeContext
+from .fused import FusedContext, bind_names, kernel_parts
+from .tiled import SMEM_LIMIT, _box, _smem_bytes, _smem_dims, _stage, lower_tiled
+
+
+def _half_box(mctx, acc, sizes: dict) -> list | None:
+    """The box of an affine access over a tile of ``sizes`` when it holds at most half the tile's points
+    (a broadcast operand worth staging once per tile), else None."""
+    if any(affine(ix) is None for ix in acc.indices):
+        return None
+    box = _box(mctx, acc, sizes)
+    return box if math.prod(b[2] for b in box) * 2 <= math.prod(sizes[a] for a in mctx.out_axes) else None
+
+
+def grid_footprint_of(ctx, acc, sizes: dict) -> int:
+    """Bytes the tiled kernel's staging of ``acc`` loads over the whole grid (as ``tiled.modelled_bytes``)."""
+    from ...analysis.index_map import grid_footprint
+    i = ctx.input_of(acc)
+    return grid_footprint(ctx.expr, acc, sizes, ctx.extents, ctx.shapes[i]) * itemsize(ctx.dtypes[i])
+
+
+def _inbounds(los: list, exts: list, shape) -> np.ndarray:
+    """Elements of the boxes ``[lo, lo + ext)`` (``lo`` arrays broadcast over a grid) inside ``shape``."""
+    count = np.int64(1)
+    for lo, ext, dim in zip(los, exts, shape):
+        count = count * np.clip(np.minimum(lo + ext, dim) - np.maximum(lo, 0), 0, None)
+    return count
+
+
+class ChainContext(FusedContext):
+    """C's context inside a conv chain: FusedContext's epilogue over the C members, plus the P tile."""
+
+    def __init__(self, members: list, args: list, outs: list, kernel=None):
+        nonelem = [i for i, m in enumerate(members) if ComputeContext(m).combiner is not None]
+        if len(nonelem) != 2 or nonelem[0] != 0:
+            raise CompileError("lower-cuda: a conv chain needs exactly two reductions, the first one first")
+        c = nonelem[1]
+        ComputeContext.__init__(self, members[c])
+        self.kernel, self.args, self.outs = kernel, args, outs
+        self.members = members[c:]
+        self.pmembers = members[:c]
+        bind_names(self, self.members[0], args)
+        self.tails = []
+        for m in self.members[1:]:
+            mctx = ComputeContext(m)
+            bind_names(mctx, m, args)
+            self.tails.append(mctx)
+        self.ptails = []
+        for m in self.pmembers[1:]:
+            mctx = ComputeContext(m)
+            bind_names(mctx, m, args)
+            self.ptails.append(mctx)
+        self.p = ComputeContext(self.pmembers[0])
+        bind_names(self.p, self.pmembers[0], args)
+        self.out_name = "out_unused"
+        self.layouts, self.staged, self.cfg = {}, {}, None
+        pval = self.pmembers[-1].result
+        reads = [a for a in self.distinct_accesses() if self.members[0].operands[self.input_of(a)] is pval]
+        if len(reads) != 1:
+            raise CompileError("lower-cuda: a conv chain's consumer must read its producer through one access")
+        self.p_acc = reads[0]
+        self.p_key = self.access_key(self.p_acc)
+        self.cfg_for_stage = None   # the chain config, set before lowering (it has P's steps)
+
+    def outside(self, value) -> bool:
+        return any(value is a for a in self.args)
+
+    # --- the P tile ------------------------------------------------------------------------------------------
+    def p_box(self, cfg: dict) -> list:
+        sizes = dict(cfg["block"])
+        sizes.update(cfg["step"])
+        return _box(self, self.p_acc, sizes)
+
+    def p_sizes(self, cfg: dict) -> dict:
+        """P's staging sizes: the P tile (one extent per P output axis) and P's reduce steps."""
+        sizes = {a: b[2] for a, b in zip(self.p.out_axes, self.p_box(cfg))}
+        sizes.update(cfg["pstep"])
+        return sizes
+
+    def p_epilogue_plan(self, cfg: dict) -> list:
+        """``[(member i, ctx, access, box or None)]`` of P's epilogue's outside accesses (box: staged)."""
+        tile = {a: b[2] for a, b in zip(self.p.out_axes, self.p_box(cfg))}
+        plan = []
+        for i, (m, mctx) in enumerate(zip(self.pmembers[1:], self.ptails), start=1):
+            sizes = {a: tile[b] for a, b in zip(mctx.out_axes, self.p.out_axes)}
+            for acc in mctx.distinct_accesses():
+                if self.outside(m.operands[mctx.input_of(acc)]):
+                    plan.append((i, mctx, acc, _half_box(mctx, acc, sizes)))
+        return plan
+
+    def staging_plan(self, cfg: dict) -> list:
+        """C's epilogue: stage every outside affine access holding at most half the tile (no budget here:
+        the chooser rejects configs whose whole shared memory does not fit)."""
+        plan = []
+        for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):
+            sizes = {a: cfg["block"][b] for a, b in zip(mctx.out_axes, self.out_axes)}
+            for acc in mctx.distinct_accesses():
+                if self.outside(m.operands[mctx.input_of(acc)]):
+                    box = _half_box(mctx, acc, sizes)
+                    if box is not None:
+                        rows, cols = _smem_dims(box)
+                        plan.append((i, mctx, acc, box, rows * cols * itemsize(mctx.load_dtype(acc))))
+        return plan
+
+    def smem_bytes(self, cfg: dict) -> int:
+        """Static shared memory of the whole kernel under ``cfg``."""
+        total = _smem_bytes(self, cfg) + sum(p[4] for p in self.staging_plan(cfg))
+        psizes = self.p_sizes(cfg)
+        for acc in self.p.distinct_accesses():
+            rows, cols = _smem_dims(_box(self.p, acc, psizes))
+            total += rows * cols * itemsize(self.p.load_dtype(acc))
+        for i, mctx, acc, box in self.p_epilogue_plan(cfg):
+            if box is not None:
+                rows, cols = _smem_dims(box)
+                total += rows * cols * itemsize(mctx.load_dtype(acc))
+        return total
+
+    def p_points_per_thread(self, cfg: dict, threads: int) -> int:
+        return -(-math.prod(b[2] for b in self.p_box(cfg)) // threads)
+
+    def stage_access(self, kb, j, acc, box, origin, threads) -> bool:
+        """tiled.py's staging hook: compute the P tile into ``k_s{j}`` instead of loading it."""
+        if self.access_key(acc) != self.p_key:
+            return False
+        p, cfg = self.p, self.cfg_for_stage
+        it = self.idx_t
+        dims = [b[2] for b in box]
+        npts = math.prod(dims)
+        nper = -(-npts // threads)
+        lo = []
+        for d, (coefs, const, _, offset) in enumerate(box):
+            lo.append(kb.let(f"k_plo{d}", it, affine_text(coefs, const + offset, lambda a: origin[a])))
+        porigin = {a: lo[d] for d, a in enumerate(p.out_axes)}
+        porigin.update({r: f"k_po_{_n(r)}" for r in p.reduce_axes})
+        psizes = self.p_sizes(cfg)
+        paccs = p.distinct_accesses()
+        pboxes = [_box(p, a, psizes) for a in paccs]
+        for q, (pa, pb) in enumerate(zip(paccs, pboxes)):
+            kb.shared(f"k_sp{q}", p.load_dtype(pa), _smem_dims(pb))
+        kb.local("k_pacc", p.acc_dtype, [nper], init=p.identity())
+        local = {r: f"k_pl_{_n(r)}" for r in p.reduce_axes}
+        for d, a in enumerate(p.out_axes):
+            local[a] = f"k_pt{d}"
+
+        def point(body_fn):
+            with kb.loop("k_pi", 0, nper, unroll=-1):
+                kb.let("k_pp", "i32", f"threadIdx.x + k_pi * {threads}")
+                with kb.cond(f"k_pp < {npts}" if npts % threads else ""):
+                    unflatten(kb, "k_pp", [f"k_pt{d}" for d in range(len(dims))], dims, "i32")
+                    body_fn()
+
+        def fold():
+            refs = {}
+            for q, (pa, pb) in enumerate(zip(paccs, pboxes)):
+                loc = [affine_text(coefs, -offset, lambda a: local[a]) for coefs, _, _, offset in pb]
+                pd = [b[2] for b in pb]
+                rows = linearize(loc[:-1], pd[:-1]) if len(pd) > 1 else "0"
+                refs[p.access_key(pa)] = f"k_sp{q}[{rows}][{loc[-1] if loc else '0'}]"
+            body = p.renderer(lambda a: refs[p.access_key(a)], lambda a: local[a])(p.expr.body)
+            from ..cstyle import CUDA
+            kb.assign("k_pacc[k_pi]", CUDA.combine(p.combiner, p.acc_dtype, "k_pacc[k_pi]", body))
+
+        def red_loops(axes):
+            if not axes:
+                point(fold)
+                return
+            r = axes[0]
+            step, ext = cfg["pstep"][r], p.extents[r]
+            # Only the per-thread point loop must unroll (it indexes k_pacc); unrolling the reduce loops
+            # around it too multiplies the body past what nvcc unrolls, and k_pacc goes to local memory.
+            with kb.loop(local[r], 0, step, unroll=-1 if step * nper <= 64 else 1):
+                with kb.cond(f"{porigin[r]} + {local[r]} < {ext}" if ext % step else ""):
+                    red_loops(axes[1:])
+
+        def steps(axes):
+            if axes:
+                with kb.loop(porigin[axes[0]], 0, p.extents[axes[0]], step=cfg["pstep"][axes[0]]):
+                    steps(axes[1:])
+                return
+            for q, (pa, pb) in enumerate(zip(paccs, pboxes)):
+                _stage(p, kb, f"p{q}", pa, pb, porigin, threads)
+            kb.barrier()
+            red_loops(list(p.reduce_axes))
+            kb.barrier()
+
+        steps(list(p.reduce_axes))
+        staged = self._stage_p_epilogue(kb, cfg, lo, threads)
+        pad = self.literal(self.pad, self.load_dtype(acc))
+
+        def finish():
+            gname = {a: f"k_pg{d}" for d, a in enumerate(p.out_axes)}
+            for d, a in enumerate(p.out_axes):
+                kb.let(gname[a], it, f"{lo[d]} + k_pt{d}")
+            inb = " && ".join(f"{gname[a]} >= 0 && {gname[a]} < {n}" for a, n in zip(p.out_axes, p.out_shape))
+            kb.local("k_pv", self.load_dtype(acc), init=pad)
+            with kb.cond(inb):
+                val = self._p_epilogue(kb, staged, lambda a: gname[a])
+                kb.assign("k_pv", val)
+            rows = linearize([f"k_pt{d}" for d in range(len(dims) - 1)], dims[:-1]) if len(dims) > 1 else "0"
+            kb.assign(f"k_s{j}[{rows}][k_pt{len(dims) - 1}]", "k_pv")
+
+        point(finish)
+        return True
+
+    def _stage_p_epilogue(self, kb, cfg, lo, threads) -> dict:
+        staged = {}
+        for n, (i, mctx, acc, box) in enumerate(self.p_epilogue_plan(cfg)):
+            if box is None:
+                continue
+            kb.shared(f"k_spe{n}", mctx.load_dtype(acc), _smem_dims(box))
+            morigin = {a: lo[self.p.out_axes.index(b)] for a, b in zip(mctx.out_axes, self.p.out_axes)}
+            _stage(mctx, kb, f"pe{n}", acc, box, morigin, threads)
+            staged[(i, mctx.access_key(acc))] = (f"k_spe{n}", box, morigin)
+        if staged:
+            kb.barrier()
+        return staged
+
+    def _p_epilogue(self, kb, staged: dict, pname) -> str:
+        """Evaluate P's epilogue members at P coordinates named by ``pname``; the last member's value."""
+        vals = {id(self.pmembers[0].result): "k_pacc[k_pi]"}
+        last = "k_pacc[k_pi]"
+        for i, (m, mctx) in enumerate(zip(self.pmembers[1:], self.ptails), start=1):
+            table = {a: pname(b) for a, b in zip(mctx.out_axes, self.p.out_axes)}
+            axis = table.__getitem__
+            names = {}
+            for q, acc in enumerate(mctx.distinct_accesses()):
+                v = m.operands[mctx.input_of(acc)]
+                key = mctx.access_key(acc)
+                if id(v) in vals:
+                    names[key] = vals[id(v)]
+                elif (i, key) in staged:
+                    sname, box, morigin = staged[(i, key)]
+                    loc = [f"({affine_text(c, k, axis)}) - ({affine_text(c, k + off, lambda a: morigin[a])})"
+                           for c, k, _, off in box]
+                    bd = [b[2] for b in box]
+                    rows = linearize(loc[:-1], bd[:-1]) if len(bd) > 1 else "0"
+                    names[key] = f"{sname}[{rows}][{loc[-1] if loc else '0'}]"
+                else:
+                    names[key] = f"k_pe{i}_{q}"
+                    mctx.load_access(kb, acc, f"k_pe{i}_{q}", axis)
+            body = mctx.renderer(lambda a, n=names, c=mctx: n[c.access_key(a)], axis)(mctx.expr.body)
+            kb.let(f"k_pf{i}", compute_dtype(m.result.type.dtype), body)
+            vals[id(m.result)] = last = f"k_pf{i}"
+        return last
+
+    # --- bytes -----------------------------------------------------------------------------------------------
+    def chain_bytes(self, cfg: dict) -> int:
+        """Global bytes of the kernel under ``cfg``, exactly as emitted (what the emulator counts)."""
+        sizes = dict(cfg["block"])
+        sizes.update(cfg["step"])
+        total = self.out_bytes() + self.epilogue_bytes(cfg)
+        for acc in self.distinct_accesses():
+            if self.access_key(acc) != self.p_key:
+                total += grid_footprint_of(self, acc, sizes)
+        # The grid of (C block, C step, P step) origins, one numpy dim each.
+        axes = [("c", a) for a in self.out_axes + self.reduce_axes] + [("p", r) for r in self.p.reduce_axes]
+        steps = dict(sizes)
+        ext = dict(self.extents)
+        origins = {}
+        for k, (side, a) in enumerate(axes):
+            e = ext[a] if side == "c" else self.p.extents[a]
+            s = steps[a] if side == "c" else cfg["pstep"][a]
+            shape = [1] * len(axes)
+            shape[k] = -1
+            origins[(side, a)] = np.arange(0, e, s, dtype=np.int64).reshape(shape)
+        zero = np.zeros([1] * len(axes), dtype=np.int64)
+        pbox = self.p_box(cfg)
+        plo = [const + off + sum((c * origins[("c", a)] for a, c in coefs.items()), zero)
+               for coefs, const, _, off in pbox]
+        pext = [b[2] for b in pbox]
+        grid = [o.size for o in origins.values()]
+        cgrid = grid[:len(self.out_axes) + len(self.reduce_axes)]
+        psizes = self.p_sizes(cfg)
+        p_at = {a: plo[d] for d, a in enumerate(self.p.out_axes)}
+        for acc in self.p.distinct_accesses():
+            los, exts = [], []
+            for coefs, const, e, off in _box(self.p, acc, psizes):
+                los.append(const + off + sum((c * (p_at[a] if a in p_at else origins[("p", a)])
+                                              for a, c in coefs.items()), zero))
+                exts.append(e)
+            n = _inbounds(los, exts, self.p.shapes[self.p.input_of(acc)])
+            total += int(np.broadcast_to(n, grid).sum()) * itemsize(self.p.dtypes[self.p.input_of(acc)])
+        points = None
+        for i, mctx, acc, box in self.p_epilogue_plan(cfg):
+            size = itemsize(mctx.dtypes[mctx.input_of(acc)])
+            if box is None:
+                if points is None:
+                    n = _inbounds(plo, pext, self.p.out_shape)
+                    points = int(np.broadcast_to(n, grid).sum() // math.prod(grid[len(cgrid):]))
+                total += points * size
+                continue
+            mp = {a: p_at[b] for a, b in zip(mctx.out_axes, self.p.out_axes)}
+            los = [const + off + sum((c * mp[a] for a, c in coefs.items()), zero) for coefs, const, _, off in box]
+            n = _inbounds(los, [b[2] for b in box], mctx.shapes[mctx.input_of(acc)])
+            total += int(np.broadcast_to(n, grid).sum() // math.prod(grid[len(cgrid):])) * size
+        return total
+
+
+def _n(axis: str) -> str:
+    return ComputeContext.axis_var(axis)[3:]
+
+
+def lower_fused_conv(kernel, name: str):
+    """The ``kernel.func`` of a shared-level conv-chain ``tile.kernel``."""
+    members, args, outs = kernel_parts(kernel)
+    ctx = ChainContext(members, args, outs, kernel)
+    cfg = kernel.attributes.get("tile") or {}
+    if any(k not in cfg for k in ("block", "thread", "step", "pstep")):
+        raise CompileError.at("lower-cuda: conv_chain tile.kernel needs tile = {block, thread, step, pstep}",
+                              kernel.loc)
+    cfg = {k: {a: int(v) for a, v in dict(cfg[k]).items()} for k in ("block", "thread", "step", "pstep")}
+    ctx.cfg_for_stage = cfg
+    if ctx.smem_bytes(cfg) > SMEM_LIMIT:
+        raise CompileError.at(f"lower-cuda: conv chain needs {ctx.smem_bytes(cfg)} B of shared memory", kernel.loc)
+    rtile = {k: cfg[k] for k in ("block", "thread", "step")}
+    func = lower_tiled(ctx, name, rtile)
+    func.attributes["bytes_modelled"] = ctx.chain_bytes(cfg)
+    func.attributes["flops"] = int(func.attributes.get("flops", 0)) + ctx.p.flops()
+    func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in members)
+    return func

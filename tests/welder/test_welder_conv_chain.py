@@ -1,0 +1,124 @@
+"""Welder's shared-level conv chains (issue #5): a producer conv with its epilogue computed per consumer tile
+into shared memory (halo recomputed) and read there by a consumer conv or pooling; one kernel, fewer
+global bytes than the best grouping without it, exactly the bytes the emulator counts."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tilec.analysis.welder import conv_chain
+from tilec.driver import compile_model, run_target
+
+RNG = np.random.default_rng(7)
+
+
+def _w(name, shape, scale=0.3):
+    return numpy_helper.from_array((scale * RNG.standard_normal(shape)).astype(np.float32), name)
+
+
+def _model(nodes, inits, x_shape, y_shape):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def conv_relu_conv():
+    """conv3x3 (pad 1) + bias + ReLU -> conv3x3 stride 2 (pad 1) + ReLU."""
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["y"])]
+    inits = [_w("w1", (8, 4, 3, 3)), _w("b1", (8,)), _w("w2", (8, 8, 3, 3))]
+    return _model(nodes, inits, [1, 4, 20, 20], [1, 8, 10, 10])
+
+
+def depthwise_pointwise():
+    """depthwise conv3x3 stride 2 (pad 1) + BN + Clip(0, 6) -> pointwise conv1x1 + bias."""
+    c = 8
+    nodes = [helper.make_node("Conv", ["x", "dw"], ["d"], pads=[1, 1, 1, 1], strides=[2, 2], group=c),
+             helper.make_node("BatchNormalization", ["d", "s", "t", "m", "v"], ["bn"]),
+             helper.make_node("Clip", ["bn", "lo", "hi"], ["cl"]),
+             helper.make_node("Conv", ["cl", "pw", "pb"], ["y"])]
+    inits = [_w("dw", (c, 1, 3, 3)), numpy_helper.from_array(RNG.uniform(0.5, 1.5, c).astype(np.float32), "s"),
+             _w("t", (c,)), _w("m", (c,)), numpy_helper.from_array(RNG.uniform(0.5, 1.5, c).astype(np.float32), "v"),
+             numpy_helper.from_array(np.float32(0.0), "lo"), numpy_helper.from_array(np.float32(6.0), "hi"),
+             _w("pw", (16, c, 1, 1)), _w("pb", (16,))]
+    return _model(nodes, inits, [1, c, 24, 24], [1, 16, 12, 12])
+
+
+def conv_maxpool():
+    """conv3x3 (pad 1) + ReLU -> MaxPool 3x3 stride 2 (pad 1)."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    return _model(nodes, [_w("w1", (8, 4, 3, 3))], [1, 4, 18, 18], [1, 8, 9, 9])
+
+
+CASES = {"conv_relu_conv": conv_relu_conv, "depthwise_pointwise": depthwise_pointwise, "conv_maxpool": conv_maxpool}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def built(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(request.param)
+    model = CASES[request.param]()
+    onnx.save(model, str(d / "m.onnx"))
+    shape = [x.dim_value for x in model.graph.input[0].type.tensor_type.shape.dim]
+    x = RNG.standard_normal(shape).astype(np.float32)
+    np.savez(d / "in.npz", x=x)
+    np.save(d / "ref.npy", ort.InferenceSession(str(d / "m.onnx")).run(None, {"x": x})[0])
+    compile_model(str(d / "m.onnx"), str(d / "chain"), pipeline="welder", check_ptx=True)
+    with pytest.MonkeyPatch.context() as mp:   # the best grouping Welder finds without conv chains
+        mp.setattr(conv_chain, "chain_group", lambda *a: None)
+        compile_model(str(d / "m.onnx"), str(d / "apart"), pipeline="welder")
+    return d
+
+
+def _report(path):
+    return json.load(open(path / "report.json"))
+
+
+def test_chain_is_one_kernel(built):
+    text = open(built / "chain" / "model.tir").read()
+    launches = [line for line in text.splitlines() if '"kernel.launch"' in line]
+    # Both convs and their epilogues in one kernel (BN's scale/shift from its parameters may be another).
+    assert len([x for x in launches if "_fused_conv_chain" in x]) == 1, launches
+    assert not any("conv" in x and "_fused_conv_chain" not in x for x in launches), launches
+    chain, apart = (_report(built / d)["totals"]["launches"] for d in ("chain", "apart"))
+    assert chain < apart, (chain, apart)
+
+
+@pytest.mark.parametrize("order", ["normal", "reverse"])
+def test_chain_matches_onnxruntime_and_its_modelled_bytes(built, order):
+    run_target(str(built / "chain"), str(built / "in.npz"), str(built / f"{order}.npz"), backend="emu",
+               report_path=str(built / f"{order}.json"), emu_order=order)
+    np.testing.assert_allclose(np.load(built / f"{order}.npz")["y"], np.load(built / "ref.npy"), rtol=1e-4,
+                               atol=1e-4)
+    run = json.load(open(built / f"{order}.json"))
+    for k in run["kernels"]:
+        assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
+    assert run["totals"]["global_bytes"] == _report(built / "chain")["totals"]["global_bytes_modelled"]
+
+
+def test_chain_moves_fewer_bytes_than_without_it(built):
+    chain = _report(built / "chain")["totals"]["global_bytes_modelled"]
+    apart = _report(built / "apart")["totals"]["global_bytes_modelled"]
+    assert chain < apart, (chain, apart)
+
+
+def test_chain_passes_ptxas_without_spills(built):
+    report = _report(built / "chain")
+    assert report["ptxas_checked"]
+    for k in report["kernels"]:
+        assert k.get("ptxas"), k
+        assert not k["ptxas"].get("spill_stores") and not k["ptxas"].get("spill_loads"), k
+
+
+def test_compile_is_deterministic(built, tmp_path):
+    compile_model(str(built / "m.onnx"), str(tmp_path / "again"), pipeline="welder")
+    for f in ("model.tir", "plan.json"):
+        assert open(tmp_path / "again" / f).read() == open(built / "chain" / f).read()
