@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 test: install test-unit test-lit
 
 test-unit: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 test-lit: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/lit -sv tests/lit
