@@ -95,6 +95,22 @@ def _nvcc_version(nvcc: str) -> str:
     return r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "?"
 
 
+def _nvcc(nvcc: str, source: str, tmp: str, stem: str, what: str) -> str:
+    """Compile ``source`` to ``tmp/stem.cubin``; returns nvcc's log (temp paths stripped). Raises
+    CompileError naming ``what`` on failure or timeout."""
+    cu, cubin = Path(tmp) / f"{stem}.cu", Path(tmp) / f"{stem}.cubin"
+    cu.write_text(source)
+    try:
+        r = subprocess.run([nvcc, *FLAGS, "-o", str(cubin), str(cu)], capture_output=True, text=True,
+                           timeout=TIMEOUT_S, cwd=tmp)
+    except subprocess.TimeoutExpired:
+        raise CompileError(f"nvcc timed out after {TIMEOUT_S}s compiling {what}") from None
+    log = (r.stdout + r.stderr).replace(tmp + os.sep, "")
+    if r.returncode != 0:
+        raise CompileError(f"nvcc failed on {what} (exit {r.returncode}):\n{log.strip()}")
+    return log
+
+
 def compile_kernel(name: str, source: str, nvcc: str, version: str, cache: Path | None,
                    cubin_out: Path | None = None) -> tuple:
     """Compile one kernel; returns ``(PtxasInfo, log)``. Raises CompileError with nvcc's message on failure.
@@ -111,16 +127,8 @@ def compile_kernel(name: str, source: str, nvcc: str, version: str, cache: Path 
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is recompiled
     with tempfile.TemporaryDirectory(prefix="tilec-ptxas-") as tmp:
-        cu, cubin = Path(tmp) / f"{name}.cu", Path(tmp) / f"{name}.cubin"
-        cu.write_text(source)
-        try:
-            r = subprocess.run([nvcc, *FLAGS, "-o", str(cubin), str(cu)], capture_output=True, text=True,
-                               timeout=TIMEOUT_S, cwd=tmp)
-        except subprocess.TimeoutExpired:
-            raise CompileError(f"nvcc timed out after {TIMEOUT_S}s compiling kernel '{name}'") from None
-        log = (r.stdout + r.stderr).replace(tmp + os.sep, "")
-        if r.returncode != 0:
-            raise CompileError(f"nvcc failed on kernel '{name}' (exit {r.returncode}):\n{log.strip()}")
+        cubin = Path(tmp) / f"{name}.cubin"
+        log = _nvcc(nvcc, source, tmp, name, f"kernel '{name}'")
         info = parse_ptxas(log).get(name)
         if info is None:
             raise CompileError(f"ptxas printed no resource usage for kernel '{name}':\n{log.strip()}")
@@ -177,16 +185,8 @@ def compile_batch(names: list, sources: dict, nvcc: str, version: str, cache: Pa
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is recompiled
     with tempfile.TemporaryDirectory(prefix="tilec-ptxas-") as tmp:
-        cu, cubin = Path(tmp) / "batch.cu", Path(tmp) / "batch.cubin"
-        cu.write_text("\n".join(sources[n] for n in names))
-        try:
-            r = subprocess.run([nvcc, *FLAGS, "-o", str(cubin), str(cu)], capture_output=True, text=True,
-                               timeout=TIMEOUT_S, cwd=tmp)
-        except subprocess.TimeoutExpired:
-            raise CompileError(f"nvcc timed out after {TIMEOUT_S}s compiling a batch of kernels") from None
-        log = (r.stdout + r.stderr).replace(tmp + os.sep, "")
-        if r.returncode != 0:
-            raise CompileError(f"nvcc failed on a batch of kernels:\n{log.strip()}")
+        cubin = Path(tmp) / "batch.cubin"
+        log = _nvcc(nvcc, "\n".join(sources[n] for n in names), tmp, "batch", "a batch of kernels")
         parsed = parse_ptxas(log)
         missing = [n for n in names if n not in parsed]
         if missing:

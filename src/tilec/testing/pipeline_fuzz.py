@@ -35,9 +35,9 @@ from onnx import TensorProto as T
 from onnx import numpy_helper
 
 from .campaign import Tally
-from .differential import MISMATCH, Mismatch, compare, run_onnxruntime
+from .differential import MISMATCH, Mismatch, _guard_mismatch, compare, run_onnxruntime
 from .graphgen import BUILDERS, GenGraph, available_ops, generate
-from .guard import DIAGNOSTIC, OK, Outcome, run_guarded
+from .guard import DIAGNOSTIC, Outcome
 
 ORDERS = ("normal", "reverse", "shuffle")
 WIDE_SHARE, WIDE_DIMS, WIDE_ELEMENTS = 0.3, (1, 3, 17, 33, 64, 130), 4096
@@ -174,18 +174,11 @@ def _compile_and_run(case: Case, expected: dict, workdir: str) -> None:
 def run_case(case: Case, seconds: float = 600.0) -> Outcome:
     """Compile and run one case under :func:`run_guarded`; see the module docstring for the outcomes."""
     expected = _reference(case)
-    result = {}
 
-    def call():
+    def compile_and_run(_model, _inputs, want):
         with tempfile.TemporaryDirectory(prefix="tilec-pfuzz-") as d:
-            try:
-                _compile_and_run(case, expected, d)
-            except Mismatch as e:
-                result["mismatch"] = str(e)
-    o = run_guarded(call, seconds=seconds)
-    if o.kind == OK and "mismatch" in result:
-        return Outcome(MISMATCH, result["mismatch"])
-    return o
+            _compile_and_run(case, want, d)
+    return _guard_mismatch(compile_and_run, None, None, expected, seconds)
 
 
 def documented(outcome: Outcome) -> str | None:
