@@ -79,6 +79,11 @@ def suite() -> list:
                              (1024, 14, 512, 1, 1, 0), (512, 14, 512, 3, 2, 1), (512, 7, 2048, 1, 1, 0),
                              (2048, 7, 512, 1, 1, 0), (512, 7, 512, 3, 1, 1)]:
         ops.append((f"resnet50_conv_c{c}_h{h}_f{f}_k{k}_s{s}", conv(1, c, h, f, k, s, p)))
+    # The same convolutions in f16 (CUDA cores: the mma kernel covers matrix products only), one per kind:
+    # stem 7x7/2, 3x3, 3x3/2, 1x1 expand and 1x1 reduce.
+    for c, h, f, k, s, p in [(3, 224, 64, 7, 2, 3), (64, 56, 64, 3, 1, 1), (256, 28, 256, 3, 2, 1),
+                             (64, 56, 256, 1, 1, 0), (1024, 14, 256, 1, 1, 0)]:
+        ops.append((f"resnet50_conv_c{c}_h{h}_f{f}_k{k}_s{s}_f16", conv(1, c, h, f, k, s, p, "f16")))
     ops.append(("resnet50_maxpool", maxpool(1, 64, 112, 3, 2, 1)))
     ops.append(("resnet50_gap", avgpool_global(1, 2048, 7)))
     ops.append(("resnet50_fc", matmul(1, 2048, 1000)))
@@ -101,6 +106,7 @@ def suite() -> list:
             ops.append((f"bert_matmul_{m}x{k}x{n}_f16", matmul(m, k, n, "f16")))
     for b, m, k, n in [(12, 128, 64, 128), (12, 128, 128, 64), (48, 128, 64, 128), (48, 128, 128, 64)]:
         ops.append((f"bert_bmm_{b}x{m}x{k}x{n}", bmm(b, m, k, n)))
+    ops.append(("bert_bmm_12x128x64x128_f16", bmm(12, 128, 64, 128, "f16")))
     ops.append(("bert_softmax_max", row_reduce(12 * 128, 128, "max=")))
     ops.append(("bert_softmax_sum", row_reduce(12 * 128, 128, "+=")))
     ops.append(("bert_layernorm_mean", row_reduce(128, 768, "+=")))
@@ -111,6 +117,7 @@ def suite() -> list:
     for m, k, n in [(197, 768, 768), (197, 768, 2304), (197, 768, 3072), (197, 3072, 768), (50, 384, 384),
                     (50, 384, 1152), (50, 384, 1536), (50, 1536, 384)]:
         ops.append((f"vit_matmul_{m}x{k}x{n}", matmul(m, k, n)))
+    ops.append(("vit_matmul_197x768x768_f16", matmul(197, 768, 768, "f16")))   # 197 rows: ragged mma tiles
     for b, m, k, n in [(12, 197, 64, 197), (12, 197, 197, 64), (6, 50, 64, 50), (6, 50, 50, 64)]:
         ops.append((f"vit_bmm_{b}x{m}x{k}x{n}", bmm(b, m, k, n)))
     ops.append(("vit_patch_embed_s16", conv(1, 3, 224, 768, 16, 16, 0)))

@@ -84,10 +84,14 @@ def test_bench_roller_script_on_two_ops(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_roller", ROOT / "scripts" / "bench_roller.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    report = tmp_path / "roller-2026-11-29.md"
+    report.write_text("# stale table\n\n| stale_op | x |\n\n" + mod.NOTES + "\n\nhand-written note\n")
     rc = mod.main(["--out", str(tmp_path), "--only", "bert_layernorm_mean,resnet50_fc", "--no-ptxas",
                    "--jobs", "1"])
     assert rc == 0
-    text = (tmp_path / "roller-2026-11-29.md").read_text()
+    text = report.read_text()
     assert "median Roller construction time (top-1)" in text and "make bench-roller" in text
+    assert "skipped: none" in text and "stale" not in text
     rows = [line for line in text.splitlines() if line.startswith("| bert_") or line.startswith("| resnet50_")]
     assert len(rows) == 2 and all(line.rstrip(" |").endswith("ok") for line in rows)
+    assert text.endswith(mod.NOTES + "\n\nhand-written note\n")   # notes survive the rerun

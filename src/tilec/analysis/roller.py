@@ -1,7 +1,8 @@
 """Roller's rTile construction (OSDI'22, DESIGN §3): build tiles from the memory hierarchy, don't search.
 
 1. Candidate sizes per axis are aligned (powers of two, warp/transaction multiples on the innermost axis,
-   the full extent) and waste at most ε of the axis to padding; ε rises 0, 0.2, … 1.0 when no tile fits,
+   the full extent; on tensor cores whole mma tiles only, batch axes 1, and the wmma kernel's staging must
+   fit) and waste at most ε of the axis to padding; ε rises 0, 0.2, … 1.0 when no tile fits,
    and past the first ε that fits while a higher ε still improves the estimate (an odd extent such as ViT's
    197 tokens has only 1 and 197 at ε = 0, and its best tile pads 197 to 224).
 2. Level 0 (global → shared): start from the smallest aligned tile, grow the axis with the best data-reuse
@@ -79,6 +80,8 @@ class Roller:
 
     # --- level 1 -----------------------------------------------------------------------------------
     def best_thread_tile(self, block: dict, step: dict) -> Candidate | None:
+        if not self.mma_fits(block, step):
+            return None
         best = None
         for thread in thread_tiles(self.p, block, self.spec):
             rt = RTile(tuple(block.items()), tuple(thread.items()), tuple(step.items()))
@@ -97,8 +100,8 @@ class Roller:
         last_sizes = None
         for eps in EPSILONS:
             sizes = self.axis_candidates(eps)
-            if sizes == last_sizes:
-                continue  # this ε admits no new size: the same construction
+            if sizes == last_sizes or not all(sizes.values()):
+                continue  # this ε admits no new size (the same construction), or some axis has none
             last_sizes = sizes
             found = self.construct_with(eps)
             if not found:
@@ -121,10 +124,17 @@ class Roller:
         sizes = {}
         minimum = self.transaction_minimums()
         mma = self.mma_alignment()
+        batch = self.mma_batch_axes()
         for a in list(p.out_axes) + list(p.reduce_axes):
             sizes[a] = axis_sizes(p.extents[a], eps, max(minimum.get(a, 1), mma.get(a, 1)))
-            if a in mma:   # tensor cores: whole mma tiles only (else the op falls back to CUDA cores)
-                sizes[a] = [s for s in sizes[a] if s % mma[a] == 0] or sizes[a]
+            # Tensor cores: whole mma tiles only, one batch entry per block (the wmma kernel's shape; any
+            # other tile would run on CUDA cores while estimated at the tensor-core peak). An ε that admits
+            # no multiple of the mma shape has no candidate for the axis, so ε rises (DESIGN §3); at ε = 1
+            # the power of two above the extent (≥ the mma size) always qualifies.
+            if a in mma:
+                sizes[a] = [s for s in sizes[a] if s % mma[a] == 0]
+            elif a in batch:
+                sizes[a] = [1]
         return sizes
 
     def _merge(self, a: list, b: list) -> list:
@@ -140,6 +150,8 @@ class Roller:
     def construct_with(self, eps: float) -> list:
         p, spec = self.p, self.spec
         sizes = self.axis_candidates(eps)
+        if not all(sizes.values()):
+            return []
         cur = {a: sizes[a][0] for a in sizes}
         seen: dict = {}
         balance = self.machine_balance()
@@ -234,19 +246,36 @@ class Roller:
                 mins[last.name] = max(mins.get(last.name, 1), sector // elem)
         return mins
 
+    def _mma(self) -> tuple:
+        """(tensor-core match of the expression, {m: M, n: N, k: K}) when the tiles must be mma-aligned: an
+        f16/bf16 matmul whose m, n, k are at least one tile of the spec's square mma shape (the one wmma's
+        m16n16k16 uses); else (None, {})."""
+        if not hasattr(self, "_mma_memo"):
+            from ..backend.lower.tiled_mma import match_expr
+            p = self.p
+            square = [s for s in self.spec.mma_shapes if s[0] == s[1]]
+            mt = match_expr(p.expr, p.input_dtypes, p.out_dtype) if square else None
+            out = dict(zip((mt["m"], mt["n"], mt["k"]), square[0])) if mt else {}
+            ok = out and all(p.extents[a] >= q for a, q in out.items())
+            self._mma_memo = (mt, out) if ok else (None, {})
+        return self._mma_memo
+
     def mma_alignment(self) -> dict:
-        """Tensor-core alignment (DESIGN §3): for an f16/bf16 matmul whose m, n, k are at least one mma tile,
-        {m: M, n: N, k: K} of the spec's square mma shape (the one wmma's m16n16k16 uses); else {}."""
-        from ..backend.lower.tiled_mma import match_expr
-        p = self.p
-        square = [s for s in self.spec.mma_shapes if s[0] == s[1]]
-        if not square:
-            return {}
-        mt = match_expr(p.expr, p.input_dtypes, p.out_dtype)
+        """Tensor-core alignment (DESIGN §3): {m: M, n: N, k: K} of the mma shape, or {} (see ``_mma``)."""
+        return self._mma()[1]
+
+    def mma_batch_axes(self) -> list:
+        """Batch axes of a tensor-core matmul: the wmma kernel takes one batch entry per block."""
+        mt = self._mma()[0]
+        return list(mt["batch"]) if mt else []
+
+    def mma_fits(self, block: dict, step: dict) -> bool:
+        """Whether the wmma kernel's staged tiles fit its shared-memory limit (always true off tensor cores)."""
+        mt = self._mma()[0]
         if mt is None:
-            return {}
-        out = dict(zip((mt["m"], mt["n"], mt["k"]), square[0]))
-        return out if all(p.extents[a] >= q for a, q in out.items()) else {}
+            return True
+        from ..backend.lower.tiled_mma import SMEM_LIMIT, smem_bytes as mma_smem
+        return mma_smem(block[mt["m"]], block[mt["n"]], step[mt["k"]], self.p.input_dtypes[0]) <= SMEM_LIMIT
 
     def intensity(self, rt: RTile) -> float:
         q = traffic_bytes(self.p, rt, self.spec)
