@@ -87,3 +87,24 @@ def test_suite_f16_matmuls_compile_unspilled_for_sm90(shape, tmp_path):
     assert k.attributes["kind"] == "tiled_mma"
     info = parse_ptxas(nvcc_compile(emit_kernel(k), tmp_path))[k.sym_name]
     assert info.spill_bytes == 0 and info.registers <= 255
+
+
+@pytest.mark.parametrize("arch,dtype,kind", [("v100", "bf16", "tiled"), ("v100", "f16", "tiled_mma"),
+                                             ("a100", "bf16", "tiled_mma")])
+def test_tensor_cores_only_where_the_arch_has_them_for_the_dtype(arch, dtype, kind):
+    """V100 has f16 but no bf16 tensor cores: its bf16 matmul is neither aligned for nor lowered to wmma."""
+    ref = compute_module(MATMUL, [T((128, 256), dtype), T((256, 128), dtype)], T((128, 128), dtype))
+    get_pass("roller", arch=arch).apply(ref)
+    op = next(o for o in ref.walk() if o.name == "tile.compute")
+    assert op.attributes["estimate"]["arch"] == arch
+    get_pass("lower-cuda").apply(ref)
+    assert kernels(ref)[0].attributes["kind"] == kind
+
+
+def test_an_mma_aligned_bf16_tile_from_v100_still_runs_on_cuda_cores():
+    """Even a tile that happens to be mma-aligned stays off tensor cores when the op was tiled for V100."""
+    rtile = {"block": {"m": 32, "n": 32}, "thread": {"m": 2, "n": 2}, "step": {"k": 16}}
+    ref = compute_module(MATMUL, [T((64, 64), "bf16"), T((64, 64), "bf16")], T((64, 64), "bf16"), rtile=rtile,
+                         estimate={"arch": "v100"})
+    get_pass("lower-cuda").apply(ref)
+    assert kernels(ref)[0].attributes["kind"] == "tiled"

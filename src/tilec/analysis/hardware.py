@@ -50,6 +50,10 @@ class GPUSpec:
         """Aggregate shared-memory bandwidth (all SMs)."""
         return self.smem_bytes_per_clk_per_sm * self.clock_ghz * 1e9 * self.num_sms
 
+    def tensor_core_flops(self, dtype: str) -> float:
+        """Tensor-core peak for ``dtype`` (0 where the GPU has none for it, e.g. bf16 on V100)."""
+        return {"f16": self.fp16_tensor_flops, "bf16": self.bf16_tensor_flops}.get(dtype, 0.0)
+
     @property
     def sector_bytes(self) -> int:
         return self.transaction_bytes["sector"]

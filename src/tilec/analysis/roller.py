@@ -254,6 +254,9 @@ class Roller:
             from ..backend.lower.tiled_mma import match_expr
             p = self.p
             square = [s for s in self.spec.mma_shapes if s[0] == s[1]]
+            # No tensor cores for this dtype on this GPU (bf16 on V100): plain CUDA-core tiles.
+            if not self.spec.tensor_core_flops(p.input_dtypes[0]):
+                square = []
             mt = match_expr(p.expr, p.input_dtypes, p.out_dtype) if square else None
             out = dict(zip((mt["m"], mt["n"], mt["k"]), square[0])) if mt else {}
             ok = out and all(p.extents[a] >= q for a, q in out.items())

@@ -56,13 +56,21 @@ def match_expr(e, dtypes, out_dtype) -> dict | None:
 def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
     """Whether ``rtile`` fits the tensor-core kernel (and the op matches)."""
     mt = match(ctx)
-    if mt is None or not rtile:
+    if mt is None or not rtile or not _arch_has_tensor_cores(ctx):
         return False
     block, step = rtile.get("block", {}), rtile.get("step", {})
     bm, bn, bk = block.get(mt["m"], 0), block.get(mt["n"], 0), step.get(mt["k"], 0)
     if any(x <= 0 or x % s for x, s in zip((bm, bn, bk), MMA)):
         return False
     return all(block.get(b, 1) == 1 for b in mt["batch"]) and smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= SMEM_LIMIT
+
+
+def _arch_has_tensor_cores(ctx: ComputeContext) -> bool:
+    """Whether the GPU Roller tiled this op for (its ``estimate.arch``) has tensor cores for the dtype; an op
+    Roller never saw (no estimate) keeps the default arch's answer."""
+    from ...analysis.hardware import DEFAULT_ARCH, get_arch
+    arch = (ctx.op.attributes.get("estimate") or {}).get("arch", DEFAULT_ARCH)
+    return get_arch(arch).tensor_core_flops(ctx.dtypes[0]) > 0
 
 
 def smem_bytes(bm: int, bn: int, bk: int, dtype: str, warps: int = 8) -> int:
