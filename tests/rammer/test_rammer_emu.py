@@ -4,6 +4,7 @@ persistent kernels pass ptxas for sm_90 within the resident-block limits; the rP
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,40 @@ def test_barrier_kernels_run_guarded_in_a_wider_block(build):
     text = (b / "kernels" / f"{step['kernel']}.cu").read_text()
     assert "const bool k_on = threadIdx.x < 12;" in text
     assert step["block"][0] > 12
+
+
+def test_conv_chains_pack_with_their_shared_arrays_overlaid(build):
+    # Inception's three Welder conv chains hold 23 KB, 25 KB and 6 KB of shared arrays: one __shared__
+    # declaration per __device__ function would need their sum, over the 48 KB a block may declare, and
+    # nothing could be packed. A vEU runs one rTask at a time, so the persistent kernel declares one arena of
+    # the largest member's bytes and each member views its arrays there (numerics: the tests above).
+    from tilec.analysis.rammer.shared import shared_bytes
+    b = build("inception_block")
+    [step] = persistent(b)
+    module = read_ir(str(b / "model.tir"))
+    kernels = [lookup_symbol(module, op.attributes["kernel"].name)
+               for op in lookup_symbol(module, step["kernel"]).body.ops if op.name == "rprog.operator"]
+    sizes = [shared_bytes(k) for k in kernels if "conv_chain" in k.sym_name]
+    assert len(sizes) == 3 and sum(sizes) > get_arch("h200").smem_per_block_bytes
+    text = (b / "kernels" / f"{step['kernel']}.cu").read_text()
+    assert f"TL_SHARED(float4, k_arena, [{max(sizes) // 16}]);" in text
+    assert len(re.findall(r"^\s+TL_SHARED\(", text, re.M)) == 1  # the members declare no arrays of their own
+
+
+def test_members_with_shared_arrays_take_turns_in_the_arena(build):
+    # On the LSTM some vEU runs several different members with shared arrays one after another, all viewing
+    # the arena from offset 0: the numerics test above (every block order) covers that reuse.
+    from tilec.analysis.rammer.shared import shared_bytes
+    b = build("lstm_cell")
+    module = read_ir(str(b / "model.tir"))
+    most = 0
+    for step in persistent(b):
+        kernel = lookup_symbol(module, step["kernel"])
+        ops = [op for op in kernel.body.ops if op.name == "rprog.operator"]
+        shared = [shared_bytes(lookup_symbol(module, op.attributes["kernel"].name)) > 0 for op in ops]
+        for veu in (op for op in kernel.body.ops if op.name == "rprog.veu"):
+            most = max(most, len({i for i, _, _ in veu.attributes["segments"] if shared[i]}))
+    assert most >= 2
 
 
 def test_wave_takes_roller_alternative_tiles(build):

@@ -57,18 +57,32 @@ def test_verifier_rejects_more_veus_than_resident(program):
 
 
 def test_leaves_kernels_alone_where_packing_cannot_win():
-    # The lit input's kernels made large: 2048 blocks each, holding 24 KB of shared memory. Alone, 8 such
-    # blocks fit an SM; packed, the arrays add up and far fewer do, so no grouping wins and the module is
-    # left exactly as it was.
+    # The lit input's kernels made large: 2048 blocks of 128 threads each, compute-bound. Alone, 8 such blocks
+    # fit an SM (registers). k1_sigmoid also holds 40 KB of shared memory, so it fits only 5 per SM, and a
+    # persistent block running it needs that arena too (the members' arrays overlay, but the largest one
+    # stays): packed, every member would run 5 per SM instead of 8, which costs far more than the launches
+    # saved. No grouping wins, so the module is left exactly as it was.
+    from tilec.analysis.hardware import get_arch
+    from tilec.analysis.rammer import place
+    from tilec.analysis.rammer.cost import resident_blocks
     from tilec.ir.core import Operation
     from tilec.ir.printer import print_module
+    from tilec.passes.rammer import member_of
+    from tilec.runtime.interpreter import main_function
     module = read_ir(str(LIT_INPUT))
     for k in module.body.ops:
         if k.name == "kernel.func":
             k.attributes.update(grid=[2048, 1, 1], block=[128, 1, 1], flops=2048 * 2 ** 24,
                                 bytes_modelled=2048 * 2 ** 18)
-            k.body.insert_before(k.body.ops[0], Operation("kernel.shared", attributes={
-                "name": "k_pad", "dtype": "f32", "dims": [6 * 1024]}))
+            if k.sym_name == "k1_sigmoid":
+                k.body.insert_before(k.body.ops[0], Operation("kernel.shared", attributes={
+                    "name": "k_pad", "dtype": "f32", "dims": [10 * 1024]}))
+    spec = get_arch("h200")
+    launches = [op for op in main_function(module).body.ops if op.name == "kernel.launch"]
+    wave = [member_of(module, op, n) for n, op in enumerate(launches[:3])]  # relu, sigmoid, tanh
+    assert [resident_blocks(spec, m.threads, m.smem) for m in wave] == [8, 5, 8]
+    p = place(wave, {}, spec)
+    assert p.blocks_per_sm == 5 and not p.wins  # the estimate, not a rule, keeps them apart
     before = print_module(module)
     get_pass("rammer", arch="h200").apply(module)
     assert print_module(module) == before

@@ -7,7 +7,7 @@ import math
 
 from tilec.analysis.hardware import get_arch
 from tilec.analysis.rammer import Member, choose_groups, place, resident_blocks
-from tilec.analysis.rammer.cost import sequential_seconds
+from tilec.analysis.rammer.cost import LAUNCH_OVERHEAD, sequential_seconds
 from tilec.analysis.rammer.schedule import _classes
 
 H200 = get_arch("h200")
@@ -58,6 +58,8 @@ def test_resident_blocks_follow_threads_registers_and_smem():
     assert resident_blocks(H200, 32, 0) == 32          # the per-SM block limit
     assert resident_blocks(H200, 64, 100 * 1024) == 0  # over the 48 KB static shared limit
     assert resident_blocks(H200, 128, 40 * 1024) == 5  # 228 KB / 40 KB
+    assert resident_blocks(H200, 64, 25 * 1024) == 8   # 228 KB / (25 KB + the 1 KB sm_80+ reserve per block)
+    assert resident_blocks(get_arch("v100"), 64, 24 * 1024) == 4  # 96 KB / 24 KB: no reserve before sm_80
 
 
 def test_every_task_placed_once_and_waits_cannot_deadlock():
@@ -91,15 +93,26 @@ def test_small_parallel_kernels_are_packed():
 
 
 def test_large_kernels_are_not_packed_when_it_does_not_win():
-    # Alone, each kernel keeps 8 blocks per SM resident (registers); packed, their shared memory adds up to
-    # 48 KB per block and only 4 fit: half the slots, so the packed estimate loses and the wave stays two
-    # launches.
-    a, b = big(0), big(1)
-    assert resident_blocks(H200, 128, 24 * 1024) == 8
+    # Alone, the kernel without shared memory keeps 8 blocks per SM resident (registers), the one with 40 KB
+    # only 5. Packed, every block holds the 40 KB arena (the members' arrays overlay, the largest stays), so
+    # the first kernel loses 3 of its 8 slots: the packed estimate loses and the wave stays two launches.
+    a, b = big(0, smem=0), big(1, smem=40 * 1024)
+    assert resident_blocks(H200, 128, 0) == 8 and resident_blocks(H200, 128, 40 * 1024) == 5
     p = place([a, b], {}, H200)
-    assert p.blocks_per_sm == 4 and not p.wins
+    assert p.blocks_per_sm == 5 and not p.wins
     assert p.packed_seconds >= sequential_seconds([a, b], H200)
     assert choose_groups(FakeGraph([[], []]), {0: a, 1: b}, H200) == []
+
+
+def test_members_shared_arrays_overlay():
+    # A vEU runs one rTask at a time, so the block needs the largest member's shared bytes, not the sum: three
+    # 20 KB kernels (60 KB together, over the 48 KB a block may declare) still share one persistent block, and
+    # two 24 KB ones keep the 8 blocks per SM each has alone.
+    members = [small(i, smem=20 * 1024) for i in range(3)]
+    p = place(members, {}, H200)
+    assert p is not None and p.smem == 20 * 1024 and p.wins
+    q = place([big(0), big(1)], {}, H200)
+    assert q.smem == 24 * 1024 and q.blocks_per_sm == 8
 
 
 def test_adjacent_waves_merge_when_that_wins():
@@ -172,3 +185,15 @@ def test_merge_across_an_independent_outside_op():
     members = {0: small(0), 2: small(2), 3: small(3)}
     groups = choose_groups(graph, members, H200)
     assert [g.members for g in groups] == [[0, 2, 3]]
+
+
+def test_estimate_only_placement_matches_the_full_program():
+    # The search compares estimates without building programs (detail=False); the groups it keeps are placed
+    # again in full, which must give the very same estimate and vEU count.
+    members = [small(0, 300), small(1, 5, threads=64), small(2, 200), small(3, 7), big(4)]
+    deps = {2: [0, 1], 3: [2], 4: [0, 3]}
+    quick, full = place(members, deps, H200, detail=False), place(members, deps, H200)
+    assert quick.segments == [] and full.segments
+    assert (quick.packed_seconds, quick.veus, quick.blocks_per_sm) == \
+        (full.packed_seconds, full.veus, full.blocks_per_sm)
+    assert full.packed_seconds == LAUNCH_OVERHEAD + max(e for times in full.starts for _, e in times)

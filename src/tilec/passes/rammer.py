@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from ..ir.attributes import SymbolRef
 from ..ir.core import Operation, Region, lookup_symbol
-from ..ir.types import TensorType, itemsize
+from ..ir.types import TensorType
 from .base import ModulePass
 
 # Kernel text that ties a body to the real launch shape: such a body cannot run with a virtual block index.
@@ -92,6 +92,7 @@ def member_of(module: Operation, op: Operation, node: int):
 def kernel_member(k: Operation, node: int, variant: int = 0):
     """The rammer Member for kernel ``k`` launched at graph node ``node``, or None when it cannot be packed."""
     from ..analysis.rammer import Member
+    from ..analysis.rammer.shared import shared_bytes
     from ..backend.cstyle import render_body
     from ..backend.lower.persistent import guardable
     a = k.attributes
@@ -101,19 +102,11 @@ def kernel_member(k: Operation, node: int, variant: int = 0):
     text = a["source"] if "source" in a else "\n".join(render_body(k))
     if _SHAPE_BOUND.search(text) or ("source" in a and re.search(r"TL_SHARED|__shared__", text)):
         return None
-    smem = sum(itemsize(s.attributes["dtype"]) * _prod(s.attributes["dims"])
-               for s in k.walk() if s.name == "kernel.shared")
+    smem = shared_bytes(k)
     barriers = bool(_SYNC.search(text)) or any(s.name in ("kernel.barrier", "kernel.warp_reduce")
                                                 for s in k.walk())
     return Member(node, k.sym_name, grid[0], block[0], smem, barriers, int(a.get("flops", 0)),
                   int(a.get("bytes_modelled", 0)), barriers and guardable(k), variant)
-
-
-def _prod(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= d
-    return n
 
 
 def build_persistent(module, launches, placement, name, arch, variants=None):

@@ -21,6 +21,7 @@ BLOCK_OVERHEAD = 0.3e-6    # s per block: scheduling, index math, first loads' l
 WAIT_OVERHEAD = 0.5e-6     # s per round of flag waits (the block's threads each wait on one flag per round)
 SATURATING_WARPS = 32      # warps per SM that keep its memory pipeline full
 REGS_ASSUMED = 64          # registers per thread assumed before ptxas; __launch_bounds__ enforces the limit
+RESERVED_SMEM_PER_BLOCK = 1024  # sm_80+: shared bytes the driver keeps per resident block (reserved_smem)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Member:
     kernel: str
     blocks: int
     threads: int
-    smem: int           # static shared bytes of one block
+    smem: int           # static shared bytes of one block (analysis/rammer/shared.layout)
     barriers: bool      # has __syncthreads / warp shuffles: every thread of the block must call it
     flops: int
     bytes: int
@@ -44,13 +45,20 @@ class Member:
         return self.barriers and not self.guardable
 
 
+def reserved_smem(spec: GPUSpec) -> int:
+    """Shared bytes the driver reserves per resident block: 1 KB from sm_80 on (CUDA occupancy calculator,
+    ``cudaDevAttrReservedSharedMemoryPerBlock``), none before."""
+    return RESERVED_SMEM_PER_BLOCK if int(spec.sm_arch.split("_")[1]) >= 80 else 0
+
+
 def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASSUMED) -> int:
     """Blocks of ``threads`` threads and ``smem`` shared bytes one SM holds at once (0 if none fits)."""
     warps = math.ceil(threads / spec.warp_size) * spec.warp_size
     limits = [spec.max_blocks_per_sm, spec.max_threads_per_sm // warps,
               spec.regs_per_sm // (warps * regs)]
     if smem:  # static __shared__ arrays: at most smem_per_block_bytes (48 KB) without the dynamic opt-in
-        limits.append(0 if smem > spec.smem_per_block_bytes else spec.smem_per_sm_bytes // smem)
+        per_block = smem + reserved_smem(spec)
+        limits.append(0 if smem > spec.smem_per_block_bytes else spec.smem_per_sm_bytes // per_block)
     return max(0, min(limits))
 
 

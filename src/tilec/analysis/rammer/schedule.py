@@ -13,7 +13,10 @@ when packing beats running its kernels one after another, and joins the previous
 estimate beats the two apart. Within a group each member may swap its tile for one of Roller's alternatives
 (``variants``): a coordinate descent over the members keeps any variant that shortens the packed makespan,
 so a small op with one big tile can take more, smaller rTasks to fill vEUs a big op leaves idle, or fewer
-to leave them to it. The baseline it must beat stays the kernels as lowered, one after another.
+to leave them to it. The baseline it must beat stays the kernels as lowered, one after another. The search
+compares estimates only (``place(detail=False)``) and builds the segments and waits of the groups it keeps:
+building every candidate's waits (each consumer segment against every producer segment) made it slow on
+large groups (the small NASNet zoo model: 165 s in the pass, now 7 s).
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ class Placement:
     sequential_seconds: float = 0.0
     starts: list = field(default_factory=list)  # starts[v][s] = (start, end) estimated seconds
     chosen: list = field(default_factory=list)  # the Member (variant) placed for each of ``members``
+    deps: dict = field(default_factory=dict)    # deps[i]: indices of ``members`` that member i reads from
 
     @property
     def wins(self) -> bool:
@@ -50,32 +54,38 @@ class Placement:
 def group_shape(members) -> tuple | None:
     """``(threads, smem)`` of a persistent block running all ``members``, or None when they cannot share
     one: members with barriers or shuffles that cannot run guarded need exactly the block's thread count;
-    the rest run guarded (barrier-free ones on their first threads, the others met at every barrier)."""
+    the rest run guarded (barrier-free ones on their first threads, the others met at every barrier). The
+    members' shared arrays overlay one arena (``shared``): the block needs the largest member's, not the sum."""
     threads = max(m.threads for m in members)
     if any(m.fixed_width and m.threads != threads for m in members):
         return None
-    return threads, sum(m.smem for m in members)
+    return threads, max(m.smem for m in members)
 
 
-def place(members: list, deps: dict, spec: GPUSpec) -> Placement | None:
+def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True) -> Placement | None:
     """The best rProgram for ``members`` (in dependency order; ``deps[i]`` = indices it reads from) over
-    every occupancy the resident-block limit allows; None if the block cannot be resident at all."""
+    every occupancy the resident-block limit allows; None if the block cannot be resident at all. Without
+    ``detail`` only the estimate is filled in (no segments, waits or starts): the search compares estimates
+    of many candidate groups and needs the program only of those it keeps."""
     shape = group_shape(members)
     if shape is None:
         return None
     threads, smem = shape
     limit = resident_blocks(spec, threads, smem)
     total = sum(m.blocks for m in members)
-    best = None
+    best, best_veus = None, 0
     for occ in range(1, limit + 1):
         veus = min(occ * spec.num_sms, total)
-        p = _simulate(members, deps, spec, veus, math.ceil(veus / spec.num_sms), threads, smem)
+        p = _simulate(members, deps, spec, veus, math.ceil(veus / spec.num_sms), threads, smem, False)
         if best is None or p.packed_seconds < best.packed_seconds:
-            best = p
+            best, best_veus = p, veus
         if veus == total:
             break  # more slots than tasks: a higher occupancy only slows every task down
+    if best is not None and detail:  # the same simulation again, keeping the program this time
+        best = _simulate(members, deps, spec, best_veus, best.blocks_per_sm, threads, smem, True)
     if best is not None:
         best.sequential_seconds = sequential_seconds(members, spec)
+        best.deps = deps
     return best
 
 
@@ -86,7 +96,7 @@ def _take(free: list, ready: float) -> tuple:
     return free.pop(i if i >= 0 else 0)
 
 
-def _simulate(members, deps, spec, veus, occ, threads, smem) -> Placement:
+def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Placement:
     free = [(0.0, -v) for v in reversed(range(veus))]  # sorted (idle time, -id): ties go to the lowest id
     counts: list = [dict() for _ in range(veus)]   # v -> {member: (tasks, start, end)}
     order: list = [[] for _ in range(veus)]
@@ -97,7 +107,7 @@ def _simulate(members, deps, spec, veus, occ, threads, smem) -> Placement:
         durations.append(dur)
         ready = max((finish[d] for d in deps.get(i, ())), default=0.0)
         producers = set().union(*(placed[d] for d in deps.get(i, ())))
-        end_all = 0.0
+        end_all, on = 0.0, set()
         for _ in range(m.blocks):
             t, v = _take(free, ready)
             v = -v
@@ -106,14 +116,18 @@ def _simulate(members, deps, spec, veus, occ, threads, smem) -> Placement:
                 start = max(t, ready) + WAIT_OVERHEAD * math.ceil(flags / threads)
                 counts[v][i] = [0, start, start]
                 order[v].append(i)
+                on.add(v)
             c = counts[v][i]
             c[0] += 1
             c[2] = max(t, c[1]) + dur
             end_all = max(end_all, c[2])
             bisect.insort(free, (c[2], -v))
         finish.append(end_all)
-        placed.append({v for v in range(veus) if i in counts[v]})
+        placed.append(on)
     used = [v for v in range(veus) if order[v]]
+    if not detail:  # the makespan is the last member's end: no program needed to compare estimates
+        return Placement(members, len(used), occ, threads, smem, [], [], durations,
+                         LAUNCH_OVERHEAD + max(finish, default=0.0))
     renum = {v: k for k, v in enumerate(used)}
     segments, starts, step_of = [], [], {}
     next_block = [0] * len(members)
@@ -175,11 +189,11 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
         pos = {n: i for i, n in enumerate(nodes)}
         deps = {i: [pos[p] for p in graph.producers[n] if p in pos] for i, n in enumerate(nodes)}
         chosen = [members[n] for n in nodes]
-        p = place(chosen, deps, spec)
+        p = place(chosen, deps, spec, detail=False)
         for i, n in enumerate(nodes):
             for alt in variants.get(n, ()):
                 trial = chosen[:i] + [alt] + chosen[i + 1:]
-                q = place(trial, deps, spec)
+                q = place(trial, deps, spec, detail=False)
                 if q is not None and (p is None or q.packed_seconds < p.packed_seconds):
                     p, chosen = q, trial
         if p is not None:
@@ -189,7 +203,10 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
 
     def flush():
         if cur is not None and cur[3] is not None and cur[3].wins:
-            groups.append(cur[3])
+            p = cur[3]  # its estimate only: place it again with its segments and waits
+            full = place(p.chosen, p.deps, spec)
+            full.members, full.chosen, full.sequential_seconds = p.members, p.chosen, p.sequential_seconds
+            groups.append(full)
 
     for level, wave in enumerate(graph.waves()):
         for cls in _classes([members[n] for n in wave if n in members]):

@@ -1,17 +1,20 @@
 """Persistent-kernel codegen for an rProgram (Rammer, DESIGN §5): one ``kernel.func`` of kind ``persistent``.
 
 The source is the prelude, one ``__device__`` function per rOperator (its kernel's block body with a virtual
-block index, ``emit.emit_device_function``), the schedule as constant tables, and a kernel where block
-``v`` (vEU ``v``) walks its segments in order (block-range dispatch):
+block index, :func:`device_function`), the schedule as constant tables, and a kernel where block
+``v`` (vEU ``v``) walks its segments in order (block-range dispatch). The rOperators' shared arrays are views
+into one block arena (``TL_SHARED k_arena``, passed as ``k_sm``) from offset 0 each, so they overlay: the
+block declares the largest member's bytes (``analysis/rammer/shared``), not the sum:
 
 1. if the segment has waits, the block's threads share them out and each spins on its ``flags[u] >= step``
    with ``tl_wait_geq`` (which fences after), so many waits cost about one round trip; then the block
    meets at ``__syncthreads``;
 2. it runs the segment's rTasks (virtual blocks ``lo..hi-1``); barrier-free members with fewer threads than
    the block run on the first threads only; members with barriers and fewer threads run *guarded*
-   (:func:`guarded_device_function`): every thread of the block calls them, so every ``__syncthreads`` is met
-   by the whole block, but threads past the member's own count skip all work between barriers; members with
-   barriers or shared memory meet at ``__syncthreads`` between tasks, since the next task reuses the arrays;
+   (``device_function(guarded=True)``): every thread of the block calls them, so every ``__syncthreads`` is
+   met by the whole block, but threads past the member's own count skip all work between barriers; members
+   with barriers or shared memory meet at ``__syncthreads`` after each task, since the next task, of the same
+   member or another, reuses the arena;
 3. every thread fences its writes, the block meets, and thread 0 raises ``flags[v]`` to the number of
    segments done with ``tl_signal``.
 
@@ -56,7 +59,24 @@ def guardable(kernel) -> bool:
     return True
 
 
-class _Guarded(_Renderer):
+class _Overlaid(_Renderer):
+    """Renders a body whose shared arrays are views into the persistent block's arena (``k_sm``, a parameter
+    of the device function) at ``offsets`` (``analysis/rammer/shared.layout``) instead of arrays of their own:
+    the members' arrays overlay one another, so the block needs the largest member's bytes, not the sum.
+    With no ``offsets``, arrays stay the kernel's own."""
+
+    offsets: dict = {}
+
+    def op_shared(self, op, a, d):
+        if not self.offsets:
+            return super().op_shared(op, a, d)
+        dims = "".join(f"[{n}]" for n in a["dims"])
+        t = self.lang.ctype(a["dtype"])
+        at = f"k_sm + {self.offsets[id(op)]}"
+        self.emit(d, f"{t} (&{a['name']}){dims} = *reinterpret_cast<{t} (*){dims}>({at});")
+
+
+class _Guarded(_Overlaid):
     """Renders a body for a block wider than the kernel's: runs of statements with no barrier inside go
     under ``if (k_on)``; declarations, barriers, shuffles and the loops/branches holding them stay outside,
     so every thread meets every barrier."""
@@ -83,22 +103,45 @@ class _Guarded(_Renderer):
                 getattr(self, "op_" + op.name.split(".", 1)[1])(op, op.attributes, depth)
 
 
-def guarded_device_function(kernel, fname: str, lang: CStyleLanguage = CUDA) -> list:
-    """``emit.emit_device_function`` for a block wider than ``kernel``'s own: threads past its thread count
-    index as thread 0 (so their index arithmetic stays in bounds) and skip all work (``k_on`` false), but
-    meet every barrier."""
+def device_function(kernel, fname: str, guarded: bool = False, overlay: bool = True,
+                    lang: CStyleLanguage = CUDA) -> list:
+    """``kernel``'s block body as ``static __device__ void fname(params..., const int k_vb[, k_sm])``:
+    ``k_vb`` is the virtual block index that replaces ``blockIdx.x``. ``overlay``: a kernel with shared
+    arrays also takes ``k_sm``, the persistent block's arena, and views its arrays there (:class:`_Overlaid`).
+    ``guarded``: the block is wider than ``kernel``'s own; threads past its thread count index as thread 0
+    (so their index arithmetic stays in bounds) and skip all work (``k_on`` false), but meet every barrier."""
+    from ...analysis.rammer.shared import layout
     from ..emit import emit_device_function
-    if not guardable(kernel):
+    offsets = layout(kernel)[0] if overlay else {}
+    if not offsets and not guarded:
+        return emit_device_function(kernel, fname, lang)
+    if "source" in kernel.attributes:  # hand-written text: its arrays and thread indices cannot be rewritten
+        raise CompileError.at(f"kernel {kernel.sym_name} has hand-written source: it cannot run "
+                              f"{'in a wider block' if guarded else 'with its shared arrays in an arena'}",
+                              kernel.loc)
+    if guarded and not guardable(kernel):
         raise CompileError.at(f"kernel {kernel.sym_name} cannot run in a wider block", kernel.loc)
-    head = emit_device_function(kernel, fname, lang)[0]  # the signature: the same as unguarded
+    head = emit_device_function(kernel, fname, lang)[0]  # the signature: the same, plus the arena if any
+    if offsets:
+        head = head.replace("const int k_vb)", "const int k_vb, unsigned char* k_sm)")
     buffers = {p["name"]: p["dtype"] for p in kernel.attributes["params"]}
     body: list = []
-    _Guarded(lang, buffers, body).block(kernel.body, 1)
+    r = (_Guarded if guarded else _Overlaid)(lang, buffers, body)
+    r.offsets = offsets
+    r.block(kernel.body, 1)
+    if not guarded:
+        return [head] + [_BLOCK_X.sub("k_vb", ln) for ln in body] + ["}"]
     kt = kernel.attributes["block"][0]
     lines = [head, f"  const bool k_on = threadIdx.x < {kt};",
              "  const unsigned k_tid = k_on ? threadIdx.x : 0u;"]
     lines += [_BLOCK_X.sub("k_vb", _THREAD_X.sub("k_tid", ln)) for ln in body]
     return lines + ["}"]
+
+
+def guarded_device_function(kernel, fname: str, lang: CStyleLanguage = CUDA) -> list:
+    """:func:`device_function` for a block wider than ``kernel``'s own, its shared arrays its own (Grinder's
+    device loops run one stage per grid barrier and give no arena)."""
+    return device_function(kernel, fname, guarded=True, overlay=False, lang=lang)
 
 
 def _table(ctype: str, name: str, values: list) -> str:
@@ -108,7 +151,8 @@ def _table(ctype: str, name: str, values: list) -> str:
 
 
 def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
-    from ..emit import emit_device_function, kernel_name, prelude_text
+    from ...analysis.rammer.shared import ALIGN, arena_bytes, shared_bytes
+    from ..emit import kernel_name, prelude_text
     module = op.parent_op
     name = kernel_name(op)
     a = op.attributes
@@ -130,10 +174,9 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
                                   op.loc)
         kernels.append(k)
         lines.append("")
-        if k.attributes["block"][0] < threads and _needs_whole_block(k):
-            lines.extend(guarded_device_function(k, f"{name}_op{i}", lang))
-        else:
-            lines.extend(emit_device_function(k, f"{name}_op{i}", lang))
+        guarded = k.attributes["block"][0] < threads and _needs_whole_block(k)
+        lines.extend(device_function(k, f"{name}_op{i}", guarded, lang=lang))
+    arena = arena_bytes(kernels)
     seg_begin, segs, waits = [0], [], []
     for v in veus:
         for (i, lo, hi), wait in zip(v["segments"], v["waits"]):
@@ -155,6 +198,8 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
     lines += [
         "  const int k_v = blockIdx.x;",
         "  const bool k_lead = threadIdx.x == 0;",
+        *([f"  TL_SHARED(float4, k_arena, [{arena // ALIGN}]);  // every rOperator's shared arrays, overlaid",
+           "  unsigned char* const k_sm = reinterpret_cast<unsigned char*>(k_arena);"] if arena else []),
         f"  for (int k_s = {name}_seg_begin[k_v]; k_s < {name}_seg_begin[k_v + 1]; ++k_s) {{",
         f"    const int k_op = {t}[5 * k_s], k_lo = {t}[5 * k_s + 1], k_hi = {t}[5 * k_s + 2];",
         f"    const int k_w0 = {t}[5 * k_s + 3], k_w1 = {t}[5 * k_s + 4];",
@@ -166,9 +211,11 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         "    for (int k_b = k_lo; k_b < k_hi; ++k_b) {",
         "      switch (k_op) {"]
     for i, (o, k) in enumerate(zip(operators, kernels)):
-        call = f"{name}_op{i}({', '.join(o['args'] + ['k_b'])});"
+        own = shared_bytes(k) > 0
+        call = f"{name}_op{i}({', '.join(o['args'] + ['k_b'] + (['k_sm'] if own else []))});"
         kt = k.attributes["block"][0]
-        shared = _needs_whole_block(k) or any(s.name == "kernel.shared" for s in k.walk())
+        # The next task, of this member or another, reuses the arena: every thread must be done with it.
+        shared = _needs_whole_block(k) or own
         if kt < threads and not _needs_whole_block(k):
             call = f"if (threadIdx.x < {kt}) {call}"
         lines.append(f"        case {i}: {call}{' __syncthreads();' if shared else ''} break;")

@@ -56,7 +56,7 @@ def _verify_program(op, module):
     from ...analysis.rammer.cost import resident_blocks
     spec = get_arch(op.attributes["arch"])
     per_sm = op.attributes["blocks_per_sm"]
-    smem = sum(_shared_bytes(o) for o in operators)
+    smem = max((_shared_bytes(o) for o in operators), default=0)  # one arena, overlaid (rammer/shared.py)
     if n > per_sm * spec.num_sms or per_sm > resident_blocks(spec, kernel.attributes["block"][0], smem):
         raise CompileError.at(f"'rprog.program' needs {n} resident vEUs at {per_sm} per SM: over the "
                               f"{op.attributes['arch']} resident-block limit, so its waits could deadlock", op.loc)
@@ -81,18 +81,10 @@ def _verify_program(op, module):
 
 
 def _shared_bytes(operator) -> int:
-    """Static shared bytes of an rOperator's kernel (each __device__ function keeps its own arrays)."""
-    from ..types import itemsize
+    """Shared bytes of an rOperator's kernel: its arrays' slots in the persistent block's arena."""
+    from ...analysis.rammer.shared import shared_bytes
     from ..core import lookup_symbol as find
     module = operator
     while module.parent_op is not None:
         module = module.parent_op
-    k = find(module, operator.attributes["kernel"].name)
-    total = 0
-    for s in k.walk():
-        if s.name == "kernel.shared":
-            n = itemsize(s.attributes["dtype"])
-            for d in s.attributes["dims"]:
-                n *= d
-            total += n
-    return total
+    return shared_bytes(find(module, operator.attributes["kernel"].name))
