@@ -29,9 +29,11 @@ samples: install
 models: install
 	$(BIN)/python samples/models/build_zoo.py --size full
 
-# CPU benchmark of the model zoo x every pipeline -> docs/benchmarks/cpu-<date>.md/.json (< 20 min, warm caches).
+# CPU benchmark of the model zoo x every pipeline -> docs/benchmarks/cpu-<date>.md/.json (2 cores at load ~5:
+# 14 min with empty ~/.cache/tilec, 5 min warm).
+# BENCH_NOTE="..." adds a sentence to the table's header (e.g. what else ran on the machine).
 bench: install
-	$(BIN)/python scripts/bench.py --out docs/benchmarks
+	$(BIN)/python scripts/bench.py --out docs/benchmarks $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)")
 	$(BIN)/python -m tilec.analysis.rammer.report samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
 	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
 

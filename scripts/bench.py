@@ -2,16 +2,21 @@
 
     python scripts/bench.py --out docs/benchmarks [--date YYYY-MM-DD] [--models NAME ...] [--pipelines P ...]
                             [--full NAME ...] [--jobs 2] [--row-timeout S] [--budget S] [--no-ptx]
+                            [--grinder-everywhere] [--note TEXT] [--from-json CPU.json]
 
-For each zoo model x pipeline:
+For each zoo model x pipeline (``grinder`` only for models with control flow, see CONTROL_FLOW):
   * small variant: compile (with ``--check-ptx``), run under the emulator (measured global bytes) and with
     the numpy interpreter, and compare both against onnxruntime;
   * full variant (only the models in ``--full``, see FULL_DEFAULT for why those): compile only, bytes are
     the compiler's model.
 Each row runs in its own process (``tilec.bench.measure``) with a timeout, so a failing or hung row is
-recorded with its reason and the rest go on. Writes ``OUT/cpu-DATE.md`` (the exact command on top) and
-``OUT/cpu-DATE.json``. Builds go to ``--work`` (default build/bench). The ptxas and emulator caches
-(``~/.cache/tilec``) make a rerun mostly cache hits; the report says how many entries existed beforehand.
+recorded with its reason and the rest go on. Every small row runs before any full one (see the ordering
+in ``main``), and the run stops starting rows when ``--budget`` (18 minutes: ``make bench`` also runs the
+rammer report and scripts/bench_grinder.py, 10-20 s together, within its 20) is used up. The header
+gives the machine's load average over the run, since other work on it inflates every time in the table.
+Writes ``OUT/cpu-DATE.md`` (the exact command on top) and ``OUT/cpu-DATE.json``. Builds go to ``--work``
+(default build/bench). The ptxas and emulator caches (``~/.cache/tilec``) make a rerun mostly cache hits;
+the report says how many entries existed beforehand.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -38,12 +44,18 @@ from samples.models import ZOO  # noqa: E402
 from samples.models.build_zoo import build_one  # noqa: E402
 from tilec.bench.table import full_table, small_table  # noqa: E402
 
-# Full-size models compiled by default: the ones whose compile (all pipelines, ptxas on a cold cache)
-# fits the 20-minute budget on 2 cores next to the small rows, chosen to cover a GEMM chain (nerf_mlp),
-# a CNN (resnet18), depthwise convs (mobilenet_v2) and an unrolled RNN (lstm). The others are skipped by
-# default: bert_base/vit_s32/swin_t/resnet50/resnext29/nafnet/conformer write 50-440 MB of weights per
-# build and have hundreds of kernels to ptxas; nasnet/nasrnn/seq2seq/blockdrop have >500 nodes each.
-FULL_DEFAULT = ["nerf_mlp", "resnet18", "mobilenet_v2", "lstm"]
+# Full-size models compiled by default: the ones whose compile (every pipeline, ptxas) fits the budget after
+# the small rows on 2 busy cores, even with empty caches (the whole run then took 828 s), covering a GEMM
+# chain (nerf_mlp), CNNs (resnet18, mobilenet_v2's depthwise convs), a transformer (vit_s32) and unrolled
+# RNNs (seq2seq, lstm). Measured 2026-11-29 at load ~6 (seconds per row, none/roller/welder/rammer): vit_s32
+# ~20/26/35/52, seq2seq 18/17/14/40, lstm 12/12/5/148. Left out: resnet50 (rammer 226 s, welder 115 s),
+# blockdrop (welder 254 s, rammer over 300 s), conformer (1,264 kernels), nasrnn (3,621 nodes),
+# bert_base/swin_t/nafnet/resnext29/nasnet (up to 440 MB of weights per build, hundreds of kernels each).
+FULL_DEFAULT = ["nerf_mlp", "resnet18", "mobilenet_v2", "vit_s32", "seq2seq", "lstm"]
+# ``grinder`` only differs from ``rammer`` where there is control flow to move, so by default its rows are
+# for models with these ops only (none in the zoo today: the RNNs are unrolled; scripts/bench_grinder.py
+# measures grinder on samples/control). ``--grinder-everywhere`` runs it on every model anyway.
+CONTROL_FLOW = ("Loop", "If", "Scan")
 
 
 def cache_entries() -> dict:
@@ -52,12 +64,22 @@ def cache_entries() -> dict:
     return {d: (len(list((root / d).iterdir())) if (root / d).is_dir() else 0) for d in ("ptxas", "emu")}
 
 
-def node_count(model_path: str) -> int:
-    """From build_zoo's manifest beside the model."""
+def manifest(model_path: str) -> dict:
+    """build_zoo's manifest beside the model ({} when it cannot be read)."""
     try:
-        return json.loads(Path(model_path[:-len(".onnx")] + ".json").read_text())["nodes"]
-    except (OSError, KeyError, ValueError):
-        return 10**6
+        return json.loads(Path(model_path[:-len(".onnx")] + ".json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def node_count(model_path: str) -> int:
+    return manifest(model_path).get("nodes", 10**6)
+
+
+def has_control_flow(model_path: str) -> bool:
+    """Whether the model has Loop / If / Scan nodes (unknown counts as yes): what ``grinder`` moves."""
+    ops = manifest(model_path).get("ops")
+    return ops is None or any(op in ops for op in CONTROL_FLOW)
 
 
 def run_row(task: dict, timeout: float, why: str = "per-row limit") -> dict:
@@ -114,14 +136,19 @@ def main(argv=None) -> int:
     ap.add_argument("--full", nargs="*", default=FULL_DEFAULT, choices=list(ZOO), metavar="NAME",
                     help="full-size models to compile (none: --full with no names)")
     ap.add_argument("--jobs", type=int, default=2, help="rows run at once (default 2: this machine's cores)")
-    ap.add_argument("--row-timeout", type=float, default=420.0, help="seconds per small row (cold caches: "
-                    "bert_base small took ~400 s on a busy 2-core machine, mostly g++ for the emulator)")
-    ap.add_argument("--full-timeout", type=float, default=300.0, help="seconds per full row")
-    ap.add_argument("--budget", type=float, default=19.5 * 60,
-                    help="seconds for the whole run: a row gets at most what is left of it, and rows that "
-                         "would start with under 30 s left are recorded as skipped")
+    ap.add_argument("--row-timeout", type=float, default=420.0, help="seconds per small row (empty caches at load "
+                    "~5 on 2 cores, 2026-11-29: the slowest, nasnet rammer, took 68 s, 45 of them ptxas)")
+    ap.add_argument("--full-timeout", type=float, default=300.0, help="seconds per full row (the slowest with "
+                    "empty caches, lstm rammer, took 140 s: 95 s in the rammer pass, 42 s ptxas)")
+    ap.add_argument("--budget", type=float, default=18 * 60,
+                    help="seconds for the whole run (default 18 min: make bench's other two steps take about "
+                         "one): a row gets at most what is left of it, and rows that would start with under 30 s "
+                         "left are recorded as skipped")
     ap.add_argument("--no-ptx", action="store_true", help="skip nvcc/ptxas (no registers/smem/spills)")
     ap.add_argument("--tol", type=float, default=1e-3, help="max abs err allowed, times max(1, max|ref|)")
+    ap.add_argument("--grinder-everywhere", action="store_true",
+                    help="run the grinder pipeline on models without Loop/If too (it then equals rammer)")
+    ap.add_argument("--note", help="a sentence for the header, e.g. what else ran on the machine")
     ap.add_argument("--from-json", metavar="CPU.json", help="only re-render the markdown (and JSON) from the "
                     "rows of an earlier run, e.g. after a change to the table's format; nothing is measured")
     args = ap.parse_args(argv)
@@ -129,6 +156,8 @@ def main(argv=None) -> int:
         data = json.loads(Path(args.from_json).read_text())
         meta = data["meta"]
         args.tol, args.full = meta["tol"], [n for n in ZOO if n not in meta["full_skipped"]]
+        meta["note"] = args.note or meta.get("note")
+        args.no_grinder = meta.get("grinder_not_run", [])
         write_outputs(Path(args.out), args, None, data["rows"], meta["cache_entries_before"],
                       meta["wall_seconds"], meta=meta)
         return 0
@@ -140,7 +169,7 @@ def main(argv=None) -> int:
     work = Path(args.work).resolve()
     (work / "zoo").mkdir(parents=True, exist_ok=True)
     caches = cache_entries()
-    tasks, rows = [], []
+    tasks, rows, no_grinder = [], [], set()
     for size, names in (("small", args.models), ("full", args.full)):
         for name in names:
             try:
@@ -151,15 +180,22 @@ def main(argv=None) -> int:
                                  "error": f"build_zoo: {type(e).__name__}: {str(e)[:200]}"})
                 continue
             for p in args.pipelines:
+                if p == "grinder" and not args.grinder_everywhere and not has_control_flow(path):
+                    no_grinder.add(name)
+                    continue
                 tasks.append({"model": name, "size": size, "pipeline": p, "path": path, "no_ptx": args.no_ptx,
                               "build": str(work / "builds" / f"{name}-{size}-{p}")})
-    # Cheapest rows first (cost ~ ONNX nodes: each kernel costs a g++ build for the emulator, or a ptxas run
-    # for a full model, when not cached), so a tight budget loses the fewest rows; the table keeps zoo order.
+    # Every small row (the correctness check of each zoo model) before any full one, cheapest first within
+    # each (cost ~ ONNX nodes: each kernel costs a g++ build for the emulator, or a ptxas run, when not
+    # cached), so a tight budget loses the fewest and least important rows; the table keeps zoo order.
     zoo_order = {(t["model"], t["size"], t["pipeline"]): i for i, t in enumerate(tasks)}
-    tasks.sort(key=lambda t: node_count(t["path"]) * (1.0 if t["size"] == "small" else 0.5))
+    tasks.sort(key=lambda t: (t["size"] != "small", node_count(t["path"])))
+    load = LoadSampler()
     n = len(tasks) + len(rows)
     print(f"bench: {len(tasks)} rows ({len(args.models)} small, {len(args.full)} full models x "
-          f"{len(args.pipelines)} pipelines), {args.jobs} at a time; cache entries before: {caches}", flush=True)
+          f"{len(args.pipelines)} pipelines" + (f"; grinder not run on {len(no_grinder)} models without Loop/If"
+                                                if no_grinder else "")
+          + f"), {args.jobs} at a time; cache entries before: {caches}", flush=True)
     done = len(rows)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         def submit(t):
@@ -177,13 +213,54 @@ def main(argv=None) -> int:
             rows.append(r)
     rows.sort(key=lambda r: zoo_order.get((r["model"], r["size"], r["pipeline"]), -1))
     wall = time.perf_counter() - start
-    write_outputs(Path(args.out), args, argv, rows, caches, wall)
+    args.no_grinder = sorted(no_grinder, key=list(ZOO).index)
+    write_outputs(Path(args.out), args, argv, rows, caches, wall, load=load.stop())
     bad = [r for r in rows if r["status"] != "ok"]
     print(f"bench: {len(rows) - len(bad)}/{len(rows)} rows ok in {wall:.0f}s -> {args.out}/cpu-{args.date}.md")
     return 0
 
 
-def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None) -> None:
+class LoadSampler:
+    """The 1-minute load average every 10 s while the rows run: how busy the machine was besides the bench."""
+
+    def __init__(self, every: float = 10.0):
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+        return {"mean": round(sum(self.samples) / len(self.samples), 2), "max": round(max(self.samples), 2),
+                "samples": len(self.samples)}
+
+
+def machine_line(meta: dict) -> str:
+    """The header's sentence on how busy the machine was (older JSONs have no load figures). The bench's own
+    rows and their nvcc/g++ children account for a load of about ``jobs``; well above that, other processes
+    shared the CPUs."""
+    load = meta.get("load_average")
+    if not load:
+        return "The machine's load during the run was not recorded."
+    jobs = meta["jobs"]
+    if load["mean"] > 1.5 * jobs + 0.5:
+        verdict = ("other processes shared the CPUs, so wall and compile times are inflated by them (byte "
+                   "counts, kernel counts and errors are not)")
+    elif load["mean"] > jobs + 0.5:
+        verdict = "somewhat more than the bench's own rows account for, so other processes may have slowed it"
+    else:
+        verdict = "what the bench's own rows account for: the machine was otherwise quiet"
+    return (f"1-minute load average during the run: mean {load['mean']:.1f}, max {load['max']:.1f} on "
+            f"{meta['cpus']} CPUs, with the bench running {jobs} rows at a time: {verdict}.")
+
+
+def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None, load=None) -> None:
     """``meta`` given (``--from-json``): re-render an earlier run, keeping its command, date and timings."""
     out.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable)  # .venv/bin/python under make; a plain "python" otherwise
@@ -198,20 +275,35 @@ def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None) -> None:
     meta = meta or {"date": args.date, "command": command, "wall_seconds": round(wall, 1), "jobs": args.jobs,
             "cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
             "nvcc": nvcc[-1] if nvcc else None, "cache_entries_before": caches, "pipelines": args.pipelines,
-            "tol": args.tol, "full_skipped": skipped_full}
+            "tol": args.tol, "full_skipped": skipped_full, "load_average": load, "note": args.note,
+            "grinder_not_run": args.no_grinder}
+    control = [r["model"] for r in rows if r.get("control_flow_ops")]
+    no_grinder = meta.get("grinder_not_run", [])
     md = [f"# CPU benchmark, {args.date}", "", "```sh", command, "```", "",
           f"{len(rows)} rows in {wall:.0f} s wall on {os.cpu_count()} CPUs ({args.jobs} rows at a time), "
           f"Python {meta['python']}, {meta['nvcc'] or 'no nvcc'}. ptxas/emulator cache entries before the "
           f"run: {caches['ptxas']} / {caches['emu']} (compile and emu times include nvcc/g++ only for "
-          "kernels not already cached).", "",
-          "Columns: *compile s* is `report.json` `compile_seconds` (import, passes, lower-cuda, ptxas, write) "
-          "with the sum of the pass times and the slowest pass in brackets; *x LB* is global bytes over the "
+          "kernels not already cached). " + machine_line(meta), "",
+          *([f"Note: {meta['note']}", ""] if meta.get("note") else []),
+          "Columns: *compile s* is `report.json` `compile_seconds` (import, passes, lower-cuda, ptxas, write), "
+          "then in brackets the ONNX import, the sum of the pass times, writing the build (kernel emission, "
+          "ptxas, weights, plan) with ptxas' share of it, and the slowest pass; the rest is verification after "
+          "each pass and the reference IR; *launches* are the emulator's (full models: the plan's); *emu MB* "
+          "is every global load and store the kernels issued, counted by the emulator (no cache: a value "
+          "that several blocks read counts once per read); *x LB* is global bytes over the "
           "lower bound (inputs, weights and outputs touched once); *x none* is global bytes over the same "
           "model under the `none` pipeline (one kernel per op); regs/smem/spills are ptxas' figures (max "
           "over kernels; spills summed); *err* is the max abs error against onnxruntime on the same seeded "
           "inputs (numpy runs the pipeline's IR before lower-cuda; *n/a* where that IR already holds kernels, "
           "which have no reference implementation: the JSON's `numpy_error`). A row is *wrong* when an error exceeds "
           f"{args.tol:g} x max(1, max |onnxruntime output|).", "",
+          "Pipelines: " + ", ".join(f"`{p}`" for p in meta["pipelines"]) + ". `grinder` moves Loop/If control "
+          "flow onto the device, so without any it is `rammer` plus a pass that finds nothing to move. "
+          + (f"Models with Loop/If: {', '.join(sorted(set(control)))}. " if control else "")
+          + (f"Not run with `grinder` (no Loop/If/Scan; the RNNs are unrolled; `--grinder-everywhere` runs "
+             f"them): {', '.join(no_grinder)}. " if no_grinder else "")
+          + f"Grinder on control flow: `grinder-{args.date}.md` (`scripts/bench_grinder.py`, samples/control).",
+          "",
           "## Small models: compile + emulator run (measured global bytes)", "", small_table(small, args.tol),
           "## Full models: compile only (modelled global bytes)", "", full_table(full) if full else "(none)\n",
           f"Full models not compiled (see FULL_DEFAULT in scripts/bench.py: outside the 20-minute budget on 2 "

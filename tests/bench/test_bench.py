@@ -55,3 +55,47 @@ def test_wrong_results_are_flagged():
     row = {"model": "m", "size": "small", "pipeline": "none", "status": "ok", "emu_vs_ort": 0.5,
            "numpy_vs_ort": 0.0, "ref_max_abs": 2.0}
     assert "**wrong**: emu_vs_ort" in small_table([row], 1e-3)
+
+
+def _bench_script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tool_failures_say_which_error():
+    from tilec.bench.measure import error_summary
+    log = ("tilec: error: nvcc failed on kernel 'rammer0' (exit 1):\nrammer0.cu(7): warning #177-D: unused\n"
+           "rammer0.cu(9): error: too few arguments in function call\n  case 24: f(a);\n1 error detected")
+    assert error_summary(log) == ("tilec: error: nvcc failed on kernel 'rammer0' (exit 1): "
+                                  "rammer0.cu(9): error: too few arguments in function call")
+    assert error_summary("one line\nmore") == "one line"
+
+
+def test_grinder_rows_only_where_there_is_control_flow(tmp_path):
+    bench = _bench_script()
+    for name, ops in (("flat", {"MatMul": 2}), ("loop", {"Loop": 1, "Add": 1})):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"nodes": 3, "ops": ops}))
+    assert not bench.has_control_flow(str(tmp_path / "flat.onnx"))
+    assert bench.has_control_flow(str(tmp_path / "loop.onnx"))
+    assert bench.has_control_flow(str(tmp_path / "missing.onnx"))  # unknown: run it
+
+
+def test_header_says_how_busy_the_machine_was():
+    bench = _bench_script()
+    meta = {"jobs": 2, "cpus": 2, "load_average": {"mean": 6.8, "max": 7.4, "samples": 90}}
+    assert "other processes shared the CPUs" in bench.machine_line(meta)
+    meta["load_average"] = {"mean": 2.1, "max": 2.6, "samples": 90}
+    assert "otherwise quiet" in bench.machine_line(meta)
+    assert "not recorded" in bench.machine_line({"jobs": 2, "cpus": 2})
+
+
+def test_phase_timer_restores_the_compiler():
+    import tilec.backend.ptxas as ptxas
+    from tilec.bench.measure import PhaseTimer
+    before = ptxas.check_kernels
+    with PhaseTimer() as t:
+        assert ptxas.check_kernels is not before
+    assert ptxas.check_kernels is before and set(t.seconds) == {"import", "build", "ptxas"}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tilec.backend.emu import Batch, EmuBuildError, EmuModule, build
-from tilec.backend.emu.batch import batchable
+from tilec.backend.emu.batch import batchable, shared_bytes
+from tilec.backend.emu.module import MAX_SMEM
 
 
 def _mapped(suffix: str) -> set:
@@ -149,3 +150,19 @@ def test_batch_falls_back_so_errors_name_their_kernel(tmp_path, source):
     good.launch("vadd", 1, 4, [y, np.ones(4, np.float32), np.ones(4, np.float32), 4])
     np.testing.assert_array_equal(y, 2.0)
     assert good.module() is not macro.module()
+
+
+def test_batch_splits_so_shared_arrays_fit_one_arena(tmp_path):
+    # Every TL_SHARED site of a unit has its own offset in one 227 KiB arena: three kernels of 100 KiB each
+    # are fine alone, so the batch puts them in two units instead of failing the third.
+    def kernel(i):
+        return (f'extern "C" __global__ void big{i}(float* Y) {{\n  TL_SHARED(float, s, [25600]);\n'
+                f'  s[threadIdx.x] = {i}.0f;\n  __syncthreads();\n  Y[threadIdx.x] = s[threadIdx.x];\n}}\n')
+    assert shared_bytes(kernel(0)) == 102400 and shared_bytes("TL_SHARED(float, s, [N]);") == MAX_SMEM
+    batch = Batch(str(tmp_path))
+    lazy = [batch.add(kernel(i), f"big{i}.cu") for i in range(3)]
+    for i, k in enumerate(lazy):
+        y = np.zeros(4, np.float32)
+        k.launch(f"big{i}", 1, 4, [y])
+        np.testing.assert_array_equal(y, float(i))
+    assert lazy[0].module() is lazy[1].module() is not lazy[2].module()

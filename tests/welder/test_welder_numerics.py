@@ -53,10 +53,11 @@ def test_fused_model_matches_onnxruntime(built, order):
     np.testing.assert_allclose(got[got.files[0]], ref, rtol=1e-4, atol=1e-5)
     run = json.load(open(d / f"run-{order}.json"))
     report = json.load(open(d / "build" / "report.json"))
-    # matmul+add+relu (register level) and softmax+layernorm rows (shared level): far fewer launches than ops
-    assert run["totals"]["launches"] == 2
+    # matmul+add+relu (register level) with the softmax+layernorm rows as its row tail (shared level; the
+    # 8 rows fit one block: welder kind "mlp" with one GEMM): one launch for 10+ ops
+    assert run["totals"]["launches"] == 1
     rows = [r for r in run["kernels"] if "fused" in r["name"]]
-    assert len(rows) == 2
+    assert len(rows) == 1
     for row in rows:
         measured = row["bytes_loaded"] + row["bytes_stored"]
         assert abs(measured - row["bytes_modelled"]) <= 0.05 * measured, row

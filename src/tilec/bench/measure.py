@@ -7,14 +7,19 @@ Run by ``scripts/bench.py`` as a child process (one per row, so a hung or slow r
 timeout without losing the rest). Writes ROW.json even when a step fails: ``status`` is ``ok`` or
 ``failed`` and ``error`` says which step failed and why; whatever was measured before the failure stays.
 
+Compile time is split into import, the passes (``report.json`` ``stages``) and writing the build, with ptxas
+(nvcc) within that (``phase_seconds``: timed around the compiler's functions, see ``PhaseTimer``).
+
 Small rows: compile (``--check-ptx``), run the pipeline's reference IR with the numpy interpreter (where it
-has one: ``numpy_error`` says why not) and the kernels under the emulator (which counts global bytes), and compare both against onnxruntime on the same
-inputs. Full rows: compile only; bytes are the compiler's model, not a measurement.
+has one: ``numpy_error`` says why not) and the kernels under the emulator (which counts global bytes), and
+compare both against onnxruntime on the same inputs. Full rows: compile only; bytes are the compiler's
+model, not a measurement.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 import traceback
 from pathlib import Path
@@ -45,6 +50,13 @@ def onnx_feeds(model_path: str, seed: int = 0) -> dict:
     return feeds
 
 
+def control_flow_ops(model_path: str) -> int:
+    """Loop / If / Scan nodes in the model's main graph (what the grinder pipeline moves to the device)."""
+    import onnx
+    graph = onnx.load(model_path, load_external_data=False).graph
+    return sum(1 for n in graph.node if n.op_type in ("Loop", "If", "Scan"))
+
+
 def max_abs_err(got: dict, want: dict) -> float:
     """Largest |got - want| over all outputs (inf when an output is missing or has the wrong shape)."""
     worst = 0.0
@@ -54,6 +66,17 @@ def max_abs_err(got: dict, want: dict) -> float:
         diff = np.abs(np.asarray(got[name], np.float64) - np.asarray(ref, np.float64))
         worst = max(worst, float(np.max(diff, initial=0.0)))
     return worst
+
+
+def error_summary(message: str, limit: int = 300) -> str:
+    """The first line of an error and, when that only introduces a tool's log (nvcc, g++), the log's first
+    lines that say ``error:`` (or ``fatal``), so a failing row says why without its whole log."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()] or [""]
+    text = lines[0]
+    if len(lines) > 1 and text.endswith(":"):
+        causes = [ln for ln in lines[1:] if re.search(r"\berror\s*:|\bfatal\b|Assertion", ln, re.I)]
+        text += " " + " / ".join(dict.fromkeys(causes[:2] or lines[1:2]))
+    return text[:limit]
 
 
 def ptxas_summary(report: dict) -> dict:
@@ -68,6 +91,42 @@ def ptxas_summary(report: dict) -> dict:
             "kernels_spilling": sum(1 for r in rows if r["spill_bytes"] > 0)}
 
 
+class PhaseTimer:
+    """Seconds spent in the compiler's import, in writing the build (``write_build``: kernel emission, ptxas,
+    weights, plan, report) and in ptxas within it, taken by wrapping the functions ``compile_model`` and
+    ``write_build`` look up at call time (``report.json`` times only the passes)."""
+
+    PHASES = {"import": ("tilec.frontend.importer", "import_onnx"), "build": ("tilec.backend.build", "write_build"),
+              "ptxas": ("tilec.backend.ptxas", "check_kernels")}
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self._saved = []
+
+    def __enter__(self):
+        import importlib
+        for phase, (mod_name, attr) in self.PHASES.items():
+            mod = importlib.import_module(mod_name)
+            fn = getattr(mod, attr)
+            self._saved.append((mod, attr, fn))
+            setattr(mod, attr, self._wrap(phase, fn))
+        return self
+
+    def _wrap(self, phase, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - t0
+        return timed
+
+    def __exit__(self, *exc):
+        for mod, attr, fn in self._saved:
+            setattr(mod, attr, fn)
+        return False
+
+
 def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = True) -> dict:
     """One row; never raises (the error is recorded with the step that failed)."""
     row = {"model": Path(model).name.split("-")[0], "size": size, "pipeline": pipeline, "status": "ok",
@@ -76,7 +135,8 @@ def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = 
     try:
         from tilec.driver import compile_model
         t0 = time.perf_counter()
-        compile_model(model, build, pipeline=pipeline, check_ptx=check_ptx)
+        with PhaseTimer() as phases:
+            compile_model(model, build, pipeline=pipeline, check_ptx=check_ptx)
         row["compile_wall_seconds"] = round(time.perf_counter() - t0, 3)
         report = json.loads(Path(build, "report.json").read_text())
         tot = report["totals"]
@@ -85,8 +145,9 @@ def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = 
         row.update(ops=tot["ops"], kernels=tot["kernels"], launches=tot["launches"], host_ops=tot["host_ops"],
                    compile_seconds=tot["compile_seconds"], passes_seconds=passes,
                    slowest_pass=slowest and [slowest["pass"], slowest["seconds"]], stages=report["stages"],
+                   phase_seconds={k: round(v, 3) for k, v in phases.seconds.items()},
                    modelled_bytes=tot["global_bytes_modelled"], lower_bound_bytes=tot["lower_bound_bytes"],
-                   ptxas=ptxas_summary(report))
+                   ptxas=ptxas_summary(report), control_flow_ops=control_flow_ops(model))
         if size != "small":
             return row
         step = "onnxruntime"
@@ -112,8 +173,7 @@ def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = 
                    ref_max_abs=max(float(np.max(np.abs(v), initial=0.0)) for v in want.values()))
     except BaseException as e:  # noqa: BLE001 - the row records why it failed; the run goes on
         row["status"] = "failed"
-        first = (str(e).strip().splitlines() or [""])[0]
-        row["error"] = f"{step}: {type(e).__name__}: {first[:200]}"
+        row["error"] = f"{step}: {type(e).__name__}: {error_summary(str(e))}"
         row["traceback"] = traceback.format_exc()[-4000:]
     return row
 

@@ -15,11 +15,16 @@ def _err(x) -> str:
 
 
 def _compile(r) -> str:
+    """Total compile seconds, then import / passes / build (ptxas within build) and the slowest pass."""
     if r.get("compile_seconds") is None:
         return "-"
     slow = r.get("slowest_pass")
     tail = f"; {slow[0]} {slow[1]:.2f}" if slow else ""
-    return f"{r['compile_seconds']:.2f} ({r['passes_seconds']:.2f}{tail})"
+    ph = r.get("phase_seconds")
+    if not ph:  # rows from before phase_seconds existed
+        return f"{r['compile_seconds']:.2f} ({r['passes_seconds']:.2f}{tail})"
+    return (f"{r['compile_seconds']:.2f} ({ph['import']:.2f} / {r['passes_seconds']:.2f} / {ph['build']:.2f} "
+            f"[{ph['ptxas']:.2f}]{tail})")
 
 
 def _ptx(r) -> tuple:
@@ -39,8 +44,8 @@ def _baseline(rows: list, r: dict, key: str):
 
 
 def small_table(rows: list, tol: float) -> str:
-    head = ("| model | pipeline | status | ops | kernels | launches | compile s (passes; slowest pass) | "
-            "emu MB | lower bound MB | x LB | x none | max regs | max smem B | spills | err emu-ort | "
+    head = ("| model | pipeline | status | ops | kernels | launches | compile s (import / passes / build [ptxas]; "
+            "slowest pass) | emu MB | lower bound MB | x LB | x none | max regs | max smem B | spills | err emu-ort | "
             "err numpy-ort |\n" + "|" + " --- |" * 3 + " ---: |" * 13)
     out = [head]
     for r in rows:
@@ -60,8 +65,8 @@ def small_table(rows: list, tol: float) -> str:
 
 
 def full_table(rows: list) -> str:
-    head = ("| model | pipeline | status | ops | kernels | launches | compile s (passes; slowest pass) | "
-            "modelled MB | lower bound MB | x LB | x none | max regs | max smem B | spills |\n"
+    head = ("| model | pipeline | status | ops | kernels | launches | compile s (import / passes / build [ptxas]; "
+            "slowest pass) | modelled MB | lower bound MB | x LB | x none | max regs | max smem B | spills |\n"
             + "|" + " --- |" * 3 + " ---: |" * 11)
     out = [head]
     for r in rows:

@@ -2,9 +2,11 @@
 
 The search (``analysis/welder``) walks the tile-graph in topological order and grows each group consumer by
 consumer while the grown group connects its internal edges at a legal memory level and scores better than
-its parts apart. Every accepted group of two or more ops becomes one ``tile.kernel``: its operands are the
-group's outside inputs (block arguments inside, so the region is isolated from above), its region holds the
-member computes and a ``tile.yield`` of the results used outside. ``lower-cuda`` emits one kernel for it.
+its parts apart. A conv chain whose result is only summed over some dims then takes a pooling tail
+(``analysis/welder/pool_tail.py``: per-block partial sums, the pool itself reading those). Every accepted
+group of two or more ops becomes one ``tile.kernel``: its operands are the group's outside inputs (block
+arguments inside, so the region is isolated from above), its region holds the member computes and a
+``tile.yield`` of the results used outside. ``lower-cuda`` emits one kernel for it.
 
 Then every group whose anchor is a tiled contraction or convolution (a lone op too) has its tile chosen
 again for the whole group (``analysis/welder/retile.py``): the anchor's ``rtile`` is replaced by the tile
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from ..analysis.hardware import DEFAULT_ARCH, get_arch
 from ..analysis.welder import TileGraph, search
+from ..analysis.welder.pool_tail import attach as attach_pool_tails
 from ..analysis.welder.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
 from ..analysis.welder.search import _outputs, _signature, _single
 from ..analysis.welder.views import fold_views
@@ -25,7 +28,8 @@ from ..ir.core import Block, Operation, Region, functions
 from ..ir.diagnostics import CompileError
 from .base import ModulePass
 
-LEVEL_OF_KIND = {"epilogue": "register", "row": "shared", "attention": "shared", "conv_chain": "shared"}
+LEVEL_OF_KIND = {"epilogue": "register", "row": "shared", "attention": "shared", "conv_chain": "shared",
+                 "conv_pool": "shared", "mlp": "shared"}
 
 
 @dataclass
@@ -55,7 +59,10 @@ class Welder(ModulePass):
         for fn in functions(module):
             fold_views(fn.body)
             graph = TileGraph(fn.body)
-            for group in search(graph, spec, self.max_level, cache):
+            groups = search(graph, spec, self.max_level, cache)
+            if self.max_level == "register":   # a chain's pooled result kept on chip (pool_tail.py)
+                graph, groups = attach_pool_tails(fn.body, graph, groups, spec)
+            for group in groups:
                 kernel = _build_kernel(fn.body, graph, group, spec) if len(group.members) > 1 else None
                 if self.retile and group.kind in ("single", "epilogue"):
                     key = (group.kind, _signature(graph, group.members))
@@ -85,9 +92,14 @@ def _build_kernel(block, graph, group, spec) -> Operation:
         "smem": group.smem,
         "estimate": {"score": group.score, "apart": apart, "traffic_bytes": group.traffic, "waves": group.waves},
     }
-    if group.kind == "conv_chain":   # P's epilogue edges are register-level; only P→C goes through smem
-        levels = [[p, c, "shared" if c == group.extra["split"] else "register"] for p, c, _ in levels]
+    if group.kind in ("conv_chain", "conv_pool"):   # P's epilogue edges are register-level; P→C in smem
+        # (and a pooling tail's edge: the chain's tile is reduced in shared memory, fused_pool.py)
+        last = len(nodes) - 1 if group.kind == "conv_pool" else -1
+        levels = [[p, c, "shared" if c in (group.extra["split"], last) else "register"] for p, c, _ in levels]
         attrs.update(levels=levels, tile=group.extra["chain"])   # block/thread/step of C, pstep of P
+    if group.kind == "mlp":   # epilogue edges in registers; side 1 → G2 (the hidden) and a row tail in smem
+        cut, tail = group.extra["tile"]["split"], group.extra["tile"]["tail"]
+        attrs["levels"] = [[p, c, "shared" if c == cut or c >= tail else "register"] for p, c, _ in levels]
     kernel = Operation("tile.kernel", list(externals), [op.result.type for op in outs], attrs,
                        regions=[Region([body])], loc=ops[-1].loc)
     block.insert_before(ops[-1], kernel)
@@ -132,7 +144,7 @@ def _retile(anchor, kernel, spec, min_block_outputs: int, cache: dict, key) -> N
 
 def _tile(nodes, group) -> dict:
     """The chosen tile: the anchor's Roller block tile (epilogue) or one row per block (row)."""
-    if group.kind == "attention":   # query rows and key chunk per block (analysis/welder/attention.py)
+    if group.kind in ("attention", "mlp"):   # attention.py: query rows, key chunk; mlp_chain.py: rows, threads
         return dict(group.extra["tile"])
     if group.kind == "row":
         return {"rows": 1, "length": group.extra["length"], "threads": group.extra["threads"]}

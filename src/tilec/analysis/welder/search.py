@@ -7,11 +7,14 @@ consumer while the grown group is legal at some memory level and its score beats
   A pure layout member (a transpose, :func:`.graph.layout_map`) may end such a chain: the element is
   stored at its permuted address instead, so the permuted copy costs no kernel and no extra bytes.
 - **shared** (``kind = "row"``): ops over the same leading "row" dims whose last dim is either the row
-  length or 1, with reductions over exactly that last dim (softmax, layernorm). One block per row;
+  length or 1, with reductions over exactly that last dim, of the row length (softmax, layernorm). One block per row;
   full-row intermediates and row scalars are staged in shared memory (planned by :mod:`.smem`).
 
 - **shared** (``kind = "conv_chain"``): a producer conv with its epilogue, its tile (halo included)
   recomputed per block into shared memory for a consumer conv or pooling (:mod:`.conv_chain`).
+
+- **shared** (``kind = "mlp"``): two GEMMs back to back, each with its register epilogue, a row tile of the
+  hidden in shared memory (:mod:`.mlp_chain`).
 
 Score of a group = (global traffic rounded to 32-B sectors + 1) × waves; a lone op takes Roller's
 ``estimate`` where it has one. Decisions are cached by a hash of the subgraph."""
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from ...ir.types import itemsize
 from .graph import TileGraph, is_identity, permuting_layout
 from .propagate import propagate
-from . import conv_chain, smem
+from . import conv_chain, mlp_chain, smem
 
 LEVELS = ("global", "shared", "register")
 SECTOR = 32
@@ -37,7 +40,7 @@ class Group:
     """A candidate fused kernel: member node indices (function order), its kind and score."""
 
     members: list
-    kind: str = "single"            # single | epilogue | row | attention (analysis/welder/attention.py)
+    kind: str = "single"            # single | epilogue | row | attention | conv_chain | conv_pool | mlp
     traffic: int = 0
     waves: int = 1
     smem: int = 0
@@ -141,6 +144,10 @@ def _row(graph: TileGraph, members: list, spec) -> Group | None:
         if not node.elementwise:
             if len(node.expr.reduce_axes) != 1 or node.shape[-1] != 1 or node.expr.combiner not in ("sum", "max", "min"):
                 return None
+            # The lowering folds every reduction over the whole row (``length`` columns): one over a shorter
+            # axis (a reduction of a row scalar, extent 1) would be folded ``length`` times.
+            if node.extents[node.expr.reduce_axes[0]] != length:
+                return None
         elif not full and any(_internal(node, o, inside) and graph.nodes[node.producers[o]].shape[-1] == length
                               for o in range(len(node.op.operands))):
             return None   # a row scalar cannot read a whole row without reducing it
@@ -208,6 +215,9 @@ def classify_group(graph: TileGraph, members: list, spec) -> Group | None:
     chain = conv_chain.chain_group(graph, members, spec) if not found else None
     if chain is not None:   # producer conv's tile recomputed into shared memory (conv_chain.py)
         found.append(Group(list(members), "conv_chain", chain[0], chain[1], chain[2], chain[3]))
+    mlp = mlp_chain.mlp_group(graph, members, spec) if not found else None
+    if mlp is not None:   # back-to-back GEMMs, a row tile of the hidden in shared memory (mlp_chain.py)
+        found.append(Group(list(members), "mlp", *mlp))
     return min(found, key=lambda g: g.score) if found else None
 
 
@@ -247,7 +257,8 @@ def search(graph: TileGraph, spec, max_level: str = "register", cache: dict | No
     memory level of an internal edge: ``global`` fuses nothing, ``shared`` allows row groups only,
     ``register`` allows both."""
     cache = {} if cache is None else cache
-    allowed = {"global": (), "shared": ("row", "conv_chain"), "register": ("row", "epilogue", "conv_chain")}[max_level]
+    allowed = {"global": (), "shared": ("row", "conv_chain"),
+               "register": ("row", "epilogue", "conv_chain", "mlp")}[max_level]
 
     def best(members):
         key = _signature(graph, members)

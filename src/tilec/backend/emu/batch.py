@@ -11,6 +11,10 @@ A batch is only an optimisation, so anything that could make it differ from sepa
 them: a source with preprocessor directives of its own beyond the include-guarded prelude (a macro would
 leak into the sources after it), kernel or dynamic-shared-array names that clash, or a batch that does not
 compile, which is then compiled source by source, so a compile error names the kernel it belongs to.
+
+Every ``TL_SHARED`` site of a translation unit gets its own offset in one per-block arena of ``MAX_SMEM``
+bytes (``emu_api.h``), so a batch is split into groups whose summed ``TL_SHARED`` bytes fit it; otherwise a
+build of many kernels, each well under the limit, would fail as if one kernel needed them all.
 """
 from __future__ import annotations
 
@@ -19,10 +23,44 @@ import threading
 
 from . import signature
 from .errors import EmuError
-from .module import EmuModule
+from .module import MAX_SMEM, EmuModule
 
 _PRELUDE = re.compile(r"#ifndef\s+TILEC_CUDA_PRELUDE_H\b.*?#endif\s*//\s*TILEC_CUDA_PRELUDE_H", re.S)
 _DIRECTIVE = re.compile(r"^\s*#\s*(?!pragma\b)\w+", re.M)
+_SHARED = re.compile(r"\bTL_SHARED\(\s*([^,()]+?)\s*,\s*\w+\s*,\s*([^;()]*?)\s*\)\s*;")
+_SIZES = {"float": 4, "int": 4, "unsigned": 4, "unsigned int": 4, "int32_t": 4, "uint32_t": 4, "half": 2,
+          "__half": 2, "__nv_bfloat16": 2, "half2": 4, "__half2": 4, "double": 8, "long long": 8, "int64_t": 8,
+          "uint64_t": 8, "float2": 8, "float4": 16, "int4": 16, "bool": 1, "char": 1, "unsigned char": 1,
+          "signed char": 1, "int8_t": 1, "uint8_t": 1, "short": 2, "int16_t": 2, "uint16_t": 2}
+
+
+def shared_bytes(source: str) -> int:
+    """``TL_SHARED`` arena bytes ``source`` registers (each site rounded up to 16, as ``shared_register``
+    does); ``MAX_SMEM`` when a site's type or extents are not plain enough to size, so it goes alone."""
+    total = 0
+    for type_, dims in _SHARED.findall(signature.strip_comments(source)):
+        extents = re.fullmatch(r"(?:\[\s*\d+\s*\])+", dims)
+        if type_ not in _SIZES or not extents:
+            return MAX_SMEM
+        n = _SIZES[type_]
+        for d in re.findall(r"\d+", dims):
+            n *= int(d)
+        total += (n + 15) & ~15
+    return total
+
+
+def shared_groups(sources: list) -> list:
+    """``sources`` (objects with ``.source``) cut, in order, into runs whose ``shared_bytes`` sum fits
+    ``MAX_SMEM``: one translation unit each."""
+    groups, room = [], 0
+    for p in sources:
+        need = shared_bytes(p.source)
+        if not groups or need > room:
+            groups.append([])
+            room = MAX_SMEM
+        groups[-1].append(p)
+        room -= need
+    return groups
 
 
 def batchable(source: str) -> bool:
@@ -75,9 +113,10 @@ class Batch:
         """Compile every pending source: together when possible, else one by one."""
         with self._lock:
             pending, self._pending = self._pending, []
-            together = [p for p in pending if batchable(p.source)]
-            if len(together) > 1 and self._together(together):
-                pending = [p for p in pending if p._module is None]
+            for group in shared_groups([p for p in pending if batchable(p.source)]):
+                if len(group) > 1:
+                    self._together(group)
+            pending = [p for p in pending if p._module is None]
             for p in pending:
                 try:
                     p._module = EmuModule(p.source, cache_dir=self.cache_dir)

@@ -117,10 +117,17 @@ class FusedContext(ComputeContext):
     def staging_plan(self, cfg: dict) -> list:
         """``[(member i, member ctx, access, box, smem bytes)]`` of the outside epilogue operands worth
         staging per block under tile ``cfg``: affine accesses whose box over the block tile holds at most
-        half the block's outputs, while the static shared memory left by the anchor allows."""
+        half the block's outputs, while the static shared memory left by the anchor allows.
+
+        ``cfg`` may give only the block tile (a caller that sizes the epilogue before the anchor's tiled
+        config exists, e.g. a GEMM side of another fused kernel): the anchor's reduce steps it lacks are
+        taken as :func:`~.tiled.resolve_config` takes them (the extent clipped to 16). The anchor's staged
+        boxes span its reduce axes, so their shared memory cannot be counted without a step for each."""
         from .cexpr import affine
         from .tiled import SMEM_LIMIT, _box, _smem_bytes, _smem_dims
-        budget = SMEM_LIMIT - _smem_bytes(self, cfg)
+        steps = dict(cfg.get("step") or {})
+        steps.update({r: min(16, self.extents[r]) for r in self.reduce_axes if r not in steps})
+        budget = SMEM_LIMIT - _smem_bytes(self, dict(cfg, step=steps))
         points = math.prod(cfg["block"][a] for a in self.out_axes)
         plan = []
         for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):

@@ -186,7 +186,9 @@ class ChainContext(FusedContext):
                 pd = [b[2] for b in pb]
                 rows = linearize(loc[:-1], pd[:-1]) if len(pd) > 1 else "0"
                 refs[p.access_key(pa)] = f"k_sp{q}[{rows}][{loc[-1] if loc else '0'}]"
-            body = p.renderer(lambda a: refs[p.access_key(a)], lambda a: local[a])(p.expr.body)
+            # An axis used as a value (not an index of the P tile) is P's global coordinate.
+            glob = {a: f"({porigin[a]} + {local[a]})" for a in local}
+            body = p.renderer(lambda a: refs[p.access_key(a)], lambda a: glob[a])(p.expr.body)
             from ..cstyle import CUDA
             kb.assign("k_pacc[k_pi]", CUDA.combine(p.combiner, p.acc_dtype, "k_pacc[k_pi]", body))
 

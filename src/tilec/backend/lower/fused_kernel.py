@@ -19,6 +19,12 @@ def lower_kernel(kernel, index: int, kind: str | None = None):
     elif kernel.attributes["kind"] == "conv_chain":   # producer conv tile in shared memory
         from .fused_conv import lower_fused_conv
         func = lower_fused_conv(kernel, name)
+    elif kernel.attributes["kind"] == "mlp":   # back-to-back GEMMs, hidden row tile in shared memory
+        from .fused_mlp import lower_fused_mlp
+        func = lower_fused_mlp(kernel, name)
+    elif kernel.attributes["kind"] == "conv_pool":   # conv chain + per-block partial sums of a pool
+        from .fused_pool import lower_fused_pool
+        func = lower_fused_pool(kernel, name)
     else:
         func = lower_fused(kernel, name, kind)
     func.loc = kernel.loc

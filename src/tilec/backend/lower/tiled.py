@@ -60,6 +60,18 @@ def default_config(ctx: ComputeContext) -> dict:
         if big is None or cfg["step"][big] == 1:
             break
         cfg["step"][big] = -(-cfg["step"][big] // 2)
+    # Still too big with unit steps: a strided conv's halo grows with the output tile (a stride-32 patchify
+    # conv stages 1 + 32*(b-1) input rows per b outputs), so halve the block axis that saves the most.
+    while _smem_bytes(ctx, cfg) > SMEM_LIMIT:
+        def halved(a):
+            trial = {**cfg, "block": {**cfg["block"], a: cfg["block"][a] // 2}}
+            return _smem_bytes(ctx, trial)
+        shrinkable = [a for a in ctx.out_axes if cfg["block"][a] > 1]
+        if not shrinkable:
+            break
+        a = min(shrinkable, key=lambda x: (halved(x), -cfg["block"][x]))
+        cfg["block"][a] //= 2
+        cfg["thread"][a] = min(cfg["thread"][a], cfg["block"][a])
     return cfg
 
 
@@ -159,6 +171,8 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     if hasattr(ctx, "stage_epilogue"):   # welder's fused epilogue: broadcast operands staged once per block
         ctx.stage_epilogue(kb, cfg, origin, threads)
     _epilogue(ctx, kb, cfg, origin, tdim)
+    if hasattr(ctx, "finish_epilogue"):   # a conv chain's pooling tail (fused_pool.py) reduces the tile
+        ctx.finish_epilogue(kb, cfg, origin, threads)
     return kb.func(name, [math.prod(nblk.values())], [threads], ctx.params(), kind="tiled",
                    flops=ctx.flops(), bytes_modelled=modelled_bytes(ctx, cfg),
                    config={k: dict(v) for k, v in cfg.items()})
@@ -201,7 +215,10 @@ def _compute(ctx, kb, cfg, accesses, boxes, origin, tdim) -> None:
         loc = [affine_text(coefs, -offset, lambda a: local[a]) for coefs, _, _, offset in box]
         rows = linearize(loc[:-1], dims[:-1]) if len(dims) > 1 else "0"
         smem[ctx.access_key(acc)] = f"k_s{j}[{rows}][{loc[-1] if loc else '0'}]"
-    body = ctx.renderer(lambda a: smem[ctx.access_key(a)], lambda a: local[a])(ctx.expr.body)
+    # Accesses read shared memory at tile-local coordinates; an axis the body uses as a value (CumSum's
+    # ``select(r >= d1, ...)``) is the global coordinate.
+    glob = {a: f"({origin[a]} + {local[a]})" for a in outs + reds}
+    body = ctx.renderer(lambda a: smem[ctx.access_key(a)], lambda a: glob[a])(ctx.expr.body)
 
     def red_loops(axes):
         if not axes:
