@@ -30,7 +30,8 @@ PIPELINES: dict = {
     # Grinder moves Loop / If control flow into device kernels built from the lowered body kernels.
     "grinder": f"{FRONT_PASSES},roller,welder,{BACK_PASSES},rammer,grinder",
 }
-DEFAULT_PIPELINE = "roller"
+# The fullest pipeline: every compiler on (README "Pipelines"); each stage leaves ops it cannot improve alone.
+DEFAULT_PIPELINE = "grinder"
 
 
 def pipeline_spec(name: str) -> str:

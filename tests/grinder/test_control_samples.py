@@ -60,8 +60,10 @@ def test_samples_are_reproducible(tmp_path):
 def builds(tmp_path_factory):
     from tilec.driver import compile_model
     root = tmp_path_factory.mktemp("control")
+    # Host-side control flow (loops and branches as plan steps): the pipeline just before Grinder moves
+    # them onto the device (tests/grinder/test_grinder_pass.py covers that one).
     for name in ("lstm_loop", "greedy_decoder", "skipnet_if"):
-        compile_model(str(SAMPLES / f"{name}.onnx"), str(root / name))
+        compile_model(str(SAMPLES / f"{name}.onnx"), str(root / name), pipeline="rammer")
     return root
 
 
