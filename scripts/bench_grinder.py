@@ -1,16 +1,21 @@
 """Grinder benchmark: launches and device→host syncs per inference, host-driven control flow vs grinder.
 
-    python scripts/bench_grinder.py [--out docs/benchmarks] [--date 2026-11-29]
+    python scripts/bench_grinder.py [--out docs/benchmarks] [--date YYYY-MM-DD] [--models NAME,...]
 
 Each sample of ``samples/control`` is compiled with ``--pipeline rammer`` (loops and ifs driven from the host)
 and ``--pipeline grinder`` (the same, then grinder), both run once under the CPU emulator on seeded inputs,
 and compared with onnxruntime. Counts are the executor's (RUN.json ``totals``): launches of kernels, host
 syncs (trip-count / condition / predicate read-backs, host ops, and the final read of the results). Writes
-``OUT/grinder-DATE.md`` and prints the table.
+``OUT/grinder-DATE.md`` and prints the table. ``--date`` defaults to today (UTC, as ``scripts/bench.py``, whose
+``cpu-DATE.md`` links to ``grinder-DATE.md``).
+
+A sample that fails (compile, run, or the reference) does not stop the others: its row records the error and
+the script exits with status 1 after writing the table, so one broken sample still leaves every other row.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import tempfile
 from pathlib import Path
@@ -78,10 +83,24 @@ def measure(label: str, tmp: Path) -> dict:
     return row
 
 
+def measure_row(label: str, tmp: Path) -> dict:
+    """:func:`measure`, or a row ``{"model", "error"}`` saying why it failed (exception type and first line)."""
+    try:
+        return measure(label, tmp)
+    except Exception as e:  # noqa: BLE001 - one failing sample must not lose the other rows
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        return {"model": label.replace(":early", " (exits after 3 steps)"),
+                "error": f"{type(e).__name__}: {first}" if first else type(e).__name__}
+
+
 def table(rows: list) -> str:
     lines = ["| model | launches host → grinder | host syncs host → grinder | emu global KB host → grinder | "
              "max err vs onnxruntime | grinder's decision |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        if "error" in r:
+            err = r["error"].replace("|", "\\|")
+            lines.append(f"| {r['model']} | — | — | — | — | **failed**: {err} |")
+            continue
         h, g = r["rammer"], r["grinder"]
         lines.append(f"| {r['model']} | {h['launches']} → {g['launches']} | {h['syncs']} → {g['syncs']} | "
                      f"{h['kb']:.1f} → {g['kb']:.1f} | {max(h['err'], g['err']):.1e} | {r['decision']} |")
@@ -114,20 +133,25 @@ NOTES = """
 """
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """Writes the table; returns 1 when any row failed (after writing every row), else 0."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"))
-    ap.add_argument("--date", default="2026-11-29")
+    ap.add_argument("--date", default=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
     ap.add_argument("--models", default=",".join(NAMES))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tilec-bench-grinder-") as tmp:
-        rows = [measure(n, Path(tmp)) for n in args.models.split(",")]
+        rows = [measure_row(n, Path(tmp)) for n in args.models.split(",")]
     text = table(rows)
     print(text)
     path = Path(args.out) / f"grinder-{args.date}.md"
     path.write_text(f"# Grinder on samples/control, {args.date}\n\n```sh\n{COMMAND}\n```\n\n{text}\n{NOTES}")
     print(f"wrote {path}")
+    failed = [r["model"] for r in rows if "error" in r]
+    if failed:
+        print(f"bench_grinder: {len(failed)}/{len(rows)} rows failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -75,7 +75,9 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
 @click.option("-o", "--output", "build_dir", required=True, help="Build folder to write.")
 @click.option("--dump-dir", default=None, help="Write DIR/NN_<stage>.tir after each stage.")
 @click.option("--compile-to", default=None, metavar="STAGE", help="Stop after this stage.")
-@click.option("--pipeline", default="default", show_default=True, help="Which pipeline (see README).")
+@click.option("--pipeline", default="default", show_default=True,
+              help="Which pipeline (none, roller, welder, rammer, grinder; see README): 'default' is the "
+                   "fullest one, tilec.driver.DEFAULT_PIPELINE.")
 @click.option("--check-ptx", is_flag=True,
               help="Compile every kernel with nvcc -arch=sm_90 and record ptxas' registers/smem/spills.")
 @click.option("--tune", "tune", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
