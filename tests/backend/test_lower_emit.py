@@ -60,7 +60,7 @@ def test_launch_replaces_compute():
     assert k.sym_name == "k0_tiled"
     assert [p["role"] for p in k.attributes["params"]] == ["in", "in", "out"]
     src = emit_kernel(k)
-    assert 'extern "C" __global__ void __launch_bounds__(256) k0_tiled(' in src
+    assert 'extern "C" __global__ void __launch_bounds__(256, 1) k0_tiled(' in src
     assert "__syncthreads();" in src and "TL_LD(" in src and "TL_ST(" in src
 
 

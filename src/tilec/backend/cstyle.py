@@ -60,7 +60,8 @@ class CStyleLanguage:
     """The spelling of one C dialect. Subclass or ``dataclasses.replace`` to make another."""
 
     kernel_prefix: str = 'extern "C" __global__ void'
-    launch_bounds: str = "__launch_bounds__({threads}) "
+    # ``{min_blocks}``: the minimum blocks per SM ptxas must fit; see emit.MIN_BLOCKS_PER_SM for why it is 1.
+    launch_bounds: str = "__launch_bounds__({threads}, {min_blocks}) "
     shared_decl: str = "TL_SHARED({type}, {name}, {dims});"
     barrier: str = "__syncthreads();"
     restrict: str = " __restrict__"

@@ -25,14 +25,27 @@ def prelude_text() -> str:
     return PRELUDE_PATH.read_text()
 
 
+# The second ``__launch_bounds__`` argument of a standalone kernel. With the block size alone, ptxas 13 picks a
+# register budget by its own occupancy heuristic and spills (resnext29-small, welder: k19_fused_epilogue, a
+# 16-accumulator conv+BN tile, 40 registers and 24 B of spills). Asking for 1 block per SM lets it use what the
+# code needs (up to 65536 / threads, at most 255) while still guaranteeing that the block size can launch.
+# Roller's planned blocks/SM is no better a bound: its register estimate is low for the real kernels, so
+# passing it spills 23 of the 98 roller-suite kernels (1752 B); and welder's kernels carry no plan at all.
+# The extra registers cost occupancy only where a grid needs more than one wave: no kernel of the measured
+# small zoo builds, one of the 98 suite kernels (resnet50_maxpool, 1 -> 2 waves). Figures and commands:
+# docs/benchmarks/roller-2026-11-29.md. Persistent and device-loop kernels pass their own blocks/SM
+# (lower/persistent.py, lower/device_loop.py): every block there must be resident at once.
+MIN_BLOCKS_PER_SM = 1
+
+
 def kernel_signature(op, lang: CStyleLanguage = CUDA) -> str:
-    """``extern "C" __global__ void __launch_bounds__(N) name(const float* __restrict__ A, ...)``."""
+    """``extern "C" __global__ void __launch_bounds__(N, 1) name(const float* __restrict__ A, ...)``."""
     threads = math.prod(op.attributes["block"])
     params = []
     for p in op.attributes["params"]:
         const = "const " if p["role"] == "in" else ""
         params.append(f"{const}{lang.ctype(p['dtype'])}*{lang.restrict} {p['name']}")
-    bounds = lang.launch_bounds.format(threads=threads)
+    bounds = lang.launch_bounds.format(threads=threads, min_blocks=MIN_BLOCKS_PER_SM)
     return f"{lang.kernel_prefix} {bounds}{kernel_name(op)}({', '.join(params)})"
 
 
