@@ -3,16 +3,14 @@ into shared memory (halo recomputed) and read there by a consumer conv or poolin
 global bytes than the best grouping without it, exactly the bytes the emulator counts."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tilec.analysis.welder import conv_chain
-from tilec.driver import compile_model, run_target
+
+from fused_checks import (assert_deterministic, assert_emu_matches, assert_fewer_bytes, assert_no_spills,  # noqa: E402
+                          build_pair, launches, report)
 
 RNG = np.random.default_rng(7)
 
@@ -65,21 +63,9 @@ CASES = {"conv_relu_conv": conv_relu_conv, "depthwise_pointwise": depthwise_poin
 @pytest.fixture(scope="module", params=sorted(CASES))
 def built(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
-    model = CASES[request.param]()
-    onnx.save(model, str(d / "m.onnx"))
-    shape = [x.dim_value for x in model.graph.input[0].type.tensor_type.shape.dim]
-    x = RNG.standard_normal(shape).astype(np.float32)
-    np.savez(d / "in.npz", x=x)
-    np.save(d / "ref.npy", ort.InferenceSession(str(d / "m.onnx")).run(None, {"x": x})[0])
-    compile_model(str(d / "m.onnx"), str(d / "chain"), pipeline="welder", check_ptx=True)
-    with pytest.MonkeyPatch.context() as mp:   # the best grouping Welder finds without conv chains
-        mp.setattr(conv_chain, "chain_group", lambda *a: None)
-        compile_model(str(d / "m.onnx"), str(d / "apart"), pipeline="welder")
-    return d
+    # the best grouping Welder finds without conv chains
+    return build_pair(d, CASES[request.param](), RNG, "chain", lambda mp: mp.setattr(conv_chain, "chain_group", lambda *a: None))
 
-
-def _report(path):
-    return json.load(open(path / "report.json"))
 
 
 def test_chain_is_one_kernel(built):
@@ -88,37 +74,22 @@ def test_chain_is_one_kernel(built):
     # Both convs and their epilogues in one kernel (BN's scale/shift from its parameters may be another).
     assert len([x for x in launches if "_fused_conv_chain" in x]) == 1, launches
     assert not any("conv" in x and "_fused_conv_chain" not in x for x in launches), launches
-    chain, apart = (_report(built / d)["totals"]["launches"] for d in ("chain", "apart"))
+    chain, apart = (report(built / d)["totals"]["launches"] for d in ("chain", "apart"))
     assert chain < apart, (chain, apart)
 
 
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_chain_matches_onnxruntime_and_its_modelled_bytes(built, order):
-    run_target(str(built / "chain"), str(built / "in.npz"), str(built / f"{order}.npz"), backend="emu",
-               report_path=str(built / f"{order}.json"), emu_order=order)
-    np.testing.assert_allclose(np.load(built / f"{order}.npz")["y"], np.load(built / "ref.npy"), rtol=1e-4,
-                               atol=1e-4)
-    run = json.load(open(built / f"{order}.json"))
-    for k in run["kernels"]:
-        assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
-    assert run["totals"]["global_bytes"] == _report(built / "chain")["totals"]["global_bytes_modelled"]
+    assert_emu_matches(built / "chain", built, order)
 
 
 def test_chain_moves_fewer_bytes_than_without_it(built):
-    chain = _report(built / "chain")["totals"]["global_bytes_modelled"]
-    apart = _report(built / "apart")["totals"]["global_bytes_modelled"]
-    assert chain < apart, (chain, apart)
+    assert_fewer_bytes(built / "chain", built / "apart")
 
 
 def test_chain_passes_ptxas_without_spills(built):
-    report = _report(built / "chain")
-    assert report["ptxas_checked"]
-    for k in report["kernels"]:
-        assert k.get("ptxas"), k
-        assert not k["ptxas"].get("spill_stores") and not k["ptxas"].get("spill_loads"), k
+    assert_no_spills(built / "chain")
 
 
 def test_compile_is_deterministic(built, tmp_path):
-    compile_model(str(built / "m.onnx"), str(tmp_path / "again"), pipeline="welder")
-    for f in ("model.tir", "plan.json"):
-        assert open(tmp_path / "again" / f).read() == open(built / "chain" / f).read()
+    assert_deterministic(built / "m.onnx", built / "chain", tmp_path / "again")

@@ -3,16 +3,16 @@ the hidden in shared memory and each weight read once per block; onnxruntime-exa
 fewer bytes than the best grouping without it, modelled bytes == emulator-counted bytes."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tilec.analysis.welder import mlp_chain
-from tilec.driver import compile_model, run_target
+from tilec.driver import compile_model
+
+from fused_checks import (assert_deterministic, assert_emu_matches, assert_fewer_bytes, assert_no_spills,  # noqa: E402
+                          build_pair, launches, report)
 
 RNG = np.random.default_rng(5)
 
@@ -92,63 +92,33 @@ CASES = {"ffn_gelu_residual": ffn_gelu_residual, "mlp_relu_2d": mlp_relu_2d, "ff
 @pytest.fixture(scope="module", params=sorted(CASES))
 def built(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
-    model = CASES[request.param]()
-    onnx.save(model, str(d / "m.onnx"))
-    shape = [x.dim_value for x in model.graph.input[0].type.tensor_type.shape.dim]
-    x = RNG.standard_normal(shape).astype(np.float32)
-    np.savez(d / "in.npz", x=x)
-    np.save(d / "ref.npy", ort.InferenceSession(str(d / "m.onnx")).run(None, {"x": x})[0])
-    compile_model(str(d / "m.onnx"), str(d / "mlp"), pipeline="welder", check_ptx=True)
-    with pytest.MonkeyPatch.context() as mp:   # the best grouping Welder finds without back-to-back GEMMs
-        mp.setattr(mlp_chain, "mlp_group", lambda *a: None)
-        compile_model(str(d / "m.onnx"), str(d / "apart"), pipeline="welder")
-    return d
+    # the best grouping Welder finds without back-to-back GEMMs
+    return build_pair(d, CASES[request.param](), RNG, "mlp", lambda mp: mp.setattr(mlp_chain, "mlp_group", lambda *a: None))
 
 
-def _report(path):
-    return json.load(open(path / "report.json"))
-
-
-def _launches(path):
-    return [line for line in open(path / "model.tir").read().splitlines() if '"kernel.launch"' in line]
 
 
 def test_mlp_is_one_kernel(built):
-    launches = _launches(built / "mlp")
-    assert len(launches) == 1 and "_fused_mlp" in launches[0], launches
-    assert _report(built / "apart")["totals"]["launches"] > 1
+    kernels = launches(built / "mlp")
+    assert len(kernels) == 1 and "_fused_mlp" in kernels[0], kernels
+    assert report(built / "apart")["totals"]["launches"] > 1
 
 
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_mlp_matches_onnxruntime_and_its_modelled_bytes(built, order):
-    run_target(str(built / "mlp"), str(built / "in.npz"), str(built / f"{order}.npz"), backend="emu",
-               report_path=str(built / f"{order}.json"), emu_order=order)
-    np.testing.assert_allclose(np.load(built / f"{order}.npz")["y"], np.load(built / "ref.npy"), rtol=1e-4,
-                               atol=1e-4)
-    run = json.load(open(built / f"{order}.json"))
-    for k in run["kernels"]:
-        assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
-    assert run["totals"]["global_bytes"] == _report(built / "mlp")["totals"]["global_bytes_modelled"]
+    assert_emu_matches(built / "mlp", built, order)
 
 
 def test_mlp_moves_fewer_bytes_than_without_it(built):
-    mlp = _report(built / "mlp")["totals"]["global_bytes_modelled"]
-    apart = _report(built / "apart")["totals"]["global_bytes_modelled"]
-    assert mlp < apart, (mlp, apart)
+    assert_fewer_bytes(built / "mlp", built / "apart")
 
 
 def test_mlp_passes_ptxas_without_spills(built):
-    report = _report(built / "mlp")
-    assert report["ptxas_checked"]
-    for k in report["kernels"]:
-        assert k.get("ptxas"), k
-        assert not k["ptxas"].get("spill_stores") and not k["ptxas"].get("spill_loads"), k
+    assert_no_spills(built / "mlp")
 
 
 def test_compile_is_deterministic(built, tmp_path):
-    compile_model(str(built / "m.onnx"), str(tmp_path / "again"), pipeline="welder")
-    for f in ("model.tir", "plan.json"):
-        assert open(tmp_path / "again" / f).read() == open(built / "mlp" / f).read()
+    assert_deterministic(built / "m.onnx", built / "mlp", tmp_path / "again")
 
 
 def test_row_tail_is_inside_the_kernel(built):
@@ -166,7 +136,7 @@ def test_no_mlp_when_the_hidden_is_also_an_output(tmp_path):
     model.graph.output.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [16, 96]))
     onnx.save(model, str(tmp_path / "m.onnx"))
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder")
-    assert not any("_fused_mlp" in x for x in _launches(tmp_path / "b"))
+    assert not any("_fused_mlp" in x for x in launches(tmp_path / "b"))
 
 
 
@@ -176,5 +146,5 @@ def test_no_mlp_at_bert_size(tmp_path):
     block, so both 9.4 MB weights would be read by each of 64 blocks; the search keeps the GEMMs apart."""
     onnx.save(ffn_gelu_residual(s=128, d=768, f=3072), str(tmp_path / "m.onnx"))
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder")
-    assert not any("_fused_mlp" in x for x in _launches(tmp_path / "b"))
-    assert len(_launches(tmp_path / "b")) == 2
+    assert not any("_fused_mlp" in x for x in launches(tmp_path / "b"))
+    assert len(launches(tmp_path / "b")) == 2

@@ -4,16 +4,16 @@ result, and a small reduction finishes the sum. Deterministic (no atomics), onnx
 orders, fewer bytes than without the tail, modelled bytes == emulator-counted bytes."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tilec.analysis.welder import pool_tail
 from tilec.driver import compile_model, run_target
+
+from fused_checks import (assert_deterministic, assert_emu_matches, assert_fewer_bytes, assert_no_spills,  # noqa: E402
+                          build_pair, launches)
 
 RNG = np.random.default_rng(11)
 
@@ -61,43 +61,21 @@ CASES = {"dw_pw_gap": dw_pw_gap, "conv_conv_sum": conv_conv_sum}
 @pytest.fixture(scope="module", params=sorted(CASES))
 def built(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(request.param)
-    model = CASES[request.param]()
-    onnx.save(model, str(d / "m.onnx"))
-    shape = [x.dim_value for x in model.graph.input[0].type.tensor_type.shape.dim]
-    x = RNG.standard_normal(shape).astype(np.float32)
-    np.savez(d / "in.npz", x=x)
-    np.save(d / "ref.npy", ort.InferenceSession(str(d / "m.onnx")).run(None, {"x": x})[0])
-    compile_model(str(d / "m.onnx"), str(d / "tail"), pipeline="welder", check_ptx=True)
-    with pytest.MonkeyPatch.context() as mp:   # the same chains, their results written and pooled apart
-        mp.setattr(pool_tail, "_reader", lambda *a: None)
-        compile_model(str(d / "m.onnx"), str(d / "apart"), pipeline="welder")
-    return d
+    # the same chains, their results written and pooled apart
+    return build_pair(d, CASES[request.param](), RNG, "tail", lambda mp: mp.setattr(pool_tail, "_reader", lambda *a: None))
 
 
-def _report(path):
-    return json.load(open(path / "report.json"))
-
-
-def _launches(path):
-    return [line for line in open(path / "model.tir").read().splitlines() if '"kernel.launch"' in line]
 
 
 def test_tail_fuses_into_the_chain(built):
-    assert len([x for x in _launches(built / "tail") if "_fused_conv_pool" in x]) == 1
-    assert not any("_fused_conv_chain" in x for x in _launches(built / "tail"))
-    assert len([x for x in _launches(built / "apart") if "_fused_conv_chain" in x]) == 1
+    assert len([x for x in launches(built / "tail") if "_fused_conv_pool" in x]) == 1
+    assert not any("_fused_conv_chain" in x for x in launches(built / "tail"))
+    assert len([x for x in launches(built / "apart") if "_fused_conv_chain" in x]) == 1
 
 
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_tail_matches_onnxruntime_and_its_modelled_bytes(built, order):
-    run_target(str(built / "tail"), str(built / "in.npz"), str(built / f"{order}.npz"), backend="emu",
-               report_path=str(built / f"{order}.json"), emu_order=order)
-    got = np.load(built / f"{order}.npz")["y"]
-    np.testing.assert_allclose(got, np.load(built / "ref.npy"), rtol=1e-4, atol=1e-4)
-    run = json.load(open(built / f"{order}.json"))
-    for k in run["kernels"]:
-        assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
-    assert run["totals"]["global_bytes"] == _report(built / "tail")["totals"]["global_bytes_modelled"]
+    assert_emu_matches(built / "tail", built, order)
 
 
 def test_tail_is_deterministic_across_thread_orders(built):
@@ -111,23 +89,15 @@ def test_tail_is_deterministic_across_thread_orders(built):
 
 
 def test_tail_moves_fewer_bytes_than_without_it(built):
-    tail = _report(built / "tail")["totals"]["global_bytes_modelled"]
-    apart = _report(built / "apart")["totals"]["global_bytes_modelled"]
-    assert tail < apart, (tail, apart)
+    assert_fewer_bytes(built / "tail", built / "apart")
 
 
 def test_tail_passes_ptxas_without_spills(built):
-    report = _report(built / "tail")
-    assert report["ptxas_checked"]
-    for k in report["kernels"]:
-        assert k.get("ptxas"), k
-        assert not k["ptxas"].get("spill_stores") and not k["ptxas"].get("spill_loads"), k
+    assert_no_spills(built / "tail")
 
 
 def test_compile_is_deterministic(built, tmp_path):
-    compile_model(str(built / "m.onnx"), str(tmp_path / "again"), pipeline="welder")
-    for f in ("model.tir", "plan.json"):
-        assert open(tmp_path / "again" / f).read() == open(built / "tail" / f).read()
+    assert_deterministic(built / "m.onnx", built / "tail", tmp_path / "again")
 
 
 def test_no_tail_when_the_chain_result_is_also_an_output(tmp_path):
@@ -136,4 +106,4 @@ def test_no_tail_when_the_chain_result_is_also_an_output(tmp_path):
     model.graph.output.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 24, 13, 13]))
     onnx.save(model, str(tmp_path / "m.onnx"))
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder")
-    assert not any("_fused_conv_pool" in x for x in _launches(tmp_path / "b"))
+    assert not any("_fused_conv_pool" in x for x in launches(tmp_path / "b"))

@@ -146,12 +146,13 @@ class FusedContext(ComputeContext):
                     plan.append((i, mctx, acc, box, nbytes))
         return plan
 
-    def stage_epilogue(self, kb, cfg: dict, origin: dict, threads: int) -> None:
-        """Called by the tiled kernel after its reduction: copy the planned boxes into shared memory."""
+    def stage_epilogue(self, kb, cfg: dict, origin: dict, threads: int, prefix: str = "") -> None:
+        """Called by the tiled kernel after its reduction: copy the planned boxes into shared memory
+        (``prefix`` keeps the arrays of several epilogues in one kernel apart)."""
         from .tiled import _smem_dims, _stage
         self.cfg = cfg
         for i, mctx, acc, box, _ in self.staging_plan(cfg):
-            name = f"e{i}_{len(self.staged)}"
+            name = f"{prefix}e{i}_{len(self.staged)}"
             kb.shared(f"k_s{name}", mctx.load_dtype(acc), _smem_dims(box))
             morigin = {a: origin[b] for a, b in zip(mctx.out_axes, self.out_axes)}
             _stage(mctx, kb, name, acc, box, morigin, threads)

@@ -47,16 +47,7 @@ class _Side(FusedContext):
 
     def stage_epilogue(self, kb, cfg: dict, origin: dict, threads: int, tag: str = "") -> None:
         """FusedContext's staging, its shared arrays named per side (two epilogues share the kernel)."""
-        from .tiled import _smem_dims, _stage
-        self.cfg = cfg
-        for i, mctx, acc, box, _ in self.staging_plan(cfg):
-            name = f"m{tag}e{i}_{len(self.staged)}"
-            kb.shared(f"k_s{name}", mctx.load_dtype(acc), _smem_dims(box))
-            morigin = {a: origin[b] for a, b in zip(mctx.out_axes, self.out_axes)}
-            _stage(mctx, kb, name, acc, box, morigin, threads)
-            self.staged[(i, mctx.access_key(acc))] = (f"k_s{name}", box, morigin)
-        if self.staged:
-            kb.barrier()
+        super().stage_epilogue(kb, cfg, origin, threads, prefix=f"m{tag}")
 
     def tile_cfg(self, rows: int) -> dict:
         """The block tile of this side, as the tiled kernel's config (for the epilogue's staging plan)."""
