@@ -197,3 +197,31 @@ def test_estimate_only_placement_matches_the_full_program():
     assert (quick.packed_seconds, quick.veus, quick.blocks_per_sm) == \
         (full.packed_seconds, full.veus, full.blocks_per_sm)
     assert full.packed_seconds == LAUNCH_OVERHEAD + max(e for times in full.starts for _, e in times)
+
+
+def test_resumed_estimates_equal_the_simulation():
+    """The search's estimates (``_Prefixes``: an inlined loop resuming a saved prefix) give exactly the
+    numbers of ``_simulate(detail=False)``, for random groups, dependencies and swapped members."""
+    import random
+
+    from tilec.analysis.rammer.schedule import _Prefixes, _simulate
+    rng = random.Random(1)
+    for _ in range(40):
+        n = rng.randint(1, 25)
+        group = [Member(i, f"k{i}", rng.choice([1, 2, 3, 7, 64, 132, 200, 1000]), rng.choice([32, 64, 128, 256]),
+                        0, False, rng.randint(0, 10 ** 9), rng.randint(0, 10 ** 8)) for i in range(n)]
+        deps = {i: sorted(rng.sample(range(i), rng.randint(0, min(i, 3)))) for i in range(n)}
+        prefixes = _Prefixes(deps, H200)
+        for trial in range(4):
+            at = rng.randint(0, n - 1) if trial else 0
+            if trial:   # as the search does: one member swapped, the prefix before it unchanged
+                group = group[:at] + [dataclasses.replace(group[at], blocks=rng.choice([1, 5, 300]))] + group[at + 1:]
+            total = sum(m.blocks for m in group)
+            for occ in (1, 2, 3):
+                veus = min(occ * H200.num_sms, total)
+                o = math.ceil(veus / H200.num_sms)
+                for threads in (128, 256):
+                    want = _simulate(group, deps, H200, veus, o, threads, 0, False)
+                    got = prefixes.estimate(group, veus, o, threads, 0, at)
+                    assert (got.packed_seconds, got.veus, got.task_seconds) == \
+                        (want.packed_seconds, want.veus, want.task_seconds)

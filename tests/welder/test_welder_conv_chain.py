@@ -93,3 +93,44 @@ def test_chain_passes_ptxas_without_spills(built):
 
 def test_compile_is_deterministic(built, tmp_path):
     assert_deterministic(built / "m.onnx", built / "chain", tmp_path / "again")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_chain_search_context_caches_match_fresh_contexts(case, tmp_path):
+    """The chain search asks one context for thousands of configs, and the context memoizes what depends
+    only on parts of the config (fused_conv.ChainContext._memo, tiled._affines, grid_footprint_of): every
+    config must cost the same on that context as on a fresh one."""
+    import itertools
+
+    from tilec.analysis.hardware import get_arch
+    from tilec.analysis.welder import TileGraph, search
+    from tilec.analysis.welder.conv_chain import _options, chain_context, split
+    from tilec.driver import FRONT_PASSES, load_target
+    from tilec.ir.core import functions
+    from tilec.passes.pipeline import PassManager, parse_pipeline
+    import onnx
+
+    spec = get_arch("h200")
+    path = tmp_path / "m.onnx"
+    onnx.save(CASES[case](), str(path))
+    module = load_target(str(path))
+    PassManager(parse_pipeline(f"{FRONT_PASSES},roller")).run(module)
+    graph = TileGraph(functions(module)[0].body)
+    [members] = [g.members for g in search(graph, spec) if g.kind == "conv_chain"]
+    assert split(graph, members, spec) is not None
+    reused = chain_context(graph, members)
+    axes, E = reused.out_axes, reused.extents
+    checked = 0
+    for sizes in itertools.product(*[_options(E[a], 16) for a in axes]):
+        block = dict(zip(axes, sizes))
+        thread = {a: 1 for a in axes}
+        for cstep in itertools.product(*[sorted({1, E[r]}) for r in reused.reduce_axes]):
+            for pdiv in (1, 2):
+                cfg = {"block": block, "thread": thread, "step": dict(zip(reused.reduce_axes, cstep)),
+                       "pstep": {r: -(-reused.p.extents[r] // pdiv) for r in reused.p.reduce_axes}}
+                fresh = chain_context(graph, members)
+                assert reused.smem_bytes(cfg) == fresh.smem_bytes(cfg), cfg
+                assert reused.chain_bytes(cfg) == chain_context(graph, members).chain_bytes(cfg), cfg
+                assert reused.staging_plan(cfg) is not reused.staging_plan(cfg)   # callers get their own list
+                checked += 1
+    assert checked > 10

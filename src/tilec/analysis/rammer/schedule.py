@@ -62,21 +62,26 @@ def group_shape(members) -> tuple | None:
     return threads, max(m.smem for m in members)
 
 
-def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True) -> Placement | None:
+def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True, _search=None) -> Placement | None:
     """The best rProgram for ``members`` (in dependency order; ``deps[i]`` = indices it reads from) over
     every occupancy the resident-block limit allows; None if the block cannot be resident at all. Without
     ``detail`` only the estimate is filled in (no segments, waits or starts): the search compares estimates
-    of many candidate groups and needs the program only of those it keeps."""
+    of many candidate groups and needs the program only of those it keeps.
+
+    ``_search`` (``choose_groups``' coordinate descent: ``(_Prefixes, i)``) says ``members[:i]`` are the
+    members of the previous call: their simulation is resumed instead of re-run. Then the estimate's
+    ``sequential_seconds`` is left at 0 (the search sets it for the group's own kernels)."""
     shape = group_shape(members)
     if shape is None:
         return None
     threads, smem = shape
     limit = resident_blocks(spec, threads, smem)
     total = sum(m.blocks for m in members)
+    prefixes, at = _search if _search is not None else (_Prefixes(deps, spec), 0)
     best, best_veus = None, 0
     for occ in range(1, limit + 1):
         veus = min(occ * spec.num_sms, total)
-        p = _simulate(members, deps, spec, veus, math.ceil(veus / spec.num_sms), threads, smem, False)
+        p = prefixes.estimate(members, veus, math.ceil(veus / spec.num_sms), threads, smem, at)
         if best is None or p.packed_seconds < best.packed_seconds:
             best, best_veus = p, veus
         if veus == total:
@@ -84,9 +89,88 @@ def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True) -> Plac
     if best is not None and detail:  # the same simulation again, keeping the program this time
         best = _simulate(members, deps, spec, best_veus, best.blocks_per_sm, threads, smem, True)
     if best is not None:
-        best.sequential_seconds = sequential_seconds(members, spec)
+        if _search is None:
+            best.sequential_seconds = sequential_seconds(members, spec)
         best.deps = deps
     return best
+
+
+class _Prefixes:
+    """Estimate-only simulations (``_simulate(detail=False)``, the same numbers) that resume from a saved
+    prefix. The simulation handles members one after another, so its state after ``members[:i]`` depends
+    only on those members (and the vEU count, occupancy and block width): the search's coordinate descent
+    swaps member ``i`` for each of its variants, and re-simulating the unchanged prefix for every trial
+    made the pass quadratic in the group size (the full LSTM: tens of millions of rTasks placed, 80 s).
+    Per ``(veus, occ, threads)`` one prefix state is kept: the one at the position asked last."""
+
+    def __init__(self, deps: dict, spec: GPUSpec):
+        self.deps, self.spec = deps, spec
+        self.saved: dict = {}   # (veus, occ, threads) -> (members[:i], i, state)
+        self.seconds: dict = {}  # (id(member), occ) -> task_seconds (the Members outlive this object)
+        self.keep: list = []     # the Members ``seconds`` is keyed by, so their ids stay theirs
+
+    def estimate(self, members, veus, occ, threads, smem, at: int) -> Placement:
+        key = (veus, occ, threads)
+        saved = self.saved.get(key)
+        if saved is not None and saved[1] <= at and all(a is b for a, b in zip(saved[0], members)):
+            k, state = saved[1], _copy_state(saved[2])
+        else:
+            k, state = 0, ([(0.0, -v) for v in reversed(range(veus))], [], [], [], set())
+        self._run(state, members, k, at, occ, threads)
+        self.saved[key] = (members[:at], at, _copy_state(state))
+        self._run(state, members, at, len(members), occ, threads)
+        free, finish, placed, durations, touched = state
+        return Placement(members, len(touched), occ, threads, smem, [], [], list(durations),
+                         LAUNCH_OVERHEAD + max(finish, default=0.0))
+
+    def _run(self, state, members, lo: int, hi: int, occ: int, threads: int) -> None:
+        """``_simulate``'s placement loop over ``members[lo:hi]``, inlined (vEU ids kept negated, as in the
+        free list). Every float is computed as there: a vEU's first task of a member starts at
+        ``max(t, ready) + wait`` (and ends ``dur`` later: ``max(t, start)`` is ``start``), its next ones at the
+        end of the previous one (``max(t, start)`` is ``t``)."""
+        free, finish, placed, durations, touched = state
+        deps, spec, seconds = self.deps, self.spec, self.seconds
+        right, insort, ceil = bisect.bisect_right, bisect.insort, math.ceil
+        for i in range(lo, hi):
+            m = members[i]
+            dur = seconds.get((id(m), occ))
+            if dur is None:
+                dur = seconds[id(m), occ] = task_seconds(m, occ, spec)
+                self.keep.append(m)
+            durations.append(dur)
+            ds = deps.get(i, ())
+            if ds:   # (placed sets are never changed once made: one can stand for the union)
+                ready = max([finish[d] for d in ds])
+                producers = placed[ds[0]].union(*[placed[d] for d in ds[1:]]) if len(ds) > 1 else placed[ds[0]]
+            else:
+                ready, producers = 0.0, _NONE
+            wait_in = WAIT_OVERHEAD * ceil(len(producers) / threads)         # a vEU outside the producers
+            wait_on = WAIT_OVERHEAD * ceil((len(producers) - 1) / threads)   # one of them (no flag on itself)
+            probe = (ready, 1)
+            seg: dict = {}   # -v -> end of v's last task of this member
+            end_all = 0.0
+            for _ in range(m.blocks):
+                j = right(free, probe) - 1
+                t, nv = free.pop(j if j >= 0 else 0)
+                if nv not in seg:   # start >= t: the wait is not negative
+                    end = (ready if ready > t else t) + (wait_on if nv in producers else wait_in) + dur
+                else:
+                    end = t + dur
+                seg[nv] = end
+                if end > end_all:
+                    end_all = end
+                insort(free, (end, nv))
+            finish.append(end_all)
+            placed.append(set(seg))
+            touched.update(seg)
+
+
+_NONE: frozenset = frozenset()
+
+
+def _copy_state(state) -> tuple:
+    free, finish, placed, durations, touched = state
+    return list(free), list(finish), list(placed), list(durations), set(touched)
 
 
 def _take(free: list, ready: float) -> tuple:
@@ -189,11 +273,12 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
         pos = {n: i for i, n in enumerate(nodes)}
         deps = {i: [pos[p] for p in graph.producers[n] if p in pos] for i, n in enumerate(nodes)}
         chosen = [members[n] for n in nodes]
-        p = place(chosen, deps, spec, detail=False)
+        prefixes = _Prefixes(deps, spec)   # every trial keeps chosen[:i]: resume its simulation
+        p = place(chosen, deps, spec, detail=False, _search=(prefixes, 0))
         for i, n in enumerate(nodes):
             for alt in variants.get(n, ()):
                 trial = chosen[:i] + [alt] + chosen[i + 1:]
-                q = place(trial, deps, spec, detail=False)
+                q = place(trial, deps, spec, detail=False, _search=(prefixes, i))
                 if q is not None and (p is None or q.packed_seconds < p.packed_seconds):
                     p, chosen = q, trial
         if p is not None:

@@ -107,16 +107,27 @@ class ComputeContext:
 
     def distinct_accesses(self) -> list:
         """The body's accesses, each distinct (tensor, indices) once, in order of appearance."""
-        seen, out = set(), []
-        for acc in self.expr.accesses:
-            key = (acc.tensor, repr(acc.indices))
-            if key not in seen:
-                seen.add(key)
-                out.append(acc)
-        return out
+        # Cached per expr: welder's conv-chain tile search (analysis/welder/conv_chain.choose) asks this
+        # hundreds of thousands of times per model, and the repr keys were most of its time.
+        cached = self.__dict__.get("_distinct")
+        if cached is None or cached[0] is not self.expr:
+            seen, out = set(), []
+            for acc in self.expr.accesses:
+                key = self.access_key(acc)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(acc)
+            cached = self._distinct = (self.expr, out)
+        return list(cached[1])
 
     def access_key(self, access) -> tuple:
-        return (access.tensor, repr(access.indices))
+        # Cached by identity (the entry keeps the access alive, so its id is not reused): repr of the
+        # index trees is slow, and the same few accesses are keyed over and over.
+        keys = self.__dict__.setdefault("_access_keys", {})
+        hit = keys.get(id(access))
+        if hit is None or hit[0] is not access:
+            hit = keys[id(access)] = (access, (access.tensor, repr(access.indices)))
+        return hit[1]
 
     # --- results ---------------------------------------------------------------------------------------
     fused = False   # a fused kernel's context (backend/lower/fused.py) replaces store_result with an epilogue

@@ -45,8 +45,14 @@ def _half_box(mctx, acc, sizes: dict) -> list | None:
 def grid_footprint_of(ctx, acc, sizes: dict) -> int:
     """Bytes the tiled kernel's staging of ``acc`` loads over the whole grid (as ``tiled.modelled_bytes``)."""
     from ...analysis.index_map import grid_footprint
-    i = ctx.input_of(acc)
-    return grid_footprint(ctx.expr, acc, sizes, ctx.extents, ctx.shapes[i]) * itemsize(ctx.dtypes[i])
+    # Memoized on ctx: a pure function of the access and the tile sizes of the expr's axes (the only sizes
+    # grid_footprint reads), and the chain search (analysis/welder/conv_chain.choose) repeats them a lot.
+    key = (ctx.access_key(acc), tuple(sizes[a] for a in ctx.expr.axes))
+    memo = ctx.__dict__.setdefault("_footprints", {})
+    if key not in memo:
+        i = ctx.input_of(acc)
+        memo[key] = grid_footprint(ctx.expr, acc, sizes, ctx.extents, ctx.shapes[i]) * itemsize(ctx.dtypes[i])
+    return memo[key]
 
 
 def _inbounds(los: list, exts: list, shape) -> np.ndarray:
@@ -97,6 +103,10 @@ class ChainContext(FusedContext):
 
     # --- the P tile ------------------------------------------------------------------------------------------
     def p_box(self, cfg: dict) -> list:
+        key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()))
+        return self._memo("p_box", key, lambda: self._p_box(cfg))
+
+    def _p_box(self, cfg: dict) -> list:
         sizes = dict(cfg["block"])
         sizes.update(cfg["step"])
         return _box(self, self.p_acc, sizes)
@@ -107,8 +117,22 @@ class ChainContext(FusedContext):
         sizes.update(cfg["pstep"])
         return sizes
 
+    def _memo(self, name: str, key, make):
+        """``make()`` cached under ``(name, key)``: the plans below depend only on parts of the config, and
+        the chain search asks for them for every (block, step, pstep) it tries. Callers get a fresh list."""
+        memo = self.__dict__.setdefault("_plans", {})
+        if (name, key) not in memo:
+            memo[name, key] = make()
+        value = memo[name, key]
+        return list(value) if isinstance(value, list) else value
+
     def p_epilogue_plan(self, cfg: dict) -> list:
         """``[(member i, ctx, access, box or None)]`` of P's epilogue's outside accesses (box: staged)."""
+        # p_box reads only the block and the C steps.
+        key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()))
+        return self._memo("p_epilogue", key, lambda: self._p_epilogue_plan(cfg))
+
+    def _p_epilogue_plan(self, cfg: dict) -> list:
         tile = {a: b[2] for a, b in zip(self.p.out_axes, self.p_box(cfg))}
         plan = []
         for i, (m, mctx) in enumerate(zip(self.pmembers[1:], self.ptails), start=1):
@@ -121,6 +145,9 @@ class ChainContext(FusedContext):
     def staging_plan(self, cfg: dict) -> list:
         """C's epilogue: stage every outside affine access holding at most half the tile (no budget here:
         the chooser rejects configs whose whole shared memory does not fit)."""
+        return self._memo("staging", tuple(cfg["block"].items()), lambda: self._staging_plan(cfg))
+
+    def _staging_plan(self, cfg: dict) -> list:
         plan = []
         for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):
             sizes = {a: cfg["block"][b] for a, b in zip(mctx.out_axes, self.out_axes)}
@@ -134,16 +161,30 @@ class ChainContext(FusedContext):
 
     def smem_bytes(self, cfg: dict) -> int:
         """Static shared memory of the whole kernel under ``cfg``."""
-        total = _smem_bytes(self, cfg) + sum(p[4] for p in self.staging_plan(cfg))
+        # Everything but P's operand boxes depends on the block and the C steps only: computed once per
+        # pair, while the chain search tries every P step for it (halving until the tile fits).
+        key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()))
+        total = self._memo("smem_c", key, lambda: self._smem_fixed(cfg))
         psizes = self.p_sizes(cfg)
         for acc in self.p.distinct_accesses():
             rows, cols = _smem_dims(_box(self.p, acc, psizes))
             total += rows * cols * itemsize(self.p.load_dtype(acc))
+        return total
+
+    def _smem_fixed(self, cfg: dict) -> int:
+        total = _smem_bytes(self, cfg) + sum(p[4] for p in self.staging_plan(cfg))
         for i, mctx, acc, box in self.p_epilogue_plan(cfg):
             if box is not None:
                 rows, cols = _smem_dims(box)
                 total += rows * cols * itemsize(mctx.load_dtype(acc))
         return total
+
+    def epilogue_bytes(self, cfg: dict | None = None) -> int:
+        # FusedContext's count reads only the block of a given config (staging_plan, _staged_bytes).
+        if cfg is None:
+            return super().epilogue_bytes(cfg)
+        count = super().epilogue_bytes
+        return self._memo("epilogue", tuple(cfg["block"].items()), lambda: count(cfg))
 
     def p_points_per_thread(self, cfg: dict, threads: int) -> int:
         return -(-math.prod(b[2] for b in self.p_box(cfg)) // threads)

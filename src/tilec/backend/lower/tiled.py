@@ -100,11 +100,22 @@ def _sizes(ctx: ComputeContext, cfg: dict) -> dict:
     return sizes
 
 
+def _affines(ctx, access) -> list:
+    """``affine`` of each index of ``access``, cached on ``ctx`` by the access's identity (the entry keeps
+    it alive): welder's conv-chain search boxes the same few accesses under thousands of tile sizes."""
+    cache = ctx.__dict__.setdefault("_box_affines", {})
+    hit = cache.get(id(access))
+    if hit is None or hit[0] is not access:
+        hit = cache[id(access)] = (access, [affine(ix) for ix in access.indices])
+    return hit[1]
+
+
 def _box(ctx: ComputeContext, access, sizes: dict) -> list:
-    """Per input dim: (coefs, const, box extent, offset) where lo = const + Σ c·origin + offset."""
+    """Per input dim: (coefs, const, box extent, offset) where lo = const + Σ c·origin + offset. The coefs
+    dicts are shared between calls (``_affines``): read them, never change them."""
     out = []
-    for ix in access.indices:
-        coefs, const = affine(ix)
+    for aff in _affines(ctx, access):
+        coefs, const = aff
         extent = 1 + sum(abs(c) * (sizes[a] - 1) for a, c in coefs.items())
         offset = sum(c * (sizes[a] - 1) for a, c in coefs.items() if c < 0)
         out.append((coefs, const, extent, offset))
