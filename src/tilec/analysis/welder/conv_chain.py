@@ -29,7 +29,7 @@ import itertools
 import math
 
 from ..index_map import classify
-from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, SECTOR, thread_tile
+from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score, thread_tile
 
 MAX_BLOCK_AXIS = 64
 MAX_BLOCK_POINTS = 8192
@@ -147,10 +147,7 @@ def choose(ctx, spec) -> dict | None:
             if smem > limit:
                 continue
             q = ctx.chain_bytes(cfg)
-            per_sm = max(1, min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
-                                spec.smem_per_sm_bytes // max(smem, 1)))
-            waves = -(-blocks // (per_sm * spec.num_sms))
-            score = (-(-q // SECTOR) * SECTOR + 1) * waves
+            waves, score = waves_and_score(spec, blocks, threads, smem, q)
             key = (score, q, -blocks, tuple(sizes), cstep)
             if best is None or key < best[0]:
                 best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))

@@ -20,7 +20,7 @@ rows counts (a transformer layer's 32 tokens), not on BERT-base's FFN, whose flo
 from __future__ import annotations
 
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
-from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, SECTOR
+from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score
 
 ROWS = (1, 2, 4, 8, 16, 32, 64)
 THREADS = (64, 128, 256)
@@ -119,10 +119,7 @@ def choose(ctx, spec) -> dict | None:
             if smem > limit:
                 continue
             q = ctx.bytes(cfg)
-            per_sm = max(1, min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
-                                spec.smem_per_sm_bytes // max(smem, 1)))
-            waves = -(-blocks // (per_sm * spec.num_sms))
-            score = (-(-q // SECTOR) * SECTOR + 1) * waves
+            waves, score = waves_and_score(spec, blocks, threads, smem, q)
             key = (score, q, -blocks, rows, -threads)   # ties: more threads per block
             if best is None or key < best[0]:
                 best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))

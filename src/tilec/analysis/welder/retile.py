@@ -32,8 +32,18 @@ MAX_THREADS = 256      # threads per block the re-chosen tile aims at (a warp mu
 MAX_ACC = 32           # accumulators per thread: with the operand fragments this stays well under 255 regs
 MAX_PER_AXIS = 8       # per-thread extent of one axis (the tiled kernel unrolls it)
 MIN_BLOCK_OUTPUTS = 4096
-SECTOR = 32
 REJECTED_SHOWN = 4
+
+
+def waves_and_score(spec, blocks: int, threads: int, smem: int, nbytes: int) -> tuple:
+    """``(waves, score)`` of a kernel config (DESIGN §4): how many rounds of ``blocks`` the GPU runs when an
+    SM holds as many blocks as its block, thread and shared-memory limits allow, and Welder's score,
+    (global bytes rounded up to whole sectors + 1) × waves."""
+    per_sm = max(1, min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
+                        spec.smem_per_sm_bytes // max(smem, 1)))
+    waves = -(-blocks // (per_sm * spec.num_sms))
+    sector = spec.sector_bytes
+    return waves, (-(-nbytes // sector) * sector + 1) * waves
 
 
 @dataclass
@@ -113,12 +123,9 @@ class Retiler:
             step[big] = -(-step[big] // 2)
         threads = math.prod(block[a] // thread[a] for a in self.axes)
         smem = self.tiled._smem_bytes(self.ctx, cfg)
-        per_sm = max(1, min(self.spec.max_blocks_per_sm, self.spec.max_threads_per_sm // threads,
-                            self.spec.smem_per_sm_bytes // max(smem, 1)))
         blocks = self.blocks(block)
-        waves = -(-blocks // (per_sm * self.spec.num_sms))
         q = self.tiled.modelled_bytes(self.ctx, cfg) + (self.extra(cfg) if callable(self.extra) else self.extra)
-        score = (-(-q // SECTOR) * SECTOR + 1) * waves
+        score = waves_and_score(self.spec, blocks, threads, smem, q)[1]
         self.seen[key] = (score, q, blocks, cfg)
         return self.seen[key]
 
