@@ -46,16 +46,19 @@ from tilec.bench.table import full_table, small_table  # noqa: E402
 
 # Full-size models compiled by default: the ones whose compile (every pipeline, ptxas) fits the budget after
 # the small rows on 2 busy cores, even with empty caches (the whole run then took 828 s), covering a GEMM
-# chain (nerf_mlp), CNNs (resnet18, mobilenet_v2's depthwise convs), a transformer (vit_s32) and unrolled
-# RNNs (seq2seq, lstm). Measured 2026-11-29 at load ~6 (seconds per row, none/roller/welder/rammer): vit_s32
-# ~20/26/35/52, seq2seq 18/17/14/40, lstm 12/12/5/148. Left out: resnet50 (rammer 226 s, welder 115 s),
-# blockdrop (welder 254 s, rammer over 300 s), conformer (1,264 kernels), nasrnn (3,621 nodes),
-# bert_base/swin_t/nafnet/resnext29/nasnet (up to 440 MB of weights per build, hundreds of kernels each).
+# chain (nerf_mlp), CNNs (resnet18, mobilenet_v2's depthwise convs), a transformer (vit_s32) and RNNs with
+# their time loops (seq2seq, lstm). Measured 2026-11-29 at load ~6 (seconds per row, none/roller/welder/rammer):
+# vit_s32 ~20/26/35/52. With control flow (LSTM/GRU ops and Loops, no longer unrolled), measured 2026-11-29
+# (none/roller/welder/rammer/grinder, ptxas cache partly warm): seq2seq 3/3/4/3/3, lstm 5/8/11/11/7 (unrolled
+# they took 18/17/14/40 and 12/12/5/148). Left out: resnet50 (rammer 226 s, welder 115 s), conformer (1,264
+# kernels), bert_base/swin_t/nafnet/resnext29/nasnet (up to 440 MB of weights per build, hundreds of kernels
+# each); nasrnn (5/3/1/2/110: grinder's one device loop of 500 body kernels is 109 s of ptxas) and blockdrop
+# (~31 s on every pipeline, 27 s of it ptxas) would now fit, at ~4 min of row time together.
 FULL_DEFAULT = ["nerf_mlp", "resnet18", "mobilenet_v2", "vit_s32", "seq2seq", "lstm"]
 # ``grinder`` only differs from ``rammer`` where there is control flow to move, so by default its rows are
-# for models with these ops only (none in the zoo today: the RNNs are unrolled; scripts/bench_grinder.py
-# measures grinder on samples/control). ``--grinder-everywhere`` runs it on every model anyway.
-CONTROL_FLOW = ("Loop", "If", "Scan")
+# for models with these ops only (tilec imports LSTM/GRU/RNN as a cf.loop over time): in the zoo lstm,
+# nasrnn, seq2seq and blockdrop. ``--grinder-everywhere`` runs it on every model anyway.
+from tilec.bench.measure import CONTROL_FLOW  # noqa: E402
 
 
 def cache_entries() -> dict:
@@ -77,7 +80,8 @@ def node_count(model_path: str) -> int:
 
 
 def has_control_flow(model_path: str) -> bool:
-    """Whether the model has Loop / If / Scan nodes (unknown counts as yes): what ``grinder`` moves."""
+    """Whether the model has Loop / If / Scan / LSTM / GRU / RNN nodes (unknown counts as yes): what
+    ``grinder`` moves."""
     ops = manifest(model_path).get("ops")
     return ops is None or any(op in ops for op in CONTROL_FLOW)
 
@@ -139,7 +143,8 @@ def main(argv=None) -> int:
     ap.add_argument("--row-timeout", type=float, default=420.0, help="seconds per small row (empty caches at load "
                     "~5 on 2 cores, 2026-11-29: the slowest, nasnet rammer, took 68 s, 45 of them ptxas)")
     ap.add_argument("--full-timeout", type=float, default=300.0, help="seconds per full row (the slowest with "
-                    "empty caches, lstm rammer, took 140 s: 95 s in the rammer pass, 42 s ptxas)")
+                    "empty caches, the unrolled lstm's rammer, took 140 s: 95 s in the rammer pass, 42 s ptxas; "
+                    "nasrnn grinder takes 110 s, nearly all ptxas)")
     ap.add_argument("--budget", type=float, default=18 * 60,
                     help="seconds for the whole run (default 18 min: make bench's other two steps take about "
                          "one): a row gets at most what is left of it, and rows that would start with under 30 s "
@@ -147,7 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ptx", action="store_true", help="skip nvcc/ptxas (no registers/smem/spills)")
     ap.add_argument("--tol", type=float, default=1e-3, help="max abs err allowed, times max(1, max|ref|)")
     ap.add_argument("--grinder-everywhere", action="store_true",
-                    help="run the grinder pipeline on models without Loop/If too (it then equals rammer)")
+                    help="run the grinder pipeline on models without control flow too (it then equals rammer)")
     ap.add_argument("--note", help="a sentence for the header, e.g. what else ran on the machine")
     ap.add_argument("--from-json", metavar="CPU.json", help="only re-render the markdown (and JSON) from the "
                     "rows of an earlier run, e.g. after a change to the table's format; nothing is measured")
@@ -193,7 +198,7 @@ def main(argv=None) -> int:
     load = LoadSampler()
     n = len(tasks) + len(rows)
     print(f"bench: {len(tasks)} rows ({len(args.models)} small, {len(args.full)} full models x "
-          f"{len(args.pipelines)} pipelines" + (f"; grinder not run on {len(no_grinder)} models without Loop/If"
+          f"{len(args.pipelines)} pipelines" + (f"; grinder not run on {len(no_grinder)} models without control flow"
                                                 if no_grinder else "")
           + f"), {args.jobs} at a time; cache entries before: {caches}", flush=True)
     done = len(rows)
@@ -298,9 +303,12 @@ def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None, load=Non
           "which have no reference implementation: the JSON's `numpy_error`). A row is *wrong* when an error exceeds "
           f"{args.tol:g} x max(1, max |onnxruntime output|).", "",
           "Pipelines: " + ", ".join(f"`{p}`" for p in meta["pipelines"]) + ". `grinder` moves Loop/If control "
-          "flow onto the device, so without any it is `rammer` plus a pass that finds nothing to move. "
-          + (f"Models with Loop/If: {', '.join(sorted(set(control)))}. " if control else "")
-          + (f"Not run with `grinder` (no Loop/If/Scan; the RNNs are unrolled; `--grinder-everywhere` runs "
+          "flow (and the loops that LSTM/GRU/RNN import as) onto the device, so without any it is `rammer` plus "
+          "a pass that finds nothing to move. Small rows count a host-driven loop body's launches per trip "
+          "(grinder's device loop is one launch); full rows, from the plan, count such a body once, launches and "
+          "modelled bytes alike (a device loop's modelled bytes include its trips). "
+          + (f"Models with control flow: {', '.join(sorted(set(control)))}. " if control else "")
+          + (f"Not run with `grinder` (no control flow; `--grinder-everywhere` runs "
              f"them): {', '.join(no_grinder)}. " if no_grinder else "")
           + f"Grinder on control flow: `grinder-{args.date}.md` (`scripts/bench_grinder.py`, samples/control).",
           "",

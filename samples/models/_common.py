@@ -9,8 +9,8 @@
 - parameter accounting: ``n_params`` counts learned tensors the way torch's
   ``sum(p.numel() for p in model.parameters())`` does (BatchNorm running statistics and
   constants are buffers, not parameters), so counts compare against the papers;
-- multi-output nodes (``Split``) and the layers the zoo shares (linear, conv, norms, GELU,
-  multi-head attention).
+- multi-output nodes (``Split``), ``Loop`` / ``If`` bodies (``subgraph``) and the layers
+  the zoo shares (linear, conv, norms, GELU, multi-head attention).
 
 Only ops tilec's importer supports are used (see ``ALLOWED_OPS``).
 """
@@ -18,6 +18,7 @@ Only ops tilec's importer supports are used (see ``ALLOWED_OPS``).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import onnx
@@ -31,7 +32,8 @@ Add Sub Mul Div Pow Sqrt Exp Log Tanh Sigmoid Relu LeakyRelu Erf Neg Abs Recipro
 Clip Where Equal Less Greater Not And Or Cast MatMul Gemm Conv ConvTranspose MaxPool
 AveragePool GlobalAveragePool BatchNormalization LayerNormalization Softmax ReduceMean
 ReduceSum ReduceMax Reshape Transpose Flatten Squeeze Unsqueeze Concat Split Slice Gather
-Expand Tile Pad Identity HardSigmoid HardSwish Softplus""".split())
+Expand Tile Pad Identity HardSigmoid HardSwish Softplus ArgMax
+LSTM GRU Loop If""".split())
 # Where "meta" tensors point. Nothing is ever written there; a meta model is for counting
 # and shape inference only and cannot be saved or run.
 META_LOCATION = "__meta__"
@@ -120,6 +122,17 @@ class ZooBuilder(GraphBuilder):
 
     def split(self, x: str, sizes: list[int], axis: int) -> list[str]:
         return self.ops("Split", [x, self.ints(sizes)], len(sizes), axis=axis)
+
+    @contextmanager
+    def subgraph(self):
+        """Nodes built inside the ``with`` go to a fresh list (yielded), not the main graph:
+        the body of a ``Loop`` or a branch of an ``If``. Initializers and constants stay in
+        the main graph, which the body reads as outer-scope values."""
+        saved, self.nodes = self.nodes, []
+        try:
+            yield self.nodes
+        finally:
+            self.nodes = saved
 
     def finish(self, name, inputs, outputs, doc) -> onnx.ModelProto:
         """The model, with its parameter count recorded in ``metadata_props``."""

@@ -4,7 +4,11 @@
   with static shapes, is under 2 MB, runs in onnxruntime with finite outputs of the declared
   shapes, builds byte-identically twice, and tilec (import, the graph passes, the numpy
   interpreter) matches onnxruntime on it. Emulator runs of the small models are in
-  ``make bench`` (every pipeline; minutes of g++ on a cold cache).
+  ``make bench`` (every pipeline; minutes of g++ on a cold cache), and of the control-flow
+  ones under ``--pipeline grinder`` in ``test_zoo_grinder.py``.
+- The Cocktailer models keep their control flow (LSTM / GRU / Loop / If, not unrolled);
+  the small seq2seq takes its decoder's EOS exit and the small BlockDrop both runs and
+  skips blocks on the seeded inputs.
 - Every full builder, built in "meta" mode (no weight data), has the expected parameter
   count (the published one for torchvision/timm/HF models) and strict shape inference
   gets the declared output shapes - so the full graphs are checked without generating
@@ -52,6 +56,17 @@ def _feeds(model):
     return feeds
 
 
+def _all_ops(graph) -> set[str]:
+    """Op types of ``graph`` and of every Loop body / If branch in it."""
+    ops = set()
+    for node in graph.node:
+        ops.add(node.op_type)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                ops |= _all_ops(attr.g)
+    return ops
+
+
 @pytest.fixture(scope="module")
 def small_models():
     return {n: build(n, "small") for n in NAMES}
@@ -62,7 +77,7 @@ def test_small_model_is_valid(name, small_models):
     model = small_models[name]
     onnx.checker.check_model(model, full_check=True)
     assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
-    used = {n.op_type for n in model.graph.node}
+    used = _all_ops(model.graph)
     assert used <= ALLOWED_OPS, f"ops tilec does not import: {sorted(used - ALLOWED_OPS)}"
     for vi in list(model.graph.input) + list(model.graph.output):
         assert vi.name.isidentifier(), vi.name
@@ -123,7 +138,7 @@ def test_full_param_count_and_shapes(name):
         assert n == ref
     if name in APPROX_PARAMS:
         assert abs(n - APPROX_PARAMS[name]) / APPROX_PARAMS[name] < 0.02, n
-    assert {nd.op_type for nd in model.graph.node} <= ALLOWED_OPS
+    assert _all_ops(model.graph) <= ALLOWED_OPS
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, check_type=True)
     for declared, got in zip(model.graph.output, inferred.graph.output):
         assert _dims(got) == _dims(declared), declared.name
@@ -166,3 +181,44 @@ def test_build_zoo_full_uses_external_data(tmp_path):
     data = open(path + ".data", "rb").read()
     build_zoo.build_one("nerf_mlp", "full", str(tmp_path), force=True)
     assert open(path + ".data", "rb").read() == data     # rebuilt, not appended to
+
+
+# -- the Cocktailer models keep their control flow (what --pipeline grinder moves) ----------
+
+def _ort(model):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in model.graph.output], sess.run(None, _feeds(model))))
+
+
+@pytest.mark.parametrize("name, ops", [
+    ("lstm", {"LSTM": 10}), ("nasrnn", {"Loop": 1}), ("seq2seq", {"GRU": 1, "Loop": 1}),
+    ("blockdrop", {"If": 54})])
+def test_control_flow_models_are_not_unrolled(name, ops):
+    """Full builds: one LSTM per layer, one time Loop, an encoder GRU and a decoder Loop, one
+    If per ResNet-110 block - and graphs that no longer grow with the sequence length."""
+    model = build(name, "full", weights="meta")
+    count = {op: sum(n.op_type == op for n in model.graph.node) for op in ops}
+    assert count == ops
+    assert len(model.graph.node) < 1000
+
+
+def test_seq2seq_small_stops_at_eos():
+    """The decoder Loop's data-dependent exit is taken on the tests' input: fewer steps than
+    the maximum, the EOS-padded tail, and EOS as the last decoded token."""
+    from samples.models.rnn import CONFIGS
+    c = CONFIGS["seq2seq"]["small"]
+    out = _ort(build("seq2seq", "small"))
+    n = int(out["length"][0])
+    assert 1 <= n < c["tgt"]
+    assert out["tokens"][0, n - 1] == c["eos"] and (out["tokens"][0, n:] == c["eos"]).all()
+    assert (out["tokens"][0, :n - 1] != c["eos"]).all()
+
+
+def test_blockdrop_small_runs_and_skips_blocks():
+    """The policy keeps some blocks and drops others on the tests' input, so both branches of
+    the Ifs are exercised (the numpy-vs-onnxruntime test then checks them)."""
+    model = build("blockdrop", "small")
+    probs = next(n.output[0] for n in model.graph.node if n.op_type == "Reshape")
+    model.graph.output.append(onnx.ValueInfoProto(name=probs))
+    keep = _ort(model)[probs] > 0.5
+    assert keep.any() and not keep.all(), keep

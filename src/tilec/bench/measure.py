@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+# ONNX ops that import as control flow (cf.loop / cf.if): LSTM / GRU / RNN become a loop over time.
+CONTROL_FLOW = ("Loop", "If", "Scan", "LSTM", "GRU", "RNN")
+
 
 def onnx_feeds(model_path: str, seed: int = 0) -> dict:
     """Seeded inputs for every graph input. Integer inputs (token ids, masks) get 0/1, which is a valid id
@@ -51,10 +54,10 @@ def onnx_feeds(model_path: str, seed: int = 0) -> dict:
 
 
 def control_flow_ops(model_path: str) -> int:
-    """Loop / If / Scan nodes in the model's main graph (what the grinder pipeline moves to the device)."""
+    """Control-flow nodes in the model's main graph (what the grinder pipeline moves to the device)."""
     import onnx
     graph = onnx.load(model_path, load_external_data=False).graph
-    return sum(1 for n in graph.node if n.op_type in ("Loop", "If", "Scan"))
+    return sum(1 for n in graph.node if n.op_type in CONTROL_FLOW)
 
 
 def max_abs_err(got: dict, want: dict) -> float:
