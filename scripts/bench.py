@@ -305,8 +305,8 @@ def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None, load=Non
           "Pipelines: " + ", ".join(f"`{p}`" for p in meta["pipelines"]) + ". `grinder` moves Loop/If control "
           "flow (and the loops that LSTM/GRU/RNN import as) onto the device, so without any it is `rammer` plus "
           "a pass that finds nothing to move. Small rows count a host-driven loop body's launches per trip "
-          "(grinder's device loop is one launch); full rows, from the plan, count such a body once, launches and "
-          "modelled bytes alike (a device loop's modelled bytes include its trips). "
+          "(grinder's device loop is one launch); full rows, from `report.json`, count host- and device-driven "
+          "loops alike: the body times its constant trip count, of an if the branch moving more bytes. "
           + (f"Models with control flow: {', '.join(sorted(set(control)))}. " if control else "")
           + (f"Not run with `grinder` (no control flow; `--grinder-everywhere` runs "
              f"them): {', '.join(no_grinder)}. " if no_grinder else "")

@@ -120,3 +120,12 @@ def test_every_kernel_of_the_samples_passes_ptxas(tmp_path):
         compile_model(str(SAMPLES / f"{name}.onnx"), str(tmp_path / name), check_ptx=True)
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["ptxas_checked"] and all("ptxas" in k for k in report["kernels"]), name
+
+
+def test_report_counts_a_host_loop_per_inference(builds):
+    """report.json counts a host-driven loop's body once per (constant) trip, as Grinder's device loops are
+    counted, so its launches and modelled bytes are what the emulator measures for one inference."""
+    _, totals, _ = _emu(builds, "lstm_loop", _inputs("lstm_loop"))
+    report = json.loads((builds / "lstm_loop" / "report.json").read_text())["totals"]
+    assert report["launches"] == totals["launches"]
+    assert report["global_bytes_modelled"] == totals["global_bytes"]

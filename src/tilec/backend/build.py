@@ -99,16 +99,36 @@ def count_ops(module: Operation) -> int:
                if (op.dialect in ("graph", "tile") and op.results) or op.name == "kernel.launch")
 
 
+def launches_per_inference(steps: list, modelled_of: dict, times: int = 1) -> dict:
+    """Kernel name -> launches per inference, counted the way Grinder counts a device-side loop or branch
+    (``passes/grinder._whole``) so host- and device-driven control flow compare: a loop body times its
+    constant trip count (an upper bound under a data-dependent exit; one iteration when the count is not a
+    constant), and of an if's two branches the one that moves more modelled bytes."""
+    out: dict = {}
+
+    def add(counts: dict) -> None:
+        for k, n in counts.items():
+            out[k] = out.get(k, 0) + n
+
+    for s in steps:
+        if s["kind"] == "launch":
+            add({s["kernel"]: times})
+        elif s["kind"] == "loop":
+            add(launches_per_inference(s["body"], modelled_of, times * (s.get("trip_static") or 1)))
+        elif s["kind"] == "if":
+            branches = [launches_per_inference(s[b], modelled_of, times) for b in ("then", "else")]
+            add(max(branches, key=lambda c: sum(modelled_of.get(k, 0) * n for k, n in c.items())))
+    return out
+
+
 def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, stages: list,
                 ptx: dict | None = None) -> dict:
     """report.json: ``totals`` (ops, kernels, launches, host_ops, global_bytes_modelled, lower_bound_bytes,
-    compile_seconds) and ``kernels``, one row per kernel.func in module order."""
+    compile_seconds) and ``kernels``, one row per kernel.func in module order; launches and modelled bytes
+    are per inference (:func:`launches_per_inference`)."""
     ptx = ptx or {}
-    from .plan import walk_steps
-    launches: dict = {}  # per plan occurrence: a launch inside a loop body counts once here, per trip at run time
-    for s in walk_steps(plan["steps"]):
-        if s["kind"] == "launch":
-            launches[s["kernel"]] = launches.get(s["kernel"], 0) + 1
+    modelled_of = {k.sym_name: int(k.attributes.get("bytes_modelled", 0)) for k in kernel_funcs(module)}
+    launches = launches_per_inference(plan["steps"], modelled_of)
     rows = []
     for k in kernel_funcs(module):
         a = k.attributes
