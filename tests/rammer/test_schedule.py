@@ -135,7 +135,7 @@ def test_no_merge_across_an_outside_op():
 def test_classes_keep_barrier_kernels_at_their_thread_count():
     wave = [small(0, threads=12, barriers=True), small(1, threads=768, barriers=True), small(2, threads=256),
             small(3, threads=1024)]
-    classes = [[m.node for m in c] for c in _classes(wave)]
+    classes = [[m.node for m in c] for c in _classes(wave, H200)]
     assert classes == [[1, 2], [0], [3]]
     assert math.prod(len(c) for c in classes) == 2
 
@@ -146,7 +146,7 @@ def test_guardable_barrier_kernels_share_a_wider_block():
     g = Member(0, "g", 192, 12, 56, True, 4096, 8192, guardable=True)
     fixed = Member(1, "f", 192, 12, 56, True, 4096, 8192)
     wide = Member(2, "w", 16, 256, 1024, True, 4096, 8192, guardable=True)
-    classes = [[m.node for m in c] for c in _classes([g, fixed, wide])]
+    classes = [[m.node for m in c] for c in _classes([g, fixed, wide], H200)]
     assert classes == [[1, 0], [2]]
     p = place([g, wide], {}, H200)
     assert p is not None and p.threads == 256

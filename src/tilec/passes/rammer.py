@@ -92,6 +92,8 @@ def member_of(module: Operation, op: Operation, node: int):
 def kernel_member(k: Operation, node: int, variant: int = 0):
     """The rammer Member for kernel ``k`` launched at graph node ``node``, or None when it cannot be packed."""
     from ..analysis.rammer import Member
+    from ..analysis.rammer.cost import REGS_ASSUMED
+    from ..analysis.rammer.regs import kernel_regs
     from ..analysis.rammer.shared import shared_bytes
     from ..backend.cstyle import render_body
     from ..backend.lower.persistent import guardable
@@ -106,7 +108,8 @@ def kernel_member(k: Operation, node: int, variant: int = 0):
     barriers = bool(_SYNC.search(text)) or any(s.name in ("kernel.barrier", "kernel.warp_reduce")
                                                 for s in k.walk())
     return Member(node, k.sym_name, grid[0], block[0], smem, barriers, int(a.get("flops", 0)),
-                  int(a.get("bytes_modelled", 0)), barriers and guardable(k), variant)
+                  int(a.get("bytes_modelled", 0)), barriers and guardable(k), variant,
+                  kernel_regs(k, REGS_ASSUMED))
 
 
 def build_persistent(module, launches, placement, name, arch, variants=None):

@@ -15,12 +15,13 @@ import math
 from dataclasses import dataclass
 
 from ..hardware import GPUSpec
+from .regs import blocks_for_regs
 
 LAUNCH_OVERHEAD = 3.0e-6   # s per kernel launch in a stream (launch latency + tail/ramp of the grid)
 BLOCK_OVERHEAD = 0.3e-6    # s per block: scheduling, index math, first loads' latency
 WAIT_OVERHEAD = 0.5e-6     # s per round of flag waits (the block's threads each wait on one flag per round)
 SATURATING_WARPS = 32      # warps per SM that keep its memory pipeline full
-REGS_ASSUMED = 64          # registers per thread assumed before ptxas; __launch_bounds__ enforces the limit
+REGS_ASSUMED = 64          # registers per thread of a kernel whose IR shows no state (hand-written source)
 RESERVED_SMEM_PER_BLOCK = 1024  # sm_80+: shared bytes the driver keeps per resident block (reserved_smem)
 
 
@@ -38,6 +39,7 @@ class Member:
     bytes: int
     guardable: bool = False  # has barriers, but can run guarded in a wider block (backend/lower/persistent)
     variant: int = 0         # which of the kernel's Roller alternatives (0: the tile it was lowered with)
+    regs: int = REGS_ASSUMED  # registers per thread it needs (estimate: regs.kernel_regs)
 
     @property
     def fixed_width(self) -> bool:
@@ -52,10 +54,12 @@ def reserved_smem(spec: GPUSpec) -> int:
 
 
 def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASSUMED) -> int:
-    """Blocks of ``threads`` threads and ``smem`` shared bytes one SM holds at once (0 if none fits)."""
+    """Blocks of ``threads`` threads and ``smem`` shared bytes one SM holds at once, each thread keeping
+    ``regs`` registers (0 if none fits). The register limit is ptxas' own (``regs.reg_budget``): under
+    ``__launch_bounds__(threads, n)`` a thread gets fewer registers than ``regs_per_sm / (threads · n)``, and
+    what it needs beyond them spills."""
     warps = math.ceil(threads / spec.warp_size) * spec.warp_size
-    limits = [spec.max_blocks_per_sm, spec.max_threads_per_sm // warps,
-              spec.regs_per_sm // (warps * regs)]
+    limits = [spec.max_blocks_per_sm, spec.max_threads_per_sm // warps, blocks_for_regs(spec, threads, regs)]
     if smem:  # static __shared__ arrays: at most smem_per_block_bytes (48 KB) without the dynamic opt-in
         per_block = smem + reserved_smem(spec)
         limits.append(0 if smem > spec.smem_per_block_bytes else spec.smem_per_sm_bytes // per_block)
@@ -74,6 +78,9 @@ def task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:
 
 def kernel_seconds(m: Member, spec: GPUSpec) -> float:
     """``m`` launched on its own: its blocks spread over the SMs, up to its resident limit per SM."""
+    # REGS_ASSUMED, not m.regs: a standalone kernel is built with __launch_bounds__(threads, 1), so ptxas
+    # allocates what it likes (often well above m.regs, which estimates what the kernel needs, not what it
+    # gets); the baseline packing must beat stays the one it has always been.
     limit = max(1, resident_blocks(spec, m.threads, m.smem))
     occ = min(limit, math.ceil(m.blocks / spec.num_sms))
     waves = math.ceil(m.blocks / (occ * spec.num_sms))

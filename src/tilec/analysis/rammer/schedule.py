@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ..hardware import GPUSpec
 from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, resident_blocks, sequential_seconds, task_seconds
+from .regs import reg_budget
 
 
 @dataclass
@@ -52,14 +53,16 @@ class Placement:
 
 
 def group_shape(members) -> tuple | None:
-    """``(threads, smem)`` of a persistent block running all ``members``, or None when they cannot share
-    one: members with barriers or shuffles that cannot run guarded need exactly the block's thread count;
-    the rest run guarded (barrier-free ones on their first threads, the others met at every barrier). The
-    members' shared arrays overlay one arena (``shared``): the block needs the largest member's, not the sum."""
+    """``(threads, smem, regs)`` of a persistent block running all ``members``, or None when they cannot
+    share one: members with barriers or shuffles that cannot run guarded need exactly the block's thread
+    count; the rest run guarded (barrier-free ones on their first threads, the others met at every barrier).
+    The members' shared arrays overlay one arena (``shared``): the block needs the largest member's, not the
+    sum. Every member is a ``__device__`` function of one kernel, so each thread needs the registers of the
+    hungriest member (``regs``); ``place`` refuses a block that cannot have them even alone on its SM."""
     threads = max(m.threads for m in members)
     if any(m.fixed_width and m.threads != threads for m in members):
         return None
-    return threads, max(m.smem for m in members)
+    return threads, max(m.smem for m in members), max(m.regs for m in members)
 
 
 def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True, _search=None) -> Placement | None:
@@ -74,8 +77,10 @@ def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True, _search
     shape = group_shape(members)
     if shape is None:
         return None
-    threads, smem = shape
-    limit = resident_blocks(spec, threads, smem)
+    threads, smem, regs = shape
+    # Occupancies whose register budget (__launch_bounds__(threads, occ)) holds every member: ptxas would
+    # spill the rest. None fits: the group cannot be one kernel (its members stay separate launches).
+    limit = resident_blocks(spec, threads, smem, regs)
     total = sum(m.blocks for m in members)
     prefixes, at = _search if _search is not None else (_Prefixes(deps, spec), 0)
     best, best_veus = None, 0
@@ -241,17 +246,18 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
                      LAUNCH_OVERHEAD + makespan, starts=starts)
 
 
-def _classes(wave: list) -> list:
+def _classes(wave: list, spec: GPUSpec) -> list:
     """Split a wave into classes that can share a block shape: one per thread count among fixed-width
     members (barriers that cannot run guarded); the others join the widest such class when they fit in its
-    block, and form a class of their own otherwise."""
+    block (threads, and registers: a wider block leaves each thread fewer, ``regs.reg_budget``), and form a
+    class of their own otherwise."""
     by_threads: dict = {}
     free = []
     for m in wave:
         (by_threads.setdefault(m.threads, []) if m.fixed_width else free).append(m)
     widest = max(by_threads, default=0)
-    fits = [m for m in free if m.threads <= widest]
-    rest = [m for m in free if m.threads > widest]
+    fits = [m for m in free if m.threads <= widest and m.regs <= reg_budget(spec, widest, 1)]
+    rest = [m for m in free if m not in fits]
     out = [by_threads[t] + (fits if t == widest else []) for t in sorted(by_threads, reverse=True)]
     return out + ([rest] if rest else [])
 
@@ -294,7 +300,7 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
             groups.append(full)
 
     for level, wave in enumerate(graph.waves()):
-        for cls in _classes([members[n] for n in wave if n in members]):
+        for cls in _classes([members[n] for n in wave if n in members], spec):
             nodes = [m.node for m in cls]
             alone = attempt(nodes)
             if cur is not None and cur[2] == level - 1 and _convex(graph, cur[0] + nodes):

@@ -19,7 +19,9 @@ block declares the largest member's bytes (``analysis/rammer/shared``), not the 
    segments done with ``tl_signal``.
 
 ``__launch_bounds__(threads, blocks_per_sm)`` makes ptxas keep registers low enough that every vEU is
-resident at once, which the waits need (a non-resident vEU would never run).
+resident at once, which the waits need (a non-resident vEU would never run). What a member needs beyond that
+cap would spill: the scheduler packs only members whose register estimate fits it
+(``analysis/rammer/regs``).
 """
 from __future__ import annotations
 
