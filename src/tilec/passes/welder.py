@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..analysis.hardware import DEFAULT_ARCH, get_arch
 from ..analysis.welder import TileGraph, search
+from ..analysis.welder.graph import outside_values
 from ..analysis.welder.pool_tail import attach as attach_pool_tails
 from ..analysis.welder.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
 from ..analysis.welder.search import _outputs, _signature, _single
@@ -73,11 +74,7 @@ def _build_kernel(block, graph, group, spec) -> Operation:
     nodes = [graph.nodes[m] for m in group.members]
     ops = [n.op for n in nodes]
     inside = {id(op) for op in ops}
-    externals: list = []
-    for op in ops:
-        for v in op.operands:
-            if (v.defining_op is None or id(v.defining_op) not in inside) and all(v is not e for e in externals):
-                externals.append(v)
+    externals = outside_values(ops)
     outs = [graph.nodes[m].op for m in _outputs(graph, group.members)]
     body = Block([v.type for v in externals])
     pos = {m: i for i, m in enumerate(group.members)}

@@ -29,6 +29,7 @@ import itertools
 import math
 
 from ..index_map import classify
+from .graph import outside_values
 from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score, thread_tile
 
 MAX_BLOCK_AXIS = 64
@@ -79,14 +80,8 @@ def chain_context(graph, members: list):
     from ...backend.lower.fused_conv import ChainContext
     from .search import _outputs
     ops = [graph.nodes[m].op for m in members]
-    inside = {id(op) for op in ops}
-    args = []
-    for op in ops:
-        for v in op.operands:
-            if (v.defining_op is None or id(v.defining_op) not in inside) and all(v is not a for a in args):
-                args.append(v)
     outs = [graph.nodes[m].op.result for m in _outputs(graph, members)]
-    return ChainContext(ops, args, outs)
+    return ChainContext(ops, outside_values(ops), outs)
 
 
 def _window_axes(expr) -> set:

@@ -54,6 +54,18 @@ class Node:
         return self.op.attributes.get("origin", "tile.compute")
 
 
+def outside_values(ops: list) -> list:
+    """Values ``ops`` read that none of them defines, first use first: a group's kernel operands, in the order
+    the welder pass gives its ``tile.kernel`` (the fused lowerings rely on the same order)."""
+    inside = {id(op) for op in ops}
+    values: list = []
+    for op in ops:
+        for v in op.operands:
+            if (v.defining_op is None or id(v.defining_op) not in inside) and all(v is not a for a in values):
+                values.append(v)
+    return values
+
+
 def is_identity(node: Node, access) -> bool:
     """``access`` reads its tensor at ``node``'s own output coordinates (size-1 dims may read index 0)."""
     axes = node.expr.out_axes

@@ -20,6 +20,7 @@ rows counts (a transformer layer's 32 tokens), not on BERT-base's FFN, whose flo
 from __future__ import annotations
 
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
+from .graph import outside_values
 from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score
 
 ROWS = (1, 2, 4, 8, 16, 32, 64)
@@ -126,24 +127,13 @@ def choose(ctx, spec) -> dict | None:
     return best[1] if best else None
 
 
-def _outside(ops) -> list:
-    """Outside values read by ``ops``, in kernel-operand order (as the welder pass builds a tile.kernel)."""
-    inside = {id(op) for op in ops}
-    args = []
-    for op in ops:
-        for v in op.operands:
-            if (v.defining_op is None or id(v.defining_op) not in inside) and all(v is not a for a in args):
-                args.append(v)
-    return args
-
-
 def _retiled_score(graph, side: list, spec) -> int | None:
     """The score of one side as its own group with the tile the welder pass would re-choose for it."""
     from ...backend.lower.fused_mlp import _Side
     from .retile import Retiler, retileable
     from .search import _outputs
     ops = [graph.nodes[m].op for m in side]
-    ctx = _Side(ops, _outside(ops), [graph.nodes[m].op.result for m in _outputs(graph, side)])
+    ctx = _Side(ops, outside_values(ops), [graph.nodes[m].op.result for m in _outputs(graph, side)])
     rtile = ops[0].attributes.get("rtile")
     if not rtile or not retileable(ctx):
         return None
@@ -161,7 +151,7 @@ def mlp_group(graph, members: list, spec):
     from ...backend.lower.fused_mlp import MlpContext
     from .search import _outputs
     ops = [graph.nodes[m].op for m in members]
-    ctx = MlpContext(ops, _outside(ops), [graph.nodes[m].op.result for m in _outputs(graph, members)], cut,
+    ctx = MlpContext(ops, outside_values(ops), [graph.nodes[m].op.result for m in _outputs(graph, members)], cut,
                      tail=tail)
     if ctx.N1 != ctx.s2.extents[ctx.s2.reduce_axes[0]] or not ctx.fits():
         return None
