@@ -52,9 +52,10 @@ from tilec.bench.table import full_table, small_table  # noqa: E402
 # (none/roller/welder/rammer/grinder, ptxas cache partly warm): seq2seq 3/3/4/3/3, lstm 5/8/11/11/7 (unrolled
 # they took 18/17/14/40 and 12/12/5/148). Left out: resnet50 (rammer 226 s, welder 115 s), conformer (1,264
 # kernels), bert_base/swin_t/nafnet/resnext29/nasnet (up to 440 MB of weights per build, hundreds of kernels
-# each); nasrnn (5/3/1/2/110: grinder's one device loop of 500 body kernels is 109 s of ptxas) and blockdrop
-# (~31 s on every pipeline, 27 s of it ptxas) would now fit, at ~4 min of row time together.
-FULL_DEFAULT = ["nerf_mlp", "resnet18", "mobilenet_v2", "vit_s32", "seq2seq", "lstm"]
+# each). Added since: nasrnn (5/3/1/2/110: grinder's one device loop of 500 body kernels is 109 s of ptxas)
+# and blockdrop (~31 s on every pipeline, 27 s of it ptxas). With empty caches on a quiet machine the whole
+# `make bench` took 6.8 min without them and 8.3 min with them (2026-11-29).
+FULL_DEFAULT = ["nerf_mlp", "resnet18", "mobilenet_v2", "vit_s32", "seq2seq", "lstm", "nasrnn", "blockdrop"]
 # ``grinder`` only differs from ``rammer`` where there is control flow to move, so by default its rows are
 # for models with these ops only (tilec imports LSTM/GRU/RNN as a cf.loop over time): in the zoo lstm,
 # nasrnn, seq2seq and blockdrop. ``--grinder-everywhere`` runs it on every model anyway.
