@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller gpu-check fuzz clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check fuzz clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ bench: install
 # On a lent GPU machine (no network, no .venv): lark/click come from wheels/, tilec from src/.
 gpu-bench:
 	PYTHONPATH=src $(PYTHON) scripts/gpu_bench.py --out docs/benchmarks
+
+# Every full-size zoo model: tilec's numpy interpreter vs onnxruntime -> docs/benchmarks/zoo-full-<date>.md.
+zoo-check: install
+	$(BIN)/python scripts/zoo_full_check.py --out docs/benchmarks
 
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
