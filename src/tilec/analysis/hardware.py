@@ -42,6 +42,9 @@ class GPUSpec:
     transaction_bytes: dict
     mma_shapes: list
     barrier_cycles: int = 0
+    smem_reserved_per_block_bytes: int = 0   # shared memory the driver keeps per resident block (sm_80+: 1 KB)
+    sm_partitions: int = 4                   # warp schedulers per SM, each with its share of the register file
+    reg_alloc_unit: int = 8                  # registers per thread are allocated in multiples of this
     sources: str = ""
     dram_bytes_per_s_measured: float = 0.0
 

@@ -22,7 +22,6 @@ BLOCK_OVERHEAD = 0.3e-6    # s per block: scheduling, index math, first loads' l
 WAIT_OVERHEAD = 0.5e-6     # s per round of flag waits (the block's threads each wait on one flag per round)
 SATURATING_WARPS = 32      # warps per SM that keep its memory pipeline full
 REGS_ASSUMED = 64          # registers per thread of a kernel whose IR shows no state (hand-written source)
-RESERVED_SMEM_PER_BLOCK = 1024  # sm_80+: shared bytes the driver keeps per resident block (reserved_smem)
 
 
 @dataclass(frozen=True)
@@ -47,12 +46,6 @@ class Member:
         return self.barriers and not self.guardable
 
 
-def reserved_smem(spec: GPUSpec) -> int:
-    """Shared bytes the driver reserves per resident block: 1 KB from sm_80 on (CUDA occupancy calculator,
-    ``cudaDevAttrReservedSharedMemoryPerBlock``), none before."""
-    return RESERVED_SMEM_PER_BLOCK if int(spec.sm_arch.split("_")[1]) >= 80 else 0
-
-
 def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASSUMED) -> int:
     """Blocks of ``threads`` threads and ``smem`` shared bytes one SM holds at once, each thread keeping
     ``regs`` registers (0 if none fits). The register limit is ptxas' own (``regs.reg_budget``): under
@@ -61,7 +54,7 @@ def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASS
     warps = math.ceil(threads / spec.warp_size) * spec.warp_size
     limits = [spec.max_blocks_per_sm, spec.max_threads_per_sm // warps, blocks_for_regs(spec, threads, regs)]
     if smem:  # static __shared__ arrays: at most smem_per_block_bytes (48 KB) without the dynamic opt-in
-        per_block = smem + reserved_smem(spec)
+        per_block = smem + spec.smem_reserved_per_block_bytes
         limits.append(0 if smem > spec.smem_per_block_bytes else spec.smem_per_sm_bytes // per_block)
     return max(0, min(limits))
 

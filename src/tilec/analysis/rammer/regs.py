@@ -11,10 +11,10 @@ bound, since scopes may end before others begin) in 32-bit words, plus ``BASE_RE
 name (thread/block indices, addresses, loop counters, predicates, temporaries of unrolled loads).
 Hand-written kernels (``source``) carry no IR: they get ``cost.REGS_ASSUMED``.
 
-Budget (:func:`reg_budget`): ptxas splits the SM's register file over its ``PARTITIONS`` schedulers and gives
-each thread a multiple of ``ALLOC_UNIT`` registers, so that ``blocks_per_sm`` blocks' warps fit on the
-fullest partition: ``16384 / (ceil(warps · blocks / 4) · 32)`` rounded down to 8, at most 255. Checked
-against ptxas 13 (sm_90) on a kernel needing 200: (544, 1) → 96, (256, 2) → 128, (288, 2) → 96,
+Budget (:func:`reg_budget`): ptxas splits the SM's register file over its ``sm_partitions`` schedulers and
+gives each thread a multiple of ``reg_alloc_unit`` registers (both from the arch spec), so that
+``blocks_per_sm`` blocks' warps fit on the fullest partition: ``16384 / (ceil(warps · blocks / 4) · 32)``
+rounded down to 8, at most 255 (the H200/H100/A100/V100 figures). Checked against ptxas 13 (sm_90) on a kernel needing 200: (544, 1) → 96, (256, 2) → 128, (288, 2) → 96,
 (288, 3) → 72, (320, 3) → 64, (544, 2) → 56, (160, 5) → 72, (1024, 1) → 64 (the plain
 ``65536 / (threads · blocks)`` says 120 for (544, 1), 113 for (288, 2)).
 """
@@ -27,8 +27,6 @@ from ...ir.types import itemsize
 from ..hardware import GPUSpec
 
 BASE_REGS = 32     # indices, addresses, loop counters, predicates and load temporaries besides the locals
-PARTITIONS = 4     # SM sub-partitions (warp schedulers), each with a quarter of the register file
-ALLOC_UNIT = 8     # registers per thread are allocated in multiples of 8 (256 per warp)
 
 _VECTOR = re.compile(r"^(\w+?)x(\d+)$")   # f32x4: four f32 lanes
 
@@ -60,9 +58,9 @@ def kernel_regs(kernel, assumed: int) -> int:
 def reg_budget(spec: GPUSpec, threads: int, blocks_per_sm: int) -> int:
     """Registers per thread ptxas allows under ``__launch_bounds__(threads, blocks_per_sm)``."""
     warps = math.ceil(threads / spec.warp_size)
-    per_partition = math.ceil(warps * blocks_per_sm / PARTITIONS)
-    regs = spec.regs_per_sm // PARTITIONS // (per_partition * spec.warp_size)
-    return min(spec.max_regs_per_thread, regs // ALLOC_UNIT * ALLOC_UNIT)
+    per_partition = math.ceil(warps * blocks_per_sm / spec.sm_partitions)
+    regs = spec.regs_per_sm // spec.sm_partitions // (per_partition * spec.warp_size)
+    return min(spec.max_regs_per_thread, regs // spec.reg_alloc_unit * spec.reg_alloc_unit)
 
 
 def blocks_for_regs(spec: GPUSpec, threads: int, regs: int) -> int:
