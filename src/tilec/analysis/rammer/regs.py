@@ -14,9 +14,10 @@ Hand-written kernels (``source``) carry no IR: they get ``cost.REGS_ASSUMED``.
 Budget (:func:`reg_budget`): ptxas splits the SM's register file over its ``sm_partitions`` schedulers and
 gives each thread a multiple of ``reg_alloc_unit`` registers (both from the arch spec), so that
 ``blocks_per_sm`` blocks' warps fit on the fullest partition: ``16384 / (ceil(warps · blocks / 4) · 32)``
-rounded down to 8, at most 255 (the H200/H100/A100/V100 figures). Checked against ptxas 13 (sm_90) on a kernel needing 200: (544, 1) → 96, (256, 2) → 128, (288, 2) → 96,
-(288, 3) → 72, (320, 3) → 64, (544, 2) → 56, (160, 5) → 72, (1024, 1) → 64 (the plain
-``65536 / (threads · blocks)`` says 120 for (544, 1), 113 for (288, 2)).
+rounded down to 8, at most 255 (the H200/H100/A100/V100 figures). Checked against ptxas 13 (sm_90) on a
+kernel needing 200: (544, 1) → 96, (256, 2) → 128, (288, 2) → 96, (288, 3) → 72, (320, 3) → 64,
+(544, 2) → 56, (160, 5) → 72, (1024, 1) → 64 (the plain ``65536 / (threads · blocks)`` says 120 for
+(544, 1), 113 for (288, 2)).
 """
 from __future__ import annotations
 
