@@ -29,7 +29,7 @@ import itertools
 import math
 
 from ..index_map import classify
-from .graph import outside_values
+from .graph import outside_values, plain_f32
 from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score, thread_tile
 
 MAX_BLOCK_AXIS = 64
@@ -46,7 +46,6 @@ def _tileable(node) -> bool:
 
 def split(graph, members: list, spec) -> tuple | None:
     """``(P side, C side)`` node-index lists when ``members`` form a conv chain, else None."""
-    from .graph import permuting_layout
     from .search import _epilogue, _outputs
     red = [m for m in members if not graph.nodes[m].elementwise]
     if len(red) != 2 or red[0] != members[0]:
@@ -56,10 +55,7 @@ def split(graph, members: list, spec) -> tuple | None:
         return None
     cut = members.index(red[1])
     pside, cside = members[:cut], members[cut:]
-    nodes = [graph.nodes[m] for m in members]
-    if any(d != "f32" for n in nodes for d in [v.type.dtype for v in n.op.operands] + [n.op.result.type.dtype]):
-        return None
-    if any(permuting_layout(n) is not None for n in nodes):
+    if not plain_f32([graph.nodes[m] for m in members]):
         return None
     if set(_outputs(graph, members)) & set(pside):
         return None

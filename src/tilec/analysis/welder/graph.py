@@ -54,6 +54,14 @@ class Node:
         return self.op.attributes.get("origin", "tile.compute")
 
 
+def plain_f32(nodes: list) -> bool:
+    """Every operand and result is f32 and no member is a permuting layout op: what the shared-memory
+    fusion kinds (conv chains, back-to-back GEMMs) are written for."""
+    if any(d != "f32" for n in nodes for d in [v.type.dtype for v in n.op.operands] + [n.op.result.type.dtype]):
+        return False
+    return not any(permuting_layout(n) is not None for n in nodes)
+
+
 def outside_values(ops: list) -> list:
     """Values ``ops`` read that none of them defines, first use first: a group's kernel operands, in the order
     the welder pass gives its ``tile.kernel`` (the fused lowerings rely on the same order)."""

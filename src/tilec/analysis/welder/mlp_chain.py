@@ -20,7 +20,7 @@ rows counts (a transformer layer's 32 tokens), not on BERT-base's FFN, whose flo
 from __future__ import annotations
 
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
-from .graph import outside_values
+from .graph import outside_values, plain_f32
 from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score
 
 ROWS = (1, 2, 4, 8, 16, 32, 64)
@@ -63,7 +63,6 @@ def split(graph, members: list, spec) -> tuple | None:
     """``(cut, tail)``: where side 2 (G2) and the row tail (its first reduction; ``len(members)`` when
     there is none) start in ``members`` when they are back-to-back GEMMs, else None. ``cut = 0``: one GEMM
     with its epilogue and a row tail (the GEMM's A rows then stand where the hidden would)."""
-    from .graph import permuting_layout
     from .search import _epilogue, _outputs, _row
     red = [m for m in members if not graph.nodes[m].elementwise]
     if len(red) < 2 or red[0] != members[0] or not _gemm(graph.nodes[red[0]], graph, None):
@@ -80,10 +79,7 @@ def split(graph, members: list, spec) -> tuple | None:
             return None
         if graph.nodes[side2[-1]].shape[:-1] != graph.nodes[rest[-1]].shape[:-1]:
             return None
-    nodes = [graph.nodes[m] for m in members]
-    if any(d != "f32" for n in nodes for d in [v.type.dtype for v in n.op.operands] + [n.op.result.type.dtype]):
-        return None
-    if any(permuting_layout(n) is not None for n in nodes):
+    if not plain_f32([graph.nodes[m] for m in members]):
         return None
     if side1:
         if set(_outputs(graph, members)) & set(side1):
