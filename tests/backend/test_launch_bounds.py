@@ -50,17 +50,31 @@ def test_standalone_kernels_ask_for_one_block_per_sm_and_the_emulator_parses_it(
     for k in _kernels(tmp_path / "b"):
         threads = math.prod(k.attributes["block"])
         sig = kernel_signature(k)
-        assert f"__launch_bounds__({threads}, 1) {k.sym_name}(" in sig
+        cluster = k.attributes.get("cluster", 1)   # sm_90 clusters follow the bounds (a conv chain here)
+        dims = f"__cluster_dims__({cluster}, 1, 1) " if cluster > 1 else ""
+        assert f"__launch_bounds__({threads}, 1) {dims}{k.sym_name}(" in sig
         m = _KERNEL.search(emit_kernel(k))
         assert m is not None and m.group("name") == k.sym_name
 
 
 @needs_nvcc
 def test_conv_bn_tile_compiles_without_spills(tmp_path, monkeypatch):
+    from tilec.analysis import hardware
     from tilec.driver import compile_model
     monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path / "cache"))
+    # The tile that spilled was chosen without thread-block clusters, which now change it: an H200 spec
+    # without clusters keeps that tile, so the kernel under test is still the one that spilled.
+    hw = tmp_path / "hw"
+    hw.mkdir()
+    spec = json.loads((hardware.HW_DIR / "h200.json").read_text())
+    (hw / "h200.json").write_text(json.dumps(dict(spec, max_cluster_blocks=1)))
+    monkeypatch.setattr(hardware, "HW_DIR", hw)
+    hardware.get_arch.cache_clear()
     conv_bn_model(tmp_path / "m.onnx")
-    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", check_ptx=True)
+    try:
+        compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", check_ptx=True)
+    finally:
+        hardware.get_arch.cache_clear()
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     tiled = [k for k in _kernels(tmp_path / "b") if k.attributes.get("kind") == "tiled"]
     # Still the kernel that spilled: 256 threads, a 4x2x2 thread tile of the conv+BN (else this tests nothing).

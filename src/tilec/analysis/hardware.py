@@ -45,6 +45,7 @@ class GPUSpec:
     smem_reserved_per_block_bytes: int = 0   # shared memory the driver keeps per resident block (sm_80+: 1 KB)
     sm_partitions: int = 4                   # warp schedulers per SM, each with its share of the register file
     reg_alloc_unit: int = 8                  # registers per thread are allocated in multiples of this
+    max_cluster_blocks: int = 1              # portable thread-block cluster size (sm_90: 8); 1 = no clusters
     sources: str = ""
     dram_bytes_per_s_measured: float = 0.0
 

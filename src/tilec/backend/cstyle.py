@@ -64,6 +64,8 @@ class CStyleLanguage:
     launch_bounds: str = "__launch_bounds__({threads}, {min_blocks}) "
     shared_decl: str = "TL_SHARED({type}, {name}, {dims});"
     barrier: str = "__syncthreads();"
+    cluster_barrier: str = "tl_cluster_sync();"
+    cluster_dims: str = "__cluster_dims__({x}, 1, 1) "
     restrict: str = " __restrict__"
     load: str = "TL_LD({buf}, {idx})"
     store: str = "TL_ST({buf}, {idx}, {val});"
@@ -177,7 +179,7 @@ class _Renderer:
         self.emit(d, "}")
 
     def op_barrier(self, op, a, d):
-        self.emit(d, self.lang.barrier)
+        self.emit(d, self.lang.cluster_barrier if a.get("scope") == "cluster" else self.lang.barrier)
 
     def op_load(self, op, a, d):
         buf, vec = a["buffer"], a.get("vec", 1)

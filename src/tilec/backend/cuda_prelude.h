@@ -2,6 +2,8 @@
 // Kernels touch global memory only through TL_LD/TL_ST/TL_LD4/TL_ST4, declare block-static shared arrays with
 // TL_SHARED and wait on other blocks only through tl_wait_geq/tl_signal, so the CPU emulator (TILEC_EMU, whose
 // header tilec_emu.h is force-included first) can count bytes, check bounds and yield where a GPU would spin.
+// Kernels declared __cluster_dims__(X, 1, 1) (sm_90 thread-block clusters) share TL_SHARED tiles across the
+// cluster through tl_cluster_sync/tl_cluster_rank/tl_cluster_map (distributed shared memory).
 #ifndef TILEC_CUDA_PRELUDE_H
 #define TILEC_CUDA_PRELUDE_H
 #ifndef TILEC_EMU
@@ -32,6 +34,28 @@ __device__ __forceinline__ void tl_signal(int* flag, int value) {
   __threadfence();
   atomicExch(flag, value);
 }
+
+// Thread-block clusters: cooperative_groups::this_cluster()'s sync/block_rank/map_shared_rank, written with the
+// built-ins it wraps (crt/sm_90_rt.h, always available to nvcc and NVRTC), because including
+// <cooperative_groups.h> doubles nvcc's time for a small kernel. Defined for sm_90 and later (and the host
+// pass), so sources compiled for older GPUs still build as long as their kernels do not call these.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+// Barrier across every thread of every block of the cluster; orders shared-memory accesses across it
+// (barrier.cluster.arrive, release by default, then barrier.cluster.wait, acquire by default).
+__device__ __forceinline__ void tl_cluster_sync() {
+  __cluster_barrier_arrive();
+  __cluster_barrier_wait();
+}
+
+// This block's rank in its cluster (blockIdx.x % X for __cluster_dims__(X, 1, 1)).
+__device__ __forceinline__ unsigned tl_cluster_rank() { return __clusterRelativeBlockRank(); }
+
+// The address of the same TL_SHARED location in block `rank` of the cluster (distributed shared memory).
+template <class T>
+__device__ __forceinline__ T* tl_cluster_map(T* p, unsigned rank) {
+  return static_cast<T*>(__cluster_map_shared_rank(const_cast<const void*>(static_cast<const volatile void*>(p)), rank));
+}
+#endif
 
 // CUDA has no float atomicMax/atomicMin; the emulator has them, so the GPU side gets the same via CAS.
 __device__ __forceinline__ float atomicMax(float* addr, float value) {

@@ -46,6 +46,9 @@ def kernel_signature(op, lang: CStyleLanguage = CUDA) -> str:
         const = "const " if p["role"] == "in" else ""
         params.append(f"{const}{lang.ctype(p['dtype'])}*{lang.restrict} {p['name']}")
     bounds = lang.launch_bounds.format(threads=threads, min_blocks=MIN_BLOCKS_PER_SM)
+    cluster = op.attributes.get("cluster", 1)
+    if cluster > 1:   # compile-time cluster dims: a plain launch runs the grid in clusters (sm_90)
+        bounds += lang.cluster_dims.format(x=cluster)
     return f"{lang.kernel_prefix} {bounds}{kernel_name(op)}({', '.join(params)})"
 
 

@@ -44,12 +44,15 @@ class Grinder(ModulePass):
             reason = _why_host(module, op, fn)
             if reason is None:
                 hoisted = split_branches(module, op) if op.name == "cf.if" else []
-                func, decision = build_device_kernel(module, op, f"grinder{index}", spec)
+                twins: list = []
+                func, decision = build_device_kernel(module, op, f"grinder{index}", spec, twins)
                 if func is not None and op.name == "cf.if":
                     decision["branch_split"] = _split_note(hoisted)
                 if func is None:
                     reason = decision
                 else:
+                    for twin in twins:   # the one-block twins of cluster kernels the stages run
+                        module.body.insert_before(fn, twin)
                     module.body.insert_before(fn, func)
                     op.attributes["placement"] = "device"
                     op.attributes["grinder"] = decision
@@ -141,9 +144,11 @@ def _split_note(hoisted: list) -> str:
             "once as launches of their own, the branches keep only what differs")
 
 
-def build_device_kernel(module, op, name: str, spec):
+def build_device_kernel(module, op, name: str, spec, twins: list | None = None):
     """``(kernel.func, decision dict)`` for ``op``, or ``(None, reason)`` when its kernels cannot share
-    one resident grid."""
+    one resident grid. A body kernel with a thread-block cluster runs as its one-block twin
+    (``backend/lower/cluster.declustered``), named ``<kernel>_nc``; the twins are appended to ``twins``
+    for the caller to add to the module with the kernel."""
     from ..analysis.grinder import choose_grid
     from ..backend.lower.device_loop import BARRIER, control_values, root
     from .rammer import member_of
@@ -157,18 +162,21 @@ def build_device_kernel(module, op, name: str, spec):
 
     def nm(v):
         return pname[id(root(v))]
-    stages, members = [], []
+    stages, members, made = [], [], {}
     branches = ["body"] if op.name == "cf.loop" else ["then", "else"]
     for branch, region in zip(branches, op.regions):
         for inner in region.block.ops:
             if inner.name != "kernel.launch":
                 continue
-            m = member_of(module, inner, len(members))
+            m, twin = _member_or_twin(module, inner, len(members), made)
+            if twin is not None and twins is not None:
+                twins.append(twin)
             if m is None:
                 return None, (f"kernel @{inner.attributes['kernel'].name} cannot run as a device function "
-                              "(2-D grid or block, gridDim/blockDim, or dynamic shared memory)")
+                              "(2-D grid or block, gridDim/blockDim, dynamic shared memory or a thread-block "
+                              "cluster)")
             members.append(m)
-            k = lookup_symbol(module, m.kernel)
+            k = made.get(m.kernel) or lookup_symbol(module, m.kernel)
             it_in, it_out = iter(inner.operands), iter(inner.results)
             args = [nm(next(it_in) if p["role"] == "in" else next(it_out)) for p in k.attributes["params"]]
             stages.append({"kernel": SymbolRef(m.kernel), "tasks": m.blocks, "args": args, "branch": branch})
@@ -217,6 +225,23 @@ def build_device_kernel(module, op, name: str, spec):
     else:
         decision["predicate"] = "device (read by every block)"
     return func, decision
+
+
+def _member_or_twin(module, launch, index: int, made: dict) -> tuple:
+    """``(Member or None, new twin kernel or None)`` of a body launch: a cluster kernel's blocks share
+    tiles, so a device loop runs its one-block twin instead (made once per kernel, kept in ``made``)."""
+    from ..backend.lower.cluster import declustered
+    from .rammer import kernel_member, member_of
+    k = lookup_symbol(module, launch.attributes["kernel"].name)
+    twin = declustered(k) if k is not None else None
+    if twin is None:
+        return member_of(module, launch, index), None
+    name = f"{k.sym_name}_nc"
+    if name in made:
+        return kernel_member(made[name], index), None
+    twin.attributes["sym_name"] = SymbolRef(name)
+    made[name] = twin
+    return kernel_member(twin, index), twin
 
 
 def _whole(op, stages, members, what: str) -> int:

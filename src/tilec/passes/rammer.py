@@ -10,7 +10,9 @@ its inputs exist and before all its users.
 
 Per wave, a member may run one of Roller's alternative tiles instead of its own (``analysis/rammer/
 variants``): the chosen variant becomes a kernel of its own (``<kernel>_v<i>``), the ``rprog.operator``
-names it and records ``variant`` and ``rtile``, and the persistent kernel runs its body.
+names it and records ``variant`` and ``rtile``, and the persistent kernel runs its body. A kernel with a
+thread-block cluster packs as its one-block twin (``<kernel>_nc``, ``backend/lower/cluster.py``), whose
+blocks do not read each other's shared memory; unpacked, it keeps its cluster.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from ..ir.types import TensorType
 from .base import ModulePass
 
 # Kernel text that ties a body to the real launch shape: such a body cannot run with a virtual block index.
-_SHAPE_BOUND = re.compile(r"\bgridDim\b|\bblockDim\b|\bblockIdx\s*\.\s*[yz]\b|extern\s+__shared__")
+_SHAPE_BOUND = re.compile(r"\bgridDim\b|\bblockDim\b|\bblockIdx\s*\.\s*[yz]\b|extern\s+__shared__|\btl_cluster_")
 _SYNC = re.compile(r"__syncthreads|__shfl|TL_SHARED|__shared__")
 
 
@@ -50,6 +52,8 @@ class Rammer(ModulePass):
         for node, op in enumerate(graph.ops):
             m = member_of(module, op, node)
             if m is None:
+                m = _twin_member(module, op, node, kernels)
+            if m is None:
                 continue
             members[node] = m
             k = lookup_symbol(module, m.kernel)
@@ -67,8 +71,9 @@ class Rammer(ModulePass):
             chosen = []
             for n, m in zip(placement.members, placement.chosen):
                 v = kernels.get((n, m.variant))
-                if v is not None:  # a variant tile: its kernel joins the module under its own name
-                    v.kernel.attributes["sym_name"] = SymbolRef(f"{members[n].kernel}_v{v.index}")
+                if v is not None:  # a variant tile (or a cluster kernel's twin, variant 0): its kernel
+                    suffix = f"_v{v.index}" if v.index else "_nc"   # joins the module under its own name
+                    v.kernel.attributes["sym_name"] = SymbolRef(f"{members[n].kernel}{suffix}")
                     module.body.insert_before(fn, v.kernel)
                     swapped.add(members[n].kernel)
                 chosen.append(v)
@@ -80,6 +85,22 @@ class Rammer(ModulePass):
         if replaced:
             _rewrite_main(fn, replaced)
             _drop_unused_kernels(module, swapped)
+
+
+def _twin_member(module: Operation, op: Operation, node: int, kernels: dict):
+    """A cluster kernel's blocks share tiles with each other, so it packs as its one-block twin
+    (``backend/lower/cluster.declustered``): the twin is the node's variant 0, and joins the module (as
+    ``<kernel>_v0``) only when a packed group takes it. None for any other unpackable launch."""
+    from ..analysis.rammer.variants import Variant
+    from ..backend.lower.cluster import declustered
+    if op.name != "kernel.launch":
+        return None
+    k = lookup_symbol(module, op.attributes["kernel"].name)
+    twin = declustered(k) if k is not None else None
+    m = kernel_member(twin, node) if twin is not None else None
+    if m is not None:
+        kernels[node, 0] = Variant(0, {}, twin)
+    return m
 
 
 def member_of(module: Operation, op: Operation, node: int):
@@ -100,6 +121,10 @@ def kernel_member(k: Operation, node: int, variant: int = 0):
     a = k.attributes
     grid, block = a["grid"], a["block"]
     if a.get("kind") == "persistent" or grid[1:] != [1, 1] or block[1:] != [1, 1] or a.get("smem", 0):
+        return None
+    # A cluster kernel's blocks share tiles through each other's shared memory, so they must run as one
+    # co-scheduled cluster; a vEU runs rTasks one at a time, alone.
+    if a.get("cluster", 1) > 1:
         return None
     text = a["source"] if "source" in a else "\n".join(render_body(k))
     if _SHAPE_BOUND.search(text) or ("source" in a and re.search(r"TL_SHARED|__shared__", text)):
@@ -149,7 +174,7 @@ def build_persistent(module, launches, placement, name, arch, variants=None):
             args.append(in_name.get(id(v)) or out_name[id(v)])
         attrs = {"kernel": SymbolRef(k.sym_name), "tasks": k.attributes["grid"][0], "args": args,
                  "task_seconds": float(f"{secs:.6g}")}
-        if var is not None:
+        if var is not None and var.index:
             attrs.update(variant=var.index, rtile=var.rtile)
         body.append(Operation("rprog.operator", attributes=attrs))
         flops += int(k.attributes.get("flops", 0))

@@ -17,8 +17,8 @@ Group tile: ``Tq`` query rows per block (a divisor of the query length) and ``Bk
 Shared memory holds the Q tile, the ``Tq × Sk`` score tile, one K/V chunk and the staged mask vectors, within
 the arch's per-block static limit; each thread keeps ``Tq·Dv / threads`` output accumulators (≤ 32).
 Modelled bytes are what the emitted kernel (``backend/lower/fused_attention.py``) loads and stores: Q once, K
-and V once per query tile, S-side operands per element, per key (staged per block) or once per block by
-which of ``i``/``j`` their index uses, O once."""
+and V once per query tile (once per cluster of query tiles on sm_90, :func:`cluster_for`), S-side operands per
+element, per key (staged per block) or once per block by which of ``i``/``j`` their index uses, O once."""
 from __future__ import annotations
 
 import math
@@ -231,11 +231,22 @@ def smem_bytes(att: Attention, tq: int, bk: int, staged_j: int, scalars: int) ->
     return 4 * (tq * att.d + tq * att.sk + bk * max(att.d, att.dv) + bk * staged_j + max(1, scalars))
 
 
-def modelled_bytes(graph: TileGraph, att: Attention, tq: int) -> int:
-    """Global bytes of the kernel with ``tq`` query rows per block (what the emulator counts)."""
+def cluster_for(spec, nq: int) -> int:
+    """Blocks per thread-block cluster: the query tiles of one head read the same K and V chunks, so up to
+    the arch's ``max_cluster_blocks`` of them (a power of two dividing ``nq``) load each chunk once between
+    them and share it through distributed shared memory; 1 without clusters."""
+    c = min(spec.max_cluster_blocks, 8)
+    while c > 1 and nq % c:
+        c //= 2
+    return max(c, 1)
+
+
+def modelled_bytes(graph: TileGraph, att: Attention, tq: int, cluster: int = 1) -> int:
+    """Global bytes of the kernel with ``tq`` query rows per block and K/V chunks shared by ``cluster``
+    blocks (what the emulator counts)."""
     bh = math.prod(att.batch)
     blocks = bh * (att.sq // tq)
-    total = blocks * 4 * (tq * att.d + att.sk * att.d + att.sk * att.dv)
+    total = blocks * 4 * tq * att.d + blocks // cluster * 4 * (att.sk * att.d + att.sk * att.dv)
     for m, acc, where in outside_accesses(graph, att):
         n = graph.nodes[m]
         size = itemsize(n.op.operands[list(n.expr.inputs).index(acc.tensor)].type.dtype)
@@ -263,8 +274,9 @@ def choose(graph: TileGraph, att: Attention, spec, min_block_outputs: int) -> di
         blocks = bh * (att.sq // tq)
         per_sm = max(1, min(spec.max_threads_per_sm // threads, spec.smem_per_sm_bytes // smem))
         waves = -(-blocks // (per_sm * spec.num_sms))
-        nbytes = modelled_bytes(graph, att, tq)
-        cands.append({"tq": tq, "bk": bk, "threads": threads, "blocks": blocks, "bytes": nbytes,
+        cluster = cluster_for(spec, att.sq // tq)
+        nbytes = modelled_bytes(graph, att, tq, cluster)
+        cands.append({"tq": tq, "bk": bk, "threads": threads, "blocks": blocks, "bytes": nbytes, "cluster": cluster,
                       "waves": waves, "smem": smem, "score": (-(-nbytes // 32) * 32 + 1) * waves})
     if not cands:
         return None
@@ -295,8 +307,9 @@ def fused_group(graph: TileGraph, idx: int, spec, apart, cache: dict):
         alt = sum(apart(seg) for seg in segments(att))
         group = None
         if tile is not None:
+            keys = ("tq", "bk", "threads", "blocks") + (("cluster",) if tile["cluster"] > 1 else ())
             group = Group(att.members, "attention", tile["bytes"], tile["waves"], tile["smem"],
-                          {"tile": {k: tile[k] for k in ("tq", "bk", "threads", "blocks")}, "apart": alt})
+                          {"tile": {k: tile[k] for k in keys}, "apart": alt})
             if group.score >= alt:
                 group = None
         cache[key] = group

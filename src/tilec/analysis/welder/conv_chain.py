@@ -30,7 +30,7 @@ import math
 
 from ..index_map import classify
 from .graph import outside_values, plain_f32
-from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score, thread_tile
+from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, waves_and_score, thread_tile
 
 MAX_BLOCK_AXIS = 64
 MAX_BLOCK_POINTS = 8192
@@ -137,9 +137,9 @@ def choose(ctx, spec) -> dict | None:
                 smem = ctx.smem_bytes(cfg)
             if smem > limit:
                 continue
-            q = ctx.chain_bytes(cfg)
+            cfg, q = best_cluster(ctx, spec, cfg, ctx.chain_bytes)
             waves, score = waves_and_score(spec, blocks, threads, smem, q)
-            key = (score, q, -blocks, tuple(sizes), cstep)
+            key = (score, q, "cluster" in cfg, -blocks, tuple(sizes), cstep)   # as retile.Retiler._key
             if best is None or key < best[0]:
                 best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))
     return best[1] if best else None
@@ -154,6 +154,7 @@ def chain_group(graph, members: list, spec):
     cfg = choose(ctx, spec)
     if cfg is None:
         return None
-    extra = {"chain": {k: dict(cfg[k]) for k in ("block", "thread", "step", "pstep")},
+    from ...backend.lower.fused_conv import chain_attr
+    extra = {"chain": chain_attr(cfg),
              "split": len(parts[0]), "blocks": cfg["blocks"], "min_blocks": cfg["floor"]}
     return cfg["bytes"], cfg["waves"], cfg["smem"], extra

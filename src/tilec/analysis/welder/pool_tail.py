@@ -88,6 +88,7 @@ def _fresh(base: str, used: set) -> str:
 def attach(block, graph, groups: list, spec) -> tuple:
     """Give every conv chain with a summing reader its pooling tail where that scores better. Returns the
     tile-graph and the groups (node indices) of the rewritten function body."""
+    from ...backend.lower.fused_conv import chain_attr
     from .conv_chain import choose
     from .graph import TileGraph
     plans = []
@@ -139,7 +140,7 @@ def attach(block, graph, groups: list, spec) -> tuple:
         if id(g) in tails:
             tail, cfg, apart = tails[id(g)]
             members.append(index[id(tail)])
-            extra = dict(g.extra, chain={k: dict(cfg[k]) for k in ("block", "thread", "step", "pstep")},
+            extra = dict(g.extra, chain=chain_attr(cfg),
                          blocks=cfg["blocks"], min_blocks=cfg["floor"], apart=apart)
             out.append(Group(members, "conv_pool", cfg["bytes"], cfg["waves"], cfg["smem"], extra))
         elif any(graph.nodes[m].op is r.op for _, r, *_ in plans for m in g.members):

@@ -86,6 +86,27 @@ def thread_tile(block: dict, axes: list) -> dict | None:
     return thread
 
 
+def best_cluster(ctx, spec, cfg: dict, nbytes) -> tuple:
+    """``(config, bytes)``: ``cfg`` with the thread-block cluster that saves the most global bytes
+    (``nbytes(config)`` counts them), or ``cfg`` itself when none saves any. On sm_90 up to the spec's
+    ``max_cluster_blocks`` neighbours along one output axis load a box that does not move along it once and
+    share it through distributed shared memory (``tiled.py``); the cluster must divide that axis' blocks."""
+    from ...backend.lower import tiled
+    best, best_q = cfg, nbytes(cfg)
+    limit = min(spec.max_cluster_blocks, tiled.MAX_CLUSTER)
+    for a in ctx.out_axes if limit > 1 else ():
+        nblk = -(-ctx.extents[a] // cfg["block"][a])
+        c = limit
+        while c > 1 and nblk % c:
+            c //= 2
+        if c > 1 and tiled.shares_along(ctx, a):
+            trial = dict(cfg, cluster={a: c})
+            q = nbytes(trial)
+            if q < best_q:
+                best, best_q = trial, q
+    return best, best_q
+
+
 class Retiler:
     """Chooses the block tile of one anchor (``ctx``: its ComputeContext, or the FusedContext of its
     group) on ``spec``. ``extra_bytes`` is what the group's epilogue adds: a number, or a function of the
@@ -124,7 +145,8 @@ class Retiler:
         threads = math.prod(block[a] // thread[a] for a in self.axes)
         smem = self.tiled._smem_bytes(self.ctx, cfg)
         blocks = self.blocks(block)
-        q = self.tiled.modelled_bytes(self.ctx, cfg) + (self.extra(cfg) if callable(self.extra) else self.extra)
+        cfg, q = best_cluster(self.ctx, self.spec, cfg, lambda c: self.tiled.modelled_bytes(self.ctx, c))
+        q += self.extra(cfg) if callable(self.extra) else self.extra
         score = waves_and_score(self.spec, blocks, threads, smem, q)[1]
         self.seen[key] = (score, q, blocks, cfg)
         return self.seen[key]
@@ -148,15 +170,12 @@ class Retiler:
         ok = [s for s in seeds if s[2] >= floor]
         best = min(ok, key=self._key)
         step = best[3]["step"]
-        while True:   # hill-climb: the best legal neighbour (one axis ×2, ÷2 or to full extent)
-            nbrs = []
-            for a in self.axes:
-                cur, ext = best[3]["block"][a], self.ctx.extents[a]
-                for size in {min(cur * 2, ext), max(1, cur // 2), ext}:
-                    if size != cur:
-                        e = self.evaluate(dict(best[3]["block"], **{a: size}), step)
-                        if e is not None and e[2] >= floor:
-                            nbrs.append(e)
+        while True:   # hill-climb: the best legal neighbour (one axis ×2, ÷2 or to full extent; or one
+            nbrs = []   # axis ×2 and another ÷2, the same block count in another shape: at the floor the
+            for block in self._neighbours(best[3]["block"]):   # single-axis moves all cross it)
+                e = self.evaluate(block, step)
+                if e is not None and e[2] >= floor:
+                    nbrs.append(e)
             nxt = min(nbrs, key=self._key, default=None)
             if nxt is None or self._key(nxt) >= self._key(best):
                 break
@@ -167,6 +186,19 @@ class Retiler:
         source = "roller" if best is first else ("alternative" if any(best is s for s in seeds) else "grown")
         return TileChoice(best[3], best[1], best[2], best[0], first[1], floor, source, rejected)
 
+    def _neighbours(self, block: dict) -> list:
+        out = []
+        for a in self.axes:
+            cur, ext = block[a], self.ctx.extents[a]
+            out += [dict(block, **{a: size}) for size in sorted({min(cur * 2, ext), max(1, cur // 2), ext})
+                    if size != cur]
+            for b in self.axes:
+                if b != a and cur < ext and block[b] > 1:
+                    out.append(dict(block, **{a: min(cur * 2, ext), b: block[b] // 2}))
+        return out
+
     def _key(self, e):
         score, q, blocks, cfg = e
-        return (score, q, -blocks, tuple(cfg["block"][a] for a in self.axes))
+        # At equal bytes a tile without a cluster wins over one whose cluster only adds blocks: its
+        # blocks are independent, so Rammer can pack it beside other kernels as it is.
+        return (score, q, "cluster" in cfg, -blocks, tuple(cfg["block"][a] for a in self.axes))

@@ -1,6 +1,7 @@
 // tilec emulator: the CUDA device API on top of the runtime (qualifiers, built-in indices, barriers, warp
 // intrinsics, atomics, fences) and the prelude's contract (TL_LD/TL_ST/TL_LD4/TL_ST4, TL_SHARED,
-// tl_wait_geq/tl_signal) with byte counting and bounds checking. Compiled into every kernel module: the fast
+// tl_wait_geq/tl_signal, and the thread-block cluster calls tl_cluster_sync/tl_cluster_rank/tl_cluster_map)
+// with byte counting and bounds checking. Compiled into every kernel module: the fast
 // paths are inline here, anything that touches the scheduler calls the runtime library (emu_state.h).
 #pragma once
 #include <cmath>
@@ -25,6 +26,8 @@ static size_t g_shared_total = 0;
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
+// The cluster shape is read from the source by signature.py (kernel_clusters) and passed to the launch.
+#define __cluster_dims__(...)
 #define __restrict__ __restrict
 #define __constant__
 #define __align__(n) __attribute__((aligned(n)))
@@ -110,6 +113,18 @@ inline char* block_arena() {
   return a;
 }
 
+// tl_cluster_map: the same offset in a peer block's TL_SHARED arena (distributed shared memory). Accesses
+// through it are plain pointer accesses: shared memory, never counted as global bytes.
+inline char* cluster_address(const void* p, unsigned rank) {
+  Worker* w = tl_w;
+  Block* b = w->cur->blk;
+  uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(b->arena);
+  if (__builtin_expect(!b->arena || off >= __atomic_load_n(&g_shared_total, __ATOMIC_RELAXED) ||
+                           rank >= unsigned(w->L->cluster), 0))
+    bad_cluster_map(w, p, rank);
+  return b->peers[rank].arena + off;
+}
+
 template <class F>
 inline float atomic_f32(float* a, F op) {
   uint32_t* p = reinterpret_cast<uint32_t*>(a);
@@ -186,6 +201,14 @@ inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_block() { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 inline void __nanosleep(unsigned) {}
+
+// Thread-block clusters (the prelude's GPU side uses cooperative_groups::this_cluster()).
+inline void tl_cluster_sync() { tl_emu::cluster_barrier(tl_emu::tl_w); }
+inline unsigned tl_cluster_rank() { return tl_emu::tl_w->cur->blk->rank; }
+template <class T>
+inline T* tl_cluster_map(T* p, unsigned rank) {
+  return reinterpret_cast<T*>(tl_emu::cluster_address(p, rank));
+}
 
 // Waits yield the fiber; the scheduler reports a deadlock when no waiter can ever get past its flag.
 inline void tl_wait_geq(volatile int* flag, int value) {

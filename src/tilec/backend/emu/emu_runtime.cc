@@ -1,6 +1,7 @@
 // tilec emulator: the runtime library, compiled once per compiler command and header set into rt-<hash>.so
 // (tilec.backend.emu.build) and linked by every kernel module. Holds everything that is not a device-side fast
-// path: the context switch, the launch with its worker threads, and the entry points of emu_state.h.
+// path: the context switch, the launch with its worker threads (one block, or one thread-block cluster, at a
+// time; or the whole grid in concurrent mode), and the entry points of emu_state.h.
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
@@ -96,6 +97,28 @@ void wait_geq(Worker* wk, int* p, int value) {
   w->progress++;
 }
 
+void cluster_barrier(Worker* wk) {
+  WorkerRt* w = rt(wk);
+  Fiber* f = w->cur;
+  f->blk->at_cluster++;
+  w->progress++;
+  park(w, f, S_CLUSTER);
+}
+
+[[noreturn]] void bad_cluster_map(Worker* wk, const void* p, unsigned rank) {
+  WorkerRt* w = rt(wk);
+  Fiber* f = w->cur;
+  if (rank >= unsigned(w->L->cluster))
+    fail(w, "kernel %s: tl_cluster_map to rank %u, but the cluster has %d blocks (thread (%u,%u,%u) of block (%u,%u,%u))",
+         w->L->name, rank, w->L->cluster, f->tid.x, f->tid.y, f->tid.z, f->blk->bid.x, f->blk->bid.y, f->blk->bid.z);
+  else
+    fail(w,
+         "kernel %s: tl_cluster_map of %p, which is not in this block's TL_SHARED arrays (thread (%u,%u,%u) of "
+         "block (%u,%u,%u)); only TL_SHARED memory can be mapped to a cluster peer",
+         w->L->name, p, f->tid.x, f->tid.y, f->tid.z, f->blk->bid.x, f->blk->bid.y, f->blk->bid.z);
+  abandon(w);
+}
+
 char* block_arena_slow(Worker* wk) {
   WorkerRt* w = rt(wk);
   if (module_shared_total(w->L) > kSmemCap) {
@@ -110,31 +133,66 @@ char* block_arena_slow(Worker* wk) {
 
 // ---- launches ----------------------------------------------------------------------------------------------
 namespace tl_emu {
+// Poisoned TL_SHARED arenas for every block of a cluster up front: a peer may map another block's arena
+// before that block has touched its own arrays. false (launch failed) when the module needs too much.
+inline bool cluster_arenas(WorkerRt* w, Block* blocks, size_t count) {
+  if (module_shared_total(w->L) > kSmemCap) {
+    fail(w, "kernel %s: TL_SHARED arrays need more than %zu bytes of shared memory", w->L->name, kSmemCap);
+    return false;
+  }
+  for (size_t i = 0; i < count; ++i)
+    if (!blocks[i].arena && !(blocks[i].arena = alloc_poisoned(kSmemCap))) {
+      fail(w, "kernel %s: cannot allocate shared memory", w->L->name);
+      return false;
+    }
+  return true;
+}
+
+// One block at a time, or (cluster kernels) one cluster at a time, in one scheduler.
 inline void run_blocks(WorkerRt* w) {
   LaunchRt* L = w->launch();
-  int n = L->nthreads;
-  std::vector<Fiber> fib(static_cast<size_t>(n));
-  std::vector<Warp> warps(static_cast<size_t>((n + 31) / 32));
-  Block b{};
-  b.fib = fib.data();
-  b.n = n;
-  b.warps = warps.data();
-  w->blocks.push_back(&b);
-  if (!alloc_stacks(w, size_t(n))) return fail(w, "kernel %s: cannot map fiber stacks", L->name);
+  int n = L->nthreads, nw = (n + 31) / 32;
+  size_t X = size_t(L->cluster);
+  std::vector<Fiber> fib(X * size_t(n));
+  std::vector<Warp> warps(X * size_t(nw));
+  std::vector<Block> blocks(X);
+  for (size_t r = 0; r < X; ++r) {
+    blocks[r].fib = &fib[r * size_t(n)];
+    blocks[r].n = n;
+    blocks[r].warps = &warps[r * size_t(nw)];
+    w->blocks.push_back(&blocks[r]);
+  }
+  if (!alloc_stacks(w, X * size_t(n))) return fail(w, "kernel %s: cannot map fiber stacks", L->name);
   for (;;) {
     if (L->failed.load(std::memory_order_relaxed)) break;
-    long bi = L->next_block.fetch_add(1);
+    long bi = L->next_block.fetch_add(long(X));
     if (bi >= L->nblocks) break;
-    init_block(w, &b, bi);
-    poison_tls(w);   // a read before the first write (a missing barrier) sees NaN, not the last block's data
-    if (b.arena) memset(b.arena, 0xff, std::min(module_shared_total(L), kSmemCap));
+    for (size_t r = 0; r < X; ++r) init_block(w, &blocks[r], bi + long(r));
+    if (X == 1) {
+      poison_tls(w);   // a read before the first write (a missing barrier) sees NaN, not the last block's data
+    } else {
+      // __shared__ arrays are swapped per block (resume): start every block of this cluster poisoned, not
+      // with the previous cluster's arrays.
+      for (Block& b : blocks) {
+        free(b.tls_save);
+        b.tls_save = nullptr;
+      }
+      w->resident = nullptr;
+      if (!cluster_arenas(w, blocks.data(), X)) break;
+    }
+    for (Block& b : blocks)
+      if (b.arena) memset(b.arena, 0xff, std::min(module_shared_total(L), kSmemCap));
     w->ready.clear();
     w->next.clear();
     w->waiting.clear();
-    for (int t = 0; t < n; ++t) w->ready.push_back(&fib[size_t(t)]);
+    for (Block& b : blocks)
+      for (int t = 0; t < n; ++t) w->ready.push_back(&b.fib[t]);
     if (!run_sched(w, true)) break;
   }
-  free(b.arena);
+  for (Block& b : blocks) {
+    free(b.arena);
+    free(b.tls_save);
+  }
 }
 
 inline void run_concurrent(WorkerRt* w) {
@@ -154,6 +212,7 @@ inline void run_concurrent(WorkerRt* w) {
     w->blocks.push_back(&b);
     for (int t = 0; t < n; ++t) w->ready.push_back(&b.fib[t]);
   }
+  if (L->cluster > 1 && !cluster_arenas(w, blocks.data(), nb)) return;
   run_sched(w, true);
   for (Block& b : blocks) {
     free(b.arena);
@@ -183,7 +242,8 @@ inline void* worker_main(void* arg) {
 extern "C" int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tramp)(void**), void** args, const char* name,
                                 const unsigned* grid, const unsigned* block, unsigned long long smem, int order,
                                 unsigned long long seed, int check, int nranges, const unsigned long long* ranges,
-                                int concurrent, int nworkers, unsigned long long* bytes_out, char* err, int errlen) {
+                                int concurrent, int cluster, int nworkers, unsigned long long* bytes_out, char* err,
+                                int errlen) {
   using namespace tl_emu;
   LaunchRt L;
   L.mod = mod;
@@ -201,6 +261,7 @@ extern "C" int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tramp)(void**)
   L.nranges = nranges;
   L.ranges = reinterpret_cast<const uint64_t*>(ranges);
   L.concurrent = concurrent != 0;
+  L.cluster = cluster;
   L.err = err;
   L.errlen = errlen;
   bytes_out[0] = bytes_out[1] = 0;
@@ -213,7 +274,16 @@ extern "C" int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tramp)(void**)
              L.nthreads, L.nblocks);
     return 1;
   }
-  long nw = concurrent ? 1 : std::max(1L, std::min(long(nworkers), L.nblocks));
+  if (cluster < 1 || cluster > 8) {
+    snprintf(err, size_t(errlen), "kernel %s: cluster size %d is not in 1..8", name, cluster);
+    return 1;
+  }
+  if (grid[0] % unsigned(cluster) != 0) {   // as cudaLaunchKernel refuses it
+    snprintf(err, size_t(errlen), "kernel %s: grid.x = %u is not a multiple of the cluster size %d (__cluster_dims__)",
+             name, grid[0], cluster);
+    return 1;
+  }
+  long nw = concurrent ? 1 : std::max(1L, std::min(long(nworkers), L.nblocks / cluster));
   std::vector<WorkerRt> ws(static_cast<size_t>(nw));
   std::vector<pthread_t> th(static_cast<size_t>(nw));
   long started = 0;

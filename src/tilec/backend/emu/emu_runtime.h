@@ -3,6 +3,9 @@
 // seeded shuffle); each runs until it exits or blocks at __syncthreads, a warp rendezvous or tl_wait_geq.
 // A barrier opens when every live thread of the block has arrived (exited threads no longer count). A
 // thread that never blocks runs start to finish on a recycled stack: two context switches, nothing more.
+// A cluster kernel's worker runs a whole cluster at a time (as concurrent mode runs the whole grid): its
+// blocks' fibers share one scheduler and phases, tl_cluster_sync opens when every live thread of every block
+// of the cluster has arrived, and each block has its own TL_SHARED arena and swapped __shared__ arrays.
 // Private to the runtime library (emu_runtime.cc, compiled once per cache); kernel modules see emu_state.h.
 #pragma once
 #include <dlfcn.h>
@@ -197,7 +200,7 @@ inline void fiber_entry() {
 }
 
 inline void resume(WorkerRt* w, Fiber* f) {
-  if (w->L->concurrent && w->resident != f->blk) swap_tls(w, f->blk);
+  if ((w->L->concurrent || w->L->cluster > 1) && w->resident != f->blk) swap_tls(w, f->blk);
   if (f->state == S_NEW) {
     f->stack = w->free_stacks.back();
     w->free_stacks.pop_back();
@@ -288,7 +291,7 @@ inline void order_phase(WorkerRt* w, std::vector<Fiber*>& v, bool sorted) {
 }
 
 inline void report_deadlock(WorkerRt* w) {
-  int bar = 0, warp = 0, wait = 0;
+  int bar = 0, warp = 0, wait = 0, clu = 0;
   Block* first = nullptr;
   for (Block* b : w->blocks)
     for (int t = 0; t < b->n; ++t) {
@@ -296,13 +299,14 @@ inline void report_deadlock(WorkerRt* w) {
       bar += s == S_BARRIER;
       warp += s == S_WARP;
       wait += s == S_WAIT;
+      clu += s == S_CLUSTER;
       if (!first && s != S_DONE) first = b;
     }
   uint3 id = first ? first->bid : uint3{0, 0, 0};
   fail(w,
        "kernel %s: deadlock%s (first stuck block (%u,%u,%u)): %d threads at __syncthreads, %d in warp "
-       "operations, %d in tl_wait_geq with no progress%s",
-       w->L->name, w->L->concurrent ? " with concurrent blocks" : "", id.x, id.y, id.z, bar, warp, wait,
+       "operations, %d at tl_cluster_sync, %d in tl_wait_geq with no progress%s",
+       w->L->name, w->L->concurrent ? " with concurrent blocks" : "", id.x, id.y, id.z, bar, warp, clu, wait,
        (wait && !w->L->concurrent) ? "; blocks of a launch only wait for each other with concurrent_blocks=True" : "");
 }
 
@@ -331,8 +335,29 @@ inline bool run_sched(WorkerRt* w, bool sorted) {
           w->ready.push_back(&b->fib[t]);
         }
     }
+    // Cluster barriers (tl_cluster_sync): w->blocks holds whole clusters, in rank order; without clusters
+    // each block is its own, so there it is one more block-wide barrier.
+    size_t opened = w->ready.size(), X = size_t(w->L->cluster);
+    for (size_t c = 0; c + X <= w->blocks.size(); c += X) {
+      int arrived = 0, live = 0;
+      for (size_t r = 0; r < X; ++r) {
+        arrived += w->blocks[c + r]->at_cluster;
+        live += w->blocks[c + r]->live;
+      }
+      if (!arrived || arrived != live) continue;
+      for (size_t r = 0; r < X; ++r) {
+        Block* b = w->blocks[c + r];
+        b->at_cluster = 0;
+        for (int t = 0; t < b->n; ++t)
+          if (b->fib[t].state == S_CLUSTER) {
+            b->fib[t].state = S_READY;
+            w->ready.push_back(&b->fib[t]);
+          }
+      }
+    }
+    bool sorted_ready = opened == 0 || opened == w->ready.size();   // one kind of barrier opened
     if (!w->ready.empty()) {
-      order_phase(w, w->ready, true);   // built in (block, thread) order
+      order_phase(w, w->ready, sorted_ready);   // built in (block, thread) order, unless both kinds opened
       continue;
     }
     if (!w->waiting.empty()) {
@@ -367,6 +392,9 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
   b->live = b->n;
   b->at_barrier = b->bar_accum = b->bar_result = 0;
   b->phase = 0;
+  b->rank = unsigned(linear % L->cluster);   // grid.x is a multiple of the cluster size
+  b->peers = b - b->rank;                    // the cluster's Blocks are contiguous, in rank order
+  b->at_cluster = 0;
   for (int k = 0; k * 32 < b->n; ++k) {
     int lanes = std::min(32, b->n - k * 32);
     b->warps[k].live = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);

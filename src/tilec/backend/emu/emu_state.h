@@ -7,6 +7,10 @@
 //
 // A device-side helper that needs the scheduler (a new kind of wait, a grid barrier) is declared here with
 // TL_EMU_RT, defined in emu_runtime.cc, and wrapped by an inline function in emu_api.h.
+//
+// Thread-block clusters (sm_90 `__cluster_dims__(X, 1, 1)`): Launch::cluster blocks of consecutive blockIdx.x
+// form a cluster, run by one worker as fibers of one scheduler. A cluster's Blocks are contiguous in memory
+// (Block::peers is its rank 0), so a peer's TL_SHARED arena (distributed shared memory) is peers[rank].arena.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +24,7 @@
 namespace tl_emu {
 constexpr size_t kSmemCap = 232448;   // 227 KiB: the largest per-block shared memory (H100/H200 opt-in)
 
-enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_DONE };
+enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_CLUSTER, S_DONE };
 enum WarpKind { W_SHFL, W_BALLOT, W_ALL, W_SYNC };
 
 struct Block;
@@ -45,8 +49,11 @@ struct Block {
   int bar_accum, bar_result;   // __syncthreads_count/and/or
   Warp* warps;
   char* arena;      // TL_SHARED storage
-  char* tls_save;   // concurrent mode: this block's plain __shared__ arrays while another block is resident
+  char* tls_save;   // concurrent or cluster mode: this block's plain __shared__ arrays while another is resident
   unsigned long phase;
+  Block* peers;     // rank 0 of this block's cluster (itself when clusters are 1 block)
+  unsigned rank;    // blockIdx.x % Launch::cluster
+  int at_cluster;   // threads parked in tl_cluster_sync
 };
 
 struct Worker;
@@ -75,6 +82,7 @@ struct Launch {
   int check, nranges;
   const uint64_t* ranges;   // [lo, hi) byte ranges of the array arguments
   bool concurrent;
+  int cluster;   // blocks per cluster (1: no clusters); divides grid.x
 };
 
 // One OS thread of a launch, as inline device code sees it.
@@ -90,6 +98,8 @@ TL_EMU_RT void barrier(Worker* w);                        // __syncthreads: park
 TL_EMU_RT uint64_t warp_op(Worker* w, unsigned mask, int kind, uint64_t val, int src);
 TL_EMU_RT void wait_geq(Worker* w, int* flag, int value);   // park until *flag >= value (or deadlock)
 TL_EMU_RT char* block_arena_slow(Worker* w);               // allocate the block's arena, or fail on overflow
+TL_EMU_RT void cluster_barrier(Worker* w);                // tl_cluster_sync: park until the cluster arrives
+[[noreturn]] TL_EMU_RT void bad_cluster_map(Worker* w, const void* p, unsigned rank);   // fail the launch
 }  // namespace tl_emu
 
 // The launch behind every module's tl_emu_launch (see signature.appendix). Returns 0, or 1 with err set.
@@ -97,4 +107,4 @@ extern "C" TL_EMU_RT int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tram
                                           const char* name, const unsigned* grid, const unsigned* block,
                                           unsigned long long smem, int order, unsigned long long seed, int check,
                                           int nranges, const unsigned long long* ranges, int concurrent,
-                                          int nworkers, unsigned long long* bytes_out, char* err, int errlen);
+                                          int cluster, int nworkers, unsigned long long* bytes_out, char* err, int errlen);

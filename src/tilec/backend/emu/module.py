@@ -44,6 +44,7 @@ class EmuModule:
     def __init__(self, source: str, cache_dir: str | None = None):
         self.source = source
         self._params = signature.parse_kernels(source)
+        self.clusters: dict = signature.kernel_clusters(source)   # {kernel: blocks per cluster}
         self.kernels: list = list(self._params)
         unit = source + signature.appendix(self._params, signature.dynamic_shared(source))
         self.path, self.from_cache = build.build(unit, cache_dir)
@@ -53,7 +54,7 @@ class EmuModule:
         self._launch.argtypes = [
             ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
             ctypes.c_ulonglong, ctypes.c_int, ctypes.c_ulonglong, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
-            ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+            ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
         self.workers = default_workers()
 
     def launch(self, name, grid, block, args, smem_bytes=0, order="normal", seed=0, check_bounds=True,
@@ -61,7 +62,9 @@ class EmuModule:
         """Run kernel ``name`` over ``grid`` × ``block``. Arrays in ``args`` are passed by pointer (outputs are
         written in place); numpy or Python scalars by value. ``order`` (normal | reverse | shuffle, seeded)
         is the order threads resume in each barrier phase. ``concurrent_blocks`` runs all blocks as fibers
-        of one OS thread, so blocks may wait on each other (``tl_wait_geq``); a stall is a deadlock error."""
+        of one OS thread, so blocks may wait on each other (``tl_wait_geq``); a stall is a deadlock error.
+        A kernel declared ``__cluster_dims__(X, 1, 1)`` runs in clusters of X consecutive blocks along x
+        (``grid[0]`` must be a multiple of X); this works with ``concurrent_blocks`` too."""
         if name not in self._params:
             raise EmuError(f"no kernel named '{name}' (kernels: {', '.join(self.kernels) or 'none'})")
         if order not in ORDERS:
@@ -84,7 +87,8 @@ class EmuModule:
         err = ctypes.create_string_buffer(ERR_LEN)
         rc = self._launch(tramp, slots, name.encode(), (ctypes.c_uint * 3)(*grid3), (ctypes.c_uint * 3)(*block3),
                           int(smem_bytes), ORDERS[order], int(seed) & (2**64 - 1), int(bool(check_bounds)),
-                          len(ranges), range_arr, int(bool(concurrent_blocks)), self.workers, out, err, ERR_LEN)
+                          len(ranges), range_arr, int(bool(concurrent_blocks)), self.clusters.get(name, 1),
+                          self.workers, out, err, ERR_LEN)
         if rc != 0:
             raise EmuError(err.value.decode(errors="replace") or f"kernel {name}: launch failed")
         return LaunchStats(int(out[0]), int(out[1]), grid3[0] * grid3[1] * grid3[2],

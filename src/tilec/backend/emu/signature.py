@@ -4,6 +4,10 @@ The source itself is compiled unchanged; after it come one ``tl_emu_tramp_<kerne
 ``extern "C" __global__`` kernel (each ``args[i]`` points at the i-th argument's value), the definitions
 of the dynamic shared arrays (``extern __shared__ T name[]``), which the emulator keeps thread-local, and
 the module's ``tl_emu_launch``, which hands the runtime library this module's hooks.
+
+A kernel declared with ``__cluster_dims__(X, 1, 1)`` (sm_90 thread-block clusters; the emulator header
+expands the attribute to nothing) runs in clusters of X blocks: ``kernel_clusters`` reads X from the
+source and ``EmuModule.launch`` passes it to the runtime.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 from .errors import EmuError
 
 _KERNEL = re.compile(
-    r'extern\s+"C"\s+(?P<quals>(?:(?:__global__|void|__launch_bounds__\s*\([^()]*\))\s*)+)'
+    r'extern\s+"C"\s+(?P<quals>(?:(?:__global__|void|(?:__launch_bounds__|__cluster_dims__)\s*\([^()]*\))\s*)+)'
     r"(?P<name>[A-Za-z_]\w*)\s*\((?P<params>[^()]*)\)\s*\{")
 _DYN_SHARED = re.compile(r"extern\s+__shared__\s+(?P<type>[^;\[\]]*?)\s*\b(?P<name>[A-Za-z_]\w*)\s*\[\s*\]\s*;")
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
@@ -91,6 +95,34 @@ def parse_kernels(source: str) -> dict:
     return kernels
 
 
+_CLUSTER = re.compile(r"__cluster_dims__\s*\((?P<dims>[^()]*)\)")
+MAX_CLUSTER = 8   # the portable cluster size limit
+
+
+def kernel_clusters(source: str) -> dict:
+    """``{name: X}`` for every kernel of ``source`` (X = 1 without ``__cluster_dims__``). Only 1-D clusters
+    along x of 1..8 blocks are supported; anything else is an EmuError."""
+    clusters: dict = {}
+    for m in _KERNEL.finditer(_COMMENT.sub(" ", source)):
+        quals, name = m.group("quals"), m.group("name")
+        if "__global__" not in quals or not re.search(r"\bvoid\b", quals):
+            continue
+        found = _CLUSTER.findall(quals)
+        x = 1
+        if found:
+            dims = [d.strip() for d in found[-1].split(",")]
+            if (len(found) > 1 or not 1 <= len(dims) <= 3 or not all(re.fullmatch(r"\d+[uU]?", d) for d in dims)):
+                raise EmuError(f"kernel {name}: cannot read __cluster_dims__({found[-1].strip()}) (the emulator "
+                               "needs literal sizes)")
+            dims = [int(d.rstrip("uU")) for d in dims] + [1] * (3 - len(dims))
+            if dims[1:] != [1, 1] or not 1 <= dims[0] <= MAX_CLUSTER:
+                raise EmuError(f"kernel {name}: __cluster_dims__({', '.join(map(str, dims))}) is not supported: "
+                               f"clusters are 1 to {MAX_CLUSTER} blocks along x")
+            x = dims[0]
+        clusters[name] = x
+    return clusters
+
+
 def dynamic_shared(source: str) -> dict:
     """``{name: element type}`` of the ``extern __shared__ T name[]`` declarations in ``source``."""
     found: dict = {}
@@ -126,8 +158,8 @@ def appendix(kernels: dict, dyn: dict) -> str:
 _LAUNCH = """extern "C" __attribute__((visibility("default"))) int tl_emu_launch(
     void (*tramp)(void**), void** args, const char* name, const unsigned* grid, const unsigned* block,
     unsigned long long smem, int order, unsigned long long seed, int check, int nranges,
-    const unsigned long long* ranges, int concurrent, int nworkers, unsigned long long* bytes_out, char* err,
-    int errlen) {
+    const unsigned long long* ranges, int concurrent, int cluster, int nworkers, unsigned long long* bytes_out,
+    char* err, int errlen) {
   return tl_emu_rt_launch(&tl_emu_module, tramp, args, name, grid, block, smem, order, seed, check, nranges,
-                          ranges, concurrent, nworkers, bytes_out, err, errlen);
+                          ranges, concurrent, cluster, nworkers, bytes_out, err, errlen);
 }"""

@@ -35,8 +35,9 @@ class KernelBuilder:
         self.op("shared", name=name, dtype=dtype, dims=list(dims))
         return name
 
-    def barrier(self) -> None:
-        self.op("barrier")
+    def barrier(self, scope: str = "block") -> None:
+        """``__syncthreads()``, or with ``scope="cluster"`` a barrier across the kernel's thread-block cluster."""
+        self.op("barrier", scope=scope if scope != "block" else None)
 
     def load(self, target: str, dtype: str, buffer: str, index: str, pred: str | None = None,
              other: str | None = None, vec: int = 1) -> None:

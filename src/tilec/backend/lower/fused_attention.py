@@ -11,6 +11,10 @@
 4. For each chunk of ``bk`` keys the V chunk is staged and each thread accumulates its ``tq·Dv / threads``
    outputs; O is stored once (through the head-merge transpose when one ends the group).
 
+With ``cluster`` > 1 in the tile (sm_90), that many consecutive blocks, query tiles of one head, form a
+thread-block cluster: each loads a share of every K and V chunk and copies the rest from its peers' shared
+memory, so K and V are read from global memory once per cluster instead of once per block.
+
 Only Q, K, V, the outside operands and O touch global memory; the score matrix never does. Member expressions
 are rendered from their tensor expressions (``ComputeContext``); nothing here knows op names."""
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ...analysis.welder import attention as A
 from ...analysis.welder.graph import TileGraph, layout_map
 from ...ir.diagnostics import CompileError
 from ..cstyle import CUDA
+from . import cluster
 from .builder import KernelBuilder, linearize, unflatten
 from .context import ComputeContext
 from .fused import bind_names, kernel_params, kernel_parts
@@ -36,6 +41,7 @@ class _Attention:
         self.att = att
         tile = kernel.attributes.get("tile") or {}
         self.tq, self.bk, self.threads = int(tile["tq"]), int(tile["bk"]), int(tile["threads"])
+        self.cluster = int(tile.get("cluster", 1))
         self.ctxs = []
         for m in self.members:
             c = ComputeContext(m)
@@ -43,6 +49,7 @@ class _Attention:
             self.ctxs.append(c)
         self.value = {id(n.op.result): n.index for n in self.graph.nodes}
         self.bytes = 0
+        self.unclustered = 0   # K/V bytes without the cluster (the rest is the same)
 
     def axes(self, i: int, col: str, extra: dict | None = None):
         """C names of member ``i``'s axes: batch dims by position, the query row ``k_qi``, the key ``col``."""
@@ -65,6 +72,9 @@ def lower_fused_attention(kernel, name: str):
     sk, d, dv, nb = att.sk, att.d, att.dv, len(att.batch)
     nq = att.sq // tq
     blocks = math.prod(att.batch) * nq
+    if r.cluster < 1 or r.cluster > 8 or nq % r.cluster:
+        raise CompileError.at(f"lower-cuda: attention cluster {r.cluster} must be 1..8 and divide the {nq} "
+                              "query tiles of a head", kernel.loc)
     outside = A.outside_accesses(r.graph, att)
     staged = {(m, repr(acc.indices), acc.tensor): n for n, (m, acc, w) in enumerate(outside) if w == "j"}
     slots = {(m, repr(acc.indices), acc.tensor): n for n, (m, acc, w) in enumerate(outside) if w == ""}
@@ -78,6 +88,8 @@ def lower_fused_attention(kernel, name: str):
     kb.let("k_blk", "i32", "blockIdx.x")
     unflatten(kb, "k_blk / " + str(nq) if nq > 1 else "k_blk", [f"k_b{p}" for p in range(nb)], list(att.batch))
     kb.let("k_q0", "i32", f"(k_blk % {nq}) * {tq}" if nq > 1 else "0")
+    if r.cluster > 1:   # the cluster's blocks are query tiles of one head (consecutive, nq divisible)
+        cluster.declare(kb, T, r.cluster)
     _load_scalars(r, kb, outside, slots, blocks)
     _stage_q(r, kb, blocks)
     with kb.loop("k_kc", 0, sk, step=bk):
@@ -90,14 +102,15 @@ def lower_fused_attention(kernel, name: str):
                 r.ctxs[m].load_access(kb, acc, f"k_x{n}", r.axes(m, "k_kj"))
                 kb.assign(f"k_sj{n}[k_t]", f"k_x{n}")
             r.bytes += blocks * sk * 4
-        kb.barrier()
+        _share_chunk(r, kb, d)
         _scores(r, kb, staged, slots)
         kb.barrier()
     _softmax(r, kb)
     kb.barrier()
     _pv(r, kb, blocks)
     func = kb.func(name, [blocks], [T], kernel_params(kernel), kind="attention", flops=sum(c.flops() for c in r.ctxs),
-                   bytes_modelled=r.bytes)
+                   bytes_modelled=r.bytes, cluster=r.cluster if r.cluster > 1 else None,
+                   bytes_unclustered=r.bytes - r.unclustered // r.cluster + r.unclustered if r.cluster > 1 else None)
     func.attributes["smem"] = int(kernel.attributes.get("smem", 0))
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
@@ -140,12 +153,21 @@ def _stage_chunk(r, kb, member: int, acc, width: int, dvar: str, blocks: int) ->
     else:   # ·V: its reduce axis is the key, its last output axis the value dim
         extra = {c.reduce_axes[0]: "k_kj", c.out_axes[-1]: dvar}
         col = "0"
-    with kb.loop("k_t", "threadIdx.x", bk * width, step=T):
+    # In a cluster each block loads every cluster-th run of T elements; _share_chunk copies in the rest.
+    start, step = cluster.share_loop(T) if r.cluster > 1 else ("threadIdx.x", T)
+    with kb.loop("k_t", start, bk * width, step=step):
         kb.let("k_kj", "i32", f"k_kc + k_t / {width}")
         kb.let(dvar, "i32", f"k_t % {width}")
         c.load_access(kb, acc, "k_x", r.axes(member, col, extra))
         kb.assign("k_skv[k_t]", "k_x")
-    r.bytes += blocks * r.att.sk * width * 4
+    r.bytes += blocks // r.cluster * r.att.sk * width * 4
+    r.unclustered += blocks * r.att.sk * width * 4
+
+
+def _share_chunk(r, kb, width: int) -> None:
+    """The barrier after staging a K/V chunk: in a cluster, the copy of the peers' runs (``cluster.py``)."""
+    shared = [("k_skv", r.bk * width, None)] if r.cluster > 1 else []
+    cluster.share_barriers(kb, shared, r.threads, r.cluster)
 
 
 def _scores(r, kb, staged, slots) -> None:
@@ -235,7 +257,7 @@ def _pv(r, kb, blocks) -> None:
     kb.local("k_o", "f32", [per], init="0.0f")
     with kb.loop("k_kc", 0, sk, step=bk):
         _stage_chunk(r, kb, att.pv, att.v_acc, dv, "k_ve", blocks)
-        kb.barrier()
+        _share_chunk(r, kb, dv)
         with kb.loop("k_n", 0, per, unroll=-1):
             kb.let("k_p", "i32", f"threadIdx.x + k_n * {T}")
             kb.let("k_ti", "i32", f"k_p / {dv}")

@@ -30,7 +30,33 @@ from .builder import linearize, unflatten
 from .cexpr import affine, affine_text
 from .context import ComputeContext
 from .fused import FusedContext, bind_names, kernel_parts
-from .tiled import SMEM_LIMIT, _box, _smem_bytes, _smem_dims, _stage, lower_tiled
+from . import cluster
+from .tiled import (SMEM_LIMIT, _affines, _box, _smem_bytes, _smem_dims, _stage, cluster_of, lower_tiled,
+                    multicast, shared_entry, stage_share)
+
+# The chain config's parts (the kernel's ``tile`` attribute); ``cluster`` is optional.
+CHAIN_KEYS = ("block", "thread", "step", "pstep")
+
+
+def chain_config(tile: dict) -> dict:
+    """The chain config from a kernel's ``tile`` attribute: C's block/thread/step, P's pstep, and the
+    thread-block cluster if there is one."""
+    cfg = {k: {a: int(v) for a, v in dict(tile[k]).items()} for k in CHAIN_KEYS}
+    if tile.get("cluster"):
+        cfg["cluster"] = {a: int(v) for a, v in dict(tile["cluster"]).items()}
+    return cfg
+
+
+def set_chain_bytes(func, ctx, cfg: dict) -> None:
+    """The chain kernel's modelled bytes, and without its cluster when it has one (Rammer's twin)."""
+    func.attributes["bytes_modelled"] = ctx.chain_bytes(cfg)
+    if func.attributes.get("cluster", 1) > 1:
+        func.attributes["bytes_unclustered"] = ctx.chain_bytes({k: v for k, v in cfg.items() if k != "cluster"})
+
+
+def chain_attr(cfg: dict) -> dict:
+    """The inverse of :func:`chain_config`: the config's parts as a ``tile`` attribute."""
+    return {k: dict(cfg[k]) for k in CHAIN_KEYS + ("cluster",) if cfg.get(k)}
 
 
 def _half_box(mctx, acc, sizes: dict) -> list | None:
@@ -100,6 +126,27 @@ class ChainContext(FusedContext):
 
     def outside(self, value) -> bool:
         return any(value is a for a in self.args)
+
+    # --- thread-block clusters (tiled.py) --------------------------------------------------------------------
+    def computes(self, acc) -> bool:
+        """The P tile is computed by each block, never loaded, so never multicast."""
+        return self.access_key(acc) == self.p_key
+
+    def p_multicast(self, pacc, axis) -> bool:
+        """Whether P's operand box ``pacc`` is the same in every block of a cluster along C's ``axis``: P's
+        origin along each P output axis is C's box of P's tile along that dim, so ``pacc`` is shared when
+        none of the P output axes it indexes has a C box that moves with ``axis``."""
+        if axis is None:
+            return False
+        cbox = _affines(self, self.p_acc)
+        for coefs, _ in _affines(self.p, pacc):
+            for b, c in coefs.items():
+                if c and b in self.p.out_axes and cbox[self.p.out_axes.index(b)][0].get(axis, 0):
+                    return False
+        return True
+
+    def hook_multicasts(self, axis) -> bool:
+        return any(self.p_multicast(pa, axis) for pa in self.p.distinct_accesses())
 
     # --- the P tile ------------------------------------------------------------------------------------------
     def p_box(self, cfg: dict) -> list:
@@ -194,6 +241,7 @@ class ChainContext(FusedContext):
         if self.access_key(acc) != self.p_key:
             return False
         p, cfg = self.p, self.cfg_for_stage
+        cax, csize = cluster_of(cfg)
         it = self.idx_t
         dims = [b[2] for b in box]
         npts = math.prod(dims)
@@ -250,9 +298,14 @@ class ChainContext(FusedContext):
                 with kb.loop(porigin[axes[0]], 0, p.extents[axes[0]], step=cfg["pstep"][axes[0]]):
                     steps(axes[1:])
                 return
+            shared = []
             for q, (pa, pb) in enumerate(zip(paccs, pboxes)):
-                _stage(p, kb, f"p{q}", pa, pb, porigin, threads)
-            kb.barrier()
+                if csize > 1 and self.p_multicast(pa, cax):   # P's weights: one load per cluster
+                    stage_share(p, kb, f"p{q}", pa, pb, porigin, threads)
+                    shared.append(shared_entry(f"p{q}", pb))
+                else:
+                    _stage(p, kb, f"p{q}", pa, pb, porigin, threads)
+            cluster.share_barriers(kb, shared, threads, csize)
             red_loops(list(p.reduce_axes))
             kb.barrier()
 
@@ -321,10 +374,13 @@ class ChainContext(FusedContext):
         """Global bytes of the kernel under ``cfg``, exactly as emitted (what the emulator counts)."""
         sizes = dict(cfg["block"])
         sizes.update(cfg["step"])
+        cax, csize = cluster_of(cfg)
         total = self.out_bytes() + self.epilogue_bytes(cfg)
         for acc in self.distinct_accesses():
             if self.access_key(acc) != self.p_key:
-                total += grid_footprint_of(self, acc, sizes)
+                # A multicast box is the same in the csize blocks of a cluster: loaded once by them.
+                share = csize if csize > 1 and multicast(self, acc, cax) else 1
+                total += grid_footprint_of(self, acc, sizes) // share
         # The grid of (C block, C step, P step) origins, one numpy dim each.
         axes = [("c", a) for a in self.out_axes + self.reduce_axes] + [("p", r) for r in self.p.reduce_axes]
         steps = dict(sizes)
@@ -352,7 +408,8 @@ class ChainContext(FusedContext):
                                               for a, c in coefs.items()), zero))
                 exts.append(e)
             n = _inbounds(los, exts, self.p.shapes[self.p.input_of(acc)])
-            total += int(np.broadcast_to(n, grid).sum()) * itemsize(self.p.dtypes[self.p.input_of(acc)])
+            share = csize if csize > 1 and self.p_multicast(acc, cax) else 1
+            total += int(np.broadcast_to(n, grid).sum()) // share * itemsize(self.p.dtypes[self.p.input_of(acc)])
         points = None
         for i, mctx, acc, box in self.p_epilogue_plan(cfg):
             size = itemsize(mctx.dtypes[mctx.input_of(acc)])
@@ -378,16 +435,16 @@ def lower_fused_conv(kernel, name: str):
     members, args, outs = kernel_parts(kernel)
     ctx = ChainContext(members, args, outs, kernel)
     cfg = kernel.attributes.get("tile") or {}
-    if any(k not in cfg for k in ("block", "thread", "step", "pstep")):
+    if any(k not in cfg for k in CHAIN_KEYS):
         raise CompileError.at("lower-cuda: conv_chain tile.kernel needs tile = {block, thread, step, pstep}",
                               kernel.loc)
-    cfg = {k: {a: int(v) for a, v in dict(cfg[k]).items()} for k in ("block", "thread", "step", "pstep")}
+    cfg = chain_config(cfg)
     ctx.cfg_for_stage = cfg
     if ctx.smem_bytes(cfg) > SMEM_LIMIT:
         raise CompileError.at(f"lower-cuda: conv chain needs {ctx.smem_bytes(cfg)} B of shared memory", kernel.loc)
-    rtile = {k: cfg[k] for k in ("block", "thread", "step")}
+    rtile = {k: cfg[k] for k in ("block", "thread", "step", "cluster") if k in cfg}
     func = lower_tiled(ctx, name, rtile)
-    func.attributes["bytes_modelled"] = ctx.chain_bytes(cfg)
+    set_chain_bytes(func, ctx, cfg)
     func.attributes["flops"] = int(func.attributes.get("flops", 0)) + ctx.p.flops()
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in members)
     return func

@@ -23,7 +23,7 @@ from ...ir.types import itemsize
 from .builder import linearize, unflatten
 from .context import ComputeContext
 from .fused import kernel_parts
-from .fused_conv import ChainContext
+from .fused_conv import CHAIN_KEYS, ChainContext, chain_config, set_chain_bytes
 from .tiled import SMEM_LIMIT, lower_tiled
 
 
@@ -144,10 +144,10 @@ def lower_fused_pool(kernel, name: str):
     members, args, outs = kernel_parts(kernel)
     tail = members[-1]
     cfg = kernel.attributes.get("tile") or {}
-    if any(k not in cfg for k in ("block", "thread", "step", "pstep")):
+    if any(k not in cfg for k in CHAIN_KEYS):
         raise CompileError.at("lower-cuda: conv_pool tile.kernel needs tile = {block, thread, step, pstep}",
                               kernel.loc)
-    cfg = {k: {a: int(v) for a, v in dict(cfg[k]).items()} for k in ("block", "thread", "step", "pstep")}
+    cfg = chain_config(cfg)
     pooled = pooled_dims(tail, cfg["block"], _chain_axes(members[:-1]))
     ctx = PoolChainContext(members[:-1], args, tail.operands[0], pooled, kernel, outs[0])
     if list(ctx.partial_shape(cfg)) != list(outs[0].type.shape):
@@ -155,8 +155,8 @@ def lower_fused_pool(kernel, name: str):
     ctx.cfg_for_stage = ctx.cfg = cfg
     if ctx.smem_bytes(cfg) > SMEM_LIMIT:
         raise CompileError.at(f"lower-cuda: conv_pool needs {ctx.smem_bytes(cfg)} B of shared memory", kernel.loc)
-    func = lower_tiled(ctx, name, {k: cfg[k] for k in ("block", "thread", "step")})
-    func.attributes["bytes_modelled"] = ctx.chain_bytes(cfg)
+    func = lower_tiled(ctx, name, {k: cfg[k] for k in ("block", "thread", "step", "cluster") if k in cfg})
+    set_chain_bytes(func, ctx, cfg)
     # The chain's flops plus one add per pooled point.
     func.attributes["flops"] = int(func.attributes.get("flops", 0)) + ctx.p.flops() + math.prod(ctx.out_shape)
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in members)

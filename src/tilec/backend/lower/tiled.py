@@ -9,6 +9,15 @@ folds its register tile from shared memory; a barrier. The epilogue stores the r
 The config is a Roller ``rtile`` dict ``{"block": {axis: n}, "thread": {axis: n}, "step": {axis: n}}``;
 missing axes take 1 (block, thread) and the full extent clipped to 16 (step); with no ``rtile`` at all a
 default is constructed (:func:`default_config`).
+
+An optional ``"cluster": {axis: C}`` (sm_90 thread-block clusters, chosen by Welder's re-tiling) runs the
+grid in clusters of ``C`` blocks that are neighbours along ``axis``. An access whose box does not move
+along ``axis`` (a matmul's A rows for a cluster along N) is the same box in every block of the cluster, so
+it is *multicast*: each block loads only its share of it from global memory (interleaved runs of
+``threads`` elements), a cluster barrier, each block copies its peers' shares out of their shared memory
+(distributed shared memory, ``tl_cluster_map``), a second cluster barrier (no block may overwrite its share
+with the next step before every peer has copied it). The box is then read from global memory once per
+cluster instead of once per block.
 """
 from __future__ import annotations
 
@@ -16,11 +25,13 @@ import math
 
 from ...ir.types import itemsize
 from ..cstyle import CUDA
+from . import cluster
 from .builder import KernelBuilder, linearize, strides_of, unflatten
 from .cexpr import affine, affine_text
 from .context import ComputeContext
 
 SMEM_LIMIT = 48 * 1024        # static shared memory per block
+MAX_CLUSTER = 8               # the portable thread-block cluster size (the arch spec's max_cluster_blocks)
 
 
 def tileable(ctx: ComputeContext) -> bool:
@@ -91,7 +102,37 @@ def resolve_config(ctx: ComputeContext, rtile: dict | None) -> dict:
     threads = math.prod(block[a] // thread[a] for a in ctx.out_axes)
     if threads > 1024:
         raise ctx.fail(f"rtile needs {threads} threads per block (at most 1024)")
+    cluster = {a: int(c) for a, c in (rtile.get("cluster") or {}).items() if int(c) > 1}
+    if cluster:
+        a, c = next(iter(cluster.items()))
+        if len(cluster) > 1 or a not in ctx.out_axes or c > MAX_CLUSTER or -(-ctx.extents[a] // block[a]) % c:
+            raise ctx.fail(f"rtile: cluster {cluster} must be one output axis whose block count it divides, "
+                           f"at most {MAX_CLUSTER} blocks")
+        cfg["cluster"] = cluster
     return cfg
+
+
+def cluster_of(cfg: dict) -> tuple:
+    """``(axis, blocks)`` of the config's cluster, ``(None, 1)`` without one."""
+    for a, c in (cfg.get("cluster") or {}).items():
+        return a, c
+    return None, 1
+
+
+def multicast(ctx: ComputeContext, acc, axis) -> bool:
+    """Whether ``acc``'s box is loaded from global memory and the same in every block of a cluster along
+    ``axis`` (no index moves with it). A box the staging hook computes (a conv chain's P tile) is not."""
+    computes = getattr(ctx, "computes", None)
+    if axis is None or (computes is not None and computes(acc)):
+        return False
+    return all(coefs.get(axis, 0) == 0 for coefs, _ in _affines(ctx, acc))
+
+
+def shares_along(ctx: ComputeContext, axis) -> bool:
+    """Whether a cluster along ``axis`` would share anything: one of ``ctx``'s boxes, or one the staging
+    hook loads itself (a conv chain's P operands, ``fused_conv.py``)."""
+    inner = getattr(ctx, "hook_multicasts", None)
+    return any(multicast(ctx, acc, axis) for acc in ctx.distinct_accesses()) or bool(inner and inner(axis))
 
 
 def _sizes(ctx: ComputeContext, cfg: dict) -> dict:
@@ -157,7 +198,14 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     for j, (acc, box) in enumerate(zip(accesses, boxes)):
         kb.shared(f"k_s{j}", ctx.load_dtype(acc), _smem_dims(box))
     origin = {a: f"k_o_{_n(a)}" for a in outs + reds}
-    unflatten(kb, "blockIdx.x", [f"k_b_{_n(a)}" for a in outs], [nblk[a] for a in outs], it)
+    cax, csize = cluster_of(cfg)
+    # A cluster is csize consecutive blockIdx.x, so its axis varies fastest in the block index.
+    border = [a for a in outs if a != cax] + ([cax] if cax else [])
+    unflatten(kb, "blockIdx.x", [f"k_b_{_n(a)}" for a in border], [nblk[a] for a in border], it)
+    shared_boxes = [j for j, acc in enumerate(accesses) if csize > 1 and multicast(ctx, acc, cax)]
+    clustered = csize > 1 and shares_along(ctx, cax)
+    if clustered:
+        cluster.declare(kb, threads, csize)
     for a in outs:
         kb.let(origin[a], it, f"k_b_{_n(a)} * {B[a]}")
     unflatten(kb, "threadIdx.x", [f"k_c_{_n(a)}" for a in outs], [tdim[a] for a in outs], "i32")
@@ -172,9 +220,11 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
         # A conv chain (fused_conv.py) computes its producer's tile here instead of loading it.
         stage = getattr(ctx, "stage_access", None)
         for j, (acc, box) in enumerate(zip(accesses, boxes)):
-            if stage is None or not stage(kb, j, acc, box, origin, threads):
+            if j in shared_boxes:   # this block's share; the peers load the rest
+                stage_share(ctx, kb, j, acc, box, origin, threads)
+            elif stage is None or not stage(kb, j, acc, box, origin, threads):
                 _stage(ctx, kb, j, acc, box, origin, threads)
-        kb.barrier()
+        cluster.share_barriers(kb, [shared_entry(j, boxes[j]) for j in shared_boxes], threads, csize)
         _compute(ctx, kb, cfg, accesses, boxes, origin, tdim)
         kb.barrier()
 
@@ -184,8 +234,11 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     _epilogue(ctx, kb, cfg, origin, tdim)
     if hasattr(ctx, "finish_epilogue"):   # a conv chain's pooling tail (fused_pool.py) reduces the tile
         ctx.finish_epilogue(kb, cfg, origin, threads)
+    plain = {k: v for k, v in cfg.items() if k != "cluster"}
     return kb.func(name, [math.prod(nblk.values())], [threads], ctx.params(), kind="tiled",
-                   flops=ctx.flops(), bytes_modelled=modelled_bytes(ctx, cfg),
+                   cluster=csize if clustered else None, flops=ctx.flops(),
+                   bytes_modelled=modelled_bytes(ctx, cfg),
+                   bytes_unclustered=modelled_bytes(ctx, plain) if clustered else None,
                    config={k: dict(v) for k, v in cfg.items()})
 
 
@@ -193,13 +246,14 @@ def _n(axis: str) -> str:
     return ComputeContext.axis_var(axis)[3:]
 
 
-def _stage(ctx, kb, j, acc, box, origin, threads) -> None:
-    """Cooperatively copy access ``j``'s box for the current block and step into ``k_s{j}``."""
+def _stage(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=None) -> None:
+    """Cooperatively copy access ``j``'s box for the current block and step into ``k_s{j}`` (elements
+    ``start``, ``start + step``, ...: a multicast box's share is every ``csize``-th run of ``threads``)."""
     shape = ctx.shapes[ctx.input_of(acc)]
     dims = [b[2] for b in box]
     n = math.prod(dims)
     dtype = ctx.load_dtype(acc)
-    with kb.loop("k_e", "threadIdx.x", n, step=threads):
+    with kb.loop("k_e", start, n, step=step or threads):
         names = [f"k_d{i}" for i in range(len(dims))]
         unflatten(kb, "k_e", names, dims, "i32")
         gidx, preds = [], []
@@ -213,6 +267,17 @@ def _stage(ctx, kb, j, acc, box, origin, threads) -> None:
         col = names[-1] if dims else "0"
         kb.load(f"k_s{j}[{rows}][{col}]", dtype, ctx.names[acc.tensor], linearize(gidx, shape),
                 " && ".join(preds) or None, ctx.literal(ctx.pad, dtype))
+
+
+def stage_share(ctx, kb, j, acc, box, origin, threads) -> None:
+    """Stage this block's share of multicast box ``j`` (``cluster.py``'s runs of ``threads`` elements)."""
+    start, step = cluster.share_loop(threads)
+    _stage(ctx, kb, j, acc, box, origin, threads, start=start, step=step)
+
+
+def shared_entry(j, box) -> tuple:
+    """``cluster.share_barriers``' description of the staged array ``k_s{j}`` of ``box``."""
+    return f"k_s{j}", [b[2] for b in box], _smem_dims(box)[1]
 
 
 def _compute(ctx, kb, cfg, accesses, boxes, origin, tdim) -> None:
@@ -281,11 +346,15 @@ def modelled_bytes(ctx: ComputeContext, cfg: dict) -> int:
     plus the output once."""
     from ...analysis.index_map import grid_footprint
     sizes = _sizes(ctx, cfg)
+    cax, csize = cluster_of(cfg)
     total = 0
     for acc in ctx.distinct_accesses():
         i = ctx.input_of(acc)
-        total += grid_footprint(ctx.expr, acc, sizes, ctx.extents, ctx.shapes[i]) * itemsize(ctx.dtypes[i])
+        nbytes = grid_footprint(ctx.expr, acc, sizes, ctx.extents, ctx.shapes[i]) * itemsize(ctx.dtypes[i])
+        # A multicast box is the same in the csize blocks of a cluster and loaded once by them together.
+        total += nbytes // csize if csize > 1 and multicast(ctx, acc, cax) else nbytes
     return total + ctx.out_bytes()
 
 
-__all__ = ["default_config", "lower_tiled", "modelled_bytes", "resolve_config", "tileable", "strides_of"]
+__all__ = ["cluster_of", "default_config", "lower_tiled", "modelled_bytes", "multicast", "resolve_config",
+           "shared_entry", "shares_along", "stage_share", "tileable", "strides_of"]

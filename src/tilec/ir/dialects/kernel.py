@@ -35,6 +35,10 @@ def _verify_func(op, module):
         seen.add(p["name"])
         if p["dtype"] not in DTYPES or p["role"] not in ("in", "out"):
             raise CompileError.at(f"'kernel.func' param '{p['name']}' has a bad dtype or role", op.loc)
+    cluster = a.get("cluster", 1)
+    if not isinstance(cluster, int) or not 1 <= cluster <= 8 or a["grid"][0] % cluster:
+        raise CompileError.at(f"'kernel.func' cluster must be 1..8 blocks and divide grid[0] {a['grid'][0]}",
+                              op.loc)
     if "source" not in a and not op.body.ops:
         raise CompileError.at("'kernel.func' has neither a body nor a source", op.loc)
 
@@ -64,3 +68,17 @@ def _inside_kernel(op, module):
 
 for _name in _STATEMENTS:
     verify_hook(_name)(_inside_kernel)
+
+
+@verify_hook("kernel.barrier")
+def _verify_barrier(op, module):
+    _inside_kernel(op, module)
+    scope = op.attributes.get("scope", "block")
+    if scope not in ("block", "cluster"):
+        raise CompileError.at(f"'kernel.barrier' scope must be block or cluster, got '{scope}'", op.loc)
+    if scope == "cluster":
+        parent = op.parent_op
+        while parent.name != "kernel.func":
+            parent = parent.parent_op
+        if parent.attributes.get("cluster", 1) < 2:
+            raise CompileError.at("'kernel.barrier' of scope cluster in a kernel without a cluster", op.loc)
