@@ -5,8 +5,8 @@ A kernel whose ``kernel.func`` has ``cluster = C`` runs its grid in clusters of 
 *multicast* box: the activation rows of a GEMM tiled along N, the weights of a conv chain tiled along its
 rows, the K/V chunks of one attention head) is staged like this:
 
-1. every block loads only its share from global memory: runs ``k_rank, k_rank + C, ...`` of ``threads``
-   elements (:func:`share_loop`: the loop starts at ``k_rank * threads + threadIdx.x`` and steps by
+1. every block loads only its share from global memory: runs ``rank, rank + C, ...`` of ``threads``
+   elements (:func:`share_loop`: the loop starts at ``rank * threads + threadIdx.x`` and steps by
    ``k_share_step`` = ``threads * C``);
 2. a cluster barrier;
 3. every block copies the other runs out of their owners' shared memory (``tl_cluster_map``);
@@ -17,7 +17,7 @@ The global bytes of the box are then counted once per cluster instead of once pe
 
 Rammer's persistent kernels and Grinder's device loops run a kernel's blocks one at a time on virtual block
 indices, so a cluster kernel cannot join them as it is. :func:`declustered` gives its exact one-block twin:
-``k_rank = 0``, ``k_share_step = threads`` (each block loads the whole box), each copy phase with its two
+rank 0, ``k_share_step = threads`` (each block loads the whole box), each copy phase with its two
 cluster barriers one block barrier, and the bytes the lowering modelled for the tile without the cluster
 (``bytes_unclustered``).
 """
@@ -29,13 +29,15 @@ import math
 from ...ir.core import Operation, Region
 from .builder import linearize, unflatten
 
-RANK = "k_rank"
+# The block's rank, read where it is used: a special register, so re-reading it costs nothing, while a
+# variable holding it stays live through the whole kernel (a conv chain went from 245 registers to 255
+# and spilled).
+RANK = "(int)tl_cluster_rank()"
 STEP = "k_share_step"
 
 
 def declare(kb, threads: int, csize: int) -> None:
-    """The block's rank in its cluster and the stride of its share loops."""
-    kb.let(RANK, "i32", "(int)tl_cluster_rank()")
+    """The stride of the block's share loops."""
     kb.let(STEP, "i32", str(threads * csize))
 
 
@@ -100,10 +102,9 @@ def _copy_block(src, dst, threads: int) -> None:
             dst.append(Operation("kernel.barrier"))
             i = j + 1
             continue
-        attrs = copy.deepcopy(op.attributes)
-        if op.name == "kernel.let" and attrs["name"] == RANK:
-            attrs["value"] = "0"
-        elif op.name == "kernel.let" and attrs["name"] == STEP:
+        attrs = {k: v.replace(RANK, "0") if isinstance(v, str) else copy.deepcopy(v)
+                 for k, v in op.attributes.items()}
+        if op.name == "kernel.let" and attrs["name"] == STEP:
             attrs["value"] = str(threads)
         new = Operation(op.name, attributes=attrs, regions=[Region() for _ in op.regions], loc=op.loc)
         for r_old, r_new in zip(op.regions, new.regions):

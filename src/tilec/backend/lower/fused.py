@@ -222,6 +222,8 @@ def lower_fused(kernel, name: str, kind: str | None = None):
         func = lower_tiled(ctx, name, ctx.members[0].attributes.get("rtile"))
     else:
         func = lower_reduce(ctx, name)
-    func.attributes["bytes_modelled"] = int(func.attributes["bytes_modelled"]) + ctx.epilogue_bytes()
+    for key in ("bytes_modelled", "bytes_unclustered"):   # the epilogue moves the same with or without a cluster
+        if key in func.attributes:
+            func.attributes[key] = int(func.attributes[key]) + ctx.epilogue_bytes()
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in ctx.members)
     return func
