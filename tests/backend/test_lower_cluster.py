@@ -109,3 +109,34 @@ def test_verifier_checks_clusters(cluster, grid, scope, message):
 
 def test_verifier_accepts_a_cluster_barrier():
     verify(parse_module(_kernel_text(2, 8)))
+
+
+@pytest.mark.parametrize("shift, extent, csize", [(8, 12, 4), (8, 10, 2), (4, 7, 8), (16, 18, 3), (1, 3, 8)])
+def test_halo_owned_rows_tile_the_cluster_union_once(shift, extent, csize):
+    """Every coordinate of the union of a cluster's sliding boxes is loaded by exactly one block, from its
+    own box; the others' copies of it are in a direct neighbour's core, at the coordinate the gather reads."""
+    from tilec.backend.lower.cluster import Halo
+    h = Halo(0, shift, extent, csize)
+    assert h.valid()
+    owners = {}
+    for r in range(csize):
+        first, count = h.owned_range(r)
+        for i in range(first, first + count):
+            g = r * shift + i              # block r's box starts at r * shift
+            assert g not in owners
+            owners[g] = (r, i)
+    union = {r * shift + i for r in range(csize) for i in range(extent)}
+    assert set(owners) == union
+    for r in range(csize):
+        first, count = h.owned_range(r)
+        for i in range(extent):
+            if first <= i < first + count:
+                continue
+            hs = -1 if i < h.low else 1   # _gather_halo's neighbour and its coordinate
+            assert owners[r * shift + i] == (r + hs, i - hs * shift)
+
+
+@pytest.mark.parametrize("shift, extent", [(8, 8), (8, 40), (0, 4), (4, 2)])
+def test_halo_needs_an_overlap_with_direct_neighbours_only(shift, extent):
+    from tilec.backend.lower.cluster import Halo
+    assert not Halo(0, shift, extent, 4).valid()

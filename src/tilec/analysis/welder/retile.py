@@ -99,7 +99,7 @@ def best_cluster(ctx, spec, cfg: dict, nbytes) -> tuple:
         c = limit
         while c > 1 and nblk % c:
             c //= 2
-        if c > 1 and tiled.shares_along(ctx, a):
+        if c > 1 and tiled.shares_along(ctx, a, cfg):
             trial = dict(cfg, cluster={a: c})
             q = nbytes(trial)
             if q < best_q:

@@ -15,9 +15,14 @@ rows, the K/V chunks of one attention head) is staged like this:
 
 The global bytes of the box are then counted once per cluster instead of once per block.
 
+A box that slides along the cluster axis but overlaps its neighbours' (a convolution's input rows with
+their halo) is *halo-shared* (:class:`Halo`): each block loads the rows of its core (and the outer halo at
+the cluster's ends), and copies the halo rows from the neighbours whose cores hold them, in the same two
+barriers. Its rows are then read once per cluster instead of once per block and halo.
+
 Rammer's persistent kernels and Grinder's device loops run a kernel's blocks one at a time on virtual block
 indices, so a cluster kernel cannot join them as it is. :func:`declustered` gives its exact one-block twin:
-rank 0, ``k_share_step = threads`` (each block loads the whole box), each copy phase with its two
+rank 0, ``k_share_step = threads`` and ``k_share_all = 1`` (each block loads the whole box), each copy phase with its two
 cluster barriers one block barrier, and the bytes the lowering modelled for the tile without the cluster
 (``bytes_unclustered``).
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 from ...ir.core import Operation, Region
 from .builder import linearize, unflatten
@@ -34,11 +40,48 @@ from .builder import linearize, unflatten
 # and spilled).
 RANK = "(int)tl_cluster_rank()"
 STEP = "k_share_step"
+ALL = "k_share_all"   # 0 in a cluster kernel; its twin loads every element of a halo-shared box itself
 
 
 def declare(kb, threads: int, csize: int) -> None:
-    """The stride of the block's share loops."""
+    """The stride of the block's share loops, and the flag its twin sets to load whole halo boxes."""
     kb.let(STEP, "i32", str(threads * csize))
+    kb.let(ALL, "i32", "0")
+
+
+@dataclass(frozen=True)
+class Halo:
+    """A box that slides by ``shift`` elements along its dim ``dim`` from one block of the cluster to the
+    next (a convolution's input rows: the box is the block's rows plus a halo on each side, ``extent`` in
+    all). Block ``r`` owns the ``shift`` elements from ``low`` (its core; the cores of a cluster tile the
+    line), plus the halo below the first core (rank 0) and above the last (rank ``csize - 1``); every other
+    element of its box is in a neighbour's core, at its coordinate less ``shift`` (the next block) or plus
+    ``shift`` (the previous one), and is copied from there."""
+
+    dim: int
+    shift: int
+    extent: int
+    csize: int
+
+    @property
+    def low(self) -> int:
+        return (self.extent - self.shift) // 2
+
+    def valid(self) -> bool:
+        """Only the direct neighbours hold an element of the box, and the boxes overlap."""
+        return 0 < self.shift < self.extent and self.low <= self.shift and self.extent - self.low - self.shift <= self.shift
+
+    def owned(self, i: str) -> str:
+        """C condition: this block loads box coordinate ``i`` along ``dim`` itself."""
+        lo, hi, last = self.low, self.low + self.shift, self.csize - 1
+        return (f"{ALL} || ({i} >= {lo} && {i} < {hi}) || ({RANK} == 0 && {i} < {lo}) || "
+                f"({RANK} == {last} && {i} >= {hi})")
+
+    def owned_range(self, rank):
+        """``(first, count)`` of the owned coordinates along ``dim`` for ``rank`` (numbers or numpy arrays)."""
+        first = (rank != 0) * self.low
+        end = self.low + self.shift + (rank == self.csize - 1) * (self.extent - self.low - self.shift)
+        return first, end - first
 
 
 def share_loop(threads: int) -> tuple:
@@ -54,8 +97,11 @@ def share_barriers(kb, shared: list, threads: int, csize: int) -> None:
         kb.barrier()
         return
     kb.barrier("cluster")
-    for name, dims, cols in shared:
-        _gather(kb, name, dims, cols, threads, csize)
+    for name, dims, cols, *halo in shared:
+        if halo:
+            _gather_halo(kb, name, dims, cols, threads, halo[0])
+        else:
+            _gather(kb, name, dims, cols, threads, csize)
     kb.barrier("cluster")
 
 
@@ -74,6 +120,23 @@ def _gather(kb, name: str, dims, cols, threads: int, csize: int) -> None:
                 col = names[-1] if dims else "0"
                 kb.assign(f"{name}[{rows}][{col}]",
                           f"tl_cluster_map(&{name}[0][0], k_q)[({rows}) * {cols} + {col}]")
+
+
+def _gather_halo(kb, name: str, dims, cols, threads: int, halo: Halo) -> None:
+    """Copy the elements of halo-shared ``name[rows][cols]`` this block does not own from the neighbour
+    whose core holds them."""
+    d = halo.dim
+    with kb.loop("k_e", "threadIdx.x", math.prod(dims), step=threads):
+        names = [f"k_d{i}" for i in range(len(dims))]
+        unflatten(kb, "k_e", names, dims, "i32")
+        with kb.cond(f"!({halo.owned(names[d])})"):
+            kb.let("k_hs", "i32", f"{names[d]} < {halo.low} ? -1 : 1")
+            peer = list(names)
+            peer[d] = f"({names[d]} - k_hs * {halo.shift})"
+            rows = linearize(names[:-1], dims[:-1]) if len(dims) > 1 else "0"
+            prow = linearize(peer[:-1], dims[:-1]) if len(dims) > 1 else "0"
+            kb.assign(f"{name}[{rows}][{names[-1]}]",
+                      f"tl_cluster_map(&{name}[0][0], {RANK} + k_hs)[({prow}) * {cols} + {peer[-1]}]")
 
 
 def declustered(kernel: Operation) -> Operation | None:
@@ -106,6 +169,8 @@ def _copy_block(src, dst, threads: int) -> None:
                  for k, v in op.attributes.items()}
         if op.name == "kernel.let" and attrs["name"] == STEP:
             attrs["value"] = str(threads)
+        elif op.name == "kernel.let" and attrs["name"] == ALL:
+            attrs["value"] = "1"
         new = Operation(op.name, attributes=attrs, regions=[Region() for _ in op.regions], loc=op.loc)
         for r_old, r_new in zip(op.regions, new.regions):
             _copy_block(r_old.block, r_new.block, threads)
@@ -113,4 +178,4 @@ def _copy_block(src, dst, threads: int) -> None:
         i += 1
 
 
-__all__ = ["declare", "declustered", "share_barriers", "share_loop"]
+__all__ = ["Halo", "declare", "declustered", "share_barriers", "share_loop"]

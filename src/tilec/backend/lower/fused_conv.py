@@ -145,8 +145,31 @@ class ChainContext(FusedContext):
                     return False
         return True
 
-    def hook_multicasts(self, axis) -> bool:
-        return any(self.p_multicast(pa, axis) for pa in self.p.distinct_accesses())
+    def p_halo(self, pacc, axis, cfg: dict, csize: int):
+        """The :class:`~.cluster.Halo` of P's operand box ``pacc`` under a cluster of ``csize`` blocks along
+        C's ``axis`` (P's input rows of a chain tiled along its rows: each block's box is its neighbour's
+        shifted by the block tile), or None when the box does not slide along exactly one dim with an
+        overlap only the direct neighbours share."""
+        if axis is None or csize < 2:
+            return None
+        cbox = _affines(self, self.p_acc)
+        step = cfg["block"][axis]
+        shifts = []
+        for coefs, _ in _affines(self.p, pacc):
+            shifts.append(sum(c * cbox[self.p.out_axes.index(b)][0].get(axis, 0) * step
+                              for b, c in coefs.items() if b in self.p.out_axes))
+        moving = [d for d, sh in enumerate(shifts) if sh]
+        if len(moving) != 1:
+            return None
+        d = moving[0]
+        extent = _box(self.p, pacc, self.p_sizes(cfg))[d][2]
+        halo = cluster.Halo(d, shifts[d], extent, csize)
+        return halo if halo.valid() else None
+
+    def hook_shares(self, axis, cfg: dict | None = None) -> bool:
+        cfg = cfg or self.cfg_for_stage
+        return any(self.p_multicast(pa, axis) or (cfg is not None and self.p_halo(pa, axis, cfg, 2))
+                   for pa in self.p.distinct_accesses())
 
     # --- the P tile ------------------------------------------------------------------------------------------
     def p_box(self, cfg: dict) -> list:
@@ -300,9 +323,13 @@ class ChainContext(FusedContext):
                 return
             shared = []
             for q, (pa, pb) in enumerate(zip(paccs, pboxes)):
+                halo = self.p_halo(pa, cax, cfg, csize)
                 if csize > 1 and self.p_multicast(pa, cax):   # P's weights: one load per cluster
                     stage_share(p, kb, f"p{q}", pa, pb, porigin, threads)
                     shared.append(shared_entry(f"p{q}", pb))
+                elif halo is not None:   # P's input rows: the core here, the halo from the neighbours
+                    _stage(p, kb, f"p{q}", pa, pb, porigin, threads, own=lambda n, h=halo: h.owned(n[h.dim]))
+                    shared.append(shared_entry(f"p{q}", pb) + (halo,))
                 else:
                     _stage(p, kb, f"p{q}", pa, pb, porigin, threads)
             cluster.share_barriers(kb, shared, threads, csize)
@@ -407,6 +434,11 @@ class ChainContext(FusedContext):
                 los.append(const + off + sum((c * (p_at[a] if a in p_at else origins[("p", a)])
                                               for a, c in coefs.items()), zero))
                 exts.append(e)
+            halo = self.p_halo(acc, cax, cfg, csize)
+            if halo is not None and not self.p_multicast(acc, cax):   # each block loads what it owns
+                first, count = halo.owned_range((origins[("c", cax)] // cfg["block"][cax]) % csize)
+                los[halo.dim] = los[halo.dim] + first
+                exts[halo.dim] = count
             n = _inbounds(los, exts, self.p.shapes[self.p.input_of(acc)])
             share = csize if csize > 1 and self.p_multicast(acc, cax) else 1
             total += int(np.broadcast_to(n, grid).sum()) // share * itemsize(self.p.dtypes[self.p.input_of(acc)])

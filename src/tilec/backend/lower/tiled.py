@@ -21,6 +21,7 @@ cluster instead of once per block.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from ...ir.types import itemsize
@@ -128,11 +129,11 @@ def multicast(ctx: ComputeContext, acc, axis) -> bool:
     return all(coefs.get(axis, 0) == 0 for coefs, _ in _affines(ctx, acc))
 
 
-def shares_along(ctx: ComputeContext, axis) -> bool:
-    """Whether a cluster along ``axis`` would share anything: one of ``ctx``'s boxes, or one the staging
-    hook loads itself (a conv chain's P operands, ``fused_conv.py``)."""
-    inner = getattr(ctx, "hook_multicasts", None)
-    return any(multicast(ctx, acc, axis) for acc in ctx.distinct_accesses()) or bool(inner and inner(axis))
+def shares_along(ctx: ComputeContext, axis, cfg: dict | None = None) -> bool:
+    """Whether a cluster along ``axis`` would share anything under ``cfg``: one of ``ctx``'s boxes, or one
+    the staging hook loads itself (a conv chain's P operands, ``fused_conv.py``)."""
+    inner = getattr(ctx, "hook_shares", None)
+    return any(multicast(ctx, acc, axis) for acc in ctx.distinct_accesses()) or bool(inner and inner(axis, cfg))
 
 
 def _sizes(ctx: ComputeContext, cfg: dict) -> dict:
@@ -203,7 +204,7 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     border = [a for a in outs if a != cax] + ([cax] if cax else [])
     unflatten(kb, "blockIdx.x", [f"k_b_{_n(a)}" for a in border], [nblk[a] for a in border], it)
     shared_boxes = [j for j, acc in enumerate(accesses) if csize > 1 and multicast(ctx, acc, cax)]
-    clustered = csize > 1 and shares_along(ctx, cax)
+    clustered = csize > 1 and shares_along(ctx, cax, cfg)
     if clustered:
         cluster.declare(kb, threads, csize)
     for a in outs:
@@ -246,16 +247,20 @@ def _n(axis: str) -> str:
     return ComputeContext.axis_var(axis)[3:]
 
 
-def _stage(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=None) -> None:
+def _stage(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=None, own=None) -> None:
     """Cooperatively copy access ``j``'s box for the current block and step into ``k_s{j}`` (elements
-    ``start``, ``start + step``, ...: a multicast box's share is every ``csize``-th run of ``threads``)."""
+    ``start``, ``start + step``, ...: a multicast box's share is every ``csize``-th run of ``threads``;
+    ``own(names)``, when given, is the condition on the box coordinates ``names`` under which this block
+    loads an element: a halo-shared box's own part, ``cluster.py``)."""
     shape = ctx.shapes[ctx.input_of(acc)]
     dims = [b[2] for b in box]
     n = math.prod(dims)
     dtype = ctx.load_dtype(acc)
-    with kb.loop("k_e", start, n, step=step or threads):
+    with kb.loop("k_e", start, n, step=step or threads), contextlib.ExitStack() as stack:
         names = [f"k_d{i}" for i in range(len(dims))]
         unflatten(kb, "k_e", names, dims, "i32")
+        if own is not None:
+            stack.enter_context(kb.cond(own(names)))
         gidx, preds = [], []
         for i, ((coefs, const, _, offset), dim) in enumerate(zip(box, shape)):
             lo = affine_text(coefs, const + offset, lambda a: origin[a])
