@@ -144,11 +144,12 @@ def test_twins_run_the_same_tile_without_a_cluster(pair):
     del module
 
 
-def two_projections():
-    """Two independent projections of one input: one wave that Rammer packs."""
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["a"]), helper.make_node("MatMul", ["x", "w2"], ["b"]),
-             helper.make_node("Add", ["a", "b"], ["y"])]
-    return _graph(nodes, [128, 256], [128, 64], {"w1": _w(256, 64), "w2": _w(256, 64)})
+def projections(n: int, k: int):
+    """``n`` independent projections of one [128, k] input to 128 columns, summed: one wave of ``n``
+    cluster kernels (the activation rows shared along N)."""
+    nodes = [helper.make_node("MatMul", ["x", f"w{i}"], [f"m{i}"]) for i in range(n)]
+    nodes.append(helper.make_node("Sum", [f"m{i}" for i in range(n)], ["y"]))
+    return _graph(nodes, [128, k], [128, 128], {f"w{i}": _w(k, 128) for i in range(n)})
 
 
 def looped_projection():
@@ -192,10 +193,12 @@ def _cluster_loop_bodies(mp) -> None:
     mp.setattr(Welder, "apply", with_clusters)
 
 
-@pytest.mark.parametrize("case, pipeline", [("two_projections", "rammer"), ("looped_projection", "grinder")])
+@pytest.mark.parametrize("case, pipeline", [("six_projections", "rammer"), ("looped_projection", "grinder")])
 def test_rammer_and_grinder_run_cluster_kernels_as_twins(case, pipeline, tmp_path, monkeypatch):
+    """Six small cluster kernels: the launches saved outweigh the bytes the twins re-read, so Rammer packs
+    the twins; a device loop always runs its body's twins."""
     import onnxruntime as ort
-    model = {"two_projections": two_projections, "looped_projection": looped_projection}[case]()
+    model = projections(6, 32) if case == "six_projections" else looped_projection()
     onnx.save(model, str(tmp_path / "m.onnx"))
     shape = [x.dim_value for x in model.graph.input[0].type.tensor_type.shape.dim]
     x = RNG.standard_normal(shape).astype(np.float32)
@@ -225,3 +228,16 @@ def test_rammer_and_grinder_run_cluster_kernels_as_twins(case, pipeline, tmp_pat
             run_target(str(build), str(tmp_path / "in.npz"), str(out), backend="emu", emu_order=order)
             np.testing.assert_allclose(np.load(out)["y"], np.load(tmp_path / "ref.npy"), rtol=1e-4, atol=1e-4)
     assert report(build)["totals"]["launches"] == 1
+
+
+def test_rammer_keeps_cluster_kernels_when_their_twins_cost_more(tmp_path):
+    """Two projections of 256 inputs: packing their twins would re-read the activation rows once per
+    block, more than the launch it saves, so Rammer leaves the cluster kernels as they are."""
+    onnx.save(projections(2, 256), str(tmp_path / "m.onnx"))
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "w"), pipeline="welder")
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "r"), pipeline="rammer")
+    assert _clustered(tmp_path / "w")
+    assert 'kind = "persistent"' not in open(tmp_path / "r" / "model.tir").read()
+    assert [k.sym_name for k in _clustered(tmp_path / "r")] == [k.sym_name for k in _clustered(tmp_path / "w")]
+    assert report(tmp_path / "r")["totals"]["global_bytes_modelled"] == \
+        report(tmp_path / "w")["totals"]["global_bytes_modelled"]

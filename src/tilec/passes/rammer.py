@@ -49,10 +49,14 @@ class Rammer(ModulePass):
         fn = main_function(module)
         graph = LaunchGraph(fn)
         members, alts, kernels = {}, {}, {}
+        solo = {}   # cluster kernels: what the launch costs as it is, not as its packable twin
         for node, op in enumerate(graph.ops):
             m = member_of(module, op, node)
             if m is None:
                 m = _twin_member(module, op, node, kernels)
+                if m is not None:
+                    k = lookup_symbol(module, op.attributes["kernel"].name)
+                    solo[node] = dataclasses.replace(m, bytes=int(k.attributes.get("bytes_modelled", 0)))
             if m is None:
                 continue
             members[node] = m
@@ -64,7 +68,7 @@ class Rammer(ModulePass):
                     kernels[node, v.index] = v
         index = sum(1 for op in module.body.ops if op.name == "kernel.func"
                     and op.attributes.get("kind") == "persistent")
-        groups = choose_groups(graph, members, spec, alts)
+        groups = choose_groups(graph, members, spec, alts, solo)
         replaced, swapped = {}, set()
         for placement in groups:
             launches = [graph.ops[n] for n in placement.members]

@@ -262,16 +262,23 @@ def _classes(wave: list, spec: GPUSpec) -> list:
     return out + ([rest] if rest else [])
 
 
-def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = None) -> list:
+def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = None,
+                  solo: dict | None = None) -> list:
     """Packed groups as Placements, over the waves of ``graph`` (a LaunchGraph); ``members`` maps graph
-    nodes to the Member of each packable launch, ``variants`` nodes to Members of their alternative tiles.
-    Only groups whose estimate wins are returned."""
+    nodes to the Member of each packable launch, ``variants`` nodes to Members of their alternative tiles,
+    ``solo`` nodes whose launch alone costs something else than their packable member (a thread-block
+    cluster kernel, which packs as its one-block twin) to the Member of that launch. Only groups whose
+    estimate beats the launches as they are (``solo``, else ``members``) are returned."""
     variants = variants or {}
+    solo = solo or {}
+
+    def as_launched(nodes):
+        return sequential_seconds([solo.get(n, members[n]) for n in nodes], spec)
     groups: list = []
     cur = None  # (nodes, min level, max level, Placement or None)
 
     def cost(nodes, placement):
-        seq = sequential_seconds([members[n] for n in nodes], spec)
+        seq = as_launched(nodes)
         return min(seq, placement.packed_seconds) if placement is not None else seq
 
     def attempt(nodes):
@@ -289,7 +296,7 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
                     p, chosen = q, trial
         if p is not None:
             p.members, p.chosen = nodes, chosen
-            p.sequential_seconds = sequential_seconds([members[n] for n in nodes], spec)
+            p.sequential_seconds = as_launched(nodes)
         return p
 
     def flush():

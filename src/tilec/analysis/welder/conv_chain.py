@@ -137,7 +137,7 @@ def choose(ctx, spec) -> dict | None:
                 smem = ctx.smem_bytes(cfg)
             if smem > limit:
                 continue
-            cfg, q = best_cluster(ctx, spec, cfg, ctx.chain_bytes)
+            cfg, q = best_cluster(ctx, spec, cfg, ctx.chain_bytes, ctx.chain_bytes_many)
             waves, score = waves_and_score(spec, blocks, threads, smem, q)
             key = (score, q, "cluster" in cfg, -blocks, tuple(sizes), cstep)   # as retile.Retiler._key
             if best is None or key < best[0]:

@@ -86,13 +86,14 @@ def thread_tile(block: dict, axes: list) -> dict | None:
     return thread
 
 
-def best_cluster(ctx, spec, cfg: dict, nbytes) -> tuple:
+def best_cluster(ctx, spec, cfg: dict, nbytes, nbytes_many=None) -> tuple:
     """``(config, bytes)``: ``cfg`` with the thread-block cluster that saves the most global bytes
-    (``nbytes(config)`` counts them), or ``cfg`` itself when none saves any. On sm_90 up to the spec's
-    ``max_cluster_blocks`` neighbours along one output axis load a box that does not move along it once and
-    share it through distributed shared memory (``tiled.py``); the cluster must divide that axis' blocks."""
+    (``nbytes(config)`` counts them; ``nbytes_many(cfg, clusters)``, when given, counts every option at
+    once), or ``cfg`` itself when none saves any. On sm_90 up to the spec's ``max_cluster_blocks``
+    neighbours along one output axis load a box that does not move along it once and share it through
+    distributed shared memory (``tiled.py``); the cluster must divide that axis' blocks."""
     from ...backend.lower import tiled
-    best, best_q = cfg, nbytes(cfg)
+    trials = [None]
     limit = min(spec.max_cluster_blocks, tiled.MAX_CLUSTER)
     for a in ctx.out_axes if limit > 1 else ():
         nblk = -(-ctx.extents[a] // cfg["block"][a])
@@ -100,11 +101,13 @@ def best_cluster(ctx, spec, cfg: dict, nbytes) -> tuple:
         while c > 1 and nblk % c:
             c //= 2
         if c > 1 and tiled.shares_along(ctx, a, cfg):
-            trial = dict(cfg, cluster={a: c})
-            q = nbytes(trial)
-            if q < best_q:
-                best, best_q = trial, q
-    return best, best_q
+            trials.append({a: c})
+    if nbytes_many is not None:
+        qs = nbytes_many(cfg, trials)
+    else:
+        qs = [nbytes(dict(cfg, cluster=t) if t else cfg) for t in trials]
+    i = min(range(len(trials)), key=lambda j: (qs[j], j))   # ties: no cluster
+    return (dict(cfg, cluster=trials[i]) if trials[i] else cfg), qs[i]
 
 
 class Retiler:

@@ -64,13 +64,17 @@ namespace tl_emu {
   abandon(w);
 }
 
-void barrier(Worker* wk) {
+// Count the running fiber in at its block's ``count`` and park it in ``state`` until the scheduler opens
+// that barrier (__syncthreads: the block's live threads; tl_cluster_sync: the cluster's).
+inline void arrive(Worker* wk, int Block::*count, State state) {
   WorkerRt* w = rt(wk);
   Fiber* f = w->cur;
-  f->blk->at_barrier++;
+  f->blk->*count += 1;
   w->progress++;
-  park(w, f, S_BARRIER);
+  park(w, f, state);
 }
+
+void barrier(Worker* wk) { arrive(wk, &Block::at_barrier, S_BARRIER); }
 
 uint64_t warp_op(Worker* wk, unsigned mask, int kind, uint64_t val, int src) {
   WorkerRt* w = rt(wk);
@@ -97,13 +101,7 @@ void wait_geq(Worker* wk, int* p, int value) {
   w->progress++;
 }
 
-void cluster_barrier(Worker* wk) {
-  WorkerRt* w = rt(wk);
-  Fiber* f = w->cur;
-  f->blk->at_cluster++;
-  w->progress++;
-  park(w, f, S_CLUSTER);
-}
+void cluster_barrier(Worker* wk) { arrive(wk, &Block::at_cluster, S_CLUSTER); }
 
 [[noreturn]] void bad_cluster_map(Worker* wk, const void* p, unsigned rank) {
   WorkerRt* w = rt(wk);

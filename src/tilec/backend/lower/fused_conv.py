@@ -399,15 +399,23 @@ class ChainContext(FusedContext):
     # --- bytes -----------------------------------------------------------------------------------------------
     def chain_bytes(self, cfg: dict) -> int:
         """Global bytes of the kernel under ``cfg``, exactly as emitted (what the emulator counts)."""
+        plain = {k: v for k, v in cfg.items() if k != "cluster"}
+        return self.chain_bytes_many(plain, [cfg.get("cluster")])[0]
+
+    def chain_bytes_many(self, cfg: dict, clusters: list) -> list:
+        """:meth:`chain_bytes` of ``cfg`` under each of ``clusters`` (None, or ``{axis: blocks}``): the grid
+        of box origins is built once, and only the shared boxes are counted again per cluster."""
         sizes = dict(cfg["block"])
         sizes.update(cfg["step"])
-        cax, csize = cluster_of(cfg)
-        total = self.out_bytes() + self.epilogue_bytes(cfg)
+        opts = [next(iter(c.items())) if c else (None, 1) for c in clusters]
+        base = self.out_bytes() + self.epilogue_bytes(cfg)
+        totals = [base] * len(opts)
         for acc in self.distinct_accesses():
             if self.access_key(acc) != self.p_key:
+                fp = grid_footprint_of(self, acc, sizes)
                 # A multicast box is the same in the csize blocks of a cluster: loaded once by them.
-                share = csize if csize > 1 and multicast(self, acc, cax) else 1
-                total += grid_footprint_of(self, acc, sizes) // share
+                totals = [t + (fp // cs if cs > 1 and multicast(self, acc, ax) else fp)
+                          for t, (ax, cs) in zip(totals, opts)]
         # The grid of (C block, C step, P step) origins, one numpy dim each.
         axes = [("c", a) for a in self.out_axes + self.reduce_axes] + [("p", r) for r in self.p.reduce_axes]
         steps = dict(sizes)
@@ -434,14 +442,18 @@ class ChainContext(FusedContext):
                 los.append(const + off + sum((c * (p_at[a] if a in p_at else origins[("p", a)])
                                               for a, c in coefs.items()), zero))
                 exts.append(e)
-            halo = self.p_halo(acc, cax, cfg, csize)
-            if halo is not None and not self.p_multicast(acc, cax):   # each block loads what it owns
-                first, count = halo.owned_range((origins[("c", cax)] // cfg["block"][cax]) % csize)
-                los[halo.dim] = los[halo.dim] + first
-                exts[halo.dim] = count
-            n = _inbounds(los, exts, self.p.shapes[self.p.input_of(acc)])
-            share = csize if csize > 1 and self.p_multicast(acc, cax) else 1
-            total += int(np.broadcast_to(n, grid).sum()) // share * itemsize(self.p.dtypes[self.p.input_of(acc)])
+            shape, size = self.p.shapes[self.p.input_of(acc)], itemsize(self.p.dtypes[self.p.input_of(acc)])
+            full = int(np.broadcast_to(_inbounds(los, exts, shape), grid).sum())
+            for i, (ax, cs) in enumerate(opts):
+                count = full
+                if cs > 1 and self.p_multicast(acc, ax):
+                    count = full // cs
+                elif (halo := self.p_halo(acc, ax, cfg, cs)) is not None:   # each block loads what it owns
+                    first, own = halo.owned_range((origins[("c", ax)] // cfg["block"][ax]) % cs)
+                    hlos, hexts = list(los), list(exts)
+                    hlos[halo.dim], hexts[halo.dim] = los[halo.dim] + first, own
+                    count = int(np.broadcast_to(_inbounds(hlos, hexts, shape), grid).sum())
+                totals[i] += count * size
         points = None
         for i, mctx, acc, box in self.p_epilogue_plan(cfg):
             size = itemsize(mctx.dtypes[mctx.input_of(acc)])
@@ -449,13 +461,14 @@ class ChainContext(FusedContext):
                 if points is None:
                     n = _inbounds(plo, pext, self.p.out_shape)
                     points = int(np.broadcast_to(n, grid).sum() // math.prod(grid[len(cgrid):]))
-                total += points * size
+                totals = [t + points * size for t in totals]
                 continue
             mp = {a: p_at[b] for a, b in zip(mctx.out_axes, self.p.out_axes)}
             los = [const + off + sum((c * mp[a] for a, c in coefs.items()), zero) for coefs, const, _, off in box]
             n = _inbounds(los, [b[2] for b in box], mctx.shapes[mctx.input_of(acc)])
-            total += int(np.broadcast_to(n, grid).sum() // math.prod(grid[len(cgrid):])) * size
-        return total
+            add = int(np.broadcast_to(n, grid).sum() // math.prod(grid[len(cgrid):])) * size
+            totals = [t + add for t in totals]
+        return totals
 
 
 def _n(axis: str) -> str:
