@@ -241,3 +241,15 @@ def test_rammer_keeps_cluster_kernels_when_their_twins_cost_more(tmp_path):
     assert [k.sym_name for k in _clustered(tmp_path / "r")] == [k.sym_name for k in _clustered(tmp_path / "w")]
     assert report(tmp_path / "r")["totals"]["global_bytes_modelled"] == \
         report(tmp_path / "w")["totals"]["global_bytes_modelled"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_cluster_must_save_a_clear_share_of_the_bytes(case, tmp_path, monkeypatch):
+    """Each search (group re-tiling, conv chains, attention) keeps its best tile without a cluster unless
+    the cluster saves ``MIN_CLUSTER_SAVING`` of its bytes: with the bar at 95% no case takes one."""
+    from tilec.analysis.welder import retile
+    onnx.save(CASES[case](), str(tmp_path / "m.onnx"))
+    monkeypatch.setattr(retile, "MIN_CLUSTER_SAVING", 0.95)
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder")
+    assert not _clustered(tmp_path / "b")
+    assert retile.clear_saving(90, 100) is False and retile.clear_saving(5, 100) is True

@@ -274,8 +274,12 @@ def choose(graph: TileGraph, att: Attention, spec, min_block_outputs: int) -> di
         blocks = bh * (att.sq // tq)
         per_sm = max(1, min(spec.max_threads_per_sm // threads, spec.smem_per_sm_bytes // smem))
         waves = -(-blocks // (per_sm * spec.num_sms))
+        from .retile import clear_saving
         cluster = cluster_for(spec, att.sq // tq)
         nbytes = modelled_bytes(graph, att, tq, cluster)
+        plain = modelled_bytes(graph, att, tq)
+        if cluster > 1 and not clear_saving(nbytes, plain):   # a cluster only for a clear saving
+            cluster, nbytes = 1, plain
         cands.append({"tq": tq, "bk": bk, "threads": threads, "blocks": blocks, "bytes": nbytes, "cluster": cluster,
                       "waves": waves, "smem": smem, "score": (-(-nbytes // 32) * 32 + 1) * waves})
     if not cands:

@@ -30,7 +30,7 @@ import math
 
 from ..index_map import classify
 from .graph import outside_values, plain_f32
-from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, waves_and_score, thread_tile
+from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, clear_saving, waves_and_score, thread_tile
 
 MAX_BLOCK_AXIS = 64
 MAX_BLOCK_POINTS = 8192
@@ -108,7 +108,7 @@ def choose(ctx, spec) -> dict | None:
     csteps = [[E[r]] if r in cwin else sorted({E[r]} | {s for s in STEP_CHOICES if s < E[r]}, reverse=True)
               for r in ctx.reduce_axes]
     pext = ctx.p.extents
-    best = None
+    best = best_plain = None
     for sizes in itertools.product(*[_options(E[a], MAX_BLOCK_AXIS) for a in axes]):
         block = dict(zip(axes, sizes))
         points = math.prod(sizes)
@@ -137,11 +137,18 @@ def choose(ctx, spec) -> dict | None:
                 smem = ctx.smem_bytes(cfg)
             if smem > limit:
                 continue
-            cfg, q = best_cluster(ctx, spec, cfg, ctx.chain_bytes, ctx.chain_bytes_many)
-            waves, score = waves_and_score(spec, blocks, threads, smem, q)
-            key = (score, q, "cluster" in cfg, -blocks, tuple(sizes), cstep)   # as retile.Retiler._key
-            if best is None or key < best[0]:
-                best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))
+            plain = cfg
+            cfg, q, q0 = best_cluster(ctx, spec, cfg, ctx.chain_bytes, ctx.chain_bytes_many)
+            for c, b in ((cfg, q), (plain, q0)) if cfg is not plain else ((cfg, q),):
+                waves, score = waves_and_score(spec, blocks, threads, smem, b)
+                key = (score, b, "cluster" in c, -blocks, tuple(sizes), cstep)   # as retile.Retiler._key
+                entry = (key, dict(c, bytes=b, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))
+                if "cluster" not in c and (best_plain is None or key < best_plain[0]):
+                    best_plain = entry
+                if best is None or key < best[0]:
+                    best = entry
+    if best and best_plain and "cluster" in best[1] and not clear_saving(best[1]["bytes"], best_plain[1]["bytes"]):
+        best = best_plain   # a cluster only for a clear saving (retile.MIN_CLUSTER_SAVING)
     return best[1] if best else None
 
 

@@ -32,6 +32,11 @@ MAX_THREADS = 256      # threads per block the re-chosen tile aims at (a warp mu
 MAX_ACC = 32           # accumulators per thread: with the operand fragments this stays well under 255 regs
 MAX_PER_AXIS = 8       # per-thread extent of one axis (the tiled kernel unrolls it)
 MIN_BLOCK_OUTPUTS = 4096
+# A thread-block cluster must save at least this share of the bytes of the best tile without one: its
+# barriers and distributed-shared-memory copies are not in the byte score, and Rammer can pack a cluster
+# kernel only as a twin that re-reads what the cluster shared (the small zoo's rammer builds lost their
+# packing to clusters saving ~1%).
+MIN_CLUSTER_SAVING = 0.10
 REJECTED_SHOWN = 4
 
 
@@ -86,8 +91,13 @@ def thread_tile(block: dict, axes: list) -> dict | None:
     return thread
 
 
+def clear_saving(with_cluster: int, without: int) -> bool:
+    """Whether a cluster's bytes beat the best without one by ``MIN_CLUSTER_SAVING``."""
+    return with_cluster <= (1 - MIN_CLUSTER_SAVING) * without
+
+
 def best_cluster(ctx, spec, cfg: dict, nbytes, nbytes_many=None) -> tuple:
-    """``(config, bytes)``: ``cfg`` with the thread-block cluster that saves the most global bytes
+    """``(config, bytes, bytes without a cluster)``: ``cfg`` with the thread-block cluster that saves the most global bytes
     (``nbytes(config)`` counts them; ``nbytes_many(cfg, clusters)``, when given, counts every option at
     once), or ``cfg`` itself when none saves any. On sm_90 up to the spec's ``max_cluster_blocks``
     neighbours along one output axis load a box that does not move along it once and share it through
@@ -107,7 +117,7 @@ def best_cluster(ctx, spec, cfg: dict, nbytes, nbytes_many=None) -> tuple:
     else:
         qs = [nbytes(dict(cfg, cluster=t) if t else cfg) for t in trials]
     i = min(range(len(trials)), key=lambda j: (qs[j], j))   # ties: no cluster
-    return (dict(cfg, cluster=trials[i]) if trials[i] else cfg), qs[i]
+    return (dict(cfg, cluster=trials[i]) if trials[i] else cfg), qs[i], qs[0]
 
 
 class Retiler:
@@ -115,7 +125,8 @@ class Retiler:
     group) on ``spec``. ``extra_bytes`` is what the group's epilogue adds: a number, or a function of the
     tile config (staged broadcast operands cost one box per block)."""
 
-    def __init__(self, ctx, spec, extra_bytes: int = 0, min_block_outputs: int = MIN_BLOCK_OUTPUTS):
+    def __init__(self, ctx, spec, extra_bytes: int = 0, min_block_outputs: int = MIN_BLOCK_OUTPUTS,
+                 clusters: bool = True):
         from ...backend.lower import tiled
         self.ctx, self.spec, self.extra = ctx, spec, extra_bytes
         self.tiled = tiled
@@ -123,6 +134,7 @@ class Retiler:
         self.smem_limit = min(tiled.SMEM_LIMIT, spec.smem_per_block_bytes)
         self.outputs = math.prod(ctx.extents[a] for a in self.axes)
         self.floor = min(spec.num_sms, -(-self.outputs // max(1, min_block_outputs)))
+        self.min_block_outputs, self.clusters = min_block_outputs, clusters
         self.seen: dict = {}
 
     def blocks(self, block: dict) -> int:
@@ -148,7 +160,10 @@ class Retiler:
         threads = math.prod(block[a] // thread[a] for a in self.axes)
         smem = self.tiled._smem_bytes(self.ctx, cfg)
         blocks = self.blocks(block)
-        cfg, q = best_cluster(self.ctx, self.spec, cfg, lambda c: self.tiled.modelled_bytes(self.ctx, c))
+        if self.clusters:
+            cfg, q, _ = best_cluster(self.ctx, self.spec, cfg, lambda c: self.tiled.modelled_bytes(self.ctx, c))
+        else:
+            q = self.tiled.modelled_bytes(self.ctx, cfg)
         q += self.extra(cfg) if callable(self.extra) else self.extra
         score = waves_and_score(self.spec, blocks, threads, smem, q)[1]
         self.seen[key] = (score, q, blocks, cfg)
@@ -187,7 +202,13 @@ class Retiler:
         rejected = [(s, q, n, tuple(c["block"].items())) for s, q, n, c in cands
                     if c is not best[3] and n >= floor]
         source = "roller" if best is first else ("alternative" if any(best is s for s in seeds) else "grown")
-        return TileChoice(best[3], best[1], best[2], best[0], first[1], floor, source, rejected)
+        choice = TileChoice(best[3], best[1], best[2], best[0], first[1], floor, source, rejected)
+        if "cluster" in choice.config:   # worth it only by a clear margin over the best tile without one
+            plain = Retiler(self.ctx, self.spec, self.extra, self.min_block_outputs, clusters=False)
+            alt = plain.choose(rtile, alternatives)
+            if alt is not None and not clear_saving(choice.bytes, alt.bytes):
+                return alt
+        return choice
 
     def _neighbours(self, block: dict) -> list:
         out = []
