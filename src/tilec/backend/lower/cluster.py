@@ -22,9 +22,9 @@ barriers. Its rows are then read once per cluster instead of once per block and 
 
 Rammer's persistent kernels and Grinder's device loops run a kernel's blocks one at a time on virtual block
 indices, so a cluster kernel cannot join them as it is. :func:`declustered` gives its exact one-block twin:
-rank 0, ``k_share_step = threads`` and ``k_share_all = 1`` (each block loads the whole box), each copy phase with its two
-cluster barriers one block barrier, and the bytes the lowering modelled for the tile without the cluster
-(``bytes_unclustered``).
+rank 0, ``k_share_step = threads`` and ``k_share_all = 1`` (each block loads the whole box), each copy
+phase with its two cluster barriers one block barrier, and the bytes the lowering modelled for the tile
+without the cluster (``bytes_unclustered``).
 """
 from __future__ import annotations
 
