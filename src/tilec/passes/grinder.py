@@ -230,18 +230,18 @@ def build_device_kernel(module, op, name: str, spec, twins: list | None = None):
 def _member_or_twin(module, launch, index: int, made: dict) -> tuple:
     """``(Member or None, new twin kernel or None)`` of a body launch: a cluster kernel's blocks share
     tiles, so a device loop runs its one-block twin instead (made once per kernel, kept in ``made``)."""
-    from ..backend.lower.cluster import declustered
-    from .rammer import kernel_member, member_of
-    k = lookup_symbol(module, launch.attributes["kernel"].name)
-    twin = declustered(k) if k is not None else None
-    if twin is None:
+    from ..backend.lower.cluster import TWIN_SUFFIX
+    from .rammer import member_of, twin_member
+    found = twin_member(module, launch, index)
+    if found is None:
         return member_of(module, launch, index), None
-    name = f"{k.sym_name}_nc"
+    m, twin, k = found
+    name = k.sym_name + TWIN_SUFFIX
     if name in made:
-        return kernel_member(made[name], index), None
+        return dataclasses.replace(m, kernel=name), None
     twin.attributes["sym_name"] = SymbolRef(name)
     made[name] = twin
-    return kernel_member(twin, index), twin
+    return dataclasses.replace(m, kernel=name), twin
 
 
 def _whole(op, stages, members, what: str) -> int:

@@ -43,7 +43,8 @@ class Rammer(ModulePass):
     def apply(self, module: Operation) -> None:
         from ..analysis.hardware import get_arch
         from ..analysis.rammer import LaunchGraph, choose_groups
-        from ..analysis.rammer.variants import variants
+        from ..analysis.rammer.variants import Variant, variants
+        from ..backend.lower.cluster import TWIN_SUFFIX
         from ..runtime.interpreter import main_function
         spec = get_arch(self.arch)
         fn = main_function(module)
@@ -52,11 +53,12 @@ class Rammer(ModulePass):
         solo = {}   # cluster kernels: what the launch costs as it is, not as its packable twin
         for node, op in enumerate(graph.ops):
             m = member_of(module, op, node)
-            if m is None:
-                m = _twin_member(module, op, node, kernels)
-                if m is not None:
-                    k = lookup_symbol(module, op.attributes["kernel"].name)
-                    solo[node] = dataclasses.replace(m, bytes=int(k.attributes.get("bytes_modelled", 0)))
+            if m is None and (found := twin_member(module, op, node)) is not None:
+                # A cluster kernel packs as its twin, the node's variant 0 (it joins the module, as
+                # <kernel>_nc, only when a packed group takes it); launched alone it keeps its own cost.
+                m, twin, k = found
+                kernels[node, 0] = Variant(0, {}, twin)
+                solo[node] = dataclasses.replace(m, bytes=int(k.attributes.get("bytes_modelled", 0)))
             if m is None:
                 continue
             members[node] = m
@@ -76,7 +78,7 @@ class Rammer(ModulePass):
             for n, m in zip(placement.members, placement.chosen):
                 v = kernels.get((n, m.variant))
                 if v is not None:  # a variant tile (or a cluster kernel's twin, variant 0): its kernel
-                    suffix = f"_v{v.index}" if v.index else "_nc"   # joins the module under its own name
+                    suffix = f"_v{v.index}" if v.index else TWIN_SUFFIX   # joins the module by its own name
                     v.kernel.attributes["sym_name"] = SymbolRef(f"{members[n].kernel}{suffix}")
                     module.body.insert_before(fn, v.kernel)
                     swapped.add(members[n].kernel)
@@ -91,20 +93,17 @@ class Rammer(ModulePass):
             _drop_unused_kernels(module, swapped)
 
 
-def _twin_member(module: Operation, op: Operation, node: int, kernels: dict):
-    """A cluster kernel's blocks share tiles with each other, so it packs as its one-block twin
-    (``backend/lower/cluster.declustered``): the twin is the node's variant 0, and joins the module (as
-    ``<kernel>_v0``) only when a packed group takes it. None for any other unpackable launch."""
-    from ..analysis.rammer.variants import Variant
+def twin_member(module: Operation, op: Operation, node: int):
+    """``(Member, twin, kernel)`` for a launch of a thread-block cluster kernel: its blocks share tiles
+    with each other, so Rammer and Grinder run its one-block twin (``backend/lower/cluster.declustered``,
+    still named as the kernel), whose Member this is. None for any other launch, or an unpackable twin."""
     from ..backend.lower.cluster import declustered
     if op.name != "kernel.launch":
         return None
     k = lookup_symbol(module, op.attributes["kernel"].name)
     twin = declustered(k) if k is not None else None
     m = kernel_member(twin, node) if twin is not None else None
-    if m is not None:
-        kernels[node, 0] = Variant(0, {}, twin)
-    return m
+    return None if m is None else (m, twin, k)
 
 
 def member_of(module: Operation, op: Operation, node: int):

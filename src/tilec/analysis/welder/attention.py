@@ -17,7 +17,7 @@ Group tile: ``Tq`` query rows per block (a divisor of the query length) and ``Bk
 Shared memory holds the Q tile, the ``Tq × Sk`` score tile, one K/V chunk and the staged mask vectors, within
 the arch's per-block static limit; each thread keeps ``Tq·Dv / threads`` output accumulators (≤ 32).
 Modelled bytes are what the emitted kernel (``backend/lower/fused_attention.py``) loads and stores: Q once, K
-and V once per query tile (once per cluster of query tiles on sm_90, :func:`cluster_for`), S-side operands per
+and V once per query tile (once per cluster of query tiles on sm_90, :func:`.retile.cluster_blocks`), S-side operands per
 element, per key (staged per block) or once per block by which of ``i``/``j`` their index uses, O once."""
 from __future__ import annotations
 
@@ -231,16 +231,6 @@ def smem_bytes(att: Attention, tq: int, bk: int, staged_j: int, scalars: int) ->
     return 4 * (tq * att.d + tq * att.sk + bk * max(att.d, att.dv) + bk * staged_j + max(1, scalars))
 
 
-def cluster_for(spec, nq: int) -> int:
-    """Blocks per thread-block cluster: the query tiles of one head read the same K and V chunks, so up to
-    the arch's ``max_cluster_blocks`` of them (a power of two dividing ``nq``) load each chunk once between
-    them and share it through distributed shared memory; 1 without clusters."""
-    c = min(spec.max_cluster_blocks, 8)
-    while c > 1 and nq % c:
-        c //= 2
-    return max(c, 1)
-
-
 def modelled_bytes(graph: TileGraph, att: Attention, tq: int, cluster: int = 1) -> int:
     """Global bytes of the kernel with ``tq`` query rows per block and K/V chunks shared by ``cluster``
     blocks (what the emulator counts)."""
@@ -274,8 +264,9 @@ def choose(graph: TileGraph, att: Attention, spec, min_block_outputs: int) -> di
         blocks = bh * (att.sq // tq)
         per_sm = max(1, min(spec.max_threads_per_sm // threads, spec.smem_per_sm_bytes // smem))
         waves = -(-blocks // (per_sm * spec.num_sms))
-        from .retile import clear_saving
-        cluster = cluster_for(spec, att.sq // tq)
+        from .retile import clear_saving, cluster_blocks
+        # The query tiles of one head read the same K and V chunks: a cluster of them loads each once.
+        cluster = cluster_blocks(spec, att.sq // tq)
         nbytes = modelled_bytes(graph, att, tq, cluster)
         plain = modelled_bytes(graph, att, tq)
         if cluster > 1 and not clear_saving(nbytes, plain):   # a cluster only for a clear saving

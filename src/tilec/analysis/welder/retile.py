@@ -96,6 +96,16 @@ def clear_saving(with_cluster: int, without: int) -> bool:
     return with_cluster <= (1 - MIN_CLUSTER_SAVING) * without
 
 
+def cluster_blocks(spec, blocks: int) -> int:
+    """Blocks per thread-block cluster over ``blocks`` neighbours: the largest power of two up to the arch's
+    ``max_cluster_blocks`` (and the portable 8) that divides ``blocks``; 1 where the arch has no clusters."""
+    from ...backend.lower import tiled
+    c = min(spec.max_cluster_blocks, tiled.MAX_CLUSTER)
+    while c > 1 and blocks % c:
+        c //= 2
+    return max(c, 1)
+
+
 def best_cluster(ctx, spec, cfg: dict, nbytes, nbytes_many=None) -> tuple:
     """``(config, bytes, bytes without a cluster)``: ``cfg`` with the thread-block cluster that saves the most global bytes
     (``nbytes(config)`` counts them; ``nbytes_many(cfg, clusters)``, when given, counts every option at
@@ -104,12 +114,8 @@ def best_cluster(ctx, spec, cfg: dict, nbytes, nbytes_many=None) -> tuple:
     distributed shared memory (``tiled.py``); the cluster must divide that axis' blocks."""
     from ...backend.lower import tiled
     trials = [None]
-    limit = min(spec.max_cluster_blocks, tiled.MAX_CLUSTER)
-    for a in ctx.out_axes if limit > 1 else ():
-        nblk = -(-ctx.extents[a] // cfg["block"][a])
-        c = limit
-        while c > 1 and nblk % c:
-            c //= 2
+    for a in ctx.out_axes:
+        c = cluster_blocks(spec, -(-ctx.extents[a] // cfg["block"][a]))
         if c > 1 and tiled.shares_along(ctx, a, cfg):
             trials.append({a: c})
     if nbytes_many is not None:

@@ -38,6 +38,7 @@ from .builder import linearize, unflatten
 # The block's rank, read where it is used: a special register, so re-reading it costs nothing, while a
 # variable holding it stays live through the whole kernel (a conv chain went from 245 registers to 255
 # and spilled).
+TWIN_SUFFIX = "_nc"   # a twin's name when it joins a module: <cluster kernel>_nc
 RANK = "(int)tl_cluster_rank()"
 STEP = "k_share_step"
 ALL = "k_share_all"   # 0 in a cluster kernel; its twin loads every element of a halo-shared box itself
@@ -178,4 +179,4 @@ def _copy_block(src, dst, threads: int) -> None:
         i += 1
 
 
-__all__ = ["Halo", "declare", "declustered", "share_barriers", "share_loop"]
+__all__ = ["TWIN_SUFFIX", "Halo", "declare", "declustered", "share_barriers", "share_loop"]

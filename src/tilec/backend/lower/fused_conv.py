@@ -132,18 +132,18 @@ class ChainContext(FusedContext):
         """The P tile is computed by each block, never loaded, so never multicast."""
         return self.access_key(acc) == self.p_key
 
-    def p_multicast(self, pacc, axis) -> bool:
-        """Whether P's operand box ``pacc`` is the same in every block of a cluster along C's ``axis``: P's
-        origin along each P output axis is C's box of P's tile along that dim, so ``pacc`` is shared when
-        none of the P output axes it indexes has a C box that moves with ``axis``."""
-        if axis is None:
-            return False
+    def _p_moves(self, pacc, axis) -> list:
+        """Per dim of P's operand box ``pacc``: the terms by which its origin moves per block along C's
+        ``axis`` (P's origin along each P output axis is C's box of P's tile along that dim)."""
         cbox = _affines(self, self.p_acc)
-        for coefs, _ in _affines(self.p, pacc):
-            for b, c in coefs.items():
-                if c and b in self.p.out_axes and cbox[self.p.out_axes.index(b)][0].get(axis, 0):
-                    return False
-        return True
+        outs = self.p.out_axes
+        return [[c * cbox[outs.index(b)][0].get(axis, 0) for b, c in coefs.items() if b in outs]
+                for coefs, _ in _affines(self.p, pacc)]
+
+    def p_multicast(self, pacc, axis) -> bool:
+        """Whether P's operand box ``pacc`` is the same in every block of a cluster along C's ``axis``: none
+        of the P output axes it indexes has a C box that moves with ``axis``."""
+        return axis is not None and not any(t for terms in self._p_moves(pacc, axis) for t in terms)
 
     def p_halo(self, pacc, axis, cfg: dict, csize: int):
         """The :class:`~.cluster.Halo` of P's operand box ``pacc`` under a cluster of ``csize`` blocks along
@@ -152,12 +152,7 @@ class ChainContext(FusedContext):
         overlap only the direct neighbours share."""
         if axis is None or csize < 2:
             return None
-        cbox = _affines(self, self.p_acc)
-        step = cfg["block"][axis]
-        shifts = []
-        for coefs, _ in _affines(self.p, pacc):
-            shifts.append(sum(c * cbox[self.p.out_axes.index(b)][0].get(axis, 0) * step
-                              for b, c in coefs.items() if b in self.p.out_axes))
+        shifts = [sum(terms) * cfg["block"][axis] for terms in self._p_moves(pacc, axis)]
         moving = [d for d, sh in enumerate(shifts) if sh]
         if len(moving) != 1:
             return None
@@ -167,7 +162,8 @@ class ChainContext(FusedContext):
         return halo if halo.valid() else None
 
     def hook_shares(self, axis, cfg: dict | None = None) -> bool:
-        cfg = cfg or self.cfg_for_stage
+        # Lowering passes the tiled kernel's config, which has no P steps: the chain's own config has them.
+        cfg = self.cfg_for_stage or cfg
         return any(self.p_multicast(pa, axis) or (cfg is not None and self.p_halo(pa, axis, cfg, 2))
                    for pa in self.p.distinct_accesses())
 
