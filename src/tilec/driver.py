@@ -55,11 +55,13 @@ class CompileResult:
 
 def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compile_to: str | None = None,
                   pipeline: str = "default", input_shapes: dict | None = None,
-                  check_ptx: bool = False, tune: int = 0, no_fusion: bool = False) -> CompileResult:
+                  check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
+                  check_nvrtc: bool = False) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
-    with nvcc first and records what ptxas reports. ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
+    with nvcc first and records what ptxas reports; ``check_nvrtc`` compiles every kernel as CuPy will
+    (NVRTC, ``backend/nvrtc.py``). ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
     on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides."""
     from .backend.build import count_ops, module_text, write_build
     from .frontend.importer import import_onnx
@@ -100,7 +102,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     def write(tmp: Path) -> None:
         report = write_build(module, tmp, model=os.path.basename(model), pipeline=pipeline,
                              stages=[{"pass": r.name, "seconds": round(r.seconds, 6)} for r in records],
-                             start=start, check_ptx=check_ptx, reference=reference)
+                             start=start, check_ptx=check_ptx, reference=reference, check_nvrtc=check_nvrtc)
         if tuning is not None:
             from .backend.build import write_json
             report.update(tuning)

@@ -5,7 +5,7 @@
     BUILD/weights.npz      every weight buffer of the plan, by symbol name (inline constants: plan.const_key)
     BUILD/kernels/K.cu     one CUDA source per kernel.func (K.cubin too with --check-ptx)
     BUILD/plan.json        launches, buffers and host ops (backend/plan.py)
-    BUILD/report.json      totals and one row per kernel
+    BUILD/report.json      totals and one row per kernel (with --check-nvrtc: NVRTC's verdict per kernel)
 
 The caller (``driver.compile_model``) fills a temporary folder with :func:`write_build` and renames it into
 place, so a failure here (an emitter error, nvcc rejecting a kernel) leaves any previous build untouched.
@@ -37,10 +37,11 @@ def write_json(path: Path, data) -> None:
 
 
 def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stages: list, start: float,
-                check_ptx: bool = False, reference: str | None = None) -> dict:
+                check_ptx: bool = False, reference: str | None = None, check_nvrtc: bool = False) -> dict:
     """Fill folder ``out`` (see the module docstring); returns the report. ``start`` is the
     ``time.perf_counter()`` of the compile's start, so ``compile_seconds`` covers emission and ptxas;
-    ``reference`` is :func:`module_text` of the module before lower-cuda (written as reference.tir)."""
+    ``reference`` is :func:`module_text` of the module before lower-cuda (written as reference.tir).
+    ``check_nvrtc`` compiles every kernel as CuPy will (``backend/nvrtc.py``) and records it."""
     from .emit import emit_kernel
     out = Path(out)
     (out / "kernels").mkdir(parents=True, exist_ok=True)
@@ -52,11 +53,15 @@ def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stag
     if check_ptx and sources:
         from .ptxas import check_kernels
         ptx = check_kernels(sources, cubin_dir=out / "kernels")
+    nvrtc = None
+    if check_nvrtc:
+        from .nvrtc import check_kernels as nvrtc_check
+        nvrtc = nvrtc_check(sources)
     _write_weights(module, plan, out)
     if reference is not None:
         atomic_write_bytes(out / "reference.tir", reference.encode("utf-8"))
     write_json(out / "plan.json", plan)
-    report = make_report(module, plan, model=model, pipeline=pipeline, stages=stages, ptx=ptx)
+    report = make_report(module, plan, model=model, pipeline=pipeline, stages=stages, ptx=ptx, nvrtc=nvrtc)
     report["ptxas_checked"] = bool(check_ptx)
     report["totals"]["compile_seconds"] = round(time.perf_counter() - start, 6)
     write_json(out / "report.json", report)
@@ -122,10 +127,11 @@ def launches_per_inference(steps: list, modelled_of: dict, times: int = 1) -> di
 
 
 def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, stages: list,
-                ptx: dict | None = None) -> dict:
+                ptx: dict | None = None, nvrtc: dict | None = None) -> dict:
     """report.json: ``totals`` (ops, kernels, launches, host_ops, global_bytes_modelled, lower_bound_bytes,
     compile_seconds) and ``kernels``, one row per kernel.func in module order; launches and modelled bytes
-    are per inference (:func:`launches_per_inference`)."""
+    are per inference (:func:`launches_per_inference`). ``nvrtc`` is ``backend/nvrtc.check_kernels``' answer
+    (``nvrtc_checked``, a top-level ``nvrtc`` entry and each row's ``nvrtc``)."""
     ptx = ptx or {}
     modelled_of = {k.sym_name: int(k.attributes.get("bytes_modelled", 0)) for k in kernel_funcs(module)}
     launches = launches_per_inference(plan["steps"], modelled_of)
@@ -138,6 +144,8 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
                "launches": launches.get(k.sym_name, 0), "cu": f"kernels/{k.sym_name}.cu"}
         if k.sym_name in ptx:
             row["ptxas"] = ptx[k.sym_name].to_json()
+        if nvrtc is not None:
+            row["nvrtc"] = nvrtc["kernels"].get(k.sym_name, {"ok": False})
         rows.append(row)
     modelled = sum(r["bytes_modelled"] * r["launches"] for r in rows)
     totals = {"ops": count_ops(module), "kernels": len(rows), "launches": sum(launches.values()),
@@ -147,5 +155,9 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     if ptx:
         totals["max_registers"] = max(i.registers for i in ptx.values())
         totals["spill_bytes"] = sum(i.spill_bytes for i in ptx.values())
-    return {"model": model, "pipeline": pipeline, "stages": stages, "totals": totals, "kernels": rows,
-            "host_ops": sorted(set(plan["host_ops"])), "ptxas_checked": bool(ptx)}
+    report = {"model": model, "pipeline": pipeline, "stages": stages, "totals": totals, "kernels": rows,
+              "host_ops": sorted(set(plan["host_ops"])), "ptxas_checked": bool(ptx),
+              "nvrtc_checked": nvrtc is not None}
+    if nvrtc is not None:
+        report["nvrtc"] = {k: v for k, v in nvrtc.items() if k != "kernels"}
+    return report

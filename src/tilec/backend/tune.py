@@ -161,11 +161,12 @@ def tune_build(build_dir: str, k: int = 8, profiler=None, check_ptx: bool | None
     reference = module_text(module)
     get_pass("lower-cuda").apply(module)
     ptx = old.get("ptxas_checked", False) if check_ptx is None else check_ptx
+    nvrtc = old.get("nvrtc_checked", False)  # a re-tuned build is checked as its first compile was
 
     def fill(tmp: Path) -> None:
         report = write_build(module, tmp, model=old.get("model", ""), pipeline=old.get("pipeline", ""),
                              stages=old.get("stages", []) + [{"pass": "tune", "seconds": 0.0}], start=start,
-                             check_ptx=ptx, reference=reference)
+                             check_ptx=ptx, reference=reference, check_nvrtc=nvrtc)
         report.update(tuning)
         write_json(tmp / "report.json", report)
     atomic_build_dir(root, fill)

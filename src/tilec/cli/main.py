@@ -80,18 +80,22 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
                    "fullest one, tilec.driver.DEFAULT_PIPELINE.")
 @click.option("--check-ptx", is_flag=True,
               help="Compile every kernel with nvcc -arch=sm_90 and record ptxas' registers/smem/spills.")
+@click.option("--check-nvrtc", is_flag=True,
+              help="Compile every kernel with NVRTC and CuPy's options, as the cupy backend will (no GPU "
+                   "needed; the NVRTC wheels of the 'cuda' extra).")
 @click.option("--tune", "tune", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
               help="Profile Roller's top-K tiles per op on the GPU and keep the fastest (no GPU: the model).")
 @click.option("--no-fusion", is_flag=True,
               help="Run welder with max-level=global: no fusion, no re-tiling (the roller-only kernels).")
 @input_shape_option
 @guarded
-def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, tune, no_fusion, input_shapes):
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, check_nvrtc, tune, no_fusion,
+                input_shapes):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
     result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
                            input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
-                           no_fusion=no_fusion)
+                           no_fusion=no_fusion, check_nvrtc=check_nvrtc)
     click.echo(result.summary())
 
 

@@ -1,0 +1,132 @@
+"""``--check-nvrtc``: compile every kernel of a build the way CuPy will on the GPU (NVRTC, CuPy's options,
+the target's ``sm_XX`` from ``analysis/hw/*.json``), without a GPU; and :func:`compile_cubin`, which the cupy
+runtime loads kernels with, so the GPU compiles exactly what this check accepted.
+
+Kernels compile one per NVRTC program, two at a time (NVRTC runs in-process and ctypes releases the GIL, so
+threads suffice). Unlike nvcc (``backend/ptxas.py``), NVRTC has no process start-up to amortise: the headers
+cost ~0.1 s of a kernel's 0.3-4 s, so batching kernels would save little and cost per-kernel caching.
+
+Results are cached by a hash of the NVRTC version, the wheels' versions, the options and the source (under
+``$TILEC_CACHE_DIR`` or ``~/.cache/tilec``, in ``nvrtc/``): a rebuilt model or a kernel that several builds
+share costs nothing the second time. Only successes are cached.
+
+A kernel that NVRTC rejects raises :class:`NvrtcRejected`, not CompileError: the model was accepted and every
+pass verified, so CUDA text that does not compile is a bug in tilec's code generation, and the CLI reports it
+as one (exit 3), never as a fault of the model (exit 1). Missing NVRTC wheels are a CompileError telling the
+user what to install.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..analysis.hardware import DEFAULT_ARCH, get_arch
+from .nvrtc_lib import Toolchain, find_toolchain, load_library, nvrtc_options
+from .ptxas import cache_dir
+
+JOBS = 2
+LOG_LIMIT = 8000  # characters of NVRTC's log quoted in an error
+
+
+class NvrtcRejected(Exception):
+    """NVRTC rejected a kernel that tilec generated: a bug in tilec (see the module docstring)."""
+
+
+@dataclass
+class NvrtcResult:
+    """One kernel through NVRTC: ``ok``, NVRTC's log (warnings, or the errors) and the cubin when kept."""
+
+    ok: bool
+    log: str
+    cubin: bytes | None = None
+
+
+def _cache_key(version: str, toolchain: Toolchain, options: tuple, name: str, source: str) -> str:
+    # The -I folders only say where the wheels are; their versions say what the headers hold.
+    flags = [o for o in options if not o.startswith("-I")]
+    parts = [version, *(f"{d}={v}" for d, v in toolchain.wheel_versions), *flags, name, source]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def compile_kernel(name: str, source: str, sm_arch: str, keep_cubin: bool = False,
+                   use_cache: bool = True) -> NvrtcResult:
+    """Compile one kernel (``name.cu``) with :func:`nvrtc_options`. ``keep_cubin`` returns (and caches) the
+    cubin as well. CompileError where the NVRTC wheels are missing."""
+    toolchain = find_toolchain()
+    lib = load_library(toolchain.library)
+    options = nvrtc_options(sm_arch, toolchain)
+    entry = None
+    if use_cache:
+        entry = cache_dir() / "nvrtc" / f"{_cache_key(lib.version, toolchain, options, name, source)}.json"
+        cached = _read_cache(entry, keep_cubin)
+        if cached is not None:
+            return cached
+    ok, log, cubin = lib.compile(source, f"{name}.cu", options)
+    result = NvrtcResult(ok, log, cubin if keep_cubin else None)
+    if ok and entry is not None:
+        _write_cache(entry, result)
+    return result
+
+
+def _read_cache(entry: Path, keep_cubin: bool) -> NvrtcResult | None:
+    try:
+        log = json.loads(entry.read_text())["log"]
+        cubin = entry.with_suffix(".cubin").read_bytes() if keep_cubin else None
+        return NvrtcResult(True, log, cubin)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or damaged: compile again
+
+
+def _write_cache(entry: Path, result: NvrtcResult) -> None:
+    """A cache that cannot be written only costs time."""
+    from ..ir.weights import atomic_write_bytes
+    try:
+        if result.cubin is not None:
+            atomic_write_bytes(entry.with_suffix(".cubin"), result.cubin)
+        atomic_write_bytes(entry, json.dumps({"log": result.log}).encode())
+    except OSError:
+        pass
+
+
+def compile_cubin(name: str, source: str, sm_arch: str) -> bytes:
+    """The cubin of one kernel for ``sm_arch`` (the cupy runtime's way to build a kernel); NvrtcRejected with
+    NVRTC's log when it does not compile."""
+    result = compile_kernel(name, source, sm_arch, keep_cubin=True)
+    if not result.ok:
+        raise NvrtcRejected(_rejection(name, sm_arch, result.log))
+    return result.cubin
+
+
+def _rejection(name: str, sm_arch: str, log: str) -> str:
+    toolchain = find_toolchain()
+    version = load_library(toolchain.library).version
+    flags = " ".join(o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I"))
+    log = log.strip()
+    if len(log) > LOG_LIMIT:
+        log = log[:LOG_LIMIT] + "\n... (log cut)"
+    return f"NVRTC {version} ({flags}) rejected kernel '{name}' (kernels/{name}.cu):\n{log}"
+
+
+def check_kernels(sources: dict, arch: str = DEFAULT_ARCH, jobs: int = JOBS, use_cache: bool = True) -> dict:
+    """Compile every ``{kernel name: .cu text}`` for ``arch``'s ``sm_arch``; returns what report.json records
+    (NVRTC's version, the arch, the options without include folders, ``{name: {"ok": True}}`` per kernel).
+    The first rejected kernel in the given order raises NvrtcRejected, so the message is deterministic."""
+    sm_arch = get_arch(arch).sm_arch
+    toolchain = find_toolchain()  # a missing wheel fails here, before any thread starts
+    version = load_library(toolchain.library).version
+    names = list(sources)
+
+    def one(name):
+        return compile_kernel(name, sources[name], sm_arch, use_cache=use_cache)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = dict(zip(names, pool.map(one, names)))
+    for name in names:
+        if not results[name].ok:
+            raise NvrtcRejected(_rejection(name, sm_arch, results[name].log))
+    options = [o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I")]
+    return {"version": version, "sm_arch": sm_arch, "options": options,
+            "kernels": {name: {"ok": True} for name in names}}

@@ -1,0 +1,147 @@
+"""NVRTC from NVIDIA's pip wheels: where libnvrtc and the CUDA headers are, the options CuPy compiles with,
+and a ctypes binding of the few NVRTC calls tilec needs (create, compile, log, cubin).
+
+The kernels include ``<cuda_fp16.h>``, ``<cuda_bf16.h>`` and ``<mma.h>`` (``cuda_prelude.h``). NVRTC knows no
+include path of its own, so those come from the wheels: ``nvidia-cuda-runtime`` (the fp16/bf16 headers) and
+``nvidia-cuda-crt`` (``crt/mma.h``, ``crt/host_defines.h``); ``nvidia-cuda-nvrtc`` holds the library. Files are
+found through the installed distributions' records (``importlib.metadata``), never at fixed paths, so the
+wheels work from a venv, a ``pip install --target`` folder on ``PYTHONPATH`` or a system site.
+
+ctypes rather than the ``cuda-python`` bindings: five C calls do not justify another dependency, and ctypes
+releases the GIL during each call, so kernels compile on several threads at once.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.metadata as metadata
+from dataclasses import dataclass
+
+from ..ir.diagnostics import CompileError
+
+NVRTC_WHEEL = "nvidia-cuda-nvrtc"
+# Each header wheel and a header that tells which folder of it is the include directory.
+HEADER_WHEELS = (("nvidia-cuda-runtime", "cuda_fp16.h"), ("nvidia-cuda-crt", "crt/mma.h"))
+INSTALL_HINT = 'pip install -e ".[cuda]"'
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """libnvrtc and the include directories, and the versions of the wheels they came from."""
+
+    library: str
+    include_dirs: tuple
+    wheel_versions: tuple  # ((distribution, version), ...): part of every cache key
+
+    def include_options(self) -> tuple:
+        return tuple(f"-I{d}" for d in self.include_dirs)
+
+
+def _files(dist: str) -> list:
+    try:
+        return list(metadata.files(dist) or ())
+    except metadata.PackageNotFoundError:
+        return []
+
+
+def _is_nvrtc_library(name: str) -> bool:
+    """``libnvrtc.so.13`` (Linux) or ``nvrtc64_130_0.dll`` (Windows), not the builtins library beside it."""
+    return "builtins" not in name and (name.startswith("libnvrtc.so") or
+                                       (name.startswith("nvrtc64_") and name.endswith(".dll")))
+
+
+@functools.lru_cache(maxsize=None)
+def find_toolchain() -> Toolchain:
+    """The NVRTC library and headers of the installed wheels; a CompileError naming what is missing (and how
+    to install it) where a wheel or one of its files is absent."""
+    missing, include_dirs, versions = [], [], []
+    libs = [f for f in _files(NVRTC_WHEEL) if _is_nvrtc_library(f.name)]
+    if not libs:
+        missing.append(NVRTC_WHEEL)
+    for dist, marker in HEADER_WHEELS:
+        hits = [f for f in _files(dist) if str(f).replace("\\", "/").endswith("include/" + marker)]
+        if not hits:
+            missing.append(dist)
+            continue
+        path = hits[0].locate()
+        for _ in marker.split("/"):
+            path = path.parent
+        if str(path) not in include_dirs:
+            include_dirs.append(str(path))
+    if missing:
+        raise CompileError(f"NVRTC needs the pip wheels {', '.join(missing)} (not installed in this Python "
+                           f"environment): run `{INSTALL_HINT}`")
+    for dist in (NVRTC_WHEEL, *(d for d, _ in HEADER_WHEELS)):
+        versions.append((dist, metadata.version(dist)))
+    return Toolchain(str(sorted(libs, key=str)[0].locate()), tuple(include_dirs), tuple(versions))
+
+
+def nvrtc_options(sm_arch: str, toolchain: Toolchain | None = None) -> tuple:
+    """The options CuPy gives NVRTC for a ``RawModule`` (``cupy/_core/core.pyx::assemble_cupy_compiler_options``
+    and ``cupy/cuda/compiler.py``: C++17, flush-to-zero, a cubin for the device's ``sm_XX``, functions
+    device-side by default), and ``-I`` for the wheels' headers. CuPy's own include folders (its CCCL copy and
+    ``cupy/_core/include``) are left out: no tilec kernel includes a header from them. Shared by
+    ``--check-nvrtc`` and the cupy runtime, so the GPU compiles what CI checked."""
+    toolchain = toolchain or find_toolchain()
+    return ("--std=c++17", "-ftz=true", f"-arch={sm_arch}", "--device-as-default-execution-space",
+            *toolchain.include_options())
+
+
+class NvrtcLibrary:
+    """The NVRTC C API through ctypes (one instance per library path: :func:`load_library`)."""
+
+    def __init__(self, path: str):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError as e:
+            raise CompileError(f"cannot load NVRTC from {path} ({e}): reinstall with `{INSTALL_HINT}`") from None
+        p, c, i, sz = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t
+        sigs = {"nvrtcVersion": [ctypes.POINTER(i), ctypes.POINTER(i)],
+                "nvrtcCreateProgram": [ctypes.POINTER(p), c, c, i, ctypes.POINTER(c), ctypes.POINTER(c)],
+                "nvrtcCompileProgram": [p, i, ctypes.POINTER(c)],
+                "nvrtcGetProgramLogSize": [p, ctypes.POINTER(sz)], "nvrtcGetProgramLog": [p, c],
+                "nvrtcGetCUBINSize": [p, ctypes.POINTER(sz)], "nvrtcGetCUBIN": [p, c],
+                "nvrtcDestroyProgram": [ctypes.POINTER(p)]}
+        for name, args in sigs.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, ctypes.c_int
+        lib.nvrtcGetErrorString.argtypes, lib.nvrtcGetErrorString.restype = [ctypes.c_int], ctypes.c_char_p
+        self.lib = lib
+        major, minor = i(), i()
+        self._check(lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
+        self.version = f"{major.value}.{minor.value}"
+
+    def _check(self, status: int, call: str) -> None:
+        if status != 0:
+            raise RuntimeError(f"{call}: {self.lib.nvrtcGetErrorString(status).decode()}")
+
+    def compile(self, source: str, filename: str, options: tuple) -> tuple:
+        """Compile ``source``; ``(ok, log, cubin bytes or None)``. ``ok`` is False when NVRTC rejects the
+        source (the log says why); a failure of NVRTC itself raises RuntimeError."""
+        lib, prog = self.lib, ctypes.c_void_p()
+        self._check(lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), filename.encode(), 0, None, None),
+                    "nvrtcCreateProgram")
+        try:
+            opts = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
+            status = lib.nvrtcCompileProgram(prog, len(options), opts)
+            log = self._read(prog, lib.nvrtcGetProgramLogSize, lib.nvrtcGetProgramLog, "log")
+            if status == 6:  # NVRTC_ERROR_COMPILATION: the source is at fault, the log has the errors
+                return False, log.decode(errors="replace").rstrip("\0"), None
+            self._check(status, "nvrtcCompileProgram")
+            cubin = self._read(prog, lib.nvrtcGetCUBINSize, lib.nvrtcGetCUBIN, "cubin")
+            return True, log.decode(errors="replace").rstrip("\0"), cubin
+        finally:
+            lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+    def _read(self, prog, size_fn, read_fn, what: str) -> bytes:
+        size = ctypes.c_size_t()
+        self._check(size_fn(prog, ctypes.byref(size)), f"nvrtc size of {what}")
+        buf = ctypes.create_string_buffer(size.value)
+        if size.value:
+            self._check(read_fn(prog, buf), f"nvrtc read {what}")
+        return buf.raw
+
+
+@functools.lru_cache(maxsize=None)
+def load_library(path: str) -> NvrtcLibrary:
+    return NvrtcLibrary(path)
