@@ -1,117 +1,116 @@
-"""GPU check: compile every sample model, run it on the GPU (cupy backend) and against the numpy reference,
-and print a markdown table (model, kernels, launches, max abs error, median latency of the whole plan).
+"""``make gpu-check``: every sample and small zoo model compiled by tilec, run on the GPU (CuPy) and compared
+with onnxruntime (relative tolerance), then timed hot and cold (L2 flushed).
 
-    PYTHONPATH=src python scripts/gpu_check.py OUT_DIR [--models 'samples/*.onnx'] [--runs 20] [--dry-run]
+    PYTHONPATH=src python scripts/gpu_check.py OUT_DIR [--models GLOB ...] [--zoo small|none] [--runs 20]
+                                               [--jobs N] [--row-timeout S] [--budget S] [--tol T] [--dry-run]
 
-Needs only numpy, onnx, lark and (for the GPU) CuPy: no click, no network. ``--dry-run`` does everything
-with the emu backend instead of the GPU, so the script itself is tested where there is no GPU. Writes
-OUT_DIR/gpu_check.md and OUT_DIR/gpu_check.json; exits 1 when any model fails or is off by more than --tol.
+Each model is a row run in its own process with a timeout (``tilec.bench.rowrun``); the whole budget is printed
+before anything runs; each row is appended to OUT_DIR/gpu_check.md and OUT_DIR/gpu_check.jsonl as it finishes,
+so a crash or hang costs one row and the table says which and why; OUT_DIR/gpu_check.json holds every row at the
+end. Rows run ``--jobs`` at a time (correctness first: the timings of parallel rows are indicative only, see
+``make gpu-bench`` for fair ones). ``--dry-run`` runs the same path with the emu backend instead of the GPU.
+Exits 1 when any row is not ok.
 """
 from __future__ import annotations
 
 import argparse
 import glob
 import json
+import os
+import shutil
 import sys
 import time
-import traceback
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parent.parent
+for _p in (ROOT / "src", ROOT):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from tilec.bench import gpu_report as rep  # noqa: E402
+from tilec.bench.journal import Journal  # noqa: E402
+from tilec.bench.rowrun import Row, run_row  # noqa: E402
+from tilec.bench.runplan import Budget, run_rows  # noqa: E402
+
+SAMPLES = ["samples/*.onnx", "samples/parallel/*.onnx", "samples/control/*.onnx"]
+COLUMNS = ["model", "status", "rel err", "kernels", "launches", "host ops", "hot ms", "cold ms (L2 flushed)",
+           "graph", "compile s", "row s"]
 
 
-def random_inputs(plan: dict, seed: int = 0) -> dict:
-    from tilec.ir.types import np_dtype
-    rng = np.random.default_rng(seed)
-    buffers = {b["name"]: b for b in plan["buffers"]}
-    out = {}
-    for i in plan["inputs"]:
-        b = buffers[i["buffer"]]
-        if b["dtype"] in ("f16", "bf16", "f32", "f64"):
-            out[i["name"]] = rng.standard_normal(b["shape"]).astype(np_dtype(b["dtype"]))
-        elif b["dtype"] == "bool":
-            out[i["name"]] = rng.random(b["shape"]) > 0.5
-        else:  # ids, indices: small non-negative values are valid for every sample model
-            out[i["name"]] = rng.integers(0, 4, size=b["shape"]).astype(np_dtype(b["dtype"]))
+def models(args) -> list[tuple[str, str]]:
+    """(name, path) of every sample matching the globs, then the small zoo (built into OUT/zoo)."""
+    out = [(Path(p).stem, p) for g in args.models for p in sorted(glob.glob(str(ROOT / g) if not
+                                                                         os.path.isabs(g) else g))]
+    if args.zoo == "small":
+        from samples.models import ZOO
+        from samples.models.build_zoo import build_one
+        for name in ZOO:
+            out.append((f"zoo/{name}", build_one(name, "small", str(args.out / "zoo"))[0]))
     return out
 
 
-def check_model(model: Path, out: Path, backend: str, runs: int, cuda_graph: bool, check_ptx: bool) -> dict:
-    from tilec.driver import compile_model, load_target, make_executor
-    from tilec.runtime.executor import median
-    from tilec.runtime.interpreter import run_module
-    build = out / "builds" / model.stem
-    t0 = time.perf_counter()
-    compile_model(str(model), str(build), pipeline="default", check_ptx=check_ptx)
-    compile_s = time.perf_counter() - t0
-    plan = json.loads((build / "plan.json").read_text())
-    report = json.loads((build / "report.json").read_text())
-    inputs = random_inputs(plan)
-    want = run_module(load_target(str(build)), inputs)
-    ex = make_executor(str(build), backend)
-    got = ex.run(inputs)
-    err = max((float(np.max(np.abs(got[k].astype(np.float64) - want[k].astype(np.float64)), initial=0.0))
-               for k in want), default=0.0)
-    times = ex.time(inputs, repeat=runs, warmup=1 if runs else 0,
-                    cuda_graph=cuda_graph and not plan["host_ops"]) if runs else []
-    run = ex.report()
-    return {"model": model.name, "ok": True, "kernels": report["totals"]["kernels"],
-            "launches": run["totals"]["launches"], "host_ops": len(plan["host_ops"]), "max_abs_err": err,
-            "median_ms": median(times) * 1e3 if times else None, "compile_s": round(compile_s, 3),
-            "global_bytes": run["totals"]["global_bytes"],
-            "global_bytes_modelled": report["totals"]["global_bytes_modelled"],
-            "lower_bound_bytes": report["totals"]["lower_bound_bytes"]}
-
-
-def table(rows: list, backend: str, runs: int) -> str:
-    head = (f"| model | kernels | launches | host ops | max abs err | median ms ({backend}, {runs} runs) | "
-            "compile s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    lines = [head]
-    for r in rows:
-        if not r["ok"]:
-            lines.append(f"| {r['model']} | FAILED: {r['error']} | | | | | |")
-            continue
-        ms = f"{r['median_ms']:.3f}" if r["median_ms"] is not None else "-"
-        lines.append(f"| {r['model']} | {r['kernels']} | {r['launches']} | {r['host_ops']} | "
-                     f"{r['max_abs_err']:.2e} | {ms} | {r['compile_s']:.2f} |")
-    return "\n".join(lines) + "\n"
+def cells(r: dict) -> list:
+    graph = {True: "yes", False: "no"}.get(r.get("cuda_graph"), "-")
+    return [r["model"], rep.status(r), rep.num(r.get("rel_err")), r.get("kernels"), r.get("launches"),
+            r.get("host_ops"), rep.ms(r, "hot_ms"), rep.ms(r, "cold_ms"), graph, r.get("compile_s"), r.get("seconds")]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out", help="folder for builds, gpu_check.md and gpu_check.json")
-    ap.add_argument("--models", default="samples/*.onnx", help="glob of ONNX models")
-    ap.add_argument("--runs", type=int, default=20, help="timed runs per model (median reported)")
-    ap.add_argument("--tol", type=float, default=1e-3, help="max abs error allowed against numpy")
-    ap.add_argument("--cuda-graph", action="store_true", help="time CUDA-graph replays (plans without host ops)")
-    ap.add_argument("--check-ptx", action="store_true", help="also compile every kernel with nvcc (needs nvcc)")
-    ap.add_argument("--dry-run", action="store_true", help="use the emu backend instead of the GPU")
+    ap.add_argument("out", type=Path, help="folder for builds and gpu_check.md / .jsonl / .json")
+    ap.add_argument("--models", nargs="+", default=SAMPLES, metavar="GLOB", help="ONNX globs (default: samples)")
+    ap.add_argument("--zoo", choices=["small", "none"], default="small", help="add the small zoo models")
+    ap.add_argument("--pipeline", default="default")
+    ap.add_argument("--runs", type=int, default=20, help="timed runs, hot and cold each (median reported)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--tol", type=float, default=1e-3, help="max |err| / max(1, max |onnxruntime|)")
+    ap.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1))
+    ap.add_argument("--row-timeout", type=float, default=150.0, help="seconds per model")
+    ap.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check")
+    ap.add_argument("--dry-run", action="store_true", help="emu backend instead of the GPU, one timed run")
     args = ap.parse_args(argv)
-    backend = "emu" if args.dry_run else "cupy"
-    runs = min(args.runs, 1) if args.dry_run else args.runs  # the emulator is slow; one timing run proves the path
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    models = sorted(Path(p) for p in glob.glob(args.models))
-    if not models:
-        print(f"gpu_check: no models match '{args.models}'", file=sys.stderr)
+    t0 = time.perf_counter()
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    backend, device = ("emu", "cpu") if args.dry_run else ("cupy", "cuda")
+    runs, warmup = (1, 0) if args.dry_run else (args.runs, args.warmup)
+    found = models(args)
+    if not found:
+        print(f"gpu_check: no models match {args.models}", file=sys.stderr)
         return 2
     rows = []
-    for model in models:
-        print(f"gpu_check: {model} ...", file=sys.stderr, flush=True)
-        try:
-            row = check_model(model, out, backend, runs, args.cuda_graph, args.check_ptx)
-            if not row["max_abs_err"] <= args.tol:
-                row.update(ok=False, error=f"max abs err {row['max_abs_err']:.3e} > {args.tol}")
-        except Exception as e:  # noqa: BLE001 - one broken model must not hide the others' results
-            (out / f"{model.stem}.error.txt").write_text(traceback.format_exc())
-            row = {"model": model.name, "ok": False, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
-        rows.append(row)
-    text = table(rows, backend, runs)
-    (out / "gpu_check.md").write_text(text)
-    (out / "gpu_check.json").write_text(json.dumps({"backend": backend, "runs": runs, "models": rows},
-                                                   indent=2, sort_keys=True) + "\n")
-    print(text, end="")
-    return 0 if all(r["ok"] for r in rows) else 1
+    for name, path in found:
+        build = args.out / "builds" / name.replace("/", "__")
+        shutil.rmtree(build, ignore_errors=True)  # never time a stale build
+        rows.append(Row(f"tilec/{name}", {"kind": "tilec", "model": str(path), "build": str(build),
+                                          "pipeline": args.pipeline, "backend": backend, "runs": runs,
+                                          "warmup": warmup, "tol": args.tol}, args.row_timeout, {"model": name}))
+    probe = Row("probe", {"kind": "probe", "device": device}, 60.0, {"model": "probe"})
+    budget = Budget(args.budget, [("probe", [probe], 1), ("models", rows, args.jobs)])
+    print(budget.plan("gpu_check"), flush=True)
+    machine = run_row(probe, args.out / "rows", ROOT, timeout=probe.timeout)
+    print(rep.machine_line(machine), flush=True)
+    journal = Journal(args.out / "gpu_check.md", args.out / "gpu_check.jsonl", COLUMNS)
+    journal.start([f"# GPU check ({'dry run, emu backend' if args.dry_run else backend})", "",
+                   "```sh", " ".join(["python", "scripts/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
+                   "```", "", rep.machine_line(machine), "", "```", budget.plan("gpu_check"), "```", "",
+                   f"Correctness: tilec ({args.pipeline} pipeline) vs onnxruntime on the CPU, same seeded inputs; "
+                   f"*rel err* = max |err| / max(1, max |onnxruntime|), ok when <= {args.tol:g}. {rep.TIMING_NOTE} "
+                   f"{runs} runs each after {warmup} warm-up; {args.jobs} rows at a time, so timings here are "
+                   "indicative (`make gpu-bench` times one thing at a time)."])
+
+    def done(r: dict) -> None:
+        journal.append(r, cells(r))
+        print(f"gpu_check: {r['model']}: {r['status']} {r.get('error') or ''} ({r.get('seconds')}s)", flush=True)
+
+    results = run_rows(rows, args.jobs, budget, args.out / "rows", ROOT, done)
+    bad = [r for r in results if r["status"] != "ok"]
+    journal.write([f"{len(results) - len(bad)}/{len(results)} ok in {time.perf_counter() - t0:.0f}s."
+                   + (f" Not ok: {', '.join(r['model'] for r in bad)}." if bad else "")])
+    (args.out / "gpu_check.json").write_text(json.dumps({"backend": backend, "machine": machine, "models": results},
+                                                        indent=1, sort_keys=True, default=float) + "\n")
+    print((args.out / "gpu_check.md").read_text(), end="")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class GPUSpec:
     max_cluster_blocks: int = 1              # portable thread-block cluster size (sm_90: 8); 1 = no clusters
     sources: str = ""
     dram_bytes_per_s_measured: float = 0.0
+    tf32_tensor_flops: float = 0.0           # dense TF32 tensor-core peak (0 where the GPU has none, e.g. V100)
 
     @property
     def smem_bytes_per_s(self) -> float:
@@ -56,7 +57,8 @@ class GPUSpec:
 
     def tensor_core_flops(self, dtype: str) -> float:
         """Tensor-core peak for ``dtype`` (0 where the GPU has none for it, e.g. bf16 on V100)."""
-        return {"f16": self.fp16_tensor_flops, "bf16": self.bf16_tensor_flops}.get(dtype, 0.0)
+        return {"f16": self.fp16_tensor_flops, "bf16": self.bf16_tensor_flops,
+                "tf32": self.tf32_tensor_flops}.get(dtype, 0.0)
 
     @property
     def sector_bytes(self) -> int:

@@ -1,0 +1,223 @@
+"""The systems ``make gpu-check`` / ``make gpu-bench`` measure, one function per row kind, each run in its own
+process by ``tilec.bench.gpu_row``. Every one checks its outputs against onnxruntime on the CPU first (relative
+error: max |got - want| / max(1, max |want|)), then times with ``tilec.bench.timing.hot_cold``.
+
+* ``tilec``: compile (no ptxas: CuPy loads kernels with NVRTC; ``compile_only`` stops there, ``reuse_build``
+  skips it when the build exists), run on the device, then time the whole plan, replayed as a CUDA graph when it
+  has no host ops; events on the executor's stream.
+* ``ort``: onnxruntime's CUDA provider on a stream we own (``user_compute_stream``), inputs and outputs bound on
+  the device (I/O binding); events on that stream around ``run_with_iobinding``.
+* ``torch``: the ONNX graph op by op with torch ops (``tilec.bench.torch_onnx``), eager or ``torch.compile``
+  (``mode`` is passed through: ``max-autotune-no-cudagraphs``, ``max-autotune`` = with CUDA graphs).
+* ``cublas``: ``torch.matmul`` on square matrices in f32, tf32, f16 or bf16, against the spec's peak.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .measure import max_abs_err, onnx_feeds
+from .timing import CupyClock, TorchClock, WallClock, cupy_flush, host_flush, hot_cold, torch_flush
+
+
+class Skip(Exception):
+    """The row cannot run here (a package or the GPU is missing): recorded as ``skipped``, not ``failed``."""
+
+
+def reference(model: str) -> tuple[dict, dict]:
+    """(feeds, onnxruntime CPU outputs): the ground truth every system is compared with."""
+    import onnxruntime as ort
+    feeds = onnx_feeds(model)
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    return feeds, dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+
+def rel_err(got: dict, want: dict) -> float:
+    scale = max([1.0] + [float(np.max(np.abs(np.asarray(v, np.float64)), initial=0.0)) for v in want.values()])
+    return max_abs_err(got, want) / scale
+
+
+def l2_bytes(spec: dict, device_value: int | None) -> int:
+    """The device's L2 size when it reports one, else the arch spec's."""
+    if device_value:
+        return int(device_value)
+    from ..analysis.hardware import get_arch
+    return get_arch(spec.get("arch", "h200")).l2_bytes
+
+
+def tilec(spec: dict, row: dict) -> None:
+    from ..driver import compile_model, make_executor
+    row["step"] = "compile"
+    if not (spec.get("reuse_build") and Path(spec["build"], "plan.json").is_file()):
+        t0 = time.perf_counter()
+        compile_model(spec["model"], spec["build"], pipeline=spec["pipeline"])
+        row["compile_s"] = round(time.perf_counter() - t0, 2)
+    if spec.get("compile_only"):
+        return
+    row["step"] = "reference"
+    feeds, want = reference(spec["model"])
+    plan = json.loads(Path(spec["build"], "plan.json").read_text())
+    row["step"] = "run"
+    ex = make_executor(spec["build"], spec["backend"])
+    row["rel_err"] = rel_err(ex.run(feeds), want)
+    totals = ex.report()["totals"]
+    report = json.loads(Path(spec["build"], "report.json").read_text())
+    row.update(kernels=report["totals"]["kernels"], launches=totals["launches"], host_ops=len(plan["host_ops"]))
+    row["step"] = "time"
+    ex.set_inputs(feeds)
+    fn = lambda: ex.run_steps(timed=False, poison=False)  # noqa: E731
+    if spec["backend"] == "cupy":
+        import cupy
+        clock = CupyClock(ex.device.stream)
+        flush = cupy_flush(ex.device.stream, l2_bytes(spec, cupy.cuda.Device().attributes.get("L2CacheSize")))
+        row["cuda_graph"] = False
+        if not plan["host_ops"]:
+            try:
+                graph = ex.device.capture(fn)
+                fn = lambda: ex.device.replay(graph)  # noqa: E731
+                row["cuda_graph"] = True
+            except Exception as e:  # noqa: BLE001 - plain launches are still worth timing
+                row["graph_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+    else:
+        clock, flush = WallClock(), host_flush(l2_bytes(spec, None))
+    row.update(hot_cold(fn, clock, flush, spec["runs"], spec["warmup"]))
+
+
+def ort(spec: dict, row: dict) -> None:
+    import onnxruntime
+    row["step"] = "reference"
+    feeds, want = reference(spec["model"])
+    row["step"] = "session"
+    cuda = spec["device"] == "cuda"
+    if cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise Skip(f"no CUDAExecutionProvider (providers: {onnxruntime.get_available_providers()})")
+    clock, flush, dev = WallClock(), host_flush(l2_bytes(spec, None)), "cpu"
+    providers = ["CPUExecutionProvider"]
+    if cuda:
+        import cupy
+        stream = cupy.cuda.Stream(non_blocking=True)
+        opts = {"user_compute_stream": str(stream.ptr), "has_user_compute_stream": "1"}
+        providers = [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+        clock, dev = CupyClock(stream), "cuda"
+        flush = cupy_flush(stream, l2_bytes(spec, cupy.cuda.Device().attributes.get("L2CacheSize")))
+    sess = onnxruntime.InferenceSession(spec["model"], providers=providers)
+    row["provider"] = sess.get_providers()[0]
+    if cuda:
+        got = sess.get_provider_options().get("CUDAExecutionProvider", {}).get("user_compute_stream", "")
+        row["stream"] = "ours" if got == str(stream.ptr) else f"onnxruntime's (asked {stream.ptr}, got {got!r})"
+    io = sess.io_binding()
+    for k, v in feeds.items():
+        io.bind_ortvalue_input(k, onnxruntime.OrtValue.ortvalue_from_numpy(v, dev, 0))
+    outs = [o.name for o in sess.get_outputs()]
+    for o in outs:
+        io.bind_output(o, dev)
+    row["step"] = "run"
+    sess.run_with_iobinding(io)
+    row["rel_err"] = rel_err(dict(zip(outs, io.copy_outputs_to_cpu())), want)
+    row["step"] = "time"
+    row.update(hot_cold(lambda: sess.run_with_iobinding(io), clock, flush, spec["runs"], spec["warmup"]))
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise Skip("torch not installed") from None
+    return torch
+
+
+def torch_model(spec: dict, row: dict) -> None:
+    import onnx
+    torch = _torch()
+    from .torch_onnx import TorchGraph
+    row["step"] = "reference"
+    feeds, want = reference(spec["model"])
+    cuda = spec["device"] == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise Skip("torch sees no CUDA device")
+    dev = "cuda" if cuda else "cpu"
+    row["step"] = "convert"
+    g = TorchGraph(onnx.load(spec["model"]), dev)
+    xs = {k: torch.from_numpy(v).to(dev) for k, v in feeds.items()}
+    call = lambda: g(**xs)  # noqa: E731
+    mode = spec["mode"]
+    with torch.inference_mode():
+        if mode != "eager":
+            row["step"] = "torch.compile"
+            call = _compiled(torch, g, xs, mode, row, cuda)
+        row["step"] = "run"
+        got = {n: t.float().cpu().numpy() for n, t in zip(g.outputs, call())}
+        row["rel_err"] = rel_err(got, want)
+        row["step"] = "time"
+        clock = TorchClock() if cuda else WallClock()
+        flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
+            host_flush(l2_bytes(spec, None))
+        row.update(hot_cold(call, clock, flush, spec["runs"], spec["warmup"]))
+
+
+def _compiled(torch, g, xs: dict, mode: str, row: dict, cuda: bool):
+    """``torch.compile(mode=mode)`` of the graph, compiled by a first call (its time is ``compile_s``). Inductor's
+    attention pattern matcher has failed on these graphs (a 0-d scale, BERT's mask broadcast): retried without."""
+    import torch._inductor.config as inductor_config
+    errors = []
+    for matcher in (True, False):
+        try:
+            torch._dynamo.reset()
+            inductor_config.pattern_matcher = matcher
+            fn = torch.compile(lambda **kw: g(**kw), mode=mode)
+            graphs = cuda and mode in ("max-autotune", "reduce-overhead")
+            t0 = time.perf_counter()
+            fn(**xs)
+            if cuda:
+                torch.cuda.synchronize()
+            row.update(compile_s=round(time.perf_counter() - t0, 1), pattern_matcher=matcher, cuda_graph=graphs)
+            if errors:
+                row["first_error"] = errors[0]
+
+            def call():
+                if graphs:  # CUDA-graph trees: a new iteration (the previous outputs may be overwritten)
+                    torch.compiler.cudagraph_mark_step_begin()
+                return fn(**xs)
+            return call
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
+    raise RuntimeError("; ".join(errors))
+
+
+TOLERANCE = {"f32": 1e-4, "tf32": 5e-3, "f16": 1e-2, "bf16": 2e-2}  # relative, vs an f64 product
+
+
+def cublas(spec: dict, row: dict) -> None:
+    torch = _torch()
+    from ..analysis.hardware import get_arch
+    cuda = spec["device"] == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise Skip("torch sees no CUDA device")
+    dev, n, dtype = ("cuda" if cuda else "cpu"), spec["n"], spec["dtype"]
+    torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    tdt = {"f32": torch.float32, "tf32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    gen = torch.Generator(device=dev).manual_seed(0)
+    a = torch.randn(n, n, device=dev, dtype=tdt, generator=gen)
+    b = torch.randn(n, n, device=dev, dtype=tdt, generator=gen)
+    c = torch.empty(n, n, device=dev, dtype=tdt)
+    fn = lambda: torch.matmul(a, b, out=c)  # noqa: E731
+    row["step"] = "run"
+    fn()
+    rows = min(n, 256)
+    want = a[:rows].double() @ b.double()
+    row["rel_err"] = float((c[:rows].double() - want).abs().max() / want.abs().max())
+    row["tol"] = TOLERANCE[dtype]
+    row["step"] = "time"
+    clock = TorchClock() if cuda else WallClock()
+    flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
+        host_flush(l2_bytes(spec, None))
+    row.update(hot_cold(fn, clock, flush, spec["runs"], spec["warmup"]))
+    hw = get_arch(spec.get("arch", "h200"))
+    peak = hw.fp32_flops if dtype == "f32" else hw.tensor_core_flops(dtype)
+    flops = 2.0 * n ** 3
+    row.update(gflop=flops / 1e9, peak_tflops=peak / 1e12,
+               hot_tflops=flops / (row["hot_ms"] * 1e-3) / 1e12, cold_tflops=flops / (row["cold_ms"] * 1e-3) / 1e12)
+    row["hot_pct_peak"] = 100 * row["hot_tflops"] * 1e12 / peak if peak else None
