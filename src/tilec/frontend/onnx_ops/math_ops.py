@@ -54,6 +54,16 @@ def binary(ctx, node):
     return _emit(ctx, BINARY[node.op_type], [a, b])
 
 
+@converter("Mod", since=10)
+def mod(ctx, node):
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    _unify(ctx, node, [a, b])
+    fmod = int(ctx.attr(node, "fmod", 0))
+    if fmod not in (0, 1):
+        raise ctx.error(node, f"Mod fmod must be 0 or 1, not {fmod}")
+    return _emit(ctx, "mod", [a, b], {"fmod": fmod})
+
+
 @converter(*VARIADIC)
 def variadic(ctx, node):
     values = [v for v in _inputs(ctx, node) if v is not None]

@@ -216,6 +216,26 @@ def gather_elements(ctx, node):
     return ctx.emit("graph.gather_elements", [data, ctx.input(node, 1)], {"axis": axis})
 
 
+@converter("GatherND", since=11)
+def gather_nd(ctx, node):
+    batch_dims = int(ctx.attr(node, "batch_dims", 0))
+    return ctx.emit("graph.gather_nd", [ctx.input(node, 0), ctx.input(node, 1)], {"batch_dims": batch_dims})
+
+
+# The opset that introduced each ScatterND reduction.
+_SCATTER_ND_SINCE = {"none": 11, "add": 16, "mul": 16, "max": 18, "min": 18}
+
+
+@converter("ScatterND", since=11)
+def scatter_nd(ctx, node):
+    reduction = ctx.attr(node, "reduction", "none")
+    if ctx.opset < _SCATTER_ND_SINCE.get(reduction, 1 << 30):
+        raise ctx.error(node, f"ScatterND reduction '{reduction}' is not one of opset {ctx.opset}'s: "
+                              + ", ".join(r for r, v in _SCATTER_ND_SINCE.items() if v <= ctx.opset))
+    values = [ctx.input(node, i) for i in range(3)]
+    return ctx.emit("graph.scatter_nd", values, {"reduction": reduction})
+
+
 @converter("Expand", since=8)
 def expand(ctx, node):
     from ...ir.dialects.graph_math import broadcast_shapes

@@ -152,6 +152,51 @@ def _gather_elements(types, attrs):
     return [data.with_shape(idx.shape)]
 
 
+def gather_nd_shape(data_shape, indices_shape, batch_dims: int) -> tuple:
+    """GatherND's result shape (``indices.shape[:-1] + data.shape[batch_dims + k:]``, k the index tuple
+    length); ValueError when the operands do not fit together."""
+    r, q, b = len(data_shape), len(indices_shape), batch_dims
+    if q < 1 or r < 1:
+        raise ValueError("data and indices must have rank 1 or more")
+    if not 0 <= b < min(q, r):
+        raise ValueError(f"batch_dims {b} must be below the ranks of data ({r}) and indices ({q})")
+    if tuple(data_shape[:b]) != tuple(indices_shape[:b]):
+        raise ValueError(f"the first {b} dims of data {list(data_shape)} and indices {list(indices_shape)} differ")
+    k = indices_shape[-1]
+    if not 1 <= k <= r - b:
+        raise ValueError(f"index tuples of length {k} do not fit data of rank {r} with batch_dims {b}")
+    return tuple(indices_shape[:-1]) + tuple(data_shape[b + k:])
+
+
+@result_rule("gather_nd")
+def _gather_nd(types, attrs):
+    data, idx = types[0], types[1]
+    if idx.dtype != "i64":
+        raise ValueError(f"indices must be i64, not {idx.dtype}")
+    return [data.with_shape(gather_nd_shape(data.shape, idx.shape, int(attrs.get("batch_dims", 0))))]
+
+
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
+@result_rule("scatter_nd")
+def _scatter_nd(types, attrs):
+    data, idx, upd = types[0], types[1], types[2]
+    if idx.dtype != "i64":
+        raise ValueError(f"indices must be i64, not {idx.dtype}")
+    if upd.dtype != data.dtype:
+        raise ValueError(f"updates ({upd.dtype}) and data ({data.dtype}) have different element types")
+    if attrs.get("reduction", "none") not in SCATTER_REDUCTIONS:
+        raise ValueError(f"unknown reduction '{attrs.get('reduction')}'")
+    k = idx.shape[-1] if idx.rank else 0
+    if idx.rank < 1 or not 1 <= k <= data.rank:
+        raise ValueError(f"indices {list(idx.shape)} do not index data of rank {data.rank}")
+    want = tuple(idx.shape[:-1]) + tuple(data.shape[k:])
+    if tuple(upd.shape) != want:
+        raise ValueError(f"updates have shape {list(upd.shape)}, expected {list(want)}")
+    return [data]
+
+
 @result_rule("expand")
 def _expand(types, attrs):
     x = types[0]

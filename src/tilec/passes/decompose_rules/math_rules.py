@@ -49,6 +49,27 @@ def _binary(b, op, attrs):
     return elementwise(b, op, _BINARY[op.name], z=lit(0, op.operands[0].type.dtype))
 
 
+@decomposition("graph.mod")
+def _mod(b, op, attrs):
+    """C's remainder (``%``: fmod on floats, truncating on ints), moved to the divisor's sign for fmod = 0
+    as numpy's mod does (a zero takes the divisor's sign). An integer divisor of 0 or -1 is read as 1 (the
+    remainder is 0 either way), so no kernel divides by zero or overflows on INT_MIN % -1."""
+    dt = op.result.type.dtype
+    z = lit(0, dt)
+    if dt in FLOAT_DTYPES:
+        r = "({0} % {1})"
+    elif dt in ("u8", "bool"):
+        r = f"({{0}} % select({{1}} == {z}, 1, {{1}}))"
+    else:
+        r = f"({{0}} % select({{1}} == {z} || {{1}} == (-1), 1, {{1}}))"
+    if int(attrs.get("fmod", 0)):
+        return elementwise(b, op, r)
+    moved = f"select(({r} < {z}) != ({{1}} < {z}), {r} + {{1}}, {r})"
+    if dt not in FLOAT_DTYPES:
+        return elementwise(b, op, f"select({r} != {z}, {moved}, {z})")
+    return elementwise(b, op, f"select({r} != {z}, {moved}, select({{1}} < {z}, -{z}, {z}))")
+
+
 @decomposition("graph.min", "graph.max", "graph.sum", "graph.mean")
 def _variadic(b, op, attrs):
     n = len(op.operands)

@@ -55,6 +55,16 @@ def div(i, a):
         return _same(x, x / y)
 
 
+@reference("graph.mod")
+def mod(i, a):
+    """numpy's mod (the divisor's sign) or fmod (the dividend's), as ONNX's reference; an integer
+    remainder by 0 is 0 (numpy's result, without its warning)."""
+    x, y = i
+    fn = np.fmod if int(a.get("fmod", 0)) else np.mod
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _same(x, fn(x, y))
+
+
 @reference("graph.pow")
 def pow_(i, a):
     x, y = i

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir.dialects.graph_shape import pad_widths, slice_params
+from ...ir.dialects.graph_shape import gather_nd_shape, pad_widths, slice_params
 from . import reference
 
 
@@ -79,6 +79,49 @@ def gather_elements(inputs, attrs):
     if np.any((idx < -n) | (idx >= n)):
         raise ValueError(f"gather_elements index out of range for axis {axis} of size {n}")
     return [np.take_along_axis(data, np.where(idx < 0, idx + n, idx).astype(np.int64), axis=axis)]
+
+
+def _nd_tuples(idx: np.ndarray, dims, what: str) -> np.ndarray:
+    """Index tuples (last axis of ``idx``) with negative entries wrapped; ValueError when one is out of
+    range of ``dims``."""
+    dims = np.asarray(dims, dtype=np.int64)
+    idx = idx.astype(np.int64)
+    if np.any((idx < -dims) | (idx >= dims)):
+        raise ValueError(f"{what} index out of range for dims {dims.tolist()}")
+    return np.where(idx < 0, idx + dims, idx)
+
+
+@reference("graph.gather_nd")
+def gather_nd(inputs, attrs):
+    data, idx = inputs[0], inputs[1]
+    b = int(attrs.get("batch_dims", 0))
+    k = idx.shape[-1]
+    idx = _nd_tuples(idx, data.shape[b:b + k], "gather_nd")
+    batch = int(np.prod(data.shape[:b], dtype=np.int64))
+    flat_data = data.reshape((batch,) + data.shape[b:])
+    flat_idx = idx.reshape(batch, -1, k)
+    rows = np.arange(batch)[:, None]
+    out = flat_data[(rows,) + tuple(flat_idx[..., j] for j in range(k))]
+    return [np.asarray(out).reshape(gather_nd_shape(data.shape, inputs[1].shape, b))]
+
+
+_SCATTER_UFUNCS = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+@reference("graph.scatter_nd")
+def scatter_nd(inputs, attrs):
+    """Updates applied in index order, so with duplicate tuples the last one wins (``none``) or every
+    one combines (the reductions), as in ONNX's reference."""
+    data, idx, upd = inputs
+    k = idx.shape[-1]
+    idx = _nd_tuples(idx, data.shape[:k], "scatter_nd").reshape(-1, k)
+    upd = upd.reshape((idx.shape[0],) + data.shape[k:])
+    out = np.array(data, copy=True)
+    fn = _SCATTER_UFUNCS.get(attrs.get("reduction", "none"))
+    for i in range(idx.shape[0]):
+        at = tuple(int(j) for j in idx[i])
+        out[at] = upd[i] if fn is None else fn(out[at], upd[i])
+    return [out]
 
 
 @reference("graph.expand")
