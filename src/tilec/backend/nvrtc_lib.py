@@ -125,11 +125,15 @@ class NvrtcLibrary:
             opts = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
             status = lib.nvrtcCompileProgram(prog, len(options), opts)
             log = self._read(prog, lib.nvrtcGetProgramLogSize, lib.nvrtcGetProgramLog, "log")
+            text = log.decode(errors="replace").rstrip("\0")
             if status == 6:  # NVRTC_ERROR_COMPILATION: the source is at fault, the log has the errors
-                return False, log.decode(errors="replace").rstrip("\0"), None
+                return False, text, None
+            if status == 5:  # NVRTC_ERROR_INVALID_OPTION: e.g. an -arch this NVRTC dropped (CUDA 13: sm_70)
+                flags = " ".join(o for o in options if not o.startswith("-I"))
+                raise CompileError(f"NVRTC {self.version} does not accept the options {flags}: {text.strip()}")
             self._check(status, "nvrtcCompileProgram")
             cubin = self._read(prog, lib.nvrtcGetCUBINSize, lib.nvrtcGetCUBIN, "cubin")
-            return True, log.decode(errors="replace").rstrip("\0"), cubin
+            return True, text, cubin
         finally:
             lib.nvrtcDestroyProgram(ctypes.byref(prog))
 

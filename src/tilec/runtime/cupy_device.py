@@ -1,10 +1,16 @@
 """The ``cupy`` device: kernels as ``cupy.RawModule`` functions on a GPU, buffers in device memory, timing
 with CUDA events, everything on one non-blocking stream (so a plan can be captured as a CUDA graph).
 
-Kernels load from the build's ``.cubin`` when ``--check-ptx`` left one, else compile with NVRTC, else nvcc.
+Kernels load from the build's ``.cubin`` when ``--check-ptx`` left one, else compile with NVRTC (the pip
+wheels', as ``--check-nvrtc`` does), else nvcc (:meth:`CupyDevice.load`).
 CuPy has no bfloat16 dtype: bf16 buffers are passed as uint16 (same bytes) and viewed back on the host.
 """
 from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +24,16 @@ SMEM_DEFAULT_LIMIT = 48 * 1024  # above this a kernel must opt in to more dynami
 
 def _device_dtype(dtype: str) -> np.dtype:
     return np.dtype(np.uint16) if dtype == "bf16" else np_dtype(dtype)
+
+
+def _cupy_nvrtc_options() -> tuple:
+    """Options for CuPy's own NVRTC: C++17 and the wheels' include folders where they are installed (CuPy
+    adds -ftz, the arch and the default execution space itself: ``backend/nvrtc_lib.nvrtc_options``)."""
+    from ..backend.nvrtc_lib import find_toolchain
+    try:
+        return ("--std=c++17", *find_toolchain().include_options())
+    except CompileError:
+        return ("--std=c++17",)  # no wheels: CuPy may still find a toolkit's headers
 
 
 class CupyDevice(Device):
@@ -60,19 +76,40 @@ class CupyDevice(Device):
         return raw[offset:offset + n].view(dt).reshape(shape)
 
     def load(self, name, source, cubin=None):
+        """Kernel ``name`` as a CuPy function, from the first way that works: the build's cubin
+        (``--check-ptx``); tilec's NVRTC from the pip wheels with the options ``--check-nvrtc`` checks
+        (``backend/nvrtc.py``: needs neither nvcc nor a CUDA toolkit's headers); CuPy's own NVRTC, given the
+        wheels' include folders; nvcc, only where it is on PATH. A CompileError lists every failure."""
         cp, errors = self.cp, []
         attempts = []
         if cubin is not None:
-            attempts.append(("cubin", lambda: cp.RawModule(path=str(cubin))))
-        attempts.append(("nvrtc", lambda: cp.RawModule(code=source, options=("--std=c++17",), backend="nvrtc")))
-        attempts.append(("nvcc", lambda: cp.RawModule(code=source, options=("-std=c++17",), backend="nvcc")))
+            attempts.append(("cubin", lambda: cp.RawModule(path=str(cubin)).get_function(name)))
+        attempts.append(("nvrtc", lambda: self._nvrtc_function(name, source)))
+        attempts.append(("cupy-nvrtc", lambda: cp.RawModule(code=source, options=_cupy_nvrtc_options(),
+                                                            backend="nvrtc").get_function(name)))
+        if shutil.which("nvcc"):
+            attempts.append(("nvcc", lambda: cp.RawModule(code=source, options=("-std=c++17",),
+                                                          backend="nvcc").get_function(name)))
+        else:
+            errors.append("nvcc: not on PATH")
         for how, make in attempts:
             try:
-                fn = make().get_function(name)  # compiles lazily: errors surface here
-                return fn
+                return make()  # RawModule compiles lazily: get_function is where its errors surface
             except Exception as e:  # noqa: BLE001 - try the next way of building the kernel
                 errors.append(f"{how}: {type(e).__name__}: {str(e).strip()[:2000]}")
         raise CompileError(f"cannot load kernel '{name}' on the GPU:\n" + "\n".join(errors))
+
+    def _nvrtc_function(self, name, source):
+        """Compile with tilec's NVRTC for this GPU's ``sm_XX`` and load the cubin. RawModule takes a path and
+        CuPy memoizes loaded kernels by path, so each cubin is written under its content's hash, in a folder
+        that lives as long as this device."""
+        from ..backend.nvrtc import compile_cubin
+        cubin = compile_cubin(name, source, f"sm_{self.cp.cuda.Device().compute_capability}")
+        if getattr(self, "_cubin_dir", None) is None:
+            self._cubin_dir = tempfile.TemporaryDirectory(prefix="tilec-cubins-")
+        path = Path(self._cubin_dir.name) / f"{hashlib.sha256(cubin).hexdigest()[:32]}.cubin"
+        path.write_bytes(cubin)
+        return self.cp.RawModule(path=str(path)).get_function(name)
 
     def launch(self, kernel, name, grid, block, smem, args, timed=False, concurrent=False):
         # concurrent (a persistent kernel): on a GPU every block of its grid is resident by construction.
