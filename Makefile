@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check fuzz clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench fuzz clean
 
 install: $(STAMP)
 
@@ -37,9 +37,10 @@ bench: install
 	$(BIN)/python -m tilec.analysis.rammer.report samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
 	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
 
-# On a lent GPU machine (no network, no .venv): lark/click come from wheels/, tilec from src/.
+# On a lent GPU machine (no network, no .venv): lark/click come from wheels/ (scripts/gpu_run.sh), tilec from
+# src/. One process per row with a timeout, the table written row by row, the budget (9 min) printed up front.
 gpu-bench:
-	PYTHONPATH=src $(PYTHON) scripts/gpu_bench.py --out docs/benchmarks
+	PYTHON=$(PYTHON) scripts/gpu_run.sh scripts/gpu_bench.py --out docs/benchmarks
 
 # Every full-size zoo model: tilec's numpy interpreter vs onnxruntime -> docs/benchmarks/zoo-full-<date>.md.
 zoo-check: install
@@ -51,8 +52,9 @@ bench-roller: install
 fuzz: install
 	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --ir 10000 --onnx 1000 --seed 0
 
+# Every sample and small zoo model on the GPU vs onnxruntime, then timed (8 min budget) -> build/gpu_check/.
 gpu-check:
-	scripts/gpu_check.sh build/gpu_check --runs 20
+	PYTHON=$(PYTHON) scripts/gpu_check.sh build/gpu_check --runs 20
 
 lint: install
 	$(BIN)/python -m compileall -q src tests samples

@@ -1,238 +1,49 @@
-"""``make gpu-bench``: GPU latency of tilec against onnxruntime, PyTorch eager and torch.compile, plus a GEMM
-and conv roofline check against CuPy/cuBLAS. Writes OUT/gpu-DATE.md and OUT/gpu-DATE.json.
+"""``make gpu-bench``: GPU latency of tilec against onnxruntime (CUDA provider), PyTorch eager, torch.compile
+(without and with CUDA graphs) and cuBLAS, every system timed the same way (``tilec.bench.timing``: CUDA events
+on its stream, warm-up, median of N hot and N cold with the L2 flushed). Writes OUT/gpu-DATE-GPU.md and .jsonl
+row by row, and OUT/gpu-DATE-GPU.json at the end.
 
-    python scripts/gpu_bench.py --out docs/benchmarks [--models NAME ...] [--size full|small] [--runs 50]
-                                [--pipelines P ...] [--budget 420] [--no-torch-compile] [--dry-run]
+    python scripts/gpu_bench.py --out docs/benchmarks [--models NAME ...] [--size full|small] [--runs 20]
+                                [--pipelines P ...] [--budget 540] [--jobs N] [--no-torch-compile] [--dry-run]
 
-For a lent GPU machine (Python 3.12, CuPy, torch, onnxruntime; no network): lark and click are installed
-from the repository's wheels/ folder when missing, and tilec runs from src/. Per model:
-  * tilec: compile (no ptxas: CuPy loads kernels with NVRTC), run once on the GPU for the max abs error
-    against onnxruntime, then the median of ``--runs`` whole-plan runs timed with CUDA events after warm-up,
-    replayed as a CUDA graph when the plan has no host ops;
-  * onnxruntime: CUDA execution provider when present (else CPU, and the column says so), inputs and
-    outputs bound on the device with IO binding, median wall time of ``session.run_with_iobinding``;
-  * PyTorch: the ONNX graph executed op by op with torch ops and the same weights
-    (``tilec.bench.torch_onnx``; a model with an op it lacks says so), eager and ``torch.compile``,
-    median of CUDA events after warm-up (torch.compile's compile time is reported, not timed).
-Roofline: one MatMul and one 3x3 Conv compiled by tilec, against ``cupy.matmul`` (cuBLAS; for the conv,
-on the implicit-GEMM shape of the same FLOPs) and torch's cuDNN conv when torch is present; each is put
-against the H200 roofline (tilec's hardware spec: peak fp32 and DRAM bandwidth).
+Every row runs in its own process with a timeout (``tilec.bench.rowrun``): a crash or hang costs that row, and
+the table says which and why. The plan (rows, timeouts, worst case, budget) is printed before anything runs.
+Phases: ``probe`` (the GPU and library versions), ``compile`` (tilec builds, ``--jobs`` at a time: CPU only),
+``measure`` (one row at a time: tilec, onnxruntime and torch eager per model, correctness first, then timing;
+tilec's GEMM and conv against the H200 roofline; cuBLAS GEMM in f32, tf32, f16 and bf16 against the spec's
+peaks), ``torch.compile`` (each model and mode in its own process: ``max-autotune-no-cudagraphs`` and
+``max-autotune``, which adds CUDA graphs). Rows not started within ``--budget`` are recorded as skipped.
 
-``--budget`` (seconds, default 7 min on a GPU) keeps the run under 8 minutes: parts not started in time are rows
-that say so. ``--dry-run`` does everything but GPU timing: emu backend, small models, tiny GEMM/conv, one
-timed run, onnxruntime on CPU, torch on CPU when installed (torch.compile only with --torch-compile,
-which costs ~20 s per small model), so this script is
-tested where there is no GPU (tests/bench/test_gpu_bench_dry_run.py).
+``--dry-run`` takes the same path without a GPU: emu backend, small models, onnxruntime and torch on the CPU,
+wall clock, one timed run (tests/bench/test_gpu_bench_dry_run.py).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import json
-import platform
-import statistics
-import subprocess
+import os
+import shutil
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+for _p in (ROOT / "src", ROOT):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
+from tilec.bench import gpu_report as rep  # noqa: E402
+from tilec.bench.journal import Journal  # noqa: E402
+from tilec.bench.rowrun import Row, run_row  # noqa: E402
+from tilec.bench.runplan import Budget, run_rows  # noqa: E402
 
-def ensure_deps() -> None:
-    """lark and click from wheels/ when missing (the GPU machine has no network)."""
-    try:
-        import click  # noqa: F401
-        import lark  # noqa: F401
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links",
-                        str(ROOT / "wheels"), "lark", "click"], check=True)
-    for p in (ROOT, ROOT / "src"):
-        if str(p) not in sys.path:
-            sys.path.insert(0, str(p))
+COLUMNS = ["row", "system", "status", "rel err", "hot ms", "cold ms (L2 flushed)", "detail", "row s"]
+MODES = ["max-autotune-no-cudagraphs", "max-autotune"]
+TIMEOUTS = {"probe": 60, "compile": 240, "tilec": 120, "ort": 90, "torch": 90, "cublas": 60, "torch.compile": 240}
 
-
-def fail(e: BaseException) -> str:
-    first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first[:160]}"
-
-
-class Clock:
-    """The run's deadline: ``left()`` seconds remain; parts check it before they start."""
-
-    def __init__(self, budget: float):
-        self.start, self.budget = time.perf_counter(), budget
-
-    def left(self) -> float:
-        return self.budget - (time.perf_counter() - self.start)
-
-
-# ---- timing ---------------------------------------------------------------------------------------------
-
-def cupy_median_ms(fn, runs: int, warmup: int = 3) -> float:
-    """Median of CUDA-event times of ``fn`` (which launches on the current stream)."""
-    import cupy
-    for _ in range(warmup):
-        fn()
-    cupy.cuda.get_current_stream().synchronize()
-    times = []
-    for _ in range(runs):
-        a, b = cupy.cuda.Event(), cupy.cuda.Event()
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(a, b))
-    return statistics.median(times)
-
-
-def torch_median_ms(fn, runs: int, warmup: int, cuda: bool) -> float:
-    """Median of CUDA-event times (wall time on CPU) of ``fn``."""
-    import torch
-    for _ in range(warmup):
-        fn()
-    if not cuda:
-        return wall_median_ms(fn, runs, 0)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
-
-
-def wall_median_ms(fn, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
-
-
-# ---- one model --------------------------------------------------------------------------------------------
-
-def tilec_cell(model_path: str, build: Path, pipeline: str, feeds: dict, want: dict, args) -> dict:
-    from tilec.bench.measure import max_abs_err
-    from tilec.driver import compile_model, make_executor
-    from tilec.runtime.executor import median
-    t0 = time.perf_counter()
-    compile_model(model_path, str(build), pipeline=pipeline)
-    cell = {"compile_s": round(time.perf_counter() - t0, 2)}
-    plan = json.loads((build / "plan.json").read_text())
-    ex = make_executor(str(build), args.backend)
-    cell["err"] = max_abs_err(ex.run(feeds), want)
-    rep = ex.report()["totals"]
-    cell.update(launches=rep["launches"], host_ops=len(plan["host_ops"]))
-    graph = args.backend == "cupy" and not plan["host_ops"]
-    try:
-        times = ex.time(feeds, repeat=args.runs, warmup=args.warmup, cuda_graph=graph)
-    except Exception as e:  # noqa: BLE001 - a graph capture failure still leaves plain launches to time
-        if not graph:
-            raise
-        cell["graph_error"] = fail(e)
-        graph = False
-        times = ex.time(feeds, repeat=args.runs, warmup=args.warmup)
-    cell.update(ms=median(times) * 1e3, cuda_graph=graph)
-    return cell
-
-
-def ort_cell(model_path: str, feeds: dict, args) -> tuple[dict, dict]:
-    """(outputs on host, timing cell). IO binding keeps host copies out of the timed call."""
-    import onnxruntime as ort
-    want_cuda = not args.dry_run and "CUDAExecutionProvider" in ort.get_available_providers()
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]
-    sess = ort.InferenceSession(model_path, providers=providers)
-    outs = [o.name for o in sess.get_outputs()]
-    want = dict(zip(outs, sess.run(None, feeds)))
-    provider = sess.get_providers()[0]
-    dev = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
-    io = sess.io_binding()
-    for k, v in feeds.items():
-        io.bind_ortvalue_input(k, ort.OrtValue.ortvalue_from_numpy(v, dev, 0))
-    for o in outs:
-        io.bind_output(o, dev)
-    ms = wall_median_ms(lambda: sess.run_with_iobinding(io), args.runs, args.warmup)
-    return want, {"ms": ms, "provider": provider}
-
-
-def torch_cells(model, feeds: dict, want: dict, args, clock: Clock) -> tuple[dict, dict]:
-    from tilec.bench.measure import max_abs_err
-    try:
-        import torch
-    except ImportError:
-        return {"error": "torch not installed"}, {"error": "torch not installed"}
-    from tilec.bench.torch_onnx import TorchGraph
-    cuda = not args.dry_run and torch.cuda.is_available()
-    dev = "cuda" if cuda else "cpu"
-    g = TorchGraph(model, dev)
-    xs = {k: torch.from_numpy(v).to(dev) for k, v in feeds.items()}
-    with torch.inference_mode():
-        got = {n: t.float().cpu().numpy() for n, t in zip(g.outputs, g(**xs))}
-        eager = {"ms": torch_median_ms(lambda: g(**xs), args.runs, args.warmup, cuda),
-                 "err": max_abs_err(got, want)}
-    if args.no_torch_compile or (args.dry_run and not args.torch_compile):
-        return eager, {"error": "skipped (" + ("--no-torch-compile" if args.no_torch_compile else "dry run") + ")"}
-    errors = []
-    # Inductor's attention pattern matcher has failed on these graphs (torch 2.13 on CPU: a 0-d scale
-    # tensor, a mask broadcast in BERT); without it the model still compiles, with fewer fusions.
-    for matcher in (True, False):
-        if clock.left() < 150:
-            errors.append(f"skipped: {clock.left():.0f}s of the budget left")
-            break
-        try:
-            import torch._inductor.config as inductor_config
-            torch._dynamo.reset()
-            inductor_config.pattern_matcher = matcher
-            fn = torch.compile(lambda **kw: g(**kw))
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                fn(**xs)
-                if cuda:
-                    torch.cuda.synchronize()
-                compile_s = time.perf_counter() - t0
-                ms = torch_median_ms(lambda: fn(**xs), args.runs, args.warmup, cuda)
-            return eager, {"ms": ms, "compile_s": round(compile_s, 1), "pattern_matcher": matcher,
-                           **({"first_error": errors[0]} if errors else {})}
-        except Exception as e:  # noqa: BLE001
-            errors.append(fail(e))
-    return eager, {"error": "; ".join(errors)}
-
-
-def model_row(name: str, args, clock: Clock) -> list:
-    """One row per pipeline: tilec's cells differ, the baselines are measured once and shared."""
-    import onnx
-
-    from samples.models.build_zoo import build_one
-    from tilec.bench.measure import onnx_feeds
-    path, _ = build_one(name, args.size, str(args.work / "zoo"))
-    feeds = onnx_feeds(path)
-    want, ort = ort_cell(path, feeds, args)
-    try:
-        eager, compiled = torch_cells(onnx.load(path), feeds, want, args, clock)
-    except Exception as e:  # noqa: BLE001 - e.g. an op the torch runner lacks
-        eager = compiled = {"error": fail(e)}
-    rows = []
-    for p in args.pipelines:
-        try:
-            cell = tilec_cell(path, args.work / "builds" / f"{name}-{args.size}-{p}", p, feeds, want, args)
-        except Exception as e:  # noqa: BLE001
-            cell = {"error": fail(e), "traceback": traceback.format_exc()[-1500:]}
-        rows.append({"model": name, "size": args.size, "pipeline": p, "tilec": cell, "ort": ort,
-                     "torch_eager": eager, "torch_compile": compiled})
-    return rows
-
-
-# ---- roofline ---------------------------------------------------------------------------------------------
 
 def single_op_model(kind: str, dims: dict, path: Path) -> tuple[float, int]:
     """A one-node ONNX model (MatMul of two inputs, or a 3x3 Conv with a weight); returns (FLOPs, lower-bound
@@ -255,211 +66,174 @@ def single_op_model(kind: str, dims: dict, path: Path) -> tuple[float, int]:
                               [helper.make_tensor_value_info("y", f, [n, k, h, h])],
                               [numpy_helper.from_array(w, "w")])
         flops, nbytes = 2.0 * n * k * h * h * c * 9, 4 * (n * c * h * h + w.size + n * k * h * h)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(m, str(path))
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return flops, nbytes
 
 
-def roofline_rows(args, clock: Clock) -> list:
+def plan_rows(args) -> dict:
+    """Every row of the run by phase (models are built here: the zoo cache makes that cheap after once)."""
+    from samples.models.build_zoo import build_one
     from tilec.analysis.hardware import get_arch
-    from tilec.bench.measure import max_abs_err, onnx_feeds
+    dev = "cpu" if args.dry_run else "cuda"
+    common = {"runs": args.runs, "warmup": args.warmup, "tol": args.tol, "device": dev}
+    compile_rows, measure, compiled = [], [], []
+    models = []
+    for name in args.models:
+        path = build_one(name, args.size, str(args.work / "zoo"))[0]
+        models.append((name, path))
     hw = get_arch("h200")
-    shapes = ([("gemm", {"M": 64, "N": 64, "K": 64}), ("conv", {"N": 1, "C": 8, "H": 8, "K": 8})]
-              if args.dry_run else
-              [("gemm", {"M": 4096, "N": 4096, "K": 4096}), ("conv", {"N": 8, "C": 256, "H": 56, "K": 256})])
-    rows = []
+    shapes = ([("gemm", {"M": 64, "N": 64, "K": 64}), ("conv", {"N": 1, "C": 8, "H": 8, "K": 8})] if args.dry_run
+              else [("gemm", {"M": 4096, "N": 4096, "K": 4096}), ("conv", {"N": 8, "C": 256, "H": 56, "K": 256})])
+    roof = []
     for kind, dims in shapes:
-        row = {"kind": kind, "dims": dims}
-        rows.append(row)
-        if clock.left() < 30:
-            row["error"] = f"skipped: {clock.left():.0f}s of the budget left"
+        path = args.work / f"roofline-{kind}.onnx"
+        flops, nbytes = single_op_model(kind, dims, path)
+        bound = max(flops / hw.fp32_flops, nbytes / hw.dram_bytes_per_s) * 1e3
+        shape = "x".join(f"{k}{v}" for k, v in dims.items())
+        roof.append((f"{kind} {shape}", str(path), {"gflop": flops / 1e9, "bound_ms": bound,
+                                                     "bound": "compute" if flops / hw.fp32_flops >
+                                                     nbytes / hw.dram_bytes_per_s else "memory"}))
+    for name, path, extra in [(n, p, {}) for n, p in models] + roof:
+        for p in args.pipelines if not extra else args.pipelines[-1:]:
+            build = args.work / "builds" / f"{name.replace(' ', '-')}-{args.size}-{p}"
+            shutil.rmtree(build, ignore_errors=True)  # never time a stale build
+            spec = {"kind": "tilec", "model": path, "build": str(build), "pipeline": p, "backend": args.backend,
+                    **common}
+            labels = {"model": name, "system": f"tilec {p}", **extra}
+            compile_rows.append(Row(f"compile/{name}/{p}", {**spec, "compile_only": True}, TIMEOUTS["compile"],
+                                    {**labels, "system": f"tilec {p} compile"}))
+            measure.append(Row(f"tilec/{name}/{p}", {**spec, "reuse_build": True}, TIMEOUTS["tilec"], labels))
+        if extra:
             continue
-        try:
-            path = args.work / f"roofline-{kind}.onnx"
-            flops, nbytes = single_op_model(kind, dims, path)
-            bound_ms = max(flops / hw.fp32_flops, nbytes / hw.dram_bytes_per_s) * 1e3
-            row.update(gflop=flops / 1e9, bound_ms=bound_ms,
-                       bound="compute" if flops / hw.fp32_flops > nbytes / hw.dram_bytes_per_s else "memory")
-            feeds = onnx_feeds(str(path))
-            import onnxruntime as ort
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
-            ns = argparse.Namespace(**{**vars(args), "pipelines": [args.pipelines[-1]]})
-            cell = tilec_cell(str(path), args.work / "builds" / f"roofline-{kind}", ns.pipelines[0], feeds,
-                              want, ns)
-            row["tilec"] = cell
-            row["rel_err"] = cell["err"] / max(1.0, max(float(np.abs(v).max()) for v in want.values()))
-            row["baselines"] = baselines(kind, dims, feeds, path, args)
-        except Exception as e:  # noqa: BLE001
-            row["error"] = fail(e)
-            row["traceback"] = traceback.format_exc()[-1500:]
-    return rows
+        measure.append(Row(f"ort/{name}", {"kind": "ort", "model": path, **common}, TIMEOUTS["ort"],
+                           {"model": name, "system": "onnxruntime"}))
+        measure.append(Row(f"torch/{name}/eager", {"kind": "torch", "mode": "eager", "model": path, **common},
+                           TIMEOUTS["torch"], {"model": name, "system": "torch eager"}))
+        for mode in args.torch_modes:
+            compiled.append(Row(f"torch/{name}/{mode}", {"kind": "torch", "mode": mode, "model": path, **common},
+                                TIMEOUTS["torch.compile"], {"model": name, "system": f"torch.compile {mode}"}))
+    n = 128 if args.dry_run else 8192
+    for dtype in ("f32", "tf32", "f16", "bf16"):
+        measure.append(Row(f"cublas/{dtype}", {"kind": "cublas", "dtype": dtype, "n": n, **common},
+                           TIMEOUTS["cublas"], {"model": f"gemm {n}^3 {dtype}", "system": "cuBLAS (torch.matmul)"}))
+    return {"compile": compile_rows, "measure": measure, "torch.compile": compiled}
 
 
-def baselines(kind: str, dims: dict, feeds: dict, path: Path, args) -> dict:
-    """cuBLAS via cupy.matmul (for the conv: the implicit-GEMM shape, same FLOPs), cuDNN via torch."""
-    out = {}
-    if args.dry_run:
-        return {"cupy.matmul": {"error": "dry run (no GPU timing)"}, "torch": {"error": "dry run"}}
-    try:
-        import cupy
-        if kind == "gemm":
-            a, b = cupy.asarray(feeds["a"]), cupy.asarray(feeds["b"])
-        else:
-            n, c, h, k = dims["N"], dims["C"], dims["H"], dims["K"]
-            a = cupy.random.standard_normal((n * h * h, c * 9), dtype=cupy.float32)
-            b = cupy.random.standard_normal((c * 9, k), dtype=cupy.float32)
-        out["cupy.matmul"] = {"ms": cupy_median_ms(lambda: cupy.matmul(a, b), args.runs),
-                              "what": "cuBLAS SGEMM" + (" on the implicit-GEMM shape" if kind == "conv" else "")}
-    except Exception as e:  # noqa: BLE001
-        out["cupy.matmul"] = {"error": fail(e)}
-    try:
-        import torch
-        torch.backends.cuda.matmul.allow_tf32 = False  # same fp32 arithmetic as tilec's kernels
-        torch.backends.cudnn.allow_tf32 = False
-        xs = {k: torch.from_numpy(v).cuda() for k, v in feeds.items()}
-        if kind == "gemm":
-            fn = lambda: torch.matmul(xs["a"], xs["b"])  # noqa: E731
-        else:
-            import onnx
-            from onnx import numpy_helper
-            w = torch.from_numpy(numpy_helper.to_array(onnx.load(str(path)).graph.initializer[0])).cuda()
-            fn = lambda: torch.nn.functional.conv2d(xs["x"], w, padding=1)  # noqa: E731
-        with torch.inference_mode():
-            out["torch"] = {"ms": torch_median_ms(fn, args.runs, 3, True),
-                            "what": "cuBLAS" if kind == "gemm" else "cuDNN"}
-    except Exception as e:  # noqa: BLE001
-        out["torch"] = {"error": fail(e)}
-    return out
+def detail(r: dict) -> str:
+    """What else a row measured: launches and graph (tilec), provider (ort), compile time, roofline share."""
+    bits = []
+    if r.get("launches") is not None:
+        bits.append(f"{r['launches']} launches{', CUDA graph' if r.get('cuda_graph') else ''}")
+    if r.get("compile_s") is not None:
+        bits.append(f"compiled in {r['compile_s']}s" + ("" if r.get("pattern_matcher", True) else
+                                                         " (pattern matcher off)"))
+    if r.get("provider"):
+        bits.append(r["provider"] + (f", stream {r['stream']}" if r.get("stream") else ""))
+    if r.get("bound_ms") and r.get("cold_ms"):
+        bits.append(f"{r['gflop']:.1f} GFLOP, roofline {r['bound_ms']:.3f} ms ({r['bound']}): "
+                    f"{100 * r['bound_ms'] / r['cold_ms']:.0f}% cold, {100 * r['bound_ms'] / r['hot_ms']:.0f}% hot")
+    if r.get("peak_tflops"):
+        bits.append(f"{r['hot_tflops']:.0f} / {r.get('cold_tflops', 0):.0f} TFLOP/s hot / cold of "
+                    f"{r['peak_tflops']:.0f} peak ({r['hot_pct_peak']:.0f}% hot)")
+    return "; ".join(bits)
 
 
-# ---- report -------------------------------------------------------------------------------------------------
-
-def _ms(c: dict) -> str:
-    if c.get("error"):
-        return f"n/a ({c['error']})".replace("|", "/")
-    return f"{c['ms']:.3f}"
+def cells(r: dict) -> list:
+    return [r.get("model"), r.get("system"), rep.status(r), rep.num(r.get("rel_err")), rep.ms(r, "hot_ms"),
+            rep.ms(r, "cold_ms"), detail(r), r.get("seconds")]
 
 
-def _status(error: str) -> str:
-    return "skipped" if error.startswith("skipped") else "failed"
-
-
-def _tc(c: dict) -> str:
-    """torch.compile's cell: latency, then its compile time and whether inductor's pattern matcher was on."""
-    if c.get("error"):
-        return _ms(c)
-    return f"{c['ms']:.3f} (compiled in {c['compile_s']}s{'' if c['pattern_matcher'] else ', pattern matcher off'})"
-
-
-def markdown(meta: dict, rows: list, roof: list) -> str:
-    unit = "wall ms (emu, dry run)" if meta["dry_run"] else "median ms"
-    lines = [f"# GPU benchmark, {meta['date']}", "", "```sh", meta["command"], "```", "",
-             f"{meta['device']}; {meta['runs']} timed runs after {meta['warmup']} warm-up; "
-             f"{meta['wall_seconds']:.0f} s in all. tilec: CUDA events over the whole plan (CUDA graph "
-             "where the plan has no host ops); onnxruntime: wall time of run_with_iobinding (device I/O); "
-             "torch: the ONNX graph op by op with torch ops, CUDA events. err: max abs error against "
-             "onnxruntime.", "",
-             f"| model | pipeline | tilec {unit} | graph | launches | err | onnxruntime | torch eager | "
-             "torch err | torch.compile | tilec compile s |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        t = r["tilec"]
-        if t.get("error"):
-            lines.append(f"| {r['model']} | {r['pipeline']} | **{_status(t['error'])}**: {t['error']} | | | | "
-                         f"{_ms(r['ort'])} | {_ms(r['torch_eager'])} | | {_tc(r['torch_compile'])} | |"
-                         .replace("\n", " "))
-            continue
-        te = r["torch_eager"]
-        lines.append(f"| {r['model']} | {r['pipeline']} | {t['ms']:.3f} | {'yes' if t['cuda_graph'] else 'no'} | "
-                     f"{t['launches']} | {t['err']:.1e} | {_ms(r['ort'])} ({r['ort'].get('provider', '?')}) | "
-                     f"{_ms(te)} | {'-' if 'err' not in te else format(te['err'], '.1e')} | "
-                     f"{_tc(r['torch_compile'])} | {t['compile_s']:.1f} |")
-    lines += ["", "## Roofline (fp32)", "",
-              "| op | shape | GFLOP | roofline ms (bound) | tilec ms | tilec TFLOP/s | % of roofline | "
-              "cupy.matmul ms | torch ms | rel err |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in roof:
-        shape = "x".join(f"{k}{v}" for k, v in r["dims"].items())
-        if r.get("error"):
-            lines.append(f"| {r['kind']} | {shape} | **{_status(r['error'])}**: {r['error']} | | | | | | | |")
-            continue
-        t, b = r["tilec"], r["baselines"]
-        lines.append(f"| {r['kind']} | {shape} | {r['gflop']:.2f} | {r['bound_ms']:.4f} ({r['bound']}) | "
-                     f"{t['ms']:.4f} | {r['gflop'] / t['ms']:.2f} | {100 * r['bound_ms'] / t['ms']:.1f} | "
-                     f"{_ms(b['cupy.matmul'])} | {_ms(b['torch'])} | {r['rel_err']:.1e} |")
-    return "\n".join(lines) + "\n"
+def summary(results: list, models: list) -> list[str]:
+    """Model x system, cold / hot ms: the same numbers as the rows above, side by side."""
+    systems = list(dict.fromkeys(r["system"] for r in results if r.get("model") in models
+                                 and not r["system"].endswith(" compile")))
+    by = {(r["model"], r["system"]): r for r in results}
+    lines = ["## Summary: cold / hot median ms", "", "| model | " + " | ".join(systems) + " |",
+             "|" + " --- |" * (len(systems) + 1)]
+    for m in models:
+        row = []
+        for s in systems:
+            r = by.get((m, s), {})
+            row.append(f"{rep.ms(r, 'cold_ms')} / {rep.ms(r, 'hot_ms')}" if r.get("status") == "ok"
+                       else r.get("status", "-"))
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    return lines
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ensure_deps()
     from samples.models import ZOO
     from tilec.driver import DEFAULT_PIPELINE, PIPELINES
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--date", default=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "gpu_bench")
-    ap.add_argument("--models", nargs="+", choices=list(ZOO), metavar="NAME",
-                    default=["nerf_mlp", "resnet18", "mobilenet_v2", "lstm", "bert_base"])
+    ap.add_argument("--models", nargs="+", choices=list(ZOO), metavar="NAME", default=None,
+                    help="default: nerf_mlp resnet18 mobilenet_v2 lstm bert_base (nerf_mlp with --dry-run)")
     ap.add_argument("--size", choices=["small", "full"], default=None, help="default: full (small with --dry-run)")
-    ap.add_argument("--pipelines", nargs="+", default=[DEFAULT_PIPELINE], metavar="P",
-                    help=f"tilec pipelines (from {', '.join(PIPELINES)}; default {DEFAULT_PIPELINE})")
-    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--pipelines", nargs="+", default=[DEFAULT_PIPELINE], choices=list(PIPELINES), metavar="P")
+    ap.add_argument("--runs", type=int, default=20, help="timed runs, hot and cold each")
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=None,
-                    help="seconds; parts that would start later are skipped (default 420; none with --dry-run, "
-                         "whose emulator runs take as long as the machine's load makes them)")
+    ap.add_argument("--tol", type=float, default=1e-3, help="max |err| / max(1, max |onnxruntime|)")
+    ap.add_argument("--budget", type=float, default=540.0, help="seconds for the whole run (rows then skipped)")
+    ap.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="parallel tilec compiles")
     ap.add_argument("--no-torch-compile", action="store_true")
     ap.add_argument("--torch-compile", action="store_true", help="with --dry-run: torch.compile on the CPU too")
-    ap.add_argument("--dry-run", action="store_true", help="emu backend, small sizes, no GPU timing")
+    ap.add_argument("--dry-run", action="store_true", help="emu backend, small sizes, CPU baselines, wall clock")
     args = ap.parse_args(argv)
-    for p in args.pipelines:
-        if p not in PIPELINES:
-            ap.error(f"unknown pipeline {p!r}; PIPELINES has {list(PIPELINES)}")
+    t0 = time.perf_counter()
+    args.models = args.models or (["nerf_mlp"] if args.dry_run else
+                                  ["nerf_mlp", "resnet18", "mobilenet_v2", "lstm", "bert_base"])
     args.size = args.size or ("small" if args.dry_run else "full")
     args.backend = "emu" if args.dry_run else "cupy"
     if args.dry_run:
         args.runs, args.warmup = 1, 0
+    args.torch_modes = [] if args.no_torch_compile or (args.dry_run and not args.torch_compile) else MODES
     args.work = args.work.resolve()
     (args.work / "zoo").mkdir(parents=True, exist_ok=True)
-    clock = Clock(args.budget if args.budget is not None else (1e9 if args.dry_run else 420.0))
-    device = "dry run: emu backend, no GPU"
-    if not args.dry_run:
-        import cupy
-        props = cupy.cuda.runtime.getDeviceProperties(0)
-        device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    rows = []
-    for name in args.models:
-        if clock.left() < 45:
-            rows += [{"model": name, "size": args.size, "pipeline": p,
-                      "tilec": {"error": f"skipped: {clock.left():.0f}s of the budget left"},
-                      "ort": {"error": "skipped"}, "torch_eager": {"error": "skipped"},
-                      "torch_compile": {"error": "skipped"}} for p in args.pipelines]
-            continue
-        print(f"gpu_bench: {name} ({args.size}) ... [{clock.left():.0f}s left]", flush=True)
-        try:
-            rows += model_row(name, args, clock)
-        except Exception as e:  # noqa: BLE001 - zoo build or onnxruntime failed: no row can be timed
-            rows += [{"model": name, "size": args.size, "pipeline": p, "tilec": {"error": fail(e)},
-                      "ort": {"error": fail(e)}, "torch_eager": {"error": "-"}, "torch_compile": {"error": "-"}}
-                     for p in args.pipelines]
-        for r in rows[-len(args.pipelines):]:
-            print(f"  {r['pipeline']}: tilec {_ms(r['tilec'])} ms, ort {_ms(r['ort'])}, "
-                  f"torch {_ms(r['torch_eager'])} / {_ms(r['torch_compile'])}", flush=True)
-    print("gpu_bench: roofline ...", flush=True)
-    roof = roofline_rows(args, clock)
-    meta = {"date": args.date, "command": " ".join(["python", "scripts/gpu_bench.py", *argv]),
-            "device": device, "dry_run": args.dry_run, "runs": args.runs, "warmup": args.warmup,
-            "python": platform.python_version(), "wall_seconds": round(time.perf_counter() - clock.start, 1)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"gpu-{args.date}" + ("-dry-run" if args.dry_run else "")
-    text = markdown(meta, rows, roof)
-    (out / f"{stem}.md").write_text(text)
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "models": rows, "roofline": roof}, indent=1,
-                                                 sort_keys=True, default=float) + "\n")
-    print(text, end="")
+    probe = Row("probe", {"kind": "probe", "device": "cpu" if args.dry_run else "cuda"}, TIMEOUTS["probe"],
+                {"model": "machine", "system": "probe"})
+    phases = plan_rows(args)
+    budget = Budget(args.budget, [("probe", [probe], 1), ("compile", phases["compile"], args.jobs),
+                                  ("measure", phases["measure"], 1), ("torch.compile", phases["torch.compile"], 1)])
+    plan = budget.plan("gpu_bench")
+    print(plan, flush=True)
+    machine = run_row(probe, args.work / "rows", ROOT, timeout=probe.timeout)
+    print(rep.machine_line(machine), flush=True)
+    gpu = rep.gpu_slug(machine.get("gpu", "unknown-gpu"))
+    stem = args.out / f"gpu-{args.date}-{gpu}"
+    journal = Journal(stem.with_suffix(".md"), stem.with_suffix(".jsonl"), COLUMNS)
+    journal.start([f"# GPU benchmark, {args.date}, {gpu}", "", "```sh",
+                   " ".join(["python", "scripts/gpu_bench.py", *argv]), "```", "", rep.machine_line(machine), "",
+                   "```", plan, "```", "",
+                   f"Correctness first: every system's outputs vs onnxruntime on the CPU (same seeded inputs), "
+                   f"*rel err* = max |err| / max(1, max |onnxruntime|), *wrong* above {args.tol:g} (cuBLAS: vs an "
+                   f"f64 product, per-dtype tolerance). {rep.TIMING_NOTE} {args.runs} runs each after "
+                   f"{args.warmup} warm-up. torch runs the ONNX graph op by op (tilec.bench.torch_onnx); "
+                   "torch.compile rows run each mode in a fresh process (`max-autotune` adds CUDA graphs). "
+                   "Roofline rows: tilec's single-op GEMM / conv against max(FLOPs / fp32 peak, bytes / DRAM "
+                   "bandwidth) of src/tilec/analysis/hw/h200.json; cuBLAS against that file's f32 / tf32 / f16 / bf16 "
+                   "peaks.", ""])
+    results = []
+
+    def done(r: dict) -> None:
+        journal.append(r, cells(r))
+        results.append(r)
+        print(f"gpu_bench: [{budget.left():.0f}s left] {r['id']}: {r['status']} {rep.ms(r, 'cold_ms')} / "
+              f"{rep.ms(r, 'hot_ms')} ms {r.get('error') or ''}", flush=True)
+
+    for name in ("compile", "measure", "torch.compile"):
+        run_rows(phases[name], args.jobs if name == "compile" else 1, budget, args.work / "rows", ROOT, done)
+    wall = time.perf_counter() - t0
+    bad = [r["id"] for r in results if r["status"] not in ("ok", "skipped")]
+    journal.write([*summary(results, args.models), "",
+                   f"{wall:.0f}s in all; {len(results) - len(bad)}/{len(results)} rows ok or skipped"
+                   + (f"; not ok: {', '.join(bad)}." if bad else ".")])
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"meta": {"date": args.date, "gpu": gpu, "command": argv, "runs": args.runs, "warmup": args.warmup,
+                  "wall_seconds": round(wall, 1), "dry_run": args.dry_run, "plan": plan},
+         "machine": machine, "rows": results}, indent=1, sort_keys=True, default=float) + "\n")
+    print(stem.with_suffix(".md").read_text(), end="")
     return 0
 
 

@@ -179,12 +179,17 @@ BACKENDS = ("numpy", "emu", "cupy")
 
 def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = "numpy",
                input_shapes: dict | None = None, report_path: str | None = None, emu_order: str = "normal",
-               cuda_graph: bool = False, repeat: int = 0) -> dict:
+               cuda_graph: bool = False, repeat: int = 0, emu_resident_limit: bool = False,
+               emu_sms: int | None = None) -> dict:
     """Run ``target`` on the inputs in ``inputs_path`` and save the outputs. ``numpy`` runs any target with
     the interpreter; ``emu`` and ``cupy`` execute a build folder's plan.json (``runtime/executor.py``) and,
-    with ``report_path``, write RUN.json. ``repeat`` > 0 adds whole-plan latencies over that many runs."""
+    with ``report_path``, write RUN.json. ``repeat`` > 0 adds whole-plan latencies over that many runs.
+    ``emu_resident_limit`` runs persistent kernels with only as many blocks at once as the GPU holds
+    (``emu_sms``: on that many SMs), so a grid that could not be co-resident is an error, not a pass."""
     if backend not in BACKENDS:
         raise CompileError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
+    if (emu_resident_limit or emu_sms) and backend != "emu":
+        raise CompileError("--emu-resident-limit and --emu-sms are options of --backend emu")
     inputs = load_npz(inputs_path)
     if backend == "numpy":
         from .runtime.interpreter import run_module
@@ -197,9 +202,11 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
         if not Path(target, "plan.json").is_file():
             raise CompileError(f"--backend {backend} runs a build folder ('tilec compile' writes one); "
                                f"'{target}' is not one")
-        ex = make_executor(target, backend, emu_order)
+        ex = make_executor(target, backend, emu_order, emu_resident_limit, emu_sms)
         outputs = ex.run(inputs)
         extra = {"order": emu_order} if backend == "emu" else {}
+        if backend == "emu" and emu_resident_limit:
+            extra["resident_limit"] = {"num_sms": emu_sms} if emu_sms else True
         if repeat > 0:
             from .runtime.executor import median
             times = ex.time(inputs, repeat=repeat, cuda_graph=cuda_graph)
@@ -216,12 +223,13 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
     return outputs
 
 
-def make_executor(build_dir: str, backend: str, emu_order: str = "normal"):
-    """An Executor for ``build_dir`` on the ``emu`` or ``cupy`` device."""
+def make_executor(build_dir: str, backend: str, emu_order: str = "normal", emu_resident_limit: bool = False,
+                  emu_sms: int | None = None):
+    """An Executor for ``build_dir`` on the ``emu`` or ``cupy`` device (``emu_*``: the emulator's options)."""
     from .runtime.executor import Executor
     if backend == "emu":
         from .runtime.emu_device import EmuDevice
-        device = EmuDevice(order=emu_order)
+        device = EmuDevice(order=emu_order, resident_limit=emu_resident_limit, num_sms=emu_sms)
     elif backend == "cupy":
         from .runtime.cupy_device import CupyDevice
         device = CupyDevice()

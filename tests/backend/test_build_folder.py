@@ -12,7 +12,8 @@ from tilec.ir import CompileError, read_ir
 
 REPORT_TOTALS = {"ops", "kernels", "launches", "host_ops", "global_bytes_modelled", "lower_bound_bytes",
                  "arena_bytes", "compile_seconds"}
-KERNEL_ROW = {"name", "kind", "origin", "flops", "bytes_modelled", "grid", "block", "smem_dynamic", "launches", "cu"}
+KERNEL_ROW = {"name", "kind", "origin", "flops", "bytes_modelled", "grid", "block", "smem_dynamic", "smem_static",
+              "smem_optin", "registers", "registers_from", "launches", "cu"}
 
 
 def test_build_folder_files_and_report(tmp_path):

@@ -69,7 +69,7 @@ def test_bad_arguments_are_reported(load):
         m.launch("nope", 1, 1, [])
     with pytest.raises(EmuError, match="order must be"):
         m.launch("vadd", 1, 8, [y, y, y, 8], order="backwards")
-    with pytest.raises(EmuError, match="bad launch shape"):
+    with pytest.raises(EmuError, match="launch refused: 2048 threads per block"):
         m.launch("vadd", 1, (32, 32, 2), [y, y, y, 8])
 
 

@@ -84,10 +84,10 @@ extern "C" __global__ void fill(float* Y) {
 
 
 def test_tl_shared_totals_are_per_module(tmp_path, source):
-    # 96 KiB of TL_SHARED per module: three modules on one runtime would overflow 227 KiB if they shared
-    # one arena total.
-    for k in range(3):
-        n = 24576 + 4 * k
+    # 48 KiB of TL_SHARED per module (the most a block may declare statically): five modules on one runtime
+    # would overflow 227 KiB if they shared one arena total.
+    for k in range(5):
+        n = 12288 - 4 * k
         m = EmuModule(source("vadd") + _ARENA % (n, n, n), cache_dir=str(tmp_path))
         y = np.zeros(2, np.float32)
         m.launch("fill", 2, 64, [y])
@@ -153,16 +153,17 @@ def test_batch_falls_back_so_errors_name_their_kernel(tmp_path, source):
 
 
 def test_batch_splits_so_shared_arrays_fit_one_arena(tmp_path):
-    # Every TL_SHARED site of a unit has its own offset in one 227 KiB arena: three kernels of 100 KiB each
-    # are fine alone, so the batch puts them in two units instead of failing the third.
+    # Every TL_SHARED site of a unit has its own offset in one 227 KiB arena: six kernels of 40 KiB each
+    # (static arrays are at most 48 KiB a block) are fine alone, so the batch puts them in two units instead
+    # of failing the sixth.
     def kernel(i):
-        return (f'extern "C" __global__ void big{i}(float* Y) {{\n  TL_SHARED(float, s, [25600]);\n'
+        return (f'extern "C" __global__ void big{i}(float* Y) {{\n  TL_SHARED(float, s, [10240]);\n'
                 f'  s[threadIdx.x] = {i}.0f;\n  __syncthreads();\n  Y[threadIdx.x] = s[threadIdx.x];\n}}\n')
-    assert shared_bytes(kernel(0)) == 102400 and shared_bytes("TL_SHARED(float, s, [N]);") == MAX_SMEM
+    assert shared_bytes(kernel(0)) == 40960 and shared_bytes("TL_SHARED(float, s, [N]);") == MAX_SMEM
     batch = Batch(str(tmp_path))
-    lazy = [batch.add(kernel(i), f"big{i}.cu") for i in range(3)]
+    lazy = [batch.add(kernel(i), f"big{i}.cu") for i in range(6)]
     for i, k in enumerate(lazy):
         y = np.zeros(4, np.float32)
         k.launch(f"big{i}", 1, 4, [y])
         np.testing.assert_array_equal(y, float(i))
-    assert lazy[0].module() is lazy[1].module() is not lazy[2].module()
+    assert all(k.module() is lazy[0].module() for k in lazy[:5]) and lazy[5].module() is not lazy[0].module()

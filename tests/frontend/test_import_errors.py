@@ -38,7 +38,17 @@ def test_ok_model_imports_and_verifies():
 
 def test_unsupported_op():
     m = _model([h.make_node("FooBar", ["x"], ["y"], name="bar")])
-    assert "unsupported ONNX op 'FooBar' (node 'bar')" in _error(m)
+    err = _error(m)
+    assert "error: 1 unsupported ONNX op type (1 node): FooBar" in err and "note: 'FooBar': 1 node, first 'bar'" in err
+
+
+def test_every_unsupported_op_in_one_diagnostic():
+    # A real export often lacks several ops: one error lists them all, with a count and the first node each.
+    m = _model([h.make_node("FooBar", ["x"], ["t"], name="a"), h.make_node("Relu", ["t"], ["u"], name="r"),
+                h.make_node("FooBar", ["u"], ["v"], name="b"), h.make_node("Baz", ["v"], ["y"])])
+    err = _error(m)
+    assert "2 unsupported ONNX op types (3 nodes): FooBar, Baz" in err
+    assert "'FooBar': 2 nodes, first 'a'" in err and "'Baz': 1 node, first 'Baz_3'" in err
 
 
 def test_loop_with_malformed_body():

@@ -23,6 +23,7 @@ import numpy as np
 from ..ir.core import Operation
 from ..ir.printer import print_module
 from ..ir.weights import atomic_write_bytes, declared_weights
+from .launch_resources import launch_resources
 from .plan import build_plan, lower_bound_bytes, weight_arrays
 
 WEIGHTS_FILE = "weights.npz"
@@ -142,6 +143,11 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
                "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
                "grid": list(a["grid"]), "block": list(a["block"]), "smem_dynamic": int(a.get("smem", 0)),
                "launches": launches.get(k.sym_name, 0), "cu": f"kernels/{k.sym_name}.cu"}
+        # The per-build launch check: a block no GPU of the arch can run (shared memory over what its launch
+        # opts in to, threads, ptxas' registers) stops the build here (launch_resources.LaunchLimitError).
+        res = launch_resources(k, ptxas=ptx.get(k.sym_name))
+        row.update(smem_static=res.smem_static, smem_optin=res.smem_optin, registers=res.registers,
+                   registers_from=res.registers_from)
         if k.sym_name in ptx:
             row["ptxas"] = ptx[k.sym_name].to_json()
         if nvrtc is not None:

@@ -18,6 +18,8 @@ from ..ir.core import Operation, Value, lookup_symbol
 from ..ir.diagnostics import CompileError
 from ..ir.opspec import get_spec
 from ..ir.types import TensorType, itemsize
+from .launch_resources import static_shared_bytes
+from .fallback import rammer_fallback, residency
 
 PLAN_VERSION = 1
 ALIGN = 256  # bytes: enough for float4 accesses and for cudaMalloc-like alignment of every arena slice
@@ -139,6 +141,15 @@ def walk_steps(steps: list):
             yield from walk_steps(s.get(key, ()))
 
 
+def walk_fallbacks(steps: list):
+    """Every step of the persistent steps' fallbacks (``backend/fallback.py``), nested ones included: what
+    runs only where a grid cannot be co-resident. :func:`walk_steps` leaves them out."""
+    for s in walk_steps(steps):
+        fallback = s.get("fallback", ())
+        yield from walk_steps(fallback)
+        yield from walk_fallbacks(fallback)
+
+
 def _steps(module: Operation, block, path: list, buffers: dict, of: dict, clock: list) -> list:
     """The steps of ``block``. A ``cf.loop`` / ``cf.if`` is a structured step holding its bodies' steps; the
     host drives it (reads the trip count and the condition). Buffers a body reads from outside live until
@@ -156,6 +167,7 @@ def _steps(module: Operation, block, path: list, buffers: dict, of: dict, clock:
             steps.append(_launch_step(module, op, ins, outs))
         elif op.name in CONTROL and op.attributes.get("placement") == "device":
             steps.append(_device_control_step(module, op, buffers, of))
+            steps[-1]["fallback"] = [_host_fallback(module, op, where, ins, outs, buffers, of, clock)]
             ins, outs = steps[-1]["inputs"], steps[-1]["outputs"]
         elif op.name in CONTROL:
             steps.append(_control_step(module, op, where, ins, outs, buffers, of, clock))
@@ -212,6 +224,16 @@ def _control_step(module, op, path, ins, outs, buffers, of, clock) -> dict:
             "inputs": ins, "outputs": outs, "placement": op.attributes.get("placement", "host")}
 
 
+def _host_fallback(module, op, path, ins, outs, buffers, of, clock) -> dict:
+    """The host-driven ``loop`` / ``if`` step of a device-placed ``op``: what runs when the device kernel's grid
+    cannot be co-resident (``backend/fallback.py``). Every buffer it touches is a param of the device kernel,
+    live at the device step, so it plans on copies of the lifetimes and clock: the arena stays as it is."""
+    scratch = {name: dict(b) for name, b in buffers.items()}
+    step = _control_step(module, op, path, ins, outs, scratch, of, [clock[0]])
+    step["placement"] = "host"
+    return step
+
+
 def _device_control_step(module: Operation, op: Operation, buffers: dict, of: dict) -> dict:
     """A ``cf.loop`` / ``cf.if`` that grinder moved onto the device: one launch of its ``device_loop`` /
     ``device_if`` kernel, whose params are the op's values in ``control_values`` order, then the grid
@@ -231,11 +253,12 @@ def _device_control_step(module: Operation, op: Operation, buffers: dict, of: di
     names = [of[v] for v, _ in values]
     a = k.attributes
     return {"kind": "launch", "kernel": k.sym_name, "cu": f"kernels/{k.sym_name}.cu", "grid": list(a["grid"]),
-            "block": list(a["block"]), "smem": int(a.get("smem", 0)), "args": names + [bar],
+            "block": list(a["block"]), "smem": int(a.get("smem", 0)), "smem_static": static_shared_bytes(k),
+            "args": names + [bar],
             "inputs": [n for n, (_, role) in zip(names, values) if role == "in"],
             "outputs": [n for n, (_, role) in zip(names, values) if role == "out"] + [bar],
             "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
-            "concurrent": True, "zero": [bar], "control": op.name}
+            "concurrent": True, "zero": [bar], "control": op.name, "resident": residency(module, k)}
 
 
 def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dict:
@@ -252,12 +275,15 @@ def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dic
     it_in, it_out = iter(ins), iter(outs)
     args = [next(it_in) if p["role"] == "in" else next(it_out) for p in params]
     step = {"kind": "launch", "kernel": name, "cu": f"kernels/{name}.cu", "grid": list(a["grid"]),
-            "block": list(a["block"]), "smem": int(a.get("smem", 0)), "args": args, "inputs": ins,
+            "block": list(a["block"]), "smem": int(a.get("smem", 0)), "smem_static": static_shared_bytes(k),
+            "args": args, "inputs": ins,
             "outputs": outs, "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0))}
     if a.get("kind") == "persistent":
         # An rProgram (passes/rammer.py): its blocks wait on each other's step flags, which start at zero.
         step["concurrent"] = True
         step["zero"] = [args[-1]]
+        step["resident"] = residency(module, k)
+        step["fallback"] = rammer_fallback(module, k, args, _launch_step)
     return step
 
 

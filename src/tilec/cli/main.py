@@ -120,17 +120,23 @@ def tune_cmd(build_dir, k):
               help="Write launches, bytes, host syncs and per-kernel rows.")
 @click.option("--emu-order", default="normal", show_default=True,
               type=click.Choice(["normal", "reverse", "shuffle"]), help="Block/thread order in the emulator.")
+@click.option("--emu-resident-limit", is_flag=True,
+              help="Emulator: run persistent kernels with only as many blocks at once as the target GPU holds "
+                   "(registers, shared memory, threads per SM); a grid that needs more is reported, not run.")
+@click.option("--emu-sms", default=None, type=click.IntRange(min=1), metavar="N",
+              help="With --emu-resident-limit: emulate a GPU with N SMs instead of the target's.")
 @click.option("--cuda-graph", is_flag=True, help="Time the plan as a captured CUDA graph (cupy, with --repeat).")
 @click.option("--repeat", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also time N more runs of the whole plan and report the median.")
 @input_shape_option
 @guarded
-def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, cuda_graph, repeat,
-            input_shapes):
+def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, emu_resident_limit, emu_sms,
+            cuda_graph, repeat, input_shapes):
     """Run a .onnx, a .tir or a build folder on the inputs in an .npz."""
     from ..driver import run_target
     run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
-               report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat)
+               report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
+               emu_resident_limit=emu_resident_limit, emu_sms=emu_sms)
 
 
 @cli.command("viz")

@@ -17,11 +17,12 @@ import onnx
 from ..ir.attributes import DenseAttr
 from ..ir.builder import Builder, add_weight
 from ..ir.core import Block, Location, Operation, Region, Value, new_module
-from ..ir.diagnostics import CompileError
+from ..ir.diagnostics import CompileError, Diagnostic
 from ..ir.limits import shape_problem
 from ..ir.opspec import get_rule, get_spec, with_defaults
 from ..ir.types import FunctionType, TensorType, itemsize, np_dtype
 from ..ir.weights import module_weights
+from .coverage import unsupported_ops
 from .onnx_load import MAX_DIM, check_dims, ir_dtype, load_model, tensor_to_array
 from .registry import get_converter
 
@@ -111,6 +112,7 @@ class ImportContext:
 
     def run(self) -> Operation:
         g = self.graph
+        self._check_coverage()
         initializers = {}
         for t in g.initializer:
             if t.name in initializers:
@@ -173,6 +175,19 @@ class ImportContext:
         from ..ir.verifier import verify
         verify(self.module)
         return self.module
+
+    def _check_coverage(self) -> None:
+        """Every op type tilec cannot convert, named in one error (one note per type), before any work."""
+        missing = unsupported_ops(self.graph)
+        if not missing:
+            return
+        nodes = sum(m.count for m in missing)
+        kinds = f"{len(missing)} unsupported ONNX op type{'s' if len(missing) != 1 else ''}"
+        err = CompileError(f"{kinds} ({nodes} node{'s' if nodes != 1 else ''}): "
+                           + ", ".join(m.op_type for m in missing), self.file)
+        err.diagnostic.notes = [Diagnostic(m.describe(), self.file, severity="note") for m in missing]
+        err.unsupported = missing  # for callers that tabulate coverage
+        raise err
 
     def _name_weights(self, names) -> None:
         taken: set = set()

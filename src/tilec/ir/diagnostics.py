@@ -1,7 +1,8 @@
 """Diagnostics: ``file:line:col: error: message``, then the source line and a caret (MLIR / clang style).
 
 Every user-facing failure in tilec is a :class:`CompileError`; the CLI prints it with :func:`render` and
-exits 1. Anything else escaping to the CLI is an internal error (exit 3).
+exits 1. Anything else escaping to the CLI is an internal error (exit 3), :class:`PassVerificationError`
+included: a pass that leaves IR its verifier rejects is a tilec bug, whatever the input was.
 """
 from __future__ import annotations
 
@@ -58,3 +59,19 @@ class CompileError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+class SizeLimitError(CompileError):
+    """A tensor or module over tilec's size limits (``ir/limits.py``): the input's fault (exit 1) even when
+    the verifier finds it after a pass (a folded constant or a decomposition's intermediate)."""
+
+
+class PassVerificationError(Exception):
+    """A pass produced IR its verifier rejects: an internal error (exit 3, "this is a bug in tilec"), not a
+    :class:`CompileError`, since the IR was valid when the pass got it. ``cause`` is the verifier's error."""
+
+    def __init__(self, pass_name: str, cause: CompileError):
+        d = cause.diagnostic
+        where = f" (at {d.file or '-'}:{d.line}:{d.col})" if d.line else ""
+        super().__init__(f"IR is invalid after pass '{pass_name}': {d.message}{where}")
+        self.pass_name, self.cause = pass_name, cause

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import limits
 from .core import Operation
-from .diagnostics import CompileError
+from .diagnostics import CompileError, SizeLimitError
 from .opspec import check_attr_type, get_rule, get_spec, with_defaults
 from .types import FunctionType, TensorType, itemsize
 
@@ -130,12 +130,13 @@ class _Verifier:
             if isinstance(d, int):  # a dynamic dim counts as 1; negative dims are reported by op()
                 n *= max(d, 0)
         if n > self.max_elements:
-            raise self.fail(op, f"{what} {ty} has {n:,} elements, more than tilec accepts (limit "
-                                f"{self.max_elements:,}; TILEC_MAX_ELEMENTS)")
+            raise SizeLimitError.at(f"'{op.name}' {what} {ty} has {n:,} elements, more than tilec accepts "
+                                    f"(limit {self.max_elements:,}; TILEC_MAX_ELEMENTS)", op.loc, self.source)
         self.total_bytes += n * _itemsize(ty.dtype)
         if self.total_bytes > self.max_bytes:
-            raise self.fail(op, f"{what} {ty} brings the module's tensors to {self.total_bytes:,} bytes, more "
-                                f"than tilec accepts (limit {self.max_bytes:,}; TILEC_MAX_BYTES)")
+            raise SizeLimitError.at(f"'{op.name}' {what} {ty} brings the module's tensors to "
+                                    f"{self.total_bytes:,} bytes, more than tilec accepts (limit "
+                                    f"{self.max_bytes:,}; TILEC_MAX_BYTES)", op.loc, self.source)
 
 
 def _itemsize(dtype) -> int:

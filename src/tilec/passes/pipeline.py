@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..ir.core import Operation
-from ..ir.diagnostics import CompileError
+from ..ir.diagnostics import CompileError, PassVerificationError, SizeLimitError
 from ..ir.io import write_ir
 from ..ir.printer import print_module
 from ..ir.verifier import verify
@@ -64,9 +64,11 @@ class PassManager:
             if self.verify_each:
                 try:
                     verify(module)
+                except SizeLimitError:
+                    raise   # the input is too big for tilec: still the input's fault
                 except CompileError as e:
-                    raise CompileError(f"IR is invalid after pass '{p.name}': {e.diagnostic.message}",
-                                       e.diagnostic.file, e.diagnostic.line, e.diagnostic.col) from None
+                    # The module verified before this pass ran: the pass broke it, a tilec bug (exit 3).
+                    raise PassVerificationError(p.name, e) from e
             module.attributes["tilec.stage"] = p.name
             if self.dump_dir is not None:
                 dump(module, self.dump_dir, self.first_index + i, p.name)

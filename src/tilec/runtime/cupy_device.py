@@ -19,7 +19,6 @@ from ..ir.types import np_dtype
 from .device import POISON_BYTE, Device, LaunchRecord
 
 NEEDS = "--backend cupy needs CuPy and a GPU"
-SMEM_DEFAULT_LIMIT = 48 * 1024  # above this a kernel must opt in to more dynamic shared memory
 
 
 def _device_dtype(dtype: str) -> np.dtype:
@@ -112,9 +111,9 @@ class CupyDevice(Device):
         return self.cp.RawModule(path=str(path)).get_function(name)
 
     def launch(self, kernel, name, grid, block, smem, args, timed=False, concurrent=False):
-        # concurrent (a persistent kernel): on a GPU every block of its grid is resident by construction.
-        if smem > SMEM_DEFAULT_LIMIT:
-            kernel.max_dynamic_shared_size_bytes = smem
+        # concurrent (a persistent kernel): the executor launches it only after max_active_blocks says its
+        # grid is co-resident (runtime/residency.py), else it runs the plan's fallback.
+        self._opt_in(kernel, smem)
         timer = None
         if timed:
             start, stop = self.cp.cuda.Event(), self.cp.cuda.Event()
@@ -124,6 +123,33 @@ class CupyDevice(Device):
             stop.record(self.stream)
             timer = (start, stop)
         return LaunchRecord(None, None, timer)
+
+    @staticmethod
+    def _opt_in(kernel, smem: int) -> None:
+        """One rule for the opt-in (``backend/launch_resources.shared_opt_in``): static + dynamic over the
+        default per-block shared memory. The static part is what the loaded function declares, as the driver
+        reports it."""
+        from ..analysis.hardware import get_arch
+        from ..backend.launch_resources import shared_opt_in
+        opt_in = shared_opt_in(int(getattr(kernel, "shared_size_bytes", 0)), int(smem), get_arch())
+        if opt_in:
+            kernel.max_dynamic_shared_size_bytes = opt_in
+
+    def max_active_blocks(self, kernel, block, smem):
+        """Blocks of ``kernel`` (a loaded RawKernel) with ``block`` threads and ``smem`` dynamic shared bytes
+        one SM holds at once, by the driver's occupancy calculator (ptxas' registers and static shared memory
+        included): what a persistent launch checks first (``runtime/residency.py``)."""
+        self._opt_in(kernel, smem)   # as the launch does: without the opt-in the answer could be 0
+        threads = int(np.prod(block))
+        ptr = kernel.ptr  # a cupy.cuda.function.Function (RawModule.get_function), a CUfunction handle
+        return self.cp.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(ptr, threads, int(smem))
+
+    def multiprocessor_count(self):
+        """SMs of the current device (what co-residency is multiplied by)."""
+        if not hasattr(self, "_sms"):
+            props = self.cp.cuda.runtime.getDeviceProperties(self.cp.cuda.Device().id)
+            self._sms = int(props["multiProcessorCount"])
+        return self._sms
 
     def synchronize(self):
         self.stream.synchronize()

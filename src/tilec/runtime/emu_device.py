@@ -4,6 +4,7 @@ The emulator counts every global load and store, so runs on this device report m
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 
 from ..ir.diagnostics import CompileError
@@ -20,12 +21,18 @@ _BATCHES: dict = {}
 
 class EmuDevice(HostMemoryDevice):
     """Runs launches with ``EmuModule.launch``; ``order`` is the block/thread schedule (normal, reverse or
-    shuffle with ``seed``), which exposes kernels that depend on an execution order CUDA does not promise."""
+    shuffle with ``seed``), which exposes kernels that depend on an execution order CUDA does not promise.
+
+    ``resident_limit``: a persistent launch runs only as many blocks at once as the GPU would hold (the
+    executor passes ``runtime/residency.ResidentLimit``: the arch spec, ptxas' registers and shared memory),
+    on ``num_sms`` SMs (default: the arch's); a grid that needs more deadlocks, and the error names the
+    kernel and the numbers. The executor never takes a fallback here: this mode is how CI finds such grids."""
 
     name = "emu"
     counts_bytes = True
 
-    def __init__(self, order: str = "normal", seed: int = 0, check_bounds: bool = True, cache_dir=None):
+    def __init__(self, order: str = "normal", seed: int = 0, check_bounds: bool = True, cache_dir=None,
+                 resident_limit: bool = False, num_sms: int | None = None):
         if order not in ORDERS:
             raise CompileError(f"unknown emulator order '{order}' (available: {', '.join(ORDERS)})")
         try:
@@ -34,6 +41,9 @@ class EmuDevice(HostMemoryDevice):
             raise CompileError(f"the CUDA emulator is not available: {e}") from None
         self.emu = emu
         self.order, self.seed, self.check_bounds = order, seed, check_bounds
+        if num_sms is not None and (not resident_limit or num_sms < 1):
+            raise CompileError("an emulated SM count needs the resident-limit mode and is at least 1")
+        self.resident_limit, self.num_sms = resident_limit, num_sms
         if cache_dir is None:
             from ..backend.ptxas import cache_dir as default_cache
             cache_dir = default_cache() / "emu"
@@ -53,14 +63,34 @@ class EmuDevice(HostMemoryDevice):
             raise CompileError(f"kernel '{name}' is not in its source (found: {', '.join(mod.kernels)})")
         return mod
 
-    def launch(self, kernel, name, grid, block, smem, args, timed=False, concurrent=False):
-        """``concurrent``: all blocks are live at once (a persistent kernel's vEUs wait on each other)."""
+    def launch(self, kernel, name, grid, block, smem, args, timed=False, concurrent=False, resident=None):
+        """``concurrent``: all blocks are live at once (a persistent kernel's vEUs wait on each other);
+        ``resident`` (resident-limit mode): a ResidentLimit, at most that many of them."""
         start = time.perf_counter()
+        limit = _resident_blocks(name, resident) if concurrent and resident is not None else None
+        # The opt-in as the CuPy device takes it (backend/launch_resources), so the emulator refuses what a GPU
+        # would: a block over the arch's per-block limits.
+        from ..analysis.hardware import get_arch
+        from ..backend.launch_resources import shared_opt_in
+        opt_in = shared_opt_in(kernel.shared_size_bytes(name), int(smem), get_arch())
         try:
             st = kernel.launch(name, tuple(grid), tuple(block), args, smem_bytes=smem, order=self.order,
-                               seed=self.seed, check_bounds=self.check_bounds, concurrent_blocks=concurrent)
+                               seed=self.seed, check_bounds=self.check_bounds, concurrent_blocks=concurrent,
+                               smem_optin=opt_in, resident_blocks=limit)
         except self.emu.EmuBuildError as e:
             raise CompileError(f"emulator could not build kernel '{name}': {e}") from None
         except self.emu.EmuError as e:
+            if limit is not None and limit < math.prod(grid):
+                raise CompileError(f"persistent kernel '{name}' cannot be co-resident: its {math.prod(grid)} "
+                                   f"blocks wait on each other, but the GPU holds {resident.describe()} "
+                                   f"(emulator resident-limit mode): {e}") from None
             raise CompileError(f"kernel '{name}' failed in the emulator: {e}") from None
         return LaunchRecord(st.global_load_bytes, st.global_store_bytes, time.perf_counter() - start)
+
+
+def _resident_blocks(name: str, resident) -> int:
+    """Blocks a resident-limit launch may hold at once; an SM that holds none is an error before launching."""
+    if resident.blocks < 1:
+        raise CompileError(f"persistent kernel '{name}' cannot launch: not one block fits an SM "
+                           f"({resident.describe()})")
+    return resident.blocks

@@ -70,12 +70,16 @@ class _Buf:
 class Executor:
     """Drives ``plan`` on ``device``. ``sources`` maps kernel names to ``.cu`` text, ``weights`` the
     weights.npz keys to arrays; ``module`` (the build's model.tir, loaded lazily by ``load_module``) is needed
-    only for host steps. ``cubin_dir`` offers prebuilt binaries to devices that can use them."""
+    only for host steps. ``cubin_dir`` offers prebuilt binaries to devices that can use them. ``ptxas`` maps
+    kernel names to report.json's ptxas rows (registers, smem), for residency limits (``residency.py``)."""
 
     def __init__(self, plan: dict, device: Device, sources: dict, weights: dict, load_module=None,
-                 cubin_dir: Path | None = None, poison: bool = True):
+                 cubin_dir: Path | None = None, poison: bool = True, ptxas: dict | None = None):
         self.plan, self.device, self.sources, self.weights = plan, device, sources, weights
         self.load_module, self.cubin_dir, self.poison = load_module, cubin_dir, poison
+        from .residency import ResidencyGuard
+        self.ptxas = ptxas or {}
+        self.residency = ResidencyGuard(device)
         self.buffers = {b["name"]: b for b in plan["buffers"]}
         self.stats = RunStats()
         self._mem: dict | None = None
@@ -99,12 +103,20 @@ class Executor:
                 if not cu.is_file():
                     raise CompileError(f"kernel source '{cu}' is missing from the build folder")
                 sources[s["kernel"]] = cu.read_text()
+        from ..backend.plan import walk_fallbacks
+        for s in walk_fallbacks(plan["steps"]):  # loaded only if a grid cannot be co-resident
+            cu = root / s.get("cu", "")
+            if s["kind"] == "launch" and s["kernel"] not in sources and cu.is_file():
+                sources[s["kernel"]] = cu.read_text()
         weights = load_npz(str(root / "weights.npz")) if (root / "weights.npz").exists() else {}
 
         def load_module():
             from ..ir.io import read_ir
             return read_ir(str(root / "model.tir"))
-        return cls(plan, device, sources, weights, load_module=load_module, cubin_dir=root / "kernels", **kwargs)
+        report = json.loads((root / "report.json").read_text()) if (root / "report.json").is_file() else {}
+        ptxas = {k["name"]: k["ptxas"] for k in report.get("kernels", []) if k.get("ptxas")}
+        return cls(plan, device, sources, weights, load_module=load_module, cubin_dir=root / "kernels",
+                   ptxas=ptxas, **kwargs)
 
     # --- setup --------------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -133,12 +145,28 @@ class Executor:
         self._mem = mem
         from ..backend.plan import walk_steps
         for s in walk_steps(self.plan["steps"]):
-            if s["kind"] == "launch" and s["kernel"] not in self._kernels:
-                cubin = self.cubin_dir / f"{s['kernel']}.cubin" if self.cubin_dir is not None else None
-                self._kernels[s["kernel"]] = dev.load(s["kernel"], self.sources[s["kernel"]],
-                                                      cubin if cubin is not None and cubin.is_file() else None)
+            if s["kind"] == "launch":
+                self._load(s["kernel"])
         self._args = {id(s): [self._arg(n) for n in s["args"]] for s in walk_steps(self.plan["steps"])
                       if s["kind"] == "launch"}
+
+    def _load(self, name: str):
+        """The device's handle for kernel ``name``, loaded once (a prebuilt .cubin where there is one)."""
+        if name not in self._kernels:
+            if name not in self.sources:
+                raise CompileError(f"kernel source '{name}.cu' is missing from the build folder")
+            cubin = self.cubin_dir / f"{name}.cubin" if self.cubin_dir is not None else None
+            self._kernels[name] = self.device.load(name, self.sources[name],
+                                                   cubin if cubin is not None and cubin.is_file() else None)
+        return self._kernels[name]
+
+    def _prepare_fallback(self, steps: list) -> None:
+        """Load the kernels and bind the arguments of a fallback's launches (first use only)."""
+        from ..backend.plan import walk_steps
+        for f in walk_steps(steps):
+            if f["kind"] == "launch" and id(f) not in self._args:
+                self._load(f["kernel"])
+                self._args[id(f)] = [self._arg(n) for n in f["args"]]
 
     def _arg(self, name: str):
         m = self._mem[name]
@@ -208,6 +236,10 @@ class Executor:
                 from .control_steps import run_control
                 run_control(self, s, lambda body: self._run_list(body, records, timed, poison))
                 continue
+            if s.get("concurrent") and not self.residency.co_resident(s, self._kernels[s["kernel"]]):
+                self._prepare_fallback(s["fallback"])   # one warning per kernel (residency.py)
+                self._run_list(s["fallback"], records, timed, poison)
+                continue
             if poison:
                 for name in s["outputs"]:
                     m = self._mem[name]
@@ -216,6 +248,9 @@ class Executor:
                 m = self._mem[name]
                 dev.fill(m.raw, m.offset, m.nbytes, 0)
             extra = {"concurrent": True} if s.get("concurrent") else {}
+            if s.get("concurrent") and getattr(dev, "resident_limit", False):  # the emulator's resident-limit mode
+                from .residency import step_limit
+                extra["resident"] = step_limit(s, self.ptxas.get(s["kernel"]), getattr(dev, "num_sms", None))
             rec = dev.launch(self._kernels[s["kernel"]], s["kernel"], s["grid"], s["block"], s["smem"],
                              self._args[id(s)], timed=timed, **extra)
             records.append((s, rec))
@@ -281,6 +316,8 @@ class Executor:
 
     def report(self, extra: dict | None = None) -> dict:
         """The RUN.json content for the runs so far."""
+        if self.residency.fallbacks:  # persistent kernels whose grid the device could not hold at once
+            extra = {**(extra or {}), "persistent_fallbacks": dict(sorted(self.residency.fallbacks.items()))}
         return self.stats.report(self.device.name, self.device.counts_bytes, extra)
 
 

@@ -59,6 +59,16 @@ def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASS
     return max(0, min(limits))
 
 
+def program_blocks(spec: GPUSpec, threads: int, smem: int, regs: int) -> int:
+    """Blocks per SM a persistent rProgram of ``threads``-thread blocks with ``smem`` arena bytes may use,
+    its members needing ``regs`` registers per thread: no more than ``regs`` leaves room for (ptxas would
+    spill the rest), and no more than the ``rprog.program`` verifier's bound, which assumes ``REGS_ASSUMED``
+    (it cannot see the members' registers, and must hold whatever ptxas allocates under
+    ``__launch_bounds__``). Members estimated below ``REGS_ASSUMED`` once got more blocks than the verifier
+    allows (a 256-thread program at 6 per SM for 40 registers, where 64 allow 4): the program failed to verify."""
+    return resident_blocks(spec, threads, smem, max(regs, REGS_ASSUMED))
+
+
 def task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:
     """One rTask of ``m`` sharing its SM with ``occ`` blocks in all. A block gets at most ``1/occ`` of its
     SM, and no more than its own warps can keep busy (``warps / SATURATING_WARPS``): latency hiding needs

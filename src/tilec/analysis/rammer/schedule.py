@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..hardware import GPUSpec
-from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, resident_blocks, sequential_seconds, task_seconds
+from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, program_blocks, sequential_seconds, task_seconds
 from .regs import reg_budget
 
 
@@ -80,7 +80,7 @@ def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True, _search
     threads, smem, regs = shape
     # Occupancies whose register budget (__launch_bounds__(threads, occ)) holds every member: ptxas would
     # spill the rest. None fits: the group cannot be one kernel (its members stay separate launches).
-    limit = resident_blocks(spec, threads, smem, regs)
+    limit = program_blocks(spec, threads, smem, regs)
     total = sum(m.blocks for m in members)
     prefixes, at = _search if _search is not None else (_Prefixes(deps, spec), 0)
     best, best_veus = None, 0

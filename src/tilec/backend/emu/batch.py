@@ -37,16 +37,29 @@ _SIZES = {"float": 4, "int": 4, "unsigned": 4, "unsigned int": 4, "int32_t": 4, 
 def shared_bytes(source: str) -> int:
     """``TL_SHARED`` arena bytes ``source`` registers (each site rounded up to 16, as ``shared_register``
     does); ``MAX_SMEM`` when a site's type or extents are not plain enough to size, so it goes alone."""
-    total = 0
+    sites = _shared_sites(source)
+    return MAX_SMEM if sites is None else sum((n + 15) & ~15 for n in sites)
+
+
+def declared_shared_bytes(source: str) -> int | None:
+    """Bytes of the ``TL_SHARED`` arrays ``source`` declares, unpadded (what ptxas counts as the kernel's
+    static shared memory); None when a site cannot be sized."""
+    sites = _shared_sites(source)
+    return None if sites is None else sum(sites)
+
+
+def _shared_sites(source: str) -> list | None:
+    """Bytes of each ``TL_SHARED`` site of ``source``, or None when one's type or extents are not plain."""
+    out = []
     for type_, dims in _SHARED.findall(signature.strip_comments(source)):
         extents = re.fullmatch(r"(?:\[\s*\d+\s*\])+", dims)
         if type_ not in _SIZES or not extents:
-            return MAX_SMEM
+            return None
         n = _SIZES[type_]
         for d in re.findall(r"\d+", dims):
             n *= int(d)
-        total += (n + 15) & ~15
-    return total
+        out.append(n)
+    return out
 
 
 def shared_groups(sources: list) -> list:
@@ -93,6 +106,11 @@ class LazyModule:
         """``EmuModule.launch`` on the compiled module."""
         return self.module().launch(name, grid, block, args, **kwargs)
 
+    def shared_size_bytes(self, name: str) -> int:
+        """Static shared bytes of kernel ``name`` (this source's ``TL_SHARED`` arrays; 0 when unsizable),
+        known without compiling, as the driver's ``CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES`` is on a GPU."""
+        return declared_shared_bytes(self.source) or 0
+
 
 class Batch:
     """Sources waiting to be compiled together into ``cache_dir``."""
@@ -134,6 +152,7 @@ class Batch:
             return False
         for p in sources:
             p._module = module
+            module.static_smem.update({k: declared_shared_bytes(p.source) or 0 for k in p.kernels})
         return True
 
 

@@ -208,8 +208,10 @@ inline void run_concurrent(WorkerRt* w) {
     b.warps = &warps[bi * size_t(nw)];
     init_block(w, &b, long(bi));
     w->blocks.push_back(&b);
-    for (int t = 0; t < n; ++t) w->ready.push_back(&b.fib[t]);
   }
+  w->admitted = 0;
+  admit(w);   // the whole grid, or in resident-limit mode the first L->resident blocks
+  std::swap(w->ready, w->next);
   if (L->cluster > 1 && !cluster_arenas(w, blocks.data(), nb)) return;
   run_sched(w, true);
   for (Block& b : blocks) {
@@ -259,6 +261,7 @@ extern "C" int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tramp)(void**)
   L.nranges = nranges;
   L.ranges = reinterpret_cast<const uint64_t*>(ranges);
   L.concurrent = concurrent != 0;
+  L.resident = std::min(long(concurrent), L.nblocks);   // concurrent: how many blocks may be resident at once
   L.cluster = cluster;
   L.err = err;
   L.errlen = errlen;

@@ -29,6 +29,7 @@ constexpr size_t kGuard = 4096;        // a PROT_NONE page under every stack tur
 enum Order { O_NORMAL = 0, O_REVERSE = 1, O_SHUFFLE = 2 };
 
 struct LaunchRt : Launch {
+  long resident = 0;   // concurrent mode: blocks resident at once (resident-limit mode when below nblocks)
   std::atomic<long> next_block{0};
   std::atomic<int> failed{0};
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -47,6 +48,7 @@ struct WorkerRt : Worker {
   std::vector<Span> spans;   // the kernel module's TLS block (plain __shared__ arrays), less unused dynamic smem
   size_t span_total = 0;
   Block* resident = nullptr;
+  size_t admitted = 0, finished = 0;   // concurrent mode: blocks of w->blocks started so far, and exited
   bool stop = false;
   LaunchRt* launch() const { return static_cast<LaunchRt*>(L); }
 };
@@ -184,7 +186,7 @@ inline bool warp_try_complete(WorkerRt* w, Block* b, int warp, Fiber* self);
 [[noreturn]] inline void thread_exit(WorkerRt* w, Fiber* f) {
   Block* b = f->blk;
   Warp& W = b->warps[f->warp];
-  b->live--;
+  if (--b->live == 0) w->finished++;
   W.live &= ~(1u << f->lane);
   w->progress++;
   f->state = S_DONE;
@@ -290,6 +292,28 @@ inline void order_phase(WorkerRt* w, std::vector<Fiber*>& v, bool sorted) {
   }
 }
 
+// Resident-limit mode: start the grid's next blocks, in order, while fewer than L->resident are live, as a
+// GPU's block scheduler fills the slots blocks free when they exit (whole clusters at a time). Their threads
+// run in the next phase.
+inline void admit(WorkerRt* w) {
+  const LaunchRt* L = w->launch();
+  size_t X = size_t(L->cluster), cap = std::max(X, size_t(L->resident) / X * X);
+  while (w->admitted < w->blocks.size() && w->admitted - w->finished + X <= cap)
+    for (size_t r = 0; r < X; ++r) {
+      Block* b = w->blocks[w->admitted++];
+      for (int t = 0; t < b->n; ++t) w->next.push_back(&b->fib[t]);
+    }
+}
+
+// What a deadlock in resident-limit mode owes to the limit: blocks that never started.
+inline void resident_note(WorkerRt* w, char* out, size_t n) {
+  const LaunchRt* L = w->launch();
+  out[0] = 0;
+  if (L->concurrent && L->resident < L->nblocks)
+    snprintf(out, n, "; resident-limit mode: at most %ld of the grid's %ld blocks resident at once, %zu never "
+             "started", L->resident, L->nblocks, w->blocks.size() - w->admitted);
+}
+
 inline void report_deadlock(WorkerRt* w) {
   int bar = 0, warp = 0, wait = 0, clu = 0;
   Block* first = nullptr;
@@ -303,11 +327,14 @@ inline void report_deadlock(WorkerRt* w) {
       if (!first && s != S_DONE) first = b;
     }
   uint3 id = first ? first->bid : uint3{0, 0, 0};
+  char note[256];
+  resident_note(w, note, sizeof note);
   fail(w,
        "kernel %s: deadlock%s (first stuck block (%u,%u,%u)): %d threads at __syncthreads, %d in warp "
-       "operations, %d at tl_cluster_sync, %d in tl_wait_geq with no progress%s",
+       "operations, %d at tl_cluster_sync, %d in tl_wait_geq with no progress%s%s",
        w->L->name, w->L->concurrent ? " with concurrent blocks" : "", id.x, id.y, id.z, bar, warp, clu, wait,
-       (wait && !w->L->concurrent) ? "; blocks of a launch only wait for each other with concurrent_blocks=True" : "");
+       (wait && !w->L->concurrent) ? "; blocks of a launch only wait for each other with concurrent_blocks=True" : "",
+       note);
 }
 
 // Run w->ready (and everything it unblocks) until every fiber of w->blocks has exited; false on failure.
@@ -319,6 +346,7 @@ inline bool run_sched(WorkerRt* w, bool sorted) {
       if (w->stop) return false;
     }
     w->ready.clear();
+    if (w->admitted < w->blocks.size() && w->L->concurrent) admit(w);
     if (!w->next.empty()) {
       std::swap(w->ready, w->next);
       order_phase(w, w->ready, false);

@@ -32,6 +32,19 @@ def _dims(value, what: str, kernel: str) -> tuple:
     return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
 
 
+def _resident(kernel: str, grid3: tuple, concurrent: bool, limit) -> int:
+    """The runtime's ``concurrent`` argument: 0 (blocks run independently) or how many blocks may be
+    resident at once (the whole grid unless ``limit`` is lower)."""
+    if not concurrent:
+        return 0
+    blocks = grid3[0] * grid3[1] * grid3[2]
+    if limit is None:
+        return min(blocks, 2**31 - 1)
+    if not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise EmuError(f"kernel {kernel}: resident_blocks must be a positive integer, got {limit!r}")
+    return int(min(blocks, limit, 2**31 - 1))
+
+
 def default_workers() -> int:
     """OS threads per launch: ``$TILEC_EMU_THREADS`` or the number of cores."""
     env = os.environ.get("TILEC_EMU_THREADS")
@@ -46,6 +59,10 @@ class EmuModule:
         self._params = signature.parse_kernels(source)
         self.clusters: dict = signature.kernel_clusters(source)   # {kernel: blocks per cluster}
         self.kernels: list = list(self._params)
+        from .batch import declared_shared_bytes
+        # {kernel: static shared bytes}; a source of several kernels charges each with all of its arrays
+        # (Batch overrides this per source when it compiles sources together).
+        self.static_smem: dict = dict.fromkeys(self.kernels, declared_shared_bytes(source) or 0)
         unit = source + signature.appendix(self._params, signature.dynamic_shared(source))
         self.path, self.from_cache = build.build(unit, cache_dir)
         self._lib = ctypes.CDLL(str(self.path))
@@ -58,20 +75,28 @@ class EmuModule:
         self.workers = default_workers()
 
     def launch(self, name, grid, block, args, smem_bytes=0, order="normal", seed=0, check_bounds=True,
-               concurrent_blocks=False) -> LaunchStats:
+               concurrent_blocks=False, smem_optin=0, arch=None, resident_blocks=None) -> LaunchStats:
         """Run kernel ``name`` over ``grid`` × ``block``. Arrays in ``args`` are passed by pointer (outputs are
         written in place); numpy or Python scalars by value. ``order`` (normal | reverse | shuffle, seeded)
         is the order threads resume in each barrier phase. ``concurrent_blocks`` runs all blocks as fibers
         of one OS thread, so blocks may wait on each other (``tl_wait_geq``); a stall is a deadlock error.
         A kernel declared ``__cluster_dims__(X, 1, 1)`` runs in clusters of X consecutive blocks along x
-        (``grid[0]`` must be a multiple of X); this works with ``concurrent_blocks`` too."""
+        (``grid[0]`` must be a multiple of X); this works with ``concurrent_blocks`` too.
+        ``smem_optin`` is the dynamic shared memory the launch opted in to (CUDA's
+        ``cudaFuncAttributeMaxDynamicSharedMemorySize``; 0: none); a block over the per-block limits of
+        ``arch`` (default: tilec's default GPU) fails as the GPU would refuse it (:meth:`check_block_limits`).
+        ``resident_blocks`` (with ``concurrent_blocks``: resident-limit mode) lets at most that many blocks be
+        live at once, the next starting, in grid order, when one exits, as on a GPU whose SMs hold that many;
+        blocks waiting on a block that cannot start deadlock, and that is reported as an error."""
         if name not in self._params:
             raise EmuError(f"no kernel named '{name}' (kernels: {', '.join(self.kernels) or 'none'})")
         if order not in ORDERS:
             raise EmuError(f"kernel {name}: order must be one of {', '.join(ORDERS)}, got {order!r}")
         grid3, block3 = _dims(grid, "grid", name), _dims(block, "block", name)
+        resident = _resident(name, grid3, concurrent_blocks, resident_blocks)
         if not 0 <= int(smem_bytes) <= MAX_SMEM:
             raise EmuError(f"kernel {name}: smem_bytes must be in [0, {MAX_SMEM}], got {smem_bytes}")
+        self.check_block_limits(name, block3, int(smem_bytes), int(smem_optin), arch)
         params = self._params[name]
         if len(args) != len(params):
             raise EmuError(f"kernel {name} takes {len(params)} arguments, got {len(args)}")
@@ -87,12 +112,28 @@ class EmuModule:
         err = ctypes.create_string_buffer(ERR_LEN)
         rc = self._launch(tramp, slots, name.encode(), (ctypes.c_uint * 3)(*grid3), (ctypes.c_uint * 3)(*block3),
                           int(smem_bytes), ORDERS[order], int(seed) & (2**64 - 1), int(bool(check_bounds)),
-                          len(ranges), range_arr, int(bool(concurrent_blocks)), self.clusters.get(name, 1),
+                          len(ranges), range_arr, resident, self.clusters.get(name, 1),
                           self.workers, out, err, ERR_LEN)
         if rc != 0:
             raise EmuError(err.value.decode(errors="replace") or f"kernel {name}: launch failed")
         return LaunchStats(int(out[0]), int(out[1]), grid3[0] * grid3[1] * grid3[2],
                            block3[0] * block3[1] * block3[2])
+
+    def shared_size_bytes(self, name: str) -> int:
+        """Static shared bytes of kernel ``name``: its ``TL_SHARED`` arrays as declared."""
+        return self.static_smem.get(name, 0)
+
+    def check_block_limits(self, name: str, block3: tuple, dynamic: int, opt_in: int, arch=None) -> None:
+        """Refuse a block the GPU would: too many threads, or static + dynamic shared memory over the default
+        48 KB without an opt-in, over the opt-in, or over the arch's per-block maximum
+        (``backend/launch_resources.block_limit_problem``, the rule the compiler checks every build by)."""
+        from ...analysis.hardware import DEFAULT_ARCH, get_arch
+        from ..launch_resources import block_limit_problem
+        threads = block3[0] * block3[1] * block3[2]
+        problem = block_limit_problem(threads, self.shared_size_bytes(name), dynamic, opt_in,
+                                      get_arch(arch or DEFAULT_ARCH))
+        if problem is not None:
+            raise EmuError(f"kernel {name}: launch refused: {problem}")
 
     @staticmethod
     def _pointer(kernel: str, p, a, ranges: list):

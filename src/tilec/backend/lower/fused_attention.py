@@ -111,7 +111,6 @@ def lower_fused_attention(kernel, name: str):
     func = kb.func(name, [blocks], [T], kernel_params(kernel), kind="attention", flops=sum(c.flops() for c in r.ctxs),
                    bytes_modelled=r.bytes, cluster=r.cluster if r.cluster > 1 else None,
                    bytes_unclustered=r.bytes - r.unclustered // r.cluster + r.unclustered if r.cluster > 1 else None)
-    func.attributes["smem"] = int(kernel.attributes.get("smem", 0))
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
 

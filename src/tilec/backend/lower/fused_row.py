@@ -133,7 +133,6 @@ def lower_fused_row(kernel, name: str):
             kb.barrier()
     func = kb.func(name, [rows], [T], kernel_params(kernel), kind="reduce", flops=sum(c.flops() for c in r.ctxs),
                    bytes_modelled=r.bytes)
-    func.attributes["smem"] = r.group.smem
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
 

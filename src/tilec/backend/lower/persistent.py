@@ -3,7 +3,7 @@
 The source is the prelude, one ``__device__`` function per rOperator (its kernel's block body with a virtual
 block index, :func:`device_function`), the schedule as constant tables, and a kernel where block
 ``v`` (vEU ``v``) walks its segments in order (block-range dispatch). The rOperators' shared arrays are views
-into one block arena (``TL_SHARED k_arena``, passed as ``k_sm``) from offset 0 each, so they overlay: the
+into one block arena (``TL_SHARED k_arena``, passed as ``k_parena``) from offset 0 each, so they overlay: the
 block declares the largest member's bytes (``analysis/rammer/shared``), not the sum:
 
 1. if the segment has waits, the block's threads share them out and each spins on its ``flags[u] >= step``
@@ -62,7 +62,7 @@ def guardable(kernel) -> bool:
 
 
 class _Overlaid(_Renderer):
-    """Renders a body whose shared arrays are views into the persistent block's arena (``k_sm``, a parameter
+    """Renders a body whose shared arrays are views into the persistent block's arena (``k_parena``, a parameter
     of the device function) at ``offsets`` (``analysis/rammer/shared.layout``) instead of arrays of their own:
     the members' arrays overlay one another, so the block needs the largest member's bytes, not the sum.
     With no ``offsets``, arrays stay the kernel's own."""
@@ -74,7 +74,7 @@ class _Overlaid(_Renderer):
             return super().op_shared(op, a, d)
         dims = "".join(f"[{n}]" for n in a["dims"])
         t = self.lang.ctype(a["dtype"])
-        at = f"k_sm + {self.offsets[id(op)]}"
+        at = f"k_parena + {self.offsets[id(op)]}"
         self.emit(d, f"{t} (&{a['name']}){dims} = *reinterpret_cast<{t} (*){dims}>({at});")
 
 
@@ -107,9 +107,9 @@ class _Guarded(_Overlaid):
 
 def device_function(kernel, fname: str, guarded: bool = False, overlay: bool = True,
                     lang: CStyleLanguage = CUDA) -> list:
-    """``kernel``'s block body as ``static __device__ void fname(params..., const int k_vb[, k_sm])``:
+    """``kernel``'s block body as ``static __device__ void fname(params..., const int k_vb[, k_parena])``:
     ``k_vb`` is the virtual block index that replaces ``blockIdx.x``. ``overlay``: a kernel with shared
-    arrays also takes ``k_sm``, the persistent block's arena, and views its arrays there (:class:`_Overlaid`).
+    arrays also takes ``k_parena``, the persistent block's arena, and views its arrays there (:class:`_Overlaid`).
     ``guarded``: the block is wider than ``kernel``'s own; threads past its thread count index as thread 0
     (so their index arithmetic stays in bounds) and skip all work (``k_on`` false), but meet every barrier."""
     from ...analysis.rammer.shared import layout
@@ -125,7 +125,7 @@ def device_function(kernel, fname: str, guarded: bool = False, overlay: bool = T
         raise CompileError.at(f"kernel {kernel.sym_name} cannot run in a wider block", kernel.loc)
     head = emit_device_function(kernel, fname, lang)[0]  # the signature: the same, plus the arena if any
     if offsets:
-        head = head.replace("const int k_vb)", "const int k_vb, unsigned char* k_sm)")
+        head = head.replace("const int k_vb)", "const int k_vb, unsigned char* k_parena)")
     buffers = {p["name"]: p["dtype"] for p in kernel.attributes["params"]}
     body: list = []
     r = (_Guarded if guarded else _Overlaid)(lang, buffers, body)
@@ -201,7 +201,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         "  const int k_v = blockIdx.x;",
         "  const bool k_lead = threadIdx.x == 0;",
         *([f"  TL_SHARED(float4, k_arena, [{arena // ALIGN}]);  // every rOperator's shared arrays, overlaid",
-           "  unsigned char* const k_sm = reinterpret_cast<unsigned char*>(k_arena);"] if arena else []),
+           "  unsigned char* const k_parena = reinterpret_cast<unsigned char*>(k_arena);"] if arena else []),
         f"  for (int k_s = {name}_seg_begin[k_v]; k_s < {name}_seg_begin[k_v + 1]; ++k_s) {{",
         f"    const int k_op = {t}[5 * k_s], k_lo = {t}[5 * k_s + 1], k_hi = {t}[5 * k_s + 2];",
         f"    const int k_w0 = {t}[5 * k_s + 3], k_w1 = {t}[5 * k_s + 4];",
@@ -214,7 +214,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         "      switch (k_op) {"]
     for i, (o, k) in enumerate(zip(operators, kernels)):
         own = shared_bytes(k) > 0
-        call = f"{name}_op{i}({', '.join(o['args'] + ['k_b'] + (['k_sm'] if own else []))});"
+        call = f"{name}_op{i}({', '.join(o['args'] + ['k_b'] + (['k_parena'] if own else []))});"
         kt = k.attributes["block"][0]
         # The next task, of this member or another, reuses the arena: every thread must be done with it.
         shared = _needs_whole_block(k) or own

@@ -168,7 +168,8 @@ for (int f = 0; f < {fpw}; ++f) {{
     cfg = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(thread),
            "step": {k: bk}, "mma": list(MMA)}
     return kb.func(name, [nb * grid_m * grid_n], [nt], ctx.params(), kind="tiled_mma", flops=ctx.flops(),
-                   bytes_modelled=modelled_bytes(ctx, mt, bm, bn, bk), config=cfg, source=src)
+                   bytes_modelled=modelled_bytes(ctx, mt, bm, bn, bk), config=cfg, source=src,
+                   smem_static=smem_bytes(bm, bn, bk, ctx.dtypes[0], nw))
 
 
 def modelled_bytes(ctx: ComputeContext, mt: dict, bm: int, bn: int, bk: int) -> int:

@@ -192,9 +192,24 @@ def _gather_as_slice(ctx, node, data, axis):
     n = data.type.shape[axis]
     if idx.size == 0 or np.any((idx < -n) | (idx >= n)):
         return None
-    flat = np.where(idx < 0, idx + n, idx).reshape(-1)
+    return _take_as_slice(ctx, data, axis, np.where(idx < 0, idx + n, idx))
+
+
+def _progression(flat) -> int | None:
+    """The step of ``flat`` (1-D, non-empty) when it is an arithmetic progression with a non-zero step."""
     step = int(flat[1] - flat[0]) if flat.size > 1 else 1
     if step == 0 or np.any(flat != flat[0] + step * np.arange(flat.size)):
+        return None
+    return step
+
+
+def _take_as_slice(ctx, data, axis, idx):
+    """``take(data, idx, axis)`` for in-range, non-negative constant ``idx`` as a slice plus a reshape, or
+    None when the indices are not an arithmetic progression."""
+    n = data.type.shape[axis]
+    flat = idx.reshape(-1)
+    step = _progression(flat)
+    if step is None:
         return None
     rank = data.type.rank
     starts = [0] * rank
@@ -219,7 +234,40 @@ def gather_elements(ctx, node):
 @converter("GatherND", since=11)
 def gather_nd(ctx, node):
     batch_dims = int(ctx.attr(node, "batch_dims", 0))
-    return ctx.emit("graph.gather_nd", [ctx.input(node, 0), ctx.input(node, 1)], {"batch_dims": batch_dims})
+    data = ctx.input(node, 0)
+    if ctx.is_const(node, 1) and not ctx.is_const(node, 0):
+        view = _gather_nd_as_slice(ctx, data, ctx.const_input(node, 1, "indices"), batch_dims)
+        if view is not None:
+            return view
+    return ctx.emit("graph.gather_nd", [data, ctx.input(node, 1)], {"batch_dims": batch_dims})
+
+
+def _gather_nd_as_slice(ctx, data, idx, b: int):
+    """Constant index tuples whose row-major positions in ``data``'s leading dims form an arithmetic
+    progression (every row of a mask, in order: what transformers' exports index with ``arange`` pairs)
+    are a reshape, a slice and a reshape: affine, so they fuse, instead of an opaque gather."""
+    from ...ir.dialects.graph_shape import gather_nd_shape
+    shape = data.type.shape
+    try:
+        out_shape = gather_nd_shape(shape, idx.shape, b)
+    except ValueError:
+        return None  # the op's own result-type rule reports it
+    k = idx.shape[-1]
+    dims = np.asarray(shape[b:b + k], dtype=np.int64)
+    idx = idx.astype(np.int64)
+    if idx.size == 0 or np.any((idx < -dims) | (idx >= dims)):
+        return None
+    idx = np.where(idx < 0, idx + dims, idx)
+    batch = np.indices(idx.shape[:b], dtype=np.int64)  # each tuple's own batch coordinates
+    batch = [np.broadcast_to(c.reshape(c.shape + (1,) * (idx.ndim - 1 - b)), idx.shape[:-1]) for c in batch]
+    linear = np.ravel_multi_index(tuple(batch) + tuple(idx[..., j] for j in range(k)), shape[:b + k])
+    if _progression(linear.reshape(-1)) is None:
+        return None
+    flat = ctx.emit("graph.reshape", [data], {"shape": [math.prod(shape[:b + k])] + list(shape[b + k:])})[0]
+    view = _take_as_slice(ctx, flat, 0, linear.reshape(-1))
+    if list(view[0].type.shape) == list(out_shape):
+        return view
+    return ctx.emit("graph.reshape", view, {"shape": list(out_shape)})
 
 
 # The opset that introduced each ScatterND reduction.
