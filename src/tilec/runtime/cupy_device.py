@@ -141,7 +141,11 @@ class CupyDevice(Device):
         included): what a persistent launch checks first (``runtime/residency.py``)."""
         self._opt_in(kernel, smem)   # as the launch does: without the opt-in the answer could be 0
         threads = int(np.prod(block))
-        ptr = kernel.ptr  # a cupy.cuda.function.Function (RawModule.get_function), a CUfunction handle
+        # RawModule.get_function returns a RawKernel; its .kernel is the cupy.cuda.function.Function whose
+        # .ptr is the CUfunction handle (cupy/_core/raw.pyx, cupy/cuda/function.pxd), what
+        # driver.occupancyMaxActiveBlocksPerMultiprocessor(func, blockSize, dynamicSMemSize) takes
+        # (cupy_backends/cuda/api/driver.pyx).
+        ptr = kernel.kernel.ptr
         return self.cp.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(ptr, threads, int(smem))
 
     def multiprocessor_count(self):
