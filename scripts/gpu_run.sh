@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Run a GPU script (scripts/gpu_check.py, scripts/gpu_bench.py) on a lent GPU machine: no network, no .venv.
-# lark and click come from the wheels/ folder (installed into build/gpu_deps, so no site-packages are touched
-# and PEP 668 "externally managed" Pythons work too); tilec runs from src/.
+# What the machine's Python lacks comes from the wheels/ folder, installed into build/gpu_deps (so no
+# site-packages are touched and PEP 668 "externally managed" Pythons work too); tilec runs from src/:
+#   - lark and click (tilec's parser and CLI);
+#   - the CUDA headers the kernels include (<cuda_fp16.h>, <cuda_bf16.h>, <mma.h> -> crt/): the
+#     nvidia-cuda-runtime and nvidia-cuda-crt wheels, where tilec.backend.nvrtc_lib finds none. libnvrtc itself
+#     (90 MB) is not carried: it comes from the nvidia-cuda-nvrtc wheel torch installed (see docs/gpu.md).
 #
-#   scripts/gpu_run.sh SCRIPT.py ARGS...
+#   scripts/gpu_run.sh SCRIPT.py ARGS...        (PYTHON picks the interpreter; TILEC_GPU_DEPS the install folder)
 set -euo pipefail
 if [ $# -lt 1 ]; then
   echo "usage: $0 SCRIPT.py ARGS..." >&2
@@ -11,14 +15,31 @@ if [ $# -lt 1 ]; then
 fi
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PYTHON:-python3}"
-DEPS="$ROOT/build/gpu_deps"
+DEPS="${TILEC_GPU_DEPS:-$ROOT/build/gpu_deps}"
 export PYTHONPATH="$ROOT/src:$ROOT:$DEPS${PYTHONPATH:+:$PYTHONPATH}"
-if ! "$PY" -c "import lark, click" 2>/dev/null; then
+
+install() {  # install() WHAT PACKAGE...: from wheels/ into $DEPS, or exit 1 saying what is missing
+  local what="$1"; shift
   if [ ! -d "$ROOT/wheels" ]; then
-    echo "gpu_run: lark/click are missing and there is no $ROOT/wheels folder to install them from" >&2
+    echo "gpu_run: $what missing and there is no $ROOT/wheels folder to install it from" >&2
     exit 1
   fi
-  "$PY" -m pip install --quiet --no-index --find-links "$ROOT/wheels" --target "$DEPS" lark click
+  echo "gpu_run: installing $* from wheels/ into $DEPS ($what missing)" >&2
+  PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --find-links "$ROOT/wheels" --target "$DEPS" --upgrade "$@"
+}
+
+if ! "$PY" -c "import lark, click" 2>/dev/null; then
+  install "lark/click" lark click
+fi
+# Headers only: a missing libnvrtc is not fatal (CuPy's own NVRTC is tried next, with these include folders).
+NVRTC='from tilec.backend.nvrtc_lib import find_toolchain as f; t = f()
+print("gpu_run: NVRTC headers from", ":".join(t.include_dirs), "; libnvrtc:", t.library or "none (CuPy NVRTC)")'
+if ! "$PY" -c "$NVRTC" >/dev/null 2>&1; then
+  install "the CUDA headers for NVRTC" nvidia-cuda-runtime nvidia-cuda-crt
+fi
+if ! "$PY" -c "$NVRTC" >&2 2>/dev/null; then
+  echo "gpu_run: the CUDA headers for NVRTC are still missing after installing wheels/ into $DEPS" >&2
+  exit 1
 fi
 cd "$ROOT"
 exec "$PY" "$@"

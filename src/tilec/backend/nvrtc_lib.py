@@ -7,6 +7,13 @@ include path of its own, so those come from the wheels: ``nvidia-cuda-runtime`` 
 found through the installed distributions' records (``importlib.metadata``), never at fixed paths, so the
 wheels work from a venv, a ``pip install --target`` folder on ``PYTHONPATH`` or a system site.
 
+The headers are required; the library is not: without the ``nvidia-cuda-nvrtc`` wheel, libnvrtc is looked up
+the way CuPy 14 loads it (``cuda.pathfinder``: other NVIDIA wheels, conda, ``CUDA_HOME``, the system), and where
+none is found ``Toolchain.library`` is None, so ``--check-nvrtc`` fails with the install hint while the cupy
+runtime still hands CuPy's own NVRTC the wheels' include folders (``runtime/cupy_device.py``). On a lent GPU
+machine torch's ``nvidia-cuda-nvrtc`` wheel provides the library and ``scripts/gpu_run.sh`` installs the two
+header wheels from ``wheels/`` (docs/gpu.md).
+
 ctypes rather than the ``cuda-python`` bindings: five C calls do not justify another dependency, and ctypes
 releases the GIL during each call, so kernels compile on several threads at once.
 """
@@ -29,7 +36,7 @@ INSTALL_HINT = 'pip install -e ".[cuda]"'
 class Toolchain:
     """libnvrtc and the include directories, and the versions of the wheels they came from."""
 
-    library: str
+    library: str | None  # None: no libnvrtc found (see the module docstring)
     include_dirs: tuple
     wheel_versions: tuple  # ((distribution, version), ...): part of every cache key
 
@@ -50,14 +57,24 @@ def _is_nvrtc_library(name: str) -> bool:
                                        (name.startswith("nvrtc64_") and name.endswith(".dll")))
 
 
+def _pathfinder_library() -> str | None:
+    """libnvrtc where CuPy 14 finds it (``cuda.pathfinder``), or None where that package or the library is
+    absent."""
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+        return str(load_nvidia_dynamic_lib("nvrtc").abs_path)
+    except Exception:  # noqa: BLE001 - not installed, or no libnvrtc anywhere it looks: None says so
+        return None
+
+
 @functools.lru_cache(maxsize=None)
 def find_toolchain() -> Toolchain:
-    """The NVRTC library and headers of the installed wheels; a CompileError naming what is missing (and how
-    to install it) where a wheel or one of its files is absent."""
+    """The NVRTC library and the headers of the installed wheels; a CompileError naming what is missing (and
+    how to install it) where a header wheel or one of its files is absent. ``library`` is None where neither
+    the nvrtc wheel nor ``cuda.pathfinder`` gives a libnvrtc (:func:`load_library` then says what to install)."""
     missing, include_dirs, versions = [], [], []
     libs = [f for f in _files(NVRTC_WHEEL) if _is_nvrtc_library(f.name)]
-    if not libs:
-        missing.append(NVRTC_WHEEL)
+    library = str(sorted(libs, key=str)[0].locate()) if libs else _pathfinder_library()
     for dist, marker in HEADER_WHEELS:
         hits = [f for f in _files(dist) if str(f).replace("\\", "/").endswith("include/" + marker)]
         if not hits:
@@ -71,9 +88,9 @@ def find_toolchain() -> Toolchain:
     if missing:
         raise CompileError(f"NVRTC needs the pip wheels {', '.join(missing)} (not installed in this Python "
                            f"environment): run `{INSTALL_HINT}`")
-    for dist in (NVRTC_WHEEL, *(d for d, _ in HEADER_WHEELS)):
+    for dist in ((NVRTC_WHEEL,) if libs else ()) + tuple(d for d, _ in HEADER_WHEELS):
         versions.append((dist, metadata.version(dist)))
-    return Toolchain(str(sorted(libs, key=str)[0].locate()), tuple(include_dirs), tuple(versions))
+    return Toolchain(library, tuple(include_dirs), tuple(versions))
 
 
 def nvrtc_options(sm_arch: str, toolchain: Toolchain | None = None) -> tuple:
@@ -147,5 +164,9 @@ class NvrtcLibrary:
 
 
 @functools.lru_cache(maxsize=None)
-def load_library(path: str) -> NvrtcLibrary:
+def load_library(path: str | None) -> NvrtcLibrary:
+    """The NVRTC at ``path``; a CompileError with the install hint where ``path`` is None (none found)."""
+    if path is None:
+        raise CompileError(f"NVRTC needs the pip wheel {NVRTC_WHEEL} (no libnvrtc found in this Python "
+                           f"environment): run `{INSTALL_HINT}`")
     return NvrtcLibrary(path)
