@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from .hardware import GPUSpec
-from .rammer.cost import WAIT_OVERHEAD, Member, kernel_seconds, resident_blocks, task_seconds
+from .rammer.cost import WAIT_OVERHEAD, Member, kernel_seconds, program_blocks, task_seconds
 
 ATOMIC_CYCLES = 4       # SM clocks per same-address atomic at L2 (they serialise there)
 HOST_SYNC = 10.0e-6     # s per device→host read of a loop condition (stream drain + PCIe round trip)
@@ -68,7 +68,9 @@ def choose_grid(stages: list, spec: GPUSpec, host_reads: bool) -> GridChoice | N
     if shape is None:
         return None
     threads, smem = shape
-    limit = resident_blocks(spec, threads, smem)
+    # Every stage is a __device__ function of one kernel: a thread needs the hungriest stage's registers, and
+    # __launch_bounds__(threads, per_sm) caps them, so a higher per_sm would only make ptxas spill (as Rammer).
+    limit = program_blocks(spec, threads, smem, max(m.regs for m in stages))
     if limit == 0:
         return None
     candidates = []

@@ -184,7 +184,7 @@ def build_device_kernel(module, op, name: str, spec, twins: list | None = None):
     # The host-driven schedule reads a data-dependent loop condition or an if's predicate back every time.
     choice = choose_grid(members, spec, cond_on_device or op.name == "cf.if")
     if choice is None:
-        return None, "no block shape runs every body kernel resident on one SM (threads, barriers or smem)"
+        return None, "no block shape runs every body kernel resident on one SM (threads, barriers, registers or smem)"
     control = {"arch": spec.arch, "blocks_per_sm": choice.blocks_per_sm,
                "iter_seconds": float(f"{choice.device_iter_seconds:.4g}"),
                "host_iter_seconds": float(f"{choice.host_iter_seconds:.4g}")}
