@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench fuzz clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench fuzz realworld clean
 
 install: $(STAMP)
 
@@ -45,6 +45,17 @@ gpu-bench:
 # Every full-size zoo model: tilec's numpy interpreter vs onnxruntime -> docs/benchmarks/zoo-full-<date>.md.
 zoo-check: install
 	$(BIN)/python scripts/zoo_full_check.py --out docs/benchmarks
+
+# Real exports (ConvNeXt-tiny, ViT-B/16, GPT-2, a 12-head f16 attention; random weights, written under
+# $(REALWORLD), never committed) compiled with the default pipeline, run under numpy and compared with
+# onnxruntime: a table of compile s, kernels, launches and errors. The export needs torch, torchvision,
+# transformers and onnxscript: pip install -e ".[export]", or EXPORT_PYTHON=/a/python/that/has/them.
+# Not part of make test (minutes, and torch).
+REALWORLD     ?= /tmp/realworld
+EXPORT_PYTHON ?= $(BIN)/python
+realworld: install
+	$(EXPORT_PYTHON) scripts/export_real.py --out $(REALWORLD)
+	nice -n 5 $(BIN)/python scripts/realworld.py --dir $(REALWORLD)
 
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""``make realworld``: real exported models (``scripts/export_real.py``) compiled with tilec's default pipeline,
+run with the numpy backend on the build folder, and compared with onnxruntime on the same inputs.
+
+    python scripts/realworld.py --dir /tmp/realworld [--models NAME ...] [--timeout S] [--md FILE]
+
+For every ``DIR/<name>.onnx`` (with ``DIR/<name>.inputs.npz`` beside it) one child process compiles the model
+(``tilec compile``'s ``compile_model``, the default pipeline), runs the build with ``tilec run --backend numpy``'s
+``run_target`` and onnxruntime, and reports compile seconds, kernels, launches and the largest absolute and
+relative error (relative to max |onnxruntime output|). A slow or failing model gets a row saying why and the rest
+go on. A row is *wrong* when its relative error exceeds the tolerance of its output type (f32 1e-3, f16 2e-2:
+f16 stores each intermediate with 11 significant bits, onnxruntime and tilec round at different places).
+Exit status 1 if any row is not ok. Prints a Markdown table (and writes it to ``--md``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+RTOL = {"float32": 1e-3, "float16": 2e-2}
+
+
+def check_one(model: Path, build: Path) -> dict:
+    """Compile ``model`` into ``build`` with the default pipeline, run both sides, and measure the error."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from tilec.driver import compile_model, run_target
+
+    row: dict = {"model": model.stem}
+    t = time.perf_counter()
+    compile_model(str(model), str(build))
+    row["compile_s"] = time.perf_counter() - t
+    totals = json.loads((build / "report.json").read_text())["totals"]
+    row["kernels"], row["launches"] = totals["kernels"], totals["launches"]
+    inputs = model.with_suffix(".inputs.npz")
+    outputs = build.parent / "outputs.npz"
+    t = time.perf_counter()
+    run_target(str(build), str(inputs), str(outputs), backend="numpy")
+    row["numpy_s"] = time.perf_counter() - t
+    with np.load(inputs) as f:
+        feeds = {k: f[k] for k in f.files}
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    want = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    with np.load(outputs) as f:
+        got = {k: f[k] for k in f.files}
+    abs_err, rel_err, rtol = 0.0, 0.0, 0.0
+    for name, ref in want.items():
+        if name not in got or got[name].shape != ref.shape:
+            raise RuntimeError(f"output '{name}': tilec gave {None if name not in got else got[name].shape}, "
+                               f"onnxruntime {ref.shape}")
+        ref64 = ref.astype(np.float64)
+        err = float(np.max(np.abs(got[name].astype(np.float64) - ref64), initial=0.0))
+        scale = max(float(np.max(np.abs(ref64), initial=0.0)), 1e-30)
+        abs_err, rel_err = max(abs_err, err), max(rel_err, err / scale)
+        rtol = max(rtol, RTOL.get(str(ref.dtype), 1e-3))
+    row.update(abs_err=abs_err, rel_err=rel_err, rtol=rtol,
+               status="ok" if rel_err <= rtol and np.isfinite(abs_err) else "wrong")
+    return row
+
+
+def run_row(model: Path, timeout: float) -> dict:
+    """``check_one`` in a child process with a timeout; the build is written under a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="tilec-realworld-") as tmp:
+        out = Path(tmp) / "row.json"
+        cmd = [sys.executable, __file__, "--one", str(model), "--build", str(Path(tmp) / "build"),
+               "--row-json", str(out)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"model": model.stem, "status": "failed", "error": f"over the {timeout:.0f} s per-model limit"}
+        if out.exists():
+            return json.loads(out.read_text())
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"model": model.stem, "status": "failed", "error": last[:300]}
+
+
+def table(rows: list) -> str:
+    """The Markdown table of ``rows``."""
+    lines = ["| model | status | compile s | kernels | launches | numpy s | max abs err | max rel err (tol) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if r["status"] == "failed":
+            lines.append(f"| {r['model']} | **failed**: {r['error']} | - | - | - | - | - | - |")
+            continue
+        status = "ok" if r["status"] == "ok" else "**wrong**"
+        lines.append(f"| {r['model']} | {status} | {r['compile_s']:.1f} | {r['kernels']} | {r['launches']} "
+                     f"| {r['numpy_s']:.1f} | {r['abs_err']:.2e} | {r['rel_err']:.2e} ({r['rtol']:g}) |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="/tmp/realworld", help="where export_real.py wrote the models")
+    ap.add_argument("--models", nargs="+", metavar="NAME", help="default: every DIR/*.onnx")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
+    ap.add_argument("--md", help="also write the table to this file")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--build", help=argparse.SUPPRESS)
+    ap.add_argument("--row-json", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:   # child process: one model
+        try:
+            row = check_one(Path(args.one), Path(args.build))
+        except Exception as e:  # noqa: BLE001 - the row records why, the run goes on
+            row = {"model": Path(args.one).stem, "status": "failed",
+                   "error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
+        Path(args.row_json).write_text(json.dumps(row))
+        return 0
+    folder = Path(args.dir)
+    models = [folder / f"{m}.onnx" for m in args.models] if args.models else sorted(folder.glob("*.onnx"))
+    missing = [str(m) for m in models if not m.is_file() or not m.with_suffix(".inputs.npz").is_file()]
+    if missing or not models:
+        print(f"realworld.py: no model/inputs at {', '.join(missing) or folder} (run scripts/export_real.py "
+              f"--out {folder} first)", file=sys.stderr)
+        return 2
+    rows = []
+    for i, model in enumerate(models, 1):
+        rows.append(run_row(model, args.timeout))
+        r = rows[-1]
+        print(f"[{i}/{len(models)}] {model.stem}: {r['status']}"
+              + (f" (compile {r['compile_s']:.1f} s, rel err {r['rel_err']:.1e})" if "rel_err" in r
+                 else f": {r.get('error')}"), flush=True)
+    text = table(rows)
+    print(text)
+    if args.md:
+        Path(args.md).write_text(text + "\n")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
