@@ -94,13 +94,17 @@ def pipelines() -> list:
     return [p for p, spec in PIPELINES.items() if "lower-cuda" in spec]
 
 
-def make_case(seed: int, max_nodes: int = 8, max_dim: int = 5) -> Case:
-    """The case for ``seed``: its graph, pipeline, emulator order and dtype."""
+def make_case(seed: int, max_nodes: int = 8, max_dim: int = 5, dtype: str | None = None) -> Case:
+    """The case for ``seed``: its graph, pipeline, emulator order and dtype. ``dtype`` ("f32" or "f16")
+    forces the dtype; by default one seed in ``F16_EVERY`` is f16, and as ``F16_EVERY`` is the number of
+    pipelines those all take the last one (the default): a forced-f16 run covers every pipeline."""
     rng = random.Random(f"pipeline-fuzz/{seed}")
     names = pipelines()
     pipeline = names[seed % len(names)]
     order = ORDERS[(seed // len(names)) % len(ORDERS)]
-    dtype = "f16" if seed % F16_EVERY == F16_EVERY - 1 else "f32"
+    dtype = dtype or ("f16" if seed % F16_EVERY == F16_EVERY - 1 else "f32")
+    if dtype not in ("f32", "f16"):
+        raise ValueError(f"dtype must be f32 or f16, not {dtype!r}")
     n = rng.randint(2, max_nodes)
     wide = rng.random() < WIDE_SHARE
     supported = None
@@ -208,12 +212,13 @@ def save_case(case: Case, outcome: Outcome, directory) -> Path:
 
 
 def pipeline_campaign(n: int, seed: int = 0, max_nodes: int = 8, save_dir=None, seconds: float = 600.0,
-                      progress=None) -> dict:
-    """Run cases ``seed .. seed + n - 1``. Returns ``{"all": Tally, <pipeline>: Tally, ...}``; each
-    failing case is saved under ``save_dir`` when given."""
+                      progress=None, dtype: str | None = None) -> dict:
+    """Run cases ``seed .. seed + n - 1`` (all in ``dtype`` when given: ``make_case``). Returns
+    ``{"all": Tally, <pipeline>: Tally, <dtype>: Tally, ...}``; each failing case is saved under ``save_dir``
+    when given."""
     tallies = {"all": Tally("random graphs, full pipeline under the emulator (all)")}
     for k in range(seed, seed + n):
-        case = make_case(k, max_nodes)
+        case = make_case(k, max_nodes, dtype=dtype)
         o = run_case(case, seconds)
         fail = is_failure(o)
         for key in ("all", case.pipeline, case.dtype):
