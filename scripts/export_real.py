@@ -58,7 +58,10 @@ def build(name: str, torch, gpt2_legacy: bool):
         return torchvision.models.convnext_tiny(weights=None), (torch.randn(1, 3, 224, 224),), ["x"], True
     if name == "vit_b_16":
         import torchvision
-        return torchvision.models.vit_b_16(weights=None), (torch.randn(1, 3, 224, 224),), ["x"], True
+        model = torchvision.models.vit_b_16(weights=None)
+        # torchvision zero-initialises the classifier head: every logit would be 0 and any comparison vacuous.
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+        return model, (torch.randn(1, 3, 224, 224),), ["x"], True
     if name == "gpt2":
         from transformers import GPT2Config, GPT2LMHeadModel
         cfg = GPT2Config(use_cache=False)

@@ -59,6 +59,8 @@ def check_one(model: Path, build: Path) -> dict:
             raise RuntimeError(f"output '{name}': tilec gave {None if name not in got else got[name].shape}, "
                                f"onnxruntime {ref.shape}")
         ref64 = ref.astype(np.float64)
+        if np.ptp(ref64) == 0:   # e.g. a zero-initialised head: any output matches, the row proves nothing
+            raise RuntimeError(f"onnxruntime's output '{name}' is constant ({ref64.flat[0]:g}): nothing to compare")
         err = float(np.max(np.abs(got[name].astype(np.float64) - ref64), initial=0.0))
         scale = max(float(np.max(np.abs(ref64), initial=0.0)), 1e-30)
         abs_err, rel_err = max(abs_err, err), max(rel_err, err / scale)
