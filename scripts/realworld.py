@@ -40,8 +40,10 @@ def check_one(model: Path, build: Path) -> dict:
     t = time.perf_counter()
     compile_model(str(model), str(build))
     row["compile_s"] = time.perf_counter() - t
-    totals = json.loads((build / "report.json").read_text())["totals"]
-    row["kernels"], row["launches"] = totals["kernels"], totals["launches"]
+    report = json.loads((build / "report.json").read_text())
+    row["kernels"], row["launches"] = report["totals"]["kernels"], report["totals"]["launches"]
+    # Rammer's rPrograms and Grinder's device loops/ifs: the kernels whose blocks must all be resident.
+    row["persistent"] = sum(k["kind"] in ("persistent", "device_loop", "device_if") for k in report["kernels"])
     inputs = model.with_suffix(".inputs.npz")
     outputs = build.parent / "outputs.npz"
     t = time.perf_counter()
@@ -88,15 +90,16 @@ def run_row(model: Path, timeout: float) -> dict:
 
 def table(rows: list) -> str:
     """The Markdown table of ``rows``."""
-    lines = ["| model | status | compile s | kernels | launches | numpy s | max abs err | max rel err (tol) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | status | compile s | kernels | launches | persistent | numpy s | max abs err "
+             "| max rel err (tol) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r["status"] == "failed":
-            lines.append(f"| {r['model']} | **failed**: {r['error']} | - | - | - | - | - | - |")
+            lines.append(f"| {r['model']} | **failed**: {r['error']} | - | - | - | - | - | - | - |")
             continue
         status = "ok" if r["status"] == "ok" else "**wrong**"
         lines.append(f"| {r['model']} | {status} | {r['compile_s']:.1f} | {r['kernels']} | {r['launches']} "
-                     f"| {r['numpy_s']:.1f} | {r['abs_err']:.2e} | {r['rel_err']:.2e} ({r['rtol']:g}) |")
+                     f"| {r.get('persistent', '-')} | {r['numpy_s']:.1f} | {r['abs_err']:.2e} "
+                     f"| {r['rel_err']:.2e} ({r['rtol']:g}) |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,67 @@
+"""scripts/realworld.py (``make realworld``) on a tiny model, without torch: the row's figures come from the
+build, a wrong output is flagged, a constant reference proves nothing and fails, the table is written."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "realworld.py"
+
+
+@pytest.fixture(scope="module")
+def rw():
+    spec = importlib.util.spec_from_file_location("realworld", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _model(folder: Path, name: str, scale: float) -> Path:
+    """``relu(x @ (scale * w))`` with ``x`` 4x8, written with its ``.inputs.npz`` as export_real.py does."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((scale * rng.standard_normal((8, 16))).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])], name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])], [w])
+    path = folder / f"{name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.savez(folder / f"{name}.inputs.npz", x=rng.standard_normal((4, 8)).astype(np.float32))
+    return path
+
+
+def test_a_model_that_matches(rw, tmp_path):
+    row = rw.check_one(_model(tmp_path, "mlp", 1.0), tmp_path / "build")
+    assert row["status"] == "ok" and row["rel_err"] <= 1e-6 and row["rtol"] == 1e-3
+    assert row["kernels"] >= 1 and row["compile_s"] > 0 and "persistent" in row
+    assert "| mlp | ok |" in rw.table([row])
+
+
+def test_a_wrong_output_is_flagged(rw, tmp_path, monkeypatch):
+    import tilec.driver as driver
+    real = driver.run_target
+
+    def off_by_one(target, inputs, outputs, **kw):   # the comparison must be able to fail
+        real(target, inputs, outputs, **kw)
+        with np.load(outputs) as f:
+            got = {k: f[k] + 1 for k in f.files}
+        np.savez(outputs, **got)
+    monkeypatch.setattr(driver, "run_target", off_by_one)
+    row = rw.check_one(_model(tmp_path, "mlp", 1.0), tmp_path / "build")
+    assert row["status"] == "wrong" and row["abs_err"] == pytest.approx(1.0)
+    assert "**wrong**" in rw.table([row])
+
+
+def test_a_constant_reference_proves_nothing(rw, tmp_path):
+    with pytest.raises(RuntimeError, match="constant"):
+        rw.check_one(_model(tmp_path, "zero_head", 0.0), tmp_path / "build")
+
+
+def test_missing_exports_are_a_usage_error(rw, tmp_path, capsys):
+    assert rw.main(["--dir", str(tmp_path)]) == 2
+    assert "export_real.py" in capsys.readouterr().err
