@@ -134,6 +134,10 @@ def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, 
             cuda_graph, repeat, input_shapes):
     """Run a .onnx, a .tir or a build folder on the inputs in an .npz."""
     from ..driver import run_target
+    if (emu_resident_limit or emu_sms) and backend != "emu":
+        raise click.UsageError("--emu-resident-limit and --emu-sms are options of --backend emu")
+    if emu_sms and not emu_resident_limit:
+        raise click.UsageError("--emu-sms N emulates N SMs for --emu-resident-limit: give both")
     run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
                report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
                emu_resident_limit=emu_resident_limit, emu_sms=emu_sms)
