@@ -10,7 +10,7 @@ Every row runs in its own process with a timeout (``tilec.bench.rowrun``): a cra
 the table says which and why. The plan (rows, timeouts, worst case, budget) is printed before anything runs.
 Phases: ``probe`` (the GPU and library versions), ``compile`` (tilec builds, ``--jobs`` at a time: CPU only),
 ``measure`` (one row at a time: tilec, onnxruntime and torch eager per model, correctness first, then timing;
-tilec's GEMM and conv against the H200 roofline; cuBLAS GEMM in f32, tf32, f16 and bf16 against the spec's
+tilec's GEMM and conv against the roofline of the card's arch spec; cuBLAS GEMM in f32, tf32, f16 and bf16 against the spec's
 peaks), ``torch.compile`` (each model and mode in its own process: ``max-autotune-no-cudagraphs`` and
 ``max-autotune``, which adds CUDA graphs). Rows not started within ``--budget`` are recorded as skipped.
 
@@ -73,7 +73,6 @@ def single_op_model(kind: str, dims: dict, path: Path) -> tuple[float, int]:
 def plan_rows(args) -> dict:
     """Every row of the run by phase (models are built here: the zoo cache makes that cheap after once)."""
     from samples.models.build_zoo import build_one
-    from tilec.analysis.hardware import get_arch
     dev = "cpu" if args.dry_run else "cuda"
     common = {"runs": args.runs, "warmup": args.warmup, "tol": args.tol, "device": dev}
     compile_rows, measure, compiled = [], [], []
@@ -81,26 +80,23 @@ def plan_rows(args) -> dict:
     for name in args.models:
         path = build_one(name, args.size, str(args.work / "zoo"))[0]
         models.append((name, path))
-    hw = get_arch("h200")
     shapes = ([("gemm", {"M": 64, "N": 64, "K": 64}), ("conv", {"N": 1, "C": 8, "H": 8, "K": 8})] if args.dry_run
               else [("gemm", {"M": 4096, "N": 4096, "K": 4096}), ("conv", {"N": 8, "C": 256, "H": 56, "K": 256})])
     roof = []
     for kind, dims in shapes:
         path = args.work / f"roofline-{kind}.onnx"
         flops, nbytes = single_op_model(kind, dims, path)
-        bound = max(flops / hw.fp32_flops, nbytes / hw.dram_bytes_per_s) * 1e3
         shape = "x".join(f"{k}{v}" for k, v in dims.items())
-        roof.append((f"{kind} {shape}", str(path), {"gflop": flops / 1e9, "bound_ms": bound,
-                                                     "bound": "compute" if flops / hw.fp32_flops >
-                                                     nbytes / hw.dram_bytes_per_s else "memory"}))
+        roof.append((f"{kind} {shape}", str(path), {"roofline": {"flops": flops, "bytes": nbytes}}))
     for name, path, extra in [(n, p, {}) for n, p in models] + roof:
         for p in args.pipelines if not extra else args.pipelines[-1:]:
             build = args.work / "builds" / f"{name.replace(' ', '-')}-{args.size}-{p}"
             shutil.rmtree(build, ignore_errors=True)  # never time a stale build
             spec = {"kind": "tilec", "model": path, "build": str(build), "pipeline": p, "backend": args.backend,
-                    **common}
-            labels = {"model": name, "system": f"tilec {p}", **extra}
-            compile_rows.append(Row(f"compile/{name}/{p}", {**spec, "compile_only": True}, TIMEOUTS["compile"],
+                    **common, **extra}
+            labels = {"model": name, "system": f"tilec {p}"}
+            compile_rows.append(Row(f"compile/{name}/{p}", {**spec, "compile_only": True,
+                                                             "nvrtc_warm": not args.dry_run}, TIMEOUTS["compile"],
                                     {**labels, "system": f"tilec {p} compile"}))
             measure.append(Row(f"tilec/{name}/{p}", {**spec, "reuse_build": True}, TIMEOUTS["tilec"], labels))
         if extra:
@@ -127,14 +123,16 @@ def detail(r: dict) -> str:
     if r.get("compile_s") is not None:
         bits.append(f"compiled in {r['compile_s']}s" + ("" if r.get("pattern_matcher", True) else
                                                          " (pattern matcher off)"))
+    if r.get("nvrtc_kernels") is not None:
+        bits.append(f"NVRTC: {r['nvrtc_kernels']} kernels in {r['nvrtc_s']}s")
     if r.get("provider"):
         bits.append(r["provider"] + (f", stream {r['stream']}" if r.get("stream") else ""))
     if r.get("bound_ms") and r.get("cold_ms"):
-        bits.append(f"{r['gflop']:.1f} GFLOP, roofline {r['bound_ms']:.3f} ms ({r['bound']}): "
+        bits.append(f"{r['gflop']:.1f} GFLOP, {r.get('arch')} roofline {r['bound_ms']:.3f} ms ({r['bound']}): "
                     f"{100 * r['bound_ms'] / r['cold_ms']:.0f}% cold, {100 * r['bound_ms'] / r['hot_ms']:.0f}% hot")
     if r.get("peak_tflops"):
         bits.append(f"{r['hot_tflops']:.0f} / {r.get('cold_tflops', 0):.0f} TFLOP/s hot / cold of "
-                    f"{r['peak_tflops']:.0f} peak ({r['hot_pct_peak']:.0f}% hot)")
+                    f"{r['peak_tflops']:.0f} {r.get('arch')} peak ({r['hot_pct_peak']:.0f}% hot)")
     return "; ".join(bits)
 
 
@@ -181,7 +179,7 @@ def main(argv=None) -> int:
     ap.add_argument("--torch-compile", action="store_true", help="with --dry-run: torch.compile on the CPU too")
     ap.add_argument("--dry-run", action="store_true", help="emu backend, small sizes, CPU baselines, wall clock")
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.monotonic()
     args.models = args.models or (["nerf_mlp"] if args.dry_run else
                                   ["nerf_mlp", "resnet18", "mobilenet_v2", "lstm", "bert_base"])
     args.size = args.size or ("small" if args.dry_run else "full")
@@ -195,7 +193,8 @@ def main(argv=None) -> int:
                 {"model": "machine", "system": "probe"})
     phases = plan_rows(args)
     budget = Budget(args.budget, [("probe", [probe], 1), ("compile", phases["compile"], args.jobs),
-                                  ("measure", phases["measure"], 1), ("torch.compile", phases["torch.compile"], 1)])
+                                  ("measure", phases["measure"], 1), ("torch.compile", phases["torch.compile"], 1)],
+                    start=started)
     plan = budget.plan("gpu_bench")
     print(plan, flush=True)
     machine = run_row(probe, args.work / "rows", ROOT, timeout=probe.timeout)
@@ -212,8 +211,8 @@ def main(argv=None) -> int:
                    f"{args.warmup} warm-up. torch runs the ONNX graph op by op (tilec.bench.torch_onnx); "
                    "torch.compile rows run each mode in a fresh process (`max-autotune` adds CUDA graphs). "
                    "Roofline rows: tilec's single-op GEMM / conv against max(FLOPs / fp32 peak, bytes / DRAM "
-                   "bandwidth) of src/tilec/analysis/hw/h200.json; cuBLAS against that file's f32 / tf32 / f16 / bf16 "
-                   "peaks.", ""])
+                   "bandwidth) of src/tilec/analysis/hw/<arch>.json, the arch named in the GPU's name (h200 where "
+                   "none is: the dry run); cuBLAS against that file's f32 / tf32 / f16 / bf16 dense peaks.", ""])
     results = []
 
     def done(r: dict) -> None:

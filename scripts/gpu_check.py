@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check")
     ap.add_argument("--dry-run", action="store_true", help="emu backend instead of the GPU, one timed run")
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.monotonic()
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     backend, device = ("emu", "cpu") if args.dry_run else ("cupy", "cuda")
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                                           "pipeline": args.pipeline, "backend": backend, "runs": runs,
                                           "warmup": warmup, "tol": args.tol}, args.row_timeout, {"model": name}))
     probe = Row("probe", {"kind": "probe", "device": device}, 60.0, {"model": "probe"})
-    budget = Budget(args.budget, [("probe", [probe], 1), ("models", rows, args.jobs)])
+    budget = Budget(args.budget, [("probe", [probe], 1), ("models", rows, args.jobs)], start=started)
     print(budget.plan("gpu_check"), flush=True)
     machine = run_row(probe, args.out / "rows", ROOT, timeout=probe.timeout)
     print(rep.machine_line(machine), flush=True)

@@ -82,3 +82,33 @@ def test_cold_runs_are_flushed_and_hot_runs_are_not():
     assert hot == ["mark", "run", "mark"] * 3
     assert cold == ["flush", "mark", "run", "mark"] * 3  # the flush is outside the timed interval
     assert out["hot_ms"] == out["cold_ms"] == 2.0 and out["runs"] == 3 and out["flush_bytes"] == 1 << 20
+
+
+def test_compile_row_warms_the_nvrtc_cache_the_gpu_load_reads(tmp_path, monkeypatch):
+    """``nvrtc_warm`` compiles every kernel into tilec's NVRTC cache under the key the cupy runtime's load
+    (``compile_cubin``) looks up: afterwards no kernel of the build needs NVRTC again."""
+    from tilec.backend import nvrtc_lib
+    from tilec.backend.nvrtc import compile_cubin
+    from tilec.bench import gpu_systems
+    monkeypatch.setenv("TILEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(gpu_systems, "gpu_sm_arch", lambda: "sm_90")  # no GPU here: the H100/H200's arch
+    build = tmp_path / "b"
+    row = {}
+    gpu_systems.tilec({"model": str(ROOT / "samples" / "mlp.onnx"), "build": str(build), "pipeline": "default",
+                       "compile_only": True, "nvrtc_warm": True}, row)
+    kernels = sorted(build.glob("kernels/*.cu"))
+    assert row["nvrtc_kernels"] == len(kernels) >= 1 and row["nvrtc_s"] >= 0
+
+    def no_compile(*a, **k):
+        raise AssertionError("NVRTC ran: the warm-up missed this kernel")
+    monkeypatch.setattr(nvrtc_lib.NvrtcLibrary, "compile", no_compile)
+    for cu in kernels:
+        assert compile_cubin(cu.stem, cu.read_text(), "sm_90").startswith(b"\x7fELF")
+
+
+def test_peaks_come_from_the_card_measured():
+    from tilec.bench.gpu_systems import arch_for, device_arch
+    assert arch_for("NVIDIA H100 80GB HBM3") == "h100" and arch_for("NVIDIA H200") == "h200"
+    assert arch_for("NVIDIA A100-SXM4-80GB") == "a100" and arch_for("Tesla V100-SXM2-16GB") == "v100"
+    assert arch_for("NVIDIA GeForce RTX 4090") == "h200" and arch_for(None, "a100") == "a100"
+    assert device_arch({"device": "cpu"}) == "h200" and device_arch({"device": "cpu", "arch": "h100"}) == "h100"

@@ -73,7 +73,22 @@ def measure(row_id: str, spec: dict) -> dict:
     return row
 
 
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when the parent dies. The child runs in its own session (so its timeout can
+    kill its whole group), so nothing else would end a hung row whose parent was killed: on a lent GPU it would
+    hold the GPU until the machine goes back."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the parent's timeout still applies while it lives
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main(argv=None) -> int:
+    die_with_parent()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--id", required=True)
     ap.add_argument("--spec", required=True, help="the row's spec as JSON")

@@ -3,8 +3,10 @@ process by ``tilec.bench.gpu_row``. Every one checks its outputs against onnxrun
 error: max |got - want| / max(1, max |want|)), then times with ``tilec.bench.timing.hot_cold``.
 
 * ``tilec``: compile (no ptxas: CuPy loads kernels with NVRTC; ``compile_only`` stops there, ``reuse_build``
-  skips it when the build exists), run on the device, then time the whole plan, replayed as a CUDA graph when it
-  has no host ops; events on the executor's stream.
+  skips it when the build exists; ``nvrtc_warm`` also compiles every kernel for the GPU's ``sm_XX`` into
+  tilec's NVRTC cache, so the parallel compile phase pays for NVRTC and the one-at-a-time measure phase loads
+  cubins), run on the device, then time the whole plan, replayed as a CUDA graph when it has no host ops;
+  events on the executor's stream.
 * ``ort``: onnxruntime's CUDA provider on a stream we own (``user_compute_stream``), inputs and outputs bound on
   the device (I/O binding); events on that stream around ``run_with_iobinding``.
 * ``torch``: the ONNX graph op by op with torch ops (``tilec.bench.torch_onnx``), eager or ``torch.compile``
@@ -48,6 +50,40 @@ def l2_bytes(spec: dict, device_value: int | None) -> int:
     return get_arch(spec.get("arch", "h200")).l2_bytes
 
 
+def arch_for(gpu_name: str | None, default: str = "h200") -> str:
+    """The arch spec (``analysis/hw/<arch>.json``) whose name appears in the GPU's name (``NVIDIA H100 80GB
+    HBM3`` -> ``h100``), else ``default``: peaks and bandwidths come from the card measured."""
+    from ..analysis.hardware import available_archs
+    name = (gpu_name or "").lower()
+    return next((a for a in available_archs() if a in name), default)
+
+
+def device_arch(spec: dict) -> str:
+    """``arch_for`` of device 0 on a GPU run (asked through whichever of CuPy and torch is there), else the
+    spec's ``arch`` (default h200)."""
+    if spec.get("device") != "cuda":
+        return spec.get("arch", "h200")
+    try:
+        import torch
+        name = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001 - no torch: ask CuPy
+        import cupy
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+    return arch_for(name, spec.get("arch", "h200"))
+
+
+def roofline(spec: dict, row: dict) -> None:
+    """Where ``spec["roofline"]`` gives the FLOPs and lower-bound bytes of a single-op model: the bound
+    max(FLOPs / fp32 peak, bytes / DRAM bandwidth) of the measured card's spec, and what the row reached."""
+    from ..analysis.hardware import get_arch
+    arch = device_arch(spec)
+    hw, flops, nbytes = get_arch(arch), spec["roofline"]["flops"], spec["roofline"]["bytes"]
+    compute, memory = flops / hw.fp32_flops, nbytes / hw.dram_bytes_per_s
+    row.update(arch=arch, gflop=flops / 1e9, bound_ms=max(compute, memory) * 1e3,
+               bound="compute" if compute > memory else "memory")
+
+
 def tilec(spec: dict, row: dict) -> None:
     from ..driver import compile_model, make_executor
     row["step"] = "compile"
@@ -55,6 +91,11 @@ def tilec(spec: dict, row: dict) -> None:
         t0 = time.perf_counter()
         compile_model(spec["model"], spec["build"], pipeline=spec["pipeline"])
         row["compile_s"] = round(time.perf_counter() - t0, 2)
+    if spec.get("nvrtc_warm"):
+        row["step"] = "nvrtc"
+        t0 = time.perf_counter()
+        row["nvrtc_kernels"] = warm_nvrtc(spec["build"], gpu_sm_arch())
+        row["nvrtc_s"] = round(time.perf_counter() - t0, 2)
     if spec.get("compile_only"):
         return
     row["step"] = "reference"
@@ -84,6 +125,26 @@ def tilec(spec: dict, row: dict) -> None:
     else:
         clock, flush = WallClock(), host_flush(l2_bytes(spec, None))
     row.update(hot_cold(fn, clock, flush, spec["runs"], spec["warmup"]))
+    if spec.get("roofline"):
+        roofline(spec, row)
+
+
+def gpu_sm_arch() -> str:
+    """``sm_XX`` of device 0, as the cupy runtime names it when it compiles (``runtime/cupy_device.py``)."""
+    import cupy
+    return f"sm_{cupy.cuda.Device(0).compute_capability}"
+
+
+def warm_nvrtc(build: str, sm_arch: str, jobs: int = 2) -> int:
+    """Compile every kernel of ``build`` with tilec's NVRTC for ``sm_arch``, keeping the cubins in its cache
+    (the key the cupy runtime's load looks up: kernel name, source, options); returns how many."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..backend.nvrtc import compile_cubin
+    kernels = {cu.stem: cu.read_text() for cu in sorted(Path(build, "kernels").glob("*.cu"))}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(lambda name: compile_cubin(name, kernels[name], sm_arch), kernels))
+    return len(kernels)
 
 
 def ort(spec: dict, row: dict) -> None:
@@ -215,7 +276,8 @@ def cublas(spec: dict, row: dict) -> None:
     flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
         host_flush(l2_bytes(spec, None))
     row.update(hot_cold(fn, clock, flush, spec["runs"], spec["warmup"]))
-    hw = get_arch(spec.get("arch", "h200"))
+    row["arch"] = device_arch(spec)
+    hw = get_arch(row["arch"])
     peak = hw.fp32_flops if dtype == "f32" else hw.tensor_core_flops(dtype)
     flops = 2.0 * n ** 3
     row.update(gflop=flops / 1e9, peak_tflops=peak / 1e12,

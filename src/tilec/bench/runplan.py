@@ -15,11 +15,13 @@ from .rowrun import Row, run_row
 
 
 class Budget:
-    """``Budget(seconds, phases)`` with ``phases`` a list of ``(name, rows, jobs)``."""
+    """``Budget(seconds, phases, start=None)`` with ``phases`` a list of ``(name, rows, jobs)``; ``start`` (a
+    ``time.monotonic()`` reading, default now) is when the budget began: the script's start, so that building
+    the models before the plan counts too."""
 
-    def __init__(self, seconds: float, phases: list, floor: float = 15.0):
+    def __init__(self, seconds: float, phases: list, floor: float = 15.0, start: float | None = None):
         self.seconds, self.phases, self.floor = seconds, phases, floor
-        self.start = time.monotonic()
+        self.start = time.monotonic() if start is None else start
 
     def left(self) -> float:
         return self.seconds - (time.monotonic() - self.start)
@@ -37,9 +39,10 @@ class Budget:
     def plan(self, what: str) -> str:
         """The text printed up front: rows per phase and kind, each kind's timeout, worst case and budget."""
         n = sum(len(rows) for _, rows, _ in self.phases)
-        lines = [f"{what}: {n} rows in {len(self.phases)} phase(s); budget {self.seconds:.0f}s; worst case if every "
-                 f"row hits its timeout {self.worst_case():.0f}s (rows not started within the budget are recorded "
-                 "as skipped)"]
+        lines = [f"{what}: {n} rows in {len(self.phases)} phase(s); budget {self.seconds:.0f}s from the script's "
+                 f"start ({max(0.0, self.left()):.0f}s left now); worst case if every row hits its timeout "
+                 f"{self.worst_case():.0f}s (no row runs past the budget: a row's timeout is capped by what is left, "
+                 "rows not started within it are recorded as skipped)"]
         for name, rows, jobs in self.phases:
             lines.append(f"  phase '{name}': {len(rows)} rows, {jobs} at a time")
             groups: dict = {}
