@@ -155,13 +155,13 @@ def _reference(case: Case) -> dict:
     return {k: v.astype(np.float16) for k, v in out.items()}
 
 
-def _compile_and_run(case: Case, expected: dict, workdir: str) -> None:
+def _compile_and_run(case: Case, expected: dict, workdir: str, check_nvrtc: bool = False) -> None:
     from ..driver import compile_model, load_target, make_executor
     from ..runtime.interpreter import run_module
     path = f"{workdir}/model.onnx"
     onnx.save(case.graph.model, path)
     build = f"{workdir}/build"
-    compile_model(path, build, pipeline=case.pipeline)
+    compile_model(path, build, pipeline=case.pipeline, check_nvrtc=check_nvrtc)
     got = make_executor(build, "emu", case.order).run(case.graph.inputs)
     rtol, atol = (F16_RTOL, F16_ATOL) if case.dtype == "f16" else (RTOL, ATOL)
     try:
@@ -175,13 +175,14 @@ def _compile_and_run(case: Case, expected: dict, workdir: str) -> None:
         raise Mismatch(f"emu vs numpy reference: {e}") from None
 
 
-def run_case(case: Case, seconds: float = 600.0) -> Outcome:
-    """Compile and run one case under :func:`run_guarded`; see the module docstring for the outcomes."""
+def run_case(case: Case, seconds: float = 600.0, check_nvrtc: bool = False) -> Outcome:
+    """Compile and run one case under :func:`run_guarded`; see the module docstring for the outcomes.
+    ``check_nvrtc`` also compiles every kernel as CuPy will on the GPU (a rejection is a crash: tilec's bug)."""
     expected = _reference(case)
 
     def compile_and_run(_model, _inputs, want):
         with tempfile.TemporaryDirectory(prefix="tilec-pfuzz-") as d:
-            _compile_and_run(case, want, d)
+            _compile_and_run(case, want, d, check_nvrtc)
     return _guard_mismatch(compile_and_run, None, None, expected, seconds)
 
 
