@@ -57,7 +57,7 @@ def rammer_fallback(module: Operation, kernel: Operation, args: list, launch_ste
         entries.append((k.sym_name, [n for n, r in zip(names, roles) if r == "in"],
                         [n for n, r in zip(names, roles) if r == "out"]))
     steps = []
-    for name, ins, outs in _data_order(entries, kernel):
+    for name, ins, outs in data_order(entries, f"persistent kernel @{kernel.sym_name}"):
         launch = Operation("kernel.launch", attributes={"kernel": SymbolRef(name)}, loc=kernel.loc)
         steps.append(launch_step(module, launch, ins, outs))
     return steps
@@ -80,19 +80,20 @@ def _kernels(module: Operation, kernel: Operation, op_name: str) -> list:
     return out
 
 
-def _data_order(entries: list, kernel: Operation) -> list:
-    """``entries`` (name, ins, outs) stably sorted so that each comes after the entries writing its inputs."""
-    writer = {}
+def data_order(entries: list, what: str) -> list:
+    """``entries`` (name, ins, outs) stably sorted so that each comes after every entry writing one of its
+    inputs (all of them: several may write parts of one buffer). A cycle means the program ``what`` itself
+    could never finish: a tilec bug, so not a CompileError (exit 3, not 1)."""
+    writers: dict = {}
     for i, (_, _, outs) in enumerate(entries):
         for b in outs:
-            writer.setdefault(b, i)
-    deps = [{writer[b] for b in ins if b in writer and writer[b] != i} for i, (_, ins, _) in enumerate(entries)]
+            writers.setdefault(b, set()).add(i)
+    deps = [set().union(*(writers.get(b, set()) for b in ins)) - {i} for i, (_, ins, _) in enumerate(entries)]
     done, order = set(), []
     while len(order) < len(entries):
         ready = [i for i in range(len(entries)) if i not in done and deps[i] <= done]
         if not ready:
-            raise CompileError.at(f"persistent kernel @{kernel.sym_name}: its rOperators' data dependences form "
-                                  "a cycle", kernel.loc)
+            raise RuntimeError(f"{what}: its rOperators' data dependences form a cycle")
         done.add(ready[0])
         order.append(entries[ready[0]])
     return order
