@@ -5,9 +5,9 @@
 - ``block_limit_problem`` accepts a block at every limit and refuses each way past one.
 - ``launch_resources`` refuses a kernel.func no block can run (LaunchLimitError), and ``tilec compile`` reports
   that as an internal error (exit 3, no traceback, nothing written).
-- ``static_shared_bytes`` (what a build computes without ptxas) equals ptxas' smem for every kernel kind that
-  declares shared arrays: fused attention, fused row, tiled_mma, a Rammer persistent program, a Grinder device
-  loop.
+- ``static_shared_bytes`` (what a build computes without ptxas) equals ptxas' smem (``--check-ptx``'s
+  ``check_kernels`` on the build's .cu files) for every kernel kind that declares shared arrays: fused attention, fused row, tiled_mma, tiled, fused mlp, a Rammer persistent program,
+  a Grinder device loop and device if.
 - A BERT-base-like attention (12 heads, seq 128, head dim 64) builds with its shared memory within the default
   48 KB and without the old double request (static arrays *and* the same bytes asked as dynamic).
 - Every sample and small zoo model builds with report rows inside the limits.
@@ -197,25 +197,53 @@ PTX_BUILDS = {
     "attention": (_attention_model, "welder"),
     "rows": (_rows_model, "welder"),
     "gemm_f16": (_f16_gemm_model, "roller"),
-    "persistent": (ROOT / "samples" / "parallel" / "inception_block.onnx", "rammer"),
+    "persistent": (ROOT / "samples" / "mlp.onnx", "rammer"),     # members of 3072 B and 384 B, overlaid
     "device_loop": (ROOT / "samples" / "control" / "lstm_loop.onnx", "grinder"),
+    "device_if": (ROOT / "samples" / "control" / "skipnet_if.onnx", "grinder"),
 }
 
 
 @pytest.fixture(scope="module")
-def ptx_builds(tmp_path_factory):
-    """``name -> build folder`` of every PTX_BUILDS entry, compiled once with ``--check-ptx``."""
-    if shutil.which("nvcc") is None:
-        pytest.skip("nvcc (CUDA toolkit) is not installed")
-    root = tmp_path_factory.mktemp("ptx-builds")
-    builds = {}
+def builds(tmp_path_factory):
+    """``name -> build folder`` of every PTX_BUILDS entry, compiled once (without ``--check-ptx``: ptxas runs
+    once over all of them in :func:`ptxas_smem`, which is what keeps this fast)."""
+    root = tmp_path_factory.mktemp("launch-builds")
+    out = {}
     for name, (model, pipeline) in PTX_BUILDS.items():
         if callable(model):
             model(root / f"{name}.onnx")
             model = root / f"{name}.onnx"
-        compile_model(str(model), str(root / name), pipeline=pipeline, check_ptx=True)
-        builds[name] = root / name
-    return builds
+        compile_model(str(model), str(root / name), pipeline=pipeline)
+        out[name] = root / name
+    return out
+
+
+# Kernel kinds whose shared memory is compared (elementwise and opaque kernels declare none).
+SHARED_KINDS = {"attention", "reduce", "reduce_serial", "tiled_mma", "tiled", "mlp", "persistent", "device_loop",
+                "device_if"}
+
+
+@pytest.fixture(scope="module")
+def ptxas_smem(builds):
+    """``(build, kernel) -> the static shared bytes ptxas reports`` for the SHARED_KINDS kernels of every
+    build: their .cu files as the build wrote them, through ``--check-ptx``'s own ``check_kernels``, in as
+    few nvcc calls as the kernel names allow (builds reuse names such as ``grinder0``)."""
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc (CUDA toolkit) is not installed")
+    from tilec.backend.ptxas import check_kernels
+    groups: list = []
+    for name, build in builds.items():
+        for row in _report(build)["kernels"]:
+            if row["kind"] in SHARED_KINDS:
+                group = next((g for g in groups if row["name"] not in g), None)
+                if group is None:
+                    groups.append(group := {})
+                group[row["name"]] = (name, (build / row["cu"]).read_text())
+    out = {}
+    for group in groups:
+        infos = check_kernels({k: src for k, (_, src) in group.items()}, jobs=1)
+        out.update({(b, k): infos[k].smem for k, (b, _) in group.items()})
+    return out
 
 
 def _kernels(build: Path) -> dict:
@@ -227,29 +255,43 @@ def _report(build: Path) -> dict:
 
 
 @needs_nvcc
-def test_static_shared_bytes_equal_ptxas_for_every_kernel_kind(ptx_builds):
+def test_static_shared_bytes_equal_ptxas_for_every_kernel_kind(builds, ptxas_smem):
     kinds = set()
-    for build in ptx_builds.values():
-        kernels = _kernels(build)
-        for row in _report(build)["kernels"]:
-            mine = static_shared_bytes(kernels[row["name"]])
-            assert mine == row["ptxas"]["smem"], (build.name, row["name"], row["kind"])
-            if mine:
-                kinds.add(row["kind"])
+    for (name, kernel), smem in ptxas_smem.items():
+        func = _kernels(builds[name])[kernel]
+        assert static_shared_bytes(func) == smem, (name, kernel, func.attributes["kind"])
+        if smem:
+            kinds.add(func.attributes["kind"])
     # The kinds under test each declared shared memory (else the comparison above proved nothing for them).
-    assert {"attention", "reduce", "tiled_mma", "tiled", "persistent", "device_loop"} <= kinds, kinds
+    want = {"attention", "reduce", "tiled_mma", "tiled", "mlp", "persistent", "device_loop", "device_if"}
+    assert want <= kinds, want - kinds
 
 
-@needs_nvcc
-def test_bert_attention_fits_without_the_double_request(ptx_builds):
-    build = ptx_builds["attention"]
+def test_bert_attention_fits_without_the_double_request(builds):
+    build = builds["attention"]
     (row,) = [r for r in _report(build)["kernels"] if r["kind"] == "attention"]
-    assert 0 < row["smem_static"] == row["ptxas"]["smem"]
+    assert row["smem_static"] == static_shared_bytes(_kernels(build)[row["name"]]) > 0
     assert row["smem_dynamic"] == 0 and row["smem_static"] <= DEFAULT and row["smem_optin"] == 0
     (step,) = [s for s in json.loads((build / "plan.json").read_text())["steps"] if s.get("kernel") == row["name"]]
     # The launch asks no dynamic bytes: the kernel's arrays are static, and asking them again as dynamic
     # (what the lowering used to do) doubled the block's shared memory.
     assert step["smem"] == 0 and step["smem_static"] == row["smem_static"]
+
+
+@needs_nvcc
+def test_bert_attention_static_bytes_are_ptxas_own(builds, ptxas_smem):
+    (row,) = [r for r in _report(builds["attention"])["kernels"] if r["kind"] == "attention"]
+    assert ptxas_smem[("attention", row["name"])] == row["smem_static"]
+
+
+@needs_nvcc
+def test_check_ptx_build_reports_ptxas_numbers(tmp_path):
+    """With ``--check-ptx`` the per-build check takes ptxas' static bytes and registers (make_report)."""
+    _f16_gemm_model(tmp_path / "m.onnx")
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="roller", check_ptx=True)
+    (row,) = _report(tmp_path / "b")["kernels"]
+    assert row["kind"] == "tiled_mma" and row["registers_from"] == "ptxas"
+    assert row["smem_static"] == row["ptxas"]["smem"] > 0 and row["registers"] == row["ptxas"]["registers"]
 
 
 def _sample_models():
