@@ -372,4 +372,14 @@ def test_emulator_refuses_a_block_over_the_default_without_the_opt_in(tmp_path):
     opt_in = shared_opt_in(40 * 1024, 16 * 1024, SPEC)
     assert opt_in == 16 * 1024
     m.launch("big_block", 1, 128, [y], smem_bytes=16 * 1024, smem_optin=opt_in)
-    np.testing.assert_array_equal(y, 3.0 * (127 - np.arange(128, dtype=np.float32)))
+    want = 3.0 * (127 - np.arange(128, dtype=np.float32))
+    np.testing.assert_array_equal(y, want)
+    # The executor's emulator device takes the opt-in itself, as the CuPy device does: a plan step of
+    # 16 KB dynamic beside 40 KB static runs; one over the per-block maximum is an error naming the kernel.
+    from tilec.ir.diagnostics import CompileError
+    from tilec.runtime.emu_device import EmuDevice
+    dev, y2 = EmuDevice(cache_dir=str(tmp_path)), np.zeros(128, np.float32)
+    dev.launch(m, "big_block", [1, 1, 1], [128, 1, 1], 16 * 1024, [y2])
+    np.testing.assert_array_equal(y2, want)
+    with pytest.raises(CompileError, match=r"kernel 'big_block' failed in the emulator: .*per-block maximum"):
+        dev.launch(m, "big_block", [1, 1, 1], [128, 1, 1], MAX - 40 * 1024 + 1, [y2])
