@@ -10,7 +10,10 @@ For every ``DIR/<name>.onnx`` (with ``DIR/<name>.inputs.npz`` beside it) one chi
 relative error (relative to max |onnxruntime output|). A slow or failing model gets a row saying why and the rest
 go on. A row is *wrong* when its relative error exceeds the tolerance of its output type (f32 1e-3, f16 2e-2:
 f16 stores each intermediate with 11 significant bits, onnxruntime and tilec round at different places).
-Exit status 1 if any row is not ok. Prints a Markdown table (and writes it to ``--md``).
+``--emu`` also runs every build's CUDA kernels under the emulator in its resident-limit mode (a persistent grid
+that could not be co-resident on the target is an error), so the generated code is checked too, not only the
+reference IR the numpy backend runs. Exit status 1 if any row is not ok. Prints a Markdown table (and writes it
+to ``--md``).
 """
 from __future__ import annotations
 
@@ -29,8 +32,30 @@ if str(ROOT / "src") not in sys.path:
 RTOL = {"float32": 1e-3, "float16": 2e-2}
 
 
-def check_one(model: Path, build: Path) -> dict:
-    """Compile ``model`` into ``build`` with the default pipeline, run both sides, and measure the error."""
+def errors(got: dict, want: dict) -> tuple:
+    """``(max abs error, max relative error, tolerance)`` of ``got`` against onnxruntime's ``want``; the relative
+    error of an output is its abs error over max |want|. Raises if an output is missing or misshapen, or if a
+    reference output is constant (a zero-initialised head: any output would match, the row proves nothing)."""
+    import numpy as np
+    abs_err, rel_err, rtol = 0.0, 0.0, 0.0
+    for name, ref in want.items():
+        if name not in got or got[name].shape != ref.shape:
+            raise RuntimeError(f"output '{name}': tilec gave {None if name not in got else got[name].shape}, "
+                               f"onnxruntime {ref.shape}")
+        ref64 = ref.astype(np.float64)
+        if np.ptp(ref64) == 0:
+            raise RuntimeError(f"onnxruntime's output '{name}' is constant ({ref64.flat[0]:g}): nothing to compare")
+        err = float(np.max(np.abs(got[name].astype(np.float64) - ref64), initial=0.0))
+        scale = max(float(np.max(np.abs(ref64), initial=0.0)), 1e-30)
+        abs_err, rel_err = max(abs_err, err), max(rel_err, err / scale)
+        rtol = max(rtol, RTOL.get(str(ref.dtype), 1e-3))
+    return abs_err, rel_err, rtol
+
+
+def check_one(model: Path, build: Path, emu: bool = False) -> dict:
+    """Compile ``model`` into ``build`` with the default pipeline, run both sides, and measure the error.
+    ``emu`` also runs the build's CUDA kernels under the emulator, persistent ones with only as many blocks at
+    once as the target holds (``--emu-resident-limit``): the generated code, not only the reference IR."""
     import numpy as np
     import onnxruntime as ort
 
@@ -45,39 +70,32 @@ def check_one(model: Path, build: Path) -> dict:
     # Rammer's rPrograms and Grinder's device loops/ifs: the kernels whose blocks must all be resident.
     row["persistent"] = sum(k["kind"] in ("persistent", "device_loop", "device_if") for k in report["kernels"])
     inputs = model.with_suffix(".inputs.npz")
-    outputs = build.parent / "outputs.npz"
-    t = time.perf_counter()
-    run_target(str(build), str(inputs), str(outputs), backend="numpy")
-    row["numpy_s"] = time.perf_counter() - t
     with np.load(inputs) as f:
         feeds = {k: f[k] for k in f.files}
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     want = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-    with np.load(outputs) as f:
-        got = {k: f[k] for k in f.files}
-    abs_err, rel_err, rtol = 0.0, 0.0, 0.0
-    for name, ref in want.items():
-        if name not in got or got[name].shape != ref.shape:
-            raise RuntimeError(f"output '{name}': tilec gave {None if name not in got else got[name].shape}, "
-                               f"onnxruntime {ref.shape}")
-        ref64 = ref.astype(np.float64)
-        if np.ptp(ref64) == 0:   # e.g. a zero-initialised head: any output matches, the row proves nothing
-            raise RuntimeError(f"onnxruntime's output '{name}' is constant ({ref64.flat[0]:g}): nothing to compare")
-        err = float(np.max(np.abs(got[name].astype(np.float64) - ref64), initial=0.0))
-        scale = max(float(np.max(np.abs(ref64), initial=0.0)), 1e-30)
-        abs_err, rel_err = max(abs_err, err), max(rel_err, err / scale)
-        rtol = max(rtol, RTOL.get(str(ref.dtype), 1e-3))
-    row.update(abs_err=abs_err, rel_err=rel_err, rtol=rtol,
-               status="ok" if rel_err <= rtol and np.isfinite(abs_err) else "wrong")
+    for backend in ("numpy", "emu") if emu else ("numpy",):
+        outputs = build.parent / f"outputs-{backend}.npz"
+        t = time.perf_counter()
+        run_target(str(build), str(inputs), str(outputs), backend=backend, emu_resident_limit=backend == "emu")
+        row[f"{backend}_s"] = time.perf_counter() - t
+        with np.load(outputs) as f:
+            got = {k: f[k] for k in f.files}
+        abs_err, rel_err, rtol = errors(got, want)
+        key = "" if backend == "numpy" else "emu_"
+        row.update({f"{key}abs_err": abs_err, f"{key}rel_err": rel_err, "rtol": rtol})
+        if not (rel_err <= rtol and np.isfinite(abs_err)):
+            row["status"] = "wrong"
+    row.setdefault("status", "ok")
     return row
 
 
-def run_row(model: Path, timeout: float) -> dict:
+def run_row(model: Path, timeout: float, emu: bool = False) -> dict:
     """``check_one`` in a child process with a timeout; the build is written under a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="tilec-realworld-") as tmp:
         out = Path(tmp) / "row.json"
         cmd = [sys.executable, __file__, "--one", str(model), "--build", str(Path(tmp) / "build"),
-               "--row-json", str(out)]
+               "--row-json", str(out)] + (["--emu"] if emu else [])
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -91,15 +109,18 @@ def run_row(model: Path, timeout: float) -> dict:
 def table(rows: list) -> str:
     """The Markdown table of ``rows``."""
     lines = ["| model | status | compile s | kernels | launches | persistent | numpy s | max abs err "
-             "| max rel err (tol) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| max rel err (tol) | emu s | emu max abs err | emu max rel err |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r["status"] == "failed":
-            lines.append(f"| {r['model']} | **failed**: {r['error']} | - | - | - | - | - | - | - |")
+            lines.append(f"| {r['model']} | **failed**: {r['error']} |" + " - |" * 10)
             continue
         status = "ok" if r["status"] == "ok" else "**wrong**"
         lines.append(f"| {r['model']} | {status} | {r['compile_s']:.1f} | {r['kernels']} | {r['launches']} "
                      f"| {r.get('persistent', '-')} | {r['numpy_s']:.1f} | {r['abs_err']:.2e} "
-                     f"| {r['rel_err']:.2e} ({r['rtol']:g}) |")
+                     f"| {r['rel_err']:.2e} ({r['rtol']:g}) | "
+                     + (f"{r['emu_s']:.1f} | {r['emu_abs_err']:.2e} | {r['emu_rel_err']:.2e} |" if "emu_s" in r
+                        else "- | - | - |"))
     return "\n".join(lines)
 
 
@@ -109,13 +130,15 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", metavar="NAME", help="default: every DIR/*.onnx")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
     ap.add_argument("--md", help="also write the table to this file")
+    ap.add_argument("--emu", action="store_true",
+                    help="also run each build's kernels under the CUDA emulator (resident-limit mode; minutes)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--build", help=argparse.SUPPRESS)
     ap.add_argument("--row-json", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:   # child process: one model
         try:
-            row = check_one(Path(args.one), Path(args.build))
+            row = check_one(Path(args.one), Path(args.build), args.emu)
         except Exception as e:  # noqa: BLE001 - the row records why, the run goes on
             row = {"model": Path(args.one).stem, "status": "failed",
                    "error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
@@ -130,7 +153,7 @@ def main(argv=None) -> int:
         return 2
     rows = []
     for i, model in enumerate(models, 1):
-        rows.append(run_row(model, args.timeout))
+        rows.append(run_row(model, args.timeout, args.emu))
         r = rows[-1]
         print(f"[{i}/{len(models)}] {model.stem}: {r['status']}"
               + (f" (compile {r['compile_s']:.1f} s, rel err {r['rel_err']:.1e})" if "rel_err" in r

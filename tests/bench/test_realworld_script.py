@@ -42,6 +42,12 @@ def test_a_model_that_matches(rw, tmp_path):
     assert "| mlp | ok |" in rw.table([row])
 
 
+def test_the_emulator_runs_the_kernels_too(rw, tmp_path):
+    row = rw.check_one(_model(tmp_path, "mlp", 1.0), tmp_path / "build", emu=True)
+    assert row["status"] == "ok" and row["emu_rel_err"] <= 1e-5 and row["emu_s"] > 0
+    assert f"{row['emu_rel_err']:.2e} |" in rw.table([row])
+
+
 def test_a_wrong_output_is_flagged(rw, tmp_path, monkeypatch):
     import tilec.driver as driver
     real = driver.run_target
@@ -52,8 +58,9 @@ def test_a_wrong_output_is_flagged(rw, tmp_path, monkeypatch):
             got = {k: f[k] + 1 for k in f.files}
         np.savez(outputs, **got)
     monkeypatch.setattr(driver, "run_target", off_by_one)
-    row = rw.check_one(_model(tmp_path, "mlp", 1.0), tmp_path / "build")
+    row = rw.check_one(_model(tmp_path, "mlp", 1.0), tmp_path / "build", emu=True)
     assert row["status"] == "wrong" and row["abs_err"] == pytest.approx(1.0)
+    assert row["emu_abs_err"] == pytest.approx(1.0)
     assert "**wrong**" in rw.table([row])
 
 
