@@ -67,8 +67,8 @@ def _zoo(name: str, pipeline: str, tmp_path: Path, sweep: bool = False) -> None:
 
 def _check(model: Path, pipeline: str, build: Path, sweep: bool = False, feeds: dict | None = None) -> None:
     """Compile ``model``, check every persistent step's grid fits the resident limit of its arch, then run it
-    in resident-limit mode on ``feeds`` (default :func:`_feeds`) and compare with numpy. A model with no persistent kernel is a failure (the case
-    would prove nothing), or in a ``sweep`` a skip."""
+    in resident-limit mode on ``feeds`` (default :func:`_feeds`) and compare with numpy. A model with no
+    persistent kernel is a failure (the case would prove nothing), or in a ``sweep`` a skip."""
     compile_model(str(model), str(build), pipeline=pipeline)
     plan = json.loads((build / "plan.json").read_text())
     steps = [s for s in walk_steps(plan["steps"]) if s.get("concurrent")]

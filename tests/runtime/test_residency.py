@@ -86,7 +86,8 @@ def test_oversubscribed_grid_runs_the_fallback(builds, key):
     # One warning per kernel however often it runs, naming the kernel and the numbers.
     assert len(caught) == 1, [str(w.message) for w in caught]
     msg = str(caught[0].message)
-    assert f"'{step['kernel']}'" in msg and f"all {grid} blocks" in msg and "1 per SM (occupancy API) x 1 SMs = 1" in msg
+    assert f"'{step['kernel']}'" in msg and f"all {grid} blocks" in msg
+    assert "1 per SM (occupancy API) x 1 SMs = 1" in msg
     # The fallback ran instead of the persistent kernel: its launches, not the persistent one.
     launched = {r["name"]: r["launches"] for r in ex.report()["kernels"]}
     fallback = [s["kernel"] for s in walk_steps(step["fallback"]) if s["kind"] == "launch"]
@@ -221,7 +222,7 @@ class _FakeCupy:
     class cuda:  # noqa: N801 - mirrors cupy.cuda
         class driver:  # noqa: N801
             @staticmethod
-            def occupancyMaxActiveBlocksPerMultiprocessor(func: int, blockSize: int, dynamicSMemSize: int) -> int:  # noqa: N802,N803
+            def occupancyMaxActiveBlocksPerMultiprocessor(func, blockSize, dynamicSMemSize):  # noqa: N802,N803
                 _FakeCupy.asked.append((func, blockSize, dynamicSMemSize))
                 return 3
 
@@ -246,3 +247,32 @@ def test_cupy_occupancy_query(static, dynamic, opt_in):
     assert _FakeCupy.asked == [(_Function.ptr, 256, dynamic)]
     assert kernel.max_dynamic_shared_size_bytes == opt_in
     assert dev.multiprocessor_count() == 132
+
+
+class _GraphDevice(OccupancyDevice):
+    """With CuPy's capture/replay, as far as Executor.time uses them."""
+
+    def capture(self, fn):
+        return fn
+
+    def replay(self, graph):
+        graph()
+
+
+def test_cuda_graph_refuses_a_host_driven_fallback(builds):
+    """Grinder's device loop captures; its host-driven fallback reads the exit condition back every
+    iteration, which a CUDA graph cannot capture: a clean error, not a failed capture."""
+    feeds = onnx_feeds(str(SAMPLES / MODELS["greedy"][0]))
+    ok = Executor.from_build(str(builds / "greedy"), _GraphDevice(per_sm=1, sms=1000))
+    assert len(ok.time(feeds, repeat=1, cuda_graph=True)) == 1
+    ex = Executor.from_build(str(builds / "greedy"), _GraphDevice(per_sm=1, sms=1))
+    with pytest.warns(ResidencyWarning), pytest.raises(CompileError, match="persistent kernel 'grinder0' runs its "
+                                                       "fallback here, where a host-driven loop reads its trip"):
+        ex.time(feeds, repeat=1, cuda_graph=True)
+
+
+def test_cuda_graph_captures_an_rprogram_fallback(builds):
+    feeds = onnx_feeds(str(SAMPLES / MODELS["resnext"][0]))
+    ex = Executor.from_build(str(builds / "resnext"), _GraphDevice(per_sm=1, sms=1))
+    with pytest.warns(ResidencyWarning):
+        assert len(ex.time(feeds, repeat=2, cuda_graph=True)) == 2

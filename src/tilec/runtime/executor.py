@@ -301,6 +301,9 @@ class Executor:
             if not hasattr(self.device, "capture"):
                 raise CompileError(f"--cuda-graph needs the cupy backend, not {self.device.name}")
             self.prepare()
+            why = self._read_back(self.plan["steps"])
+            if why is not None:
+                raise CompileError(f"--cuda-graph cannot capture this plan on this device: {why}")
             graph = self.device.capture(step)
             step = lambda: self.device.replay(graph)  # noqa: E731
         saved, self.stats = self.stats, RunStats()  # timing runs are not part of the measured run
@@ -313,6 +316,26 @@ class Executor:
             times.append(self.device.stop_timer(t))
         self.stats = saved
         return times
+
+    def _read_back(self, steps: list) -> str | None:
+        """Why running ``steps`` reads the device back (which a CUDA graph cannot capture), or None: a host
+        loop / if whose trip count, condition or predicate is not known to the plan, including those of a
+        persistent step's fallback where this device cannot hold its grid (``residency.py``)."""
+        for s in steps:
+            if s["kind"] == "if" or (s["kind"] == "loop" and (s["trip_static"] is None or not s["cond_static"]
+                                                                or s.get("cond_init") is None)):
+                what = "predicate" if s["kind"] == "if" else "trip count or condition"
+                return f"a host-driven {s['kind']} reads its {what} back"
+            if s["kind"] == "loop":
+                why = self._read_back(s["body"])
+            elif s.get("concurrent") and not self.residency.co_resident(s, self._kernels[s["kernel"]]):
+                why = self._read_back(s["fallback"])
+                why = why and f"persistent kernel '{s['kernel']}' runs its fallback here, where {why}"
+            else:
+                continue
+            if why is not None:
+                return why
+        return None
 
     def report(self, extra: dict | None = None) -> dict:
         """The RUN.json content for the runs so far."""
