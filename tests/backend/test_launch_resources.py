@@ -6,12 +6,14 @@
 - ``launch_resources`` refuses a kernel.func no block can run (LaunchLimitError), and ``tilec compile`` reports
   that as an internal error (exit 3, no traceback, nothing written).
 - ``static_shared_bytes`` (what a build computes without ptxas) equals ptxas' smem (``--check-ptx``'s
-  ``check_kernels`` on the build's .cu files) for every kernel kind that declares shared arrays: fused attention, fused row, tiled_mma, tiled, fused mlp, a Rammer persistent program,
-  a Grinder device loop and device if.
+  ``check_kernels`` on the build's .cu files) for every kernel kind that declares shared arrays: fused
+  attention, fused row, tiled_mma, tiled, fused mlp, a Rammer persistent program, a Grinder device loop and
+  device if; a ``--check-ptx`` build's rows take ptxas' numbers.
 - A BERT-base-like attention (12 heads, seq 128, head dim 64) builds with its shared memory within the default
   48 KB and without the old double request (static arrays *and* the same bytes asked as dynamic).
 - Every sample and small zoo model builds with report rows inside the limits.
-- The emulator refuses a launch over the limits without the opt-in and runs it with the opt-in.
+- The emulator refuses a launch over the limits without the opt-in and runs it with the opt-in; the executor's
+  emulator device takes the opt-in itself.
 """
 from __future__ import annotations
 
