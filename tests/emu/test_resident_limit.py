@@ -211,3 +211,23 @@ def test_cli_resident_options_misused_are_usage_errors(resnext, tmp_path, flags)
                *(["--backend", "emu"] if "--backend" not in flags else []), *flags)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("registers, fits", [(32, True), (200, False)])
+def test_ptxas_registers_in_report_json_decide_the_limit(resnext, tmp_path, registers, fits):
+    """With --check-ptx, report.json's ptxas registers replace the __launch_bounds__ budget: 4 blocks of 256
+    threads fit one SM at 32 registers a thread (the threads limit binds), not at 200."""
+    import shutil
+    from tilec.driver import run_target
+    build = tmp_path / "build"
+    shutil.copytree(resnext / "build", build)
+    report = json.loads((build / "report.json").read_text())
+    (row,) = [k for k in report["kernels"] if k["name"] == "rammer0"]
+    row["ptxas"] = {"registers": registers, "smem": row["smem_static"]}
+    (build / "report.json").write_text(json.dumps(report))
+    args = (str(build), str(resnext / "in.npz"), str(tmp_path / "out.npz"), "emu")
+    if fits:
+        run_target(*args, emu_resident_limit=True, emu_sms=1)
+        return
+    with pytest.raises(CompileError, match=rf"{registers} registers/thread from ptxas.* x 1 SMs = 1 "):
+        run_target(*args, emu_resident_limit=True, emu_sms=1)
