@@ -2,14 +2,13 @@
 ``run_target`` (runs a model, IR file or build folder on the inputs of an .npz)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from .ir.diagnostics import CompileError
 from .passes.pipeline import PassManager, dump, parse_pipeline
@@ -114,10 +113,13 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
 def atomic_build_dir(target: Path, fill) -> None:
     """Create ``target`` by filling a temp folder and renaming it; a failure leaves any old build intact."""
     target = target.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not target.is_dir():
         raise CompileError(f"build folder '{target}' exists and is not a folder")
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as e:  # a read-only or special file system (/proc), a parent that is a file, ...
+        raise CompileError(f"cannot write build folder '{target}': {e.strerror or e}") from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -136,24 +138,14 @@ def atomic_build_dir(target: Path, fill) -> None:
 
 
 def load_npz(path: str) -> dict:
-    from .ir.limits import check_npz
-    check_npz(path)  # numpy allocates a whole array before reading it: check the declared shapes first
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise CompileError(f"no such file '{path}'") from None
-    except (OSError, ValueError) as e:
-        raise CompileError(f"cannot read inputs '{path}': {e}") from None
+    """The arrays of the ``.npz`` at ``path`` (``runtime/array_files.load_arrays``)."""
+    from .runtime.array_files import load_arrays
+    return load_arrays(path)
 
 
 def save_npz(path: str, arrays: dict) -> None:
-    import io
-
-    from .ir.weights import atomic_write_bytes
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    from .runtime.array_files import save_arrays
+    save_arrays(path, arrays)
 
 
 def load_target(target: str, input_shapes: dict | None = None):
@@ -180,28 +172,40 @@ BACKENDS = ("numpy", "emu", "cupy")
 def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = "numpy",
                input_shapes: dict | None = None, report_path: str | None = None, emu_order: str = "normal",
                cuda_graph: bool = False, repeat: int = 0, emu_resident_limit: bool = False,
-               emu_sms: int | None = None) -> dict:
+               emu_sms: int | None = None, cast: bool = False) -> dict:
     """Run ``target`` on the inputs in ``inputs_path`` and save the outputs. ``numpy`` runs any target with
     the interpreter; ``emu`` and ``cupy`` execute a build folder's plan.json (``runtime/executor.py``) and,
     with ``report_path``, write RUN.json. ``repeat`` > 0 adds whole-plan latencies over that many runs.
     ``emu_resident_limit`` runs persistent kernels with only as many blocks at once as the GPU holds
-    (``emu_sms``: on that many SMs), so a grid that could not be co-resident is an error, not a pass."""
+    (``emu_sms``: on that many SMs), so a grid that could not be co-resident is an error, not a pass.
+    Inputs must have the dtypes the model declares (``cast`` converts them instead); an ``.npy`` file is
+    the input of a single-input model."""
     if backend not in BACKENDS:
         raise CompileError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
     if (emu_resident_limit or emu_sms) and backend != "emu":
         raise CompileError("--emu-resident-limit and --emu-sms are options of --backend emu")
-    inputs = load_npz(inputs_path)
+    from .runtime.array_files import conform_inputs, load_arrays
     if backend == "numpy":
-        from .runtime.interpreter import run_module
-        start = time.perf_counter()
-        outputs = run_module(load_target(target, input_shapes), inputs)
-        seconds = time.perf_counter() - start
-        report = {"backend": "numpy", "totals": {"launches": 0, "global_bytes": None, "host_syncs": 0,
-                                                  "seconds": round(seconds, 9)}, "kernels": []}
+        from .runtime.interpreter import main_function, run_module
+        module = load_target(target, input_shapes)
+        declared = _module_inputs(main_function(module))
     else:
         if not Path(target, "plan.json").is_file():
             raise CompileError(f"--backend {backend} runs a build folder ('tilec compile' writes one); "
                                f"'{target}' is not one")
+        declared = _plan_inputs(target)
+    single = declared[0][0] if len(declared) == 1 else None
+    inputs = conform_inputs(load_arrays(inputs_path, single), declared, cast)
+    _check_writable(outputs_path, "outputs")
+    if report_path is not None:
+        _check_writable(report_path, "the report")
+    if backend == "numpy":
+        start = time.perf_counter()
+        outputs = run_module(module, inputs)
+        seconds = time.perf_counter() - start
+        report = {"backend": "numpy", "totals": {"launches": 0, "global_bytes": None, "host_syncs": 0,
+                                                  "seconds": round(seconds, 9)}, "kernels": []}
+    else:
         ex = make_executor(target, backend, emu_order, emu_resident_limit, emu_sms)
         outputs = ex.run(inputs)
         extra = {"order": emu_order} if backend == "emu" else {}
@@ -221,6 +225,41 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
         report["target"] = str(target)
         write_json(Path(report_path), report)
     return outputs
+
+
+def _module_inputs(fn) -> list:
+    """``(name, dtype, shape)`` of ``@main``'s inputs (shape None where a dim is not a number)."""
+    names = fn.attributes.get("arg_names") or [a.name_hint or f"arg{i}" for i, a in enumerate(fn.body.args)]
+    out = []
+    for name, a in zip(names, fn.body.args):
+        shape = tuple(a.type.shape)
+        out.append((name, a.type.dtype, shape if all(isinstance(d, int) for d in shape) else None))
+    return out
+
+
+def _plan_inputs(build_dir: str) -> list:
+    """``(name, dtype, shape)`` of a build folder's inputs, from its plan.json."""
+    try:
+        plan = json.loads(Path(build_dir, "plan.json").read_text())
+        buffers = {b["name"]: b for b in plan["buffers"]}
+        return [(i["name"], buffers[i["buffer"]]["dtype"], tuple(buffers[i["buffer"]]["shape"]))
+                for i in plan["inputs"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CompileError(f"'{build_dir}' has an unreadable plan.json ({type(e).__name__}: {e}): "
+                           "compile it again") from None
+
+
+def _check_writable(path: str, what: str) -> None:
+    """Fail before running, not after, when ``path`` cannot be written (its folder missing is fine: it is
+    made); a folder where a file should go is an error too."""
+    p = Path(path)
+    if p.is_dir():
+        raise CompileError(f"cannot write {what} '{path}': it is a folder")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise CompileError(f"cannot write {what} '{path}': '{parent}' is not writable")
 
 
 def make_executor(build_dir: str, backend: str, emu_order: str = "normal", emu_resident_limit: bool = False,

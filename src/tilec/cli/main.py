@@ -112,7 +112,7 @@ def tune_cmd(build_dir, k):
 
 @cli.command("run")
 @click.argument("target")
-@click.option("--inputs", "inputs_path", required=True, help=".npz with one array per model input.")
+@click.option("--inputs", "inputs_path", required=True, help=".npz with one array per model input (.npy: the input of a one-input model).")
 @click.option("--outputs", "outputs_path", required=True, help=".npz to write, one array per output.")
 @click.option("--backend", default="numpy", show_default=True,
               help="numpy (interpreter), emu (CUDA emulator) or cupy (GPU); emu and cupy run a build folder.")
@@ -125,14 +125,16 @@ def tune_cmd(build_dir, k):
                    "(registers, shared memory, threads per SM); a grid that needs more is reported, not run.")
 @click.option("--emu-sms", default=None, type=click.IntRange(min=1), metavar="N",
               help="With --emu-resident-limit: emulate a GPU with N SMs instead of the target's.")
+@click.option("--cast", is_flag=True,
+              help="Convert inputs whose dtype differs from the model's (default: that is an error).")
 @click.option("--cuda-graph", is_flag=True, help="Time the plan as a captured CUDA graph (cupy, with --repeat).")
 @click.option("--repeat", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also time N more runs of the whole plan and report the median.")
 @input_shape_option
 @guarded
 def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, emu_resident_limit, emu_sms,
-            cuda_graph, repeat, input_shapes):
-    """Run a .onnx, a .tir or a build folder on the inputs in an .npz."""
+            cast, cuda_graph, repeat, input_shapes):
+    """Run a .onnx, a .tir or a build folder on the inputs in an .npz (or an .npy for a one-input model)."""
     from ..driver import run_target
     if (emu_resident_limit or emu_sms) and backend != "emu":
         raise click.UsageError("--emu-resident-limit and --emu-sms are options of --backend emu")
@@ -140,7 +142,7 @@ def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, 
         raise click.UsageError("--emu-sms N emulates N SMs for --emu-resident-limit: give both")
     run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
                report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
-               emu_resident_limit=emu_resident_limit, emu_sms=emu_sms)
+               emu_resident_limit=emu_resident_limit, emu_sms=emu_sms, cast=cast)
 
 
 @cli.command("viz")

@@ -50,7 +50,7 @@ def _syntax_message(e: lark.exceptions.UnexpectedInput) -> str:
     if tok.type == "$END":
         return "unexpected end of input"
     expected = sorted(getattr(e, "expected", set()) or [])
-    names = [_TOKEN_NAMES.get(t, t.lower()) for t in expected][:6]
+    names = sorted({_token_name(t) for t in expected})[:6]
     hint = f", expected {', '.join(names)}" if names else ""
     return f"unexpected '{tok}'{hint}"
 
@@ -58,7 +58,22 @@ def _syntax_message(e: lark.exceptions.UnexpectedInput) -> str:
 _TOKEN_NAMES = {"VALUE": "SSA value", "SYMBOL": "symbol", "TENSOR_TYPE": "type", "STRING": "string",
                 "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'", "COLON": "':'",
                 "COMMA": "','", "EQUAL": "'='", "LSQB": "'['", "RSQB": "']'", "MORETHAN": "'>'",
-                "__ANON_0": "'->'", "BARE_ID": "identifier", "INT": "integer", "FLOAT": "float"}
+                "BARE_ID": "identifier", "INT": "integer", "FLOAT": "float"}
+
+
+@functools.lru_cache(maxsize=None)
+def _token_name(terminal: str) -> str:
+    """A terminal as a user writes it: ``'func.func'`` for a literal (Lark names those ``__ANON_n`` or
+    ``MODULE``), a word for a pattern (``SSA value``, ``integer``)."""
+    if terminal in _TOKEN_NAMES:
+        return _TOKEN_NAMES[terminal]
+    try:
+        pattern = _lark().get_terminal(terminal).pattern
+    except KeyError:
+        return terminal.lower()
+    if isinstance(pattern, lark.lexer.PatternStr):
+        return f"'{pattern.value}'"
+    return terminal.strip("_").lower().replace("_", " ")
 
 
 class _Builder:
