@@ -37,10 +37,13 @@ bench: install
 	$(BIN)/python -m tilec.analysis.rammer.report samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
 	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
 
-# On a lent GPU machine (no network, no .venv): lark/click come from wheels/ (scripts/gpu_run.sh), tilec from
-# src/. One process per row with a timeout, the table written row by row, the budget (9 min) printed up front.
-gpu-bench:
-	PYTHON=$(PYTHON) scripts/gpu_run.sh scripts/gpu_bench.py --out docs/benchmarks
+# On a lent GPU machine (no network, no .venv): lark/click and the CUDA headers come from wheels/
+# (scripts/gpu_run.sh), tilec from src/. One process per row with a timeout, the table written row by row, the
+# budget (9 min) printed up front; docs/gpu.md. DRY=1: the same path without a GPU (emu backend, CPU baselines,
+# the .venv's Python) -> build/gpu_bench_dry/.
+GPU_PY = $(if $(DRY),$(BIN)/python,$(PYTHON))
+gpu-bench: $(if $(DRY),install)
+	PYTHON=$(GPU_PY) scripts/gpu_run.sh scripts/gpu_bench.py $(if $(DRY),--dry-run --out build/gpu_bench_dry,--out docs/benchmarks)
 
 # Every full-size zoo model: tilec's numpy interpreter vs onnxruntime -> docs/benchmarks/zoo-full-<date>.md.
 zoo-check: install
@@ -64,8 +67,9 @@ fuzz: install
 	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --pipeline-f16-graphs 500 --ir 10000 --onnx 1000 --seed 0
 
 # Every sample and small zoo model on the GPU vs onnxruntime, then timed (8 min budget) -> build/gpu_check/.
-gpu-check:
-	PYTHON=$(PYTHON) scripts/gpu_check.sh build/gpu_check --runs 20
+# DRY=1: the emu backend instead of the GPU -> build/gpu_check_dry/.
+gpu-check: $(if $(DRY),install)
+	PYTHON=$(GPU_PY) scripts/gpu_check.sh $(if $(DRY),build/gpu_check_dry --dry-run,build/gpu_check --runs 20)
 
 lint: install
 	$(BIN)/python -m compileall -q src tests samples

@@ -76,10 +76,13 @@ def plan_rows(args) -> dict:
     dev = "cpu" if args.dry_run else "cuda"
     common = {"runs": args.runs, "warmup": args.warmup, "tol": args.tol, "device": dev}
     compile_rows, measure, compiled = [], [], []
-    models = []
+    models, unbuilt = [], []
     for name in args.models:
-        path = build_one(name, args.size, str(args.work / "zoo"))[0]
-        models.append((name, path))
+        try:
+            models.append((name, build_one(name, args.size, str(args.work / "zoo"))[0]))
+        except Exception as e:  # noqa: BLE001 - one model that cannot be built costs its rows, not the run
+            unbuilt.append({"id": f"build/{name}", "model": name, "system": "model build", "status": "failed",
+                            "error": f"{type(e).__name__}: {e}", "seconds": 0.0})
     shapes = ([("gemm", {"M": 64, "N": 64, "K": 64}), ("conv", {"N": 1, "C": 8, "H": 8, "K": 8})] if args.dry_run
               else [("gemm", {"M": 4096, "N": 4096, "K": 4096}), ("conv", {"N": 8, "C": 256, "H": 56, "K": 256})])
     roof = []
@@ -112,7 +115,7 @@ def plan_rows(args) -> dict:
     for dtype in ("f32", "tf32", "f16", "bf16"):
         measure.append(Row(f"cublas/{dtype}", {"kind": "cublas", "dtype": dtype, "n": n, **common},
                            TIMEOUTS["cublas"], {"model": f"gemm {n}^3 {dtype}", "system": "cuBLAS (torch.matmul)"}))
-    return {"compile": compile_rows, "measure": measure, "torch.compile": compiled}
+    return {"compile": compile_rows, "measure": measure, "torch.compile": compiled, "unbuilt": unbuilt}
 
 
 def detail(r: dict) -> str:
@@ -221,6 +224,8 @@ def main(argv=None) -> int:
         print(f"gpu_bench: [{budget.left():.0f}s left] {r['id']}: {r['status']} {rep.ms(r, 'cold_ms')} / "
               f"{rep.ms(r, 'hot_ms')} ms {r.get('error') or ''}", flush=True)
 
+    for r in phases["unbuilt"]:
+        done(r)
     for name in ("compile", "measure", "torch.compile"):
         run_rows(phases[name], args.jobs if name == "compile" else 1, budget, args.work / "rows", ROOT, done)
     wall = time.perf_counter() - t0

@@ -37,16 +37,23 @@ COLUMNS = ["model", "status", "rel err", "kernels", "launches", "host ops", "hot
            "graph", "compile s", "row s"]
 
 
-def models(args) -> list[tuple[str, str]]:
-    """(name, path) of every sample matching the globs, then the small zoo (built into OUT/zoo)."""
+def models(args) -> tuple[list, list]:
+    """(name, path) of every sample matching the globs, then the small zoo (built into OUT/zoo); and the rows
+    of zoo models that could not be built (status ``failed``, recorded without running)."""
     out = [(Path(p).stem, p) for g in args.models for p in sorted(glob.glob(str(ROOT / g) if not
                                                                          os.path.isabs(g) else g))]
+    unbuilt = []
     if args.zoo == "small":
         from samples.models import ZOO
         from samples.models.build_zoo import build_one
+        (args.out / "zoo").mkdir(parents=True, exist_ok=True)
         for name in ZOO:
-            out.append((f"zoo/{name}", build_one(name, "small", str(args.out / "zoo"))[0]))
-    return out
+            try:
+                out.append((f"zoo/{name}", build_one(name, "small", str(args.out / "zoo"))[0]))
+            except Exception as e:  # noqa: BLE001 - one model that cannot be built costs its row
+                unbuilt.append({"id": f"tilec/zoo/{name}", "model": f"zoo/{name}", "status": "failed",
+                                "error": f"building the model: {type(e).__name__}: {e}", "seconds": 0.0})
+    return out, unbuilt
 
 
 def cells(r: dict) -> list:
@@ -74,8 +81,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     backend, device = ("emu", "cpu") if args.dry_run else ("cupy", "cuda")
     runs, warmup = (1, 0) if args.dry_run else (args.runs, args.warmup)
-    found = models(args)
-    if not found:
+    found, unbuilt = models(args)
+    if not found and not unbuilt:
         print(f"gpu_check: no models match {args.models}", file=sys.stderr)
         return 2
     rows = []
@@ -103,7 +110,9 @@ def main(argv=None) -> int:
         journal.append(r, cells(r))
         print(f"gpu_check: {r['model']}: {r['status']} {r.get('error') or ''} ({r.get('seconds')}s)", flush=True)
 
-    results = run_rows(rows, args.jobs, budget, args.out / "rows", ROOT, done)
+    for r in unbuilt:
+        done(r)
+    results = unbuilt + run_rows(rows, args.jobs, budget, args.out / "rows", ROOT, done)
     bad = [r for r in results if r["status"] != "ok"]
     journal.write([f"{len(results) - len(bad)}/{len(results)} ok in {time.perf_counter() - t0:.0f}s."
                    + (f" Not ok: {', '.join(r['model'] for r in bad)}." if bad else "")])
