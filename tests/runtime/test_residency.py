@@ -276,3 +276,23 @@ def test_cuda_graph_captures_an_rprogram_fallback(builds):
     ex = Executor.from_build(str(builds / "resnext"), _GraphDevice(per_sm=1, sms=1))
     with pytest.warns(ResidencyWarning):
         assert len(ex.time(feeds, repeat=2, cuda_graph=True)) == 2
+
+
+def test_cli_prints_the_fallback_as_one_warning_line(builds, tmp_path):
+    """``tilec run`` on a device that cannot hold the grid: exit 0, the outputs, and one diagnostic line
+    (not Python's file:line and source echo)."""
+    import subprocess
+    import sys
+
+    from tilec.driver import save_npz
+    save_npz(str(tmp_path / "in.npz"), onnx_feeds(str(SAMPLES / MODELS["skipnet"][0])))
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import test_residency as t; "
+              "import tilec.runtime.emu_device as e; e.EmuDevice = t.OccupancyDevice; "
+              "from tilec.cli.main import main; sys.argv = ['tilec'] + sys.argv[2:]; main()")
+    r = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), "run", str(builds / "skipnet"),
+                        "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz"),
+                        "--backend", "emu"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tilec: warning: persistent kernel 'grinder0' needs all"), lines
+    assert (tmp_path / "out.npz").is_file()

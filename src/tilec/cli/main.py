@@ -175,6 +175,10 @@ def viz_cmd(build_dir, graph_src, output):
 
 def main():
     """Console-script entry point (click exits 2 on usage errors)."""
+    import warnings
+
+    from ..runtime.residency import format_warning
+    warnings.formatwarning = format_warning   # a fallback taken on this GPU: one diagnostic line
     cli(prog_name="tilec")
 
 

@@ -26,6 +26,17 @@ class ResidencyWarning(UserWarning):
     """A persistent kernel's grid cannot be co-resident on this device: its fallback runs instead."""
 
 
+_PYTHON_FORMAT = warnings.formatwarning
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """``warnings.formatwarning`` for the ``tilec`` command: a ResidencyWarning as one diagnostic line
+    (``tilec: warning: ...``) instead of Python's file:line and source echo; others as Python prints them."""
+    if issubclass(category, ResidencyWarning):
+        return f"tilec: warning: {str(message).removeprefix('tilec: ')}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
 @dataclass(frozen=True)
 class ResidentLimit:
     """How many blocks of one launch an SM holds, why, and on how many SMs."""
