@@ -296,3 +296,23 @@ def test_cli_prints_the_fallback_as_one_warning_line(builds, tmp_path):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("tilec: warning: persistent kernel 'grinder0' needs all"), lines
     assert (tmp_path / "out.npz").is_file()
+
+
+def test_a_persistent_step_inside_a_fallback_falls_back_too(builds):
+    """No sample nests one (a device loop whose body holds an rProgram), so one is made: a body launch of
+    the device loop's host fallback becomes a persistent step whose fallback is that launch. On a device
+    that holds no block of either, both fall back, each warned once, and the answer does not change."""
+    feeds = onnx_feeds(str(SAMPLES / MODELS["greedy"][0]))
+    normal, _, _ = _run(builds / "greedy", EmuDevice(), feeds)
+    ex = Executor.from_build(str(builds / "greedy"), OccupancyDevice(per_sm=0, sms=1))
+    (step,) = [s for s in ex.plan["steps"] if s.get("concurrent")]
+    body = step["fallback"][0]["body"]
+    inner = body[1]
+    body[1] = {**inner, "concurrent": True, "fallback": [dict(inner)]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = ex.run(feeds)
+    assert sorted(ex.report()["persistent_fallbacks"]) == sorted([step["kernel"], inner["kernel"]])
+    assert len([w for w in caught if issubclass(w.category, ResidencyWarning)]) == 2
+    for name in normal:
+        np.testing.assert_array_equal(out[name], normal[name], err_msg=name)
