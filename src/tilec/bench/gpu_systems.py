@@ -115,7 +115,9 @@ def tilec(spec: dict, row: dict) -> None:
         clock = CupyClock(ex.device.stream)
         flush = cupy_flush(ex.device.stream, l2_bytes(spec, cupy.cuda.Device().attributes.get("L2CacheSize")))
         row["cuda_graph"] = False
-        if not plan["host_ops"]:
+        if plan["host_ops"]:  # host ops and host-driven loops / ifs read values back: no graph replays that
+            row["graph_error"] = "the plan runs on the host: " + ", ".join(sorted(set(plan["host_ops"])))
+        else:
             try:
                 graph = ex.device.capture(fn)
                 fn = lambda: ex.device.replay(graph)  # noqa: E731
