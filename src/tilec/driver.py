@@ -187,6 +187,8 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
     from .runtime.array_files import conform_inputs, load_arrays
     if backend == "numpy":
         from .runtime.interpreter import main_function, run_module
+        if not input_shapes and str(target).endswith(".onnx"):
+            input_shapes = _shapes_from_arrays(target, inputs_path)
         module = load_target(target, input_shapes)
         declared = _module_inputs(main_function(module))
     else:
@@ -225,6 +227,22 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
         report["target"] = str(target)
         write_json(Path(report_path), report)
     return outputs
+
+
+def _shapes_from_arrays(model_path: str, inputs_path: str) -> dict:
+    """``tilec run MODEL.onnx`` without ``--input-shape``: each input with a dynamic dim takes the shape of
+    the array given for it (the importer still checks the model's fixed dims against it)."""
+    from .frontend.onnx_load import load_model
+    from .runtime.array_files import load_arrays
+    model, _, _ = load_model(model_path)
+    weights = {t.name for t in model.graph.initializer}
+    graph_inputs = [vi for vi in model.graph.input if vi.name not in weights]
+    dynamic = [vi.name for vi in graph_inputs if not vi.type.tensor_type.HasField("shape")
+               or any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)]
+    if not dynamic:
+        return {}
+    arrays = load_arrays(inputs_path, graph_inputs[0].name if len(graph_inputs) == 1 else None)
+    return {n: tuple(int(d) for d in arrays[n].shape) for n in dynamic if n in arrays}
 
 
 def _module_inputs(fn) -> list:

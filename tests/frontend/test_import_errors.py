@@ -65,9 +65,23 @@ def test_custom_domain():
 def test_dynamic_dim_needs_input_shape():
     m = _model([h.make_node("Relu", ["x"], ["y"])], inputs=[h.make_tensor_value_info("x", T.FLOAT, ["batch", 128])])
     msg = _error(m)
-    assert "input 'x' has a dynamic dimension 0 ('batch'); pass --input-shape x=1x128" in msg
+    assert "1 input with dynamic dimensions (dynamic dims: batch): give it a shape: --input-shape x=<batch>x128" in msg
     mod = import_onnx(m, input_shapes={"x": (4, 128)})
     assert mod.body.ops[-1].body.args[0].type.shape == (4, 128)
+
+
+def test_every_dynamic_input_in_one_message():
+    # A text model: batch and sequence dynamic on every input. One message names them all, by dim_param,
+    # and suggests no sizes (only the user knows the sequence length they will run).
+    ins = [h.make_tensor_value_info(n, T.FLOAT, ["batch", "sequence"]) for n in ("ids", "mask")]
+    ins.append(h.make_tensor_value_info("z", T.FLOAT, [None, 8]))
+    m = _model([h.make_node("Add", ["ids", "mask"], ["t"]), h.make_node("Relu", ["t"], ["y"])], inputs=ins)
+    msg = _error(m)
+    assert ("3 inputs with dynamic dimensions (dynamic dims: batch, sequence): give each a shape: "
+            "--input-shape ids=<batch>x<sequence> --input-shape mask=<batch>x<sequence> "
+            "--input-shape z=<?>x8") in msg
+    assert "misspelt" in _error(m, input_shapes={"misspelt": (1, 2)}) and "(inputs: ids, mask, z)" in _error(
+        m, input_shapes={"misspelt": (1, 2)})
 
 
 def test_input_shape_must_match_model():

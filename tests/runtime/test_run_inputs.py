@@ -107,3 +107,24 @@ def test_parse_errors_name_tokens_as_written(tmp_path):
     src.write_text("func @f(\n")
     r = CliRunner().invoke(cli, ["opt", str(src)])
     assert "expected 'func.func', 'module'" in r.output and "__anon" not in r.output.lower(), r.output
+
+
+def test_run_onnx_takes_dynamic_shapes_from_the_arrays(tmp_path):
+    # A model with dynamic batch and sequence: `tilec run M.onnx` needs no --input-shape, the arrays say it.
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    x = h.make_tensor_value_info("x", T.FLOAT, ["batch", "sequence"])
+    y = h.make_tensor_value_info("y", T.FLOAT, ["batch", "sequence"])
+    g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    for shape in ((1, 5), (3, 7)):
+        arr = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        np.savez(tmp_path / "in.npz", x=arr)
+        r = _run(path, "--inputs", tmp_path / "in.npz", "--outputs", tmp_path / "out.npz")
+        assert r.exit_code == 0, r.output
+        with np.load(tmp_path / "out.npz") as out:
+            np.testing.assert_array_equal(out["y"], np.maximum(arr, 0))
+    r = CliRunner().invoke(cli, ["compile", str(path), "-o", str(tmp_path / "b")])
+    _clean_error(r, "dynamic dims: batch, sequence", "--input-shape x=<batch>x<sequence>")

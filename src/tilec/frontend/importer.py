@@ -86,6 +86,7 @@ class ImportContext:
         self.folder = folder
         self.file = file
         self.input_shapes = dict(input_shapes)
+        self.dynamic_inputs: list = []   # (name, dims) of inputs with a dynamic dim, reported together
         self.frozen_inputs = dict(frozen_inputs or {})
         self.opset = self._default_opset()
         self.module = new_module(Path(file).stem or "model")
@@ -142,6 +143,7 @@ class ImportContext:
         if unknown:
             raise CompileError(f"--input-shape names unknown input(s): {', '.join(unknown)} "
                                f"(inputs: {', '.join(arg_names) or 'none'})", self.file)
+        self._check_dynamic_inputs()
         block = Block(args, [sanitize(n) for n in arg_names])
         for name, v in zip(arg_names, block.args):
             self.values[name] = v
@@ -241,13 +243,26 @@ class ImportContext:
         why = shape_problem(dims, itemsize(dtype))
         if why:
             raise CompileError(f"{what} {why}", self.file)
-        for i, d in enumerate(dims):
-            if not isinstance(d, int):
-                example = "x".join("1" if not isinstance(x, int) else str(x) for x in dims)
-                label = f" ('{d}')" if d else ""
-                raise CompileError(f"{what} has a dynamic dimension {i}{label}; pass --input-shape "
-                                   f"{vi.name}={example}", self.file)
+        if not all(isinstance(d, int) for d in dims):
+            self.dynamic_inputs.append((vi.name, dims))
+            dims = [d if isinstance(d, int) else 1 for d in dims]  # a placeholder: run() reports them all
         return TensorType(tuple(dims), dtype)
+
+    def _check_dynamic_inputs(self) -> None:
+        """One error for every input with a dynamic dim: each named with its ONNX ``dim_param`` in a shape
+        template (``input_ids=<batch>x<sequence>``), fixed dims as the model gives them, since only the user
+        knows the sizes they will run (advice of 1 for a sequence builds a model that rejects real inputs)."""
+        if not self.dynamic_inputs:
+            return
+        names, templates = [], []
+        for name, dims in self.dynamic_inputs:
+            names += [d for d in dims if isinstance(d, str) and d not in names]
+            templates.append(f"--input-shape {name}=" + "x".join(
+                str(d) if isinstance(d, int) else f"<{d or '?'}>" for d in dims))
+        n = len(self.dynamic_inputs)
+        dims = f" (dynamic dims: {', '.join(names)})" if names else ""
+        raise CompileError(f"{n} input{'s' if n != 1 else ''} with dynamic dimensions{dims}: give "
+                           f"{'each' if n != 1 else 'it'} a shape: {' '.join(templates)}", self.file)
 
     def _toposort(self, graph) -> list:
         """Nodes in an order where every input is defined first; cycles and undefined inputs are errors."""
