@@ -54,11 +54,12 @@ def test_hang_and_crash_cost_one_row_each_and_the_budget_comes_first(tmp_path):
     out = r.stdout
     plan = out.index("gpu_check: 4 rows in 2 phase(s); budget 480s")
     assert "3 x tilec" in out and "timeout 4s each" in out
-    assert plan < out.index("gpu_check: a: timeout") < out.index("gpu_check: b: crashed") < out.index("gpu_check: c: ok")
+    order = [out.index(f"gpu_check: {line}") for line in ("a: timeout", "b: crashed", "c: ok")]
+    assert plan < order[0] < order[1] < order[2]
     md = (tmp_path / "out" / "gpu_check.md").read_text()
     assert "| a | **timeout**: no result after 4s (killed) |" in md
     assert "| b | **crashed**: killed by SIGKILL" in md and "| c | ok |" in md
-    assert "2/3 ok" not in md and "1/3 ok" in md and "Not ok: a, b." in md
+    assert "1/3 ok" in md and "Not ok: a, b." in md
     rows = {m["model"]: m for m in json.loads((tmp_path / "out" / "gpu_check.json").read_text())["models"]}
     assert [rows[k]["status"] for k in "abc"] == ["timeout", "crashed", "ok"]
     assert rows["c"]["rel_err"] < 1e-5 and rows["c"]["hot_ms"] > 0
