@@ -89,3 +89,17 @@ def test_without_the_nvrtc_wheel_the_headers_still_serve_cupys_nvrtc(monkeypatch
             check_kernels({"k": "x"})
     finally:
         find_toolchain.cache_clear()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="reads /proc (Linux)")
+def test_nvrtc_builtins_are_loaded_from_beside_libnvrtc_before_any_compile():
+    """torch's nvidia-cuda-nvrtc 13.0 wheel sets no RPATH: libnvrtc finds its builtins only if they are already
+    loaded (else NVRTC_ERROR_BUILTIN_OPERATION_FAILURE at the first compile, seen with 13.0.88)."""
+    code = ("from pathlib import Path; from tilec.backend.nvrtc_lib import NvrtcLibrary, find_toolchain; "
+            "lib = find_toolchain().library; NvrtcLibrary(lib); "
+            "maps = Path('/proc/self/maps').read_text(); "
+            "print(any('libnvrtc-builtins' in ln and ln.split()[-1].startswith(str(Path(lib).parent)) "
+            "for ln in maps.splitlines()))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=_env(PYTHONPATH=str(ROOT / "src")))
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stdout + r.stderr

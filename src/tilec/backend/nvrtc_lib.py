@@ -104,11 +104,22 @@ def nvrtc_options(sm_arch: str, toolchain: Toolchain | None = None) -> tuple:
             *toolchain.include_options())
 
 
+def _preload_builtins(path: str) -> None:
+    """Load ``libnvrtc-builtins.so.X.Y`` from beside ``path`` first. libnvrtc dlopens it by soname at its first
+    compile; the CUDA 13.0 wheels (torch's nvidia-cuda-nvrtc 13.0.x) set no RPATH, so without LD_LIBRARY_PATH
+    that fails (NVRTC_ERROR_BUILTIN_OPERATION_FAILURE), while a library already loaded under that soname is
+    reused. Later wheels carry ``$ORIGIN`` and need none of this; the ``.alt`` variants are not the default."""
+    from pathlib import Path
+    for lib in sorted(Path(path).parent.glob("libnvrtc-builtins.so*")):
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
 class NvrtcLibrary:
     """The NVRTC C API through ctypes (one instance per library path: :func:`load_library`)."""
 
     def __init__(self, path: str):
         try:
+            _preload_builtins(path)
             lib = ctypes.CDLL(path)
         except OSError as e:
             raise CompileError(f"cannot load NVRTC from {path} ({e}): reinstall with `{INSTALL_HINT}`") from None
@@ -145,6 +156,9 @@ class NvrtcLibrary:
             text = log.decode(errors="replace").rstrip("\0")
             if status == 6:  # NVRTC_ERROR_COMPILATION: the source is at fault, the log has the errors
                 return False, text, None
+            if status == 7:  # NVRTC_ERROR_BUILTIN_OPERATION_FAILURE: the installation, not the kernel
+                raise CompileError(f"NVRTC {self.version} ({self.lib._name}) cannot run: {text.strip()} "
+                                   f"(reinstall with `{INSTALL_HINT}`)")
             if status == 5:  # NVRTC_ERROR_INVALID_OPTION: e.g. an -arch this NVRTC dropped (CUDA 13: sm_70)
                 flags = " ".join(o for o in options if not o.startswith("-I"))
                 raise CompileError(f"NVRTC {self.version} does not accept the options {flags}: {text.strip()}")
