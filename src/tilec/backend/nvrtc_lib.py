@@ -134,7 +134,7 @@ class NvrtcLibrary:
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = args, ctypes.c_int
         lib.nvrtcGetErrorString.argtypes, lib.nvrtcGetErrorString.restype = [ctypes.c_int], ctypes.c_char_p
-        self.lib = lib
+        self.lib, self.path = lib, path
         major, minor = i(), i()
         self._check(lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
         self.version = f"{major.value}.{minor.value}"
@@ -157,7 +157,7 @@ class NvrtcLibrary:
             if status == 6:  # NVRTC_ERROR_COMPILATION: the source is at fault, the log has the errors
                 return False, text, None
             if status == 7:  # NVRTC_ERROR_BUILTIN_OPERATION_FAILURE: the installation, not the kernel
-                raise CompileError(f"NVRTC {self.version} ({self.lib._name}) cannot run: {text.strip()} "
+                raise CompileError(f"NVRTC {self.version} ({self.path}) cannot run: {text.strip()} "
                                    f"(reinstall with `{INSTALL_HINT}`)")
             if status == 5:  # NVRTC_ERROR_INVALID_OPTION: e.g. an -arch this NVRTC dropped (CUDA 13: sm_70)
                 flags = " ".join(o for o in options if not o.startswith("-I"))
