@@ -258,6 +258,9 @@ def _report(build: Path) -> dict:
 
 @needs_nvcc
 def test_static_shared_bytes_equal_ptxas_for_every_kernel_kind(builds, ptxas_smem):
+    # static_shared_bytes counts the arrays as declared. ptxas may count less where an array's tail is never
+    # indexed (zoo nerf_mlp-small's k5_fused_row: a 16 B arena from Welder's 16-byte-aligned plan, of which
+    # only element 0 is used, is 4 B to ptxas), so declared bytes are an upper bound; these builds have none.
     kinds = set()
     for (name, kernel), smem in ptxas_smem.items():
         func = _kernels(builds[name])[kernel]
@@ -297,7 +300,8 @@ def test_check_ptx_build_reports_ptxas_numbers(tmp_path):
 
 
 def _sample_models():
-    return sorted((ROOT / "samples").glob("*.onnx"))
+    """samples/*.onnx and the control-flow and parallel-branch samples (the torch exports are real-size)."""
+    return [p for d in ("", "control", "parallel") for p in sorted((ROOT / "samples" / d).glob("*.onnx"))]
 
 
 def _zoo_names():
@@ -331,7 +335,7 @@ def _check_rows(build: Path) -> None:
             assert plan_static[row["name"]] == (dynamic, static), row
 
 
-@pytest.mark.parametrize("model", _sample_models(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("model", _sample_models(), ids=lambda p: p.relative_to(ROOT / "samples").as_posix())
 def test_every_sample_builds_inside_the_limits(model, tmp_path):
     compile_model(str(model), str(tmp_path / "b"))
     _check_rows(tmp_path / "b")
