@@ -95,7 +95,8 @@ def register_problem(threads: int, registers: int, spec: GPUSpec) -> str | None:
 
 
 def static_shared_bytes(func) -> int:
-    """Bytes of the shared arrays ``func`` (a ``kernel.func``) declares, as ptxas counts them:
+    """Bytes of the shared arrays ``func`` (a ``kernel.func``) declares, as ptxas counts them (ptxas may count
+    less where an array's tail is never indexed, so this is an upper bound: safe for the limits):
     - kernel IR: every ``kernel.shared`` site;
     - a persistent rProgram: its one arena, the largest member's layout (``analysis/rammer/shared``);
     - a device loop / branch: each distinct stage kernel's arrays, which its ``__device__`` function keeps;
