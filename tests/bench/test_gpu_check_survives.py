@@ -87,17 +87,44 @@ def _row_children(parent: int) -> list:
     return found
 
 
+def _wait_for_hung_row(proc, jsonl: Path) -> list:
+    """Pids of ``proc``'s row processes once row a is recorded and row b is running (hanging)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if jsonl.is_file() and jsonl.read_text().count("\n") == 1:
+            hung = _row_children(proc.pid)
+            if hung:
+                return hung
+    return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
+def test_a_row_process_killed_from_outside_costs_that_row(tmp_path):
+    proc = subprocess.Popen(_cmd(tmp_path, 120), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=ROOT, env=_env("hang:tilec/b"))
+    try:
+        hung = _wait_for_hung_row(proc, tmp_path / "out" / "gpu_check.jsonl")
+        assert hung, "row b never started"
+        for pid in hung:
+            os.kill(pid, signal.SIGKILL)  # what the OOM killer or a driver fault does to a row
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, out
+    md = (tmp_path / "out" / "gpu_check.md").read_text()
+    assert "| a | ok |" in md and "| b | **crashed**: killed by SIGKILL" in md and "| c | ok |" in md
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
 def test_killed_parent_leaves_the_finished_rows_and_no_hung_row(tmp_path):
     proc = subprocess.Popen(_cmd(tmp_path, 120), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, env=_env("hang:tilec/b"))
     jsonl = tmp_path / "out" / "gpu_check.jsonl"
-    deadline, hung = time.monotonic() + 120, []
     try:
-        while time.monotonic() < deadline and not hung:  # row a recorded and row b's process hanging
-            time.sleep(0.2)
-            if jsonl.is_file() and jsonl.read_text().count("\n") == 1:
-                hung = _row_children(proc.pid)
+        hung = _wait_for_hung_row(proc, jsonl)
         assert hung, "row b never started"
     finally:
         proc.send_signal(signal.SIGKILL)  # the parent dies mid-run: the machine is given back, say
