@@ -50,15 +50,16 @@ zoo-check: install
 	$(BIN)/python scripts/zoo_full_check.py --out docs/benchmarks
 
 # Real exports (ConvNeXt-tiny, ViT-B/16, GPT-2, a 12-head f16 attention; random weights, written under
-# $(REALWORLD), never committed) compiled with the default pipeline, run under numpy and compared with
-# onnxruntime: a table of compile s, kernels, launches and errors. The export needs torch, torchvision,
-# transformers and onnxscript: pip install -e ".[export]", or EXPORT_PYTHON=/a/python/that/has/them.
-# Not part of make test (minutes, and torch).
-REALWORLD     ?= /tmp/realworld
-EXPORT_PYTHON ?= $(BIN)/python
+# $(REALWORLD), never committed) compiled with the default pipeline, run under numpy and, with --emu, the
+# CUDA emulator in resident-limit mode, and compared with onnxruntime: a table of compile s, kernels, launches
+# and errors. The export needs torch, torchvision, transformers and onnxscript: pip install -e ".[export]", or
+# EXPORT_PYTHON=/a/python/that/has/them. Not part of make test (about 10 minutes on 2 CPUs, and torch).
+REALWORLD       ?= /tmp/realworld
+EXPORT_PYTHON   ?= $(BIN)/python
+REALWORLD_FLAGS ?= --emu
 realworld: install
 	$(EXPORT_PYTHON) scripts/export_real.py --out $(REALWORLD)
-	nice -n 5 $(BIN)/python scripts/realworld.py --dir $(REALWORLD)
+	nice -n 5 $(BIN)/python scripts/realworld.py --dir $(REALWORLD) $(REALWORLD_FLAGS)
 
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
