@@ -37,11 +37,13 @@ def default_backend() -> str:
         return "numpy"
 
 
-def compile(model, *, pipeline: str = "default", input_shapes: dict | None = None,  # noqa: A001
-            build_dir: str | None = None, backend: str | None = None, check_nvrtc: bool = False) -> "CompiledModel":
-    """Compile ``model`` (a path to an ``.onnx`` or an ``onnx.ModelProto``) with ``pipeline`` and return it
-    ready to run on ``backend``. ``input_shapes`` pins dynamic dims (``{"x": [1, 128]}``), as
-    ``--input-shape`` does. Errors in the model are :class:`CompileError` (the CLI's exit 1)."""
+def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noqa: A001
+            input_shapes: dict | None = None, build_dir: str | None = None, backend: str | None = None,
+            check_nvrtc: bool = False) -> "CompiledModel":
+    """Compile ``model`` (a path to an ``.onnx`` or an ``onnx.ModelProto``) with ``pipeline`` for the GPU
+    ``arch`` (default h200; ``tilec compile --arch``) and return it ready to run on ``backend``.
+    ``input_shapes`` pins dynamic dims (``{"x": [1, 128]}``), as ``--input-shape`` does. Errors in the
+    model are :class:`CompileError` (the CLI's exit 1)."""
     from .driver import compile_model
     backend = _backend(backend)
     owner = None
@@ -50,7 +52,8 @@ def compile(model, *, pipeline: str = "default", input_shapes: dict | None = Non
         build_dir = str(Path(owner.name) / "build")
     with tempfile.TemporaryDirectory(prefix="tilec-model-") as scratch:
         path = _model_path(model, scratch)
-        compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes, check_nvrtc=check_nvrtc)
+        compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes, check_nvrtc=check_nvrtc,
+                      arch=arch)
     return CompiledModel(build_dir, backend, _owner=owner)
 
 

@@ -55,13 +55,14 @@ class CompileResult:
 def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compile_to: str | None = None,
                   pipeline: str = "default", input_shapes: dict | None = None,
                   check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
-                  check_nvrtc: bool = False) -> CompileResult:
+                  check_nvrtc: bool = False, arch: str | None = None) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
     with nvcc first and records what ptxas reports; ``check_nvrtc`` compiles every kernel as CuPy will
     (NVRTC, ``backend/nvrtc.py``). ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
-    on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides."""
+    on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides. ``arch`` is the
+    target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read."""
     from .backend.build import count_ops, module_text, write_build
     from .frontend.importer import import_onnx
     from .ir.verifier import verify
@@ -74,7 +75,10 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     names = ["import"] + [p.name for p in passes]
     if compile_to is not None and compile_to not in names:
         raise CompileError(f"unknown stage '{compile_to}' for --compile-to (stages: {', '.join(names)})")
+    from .analysis.hardware import DEFAULT_ARCH, get_arch, set_target
+    target = get_arch(arch or DEFAULT_ARCH)   # an unknown arch fails before any work
     module = import_onnx(model, input_shapes or {})
+    set_target(module, target.arch)
     verify(module)
     if dump_dir is not None:
         dump(module, dump_dir, 0, "import")

@@ -1,5 +1,7 @@
 """Hardware specs as data: one JSON file per GPU in ``analysis/hw/`` (SMs, shared memory, registers,
-bandwidths, peaks, transaction sizes). Passes take ``arch=NAME``; nothing else hard-codes these numbers."""
+bandwidths, peaks, transaction sizes). The target is a fact of the module (``tilec.target``, set by ``tilec
+compile --arch``; :func:`module_arch`): every pass, the lowering and the build read it, and a pass's
+``arch=NAME`` option overrides it for that pass. Nothing else hard-codes these numbers."""
 from __future__ import annotations
 
 import functools
@@ -11,6 +13,7 @@ from ..ir.diagnostics import CompileError
 
 HW_DIR = Path(__file__).with_name("hw")
 DEFAULT_ARCH = "h200"
+TARGET_ATTR = "tilec.target"   # the module attribute naming its target GPU (``tilec compile --arch``)
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,22 @@ def get_arch(name: str = DEFAULT_ARCH) -> GPUSpec:
     data = json.loads(path.read_text())
     known = {f.name for f in fields(GPUSpec)}
     return GPUSpec(**{k: v for k, v in data.items() if k in known})
+
+
+def module_arch(op) -> str:
+    """The target arch of the module holding ``op`` (its ``tilec.target`` attribute; DEFAULT_ARCH if unset)."""
+    while getattr(op, "parent_op", None) is not None:
+        op = op.parent_op
+    return str(op.attributes.get(TARGET_ATTR, DEFAULT_ARCH)) if op is not None else DEFAULT_ARCH
+
+
+def target_spec(op, override: str = "") -> GPUSpec:
+    """The spec a pass uses: its ``arch`` option when given (``override``), else the module's target."""
+    return get_arch(override or module_arch(op))
+
+
+def set_target(module, arch: str) -> GPUSpec:
+    """Make ``arch`` the module's target (checked against the specs); returns its spec."""
+    spec = get_arch(arch)
+    module.attributes[TARGET_ATTR] = spec.arch
+    return spec

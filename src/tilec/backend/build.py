@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.hardware import get_arch, module_arch
 from ..ir.core import Operation
 from ..ir.printer import print_module
 from ..ir.weights import atomic_write_bytes, declared_weights
@@ -50,14 +51,15 @@ def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stag
     sources = {k.sym_name: emit_kernel(k) for k in kernel_funcs(module)}
     for name, text in sources.items():
         atomic_write_bytes(out / "kernels" / f"{name}.cu", text.encode())
+    spec = get_arch(module_arch(module))   # the target: what ptxas, NVRTC and the launch checks build for
     ptx = {}
     if check_ptx and sources:
         from .ptxas import check_kernels
-        ptx = check_kernels(sources, cubin_dir=out / "kernels")
+        ptx = check_kernels(sources, cubin_dir=out / "kernels", sm_arch=spec.sm_arch)
     nvrtc = None
     if check_nvrtc:
         from .nvrtc import check_kernels as nvrtc_check
-        nvrtc = nvrtc_check(sources)
+        nvrtc = nvrtc_check(sources, arch=spec.arch)
     _write_weights(module, plan, out)
     if reference is not None:
         atomic_write_bytes(out / "reference.tir", reference.encode("utf-8"))
@@ -145,7 +147,7 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
                "launches": launches.get(k.sym_name, 0), "cu": f"kernels/{k.sym_name}.cu"}
         # The per-build launch check: a block no GPU of the arch can run (shared memory over what its launch
         # opts in to, threads, ptxas' registers) stops the build here (launch_resources.LaunchLimitError).
-        res = launch_resources(k, ptxas=ptx.get(k.sym_name))
+        res = launch_resources(k, arch=module_arch(module), ptxas=ptx.get(k.sym_name))
         row.update(smem_static=res.smem_static, smem_optin=res.smem_optin, registers=res.registers,
                    registers_from=res.registers_from)
         if k.sym_name in ptx:
@@ -161,7 +163,8 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     if ptx:
         totals["max_registers"] = max(i.registers for i in ptx.values())
         totals["spill_bytes"] = sum(i.spill_bytes for i in ptx.values())
-    report = {"model": model, "pipeline": pipeline, "stages": stages, "totals": totals, "kernels": rows,
+    report = {"model": model, "pipeline": pipeline, "arch": module_arch(module), "stages": stages,
+              "totals": totals, "kernels": rows,
               "host_ops": sorted(set(plan["host_ops"])), "ptxas_checked": bool(ptx),
               "nvrtc_checked": nvrtc is not None}
     if nvrtc is not None:

@@ -128,7 +128,8 @@ def build_plan(module: Operation) -> dict:
     _finish_lifetimes(buffers, clock[0])
     arena = _pack_arena(buffers)
     inputs = [{"name": b["input"], "buffer": n} for n, b in buffers.items() if b["kind"] == "input"]
-    return {"version": PLAN_VERSION, "inputs": inputs, "outputs": outputs,
+    from ..analysis.hardware import module_arch
+    return {"version": PLAN_VERSION, "arch": module_arch(module), "inputs": inputs, "outputs": outputs,
             "buffers": list(buffers.values()), "arena_bytes": arena, "steps": steps,
             "host_ops": [s["op"] for s in walk_steps(steps) if s["kind"] in ("host", "loop", "if")]}
 

@@ -1,5 +1,5 @@
-"""``--check-ptx``: compile every kernel with ``nvcc -arch=sm_90 -cubin -Xptxas -v`` and read back what ptxas
-says about it (registers, shared memory, stack frame, spills).
+"""``--check-ptx``: compile every kernel with ``nvcc -arch=sm_XX -cubin -Xptxas -v`` (``sm_XX``: the build
+target's ``sm_arch``) and read back what ptxas says about it (registers, shared memory, stack frame, spills).
 
 The kernels of a build are compiled in a few batches (one translation unit per batch, each kernel's text one
 after the other: the prelude has include guards), because nvcc's start-up and the half-precision headers cost
@@ -26,8 +26,12 @@ from pathlib import Path
 
 from ..ir.diagnostics import CompileError
 
-ARCH = "sm_90"
-FLAGS = (f"-arch={ARCH}", "-cubin", "-Xptxas", "-v")
+DEFAULT_SM = "sm_90"   # the default arch's (analysis/hw/h200.json); builds pass their target's sm_arch
+
+
+def flags(sm_arch: str = DEFAULT_SM) -> tuple:
+    """nvcc's flags for a cubin of ``sm_arch`` with ptxas' resource report."""
+    return (f"-arch={sm_arch}", "-cubin", "-Xptxas", "-v")
 JOBS = 2
 TIMEOUT_S = 300
 
@@ -95,13 +99,13 @@ def _nvcc_version(nvcc: str) -> str:
     return r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "?"
 
 
-def _nvcc(nvcc: str, source: str, tmp: str, stem: str, what: str) -> str:
+def _nvcc(nvcc: str, source: str, tmp: str, stem: str, what: str, sm_arch: str = DEFAULT_SM) -> str:
     """Compile ``source`` to ``tmp/stem.cubin``; returns nvcc's log (temp paths stripped). Raises
     CompileError naming ``what`` on failure or timeout."""
     cu, cubin = Path(tmp) / f"{stem}.cu", Path(tmp) / f"{stem}.cubin"
     cu.write_text(source)
     try:
-        r = subprocess.run([nvcc, *FLAGS, "-o", str(cubin), str(cu)], capture_output=True, text=True,
+        r = subprocess.run([nvcc, *flags(sm_arch), "-o", str(cubin), str(cu)], capture_output=True, text=True,
                            timeout=TIMEOUT_S, cwd=tmp)
     except subprocess.TimeoutExpired:
         raise CompileError(f"nvcc timed out after {TIMEOUT_S}s compiling {what}") from None
@@ -112,10 +116,10 @@ def _nvcc(nvcc: str, source: str, tmp: str, stem: str, what: str) -> str:
 
 
 def compile_kernel(name: str, source: str, nvcc: str, version: str, cache: Path | None,
-                   cubin_out: Path | None = None) -> tuple:
+                   cubin_out: Path | None = None, sm_arch: str = DEFAULT_SM) -> tuple:
     """Compile one kernel; returns ``(PtxasInfo, log)``. Raises CompileError with nvcc's message on failure.
     ``cubin_out``, when given, receives the cubin (runtimes may load it instead of compiling again)."""
-    key = hashlib.sha256("\0".join([version, *FLAGS, source]).encode()).hexdigest()[:32]
+    key = hashlib.sha256("\0".join([version, *flags(sm_arch), source]).encode()).hexdigest()[:32]
     entry = cache / "ptxas" / f"{key}.json" if cache is not None else None
     cubin_cached = entry.with_suffix(".cubin") if entry is not None else None
     if entry is not None and entry.is_file() and (cubin_out is None or cubin_cached.is_file()):
@@ -128,7 +132,7 @@ def compile_kernel(name: str, source: str, nvcc: str, version: str, cache: Path 
             pass  # a damaged cache entry is recompiled
     with tempfile.TemporaryDirectory(prefix="tilec-ptxas-") as tmp:
         cubin = Path(tmp) / f"{name}.cubin"
-        log = _nvcc(nvcc, source, tmp, name, f"kernel '{name}'")
+        log = _nvcc(nvcc, source, tmp, name, f"kernel '{name}'", sm_arch)
         info = parse_ptxas(log).get(name)
         if info is None:
             raise CompileError(f"ptxas printed no resource usage for kernel '{name}':\n{log.strip()}")
@@ -149,8 +153,8 @@ def _store(entry: Path, data: dict, cubin: Path) -> None:
         pass
 
 
-def _batch_key(version: str, names: list, sources: dict) -> str:
-    digest = hashlib.sha256("\0".join([version, *FLAGS]).encode())
+def _batch_key(version: str, names: list, sources: dict, sm_arch: str = DEFAULT_SM) -> str:
+    digest = hashlib.sha256("\0".join([version, *flags(sm_arch)]).encode())
     for name in names:
         digest.update(hashlib.sha256(f"{name}\0{sources[name]}".encode()).digest())
     return "batch-" + digest.hexdigest()[:32]
@@ -171,10 +175,10 @@ def _link_cubins(cubin: Path, names: list, cubin_dir: Path | None) -> None:
 
 
 def compile_batch(names: list, sources: dict, nvcc: str, version: str, cache: Path | None,
-                  cubin_dir: Path | None = None) -> dict:
+                  cubin_dir: Path | None = None, sm_arch: str = DEFAULT_SM) -> dict:
     """Compile ``names`` as one translation unit; ``{name: PtxasInfo}``. Raises CompileError on any failure
     (the caller then compiles kernel by kernel to name the culprit)."""
-    key = _batch_key(version, names, sources)
+    key = _batch_key(version, names, sources, sm_arch)
     entry = cache / "ptxas" / f"{key}.json" if cache is not None else None
     if entry is not None and entry.is_file() and entry.with_suffix(".cubin").is_file():
         try:
@@ -186,7 +190,7 @@ def compile_batch(names: list, sources: dict, nvcc: str, version: str, cache: Pa
             pass  # a damaged cache entry is recompiled
     with tempfile.TemporaryDirectory(prefix="tilec-ptxas-") as tmp:
         cubin = Path(tmp) / "batch.cubin"
-        log = _nvcc(nvcc, "\n".join(sources[n] for n in names), tmp, "batch", "a batch of kernels")
+        log = _nvcc(nvcc, "\n".join(sources[n] for n in names), tmp, "batch", "a batch of kernels", sm_arch)
         parsed = parse_ptxas(log)
         missing = [n for n in names if n not in parsed]
         if missing:
@@ -206,9 +210,9 @@ def _chunks(names: list, jobs: int) -> list:
 
 
 def check_kernels(sources: dict, cubin_dir: Path | None = None, jobs: int = JOBS,
-                  use_cache: bool = True) -> dict:
-    """``{kernel name: PtxasInfo}`` for ``{kernel name: .cu text}``: ``jobs`` batches compiled at once, a
-    failing batch redone kernel by kernel.
+                  use_cache: bool = True, sm_arch: str = DEFAULT_SM) -> dict:
+    """``{kernel name: PtxasInfo}`` for ``{kernel name: .cu text}`` compiled for ``sm_arch`` (the build's
+    target): ``jobs`` batches compiled at once, a failing batch redone kernel by kernel.
 
     The first failing kernel (in the given order) raises its CompileError, so the message is deterministic."""
     nvcc = find_nvcc()
@@ -223,13 +227,13 @@ def check_kernels(sources: dict, cubin_dir: Path | None = None, jobs: int = JOBS
     def one(name):
         out = cubin_dir / f"{name}.cubin" if cubin_dir is not None else None
         try:
-            return compile_kernel(name, sources[name], nvcc, version, cache, out)[0]
+            return compile_kernel(name, sources[name], nvcc, version, cache, out, sm_arch)[0]
         except CompileError as e:
             return e
 
     def batch(chunk):
         try:
-            return compile_batch(chunk, sources, nvcc, version, cache, cubin_dir)
+            return compile_batch(chunk, sources, nvcc, version, cache, cubin_dir, sm_arch)
         except CompileError:
             return {n: one(n) for n in chunk}  # find (and report) the kernel that breaks the batch
 

@@ -52,9 +52,11 @@ def import_cmd(model, output, input_shapes, generic):
 @click.option("--split-input-file", is_flag=True, help="Treat '// -----' separated chunks as separate inputs.")
 @click.option("--generic", is_flag=True, help="Print every op in the generic form.")
 @click.option("--list-passes", is_flag=True, help="List the passes and what they do.")
+@click.option("--arch", default=None, metavar="GPU",
+              help="Set the module's target GPU (tilec.target) before the passes run (h200, h100, a100, v100).")
 @guarded
 def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after_all, verify_each,
-            verify_diagnostics, split_input_file, generic, list_passes):
+            verify_diagnostics, split_input_file, generic, list_passes, arch):
     """Run passes over a .tir file (like mlir-opt / xdsl-opt)."""
     from ..passes import PASSES, get_pass_class
     if list_passes:
@@ -67,7 +69,7 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
     if pass_pipeline:
         spec = pass_pipeline if not spec else spec + "," + pass_pipeline
     sys.exit(run_opt(input, spec, output, print_ir_after_all, verify_each, verify_diagnostics,
-                     split_input_file, generic))
+                     split_input_file, generic, arch))
 
 
 @cli.command("compile")
@@ -78,8 +80,11 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
 @click.option("--pipeline", default="default", show_default=True,
               help="Which pipeline (none, roller, welder, rammer, grinder; see README): 'default' is the "
                    "fullest one, tilec.driver.DEFAULT_PIPELINE.")
+@click.option("--arch", default=None, metavar="GPU",
+              help="The target GPU (h200, h100, a100, v100: src/tilec/analysis/hw/); every pass, the kernels and "
+                   "the checks build for it. Default: h200.")
 @click.option("--check-ptx", is_flag=True,
-              help="Compile every kernel with nvcc -arch=sm_90 and record ptxas' registers/smem/spills.")
+              help="Compile every kernel with nvcc for the target's sm_XX and record ptxas' registers/smem/spills.")
 @click.option("--check-nvrtc", is_flag=True,
               help="Compile every kernel with NVRTC and CuPy's options, as the cupy backend will (no GPU "
                    "needed; the NVRTC wheels of the 'cuda' extra).")
@@ -89,13 +94,13 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
               help="Run welder with max-level=global: no fusion, no re-tiling (the roller-only kernels).")
 @input_shape_option
 @guarded
-def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, check_ptx, check_nvrtc, tune, no_fusion,
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_ptx, check_nvrtc, tune, no_fusion,
                 input_shapes):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
     result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
                            input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
-                           no_fusion=no_fusion, check_nvrtc=check_nvrtc)
+                           no_fusion=no_fusion, check_nvrtc=check_nvrtc, arch=arch)
     click.echo(result.summary())
 
 

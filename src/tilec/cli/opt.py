@@ -37,13 +37,21 @@ def _chunks(text: str, split: bool) -> list:
     return out
 
 
-def run_opt(path, spec, output, print_after_all, verify_each, verify_diagnostics, split, generic) -> int:
+def run_opt(path, spec, output, print_after_all, verify_each, verify_diagnostics, split, generic,
+            arch: str | None = None) -> int:
+    """``tilec opt``; ``arch`` sets each module's target (``tilec.target``) before the passes run."""
     text = _read_source(path)
     passes = parse_pipeline(spec) if spec else []
+    if arch is not None:
+        from ..analysis.hardware import get_arch
+        get_arch(arch)   # an unknown arch fails before parsing
     results, status = [], 0
     for chunk in _chunks(text, split):
         try:
             module = read_ir(path, chunk)
+            if arch is not None:
+                from ..analysis.hardware import set_target
+                set_target(module, arch)
             pm = PassManager(passes=[type(p)(**p.__dict__) for p in passes], verify_each=verify_each)
             if print_after_all:
                 pm.print_after_all = lambda header, ir: click.echo(f"{header}\n{ir}", err=True)

@@ -29,12 +29,12 @@ class Grinder(ModulePass):
     decision is recorded on the op (``placement``, ``grinder``)."""
 
     name: ClassVar[str] = "grinder"
-    arch: str = "h200"
+    arch: str = ""   # empty: the module's target (tilec.target)
 
     def apply(self, module: Operation) -> None:
-        from ..analysis.hardware import get_arch
+        from ..analysis.hardware import target_spec
         from ..runtime.interpreter import main_function
-        spec = get_arch(self.arch)
+        spec = target_spec(module, self.arch)
         fn = main_function(module)
         index = sum(1 for op in module.body.ops if op.name == "kernel.func"
                     and op.attributes.get("kind") in ("device_loop", "device_if"))

@@ -37,16 +37,16 @@ class Rammer(ModulePass):
     limits; a group is packed only when its estimate beats running its kernels one after another."""
 
     name: ClassVar[str] = "rammer"
-    arch: str = "h200"
+    arch: str = ""   # empty: the module's target (tilec.target)
     variants: bool = True  # per wave, let members take one of Roller's alternative tiles
 
     def apply(self, module: Operation) -> None:
-        from ..analysis.hardware import get_arch
+        from ..analysis.hardware import target_spec
         from ..analysis.rammer import LaunchGraph, choose_groups
         from ..analysis.rammer.variants import Variant, variants
         from ..backend.lower.cluster import TWIN_SUFFIX
         from ..runtime.interpreter import main_function
-        spec = get_arch(self.arch)
+        spec = target_spec(module, self.arch)
         fn = main_function(module)
         graph = LaunchGraph(fn)
         members, alts, kernels = {}, {}, {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.hardware import DEFAULT_ARCH, get_arch
+from ..analysis.hardware import target_spec
 from ..analysis.roller import construct_rtiles
 from ..analysis.tile_problem import TileProblem
 from ..ir.core import Operation
@@ -19,11 +19,11 @@ class Roller(ModulePass):
     """Construct rTile configs for every tile.compute from the hardware spec (no search)."""
 
     name = "roller"
-    arch: str = DEFAULT_ARCH
+    arch: str = ""   # empty: the module's target (tilec.target)
     topk: int = 8
 
     def apply(self, module: Operation) -> None:
-        spec = get_arch(self.arch)
+        spec = target_spec(module, self.arch)
         # Models repeat layers: the same problem (expression, shapes, dtypes) gets the same construction, so
         # it is built once per run (12-layer BERT: 506 ops, 43 distinct problems).
         built: dict = {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.hardware import DEFAULT_ARCH, get_arch
+from ..analysis.hardware import target_spec
 from ..analysis.welder import TileGraph, search
 from ..analysis.welder.graph import outside_values
 from ..analysis.welder.pool_tail import attach as attach_pool_tails
@@ -42,7 +42,7 @@ class Welder(ModulePass):
     parallelism floor (a group keeps at least min(#SM, outputs / min-block-outputs) blocks)."""
 
     name = "welder"
-    arch: str = DEFAULT_ARCH
+    arch: str = ""   # empty: the module's target (tilec.target)
     max_level: str = "register"
     retile: bool = True
     min_block_outputs: int = MIN_BLOCK_OUTPUTS
@@ -54,7 +54,7 @@ class Welder(ModulePass):
             raise CompileError(f"welder: min-block-outputs must be positive, not {self.min_block_outputs}")
         if self.max_level == "global":
             return   # no fusion: Roller's one kernel per op, untouched
-        spec = get_arch(self.arch)
+        spec = target_spec(module, self.arch)
         cache: dict = {}
         tiles: dict = {}
         for fn in functions(module):

@@ -124,14 +124,13 @@ class CupyDevice(Device):
             timer = (start, stop)
         return LaunchRecord(None, None, timer)
 
-    @staticmethod
-    def _opt_in(kernel, smem: int) -> None:
+    def _opt_in(self, kernel, smem: int) -> None:
         """One rule for the opt-in (``backend/launch_resources.shared_opt_in``): static + dynamic over the
         default per-block shared memory. The static part is what the loaded function declares, as the driver
         reports it."""
         from ..analysis.hardware import get_arch
         from ..backend.launch_resources import shared_opt_in
-        opt_in = shared_opt_in(int(getattr(kernel, "shared_size_bytes", 0)), int(smem), get_arch())
+        opt_in = shared_opt_in(int(getattr(kernel, "shared_size_bytes", 0)), int(smem), get_arch(self.arch))
         if opt_in:
             kernel.max_dynamic_shared_size_bytes = opt_in
 

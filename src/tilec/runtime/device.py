@@ -30,10 +30,12 @@ class LaunchRecord:
 
 class Device:
     """The interface (see the module docstring). ``name`` is the backend name; ``counts_bytes`` says whether
-    LaunchRecord byte counts are measured."""
+    LaunchRecord byte counts are measured; ``arch`` is the target the plan was built for (the executor sets
+    it from plan.json), whose per-block limits a launch is held to."""
 
     name = "device"
     counts_bytes = False
+    arch = "h200"   # analysis.hardware.DEFAULT_ARCH; plans record theirs
 
     def alloc(self, nbytes: int):
         raise NotImplementedError

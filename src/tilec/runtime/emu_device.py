@@ -72,11 +72,12 @@ class EmuDevice(HostMemoryDevice):
         # would: a block over the arch's per-block limits.
         from ..analysis.hardware import get_arch
         from ..backend.launch_resources import shared_opt_in
-        opt_in = shared_opt_in(kernel.shared_size_bytes(name), int(smem), get_arch())
+        spec = get_arch(self.arch)   # the plan's target (Executor sets it)
+        opt_in = shared_opt_in(kernel.shared_size_bytes(name), int(smem), spec)
         try:
             st = kernel.launch(name, tuple(grid), tuple(block), args, smem_bytes=smem, order=self.order,
                                seed=self.seed, check_bounds=self.check_bounds, concurrent_blocks=concurrent,
-                               smem_optin=opt_in, resident_blocks=limit)
+                               smem_optin=opt_in, arch=spec.arch, resident_blocks=limit)
         except self.emu.EmuBuildError as e:
             raise CompileError(f"emulator could not build kernel '{name}': {e}") from None
         except self.emu.EmuError as e:

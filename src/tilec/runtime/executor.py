@@ -76,6 +76,8 @@ class Executor:
     def __init__(self, plan: dict, device: Device, sources: dict, weights: dict, load_module=None,
                  cubin_dir: Path | None = None, poison: bool = True, ptxas: dict | None = None):
         self.plan, self.device, self.sources, self.weights = plan, device, sources, weights
+        if "arch" in plan:   # the build's target: the device holds launches to its limits
+            device.arch = plan["arch"]
         self.load_module, self.cubin_dir, self.poison = load_module, cubin_dir, poison
         from .residency import ResidencyGuard
         self.ptxas = ptxas or {}

@@ -141,8 +141,8 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
     rows.sort()
     if pv is None or not rows or any(r > pv for r in rows):
         return None
-    from ..hardware import DEFAULT_ARCH, get_arch
-    if _row(graph, rows, get_arch(DEFAULT_ARCH)) is None:
+    from ..hardware import target_spec
+    if _row(graph, rows, target_spec(graph.nodes[idx].op)) is None:
         return None
     sk = s_shape[-1]
     if any(graph.nodes[r].shape not in (s_shape, s_shape[:-1] + (1,)) for r in rows):

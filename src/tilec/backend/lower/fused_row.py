@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ...analysis.hardware import DEFAULT_ARCH, get_arch
+from ...analysis.hardware import target_spec
 from ...analysis.welder.graph import TileGraph
 from ...analysis.welder.search import _row
 from ...ir.diagnostics import CompileError
@@ -27,7 +27,7 @@ class _Row:
         self.members, self.args, self.outs = kernel_parts(kernel)
         body = kernel.regions[0].block
         self.graph = TileGraph(body)
-        group = _row(self.graph, list(range(len(self.graph.nodes))), get_arch(DEFAULT_ARCH))
+        group = _row(self.graph, list(range(len(self.graph.nodes))), target_spec(kernel))
         if group is None:
             raise CompileError.at("lower-cuda: tile.kernel is not a legal row group", kernel.loc)
         self.group = group

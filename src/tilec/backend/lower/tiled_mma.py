@@ -67,9 +67,9 @@ def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
 
 def _arch_has_tensor_cores(ctx: ComputeContext) -> bool:
     """Whether the GPU Roller tiled this op for (its ``estimate.arch``) has tensor cores for the dtype; an op
-    Roller never saw (no estimate) keeps the default arch's answer."""
-    from ...analysis.hardware import DEFAULT_ARCH, get_arch
-    arch = (ctx.op.attributes.get("estimate") or {}).get("arch", DEFAULT_ARCH)
+    Roller never saw (no estimate) takes the module's target."""
+    from ...analysis.hardware import get_arch, module_arch
+    arch = (ctx.op.attributes.get("estimate") or {}).get("arch") or module_arch(ctx.op)
     return get_arch(arch).tensor_core_flops(ctx.dtypes[0]) > 0
 
 
