@@ -7,7 +7,8 @@
 #     nvidia-cuda-runtime and nvidia-cuda-crt wheels, where tilec.backend.nvrtc_lib finds none. libnvrtc itself
 #     (90 MB) is not carried: it comes from the nvidia-cuda-nvrtc wheel torch installed (see docs/gpu.md).
 #
-#   scripts/gpu_run.sh SCRIPT.py ARGS...        (PYTHON picks the interpreter; TILEC_GPU_DEPS the install folder)
+#   scripts/gpu_run.sh SCRIPT.py ARGS...
+# PYTHON picks the interpreter, TILEC_GPU_DEPS the install folder, GPU_RUN_NEEDS the modules it must have.
 set -euo pipefail
 if [ $# -lt 1 ]; then
   echo "usage: $0 SCRIPT.py ARGS..." >&2
@@ -28,6 +29,11 @@ install() {  # install() WHAT PACKAGE...: from wheels/ into $DEPS, or exit 1 say
   PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --find-links "$ROOT/wheels" --target "$DEPS" --upgrade "$@"
 }
 
+NEEDS="${GPU_RUN_NEEDS:-numpy onnx onnxruntime}"  # what the Python must bring itself (not in wheels/)
+if ! "$PY" -c "import ${NEEDS// /, }" 2>/dev/null; then
+  echo "gpu_run: $PY lacks one of: $NEEDS (not carried in wheels/): set PYTHON to one that has them" >&2
+  exit 1
+fi
 if ! "$PY" -c "import lark, click" 2>/dev/null; then
   install "lark/click" lark click
 fi

@@ -64,16 +64,19 @@ def test_gpu_run_installs_the_header_wheels_where_a_python_has_none(tmp_path):
     if not base.is_file() or "PackageNotFoundError" not in check.stderr:
         pytest.skip(f"{base} cannot stand in for a Python without the header wheels: {check.stderr[-200:]}")
     deps = tmp_path / "deps"
+    env = _env(PYTHON=str(base), TILEC_GPU_DEPS=str(deps), GPU_RUN_NEEDS="numpy")  # this Python has no onnx
     r = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run.sh"), "-c", "print('ran')"], capture_output=True,
-                       text=True, timeout=180, env=_env(PYTHON=str(base), TILEC_GPU_DEPS=str(deps)))
+                       text=True, timeout=180, env=env)
     assert r.returncode == 0 and r.stdout == "ran\n", r.stderr
     assert "installing nvidia-cuda-runtime nvidia-cuda-crt from wheels/" in r.stderr
     assert f"NVRTC headers from {deps}" in r.stderr
     assert (deps / "nvidia" / "cu13" / "include" / "crt" / "mma.h").is_file()
     again = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run.sh"), "-c", "print('ran')"],
-                           capture_output=True, text=True, timeout=60,
-                           env=_env(PYTHON=str(base), TILEC_GPU_DEPS=str(deps)))
+                           capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode == 0 and "installing" not in again.stderr  # found: nothing installed twice
+    bare = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_run.sh"), "-c", "print('ran')"], capture_output=True,
+                          text=True, timeout=60, env={**env, "GPU_RUN_NEEDS": "numpy no_such_module"})
+    assert bare.returncode == 1 and "lacks one of: numpy no_such_module" in bare.stderr and not bare.stdout
 
 
 def test_without_the_nvrtc_wheel_the_headers_still_serve_cupys_nvrtc(monkeypatch):
