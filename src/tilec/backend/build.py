@@ -72,7 +72,8 @@ def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stag
 
 
 def _write_weights(module: Operation, plan: dict, out: Path) -> None:
-    """weights.npz doubles as model.tir's sidecar, so the weights are stored once."""
+    """weights.npz doubles as model.tir's sidecar, so the weights are stored once per build; across builds
+    too, as a hard link into the cache's content-addressed store (``backend/cache.place_weights``)."""
     arrays = dict(weight_arrays(module, plan))
     from ..ir.weights import module_weights
     data = module_weights(module)
@@ -81,7 +82,8 @@ def _write_weights(module: Operation, plan: dict, out: Path) -> None:
             arrays.setdefault(op.sym_name, data[op.sym_name])
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(arrays[k], order="C") for k in sorted(arrays)})
-    atomic_write_bytes(out / WEIGHTS_FILE, buf.getvalue())
+    from .cache import place_weights
+    place_weights(buf.getvalue(), out / WEIGHTS_FILE)
     atomic_write_bytes(out / "model.tir", module_text(module).encode("utf-8"))
 
 

@@ -150,6 +150,27 @@ def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, 
                emu_resident_limit=emu_resident_limit, emu_sms=emu_sms, cast=cast)
 
 
+@cli.command("cache")
+@click.option("--info", "show", is_flag=True, help="Show each cache folder's files and size (the default).")
+@click.option("--clear", "clear_kinds", multiple=True, metavar="KIND",
+              type=click.Choice(["all", "emu", "nvrtc", "ptxas", "weights"]),
+              help="Empty a cache folder (repeatable; 'all' for every one). Builds keep their weights.")
+@guarded
+def cache_cmd(show, clear_kinds):
+    """Show or empty tilec's cache ($TILEC_CACHE_DIR or ~/.cache/tilec; bounded by $TILEC_CACHE_MAX_BYTES)."""
+    from ..backend import cache
+    if clear_kinds:
+        kinds = cache.KINDS if "all" in clear_kinds else tuple(dict.fromkeys(clear_kinds))
+        freed = cache.clear(kinds)
+        click.echo(f"cleared {', '.join(kinds)}: {freed / 2**20:.1f} MiB freed")
+        if not show:
+            return
+    rows = cache.info()
+    click.echo(f"{cache.root()} (each folder at most {cache.max_bytes() / 2**30:.1f} GiB)")
+    for kind, r in rows.items():
+        click.echo(f"  {kind:<8} {r['files']:>7} files {r['bytes'] / 2**20:>10.1f} MiB")
+
+
 @cli.command("viz")
 @click.option("--schedule", "build_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="A build folder whose rPrograms (rammer pipeline) to draw.")

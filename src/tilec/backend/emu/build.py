@@ -133,4 +133,7 @@ def build(unit: str, directory: str | None = None) -> tuple:
               "-Wl,-rpath,$ORIGIN", "-o", str(obj)], "the kernel source", src)
         os.replace(src, out_dir / f"{key}.cu")   # kept beside the .so for debugging
         os.replace(obj, target)
+    from ..cache import prune
+    # Bounded ($TILEC_CACHE_MAX_BYTES): the oldest units go first; the runtime and headers stay.
+    prune(out_dir, keep=lambda p: p.parent != out_dir or p.name.startswith("rt-") or p == target)
     return target, False
