@@ -86,8 +86,9 @@ def parse_ptxas(log: str) -> dict:
 
 
 def cache_dir() -> Path:
-    """``$TILEC_CACHE_DIR`` or ``~/.cache/tilec``."""
-    return Path(os.environ.get("TILEC_CACHE_DIR") or Path.home() / ".cache" / "tilec")
+    """``$TILEC_CACHE_DIR`` or ``~/.cache/tilec`` (``backend/cache.root``)."""
+    from .cache import root
+    return root()
 
 
 def find_nvcc() -> str | None:

@@ -31,11 +31,11 @@ MAX_LOG = 6000   # characters of compiler output kept in an EmuError
 
 
 def cache_dir(explicit: str | None = None) -> Path:
-    """``explicit``, else ``$TILEC_CACHE_DIR/emu``, else ``~/.cache/tilec/emu``."""
+    """``explicit``, else the cache's ``emu/`` folder (``backend/cache.root``)."""
     if explicit:
         return Path(explicit)
-    env = os.environ.get("TILEC_CACHE_DIR")
-    return Path(env) / "emu" if env else Path.home() / ".cache" / "tilec" / "emu"
+    from ..cache import root
+    return root() / "emu"
 
 
 def compiler() -> str:
