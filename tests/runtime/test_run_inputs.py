@@ -128,3 +128,12 @@ def test_run_onnx_takes_dynamic_shapes_from_the_arrays(tmp_path):
             np.testing.assert_array_equal(out["y"], np.maximum(arr, 0))
     r = CliRunner().invoke(cli, ["compile", str(path), "-o", str(tmp_path / "b")])
     _clean_error(r, "dynamic dims: batch, sequence", "--input-shape x=<batch>x<sequence>")
+
+
+def test_run_ends_with_a_one_line_summary(build, tmp_path):
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 256), np.float32))
+    r = _run(build, "--inputs", tmp_path / "x.npz", "--outputs", tmp_path / "o.npz", "--backend", "emu")
+    assert r.exit_code == 0, r.output
+    (line,) = r.output.strip().splitlines()
+    assert line.startswith(f"wrote 1 output (y) to {tmp_path / 'o.npz'}: emu, ") and " launch" in line
+    assert line.endswith(" ms")

@@ -147,7 +147,7 @@ def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, 
         raise click.UsageError("--emu-sms N emulates N SMs for --emu-resident-limit: give both")
     run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
                report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
-               emu_resident_limit=emu_resident_limit, emu_sms=emu_sms, cast=cast)
+               emu_resident_limit=emu_resident_limit, emu_sms=emu_sms, cast=cast, summary=click.echo)
 
 
 @cli.command("cache")
