@@ -1,25 +1,33 @@
 """``scripts/gpu_bench.py --dry-run``: every phase of the GPU benchmark (probe, parallel compiles, then each
 system one row at a time, correctness before timing) with the emu backend and CPU baselines, so the script does
-not meet its first bug on a lent GPU. torch rows are skipped where torch is not installed (CI)."""
+not meet its first bug on a lent GPU. torch rows are skipped where torch is not installed (CI). A hung and a
+crashed row are planted in the measure phase: each costs its own row, the rows after them run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tilec.bench.rowrun import FAULT_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow  # ~20 s idle, ~45 s on a busy 2-core machine
+@pytest.mark.slow  # ~35 s idle (20 of them a planted hang), ~60 s on a busy 2-core machine
 def test_gpu_bench_dry_run(tmp_path):
     cmd = [sys.executable, str(ROOT / "scripts" / "gpu_bench.py"), "--out", str(tmp_path), "--work",
-           str(tmp_path / "w"), "--date", "2000-01-01", "--models", "nerf_mlp", "--dry-run"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+           str(tmp_path / "w"), "--date", "2000-01-01", "--models", "nerf_mlp", "--dry-run", "--timeout-cap", "20"]
+    # a hung and a crashed row planted in the measure phase: each costs its own row
+    env = {**os.environ, FAULT_ENV: "hang:cublas/tf32,crash:cublas/f16"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("gpu_bench: 13 rows in 4 phase(s); budget 540s")
+    kinds = [ln for ln in proc.stdout.splitlines() if " x " in ln and "timeout" in ln and "probe" not in ln]
+    assert kinds and all(ln.endswith("timeout 20s each") for ln in kinds), kinds  # the cap, in the plan
     data = json.loads((tmp_path / "gpu-2000-01-01-dry-run.json").read_text())
     rows = {r["id"]: r for r in data["rows"]}
     jsonl = [json.loads(ln)["id"] for ln in (tmp_path / "gpu-2000-01-01-dry-run.jsonl").read_text().splitlines()]
@@ -30,7 +38,9 @@ def test_gpu_bench_dry_run(tmp_path):
     assert rows["ort/nerf_mlp"]["provider"] == "CPUExecutionProvider"
     assert rows["tilec/gemm M64xN64xK64/grinder"]["bound"] == "memory" and rows["tilec/gemm M64xN64xK64/grinder"][
         "arch"] == "h200"
-    for rid in ("torch/nerf_mlp/eager", "cublas/f32", "cublas/tf32", "cublas/f16", "cublas/bf16"):
+    for rid in ("torch/nerf_mlp/eager", "cublas/f32", "cublas/bf16"):
         assert rows[rid]["status"] == "ok" or rows[rid]["error"] == "torch not installed", rows[rid]
+    assert rows["cublas/tf32"]["status"] == "timeout" and "20s" in rows["cublas/tf32"]["error"]
+    assert rows["cublas/f16"]["status"] == "crashed" and jsonl.index("cublas/bf16") > jsonl.index("cublas/f16")
     md = (tmp_path / "gpu-2000-01-01-dry-run.md").read_text()
     assert "| nerf_mlp | onnxruntime | ok |" in md and "## Summary: cold / hot median ms" in md
