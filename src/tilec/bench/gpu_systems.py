@@ -119,6 +119,9 @@ def tilec(spec: dict, row: dict) -> None:
             row["graph_error"] = "the plan runs on the host: " + ", ".join(sorted(set(plan["host_ops"])))
         else:
             try:
+                # the executor's own --cuda-graph checks first (a fallback that reads the device back on this
+                # GPU is refused before any capture): zero timed runs, only the checks and a throwaway capture
+                ex.time(feeds, repeat=0, warmup=0, cuda_graph=True)
                 graph = ex.device.capture(fn)
                 fn = lambda: ex.device.replay(graph)  # noqa: E731
                 row["cuda_graph"] = True
