@@ -95,7 +95,7 @@ def test_compile_row_warms_the_nvrtc_cache_the_gpu_load_reads(tmp_path, monkeypa
     build = tmp_path / "b"
     row = {}
     gpu_systems.tilec({"model": str(ROOT / "samples" / "mlp.onnx"), "build": str(build), "pipeline": "default",
-                       "compile_only": True, "nvrtc_warm": True}, row)
+                       "backend": "cupy", "compile_only": True, "nvrtc_warm": True}, row)
     kernels = sorted(build.glob("kernels/*.cu"))
     assert row["nvrtc_kernels"] == len(kernels) >= 1 and row["nvrtc_s"] >= 0
 

@@ -43,7 +43,8 @@ def _fake_cupy() -> types.ModuleType:
     cp.uint8, cp.empty = np.uint8, np.empty
     cp.cuda = types.SimpleNamespace(
         Event=_Event, get_elapsed_time=lambda a, b: (b.t - a.t) * 1e3,
-        Device=lambda i=0: types.SimpleNamespace(attributes={"L2CacheSize": 40 << 20}))
+        Device=lambda i=0: types.SimpleNamespace(attributes={"L2CacheSize": 40 << 20}),
+        runtime=types.SimpleNamespace(getDeviceProperties=lambda i: {"name": b"NVIDIA H100 80GB HBM3"}))
     return cp
 
 
@@ -99,6 +100,7 @@ def test_tilec_row_times_the_replayed_graph_with_events_on_the_executors_stream(
     gpu_systems.tilec(_spec(tmp_path), row)
     (dev,) = gpu
     assert row["rel_err"] < 1e-6 and row["cuda_graph"] is True and "graph_error" not in row
+    assert row["arch"] == "h100" and '"arch": "h100"' in (tmp_path / "b" / "plan.json").read_text()  # the card
     # one throwaway capture by the executor's checks, one for the timed runs; every timed run is a replay
     assert dev.captures == 2 and dev.replays == 1 + 3 + 3
     assert row["clock"] == "CUDA events" and row["flush_bytes"] == 2 * (40 << 20)  # 2x the device's L2

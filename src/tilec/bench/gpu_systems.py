@@ -58,19 +58,25 @@ def arch_for(gpu_name: str | None, default: str = "h200") -> str:
     return next((a for a in available_archs() if a in name), default)
 
 
-def device_arch(spec: dict) -> str:
-    """``arch_for`` of device 0 on a GPU run (asked through whichever of CuPy and torch is there), else the
-    spec's ``arch`` (default h200)."""
-    if spec.get("device") != "cuda":
-        return spec.get("arch", "h200")
+def gpu_name() -> str | None:
+    """Device 0's name, asked through CuPy, else torch; None where neither answers."""
     try:
-        import torch
-        name = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - no torch: ask CuPy
         import cupy
         name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-        name = name.decode() if isinstance(name, bytes) else str(name)
-    return arch_for(name, spec.get("arch", "h200"))
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:  # noqa: BLE001 - no CuPy (a torch row): ask torch
+        pass
+    try:
+        import torch
+        return torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def device_arch(spec: dict) -> str:
+    """``arch_for`` of device 0 on a GPU run, else the spec's ``arch`` (default h200)."""
+    default = spec.get("arch", "h200")
+    return arch_for(gpu_name(), default) if spec.get("device") == "cuda" else default
 
 
 def roofline(spec: dict, row: dict) -> None:
@@ -87,9 +93,11 @@ def roofline(spec: dict, row: dict) -> None:
 def tilec(spec: dict, row: dict) -> None:
     from ..driver import compile_model, make_executor
     row["step"] = "compile"
+    on_gpu = spec["backend"] == "cupy"
+    row["arch"] = device_arch({**spec, "device": "cuda"}) if on_gpu else spec.get("arch", "h200")
     if not (spec.get("reuse_build") and Path(spec["build"], "plan.json").is_file()):
         t0 = time.perf_counter()
-        compile_model(spec["model"], spec["build"], pipeline=spec["pipeline"])
+        compile_model(spec["model"], spec["build"], pipeline=spec["pipeline"], arch=row["arch"])
         row["compile_s"] = round(time.perf_counter() - t0, 2)
     if spec.get("nvrtc_warm"):
         row["step"] = "nvrtc"
