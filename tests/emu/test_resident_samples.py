@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 
+from tilec.bench.measure import model_feeds, onnx_feeds
 from tilec.backend.plan import walk_fallbacks, walk_steps
 from tilec.driver import compile_model, load_target, make_executor
 from tilec.runtime.interpreter import run_module
@@ -35,21 +36,7 @@ ZOO_CI = ["bert_base", "lstm"]   # three rPrograms; two device loops
 
 def _feeds(model: onnx.ModelProto, seed: int = 0) -> dict:
     """Seeded inputs: normal floats; integers in [1, 6) so that trip counts and token ids make loops run."""
-    rng = np.random.default_rng(seed)
-    inits = {i.name for i in model.graph.initializer}
-    feeds = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
-        if np.issubdtype(dtype, np.floating):
-            feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[vi.name] = rng.random(shape) > 0.5
-        else:
-            feeds[vi.name] = rng.integers(1, 6, shape).astype(dtype)
-    return feeds
+    return model_feeds(model, seed, ints=(1, 6))
 
 
 if str(ROOT) not in sys.path:
@@ -59,7 +46,6 @@ from samples.models import ZOO, build  # noqa: E402
 
 def _zoo(name: str, pipeline: str, tmp_path: Path, sweep: bool = False) -> None:
     """:func:`_check` on the small zoo model ``name``, on the zoo tests' seeded inputs (token ids 0/1)."""
-    from tilec.bench.measure import onnx_feeds
     path = tmp_path / f"{name}-small.onnx"
     onnx.save(build(name, "small"), str(path))
     _check(path, pipeline, tmp_path / "build", sweep=sweep, feeds=onnx_feeds(str(path)))

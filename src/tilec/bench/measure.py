@@ -34,8 +34,13 @@ def onnx_feeds(model_path: str, seed: int = 0) -> dict:
     """Seeded inputs for every graph input. Integer inputs (token ids, masks) get 0/1, which is a valid id
     and a valid mask for every zoo model (the same choice as tests/zoo)."""
     import onnx
+    return model_feeds(onnx.load(model_path, load_external_data=False), seed)
+
+
+def model_feeds(model, seed: int = 0, ints: tuple = (0, 2)) -> dict:
+    """Seeded inputs for every graph input of ``model`` (an onnx.ModelProto): normal floats, random bools,
+    integers drawn from ``range(*ints)``."""
     from onnx import helper
-    model = onnx.load(model_path, load_external_data=False)
     rng = np.random.default_rng(seed)
     inits = {i.name for i in model.graph.initializer}
     feeds = {}
@@ -49,7 +54,7 @@ def onnx_feeds(model_path: str, seed: int = 0) -> dict:
         elif dtype == np.bool_:
             feeds[vi.name] = rng.random(shape) > 0.5
         else:
-            feeds[vi.name] = rng.integers(0, 2, shape).astype(dtype)
+            feeds[vi.name] = rng.integers(*ints, shape).astype(dtype)
     return feeds
 
 
