@@ -23,7 +23,7 @@ from ..ir.opspec import get_rule, get_spec, with_defaults
 from ..ir.types import FunctionType, TensorType, itemsize, np_dtype
 from ..ir.weights import module_weights
 from .coverage import unsupported_ops
-from .onnx_load import MAX_DIM, check_dims, ir_dtype, load_model, tensor_to_array
+from .onnx_load import MAX_DIM, check_dims, dynamic_inputs_error, ir_dtype, load_model, tensor_to_array
 from .registry import get_converter
 
 # Folding a node whose result is bigger than this would put a large tensor into the module; emit the op.
@@ -143,7 +143,8 @@ class ImportContext:
         if unknown:
             raise CompileError(f"--input-shape names unknown input(s): {', '.join(unknown)} "
                                f"(inputs: {', '.join(arg_names) or 'none'})", self.file)
-        self._check_dynamic_inputs()
+        if self.dynamic_inputs:
+            raise dynamic_inputs_error(self.dynamic_inputs, self.file)
         block = Block(args, [sanitize(n) for n in arg_names])
         for name, v in zip(arg_names, block.args):
             self.values[name] = v
@@ -247,22 +248,6 @@ class ImportContext:
             self.dynamic_inputs.append((vi.name, dims))
             dims = [d if isinstance(d, int) else 1 for d in dims]  # a placeholder: run() reports them all
         return TensorType(tuple(dims), dtype)
-
-    def _check_dynamic_inputs(self) -> None:
-        """One error for every input with a dynamic dim: each named with its ONNX ``dim_param`` in a shape
-        template (``input_ids=<batch>x<sequence>``), fixed dims as the model gives them, since only the user
-        knows the sizes they will run (advice of 1 for a sequence builds a model that rejects real inputs)."""
-        if not self.dynamic_inputs:
-            return
-        names, templates = [], []
-        for name, dims in self.dynamic_inputs:
-            names += [d for d in dims if isinstance(d, str) and d not in names]
-            templates.append(f"--input-shape {name}=" + "x".join(
-                str(d) if isinstance(d, int) else f"<{d or '?'}>" for d in dims))
-        n = len(self.dynamic_inputs)
-        dims = f" (dynamic dims: {', '.join(names)})" if names else ""
-        raise CompileError(f"{n} input{'s' if n != 1 else ''} with dynamic dimensions{dims}: give "
-                           f"{'each' if n != 1 else 'it'} a shape: {' '.join(templates)}", self.file)
 
     def _toposort(self, graph) -> list:
         """Nodes in an order where every input is defined first; cycles and undefined inputs are errors."""

@@ -91,6 +91,22 @@ def _check_names(graph, display: str) -> None:
         raise CompileError(f"not a valid ONNX model (the name {bytes(bad)[:40]!r} is not UTF-8 text)", display)
 
 
+def dynamic_inputs_error(dynamic: list, file: str | None) -> CompileError:
+    """One error for every input with a dynamic dim (``(name, dims)``, a dim a ``dim_param`` string or None):
+    each as a shape template naming its dims (``input_ids=<batch>x<sequence>``), fixed dims as the model gives
+    them. No sizes are suggested: only the user knows the ones they will run (1 for a sequence builds a model
+    that rejects real inputs)."""
+    names, templates = [], []
+    for name, dims in dynamic:
+        names += [d for d in dims if isinstance(d, str) and d not in names]
+        templates.append(f"--input-shape {name}=" + "x".join(
+            str(d) if isinstance(d, int) else f"<{d or '?'}>" for d in dims))
+    n = len(dynamic)
+    label = f" (dynamic dims: {', '.join(names)})" if names else ""
+    return CompileError(f"{n} input{'s' if n != 1 else ''} with dynamic dimensions{label}: give "
+                        f"{'each' if n != 1 else 'it'} a shape: {' '.join(templates)}", file)
+
+
 def check_dims(dims, what: str, file: str | None) -> tuple:
     dims = tuple(int(d) for d in dims)
     for d in dims:
