@@ -26,10 +26,8 @@ import json
 import os
 import platform
 import shlex
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -60,6 +58,7 @@ FULL_DEFAULT = ["nerf_mlp", "resnet18", "mobilenet_v2", "vit_s32", "seq2seq", "l
 # for models with these ops only (tilec imports LSTM/GRU/RNN as a cf.loop over time): in the zoo lstm,
 # nasrnn, seq2seq and blockdrop. ``--grinder-everywhere`` runs it on every model anyway.
 from tilec.bench.measure import CONTROL_FLOW  # noqa: E402
+from tilec.bench.rowrun import child_env, run_child  # noqa: E402
 
 
 def cache_entries() -> dict:
@@ -90,32 +89,20 @@ def has_control_flow(model_path: str) -> bool:
 def run_row(task: dict, timeout: float, why: str = "per-row limit") -> dict:
     """Run ``tilec.bench.measure`` in a fresh process group; on timeout kill the whole group (nvcc, g++)."""
     out = Path(task["build"] + ".row.json")
-    out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "tilec.bench.measure", "--model", task["path"], "--size", task["size"],
            "--pipeline", task["pipeline"], "--build", task["build"], "--out", str(out)]
     if task["no_ptx"]:
         cmd.append("--no-ptx")
-    paths = [str(ROOT / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     base = {"model": task["model"], "size": task["size"], "pipeline": task["pipeline"]}
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return {**base, "status": "timeout", "error": f"row took longer than {timeout:.0f}s ({why}; killed)",
-                    "row_seconds": round(time.perf_counter() - t0, 1)}
-        log.seek(0)
-        tail = log.read().decode(errors="replace")[-2000:]
-    if proc.returncode != 0 or not out.is_file():
-        last = (tail.strip().splitlines() or ["no output"])[-1]
-        return {**base, "status": "failed", "error": f"measure exited {proc.returncode}: {last[:200]}",
-                "log_tail": tail, "row_seconds": round(time.perf_counter() - t0, 1)}
-    row = json.loads(out.read_text())
-    row.update(model=task["model"], row_seconds=round(time.perf_counter() - t0, 1))
+    r = run_child(cmd, out, timeout, child_env(ROOT))
+    if r.status == "timeout":
+        return {**base, "status": "timeout", "error": f"row took longer than {timeout:.0f}s ({why}; killed)",
+                "row_seconds": r.seconds}
+    if r.status != "ok":
+        return {**base, "status": "failed", "error": f"measure {r.error[:200]}", "log_tail": r.tail,
+                "row_seconds": r.seconds}
+    row = r.result
+    row.update(model=task["model"], row_seconds=r.seconds)
     return row
 
 

@@ -49,39 +49,58 @@ def _last_line(text: str) -> str:
     return (text.strip().splitlines() or ["no output"])[-1][:240]
 
 
-def run_row(row: Row, work: Path, root: Path, timeout: float | None = None) -> dict:
-    """Run ``row`` in a child process; always returns a dict with ``id``, ``status`` and ``seconds``."""
-    limit = row.timeout if timeout is None else timeout
-    work.mkdir(parents=True, exist_ok=True)
-    out = work / f"{row.id.replace('/', '__')}.row.json"
+@dataclass
+class ChildResult:
+    """How one child process ended: ``status`` ok / timeout / crashed (a signal) / failed (a non-zero exit,
+    or no result file), its wall ``seconds``, ``error`` (one line), the tail of its log and its JSON result."""
+
+    status: str
+    seconds: float
+    error: str = ""
+    tail: str = ""
+    result: dict | None = None
+
+
+def run_child(cmd: list, out: Path, timeout: float, env: dict, cwd=None) -> ChildResult:
+    """Run ``cmd`` in a new session (process group) with its output in a temporary log, wait at most
+    ``timeout`` seconds, kill the whole group on expiry and after it ends (workers it left), and read the JSON
+    it wrote to ``out``. Shared by the GPU rows and ``make bench``'s CPU rows."""
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tilec.bench.gpu_row", "--id", row.id, "--spec", json.dumps(row.spec),
-           "--out", str(out)]
-    base = {"id": row.id, **row.labels}
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(root), cwd=root,
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True)
         try:
-            proc.wait(timeout=limit)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return {**base, "status": "timeout", "error": f"no result after {limit:.0f}s (killed)",
-                    "seconds": round(time.perf_counter() - t0, 1), "log_tail": _log_tail(log)}
+            return ChildResult("timeout", round(time.perf_counter() - t0, 1),
+                               f"no result after {timeout:.0f}s (killed)", _log_tail(log))
         finally:
             _kill_leftovers(proc.pid)
         tail = _log_tail(log)
     seconds = round(time.perf_counter() - t0, 1)
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
-        return {**base, "status": "crashed", "error": f"killed by {name}: {_last_line(tail)}", "seconds": seconds,
-                "log_tail": tail}
+        return ChildResult("crashed", seconds, f"killed by {name}: {_last_line(tail)}", tail)
     if proc.returncode != 0 or not out.is_file():
-        return {**base, "status": "failed", "error": f"exited {proc.returncode}: {_last_line(tail)}",
-                "seconds": seconds, "log_tail": tail}
-    result = json.loads(out.read_text())
-    return {**base, **result, "id": row.id, "seconds": seconds}
+        return ChildResult("failed", seconds, f"exited {proc.returncode}: {_last_line(tail)}", tail)
+    return ChildResult("ok", seconds, tail=tail, result=json.loads(out.read_text()))
+
+
+def run_row(row: Row, work: Path, root: Path, timeout: float | None = None) -> dict:
+    """Run ``row`` in a child process; always returns a dict with ``id``, ``status`` and ``seconds``."""
+    limit = row.timeout if timeout is None else timeout
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / f"{row.id.replace('/', '__')}.row.json"
+    cmd = [sys.executable, "-m", "tilec.bench.gpu_row", "--id", row.id, "--spec", json.dumps(row.spec),
+           "--out", str(out)]
+    base = {"id": row.id, **row.labels}
+    r = run_child(cmd, out, limit, child_env(root), cwd=root)
+    if r.status != "ok":
+        return {**base, "status": r.status, "error": r.error, "seconds": r.seconds, "log_tail": r.tail}
+    return {**base, **r.result, "id": row.id, "seconds": r.seconds}
 
 
 def _kill_leftovers(pgid: int) -> None:
