@@ -67,3 +67,14 @@ def test_a_stage_naming_no_kernel_does_not_verify(tir):
     stage.attributes["kernel"] = SymbolRef("no_such_kernel")
     with pytest.raises(CompileError, match="'utask.stage' refers to unknown kernel"):
         verify(module)
+
+
+@pytest.mark.parametrize("control", [{}, {"arch": "h200"}, {"arch": "h200", "blocks_per_sm": 0},
+                                     {"arch": 7, "blocks_per_sm": 1}, {"arch": "h200", "blocks_per_sm": "2"}])
+def test_a_device_kernel_without_its_residency_does_not_verify(tir, control):
+    module = read_ir(tir)
+    k = _device_kernel(module)
+    k.attributes["control"] = {**{c: v for c, v in k.attributes["control"].items()
+                                  if c not in ("arch", "blocks_per_sm")}, **control}
+    with pytest.raises(CompileError, match="needs control.arch"):
+        verify(module)
