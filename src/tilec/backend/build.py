@@ -134,10 +134,13 @@ def launches_per_inference(steps: list, modelled_of: dict, times: int = 1) -> di
 def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, stages: list,
                 ptx: dict | None = None, nvrtc: dict | None = None) -> dict:
     """report.json: ``totals`` (ops, kernels, launches, host_ops, global_bytes_modelled, lower_bound_bytes,
-    compile_seconds) and ``kernels``, one row per kernel.func in module order; launches and modelled bytes
+    compile_seconds, speed_of_light_us: ``analysis/speed_of_light``) and ``kernels``, one row per kernel.func
+    in module order; launches and modelled bytes
     are per inference (:func:`launches_per_inference`). ``nvrtc`` is ``backend/nvrtc.check_kernels``' answer
     (``nvrtc_checked``, a top-level ``nvrtc`` entry and each row's ``nvrtc``)."""
+    from ..analysis import speed_of_light as sol
     ptx = ptx or {}
+    spec = get_arch(module_arch(module))
     modelled_of = {k.sym_name: int(k.attributes.get("bytes_modelled", 0)) for k in kernel_funcs(module)}
     launches = launches_per_inference(plan["steps"], modelled_of)
     rows = []
@@ -146,7 +149,8 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
         row = {"name": k.sym_name, "kind": a.get("kind", ""), "origin": a.get("origin", ""),
                "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
                "grid": list(a["grid"]), "block": list(a["block"]), "smem_dynamic": int(a.get("smem", 0)),
-               "launches": launches.get(k.sym_name, 0), "cu": f"kernels/{k.sym_name}.cu"}
+               "launches": launches.get(k.sym_name, 0), "cu": f"kernels/{k.sym_name}.cu",
+               "speed_of_light_us": round(sol.kernel_seconds(spec, k) * 1e6, 4)}
         # The per-build launch check: a block no GPU of the arch can run (shared memory over what its launch
         # opts in to, threads, ptxas' registers) stops the build here (launch_resources.LaunchLimitError).
         res = launch_resources(k, arch=module_arch(module), ptxas=ptx.get(k.sym_name))
@@ -161,7 +165,9 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     totals = {"ops": count_ops(module), "kernels": len(rows), "launches": sum(launches.values()),
               "host_ops": len(plan["host_ops"]), "global_bytes_modelled": modelled,
               "lower_bound_bytes": lower_bound_bytes(plan), "arena_bytes": plan["arena_bytes"],
-              "compile_seconds": 0.0}
+              "compile_seconds": 0.0,
+              "speed_of_light_us": round(sol.build_seconds(spec, kernel_funcs(module), launches,
+                                                           lower_bound_bytes(plan)) * 1e6, 4)}
     if ptx:
         totals["max_registers"] = max(i.registers for i in ptx.values())
         totals["spill_bytes"] = sum(i.spill_bytes for i in ptx.values())

@@ -83,9 +83,10 @@ def roofline(spec: dict, row: dict) -> None:
     """Where ``spec["roofline"]`` gives the FLOPs and lower-bound bytes of a single-op model: the bound
     max(FLOPs / fp32 peak, bytes / DRAM bandwidth) of the measured card's spec, and what the row reached."""
     from ..analysis.hardware import get_arch
+    from ..analysis.speed_of_light import bound_seconds
     arch = device_arch(spec)
     hw, flops, nbytes = get_arch(arch), spec["roofline"]["flops"], spec["roofline"]["bytes"]
-    compute, memory = flops / hw.fp32_flops, nbytes / hw.dram_bytes_per_s
+    compute, memory = bound_seconds(hw, flops, 0), bound_seconds(hw, 0, nbytes)
     row.update(arch=arch, gflop=flops / 1e9, bound_ms=max(compute, memory) * 1e3,
                bound="compute" if compute > memory else "memory")
 

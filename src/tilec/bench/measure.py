@@ -155,6 +155,7 @@ def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = 
                    slowest_pass=slowest and [slowest["pass"], slowest["seconds"]], stages=report["stages"],
                    phase_seconds={k: round(v, 3) for k, v in phases.seconds.items()},
                    modelled_bytes=tot["global_bytes_modelled"], lower_bound_bytes=tot["lower_bound_bytes"],
+                   speed_of_light_us=tot.get("speed_of_light_us"),
                    ptxas=ptxas_summary(report), control_flow_ops=control_flow_ops(model))
         if size != "small":
             return row

@@ -10,6 +10,10 @@ def _ratio(a, b) -> str:
     return "-" if a is None or not b else f"{a / b:.2f}"
 
 
+def _us(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
 def _err(x) -> str:
     return "-" if x is None else f"{x:.1e}"
 
@@ -45,8 +49,8 @@ def _baseline(rows: list, r: dict, key: str):
 
 def small_table(rows: list, tol: float) -> str:
     head = ("| model | pipeline | status | ops | kernels | launches | compile s (import / passes / build [ptxas]; "
-            "slowest pass) | emu MB | lower bound MB | x LB | x none | max regs | max smem B | spills | err emu-ort | "
-            "err numpy-ort |\n" + "|" + " --- |" * 3 + " ---: |" * 13)
+            "slowest pass) | emu MB | lower bound MB | x LB | x none | SOL us | max regs | max smem B | spills | "
+            "err emu-ort | err numpy-ort |\n" + "|" + " --- |" * 3 + " ---: |" * 14)
     out = [head]
     for r in rows:
         if r.get("status") != "ok":
@@ -59,15 +63,16 @@ def small_table(rows: list, tol: float) -> str:
         out.append("| " + " | ".join([
             r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
             str(r.get("emu_launches", r.get("launches", "-"))), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
-            _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "measured_bytes")), *_ptx(r),
+            _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "measured_bytes")),
+            _us(r.get("speed_of_light_us")), *_ptx(r),
             _err(r.get("emu_vs_ort")), "n/a" if r.get("numpy_error") else _err(r.get("numpy_vs_ort"))]) + " |")
     return "\n".join(out) + "\n"
 
 
 def full_table(rows: list) -> str:
     head = ("| model | pipeline | status | ops | kernels | launches | compile s (import / passes / build [ptxas]; "
-            "slowest pass) | modelled MB | lower bound MB | x LB | x none | max regs | max smem B | spills |\n"
-            + "|" + " --- |" * 3 + " ---: |" * 11)
+            "slowest pass) | modelled MB | lower bound MB | x LB | x none | SOL us | max regs | max smem B | spills |\n"
+            + "|" + " --- |" * 3 + " ---: |" * 12)
     out = [head]
     for r in rows:
         status = "ok" if r.get("status") == "ok" else f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
@@ -76,5 +81,5 @@ def full_table(rows: list) -> str:
             r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
             str(r.get("launches", "-")), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
             _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "modelled_bytes")),
-            *_ptx(r)]) + " |")
+            _us(r.get("speed_of_light_us")), *_ptx(r)]) + " |")
     return "\n".join(out) + "\n"
