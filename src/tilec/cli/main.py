@@ -171,6 +171,20 @@ def cache_cmd(show, clear_kinds):
         click.echo(f"  {kind:<8} {r['files']:>7} files {r['bytes'] / 2**20:>10.1f} MiB")
 
 
+@cli.command("inspect")
+@click.argument("build_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--kernel", "kernels", multiple=True, metavar="NAME", help="Only this kernel (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON (for scripts).")
+@guarded
+def inspect_cmd(build_dir, kernels, as_json):
+    """Kernel quality without a GPU: ptxas' resources and each kernel's SASS main loop (docs/inspect.md)."""
+    import json
+
+    from ..backend.inspect_build import format_table, inspect_build
+    result = inspect_build(build_dir, kernels)
+    click.echo(json.dumps(result, indent=1) if as_json else format_table(result))
+
+
 @cli.command("viz")
 @click.option("--schedule", "build_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="A build folder whose rPrograms (rammer pipeline) to draw.")
