@@ -119,6 +119,17 @@ def test_main_loop_of_the_ffma_kernel_and_a_kernel_without_one(functions):
     assert m.classes["sfu"] == 0     # __expf is after the loop
     straight = [i for i in functions["ffma_loop"] if i.opcode != "BRA"]
     assert sass.main_loop(straight) == (None, None)
+    # Arithmetic outside the only loop (a staging loop): no main loop; without any arithmetic: that loop.
+    text = """Function : f
+        /*0000*/  LDG.E R2, desc[UR4][R4.64] ;
+        /*0010*/  STS [R3], R2 ;
+        /*0020*/  @P1 BRA 0x0 ;
+        /*0030*/  FFMA R6, R7, R8, R6 ;
+"""
+    staged = sass.parse_sass(text)["f"]
+    assert sass.main_loop(staged) == (None, None)
+    loop, m = sass.main_loop(staged[:3])
+    assert loop == sass.Loop(0, 0x20) and m.memory == {"LDG.32": 1, "STS.32": 1}
 
 
 def test_estimate_is_the_issue_bound(functions):
@@ -196,7 +207,7 @@ def test_inspect_gemm_finds_hmma_in_the_main_loop_without_nvcc(builds, monkeypat
     assert any(m.startswith("HMMA.16816") for m in loop["tensor"]) and loop["flops"]["f16_tensor"] > 0
     assert loop["instructions_per_tensor_flop"] == pytest.approx(loop["instructions"] / loop["flops"]["f16_tensor"],
                                                                  rel=1e-3)
-    assert loop["estimate"]["unit"] == "f16_tensor"
+    assert loop["estimate"]["unit"] == "f16_tensor" and loop["inner_loops"] < k["loops"]
     code, table = _inspect(builds / "gemm")
     assert code == 0 and "k0_matmul" in table and "HMMA.16816.F32" in table and "f16_tensor" in table
 
@@ -220,3 +231,25 @@ def test_bad_build_folder_and_unknown_kernel(builds, tmp_path):
     assert code == 1 and "not a tilec build folder" in out
     code, out = _inspect(builds / "mlp", "--kernel", "nope")
     assert code == 1 and "no kernel 'nope'" in out
+
+
+def test_inner_loops_of_the_main_loop_are_counted_once_and_reported():
+    # k loop [0x00, 0x60] holding a staging loop [0x10, 0x30]; the FFMAs are in the k loop's body.
+    text = """Function : f
+        /*0000*/  IADD3 R1, R1, 0x1, RZ ;
+        /*0010*/  LDG.E.U16 R2, desc[UR4][R4.64] ;
+        /*0020*/  STS.U16 [R3], R2 ;
+        /*0030*/  @P1 BRA 0x10 ;
+        /*0040*/  FFMA R6, R7, R8, R6 ;
+        /*0050*/  FFMA R6, R7, R9, R6 ;
+        /*0060*/  @P0 BRA 0x0 ;
+        /*0070*/  EXIT ;
+        /*0080*/  BRA 0x80;
+"""
+    instrs = sass.parse_sass(text)["f"]
+    assert sass.loops(instrs) == [sass.Loop(0x0, 0x60), sass.Loop(0x10, 0x30)]
+    k = inspect_build.inspect_kernel("f", instrs, {}, {}, get_arch("a100"))
+    loop = k["main_loop"]
+    assert (loop["start"], loop["end"], loop["inner_loops"], loop["instructions"]) == (0x0, 0x60, 1, 7)
+    assert loop["memory"] == {"LDG.16": 1, "STS.16": 1} and loop["flops_per_iteration"] == 128
+    assert loop["instructions_per_tensor_flop"] is None and loop["estimate"]["unit"] == "fp32"

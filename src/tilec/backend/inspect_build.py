@@ -127,10 +127,11 @@ def inspect_kernel(name: str, instrs: list, resources: dict, row: dict, spec: GP
     """One kernel's inspection (the ``--json`` row)."""
     loop, mix = sass.main_loop(instrs)
     out = {"name": name, "kind": row.get("kind"), "ptxas": resources, "instructions": len(instrs),
-           "loops": len(sass.loops(instrs)), "main_loop": None}
+           "loops": len(sass.loops(instrs)), "kernel_mix": sass.mix(instrs).to_json(), "main_loop": None}
     if loop is not None:
         tensor = mix.tensor_flops
-        out["main_loop"] = {"start": loop.start, "end": loop.end, **mix.to_json(),
+        inner = [lp for lp in sass.loops(instrs) if lp != loop and loop.start <= lp.start and lp.end <= loop.end]
+        out["main_loop"] = {"start": loop.start, "end": loop.end, "inner_loops": len(inner), **mix.to_json(),
                             "flops_per_iteration": mix.total_flops,
                             "instructions_per_tensor_flop": (float(f"{mix.instructions / tensor:.4g}")
                                                              if tensor else None),
@@ -191,7 +192,8 @@ COLUMNS = (
     ("smem", lambda k: str(k["ptxas"].get("smem", "-"))),
     ("spill", lambda k: str(k["ptxas"].get("spill_bytes", "-"))),
     ("stack", lambda k: str(k["ptxas"].get("stack", "-"))),
-    ("loop", lambda k: _loop_cell(k, lambda lp: str(lp["instructions"]))),
+    ("loop", lambda k: _loop_cell(k, lambda lp: f"{lp['instructions']}" + (f" ({lp['inner_loops']} inner)"
+                                                                          if lp["inner_loops"] else ""))),
     ("tensor", lambda k: _loop_cell(k, _tensor_cell)),
     ("fp32", lambda k: _loop_cell(k, lambda lp: str(lp["classes"].get("fp32", 0)))),
     ("loads/stores", lambda k: _loop_cell(k, _memory_cell)),

@@ -11,7 +11,9 @@ for every ``for``/``while``; an unconditional ``BRA`` to itself after ``EXIT`` i
 main loop is the loop whose body does the most FLOPs (tensor-core instructions by their shape, FFMA, ...);
 among loops doing as many, the one with the most memory instructions, then the smallest (the innermost).
 Its counts are static: each instruction of the range counted once, so an inner loop (e.g. a staging loop
-inside the k loop) counts one trip. A kernel without a loop doing any work has no main loop.
+inside the k loop) counts one trip. A kernel whose arithmetic is all outside loops (a k loop unrolled away,
+loops left only for staging) has no main loop, nor has one without loops; a kernel with no arithmetic at
+all (a copy, a gather) has as main loop its loop with the most memory instructions.
 
 **FLOPs per warp instruction.** ``HMMA.MNK`` = M·N·K·2 (HMMA.16816 = 4096, HMMA.1688 = 2048); ``HGMMA.64xNxK``
 is one instruction of each of a warpgroup's 4 warps computing a 64×N×K product together, so 64·N·K·2 / 4 per
@@ -262,12 +264,13 @@ def mix(instrs) -> Mix:
 
 
 def main_loop(instrs: list) -> tuple:
-    """``(Loop, Mix)`` of the kernel's main loop (module docstring), or ``(None, None)`` where no loop does
-    arithmetic or memory work."""
+    """``(Loop, Mix)`` of the kernel's main loop (module docstring), or ``(None, None)`` where there is none:
+    no loop does arithmetic, or (in a kernel without any arithmetic) memory work."""
+    computes = mix(instrs).total_flops > 0
     best = None
     for lp in loops(instrs):
         m = mix(i for i in instrs if lp.contains(i))
         key = (m.total_flops, m.memory_ops, -m.instructions, -lp.start)
-        if (m.total_flops or m.memory_ops) and (best is None or key > best[0]):
+        if (m.total_flops if computes else m.memory_ops) and (best is None or key > best[0]):
             best = (key, lp, m)
     return (best[1], best[2]) if best else (None, None)
