@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tilec.bench.table import full_table, small_table
+from tilec.testing.scripts import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,11 +59,7 @@ def test_wrong_results_are_flagged():
 
 
 def _bench_script():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file_module(ROOT / "scripts" / "bench.py", "bench_script")
 
 
 def test_tool_failures_say_which_error():

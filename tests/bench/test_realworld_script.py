@@ -2,7 +2,6 @@
 build, a wrong output is flagged, a constant reference proves nothing and fails, the table is written."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +9,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tilec.testing.scripts import load_file_module
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "realworld.py"
 
 
 @pytest.fixture(scope="module")
 def rw():
-    spec = importlib.util.spec_from_file_location("realworld", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file_module(SCRIPT)
 
 
 def _model(folder: Path, name: str, scale: float) -> Path:

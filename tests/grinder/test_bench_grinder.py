@@ -3,17 +3,15 @@ measured and written, the exit status is 1), and ``--date`` defaults to today (U
 from __future__ import annotations
 
 import datetime
-import importlib.util
 from pathlib import Path
+
+from tilec.testing.scripts import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_grinder", ROOT / "scripts" / "bench_grinder.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file_module(ROOT / "scripts" / "bench_grinder.py")
 
 
 GOOD = {"model": "good", "decision": "cf.loop → device, grid [132], 3 stages",

@@ -2,21 +2,20 @@
 checker; numpy's reference agrees with onnxruntime on them."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
+from tilec.testing.scripts import load_file_module
+
 DIR = Path(__file__).resolve().parents[2] / "samples" / "parallel"
 MODELS = ("nasnet_cell", "resnext_block", "inception_block", "lstm_cell")
 
 
 def test_rebuild_is_byte_identical(tmp_path):
-    spec = importlib.util.spec_from_file_location("parallel_build", DIR / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file_module(DIR / "build.py", "parallel_build")
     mod.main(["--out", str(tmp_path)])
     for name in MODELS:
         assert (tmp_path / f"{name}.onnx").read_bytes() == (DIR / f"{name}.onnx").read_bytes(), name

@@ -1,6 +1,5 @@
 """The Roller benchmark script on a few ops, and the tuning hook: selection with a fake timer, the no-GPU
 path of ``tilec compile --tune`` and ``tilec tune`` (report.json says the model decided)."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from tilec.backend.tune import Trial, candidates, select, tune_module
 from tilec.cli.main import cli
 from tilec.ir import parse_module
 from tilec.passes import get_pass
+from tilec.testing.scripts import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "samples" / "mlp.onnx"
@@ -81,9 +81,7 @@ def test_cli_compile_tune_and_tune_without_gpu(tmp_path):
 
 
 def test_bench_roller_script_on_two_ops(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_roller", ROOT / "scripts" / "bench_roller.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file_module(ROOT / "scripts" / "bench_roller.py")
     report = tmp_path / "roller-2026-11-29.md"
     report.write_text("# stale table\n\n| stale_op | x |\n\n" + mod.NOTES + "\n\nhand-written note\n")
     rc = mod.main(["--out", str(tmp_path), "--only", "bert_layernorm_mean,resnet50_fc", "--no-ptxas",

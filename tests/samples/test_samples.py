@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 
@@ -19,6 +18,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
+
+from tilec.testing.scripts import load_file_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLES = os.path.join(ROOT, "samples")
@@ -44,11 +45,7 @@ TOKEN_INPUTS = {"input_ids", "token_type_ids", "attention_mask"}
 
 
 def _load_builder():
-    spec = importlib.util.spec_from_file_location("tilec_build_samples",
-                                                  os.path.join(SAMPLES, "build_samples.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file_module(os.path.join(SAMPLES, "build_samples.py"), "tilec_build_samples")
 
 
 @pytest.fixture(scope="module")

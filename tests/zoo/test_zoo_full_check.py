@@ -1,19 +1,17 @@
 """``scripts/zoo_full_check.py`` (make zoo-check): a full model's row compares tilec's numpy interpreter with
 onnxruntime, and a model that cannot finish gets a row saying why instead of stopping the run."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from tilec.testing.scripts import load_file_module
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "zoo_full_check.py"
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("zoo_full_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file_module(SCRIPT)
 
 
 def test_nerf_full_matches_onnxruntime(check, tmp_path):
