@@ -159,7 +159,7 @@ def classify(ins: Instruction) -> str:
         return "barrier"
     if op == "MUFU":
         return "sfu"
-    if op in ("BRA", "BRX", "JMP", "EXIT", "RET", "CALL", "BSSY", "BSYNC", "WARPSYNC"):
+    if op in ("BRA", "BRX", "JMP", "EXIT", "RET", "CALL", "BSSY", "BSYNC"):
         return "branch"
     return "other"
 
