@@ -33,7 +33,7 @@ _NVDISASM_FUNCTION = re.compile(r"^\s*\.text\.(\S+):")
 _LABEL = re.compile(r"^\s*(\.L_[\w.]+):")
 _TARGET = re.compile(r"(?:`\((\.L_[\w.]+)\)|\b0x([0-9a-f]+)\b)")
 
-# Tensor-core shapes whose letters run together in the opcode (M, N, K).
+# Tensor-core shapes whose digits run together in the opcode (HMMA.16816: M, N, K = 16, 8, 16).
 MMA_SHAPES = {"16816": (16, 8, 16), "1688": (16, 8, 8), "1684": (16, 8, 4), "884": (8, 8, 4),
               "16832": (16, 8, 32), "8816": (8, 8, 16), "8832": (8, 8, 32), "16864": (16, 8, 64)}
 _HGMMA_SHAPE = re.compile(r"^(\d+)x(\d+)x(\d+)$")
