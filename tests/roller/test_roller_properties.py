@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tilec.analysis.cost_model import RTile, estimate, regs_per_thread, smem_bytes
 from tilec.analysis.hardware import available_archs, get_arch
 from tilec.analysis.roller import construct_rtiles, padding_waste
-from tilec.backend.lower.tiled_mma import MMA, SMEM_LIMIT as MMA_SMEM_LIMIT, match_expr, smem_bytes as mma_smem
+from tilec.backend.lower.tiled_mma import MMA, match_expr, smem_bytes as mma_smem
 from tilec.ir import parse_module
 from tilec.ir.texpr import AxisRef
 from tilec.ir.types import itemsize
@@ -77,7 +77,7 @@ def check_config(problem, cand, spec):
         bm, bn, bk = block[mt["m"]], block[mt["n"]], step[mt["k"]]
         assert bm % MMA[0] == 0 and bn % MMA[1] == 0 and bk % MMA[2] == 0, (block, step)
         assert all(block[b] == 1 for b in mt["batch"])
-        assert mma_smem(bm, bn, bk, problem.input_dtypes[0]) <= MMA_SMEM_LIMIT
+        assert mma_smem(bm, bn, bk, problem.input_dtypes[0]) <= spec.smem_per_block_bytes
 
 
 def check_all(problem, spec, topk=4):

@@ -277,8 +277,9 @@ class Roller:
         mt = self._mma()[0]
         if mt is None:
             return True
-        from ..backend.lower.tiled_mma import SMEM_LIMIT, smem_bytes as mma_smem
-        return mma_smem(block[mt["m"]], block[mt["n"]], step[mt["k"]], self.p.input_dtypes[0]) <= SMEM_LIMIT
+        from ..backend.lower.tiled_mma import smem_bytes as mma_smem
+        limit = self.spec.smem_per_block_bytes
+        return mma_smem(block[mt["m"]], block[mt["n"]], step[mt["k"]], self.p.input_dtypes[0]) <= limit
 
     def intensity(self, rt: RTile) -> float:
         q = traffic_bytes(self.p, rt, self.spec)

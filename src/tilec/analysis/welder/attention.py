@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
 from ...ir.types import itemsize
 from .graph import TileGraph, is_identity, permuting_layout
+from .retile import MAX_ACC   # output accumulators per thread, as for re-chosen tiles
 
 THREADS = 256      # most threads per attention block (8 warps share the softmax rows); fewer for small tiles
-MAX_ACC = 32       # output accumulators per thread (registers), as for re-chosen tiles
 MAX_CHUNK = 64     # keys per staged K/V chunk
 
 

@@ -99,8 +99,7 @@ def _options(extent: int, cap: int) -> list:
 
 def choose(ctx, spec) -> dict | None:
     """The best chain config ``{block, thread, step, pstep, bytes, smem, blocks, waves, score, floor}``."""
-    from ...backend.lower.tiled import SMEM_LIMIT
-    limit = min(SMEM_LIMIT, spec.smem_per_block_bytes)
+    limit = spec.smem_per_block_bytes
     axes, E = ctx.out_axes, ctx.extents
     outputs = math.prod(E[a] for a in axes)
     floor = min(spec.num_sms, -(-outputs // MIN_BLOCK_OUTPUTS))

@@ -99,8 +99,7 @@ def split(graph, members: list, spec) -> tuple | None:
 
 def choose(ctx, spec) -> dict | None:
     """The best ``{rows, threads}`` with its bytes, smem, blocks, waves and score, or None."""
-    from ...backend.lower.tiled import SMEM_LIMIT
-    limit = min(SMEM_LIMIT, spec.smem_per_block_bytes)
+    limit = spec.smem_per_block_bytes
     outputs = ctx.R * ctx.N2
     floor = min(spec.num_sms, -(-outputs // MIN_BLOCK_OUTPUTS))
     best = None

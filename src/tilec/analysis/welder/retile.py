@@ -98,9 +98,8 @@ def clear_saving(with_cluster: int, without: int) -> bool:
 
 def cluster_blocks(spec, blocks: int) -> int:
     """Blocks per thread-block cluster over ``blocks`` neighbours: the largest power of two up to the arch's
-    ``max_cluster_blocks`` (and the portable 8) that divides ``blocks``; 1 where the arch has no clusters."""
-    from ...backend.lower import tiled
-    c = min(spec.max_cluster_blocks, tiled.MAX_CLUSTER)
+    ``max_cluster_blocks`` (the portable size on sm_90) that divides ``blocks``; 1 where the arch has none."""
+    c = spec.max_cluster_blocks
     while c > 1 and blocks % c:
         c //= 2
     return max(c, 1)
@@ -137,7 +136,7 @@ class Retiler:
         self.ctx, self.spec, self.extra = ctx, spec, extra_bytes
         self.tiled = tiled
         self.axes = list(ctx.out_axes)
-        self.smem_limit = min(tiled.SMEM_LIMIT, spec.smem_per_block_bytes)
+        self.smem_limit = spec.smem_per_block_bytes
         self.outputs = math.prod(ctx.extents[a] for a in self.axes)
         self.floor = min(spec.num_sms, -(-self.outputs // max(1, min_block_outputs)))
         self.min_block_outputs, self.clusters = min_block_outputs, clusters

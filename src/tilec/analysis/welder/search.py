@@ -32,7 +32,6 @@ from . import conv_chain, mlp_chain, smem
 LEVELS = ("global", "shared", "register")
 SECTOR = 32
 ROW_THREADS = 256
-SMEM_LIMIT = 48 * 1024
 
 
 @dataclass
@@ -197,10 +196,10 @@ def _row(graph: TileGraph, members: list, spec) -> Group | None:
     offsets, arena = smem.plan(buffers)
     threads = min(ROW_THREADS, max(32, -(-length // 32) * 32))
     arena += 4 * (threads // 32)
-    if arena > SMEM_LIMIT:
+    if arena > spec.smem_per_block_bytes:
         return None
-    per_sm = max(1, min(spec.max_blocks_per_sm if hasattr(spec, "max_blocks_per_sm") else 32,
-                        2048 // threads, spec.smem_per_sm_bytes // max(arena, 1)))
+    per_sm = max(1, min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
+                        spec.smem_per_sm_bytes // max(arena, 1)))
     waves = -(-rows // (per_sm * spec.num_sms))
     return Group(list(members), "row", traffic, waves, arena,
                  {"rows": rows, "rows_dims": rows_dims, "length": length, "threads": threads,

@@ -96,12 +96,17 @@ def parse_kernels(source: str) -> dict:
 
 
 _CLUSTER = re.compile(r"__cluster_dims__\s*\((?P<dims>[^()]*)\)")
-MAX_CLUSTER = 8   # the portable cluster size limit
+
+
+def max_cluster() -> int:
+    """The largest cluster any known GPU runs (the arch specs' ``max_cluster_blocks``: 8 on sm_90)."""
+    from ...analysis.hardware import available_archs, get_arch
+    return max(get_arch(a).max_cluster_blocks for a in available_archs())
 
 
 def kernel_clusters(source: str) -> dict:
     """``{name: X}`` for every kernel of ``source`` (X = 1 without ``__cluster_dims__``). Only 1-D clusters
-    along x of 1..8 blocks are supported; anything else is an EmuError."""
+    along x of up to :func:`max_cluster` blocks are supported; anything else is an EmuError."""
     clusters: dict = {}
     for m in _KERNEL.finditer(_COMMENT.sub(" ", source)):
         quals, name = m.group("quals"), m.group("name")
@@ -115,9 +120,9 @@ def kernel_clusters(source: str) -> dict:
                 raise EmuError(f"kernel {name}: cannot read __cluster_dims__({found[-1].strip()}) (the emulator "
                                "needs literal sizes)")
             dims = [int(d.rstrip("uU")) for d in dims] + [1] * (3 - len(dims))
-            if dims[1:] != [1, 1] or not 1 <= dims[0] <= MAX_CLUSTER:
+            if dims[1:] != [1, 1] or not 1 <= dims[0] <= max_cluster():
                 raise EmuError(f"kernel {name}: __cluster_dims__({', '.join(map(str, dims))}) is not supported: "
-                               f"clusters are 1 to {MAX_CLUSTER} blocks along x")
+                               f"clusters are 1 to {max_cluster()} blocks along x")
             x = dims[0]
         clusters[name] = x
     return clusters

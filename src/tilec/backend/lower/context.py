@@ -45,6 +45,17 @@ class ComputeContext:
         self.acc_dtype = compute_dtype(self.out_dtype) if self.out_dtype != "bool" else self.cdtype
 
     # --- params ----------------------------------------------------------------------------------------
+    @property
+    def spec(self):
+        """The target GPU's spec (the module's ``tilec.target``, ``analysis/hardware.target_spec``)."""
+        from ...analysis.hardware import target_spec
+        return target_spec(self.op)
+
+    @property
+    def smem_limit(self) -> int:
+        """Static shared memory one block may declare on the target (its ``smem_per_block_bytes``)."""
+        return self.spec.smem_per_block_bytes
+
     def params(self) -> list:
         out = []
         for t, shape, dtype in zip(self.expr.inputs, self.shapes, self.dtypes):

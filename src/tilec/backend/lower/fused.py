@@ -124,10 +124,10 @@ class FusedContext(ComputeContext):
         taken as :func:`~.tiled.resolve_config` takes them (the extent clipped to 16). The anchor's staged
         boxes span its reduce axes, so their shared memory cannot be counted without a step for each."""
         from .cexpr import affine
-        from .tiled import SMEM_LIMIT, _box, _smem_bytes, _smem_dims
+        from .tiled import _box, _smem_bytes, _smem_dims
         steps = dict(cfg.get("step") or {})
         steps.update({r: min(16, self.extents[r]) for r in self.reduce_axes if r not in steps})
-        budget = SMEM_LIMIT - _smem_bytes(self, dict(cfg, step=steps))
+        budget = self.smem_limit - _smem_bytes(self, dict(cfg, step=steps))
         points = math.prod(cfg["block"][a] for a in self.out_axes)
         plan = []
         for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):

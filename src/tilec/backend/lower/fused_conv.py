@@ -31,7 +31,7 @@ from .cexpr import affine, affine_text
 from .context import ComputeContext
 from .fused import FusedContext, bind_names, kernel_parts
 from . import cluster
-from .tiled import (SMEM_LIMIT, _affines, _box, _smem_bytes, _smem_dims, _stage, cluster_of, lower_tiled,
+from .tiled import (_affines, _box, _smem_bytes, _smem_dims, _stage, cluster_of, lower_tiled,
                     multicast, shared_entry, stage_share)
 
 # The chain config's parts (the kernel's ``tile`` attribute); ``cluster`` is optional.
@@ -481,7 +481,7 @@ def lower_fused_conv(kernel, name: str):
                               kernel.loc)
     cfg = chain_config(cfg)
     ctx.cfg_for_stage = cfg
-    if ctx.smem_bytes(cfg) > SMEM_LIMIT:
+    if ctx.smem_bytes(cfg) > ctx.smem_limit:
         raise CompileError.at(f"lower-cuda: conv chain needs {ctx.smem_bytes(cfg)} B of shared memory", kernel.loc)
     rtile = {k: cfg[k] for k in ("block", "thread", "step", "cluster") if k in cfg}
     func = lower_tiled(ctx, name, rtile)

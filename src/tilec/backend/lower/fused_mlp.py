@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 
+from ...analysis.hardware import target_spec
 from ...ir.diagnostics import CompileError
 from ...ir.types import itemsize
 from .builder import KernelBuilder
 from .context import ComputeContext
 from .fused import FusedContext, bind_names, kernel_params, kernel_parts
 from .fused_pool import _ToShared
-from .tiled import SMEM_LIMIT
 
 
 class _Side(FusedContext):
@@ -171,7 +171,7 @@ def lower_fused_mlp(kernel, name: str):
     ctx = MlpContext(members, args, outs, cfg["split"], kernel, int(tile.get("tail", len(members))))
     if not ctx.fits():
         raise CompileError.at("lower-cuda: mlp kernel's row tail does not fit its hidden tile", kernel.loc)
-    if ctx.smem_bytes(cfg) > SMEM_LIMIT:
+    if ctx.smem_bytes(cfg) > target_spec(kernel).smem_per_block_bytes:
         raise CompileError.at(f"lower-cuda: mlp kernel needs {ctx.smem_bytes(cfg)} B of shared memory", kernel.loc)
     kb = KernelBuilder()
     rows, T = cfg["rows"], cfg["threads"]

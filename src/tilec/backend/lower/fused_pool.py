@@ -24,7 +24,7 @@ from .builder import linearize, unflatten
 from .context import ComputeContext
 from .fused import kernel_parts
 from .fused_conv import CHAIN_KEYS, ChainContext, chain_config, set_chain_bytes
-from .tiled import SMEM_LIMIT, lower_tiled
+from .tiled import lower_tiled
 
 
 class _ToShared:
@@ -153,7 +153,7 @@ def lower_fused_pool(kernel, name: str):
     if list(ctx.partial_shape(cfg)) != list(outs[0].type.shape):
         raise CompileError.at("lower-cuda: conv_pool partial sums do not match the chain's block grid", kernel.loc)
     ctx.cfg_for_stage = ctx.cfg = cfg
-    if ctx.smem_bytes(cfg) > SMEM_LIMIT:
+    if ctx.smem_bytes(cfg) > ctx.smem_limit:
         raise CompileError.at(f"lower-cuda: conv_pool needs {ctx.smem_bytes(cfg)} B of shared memory", kernel.loc)
     func = lower_tiled(ctx, name, {k: cfg[k] for k in ("block", "thread", "step", "cluster") if k in cfg})
     set_chain_bytes(func, ctx, cfg)

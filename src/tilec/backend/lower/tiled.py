@@ -31,8 +31,6 @@ from .builder import KernelBuilder, linearize, strides_of, unflatten
 from .cexpr import affine, affine_text
 from .context import ComputeContext
 
-SMEM_LIMIT = 48 * 1024        # static shared memory per block
-MAX_CLUSTER = 8               # the portable thread-block cluster size (the arch spec's max_cluster_blocks)
 
 
 def tileable(ctx: ComputeContext) -> bool:
@@ -67,14 +65,14 @@ def default_config(ctx: ComputeContext) -> dict:
         step[r] = s
         budget = max(1, budget // s)
     cfg = {"block": {a: block[a] for a in ctx.out_axes}, "thread": thread, "step": step}
-    while _smem_bytes(ctx, cfg) > SMEM_LIMIT:
+    while _smem_bytes(ctx, cfg) > ctx.smem_limit:
         big = max(cfg["step"], key=lambda r: cfg["step"][r], default=None)
         if big is None or cfg["step"][big] == 1:
             break
         cfg["step"][big] = -(-cfg["step"][big] // 2)
     # Still too big with unit steps: a strided conv's halo grows with the output tile (a stride-32 patchify
     # conv stages 1 + 32*(b-1) input rows per b outputs), so halve the block axis that saves the most.
-    while _smem_bytes(ctx, cfg) > SMEM_LIMIT:
+    while _smem_bytes(ctx, cfg) > ctx.smem_limit:
         def halved(a):
             trial = {**cfg, "block": {**cfg["block"], a: cfg["block"][a] // 2}}
             return _smem_bytes(ctx, trial)
@@ -101,14 +99,15 @@ def resolve_config(ctx: ComputeContext, rtile: dict | None) -> dict:
         raise ctx.fail("rtile: reduce steps must be positive")
     cfg = {"block": block, "thread": thread, "step": step}
     threads = math.prod(block[a] // thread[a] for a in ctx.out_axes)
-    if threads > 1024:
-        raise ctx.fail(f"rtile needs {threads} threads per block (at most 1024)")
+    if threads > ctx.spec.max_threads_per_block:
+        raise ctx.fail(f"rtile needs {threads} threads per block (at most {ctx.spec.max_threads_per_block})")
     cluster = {a: int(c) for a, c in (rtile.get("cluster") or {}).items() if int(c) > 1}
     if cluster:
         a, c = next(iter(cluster.items()))
-        if len(cluster) > 1 or a not in ctx.out_axes or c > MAX_CLUSTER or -(-ctx.extents[a] // block[a]) % c:
+        most = ctx.spec.max_cluster_blocks   # the portable cluster size on sm_90; 1: the arch has none
+        if len(cluster) > 1 or a not in ctx.out_axes or c > most or -(-ctx.extents[a] // block[a]) % c:
             raise ctx.fail(f"rtile: cluster {cluster} must be one output axis whose block count it divides, "
-                           f"at most {MAX_CLUSTER} blocks")
+                           f"at most {most} blocks on {ctx.spec.arch}")
         cfg["cluster"] = cluster
     return cfg
 
@@ -186,8 +185,8 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     B, T, S = cfg["block"], cfg["thread"], cfg["step"]
     E = ctx.extents
     sizes = _sizes(ctx, cfg)
-    if _smem_bytes(ctx, cfg) > SMEM_LIMIT:
-        raise ctx.fail(f"tile config needs {_smem_bytes(ctx, cfg)} B of shared memory (limit {SMEM_LIMIT})")
+    if _smem_bytes(ctx, cfg) > ctx.smem_limit:
+        raise ctx.fail(f"tile config needs {_smem_bytes(ctx, cfg)} B of shared memory (limit {ctx.smem_limit})")
     outs, reds = ctx.out_axes, ctx.reduce_axes
     nblk = {a: -(-E[a] // B[a]) for a in outs}
     tdim = {a: B[a] // T[a] for a in outs}

@@ -15,7 +15,6 @@ from ...ir.types import itemsize
 from .context import ComputeContext
 
 MMA = (16, 16, 16)
-SMEM_LIMIT = 48 * 1024
 PAD_AB = 8     # halves: keeps ldm a multiple of 8 and fragment rows 32-B aligned, shifts banks per row
 PAD_C = 4      # floats
 CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
@@ -62,7 +61,7 @@ def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
     bm, bn, bk = block.get(mt["m"], 0), block.get(mt["n"], 0), step.get(mt["k"], 0)
     if any(x <= 0 or x % s for x, s in zip((bm, bn, bk), MMA)):
         return False
-    return all(block.get(b, 1) == 1 for b in mt["batch"]) and smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= SMEM_LIMIT
+    return all(block.get(b, 1) == 1 for b in mt["batch"]) and smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= ctx.smem_limit
 
 
 def _arch_has_tensor_cores(ctx: ComputeContext) -> bool:
