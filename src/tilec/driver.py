@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +61,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     (NVRTC, ``backend/nvrtc.py``). ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
     on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides. ``arch`` is the
     target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read."""
-    from .backend.build import count_ops, module_text, write_build
+    from .backend.build import atomic_build_dir, count_ops, module_text, write_build
     from .frontend.importer import import_onnx
     from .ir.verifier import verify
     start = time.perf_counter()
@@ -112,33 +110,6 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
             write_json(tmp / "report.json", report)
     atomic_build_dir(Path(build_dir), write)
     return CompileResult(Path(build_dir), n_ops, [r.name for r in records], time.perf_counter() - start)
-
-
-def atomic_build_dir(target: Path, fill) -> None:
-    """Create ``target`` by filling a temp folder and renaming it; a failure leaves any old build intact."""
-    target = target.resolve()
-    if target.exists() and not target.is_dir():
-        raise CompileError(f"build folder '{target}' exists and is not a folder")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    except OSError as e:  # a read-only or special file system (/proc), a parent that is a file, ...
-        raise CompileError(f"cannot write build folder '{target}': {e.strerror or e}") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a build folder is an ordinary folder
-        fill(tmp)
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.replace(target, old / "build")
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_npz(path: str) -> dict:
@@ -190,7 +161,8 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
         raise CompileError("--emu-resident-limit and --emu-sms are options of --backend emu")
     from .runtime.array_files import conform_inputs, load_arrays
     if backend == "numpy":
-        from .runtime.interpreter import main_function, run_module
+        from .ir.core import main_function
+        from .runtime.interpreter import run_module
         if not input_shapes and str(target).endswith(".onnx"):
             input_shapes = _shapes_from_arrays(target, inputs_path)
         module = load_target(target, input_shapes)

@@ -107,7 +107,7 @@ def write_module_build(module: Operation, build: Path, check_ptx: bool = False,
     import time
 
     from tilec.backend.build import write_build
-    from tilec.driver import atomic_build_dir
+    from tilec.backend.build import atomic_build_dir
     out = {}
 
     def fill(tmp):

@@ -29,7 +29,7 @@ def _private_cache(tmp_path, monkeypatch):
 
 def _build(module, out: Path, **kw) -> dict:
     from tilec.backend.build import write_build
-    from tilec.driver import atomic_build_dir
+    from tilec.backend.build import atomic_build_dir
     got = {}
 
     def fill(tmp):

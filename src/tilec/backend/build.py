@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from ..analysis.hardware import get_arch, module_arch
 from ..ir.core import Operation
+from ..ir.diagnostics import CompileError
 from ..ir.printer import print_module
 from ..ir.weights import atomic_write_bytes, declared_weights
 from .launch_resources import launch_resources
@@ -32,6 +36,33 @@ WEIGHTS_FILE = "weights.npz"
 
 def kernel_funcs(module: Operation) -> list:
     return [op for op in module.body.ops if op.name == "kernel.func"]
+
+
+def atomic_build_dir(target: Path, fill) -> None:
+    """Create ``target`` by filling a temp folder and renaming it; a failure leaves any old build intact."""
+    target = target.resolve()
+    if target.exists() and not target.is_dir():
+        raise CompileError(f"build folder '{target}' exists and is not a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as e:  # a read-only or special file system (/proc), a parent that is a file, ...
+        raise CompileError(f"cannot write build folder '{target}': {e.strerror or e}") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a build folder is an ordinary folder
+        fill(tmp)
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+            os.replace(target, old / "build")
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_json(path: Path, data) -> None:

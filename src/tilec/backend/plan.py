@@ -14,7 +14,7 @@ import math
 import re
 
 from ..ir.attributes import DenseAttr, SymbolRef
-from ..ir.core import Operation, Value, lookup_symbol
+from ..ir.core import Operation, Value, lookup_symbol, main_function
 from ..ir.diagnostics import CompileError
 from ..ir.opspec import get_spec
 from ..ir.types import TensorType, itemsize
@@ -33,11 +33,6 @@ def is_view(op: Operation) -> bool:
     """A graph op that only reinterprets its operand's (contiguous, row-major) bytes with a new shape."""
     spec = get_spec(op.name)
     return spec is not None and spec.lowering == "view" and len(op.operands) >= 1 and len(op.results) == 1
-
-
-def main_function(module: Operation) -> Operation:
-    from ..runtime.interpreter import main_function as find
-    return find(module)
 
 
 class _Names:

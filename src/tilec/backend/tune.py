@@ -145,10 +145,9 @@ def tune_build(build_dir: str, k: int = 8, profiler=None, check_ptx: bool | None
     Returns the new report."""
     import time
 
-    from ..driver import atomic_build_dir
     from ..ir.io import read_ir
     from ..passes import get_pass
-    from .build import module_text, write_build, write_json
+    from .build import atomic_build_dir, module_text, write_build, write_json
     root = Path(build_dir)
     ref, old_report = root / "reference.tir", root / "report.json"
     if not ref.is_file() or not old_report.is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from .diagnostics import CompileError
 from .types import TensorType
 
 
@@ -225,6 +226,17 @@ def new_module(name: str | None, attributes=None) -> Operation:
 
 def functions(module: Operation) -> list[Operation]:
     return [op for op in module.body.ops if op.name == "func.func"]
+
+
+def main_function(module: Operation) -> Operation:
+    """The module's entry: ``@main``, or its only function; a CompileError when there is neither."""
+    funcs = functions(module)
+    for f in funcs:
+        if f.sym_name == "main":
+            return f
+    if len(funcs) == 1:
+        return funcs[0]
+    raise CompileError("module has no @main function")
 
 
 def lookup_symbol(module: Operation, name: str) -> Operation | None:

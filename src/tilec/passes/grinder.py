@@ -33,7 +33,7 @@ class Grinder(ModulePass):
 
     def apply(self, module: Operation) -> None:
         from ..analysis.hardware import target_spec
-        from ..runtime.interpreter import main_function
+        from ..ir.core import main_function
         spec = target_spec(module, self.arch)
         fn = main_function(module)
         index = sum(1 for op in module.body.ops if op.name == "kernel.func"

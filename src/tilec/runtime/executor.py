@@ -92,7 +92,7 @@ class Executor:
     @classmethod
     def from_build(cls, build_dir: str, device: Device, **kwargs) -> "Executor":
         """An executor for a build folder written by ``tilec compile``."""
-        from ..driver import load_npz
+        from .array_files import load_arrays as load_npz
         root = Path(build_dir)
         if not (root / "plan.json").is_file():
             raise CompileError(f"'{build_dir}' is not a tilec build folder (no plan.json)")
@@ -281,7 +281,7 @@ class Executor:
                               .reshape(b["shape"]))
 
     def _main(self):
-        from ..backend.plan import main_function
+        from ..ir.core import main_function
         return main_function(self._module)
 
     def _fetch(self, value):

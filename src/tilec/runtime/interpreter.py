@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.attributes import DenseAttr, SymbolRef
-from ..ir.core import Operation, functions
+from ..ir.core import Operation, main_function
 from ..ir.diagnostics import CompileError
 from ..ir.opspec import get_spec, with_defaults
 from ..ir.types import np_dtype
@@ -20,16 +20,6 @@ def handler(name: str):
         _HANDLERS[name] = fn
         return fn
     return deco
-
-
-def main_function(module: Operation) -> Operation:
-    funcs = functions(module)
-    for f in funcs:
-        if f.sym_name == "main":
-            return f
-    if len(funcs) == 1:
-        return funcs[0]
-    raise CompileError("module has no @main function")
 
 
 def run_module(module: Operation, inputs: dict | list) -> dict:

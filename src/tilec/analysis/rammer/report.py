@@ -29,7 +29,7 @@ def _nbytes(attrs: dict) -> int:
 
 
 def launches(module: Operation) -> list:
-    from ...runtime.interpreter import main_function
+    from ...ir.core import main_function
     return [lookup_symbol(module, op.attributes["kernel"].name) for op in main_function(module).walk()
             if op.name == "kernel.launch"]
 

@@ -3,6 +3,7 @@ statement ops that only make sense inside a kernel body."""
 from ..attributes import SymbolRef
 from ..core import lookup_symbol
 from ..diagnostics import CompileError
+from ..identifiers import sanitize_identifier
 from ..types import DTYPES, TensorType
 from ..verifier import verify_hook
 
@@ -11,7 +12,6 @@ _STATEMENTS = ("kernel.shared", "kernel.local", "kernel.let", "kernel.assign", "
 
 
 def _is_ident(name) -> bool:
-    from ...backend.cstyle import sanitize_identifier
     return isinstance(name, str) and sanitize_identifier(name) == name
 
 
