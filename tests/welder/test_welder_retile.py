@@ -145,6 +145,43 @@ def test_viz_graph_writes_dot_clusters_and_levels(ffn_builds, tmp_path):
     assert 'label="register"' in text and 'label="global"' in text
 
 
+def test_viz_graph_svg_without_graphviz(ffn_builds, tmp_path, monkeypatch):
+    # No `dot` on PATH: tilec lays the graph out itself. The SVG parses, has one box per op of the DOT, one
+    # kernel frame per cluster, edges coloured by level, and a model name cannot break it.
+    import xml.etree.ElementTree as ET
+    monkeypatch.setenv("PATH", str(tmp_path))   # no Graphviz here
+    out, dot = tmp_path / "g.svg", tmp_path / "g.dot"
+    for target in (out, dot):
+        res = CliRunner().invoke(cli, ["viz", "--graph", str(ffn_builds / "welder"), "-o", str(target)])
+        assert res.exit_code == 0, res.output
+    root = ET.parse(out).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == f"{ns}svg"
+    groups = list(root.iter(f"{ns}g"))
+    ops = [g for g in groups if g.get("class") == "op"]
+    kernels = [g for g in groups if g.get("class") == "kernel"]
+    text = dot.read_text()
+    assert len(ops) == text.count("[label=") - text.count(" -> ") and len(kernels) == text.count("subgraph cluster_")
+    edges = [e for e in root.iter(f"{ns}line")]
+    assert len(edges) == text.count(" -> ") and {e.get("class") for e in edges} >= {"edge global", "edge register"}
+    # Boxes do not overlap within a row.
+    rects = sorted((float(r.get("y")), float(r.get("x")), float(r.get("width"))) for g in ops
+                   for r in g.iter(f"{ns}rect"))
+    for (y0, x0, w0), (y1, x1, _) in zip(rects, rects[1:]):
+        assert y0 != y1 or x0 + w0 <= x1
+
+
+def test_viz_svg_escapes_model_text():
+    from tilec.analysis.welder.dot import GraphView
+    from tilec.cli.viz_svg import graph_svg
+    import xml.etree.ElementTree as ET
+    view = GraphView(nodes=[("n1", "input <x> & \"y\"", "ellipse", None), ("n2", "op </svg><script>", "box", 0)],
+                     clusters=["kernel 0: <b>"], edges=[("n1", "n2", "global")])
+    svg = graph_svg(view)
+    root = ET.fromstring(svg)
+    assert "<script>" not in svg and "".join(root.itertext()).count("</svg><script>") == 1
+
+
 def test_viz_graph_bad_input_is_a_diagnostic(tmp_path):
     bad = tmp_path / "bad.tir"
     bad.write_text("module { bad\n")

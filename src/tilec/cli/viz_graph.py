@@ -1,4 +1,5 @@
-"""``tilec viz --graph BUILD_OR_TIR``: the fused tile-graph as Graphviz DOT, or SVG through ``dot``."""
+"""``tilec viz --graph BUILD_OR_TIR``: the fused tile-graph as Graphviz DOT, or SVG (through ``dot`` where
+Graphviz is installed, else laid out by tilec itself: ``viz_svg.py``)."""
 from __future__ import annotations
 
 import shutil
@@ -25,19 +26,24 @@ def graph_module(src: str):
 
 def write_graph(src: str, output: str) -> None:
     from ..analysis.welder.dot import module_dot
-    text = module_dot(graph_module(src))
+    from ..ir.weights import atomic_write_bytes
+    module = graph_module(src)
+    text = module_dot(module)
     if output == "-":
         click.echo(text, nl=False)
         return
     if output.endswith(".svg"):
         dot = shutil.which("dot")
-        if dot is None:
-            raise CompileError("writing SVG needs Graphviz's 'dot' program; write a .dot file instead")
-        proc = subprocess.run([dot, "-Tsvg", "-o", output], input=text, text=True, capture_output=True)
-        if proc.returncode:
-            raise CompileError(f"dot failed: {proc.stderr.strip()[:500]}")
-        return
+        if dot is None:   # no Graphviz: tilec's own layout (cli/viz_svg.py)
+            from ..analysis.welder.dot import tile_graph
+            from .viz_svg import graph_svg
+            text = graph_svg(tile_graph(module))
+        else:
+            proc = subprocess.run([dot, "-Tsvg", "-o", output], input=text, text=True, capture_output=True)
+            if proc.returncode:
+                raise CompileError(f"dot failed: {proc.stderr.strip()[:500]}")
+            return
     try:
-        Path(output).write_text(text)
+        atomic_write_bytes(Path(output), text.encode("utf-8"))
     except OSError as e:
         raise CompileError(f"cannot write '{output}': {e.strerror}") from None
