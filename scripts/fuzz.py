@@ -3,7 +3,7 @@
 table (markdown) and one line per distinct finding. Exit status 1 when anything crashed, hung, allocated
 hugely or mismatched. Deterministic for a given --seed.
 
-    python scripts/fuzz.py --graphs 1000 --pipeline-graphs 500 --pipeline-f16-graphs 200 --ir 10000 --onnx 1000 --seed 0
+    python scripts/fuzz.py --graphs 1000 --pipeline-graphs 500 --pipeline-f16-graphs 200 --ir 10000 --onnx 1000 --run-inputs 1000 --seed 0
 
 ``--pipeline-graphs`` runs random graphs through a whole driver pipeline and the CUDA emulator
 (``tilec.testing.pipeline_fuzz``: pipelines, emulator orders and f16 rotate per graph); each failing one is
@@ -39,6 +39,8 @@ def main(argv=None) -> int:
                     help="where failing --pipeline-graphs cases are written")
     ap.add_argument("--ir", type=int, default=2000, help="mutated IR texts")
     ap.add_argument("--onnx", type=int, default=200, help="mutated ONNX models (plus the hand-made ones)")
+    ap.add_argument("--run-inputs", type=int, default=0,
+                    help="mutated tilec run input files (npz/npy, names, dtypes, shapes, damaged bytes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-regressions", action="store_true",
                     help="shrink each failing graph and write it to tests/regressions/")
@@ -54,6 +56,9 @@ def main(argv=None) -> int:
         tallies.append(ir_campaign(args.ir, args.seed))
     if args.onnx:
         tallies.append(onnx_campaign(args.onnx, args.seed))
+    if args.run_inputs:
+        from tilec.testing.run_inputs import run_input_campaign
+        tallies.append(run_input_campaign(args.run_inputs, args.seed))
     if args.graphs:
         regressions = str(ROOT / "tests" / "regressions") if args.save_regressions else None
         tallies += list(graph_campaign(args.graphs, args.seed, args.nodes, regressions=regressions,
@@ -85,7 +90,8 @@ def main(argv=None) -> int:
     print(f"\n{time.perf_counter() - start:.0f} s; command: python scripts/fuzz.py --graphs {args.graphs} "
           f"--nodes {args.nodes} --emu-graphs {args.emu_graphs} --pipeline-graphs {args.pipeline_graphs} "
           f"--pipeline-f16-graphs {args.pipeline_f16_graphs} "
-          f"--max-nodes {args.max_nodes} --ir {args.ir} --onnx {args.onnx} --seed {args.seed}")
+          f"--max-nodes {args.max_nodes} --ir {args.ir} --onnx {args.onnx} --run-inputs {args.run_inputs} "
+          f"--seed {args.seed}")
     from tilec.testing.differential import STAGES, stage_available
     for stage in STAGES:
         if args.graphs and stage_available(stage):

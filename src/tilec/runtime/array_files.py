@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,14 @@ def load_arrays(path: str, single_input: str | None = None) -> dict:
     from ..ir.limits import check_npz
     check_npz(path)  # numpy allocates a whole array before reading it: check the declared shapes first
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # Our own handle: np.load leaks the one it opens when the archive is damaged.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz archive")
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    # zipfile raises NotImplementedError for a damaged member's flags (compression method, encryption) and
+    # zlib.error for a damaged deflate stream: all are a bad file, none a tilec bug.
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile, zlib.error) as e:
         raise CompileError(f"cannot read inputs '{path}': not a valid .npz file ({_reason(e)})") from None
 
 
@@ -61,7 +65,8 @@ def _load_npy(path: str) -> np.ndarray:
         why = shape_problem(shape, dtype.itemsize)
         if why:
             raise CompileError(f"the array in '{path}' {why}")
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:
+            return np.load(fh, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise CompileError(f"cannot read inputs '{path}': not a valid .npy file ({_reason(e)})") from None
 
@@ -106,6 +111,9 @@ def conform_inputs(inputs: dict, declared: list, cast: bool = False) -> dict:
         if arr.dtype.kind == "V" and arr.dtype.itemsize == want.itemsize:
             arr = arr.view(want)
         if arr.dtype != want:
+            if arr.dtype.kind == "c" and want.kind != "c":
+                raise CompileError(f"input '{name}' is complex ({arr.dtype}); the model expects {want} ({dtype}), "
+                                   "and a cast would drop the imaginary part")
             if not cast:
                 raise CompileError(f"input '{name}' has dtype {arr.dtype}, the model expects {want} ({dtype}); "
                                    "convert it, or pass --cast to convert it here")
