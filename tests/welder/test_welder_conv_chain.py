@@ -98,7 +98,7 @@ def test_compile_is_deterministic(built, tmp_path):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_chain_search_context_caches_match_fresh_contexts(case, tmp_path):
     """The chain search asks one context for thousands of configs, and the context memoizes what depends
-    only on parts of the config (fused_conv.ChainContext._memo, tiled._affines, grid_footprint_of): every
+    only on parts of the config (fused_conv.ChainContext._memo, tiled.access_affines, grid_footprint_of): every
     config must cost the same on that context as on a fresh one."""
     import itertools
 

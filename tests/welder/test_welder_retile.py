@@ -68,8 +68,8 @@ def test_retile_respects_shared_memory_limit():
     roomy = Retiler(ctx, get_arch("h200"), ctx.epilogue_bytes).choose(anchor.attributes["rtile"], [])
     small = dataclasses.replace(get_arch("h200"), smem_per_block_bytes=2048)
     tight = Retiler(ctx, small, ctx.epilogue_bytes).choose(anchor.attributes["rtile"], [])
-    assert tiled._smem_bytes(ctx, roomy.config) > 2048      # the limit really binds
-    assert tiled._smem_bytes(ctx, tight.config) <= 2048
+    assert tiled.staged_bytes(ctx, roomy.config) > 2048      # the limit really binds
+    assert tiled.staged_bytes(ctx, tight.config) <= 2048
     assert tight.bytes >= roomy.bytes
 
 

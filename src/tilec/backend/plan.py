@@ -188,7 +188,9 @@ def _as_list(x) -> list:
     return [] if x is None else x if isinstance(x, list) else [x]
 
 
-def _const_value(v: Value):
+def const_value(v: Value):
+    """The array of ``v`` when a ``tile.const`` with inline data defines it (a trip count, a condition), else
+    None: what the plan, and Grinder, can know before running."""
     op = v.defining_op
     if op is not None and op.name == "tile.const" and isinstance(op.attributes["value"], DenseAttr):
         return op.attributes["value"].array
@@ -205,11 +207,11 @@ def _control_step(module, op, path, ins, outs, buffers, of, clock) -> dict:
     body = op.body
     term = body.terminator
     n = len(op.operands) - 2
-    trip, cond = _const_value(op.operands[0]), _const_value(op.operands[1])
+    trip, cond = const_value(op.operands[0]), const_value(op.operands[1])
     # The host reads the condition back after every iteration unless the body passes it on unchanged.
     cond_const = cond is not None and bool(cond) and (term.operands[0] is body.args[1]
-                                                       or _const_value(term.operands[0]) is not None
-                                                       and bool(_const_value(term.operands[0])))
+                                                       or const_value(term.operands[0]) is not None
+                                                       and bool(const_value(term.operands[0])))
     return {"kind": "loop", "op": op.name, "path": path, "max_trip": ins[0], "cond": ins[1],
             "trip_static": None if trip is None else int(trip), "cond_static": cond_const,
             "cond_init": None if cond is None else bool(cond),

@@ -256,18 +256,18 @@ def _whole(op, stages, members, what: str) -> int:
 def _cond_static(op) -> bool:
     """The loop condition never changes: the body passes its condition argument on unchanged (or yields a
     constant true) and it starts true. Then the kernel never reads it after the start."""
-    from ..backend.plan import _const_value
+    from ..backend.plan import const_value
     body = op.body
     y = body.terminator.operands[0]
-    c0 = _const_value(op.operands[1])
+    c0 = const_value(op.operands[1])
     if c0 is None or not bool(c0):
         return False
-    cy = _const_value(y)
+    cy = const_value(y)
     return y is body.args[1] or (cy is not None and bool(cy))
 
 
 def _trip_static(op):
     """The trip count when it is a constant of the IR (baked into the kernel), else None."""
-    from ..backend.plan import _const_value
-    trip = _const_value(op.operands[0])
+    from ..backend.plan import const_value
+    trip = const_value(op.operands[0])
     return None if trip is None else int(trip)

@@ -23,7 +23,7 @@ from ..analysis.welder import TileGraph, search
 from ..analysis.welder.graph import outside_values
 from ..analysis.welder.pool_tail import attach as attach_pool_tails
 from ..analysis.welder.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
-from ..analysis.welder.search import _outputs, _signature, _single
+from ..analysis.welder.search import group_outputs, group_signature, single_group
 from ..analysis.welder.views import fold_views
 from ..ir.core import Block, Operation, Region, functions
 from ..ir.diagnostics import CompileError
@@ -66,7 +66,7 @@ class Welder(ModulePass):
             for group in groups:
                 kernel = _build_kernel(fn.body, graph, group, spec) if len(group.members) > 1 else None
                 if self.retile and group.kind in ("single", "epilogue"):
-                    key = (group.kind, _signature(graph, group.members))
+                    key = (group.kind, group_signature(graph, group.members))
                     _retile(graph.nodes[group.members[0]].op, kernel, spec, self.min_block_outputs, tiles, key)
 
 
@@ -75,12 +75,12 @@ def _build_kernel(block, graph, group, spec) -> Operation:
     ops = [n.op for n in nodes]
     inside = {id(op) for op in ops}
     externals = outside_values(ops)
-    outs = [graph.nodes[m].op for m in _outputs(graph, group.members)]
+    outs = [graph.nodes[m].op for m in group_outputs(graph, group.members)]
     body = Block([v.type for v in externals])
     pos = {m: i for i, m in enumerate(group.members)}
     level = LEVEL_OF_KIND[group.kind]
     levels = [[pos[p], pos[n.index], level] for n in nodes for p in sorted(set(n.producers.values())) if p in pos]
-    apart = group.extra.get("apart") or sum(_single(graph, m, spec).score for m in group.members)
+    apart = group.extra.get("apart") or sum(single_group(graph, m, spec).score for m in group.members)
     attrs = {
         "kind": group.kind,
         "members": [n.label() for n in nodes],

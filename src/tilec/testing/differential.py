@@ -103,12 +103,13 @@ def check_graph(model, inputs: dict, stages=STAGES, seconds: float = 30.0) -> di
             out[stage] = Outcome(SKIPPED, why)
             continue
         limit = max(seconds, EMU_SECONDS) if stage == "emu" else seconds
-        o = _guard_mismatch(_RUNNERS[stage], model, inputs, expected, limit)
+        o = guard_mismatch(_RUNNERS[stage], model, inputs, expected, limit)
         out[stage] = o
     return out
 
 
-def _guard_mismatch(fn, model, inputs, expected, seconds) -> Outcome:
+def guard_mismatch(fn, model, inputs, expected, seconds) -> Outcome:
+    """``run_guarded(fn, model, inputs, expected)``, with a :class:`Mismatch` it raises reported as one."""
     result = {}
 
     def call():

@@ -35,7 +35,7 @@ from onnx import TensorProto as T
 from onnx import numpy_helper
 
 from .campaign import Tally
-from .differential import MISMATCH, Mismatch, _guard_mismatch, compare, run_onnxruntime
+from .differential import MISMATCH, Mismatch, guard_mismatch, compare, run_onnxruntime
 from .graphgen import BUILDERS, GenGraph, available_ops, generate
 from .guard import DIAGNOSTIC, Outcome
 
@@ -183,7 +183,7 @@ def run_case(case: Case, seconds: float = 600.0, check_nvrtc: bool = False) -> O
     def compile_and_run(_model, _inputs, want):
         with tempfile.TemporaryDirectory(prefix="tilec-pfuzz-") as d:
             _compile_and_run(case, want, d, check_nvrtc)
-    return _guard_mismatch(compile_and_run, None, None, expected, seconds)
+    return guard_mismatch(compile_and_run, None, None, expected, seconds)
 
 
 def documented(outcome: Outcome) -> str | None:

@@ -7,7 +7,7 @@ The match reads only expression structure, never op names:
   ``i`` and key ``j`` axes. One access uses ``i`` and ``d`` (Q), the other ``j`` and ``d`` (K).
 - **pre**: elementwise ops of S's shape, each the only reader of the value before it, at its own coordinates.
 - **row section**: every op downstream of that value up to the ·V contraction. It must be a legal shared-level
-  row group (:func:`.search._row`: reductions over the last axis only, rows read at their own coordinates), and
+  row group (:func:`.search.row_group`: reductions over the last axis only, rows read at their own coordinates), and
   each full-row op may read only the latest full-row value, so the kernel keeps one score tile in shared
   memory and updates it in place. Row scalars live in registers of the warp that owns the row.
 - **·V**: a contraction whose A operand is the section's last full-row value with its reduce axis on the key
@@ -100,7 +100,7 @@ def _only_inside(graph: TileGraph, idx: int, inside: set) -> bool:
 
 def match(graph: TileGraph, idx: int) -> Attention | None:
     """The attention chain whose QKᵀ contraction is node ``idx``, or None."""
-    from .search import _row
+    from .search import row_group
     qk = graph.nodes[idx]
     pair = _contraction(qk)
     if pair is None:
@@ -142,7 +142,7 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
     if pv is None or not rows or any(r > pv for r in rows):
         return None
     from ..hardware import target_spec
-    if _row(graph, rows, target_spec(graph.nodes[idx].op)) is None:
+    if row_group(graph, rows, target_spec(graph.nodes[idx].op)) is None:
         return None
     sk = s_shape[-1]
     if any(graph.nodes[r].shape not in (s_shape, s_shape[:-1] + (1,)) for r in rows):
@@ -292,11 +292,11 @@ def fused_group(graph: TileGraph, idx: int, spec, apart, cache: dict):
     and scores below ``apart(segment)`` summed over :func:`segments` (the unfused alternative), else None.
     The choice is cached by the subgraph's hash, like every other group decision."""
     from .retile import MIN_BLOCK_OUTPUTS
-    from .search import Group, _convex, _signature
+    from .search import Group, is_convex, group_signature
     att = match(graph, idx)
-    if att is None or not _convex(graph, att.members):
+    if att is None or not is_convex(graph, att.members):
         return None
-    key = ("attention", _signature(graph, att.members))
+    key = ("attention", group_signature(graph, att.members))
     if key not in cache:
         tile = choose(graph, att, spec, MIN_BLOCK_OUTPUTS)
         alt = sum(apart(seg) for seg in segments(att))

@@ -6,7 +6,7 @@ A group ``[P, P's epilogue..., C, C's epilogue...]`` is a conv chain when
   and at least one of them is a windowed ``conv`` (:func:`~tilec.analysis.index_map.classify`; this keeps
   matmul chains, whose intermediate rows span the whole reduce axis, out);
 - each side's other members form a legal register epilogue of that side (elementwise, same shape,
-  identity reads of the chain, :func:`.search._epilogue`);
+  identity reads of the chain, :func:`.search.epilogue_group`);
 - C reads only the last value of P's side, through one access, and nothing of P's side leaves the group.
 
 Per C block tile and reduce step the kernel needs the box of P's result that C's access covers: the tile
@@ -46,7 +46,7 @@ def _tileable(node) -> bool:
 
 def split(graph, members: list, spec) -> tuple | None:
     """``(P side, C side)`` node-index lists when ``members`` form a conv chain, else None."""
-    from .search import _epilogue, _outputs
+    from .search import epilogue_group, group_outputs
     red = [m for m in members if not graph.nodes[m].elementwise]
     if len(red) != 2 or red[0] != members[0]:
         return None
@@ -57,7 +57,7 @@ def split(graph, members: list, spec) -> tuple | None:
     pside, cside = members[:cut], members[cut:]
     if not plain_f32([graph.nodes[m] for m in members]):
         return None
-    if set(_outputs(graph, members)) & set(pside):
+    if set(group_outputs(graph, members)) & set(pside):
         return None
     pin = set(pside)
     if [p for p in cnode.producers.values() if p in pin] != [pside[-1]] or len(
@@ -66,7 +66,7 @@ def split(graph, members: list, spec) -> tuple | None:
     if any(p in pin for m in cside[1:] for p in graph.nodes[m].producers.values()):
         return None
     for side in (pside, cside):
-        if len(side) > 1 and _epilogue(graph, side, spec) is None:
+        if len(side) > 1 and epilogue_group(graph, side, spec) is None:
             return None
     return pside, cside
 
@@ -74,9 +74,9 @@ def split(graph, members: list, spec) -> tuple | None:
 def chain_context(graph, members: list):
     """The lowering's :class:`ChainContext` over the group's ops (outside values stand for kernel args)."""
     from ...backend.lower.fused_conv import ChainContext
-    from .search import _outputs
+    from .search import group_outputs
     ops = [graph.nodes[m].op for m in members]
-    outs = [graph.nodes[m].op.result for m in _outputs(graph, members)]
+    outs = [graph.nodes[m].op.result for m in group_outputs(graph, members)]
     return ChainContext(ops, outside_values(ops), outs)
 
 

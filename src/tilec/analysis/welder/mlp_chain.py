@@ -5,9 +5,9 @@ bias → residual).
 A group ``[G1, e1..., G2, e2...]`` matches when
 - G1 and G2 are the group's only reductions, each ``Y[1.., m, n] += A[0.., m, k] * B[k, n]`` exactly (a sum
   of the product of the two accesses, every axis before ``m`` of size 1, ``B`` a rank-2 outside tensor);
-- each side's other members form a legal register epilogue of that side (:func:`.search._epilogue`);
+- each side's other members form a legal register epilogue of that side (:func:`.search.epilogue_group`);
 - G2's ``A`` is side 1's last value, nothing else of side 1 is read by side 2 or leaves the group;
-- optionally a row tail: a legal row group (:func:`.search._row`) over side 2's last value, reading nothing
+- optionally a row tail: a legal row group (:func:`.search.row_group`) over side 2's last value, reading nothing
   else of the group (layernorm, softmax). With a tail, side 1 may be absent: one GEMM whose output rows
   stay on chip for the row group (``split = 0``; the output projection → LN1 of a transformer layer).
 
@@ -63,7 +63,7 @@ def split(graph, members: list, spec) -> tuple | None:
     """``(cut, tail)``: where side 2 (G2) and the row tail (its first reduction; ``len(members)`` when
     there is none) start in ``members`` when they are back-to-back GEMMs, else None. ``cut = 0``: one GEMM
     with its epilogue and a row tail (the GEMM's A rows then stand where the hidden would)."""
-    from .search import _epilogue, _outputs, _row
+    from .search import epilogue_group, group_outputs, row_group
     red = [m for m in members if not graph.nodes[m].elementwise]
     if len(red) < 2 or red[0] != members[0] or not _gemm(graph.nodes[red[0]], graph, None):
         return None
@@ -75,14 +75,14 @@ def split(graph, members: list, spec) -> tuple | None:
     side1, side2, rest = members[:cut], members[cut:tail], members[tail:]
     if rest:   # a row group over side 2's last value (layernorm, softmax): fused_mlp_tail.py
         reads = {p for m in rest for p in graph.nodes[m].producers.values()}
-        if _row(graph, rest, spec) is None or reads & set(side1) or reads & set(side2[:-1]):
+        if row_group(graph, rest, spec) is None or reads & set(side1) or reads & set(side2[:-1]):
             return None
         if graph.nodes[side2[-1]].shape[:-1] != graph.nodes[rest[-1]].shape[:-1]:
             return None
     if not plain_f32([graph.nodes[m] for m in members]):
         return None
     if side1:
-        if set(_outputs(graph, members)) & set(side1):
+        if set(group_outputs(graph, members)) & set(side1):
             return None
         g2 = graph.nodes[side2[0]]
         if [p for p in g2.producers.values() if p in side1] != [side1[-1]]:
@@ -92,7 +92,7 @@ def split(graph, members: list, spec) -> tuple | None:
         if graph.nodes[side1[0]].shape[-2] != g2.shape[-2]:
             return None
     for side in (side1, side2):
-        if len(side) > 1 and _epilogue(graph, side, spec) is None:
+        if len(side) > 1 and epilogue_group(graph, side, spec) is None:
             return None
     return cut, tail
 
@@ -126,9 +126,9 @@ def _retiled_score(graph, side: list, spec) -> int | None:
     """The score of one side as its own group with the tile the welder pass would re-choose for it."""
     from ...backend.lower.fused_mlp import _Side
     from .retile import Retiler, retileable
-    from .search import _outputs
+    from .search import group_outputs
     ops = [graph.nodes[m].op for m in side]
-    ctx = _Side(ops, outside_values(ops), [graph.nodes[m].op.result for m in _outputs(graph, side)])
+    ctx = _Side(ops, outside_values(ops), [graph.nodes[m].op.result for m in group_outputs(graph, side)])
     rtile = ops[0].attributes.get("rtile")
     if not rtile or not retileable(ctx):
         return None
@@ -144,9 +144,9 @@ def mlp_group(graph, members: list, spec):
         return None
     cut, tail = parts
     from ...backend.lower.fused_mlp import MlpContext
-    from .search import _outputs
+    from .search import group_outputs
     ops = [graph.nodes[m].op for m in members]
-    ctx = MlpContext(ops, outside_values(ops), [graph.nodes[m].op.result for m in _outputs(graph, members)], cut,
+    ctx = MlpContext(ops, outside_values(ops), [graph.nodes[m].op.result for m in group_outputs(graph, members)], cut,
                      tail=tail)
     if ctx.N1 != ctx.s2.extents[ctx.s2.reduce_axes[0]] or not ctx.fits():
         return None
@@ -157,8 +157,8 @@ def mlp_group(graph, members: list, spec):
     # Roller's estimates, or a kernel re-reading both weights per block would beat a worse model of them.
     apart = [_retiled_score(graph, side, spec) for side in (members[:cut], members[cut:tail]) if side]
     if tail < len(members):
-        from .search import _row
-        apart.append(_row(graph, members[tail:], spec).score)
+        from .search import row_group
+        apart.append(row_group(graph, members[tail:], spec).score)
     if None in apart or cfg["score"] >= sum(apart):
         return None
     extra = {"tile": {"rows": cfg["rows"], "threads": cfg["threads"], "split": cut, "tail": tail},

@@ -25,14 +25,14 @@ import math
 from ...ir.core import Operation
 from ...ir.texpr.nodes import AxisRef
 from ...ir.types import TensorType
-from .search import SECTOR, Group, _outputs, classify_group
+from .search import SECTOR, Group, group_outputs, classify_group
 
 
 def _reader(graph, group):
     """``(R node, pooled dims of X)`` when the chain's only output is summed by one plain-axis reduction."""
     if group.kind != "conv_chain":
         return None
-    outs = _outputs(graph, group.members)
+    outs = group_outputs(graph, group.members)
     if outs != [group.members[-1]]:
         return None
     x = graph.nodes[outs[0]]

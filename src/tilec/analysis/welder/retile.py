@@ -157,13 +157,13 @@ class Retiler:
             return None
         step = dict(step)
         cfg = {"block": dict(block), "thread": thread, "step": step}
-        while self.tiled._smem_bytes(self.ctx, cfg) > self.smem_limit:
+        while self.tiled.staged_bytes(self.ctx, cfg) > self.smem_limit:
             big = max(step, key=lambda r: (step[r], r), default=None)
             if big is None or step[big] == 1:
                 return None
             step[big] = -(-step[big] // 2)
         threads = math.prod(block[a] // thread[a] for a in self.axes)
-        smem = self.tiled._smem_bytes(self.ctx, cfg)
+        smem = self.tiled.staged_bytes(self.ctx, cfg)
         blocks = self.blocks(block)
         if self.clusters:
             cfg, q, _ = best_cluster(self.ctx, self.spec, cfg, lambda c: self.tiled.modelled_bytes(self.ctx, c))

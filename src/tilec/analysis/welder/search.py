@@ -55,7 +55,7 @@ def _access_bytes(node, acc, points: int) -> int:
     return points * itemsize(node.op.operands[operand].type.dtype)
 
 
-def _outputs(graph: TileGraph, members: list) -> list:
+def group_outputs(graph: TileGraph, members: list) -> list:
     """Members whose result is read outside the group (or by a non-compute op / the return)."""
     inside = set(members)
     return [m for m in members
@@ -66,7 +66,7 @@ def _internal(node, operand: int, inside: set) -> bool:
     return node.producers.get(operand) in inside
 
 
-def _single(graph: TileGraph, idx: int, spec) -> Group:
+def single_group(graph: TileGraph, idx: int, spec) -> Group:
     node = graph.nodes[idx]
     est = node.op.attributes.get("estimate") or {}
     # An elementwise op apart is counted like a group member (every access once per output element, as its
@@ -80,10 +80,10 @@ def _single(graph: TileGraph, idx: int, spec) -> Group:
     return Group([idx], "single", traffic, -(-blocks // (8 * spec.num_sms)))
 
 
-def _epilogue(graph: TileGraph, members: list, spec) -> Group | None:
+def epilogue_group(graph: TileGraph, members: list, spec) -> Group | None:
     anchor = graph.nodes[members[0]]
-    inside, outs = set(members), _outputs(graph, members)
-    traffic = _single(graph, members[0], spec)
+    inside, outs = set(members), group_outputs(graph, members)
+    traffic = single_group(graph, members[0], spec)
     total, waves = traffic.traffic, traffic.waves
     if members[0] not in outs:
         total -= anchor.out_bytes
@@ -127,13 +127,13 @@ def _row_shape(graph: TileGraph, members: list) -> tuple | None:
     return shapes[0][:-1], lengths.pop()
 
 
-def _row(graph: TileGraph, members: list, spec) -> Group | None:
+def row_group(graph: TileGraph, members: list, spec) -> Group | None:
     shape = _row_shape(graph, members)
     if shape is None or not any(not graph.nodes[m].elementwise for m in members):
         return None
     rows_dims, length = shape
     rows = math.prod(rows_dims)
-    inside, outs = set(members), _outputs(graph, members)
+    inside, outs = set(members), group_outputs(graph, members)
     traffic, staged, buffers, lastuse = 0, {}, [], {}
     for step, m in enumerate(members):
         node = graph.nodes[m]
@@ -209,8 +209,8 @@ def _row(graph: TileGraph, members: list, spec) -> Group | None:
 def classify_group(graph: TileGraph, members: list, spec) -> Group | None:
     """The best legal group over ``members`` (register level preferred), or None."""
     if len(members) == 1:
-        return _single(graph, members[0], spec)
-    found = [g for g in (_epilogue(graph, members, spec), _row(graph, members, spec)) if g is not None]
+        return single_group(graph, members[0], spec)
+    found = [g for g in (epilogue_group(graph, members, spec), row_group(graph, members, spec)) if g is not None]
     chain = conv_chain.chain_group(graph, members, spec) if not found else None
     if chain is not None:   # producer conv's tile recomputed into shared memory (conv_chain.py)
         found.append(Group(list(members), "conv_chain", chain[0], chain[1], chain[2], chain[3]))
@@ -220,7 +220,7 @@ def classify_group(graph: TileGraph, members: list, spec) -> Group | None:
     return min(found, key=lambda g: g.score) if found else None
 
 
-def _convex(graph: TileGraph, members: list) -> bool:
+def is_convex(graph: TileGraph, members: list) -> bool:
     """The fused kernel sits where its last member was: every outside use of a member must come later."""
     end = graph.pos(graph.nodes[members[-1]])
     inside = {id(graph.nodes[m].op) for m in members}
@@ -231,7 +231,7 @@ def _convex(graph: TileGraph, members: list) -> bool:
     return True
 
 
-def _signature(graph: TileGraph, members: list) -> str:
+def group_signature(graph: TileGraph, members: list) -> str:
     """A hash key of the subgraph: member expressions, shapes, internal edges and outside uses."""
     pos = {m: i for i, m in enumerate(members)}
     parts = []
@@ -260,7 +260,7 @@ def search(graph: TileGraph, spec, max_level: str = "register", cache: dict | No
                "register": ("row", "epilogue", "conv_chain", "mlp")}[max_level]
 
     def best(members):
-        key = _signature(graph, members)
+        key = group_signature(graph, members)
         if key not in cache:
             cache[key] = classify_group(graph, members, spec)
         g = cache[key]
@@ -284,7 +284,7 @@ def search(graph: TileGraph, spec, max_level: str = "register", cache: dict | No
             cands = sorted({c for m in group.members for c in graph.nodes[m].consumers} - taken - set(group.members))
             for c in cands:
                 members = sorted(group.members + [c])
-                if not _convex(graph, members):
+                if not is_convex(graph, members):
                     continue
                 g = best(members)
                 if g is not None and g.score < group.score + best([c]).score:

@@ -124,10 +124,10 @@ class FusedContext(ComputeContext):
         taken as :func:`~.tiled.resolve_config` takes them (the extent clipped to 16). The anchor's staged
         boxes span its reduce axes, so their shared memory cannot be counted without a step for each."""
         from .cexpr import affine
-        from .tiled import _box, _smem_bytes, _smem_dims
+        from .tiled import staged_box, staged_bytes, staged_dims
         steps = dict(cfg.get("step") or {})
         steps.update({r: min(16, self.extents[r]) for r in self.reduce_axes if r not in steps})
-        budget = self.smem_limit - _smem_bytes(self, dict(cfg, step=steps))
+        budget = self.smem_limit - staged_bytes(self, dict(cfg, step=steps))
         points = math.prod(cfg["block"][a] for a in self.out_axes)
         plan = []
         for i, (m, mctx) in enumerate(zip(self.members[1:], self.tails), start=1):
@@ -136,10 +136,10 @@ class FusedContext(ComputeContext):
                 v = m.operands[mctx.input_of(acc)]
                 if not any(v is a for a in self.args) or any(affine(ix) is None for ix in acc.indices):
                     continue
-                box = _box(mctx, acc, sizes)
+                box = staged_box(mctx, acc, sizes)
                 if math.prod(b[2] for b in box) * 2 > points:
                     continue   # no reuse inside the block: plain loads are as good
-                rows, cols = _smem_dims(box)
+                rows, cols = staged_dims(box)
                 nbytes = rows * cols * itemsize(mctx.load_dtype(acc))
                 if nbytes <= budget:
                     budget -= nbytes
@@ -149,13 +149,13 @@ class FusedContext(ComputeContext):
     def stage_epilogue(self, kb, cfg: dict, origin: dict, threads: int, prefix: str = "") -> None:
         """Called by the tiled kernel after its reduction: copy the planned boxes into shared memory
         (``prefix`` keeps the arrays of several epilogues in one kernel apart)."""
-        from .tiled import _smem_dims, _stage
+        from .tiled import staged_dims, stage_box
         self.cfg = cfg
         for i, mctx, acc, box, _ in self.staging_plan(cfg):
             name = f"{prefix}e{i}_{len(self.staged)}"
-            kb.shared(f"k_s{name}", mctx.load_dtype(acc), _smem_dims(box))
+            kb.shared(f"k_s{name}", mctx.load_dtype(acc), staged_dims(box))
             morigin = {a: origin[b] for a, b in zip(mctx.out_axes, self.out_axes)}
-            _stage(mctx, kb, name, acc, box, morigin, threads)
+            stage_box(mctx, kb, name, acc, box, morigin, threads)
             self.staged[(i, mctx.access_key(acc))] = (f"k_s{name}", box, morigin)
         if self.staged:
             kb.barrier()

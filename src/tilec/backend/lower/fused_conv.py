@@ -31,7 +31,7 @@ from .cexpr import affine, affine_text
 from .context import ComputeContext
 from .fused import FusedContext, bind_names, kernel_parts
 from . import cluster
-from .tiled import (_affines, _box, _smem_bytes, _smem_dims, _stage, cluster_of, lower_tiled,
+from .tiled import (access_affines, staged_box, staged_bytes, staged_dims, stage_box, cluster_of, lower_tiled,
                     multicast, shared_entry, stage_share)
 
 # The chain config's parts (the kernel's ``tile`` attribute); ``cluster`` is optional.
@@ -64,7 +64,7 @@ def _half_box(mctx, acc, sizes: dict) -> list | None:
     (a broadcast operand worth staging once per tile), else None."""
     if any(affine(ix) is None for ix in acc.indices):
         return None
-    box = _box(mctx, acc, sizes)
+    box = staged_box(mctx, acc, sizes)
     return box if math.prod(b[2] for b in box) * 2 <= math.prod(sizes[a] for a in mctx.out_axes) else None
 
 
@@ -135,10 +135,10 @@ class ChainContext(FusedContext):
     def _p_moves(self, pacc, axis) -> list:
         """Per dim of P's operand box ``pacc``: the terms by which its origin moves per block along C's
         ``axis`` (P's origin along each P output axis is C's box of P's tile along that dim)."""
-        cbox = _affines(self, self.p_acc)
+        cbox = access_affines(self, self.p_acc)
         outs = self.p.out_axes
         return [[c * cbox[outs.index(b)][0].get(axis, 0) for b, c in coefs.items() if b in outs]
-                for coefs, _ in _affines(self.p, pacc)]
+                for coefs, _ in access_affines(self.p, pacc)]
 
     def p_multicast(self, pacc, axis) -> bool:
         """Whether P's operand box ``pacc`` is the same in every block of a cluster along C's ``axis``: none
@@ -157,7 +157,7 @@ class ChainContext(FusedContext):
         if len(moving) != 1:
             return None
         d = moving[0]
-        extent = _box(self.p, pacc, self.p_sizes(cfg))[d][2]
+        extent = staged_box(self.p, pacc, self.p_sizes(cfg))[d][2]
         halo = cluster.Halo(d, shifts[d], extent, csize)
         return halo if halo.valid() else None
 
@@ -175,7 +175,7 @@ class ChainContext(FusedContext):
     def _p_box(self, cfg: dict) -> list:
         sizes = dict(cfg["block"])
         sizes.update(cfg["step"])
-        return _box(self, self.p_acc, sizes)
+        return staged_box(self, self.p_acc, sizes)
 
     def p_sizes(self, cfg: dict) -> dict:
         """P's staging sizes: the P tile (one extent per P output axis) and P's reduce steps."""
@@ -221,7 +221,7 @@ class ChainContext(FusedContext):
                 if self.outside(m.operands[mctx.input_of(acc)]):
                     box = _half_box(mctx, acc, sizes)
                     if box is not None:
-                        rows, cols = _smem_dims(box)
+                        rows, cols = staged_dims(box)
                         plan.append((i, mctx, acc, box, rows * cols * itemsize(mctx.load_dtype(acc))))
         return plan
 
@@ -233,15 +233,15 @@ class ChainContext(FusedContext):
         total = self._memo("smem_c", key, lambda: self._smem_fixed(cfg))
         psizes = self.p_sizes(cfg)
         for acc in self.p.distinct_accesses():
-            rows, cols = _smem_dims(_box(self.p, acc, psizes))
+            rows, cols = staged_dims(staged_box(self.p, acc, psizes))
             total += rows * cols * itemsize(self.p.load_dtype(acc))
         return total
 
     def _smem_fixed(self, cfg: dict) -> int:
-        total = _smem_bytes(self, cfg) + sum(p[4] for p in self.staging_plan(cfg))
+        total = staged_bytes(self, cfg) + sum(p[4] for p in self.staging_plan(cfg))
         for i, mctx, acc, box in self.p_epilogue_plan(cfg):
             if box is not None:
-                rows, cols = _smem_dims(box)
+                rows, cols = staged_dims(box)
                 total += rows * cols * itemsize(mctx.load_dtype(acc))
         return total
 
@@ -272,9 +272,9 @@ class ChainContext(FusedContext):
         porigin.update({r: f"k_po_{_n(r)}" for r in p.reduce_axes})
         psizes = self.p_sizes(cfg)
         paccs = p.distinct_accesses()
-        pboxes = [_box(p, a, psizes) for a in paccs]
+        pboxes = [staged_box(p, a, psizes) for a in paccs]
         for q, (pa, pb) in enumerate(zip(paccs, pboxes)):
-            kb.shared(f"k_sp{q}", p.load_dtype(pa), _smem_dims(pb))
+            kb.shared(f"k_sp{q}", p.load_dtype(pa), staged_dims(pb))
         kb.local("k_pacc", p.acc_dtype, [nper], init=p.identity())
         local = {r: f"k_pl_{_n(r)}" for r in p.reduce_axes}
         for d, a in enumerate(p.out_axes):
@@ -324,10 +324,10 @@ class ChainContext(FusedContext):
                     stage_share(p, kb, f"p{q}", pa, pb, porigin, threads)
                     shared.append(shared_entry(f"p{q}", pb))
                 elif halo is not None:   # P's input rows: the core here, the halo from the neighbours
-                    _stage(p, kb, f"p{q}", pa, pb, porigin, threads, own=lambda n, h=halo: h.owned(n[h.dim]))
+                    stage_box(p, kb, f"p{q}", pa, pb, porigin, threads, own=lambda n, h=halo: h.owned(n[h.dim]))
                     shared.append(shared_entry(f"p{q}", pb) + (halo,))
                 else:
-                    _stage(p, kb, f"p{q}", pa, pb, porigin, threads)
+                    stage_box(p, kb, f"p{q}", pa, pb, porigin, threads)
             cluster.share_barriers(kb, shared, threads, csize)
             red_loops(list(p.reduce_axes))
             kb.barrier()
@@ -356,9 +356,9 @@ class ChainContext(FusedContext):
         for n, (i, mctx, acc, box) in enumerate(self.p_epilogue_plan(cfg)):
             if box is None:
                 continue
-            kb.shared(f"k_spe{n}", mctx.load_dtype(acc), _smem_dims(box))
+            kb.shared(f"k_spe{n}", mctx.load_dtype(acc), staged_dims(box))
             morigin = {a: lo[self.p.out_axes.index(b)] for a, b in zip(mctx.out_axes, self.p.out_axes)}
-            _stage(mctx, kb, f"pe{n}", acc, box, morigin, threads)
+            stage_box(mctx, kb, f"pe{n}", acc, box, morigin, threads)
             staged[(i, mctx.access_key(acc))] = (f"k_spe{n}", box, morigin)
         if staged:
             kb.barrier()
@@ -434,7 +434,7 @@ class ChainContext(FusedContext):
         p_at = {a: plo[d] for d, a in enumerate(self.p.out_axes)}
         for acc in self.p.distinct_accesses():
             los, exts = [], []
-            for coefs, const, e, off in _box(self.p, acc, psizes):
+            for coefs, const, e, off in staged_box(self.p, acc, psizes):
                 los.append(const + off + sum((c * (p_at[a] if a in p_at else origins[("p", a)])
                                               for a, c in coefs.items()), zero))
                 exts.append(e)

@@ -189,12 +189,12 @@ def lower_fused_mlp(kernel, name: str):
         _gemm(kb, s1, "k_x", ctx.K1, ctx.N1, rows, T, ctx.R,
               lambda r, col: _ToShared(kb, f"k_h[{r}][{col}]"))
         kb.barrier()
-    from .tiled import _box
+    from .tiled import staged_box
     for i, mctx, acc in ctx.reused_rows(cfg):   # read k_x[m - k_row0][n] through the staged-access path
         sizes = {a: b for a, b in zip(mctx.out_axes, [1] * (len(mctx.out_axes) - 2) + [rows, ctx.N2])}
         morigin = {a: "0" for a in mctx.out_axes}
         morigin[mctx.out_axes[-2]] = "k_row0"
-        s2.staged[(i, mctx.access_key(acc))] = ("k_x", _box(mctx, acc, sizes), morigin)
+        s2.staged[(i, mctx.access_key(acc))] = ("k_x", staged_box(mctx, acc, sizes), morigin)
     sink = {f"out{j}": [("global", f"out{_index(outs, v)}")] for j, v in enumerate(s2.outs) if v is not ctx.yval}
     y = [j for j, v in enumerate(s2.outs) if v is ctx.yval][0]
     sink[f"out{y}"] = ([("smem", "k_h[k_r][k_n]")] if ctx.tail is not None else []) + (

@@ -13,7 +13,7 @@ import math
 
 from ...analysis.hardware import target_spec
 from ...analysis.welder.graph import TileGraph
-from ...analysis.welder.search import _row
+from ...analysis.welder.search import row_group
 from ...ir.diagnostics import CompileError
 from ...ir.types import itemsize
 from ..cstyle import CUDA, compute_dtype
@@ -27,7 +27,7 @@ class _Row:
         self.members, self.args, self.outs = kernel_parts(kernel)
         body = kernel.regions[0].block
         self.graph = TileGraph(body)
-        group = _row(self.graph, list(range(len(self.graph.nodes))), target_spec(kernel))
+        group = row_group(self.graph, list(range(len(self.graph.nodes))), target_spec(kernel))
         if group is None:
             raise CompileError.at("lower-cuda: tile.kernel is not a legal row group", kernel.loc)
         self.group = group

@@ -65,17 +65,17 @@ def default_config(ctx: ComputeContext) -> dict:
         step[r] = s
         budget = max(1, budget // s)
     cfg = {"block": {a: block[a] for a in ctx.out_axes}, "thread": thread, "step": step}
-    while _smem_bytes(ctx, cfg) > ctx.smem_limit:
+    while staged_bytes(ctx, cfg) > ctx.smem_limit:
         big = max(cfg["step"], key=lambda r: cfg["step"][r], default=None)
         if big is None or cfg["step"][big] == 1:
             break
         cfg["step"][big] = -(-cfg["step"][big] // 2)
     # Still too big with unit steps: a strided conv's halo grows with the output tile (a stride-32 patchify
     # conv stages 1 + 32*(b-1) input rows per b outputs), so halve the block axis that saves the most.
-    while _smem_bytes(ctx, cfg) > ctx.smem_limit:
+    while staged_bytes(ctx, cfg) > ctx.smem_limit:
         def halved(a):
             trial = {**cfg, "block": {**cfg["block"], a: cfg["block"][a] // 2}}
-            return _smem_bytes(ctx, trial)
+            return staged_bytes(ctx, trial)
         shrinkable = [a for a in ctx.out_axes if cfg["block"][a] > 1]
         if not shrinkable:
             break
@@ -125,7 +125,7 @@ def multicast(ctx: ComputeContext, acc, axis) -> bool:
     computes = getattr(ctx, "computes", None)
     if axis is None or (computes is not None and computes(acc)):
         return False
-    return all(coefs.get(axis, 0) == 0 for coefs, _ in _affines(ctx, acc))
+    return all(coefs.get(axis, 0) == 0 for coefs, _ in access_affines(ctx, acc))
 
 
 def shares_along(ctx: ComputeContext, axis, cfg: dict | None = None) -> bool:
@@ -141,7 +141,7 @@ def _sizes(ctx: ComputeContext, cfg: dict) -> dict:
     return sizes
 
 
-def _affines(ctx, access) -> list:
+def access_affines(ctx, access) -> list:
     """``affine`` of each index of ``access``, cached on ``ctx`` by the access's identity (the entry keeps
     it alive): welder's conv-chain search boxes the same few accesses under thousands of tile sizes."""
     cache = ctx.__dict__.setdefault("_box_affines", {})
@@ -151,11 +151,11 @@ def _affines(ctx, access) -> list:
     return hit[1]
 
 
-def _box(ctx: ComputeContext, access, sizes: dict) -> list:
+def staged_box(ctx: ComputeContext, access, sizes: dict) -> list:
     """Per input dim: (coefs, const, box extent, offset) where lo = const + Σ c·origin + offset. The coefs
-    dicts are shared between calls (``_affines``): read them, never change them."""
+    dicts are shared between calls (``access_affines``): read them, never change them."""
     out = []
-    for aff in _affines(ctx, access):
+    for aff in access_affines(ctx, access):
         coefs, const = aff
         extent = 1 + sum(abs(c) * (sizes[a] - 1) for a, c in coefs.items())
         offset = sum(c * (sizes[a] - 1) for a, c in coefs.items() if c < 0)
@@ -163,18 +163,18 @@ def _box(ctx: ComputeContext, access, sizes: dict) -> list:
     return out
 
 
-def _smem_dims(box: list) -> tuple:
+def staged_dims(box: list) -> tuple:
     """(rows, padded cols) of the staged box: rows padded by one element against bank conflicts."""
     dims = [b[2] for b in box] or [1]
     rows, cols = math.prod(dims[:-1]), dims[-1]
     return rows, cols + (1 if rows > 1 and cols % 2 == 0 else 0)
 
 
-def _smem_bytes(ctx: ComputeContext, cfg: dict) -> int:
+def staged_bytes(ctx: ComputeContext, cfg: dict) -> int:
     sizes = _sizes(ctx, cfg)
     total = 0
     for acc in ctx.distinct_accesses():
-        rows, cols = _smem_dims(_box(ctx, acc, sizes))
+        rows, cols = staged_dims(staged_box(ctx, acc, sizes))
         total += rows * cols * itemsize(ctx.load_dtype(acc))
     return total
 
@@ -185,8 +185,8 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     B, T, S = cfg["block"], cfg["thread"], cfg["step"]
     E = ctx.extents
     sizes = _sizes(ctx, cfg)
-    if _smem_bytes(ctx, cfg) > ctx.smem_limit:
-        raise ctx.fail(f"tile config needs {_smem_bytes(ctx, cfg)} B of shared memory (limit {ctx.smem_limit})")
+    if staged_bytes(ctx, cfg) > ctx.smem_limit:
+        raise ctx.fail(f"tile config needs {staged_bytes(ctx, cfg)} B of shared memory (limit {ctx.smem_limit})")
     outs, reds = ctx.out_axes, ctx.reduce_axes
     nblk = {a: -(-E[a] // B[a]) for a in outs}
     tdim = {a: B[a] // T[a] for a in outs}
@@ -194,9 +194,9 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     it = ctx.idx_t
     kb = KernelBuilder()
     accesses = ctx.distinct_accesses()
-    boxes = [_box(ctx, acc, sizes) for acc in accesses]
+    boxes = [staged_box(ctx, acc, sizes) for acc in accesses]
     for j, (acc, box) in enumerate(zip(accesses, boxes)):
-        kb.shared(f"k_s{j}", ctx.load_dtype(acc), _smem_dims(box))
+        kb.shared(f"k_s{j}", ctx.load_dtype(acc), staged_dims(box))
     origin = {a: f"k_o_{_n(a)}" for a in outs + reds}
     cax, csize = cluster_of(cfg)
     # A cluster is csize consecutive blockIdx.x, so its axis varies fastest in the block index.
@@ -223,7 +223,7 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
             if j in shared_boxes:   # this block's share; the peers load the rest
                 stage_share(ctx, kb, j, acc, box, origin, threads)
             elif stage is None or not stage(kb, j, acc, box, origin, threads):
-                _stage(ctx, kb, j, acc, box, origin, threads)
+                stage_box(ctx, kb, j, acc, box, origin, threads)
         cluster.share_barriers(kb, [shared_entry(j, boxes[j]) for j in shared_boxes], threads, csize)
         _compute(ctx, kb, cfg, accesses, boxes, origin, tdim)
         kb.barrier()
@@ -246,7 +246,7 @@ def _n(axis: str) -> str:
     return ComputeContext.axis_var(axis)[3:]
 
 
-def _stage(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=None, own=None) -> None:
+def stage_box(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=None, own=None) -> None:
     """Cooperatively copy access ``j``'s box for the current block and step into ``k_s{j}`` (elements
     ``start``, ``start + step``, ...: a multicast box's share is every ``csize``-th run of ``threads``;
     ``own(names)``, when given, is the condition on the box coordinates ``names`` under which this block
@@ -276,12 +276,12 @@ def _stage(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=None
 def stage_share(ctx, kb, j, acc, box, origin, threads) -> None:
     """Stage this block's share of multicast box ``j`` (``cluster.py``'s runs of ``threads`` elements)."""
     start, step = cluster.share_loop(threads)
-    _stage(ctx, kb, j, acc, box, origin, threads, start=start, step=step)
+    stage_box(ctx, kb, j, acc, box, origin, threads, start=start, step=step)
 
 
 def shared_entry(j, box) -> tuple:
     """``cluster.share_barriers``' description of the staged array ``k_s{j}`` of ``box``."""
-    return f"k_s{j}", [b[2] for b in box], _smem_dims(box)[1]
+    return f"k_s{j}", [b[2] for b in box], staged_dims(box)[1]
 
 
 def _compute(ctx, kb, cfg, accesses, boxes, origin, tdim) -> None:
