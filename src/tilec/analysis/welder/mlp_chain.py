@@ -124,11 +124,11 @@ def choose(ctx, spec) -> dict | None:
 
 def _retiled_score(graph, side: list, spec) -> int | None:
     """The score of one side as its own group with the tile the welder pass would re-choose for it."""
-    from ...backend.lower.fused_mlp import _Side
+    from ...backend.lower.fused_mlp import MlpSide
     from .retile import Retiler, retileable
     from .search import group_outputs
     ops = [graph.nodes[m].op for m in side]
-    ctx = _Side(ops, outside_values(ops), [graph.nodes[m].op.result for m in group_outputs(graph, side)])
+    ctx = MlpSide(ops, outside_values(ops), [graph.nodes[m].op.result for m in group_outputs(graph, side)])
     rtile = ops[0].attributes.get("rtile")
     if not rtile or not retileable(ctx):
         return None

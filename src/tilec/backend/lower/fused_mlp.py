@@ -26,10 +26,10 @@ from ...ir.types import itemsize
 from .builder import KernelBuilder
 from .context import ComputeContext
 from .fused import FusedContext, bind_names, kernel_params, kernel_parts
-from .fused_pool import _ToShared
+from .fused_pool import SharedStager
 
 
-class _Side(FusedContext):
+class MlpSide(FusedContext):
     """One GEMM with its register epilogue, its stores going to ``outs`` (FusedContext's epilogue)."""
 
     def __init__(self, members: list, args: list, outs: list):
@@ -85,13 +85,13 @@ class MlpContext:
         self.args, self.outs = args, outs
         tail = len(members) if tail is None else tail
         # split = 0: one GEMM (with a row tail), its A rows staged in k_h as the second GEMM's are.
-        self.s1 = _Side(members[:split], args, [members[split - 1].result]) if split else None
+        self.s1 = MlpSide(members[:split], args, [members[split - 1].result]) if split else None
         side2 = members[split:tail]
         self.yval = side2[-1].result
         s2outs = [v for v in outs if any(v is m.result for m in side2)]
         # With a row tail, side 2's last value also goes to shared memory (k_h) for the tail to read.
         self.y_smem = tail < len(members) and not any(v is self.yval for v in s2outs)
-        self.s2 = _Side(side2, args, s2outs + ([self.yval] if self.y_smem else []))
+        self.s2 = MlpSide(side2, args, s2outs + ([self.yval] if self.y_smem else []))
         self.R = self.s2.out_shape[-2]
         self.K1 = self.s1.extents[self.s1.reduce_axes[0]] if self.s1 else 0
         self.N1 = self.s1.out_shape[-1] if self.s1 else self.s2.extents[self.s2.reduce_axes[0]]
@@ -187,7 +187,7 @@ def lower_fused_mlp(kernel, name: str):
                 ctx.K1 if s1 is not None else ctx.N1, rows, T, ctx.R)
     if s1 is not None:
         _gemm(kb, s1, "k_x", ctx.K1, ctx.N1, rows, T, ctx.R,
-              lambda r, col: _ToShared(kb, f"k_h[{r}][{col}]"))
+              lambda r, col: SharedStager(kb, f"k_h[{r}][{col}]"))
         kb.barrier()
     from .tiled import staged_box
     for i, mctx, acc in ctx.reused_rows(cfg):   # read k_x[m - k_row0][n] through the staged-access path

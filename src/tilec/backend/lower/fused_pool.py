@@ -27,7 +27,7 @@ from .fused_conv import CHAIN_KEYS, ChainContext, chain_config, set_chain_bytes
 from .tiled import lower_tiled
 
 
-class _ToShared:
+class SharedStager:
     """A kernel builder whose ``store`` of the chain result lands in the block's ``k_red`` tile instead."""
 
     def __init__(self, kb, target):
@@ -87,7 +87,7 @@ class PoolChainContext(ChainContext):
     def store_result(self, kb, index: str, value: str, pred: str | None = None) -> None:
         dims = [self.cfg["block"][a] for a in self.out_axes]
         slot = linearize([self._local(a) for a in self.out_axes], dims)
-        super().store_result(_ToShared(kb, f"k_red[{slot}]"), index, value, pred)
+        super().store_result(SharedStager(kb, f"k_red[{slot}]"), index, value, pred)
 
     def finish_epilogue(self, kb, cfg: dict, origin: dict, threads: int) -> None:
         """Each kept coordinate of the tile: one thread sums the pooled coordinates in order, stores P."""
