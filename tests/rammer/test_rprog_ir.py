@@ -39,6 +39,11 @@ def test_packs_the_branches_into_one_launch(program):
     (lambda k: (_veu(k, 1).attributes["segments"].append([0, 0, 1]),
                 _veu(k, 1).attributes["waits"].append([])), "exactly once"),
     (lambda k: _veu(k, 0).attributes["waits"].__setitem__(1, [[1, 5]]), "bad wait"),
+    # (the waits are checked at C speed first, then one by one where that finds anything: same messages)
+    (lambda k: _veu(k, 0).attributes["waits"].__setitem__(1, [[1, 1], [0, 1]]), r"bad wait \[0, 1\]"),
+    (lambda k: _veu(k, 0).attributes["waits"].__setitem__(1, [[1, 0]]), r"bad wait \[1, 0\]"),
+    (lambda k: _veu(k, 0).attributes["waits"].__setitem__(1, [[-1, 1]]), r"bad wait \[-1, 1\]"),
+    (lambda k: _veu(k, 2).attributes["waits"].__setitem__(0, [[3, 1]]), r"vEU 2: bad wait \[3, 1\]"),
     (lambda k: _veu(k, 0).attributes["segments"].__setitem__(0, [0, 0, 2]), "bad segment"),
 ])
 def test_verifier_rejects_broken_programs(program, edit, message):

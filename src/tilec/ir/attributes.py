@@ -7,6 +7,7 @@ parse back as floats, and ``repr`` keeps every bit, so print → parse → print
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,8 +143,16 @@ def unquote_string(token: str) -> str:
     return "".join(out)
 
 
+_INT_LISTS = re.compile(r"[-0-9\[\], ]*")   # what repr gives for lists nested of ints only
+
+
 def format_attr(value) -> str:
     """The textual form of an attribute value."""
+    if type(value) is list:   # first: an rProgram's segments and waits are millions of small int lists
+        text = repr(value)    # Python's own text for nested lists of ints is ours, at C speed: keep it when
+        if _INT_LISTS.fullmatch(text):   # nothing else (bools, floats, strings, tuples...) is in there
+            return text
+        return "[" + ", ".join([format_attr(v) for v in value]) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -26,6 +26,7 @@ cap would spill: the scheduler packs only members whose register estimate fits i
 from __future__ import annotations
 
 import re
+from itertools import chain
 
 from ...ir.attributes import SymbolRef
 from ...ir.core import lookup_symbol
@@ -149,7 +150,7 @@ def guarded_device_function(kernel, fname: str, lang: CStyleLanguage = CUDA) -> 
 def _table(ctype: str, name: str, values: list) -> str:
     values = values or [0]  # no zero-length arrays
     # Global, not __constant__: a large rProgram's tables outgrow the 64 KB constant bank.
-    return f"__device__ const {ctype} {name}[{len(values)}] = {{{', '.join(str(v) for v in values)}}};"
+    return f"__device__ const {ctype} {name}[{len(values)}] = {{{', '.join(map(str, values))}}};"
 
 
 def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
@@ -183,8 +184,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
     for v in veus:
         for (i, lo, hi), wait in zip(v["segments"], v["waits"]):
             segs += [i, lo, hi, len(waits) // 2, len(waits) // 2 + len(wait)]
-            for u, step in wait:
-                waits += [u, step]
+            waits += chain.from_iterable(wait)   # [u, step] pairs, flat
         seg_begin.append(len(segs) // 5)
     lines += ["", _table("int", f"{name}_seg_begin", seg_begin), _table("int", f"{name}_seg", segs),
               _table("int", f"{name}_wait", waits), ""]
