@@ -89,11 +89,11 @@ def render_body(func_op, lang: CStyleLanguage = CUDA) -> list:
     """The kernel body of ``func_op`` (a ``kernel.func``) as C lines, indented one level."""
     buffers = {p["name"]: p["dtype"] for p in func_op.attributes["params"]}
     lines: list = []
-    _Renderer(lang, buffers, lines).block(func_op.body, 1)
+    BodyRenderer(lang, buffers, lines).block(func_op.body, 1)
     return lines
 
 
-class _Renderer:
+class BodyRenderer:
     def __init__(self, lang: CStyleLanguage, buffers: dict, lines: list):
         self.lang = lang
         self.buffers = buffers

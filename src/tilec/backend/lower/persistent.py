@@ -31,7 +31,7 @@ from itertools import chain
 from ...ir.attributes import SymbolRef
 from ...ir.core import lookup_symbol
 from ...ir.diagnostics import CompileError
-from ..cstyle import CUDA, CStyleLanguage, _Renderer, safe_comment
+from ..cstyle import CUDA, CStyleLanguage, BodyRenderer, safe_comment
 
 _THREAD_X = re.compile(r"\bthreadIdx\s*\.\s*x\b")
 _BLOCK_X = re.compile(r"\bblockIdx\s*\.\s*x\b")
@@ -62,7 +62,7 @@ def guardable(kernel) -> bool:
     return True
 
 
-class _Overlaid(_Renderer):
+class _Overlaid(BodyRenderer):
     """Renders a body whose shared arrays are views into the persistent block's arena (``k_parena``, a parameter
     of the device function) at ``offsets`` (``analysis/rammer/shared.layout``) instead of arrays of their own:
     the members' arrays overlay one another, so the block needs the largest member's bytes, not the sum.
