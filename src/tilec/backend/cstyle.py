@@ -94,6 +94,9 @@ def render_body(func_op, lang: CStyleLanguage = CUDA) -> list:
 
 
 class BodyRenderer:
+    """Prints a ``kernel.func`` body's ops as ``lang`` statements into ``lines``; subclasses change how a
+    construct is spelled (the persistent lowering views shared arrays in its block arena)."""
+
     def __init__(self, lang: CStyleLanguage, buffers: dict, lines: list):
         self.lang = lang
         self.buffers = buffers
