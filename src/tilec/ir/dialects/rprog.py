@@ -103,10 +103,9 @@ def _waits_in_range(veus: list, steps: list) -> bool:
         pairs = [list(chain.from_iterable(v.attributes["waits"])) for v in veus]
         if set(map(len, chain.from_iterable(pairs))) - {2}:
             return False
-        flat = list(chain.from_iterable(chain.from_iterable(pairs)))
-        if set(map(type, flat)) - {int}:
+        if set(map(type, chain.from_iterable(chain.from_iterable(pairs)))) - {int}:
             return False
-        u_step = np.array(flat, dtype=np.int64).reshape(-1, 2)
+        u_step = np.fromiter(chain.from_iterable(chain.from_iterable(pairs)), dtype=np.int64).reshape(-1, 2)
     except (TypeError, ValueError, OverflowError):
         return False
     u, step = u_step[:, 0], u_step[:, 1]
