@@ -51,6 +51,7 @@ class Rammer(ModulePass):
         graph = LaunchGraph(fn)
         members, alts, kernels = {}, {}, {}
         solo = {}   # cluster kernels: what the launch costs as it is, not as its packable twin
+        rtiles: dict = {}   # Roller's candidates per problem, shared by the kernels' variants
         for node, op in enumerate(graph.ops):
             m = member_of(module, op, node)
             if m is None and (found := twin_member(module, op, node)) is not None:
@@ -63,7 +64,7 @@ class Rammer(ModulePass):
                 continue
             members[node] = m
             k = lookup_symbol(module, m.kernel)
-            for v in (variants(k, spec) if self.variants else []):
+            for v in (variants(k, spec, rtiles=rtiles) if self.variants else []):
                 alt = kernel_member(v.kernel, node, v.index)
                 if alt is not None:
                     alts.setdefault(node, []).append(alt)

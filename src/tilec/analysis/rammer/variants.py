@@ -51,9 +51,11 @@ def _body(kernel: Operation) -> list:
     return render_body(kernel)
 
 
-def variants(kernel: Operation, spec: GPUSpec, topk: int = TOPK) -> list:
+def variants(kernel: Operation, spec: GPUSpec, topk: int = TOPK, rtiles: dict | None = None) -> list:
     """The Variants of ``kernel`` with a different tile than its own, in Roller's order; [] when the kernel
-    is not a single tiled op or its op cannot be rebuilt faithfully."""
+    is not a single tiled op or its op cannot be rebuilt faithfully. ``rtiles``, a dict kept by the caller
+    across calls for one ``spec``, memoises Roller's candidates per problem: a transformer's layers ask
+    for the same few (GPT-2: 49 constructions, a handful of problems)."""
     from ...backend.lower import lower_compute
     from ..roller import construct_rtiles
     from ..tile_problem import TileProblem
@@ -64,7 +66,14 @@ def variants(kernel: Operation, spec: GPUSpec, topk: int = TOPK) -> list:
         again = lower_compute(op, 0, "tiled")
         if again.attributes["params"] != kernel.attributes["params"] or _body(again) != _body(kernel):
             return []
-        cands = construct_rtiles(TileProblem.of(op), spec, topk)
+        problem = TileProblem.of(op)
+        key = (op.attributes["expr"], tuple(problem.extents.items()), problem.input_shapes,
+               problem.input_dtypes, problem.out_shape, problem.out_dtype, problem.pad, topk)
+        cands = rtiles.get(key) if rtiles is not None else None
+        if cands is None:
+            cands = construct_rtiles(problem, spec, topk)
+            if rtiles is not None:
+                rtiles[key] = cands
     except Exception:  # noqa: BLE001 - an op the rebuild cannot express just has no variants
         return []
     seen, out = [_body(kernel)], []

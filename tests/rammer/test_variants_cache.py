@@ -1,0 +1,45 @@
+"""Rammer's variants share Roller's candidates per problem (``variants(rtiles=...)``): the same Variants as
+constructing them kernel by kernel, with one construction per distinct problem."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tilec.analysis import roller
+from tilec.analysis.hardware import get_arch
+from tilec.analysis.rammer.variants import variants
+from tilec.backend.cstyle import render_body
+from tilec.driver import pipeline_spec
+from tilec.frontend.importer import import_onnx
+from tilec.passes.pipeline import parse_pipeline
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "parallel" / "lstm_cell.onnx"
+
+
+def _kernels():
+    module = import_onnx(str(SAMPLE), {})
+    passes = parse_pipeline(pipeline_spec("default"))
+    for p in passes[:[p.name for p in passes].index("rammer")]:
+        p.apply(module)
+    return [op for op in module.body.ops if op.name == "kernel.func"]
+
+
+def _seen(found: list) -> list:
+    return [(v.index, v.rtile, v.kernel.attributes.get("origin"), render_body(v.kernel)) for v in found]
+
+
+def test_shared_candidates_give_the_same_variants(monkeypatch):
+    spec, calls, kernels = get_arch("h200"), [], _kernels()
+    construct = roller.construct_rtiles
+
+    def counted(problem, spec, topk=8):
+        calls.append(problem)
+        return construct(problem, spec, topk)
+    monkeypatch.setattr(roller, "construct_rtiles", counted)
+    alone = [_seen(variants(k, spec)) for k in kernels]
+    constructed_alone = len(calls)
+    shared: dict = {}
+    together = [_seen(variants(k, spec, rtiles=shared)) for k in kernels]
+    assert together == alone and any(alone)
+    # eight gate GEMMs of one shape (four on x, four on h): one construction instead of eight
+    assert len(calls) - constructed_alone == len(shared) == 1 and constructed_alone == 8
+
