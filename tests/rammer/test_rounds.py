@@ -10,6 +10,8 @@ from tilec.analysis.rammer import Member, choose_groups
 from tilec.analysis.rammer import schedule
 from tilec.analysis.rammer.rounds import place_rounds
 
+from test_schedule import FakeGraph   # what choose_groups reads of a LaunchGraph
+
 H200 = get_arch("h200")
 
 
@@ -64,21 +66,6 @@ def test_rounds_place_exactly_as_one_task_at_a_time():
         assert (got, free, set(got_seg)) == (want, want_free, set(want_seg))
 
 
-class _Graph:
-    """What choose_groups reads of a LaunchGraph: levels and producers of nodes."""
-
-    def __init__(self, producers: list):
-        self.producers, self.level = producers, []
-        for prods in producers:
-            self.level.append(1 + max((self.level[p] for p in prods), default=-1))
-
-    def waves(self):
-        out = [[] for _ in range(max(self.level) + 1)]
-        for i, lv in enumerate(self.level):
-            out[lv].append(i)
-        return out
-
-
 class _CountingBisect:
     """``bisect`` for ``schedule``, counting the rTasks placed one at a time (one insort each) while on."""
     bisect_left, bisect_right = staticmethod(bisect.bisect_left), staticmethod(bisect.bisect_right)
@@ -123,7 +110,7 @@ def _search_work(monkeypatch, scale: int) -> tuple:
     monkeypatch.setattr(schedule, "place_rounds", counted_rounds)
     monkeypatch.setattr(schedule, "bisect", counting)
     monkeypatch.setattr(schedule._Prefixes, "estimate", counted)
-    choose_groups(_Graph(producers), members, H200, variants)
+    choose_groups(FakeGraph(producers), members, H200, variants)
     monkeypatch.undo()
     return counting.steps, tasks[0]
 
