@@ -67,12 +67,20 @@ def shape_problem(shape, itemsize: int = 1) -> str | None:
     return None
 
 
+def npy_header_problem(f) -> str | None:
+    """Why the ``.npy`` header at ``f``'s position declares an array over the limits (None when it does
+    not), read without the data. A malformed header raises (ValueError, EOFError): the caller decides."""
+    import numpy as np
+    fmt = np.lib.format
+    read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return shape_problem(shape, dtype.itemsize)
+
+
 def check_npz(path) -> None:
     """Raise CompileError if an array in the ``.npz`` at ``path`` declares a shape over the limits; only
     the headers are read (numpy allocates the whole array before reading a compressed member)."""
     import zipfile
-
-    import numpy as np
 
     from .diagnostics import CompileError
     try:
@@ -85,11 +93,8 @@ def check_npz(path) -> None:
                 continue
             try:
                 with archive.open(info) as f:
-                    fmt = np.lib.format
-                    read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
-                    shape, _, dtype = read(f)
+                    why = npy_header_problem(f)
             except Exception:  # noqa: BLE001 - a broken header: np.load reports it
                 continue
-            why = shape_problem(shape, dtype.itemsize)
             if why:
                 raise CompileError(f"array '{info.filename[:-4]}' in '{path}' {why}")

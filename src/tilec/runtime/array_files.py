@@ -56,17 +56,14 @@ def load_arrays(path: str, single_input: str | None = None) -> dict:
 
 
 def _load_npy(path: str) -> np.ndarray:
-    from ..ir.limits import shape_problem
+    from ..ir.limits import npy_header_problem
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(f)
-        why = shape_problem(shape, dtype.itemsize)
-        if why:
-            raise CompileError(f"the array in '{path}' {why}")
-        with open(path, "rb") as fh:
-            return np.load(fh, allow_pickle=False)
+            why = npy_header_problem(f)   # before numpy allocates the array
+            if why:
+                raise CompileError(f"the array in '{path}' {why}")
+            f.seek(0)
+            return np.load(f, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise CompileError(f"cannot read inputs '{path}': not a valid .npy file ({_reason(e)})") from None
 
