@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .driver import BACKENDS
 from .ir.diagnostics import CompileError
-
-BACKENDS = ("numpy", "emu", "cupy")
 
 
 def default_backend() -> str:
@@ -93,10 +92,9 @@ class CompiledModel:
         if _owner is not None:
             weakref.finalize(self, _owner.cleanup)
         root = Path(build_dir)
+        from .backend.plan import plan_inputs
         plan = json.loads((root / "plan.json").read_text())
-        buffers = {b["name"]: b for b in plan["buffers"]}
-        self._declared = [(i["name"], buffers[i["buffer"]]["dtype"], tuple(buffers[i["buffer"]]["shape"]))
-                          for i in plan["inputs"]]
+        self._declared = plan_inputs(plan)
         self.input_names = [n for n, _, _ in self._declared]
         self.output_names = [o["name"] for o in plan["outputs"]]
         self.report = json.loads((root / "report.json").read_text()) if (root / "report.json").is_file() else {}

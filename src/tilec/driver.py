@@ -240,9 +240,9 @@ def _shapes_from_arrays(model_path: str, inputs_path: str) -> dict:
 
 def _module_inputs(fn) -> list:
     """``(name, dtype, shape)`` of ``@main``'s inputs (shape None where a dim is not a number)."""
-    names = fn.attributes.get("arg_names") or [a.name_hint or f"arg{i}" for i, a in enumerate(fn.body.args)]
+    from .ir.core import arg_names
     out = []
-    for name, a in zip(names, fn.body.args):
+    for name, a in zip(arg_names(fn), fn.body.args):
         shape = tuple(a.type.shape)
         out.append((name, a.type.dtype, shape if all(isinstance(d, int) for d in shape) else None))
     return out
@@ -250,11 +250,9 @@ def _module_inputs(fn) -> list:
 
 def _plan_inputs(build_dir: str) -> list:
     """``(name, dtype, shape)`` of a build folder's inputs, from its plan.json."""
+    from .backend.plan import plan_inputs
     try:
-        plan = json.loads(Path(build_dir, "plan.json").read_text())
-        buffers = {b["name"]: b for b in plan["buffers"]}
-        return [(i["name"], buffers[i["buffer"]]["dtype"], tuple(buffers[i["buffer"]]["shape"]))
-                for i in plan["inputs"]]
+        return plan_inputs(json.loads(Path(build_dir, "plan.json").read_text()))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CompileError(f"'{build_dir}' has an unreadable plan.json ({type(e).__name__}: {e}): "
                            "compile it again") from None

@@ -14,7 +14,7 @@ import math
 import re
 
 from ..ir.attributes import DenseAttr, SymbolRef
-from ..ir.core import Operation, Value, lookup_symbol, main_function
+from ..ir.core import Operation, Value, arg_names, lookup_symbol, main_function
 from ..ir.diagnostics import CompileError
 from ..ir.opspec import get_spec
 from ..ir.types import TensorType, itemsize
@@ -70,8 +70,7 @@ def value_buffers(module: Operation) -> tuple:
         of[value] = name
         return name
 
-    arg_names = fn.attributes.get("arg_names") or [a.name_hint or f"arg{i}" for i, a in enumerate(fn.body.args)]
-    for arg, name in zip(fn.body.args, arg_names):
+    for arg, name in zip(fn.body.args, arg_names(fn)):
         add(arg, name, "input", input=name)
     weight_buffer: dict = {}
     temps = 0
@@ -135,6 +134,12 @@ def walk_steps(steps: list):
         yield s
         for key in ("body", "then", "else"):
             yield from walk_steps(s.get(key, ()))
+
+
+def plan_inputs(plan: dict) -> list:
+    """``(name, dtype, shape)`` of each input of ``plan`` (a plan.json), in the model's order."""
+    buffers = {b["name"]: b for b in plan["buffers"]}
+    return [(i["name"], buffers[i["buffer"]]["dtype"], tuple(buffers[i["buffer"]]["shape"])) for i in plan["inputs"]]
 
 
 def walk_fallbacks(steps: list):

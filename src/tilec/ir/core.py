@@ -228,6 +228,12 @@ def functions(module: Operation) -> list[Operation]:
     return [op for op in module.body.ops if op.name == "func.func"]
 
 
+def arg_names(fn: Operation) -> list:
+    """The names of a function's arguments: its ``arg_names`` attribute (the model's input names), else the
+    SSA name hints, else ``arg<i>``."""
+    return fn.attributes.get("arg_names") or [a.name_hint or f"arg{i}" for i, a in enumerate(fn.body.args)]
+
+
 def main_function(module: Operation) -> Operation:
     """The module's entry: ``@main``, or its only function; a CompileError when there is neither."""
     funcs = functions(module)

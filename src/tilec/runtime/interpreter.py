@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.attributes import DenseAttr, SymbolRef
-from ..ir.core import Operation, main_function
+from ..ir.core import Operation, arg_names, main_function
 from ..ir.diagnostics import CompileError
 from ..ir.opspec import get_spec, with_defaults
 from ..ir.types import np_dtype
@@ -25,18 +25,18 @@ def handler(name: str):
 def run_module(module: Operation, inputs: dict | list) -> dict:
     """Run ``@main`` on ``inputs`` (by name, or positional); returns outputs by name."""
     fn = main_function(module)
-    arg_names = fn.attributes.get("arg_names") or [a.name_hint or f"arg{i}" for i, a in enumerate(fn.body.args)]
+    inputs_named = arg_names(fn)
     if isinstance(inputs, dict):
-        missing = [n for n in arg_names if n not in inputs]
+        missing = [n for n in inputs_named if n not in inputs]
         if missing:
             raise CompileError(f"missing input(s): {', '.join(missing)}")
-        args = [inputs[n] for n in arg_names]
+        args = [inputs[n] for n in inputs_named]
     else:
         args = list(inputs)
     if len(args) != len(fn.body.args):
         raise CompileError(f"@main takes {len(fn.body.args)} inputs, got {len(args)}")
     values = {}
-    for name, a, v in zip(arg_names, fn.body.args, args):
+    for name, a, v in zip(inputs_named, fn.body.args, args):
         arr = np.asarray(v)
         if tuple(arr.shape) != a.type.shape:
             raise CompileError(f"input '{name}' has shape {list(arr.shape)}, expected {list(a.type.shape)}")

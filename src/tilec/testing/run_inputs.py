@@ -161,8 +161,7 @@ def _declared(build: Path) -> list:
     """``(name, numpy dtype, shape)`` of a build's inputs, from its plan.json."""
     import json
 
+    from ..backend.plan import plan_inputs
     from ..ir.types import np_dtype
     plan = json.loads((build / "plan.json").read_text())
-    buffers = {b["name"]: b for b in plan["buffers"]}
-    return [(i["name"], np_dtype(buffers[i["buffer"]]["dtype"]), tuple(buffers[i["buffer"]]["shape"]))
-            for i in plan["inputs"]]
+    return [(n, np_dtype(dtype), shape) for n, dtype, shape in plan_inputs(plan)]
