@@ -160,11 +160,12 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
     if (emu_resident_limit or emu_sms) and backend != "emu":
         raise CompileError("--emu-resident-limit and --emu-sms are options of --backend emu")
     from .runtime.array_files import conform_inputs, load_arrays
+    arrays = None
     if backend == "numpy":
         from .ir.core import main_function
         from .runtime.interpreter import run_module
         if not input_shapes and str(target).endswith(".onnx"):
-            input_shapes = _shapes_from_arrays(target, inputs_path)
+            input_shapes, arrays = _shapes_from_arrays(target, inputs_path)
         module = load_target(target, input_shapes)
         declared = _module_inputs(main_function(module))
     else:
@@ -173,7 +174,9 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
                                f"'{target}' is not one")
         declared = _plan_inputs(target)
     single = declared[0][0] if len(declared) == 1 else None
-    inputs = conform_inputs(load_arrays(inputs_path, single), declared, cast)
+    if arrays is None:
+        arrays = load_arrays(inputs_path, single)
+    inputs = conform_inputs(arrays, declared, cast)
     _check_writable(outputs_path, "outputs")
     if report_path is not None:
         _check_writable(report_path, "the report")
@@ -222,9 +225,10 @@ def run_summary(outputs: dict, outputs_path: str, report: dict) -> str:
     return f"wrote {n} output{'s' if n != 1 else ''} ({names}) to {outputs_path}: {', '.join(parts)}"
 
 
-def _shapes_from_arrays(model_path: str, inputs_path: str) -> dict:
+def _shapes_from_arrays(model_path: str, inputs_path: str) -> tuple:
     """``tilec run MODEL.onnx`` without ``--input-shape``: each input with a dynamic dim takes the shape of
-    the array given for it (the importer still checks the model's fixed dims against it)."""
+    the array given for it (the importer still checks the model's fixed dims against it). Returns the shapes
+    and the arrays when it had to read them (None otherwise), so they are read once."""
     from .frontend.onnx_load import load_model
     from .runtime.array_files import load_arrays
     model, _, _ = load_model(model_path)
@@ -233,9 +237,9 @@ def _shapes_from_arrays(model_path: str, inputs_path: str) -> dict:
     dynamic = [vi.name for vi in graph_inputs if not vi.type.tensor_type.HasField("shape")
                or any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)]
     if not dynamic:
-        return {}
+        return {}, None
     arrays = load_arrays(inputs_path, graph_inputs[0].name if len(graph_inputs) == 1 else None)
-    return {n: tuple(int(d) for d in arrays[n].shape) for n in dynamic if n in arrays}
+    return {n: tuple(int(d) for d in arrays[n].shape) for n in dynamic if n in arrays}, arrays
 
 
 def _module_inputs(fn) -> list:
