@@ -125,12 +125,9 @@ class CupyDevice(Device):
         return LaunchRecord(None, None, timer)
 
     def _opt_in(self, kernel, smem: int) -> None:
-        """One rule for the opt-in (``backend/launch_resources.shared_opt_in``): static + dynamic over the
-        default per-block shared memory. The static part is what the loaded function declares, as the driver
-        reports it."""
-        from ..analysis.hardware import get_arch
-        from ..backend.launch_resources import shared_opt_in
-        opt_in = shared_opt_in(int(getattr(kernel, "shared_size_bytes", 0)), int(smem), get_arch(self.arch))
+        """Set the loaded function's opt-in (:meth:`shared_opt_in`; the static part is what the function
+        declares, as the driver reports it)."""
+        opt_in = self.shared_opt_in(getattr(kernel, "shared_size_bytes", 0), smem)
         if opt_in:
             kernel.max_dynamic_shared_size_bytes = opt_in
 

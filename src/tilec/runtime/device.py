@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.hardware import DEFAULT_ARCH, get_arch
 from ..ir.types import np_dtype
 
 POISON_BYTE = 0xFF  # every float type reads all-ones bytes as NaN; ints read -1 (or their max)
@@ -35,7 +36,14 @@ class Device:
 
     name = "device"
     counts_bytes = False
-    arch = "h200"   # analysis.hardware.DEFAULT_ARCH; plans record theirs
+    arch = DEFAULT_ARCH   # plans record theirs
+
+    def shared_opt_in(self, static: int, dynamic: int) -> int:
+        """The dynamic shared-memory opt-in a launch of a kernel declaring ``static`` bytes and passing
+        ``dynamic`` needs on this device's target (0: none): ``backend/launch_resources.shared_opt_in``, the
+        one rule the CuPy launch and the emulator both follow."""
+        from ..backend.launch_resources import shared_opt_in
+        return shared_opt_in(int(static), int(dynamic), get_arch(self.arch))
 
     def alloc(self, nbytes: int):
         raise NotImplementedError

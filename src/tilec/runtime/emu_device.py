@@ -68,16 +68,13 @@ class EmuDevice(HostMemoryDevice):
         ``resident`` (resident-limit mode): a ResidentLimit, at most that many of them."""
         start = time.perf_counter()
         limit = _resident_blocks(name, resident) if concurrent and resident is not None else None
-        # The opt-in as the CuPy device takes it (backend/launch_resources), so the emulator refuses what a GPU
-        # would: a block over the arch's per-block limits.
-        from ..analysis.hardware import get_arch
-        from ..backend.launch_resources import shared_opt_in
-        spec = get_arch(self.arch)   # the plan's target (Executor sets it)
-        opt_in = shared_opt_in(kernel.shared_size_bytes(name), int(smem), spec)
+        # The opt-in as the CuPy device takes it, so the emulator refuses what a GPU would: a block over the
+        # per-block limits of the plan's target (Executor sets self.arch).
+        opt_in = self.shared_opt_in(kernel.shared_size_bytes(name), smem)
         try:
             st = kernel.launch(name, tuple(grid), tuple(block), args, smem_bytes=smem, order=self.order,
                                seed=self.seed, check_bounds=self.check_bounds, concurrent_blocks=concurrent,
-                               smem_optin=opt_in, arch=spec.arch, resident_blocks=limit)
+                               smem_optin=opt_in, arch=self.arch, resident_blocks=limit)
         except self.emu.EmuBuildError as e:
             raise CompileError(f"emulator could not build kernel '{name}': {e}") from None
         except self.emu.EmuError as e:
