@@ -29,19 +29,16 @@ PERSISTENT_KINDS = ("persistent", "device_loop", "device_if")
 def residency(module: Operation, kernel: Operation) -> dict:
     """``{"arch", "blocks_per_sm", "smem_static"}`` of a persistent ``kernel.func``: the target, the blocks per
     SM its ``__launch_bounds__`` asks ptxas for (so registers never limit residency below it), and the bytes
-    of the shared arrays it declares (an rProgram overlays its members' arrays in one arena; a device loop's
-    stage functions keep their own)."""
-    from ..analysis.rammer.shared import arena_bytes, shared_bytes
+    of the shared arrays it declares (``launch_resources.static_shared_bytes``: an rProgram overlays its
+    members' arrays in one arena; a device loop's stage functions keep their own)."""
+    from .launch_resources import static_shared_bytes
     a = kernel.attributes
     if a.get("kind") == "persistent":
-        program = next(o for o in kernel.body.ops if o.name == "rprog.program").attributes
-        members = _kernels(module, kernel, "rprog.operator")
-        return {"arch": program["arch"], "blocks_per_sm": int(program["blocks_per_sm"]),
-                "smem_static": arena_bytes(members)}
-    control = a["control"]
-    stages = {k.sym_name: k for k in _kernels(module, kernel, "utask.stage")}
-    return {"arch": control["arch"], "blocks_per_sm": int(control["blocks_per_sm"]),
-            "smem_static": sum(shared_bytes(k) for _, k in sorted(stages.items()))}
+        facts = next(o for o in kernel.body.ops if o.name == "rprog.program").attributes
+    else:
+        facts = a["control"]
+    return {"arch": facts["arch"], "blocks_per_sm": int(facts["blocks_per_sm"]),
+            "smem_static": static_shared_bytes(kernel)}
 
 
 def rammer_fallback(module: Operation, kernel: Operation, args: list, launch_step) -> list:
