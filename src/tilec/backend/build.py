@@ -172,10 +172,12 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     from ..analysis import speed_of_light as sol
     ptx = ptx or {}
     spec = get_arch(module_arch(module))
-    modelled_of = {k.sym_name: int(k.attributes.get("bytes_modelled", 0)) for k in kernel_funcs(module)}
+    kernels = kernel_funcs(module)
+    modelled_of = {k.sym_name: int(k.attributes.get("bytes_modelled", 0)) for k in kernels}
     launches = launches_per_inference(plan["steps"], modelled_of)
+    lower_bound = lower_bound_bytes(plan)
     rows = []
-    for k in kernel_funcs(module):
+    for k in kernels:
         a = k.attributes
         row = {"name": k.sym_name, "kind": a.get("kind", ""), "origin": a.get("origin", ""),
                "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
@@ -184,7 +186,7 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
                "speed_of_light_us": round(sol.kernel_seconds(spec, k) * 1e6, 4)}
         # The per-build launch check: a block no GPU of the arch can run (shared memory over what its launch
         # opts in to, threads, ptxas' registers) stops the build here (launch_resources.LaunchLimitError).
-        res = launch_resources(k, arch=module_arch(module), ptxas=ptx.get(k.sym_name))
+        res = launch_resources(k, arch=spec.arch, ptxas=ptx.get(k.sym_name))
         row.update(smem_static=res.smem_static, smem_optin=res.smem_optin, registers=res.registers,
                    registers_from=res.registers_from)
         if k.sym_name in ptx:
@@ -195,14 +197,12 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     modelled = sum(r["bytes_modelled"] * r["launches"] for r in rows)
     totals = {"ops": count_ops(module), "kernels": len(rows), "launches": sum(launches.values()),
               "host_ops": len(plan["host_ops"]), "global_bytes_modelled": modelled,
-              "lower_bound_bytes": lower_bound_bytes(plan), "arena_bytes": plan["arena_bytes"],
-              "compile_seconds": 0.0,
-              "speed_of_light_us": round(sol.build_seconds(spec, kernel_funcs(module), launches,
-                                                           lower_bound_bytes(plan)) * 1e6, 4)}
+              "lower_bound_bytes": lower_bound, "arena_bytes": plan["arena_bytes"], "compile_seconds": 0.0,
+              "speed_of_light_us": round(sol.build_seconds(spec, kernels, launches, lower_bound) * 1e6, 4)}
     if ptx:
         totals["max_registers"] = max(i.registers for i in ptx.values())
         totals["spill_bytes"] = sum(i.spill_bytes for i in ptx.values())
-    report = {"model": model, "pipeline": pipeline, "arch": module_arch(module), "stages": stages,
+    report = {"model": model, "pipeline": pipeline, "arch": spec.arch, "stages": stages,
               "totals": totals, "kernels": rows,
               "host_ops": sorted(set(plan["host_ops"])), "ptxas_checked": bool(ptx),
               "nvrtc_checked": nvrtc is not None}
