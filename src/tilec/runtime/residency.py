@@ -77,17 +77,13 @@ def resident_per_sm(spec, threads: int, smem: int, regs: int | None = None, regs
     SM count (an emulated smaller GPU). The hardware's rules: threads and blocks per SM, registers allocated
     per warp in ``reg_alloc_unit`` steps over ``sm_partitions`` schedulers (``analysis/rammer/regs``), and
     shared memory per SM less ``smem_reserved_per_block_bytes`` per block."""
-    from ..analysis.rammer.regs import blocks_for_regs, reg_budget
-    warps = math.ceil(threads / spec.warp_size)
-    limits = {"blocks": spec.max_blocks_per_sm, "threads": spec.max_threads_per_sm // (warps * spec.warp_size)}
+    from ..analysis.rammer.cost import resident_limits
+    from ..analysis.rammer.regs import reg_budget
     if regs is None and launch_bounds:
         regs, regs_from = reg_budget(spec, threads, launch_bounds), f"__launch_bounds__({threads}, {launch_bounds})"
-    if regs is not None:
-        limits["registers"] = blocks_for_regs(spec, threads, max(1, regs))
-    if smem > spec.smem_per_block_optin_bytes:
-        limits["shared memory"] = 0
-    elif smem:
-        limits["shared memory"] = spec.smem_per_sm_bytes // (smem + spec.smem_reserved_per_block_bytes)
+    # static + dynamic bytes: a block may have up to the opt-in maximum
+    limits = resident_limits(spec, threads, smem, None if regs is None else max(1, regs),
+                             smem_cap=spec.smem_per_block_optin_bytes)
     limiter = min(limits, key=lambda k: (limits[k], k))
     return ResidentLimit(max(0, limits[limiter]), limiter, spec.num_sms if num_sms is None else num_sms,
                          regs, regs_from, smem)

@@ -46,17 +46,27 @@ class Member:
         return self.barriers and not self.guardable
 
 
-def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASSUMED) -> int:
-    """Blocks of ``threads`` threads and ``smem`` shared bytes one SM holds at once, each thread keeping
-    ``regs`` registers (0 if none fits). The register limit is ptxas' own (``regs.reg_budget``): under
-    ``__launch_bounds__(threads, n)`` a thread gets fewer registers than ``regs_per_sm / (threads · n)``, and
-    what it needs beyond them spills."""
+def resident_limits(spec: GPUSpec, threads: int, smem: int, regs: int | None = REGS_ASSUMED,
+                    smem_cap: int | None = None) -> dict:
+    """Blocks of ``threads`` threads and ``smem`` shared bytes one SM holds at once, per resource: ``blocks``
+    and ``threads`` per SM, ``registers`` (when ``regs`` per thread is known) and ``shared memory`` (when the
+    block has any; 0 over ``smem_cap``, by default the 48 KB a block may declare statically). The register
+    limit is ptxas' own (``regs.reg_budget``): under ``__launch_bounds__(threads, n)`` a thread gets fewer
+    registers than ``regs_per_sm / (threads · n)``, and what it needs beyond them spills."""
     warps = math.ceil(threads / spec.warp_size) * spec.warp_size
-    limits = [spec.max_blocks_per_sm, spec.max_threads_per_sm // warps, blocks_for_regs(spec, threads, regs)]
-    if smem:  # static __shared__ arrays: at most smem_per_block_bytes (48 KB) without the dynamic opt-in
+    limits = {"blocks": spec.max_blocks_per_sm, "threads": spec.max_threads_per_sm // warps}
+    if regs is not None:
+        limits["registers"] = blocks_for_regs(spec, threads, regs)
+    if smem:
+        cap = spec.smem_per_block_bytes if smem_cap is None else smem_cap
         per_block = smem + spec.smem_reserved_per_block_bytes
-        limits.append(0 if smem > spec.smem_per_block_bytes else spec.smem_per_sm_bytes // per_block)
-    return max(0, min(limits))
+        limits["shared memory"] = 0 if smem > cap else spec.smem_per_sm_bytes // per_block
+    return limits
+
+
+def resident_blocks(spec: GPUSpec, threads: int, smem: int, regs: int = REGS_ASSUMED) -> int:
+    """Blocks one SM holds at once: the tightest of :func:`resident_limits` (0 if none fits)."""
+    return max(0, min(resident_limits(spec, threads, smem, regs).values()))
 
 
 def program_blocks(spec: GPUSpec, threads: int, smem: int, regs: int) -> int:
