@@ -91,6 +91,10 @@ class LazyModule:
     def __init__(self, batch: Batch, source: str, label: str):
         self.source, self.label, self._batch = source, label, batch
         self.kernels: list = list(signature.parse_kernels(source))   # bad signatures fail at load time
+        # Static shared bytes of each kernel (this source's TL_SHARED arrays; 0 when unsizable), known
+        # without compiling, as the driver's CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES is on a GPU. Read on every
+        # launch, so sized once here.
+        self.static_smem = declared_shared_bytes(source) or 0
         self._module: EmuModule | None = None
         self._error: EmuError | None = None
 
@@ -107,9 +111,8 @@ class LazyModule:
         return self.module().launch(name, grid, block, args, **kwargs)
 
     def shared_size_bytes(self, name: str) -> int:
-        """Static shared bytes of kernel ``name`` (this source's ``TL_SHARED`` arrays; 0 when unsizable),
-        known without compiling, as the driver's ``CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES`` is on a GPU."""
-        return declared_shared_bytes(self.source) or 0
+        """Static shared bytes of kernel ``name`` (see ``static_smem``)."""
+        return self.static_smem
 
 
 class Batch:
@@ -152,7 +155,7 @@ class Batch:
             return False
         for p in sources:
             p._module = module
-            module.static_smem.update({k: declared_shared_bytes(p.source) or 0 for k in p.kernels})
+            module.static_smem.update(dict.fromkeys(p.kernels, p.static_smem))
         return True
 
 
