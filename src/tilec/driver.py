@@ -53,14 +53,16 @@ class CompileResult:
 def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compile_to: str | None = None,
                   pipeline: str = "default", input_shapes: dict | None = None,
                   check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
-                  check_nvrtc: bool = False, arch: str | None = None) -> CompileResult:
+                  check_nvrtc: bool = False, arch: str | None = None, progress=None) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
     with nvcc first and records what ptxas reports; ``check_nvrtc`` compiles every kernel as CuPy will
     (NVRTC, ``backend/nvrtc.py``). ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
     on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides. ``arch`` is the
-    target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read."""
+    target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read.
+    ``progress``, when given, is called as ``progress(index, total, stage name)`` before each stage (import,
+    every pass, writing the build): the CLI's ``cli.progress.Progress.stage``."""
     from .backend.build import atomic_build_dir, count_ops, module_text, write_build
     from .frontend.importer import import_onnx
     from .ir.verifier import verify
@@ -75,32 +77,39 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
         raise CompileError(f"unknown stage '{compile_to}' for --compile-to (stages: {', '.join(names)})")
     from .analysis.hardware import DEFAULT_ARCH, get_arch, set_target
     target = get_arch(arch or DEFAULT_ARCH)   # an unknown arch fails before any work
+    if compile_to is not None:
+        passes = passes[:names.index(compile_to)]
+    total = len(passes) + 2   # import, the passes, writing the build
+
+    def stage(index: int, name: str) -> None:   # index: the dump's number (import 0, passes from 1)
+        if progress is not None:
+            progress(index + 1, total, name)
+    stage(0, "import")
     module = import_onnx(model, input_shapes or {})
     set_target(module, target.arch)
     verify(module)
     if dump_dir is not None:
         dump(module, dump_dir, 0, "import")
-    if compile_to is not None:
-        passes = passes[:names.index(compile_to)]
     # The IR just before lower-cuda is what the numpy backend runs on a build folder (kernels have no
     # reference implementation), so the pipeline stops there for a snapshot.
     cut = next((i for i, p in enumerate(passes) if p.name == "lower-cuda"), len(passes))
     for p in passes:
         if tune > 0 and p.name == "roller":
             p.topk = max(p.topk, tune)
-    front = PassManager(passes=passes[:cut], dump_dir=dump_dir)
+    front = PassManager(passes=passes[:cut], dump_dir=dump_dir, before_pass=stage)
     front.run(module)
     tuning = None
     if tune > 0:
         from .backend.tune import tune_module
         tuning = tune_module(module, tune)
     reference = module_text(module) if cut < len(passes) else None
-    back = PassManager(passes=passes[cut:], dump_dir=dump_dir, first_index=cut + 1)
+    back = PassManager(passes=passes[cut:], dump_dir=dump_dir, first_index=cut + 1, before_pass=stage)
     back.run(module)
     records = front.records + back.records
     n_ops = count_ops(module)
 
     def write(tmp: Path) -> None:
+        stage(total - 1, "write build" + (" (ptxas)" if check_ptx else "") + (" (nvrtc)" if check_nvrtc else ""))
         report = write_build(module, tmp, model=os.path.basename(model), pipeline=pipeline,
                              stages=[{"pass": r.name, "seconds": round(r.seconds, 6)} for r in records],
                              start=start, check_ptx=check_ptx, reference=reference, check_nvrtc=check_nvrtc)

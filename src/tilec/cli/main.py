@@ -92,15 +92,23 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
               help="Profile Roller's top-K tiles per op on the GPU and keep the fastest (no GPU: the model).")
 @click.option("--no-fusion", is_flag=True,
               help="Run welder with max-level=global: no fusion, no re-tiling (the roller-only kernels).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No stage progress on stderr (shown once a compile has run for a second: a status line on a "
+                   "terminal, plain lines otherwise).")
 @input_shape_option
 @guarded
 def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_ptx, check_nvrtc, tune, no_fusion,
-                input_shapes):
+                quiet, input_shapes):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
-    result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
-                           input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
-                           no_fusion=no_fusion, check_nvrtc=check_nvrtc, arch=arch)
+    from .progress import Progress
+    progress = Progress(enabled=not quiet)
+    try:
+        result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
+                               input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
+                               no_fusion=no_fusion, check_nvrtc=check_nvrtc, arch=arch, progress=progress.stage)
+    finally:
+        progress.done()   # erase the status line before the summary or the diagnostic
     click.echo(result.summary())
 
 

@@ -55,9 +55,12 @@ class PassManager:
     print_after_all: object = None  # a callable taking (header, text)
     first_index: int = 1
     records: list = field(default_factory=list)
+    before_pass: object = None  # a callable taking (pass index counted from first_index, pass name)
 
     def run(self, module: Operation) -> Operation:
         for i, p in enumerate(self.passes):
+            if self.before_pass is not None:
+                self.before_pass(self.first_index + i, p.name)
             start = time.perf_counter()
             p.apply(module)
             self.records.append(PassRecord(p.name, time.perf_counter() - start))
