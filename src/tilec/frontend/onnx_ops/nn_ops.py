@@ -79,15 +79,20 @@ def _check_kernel(ctx, node, kernel):
         raise ctx.error(node, f"kernel_shape {list(given)} does not match the weight's {list(kernel)}")
 
 
+def conv_attrs(ctx, node, x_shape, w_shape) -> dict:
+    """graph.conv's attributes for a Conv-like node (Conv, ConvInteger, QLinearConv): explicit pads."""
+    kernel = w_shape[2:]
+    _check_kernel(ctx, node, kernel)
+    attrs = _window_attrs(ctx, node, len(x_shape))
+    attrs["pads"] = resolve_pads(ctx, node, x_shape, kernel)
+    attrs["group"] = int(ctx.attr(node, "group", 1))
+    return attrs
+
+
 @converter("Conv")
 def conv(ctx, node):
     x, w, b = _inputs(ctx, node, 3)
-    kernel = w.type.shape[2:]
-    _check_kernel(ctx, node, kernel)
-    attrs = _window_attrs(ctx, node, x.type.rank)
-    attrs["pads"] = resolve_pads(ctx, node, x.type.shape, kernel)
-    attrs["group"] = int(ctx.attr(node, "group", 1))
-    return ctx.emit("graph.conv", [x, w, b], attrs)
+    return ctx.emit("graph.conv", [x, w, b], conv_attrs(ctx, node, x.type.shape, w.type.shape))
 
 
 @converter("ConvTranspose")
