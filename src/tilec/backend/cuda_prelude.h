@@ -57,6 +57,99 @@ __device__ __forceinline__ T* tl_cluster_map(T* p, unsigned rank) {
 }
 #endif
 
+// sm_80 tensor-core primitives (the mma engine, lower/mma_engine.py), one inline-PTX instruction each, as
+// CUTLASS's cute/arch/mma_sm80.hpp, copy_sm75.hpp (ldmatrix) and copy_sm80.hpp (cp.async) write them. Register
+// layouts are the PTX ISA's; the emulator (emu/emu_mma.h, emu_async.h) implements the same per-lane layouts,
+// so a kernel right under the emulator is right on a GPU. Registers are `unsigned` (a pair of f16/bf16, low
+// half = smaller index; or one tf32 bit pattern); accumulators are f32. Defined for sm_80 and later (and the
+// host pass), so sources compiled for older GPUs still build as long as their kernels do not call these.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+// D = A (16x16, row) * B (16x8, col) + C, f16 or bf16 inputs, f32 accumulate.
+__device__ __forceinline__ void tl_mma_m16n8k16_f16f32(float (&d)[4], const unsigned (&a)[4],
+                                                       const unsigned (&b)[2], const float (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%10,%11,%12,%13};\n"
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                 "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+__device__ __forceinline__ void tl_mma_m16n8k16_bf16f32(float (&d)[4], const unsigned (&a)[4],
+                                                        const unsigned (&b)[2], const float (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%10,%11,%12,%13};\n"
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                 "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+// D = A (16x8, row) * B (8x8, col) + C in tf32 (the tensor core ignores each operand's low 13 bits).
+__device__ __forceinline__ void tl_mma_m16n8k8_tf32f32(float (&d)[4], const unsigned (&a)[4],
+                                                       const unsigned (&b)[2], const float (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%10,%11,%12,%13};\n"
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+                 "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+}
+// cvt.rna.tf32.f32: round to the tf32 grid, nearest, ties away from zero.
+__device__ __forceinline__ unsigned tl_cvt_tf32(float x) {
+  unsigned r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+
+// ldmatrix: lane 8j + r gives the shared address of row r of 8x8 b16 matrix j (16 bytes, 16-byte aligned).
+__device__ __forceinline__ void tl_ldmatrix_x1(unsigned (&r)[1], const void* row) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(s));
+}
+__device__ __forceinline__ void tl_ldmatrix_x2(unsigned (&r)[2], const void* row) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+__device__ __forceinline__ void tl_ldmatrix_x4(unsigned (&r)[4], const void* row) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void tl_ldmatrix_x1_trans(unsigned (&r)[1], const void* row) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(s));
+}
+__device__ __forceinline__ void tl_ldmatrix_x2_trans(unsigned (&r)[2], const void* row) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(s));
+}
+__device__ __forceinline__ void tl_ldmatrix_x4_trans(unsigned (&r)[4], const void* row) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+
+// cp.async: copy Bytes from global p + i to shared dst without passing through registers; `valid` false
+// reads nothing and zero-fills dst (src-size 0). 16 bytes bypass L1 (.cg), 8 and 4 go through it (.ca, the
+// only form for them). The copies issued since the last commit form one group; wait<N> returns once at
+// most the N newest groups are still in flight.
+template <class T>
+__device__ __forceinline__ void tl_cp_async_16(void* dst, const T* p, long long i, bool valid = true) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(p + i), "r"(valid ? 16 : 0));
+}
+template <class T>
+__device__ __forceinline__ void tl_cp_async_8(void* dst, const T* p, long long i, bool valid = true) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(p + i), "r"(valid ? 8 : 0));
+}
+template <class T>
+__device__ __forceinline__ void tl_cp_async_4(void* dst, const T* p, long long i, bool valid = true) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(p + i), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void tl_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void tl_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void tl_cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+#endif
+
 // CUDA has no float atomicMax/atomicMin; the emulator has them, so the GPU side gets the same via CAS.
 __device__ __forceinline__ float atomicMax(float* addr, float value) {
   int* a = reinterpret_cast<int*>(addr);

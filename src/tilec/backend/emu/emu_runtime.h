@@ -190,6 +190,8 @@ inline bool warp_try_complete(WorkerRt* w, Block* b, int warp, Fiber* self);
   W.live &= ~(1u << f->lane);
   w->progress++;
   f->state = S_DONE;
+  free(f->async);   // copies never waited for: their data never lands (emu_async.h)
+  f->async = nullptr;
   if (W.arrived) warp_try_complete(w, b, f->warp, nullptr);   // lanes may have been waiting for this one
   context_switch(&f->ctx, &w->sched);
   __builtin_unreachable();
@@ -438,6 +440,7 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
     f.state = S_NEW;
     f.blk = b;
     f.stack = nullptr;
+    f.async = nullptr;
   }
 }
 }  // namespace tl_emu

@@ -39,6 +39,7 @@ struct Fiber {
   int wkind, wsrc;
   unsigned wmask;
   uint64_t wval, wres;
+  void* async;   // this thread's pending cp.async copies (emu_async.h); null when none, freed at exit
 };
 struct Warp { unsigned live, arrived; };
 struct Block {

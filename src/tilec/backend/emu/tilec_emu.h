@@ -8,3 +8,5 @@
 #endif
 #include "emu_api.h"
 #include "emu_wmma.h"
+#include "emu_mma.h"
+#include "emu_async.h"
