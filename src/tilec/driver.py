@@ -109,7 +109,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     n_ops = count_ops(module)
 
     def write(tmp: Path) -> None:
-        stage(total - 1, "write build" + (" (ptxas)" if check_ptx else "") + (" (nvrtc)" if check_nvrtc else ""))
+        stage(total - 1, ", ".join(["write build"] + ["ptxas"] * check_ptx + ["nvrtc"] * check_nvrtc))
         report = write_build(module, tmp, model=os.path.basename(model), pipeline=pipeline,
                              stages=[{"pass": r.name, "seconds": round(r.seconds, 6)} for r in records],
                              start=start, check_ptx=check_ptx, reference=reference, check_nvrtc=check_nvrtc)

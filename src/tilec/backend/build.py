@@ -85,8 +85,12 @@ def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stag
     spec = get_arch(module_arch(module))   # the target: what ptxas, NVRTC and the launch checks build for
     ptx = {}
     if check_ptx and sources:
-        from .ptxas import check_kernels
-        ptx = check_kernels(sources, cubin_dir=out / "kernels", sm_arch=spec.sm_arch)
+        from .ptxas import check_kernels, nvcc_compiles_for
+        if nvcc_compiles_for(spec.sm_arch):
+            ptx = check_kernels(sources, cubin_dir=out / "kernels", sm_arch=spec.sm_arch)
+        else:   # an arch CUDA 13 dropped (v100's sm_70): CUDA 12's NVRTC runs ptxas
+            from .nvrtc import ptxas_check
+            ptx = ptxas_check(sources, spec.sm_arch, cubin_dir=out / "kernels")
     nvrtc = None
     if check_nvrtc:
         from .nvrtc import check_kernels as nvrtc_check

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.hardware import DEFAULT_ARCH, get_arch
-from .nvrtc_lib import Toolchain, find_toolchain, load_library, nvrtc_options
-from .ptxas import cache_dir
+from .nvrtc_lib import Toolchain, find_toolchain, library_for, nvrtc_options
+from .ptxas import PtxasInfo, cache_dir, parse_ptxas
 
 JOBS = 2
 LOG_LIMIT = 8000  # characters of NVRTC's log quoted in an error
@@ -52,12 +52,13 @@ def _cache_key(version: str, toolchain: Toolchain, options: tuple, name: str, so
 
 
 def compile_kernel(name: str, source: str, sm_arch: str, keep_cubin: bool = False,
-                   use_cache: bool = True) -> NvrtcResult:
-    """Compile one kernel (``name.cu``) with :func:`nvrtc_options`. ``keep_cubin`` returns (and caches) the
-    cubin as well. CompileError where the NVRTC wheels are missing."""
+                   use_cache: bool = True, extra_options: tuple = ()) -> NvrtcResult:
+    """Compile one kernel (``name.cu``) with :func:`nvrtc_options` (and ``extra_options``) by the NVRTC that
+    compiles for ``sm_arch`` (``nvrtc_lib.library_for``). ``keep_cubin`` returns (and caches) the cubin as
+    well. CompileError where the NVRTC wheels are missing."""
     toolchain = find_toolchain()
-    lib = load_library(toolchain.library)
-    options = nvrtc_options(sm_arch, toolchain)
+    lib = library_for(toolchain, sm_arch)
+    options = nvrtc_options(sm_arch, toolchain) + tuple(extra_options)
     entry = None
     if use_cache:
         entry = cache_dir() / "nvrtc" / f"{_cache_key(lib.version, toolchain, options, name, source)}.json"
@@ -102,7 +103,7 @@ def compile_cubin(name: str, source: str, sm_arch: str) -> bytes:
 
 def _rejection(name: str, sm_arch: str, log: str) -> str:
     toolchain = find_toolchain()
-    version = load_library(toolchain.library).version
+    version = library_for(toolchain, sm_arch).version
     flags = " ".join(o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I"))
     log = log.strip()
     if len(log) > LOG_LIMIT:
@@ -116,7 +117,7 @@ def check_kernels(sources: dict, arch: str = DEFAULT_ARCH, jobs: int = JOBS, use
     The first rejected kernel in the given order raises NvrtcRejected, so the message is deterministic."""
     sm_arch = get_arch(arch).sm_arch
     toolchain = find_toolchain()  # a missing wheel fails here, before any thread starts
-    version = load_library(toolchain.library).version
+    version = library_for(toolchain, sm_arch).version
     names = list(sources)
 
     def one(name):
@@ -130,3 +131,30 @@ def check_kernels(sources: dict, arch: str = DEFAULT_ARCH, jobs: int = JOBS, use
     options = [o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I")]
     return {"version": version, "sm_arch": sm_arch, "options": options,
             "kernels": {name: {"ok": True} for name in names}}
+
+
+def ptxas_check(sources: dict, sm_arch: str, cubin_dir: Path | None = None, jobs: int = JOBS,
+                use_cache: bool = True) -> dict:
+    """``{kernel name: PtxasInfo}``, as ``ptxas.check_kernels`` gives, for an ``sm_arch`` this machine's nvcc
+    no longer compiles for (CUDA 13 has no sm_70): NVRTC (CUDA 12's, ``nvrtc_lib.library_for``) runs its
+    built-in ptxas with ``-v`` and the report is read from its log; the cubins go to ``cubin_dir``. A kernel
+    NVRTC rejects raises NvrtcRejected (a tilec bug, exit 3), the first in the given order."""
+    from ..ir.weights import atomic_write_bytes
+    find_toolchain()  # a missing wheel fails here, before any thread starts
+    names = list(sources)
+
+    def one(name):
+        return compile_kernel(name, sources[name], sm_arch, keep_cubin=True, use_cache=use_cache,
+                              extra_options=("--ptxas-options=-v",))
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = dict(zip(names, pool.map(one, names)))
+    infos = {}
+    for name in names:
+        result = results[name]
+        if not result.ok:
+            raise NvrtcRejected(_rejection(name, sm_arch, result.log))
+        infos[name] = parse_ptxas(result.log).get(name, PtxasInfo())
+        if cubin_dir is not None:
+            atomic_write_bytes(Path(cubin_dir) / f"{name}.cubin", result.cubin)
+    return infos

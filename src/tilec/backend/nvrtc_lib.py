@@ -30,6 +30,10 @@ NVRTC_WHEEL = "nvidia-cuda-nvrtc"
 # Each header wheel and a header that tells which folder of it is the include directory.
 HEADER_WHEELS = (("nvidia-cuda-runtime", "cuda_fp16.h"), ("nvidia-cuda-crt", "crt/mma.h"))
 INSTALL_HINT = 'pip install -e ".[cuda]"'
+# CUDA 13 compiles nothing below sm_75 (Volta, V100's sm_70, was dropped); CUDA 12's NVRTC still does, so an
+# arch the main NVRTC lists no more is compiled with this wheel's (the `sm70` extra; in `test`, so CI checks it).
+LEGACY_NVRTC_WHEEL = "nvidia-cuda-nvrtc-cu12"
+LEGACY_HINT = 'pip install -e ".[sm70]"'
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Toolchain:
     library: str | None  # None: no libnvrtc found (see the module docstring)
     include_dirs: tuple
     wheel_versions: tuple  # ((distribution, version), ...): part of every cache key
+    legacy_library: str | None = None  # CUDA 12's libnvrtc (LEGACY_NVRTC_WHEEL) for archs CUDA 13 dropped
 
     def include_options(self) -> tuple:
         return tuple(f"-I{d}" for d in self.include_dirs)
@@ -90,7 +95,24 @@ def find_toolchain() -> Toolchain:
                            f"environment): run `{INSTALL_HINT}`")
     for dist in ((NVRTC_WHEEL,) if libs else ()) + tuple(d for d, _ in HEADER_WHEELS):
         versions.append((dist, metadata.version(dist)))
-    return Toolchain(library, tuple(include_dirs), tuple(versions))
+    legacy = [f for f in _files(LEGACY_NVRTC_WHEEL) if _is_nvrtc_library(f.name)]
+    legacy_library = str(sorted(legacy, key=str)[0].locate()) if legacy else None
+    return Toolchain(library, tuple(include_dirs), tuple(versions), legacy_library)
+
+
+def library_for(toolchain: Toolchain, sm_arch: str) -> "NvrtcLibrary":
+    """The NVRTC that compiles for ``sm_arch``: the main one where it lists the arch, else CUDA 12's (the
+    legacy wheel) where that one does; a CompileError naming what to install where neither can."""
+    main = load_library(toolchain.library)
+    if sm_arch in main.supported_archs() or toolchain.legacy_library is None:
+        if sm_arch not in main.supported_archs():
+            raise CompileError(f"NVRTC {main.version} cannot compile for {sm_arch} (CUDA 13 dropped it); "
+                               f"CUDA 12's NVRTC can: run `{LEGACY_HINT}` (the {LEGACY_NVRTC_WHEEL} wheel)")
+        return main
+    legacy = load_library(toolchain.legacy_library)
+    if sm_arch not in legacy.supported_archs():
+        raise CompileError(f"neither NVRTC {main.version} nor NVRTC {legacy.version} compiles for {sm_arch}")
+    return legacy
 
 
 def nvrtc_options(sm_arch: str, toolchain: Toolchain | None = None) -> tuple:
@@ -129,7 +151,8 @@ class NvrtcLibrary:
                 "nvrtcCompileProgram": [p, i, ctypes.POINTER(c)],
                 "nvrtcGetProgramLogSize": [p, ctypes.POINTER(sz)], "nvrtcGetProgramLog": [p, c],
                 "nvrtcGetCUBINSize": [p, ctypes.POINTER(sz)], "nvrtcGetCUBIN": [p, c],
-                "nvrtcDestroyProgram": [ctypes.POINTER(p)]}
+                "nvrtcDestroyProgram": [ctypes.POINTER(p)],
+                "nvrtcGetNumSupportedArchs": [ctypes.POINTER(i)], "nvrtcGetSupportedArchs": [ctypes.POINTER(i)]}
         for name, args in sigs.items():
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = args, ctypes.c_int
@@ -138,6 +161,18 @@ class NvrtcLibrary:
         major, minor = i(), i()
         self._check(lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
         self.version = f"{major.value}.{minor.value}"
+
+    @functools.cached_property
+    def _archs(self) -> frozenset:
+        n = ctypes.c_int()
+        self._check(self.lib.nvrtcGetNumSupportedArchs(ctypes.byref(n)), "nvrtcGetNumSupportedArchs")
+        archs = (ctypes.c_int * n.value)()
+        self._check(self.lib.nvrtcGetSupportedArchs(archs), "nvrtcGetSupportedArchs")
+        return frozenset(f"sm_{a}" for a in archs)
+
+    def supported_archs(self) -> frozenset:
+        """The ``sm_XX`` this NVRTC compiles for (``nvrtcGetSupportedArchs``)."""
+        return self._archs
 
     def _check(self, status: int, call: str) -> None:
         if status != 0:

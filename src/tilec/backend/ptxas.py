@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -93,6 +94,19 @@ def cache_dir() -> Path:
 
 def find_nvcc() -> str | None:
     return shutil.which("nvcc")
+
+
+@functools.lru_cache(maxsize=None)
+def nvcc_archs(nvcc: str) -> frozenset:
+    """The ``sm_XX`` ``nvcc`` compiles for (``--list-gpu-code``; CUDA 13: sm_75 and up)."""
+    r = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, timeout=60)
+    return frozenset(line.strip() for line in r.stdout.splitlines() if line.strip().startswith("sm_"))
+
+
+def nvcc_compiles_for(sm_arch: str) -> bool:
+    """Whether ``--check-ptx`` can use nvcc for ``sm_arch`` (else ``backend/nvrtc.ptxas_check``: NVRTC's ptxas)."""
+    nvcc = find_nvcc()
+    return nvcc is None or sm_arch in nvcc_archs(nvcc)   # no nvcc: check_kernels says so
 
 
 def _nvcc_version(nvcc: str) -> str:
