@@ -19,28 +19,10 @@ import numpy as np
 from ...ir.types import np_dtype
 from ..onnx_load import ir_dtype
 from ..registry import converter
+from .compose import Emitter
 
 # The integer range of each quantised element type tilec carries.
 QUANT_RANGES = {"u8": (0, 255), "i8": (-128, 127)}
-
-
-class _Graph:
-    """Emits graph ops for one node: a few words per op, so each converter reads like its formula."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-
-    def op(self, name, values, **attrs):
-        return self.ctx.emit(f"graph.{name}", values, attrs)[0]
-
-    def cast(self, v, to):
-        return v if v.type.dtype == to else self.op("cast", [v], to=to)
-
-    def const(self, value, dtype):
-        return self.ctx.constant(np.asarray(value, dtype=np_dtype(dtype)))
-
-    def reshape(self, v, shape):
-        return v if tuple(v.type.shape) == tuple(shape) else self.op("reshape", [v], shape=list(shape))
 
 
 def _axis(ctx, node, rank: int) -> int:
@@ -103,7 +85,7 @@ def requantize(g, acc, factor, zero_point, out_dtype: str):
 
 @converter("QuantizeLinear", since=10)
 def quantize_linear(ctx, node):
-    g = _Graph(ctx)
+    g = Emitter(ctx)
     x, scale = ctx.input(node, 0), ctx.input(node, 1)
     rank = x.type.rank
     axis = _axis(ctx, node, rank)
@@ -129,7 +111,7 @@ def quantize_linear(ctx, node):
 
 @converter("DequantizeLinear", since=10)
 def dequantize_linear(ctx, node):
-    g = _Graph(ctx)
+    g = Emitter(ctx)
     x, scale = ctx.input(node, 0), ctx.input(node, 1)
     if x.type.dtype not in QUANT_RANGES and x.type.dtype != "i32":
         _quant_dtype(ctx, node, x.type.dtype, "input")
@@ -151,7 +133,7 @@ def dequantize_linear(ctx, node):
 @converter("DynamicQuantizeLinear", since=11)
 def dynamic_quantize_linear(ctx, node):
     """uint8 with a scale and zero point from the tensor's own range (extended to include 0)."""
-    g = _Graph(ctx)
+    g = Emitter(ctx)
     x = ctx.input(node, 0)
     dt = x.type.dtype
     if dt != "f32":
@@ -202,7 +184,7 @@ def _integer_matmul(g, node, a, a_zp, b, b_zp):
 
 @converter("MatMulInteger", since=10)
 def matmul_integer(ctx, node):
-    g = _Graph(ctx)
+    g = Emitter(ctx)
     return [_integer_matmul(g, node, ctx.input(node, 0), _opt(ctx, node, 2), ctx.input(node, 1),
                             _opt(ctx, node, 3))]
 
@@ -220,7 +202,7 @@ def _integer_conv(g, node, x, x_zp, w, w_zp, bias):
 
 @converter("ConvInteger", since=10)
 def conv_integer(ctx, node):
-    g = _Graph(ctx)
+    g = Emitter(ctx)
     return [_integer_conv(g, node, ctx.input(node, 0), _opt(ctx, node, 2), ctx.input(node, 1),
                           _opt(ctx, node, 3), None)]
 
@@ -232,7 +214,7 @@ def _out_dtype(ctx, node, y_zp_index: int, fallback: str) -> str:
 
 @converter("QLinearMatMul", since=10)
 def qlinear_matmul(ctx, node):
-    g = _Graph(ctx)
+    g = Emitter(ctx)
     a, a_s, a_zp, b, b_s, b_zp, y_s = (ctx.input(node, i) for i in range(7))
     out = _out_dtype(ctx, node, 7, a.type.dtype)
     acc = _integer_matmul(g, node, a, a_zp, b, b_zp)
@@ -245,7 +227,7 @@ def qlinear_matmul(ctx, node):
 
 @converter("QLinearConv", since=10)
 def qlinear_conv(ctx, node):
-    g = _Graph(ctx)
+    g = Emitter(ctx)
     x, x_s, x_zp, w, w_s, w_zp, y_s = (ctx.input(node, i) for i in range(7))
     out = _out_dtype(ctx, node, 7, x.type.dtype)
     bias = _opt(ctx, node, 8)

@@ -110,6 +110,19 @@ def _unary(b, op, attrs):
     return elementwise(b, op, _UNARY[op.name.split(".")[1]], z=lit(0, dt), one=lit(1, dt), **consts)
 
 
+@decomposition("graph.is_inf")
+def _is_inf(b, op, attrs):
+    """Comparisons with the infinities (not C's isinf, which the emulator's C++ does not see unqualified);
+    an integer is never infinite."""
+    dt = op.operands[0].type.dtype
+    neg, pos = int(attrs.get("detect_negative", 1)), int(attrs.get("detect_positive", 1))
+    if dt not in FLOAT_DTYPES or not (neg or pos):
+        return elementwise(b, op, "{0} != {0} && {0} == {0}")   # false everywhere, NaN included
+    if neg and pos:
+        return elementwise(b, op, "abs({0}) == inf")
+    return elementwise(b, op, "{0} == inf" if pos else "{0} == -inf")
+
+
 @decomposition("graph.gelu")
 def _gelu(b, op, attrs):
     dt = op.operands[0].type.dtype

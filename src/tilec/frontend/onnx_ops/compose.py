@@ -1,0 +1,37 @@
+"""Converters that build an ONNX op from existing graph ops (no new graph op, so the reference, the
+decomposition, the fusion passes and every kernel path already handle it) write through :class:`Emitter`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ir.types import np_dtype
+
+
+class Emitter:
+    """Emits graph ops for one node: a few words per op, so a converter reads like its formula."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def op(self, name, values, **attrs):
+        """The first result of ``graph.<name>`` on ``values``."""
+        return self.ctx.emit(f"graph.{name}", values, attrs)[0]
+
+    def cast(self, v, to):
+        return v if v.type.dtype == to else self.op("cast", [v], to=to)
+
+    def const(self, value, dtype):
+        return self.ctx.constant(np.asarray(value, dtype=np_dtype(dtype)))
+
+    def reshape(self, v, shape):
+        return v if tuple(v.type.shape) == tuple(shape) else self.op("reshape", [v], shape=list(shape))
+
+    def transpose(self, v, perm):
+        return v if list(perm) == list(range(len(perm))) else self.op("transpose", [v], perm=list(perm))
+
+    def slice_last(self, v, start: int, end: int, step: int = 1):
+        """``v[..., start:end:step]``."""
+        axis = v.type.rank - 1
+        if (start, end, step) == (0, v.type.shape[-1], 1):
+            return v
+        return self.op("slice", [v], starts=[start], ends=[end], axes=[axis], steps=[step])
