@@ -1,7 +1,7 @@
 """Found by the full-pipeline fuzzer (seed 6663, rammer pipeline; welder and grinder too): Welder put
 ReduceSumSquare(axis 1) of a 5x2 tensor and a ReduceMean(axis 1) of its 5x1 result into one "row" group of
 length 2. ``_row_shape`` (analysis/welder/search.py) discards reduce extents of 1, and the row lowering
-(backend/lower/fused_row.py) folds every reduction member over the whole row, so the second reduction added
+(fusion/row/kernel.py) folds every reduction member over the whole row, so the second reduction added
 the row scalar twice (2x the right value). Fixed: a reduction joins a row group only if its reduce extent is
 the row length; here the two reductions stay apart (checked below) and the result is right."""
 import numpy as np

@@ -7,10 +7,11 @@ import os
 import pytest
 
 from tilec.analysis.hardware import get_arch
-from tilec.analysis.welder import TileGraph, propagate, search
+from tilec.analysis.welder import TileGraph, propagate
 from tilec.analysis.welder.propagate import halo
 from tilec.analysis.welder.smem import Buffer, plan
 from tilec.frontend.importer import import_onnx
+from tilec.fusion import search_groups
 from tilec.ir.core import functions
 from tilec.ir.io import read_ir
 from tilec.passes.pipeline import PassManager, parse_pipeline
@@ -89,7 +90,7 @@ def test_conv_is_not_an_epilogue_of_its_elementwise_producer(tmp_path):
     p = tmp_path / "conv.tir"
     p.write_text(CONV)
     graph = TileGraph(functions(read_ir(str(p)))[0].body)
-    groups = search(graph, get_arch("h200"))
+    groups = search_groups(graph, get_arch("h200"))
     assert [g.members for g in groups] == [[0], [1]]
 
 

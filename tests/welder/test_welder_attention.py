@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tilec.analysis.welder import attention
+from tilec.fusion.attention import match as attention
 from tilec.driver import compile_model, run_target
 
 # (batch, heads, seq, head dim, mask: None | "keys" (B,1,1,S) | "full" (B,1,S,S), merge heads after ·V)

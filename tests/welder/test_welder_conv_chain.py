@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tilec.analysis.welder import conv_chain
+from tilec.fusion.conv_chain import match as conv_chain
 
 from fused_checks import (assert_deterministic, assert_emu_matches, assert_fewer_bytes, assert_no_spills,  # noqa: E402
                           build_pair, launches, report)
@@ -103,8 +103,9 @@ def test_chain_search_context_caches_match_fresh_contexts(case, tmp_path):
     import itertools
 
     from tilec.analysis.hardware import get_arch
-    from tilec.analysis.welder import TileGraph, search
-    from tilec.analysis.welder.conv_chain import _options, chain_context, split
+    from tilec.analysis.welder import TileGraph
+    from tilec.fusion import search_groups
+    from tilec.fusion.conv_chain.match import _options, chain_context, split
     from tilec.driver import FRONT_PASSES, load_target
     from tilec.ir.core import functions
     from tilec.passes.pipeline import PassManager, parse_pipeline
@@ -116,7 +117,7 @@ def test_chain_search_context_caches_match_fresh_contexts(case, tmp_path):
     module = load_target(str(path))
     PassManager(parse_pipeline(f"{FRONT_PASSES},roller")).run(module)
     graph = TileGraph(functions(module)[0].body)
-    [members] = [g.members for g in search(graph, spec) if g.kind == "conv_chain"]
+    [members] = [g.members for g in search_groups(graph, spec) if g.kind == "conv_chain"]
     assert split(graph, members, spec) is not None
     reused = chain_context(graph, members)
     axes, E = reused.out_axes, reused.extents

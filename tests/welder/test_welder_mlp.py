@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tilec.analysis.welder import mlp_chain
+from tilec.fusion.mlp import match as mlp_chain
 from tilec.driver import compile_model
 
 from fused_checks import (assert_deterministic, assert_emu_matches, assert_fewer_bytes, assert_no_spills,  # noqa: E402

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tilec.analysis.welder import pool_tail
+from tilec.fusion.conv_pool import match as pool_tail
 from tilec.driver import compile_model, run_target
 
 from fused_checks import (assert_deterministic, assert_emu_matches, assert_fewer_bytes, assert_no_spills,  # noqa: E402

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from ..analysis.hardware import target_spec
+from ..fusion import lower_kernel
 from ..ir.attributes import SymbolRef
 from ..ir.core import Operation, functions
 from ..ir.opspec import get_spec
@@ -26,6 +28,7 @@ class LowerCuda(ModulePass):
         from ..backend.lower.argreduce import lower_arg_reduce
         from ..backend.opaque import lower_opaque
         index = sum(1 for op in module.body.ops if op.name == "kernel.func")
+        spec = None   # the module's target, read at the first fused kernel
         for fn in functions(module):
             for op in list(fn.walk())[1:]:  # Loop / If bodies too: the plan runs them as structured steps
                 if op.parent_op is not None and op.parent_op.name == "tile.kernel":
@@ -33,8 +36,8 @@ class LowerCuda(ModulePass):
                 if op.name == "tile.compute":
                     func = lower_compute(op, index, self.kind or None)
                 elif op.name == "tile.kernel":
-                    from ..backend.lower.fused_kernel import lower_kernel
-                    func = lower_kernel(op, index, self.kind or None)
+                    spec = spec or target_spec(module)
+                    func = lower_kernel(op, index, spec, self.kind or None)   # by its fusion pattern
                 elif op.name in ARG_OPS:  # arg_max / arg_min: row reductions that return an index
                     func = lower_arg_reduce(op, index)
                     if func is None:

@@ -2,8 +2,9 @@
 
 The search (``analysis/welder``) walks the tile-graph in topological order and grows each group consumer by
 consumer while the grown group connects its internal edges at a legal memory level and scores better than
-its parts apart. A conv chain whose result is only summed over some dims then takes a pooling tail
-(``analysis/welder/pool_tail.py``: per-block partial sums, the pool itself reading those). Every accepted
+its parts apart; which groups are legal is the registered fusion patterns' answer (``tilec.fusion``), which
+this pass hands to the search. Then every ``rewrite`` pattern edits the grouped body (a conv chain whose
+result is only summed over some dims takes a pooling tail, ``fusion/conv_pool``). Every accepted
 group of two or more ops becomes one ``tile.kernel``: its operands are the group's outside inputs (block
 arguments inside, so the region is isolated from above), its region holds the member computes and a
 ``tile.yield`` of the results used outside. ``lower-cuda`` emits one kernel for it.
@@ -21,16 +22,15 @@ from dataclasses import dataclass
 from ..analysis.hardware import target_spec
 from ..analysis.welder import TileGraph, search
 from ..analysis.welder.graph import outside_values
-from ..analysis.welder.pool_tail import attach as attach_pool_tails
 from ..analysis.welder.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
-from ..analysis.welder.search import group_outputs, group_signature, single_group
+from ..analysis.welder.search import classify_group, group_outputs, group_signature, single_group
 from ..analysis.welder.views import fold_views
+from ..backend.lower.context import ComputeContext
+from ..backend.lower.fused import FusedContext
+from ..fusion import pattern, patterns
 from ..ir.core import Block, Operation, Region, functions
 from ..ir.diagnostics import CompileError
 from .base import ModulePass
-
-LEVEL_OF_KIND = {"epilogue": "register", "row": "shared", "attention": "shared", "conv_chain": "shared",
-                 "conv_pool": "shared", "mlp": "shared"}
 
 
 @dataclass
@@ -57,15 +57,18 @@ class Welder(ModulePass):
         spec = target_spec(module, self.arch)
         cache: dict = {}
         tiles: dict = {}
+        found = patterns()
+        rewrites = [p for p in found if p.stage == "rewrite" and p.allowed(self.max_level)]
         for fn in functions(module):
             fold_views(fn.body)
             graph = TileGraph(fn.body)
-            groups = search(graph, spec, self.max_level, cache)
-            if self.max_level == "register":   # a chain's pooled result kept on chip (pool_tail.py)
-                graph, groups = attach_pool_tails(fn.body, graph, groups, spec)
+            groups = search(graph, spec, found, self.max_level, cache)
+            for p in rewrites:   # e.g. a conv chain's pooled result kept on chip (fusion/conv_pool)
+                graph, groups = p.rewrite(fn.body, graph, groups, spec,
+                                          lambda g, members: classify_group(g, members, spec, found))
             for group in groups:
                 kernel = _build_kernel(fn.body, graph, group, spec) if len(group.members) > 1 else None
-                if self.retile and group.kind in ("single", "epilogue"):
+                if self.retile and (group.kind == "single" or pattern(group.kind).retile):
                     key = (group.kind, group_signature(graph, group.members))
                     _retile(graph.nodes[group.members[0]].op, kernel, spec, self.min_block_outputs, tiles, key)
 
@@ -78,25 +81,17 @@ def _build_kernel(block, graph, group, spec) -> Operation:
     outs = [graph.nodes[m].op for m in group_outputs(graph, group.members)]
     body = Block([v.type for v in externals])
     pos = {m: i for i, m in enumerate(group.members)}
-    level = LEVEL_OF_KIND[group.kind]
-    levels = [[pos[p], pos[n.index], level] for n in nodes for p in sorted(set(n.producers.values())) if p in pos]
-    apart = group.extra.get("apart") or sum(single_group(graph, m, spec).score for m in group.members)
+    fusion = pattern(group.kind)
+    edges = [(pos[p], pos[n.index]) for n in nodes for p in sorted(set(n.producers.values())) if p in pos]
+    apart = getattr(group.plan, "apart", None) or sum(single_group(graph, m, spec).score for m in group.members)
     attrs = {
         "kind": group.kind,
         "members": [n.label() for n in nodes],
-        "tile": _tile(nodes, group),
-        "levels": levels,
+        "tile": fusion.tile_attr(group.plan, nodes),
+        "levels": fusion.edge_levels(group.plan, edges, len(nodes)),
         "smem": group.smem,
         "estimate": {"score": group.score, "apart": apart, "traffic_bytes": group.traffic, "waves": group.waves},
     }
-    if group.kind in ("conv_chain", "conv_pool"):   # P's epilogue edges are register-level; P→C in smem
-        # (and a pooling tail's edge: the chain's tile is reduced in shared memory, fused_pool.py)
-        last = len(nodes) - 1 if group.kind == "conv_pool" else -1
-        levels = [[p, c, "shared" if c in (group.extra["split"], last) else "register"] for p, c, _ in levels]
-        attrs.update(levels=levels, tile=group.extra["chain"])   # block/thread/step of C, pstep of P
-    if group.kind == "mlp":   # epilogue edges in registers; side 1 → G2 (the hidden) and a row tail in smem
-        cut, tail = group.extra["tile"]["split"], group.extra["tile"]["tail"]
-        attrs["levels"] = [[p, c, "shared" if c == cut or c >= tail else "register"] for p, c, _ in levels]
     kernel = Operation("tile.kernel", list(externals), [op.result.type for op in outs], attrs,
                        regions=[Region([body])], loc=ops[-1].loc)
     block.insert_before(ops[-1], kernel)
@@ -117,8 +112,6 @@ def _build_kernel(block, graph, group, spec) -> Operation:
 
 def _retile(anchor, kernel, spec, min_block_outputs: int, cache: dict, key) -> None:
     """Replace ``anchor``'s rtile by the group's best tile (cached by the group's subgraph hash)."""
-    from ..backend.lower.context import ComputeContext
-    from ..backend.lower.fused import FusedContext
     rtile = anchor.attributes.get("rtile")
     if not rtile:
         return
@@ -137,12 +130,3 @@ def _retile(anchor, kernel, spec, min_block_outputs: int, cache: dict, key) -> N
     anchor.attributes["welder_tile"] = choice.as_attr()
     if kernel is not None:
         kernel.attributes["tile"] = dict(choice.config["block"])
-
-
-def _tile(nodes, group) -> dict:
-    """The chosen tile: the anchor's Roller block tile (epilogue) or one row per block (row)."""
-    if group.kind in ("attention", "mlp"):   # attention.py: query rows, key chunk; mlp_chain.py: rows, threads
-        return dict(group.extra["tile"])
-    if group.kind == "row":
-        return {"rows": 1, "length": group.extra["length"], "threads": group.extra["threads"]}
-    return dict((nodes[0].op.attributes.get("rtile") or {}).get("block", {}))

@@ -118,7 +118,7 @@ class ComputeContext:
 
     def distinct_accesses(self) -> list:
         """The body's accesses, each distinct (tensor, indices) once, in order of appearance."""
-        # Cached per expr: welder's conv-chain tile search (analysis/welder/conv_chain.choose) asks this
+        # Cached per expr: welder's conv-chain tile search (fusion/conv_chain/match.choose) asks this
         # hundreds of thousands of times per model, and the repr keys were most of its time.
         cached = self.__dict__.get("_distinct")
         if cached is None or cached[0] is not self.expr:

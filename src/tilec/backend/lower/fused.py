@@ -1,7 +1,7 @@
-"""Register-level fused kernels (welder ``kind = "epilogue"``): the anchor op (the first member of a
-``tile.kernel``) is lowered by its own kernel kind (elementwise, reduce or tiled), and every other member, an
-elementwise op of the anchor's shape, is evaluated in the anchor's store epilogue at the same output
-coordinates. Internal values live in registers (``k_f<i>`` locals); only the kernel's outputs are stored.
+"""The context a welder ``tile.kernel`` is lowered through (:class:`FusedContext`, used by every fusion
+pattern's kernel in ``tilec.fusion``): the anchor op (the first member of a ``tile.kernel``) is lowered by its
+own kernel kind (elementwise, reduce or tiled), and every other member, an elementwise op of the anchor's
+shape, is evaluated in the anchor's store epilogue at the same output coordinates. Internal values live in registers (``k_f<i>`` locals); only the kernel's outputs are stored.
 Behind a tiled anchor, an outside operand the block reads far fewer elements of than it has outputs (a
 per-channel bias or BN scale broadcast over the tile) is staged in shared memory once per block, before the
 epilogue, instead of being loaded again for every output element.
@@ -206,24 +206,3 @@ class FusedContext(ComputeContext):
         for v in self.outs:
             total += math.prod(v.type.shape) * itemsize(v.type.dtype)
         return total
-
-
-def lower_fused(kernel, name: str, kind: str | None = None):
-    """The ``kernel.func`` of a register-level ``tile.kernel``."""
-    from . import choose_kind
-    from .elementwise import lower_elementwise
-    from .reduce import lower_reduce
-    from .tiled import lower_tiled
-    ctx = FusedContext(kernel)
-    kind = kind or choose_kind(ctx)
-    if kind == "elementwise":
-        func = lower_elementwise(ctx, name)
-    elif kind == "tiled":
-        func = lower_tiled(ctx, name, ctx.members[0].attributes.get("rtile"))
-    else:
-        func = lower_reduce(ctx, name)
-    for key in ("bytes_modelled", "bytes_unclustered"):   # the epilogue moves the same with or without a cluster
-        if key in func.attributes:
-            func.attributes[key] = int(func.attributes[key]) + ctx.epilogue_bytes()
-    func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in ctx.members)
-    return func

@@ -1,38 +1,38 @@
-"""Shared-level fused kernels (welder ``kind = "row"``): softmax / layernorm style chains over rows.
+"""The shared-level row kernel (welder ``kind = "row"``): softmax / layernorm style chains over rows.
 
 One block per row, ``threads`` threads striding over its columns. Members run in order:
 - a full-row elementwise member computes its columns;
 - a reduction folds the row (strided partials, warp shuffles, one shared round) into a row scalar;
 - a row-scalar elementwise member is computed by thread 0.
 Intermediates that later members read are staged in one shared arena (rows of ``length`` floats or
-scalars, placed by the best-fit plan of ``analysis/welder/smem.py``), as is an outside row read by several
+scalars, placed by the best-fit plan of ``analysis/welder/smem.py``, the :class:`.match.RowPlan` that the
+matcher gives again for the kernel's body on the module's target), as is an outside row read by several
 members; a barrier follows every write. Only the kernel's outputs go to global memory."""
 from __future__ import annotations
 
 import math
 
-from ...analysis.hardware import target_spec
 from ...analysis.welder.graph import TileGraph
-from ...analysis.welder.search import row_group
+from ...backend.cstyle import CUDA, compute_dtype
+from ...backend.lower.builder import KernelBuilder, unflatten
+from ...backend.lower.context import ComputeContext
+from ...backend.lower.fused import bind_names, kernel_params, kernel_parts
 from ...ir.diagnostics import CompileError
 from ...ir.types import itemsize
-from ..cstyle import CUDA, compute_dtype
-from .builder import KernelBuilder, unflatten
-from .context import ComputeContext
-from .fused import bind_names, kernel_params, kernel_parts
+from .match import row_group
 
 
 class _Row:
-    def __init__(self, kernel):
+    def __init__(self, kernel, spec):
         self.members, self.args, self.outs = kernel_parts(kernel)
         body = kernel.regions[0].block
         self.graph = TileGraph(body)
-        group = row_group(self.graph, list(range(len(self.graph.nodes))), target_spec(kernel))
+        group = row_group(self.graph, list(range(len(self.graph.nodes))), spec)
         if group is None:
             raise CompileError.at("lower-cuda: tile.kernel is not a legal row group", kernel.loc)
         self.group = group
-        self.length, self.threads = group.extra["length"], group.extra["threads"]
-        self.rows_dims, self.offsets = group.extra["rows_dims"], group.extra["offsets"]
+        self.length, self.threads = group.plan.length, group.plan.threads
+        self.rows_dims, self.offsets = group.plan.rows_dims, group.plan.offsets
         self.ctxs = []
         for m in self.members:
             c = ComputeContext(m)
@@ -86,9 +86,9 @@ def _row_access(c, acc, col, axis) -> bool:
     return getattr(last, "name", None) is not None and axis(last.name) == col
 
 
-def lower_fused_row(kernel, name: str):
-    """The ``kernel.func`` of a shared-level row ``tile.kernel``."""
-    r = _Row(kernel)
+def lower_fused_row(kernel, name: str, spec):
+    """The ``kernel.func`` of a shared-level row ``tile.kernel`` on ``spec`` (the module's target)."""
+    r = _Row(kernel, spec)
     rows, L, T = math.prod(r.rows_dims), r.length, r.threads
     warps = T // 32
     kb = KernelBuilder()

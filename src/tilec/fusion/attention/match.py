@@ -7,7 +7,7 @@ The match reads only expression structure, never op names:
   ``i`` and key ``j`` axes. One access uses ``i`` and ``d`` (Q), the other ``j`` and ``d`` (K).
 - **pre**: elementwise ops of S's shape, each the only reader of the value before it, at its own coordinates.
 - **row section**: every op downstream of that value up to the ·V contraction. It must be a legal shared-level
-  row group (:func:`.search.row_group`: reductions over the last axis only, rows read at their own coordinates), and
+  row group (:func:`tilec.fusion.row.match.row_group`: reductions over the last axis only, rows read at their own coordinates), and
   each full-row op may read only the latest full-row value, so the kernel keeps one score tile in shared
   memory and updates it in place. Row scalars live in registers of the warp that owns the row.
 - **·V**: a contraction whose A operand is the section's last full-row value with its reduce axis on the key
@@ -16,18 +16,21 @@ The match reads only expression structure, never op names:
 Group tile: ``Tq`` query rows per block (a divisor of the query length) and ``Bk`` keys per staged K/V chunk.
 Shared memory holds the Q tile, the ``Tq × Sk`` score tile, one K/V chunk and the staged mask vectors, within
 the arch's per-block static limit; each thread keeps ``Tq·Dv / threads`` output accumulators (≤ 32).
-Modelled bytes are what the emitted kernel (``backend/lower/fused_attention.py``) loads and stores: Q once, K
-and V once per query tile (once per cluster of query tiles on sm_90, :func:`.retile.cluster_blocks`), S-side operands per
+Modelled bytes are what the emitted kernel (:mod:`.kernel`) loads and stores: Q once, K
+and V once per query tile (once per cluster of query tiles on sm_90, :func:`~tilec.analysis.welder.retile.cluster_blocks`), S-side operands per
 element, per key (staged per block) or once per block by which of ``i``/``j`` their index uses, O once."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from ...analysis.hardware import target_spec
+from ...analysis.welder.graph import TileGraph, is_identity, permuting_layout
+from ...analysis.welder.retile import MAX_ACC, MIN_BLOCK_OUTPUTS, clear_saving, cluster_blocks
+from ...analysis.welder.search import Group, group_signature, is_convex
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
 from ...ir.types import itemsize
-from .graph import TileGraph, is_identity, permuting_layout
-from .retile import MAX_ACC   # output accumulators per thread, as for re-chosen tiles
+from ..row.match import row_group
 
 THREADS = 256      # most threads per attention block (8 warps share the softmax rows); fewer for small tiles
 MAX_CHUNK = 64     # keys per staged K/V chunk
@@ -100,7 +103,6 @@ def _only_inside(graph: TileGraph, idx: int, inside: set) -> bool:
 
 def match(graph: TileGraph, idx: int) -> Attention | None:
     """The attention chain whose QKᵀ contraction is node ``idx``, or None."""
-    from .search import row_group
     qk = graph.nodes[idx]
     pair = _contraction(qk)
     if pair is None:
@@ -141,7 +143,6 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
     rows.sort()
     if pv is None or not rows or any(r > pv for r in rows):
         return None
-    from ..hardware import target_spec
     if row_group(graph, rows, target_spec(graph.nodes[idx].op)) is None:
         return None
     sk = s_shape[-1]
@@ -264,7 +265,6 @@ def choose(graph: TileGraph, att: Attention, spec, min_block_outputs: int) -> di
         blocks = bh * (att.sq // tq)
         per_sm = max(1, min(spec.max_threads_per_sm // threads, spec.smem_per_sm_bytes // smem))
         waves = -(-blocks // (per_sm * spec.num_sms))
-        from .retile import clear_saving, cluster_blocks
         # The query tiles of one head read the same K and V chunks: a cluster of them loads each once.
         cluster = cluster_blocks(spec, att.sq // tq)
         nbytes = modelled_bytes(graph, att, tq, cluster)
@@ -287,12 +287,30 @@ def segments(att: Attention) -> list:
     return [[att.qk, *att.pre], list(att.rows), [att.pv, *att.post]]
 
 
+@dataclass(frozen=True)
+class AttentionPlan:
+    """The kernel's tile (``tq`` query rows per block, ``bk`` keys per chunk, ``threads``, ``blocks``, and the
+    ``cluster`` of query tiles sharing K/V chunks, 1 for none) and the unfused alternative's score."""
+
+    tq: int
+    bk: int
+    threads: int
+    blocks: int
+    cluster: int
+    apart: int
+
+    def tile_attr(self) -> dict:
+        """The ``tile`` attribute (``cluster`` only when there is one)."""
+        tile = {"tq": self.tq, "bk": self.bk, "threads": self.threads, "blocks": self.blocks}
+        if self.cluster > 1:
+            tile["cluster"] = self.cluster
+        return tile
+
+
 def fused_group(graph: TileGraph, idx: int, spec, apart, cache: dict):
-    """The ``kind = "attention"`` :class:`.search.Group` starting at node ``idx`` when the chain matches, fits
-    and scores below ``apart(segment)`` summed over :func:`segments` (the unfused alternative), else None.
-    The choice is cached by the subgraph's hash, like every other group decision."""
-    from .retile import MIN_BLOCK_OUTPUTS
-    from .search import Group, is_convex, group_signature
+    """The ``kind = "attention"`` :class:`~tilec.analysis.welder.search.Group` starting at node ``idx`` when
+    the chain matches, fits and scores below ``apart(segment)`` summed over :func:`segments` (the unfused
+    alternative), else None. The choice is cached by the subgraph's hash, like every other group decision."""
     att = match(graph, idx)
     if att is None or not is_convex(graph, att.members):
         return None
@@ -302,11 +320,10 @@ def fused_group(graph: TileGraph, idx: int, spec, apart, cache: dict):
         alt = sum(apart(seg) for seg in segments(att))
         group = None
         if tile is not None:
-            keys = ("tq", "bk", "threads", "blocks") + (("cluster",) if tile["cluster"] > 1 else ())
-            group = Group(att.members, "attention", tile["bytes"], tile["waves"], tile["smem"],
-                          {"tile": {k: tile[k] for k in keys}, "apart": alt})
+            plan = AttentionPlan(tile["tq"], tile["bk"], tile["threads"], tile["blocks"], tile["cluster"], alt)
+            group = Group(att.members, "attention", tile["bytes"], tile["waves"], tile["smem"], plan)
             if group.score >= alt:
                 group = None
         cache[key] = group
     g = cache[key]
-    return None if g is None else Group(att.members, g.kind, g.traffic, g.waves, g.smem, dict(g.extra))
+    return None if g is None else Group(att.members, g.kind, g.traffic, g.waves, g.smem, g.plan)

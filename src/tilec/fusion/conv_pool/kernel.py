@@ -1,8 +1,8 @@
-"""Conv chains with a pooling tail (welder ``kind = "conv_pool"``): a conv chain (``fused_conv.py``) whose
+"""Conv chains with a pooling tail (welder ``kind = "conv_pool"``): a conv chain (``fusion/conv_chain/kernel.py``) whose
 result is only ever summed over some of its dims (a global average pool), fused with the per-block part of
 that sum so the chain's full result never reaches global memory.
 
-The kernel's last member is the partial-sum op the welder pass inserted (``analysis/welder/pool_tail.py``)::
+The kernel's last member is the partial-sum op the welder pass inserted (:mod:`.match`)::
 
     P[n, c, pb2, pb3] += X[n, c, pb2 * B2 + pi2, pb3 * B3 + pi3]
 
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 
+from ...backend.lower.builder import linearize, unflatten
+from ...backend.lower.cexpr import affine
+from ...backend.lower.context import ComputeContext
+from ...backend.lower.fused import kernel_parts
+from ...backend.lower.tiled import lower_tiled
 from ...ir.diagnostics import CompileError
 from ...ir.types import itemsize
-from .builder import linearize, unflatten
-from .context import ComputeContext
-from .fused import kernel_parts
-from .fused_conv import CHAIN_KEYS, ChainContext, chain_config, set_chain_bytes
-from .tiled import lower_tiled
+from ..conv_chain.kernel import CHAIN_KEYS, ChainContext, chain_config, set_chain_bytes
 
 
 class SharedStager:
@@ -121,7 +122,6 @@ def _n(axis: str) -> str:
 def pooled_dims(tail, block: dict, axes: list) -> list:
     """The X dims the partial-sum op pools, checked against the chain's block tile: ``X[.., pb * B + pi, ..]``
     with ``B`` the block tile of that dim, every other index the kept axis itself."""
-    from .cexpr import affine
     tctx = ComputeContext(tail)
     (acc,) = tctx.distinct_accesses()
     pooled = []

@@ -1,4 +1,4 @@
-"""A row tail for the back-to-back GEMM kernel (``fused_mlp.py``): a row group (layernorm, softmax) over the
+"""A row tail for the back-to-back GEMM kernel (:mod:`.kernel`): a row group (layernorm, softmax) over the
 second GEMM's full-width result, run on the block's rows while they are still in shared memory.
 
 The second GEMM's epilogue leaves its last value ``y`` in the (then dead) hidden tile ``k_h``, columns
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from ...ir.texpr.nodes import AxisRef, Num
 from ...ir.types import itemsize
-from ..cstyle import CUDA, compute_dtype
-from .builder import linearize
-from .context import ComputeContext
-from .fused import bind_names
+from ...backend.cstyle import CUDA, compute_dtype
+from ...backend.lower.builder import linearize
+from ...backend.lower.context import ComputeContext
+from ...backend.lower.fused import bind_names
 
 
 class RowTail:

@@ -5,13 +5,14 @@ bias → residual).
 A group ``[G1, e1..., G2, e2...]`` matches when
 - G1 and G2 are the group's only reductions, each ``Y[1.., m, n] += A[0.., m, k] * B[k, n]`` exactly (a sum
   of the product of the two accesses, every axis before ``m`` of size 1, ``B`` a rank-2 outside tensor);
-- each side's other members form a legal register epilogue of that side (:func:`.search.epilogue_group`);
+- each side's other members form a legal register epilogue of that side
+  (:func:`tilec.fusion.epilogue.match.epilogue_group`);
 - G2's ``A`` is side 1's last value, nothing else of side 1 is read by side 2 or leaves the group;
-- optionally a row tail: a legal row group (:func:`.search.row_group`) over side 2's last value, reading nothing
+- optionally a row tail: a legal row group (:func:`tilec.fusion.row.match.row_group`) over side 2's last value, reading nothing
   else of the group (layernorm, softmax). With a tail, side 1 may be absent: one GEMM whose output rows
   stay on chip for the row group (``split = 0``; the output projection → LN1 of a transformer layer).
 
-The lowering (``backend/lower/fused_mlp.py``) gives each block ``rows`` rows of ``H`` in shared memory and
+The lowering (:mod:`.kernel`) gives each block ``rows`` rows of ``H`` in shared memory and
 reads ``W1`` and ``W2`` once per block. The config ``{rows, threads}`` is chosen here by the group score
 (modelled bytes rounded to sectors + 1) × waves within the arch's static shared memory, ≤ 32 accumulators
 per thread and the retile parallelism floor (≥ min(#SM, ⌈outputs / 4096⌉) blocks); the search takes the
@@ -19,9 +20,15 @@ group only when that score beats the parts apart. With ``W1``, ``W2`` re-read pe
 rows counts (a transformer layer's 32 tokens), not on BERT-base's FFN, whose floor needs ≥ 24 blocks."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ...analysis.welder.graph import outside_values, plain_f32
+from ...analysis.welder.retile import MAX_ACC, MIN_BLOCK_OUTPUTS, Retiler, retileable, waves_and_score
+from ...analysis.welder.search import Group, group_outputs
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
-from .graph import outside_values, plain_f32
-from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, waves_and_score
+from ..epilogue.match import epilogue_group
+from ..row.match import row_group
+from .kernel import MlpContext, MlpSide
 
 ROWS = (1, 2, 4, 8, 16, 32, 64)
 THREADS = (64, 128, 256)
@@ -63,7 +70,6 @@ def split(graph, members: list, spec) -> tuple | None:
     """``(cut, tail)``: where side 2 (G2) and the row tail (its first reduction; ``len(members)`` when
     there is none) start in ``members`` when they are back-to-back GEMMs, else None. ``cut = 0``: one GEMM
     with its epilogue and a row tail (the GEMM's A rows then stand where the hidden would)."""
-    from .search import epilogue_group, group_outputs, row_group
     red = [m for m in members if not graph.nodes[m].elementwise]
     if len(red) < 2 or red[0] != members[0] or not _gemm(graph.nodes[red[0]], graph, None):
         return None
@@ -73,7 +79,7 @@ def split(graph, members: list, spec) -> tuple | None:
     else:   # one GEMM: the next reduction starts the row tail, which is then required
         cut, tail = 0, cut
     side1, side2, rest = members[:cut], members[cut:tail], members[tail:]
-    if rest:   # a row group over side 2's last value (layernorm, softmax): fused_mlp_tail.py
+    if rest:   # a row group over side 2's last value (layernorm, softmax): tail.py
         reads = {p for m in rest for p in graph.nodes[m].producers.values()}
         if row_group(graph, rest, spec) is None or reads & set(side1) or reads & set(side2[:-1]):
             return None
@@ -124,9 +130,6 @@ def choose(ctx, spec) -> dict | None:
 
 def _retiled_score(graph, side: list, spec) -> int | None:
     """The score of one side as its own group with the tile the welder pass would re-choose for it."""
-    from ...backend.lower.fused_mlp import MlpSide
-    from .retile import Retiler, retileable
-    from .search import group_outputs
     ops = [graph.nodes[m].op for m in side]
     ctx = MlpSide(ops, outside_values(ops), [graph.nodes[m].op.result for m in group_outputs(graph, side)])
     rtile = ops[0].attributes.get("rtile")
@@ -137,14 +140,32 @@ def _retiled_score(graph, side: list, spec) -> int | None:
     return None if choice is None else choice.score
 
 
-def mlp_group(graph, members: list, spec):
-    """``(traffic, waves, smem, extra)`` of the best back-to-back GEMM kernel over ``members``, or None."""
+@dataclass(frozen=True)
+class MlpPlan:
+    """The kernel's ``rows`` per block and ``threads``; ``split`` and ``tail``, where G2 and the row tail
+    start among the members; ``apart``, the score of the sides re-tiled apart."""
+
+    rows: int
+    threads: int
+    split: int
+    tail: int
+    apart: int
+
+    def tile_attr(self) -> dict:
+        """The ``tile`` attribute of the mlp kernel."""
+        return {"rows": self.rows, "threads": self.threads, "split": self.split, "tail": self.tail}
+
+    def edge_levels(self, edges: list) -> list:
+        """Epilogue edges in registers; side 1 → G2 (the hidden) and the row tail in shared memory."""
+        return [[p, c, "shared" if c == self.split or c >= self.tail else "register"] for p, c in edges]
+
+
+def mlp_group(graph, members: list, spec) -> Group | None:
+    """The best back-to-back GEMM kernel over ``members`` as a scored group with its :class:`MlpPlan`, or None."""
     parts = split(graph, members, spec)
     if parts is None:
         return None
     cut, tail = parts
-    from ...backend.lower.fused_mlp import MlpContext
-    from .search import group_outputs
     ops = [graph.nodes[m].op for m in members]
     ctx = MlpContext(ops, outside_values(ops), [graph.nodes[m].op.result for m in group_outputs(graph, members)], cut,
                      tail=tail)
@@ -157,11 +178,8 @@ def mlp_group(graph, members: list, spec):
     # Roller's estimates, or a kernel re-reading both weights per block would beat a worse model of them.
     apart = [_retiled_score(graph, side, spec) for side in (members[:cut], members[cut:tail]) if side]
     if tail < len(members):
-        from .search import row_group
         apart.append(row_group(graph, members[tail:], spec).score)
     if None in apart or cfg["score"] >= sum(apart):
         return None
-    extra = {"tile": {"rows": cfg["rows"], "threads": cfg["threads"], "split": cut, "tail": tail},
-             "blocks": cfg["blocks"], "min_blocks": cfg["floor"], "apart": sum(apart)}
-    return cfg["bytes"], cfg["waves"], cfg["smem"], extra
-
+    plan = MlpPlan(cfg["rows"], cfg["threads"], cut, tail, sum(apart))
+    return Group(list(members), "mlp", cfg["bytes"], cfg["waves"], cfg["smem"], plan)

@@ -2,7 +2,7 @@
 epilogue (bias, BN, ReLU/Clip) fused into a consumer reduction C (a convolution or a pooling window) with
 its own epilogue, the intermediate tile kept in shared memory (DESIGN §4, "shared").
 
-C is lowered by the generic tiled kernel (``tiled.py``): per block tile and reduce step, every access of
+C is lowered by the generic tiled kernel (``backend/lower/tiled.py``): per block tile and reduce step, every access of
 C is staged in shared memory and folded from there. The one access that reads P's chain is not loaded
 from global memory: :meth:`ChainContext.stage_access` *computes* that box instead (the P tile, whose halo
 overlaps the neighbouring blocks' and is recomputed by each, Welder's trade of a little recompute for no
@@ -12,7 +12,7 @@ points ``threadIdx.x + i · threads``. P's epilogue then runs per point; points 
 padding, the overhang of edge tiles) hold C's ``pad`` instead. Only C's chain writes global memory.
 
 Outside epilogue operands (per-channel BN scale/shift, on either side) whose box over the tile holds at
-most half its points are staged once per tile, like ``fused.py`` does; other outside operands are loaded
+most half its points are staged once per tile, like ``backend/lower/fused.py`` does; other outside operands are loaded
 per in-bounds point. :meth:`ChainContext.chain_bytes` counts every load exactly as emitted (the in-bounds
 part of every staged box over the grid of blocks and steps), which is what the emulator measures.
 
@@ -23,16 +23,17 @@ import math
 
 import numpy as np
 
+from ...analysis.index_map import grid_footprint
+from ...backend.cstyle import CUDA, compute_dtype
+from ...backend.lower import cluster
+from ...backend.lower.builder import linearize, unflatten
+from ...backend.lower.cexpr import affine, affine_text
+from ...backend.lower.context import ComputeContext
+from ...backend.lower.fused import FusedContext, bind_names, kernel_parts
+from ...backend.lower.tiled import (access_affines, staged_box, staged_bytes, staged_dims, stage_box, cluster_of,
+                                    lower_tiled, multicast, shared_entry, stage_share)
 from ...ir.diagnostics import CompileError
 from ...ir.types import itemsize
-from ..cstyle import compute_dtype
-from .builder import linearize, unflatten
-from .cexpr import affine, affine_text
-from .context import ComputeContext
-from .fused import FusedContext, bind_names, kernel_parts
-from . import cluster
-from .tiled import (access_affines, staged_box, staged_bytes, staged_dims, stage_box, cluster_of, lower_tiled,
-                    multicast, shared_entry, stage_share)
 
 # The chain config's parts (the kernel's ``tile`` attribute); ``cluster`` is optional.
 CHAIN_KEYS = ("block", "thread", "step", "pstep")
@@ -70,9 +71,8 @@ def _half_box(mctx, acc, sizes: dict) -> list | None:
 
 def grid_footprint_of(ctx, acc, sizes: dict) -> int:
     """Bytes the tiled kernel's staging of ``acc`` loads over the whole grid (as ``tiled.modelled_bytes``)."""
-    from ...analysis.index_map import grid_footprint
     # Memoized on ctx: a pure function of the access and the tile sizes of the expr's axes (the only sizes
-    # grid_footprint reads), and the chain search (analysis/welder/conv_chain.choose) repeats them a lot.
+    # grid_footprint reads), and the chain search (match.choose) repeats them a lot.
     key = (ctx.access_key(acc), tuple(sizes[a] for a in ctx.expr.axes))
     memo = ctx.__dict__.setdefault("_footprints", {})
     if key not in memo:
@@ -297,7 +297,6 @@ class ChainContext(FusedContext):
             # An axis used as a value (not an index of the P tile) is P's global coordinate.
             glob = {a: f"({porigin[a]} + {local[a]})" for a in local}
             body = p.renderer(lambda a: refs[p.access_key(a)], lambda a: glob[a])(p.expr.body)
-            from ..cstyle import CUDA
             kb.assign("k_pacc[k_pi]", CUDA.combine(p.combiner, p.acc_dtype, "k_pacc[k_pi]", body))
 
         def red_loops(axes):

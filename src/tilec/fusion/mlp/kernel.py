@@ -9,9 +9,9 @@ One block owns ``rows`` consecutive rows (the second-to-last output axis; every 
 3. after a barrier the same scheme computes ``Y`` columns from ``k_h`` and ``W2``, and e2 (bias, residual)
    stores them.
 Broadcast operands of either epilogue (a bias indexed by the column, a scalar) are staged in shared memory
-once per block (``fused.py``'s staging plan over the block's tile); a residual that is ``X`` itself is read
+once per block (``backend/lower/fused.py``'s staging plan over the block's tile); a residual that is ``X`` itself is read
 from ``k_x``; the rest load per element. A row group after the second GEMM (layernorm, softmax) runs on the
-block's rows in shared memory (``fused_mlp_tail.py``). With ``split = 0`` there is no first GEMM: the one
+block's rows in shared memory (:mod:`.tail`). With ``split = 0`` there is no first GEMM: the one
 GEMM's A rows are staged in ``k_h`` and step 3 runs alone, with its row tail.
 
 Bytes, exactly as emitted (what the emulator counts): ``X`` once, ``W1`` and ``W2`` once per block, the
@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import math
 
-from ...analysis.hardware import target_spec
+from ...backend.lower.builder import KernelBuilder
+from ...backend.lower.context import ComputeContext
+from ...backend.lower.fused import FusedContext, bind_names, kernel_params, kernel_parts
+from ...backend.lower.tiled import staged_box
 from ...ir.diagnostics import CompileError
+from ...ir.texpr.nodes import AxisRef, Num
 from ...ir.types import itemsize
-from .builder import KernelBuilder
-from .context import ComputeContext
-from .fused import FusedContext, bind_names, kernel_params, kernel_parts
-from .fused_pool import SharedStager
+from ..conv_pool.kernel import SharedStager
+from .tail import RowTail
 
 
 class MlpSide(FusedContext):
@@ -59,7 +61,6 @@ class MlpSide(FusedContext):
 
 def _identity(mctx, acc) -> bool:
     """``acc`` reads at the member's own coordinates (leading size-1 dims at 0), ``X[0, m, n]``."""
-    from ...ir.texpr.nodes import AxisRef, Num
     if len(acc.indices) != len(mctx.out_axes):
         return False
     return all((isinstance(ix, AxisRef) and ix.name == a) or (isinstance(ix, Num) and ix.value == 0 and n == 1)
@@ -98,7 +99,6 @@ class MlpContext:
         self.N2 = self.s2.out_shape[-1]
         self.tail = None
         if tail < len(members):
-            from .fused_mlp_tail import RowTail
             self.tail = RowTail(members[tail:], args, outs, self.yval, self.R, self.N2)
 
     def blocks(self, cfg: dict) -> int:
@@ -162,7 +162,8 @@ class MlpContext:
         return kernel_params(self.kernel)
 
 
-def lower_fused_mlp(kernel, name: str):
+def lower_fused_mlp(kernel, name: str, spec):
+    """The ``kernel.func`` of an ``mlp`` ``tile.kernel`` on ``spec`` (the module's target)."""
     members, args, outs = kernel_parts(kernel)
     tile = kernel.attributes.get("tile") or {}
     if any(k not in tile for k in ("rows", "threads", "split")):
@@ -171,7 +172,7 @@ def lower_fused_mlp(kernel, name: str):
     ctx = MlpContext(members, args, outs, cfg["split"], kernel, int(tile.get("tail", len(members))))
     if not ctx.fits():
         raise CompileError.at("lower-cuda: mlp kernel's row tail does not fit its hidden tile", kernel.loc)
-    if ctx.smem_bytes(cfg) > target_spec(kernel).smem_per_block_bytes:
+    if ctx.smem_bytes(cfg) > spec.smem_per_block_bytes:
         raise CompileError.at(f"lower-cuda: mlp kernel needs {ctx.smem_bytes(cfg)} B of shared memory", kernel.loc)
     kb = KernelBuilder()
     rows, T = cfg["rows"], cfg["threads"]
@@ -189,7 +190,6 @@ def lower_fused_mlp(kernel, name: str):
         _gemm(kb, s1, "k_x", ctx.K1, ctx.N1, rows, T, ctx.R,
               lambda r, col: SharedStager(kb, f"k_h[{r}][{col}]"))
         kb.barrier()
-    from .tiled import staged_box
     for i, mctx, acc in ctx.reused_rows(cfg):   # read k_x[m - k_row0][n] through the staged-access path
         sizes = {a: b for a, b in zip(mctx.out_axes, [1] * (len(mctx.out_axes) - 2) + [rows, ctx.N2])}
         morigin = {a: "0" for a in mctx.out_axes}

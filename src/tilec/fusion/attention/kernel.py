@@ -1,4 +1,4 @@
-"""Attention kept on chip (welder ``kind = "attention"``, ``analysis/welder/attention.py``): one block per
+"""Attention kept on chip (welder ``kind = "attention"``, matched by :mod:`.match`): one block per
 (batch·head, tile of ``tq`` query rows), ``threads`` threads.
 
 1. The block's Q tile is staged in shared memory; outside operands of the score ops that depend on neither the
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 
-from ...analysis.welder import attention as A
 from ...analysis.welder.graph import TileGraph, layout_map
+from ...backend.cstyle import CUDA
+from ...backend.lower import cluster
+from ...backend.lower.builder import KernelBuilder, linearize, unflatten
+from ...backend.lower.context import ComputeContext
+from ...backend.lower.fused import bind_names, kernel_params, kernel_parts
 from ...ir.diagnostics import CompileError
-from ..cstyle import CUDA
-from . import cluster
-from .builder import KernelBuilder, linearize, unflatten
-from .context import ComputeContext
-from .fused import bind_names, kernel_params, kernel_parts
+from . import match as A
 
 
 class _Attention:

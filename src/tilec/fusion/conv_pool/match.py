@@ -1,7 +1,7 @@
 """Pooling tails: a conv chain whose result is only summed over some dims (a global average pool) keeps
 that result on chip, as per-block partial sums (DESIGN §4, "shared"; issue #5).
 
-A chain group (``conv_chain.py``) whose one output ``X`` has one reader ``R``, a sum that reads ``X`` at
+A chain group (:mod:`tilec.fusion.conv_chain`) whose one output ``X`` has one reader ``R``, a sum that reads ``X`` at
 plain axes (``S[n, c, 0, 0] += X[n, c, r0, r1]``: each X dim either kept, read at an output axis of ``R``,
 or pooled, read at a reduce axis), would write ``X`` whole and have it read back whole. Instead the welder
 pass inserts the partial-sum op::
@@ -9,23 +9,37 @@ pass inserts the partial-sum op::
     P[n, c, pb2, pb3] += X[n, c, pb2 * B2 + pi2, pb3 * B3 + pi3]      (pad 0, pi extents = B)
 
 with ``B`` the chain's block tile along the pooled dims, fuses it into the chain (``kind = "conv_pool"``,
-``backend/lower/fused_pool.py``: every block reduces its own tile in shared memory, in a fixed order, and
+:mod:`.kernel`: every block reduces its own tile in shared memory, in a fixed order, and
 stores its ``P`` elements) and points ``R`` at ``P`` (same expression, the pooled extents now the block
 counts). The cross-block sum is thus a second, ordinary reduction kernel: deterministic, no atomics, and
 both ops are plain tensor expressions, so the reference interpreter checks the rewrite.
 
-The chain's tile is chosen again with the tail (:func:`.conv_chain.choose` over a
-:class:`~tilec.backend.lower.fused_pool.PoolChainContext`: X's store replaced by P's, the reduction tile
+The chain's tile is chosen again with the tail (:func:`tilec.fusion.conv_chain.match.choose` over a
+:class:`.kernel.PoolChainContext`: X's store replaced by P's, the reduction tile
 added to shared memory, the same parallelism floor over the chain's outputs), and the tail is taken only
 when (chain bytes + R's read of its input) scores lower than before."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+from ...analysis.roller import construct_rtiles
+from ...analysis.tile_problem import TileProblem
+from ...analysis.welder.graph import TileGraph
+from ...analysis.welder.search import SECTOR, Group, group_outputs
 from ...ir.core import Operation
 from ...ir.texpr.nodes import AxisRef
 from ...ir.types import TensorType
-from .search import SECTOR, Group, group_outputs, classify_group
+from ..conv_chain.kernel import chain_attr
+from ..conv_chain.match import ChainPlan, chain_context, choose
+from .kernel import PoolChainContext
+
+
+@dataclass(frozen=True)
+class PoolPlan(ChainPlan):
+    """A conv chain's plan (its tile chosen again with the tail) and the score of chain and pool apart."""
+
+    apart: int = 0
 
 
 def _reader(graph, group):
@@ -54,8 +68,6 @@ def _reader(graph, group):
 
 
 def _context(graph, members, pooled):
-    from ...backend.lower.fused_pool import PoolChainContext
-    from .conv_chain import chain_context
     base = chain_context(graph, members)
     ops = [graph.nodes[m].op for m in members]
     return PoolChainContext(ops, base.args, ops[-1].result, pooled)
@@ -67,8 +79,6 @@ def _score(nbytes: int, waves: int) -> int:
 
 def _roll(op, spec) -> None:
     """Roller's attributes for an op the pass created or changed (as the ``roller`` pass sets them)."""
-    from ..roller import construct_rtiles
-    from ..tile_problem import TileProblem
     cands = construct_rtiles(TileProblem.of(op), spec, 8)
     if cands:
         op.attributes["rtile"] = cands[0].rtile.as_attr()
@@ -85,12 +95,10 @@ def _fresh(base: str, used: set) -> str:
     return name
 
 
-def attach(block, graph, groups: list, spec) -> tuple:
+def attach(block, graph, groups: list, spec, classify) -> tuple:
     """Give every conv chain with a summing reader its pooling tail where that scores better. Returns the
-    tile-graph and the groups (node indices) of the rewritten function body."""
-    from ...backend.lower.fused_conv import chain_attr
-    from .conv_chain import choose
-    from .graph import TileGraph
+    tile-graph and the groups (node indices) of the rewritten function body; ``classify(graph, members)``
+    scores the reader's group again over the partial sums."""
     plans = []
     for g in groups:
         found = _reader(graph, g)
@@ -140,14 +148,13 @@ def attach(block, graph, groups: list, spec) -> tuple:
         if id(g) in tails:
             tail, cfg, apart = tails[id(g)]
             members.append(index[id(tail)])
-            extra = dict(g.extra, chain=chain_attr(cfg),
-                         blocks=cfg["blocks"], min_blocks=cfg["floor"], apart=apart)
-            out.append(Group(members, "conv_pool", cfg["bytes"], cfg["waves"], cfg["smem"], extra))
+            plan = PoolPlan(chain_attr(cfg), g.plan.split, apart)
+            out.append(Group(members, "conv_pool", cfg["bytes"], cfg["waves"], cfg["smem"], plan))
         elif any(graph.nodes[m].op is r.op for _, r, *_ in plans for m in g.members):
             # The reader's group: scored again over the partial sums it now reads.
-            out.append(classify_group(new, members, spec) or g)
-            out[-1] = Group(members, out[-1].kind, out[-1].traffic, out[-1].waves, out[-1].smem, out[-1].extra)
+            out.append(classify(new, members) or g)
+            out[-1] = Group(members, out[-1].kind, out[-1].traffic, out[-1].waves, out[-1].smem, out[-1].plan)
         else:
-            out.append(Group(members, g.kind, g.traffic, g.waves, g.smem, g.extra))
+            out.append(Group(members, g.kind, g.traffic, g.waves, g.smem, g.plan))
     return new, out
 

@@ -6,31 +6,37 @@ A group ``[P, P's epilogue..., C, C's epilogue...]`` is a conv chain when
   and at least one of them is a windowed ``conv`` (:func:`~tilec.analysis.index_map.classify`; this keeps
   matmul chains, whose intermediate rows span the whole reduce axis, out);
 - each side's other members form a legal register epilogue of that side (elementwise, same shape,
-  identity reads of the chain, :func:`.search.epilogue_group`);
+  identity reads of the chain, :func:`tilec.fusion.epilogue.match.epilogue_group`);
 - C reads only the last value of P's side, through one access, and nothing of P's side leaves the group.
 
 Per C block tile and reduce step the kernel needs the box of P's result that C's access covers: the tile
 propagated backwards with its halo (:func:`.propagate`'s bound analysis, here through the tiled kernel's
 box of the access). That P tile is computed into shared memory, halo recomputed per block, and C reads it
-there (``backend/lower/fused_conv.py``).
+there (:mod:`.kernel`).
 
 The tile is chosen here, for the whole chain: C's block tile (every power of two up to 64 per axis, or
 the full extent; blocks under 256 outputs are not scored, they only add halo and weight re-reads),
 C's reduce step over non-window axes (window axes are stepped whole, so neighbouring steps never
 recompute the same P points) and P's reduce step (the largest that fits shared memory).
 Score: (modelled global bytes rounded to 32-B sectors + 1) × waves, the bytes counted as the emitted
-kernel moves them (:meth:`~tilec.backend.lower.fused_conv.ChainContext.chain_bytes`), subject to the
+kernel moves them (:meth:`.kernel.ChainContext.chain_bytes`), subject to the
 static shared-memory limit and the arch's, ≤ 256 threads, ≤ 32 accumulators per thread on both sides,
-and the retile parallelism floor (at least min(#SM, ⌈outputs / 4096⌉) blocks, ``retile.py``).
+and the retile parallelism floor (at least min(#SM, ⌈outputs / 4096⌉) blocks, ``analysis/welder/retile.py``).
 """
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
-from ..index_map import classify
-from .graph import outside_values, plain_f32
-from .retile import MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, clear_saving, waves_and_score, thread_tile
+from ...analysis.index_map import classify
+from ...analysis.welder.graph import outside_values, plain_f32
+from ...analysis.welder.retile import (MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, clear_saving, waves_and_score,
+                                       thread_tile)
+from ...analysis.welder.search import Group, group_outputs
+from ...ir.texpr.affine import to_affine
+from ..epilogue.match import epilogue_group
+from .kernel import ChainContext, chain_attr
 
 MAX_BLOCK_AXIS = 64
 MAX_BLOCK_POINTS = 8192
@@ -38,15 +44,26 @@ MIN_BLOCK_POINTS = 256
 STEP_CHOICES = (16, 8, 4)
 
 
+@dataclass(frozen=True)
+class ChainPlan:
+    """A conv chain's ``chain`` config as it prints (C's block/thread/step, P's pstep, the cluster if any;
+    :func:`.kernel.chain_attr`) and ``split``, the position of C among the members (P's side before it)."""
+
+    chain: dict
+    split: int
+
+    def edge_levels(self, edges: list, last: int = -1) -> list:
+        """P's and C's epilogue edges in registers, the edge into C (and into member ``last``) in shared."""
+        return [[p, c, "shared" if c in (self.split, last) else "register"] for p, c in edges]
+
+
 def _tileable(node) -> bool:
-    from ...ir.texpr.affine import to_affine
     return node.expr.combiner is not None and all(to_affine(ix) is not None
                                                   for a in node.expr.accesses for ix in a.indices)
 
 
 def split(graph, members: list, spec) -> tuple | None:
     """``(P side, C side)`` node-index lists when ``members`` form a conv chain, else None."""
-    from .search import epilogue_group, group_outputs
     red = [m for m in members if not graph.nodes[m].elementwise]
     if len(red) != 2 or red[0] != members[0]:
         return None
@@ -73,8 +90,6 @@ def split(graph, members: list, spec) -> tuple | None:
 
 def chain_context(graph, members: list):
     """The lowering's :class:`ChainContext` over the group's ops (outside values stand for kernel args)."""
-    from ...backend.lower.fused_conv import ChainContext
-    from .search import group_outputs
     ops = [graph.nodes[m].op for m in members]
     outs = [graph.nodes[m].op.result for m in group_outputs(graph, members)]
     return ChainContext(ops, outside_values(ops), outs)
@@ -82,7 +97,6 @@ def chain_context(graph, members: list):
 
 def _window_axes(expr) -> set:
     """Reduce axes that share an index with another axis (a window's ``k`` in ``o + k``)."""
-    from ...ir.texpr.affine import to_affine
     out = set()
     for acc in expr.accesses:
         for ix in acc.indices:
@@ -151,16 +165,13 @@ def choose(ctx, spec) -> dict | None:
     return best[1] if best else None
 
 
-def chain_group(graph, members: list, spec):
-    """``(traffic, waves, smem, extra)`` of the best conv-chain kernel over ``members``, or None."""
+def chain_group(graph, members: list, spec) -> Group | None:
+    """The best conv-chain kernel over ``members`` as a scored group with its :class:`ChainPlan`, or None."""
     parts = split(graph, members, spec)
     if parts is None:
         return None
-    ctx = chain_context(graph, members)
-    cfg = choose(ctx, spec)
+    cfg = choose(chain_context(graph, members), spec)
     if cfg is None:
         return None
-    from ...backend.lower.fused_conv import chain_attr
-    extra = {"chain": chain_attr(cfg),
-             "split": len(parts[0]), "blocks": cfg["blocks"], "min_blocks": cfg["floor"]}
-    return cfg["bytes"], cfg["waves"], cfg["smem"], extra
+    plan = ChainPlan(chain_attr(cfg), len(parts[0]))
+    return Group(list(members), "conv_chain", cfg["bytes"], cfg["waves"], cfg["smem"], plan)
