@@ -19,7 +19,9 @@ VARIADIC = {"Min": "min", "Max": "max", "Sum": "sum", "Mean": "mean"}
 UNARY = {"Sqrt": "sqrt", "Exp": "exp", "Log": "log", "Tanh": "tanh", "Sigmoid": "sigmoid", "Relu": "relu",
          "Neg": "neg", "Abs": "abs", "Reciprocal": "reciprocal", "Floor": "floor", "Ceil": "ceil",
          "Erf": "erf", "Sin": "sin", "Cos": "cos", "Sign": "sign", "Round": "round", "Softplus": "softplus",
-         "Softsign": "softsign", "Mish": "mish", "HardSwish": "hard_swish", "Not": "not", "IsNaN": "is_nan"}
+         "Softsign": "softsign", "Mish": "mish", "HardSwish": "hard_swish", "Not": "not", "IsNaN": "is_nan",
+         "Tan": "tan", "Asin": "asin", "Acos": "acos", "Atan": "atan", "Sinh": "sinh", "Cosh": "cosh",
+         "Asinh": "asinh", "Acosh": "acosh", "Atanh": "atanh"}
 # ONNX op -> (graph op, {attribute: default}); the attributes are floats.
 UNARY_WITH_ATTRS = {
     "LeakyRelu": ("leaky_relu", {"alpha": 0.01}),

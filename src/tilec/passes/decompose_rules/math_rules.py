@@ -94,6 +94,13 @@ _UNARY = {
     "softplus": "log({one} + exp({0}))", "softsign": "{0} / ({one} + abs({0}))",
     "mish": "{0} * tanh(log({one} + exp({0})))",
     "hard_swish": "{0} * max({z}, min({one}, {0} / 6.0 + 0.5))",
+    "tan": "tan({0})", "asin": "asin({0})", "acos": "acos({0})", "atan": "atan({0})", "sinh": "sinh({0})",
+    "cosh": "cosh({0})",
+    # The inverse hyperbolics by their logarithms (no such call in tensor expressions); asinh is odd, so
+    # it is taken of |x| and given x's sign back, which keeps large negative x from cancelling.
+    "asinh": "select({0} < {z}, -{one}, {one}) * log(abs({0}) + sqrt({0} * {0} + {one}))",
+    "acosh": "log({0} + sqrt({0} * {0} - {one}))",
+    "atanh": "0.5 * log(({one} + {0}) / ({one} - {0}))",
     "leaky_relu": "select({0} < {z}, {0} * {alpha}, {0})",
     "elu": "select({0} < {z}, {alpha} * (exp({0}) - {one}), {0})",
     "celu": "max({z}, {0}) + min({z}, {alpha} * (exp({0} / {alpha}) - {one}))",

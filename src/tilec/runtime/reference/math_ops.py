@@ -125,6 +125,8 @@ _UNARY = {
     "softsign": lambda x: x / (1 + np.abs(x)),
     "mish": lambda x: x * np.tanh(_softplus(x)),
     "hard_swish": lambda x: x * np.clip(x / 6 + 0.5, 0, 1),
+    "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
 }
 for _name, _fn in _UNARY.items():
     def _unary(i, a, _fn=_fn):
