@@ -52,6 +52,14 @@ class GPUSpec:
     sources: str = ""
     dram_bytes_per_s_measured: float = 0.0
     tf32_tensor_flops: float = 0.0           # dense TF32 tensor-core peak (0 where the GPU has none, e.g. V100)
+    # The latency model's constants (analysis/latency.py; sources in each file's latency_sources).
+    l2_ways: int = 16                        # L2 associativity (the emulator's L2 model)
+    l2_bytes_per_clk: int = 0                # L2 read bandwidth per clock, whole chip
+    issue_per_clk_per_sm: int = 4            # warp instructions issued per clock per SM
+    sfu_per_clk_per_sm: int = 16             # special-function results (exp, rsqrt, ...) per clock per SM
+    launch_overhead_us: float = 0.0          # one kernel launch in a stream, drain and ramp included
+    grid_barrier_us: float = 0.0             # one grid-wide flag barrier of a persistent kernel
+    latency_sources: str = ""
 
     @property
     def smem_bytes_per_s(self) -> float:
@@ -64,6 +72,11 @@ class GPUSpec:
                 "tf32": self.tf32_tensor_flops}.get(dtype, 0.0)
 
     @property
+    def l2_bytes_per_s(self) -> float:
+        """Aggregate L2 bandwidth."""
+        return self.l2_bytes_per_clk * self.clock_ghz * 1e9
+
+    @property
     def sector_bytes(self) -> int:
         return self.transaction_bytes["sector"]
 
@@ -73,7 +86,8 @@ class GPUSpec:
 
 
 def available_archs() -> list[str]:
-    return sorted(p.stem for p in HW_DIR.glob("*.json"))
+    # <gpu>.measured.json beside a spec holds a calibration run's numbers (analysis/measured.py), not a GPU.
+    return sorted(p.stem for p in HW_DIR.glob("*.json") if "." not in p.stem)
 
 
 @functools.lru_cache(maxsize=None)

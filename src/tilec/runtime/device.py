@@ -27,6 +27,7 @@ class LaunchRecord:
     load_bytes: int | None
     store_bytes: int | None
     timer: object = None
+    dram_bytes: int | None = None   # the emulator's L2 model: misses + write-backs, bytes (None: not modelled)
 
 
 class Device:

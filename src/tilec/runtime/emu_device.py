@@ -26,13 +26,16 @@ class EmuDevice(HostMemoryDevice):
     ``resident_limit``: a persistent launch runs only as many blocks at once as the GPU would hold (the
     executor passes ``runtime/residency.ResidentLimit``: the arch spec, ptxas' registers and shared memory),
     on ``num_sms`` SMs (default: the arch's); a grid that needs more deadlocks, and the error names the
-    kernel and the numbers. The executor never takes a fallback here: this mode is how CI finds such grids."""
+    kernel and the numbers. The executor never takes a fallback here: this mode is how CI finds such grids.
+
+    ``l2_model`` (on by default) runs the emulator's L2 model on every launch (``backend/emu/l2.py``): the
+    target's L2, blocks in waves of SMs x resident blocks per SM; each LaunchRecord carries its DRAM bytes."""
 
     name = "emu"
     counts_bytes = True
 
     def __init__(self, order: str = "normal", seed: int = 0, check_bounds: bool = True, cache_dir=None,
-                 resident_limit: bool = False, num_sms: int | None = None):
+                 resident_limit: bool = False, num_sms: int | None = None, l2_model: bool = True):
         if order not in ORDERS:
             raise CompileError(f"unknown emulator order '{order}' (available: {', '.join(ORDERS)})")
         try:
@@ -44,6 +47,7 @@ class EmuDevice(HostMemoryDevice):
         if num_sms is not None and (not resident_limit or num_sms < 1):
             raise CompileError("an emulated SM count needs the resident-limit mode and is at least 1")
         self.resident_limit, self.num_sms = resident_limit, num_sms
+        self.l2_model = l2_model
         if cache_dir is None:
             from ..backend.ptxas import cache_dir as default_cache
             cache_dir = default_cache() / "emu"
@@ -71,10 +75,11 @@ class EmuDevice(HostMemoryDevice):
         # The opt-in as the CuPy device takes it, so the emulator refuses what a GPU would: a block over the
         # per-block limits of the plan's target (Executor sets self.arch).
         opt_in = self.shared_opt_in(kernel.shared_size_bytes(name), smem)
+        l2 = self._l2_config(kernel.shared_size_bytes(name) + smem, grid, block, limit) if self.l2_model else None
         try:
             st = kernel.launch(name, tuple(grid), tuple(block), args, smem_bytes=smem, order=self.order,
                                seed=self.seed, check_bounds=self.check_bounds, concurrent_blocks=concurrent,
-                               smem_optin=opt_in, arch=self.arch, resident_blocks=limit)
+                               smem_optin=opt_in, arch=self.arch, resident_blocks=limit, l2_model=l2)
         except self.emu.EmuBuildError as e:
             raise CompileError(f"emulator could not build kernel '{name}': {e}") from None
         except self.emu.EmuError as e:
@@ -83,7 +88,24 @@ class EmuDevice(HostMemoryDevice):
                                    f"blocks wait on each other, but the GPU holds {resident.describe()} "
                                    f"(emulator resident-limit mode): {e}") from None
             raise CompileError(f"kernel '{name}' failed in the emulator: {e}") from None
-        return LaunchRecord(st.global_load_bytes, st.global_store_bytes, time.perf_counter() - start)
+        return LaunchRecord(st.global_load_bytes, st.global_store_bytes, time.perf_counter() - start,
+                            st.l2.dram_bytes if st.l2 is not None else None)
+
+    def _l2_config(self, smem: int, grid, block, resident_limit: int | None):
+        """The L2 model for one launch on the target: a wave is as many blocks as the GPU holds at once (SMs x
+        resident blocks per SM of this block shape; registers as Rammer assumes them, ptxas' being unknown
+        here), or a resident-limit launch's own limit."""
+        from ..analysis.hardware import get_arch
+        from ..analysis.rammer.cost import REGS_ASSUMED
+        from ..backend.emu.l2 import L2Config
+        from .residency import resident_per_sm
+        spec = get_arch(self.arch)
+        if resident_limit is not None:
+            wave = resident_limit
+        else:
+            per_sm = resident_per_sm(spec, math.prod(block), int(smem), REGS_ASSUMED)
+            wave = max(1, per_sm.blocks)
+        return L2Config.for_arch(spec, max(1, min(wave, math.prod(grid))))
 
 
 def _resident_blocks(name: str, resident) -> int:

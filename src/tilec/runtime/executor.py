@@ -28,6 +28,7 @@ class KernelStats:
     bytes_stored: int = 0
     bytes_modelled: int = 0
     seconds: float = 0.0
+    dram_bytes: int | None = None   # the emulator's L2 model, when it ran (LaunchRecord.dram_bytes)
 
 
 @dataclass
@@ -55,6 +56,11 @@ class RunStats:
                   "host_syncs": self.host_syncs, "host_ops": self.host_ops, "seconds": round(self.seconds, 9)}
         if self.device_copies:  # loop-carried values and branch results moving between buffers (cf steps)
             totals["device_copies"] = self.device_copies
+        if counts_bytes and any(k.dram_bytes is not None for k in self.kernels.values()):
+            # The L2 model: what reached the L2 (every counted byte) and what reached DRAM (misses, write-backs).
+            for row, k in zip(rows, self.kernels.values()):
+                row.update(l2_bytes=k.bytes_loaded + k.bytes_stored, dram_bytes=k.dram_bytes)
+            totals.update(l2_bytes=total, dram_bytes=sum(k.dram_bytes or 0 for k in self.kernels.values()))
         return {"backend": backend, "totals": totals, "kernels": rows, **(extra or {})}
 
 
@@ -225,6 +231,8 @@ class Executor:
             k.launches += 1
             k.bytes_loaded += rec.load_bytes or 0
             k.bytes_stored += rec.store_bytes or 0
+            if rec.dram_bytes is not None:
+                k.dram_bytes = (k.dram_bytes or 0) + rec.dram_bytes
             k.bytes_modelled += s.get("bytes_modelled", 0)
             k.seconds += dev.elapsed(rec.timer) if timed else 0.0
 

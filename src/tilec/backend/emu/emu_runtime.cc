@@ -117,6 +117,18 @@ void cluster_barrier(Worker* wk) { arrive(wk, &Block::at_cluster, S_CLUSTER); }
   abandon(w);
 }
 
+void sector_log_grow(SectorLog* g) {
+  size_t cap = g->cap ? g->cap * 2 : 4096;
+  uint64_t* p = static_cast<uint64_t*>(realloc(g->p, cap * sizeof(uint64_t)));
+  if (!p) {
+    WorkerRt* w = rt_w;
+    fail(w, "kernel %s: out of memory for the L2 model's access log", w->L->name);
+    abandon(w);
+  }
+  g->p = p;
+  g->cap = cap;
+}
+
 char* block_arena_slow(Worker* wk) {
   WorkerRt* w = rt(wk);
   if (module_shared_total(w->L) > kSmemCap) {
@@ -146,6 +158,27 @@ inline bool cluster_arenas(WorkerRt* w, Block* blocks, size_t count) {
   return true;
 }
 
+// The L2 model: one access log per block slot, empty, with the recent filter cleared.
+inline std::vector<SectorLog> l2_logs(WorkerRt* w, std::vector<Block>& blocks) {
+  std::vector<SectorLog> logs(w->l2 ? blocks.size() : 0);
+  for (size_t i = 0; i < logs.size(); ++i) {
+    logs[i].p = nullptr;
+    logs[i].n = logs[i].cap = 0;
+    std::fill(logs[i].recent, logs[i].recent + kRecent, ~uint64_t(0));
+    blocks[i].sectors = &logs[i];
+  }
+  return logs;
+}
+
+// Blocks that ran to the end hand their sorted, deduplicated log to the launch (slots are per block).
+inline void l2_collect(WorkerRt* w, Block* b) {
+  if (w->l2) l2_finish_block(b->sectors, w->launch()->l2_blocks[size_t(b->linear)]);
+}
+
+inline void l2_free(std::vector<SectorLog>& logs) {
+  for (SectorLog& g : logs) free(g.p);
+}
+
 // One block at a time, or (cluster kernels) one cluster at a time, in one scheduler.
 inline void run_blocks(WorkerRt* w) {
   LaunchRt* L = w->launch();
@@ -160,6 +193,7 @@ inline void run_blocks(WorkerRt* w) {
     blocks[r].warps = &warps[r * size_t(nw)];
     w->blocks.push_back(&blocks[r]);
   }
+  std::vector<SectorLog> logs = l2_logs(w, blocks);
   if (!alloc_stacks(w, X * size_t(n))) return fail(w, "kernel %s: cannot map fiber stacks", L->name);
   for (;;) {
     if (L->failed.load(std::memory_order_relaxed)) break;
@@ -186,11 +220,13 @@ inline void run_blocks(WorkerRt* w) {
     for (Block& b : blocks)
       for (int t = 0; t < n; ++t) w->ready.push_back(&b.fib[t]);
     if (!run_sched(w, true)) break;
+    for (Block& b : blocks) l2_collect(w, &b);
   }
   for (Block& b : blocks) {
     free(b.arena);
     free(b.tls_save);
   }
+  l2_free(logs);
 }
 
 inline void run_concurrent(WorkerRt* w) {
@@ -209,20 +245,24 @@ inline void run_concurrent(WorkerRt* w) {
     init_block(w, &b, long(bi));
     w->blocks.push_back(&b);
   }
+  std::vector<SectorLog> logs = l2_logs(w, blocks);
   w->admitted = 0;
   admit(w);   // the whole grid, or in resident-limit mode the first L->resident blocks
   std::swap(w->ready, w->next);
   if (L->cluster > 1 && !cluster_arenas(w, blocks.data(), nb)) return;
-  run_sched(w, true);
+  if (run_sched(w, true))
+    for (Block& b : blocks) l2_collect(w, &b);
   for (Block& b : blocks) {
     free(b.arena);
     free(b.tls_save);
   }
+  l2_free(logs);
 }
 
 inline void* worker_main(void* arg) {
   WorkerRt* w = static_cast<WorkerRt*>(arg);
   rt_w = w;
+  w->l2 = w->launch()->l2 != nullptr;
   w->L->mod->bind(w);   // first touch allocates the module's TLS block on this thread
   find_tls(w);
   if (w->stop)
@@ -235,6 +275,13 @@ inline void* worker_main(void* arg) {
   return nullptr;
 }
 }  // namespace tl_emu
+
+// The L2 model's request for the next launch on this OS thread (tl_emu_rt_l2_arm), taken by that launch.
+static thread_local tl_emu::L2Request* l2_armed = nullptr;
+
+// Arm the L2 model for the next launch on the calling thread: `req` holds the cache and the wave size in, and
+// gets the counts back once that launch has succeeded (tilec.backend.emu.l2). Null disarms.
+extern "C" TL_EMU_RT void tl_emu_rt_l2_arm(tl_emu::L2Request* req) { l2_armed = req; }
 
 // The launch behind each module's tl_emu_launch. grid/block: 3 values each; ranges: nranges [lo, hi) pairs;
 // bytes_out: loaded, stored. Every launch has its own workers, so byte counts never mix across launches or
@@ -265,6 +312,9 @@ extern "C" int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tramp)(void**)
   L.cluster = cluster;
   L.err = err;
   L.errlen = errlen;
+  L.l2 = l2_armed;
+  l2_armed = nullptr;
+  if (L.l2) L.l2_blocks.resize(size_t(std::max(0L, L.nblocks)));
   bytes_out[0] = bytes_out[1] = 0;
   if (smem > kSmemCap) {
     snprintf(err, size_t(errlen), "kernel %s: %llu bytes of dynamic shared memory, more than %zu", name, smem, kSmemCap);
@@ -301,5 +351,7 @@ extern "C" int tl_emu_rt_launch(const tl_emu::Module* mod, void (*tramp)(void**)
     bytes_out[0] += ws[size_t(i)].ld;
     bytes_out[1] += ws[size_t(i)].st;
   }
-  return L.failed.load() ? 1 : 0;
+  if (L.failed.load()) return 1;
+  if (L.l2) l2_simulate(L.l2, L.l2_blocks);
+  return 0;
 }

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "emu_l2.h"
 #include "emu_state.h"
 
 namespace tl_emu {
@@ -35,6 +36,8 @@ struct LaunchRt : Launch {
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
   char* err;
   int errlen;
+  L2Request* l2 = nullptr;                      // the L2 model, when armed (tl_emu_rt_l2_arm)
+  std::vector<std::vector<uint64_t>> l2_blocks;   // per block (linear id): its sorted granule entries
 };
 struct Span { char* p; size_t n; };
 struct WorkerRt : Worker {

@@ -42,6 +42,19 @@ struct Fiber {
   void* async;   // this thread's pending cp.async copies (emu_async.h); null when none, freed at exit
 };
 struct Warp { unsigned live, arrived; };
+
+// The L2 model (emu_l2.h): a block's global accesses as sector entries (sector << 1 | is_store), appended when
+// the launch asks for the model. `recent` is a direct-mapped filter of the last entries seen, so a thread
+// walking one sector (or a warp re-reading a tile) adds an entry once, not once per access.
+constexpr int kRecent = 4096;
+// Entries are 32-byte granules, the smallest sector of any GPU tilec targets; the model groups them into the
+// arch spec's sector (a multiple of 32 B) when it simulates the cache.
+constexpr int kGranuleShift = 5;
+struct SectorLog {
+  uint64_t* p;
+  size_t n, cap;
+  uint64_t recent[kRecent];
+};
 struct Block {
   uint3 bid;
   long linear;
@@ -55,6 +68,7 @@ struct Block {
   Block* peers;     // rank 0 of this block's cluster (itself when clusters are 1 block)
   unsigned rank;    // blockIdx.x % Launch::cluster
   int at_cluster;   // threads parked in tl_cluster_sync
+  SectorLog* sectors;   // the L2 model's log of this block's sectors (only when Worker::l2)
 };
 
 struct Worker;
@@ -91,6 +105,7 @@ struct Worker {
   uint64_t ld = 0, st = 0;   // global bytes; per OS thread, summed after the launch
   Launch* L = nullptr;
   Fiber* cur = nullptr;
+  bool l2 = false;   // the launch runs the L2 model: every global access is logged (l2_note)
 };
 
 // ---- the runtime library's entry points for device code --------------------------------------------------
@@ -101,6 +116,23 @@ TL_EMU_RT void wait_geq(Worker* w, int* flag, int value);   // park until *flag 
 TL_EMU_RT char* block_arena_slow(Worker* w);               // allocate the block's arena, or fail on overflow
 TL_EMU_RT void cluster_barrier(Worker* w);                // tl_cluster_sync: park until the cluster arrives
 [[noreturn]] TL_EMU_RT void bad_cluster_map(Worker* w, const void* p, unsigned rank);   // fail the launch
+TL_EMU_RT void sector_log_grow(SectorLog* g);             // make room for one more entry
+
+// The L2 model's per-access hook (TL_LD/TL_ST and friends call it when Worker::l2): log the sectors of
+// [a, a + n) for the running thread's block. Cheap on repeats: one compare against the recent filter.
+inline void l2_note(Worker* w, const void* a, size_t n, bool store) {
+  SectorLog* g = w->cur->blk->sectors;
+  uint64_t lo = reinterpret_cast<uint64_t>(a) >> kGranuleShift;
+  uint64_t hi = (reinterpret_cast<uint64_t>(a) + n - 1) >> kGranuleShift;
+  for (uint64_t s = lo; s <= hi; ++s) {
+    uint64_t e = s << 1 | uint64_t(store);
+    uint64_t& slot = g->recent[(s ^ (s >> 8)) & (kRecent - 1)];
+    if (slot == e) continue;
+    slot = e;
+    if (__builtin_expect(g->n == g->cap, 0)) sector_log_grow(g);
+    g->p[g->n++] = e;
+  }
+}
 }  // namespace tl_emu
 
 // The launch behind every module's tl_emu_launch (see signature.appendix). Returns 0, or 1 with err set.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import build, signature
+from . import build, l2, signature
 from .errors import EmuError
 
 ORDERS = {"normal": 0, "reverse": 1, "shuffle": 2}
@@ -23,6 +23,7 @@ class LaunchStats:
     global_store_bytes: int
     blocks: int
     threads_per_block: int
+    l2: l2.L2Counts | None = None   # the L2 model's counts, when the launch asked for them
 
 
 def _dims(value, what: str, kernel: str) -> tuple:
@@ -75,7 +76,8 @@ class EmuModule:
         self.workers = default_workers()
 
     def launch(self, name, grid, block, args, smem_bytes=0, order="normal", seed=0, check_bounds=True,
-               concurrent_blocks=False, smem_optin=0, arch=None, resident_blocks=None) -> LaunchStats:
+               concurrent_blocks=False, smem_optin=0, arch=None, resident_blocks=None,
+               l2_model: l2.L2Config | None = None) -> LaunchStats:
         """Run kernel ``name`` over ``grid`` × ``block``. Arrays in ``args`` are passed by pointer (outputs are
         written in place); numpy or Python scalars by value. ``order`` (normal | reverse | shuffle, seeded)
         is the order threads resume in each barrier phase. ``concurrent_blocks`` runs all blocks as fibers
@@ -87,7 +89,8 @@ class EmuModule:
         ``arch`` (default: tilec's default GPU) fails as the GPU would refuse it (:meth:`check_block_limits`).
         ``resident_blocks`` (with ``concurrent_blocks``: resident-limit mode) lets at most that many blocks be
         live at once, the next starting, in grid order, when one exits, as on a GPU whose SMs hold that many;
-        blocks waiting on a block that cannot start deadlock, and that is reported as an error."""
+        blocks waiting on a block that cannot start deadlock, and that is reported as an error. ``l2_model``
+        runs the L2 model (``l2.py``) over this launch's global accesses; its counts are ``LaunchStats.l2``."""
         if name not in self._params:
             raise EmuError(f"no kernel named '{name}' (kernels: {', '.join(self.kernels) or 'none'})")
         if order not in ORDERS:
@@ -110,6 +113,7 @@ class EmuModule:
         tramp = ctypes.cast(getattr(self._lib, f"tl_emu_tramp_{name}"), ctypes.c_void_p)
         out = (ctypes.c_ulonglong * 2)()
         err = ctypes.create_string_buffer(ERR_LEN)
+        request = l2.arm(self._lib, l2_model) if l2_model is not None else None
         rc = self._launch(tramp, slots, name.encode(), (ctypes.c_uint * 3)(*grid3), (ctypes.c_uint * 3)(*block3),
                           int(smem_bytes), ORDERS[order], int(seed) & (2**64 - 1), int(bool(check_bounds)),
                           len(ranges), range_arr, resident, self.clusters.get(name, 1),
@@ -117,7 +121,8 @@ class EmuModule:
         if rc != 0:
             raise EmuError(err.value.decode(errors="replace") or f"kernel {name}: launch failed")
         return LaunchStats(int(out[0]), int(out[1]), grid3[0] * grid3[1] * grid3[2],
-                           block3[0] * block3[1] * block3[2])
+                           block3[0] * block3[1] * block3[2],
+                           l2.L2Counts.from_request(request) if request is not None else None)
 
     def shared_size_bytes(self, name: str) -> int:
         """Static shared bytes of kernel ``name``: its ``TL_SHARED`` arrays as declared."""
