@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench fuzz realworld clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench fuzz realworld test-torch clean
 
 install: $(STAMP)
 
@@ -60,6 +60,14 @@ REALWORLD_FLAGS ?= --emu
 realworld: install
 	$(EXPORT_PYTHON) scripts/export_real.py --out $(REALWORLD)
 	nice -n 5 $(BIN)/python scripts/realworld.py --dir $(REALWORLD) $(REALWORLD_FLAGS)
+
+# torch.compile(backend="tilec") against eager (tests/runtime/test_torch_backend.py): needs torch, which make
+# test does not install (a CUDA torch wheel is gigabytes), so there those tests skip. TORCH_PYTHON is a Python
+# with torch (and tilec's dependencies, pytest and onnxruntime); it runs this tree's sources.
+TORCH_PYTHON ?= $(BIN)/python
+test-torch: install
+	PYTHONPATH=$(CURDIR)/src $(TORCH_PYTHON) -c "import torch" 2>/dev/null || $(BIN)/pip install -e ".[torch]"
+	PYTHONPATH=$(CURDIR)/src $(TORCH_PYTHON) -m pytest -q tests/runtime/test_torch_backend.py
 
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks

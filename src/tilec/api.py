@@ -38,9 +38,11 @@ def default_backend() -> str:
 
 def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noqa: A001
             input_shapes: dict | None = None, build_dir: str | None = None, backend: str | None = None,
-            check_nvrtc: bool = False) -> "CompiledModel":
-    """Compile ``model`` (a path to an ``.onnx`` or an ``onnx.ModelProto``) with ``pipeline`` for the GPU
-    ``arch`` (default h200; ``tilec compile --arch``) and return it ready to run on ``backend``.
+            check_nvrtc: bool = False, example_inputs: tuple | None = None) -> "CompiledModel":
+    """Compile ``model`` (a path to an ``.onnx``, an ``onnx.ModelProto``, or a ``torch.nn.Module`` with
+    ``example_inputs``, exported through torch's ONNX exporter with its ``forward``'s parameter names as input
+    names) with ``pipeline`` for the GPU ``arch`` (default h200; ``tilec compile --arch``) and return it
+    ready to run on ``backend``. For ``torch.compile`` see ``tilec.torch_backend``.
     ``input_shapes`` pins dynamic dims (``{"x": [1, 128]}``), as ``--input-shape`` does. Errors in the
     model are :class:`CompileError` (the CLI's exit 1)."""
     from .driver import compile_model
@@ -50,7 +52,7 @@ def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noq
         owner = tempfile.TemporaryDirectory(prefix="tilec-build-")
         build_dir = str(Path(owner.name) / "build")
     with tempfile.TemporaryDirectory(prefix="tilec-model-") as scratch:
-        path = _model_path(model, scratch)
+        path = _model_path(model, scratch, example_inputs)
         compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes, check_nvrtc=check_nvrtc,
                       arch=arch)
     return CompiledModel(build_dir, backend, _owner=owner)
@@ -70,16 +72,41 @@ def _backend(backend: str | None) -> str:
     return backend
 
 
-def _model_path(model, scratch: str) -> str:
+def _model_path(model, scratch: str, example_inputs: tuple | None = None) -> str:
     if isinstance(model, (str, Path)):
         return str(model)
     import onnx
+    path = Path(scratch) / "model.onnx"
     if isinstance(model, onnx.ModelProto):
-        path = str(Path(scratch) / "model.onnx")
-        onnx.save(model, path)
-        return path
-    raise CompileError(f"tilec.compile takes a path to an .onnx file or an onnx.ModelProto, not "
-                       f"{type(model).__name__}")
+        onnx.save(model, str(path))
+        return str(path)
+    if not _is_torch_module(model):
+        raise CompileError(f"tilec.compile takes a path to an .onnx file, an onnx.ModelProto or a "
+                           f"torch.nn.Module, not {type(model).__name__}")
+    if example_inputs is None:
+        raise CompileError("tilec.compile of a torch.nn.Module needs example_inputs (a tuple of tensors)")
+    import inspect
+    import torch
+    from .torch_backend import ExportError, export_onnx
+    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    names = [n for n in inspect.signature(model.forward).parameters][:len(args)]
+    model = model.eval()
+    with torch.no_grad():
+        count = len(torch.utils._pytree.tree_flatten(model(*args))[0])
+        try:
+            export_onnx(model, args, path, names, [f"output{i}" if count > 1 else "output" for i in range(count)])
+        except ExportError as e:
+            raise CompileError(str(e)) from None
+    return str(path)
+
+
+def _is_torch_module(model) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` (a user's subclass lives in the user's module)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(model, torch.nn.Module)
 
 
 class CompiledModel:
