@@ -79,7 +79,7 @@ def run_lowered(module: Operation, inputs: list, order: str = "normal") -> tuple
             a = k.attributes
             stats[k.sym_name] = mod.launch(k.sym_name, tuple(a["grid"]), tuple(a["block"]),
                                            [np.ascontiguousarray(x) for x in ins] + outs,
-                                           smem_bytes=a.get("smem", 0), order=order)
+                                           smem_bytes=a.get("smem", 0), smem_optin=a.get("smem", 0), order=order)
         else:
             outs = run_op(module, op, ins, values)
         for r, v in zip(op.results, outs):

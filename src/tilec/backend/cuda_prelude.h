@@ -150,6 +150,404 @@ __device__ __forceinline__ void tl_cp_async_wait() { asm volatile("cp.async.wait
 __device__ __forceinline__ void tl_cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
 #endif
 
+// sm_90 primitives (issue #21; docs/hopper.md): mbarriers, TMA tensor loads and warpgroup MMAs, one
+// inline-PTX instruction each, written as CUTLASS's cute/arch/copy_sm90_desc.hpp, copy_sm90_tma.hpp and
+// mma_sm90_gmma.hpp write them. The emulator (emu/emu_mbarrier.h, emu_tma.h, emu_wgmma.h) implements the same
+// semantics: phases and transaction counts, the box with its out-of-bounds fill and swizzle, the descriptors'
+// canonical layouts and the warpgroup's accumulator fragment, with results that land only at their wait.
+// Shared-memory pointers are generic here and converted with __cvta_generic_to_shared. mbarrier and TMA need
+// sm_90; wgmma needs the arch-specific target sm_90a (nvcc -arch=sm_90a, NVRTC --gpu-architecture=sm_90a),
+// so it is defined only there; the host pass sees declarations.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+// An mbarrier: 8 bytes of shared memory. init sets the expected arrival count of every phase; a phase
+// completes when that many arrivals have come and its transaction count (bytes announced by expect_tx, paid
+// by complete_tx, which TMA loads perform) is back to zero; wait_parity(P) returns once the phase of parity P
+// (0 for the first) has completed.
+__device__ __forceinline__ void tl_mbarrier_init(unsigned long long* bar, unsigned count) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(s), "r"(count));
+}
+// Makes the inits visible to the cluster's other blocks and to the async proxy (TMA) before their first use.
+__device__ __forceinline__ void tl_mbarrier_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ unsigned long long tl_mbarrier_arrive(unsigned long long* bar) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  unsigned long long state;
+  asm volatile("mbarrier.arrive.shared::cta.b64 %0, [%1];\n" : "=l"(state) : "r"(s) : "memory");
+  return state;
+}
+__device__ __forceinline__ unsigned long long tl_mbarrier_arrive_expect_tx(unsigned long long* bar, unsigned bytes) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  unsigned long long state;
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 %0, [%1], %2;\n" : "=l"(state) : "r"(s), "r"(bytes) : "memory");
+  return state;
+}
+__device__ __forceinline__ void tl_mbarrier_expect_tx(unsigned long long* bar, unsigned bytes) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(s), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void tl_mbarrier_complete_tx(unsigned long long* bar, unsigned bytes) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar));
+  asm volatile("mbarrier.complete_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(s), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ bool tl_mbarrier_try_wait_parity(unsigned long long* bar, unsigned parity) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar)), done;
+  asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+               : "=r"(done) : "r"(s), "r"(parity) : "memory");
+  return done != 0;
+}
+__device__ __forceinline__ void tl_mbarrier_wait_parity(unsigned long long* bar, unsigned parity) {
+  while (!tl_mbarrier_try_wait_parity(bar, parity)) {
+  }
+}
+
+// TMA: a tensor map is the 128-byte CUtensorMap that cuTensorMapEncodeTiled writes on the host
+// (tilec/runtime/tensor_map.py), passed as a `const __grid_constant__ TlTensorMap` kernel parameter.
+// tl_tma_load_Nd copies the box at element coordinates c0 (innermost) .. to shared memory at dst (128-byte
+// aligned), zero- or NaN-filling what lies outside the tensor, and performs complete_tx(box bytes) on bar; the
+// multicast forms write the same box at the same offset of every block of the cluster in `mask`, each
+// signalling its own barrier at bar's offset.
+struct alignas(64) TlTensorMap {
+  unsigned long long opaque[16];
+};
+#define TL_TMA_LOAD(N, COORDS, ...)                                                                                \
+  asm volatile("cp.async.bulk.tensor." #N "d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {" COORDS \
+               "}], [%2];\n" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(dst))),                          \
+               "l"(reinterpret_cast<unsigned long long>(&map)), "r"(static_cast<unsigned>(__cvta_generic_to_shared(bar))),   \
+               __VA_ARGS__ : "memory")
+#define TL_TMA_MULTICAST(N, COORDS, ...)                                                                           \
+  asm volatile("cp.async.bulk.tensor." #N "d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster" \
+               " [%0], [%1, {" COORDS "}], [%2], %3;\n" ::"r"(static_cast<unsigned>(__cvta_generic_to_shared(dst))),     \
+               "l"(reinterpret_cast<unsigned long long>(&map)), "r"(static_cast<unsigned>(__cvta_generic_to_shared(bar))),   \
+               "h"(mask), __VA_ARGS__ : "memory")
+__device__ __forceinline__ void tl_tma_load_1d(void* dst, const TlTensorMap& map, unsigned long long* bar, int c0) {
+  TL_TMA_LOAD(1, "%3", "r"(c0));
+}
+__device__ __forceinline__ void tl_tma_load_2d(void* dst, const TlTensorMap& map, unsigned long long* bar, int c0, int c1) {
+  TL_TMA_LOAD(2, "%3, %4", "r"(c0), "r"(c1));
+}
+__device__ __forceinline__ void tl_tma_load_3d(void* dst, const TlTensorMap& map, unsigned long long* bar, int c0, int c1, int c2) {
+  TL_TMA_LOAD(3, "%3, %4, %5", "r"(c0), "r"(c1), "r"(c2));
+}
+__device__ __forceinline__ void tl_tma_load_4d(void* dst, const TlTensorMap& map, unsigned long long* bar, int c0, int c1, int c2,
+                                               int c3) {
+  TL_TMA_LOAD(4, "%3, %4, %5, %6", "r"(c0), "r"(c1), "r"(c2), "r"(c3));
+}
+__device__ __forceinline__ void tl_tma_load_5d(void* dst, const TlTensorMap& map, unsigned long long* bar, int c0, int c1, int c2,
+                                               int c3, int c4) {
+  TL_TMA_LOAD(5, "%3, %4, %5, %6, %7", "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4));
+}
+__device__ __forceinline__ void tl_tma_load_multicast_1d(void* dst, const TlTensorMap& map, unsigned long long* bar,
+                                                         unsigned short mask, int c0) {
+  TL_TMA_MULTICAST(1, "%4", "r"(c0));
+}
+__device__ __forceinline__ void tl_tma_load_multicast_2d(void* dst, const TlTensorMap& map, unsigned long long* bar,
+                                                         unsigned short mask, int c0, int c1) {
+  TL_TMA_MULTICAST(2, "%4, %5", "r"(c0), "r"(c1));
+}
+__device__ __forceinline__ void tl_tma_load_multicast_3d(void* dst, const TlTensorMap& map, unsigned long long* bar,
+                                                         unsigned short mask, int c0, int c1, int c2) {
+  TL_TMA_MULTICAST(3, "%4, %5, %6", "r"(c0), "r"(c1), "r"(c2));
+}
+__device__ __forceinline__ void tl_tma_load_multicast_4d(void* dst, const TlTensorMap& map, unsigned long long* bar,
+                                                         unsigned short mask, int c0, int c1, int c2, int c3) {
+  TL_TMA_MULTICAST(4, "%4, %5, %6, %7", "r"(c0), "r"(c1), "r"(c2), "r"(c3));
+}
+__device__ __forceinline__ void tl_tma_load_multicast_5d(void* dst, const TlTensorMap& map, unsigned long long* bar,
+                                                         unsigned short mask, int c0, int c1, int c2, int c3, int c4) {
+  TL_TMA_MULTICAST(5, "%4, %5, %6, %7, %8", "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4));
+}
+#undef TL_TMA_LOAD
+#undef TL_TMA_MULTICAST
+// Orders this thread's generic shared-memory writes before async-proxy reads of them (wgmma, TMA stores).
+__device__ __forceinline__ void tl_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// wgmma: D (64 x N, f32, in registers) = A (64 x K) * B (K x N) + (scale_d ? D : 0) for the 128 threads of a
+// warpgroup. A and B come from shared memory through 64-bit matrix descriptors (tl_wgmma_desc: start address,
+// leading and stride byte offsets, swizzle 0/32/64/128 B; the layouts are the PTX ISA's canonical ones, see
+// docs/hopper.md), A optionally from registers (_rs: mma.sync's A fragment per warp). TA / TB = 1 read A / B
+// MN-major (f16/bf16 only). Each thread holds N / 2 accumulators: register 4i + q of thread 32w + 4g + t is
+// D[16w + g + 8(q / 2)][8i + 2t + q % 2]. The instruction is asynchronous: fence before it (tl_wgmma_fence),
+// commit it into a group (tl_wgmma_commit) and wait for the group (tl_wgmma_wait<N>: all but the newest N)
+// before touching its accumulators; tl_wgmma_fence_operand keeps the compiler from moving accesses to them
+// across those points (CUTLASS's warpgroup_fence_operand).
+__device__ __forceinline__ unsigned long long tl_wgmma_desc(const void* smem, unsigned lbo, unsigned sbo, int swizzle) {
+  unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  unsigned long long layout = swizzle == 128 ? 1 : swizzle == 64 ? 2 : swizzle == 32 ? 3 : 0;
+  return unsigned long long((a & 0x3ffff) >> 4) | unsigned long long((lbo >> 4) & 0x3fff) << 16 | unsigned long long((sbo >> 4) & 0x3fff) << 32 |
+         layout << 62;
+}
+template <int R>
+__device__ __forceinline__ void tl_wgmma_fence_operand(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void tl_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void tl_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void tl_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// ---- begin gen_wgmma_operands (scripts/gen_wgmma_operands.py; do not edit by hand)
+#define TL_WG_SHAPES(X) X(8, 4) X(16, 8) X(24, 12) X(32, 16) X(40, 20) X(48, 24) X(56, 28) X(64, 32) X(72, 36) X(80, 40) X(88, 44) X(96, 48) X(104, 52) X(112, 56) X(120, 60) X(128, 64) X(136, 68) X(144, 72) X(152, 76) X(160, 80) X(168, 84) X(176, 88) X(184, 92) X(192, 96) X(200, 100) X(208, 104) X(216, 108) X(224, 112) X(232, 116) X(240, 120) X(248, 124) X(256, 128)
+#define TL_WG_SS_P4 "%3, %4, %5, %6"
+#define TL_WG_RS_P4 "%6, %7, %8, %9"
+#define TL_WG_SS_T4 "%7, %8"
+#define TL_WG_RS_T4 "%10"
+#define TL_WG_O4(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+#define TL_WG_SS_P8 TL_WG_SS_P4 ", %7, %8, %9, %10"
+#define TL_WG_RS_P8 TL_WG_RS_P4 ", %10, %11, %12, %13"
+#define TL_WG_SS_T8 "%11, %12"
+#define TL_WG_RS_T8 "%14"
+#define TL_WG_O8(d) TL_WG_O4(d), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+#define TL_WG_SS_P12 TL_WG_SS_P8 ", %11, %12, %13, %14"
+#define TL_WG_RS_P12 TL_WG_RS_P8 ", %14, %15, %16, %17"
+#define TL_WG_SS_T12 "%15, %16"
+#define TL_WG_RS_T12 "%18"
+#define TL_WG_O12(d) TL_WG_O8(d), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11])
+#define TL_WG_SS_P16 TL_WG_SS_P12 ", %15, %16, %17, %18"
+#define TL_WG_RS_P16 TL_WG_RS_P12 ", %18, %19, %20, %21"
+#define TL_WG_SS_T16 "%19, %20"
+#define TL_WG_RS_T16 "%22"
+#define TL_WG_O16(d) TL_WG_O12(d), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+#define TL_WG_SS_P20 TL_WG_SS_P16 ", %19, %20, %21, %22"
+#define TL_WG_RS_P20 TL_WG_RS_P16 ", %22, %23, %24, %25"
+#define TL_WG_SS_T20 "%23, %24"
+#define TL_WG_RS_T20 "%26"
+#define TL_WG_O20(d) TL_WG_O16(d), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19])
+#define TL_WG_SS_P24 TL_WG_SS_P20 ", %23, %24, %25, %26"
+#define TL_WG_RS_P24 TL_WG_RS_P20 ", %26, %27, %28, %29"
+#define TL_WG_SS_T24 "%27, %28"
+#define TL_WG_RS_T24 "%30"
+#define TL_WG_O24(d) TL_WG_O20(d), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23])
+#define TL_WG_SS_P28 TL_WG_SS_P24 ", %27, %28, %29, %30"
+#define TL_WG_RS_P28 TL_WG_RS_P24 ", %30, %31, %32, %33"
+#define TL_WG_SS_T28 "%31, %32"
+#define TL_WG_RS_T28 "%34"
+#define TL_WG_O28(d) TL_WG_O24(d), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27])
+#define TL_WG_SS_P32 TL_WG_SS_P28 ", %31, %32, %33, %34"
+#define TL_WG_RS_P32 TL_WG_RS_P28 ", %34, %35, %36, %37"
+#define TL_WG_SS_T32 "%35, %36"
+#define TL_WG_RS_T32 "%38"
+#define TL_WG_O32(d) TL_WG_O28(d), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define TL_WG_SS_P36 TL_WG_SS_P32 ", %35, %36, %37, %38"
+#define TL_WG_RS_P36 TL_WG_RS_P32 ", %38, %39, %40, %41"
+#define TL_WG_SS_T36 "%39, %40"
+#define TL_WG_RS_T36 "%42"
+#define TL_WG_O36(d) TL_WG_O32(d), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35])
+#define TL_WG_SS_P40 TL_WG_SS_P36 ", %39, %40, %41, %42"
+#define TL_WG_RS_P40 TL_WG_RS_P36 ", %42, %43, %44, %45"
+#define TL_WG_SS_T40 "%43, %44"
+#define TL_WG_RS_T40 "%46"
+#define TL_WG_O40(d) TL_WG_O36(d), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39])
+#define TL_WG_SS_P44 TL_WG_SS_P40 ", %43, %44, %45, %46"
+#define TL_WG_RS_P44 TL_WG_RS_P40 ", %46, %47, %48, %49"
+#define TL_WG_SS_T44 "%47, %48"
+#define TL_WG_RS_T44 "%50"
+#define TL_WG_O44(d) TL_WG_O40(d), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43])
+#define TL_WG_SS_P48 TL_WG_SS_P44 ", %47, %48, %49, %50"
+#define TL_WG_RS_P48 TL_WG_RS_P44 ", %50, %51, %52, %53"
+#define TL_WG_SS_T48 "%51, %52"
+#define TL_WG_RS_T48 "%54"
+#define TL_WG_O48(d) TL_WG_O44(d), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+#define TL_WG_SS_P52 TL_WG_SS_P48 ", %51, %52, %53, %54"
+#define TL_WG_RS_P52 TL_WG_RS_P48 ", %54, %55, %56, %57"
+#define TL_WG_SS_T52 "%55, %56"
+#define TL_WG_RS_T52 "%58"
+#define TL_WG_O52(d) TL_WG_O48(d), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51])
+#define TL_WG_SS_P56 TL_WG_SS_P52 ", %55, %56, %57, %58"
+#define TL_WG_RS_P56 TL_WG_RS_P52 ", %58, %59, %60, %61"
+#define TL_WG_SS_T56 "%59, %60"
+#define TL_WG_RS_T56 "%62"
+#define TL_WG_O56(d) TL_WG_O52(d), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55])
+#define TL_WG_SS_P60 TL_WG_SS_P56 ", %59, %60, %61, %62"
+#define TL_WG_RS_P60 TL_WG_RS_P56 ", %62, %63, %64, %65"
+#define TL_WG_SS_T60 "%63, %64"
+#define TL_WG_RS_T60 "%66"
+#define TL_WG_O60(d) TL_WG_O56(d), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59])
+#define TL_WG_SS_P64 TL_WG_SS_P60 ", %63, %64, %65, %66"
+#define TL_WG_RS_P64 TL_WG_RS_P60 ", %66, %67, %68, %69"
+#define TL_WG_SS_T64 "%67, %68"
+#define TL_WG_RS_T64 "%70"
+#define TL_WG_O64(d) TL_WG_O60(d), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define TL_WG_SS_P68 TL_WG_SS_P64 ", %67, %68, %69, %70"
+#define TL_WG_RS_P68 TL_WG_RS_P64 ", %70, %71, %72, %73"
+#define TL_WG_SS_T68 "%71, %72"
+#define TL_WG_RS_T68 "%74"
+#define TL_WG_O68(d) TL_WG_O64(d), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
+#define TL_WG_SS_P72 TL_WG_SS_P68 ", %71, %72, %73, %74"
+#define TL_WG_RS_P72 TL_WG_RS_P68 ", %74, %75, %76, %77"
+#define TL_WG_SS_T72 "%75, %76"
+#define TL_WG_RS_T72 "%78"
+#define TL_WG_O72(d) TL_WG_O68(d), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
+#define TL_WG_SS_P76 TL_WG_SS_P72 ", %75, %76, %77, %78"
+#define TL_WG_RS_P76 TL_WG_RS_P72 ", %78, %79, %80, %81"
+#define TL_WG_SS_T76 "%79, %80"
+#define TL_WG_RS_T76 "%82"
+#define TL_WG_O76(d) TL_WG_O72(d), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75])
+#define TL_WG_SS_P80 TL_WG_SS_P76 ", %79, %80, %81, %82"
+#define TL_WG_RS_P80 TL_WG_RS_P76 ", %82, %83, %84, %85"
+#define TL_WG_SS_T80 "%83, %84"
+#define TL_WG_RS_T80 "%86"
+#define TL_WG_O80(d) TL_WG_O76(d), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79])
+#define TL_WG_SS_P84 TL_WG_SS_P80 ", %83, %84, %85, %86"
+#define TL_WG_RS_P84 TL_WG_RS_P80 ", %86, %87, %88, %89"
+#define TL_WG_SS_T84 "%87, %88"
+#define TL_WG_RS_T84 "%90"
+#define TL_WG_O84(d) TL_WG_O80(d), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83])
+#define TL_WG_SS_P88 TL_WG_SS_P84 ", %87, %88, %89, %90"
+#define TL_WG_RS_P88 TL_WG_RS_P84 ", %90, %91, %92, %93"
+#define TL_WG_SS_T88 "%91, %92"
+#define TL_WG_RS_T88 "%94"
+#define TL_WG_O88(d) TL_WG_O84(d), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
+#define TL_WG_SS_P92 TL_WG_SS_P88 ", %91, %92, %93, %94"
+#define TL_WG_RS_P92 TL_WG_RS_P88 ", %94, %95, %96, %97"
+#define TL_WG_SS_T92 "%95, %96"
+#define TL_WG_RS_T92 "%98"
+#define TL_WG_O92(d) TL_WG_O88(d), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91])
+#define TL_WG_SS_P96 TL_WG_SS_P92 ", %95, %96, %97, %98"
+#define TL_WG_RS_P96 TL_WG_RS_P92 ", %98, %99, %100, %101"
+#define TL_WG_SS_T96 "%99, %100"
+#define TL_WG_RS_T96 "%102"
+#define TL_WG_O96(d) TL_WG_O92(d), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95])
+#define TL_WG_SS_P100 TL_WG_SS_P96 ", %99, %100, %101, %102"
+#define TL_WG_RS_P100 TL_WG_RS_P96 ", %102, %103, %104, %105"
+#define TL_WG_SS_T100 "%103, %104"
+#define TL_WG_RS_T100 "%106"
+#define TL_WG_O100(d) TL_WG_O96(d), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99])
+#define TL_WG_SS_P104 TL_WG_SS_P100 ", %103, %104, %105, %106"
+#define TL_WG_RS_P104 TL_WG_RS_P100 ", %106, %107, %108, %109"
+#define TL_WG_SS_T104 "%107, %108"
+#define TL_WG_RS_T104 "%110"
+#define TL_WG_O104(d) TL_WG_O100(d), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103])
+#define TL_WG_SS_P108 TL_WG_SS_P104 ", %107, %108, %109, %110"
+#define TL_WG_RS_P108 TL_WG_RS_P104 ", %110, %111, %112, %113"
+#define TL_WG_SS_T108 "%111, %112"
+#define TL_WG_RS_T108 "%114"
+#define TL_WG_O108(d) TL_WG_O104(d), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107])
+#define TL_WG_SS_P112 TL_WG_SS_P108 ", %111, %112, %113, %114"
+#define TL_WG_RS_P112 TL_WG_RS_P108 ", %114, %115, %116, %117"
+#define TL_WG_SS_T112 "%115, %116"
+#define TL_WG_RS_T112 "%118"
+#define TL_WG_O112(d) TL_WG_O108(d), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111])
+#define TL_WG_SS_P116 TL_WG_SS_P112 ", %115, %116, %117, %118"
+#define TL_WG_RS_P116 TL_WG_RS_P112 ", %118, %119, %120, %121"
+#define TL_WG_SS_T116 "%119, %120"
+#define TL_WG_RS_T116 "%122"
+#define TL_WG_O116(d) TL_WG_O112(d), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115])
+#define TL_WG_SS_P120 TL_WG_SS_P116 ", %119, %120, %121, %122"
+#define TL_WG_RS_P120 TL_WG_RS_P116 ", %122, %123, %124, %125"
+#define TL_WG_SS_T120 "%123, %124"
+#define TL_WG_RS_T120 "%126"
+#define TL_WG_O120(d) TL_WG_O116(d), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119])
+#define TL_WG_SS_P124 TL_WG_SS_P120 ", %123, %124, %125, %126"
+#define TL_WG_RS_P124 TL_WG_RS_P120 ", %126, %127, %128, %129"
+#define TL_WG_SS_T124 "%127, %128"
+#define TL_WG_RS_T124 "%130"
+#define TL_WG_O124(d) TL_WG_O120(d), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123])
+#define TL_WG_SS_P128 TL_WG_SS_P124 ", %127, %128, %129, %130"
+#define TL_WG_RS_P128 TL_WG_RS_P124 ", %130, %131, %132, %133"
+#define TL_WG_SS_T128 "%131, %132"
+#define TL_WG_RS_T128 "%134"
+#define TL_WG_O128(d) TL_WG_O124(d), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+// ---- end gen_wgmma_operands
+// One asm statement per shape (TL_WG_SHAPES); only the instantiated N is compiled.
+#define TL_WG_ASM_SS(n, r, TY, K)                                                                                  \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\nwgmma.mma_async.sync.aligned.m64n" #n "k" #K ".f32." TY "." TY \
+               " {" TL_WG_SS_P##r "}, %0, %1, p, 1, 1, " TL_WG_SS_T##r ";\n}\n"                                     \
+               : "+l"(da), "+l"(db), "+r"(scale_d), TL_WG_O##r(d) : "n"(TA), "n"(TB))
+#define TL_WG_ASM_RS(n, r, TY, K)                                                                                  \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %5, 0;\nwgmma.mma_async.sync.aligned.m64n" #n "k" #K ".f32." TY "." TY \
+               " {" TL_WG_RS_P##r "}, {%0, %1, %2, %3}, %4, p, 1, 1, " TL_WG_RS_T##r ";\n}\n"                       \
+               : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+l"(db), "+r"(scale_d), TL_WG_O##r(d) : "n"(TB))
+// tf32 takes no transpose immediates: K-major only.
+#define TL_WG_ASM_SS_TF32(n, r)                                                                                    \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\nwgmma.mma_async.sync.aligned.m64n" #n "k8.f32.tf32.tf32"     \
+               " {" TL_WG_SS_P##r "}, %0, %1, p, 1, 1;\n}\n" : "+l"(da), "+l"(db), "+r"(scale_d), TL_WG_O##r(d))
+#define TL_WG_ASM_RS_TF32(n, r)                                                                                    \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %5, 0;\nwgmma.mma_async.sync.aligned.m64n" #n "k8.f32.tf32.tf32"     \
+               " {" TL_WG_RS_P##r "}, {%0, %1, %2, %3}, %4, p, 1, 1;\n}\n"                                          \
+               : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+l"(db), "+r"(scale_d), TL_WG_O##r(d))
+template <int N, bool BF, int TA, int TB>
+__device__ __forceinline__ void tl_wgmma_ss_b16(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d) {
+  static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma: N is 8..256 in steps of 8");
+#define TL_X(n, r)                        \
+  if constexpr (N == n) {                 \
+    if constexpr (BF)                     \
+      TL_WG_ASM_SS(n, r, "bf16", 16);     \
+    else                                  \
+      TL_WG_ASM_SS(n, r, "f16", 16);      \
+  }
+  TL_WG_SHAPES(TL_X)
+#undef TL_X
+}
+template <int N, bool BF, int TB>
+__device__ __forceinline__ void tl_wgmma_rs_b16(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long db, int scale_d) {
+  static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma: N is 8..256 in steps of 8");
+  unsigned a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+#define TL_X(n, r)                        \
+  if constexpr (N == n) {                 \
+    if constexpr (BF)                     \
+      TL_WG_ASM_RS(n, r, "bf16", 16);     \
+    else                                  \
+      TL_WG_ASM_RS(n, r, "f16", 16);      \
+  }
+  TL_WG_SHAPES(TL_X)
+#undef TL_X
+}
+template <int N, int TA = 0, int TB = 0>
+__device__ __forceinline__ void tl_wgmma_f16(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d) {
+  tl_wgmma_ss_b16<N, false, TA, TB>(d, da, db, scale_d);
+}
+template <int N, int TA = 0, int TB = 0>
+__device__ __forceinline__ void tl_wgmma_bf16(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d) {
+  tl_wgmma_ss_b16<N, true, TA, TB>(d, da, db, scale_d);
+}
+template <int N, int TB = 0>
+__device__ __forceinline__ void tl_wgmma_f16_rs(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long db, int scale_d) {
+  tl_wgmma_rs_b16<N, false, TB>(d, a, db, scale_d);
+}
+template <int N, int TB = 0>
+__device__ __forceinline__ void tl_wgmma_bf16_rs(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long db, int scale_d) {
+  tl_wgmma_rs_b16<N, true, TB>(d, a, db, scale_d);
+}
+template <int N>
+__device__ __forceinline__ void tl_wgmma_tf32(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d) {
+  static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma: N is 8..256 in steps of 8");
+#define TL_X(n, r) \
+  if constexpr (N == n) TL_WG_ASM_SS_TF32(n, r);
+  TL_WG_SHAPES(TL_X)
+#undef TL_X
+}
+template <int N>
+__device__ __forceinline__ void tl_wgmma_tf32_rs(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long db, int scale_d) {
+  static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma: N is 8..256 in steps of 8");
+  unsigned a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+#define TL_X(n, r) \
+  if constexpr (N == n) TL_WG_ASM_RS_TF32(n, r);
+  TL_WG_SHAPES(TL_X)
+#undef TL_X
+}
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+#else   // the host pass: declarations, so kernels that call these parse
+__device__ void tl_wgmma_fence();
+__device__ void tl_wgmma_commit();
+template <int N>
+__device__ void tl_wgmma_wait();
+template <int N, int TA = 0, int TB = 0>
+__device__ void tl_wgmma_f16(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d);
+template <int N, int TA = 0, int TB = 0>
+__device__ void tl_wgmma_bf16(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d);
+template <int N, int TB = 0>
+__device__ void tl_wgmma_f16_rs(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long db, int scale_d);
+template <int N, int TB = 0>
+__device__ void tl_wgmma_bf16_rs(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long db, int scale_d);
+template <int N>
+__device__ void tl_wgmma_tf32(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d);
+template <int N>
+__device__ void tl_wgmma_tf32_rs(float (&d)[N / 2], const unsigned (&a)[4], unsigned long long db, int scale_d);
+#endif  // __CUDA_ARCH__
+#endif  // sm_90
+
 // CUDA has no float atomicMax/atomicMin; the emulator has them, so the GPU side gets the same via CAS.
 __device__ __forceinline__ float atomicMax(float* addr, float value) {
   int* a = reinterpret_cast<int*>(addr);
@@ -183,6 +581,18 @@ __device__ __forceinline__ long long tl_ipow(long long a, long long b) {
   for (; b; b >>= 1, x *= x)
     if (b & 1) r *= x;
   return (long long)r;
+}
+
+// The element offset of (row, col) in a shared [rows][C] tile of 2-byte elements whose 16-byte chunks are
+// XOR-swizzled by row (CUTLASS's Swizzle<3,3,3> on 128-byte lines): the chunk index is XORed with the row's
+// line number, so the 8 rows that one ldmatrix phase (or a warp's cp.async stores) touches at one logical
+// chunk land in 8 different 16-byte bank groups. C is a multiple of 16; rows narrower than 128 bytes share a
+// line and XOR fewer bits.
+template <int C>
+__device__ __forceinline__ int tl_swizzle_b16(int row, int col) {
+  constexpr int chunks = C / 8, rows_per_line = chunks >= 8 ? 1 : 8 / chunks, span = chunks >= 8 ? 8 : chunks;
+  return row * C + ((((col >> 3) ^ (row / rows_per_line)) & (span - 1)) | ((col >> 3) & ~(span - 1))) * 8 +
+         (col & 7);
 }
 
 // Grid-wide barrier of a kernel whose `blocks` blocks are all resident (grinder's device loops, DESIGN section 6).

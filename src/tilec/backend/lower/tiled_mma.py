@@ -1,11 +1,19 @@
-"""The tensor-core variant of the tiled kernel: f16/bf16 (batched) matrix products with ``nvcuda::wmma``.
+"""The tensor-core variant of the tiled kernel: f16/bf16 (batched) matrix products.
 
 Matches ``C[b.., m, n] += A[b.., m|k, k|m] * B[b.., k|n, n|k]`` (plain axes, one reduce axis, both inputs f16
 or both bf16, any float output) whose rTile is aligned to the 16×16×16 mma shape: block m and n, and step k,
-multiples of 16. A block stages an A tile (BM×BK) and a B tile (BK×BN) in shared memory per k step (zero
-outside the tensors, so edge tiles need no special case), each warp runs ``mma_sync`` on its 16×16
-fragments with fp32 accumulators, and the epilogue stages each fragment in a per-warp shared scratch so
-the global stores are row-contiguous and bounds-checked. The body is CUDA text (``source``): wmma calls have no kernel-IR form.
+multiples of 16. Two kernels take it:
+
+- the sm_80 engine (``mma_engine``: cp.async pipeline, ldmatrix from swizzled shared memory, mma.sync
+  m16n8k16) on sm_80 and later, when every operand's contiguous extent is a multiple of 8 elements (whole
+  16-byte chunks) and a warp grid keeps the block's accumulators in registers (:func:`engine_config`);
+- otherwise the ``nvcuda::wmma`` kernel below (V100; operands with ragged rows): a block stages an A tile
+  (BM×BK) and a B tile (BK×BN) in shared memory per k step (zero outside the tensors, so edge tiles need no
+  special case), each warp runs ``mma_sync`` on its 16×16 fragments with fp32 accumulators, and the epilogue
+  stages each fragment in a per-warp shared scratch so the global stores are row-contiguous and
+  bounds-checked.
+
+Both bodies are CUDA text (``source``): the primitives they call have no kernel-IR form.
 """
 from __future__ import annotations
 
@@ -65,11 +73,15 @@ def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
 
 
 def _arch_has_tensor_cores(ctx: ComputeContext) -> bool:
-    """Whether the GPU Roller tiled this op for (its ``estimate.arch``) has tensor cores for the dtype; an op
-    Roller never saw (no estimate) takes the module's target."""
+    """Whether the GPU Roller tiled this op for has tensor cores for the dtype."""
+    return tiled_for(ctx).tensor_core_flops(ctx.dtypes[0]) > 0
+
+
+def tiled_for(ctx: ComputeContext):
+    """The GPU Roller tiled this op for (its ``estimate.arch``); an op Roller never saw (no estimate) takes the
+    module's target."""
     from ...analysis.hardware import get_arch, module_arch
-    arch = (ctx.op.attributes.get("estimate") or {}).get("arch") or module_arch(ctx.op)
-    return get_arch(arch).tensor_core_flops(ctx.dtypes[0]) > 0
+    return get_arch((ctx.op.attributes.get("estimate") or {}).get("arch") or module_arch(ctx.op))
 
 
 def smem_bytes(bm: int, bn: int, bk: int, dtype: str, warps: int = 8) -> int:
@@ -87,8 +99,54 @@ def warps_for(bm: int, bn: int, threads_hint: int) -> int:
     return w
 
 
+def engine_config(ctx: ComputeContext, rtile: dict):
+    """The sm_80 engine's shape (``mma_engine.EngineConfig``) for ``ctx`` and an aligned ``rtile``, or None when
+    the wmma kernel runs it instead: a GPU older than sm_80, an operand whose contiguous extent is not a
+    multiple of 8 elements, or a block tile whose accumulators no warp grid keeps in registers."""
+    from . import mma_engine
+    mt = match(ctx)
+    spec = tiled_for(ctx)
+    if not mma_engine.supports(spec, mt, ctx.extents):
+        return None
+    bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
+    return mma_engine.plan(bm, bn, ctx.extents[mt["k"]], warps_for(bm, bn, _threads_hint(mt, rtile)),
+                           ctx.dtypes[0], spec)
+
+
+def _threads_hint(mt: dict, rtile: dict) -> int:
+    """The thread count Roller's rTile implies (block over thread tile, along m and n)."""
+    thread = rtile.get("thread", {})
+    bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
+    return (bm // max(1, thread.get(mt["m"], 1))) * (bn // max(1, thread.get(mt["n"], 1)))
+
+
 def lower_tiled_mma(ctx: ComputeContext, name: str, rtile: dict):
-    """The ``kernel.func`` of the wmma kernel for ``ctx`` with an aligned ``rtile`` (see :func:`aligned`)."""
+    """The ``kernel.func`` of the tensor-core kernel for ``ctx`` with an aligned ``rtile`` (see :func:`aligned`):
+    the sm_80 engine where :func:`engine_config` gives a shape, else the wmma kernel."""
+    cfg = engine_config(ctx, rtile)
+    if cfg is not None:
+        return lower_engine(ctx, name, rtile, cfg)
+    return lower_wmma(ctx, name, rtile)
+
+
+def lower_engine(ctx: ComputeContext, name: str, rtile: dict, cfg):
+    """The ``kernel.func`` of the sm_80 engine kernel (``mma_engine``) with shape ``cfg``."""
+    from . import mma_engine
+    from .builder import KernelBuilder
+    mt = match(ctx)
+    dtype = ctx.dtypes[0]
+    conf = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(rtile.get("thread", {})),
+            "step": {mt["k"]: cfg.bk}, "mma": [16, 8, 16], "engine": "mma_sync",
+            "warps": [cfg.warps_m, cfg.warps_n], "stages": cfg.stages}
+    return KernelBuilder().func(
+        name, [mma_engine.grid_blocks(ctx, mt, cfg)], [32 * cfg.warps], ctx.params(), kind="tiled_mma",
+        flops=ctx.flops(), bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, cfg.bk), config=conf,
+        source=mma_engine.kernel_source(ctx, mt, cfg), smem=cfg.smem_bytes(dtype) if cfg.dynamic else 0,
+        smem_static=0 if cfg.dynamic else cfg.smem_bytes(dtype))
+
+
+def lower_wmma(ctx: ComputeContext, name: str, rtile: dict):
+    """The ``kernel.func`` of the wmma kernel (GPUs before sm_80, operands not 16-byte chunked)."""
     from .builder import KernelBuilder
     mt = match(ctx)
     m, n, k, batch = mt["m"], mt["n"], mt["k"], mt["batch"]

@@ -1,0 +1,363 @@
+"""The sm_80 tensor-core engine: a multi-stage ``cp.async`` pipeline, ``ldmatrix`` from XOR-swizzled shared
+memory and ``mma.sync.m16n8k16`` with f32 accumulators (DESIGN §9), for an f16/bf16 (batched) matrix product
+``C[b.., m, n] += A * B`` whose operands may each be stored either way round.
+
+The shape of the kernel follows CUTLASS's sm80 multistage main loop (cutlass/gemm/collective/
+sm80_mma_multistage.hpp) built from the prelude's primitives (``tl_cp_async_16``, ``tl_ldmatrix_x4[_trans]``,
+``tl_mma_m16n8k16_*``), which the emulator runs with the PTX ISA's register layouts:
+
+- a block computes a BM x BN tile of C; its warps form a WM x WN grid, each warp a TM x TN warp tile of
+  (TM/16) x (TN/8) mma tiles whose f32 accumulators stay in registers;
+- per k tile (BK deep) the block copies A's BM x BK and B's BK x BN slices to shared memory with 16-byte
+  ``cp.async`` (128-bit global loads, no registers), ``stages`` k tiles in flight; a chunk outside the tensor
+  is zero-filled (src-size 0), so edge tiles need no other case, as long as every operand's contiguous extent
+  is a multiple of 8 elements (a chunk is in or out as a whole; :func:`supports`);
+- each operand tile is stored as its global rows ([m][k] or [k][m] for A, [k][n] or [n][k] for B), 16-byte
+  chunks XOR-swizzled by row (``tl_swizzle_b16``), so the 8 rows an ``ldmatrix`` phase reads hit 8 different
+  bank groups; ``ldmatrix`` (``.trans`` where the tile's rows run along k) gives each lane exactly the
+  registers ``mma.sync`` wants;
+- the epilogue converts each lane's accumulators to the output type and stores them with bounds checks.
+
+The stage count comes from the target's shared memory (``smem_per_block_optin_bytes``), the shared memory is
+dynamic, and its launch takes the opt-in past 48 KB (``backend/launch_resources``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...analysis.hardware import GPUSpec
+from ...ir.types import itemsize
+
+CHUNK = 8            # b16 elements per 16-byte cp.async / ldmatrix row
+MAX_STAGES = 4       # beyond 4 k tiles in flight CUTLASS and Triton see no gain on sm_80/sm_90
+MIN_STAGES = 2
+MAX_WARP_ACC = 128   # f32 accumulators per thread (a 64x64 warp tile): beyond, ptxas spills under 255 registers
+MMA_FN = {"f16": "tl_mma_m16n8k16_f16f32", "bf16": "tl_mma_m16n8k16_bf16f32"}
+CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One engine kernel's shape: block tile, k tile, warp grid and pipeline depth."""
+    bm: int
+    bn: int
+    bk: int
+    warps_m: int
+    warps_n: int
+    stages: int
+    dynamic: bool = False   # shared memory past the 48 KB a kernel may declare statically: dynamic, opted in
+
+    @property
+    def warps(self) -> int:
+        return self.warps_m * self.warps_n
+
+    @property
+    def warp_tile(self) -> tuple:
+        return self.bm // self.warps_m, self.bn // self.warps_n
+
+    def stage_bytes(self, dtype: str) -> int:
+        return (self.bm + self.bn) * self.bk * itemsize(dtype)
+
+    def smem_bytes(self, dtype: str) -> int:
+        return self.stages * self.stage_bytes(dtype)
+
+
+def sm_version(spec: GPUSpec) -> int:
+    """The compute capability of ``spec`` as a number (``sm_80`` -> 80)."""
+    return int(spec.sm_arch.split("_")[1].rstrip("a"))
+
+
+def supports(spec: GPUSpec, mt: dict, extents: dict) -> bool:
+    """Whether the engine can run the matched product ``mt`` (``tiled_mma.match``): an sm_80+ target (mma.sync
+    m16n8k16, ldmatrix, cp.async), and every operand's contiguous extent a multiple of 8 elements, so each
+    16-byte chunk lies wholly inside or outside the tensor and every row starts 16-byte aligned."""
+    if sm_version(spec) < 80:
+        return False
+    a_inner = mt["m"] if mt["a_kmajor"] else mt["k"]
+    b_inner = mt["k"] if mt["b_nmajor"] else mt["n"]
+    return extents[a_inner] % CHUNK == 0 and extents[b_inner] % CHUNK == 0
+
+
+def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec) -> EngineConfig | None:
+    """The engine's shape for a ``bm`` x ``bn`` block tile with about ``warps`` warps, or None when no warp grid
+    keeps the accumulators in registers or two stages do not fit the target's shared memory.
+
+    Warp tiles are multiples of 16 x 16 (one ``ldmatrix.x4`` feeds two n8 mma tiles), as square as the grid
+    allows; the k tile is 64 (128-byte rows: 4 mma k steps per barrier, as Triton's and CUTLASS's f16 tiles)
+    unless K is shorter or two stages of it do not fit; the stages are as many as fit the per-block opt-in
+    shared memory, 2 to 4."""
+    w = warps
+    while w >= 1:
+        grids = [(wm, w // wm) for wm in _powers_of_two(w) if bm % (16 * wm) == 0 and bn % (16 * (w // wm)) == 0]
+        grids = [g for g in grids if (bm // g[0]) * (bn // g[1]) // 32 <= MAX_WARP_ACC]
+        if grids:
+            wm, wn = min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
+            break
+        w //= 2
+    else:
+        return None
+    budget = spec.smem_per_block_optin_bytes
+    bk = 64 if k_extent >= 64 else 32 if k_extent > 16 else 16
+    while bk > 16 and MIN_STAGES * (bm + bn) * bk * itemsize(dtype) > budget:
+        bk //= 2
+    cfg = EngineConfig(bm, bn, bk, wm, wn, MIN_STAGES)
+    stages = min(MAX_STAGES, budget // cfg.stage_bytes(dtype))
+    if stages < MIN_STAGES:
+        return None
+    dynamic = stages * cfg.stage_bytes(dtype) > spec.smem_per_block_bytes
+    return EngineConfig(bm, bn, bk, wm, wn, stages, dynamic)
+
+
+def _powers_of_two(n: int) -> list:
+    return [1 << i for i in range(n.bit_length()) if (1 << i) <= n and n % (1 << i) == 0]
+
+
+@dataclass(frozen=True)
+class Operand:
+    """How one input tile is staged: the global tensor's rows (``outer``) and contiguous axis (``inner``), which
+    of them is k, and its shared tile's [rows][cols] shape per stage."""
+    name: str          # the kernel parameter
+    outer: str         # C expression: the global row of tile row r's first element (before + r)
+    inner: str         # C expression: the global column of the tile's column 0
+    outer_ext: int
+    inner_ext: int
+    rows: int
+    cols: int
+    k_inner: bool      # the tile's rows run along m/n and its columns along k
+    k_ext: int         # K
+
+    @property
+    def elems(self) -> int:
+        return self.rows * self.cols
+
+
+def operands(mt: dict, extents: dict, cfg: EngineConfig, names: dict) -> tuple:
+    """The A and B :class:`Operand` of the matched product at block offsets ``k_m0``/``k_n0`` and k ``k_k0``."""
+    m, n, k = mt["m"], mt["n"], mt["k"]
+    E = extents
+    ina, inb = names[mt["a"].tensor], names[mt["b"].tensor]
+    if mt["a_kmajor"]:   # A[k][m]
+        a = Operand(ina, "k_k0", "k_m0", E[k], E[m], cfg.bk, cfg.bm, False, E[k])
+    else:                # A[m][k]
+        a = Operand(ina, "k_m0", "k_k0", E[m], E[k], cfg.bm, cfg.bk, True, E[k])
+    if mt["b_nmajor"]:   # B[n][k]
+        b = Operand(inb, "k_n0", "k_k0", E[n], E[k], cfg.bn, cfg.bk, True, E[k])
+    else:                # B[k][n]
+        b = Operand(inb, "k_k0", "k_n0", E[k], E[n], cfg.bk, cfg.bn, False, E[k])
+    return a, b
+
+
+def span_elems(cols: int) -> int:
+    """Columns one swizzle pattern spans (``tl_swizzle_b16``): adding a multiple of it to a column adds the
+    same to the offset, so only the column modulo it needs a register of its own."""
+    chunks = cols // CHUNK
+    return CHUNK * min(chunks, 8)
+
+
+def copy_plan_lines(op: Operand, tag: str, base: str, threads: int, bk: int, k_ragged: bool) -> list:
+    """This thread's 16-byte chunks of one operand's stage tile, computed once before the main loop: shared
+    offset (swizzled), global offset at k tile 0, whether the chunk's m/n position lies inside the tensor, and
+    (K not a multiple of the k tile) its k position within the tile."""
+    per_row = op.cols // CHUNK
+    chunks = op.rows * per_row
+    n = -(-chunks // threads)
+    it = "long long"
+    kpos = "col" if op.k_inner else "r"
+    mn_ok = (f"{op.outer} + r < {op.outer_ext}" if op.k_inner else f"{op.inner} + col < {op.inner_ext}")
+    out = [f"int k_{tag}_dst[{n}];", f"{it} k_{tag}_src[{n}];", f"bool k_{tag}_in[{n}];"]
+    if k_ragged:
+        out.append(f"int k_{tag}_k[{n}];")
+    out += ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{",
+            f"  const int c = k_tid + i * {threads}, r = c / {per_row}, col = c % {per_row} * {CHUNK};",
+            f"  const int k_k0 = 0;",
+            f"  k_{tag}_dst[i] = tl_swizzle_b16<{op.cols}>(r, col);",
+            f"  k_{tag}_src[i] = {base} + ({it})({op.outer} + r) * {op.inner_ext} + {op.inner} + col;",
+            f"  k_{tag}_in[i] = c < {chunks} && {mn_ok};"]
+    if k_ragged:
+        out.append(f"  k_{tag}_k[i] = {kpos};")
+    out.append("}")
+    return out
+
+
+def issue_lines(op: Operand, tag: str, smem: str, threads: int, bk: int, k_ragged: bool) -> list:
+    """The statements of the load lambda that issue one operand's k tile ``kt``: one cp.async per chunk, its
+    global offset advanced by whole k tiles (along a row, or by rows), zero-filled outside the tensor."""
+    per_row = op.cols // CHUNK
+    chunks = op.rows * per_row
+    n = -(-chunks // threads)
+    step = bk if op.k_inner else bk * op.inner_ext
+    valid = f"k_{tag}_in[i]" + (f" && kt * {bk} + k_{tag}_k[i] < {op.k_ext}" if k_ragged else "")
+    body = f"tl_cp_async_16({smem} + k_{tag}_dst[i], {op.name}, k_{tag}_src[i] + (long long)kt * {step}, {valid});"
+    out = ["#pragma unroll", f"for (int i = 0; i < {n}; ++i)"]
+    if chunks % threads:   # the last round has fewer chunks than threads: the others must not write
+        return out + [f"  if (k_tid + i * {threads} < {chunks}) {body}"]
+    return out + ["  " + body]
+
+
+@dataclass(frozen=True)
+class Fragments:
+    """Where a lane's ldmatrix rows are for one operand: ``lane_row``/``lane_col`` (C, per lane, warp offset
+    included), ``srow`` (C over the unrolled loop variables, a multiple of 8 rows: added as is) and ``scol``
+    (a multiple of 16 columns: its part below the swizzle span picks one of the precomputed offsets)."""
+    lane_row: str
+    lane_col: str
+    srow: str
+    scol: str
+    scol_values: int   # how many values scol takes (0, 16, 32, ...)
+    fn: str
+
+
+def a_fragments(a: Operand, cfg: EngineConfig) -> Fragments:
+    """A's ldmatrix.x4 per (mi, kk): the ISA's a[0..3] for rows k_wm + 16 mi .. + 15, k kk .. kk + 15."""
+    tm = cfg.warp_tile[0]
+    if a.k_inner:    # [m][k] rows: lanes 0-15 point at rows 0-15 at k, lanes 16-31 at k + 8
+        return Fragments("k_wm + k_lane % 16", "k_lane / 16 * 8", "mi * 16", "kk", cfg.bk // 16, "tl_ldmatrix_x4")
+    # [k][m] rows: matrix j = lane / 8 is (k + 8 (j / 2), m + 8 (j % 2)), transposed
+    return Fragments("k_lane % 8 + k_lane / 16 * 8", "k_wm + k_lane / 8 % 2 * 8", "kk", "mi * 16", tm // 16,
+                     "tl_ldmatrix_x4_trans")
+
+
+def b_fragments(b: Operand, cfg: EngineConfig) -> Fragments:
+    """B's ldmatrix.x4 per (p, kk): b[2p] and b[2p + 1] for columns k_wn + 16 p .. + 15, k kk .. kk + 15."""
+    tn = cfg.warp_tile[1]
+    if b.k_inner:    # [n][k] rows: matrix j is (n + 8 (j / 2), k + 8 (j % 2))
+        return Fragments("k_wn + k_lane % 8 + k_lane / 16 * 8", "k_lane / 8 % 2 * 8", "p * 16", "kk", cfg.bk // 16,
+                         "tl_ldmatrix_x4")
+    # [k][n] rows: matrix j is (k + 8 (j % 2), n + 8 (j / 2)), transposed
+    return Fragments("k_lane % 16", "k_wn + k_lane / 16 * 8", "kk", "p * 16", tn // 16, "tl_ldmatrix_x4_trans")
+
+
+def fragment_offset_lines(f: Fragments, op: Operand, tag: str) -> list:
+    """The per-lane ldmatrix offsets of one operand within a stage, one per swizzle phase of ``scol``."""
+    span = span_elems(op.cols)
+    v = max(1, min(span // 16, f.scol_values))
+    return [f"int k_{tag}_ld[{v}];", "#pragma unroll",
+            f"for (int v = 0; v < {v}; ++v) k_{tag}_ld[v] = tl_swizzle_b16<{op.cols}>({f.lane_row}, {f.lane_col} + v * 16);"]
+
+
+def fragment_address(f: Fragments, op: Operand, tag: str, smem: str) -> str:
+    """C text: the lane's ldmatrix row address for the current unrolled (mi | p, kk)."""
+    span = span_elems(op.cols)
+    v = max(1, min(span // 16, f.scol_values))
+    pick = f"k_{tag}_ld[({f.scol}) % {span} / 16]" if v > 1 else f"k_{tag}_ld[0]"
+    return f"{smem} + {pick} + ({f.srow}) * {op.cols} + ({f.scol}) / {span} * {span}"
+
+
+def smem_lines(cfg: EngineConfig, dtype: str) -> list:
+    """The declaration of the stages' shared memory ``k_smem``, 16-byte aligned (cp.async, ldmatrix)."""
+    if not cfg.dynamic:
+        return [f"TL_SHARED(float4, k_smem, [{cfg.smem_bytes(dtype) // 16}]);"]
+    # The kernel declares no static arrays, so the dynamic ones start at offset 0. As bytes: a wider type
+    # would make ptxas align the static bytes of every kernel compiled in the same batch.
+    return ["extern __shared__ unsigned char k_smem[];   // sized at launch (the kernel's smem attribute)"]
+
+
+def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
+    """The CUDA body of the engine kernel for the matched product ``mt`` of ``ctx`` with shape ``cfg``."""
+    m, n, k = mt["m"], mt["n"], mt["k"]
+    E = ctx.extents
+    dtype = ctx.dtypes[0]
+    ab_t, out_t = CTYPE[dtype], CTYPE[ctx.out_dtype]
+    it = "long long" if ctx.idx_t == "i64" else "int"
+    nt = 32 * cfg.warps
+    tm, tn = cfg.warp_tile
+    grid_m, grid_n = -(-E[m] // cfg.bm), -(-E[n] // cfg.bn)
+    a, b = operands(mt, E, cfg, ctx.names)
+    k_tiles = -(-E[k] // cfg.bk)
+    ragged = E[k] % cfg.bk != 0
+    s = cfg.stages
+    fa, fb = a_fragments(a, cfg), b_fragments(b, cfg)
+    ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
+    src = [
+        f"// mma engine: block tile {cfg.bm}x{cfg.bn}, k tile {cfg.bk}, {s}-stage cp.async pipeline; "
+        f"{cfg.warps_m}x{cfg.warps_n} warps of {tm}x{tn} (m16n8k16 {dtype}, f32 accumulators)",
+        f"constexpr int MI = {tm // 16}, NI = {tn // 8};",
+        f"constexpr int A_TILE = {a.elems}, B_TILE = {b.elems};   // elements of one stage's tile",
+        *smem_lines(cfg, dtype),
+        f"{ab_t}* const k_sa = reinterpret_cast<{ab_t}*>(k_smem);   // [{s}][{a.rows}][{a.cols}], chunks swizzled",
+        f"{ab_t}* const k_sb = k_sa + {s} * A_TILE;                   // [{s}][{b.rows}][{b.cols}]",
+        "const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;",
+        f"const int k_wm = k_warp / {cfg.warps_n} * {tm}, k_wn = k_warp % {cfg.warps_n} * {tn};",
+        "const int k_bid = blockIdx.x;",
+        f"const {it} k_batch = k_bid / {grid_m * grid_n};",
+        f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
+        f"const {it} k_abase = k_batch * {E[m] * E[k]}, k_bbase = k_batch * {E[k] * E[n]};",
+        f"const {it} k_cbase = k_batch * {E[m] * E[n]};",
+        "// Copy plan: this thread's chunks of each stage (see issue below), computed once.",
+        *copy_plan_lines(a, "a", "k_abase", nt, cfg.bk, ragged),
+        *copy_plan_lines(b, "b", "k_bbase", nt, cfg.bk, ragged),
+        "// Issue k tile kt's copies into pipeline stage `stage` (zero-filled outside the tensors).",
+        "auto k_load_tile = [&](int kt, int stage) {",
+        f"  {ab_t}* const sa = k_sa + stage * A_TILE;",
+        f"  {ab_t}* const sb = k_sb + stage * B_TILE;",
+        *ind(issue_lines(a, "a", "sa", nt, cfg.bk, ragged), 1),
+        *ind(issue_lines(b, "b", "sb", nt, cfg.bk, ragged), 1),
+        "};",
+        "// ldmatrix row offsets of this lane within a stage, one per swizzle phase (the rest is immediate).",
+        *fragment_offset_lines(fa, a, "a"),
+        *fragment_offset_lines(fb, b, "b"),
+        "float k_acc[MI][NI][4];",
+        "#pragma unroll",
+        "for (int mi = 0; mi < MI; ++mi)",
+        "  #pragma unroll",
+        "  for (int ni = 0; ni < NI; ++ni)",
+        "    #pragma unroll",
+        "    for (int i = 0; i < 4; ++i) k_acc[mi][ni][i] = 0.0f;",
+        f"// Prologue: k tiles 0..{s - 2} in flight, one commit group each (empty past the end, so that",
+        "// wait<stages - 2> always means 'k tile kt has landed').",
+        "#pragma unroll",
+        f"for (int kt = 0; kt < {s - 1}; ++kt) {{",
+        f"  if (kt < {k_tiles}) k_load_tile(kt, kt);",
+        "  tl_cp_async_commit();",
+        "}",
+        f"int k_read = 0, k_write = {s - 1};   // the stages computed on and refilled this iteration",
+        f"for (int kt = 0; kt < {k_tiles}; ++kt) {{",
+        f"  tl_cp_async_wait<{s - 2}>();",
+        "  __syncthreads();   // k tile kt is visible to all; every warp is done with the stage refilled next",
+        f"  if (kt + {s - 1} < {k_tiles}) k_load_tile(kt + {s - 1}, k_write);",
+        "  tl_cp_async_commit();",
+        f"  const {ab_t}* const sa = k_sa + k_read * A_TILE;",
+        f"  const {ab_t}* const sb = k_sb + k_read * B_TILE;",
+        "  #pragma unroll",
+        f"  for (int kk = 0; kk < {cfg.bk}; kk += 16) {{",
+        "    unsigned a[MI][4], b[NI][2];",
+        "    #pragma unroll",
+        f"    for (int mi = 0; mi < MI; ++mi) {fa.fn}(a[mi], {fragment_address(fa, a, 'a', 'sa')});",
+        "    #pragma unroll",
+        "    for (int p = 0; p < NI / 2; ++p) {",
+        "      unsigned r[4];",
+        f"      {fb.fn}(r, {fragment_address(fb, b, 'b', 'sb')});",
+        "      b[2 * p][0] = r[0], b[2 * p][1] = r[1], b[2 * p + 1][0] = r[2], b[2 * p + 1][1] = r[3];",
+        "    }",
+        "    #pragma unroll",
+        "    for (int mi = 0; mi < MI; ++mi)",
+        "      #pragma unroll",
+        "      for (int ni = 0; ni < NI; ++ni)",
+        f"        {MMA_FN[dtype]}(k_acc[mi][ni], a[mi], b[ni], k_acc[mi][ni]);",
+        "  }",
+        f"  k_read = k_read == {s - 1} ? 0 : k_read + 1;",
+        f"  k_write = k_write == {s - 1} ? 0 : k_write + 1;",
+        "}",
+        "tl_cp_async_wait<0>();   // only empty groups can be left; no copy outlives the kernel",
+        "// Epilogue: lane l holds rows l/4 and l/4 + 8, columns 2(l%4) and 2(l%4) + 1 of each mma tile.",
+        "#pragma unroll",
+        "for (int mi = 0; mi < MI; ++mi)",
+        "  #pragma unroll",
+        "  for (int ni = 0; ni < NI; ++ni)",
+        "    #pragma unroll",
+        "    for (int i = 0; i < 4; ++i) {",
+        "      const int gm = k_m0 + k_wm + mi * 16 + k_lane / 4 + i / 2 * 8;",
+        "      const int gn = k_n0 + k_wn + ni * 8 + k_lane % 4 * 2 + i % 2;",
+        f"      if (gm < {E[m]} && gn < {E[n]}) TL_ST({ctx.out_name}, k_cbase + ({it})gm * {E[n]} + gn, "
+        f"{out_t}(k_acc[mi][ni][i]));",
+        "    }",
+    ]
+    return "\n".join(src) + "\n"
+
+
+def grid_blocks(ctx, mt: dict, cfg: EngineConfig) -> int:
+    """Blocks of the launch: one per (batch entry, BM x BN tile of C)."""
+    E = ctx.extents
+    nb = math.prod(E[x] for x in mt["batch"])
+    return nb * -(-E[mt["m"]] // cfg.bm) * -(-E[mt["n"]] // cfg.bn)
