@@ -38,13 +38,16 @@ def default_backend() -> str:
 
 def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noqa: A001
             input_shapes: dict | None = None, build_dir: str | None = None, backend: str | None = None,
-            check_nvrtc: bool = False, example_inputs: tuple | None = None) -> "CompiledModel":
+            check_nvrtc: bool = False, example_inputs: tuple | None = None, shape_profile: dict | None = None,
+            buckets: dict | None = None) -> "CompiledModel":
     """Compile ``model`` (a path to an ``.onnx``, an ``onnx.ModelProto``, or a ``torch.nn.Module`` with
     ``example_inputs``, exported through torch's ONNX exporter with its ``forward``'s parameter names as input
     names) with ``pipeline`` for the GPU ``arch`` (default h200; ``tilec compile --arch``) and return it
     ready to run on ``backend``. For ``torch.compile`` see ``tilec.torch_backend``.
-    ``input_shapes`` pins dynamic dims (``{"x": [1, 128]}``), as ``--input-shape`` does. Errors in the
-    model are :class:`CompileError` (the CLI's exit 1)."""
+    ``input_shapes`` pins dynamic dims (``{"x": [1, 128]}``), as ``--input-shape`` does; ``shape_profile``
+    (``{"x": "1..32x128"}`` or ``{"x": [(1, 32), 128]}``) builds one build per bucket instead, as
+    ``--shape-profile`` does, with ``buckets`` (``{"seq": [128, 512]}``) as ``--buckets`` (``driver_profile``).
+    Errors in the model are :class:`CompileError` (the CLI's exit 1)."""
     from .driver import compile_model
     backend = _backend(backend)
     owner = None
@@ -53,16 +56,34 @@ def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noq
         build_dir = str(Path(owner.name) / "build")
     with tempfile.TemporaryDirectory(prefix="tilec-model-") as scratch:
         path = _model_path(model, scratch, example_inputs)
-        compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes, check_nvrtc=check_nvrtc,
-                      arch=arch)
+        if shape_profile:
+            from .driver_profile import compile_profile
+            compile_profile(path, build_dir, _profiles(shape_profile), buckets, pipeline=pipeline,
+                            check_nvrtc=check_nvrtc, arch=arch)
+        else:
+            compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes,
+                          check_nvrtc=check_nvrtc, arch=arch)
     return CompiledModel(build_dir, backend, _owner=owner)
 
 
 def load(build_dir: str, backend: str | None = None) -> "CompiledModel":
     """Open a build folder that ``tilec compile`` (or :func:`compile`) wrote."""
-    if not Path(build_dir, "plan.json").is_file():
+    if not Path(build_dir, "plan.json").is_file() and not Path(build_dir, "profile.json").is_file():
         raise CompileError(f"'{build_dir}' is not a tilec build folder (no plan.json)")
     return CompiledModel(build_dir, _backend(backend))
+
+
+def _profiles(shape_profile: dict) -> dict:
+    """``{name: "1..32x128" | [(1, 32), 128]}`` -> ``{name: [(1, 32), 128]}``."""
+    from .runtime.profile import parse_profile_spec
+    out = {}
+    for name, dims in shape_profile.items():
+        try:
+            out[name] = parse_profile_spec(f"{name}={dims}")[1] if isinstance(dims, str) else \
+                [d if isinstance(d, int) else (int(d[0]), int(d[1])) for d in dims]
+        except ValueError as e:
+            raise CompileError(f"shape_profile: {e}") from None
+    return out
 
 
 def _backend(backend: str | None) -> str:
@@ -119,11 +140,19 @@ class CompiledModel:
         if _owner is not None:
             weakref.finalize(self, _owner.cleanup)
         root = Path(build_dir)
-        from .backend.plan import plan_inputs
-        plan = json.loads((root / "plan.json").read_text())
-        self._declared = plan_inputs(plan)
-        self.input_names = [n for n, _, _ in self._declared]
-        self.output_names = [o["name"] for o in plan["outputs"]]
+        from .runtime.profile import load_profile
+        self._profile = load_profile(root)   # a profile build: each bucket runs as a CompiledModel of its own
+        self._buckets: dict = {}
+        self.last_bucket = None   # the key of the bucket the last run of a profile build took
+        if self._profile is not None:
+            self._declared = self._profile.declared()
+            self.input_names, self.output_names = self._profile.input_names, self._profile.output_names
+        else:
+            from .backend.plan import plan_inputs
+            plan = json.loads((root / "plan.json").read_text())
+            self._declared = plan_inputs(plan)
+            self.input_names = [n for n, _, _ in self._declared]
+            self.output_names = [o["name"] for o in plan["outputs"]]
         self.report = json.loads((root / "report.json").read_text()) if (root / "report.json").is_file() else {}
         self._runner = None
 
@@ -150,6 +179,13 @@ class CompiledModel:
         return dict(zip(self.output_names, self.run(None, feeds)))
 
     def _run(self, inputs: dict) -> dict:
+        if self._profile is not None:
+            choice = self._profile.choose({n: a.shape for n, a in inputs.items()})
+            key = choice.bucket["key"]
+            if key not in self._buckets:
+                self._buckets[key] = CompiledModel(str(self._profile.bucket_dir(choice)), self.backend)
+            self.last_bucket = key
+            return self._profile.unpad(self._buckets[key]._run(self._profile.pad(inputs, choice)), choice)
         if self.backend == "numpy":
             if self._runner is None:
                 from .driver import load_target

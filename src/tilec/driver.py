@@ -53,7 +53,8 @@ class CompileResult:
 def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compile_to: str | None = None,
                   pipeline: str = "default", input_shapes: dict | None = None,
                   check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
-                  check_nvrtc: bool = False, arch: str | None = None, progress=None) -> CompileResult:
+                  check_nvrtc: bool = False, arch: str | None = None, progress=None,
+                  on_import=None) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
@@ -62,7 +63,8 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides. ``arch`` is the
     target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read.
     ``progress``, when given, is called as ``progress(index, total, stage name)`` before each stage (import,
-    every pass, writing the build): the CLI's ``cli.progress.Progress.stage``."""
+    every pass, writing the build): the CLI's ``cli.progress.Progress.stage``. ``on_import``, when given, is
+    called with the imported, verified module before any pass changes it (``driver_profile``'s analysis)."""
     from .backend.build import atomic_build_dir, count_ops, module_text, write_build
     from .frontend.importer import import_onnx
     from .ir.verifier import verify
@@ -88,6 +90,8 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     module = import_onnx(model, input_shapes or {})
     set_target(module, target.arch)
     verify(module)
+    if on_import is not None:
+        on_import(module)
     if dump_dir is not None:
         dump(module, dump_dir, 0, "import")
     # The IR just before lower-cuda is what the numpy backend runs on a build folder (kernels have no
@@ -168,6 +172,13 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
         raise CompileError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
     if (emu_resident_limit or emu_sms) and backend != "emu":
         raise CompileError("--emu-resident-limit and --emu-sms are options of --backend emu")
+    from .runtime.profile import load_profile
+    profile = load_profile(target) if Path(target).is_dir() else None
+    if profile is not None:   # a profile build: the bucket that fits runs (driver_profile.run_profile)
+        from .driver_profile import run_profile
+        return run_profile(profile, inputs_path, outputs_path, backend, report_path=report_path, cast=cast,
+                           summary=summary, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
+                           emu_resident_limit=emu_resident_limit, emu_sms=emu_sms)
     from .runtime.array_files import conform_inputs, load_arrays
     arrays = None
     if backend == "numpy":
@@ -186,9 +197,9 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
     if arrays is None:
         arrays = load_arrays(inputs_path, single)
     inputs = conform_inputs(arrays, declared, cast)
-    _check_writable(outputs_path, "outputs")
+    check_writable(outputs_path, "outputs")
     if report_path is not None:
-        _check_writable(report_path, "the report")
+        check_writable(report_path, "the report")
     if backend == "numpy":
         start = time.perf_counter()
         outputs = run_module(module, inputs)
@@ -271,7 +282,7 @@ def _plan_inputs(build_dir: str) -> list:
                            "compile it again") from None
 
 
-def _check_writable(path: str, what: str) -> None:
+def check_writable(path: str, what: str) -> None:
     """Fail before running, not after, when ``path`` cannot be written (its folder missing is fine: it is
     made); a folder where a file should go is an error too."""
     p = Path(path)

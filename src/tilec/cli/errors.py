@@ -59,3 +59,32 @@ def parse_input_shapes(specs) -> dict:
             raise click.BadParameter(f"'{dims}' {why}", param_hint="--input-shape")
         shapes[name] = shape
     return shapes
+
+
+def parse_shape_profiles(specs) -> dict:
+    """``NAME=1..32x64`` (repeatable) → ``{NAME: [(1, 32), 64]}`` (``runtime/profile.parse_profile_spec``);
+    bad text or an input given twice is a usage error."""
+    from ..runtime.profile import parse_profile_spec
+    out = {}
+    for spec in specs or ():
+        try:
+            name, dims = parse_profile_spec(spec)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--shape-profile") from None
+        if name in out:
+            raise click.BadParameter(f"input '{name}' is given twice", param_hint="--shape-profile")
+        out[name] = dims
+    return out
+
+
+def parse_bucket_lists(specs) -> dict:
+    """``DIM=128,256`` (repeatable; DIM a dim name or INPUT:AXIS) → ``{DIM: [128, 256]}``."""
+    from ..runtime.profile import parse_buckets_spec
+    out = {}
+    for spec in specs or ():
+        try:
+            dim, sizes = parse_buckets_spec(spec)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--buckets") from None
+        out[dim] = sizes
+    return out

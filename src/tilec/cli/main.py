@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from .errors import guarded, parse_input_shapes
+from .errors import guarded, parse_bucket_lists, parse_input_shapes, parse_shape_profiles
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,13 +96,35 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
               help="No stage progress on stderr (shown once a compile has run for a second: a status line on a "
                    "terminal, plain lines otherwise).")
 @input_shape_option
+@click.option("--shape-profile", "shape_profiles", multiple=True, metavar="NAME=MIN..MAXxDIM...",
+              help="Compile one build per bucket of dynamic dims, e.g. input_ids=1..32x1..512 (a fixed dim is a "
+                   "number; repeatable, one per input); 'tilec run' picks the bucket that fits.")
+@click.option("--buckets", "bucket_lists", multiple=True, metavar="DIM=V1,V2,...",
+              help="The buckets of one dim of --shape-profile (its ONNX dim name, or INPUT:AXIS), e.g. "
+                   "seq=128,256,512 (repeatable; default: powers of two within the range, and its maximum).")
 @guarded
 def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_ptx, check_nvrtc, tune, no_fusion,
-                quiet, input_shapes):
+                quiet, input_shapes, shape_profiles, bucket_lists):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
     from .progress import Progress
+    if bucket_lists and not shape_profiles:
+        raise click.UsageError("--buckets chooses the buckets of a --shape-profile: give one")
+    if shape_profiles and (input_shapes or compile_to):
+        raise click.UsageError("--shape-profile fixes the shapes of every bucket: drop "
+                               + ("--input-shape" if input_shapes else "--compile-to"))
     progress = Progress(enabled=not quiet)
+    if shape_profiles:
+        from ..driver_profile import compile_profile
+        profiles, buckets = parse_shape_profiles(shape_profiles), parse_bucket_lists(bucket_lists)
+        try:
+            result = compile_profile(model, build_dir, profiles, buckets, dump_dir=dump_dir, pipeline=pipeline,
+                                     check_ptx=check_ptx, tune=tune, no_fusion=no_fusion, check_nvrtc=check_nvrtc,
+                                     arch=arch, progress=progress.stage)
+        finally:
+            progress.done()
+        click.echo(result.summary())
+        return
     try:
         result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
                                input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
