@@ -11,9 +11,10 @@ from tilec.backend import build as build_mod
 from tilec.ir import CompileError, read_ir
 
 REPORT_TOTALS = {"ops", "kernels", "launches", "host_ops", "global_bytes_modelled", "lower_bound_bytes",
-                 "arena_bytes", "compile_seconds", "speed_of_light_us"}
+                 "arena_bytes", "compile_seconds", "speed_of_light_us", "modelled_us"}
 KERNEL_ROW = {"name", "kind", "origin", "flops", "bytes_modelled", "grid", "block", "smem_dynamic", "smem_static",
-              "smem_optin", "registers", "registers_from", "launches", "cu", "speed_of_light_us"}
+              "smem_optin", "registers", "registers_from", "launches", "cu", "speed_of_light_us", "modelled_us",
+              "latency"}
 
 
 def test_build_folder_files_and_report(tmp_path):

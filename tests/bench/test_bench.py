@@ -29,14 +29,15 @@ def test_bench_one_model_one_pipeline(tmp_path):
     assert row["status"] == "ok", row
     assert (row["model"], row["size"], row["pipeline"]) == ("nerf_mlp", "small", "none")
     for key in ("ops", "kernels", "launches", "compile_seconds", "stages", "measured_bytes",
-                "lower_bound_bytes", "speed_of_light_us", "emu_vs_ort", "numpy_vs_ort"):
+                "lower_bound_bytes", "speed_of_light_us", "modelled_us", "dram_bytes", "emu_vs_ort",
+                "numpy_vs_ort"):
         assert row[key] is not None, key
     assert row["measured_bytes"] >= row["lower_bound_bytes"] > 0
     assert row["emu_vs_ort"] < 1e-3 and row["numpy_vs_ort"] < 1e-3
     md = (out / "cpu-2000-01-01.md").read_text()
     assert "scripts/bench.py" in md.split("```")[1]  # the exact command on top
     table = [line for line in md.splitlines() if line.startswith("| nerf_mlp |")]
-    assert len(table) == 1 and table[0].count("|") == 18 and "| ok |" in table[0]
+    assert len(table) == 1 and table[0].count("|") == 21 and "| ok |" in table[0]
 
 
 def test_failing_rows_say_why():
@@ -47,9 +48,9 @@ def test_failing_rows_say_why():
     text = small_table(rows, 1e-3)
     assert "**timeout**: row took longer than 5s (killed)" in text
     assert "**failed**: compile: CompileError: a/b" in text  # a '|' in the reason must not split the row
-    assert all(line.count("|") == 18 for line in text.splitlines())
+    assert all(line.count("|") == 21 for line in text.splitlines())
     full = full_table([{**rows[0], "size": "full"}])
-    assert all(line.count("|") == 16 for line in full.splitlines())
+    assert all(line.count("|") == 19 for line in full.splitlines())
 
 
 def test_wrong_results_are_flagged():

@@ -169,10 +169,12 @@ def launches_per_inference(steps: list, modelled_of: dict, times: int = 1) -> di
 def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, stages: list,
                 ptx: dict | None = None, nvrtc: dict | None = None) -> dict:
     """report.json: ``totals`` (ops, kernels, launches, host_ops, global_bytes_modelled, lower_bound_bytes,
-    compile_seconds, speed_of_light_us: ``analysis/speed_of_light``) and ``kernels``, one row per kernel.func
+    compile_seconds, speed_of_light_us: ``analysis/speed_of_light``, modelled_us: ``analysis/latency``) and
+    ``kernels``, one row per kernel.func (with its ``modelled_us`` and the model's ``latency`` breakdown)
     in module order; launches and modelled bytes
     are per inference (:func:`launches_per_inference`). ``nvrtc`` is ``backend/nvrtc.check_kernels``' answer
     (``nvrtc_checked``, a top-level ``nvrtc`` entry and each row's ``nvrtc``)."""
+    from ..analysis import latency
     from ..analysis import speed_of_light as sol
     ptx = ptx or {}
     spec = get_arch(module_arch(module))
@@ -197,12 +199,16 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
             row["ptxas"] = ptx[k.sym_name].to_json()
         if nvrtc is not None:
             row["nvrtc"] = nvrtc["kernels"].get(k.sym_name, {"ok": False})
+        # The latency model (analysis/latency.py), with compile-time bytes; `make bench` redoes it with a
+        # run's measured L2 / DRAM bytes (latency.remodel).
+        row["modelled_us"], row["latency"] = latency.row_latency(spec, k, row)
         rows.append(row)
     modelled = sum(r["bytes_modelled"] * r["launches"] for r in rows)
     totals = {"ops": count_ops(module), "kernels": len(rows), "launches": sum(launches.values()),
               "host_ops": len(plan["host_ops"]), "global_bytes_modelled": modelled,
               "lower_bound_bytes": lower_bound, "arena_bytes": plan["arena_bytes"], "compile_seconds": 0.0,
-              "speed_of_light_us": round(sol.build_seconds(spec, kernels, launches, lower_bound) * 1e6, 4)}
+              "speed_of_light_us": round(sol.build_seconds(spec, kernels, launches, lower_bound) * 1e6, 4),
+              "modelled_us": round(sum(r["modelled_us"] * r["launches"] for r in rows), 4)}
     if ptx:
         totals["max_registers"] = max(i.registers for i in ptx.values())
         totals["spill_bytes"] = sum(i.spill_bytes for i in ptx.values())

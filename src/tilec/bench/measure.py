@@ -135,6 +135,14 @@ class PhaseTimer:
         return False
 
 
+def compile_dram_bytes(report: dict) -> int | None:
+    """DRAM bytes per inference as the latency model guesses them at compile time (report.json rows)."""
+    rows = report.get("kernels", [])
+    if not all("latency" in r for r in rows):
+        return None
+    return int(sum(r["latency"]["load"]["dram_bytes"] * r["launches"] for r in rows))
+
+
 def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = True) -> dict:
     """One row; never raises (the error is recorded with the step that failed)."""
     row = {"model": Path(model).name.split("-")[0], "size": size, "pipeline": pipeline, "status": "ok",
@@ -155,7 +163,8 @@ def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = 
                    slowest_pass=slowest and [slowest["pass"], slowest["seconds"]], stages=report["stages"],
                    phase_seconds={k: round(v, 3) for k, v in phases.seconds.items()},
                    modelled_bytes=tot["global_bytes_modelled"], lower_bound_bytes=tot["lower_bound_bytes"],
-                   speed_of_light_us=tot.get("speed_of_light_us"),
+                   speed_of_light_us=tot.get("speed_of_light_us"), modelled_us=tot.get("modelled_us"),
+                   dram_bytes=compile_dram_bytes(report),
                    ptxas=ptxas_summary(report), control_flow_ops=control_flow_ops(model))
         if size != "small":
             return row
@@ -176,7 +185,13 @@ def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = 
         t0 = time.perf_counter()
         got = ex.run(feeds)
         row["emu_run_seconds"] = round(time.perf_counter() - t0, 3)  # includes g++ of uncached kernels
-        run = ex.report()["totals"]
+        run_report = ex.report()
+        run = run_report["totals"]
+        # The latency model again with the emulator's L2 model's bytes (DRAM and L2) in place of the guess.
+        from tilec.analysis.hardware import get_arch
+        from tilec.analysis.latency import remodel
+        row.update(modelled_us=remodel(get_arch(report["arch"]), report, run_report)["total"],
+                   dram_bytes=run.get("dram_bytes"), dram_bytes_from="emulator L2 model")
         row.update(emu_launches=run["launches"], measured_bytes=run["global_bytes"],
                    emu_vs_ort=max_abs_err(got, want),
                    ref_max_abs=max(float(np.max(np.abs(v), initial=0.0)) for v in want.values()))

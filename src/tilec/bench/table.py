@@ -47,10 +47,16 @@ def _baseline(rows: list, r: dict, key: str):
     return None
 
 
+def _time(r) -> tuple:
+    """modelled us, SOL us, x SOL (modelled over the speed of light), DRAM MB (the latency model's bytes)."""
+    return (_us(r.get("modelled_us")), _us(r.get("speed_of_light_us")),
+            _ratio(r.get("modelled_us"), r.get("speed_of_light_us")), _mb(r.get("dram_bytes")))
+
+
 def small_table(rows: list, tol: float) -> str:
     head = ("| model | pipeline | status | ops | kernels | launches | compile s (import / passes / build [ptxas]; "
-            "slowest pass) | emu MB | lower bound MB | x LB | x none | SOL us | max regs | max smem B | spills | "
-            "err emu-ort | err numpy-ort |\n" + "|" + " --- |" * 3 + " ---: |" * 14)
+            "slowest pass) | emu MB | lower bound MB | x LB | x none | modelled us | SOL us | x SOL | DRAM MB | "
+            "max regs | max smem B | spills | err emu-ort | err numpy-ort |\n" + "|" + " --- |" * 3 + " ---: |" * 17)
     out = [head]
     for r in rows:
         if r.get("status") != "ok":
@@ -64,15 +70,15 @@ def small_table(rows: list, tol: float) -> str:
             r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
             str(r.get("emu_launches", r.get("launches", "-"))), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
             _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "measured_bytes")),
-            _us(r.get("speed_of_light_us")), *_ptx(r),
+            *_time(r), *_ptx(r),
             _err(r.get("emu_vs_ort")), "n/a" if r.get("numpy_error") else _err(r.get("numpy_vs_ort"))]) + " |")
     return "\n".join(out) + "\n"
 
 
 def full_table(rows: list) -> str:
     head = ("| model | pipeline | status | ops | kernels | launches | compile s (import / passes / build [ptxas]; "
-            "slowest pass) | modelled MB | lower bound MB | x LB | x none | SOL us | max regs | max smem B | spills |\n"
-            + "|" + " --- |" * 3 + " ---: |" * 12)
+            "slowest pass) | modelled MB | lower bound MB | x LB | x none | modelled us | SOL us | x SOL | DRAM MB | "
+            "max regs | max smem B | spills |\n" + "|" + " --- |" * 3 + " ---: |" * 15)
     out = [head]
     for r in rows:
         status = "ok" if r.get("status") == "ok" else f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
@@ -81,5 +87,5 @@ def full_table(rows: list) -> str:
             r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
             str(r.get("launches", "-")), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
             _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "modelled_bytes")),
-            _us(r.get("speed_of_light_us")), *_ptx(r)]) + " |")
+            *_time(r), *_ptx(r)]) + " |")
     return "\n".join(out) + "\n"

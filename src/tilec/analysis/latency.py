@@ -1,0 +1,201 @@
+"""The per-kernel latency model (DESIGN §10, issue #18): modelled seconds of one launch on the arch spec.
+
+    t = max(DRAM, L2, shared memory, compute per unit, instruction issue) + launch + barriers
+
+Parallelism is explicit. A launch of ``B`` blocks on ``S`` SMs that each hold ``R`` of its blocks at once
+(occupancy: ``rammer.cost.resident_limits``, threads / blocks / registers / shared memory per SM) puts
+``ceil(B / S)`` blocks on the busiest SM, in ``ceil(ceil(B / S) / R)`` waves (the last one a tail); fewer
+blocks than SMs leave SMs idle, so chip-wide resources (DRAM, L2) are shared by ``min(B, S)`` SMs only. An SM
+with few warps in flight cannot hide global-memory latency: DRAM and L2 rates are scaled by
+``min(1, warps / saturating_warps_per_sm)``; an SM's compute units and issue slots belong to its
+``sm_partitions`` schedulers, so fewer warps than schedulers leave some idle.
+Terms (seconds), all from ``analysis/hw/<gpu>.json`` (a calibration's ``<gpu>.measured.json`` overrides them):
+- DRAM: DRAM bytes / (``dram_bytes_per_s`` x SMs at work / S x efficiency); the bytes are the emulator's L2
+  model's (``run.json``) when a run measured them, else a compile-time guess: the kernel's parameters once when
+  they fit the L2, else its modelled global bytes;
+- L2: global bytes (every load and store reaches the L2) / (``l2_bytes_per_clk`` x clock, scaled the same);
+- shared memory: shared-array accesses (kernel IR, ``kernel_work``), 4 bytes each, per SM at
+  ``smem_bytes_per_clk_per_sm``;
+- compute per unit: FLOPs on tensor cores (``tiled_mma`` kernels, peak of their type) or FFMA, and SFU calls
+  at ``sfu_per_clk_per_sm``, per SM;
+- issue: warp instructions (one per FMA pair of FLOPs, SFU call, shared access, 4 global bytes and shuffle
+  step, over 32 lanes) at ``issue_per_clk_per_sm``;
+- launch: ``launch_overhead_us``; barriers: per wave, the block's ``__syncthreads`` x ``barrier_cycles``, and a
+  persistent kernel's grid barriers (a device loop's stages + 1 per iteration) x ``grid_barrier_us``.
+A persistent rProgram's time is at least Rammer's packed makespan (``rprog.program``'s ``packed_seconds``,
+its launch overhead replaced by the spec's); a device loop's FLOPs and bytes already count every iteration
+(Grinder's ``_whole``). The estimate is a model, not a measurement: ``make gpu-calibrate`` measures it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .hardware import GPUSpec
+from .kernel_work import BlockWork, block_work
+
+SMEM_ACCESS_BYTES = 4      # one shared-array element access per thread (f32 / i32 words; a warp: 128 B)
+GLOBAL_BYTES_PER_INSTR = 4  # a global load / store instruction moves a word per lane
+PERSISTENT_KINDS = ("persistent", "device_loop", "device_if")
+
+
+@dataclass(frozen=True)
+class KernelLoad:
+    """What one launch of a kernel asks of the GPU: the model's inputs, recorded in report.json rows so a
+    run's measured bytes can replace the guessed ones (:func:`remodel`)."""
+
+    blocks: int
+    threads: int
+    smem: int                 # shared bytes per block (static + dynamic)
+    regs: int                 # registers per thread (ptxas' or the estimate)
+    flops: float
+    dtype: str                # the type its FLOPs compute in (speed_of_light.compute_dtype)
+    tensor: bool              # FLOPs run on tensor cores
+    l2_bytes: float           # global bytes, each load and store (the L2's traffic)
+    dram_bytes: float
+    work: BlockWork = field(default_factory=BlockWork)
+    grid_barriers: float = 0.0
+    makespan_s: float = 0.0   # a persistent rProgram's packed makespan, launch excluded
+    bytes_from: str = "compile-time"   # or "emulator L2 model"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One launch's modelled time and where it comes from."""
+
+    seconds: float
+    bound: str                # the largest term
+    terms: dict               # term -> seconds
+    launch: float
+    barriers: float
+    sms: int                  # SMs at work
+    per_sm: int               # resident blocks per SM
+    waves: int
+
+    def to_json(self) -> dict:
+        return {"bound": self.bound, "waves": self.waves, "sms": self.sms, "blocks_per_sm": self.per_sm,
+                "terms_us": {k: round(v * 1e6, 4) for k, v in self.terms.items()},
+                "launch_us": round(self.launch * 1e6, 4), "barriers_us": round(self.barriers * 1e6, 4)}
+
+
+def resident_per_sm(spec: GPUSpec, load: KernelLoad) -> int:
+    from .rammer.cost import resident_limits
+    limits = resident_limits(spec, load.threads, load.smem, load.regs or None,
+                             smem_cap=spec.smem_per_block_optin_bytes)
+    return max(1, min(limits.values()))
+
+
+def unit_peak(spec: GPUSpec, load: KernelLoad) -> tuple:
+    """(unit name, FLOP/s of the whole chip) the kernel's FLOPs run at."""
+    if load.tensor:
+        dtype = load.dtype if load.dtype in ("f16", "bf16") else "tf32"
+        peak = spec.tensor_core_flops(dtype)
+        if peak:
+            return f"tensor_{dtype}", peak
+    return "ffma", spec.fp32_flops
+
+
+def estimate(spec: GPUSpec, load: KernelLoad) -> Estimate:
+    """The modelled time of one launch of ``load`` on ``spec``."""
+    S, B = spec.num_sms, max(1, load.blocks)
+    R = resident_per_sm(spec, load)
+    sms, b_max = min(S, B), math.ceil(B / S)
+    waves = math.ceil(b_max / R)
+    warps = min(R, b_max) * math.ceil(load.threads / spec.warp_size)
+    eff = min(1.0, warps / max(1, spec.saturating_warps_per_sm))   # global-memory latency hidden
+    lanes = min(1.0, warps / max(1, spec.sm_partitions))             # schedulers (and their units) with a warp
+    clock = spec.clock_ghz * 1e9
+    share = b_max / B   # the busiest SM's part of the launch's work
+    w = load.work
+    unit, peak = unit_peak(spec, load)
+    terms = {"dram": load.dram_bytes / (spec.dram_bytes_per_s * sms / S * eff)}
+    if spec.l2_bytes_per_s:
+        terms["l2"] = load.l2_bytes / (spec.l2_bytes_per_s * sms / S * eff)
+    terms["smem"] = w.smem_accesses * b_max * SMEM_ACCESS_BYTES / (spec.smem_bytes_per_clk_per_sm * clock)
+    terms[unit] = load.flops * share / (peak / S * lanes)
+    if spec.sfu_per_clk_per_sm:
+        terms["sfu"] = w.sfu_ops * b_max / (spec.sfu_per_clk_per_sm * clock * lanes)
+    lane_ops = ((0.0 if load.tensor else load.flops / 2) + load.l2_bytes / GLOBAL_BYTES_PER_INSTR) / B \
+        + w.sfu_ops + w.smem_accesses + w.shuffles
+    terms["issue"] = lane_ops / spec.warp_size * b_max / (spec.issue_per_clk_per_sm * clock * lanes)
+    if load.makespan_s:
+        terms["makespan"] = load.makespan_s
+    # On a tie the unit names the bound, not issue (pure FFMA fills every issue slot: the two are equal).
+    bound = max(terms, key=lambda k: (terms[k], k != "issue", k))
+    barriers = waves * w.barriers * spec.barrier_cycles / clock + load.grid_barriers * spec.grid_barrier_us * 1e-6
+    launch = spec.launch_overhead_us * 1e-6
+    return Estimate(terms[bound] + launch + barriers, bound, terms, launch, barriers, sms, R, waves)
+
+
+def compile_dram_bytes(spec: GPUSpec, kernel, l2_bytes: float) -> float:
+    """DRAM bytes of one launch without a run: each parameter once when they all fit the L2 (it keeps what
+    the launch re-reads), else every modelled global byte."""
+    from .speed_of_light import param_bytes
+    unique = param_bytes(kernel)
+    return float(min(unique, l2_bytes)) if unique <= spec.l2_bytes else float(l2_bytes)
+
+
+def kernel_load(spec: GPUSpec, kernel, row: dict) -> KernelLoad:
+    """The :class:`KernelLoad` of ``kernel`` (a ``kernel.func``) from its IR and its report.json ``row``
+    (``smem_static``, ``smem_dynamic``, ``registers``)."""
+    from .speed_of_light import compute_dtype
+    a = kernel.attributes
+    kind = a.get("kind", "")
+    l2 = float(a.get("bytes_modelled", 0))
+    work = block_work(kernel) if kind not in PERSISTENT_KINDS else BlockWork(known=False)
+    grid_barriers, makespan = 0.0, 0.0
+    body = kernel.regions[0].blocks[0].ops if kernel.regions else []
+    if kind in ("device_loop", "device_if"):
+        stages = sum(op.name == "utask.stage" for op in body)
+        trip = (a.get("control") or {}).get("trip_static") or 1
+        grid_barriers = float(trip * (stages + 1) if kind == "device_loop" else stages)
+    for op in body:
+        if op.name == "rprog.program":
+            from .rammer.cost import LAUNCH_OVERHEAD
+            makespan = max(0.0, float(op.attributes.get("packed_seconds", 0.0)) - LAUNCH_OVERHEAD)
+    return KernelLoad(blocks=math.prod(a["grid"]), threads=math.prod(a["block"]),
+                      smem=int(row.get("smem_static", 0)) + int(row.get("smem_dynamic", 0)),
+                      regs=int(row.get("registers") or 0), flops=float(a.get("flops", 0)),
+                      dtype=compute_dtype(kernel), tensor=kind == "tiled_mma", l2_bytes=l2,
+                      dram_bytes=compile_dram_bytes(spec, kernel, l2), work=work, grid_barriers=grid_barriers,
+                      makespan_s=makespan)
+
+
+def load_from_json(data: dict) -> KernelLoad:
+    """A :class:`KernelLoad` back from its report.json form (``row["latency"]["load"]``)."""
+    return KernelLoad(**{**data, "work": BlockWork(**data["work"])})
+
+
+def load_to_json(load: KernelLoad) -> dict:
+    return asdict(load)
+
+
+def row_latency(spec: GPUSpec, kernel, row: dict) -> tuple:
+    """(modelled microseconds of one launch, the row's ``latency`` entry) for report.json; a calibration's
+    constants (``analysis/measured``) replace the spec's where there is one."""
+    from .measured import effective_spec
+    load = kernel_load(spec, kernel, row)
+    est = estimate(effective_spec(spec), load)
+    return round(est.seconds * 1e6, 4), {**est.to_json(), "load": load_to_json(load)}
+
+
+def remodel(spec: GPUSpec, report: dict, run: dict) -> dict:
+    """Modelled microseconds per kernel (and ``"total"``) of a build's ``report`` with the bytes a ``run``
+    (run.json of the emulator, with its L2 model) measured per launch; kernels the run did not launch keep
+    the compile-time bytes."""
+    from .measured import effective_spec
+    spec = effective_spec(spec)
+    measured = {r["name"]: r for r in run.get("kernels", ()) if r.get("dram_bytes") is not None and r["launches"]}
+    out, total = {}, 0.0
+    for row in report["kernels"]:
+        load = load_from_json(row["latency"]["load"])
+        m = measured.get(row["name"])
+        if m is not None:
+            n = m["launches"]
+            load = KernelLoad(**{**asdict(load), "work": load.work, "l2_bytes": m["l2_bytes"] / n,
+                                 "dram_bytes": m["dram_bytes"] / n, "bytes_from": "emulator L2 model"})
+        us = estimate(spec, load).seconds * 1e6
+        out[row["name"]] = round(us, 4)
+        total += us * row["launches"]
+    out["total"] = round(total, 4)
+    return out
