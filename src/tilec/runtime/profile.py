@@ -102,7 +102,8 @@ class Profile:
         self.input_names = [i["name"] for i in self.inputs]
         self.output_names = list(data["outputs"])
         self.dims = data["dims"]
-        self._buckets = {b["key"]: b for b in data["buckets"]}
+        # by their sizes: profile.json's keys are sorted, so the dims' order there is not the keys' order
+        self._buckets = {_sizes_key(b["dims"]): b for b in data["buckets"]}
 
     def declared(self) -> list:
         """``(name, dtype, None)`` per input, for ``array_files.conform_inputs`` (shapes are checked here)."""
@@ -131,7 +132,7 @@ class Profile:
                         raise self._refuse(f"input '{spec['name']}' has size {n} on axis {axis}, fixed to {dim}")
                 elif sizes.setdefault(dim, n) != n:
                     raise self._refuse(f"inputs disagree on dim '{dim}' ({sizes[dim]} and {n})")
-        values, padded = [], {}
+        values, padded = {}, {}
         given = " ".join(f"{n}=" + "x".join(map(str, shapes[n])) for n in self.input_names)
         for dim, info in self.dims.items():
             n = sizes[dim]
@@ -142,10 +143,10 @@ class Profile:
                 raise self._refuse(f"{given}: dim '{dim}' = {n} is " + (
                     "above its largest bucket" if info["padding_safe"] else
                     f"not one of its buckets, and it cannot be padded ({info['why']})"))
-            values.append(fits[0])
+            values[dim] = fits[0]
             if fits[0] != n:
                 padded[dim] = (n, fits[0])
-        return Choice(self._buckets[bucket_key(values)], padded)
+        return Choice(self._buckets[_sizes_key(values)], padded)
 
     def _refuse(self, what: str) -> CompileError:
         return CompileError(f"{what}: the build serves {self.describe()}")
@@ -174,6 +175,10 @@ class Profile:
 
     def bucket_dir(self, choice: Choice) -> Path:
         return self.build_dir / choice.bucket["dir"]
+
+
+def _sizes_key(sizes: dict) -> tuple:
+    return tuple(sorted(sizes.items()))
 
 
 def load_profile(build_dir) -> Profile | None:
