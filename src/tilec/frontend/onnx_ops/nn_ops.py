@@ -187,7 +187,7 @@ def top_k(ctx, node):
     return ctx.emit("graph.top_k", [x], attrs, n_results=2)
 
 
-@converter("CumSum", since=11)
+@converter("CumSum", "CumProd", since=11)
 def cum_sum(ctx, node):
     x = ctx.input(node, 0)
     axis = ctx.const_input(node, 1, "axis").reshape(-1)
@@ -195,7 +195,7 @@ def cum_sum(ctx, node):
         raise ctx.error(node, "CumSum axis must be a single value")
     attrs = {"axis": _axis(ctx, node, int(axis[0]), x.type.rank),
              "exclusive": int(ctx.attr(node, "exclusive", 0)), "reverse": int(ctx.attr(node, "reverse", 0))}
-    return ctx.emit("graph.cum_sum", [x], attrs)
+    return ctx.emit("graph.cum_sum" if node.op_type == "CumSum" else "graph.cum_prod", [x], attrs)
 
 
 # --- Resize ------------------------------------------------------------------------------------------

@@ -195,15 +195,19 @@ def _global_pool(b, op, attrs):
     return [b.compute(f"Y[n, c{zs}] = S[n, c{zs}] / {lit(count, out.dtype)}", [total], out, origin=op.name)]
 
 
-@decomposition("graph.cum_sum")
+@decomposition("graph.cum_sum", "graph.cum_prod")
 def _cum_sum(b, op, attrs):
+    """Each output element combines (+= or *=) the inputs up to it along the axis; the others contribute
+    the combiner's identity."""
     x = op.operands[0].type
+    prod = op.name == "graph.cum_prod"
     axis = attrs["axis"]
     axes = axes_for(x.rank)
     read = list(axes)
     read[axis] = "r"
     cmp = {(0, 0): "<=", (1, 0): "<", (0, 1): ">=", (1, 1): ">"}[(int(bool(attrs.get("exclusive"))),
                                                                    int(bool(attrs.get("reverse"))))]
-    body = f"select(r {cmp} {axes[axis]}, X[{_idx(read)}], {lit(0, x.dtype)})"
-    return [b.compute(f"Y[{_idx(axes)}] += {body}", [op.operands[0]], op.result.type, origin=op.name)]
+    body = f"select(r {cmp} {axes[axis]}, X[{_idx(read)}], {lit(1 if prod else 0, x.dtype)})"
+    combiner = "*=" if prod else "+="
+    return [b.compute(f"Y[{_idx(axes)}] {combiner} {body}", [op.operands[0]], op.result.type, origin=op.name)]
 

@@ -232,6 +232,21 @@ def cum_sum(inputs, attrs):
     return [np.asarray(y, order="C")]
 
 
+@reference("graph.cum_prod")
+def cum_prod(inputs, attrs):
+    """As cum_sum, with products (an exclusive product starts from 1)."""
+    x, axis = inputs[0], attrs["axis"]
+    if attrs.get("reverse"):
+        x = np.flip(x, axis)
+    y = np.cumprod(x, axis=axis, dtype=x.dtype)
+    if attrs.get("exclusive"):
+        y = np.concatenate([np.ones_like(np.take(y, [0], axis=axis)), np.take(y, np.arange(x.shape[axis] - 1),
+                                                                              axis=axis)], axis=axis)
+    if attrs.get("reverse"):
+        y = np.flip(y, axis)
+    return [np.asarray(y, order="C")]
+
+
 
 # --- resize ------------------------------------------------------------------------------------------
 def _source_coords(ctm: str, y, scale: float, n_in: int, n_out: int, roi):
