@@ -65,7 +65,7 @@ def resolve_profile(inputs: list, profiles: dict, buckets: dict | None, file: st
     if unknown:
         raise CompileError(f"--shape-profile names unknown input(s): {', '.join(unknown)} "
                            f"(inputs: {', '.join(names) or 'none'})", file)
-    specs, dims, aliases, missing = [], {}, {}, []
+    specs, dims, aliases, missing, pinned = [], {}, {}, [], {}
     for name, dtype, model_dims in inputs:
         given = profiles.get(name)
         if given is None:
@@ -85,6 +85,8 @@ def resolve_profile(inputs: list, profiles: dict, buckets: dict | None, file: st
                                        f"{_text(g)}, but the model fixes it to {m}", file)
                 row.append(m)
             elif isinstance(g, int):
+                if m is not None and pinned.setdefault(m, g) != g:
+                    raise CompileError(f"--shape-profile gives dim '{m}' two sizes ({pinned[m]} and {g})", file)
                 row.append(g)
             else:
                 dim = m or f"{name}:{axis}"
@@ -97,6 +99,10 @@ def resolve_profile(inputs: list, profiles: dict, buckets: dict | None, file: st
         specs.append({"name": name, "dtype": dtype, "dims": row})
     if missing:
         raise dynamic_inputs_error(missing, file)
+    both = sorted(set(pinned) & set(dims))
+    if both:
+        raise CompileError(f"--shape-profile gives dim '{both[0]}' a size in one input and a range in another",
+                           file)
     for key, sizes in (buckets or {}).items():
         dim = aliases.get(key, key)
         if dim not in dims:

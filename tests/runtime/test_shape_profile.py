@@ -219,3 +219,19 @@ def test_dims_out_of_alphabetical_order(tmp_path):
     x = np.arange(3, dtype=np.float32).reshape(1, 3)
     np.testing.assert_array_equal(model(x=x)["y"], x + 1)
     assert model.last_bucket == "2x4"
+
+
+def test_a_profile_without_ranges_is_one_static_bucket(tmp_path, mlp):
+    path, _ = mlp
+    compile_profile(path, str(tmp_path / "b"), {"x": [2, 16]}, pipeline="none")
+    model = tilec.load(str(tmp_path / "b"), backend="numpy")
+    x = np.ones((2, 16), np.float32)
+    assert model(x=x)["y"].shape == (2, 8) and model.last_bucket == "static"
+    with pytest.raises(CompileError, match="fixed to 2"):
+        model(x=np.ones((3, 16), np.float32))
+
+
+def test_a_dim_pinned_in_one_input_and_ranged_in_another_is_refused(tmp_path, bert):
+    with pytest.raises(CompileError, match="dim 'batch' a size in one input and a range"):
+        compile_profile(bert[0], str(tmp_path / "b"), {"input_ids": [(1, 4), (8, 16)],
+                                                       "attention_mask": [2, (8, 16)]})

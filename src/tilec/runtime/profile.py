@@ -76,8 +76,8 @@ def default_buckets(lo: int, hi: int) -> list:
 
 
 def bucket_key(values) -> str:
-    """A bucket's folder name: its sizes in the profile's dim order, ``4x128``."""
-    return "x".join(str(v) for v in values)
+    """A bucket's folder name: its sizes in the profile's dim order, ``4x128`` (``static`` without any)."""
+    return "x".join(str(v) for v in values) or "static"
 
 
 @dataclass
