@@ -155,7 +155,50 @@ def span_elems(cols: int) -> int:
     return CHUNK * min(chunks, 8)
 
 
-def copy_plan_lines(op: Operand, tag: str, base: str, threads: int, bk: int, k_ragged: bool) -> list:
+def strided(op: Operand, threads: int) -> bool:
+    """Whether the block's threads cover one operand's stage tile in whole rounds of whole rows, each round
+    a multiple of the swizzle's 8-row period below the last: then a thread's chunks share one column and one
+    swizzle, and chunk i is the first one plus constants (i rounds of rows) in shared and global memory."""
+    per_row = op.cols // CHUNK
+    return threads % per_row == 0 and (threads // per_row) % 8 == 0 and (op.rows * per_row) % threads == 0
+
+
+def mn_ragged(op: Operand) -> bool:
+    """Whether the block tile overhangs the tensor along the operand's m or n axis."""
+    return (op.outer_ext % op.rows if op.k_inner else op.inner_ext % op.cols) != 0
+
+
+def strided_plan_lines(op: Operand, tag: str, base: str, ctype: str) -> list:
+    """The strided copy plan (:func:`strided`): this thread's first chunk, at k tile 0."""
+    per_row = op.cols // CHUNK
+    outer, inner = (x.replace("k_k0", "0") for x in (op.outer, op.inner))
+    return [f"const int k_{tag}_r0 = k_tid / {per_row}, k_{tag}_c0 = k_tid % {per_row} * {CHUNK};",
+            f"const int k_{tag}_dst = tl_swizzle_b16<{op.cols}>(k_{tag}_r0, k_{tag}_c0);",
+            f"const {ctype}* const k_{tag}_ptr = {op.name} + {base} + (long long)({outer} + k_{tag}_r0) * "
+            f"{op.inner_ext} + {inner} + k_{tag}_c0;"]
+
+
+def strided_issue_lines(op: Operand, tag: str, smem: str, threads: int, bk: int, k_ragged: bool) -> list:
+    """The strided issue (:func:`strided`): chunk i is ``i`` rounds of rows below the thread's first one; only
+    the checks the shapes need (a block tile overhanging m or n, a ragged last k tile) are emitted."""
+    per_row = op.cols // CHUNK
+    rows = threads // per_row
+    n = op.rows // rows
+    step = bk if op.k_inner else bk * op.inner_ext
+    checks = []
+    if mn_ragged(op):
+        checks.append(f"{op.outer} + k_{tag}_r0 + i * {rows} < {op.outer_ext}" if op.k_inner
+                      else f"{op.inner} + k_{tag}_c0 < {op.inner_ext}")
+    if k_ragged:
+        checks.append(f"kt * {bk} + k_{tag}_c0 < {op.k_ext}" if op.k_inner
+                      else f"kt * {bk} + k_{tag}_r0 + i * {rows} < {op.k_ext}")
+    valid = " && ".join(checks) or "true"
+    return ["#pragma unroll", f"for (int i = 0; i < {n}; ++i)",
+            f"  tl_cp_async_16({smem} + k_{tag}_dst + i * {rows * op.cols}, k_{tag}_ptr, "
+            f"i * {rows * op.inner_ext} + (long long)kt * {step}, {valid});"]
+
+
+def copy_plan_lines(op: Operand, tag: str, base: str, threads: int, k_ragged: bool, ctype: str) -> list:
     """This thread's 16-byte chunks of one operand's stage tile, computed once before the main loop: shared
     offset (swizzled), global offset at k tile 0, whether the chunk's m/n position lies inside the tensor, and
     (K not a multiple of the k tile) its k position within the tile."""
@@ -163,6 +206,8 @@ def copy_plan_lines(op: Operand, tag: str, base: str, threads: int, bk: int, k_r
     chunks = op.rows * per_row
     n = -(-chunks // threads)
     it = "long long"
+    if strided(op, threads):
+        return strided_plan_lines(op, tag, base, ctype)
     kpos = "col" if op.k_inner else "r"
     mn_ok = (f"{op.outer} + r < {op.outer_ext}" if op.k_inner else f"{op.inner} + col < {op.inner_ext}")
     out = [f"int k_{tag}_dst[{n}];", f"{it} k_{tag}_src[{n}];", f"bool k_{tag}_in[{n}];"]
@@ -187,6 +232,8 @@ def issue_lines(op: Operand, tag: str, smem: str, threads: int, bk: int, k_ragge
     chunks = op.rows * per_row
     n = -(-chunks // threads)
     step = bk if op.k_inner else bk * op.inner_ext
+    if strided(op, threads):
+        return strided_issue_lines(op, tag, smem, threads, bk, k_ragged)
     valid = f"k_{tag}_in[i]" + (f" && kt * {bk} + k_{tag}_k[i] < {op.k_ext}" if k_ragged else "")
     body = f"tl_cp_async_16({smem} + k_{tag}_dst[i], {op.name}, k_{tag}_src[i] + (long long)kt * {step}, {valid});"
     out = ["#pragma unroll", f"for (int i = 0; i < {n}; ++i)"]
@@ -285,8 +332,8 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         f"const {it} k_abase = k_batch * {E[m] * E[k]}, k_bbase = k_batch * {E[k] * E[n]};",
         f"const {it} k_cbase = k_batch * {E[m] * E[n]};",
         "// Copy plan: this thread's chunks of each stage (see issue below), computed once.",
-        *copy_plan_lines(a, "a", "k_abase", nt, cfg.bk, ragged),
-        *copy_plan_lines(b, "b", "k_bbase", nt, cfg.bk, ragged),
+        *copy_plan_lines(a, "a", "k_abase", nt, ragged, ab_t),
+        *copy_plan_lines(b, "b", "k_bbase", nt, ragged, ab_t),
         "// Issue k tile kt's copies into pipeline stage `stage` (zero-filled outside the tensors).",
         "auto k_load_tile = [&](int kt, int stage) {",
         f"  {ab_t}* const sa = k_sa + stage * A_TILE;",
