@@ -159,3 +159,20 @@ def test_cp_async_sizes_and_zero_fill(load):
     want[200:256] = 0.0     # src-size 0: zero-filled, not read
     np.testing.assert_array_equal(out, want)
     assert stats.global_load_bytes == 200 * 4 + 128 * 4 + 64 * 4
+
+
+@pytest.mark.parametrize("which", range(5))
+def test_swizzle_is_a_permutation_and_ldmatrix_phases_are_conflict_free(load, which):
+    """tl_swizzle_b16<C> keeps 16-byte chunks whole, permutes each 8-row band, and puts the 8 rows that one
+    ldmatrix phase reads at one logical chunk (any chunk column) in 8 different 16-byte bank groups."""
+    c = 16 << which
+    out = np.zeros(8 * c, np.int32)
+    load("mma").launch("swizzle", (1,), (128,), [out, which])
+    off = out.reshape(8, c)
+    assert sorted(off.ravel()) == list(range(8 * c))
+    pieces = off.reshape(8, c // 8, 8)
+    assert (pieces - pieces[..., :1] == np.arange(8)).all() and (pieces[..., 0] % 8 == 0).all()   # whole chunks
+    chunks = off[:, ::8] // 8                       # physical chunk of each (row, logical chunk)
+    banks = (chunks * 16 // 4) % 32 // 4            # the 16-byte bank group (of 8) each lands in
+    for col in range(c // 8):
+        assert len(set(banks[:, col])) == 8, (c, col, banks[:, col])

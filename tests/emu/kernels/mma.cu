@@ -101,3 +101,17 @@ extern "C" __global__ void __launch_bounds__(64) cp_async_sizes(float* __restric
   __syncthreads();
   for (int i = t; i < 448; i += 64) TL_ST(Out, i, s[i]);
 }
+
+// tl_swizzle_b16<C>: the offset of every (row, col) of an 8-row band of a [rows][C] tile (the swizzle's
+// period), for C = 16 << which.
+template <int C>
+__device__ void swizzle_band(int* out) {
+  for (int e = threadIdx.x; e < 8 * C; e += blockDim.x) TL_ST(out, e, tl_swizzle_b16<C>(e / C, e % C));
+}
+extern "C" __global__ void __launch_bounds__(128) swizzle(int* __restrict__ Out, int which) {
+  if (which == 0) swizzle_band<16>(Out);
+  if (which == 1) swizzle_band<32>(Out);
+  if (which == 2) swizzle_band<64>(Out);
+  if (which == 3) swizzle_band<128>(Out);
+  if (which == 4) swizzle_band<256>(Out);
+}
