@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,13 @@ def test_every_folder_registers_the_pattern_named_after_it():
     for name in folders:
         assert type(pattern(name)).__module__ == f"tilec.fusion.{name}"
     assert pattern("nonesuch") is None
+
+
+def test_discovery_finds_every_pattern_after_one_was_imported_on_its_own():
+    # mlp's matcher imports the epilogue and row packages: discovery must still load the other three.
+    code = "import tilec.fusion.mlp.match; from tilec.fusion import patterns; print(sorted(p.name for p in patterns()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(["attention", "conv_chain", "conv_pool", "epilogue", "mlp", "row"])
 
 
 def test_order_and_levels_are_data_on_the_patterns():

@@ -87,12 +87,18 @@ def fusion_pattern(name: str, level: str, enabled_at: str, stage: str = "grow", 
     return deco
 
 
+_LOADED: list = []
+
+
 def _load() -> None:
-    if not _PATTERNS:
+    # Once per process, every sub-package, even when some were imported on their own before (a pattern's
+    # matcher imports another's): registration happens at import, so importing them all is idempotent.
+    if not _LOADED:
         package = sys.modules[__package__]
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
             if info.ispkg:
                 importlib.import_module(f"{__package__}.{info.name}")
+        _LOADED.append(True)
 
 
 def patterns() -> list:

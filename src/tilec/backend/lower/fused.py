@@ -42,6 +42,20 @@ def bind_names(ctx: ComputeContext, op, args: list) -> None:
                 ctx.names[t] = f"in{i}"
 
 
+class SharedStager:
+    """A kernel builder whose ``store`` of a result lands in a shared-memory slot (``target``) instead: a
+    fused kernel keeps the value on chip (a pooling tail's ``k_red`` tile, the mlp kernel's hidden ``k_h``)."""
+
+    def __init__(self, kb, target):
+        self._kb, self._target = kb, target
+
+    def __getattr__(self, name):
+        return getattr(self._kb, name)
+
+    def store(self, buffer, index, value, pred=None, vec=1):
+        self._kb.assign(self._target, value)
+
+
 class FusedContext(ComputeContext):
     """The anchor's context, with the kernel's params and an epilogue that evaluates the other members."""
 

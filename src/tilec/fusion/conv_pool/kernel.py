@@ -21,24 +21,11 @@ import math
 from ...backend.lower.builder import linearize, unflatten
 from ...backend.lower.cexpr import affine
 from ...backend.lower.context import ComputeContext
-from ...backend.lower.fused import kernel_parts
+from ...backend.lower.fused import SharedStager, kernel_parts
 from ...backend.lower.tiled import lower_tiled
 from ...ir.diagnostics import CompileError
 from ...ir.types import itemsize
 from ..conv_chain.kernel import CHAIN_KEYS, ChainContext, chain_config, set_chain_bytes
-
-
-class SharedStager:
-    """A kernel builder whose ``store`` of the chain result lands in the block's ``k_red`` tile instead."""
-
-    def __init__(self, kb, target):
-        self._kb, self._target = kb, target
-
-    def __getattr__(self, name):
-        return getattr(self._kb, name)
-
-    def store(self, buffer, index, value, pred=None, vec=1):
-        self._kb.assign(self._target, value)
 
 
 class PoolChainContext(ChainContext):

@@ -22,12 +22,11 @@ import math
 
 from ...backend.lower.builder import KernelBuilder
 from ...backend.lower.context import ComputeContext
-from ...backend.lower.fused import FusedContext, bind_names, kernel_params, kernel_parts
+from ...backend.lower.fused import FusedContext, SharedStager, bind_names, kernel_params, kernel_parts
 from ...backend.lower.tiled import staged_box
 from ...ir.diagnostics import CompileError
 from ...ir.texpr.nodes import AxisRef, Num
 from ...ir.types import itemsize
-from ..conv_pool.kernel import SharedStager
 from .tail import RowTail
 
 
