@@ -167,7 +167,8 @@ def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = 
     ``emu_resident_limit`` runs persistent kernels with only as many blocks at once as the GPU holds
     (``emu_sms``: on that many SMs), so a grid that could not be co-resident is an error, not a pass.
     Inputs must have the dtypes the model declares (``cast`` converts them instead); an ``.npy`` file is
-    the input of a single-input model. ``summary``, a callable, gets the one-line summary of the run."""
+    the input of a single-input model. ``summary``, a callable, gets the one-line summary of the run.
+    A profile build (``profile.json``: ``driver_profile``) runs the bucket that fits the inputs' shapes."""
     if backend not in BACKENDS:
         raise CompileError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
     if (emu_resident_limit or emu_sms) and backend != "emu":
