@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench fuzz realworld test-torch clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench gpu-calibrate fuzz realworld test-torch clean
 
 install: $(STAMP)
 
@@ -79,6 +79,12 @@ fuzz: install
 # DRY=1: the emu backend instead of the GPU -> build/gpu_check_dry/.
 gpu-check: $(if $(DRY),install)
 	PYTHON=$(GPU_PY) scripts/gpu_check.sh $(if $(DRY),build/gpu_check_dry --dry-run,build/gpu_check --runs 20)
+
+# The latency model's constants measured on a lent GPU (5 min budget, one process per constant) ->
+# build/gpu_calibrate/<arch>.measured.json (copy it to src/tilec/analysis/hw/ to use it; ARCH=h100 default).
+# DRY=1: the same path on the emulator -> build/gpu_calibrate_dry/<arch>.measured.dry.json.
+gpu-calibrate: $(if $(DRY),install)
+	PYTHON=$(GPU_PY) scripts/gpu_run.sh scripts/gpu_calibrate.py $(if $(DRY),build/gpu_calibrate_dry --dry-run,build/gpu_calibrate) --arch $(or $(ARCH),h100)
 
 lint: install
 	$(BIN)/python -m compileall -q src tests samples

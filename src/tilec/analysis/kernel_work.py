@@ -74,11 +74,17 @@ def _number(v):
         return None
 
 
-def loop_trips(attrs: dict) -> float:
-    """Iterations of one ``kernel.for`` per thread (fractional for a block-stride loop)."""
-    lo, hi, step = _number(attrs.get("lo", 0)), _number(attrs.get("hi")), _number(attrs.get("step", 1)) or 1.0
+def loop_trips(attrs: dict, consts: dict | None = None, threads: int = 1) -> float:
+    """Iterations of one ``kernel.for`` per thread (fractional for a block-stride loop). Bounds may name a
+    ``kernel.let`` constant (``consts``); a block-stride loop whose step is not known strides by the block."""
+    def value(key, default):
+        v = attrs.get(key, default)
+        return _number(consts.get(v, v) if consts and isinstance(v, str) else v)
+    lo, hi, step = value("lo", 0), value("hi", None), value("step", 1)
     if hi is None:
         return 1.0
+    if step is None or step <= 0:
+        step = float(threads) if lo is None else 1.0
     if lo is None:   # thread-dependent start: a block-stride loop, spread over the threads
         return max(0.0, hi / step)
     return float(max(0, math.ceil((hi - lo) / step)))
@@ -92,6 +98,7 @@ def block_work(kernel) -> BlockWork:
     shared = {op.attributes["name"] for op in kernel.walk() if op.name == "kernel.shared"}
     tally = {"barriers": 0.0, "smem": 0.0, "sfu": 0.0, "shuffles": 0.0}
     deps: dict = {}   # kernel.let name -> the loop variables its value depends on
+    consts: dict = {}  # kernel.let name -> its value, when that is a number (loop bounds name them)
 
     def depends(names) -> set:
         out = set()
@@ -115,13 +122,15 @@ def block_work(kernel) -> BlockWork:
             a = op.attributes
             if op.name == "kernel.for":
                 stride = _number(a.get("lo", 0)) is None   # a block-stride loop: no register reuse across it
-                inner = loops + [(a.get("var"), loop_trips(a), stride)]
+                inner = loops + [(a.get("var"), loop_trips(a, consts, threads), stride)]
                 for r in op.regions:
                     visit(r.blocks[0].ops, inner)
                 continue
             mult = math.prod(t for _, t, _ in loops)
             if op.name == "kernel.let":
                 deps[a["name"]] = depends(name for name, _, _ in _scan(str(a.get("value", ""))))
+                if _number(a.get("value")) is not None:
+                    consts[a["name"]] = a["value"]
             elif op.name == "kernel.barrier":
                 tally["barriers"] += mult
             elif op.name == "kernel.warp_reduce":

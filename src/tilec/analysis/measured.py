@@ -42,6 +42,11 @@ def load_measured(arch: str, hw_dir: Path | None = None) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CompileError(f"{path}: not a readable JSON file: {e}") from None
+    return check_measured(data, arch, path)
+
+
+def check_measured(data, arch: str, path) -> dict:
+    """The ``constants`` of a measured file's content ``data`` (read from ``path``), checked."""
     if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
         raise CompileError(f"{path}: expected an object with a 'constants' object")
     if data.get("arch") != arch:
