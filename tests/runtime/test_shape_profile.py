@@ -235,3 +235,18 @@ def test_a_dim_pinned_in_one_input_and_ranged_in_another_is_refused(tmp_path, be
     with pytest.raises(CompileError, match="dim 'batch' a size in one input and a range"):
         compile_profile(bert[0], str(tmp_path / "b"), {"input_ids": [(1, 4), (8, 16)],
                                                        "attention_mask": [2, (8, 16)]})
+
+
+@pytest.mark.parametrize("edit", [lambda p: "{not json", lambda p: json.dumps({**p, "dims": []}),
+                                  lambda p: json.dumps({**p, "buckets": [{**p["buckets"][0], "dir": "../x"}]}),
+                                  lambda p: json.dumps({**p, "inputs": [{**p["inputs"][0], "dims": ["n"]}]})])
+def test_a_damaged_profile_json_is_a_clean_error(tmp_path, mlp, edit):
+    import shutil
+    build = tmp_path / "b"
+    shutil.copytree(mlp[1], build)
+    text = (build / "profile.json").read_text()
+    (build / "profile.json").write_text(edit(json.loads(text)))
+    np.save(tmp_path / "x.npy", np.ones((2, 16), np.float32))
+    result = CliRunner().invoke(cli, ["run", str(build), "--inputs", str(tmp_path / "x.npy"),
+                                      "--outputs", str(tmp_path / "y.npz")])
+    assert result.exit_code == 1 and "unreadable profile.json" in result.output, result.output

@@ -187,7 +187,30 @@ def load_profile(build_dir) -> Profile | None:
     if not path.is_file():
         return None
     try:
-        return Profile(build_dir, json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        data = json.loads(path.read_text())
+        _check(data)
+        return Profile(build_dir, data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise CompileError(f"'{build_dir}' has an unreadable {PROFILE_FILE} ({type(e).__name__}: {e}): "
                            "compile it again") from None
+
+
+def _check(data: dict) -> None:
+    """The shape of profile.json that :class:`Profile` relies on; a ValueError names what is off."""
+    dims = data["dims"]
+    for info in dims.values():
+        if not all(isinstance(info[k], int) for k in ("min", "max")) or not isinstance(info["padding_safe"], bool) \
+                or not all(isinstance(b, int) for b in info["buckets"]):
+            raise ValueError("a dim without integer min, max, buckets and a padding_safe flag")
+    for spec in data["inputs"]:
+        if not isinstance(spec["name"], str) or not isinstance(spec["dtype"], str) or \
+                not all(isinstance(d, int) or d in dims for d in spec["dims"]):
+            raise ValueError(f"input {spec.get('name')!r} has a dim the profile does not define")
+    for b in data["buckets"]:
+        if not isinstance(b["key"], str) or not isinstance(b["dir"], str) or set(b["dims"]) != set(dims) \
+                or not all(isinstance(a, int) for axes in b["outputs"].values() for a in axes.values()):
+            raise ValueError(f"bucket {b.get('key')!r} does not give every dim a size")
+        if Path(b["dir"]).is_absolute() or ".." in Path(b["dir"]).parts:
+            raise ValueError(f"bucket {b['key']!r} lies outside the build folder")
+    if not isinstance(data["outputs"], list):
+        raise ValueError("outputs is not a list")
