@@ -140,7 +140,7 @@ def compile_profile(model: str, build_dir: str, profiles: dict, buckets: dict | 
     if len(combos) > MAX_BUCKETS:
         raise CompileError(f"the profile has {len(combos)} bucket combinations (at most {MAX_BUCKETS}): choose "
                            "fewer with --buckets DIM=V1,V2,...", display)
-    size_uses = size_value_uses(onnx_model.graph)
+    size_uses = size_value_uses(onnx_model)
     entries, facts_of, ops = [], {}, 0
     labels = {s["name"]: tuple(d if isinstance(d, str) else None for d in s["dims"]) for s in specs}
 

@@ -175,22 +175,34 @@ def test_unlabeled_dims_stay_untouched():
     assert f.unsafe == {} and f.outputs["y"] == {}
 
 
-def _shape_graph(nodes, extra_inits=None):
-    inits = {"one": np.int64(1), "zero": np.int64(0), **(extra_inits or {})}
-    return _model(nodes, {"x": ["batch", 8]}, None, inits=inits).graph
+def _shape_model(nodes):
+    inits = {"one": np.int64(1), "zero": np.int64(0), "last": np.int64(-1), "ends": np.int64([2]),
+             "starts": np.int64([1])}
+    return _model(nodes, {"x": ["batch", 8]}, None, inits=inits)
+
+
+def _value_use(index: str, *, sliced: bool = False, size: bool = False):
+    """x / Cast(Shape(x)[index]) (or Size(x), or Shape(x)[1:2] squeezed) as a float."""
+    pick = ([helper.make_node("Slice", ["s", "starts", "ends"], ["n"])] if sliced else
+            [helper.make_node("Gather", ["s", index], ["n"], axis=0)])
+    source = [helper.make_node("Size", ["x"], ["n"])] if size else [helper.make_node("Shape", ["x"], ["s"])] + pick
+    return _shape_model(source + [helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT, name="to_float"),
+                                  helper.make_node("Div", ["x", "nf"], ["y"])])
 
 
 def test_sizes_that_only_shape_things_are_fine():
-    g = _shape_graph([helper.make_node("Shape", ["x"], ["s"]),
+    m = _shape_model([helper.make_node("Shape", ["x"], ["s"]),
                       helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
                       helper.make_node("Range", ["zero", "n", "one"], ["r"]),
                       helper.make_node("Reshape", ["x", "s"], ["y"])])
-    assert size_value_uses(g) == []
+    assert size_value_uses(m) == []
 
 
-def test_a_size_used_as_a_value_is_found():
-    g = _shape_graph([helper.make_node("Shape", ["x"], ["s"]),
-                      helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
-                      helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT, name="to_float"),
-                      helper.make_node("Div", ["x", "nf"], ["y"])])
-    assert size_value_uses(g) == ["Cast 'to_float'"]
+@pytest.mark.parametrize("model, found", [
+    (lambda: _value_use("zero"), True),                   # the dynamic batch, as a number
+    (lambda: _value_use("last"), False),                  # the fixed 8: a constant in every bucket
+    (lambda: _value_use("", sliced=True), False),         # Shape(x)[1:2], fixed too
+    (lambda: _value_use("", size=True), True),            # the element count depends on the batch
+])
+def test_a_dynamic_size_used_as_a_value_is_found(model, found):
+    assert size_value_uses(model()) == (["Cast 'to_float'"] if found else [])

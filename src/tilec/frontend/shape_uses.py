@@ -1,48 +1,129 @@
-"""Where a model reads tensor sizes as values: the part of padding safety the graph IR cannot show.
+"""Where a model reads dynamic tensor sizes as values: the part of padding safety the graph IR cannot show.
 
-The importer folds ``Shape`` and ``Size`` into constants, so ``x / Cast(Shape(x)[1])`` reaches the graph IR
+The importer folds ``Shape`` and ``Size`` into constants, so ``x / Cast(Shape(x)[0])`` reaches the graph IR
 as a division by a number, and padding the dim would silently change it. :func:`size_value_uses` walks the
-ONNX graph (and its subgraphs) instead: a size may only feed shape bookkeeping (integer index arithmetic)
-that ends in an op where it means a shape (``Reshape``'s target, ``Expand``'s shape, ``ConstantOfShape``,
-``Range``'s limit: their results do not change at the indices that survive slicing). Anything else that
-reads one is listed; the profile builder then refuses to pad any dim of the model
-(``analysis/padding.py``).
+ONNX graph (and its subgraphs) instead. A *size* is what ``Shape`` / ``Size`` give for a dim that is not a
+fixed number after ONNX shape inference; 1-D shape tensors are followed element by element through the
+usual shape bookkeeping (``Gather`` / ``Slice`` with constant indices, ``Concat``, ``Squeeze``,
+``Unsqueeze``), so ``Cast(Shape(k)[-1])`` for a fixed head size is fine. A size may end in an input where it
+means a shape (``Reshape``'s target, ``Expand``'s shape, ``ConstantOfShape``, ``Range``'s limit: their
+results do not change at the indices that survive slicing) or pass through integer arithmetic on its way
+there; anything else that reads one is listed, and the profile builder then pads no dim of the model
+(``analysis/padding.py``, ``driver_profile.py``).
 """
 from __future__ import annotations
 
-# Ops through which a size stays bookkeeping (index arithmetic on small integer tensors).
+import numpy as np
+
+# Ops through which a size stays shape bookkeeping (integer index arithmetic); sizes flow through them.
 PASS_THROUGH = frozenset("""Gather Slice Concat Unsqueeze Squeeze Reshape Identity Add Sub Mul Div Max Min
-Abs Neg Floor Ceil Shape Size""".split())
-# (op type, input index) pairs where a size is consumed as a shape.
+Abs Neg Floor Ceil""".split())
+# (op type, input index) where a size is consumed as a shape.
 SHAPE_INPUTS = frozenset({("Reshape", 1), ("Expand", 1), ("ConstantOfShape", 0), ("Range", 1)})
 INT_TYPES = frozenset({6, 7, 12, 13})   # TensorProto INT32, INT64, UINT32, UINT64
+DYNAMIC = True   # a value all of whose elements may be dynamic sizes (else: a tuple of flags, one per element)
 
 
-def size_value_uses(graph) -> list:
-    """``"<op> '<node>'"`` for every node of ``graph`` (an ``onnx.GraphProto``; subgraphs included) that
-    reads a tensor size as a value, not as a shape; empty when sizes only shape things."""
-    sized: set = set()
+def size_value_uses(model) -> list:
+    """``"<op> '<node>'"`` for every node of ``model`` (an ``onnx.ModelProto``; subgraphs included) that reads
+    a dynamic size as a value, not as a shape; empty when sizes only shape things."""
+    dims = _inferred_dims(model)
+    consts = {t.name: t for t in model.graph.initializer}
     found: list = []
-    _walk(graph, sized, found)
+    _walk(model.graph, {}, dims, consts, found)
     return found
 
 
-def _walk(graph, sized: set, found: list) -> None:
+def _inferred_dims(model) -> dict:
+    """Tensor name -> its dims after ONNX shape inference (an int, or None where not a fixed number);
+    empty where inference fails (then every size counts as dynamic)."""
+    import onnx
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is an optimisation here; without it all sizes are dynamic
+        return {}
+    g = inferred.graph
+    out = {t.name: list(t.dims) for t in g.initializer}
+    for vi in (*g.input, *g.value_info, *g.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape"):
+            out[vi.name] = [int(d.dim_value) if d.HasField("dim_value") else None for d in tt.shape.dim]
+    return out
+
+
+def _const(name: str, consts: dict):
+    from onnx import numpy_helper
+    t = consts.get(name)
+    return None if t is None else numpy_helper.to_array(t)
+
+
+def _flags(node, reads: dict, dims: dict, consts: dict):
+    """The size flags of ``node``'s output (DYNAMIC, a tuple, or None when it holds no dynamic size)."""
+    op = node.op_type
+    if op == "Shape":
+        shape = dims.get(node.input[0])
+        if shape is None:
+            return DYNAMIC
+        start = next((a.i for a in node.attribute if a.name == "start"), 0)
+        end = next((a.i for a in node.attribute if a.name == "end"), len(shape))
+        return _some(tuple(d is None for d in shape[slice(start, end)]))
+    if op == "Size":
+        shape = dims.get(node.input[0])
+        return DYNAMIC if shape is None or None in shape else None
+    flags = [reads.get(i) for i in range(len(node.input))]
+    if any(f is DYNAMIC for f in flags):
+        return DYNAMIC
+    first = flags[0]
+    if op in ("Squeeze", "Unsqueeze", "Identity") and first is not None:
+        return first
+    if op == "Gather" and first is not None and flags[1] is None:
+        idx = _const(node.input[1], consts)
+        return DYNAMIC if idx is None else _some(tuple(np.asarray(first)[np.asarray(idx).reshape(-1)]))
+    if op == "Slice" and first is not None and len(node.input) >= 3:
+        bounds = [_const(n, consts) if n else None for n in node.input[1:5]]
+        if any(b is None for b in bounds[:2]) or any(f is not None for f in flags[1:]):
+            return DYNAMIC
+        step = int(bounds[3][0]) if len(bounds) > 3 and bounds[3] is not None else 1
+        return _some(first[int(bounds[0][0]):int(bounds[1][0]):step])
+    if op == "Concat":
+        parts = []
+        for name, f in zip(node.input, flags):
+            n = (dims.get(name) or [None])[0] if f is None else len(f)
+            if n is None:
+                return DYNAMIC
+            parts += list(f) if f is not None else [False] * n
+        return _some(tuple(parts))
+    return DYNAMIC
+
+
+def _some(flags: tuple):
+    return flags if any(flags) else None
+
+
+def _walk(graph, sized: dict, dims: dict, consts: dict, found: list) -> None:
+    consts = {**consts, **{t.name: t for t in graph.initializer}}
     for node in graph.node:
-        reads = [i for i, name in enumerate(node.input) if name in sized]
-        if node.op_type in ("Shape", "Size"):
-            sized.update(o for o in node.output if o)
-        elif reads:
-            to = next((a.i for a in node.attribute if a.name == "to"), None)
-            if node.op_type in PASS_THROUGH or (node.op_type == "Cast" and to in INT_TYPES):
-                if not all((node.op_type, i) in SHAPE_INPUTS for i in reads):
-                    sized.update(o for o in node.output if o)
-            elif not all((node.op_type, i) in SHAPE_INPUTS for i in reads):
-                found.append(f"{node.op_type} '{node.name or node.output[0]}'")
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if value is not None:
+                consts[node.output[0]] = value
+        reads = {i: sized[n] for i, n in enumerate(node.input) if n in sized}
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type in ("Shape", "Size") or (reads and (node.op_type in PASS_THROUGH or (
+                node.op_type == "Cast" and to in INT_TYPES))):
+            if reads and all((node.op_type, i) in SHAPE_INPUTS for i in reads):
+                continue   # Reshape's target: consumed as a shape
+            try:
+                flags = _flags(node, reads, dims, consts) if node.op_type != "Cast" else reads.get(0)
+            except (IndexError, ValueError, TypeError):   # a malformed index: the importer reports it
+                flags = DYNAMIC
+            if flags is not None:
+                sized.update({o: flags for o in node.output if o})
+        elif reads and not all((node.op_type, i) in SHAPE_INPUTS for i in reads):
+            found.append(f"{node.op_type} '{node.name or node.output[0]}'")
         for a in node.attribute:
             for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                inner = set(sized)
-                _walk(sub, inner, found)
+                _walk(sub, dict(sized), dims, consts, found)
     for out in graph.output:
         if out.name in sized:
             found.append(f"graph output '{out.name}'")
