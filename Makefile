@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench gpu-calibrate fuzz realworld test-torch clean
+.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench gpu-calibrate fuzz realworld tensorcore test-torch clean
 
 install: $(STAMP)
 
@@ -48,6 +48,12 @@ gpu-bench: $(if $(DRY),install)
 # Every full-size zoo model: tilec's numpy interpreter vs onnxruntime -> docs/benchmarks/zoo-full-<date>.md.
 zoo-check: install
 	$(BIN)/python scripts/zoo_full_check.py --out docs/benchmarks
+
+# Tensor cores without a GPU: the f16/bf16 GEMM main loops tilec builds for sm_80 and sm_90 (ptxas + SASS), beside
+# Triton's tutorial matmul compiled ahead of time (TRITON_PYTHON=/a/python/with/triton; optional, never a
+# dependency) -> docs/benchmarks/tensorcore-<date>.md.
+tensorcore: install
+	$(BIN)/python scripts/tensorcore_table.py --out docs/benchmarks/tensorcore-$$(date -u +%Y-%m-%d).md $(if $(TRITON_PYTHON),--triton-python $(TRITON_PYTHON))
 
 # Real exports (ConvNeXt-tiny, ViT-B/16, GPT-2, a 12-head f16 attention; random weights, written under
 # $(REALWORLD), never committed) compiled with the default pipeline, run under numpy and, with --emu, the
