@@ -24,13 +24,15 @@ import numpy as np
 
 KERNELS = r"""
 extern "C" __global__ void cal_copy(const float* __restrict__ x, float* __restrict__ y, long long n4) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += (long long)gridDim.x * blockDim.x)
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += stride)
     TL_ST4(y, 4 * i, TL_LD4(x, 4 * i));
 }
 extern "C" __global__ void cal_read(const float* __restrict__ x, float* __restrict__ out, long long n4, int passes) {
+  const long long stride = (long long)gridDim.x * blockDim.x;
   float s = 0.f;
   for (int p = 0; p < passes; ++p)
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += (long long)gridDim.x * blockDim.x) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n4; i += stride) {
       float4 v = TL_LD4(x, 4 * i);
       s += v.x + v.y + v.z + v.w;
     }
