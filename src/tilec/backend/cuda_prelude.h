@@ -273,8 +273,8 @@ __device__ __forceinline__ void tl_fence_proxy_async() { asm volatile("fence.pro
 __device__ __forceinline__ unsigned long long tl_wgmma_desc(const void* smem, unsigned lbo, unsigned sbo, int swizzle) {
   unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   unsigned long long layout = swizzle == 128 ? 1 : swizzle == 64 ? 2 : swizzle == 32 ? 3 : 0;
-  return unsigned long long((a & 0x3ffff) >> 4) | unsigned long long((lbo >> 4) & 0x3fff) << 16 | unsigned long long((sbo >> 4) & 0x3fff) << 32 |
-         layout << 62;
+  return (unsigned long long)((a & 0x3ffff) >> 4) | (unsigned long long)((lbo >> 4) & 0x3fff) << 16 |
+         (unsigned long long)((sbo >> 4) & 0x3fff) << 32 | layout << 62;
 }
 template <int R>
 __device__ __forceinline__ void tl_wgmma_fence_operand(float (&d)[R]) {
