@@ -103,6 +103,37 @@ void wait_geq(Worker* wk, int* p, int value) {
 
 void cluster_barrier(Worker* wk) { arrive(wk, &Block::at_cluster, S_CLUSTER); }
 
+bool group_sync(Worker* wk, uint64_t val) {
+  WorkerRt* w = rt(wk);
+  Fiber* f = w->cur;
+  f->wval = val;
+  w->progress++;
+  if (group_try_complete(w, f->blk, f->linear & ~(kGroup - 1), f)) return true;
+  park(w, f, S_GROUP);
+  return false;
+}
+
+// Like wait_geq, with the condition and its description supplied by the caller (emu_mbarrier.h).
+void wait_until(Worker* wk, bool (*ready)(void*), void (*describe)(void*, char*, size_t), void* arg) {
+  WorkerRt* w = rt(wk);
+  Fiber* f = w->cur;
+  while (!ready(arg)) {
+    f->wval = reinterpret_cast<uint64_t>(arg);
+    f->wres = reinterpret_cast<uint64_t>(describe);
+    w->waiting.push_back(f);
+    park(w, f, S_MBAR);
+  }
+  w->progress++;
+}
+
+[[noreturn]] void fail_launch(Worker* wk, const char* msg) {
+  WorkerRt* w = rt(wk);
+  Fiber* f = w->cur;
+  fail(w, "kernel %s: %s (thread (%u,%u,%u) of block (%u,%u,%u))", w->L->name, msg, f->tid.x, f->tid.y, f->tid.z,
+       f->blk->bid.x, f->blk->bid.y, f->blk->bid.z);
+  abandon(w);
+}
+
 [[noreturn]] void bad_cluster_map(Worker* wk, const void* p, unsigned rank) {
   WorkerRt* w = rt(wk);
   Fiber* f = w->cur;
@@ -225,6 +256,7 @@ inline void run_blocks(WorkerRt* w) {
   for (Block& b : blocks) {
     free(b.arena);
     free(b.tls_save);
+    free_chain(b.bulk);
   }
   l2_free(logs);
 }
@@ -255,6 +287,7 @@ inline void run_concurrent(WorkerRt* w) {
   for (Block& b : blocks) {
     free(b.arena);
     free(b.tls_save);
+    free_chain(b.bulk);
   }
   l2_free(logs);
 }

@@ -84,8 +84,10 @@ inline void fail(WorkerRt* w, const char* fmt, ...) {
   __builtin_unreachable();
 }
 
+// Shared-memory arenas start on a 1024-byte boundary, as a GPU's shared window does, so offsets inside them
+// keep the alignment the swizzle patterns (emu_tma.h, emu_wgmma.h) and TMA multicast's same-offset rule need.
 inline char* alloc_poisoned(size_t n) {
-  char* p = static_cast<char*>(aligned_alloc(64, n));
+  char* p = static_cast<char*>(aligned_alloc(1024, n));
   if (p) memset(p, 0xff, n);
   return p;
 }
@@ -186,6 +188,35 @@ inline bool alloc_stacks(WorkerRt* w, size_t count) {
 
 inline bool warp_try_complete(WorkerRt* w, Block* b, int warp, Fiber* self);
 
+// ---- warpgroups (wgmma's rendezvous, group_sync) -----------------------------------------------------------
+constexpr int kGroup = 128;
+// Complete the warpgroup of threads [lo, lo + 128) when every member that has not exited is parked in
+// group_sync (or is `self`, arriving last): the parked ones run in the next phase, `self` goes on.
+inline bool group_try_complete(WorkerRt* w, Block* b, int lo, Fiber* self) {
+  int hi = std::min(lo + kGroup, b->n), parked = 0;
+  for (int t = lo; t < hi; ++t) {
+    State s = b->fib[t].state;
+    if (s != S_DONE && s != S_GROUP && &b->fib[t] != self) return false;
+    parked += s == S_GROUP;
+  }
+  if (!parked && !self) return false;
+  for (int t = lo; t < hi; ++t)
+    if (b->fib[t].state == S_GROUP) {
+      b->fib[t].state = S_READY;
+      w->next.push_back(&b->fib[t]);
+    }
+  return true;
+}
+
+// A malloc'd chain whose nodes start with their next pointer (Block::bulk).
+inline void free_chain(void* p) {
+  while (p) {
+    void* next = *static_cast<void**>(p);
+    free(p);
+    p = next;
+  }
+}
+
 [[noreturn]] inline void thread_exit(WorkerRt* w, Fiber* f) {
   Block* b = f->blk;
   Warp& W = b->warps[f->warp];
@@ -195,6 +226,9 @@ inline bool warp_try_complete(WorkerRt* w, Block* b, int warp, Fiber* self);
   f->state = S_DONE;
   free(f->async);   // copies never waited for: their data never lands (emu_async.h)
   f->async = nullptr;
+  free(f->wgmma);   // wgmma results never waited for never land (emu_wgmma.h)
+  f->wgmma = nullptr;
+  group_try_complete(w, b, f->linear & ~(kGroup - 1), nullptr);   // the rest of its warpgroup may be waiting
   if (W.arrived) warp_try_complete(w, b, f->warp, nullptr);   // lanes may have been waiting for this one
   context_switch(&f->ctx, &w->sched);
   __builtin_unreachable();
@@ -320,8 +354,9 @@ inline void resident_note(WorkerRt* w, char* out, size_t n) {
 }
 
 inline void report_deadlock(WorkerRt* w) {
-  int bar = 0, warp = 0, wait = 0, clu = 0;
+  int bar = 0, warp = 0, wait = 0, clu = 0, grp = 0, mbar = 0;
   Block* first = nullptr;
+  Fiber* stuck = nullptr;   // the first thread in an mbarrier wait
   for (Block* b : w->blocks)
     for (int t = 0; t < b->n; ++t) {
       State s = b->fib[t].state;
@@ -329,17 +364,29 @@ inline void report_deadlock(WorkerRt* w) {
       warp += s == S_WARP;
       wait += s == S_WAIT;
       clu += s == S_CLUSTER;
+      grp += s == S_GROUP;
+      mbar += s == S_MBAR;
+      if (!stuck && s == S_MBAR) stuck = &b->fib[t];
       if (!first && s != S_DONE) first = b;
     }
   uint3 id = first ? first->bid : uint3{0, 0, 0};
-  char note[256];
+  char note[256], hop[1024] = "", what[640] = "";
   resident_note(w, note, sizeof note);
+  if (stuck) {
+    auto describe = reinterpret_cast<void (*)(void*, char*, size_t)>(stuck->wres);
+    describe(reinterpret_cast<void*>(stuck->wval), what, sizeof what);
+  }
+  if (grp || mbar)
+    snprintf(hop, sizeof hop, ", %d at a warpgroup rendezvous (wgmma), %d in mbarrier waits%s%s", grp, mbar,
+             stuck ? " (first: " : "", stuck ? what : "");
+  if (stuck) snprintf(hop + strlen(hop), sizeof hop - strlen(hop), ", thread %d of block (%u,%u,%u))",
+                      stuck->linear, stuck->blk->bid.x, stuck->blk->bid.y, stuck->blk->bid.z);
   fail(w,
        "kernel %s: deadlock%s (first stuck block (%u,%u,%u)): %d threads at __syncthreads, %d in warp "
-       "operations, %d at tl_cluster_sync, %d in tl_wait_geq with no progress%s%s",
+       "operations, %d at tl_cluster_sync, %d in tl_wait_geq with no progress%s%s%s",
        w->L->name, w->L->concurrent ? " with concurrent blocks" : "", id.x, id.y, id.z, bar, warp, clu, wait,
        (wait && !w->L->concurrent) ? "; blocks of a launch only wait for each other with concurrent_blocks=True" : "",
-       note);
+       hop, note);
 }
 
 // Run w->ready (and everything it unblocks) until every fiber of w->blocks has exited; false on failure.
@@ -428,6 +475,8 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
   b->rank = unsigned(linear % L->cluster);   // grid.x is a multiple of the cluster size
   b->peers = b - b->rank;                    // the cluster's Blocks are contiguous, in rank order
   b->at_cluster = 0;
+  free_chain(b->bulk);   // TMA copies a failed or finished block never waited for
+  b->bulk = nullptr;
   for (int k = 0; k * 32 < b->n; ++k) {
     int lanes = std::min(32, b->n - k * 32);
     b->warps[k].live = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
@@ -444,6 +493,7 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
     f.blk = b;
     f.stack = nullptr;
     f.async = nullptr;
+    f.wgmma = nullptr;
   }
 }
 }  // namespace tl_emu

@@ -24,7 +24,7 @@
 namespace tl_emu {
 constexpr size_t kSmemCap = 232448;   // 227 KiB: the largest per-block shared memory (H100/H200 opt-in)
 
-enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_CLUSTER, S_DONE };
+enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_CLUSTER, S_GROUP, S_MBAR, S_DONE };
 enum WarpKind { W_SHFL, W_BALLOT, W_ALL, W_SYNC };
 
 struct Block;
@@ -40,6 +40,7 @@ struct Fiber {
   unsigned wmask;
   uint64_t wval, wres;
   void* async;   // this thread's pending cp.async copies (emu_async.h); null when none, freed at exit
+  void* wgmma;   // this thread's wgmma state (emu_wgmma.h): fence flag, commit count, pending results; freed at exit
 };
 struct Warp { unsigned live, arrived; };
 
@@ -68,6 +69,7 @@ struct Block {
   Block* peers;     // rank 0 of this block's cluster (itself when clusters are 1 block)
   unsigned rank;    // blockIdx.x % Launch::cluster
   int at_cluster;   // threads parked in tl_cluster_sync
+  void* bulk;        // TMA copies into this block not landed yet (emu_tma.h): a malloc'd chain, next pointer first
   SectorLog* sectors;   // the L2 model's log of this block's sectors (only when Worker::l2)
 };
 
@@ -116,6 +118,14 @@ TL_EMU_RT void wait_geq(Worker* w, int* flag, int value);   // park until *flag 
 TL_EMU_RT char* block_arena_slow(Worker* w);               // allocate the block's arena, or fail on overflow
 TL_EMU_RT void cluster_barrier(Worker* w);                // tl_cluster_sync: park until the cluster arrives
 [[noreturn]] TL_EMU_RT void bad_cluster_map(Worker* w, const void* p, unsigned rank);   // fail the launch
+// A rendezvous of the running thread's warpgroup (the aligned 128 threads; exited ones absent); `val` goes to
+// Fiber::wval. Returns true to the last arriver, which runs on while every other member is parked (the others
+// resume in the next phase), as warp_op does (emu_wgmma.h). Threads stuck here are a reported deadlock.
+TL_EMU_RT bool group_sync(Worker* w, uint64_t val);
+// Park until ready(arg) (an mbarrier phase, emu_mbarrier.h); in a deadlock report, describe(arg) says what
+// the first such thread waits for.
+TL_EMU_RT void wait_until(Worker* w, bool (*ready)(void*), void (*describe)(void*, char*, size_t), void* arg);
+[[noreturn]] TL_EMU_RT void fail_launch(Worker* w, const char* msg);   // fail with `msg` (prefixed by the kernel)
 TL_EMU_RT void sector_log_grow(SectorLog* g);             // make room for one more entry
 
 // The L2 model's per-access hook (TL_LD/TL_ST and friends call it when Worker::l2): log the sectors of

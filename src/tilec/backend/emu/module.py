@@ -159,6 +159,8 @@ class EmuModule:
 
     @staticmethod
     def _scalar(kernel: str, p, a):
+        if p.base in signature.STRUCTS:
+            return EmuModule._struct(kernel, p, a)
         if isinstance(a, np.ndarray) and a.ndim > 0:
             raise EmuError(f"kernel {kernel}: argument '{p.name}' ({p.ctype}) is a scalar, got an array")
         dtype = np.dtype(signature.SCALARS[p.base])
@@ -170,4 +172,16 @@ class EmuModule:
             raise EmuError(f"kernel {kernel}: argument '{p.name}' = {a!r} does not fit {p.ctype}")
         buf = ctypes.create_string_buffer(max(8, dtype.itemsize))
         ctypes.memmove(buf, value.tobytes(), dtype.itemsize)
+        return buf
+
+    @staticmethod
+    def _struct(kernel: str, p, a):
+        """A by-value struct argument (``signature.STRUCTS``) from its bytes."""
+        size = signature.STRUCTS[p.base]
+        data = bytes(a) if isinstance(a, (bytes, bytearray)) else (a.tobytes() if isinstance(a, np.ndarray) else None)
+        if data is None or len(data) != size:
+            raise EmuError(f"kernel {kernel}: argument '{p.name}' ({p.ctype}) needs its {size} bytes, got "
+                           f"{type(a).__name__}" + (f" of {len(data)} bytes" if data is not None else ""))
+        buf = ctypes.create_string_buffer(size)
+        ctypes.memmove(buf, data, size)
         return buf

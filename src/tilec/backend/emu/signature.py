@@ -35,6 +35,9 @@ SCALARS = {
     "bool": np.bool_, "short": np.int16, "unsigned short": np.uint16, "char": np.int8,
     "signed char": np.int8, "unsigned char": np.uint8,
 }
+# Structs passed by value, with their sizes: the sm_90 tensor map (a `const __grid_constant__ TlTensorMap`
+# parameter; emu_tma.h), whose argument is its bytes (tilec.runtime.tensor_map.TensorMapSpec.emu_bytes).
+STRUCTS = {"TlTensorMap": 128}
 # Element sizes of pointer parameters, to catch an array of the wrong dtype.
 ELEMENT_SIZES = {**{k: np.dtype(v).itemsize for k, v in SCALARS.items()},
                  "__half": 2, "half": 2, "__nv_bfloat16": 2, "nv_bfloat16": 2, "int8_t": 1, "uint8_t": 1,
@@ -52,7 +55,8 @@ class Param:
     @property
     def base(self) -> str:
         """The type without pointers and cv-qualifiers: ``const float*`` → ``float``."""
-        return " ".join(t for t in self.ctype.replace("*", " ").split() if t not in ("const", "volatile"))
+        return " ".join(t for t in self.ctype.replace("*", " ").split()
+                        if t not in ("const", "volatile", "__grid_constant__"))
 
     @property
     def writable(self) -> bool:
@@ -69,7 +73,7 @@ def _param(text: str, kernel: str) -> Param:
     if "&" in ctype or "[" in ctype:
         raise EmuError(f"kernel {kernel}: parameter '{text}' is neither a pointer nor a scalar")
     param = Param(ctype, m.group("name"), "*" in ctype)
-    if not param.pointer and param.base not in SCALARS:
+    if not param.pointer and param.base not in SCALARS and param.base not in STRUCTS:
         raise EmuError(f"kernel {kernel}: unsupported scalar parameter type '{ctype}'")
     return param
 

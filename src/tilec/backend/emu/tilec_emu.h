@@ -10,3 +10,6 @@
 #include "emu_wmma.h"
 #include "emu_mma.h"
 #include "emu_async.h"
+#include "emu_mbarrier.h"
+#include "emu_tma.h"
+#include "emu_wgmma.h"
