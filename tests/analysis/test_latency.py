@@ -164,3 +164,10 @@ def test_estimates_are_deterministic_and_round_trip_through_json():
     back = latency.load_from_json(json.loads(json.dumps(latency.load_to_json(ld))))
     assert back == ld and latency.estimate(H200, back) == latency.estimate(H200, ld)
     assert dataclasses.asdict(latency.estimate(H200, ld)) == dataclasses.asdict(latency.estimate(H200, back))
+
+
+def test_a_measured_file_is_never_taken_for_an_arch():
+    from tilec.analysis.hardware import available_archs, get_arch as arch
+    assert all("." not in a for a in available_archs())
+    with pytest.raises(CompileError, match="unknown arch"):
+        arch("h200.measured")

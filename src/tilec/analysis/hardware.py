@@ -96,7 +96,7 @@ def get_arch(name: str = DEFAULT_ARCH) -> GPUSpec:
     """The spec for ``name`` (case-insensitive, ``h100-sxm`` style suffixes allowed)."""
     key = name.lower().split("-")[0]
     path = HW_DIR / f"{key}.json"
-    if not path.exists():
+    if "." in key or not path.exists():   # <gpu>.measured.json is a calibration, not a spec
         raise CompileError(f"unknown arch '{name}' (available: {', '.join(available_archs())})")
     data = json.loads(path.read_text())
     known = {f.name for f in fields(GPUSpec)}
