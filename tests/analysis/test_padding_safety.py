@@ -206,3 +206,18 @@ def test_sizes_that_only_shape_things_are_fine():
 ])
 def test_a_dynamic_size_used_as_a_value_is_found(model, found):
     assert size_value_uses(model()) == (["Cast 'to_float'"] if found else [])
+
+
+def test_a_size_that_only_cuts_a_slice_or_picks_a_shape_is_fine():
+    """HF's ``buffer[:, :seq]`` and torch's ``Where(Equal(shape, -1), 1, shape)`` before an Expand."""
+    m = _shape_model([helper.make_node("Shape", ["x"], ["s"]),
+                      helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+                      helper.make_node("Unsqueeze", ["n", "zero"], ["n1"]),
+                      helper.make_node("Slice", ["x", "zero1", "n1"], ["cut"]),
+                      helper.make_node("Equal", ["s", "minus1"], ["is_any"]),
+                      helper.make_node("Where", ["is_any", "ones", "s"], ["target"]),
+                      helper.make_node("Expand", ["cut", "target"], ["y"])])
+    m.graph.initializer.extend([numpy_helper.from_array(np.int64([0]), "zero1"),
+                                numpy_helper.from_array(np.int64([-1, -1]), "minus1"),
+                                numpy_helper.from_array(np.int64([1, 1]), "ones")])
+    assert size_value_uses(m) == []

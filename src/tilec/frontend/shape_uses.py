@@ -16,11 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 # Ops through which a size stays shape bookkeeping (integer index arithmetic); sizes flow through them.
-PASS_THROUGH = frozenset("""Gather Slice Concat Unsqueeze Squeeze Reshape Identity Add Sub Mul Div Max Min
-Abs Neg Floor Ceil""".split())
-# (op type, input index) where a size is consumed as a shape.
-SHAPE_INPUTS = frozenset({("Reshape", 1), ("Expand", 1), ("ConstantOfShape", 0), ("Range", 1)})
-INT_TYPES = frozenset({6, 7, 12, 13})   # TensorProto INT32, INT64, UINT32, UINT64
+PASS_THROUGH = frozenset("""Gather Slice Concat Unsqueeze Squeeze Reshape Identity Add Sub Mul Div Mod Max Min
+Abs Neg Floor Ceil Equal Less Greater Not Where""".split())
+# (op type, input index) where a size is consumed as a shape: the result at an index that survives slicing
+# does not depend on it (a slice's end only cuts, a range's limit only stops).
+SHAPE_INPUTS = frozenset({("Reshape", 1), ("Expand", 1), ("ConstantOfShape", 0), ("Range", 1), ("Slice", 2)})
+INT_TYPES = frozenset({6, 7, 9, 12, 13})   # TensorProto INT32, INT64, BOOL, UINT32, UINT64
 DYNAMIC = True   # a value all of whose elements may be dynamic sizes (else: a tuple of flags, one per element)
 
 
