@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ir.diagnostics import CompileError
@@ -24,17 +24,22 @@ from .runtime.profile import MAX_BUCKETS, PROFILE_FILE, bucket_key, default_buck
 
 @dataclass
 class ProfileResult:
-    """What :func:`compile_profile` built: the folder, the bucket keys, the ops over all buckets."""
+    """What :func:`compile_profile` built: the folder, the bucket keys, the ops over all buckets, and the
+    dims that may not be padded (``{dim: why}``: only their bucket sizes run)."""
 
     build_dir: Path
     buckets: list
     ops: int
     seconds: float
+    exact: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         n = len(self.buckets)
-        return (f"compiled {n} bucket{'s' if n != 1 else ''} ({', '.join(self.buckets[:6])}"
+        line = (f"compiled {n} bucket{'s' if n != 1 else ''} ({', '.join(self.buckets[:6])}"
                 f"{', ...' if n > 6 else ''}; {self.ops} ops) in {self.seconds:.2f}s -> {self.build_dir}")
+        for dim, why in self.exact.items():
+            line += f"\nnote: dim '{dim}' is not padding-safe ({why}): only its bucket sizes run"
+        return line
 
 
 def model_inputs(model) -> list:
@@ -175,7 +180,8 @@ def compile_profile(model: str, build_dir: str, profiles: dict, buckets: dict | 
                                         "buckets": entries})
         write_json(tmp / "report.json", _report(tmp, display, options, dims, entries, start))
     atomic_build_dir(Path(build_dir), fill)
-    return ProfileResult(Path(build_dir), [e["key"] for e in entries], ops, time.perf_counter() - start)
+    return ProfileResult(Path(build_dir), [e["key"] for e in entries], ops, time.perf_counter() - start,
+                         {d: info["why"] for d, info in dims.items() if not info["padding_safe"]})
 
 
 def _report(tmp: Path, model: str, options: dict, dims: dict, entries: list, start: float) -> dict:

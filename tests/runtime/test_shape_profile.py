@@ -142,7 +142,8 @@ def test_a_size_read_as_a_value_forbids_padding(tmp_path):
                               [numpy_helper.from_array(np.int64(0), "zero")])
     path = str(tmp_path / "m.onnx")
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    compile_profile(path, str(tmp_path / "b"), {"x": [(1, 4), 4]}, pipeline="none")
+    result = compile_profile(path, str(tmp_path / "b"), {"x": [(1, 4), 4]}, pipeline="none")
+    assert "note: dim 'n' is not padding-safe (the model reads" in result.summary()
     dims = json.loads((tmp_path / "b" / "profile.json").read_text())["dims"]
     assert dims["n"]["padding_safe"] is False and "size as a value" in dims["n"]["why"]
 
@@ -183,7 +184,7 @@ def test_cli_compile_options(tmp_path, mlp):
     ok = runner.invoke(cli, ["compile", path, "-o", str(tmp_path / "b"), "--shape-profile", "x=1..4x16",
                              "--buckets", "x:0=2,4", "--pipeline", "none", "-q"])
     assert ok.exit_code == 0, ok.output
-    assert "compiled 2 buckets (2, 4;" in ok.output
+    assert "compiled 2 buckets (2, 4;" in ok.output and "note" not in ok.output
     assert json.loads((tmp_path / "b" / "profile.json").read_text())["dims"]["batch"]["buckets"] == [2, 4]
     for args in (["--shape-profile", "x=4..1x16"], ["--shape-profile", "x=1..4xq"], ["--buckets", "batch=2"],
                  ["--shape-profile", "x=1..4x16", "--input-shape", "x=1x16"],
