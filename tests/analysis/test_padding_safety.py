@@ -163,14 +163,29 @@ def test_conv_keeps_batch_only():
     assert f.safe("b") and not f.safe("h") and f.outputs["y"] == {"b": 0}
 
 
-def test_an_op_without_a_rule_is_unsafe():
-    f = _facts([_node("Einsum", ["x", "w"], equation="bk,kn->bn")], {"x": [4, 3]}, {"x": ("b", None)},
+@pytest.mark.parametrize("equation, labels, out", [
+    ("bk,kn->bn", ("b", None), {"b": 0}), ("bk,kn->nb", ("b", None), {"b": 1}),
+    ("bk,kn", ("b", None), {"b": 0}),                    # implicit output: b and n, sorted
+    ("bk,kn->n", ("b", None), None), ("bk,kn->bn", (None, "k"), None), ("...k,kn->...n", ("b", None), None)])
+def test_einsum(equation, labels, out):
+    f = _facts([_node("Einsum", ["x", "w"], equation=equation)], {"x": [4, 3]}, {"x": labels},
                inits={"w": _w(3, 2)})
+    label = next(x for x in labels if x)
+    assert f.safe(label) is (out is not None)
+    if out is not None:
+        assert f.outputs["y"] == out
+
+
+def test_an_op_without_a_rule_is_unsafe():
+    f = _facts([_node("CumSum", ["x", "axis"])], {"x": [4, 3]}, {"x": ("b", None)},
+               inits={"axis": np.int64(1)})
+    assert f.safe("b")   # CumSum has a rule: along another axis
+    f = _facts([_node("DepthToSpace", ["x"], blocksize=2)], {"x": [2, 4, 2, 2]}, {"x": ("b", None, None, None)})
     assert not f.safe("b") and "no padding rule" in f.unsafe["b"]
 
 
 def test_unlabeled_dims_stay_untouched():
-    f = _facts([_node("Einsum", ["x", "w"], equation="bk,kn->bn")], {"x": [4, 3]}, {"x": (None, None)},
+    f = _facts([_node("Einsum", ["x", "w"], equation="...k,kn->...n")], {"x": [4, 3]}, {"x": (None, None)},
                inits={"w": _w(3, 2)})
     assert f.unsafe == {} and f.outputs["y"] == {}
 

@@ -14,7 +14,8 @@ carries the dim's label, and a per-op rule says where the labels go or that the 
   output dim (the products of the dims before it agree, and its size does);
 - ``concat`` / ``split`` / ``slice`` / ``gather`` / ``pad`` / ``tile`` along a labeled axis are unsafe
   (a slice keeping the whole axis in order is not); gather's labeled indices label the output;
-- conv and pooling keep a labeled batch axis 0, anything else labeled is unsafe;
+- conv and pooling keep a labeled batch axis 0, anything else labeled is unsafe; ``einsum`` keeps the
+  labels of output letters, a labeled summed letter is unsafe;
 - any other op that reads a labeled tensor (or uses one inside a region) makes those labels unsafe,
   and so does a label that lands on two axes of one tensor.
 
@@ -247,6 +248,30 @@ def _along_axis(op, ins, st, why):
     return [tuple(None if i == axis else x for i, x in enumerate(lab))] * len(op.results)
 
 
+def _einsum(op, ins, st, why):
+    """Letters of the output keep their labels; a labeled summed letter (or diagonal) mixes. Equations with
+    an ellipsis have no rule here."""
+    eq = str(op.attributes["equation"]).replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if "." in eq or len(terms) != len(ins):
+        st.bad({x for lab in ins for x in lab}, f"read by {why}, whose equation has no padding rule")
+        return [(None,) * len(_shape(op.results[0]))]
+    if not arrow:   # implicit output: the letters used once, sorted
+        rhs = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
+    letter: dict = {}
+    for term, lab in zip(terms, ins):
+        for c, label in zip(term, lab):
+            if label is None:
+                continue
+            if c not in rhs or term.count(c) > 1:
+                st.bad([label], f"summed by {why}")
+            elif letter.get(c, label) != label:
+                st.bad([label, letter[c]], f"two dims meet on one axis in {why}")
+            letter.setdefault(c, label)
+    return [tuple(letter.get(c) for c in rhs)]
+
+
 def _tile(op, ins, st, why):
     lab = ins[0]
     _mixed(lab, [i for i, r in enumerate(op.attributes["repeats"]) if int(r) != 1], st, f"repeated by {why}")
@@ -275,7 +300,7 @@ RULES = {**{n: _elementwise for n in ELEMENTWISE}, **{n: _reduce for n in REDUCT
                                      "graph.cum_prod")},
          "graph.matmul": _matmul, "graph.gemm": _gemm, "graph.transpose": _transpose,
          "graph.concat": _concat, "graph.split": _split, "graph.slice": _slice, "graph.gather": _gather,
-         "graph.tile": _tile, "graph.pad": _pad, "graph.trilu": _trilu}
+         "graph.tile": _tile, "graph.pad": _pad, "graph.trilu": _trilu, "graph.einsum": _einsum}
 
 
 def _region_labels(op: Operation, st: _Propagation) -> set:
