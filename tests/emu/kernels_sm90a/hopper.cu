@@ -82,11 +82,13 @@ extern "C" __global__ void __launch_bounds__(128) wg_bf16_rs_mn_n24(float* D, co
 
 // ---- a 64 x N tile of D = A (64 x K, row-major f16) * B^T (B: N x K, row-major f16), K a multiple of 64,
 // through TMA (128-byte swizzled boxes of 64 K-elements) -> mbarrier -> 4 wgmma m64nNk16 per K block -> store.
-// `bug` makes one mistake on purpose: 1 announces 1024 bytes too many (expect_tx), 2 stores the accumulators
-// without waiting for the wgmma, 3 issues the first wgmma without a fence, 4 reads the tiles without waiting
-// on the barrier.
-template <int N>
+// gemm_misuse's `bug` makes one mistake on purpose: 1 announces 1024 bytes too many (expect_tx), 2 stores the
+// accumulators without waiting for the wgmma, 3 issues the first wgmma without a fence, 4 reads the tiles
+// without waiting on the barrier. The gemm_nN kernels cannot (Misuse false), so ptxas sees the correct chain
+// alone: no wait injected (C7517), no wgmma serialised.
+template <int N, bool Misuse>
 __device__ void gemm_tile(float* D, const TlTensorMap& ma, const TlTensorMap& mb, int K, int bug) {
+  if (!Misuse) bug = 0;
   unsigned char* s = smem_base();
   unsigned char* sa = s;                  // 64 rows x 128 bytes, swizzled
   unsigned char* sb = s + 64 * 128;       // N rows x 128 bytes
@@ -128,15 +130,19 @@ __device__ void gemm_tile(float* D, const TlTensorMap& ma, const TlTensorMap& mb
 // are written out, not made by a macro: the emulator reads their signatures from the source.)
 extern "C" __global__ void __launch_bounds__(128) gemm_n64(float* D, const half* A, const half* B,
     const __grid_constant__ TlTensorMap ma, const __grid_constant__ TlTensorMap mb, int K, int bug) {
-  gemm_tile<64>(D, ma, mb, K, bug);
+  gemm_tile<64, false>(D, ma, mb, K, bug);
 }
 extern "C" __global__ void __launch_bounds__(128) gemm_n128(float* D, const half* A, const half* B,
     const __grid_constant__ TlTensorMap ma, const __grid_constant__ TlTensorMap mb, int K, int bug) {
-  gemm_tile<128>(D, ma, mb, K, bug);
+  gemm_tile<128, false>(D, ma, mb, K, bug);
 }
 extern "C" __global__ void __launch_bounds__(128) gemm_n256(float* D, const half* A, const half* B,
     const __grid_constant__ TlTensorMap ma, const __grid_constant__ TlTensorMap mb, int K, int bug) {
-  gemm_tile<256>(D, ma, mb, K, bug);
+  gemm_tile<256, false>(D, ma, mb, K, bug);
+}
+extern "C" __global__ void __launch_bounds__(128) gemm_misuse(float* D, const half* A, const half* B,
+    const __grid_constant__ TlTensorMap ma, const __grid_constant__ TlTensorMap mb, int K, int bug) {
+  gemm_tile<64, true>(D, ma, mb, K, bug);
 }
 
 // ---- TMA alone: thread 0 loads one box into shared memory; after the barrier every thread copies the raw
@@ -271,4 +277,20 @@ extern "C" __global__ void __launch_bounds__(64) mbar_pipeline(int* Out, int rou
 extern "C" __global__ void __launch_bounds__(32) mbar_uninitialised(int* Out) {
   __shared__ __align__(8) unsigned long long bar;
   TL_ST(Out, 0, int(tl_mbarrier_try_wait_parity(&bar, 0)));
+}
+
+// A warp that reaches __syncthreads while the other three wait for it at a wgmma: a deadlock. With 96 threads
+// the block is not a whole warpgroup.
+extern "C" __global__ void __launch_bounds__(128) wg_divergent(float* D) {
+  TL_SHARED(unsigned char, raw, [2048 + 1024]);
+  unsigned char* s = reinterpret_cast<unsigned char*>((reinterpret_cast<unsigned long long>(&raw[0]) + 1023ull) & ~1023ull);
+  float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (threadIdx.x < 96) {
+    tl_wgmma_fence();
+    tl_wgmma_f16<8>(d, tl_wgmma_desc(s, 16, 128, 0), tl_wgmma_desc(s + 1024, 16, 128, 0), 0);
+    tl_wgmma_commit();
+    tl_wgmma_wait<0>();
+  }
+  __syncthreads();
+  TL_ST(D, threadIdx.x, d[0]);
 }
