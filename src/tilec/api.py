@@ -50,6 +50,8 @@ def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noq
     Errors in the model are :class:`CompileError` (the CLI's exit 1)."""
     from .driver import compile_model
     backend = _backend(backend)
+    if shape_profile and input_shapes:
+        raise CompileError("give input_shapes or shape_profile, not both (a profile fixes every bucket's shapes)")
     owner = None
     if build_dir is None:
         owner = tempfile.TemporaryDirectory(prefix="tilec-build-")

@@ -251,3 +251,10 @@ def test_a_damaged_profile_json_is_a_clean_error(tmp_path, mlp, edit):
     result = CliRunner().invoke(cli, ["run", str(build), "--inputs", str(tmp_path / "x.npy"),
                                       "--outputs", str(tmp_path / "y.npz")])
     assert result.exit_code == 1 and "unreadable profile.json" in result.output, result.output
+
+
+def test_api_refuses_input_shapes_with_a_profile(mlp):
+    with pytest.raises(CompileError, match="not both"):
+        tilec.compile(mlp[0], backend="numpy", shape_profile={"x": "1..4x16"}, input_shapes={"x": [1, 16]})
+    with pytest.raises(CompileError, match="shape_profile: '1...4' in 'x=1...4x16'"):
+        tilec.compile(mlp[0], backend="numpy", shape_profile={"x": "1...4x16"})
