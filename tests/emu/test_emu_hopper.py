@@ -364,3 +364,9 @@ def test_a_warp_missing_from_the_wgmma_is_a_reported_deadlock(hopper):
 def test_wgmma_needs_whole_warpgroups(hopper):
     with pytest.raises(EmuError, match="whole warpgroups"):
         hopper.launch("wg_divergent", (1,), (96,), [np.zeros(128, np.float32)])
+
+
+def test_remote_arrivals_complete_a_cluster_peers_barrier(hopper):
+    out = np.zeros(2, np.int32)
+    hopper.launch("mbar_cluster", (8,), (32,), [out, 3], order="reverse")
+    assert out.tolist() == [3, 3]

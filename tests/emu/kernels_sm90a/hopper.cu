@@ -294,3 +294,22 @@ extern "C" __global__ void __launch_bounds__(128) wg_divergent(float* D) {
   __syncthreads();
   TL_ST(D, threadIdx.x, d[0]);
 }
+
+// Every block of a 4-block cluster arrives on block 0's barrier (count 4); block 0 waits for them, `rounds`
+// times, and counts the phases it saw.
+extern "C" __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(32) mbar_cluster(int* Out, int rounds) {
+  TL_SHARED(unsigned long long, bar, [1]);
+  if (threadIdx.x == 0) {
+    tl_mbarrier_init(bar, 4);
+    tl_mbarrier_init_fence();
+  }
+  tl_cluster_sync();
+  for (int r = 0; r < rounds; ++r) {
+    if (threadIdx.x == 0) tl_mbarrier_arrive_cluster(bar, 0);
+    if (tl_cluster_rank() == 0 && threadIdx.x == 0) {
+      tl_mbarrier_wait_parity(bar, unsigned(r) & 1u);
+      TL_ST(Out, blockIdx.x / 4, TL_LD(Out, blockIdx.x / 4) + 1);
+    }
+    tl_cluster_sync();   // the next round's arrivals belong to the next phase
+  }
+}
