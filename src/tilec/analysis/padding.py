@@ -339,7 +339,12 @@ def padding_facts(module: Operation, labels: dict) -> PaddingFacts:
         if rule is None or op.regions:
             st.bad(touched, f"read by {_where(op)}, which has no padding rule")
             continue
-        for v, lab in zip(op.results, rule(op, ins, st, _where(op))):
+        try:
+            results = rule(op, ins, st, _where(op))
+        except (IndexError, KeyError, TypeError, ValueError):   # attributes out of the rule's reach
+            st.bad(touched, f"read by {_where(op)}, which the padding rule could not read")
+            continue
+        for v, lab in zip(op.results, results):
             seen = [x for x in lab if x is not None]
             twice = {x for x in seen if seen.count(x) > 1}
             st.bad(twice, f"on two axes of the result of {_where(op)}")
