@@ -241,3 +241,35 @@ def lp_pool(ctx, node):
     ones = g.const(np.ones([c, 1] + list(kernel)), x.type.dtype)
     s = g.op("conv", [_abs_pow(g, x, p), ones], strides=strides, dilations=dilations, pads=pads, group=c)
     return [_root(g, s, p)]
+
+
+@converter("CausalConvWithState", since=1)
+def causal_conv_with_state(ctx, node):
+    """A depthwise conv over ``concat(past_state or zeros, input)`` along length (no padding, so output
+    t sees inputs t-k+1..t), then the optional SiLU (in f32); the new state is the last k-1 positions."""
+    g = Emitter(ctx)
+    x, w = _float_input(ctx, node, 0), ctx.input(node, 1)
+    bias = ctx.input(node, 2) if ctx.has_input(node, 2) else None
+    if x.type.rank != 3 or w.type.rank != 3 or w.type.shape[:2] != (x.type.shape[1], 1):
+        raise ctx.error(node, f"CausalConvWithState needs input [batch, channels, length] and weight "
+                              f"[channels, 1, k], not {list(x.type.shape)} and {list(w.type.shape)}")
+    b, c, _ = x.type.shape
+    k = w.type.shape[2]
+    activation = ctx.attr(node, "activation", "none")
+    if activation not in ("none", "silu", "swish"):
+        raise ctx.error(node, f"CausalConvWithState activation must be none, silu or swish, not '{activation}'")
+    if ctx.has_input(node, 3):
+        past = ctx.input(node, 3)
+        if past.type.shape != (b, c, k - 1):
+            raise ctx.error(node, f"CausalConvWithState past_state must have shape {[b, c, k - 1]}")
+    else:
+        past = g.const(np.zeros((b, c, k - 1)), x.type.dtype)
+    padded = g.op("concat", [past, x], axis=2) if k > 1 else x
+    y = g.op("conv", [padded, w] + ([bias] if bias is not None else []), strides=[1], dilations=[1],
+             pads=[0, 0], group=c)
+    if activation != "none":
+        yf = g.cast(y, "f32")
+        y = g.cast(g.op("mul", [yf, g.op("sigmoid", [yf])]), x.type.dtype)
+    length = padded.type.shape[2]
+    state = g.op("slice", [padded], starts=[length - (k - 1)], ends=[length], axes=[2], steps=[1])
+    return [y, state]
