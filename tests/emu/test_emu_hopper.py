@@ -370,3 +370,11 @@ def test_remote_arrivals_complete_a_cluster_peers_barrier(hopper):
     out = np.zeros(2, np.int32)
     hopper.launch("mbar_cluster", (8,), (32,), [out, 3], order="reverse")
     assert out.tolist() == [3, 3]
+
+
+def test_refilling_a_wgmma_operand_before_its_wait_fails(hopper):
+    d = np.zeros(128, np.float32)
+    hopper.launch("wg_refill", (1,), (128,), [d, 1])   # refilled after the wait: fine
+    assert not np.isnan(d).any()
+    with pytest.raises(EmuError, match="changed before the wait that covers it"):
+        hopper.launch("wg_refill", (1,), (128,), [d, 0])

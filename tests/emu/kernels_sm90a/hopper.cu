@@ -313,3 +313,22 @@ extern "C" __global__ void __cluster_dims__(4, 1, 1) __launch_bounds__(32) mbar_
     tl_cluster_sync();   // the next round's arrivals belong to the next phase
   }
 }
+
+// One wgmma whose B tile is refilled (`when` = 0: before the wait, a race; 1: after it) by thread 0.
+extern "C" __global__ void __launch_bounds__(128) wg_refill(float* D, int when) {
+  TL_SHARED(unsigned char, raw, [4096 + 1024]);
+  unsigned char* s = reinterpret_cast<unsigned char*>((reinterpret_cast<unsigned long long>(&raw[0]) + 1023ull) & ~1023ull);
+  for (int i = threadIdx.x; i < 4096; i += blockDim.x) s[i] = (unsigned char)(i % 7 == 0 ? 0x3c : 0);
+  tl_fence_proxy_async();
+  __syncthreads();
+  float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  tl_wgmma_fence();
+  tl_wgmma_f16<8>(d, tl_wgmma_desc(s, 128, 256, 0), tl_wgmma_desc(s + 2048, 128, 256, 0), 0);
+  tl_wgmma_commit();
+  if (when == 1) tl_wgmma_wait<0>();
+  __syncthreads();
+  if (threadIdx.x == 0) s[2048 + 2] = 0x3c;   // the next stage's data arrives in B's buffer
+  __syncthreads();
+  tl_wgmma_wait<0>();
+  TL_ST(D, threadIdx.x, d[0]);
+}

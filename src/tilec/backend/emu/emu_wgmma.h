@@ -14,7 +14,9 @@
 // list, tagged with its commit group (tl_wgmma_commit), and the registers hold NaN; tl_wgmma_wait<N> lands every
 // group but the newest N. So reading an accumulator before the wait that covers it reads NaN, as a missing
 // wait would read garbage on a GPU. A later wgmma whose accumulators are still pending (the chaining the ISA
-// orders by itself, same registers, same shape) starts from the pending values.
+// orders by itself, same registers, same shape) starts from the pending values. The operands are read at
+// issue and hashed; the first wait that lands the results reads them again, and a difference (the kernel
+// refilled or reused a stage before the wait: a race on a GPU, which reads them asynchronously) fails.
 //
 // Fences: the ISA requires wgmma.fence before the first wgmma and between a thread's own accesses to the
 // registers and a wgmma that uses them. The emulator cannot see register accesses, so it checks a cheap rule
@@ -48,9 +50,19 @@
 namespace tl_emu {
 enum WgType { WG_F16, WG_BF16, WG_TF32 };
 
+// What one wgmma read from shared memory, to check at its wait that nothing overwrote it meanwhile (a GPU reads
+// the operands asynchronously, so a stage reused before the wait races). Shared by the warpgroup's pending
+// entries; the first wait that lands it checks, the last frees it.
+struct WgOp {
+  int refs;
+  bool checked, has_a, ta, tb;
+  int n, k, size;
+  uint64_t da, db, hash;
+};
 struct WgPending {
   float* regs;
   int n, group;
+  WgOp* op;
   float vals[128];
 };
 struct WgState {
@@ -148,6 +160,23 @@ inline const unsigned char* wg_element(const WgDesc& g, int mn, int k, int size,
   return reinterpret_cast<const unsigned char*>(a);
 }
 
+// FNV-1a over the bytes of every operand element the instruction reads, in a fixed order.
+inline uint64_t wg_operand_hash(const WgOp& op) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const unsigned char* p) {
+    for (int i = 0; i < op.size; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  if (op.has_a) {
+    WgDesc ga = wg_decode(op.da);
+    for (int m = 0; m < 64; ++m)
+      for (int k = 0; k < op.k; ++k) mix(wg_element(ga, m, k, op.size, op.ta));
+  }
+  WgDesc gb = wg_decode(op.db);
+  for (int n = 0; n < op.n; ++n)
+    for (int k = 0; k < op.k; ++k) mix(wg_element(gb, n, k, op.size, op.tb));
+  return h;
+}
+
 inline float wg_value(const unsigned char* p, WgType ty) {
   if (ty == WG_TF32) {
     uint32_t v;
@@ -181,7 +210,7 @@ inline void wgmma(float* d, const uint32_t* a_regs, uint64_t desc_a, uint64_t de
   group_sync(w, reinterpret_cast<uint64_t>(&req));
   if (req.done) return;
   int lo = self->linear & ~127;
-  WgRequest* rq[128];
+  WgRequest* rq[128];   // the members' requests (null: exited)
   for (int t = 0; t < 128; ++t) {
     Fiber& f = b->fib[lo + t];
     rq[t] = f.state == S_DONE ? nullptr : reinterpret_cast<WgRequest*>(f.wval);
@@ -190,7 +219,7 @@ inline void wgmma(float* d, const uint32_t* a_regs, uint64_t desc_a, uint64_t de
     if (rq[t] && (rq[t]->desc_a != desc_a || rq[t]->desc_b != desc_b || rq[t]->scale_d != scale_d || !rq[t]->a != !a_regs))
       wg_fail("the warpgroup's threads issued different descriptors, scale-d or forms");
   // Operands: A (64 x K) from a descriptor or the threads' registers, B as N x K (B[k][n] = Bt[n][k]).
-  static thread_local float A[64][16], Bt[256][16];
+  float A[64][16], Bt[N][16];   // on the fiber's stack: at most 20 KiB of its 64
   if (a_regs) {
     for (int t = 0; t < 128; ++t) {
       int wp = t / 32, g = (t % 32) / 4, tq = t % 4;
@@ -216,6 +245,9 @@ inline void wgmma(float* d, const uint32_t* a_regs, uint64_t desc_a, uint64_t de
   WgDesc gb = wg_decode(desc_b);
   for (int n = 0; n < N; ++n)
     for (int k = 0; k < K; ++k) Bt[n][k] = wg_value(wg_element(gb, n, k, size, trans_b != 0), Ty);
+  WgOp* op = static_cast<WgOp*>(malloc(sizeof(WgOp)));
+  *op = WgOp{0, false, !a_regs, trans_a != 0, trans_b != 0, N, K, size, desc_a, desc_b, 0};
+  op->hash = wg_operand_hash(*op);
   for (int t = 0; t < 128; ++t) {
     if (!rq[t]) continue;
     WgState* s = wg_state(&b->fib[lo + t]);
@@ -241,6 +273,8 @@ inline void wgmma(float* d, const uint32_t* a_regs, uint64_t desc_a, uint64_t de
     out.regs = rq[t]->d;
     out.n = R;
     out.group = s->committed;
+    out.op = op;
+    op->refs++;
     s->n++;
     for (int j = 0; j < R; ++j) rq[t]->d[j] = NAN;   // until the wait that covers this group
     rq[t]->done = true;
@@ -253,9 +287,14 @@ inline void wgmma_wait(int newest_pending) {
   int keep = 0;
   for (int k = 0; k < s->n; ++k) {
     WgPending& p = s->p[k];
-    if (p.group < s->committed - newest_pending)
+    if (p.group < s->committed - newest_pending) {
+      if (!p.op->checked && wg_operand_hash(*p.op) != p.op->hash)
+        wg_fail("shared memory that a wgmma reads changed before the wait that covers it (a stage reused or "
+                "refilled before tl_wgmma_wait: the GPU reads the operands asynchronously)");
+      p.op->checked = true;
+      if (--p.op->refs == 0) free(p.op);
       std::memcpy(p.regs, p.vals, sizeof(float) * size_t(p.n));
-    else
+    } else
       s->p[keep++] = p;
   }
   s->n = keep;
