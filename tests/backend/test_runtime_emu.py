@@ -47,7 +47,14 @@ def test_emu_runs_hand_made_build(hand_build, order):
     assert run["totals"]["launches"] == 2 and run["totals"]["host_syncs"] == 2
     assert run["totals"]["global_bytes"] == 8000 + 4000 + 4000 + 4000  # counted by the emulator
     assert [k["name"] for k in run["kernels"]] == ["k0_vadd", "k1_scale"]
-    assert {"name", "launches", "bytes_loaded", "bytes_stored", "bytes_modelled", "seconds"} == set(run["kernels"][0])
+    assert {"name", "launches", "bytes_loaded", "bytes_stored", "bytes_modelled", "seconds", "l2_bytes",
+            "dram_bytes"} == set(run["kernels"][0])
+    # The L2 model: every byte is touched once, so DRAM moves them all, rounded out to whole 32-byte sectors
+    # at each array's ends (three arrays).
+    k0 = run["kernels"][0]
+    assert k0["l2_bytes"] == k0["bytes_loaded"] + k0["bytes_stored"] == 12000
+    assert 12000 <= k0["dram_bytes"] <= 12000 + 3 * 2 * 32
+    assert run["totals"]["dram_bytes"] == sum(k["dram_bytes"] for k in run["kernels"])
 
 
 def test_numpy_backend_runs_reference_tir(hand_build):
