@@ -258,3 +258,13 @@ def test_api_refuses_input_shapes_with_a_profile(mlp):
         tilec.compile(mlp[0], backend="numpy", shape_profile={"x": "1..4x16"}, input_shapes={"x": [1, 16]})
     with pytest.raises(CompileError, match="shape_profile: '1...4' in 'x=1...4x16'"):
         tilec.compile(mlp[0], backend="numpy", shape_profile={"x": "1...4x16"})
+
+
+def test_profile_builds_are_deterministic(tmp_path, mlp):
+    for name in ("a", "b"):
+        compile_profile(mlp[0], str(tmp_path / name), {"x": [(1, 4), 16]}, pipeline="none")
+    assert (tmp_path / "a" / "profile.json").read_bytes() == (tmp_path / "b" / "profile.json").read_bytes()
+    for key in ("1", "2", "4"):
+        for f in ("plan.json", "model.tir"):
+            assert (tmp_path / "a" / "buckets" / key / f).read_bytes() == \
+                (tmp_path / "b" / "buckets" / key / f).read_bytes()
