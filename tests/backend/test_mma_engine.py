@@ -135,3 +135,15 @@ def test_engine_compiles_unspilled(sm, tmp_path):
     assert r.returncode == 0, r.stderr
     info = parse_ptxas(r.stderr)[k.sym_name]
     assert info.spill_bytes == 0 and info.registers <= 255
+
+
+def test_engine_kernels_are_deterministic():
+    """Same module, same flags: byte-identical kernel text (and so the same .cu, plan and ptxas cache key)."""
+    def text():
+        mod = compute_module("C[m, n] += A[k, m] * B[n, k]", [T((72, 136), "bf16"), T((96, 72), "bf16")],
+                             T((136, 96), "bf16"),
+                             rtile={"block": {"m": 64, "n": 32}, "thread": {"m": 4, "n": 4}, "step": {"k": 32}})
+        (k,) = kernels(lower(mod))
+        return emit_kernel(k)
+    first = text()
+    assert "tl_mma_m16n8k16_bf16f32" in first and first == text()
