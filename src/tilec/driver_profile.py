@@ -7,7 +7,7 @@ compiled by ``driver.compile_model`` with ``input_shapes`` into ``BUILD/buckets/
 stored once: each sub-build's ``weights.npz`` is a hard link into the cache's content-addressed store
 (``backend/cache.place_weights``). While each bucket compiles, ``analysis/padding.py`` runs on its
 imported graph IR; a dim is padding-safe when every bucket that could pad it proves it safe and the model
-reads no size as a value (``frontend/shape_uses.py``). The whole folder is written atomically
+does not read its size as a value (``frontend/shape_uses.py``). The whole folder is written atomically
 (``backend/build.atomic_build_dir``). ``runtime/profile.py`` reads the result back at run time.
 """
 from __future__ import annotations
@@ -168,8 +168,11 @@ def compile_profile(model: str, build_dir: str, profiles: dict, buckets: dict | 
             ops += result.ops
             entries.append({"key": key, "dims": sizes, "dir": f"buckets/{key}",
                             "outputs": facts_of[key].outputs})
+        named = {d for _, _, ds in inputs for d in (ds or []) if isinstance(d, str)}
         for dim, info in dims.items():
-            why = f"the model reads a tensor size as a value ({', '.join(size_uses[:3])})" if size_uses else None
+            # a size inference cannot tie to an input's dim_param ('?', 'unk__0') may be this dim's
+            uses = [where for where, reads in size_uses if dim in reads or reads - named]
+            why = f"the model reads its size as a value ({', '.join(uses[:3])})" if uses else None
             for values in combos:
                 facts = facts_of[bucket_key(values)]
                 if why is None and dict(zip(dims, values))[dim] > info["min"] and not facts.safe(dim):

@@ -220,7 +220,7 @@ def test_sizes_that_only_shape_things_are_fine():
     (lambda: _value_use("", size=True), True),            # the element count depends on the batch
 ])
 def test_a_dynamic_size_used_as_a_value_is_found(model, found):
-    assert size_value_uses(model()) == (["Cast 'to_float'"] if found else [])
+    assert size_value_uses(model()) == ([("Cast 'to_float'", frozenset({"batch"}))] if found else [])
 
 
 def test_a_size_that_only_cuts_a_slice_or_picks_a_shape_is_fine():

@@ -143,9 +143,30 @@ def test_a_size_read_as_a_value_forbids_padding(tmp_path):
     path = str(tmp_path / "m.onnx")
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     result = compile_profile(path, str(tmp_path / "b"), {"x": [(1, 4), 4]}, pipeline="none")
-    assert "note: dim 'n' is not padding-safe (the model reads" in result.summary()
+    assert "note: dim 'n' is not padding-safe (the model reads its size as a value (Cast" in result.summary()
     dims = json.loads((tmp_path / "b" / "profile.json").read_text())["dims"]
     assert dims["n"]["padding_safe"] is False and "size as a value" in dims["n"]["why"]
+
+
+def test_only_the_dim_whose_size_is_read_loses_its_padding(tmp_path):
+    """y = x / Cast(Shape(x)[1]): the sequence length is a number in the model, the batch is not."""
+    from onnx import TensorProto, helper, numpy_helper
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "one"], ["n"], axis=0),
+             helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["x", "nf"], ["y"])]
+    dyn = ["batch", "seq"]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dyn)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, dyn)],
+                              [numpy_helper.from_array(np.int64(1), "one")])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    compile_profile(path, str(tmp_path / "b"), {"x": [(1, 4), (2, 4)]}, {"seq": [2, 3, 4]}, pipeline="none")
+    dims = json.loads((tmp_path / "b" / "profile.json").read_text())["dims"]
+    assert dims["batch"]["padding_safe"] is True and dims["seq"]["padding_safe"] is False
+    model = tilec.load(str(tmp_path / "b"), backend="numpy")
+    x = np.arange(9, dtype=np.float32).reshape(3, 3)
+    np.testing.assert_allclose(model(x=x)["y"], x / 3)
+    assert model.last_bucket == "4x3"
 
 
 def test_profile_errors(tmp_path, bert):
