@@ -332,3 +332,59 @@ extern "C" __global__ void __launch_bounds__(128) wg_refill(float* D, int when) 
   tl_wgmma_wait<0>();
   TL_ST(D, threadIdx.x, d[0]);
 }
+
+// The warp-specialised pipeline the sm_90 engine will build (CUTLASS's sm90 TMA + GMMA mainloop, reduced):
+// warpgroup 0's first thread produces, filling stage kb % 2 by TMA once the consumers have released it (empty
+// barrier, 128 arrivals) and announcing it on the full barrier; warpgroup 1 consumes, keeping one wgmma group
+// in flight (wait<1>) and releasing a stage only once the group that read it has completed. 64 x 128 tile,
+// K a multiple of 64.
+extern "C" __global__ void __launch_bounds__(256) gemm_ws(float* D, const half* A, const half* B,
+    const __grid_constant__ TlTensorMap ma, const __grid_constant__ TlTensorMap mb, int K) {
+  constexpr int N = 128, S = 2, STAGE = 64 * 128 + N * 128;
+  unsigned char* s = smem_base();
+  unsigned long long* full = reinterpret_cast<unsigned long long*>(s + S * STAGE);
+  unsigned long long* empty = full + S;
+  int t = threadIdx.x, kblocks = K / 64;
+  if (t == 0) {
+    for (int i = 0; i < S; ++i) {
+      tl_mbarrier_init(&full[i], 1);
+      tl_mbarrier_init(&empty[i], 128);
+    }
+    tl_mbarrier_init_fence();
+  }
+  __syncthreads();
+  if (t < 128) {   // producer warpgroup: one thread issues, the others are done
+    if (t == 0)
+      for (int kb = 0; kb < kblocks; ++kb) {
+        int st = kb % S;
+        if (kb >= S) tl_mbarrier_wait_parity(&empty[st], unsigned(kb / S - 1) & 1u);
+        tl_mbarrier_arrive_expect_tx(&full[st], STAGE);
+        tl_tma_load_2d(s + st * STAGE, ma, &full[st], kb * 64, blockIdx.y * 64);
+        tl_tma_load_2d(s + st * STAGE + 64 * 128, mb, &full[st], kb * 64, blockIdx.x * N);
+      }
+    return;
+  }
+  float d[N / 2];
+  for (int j = 0; j < N / 2; ++j) d[j] = 0.0f;
+  for (int kb = 0; kb < kblocks; ++kb) {
+    int st = kb % S;
+    tl_mbarrier_wait_parity(&full[st], unsigned(kb / S) & 1u);
+    unsigned long long da = tl_wgmma_desc(s + st * STAGE, 16, 1024, 128);
+    unsigned long long db = tl_wgmma_desc(s + st * STAGE + 64 * 128, 16, 1024, 128);
+    tl_wgmma_fence_operand(d);
+    tl_wgmma_fence();
+#pragma unroll
+    for (int k = 0; k < 4; ++k) tl_wgmma_f16<N>(d, da + 2 * k, db + 2 * k, 1);
+    tl_wgmma_commit();
+    tl_wgmma_wait<1>();   // the previous K block's group is done: its stage can be refilled
+    tl_wgmma_fence_operand(d);
+    if (kb > 0) tl_mbarrier_arrive(&empty[(kb - 1) % S]);
+  }
+  tl_wgmma_wait<0>();
+  tl_wgmma_fence_operand(d);
+  int c = t - 128, w = c / 32, g = (c % 32) / 4, q = c % 4;
+  for (int j = 0; j < N / 2; ++j) {
+    int row = blockIdx.y * 64 + 16 * w + g + 8 * ((j % 4) / 2), col = blockIdx.x * N + 8 * (j / 4) + 2 * q + j % 2;
+    TL_ST(D, row * (gridDim.x * N) + col, d[j]);
+  }
+}
