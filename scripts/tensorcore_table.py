@@ -20,6 +20,7 @@ from onnx import TensorProto, helper
 from tilec.backend import sass
 from tilec.backend.inspect_build import disassemble, find_disassembler, inspect_build
 from tilec.driver import compile_model
+from tilec.ir import read_ir
 
 SHAPES = ((4096, 4096, 4096), (1024, 768, 3072))   # (M, N, K)
 DTYPES = {"f16": (TensorProto.FLOAT16, "fp16"), "bf16": (TensorProto.BFLOAT16, "bf16")}
@@ -40,11 +41,21 @@ def tilec_row(m, n, k, dtype, arch, tmp: Path) -> dict:
     build = tmp / f"build_{dtype}_{m}x{n}x{k}_{arch}"
     compile_model(str(model), str(build), arch=arch, check_ptx=True)
     (kern,) = inspect_build(build)["kernels"]
-    src = next((build / "kernels").glob("*.cu")).read_text()
-    shape = next((ln.split("mma engine: ")[1] for ln in src.splitlines() if "// mma engine:" in ln), kern["kind"])
+    (func,) = [op for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"]
     loop = kern["main_loop"]
-    return {"system": "tilec", "config": shape.split(" (")[0], "regs": kern["ptxas"]["registers"],
+    return {"system": "tilec", "config": kernel_config(func.attributes), "regs": kern["ptxas"]["registers"],
             "spill": kern["ptxas"]["spill_bytes"], **loop_cells(loop)}
+
+
+def kernel_config(attrs: dict) -> str:
+    """The engine kernel's shape from its kernel.func attributes (the wmma kernel: its kind)."""
+    cfg = attrs["config"]
+    if cfg.get("engine") != "mma_sync":
+        return f"{attrs['kind']} (wmma)"
+    *_, m, n = cfg["block"].values()   # the output axes in order: batch.., m, n
+    (bk,) = cfg["step"].values()
+    wm, wn = cfg["warps"]
+    return f"block {m}x{n}x{bk}, {wm}x{wn} warps of {m // wm}x{n // wn}, {cfg['stages']} stages"
 
 
 def loop_cells(loop: dict) -> dict:
