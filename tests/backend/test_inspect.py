@@ -1,6 +1,6 @@
 """``tilec inspect``: SASS parsing and the main-loop finder on a fixed cuobjdump/nvdisasm capture
 (sass_fixtures/: an mma.sync + cp.async loop, an FFMA loop, a wgmma loop), the issue-bound estimate's
-arithmetic, and the command end to end on real builds (samples/mlp.onnx; an f16 GEMM on the wmma path)."""
+arithmetic, and the command end to end on real builds (samples/mlp.onnx; an f16 GEMM on the sm_80 tensor-core engine)."""
 import json
 import math
 import shutil
@@ -152,7 +152,7 @@ def test_estimate_is_the_issue_bound(functions):
 
 
 def _f16_gemm(path: Path, m: int = 128, k: int = 256, n: int = 128) -> None:
-    """C = A·B in f16: Roller aligns it to the mma shape, so lower-cuda picks the wmma (tiled_mma) kernel."""
+    """C = A·B in f16: Roller aligns it to the mma shape, so lower-cuda picks the tensor-core (tiled_mma) kernel."""
     f = TensorProto.FLOAT16
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
                               [helper.make_tensor_value_info("a", f, [m, k]),
