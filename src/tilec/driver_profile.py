@@ -197,7 +197,21 @@ def _report(tmp: Path, model: str, options: dict, dims: dict, entries: list, sta
                      "arch": sub["arch"]})
     return {"model": model, "pipeline": options.get("pipeline", "default"),
             "arch": rows[0]["arch"] if rows else None, "profile": dims, "buckets": rows,
-            "totals": {"buckets": len(rows), "compile_seconds": round(time.perf_counter() - start, 6)}}
+            "totals": {"buckets": len(rows), "compile_seconds": round(time.perf_counter() - start, 6),
+                       **_weights_on_disk(tmp, entries)}}
+
+
+def _weights_on_disk(tmp: Path, entries: list) -> dict:
+    """What the buckets' weights.npz files cost: ``weights_files`` distinct files (hard links to one store
+    entry count once), ``weights_bytes`` their bytes, ``weights_bytes_linked`` what copies would cost."""
+    files, linked = {}, 0
+    for e in entries:
+        path = tmp / e["dir"] / "weights.npz"
+        if path.is_file():
+            st = path.stat()
+            files[(st.st_dev, st.st_ino)] = st.st_size
+            linked += st.st_size
+    return {"weights_files": len(files), "weights_bytes": sum(files.values()), "weights_bytes_linked": linked}
 
 
 def run_profile(profile, inputs_path: str, outputs_path: str, backend: str, report_path: str | None = None,

@@ -81,6 +81,10 @@ def test_buckets_with_equal_weights_share_one_file(bert):
     # two sequence buckets differ, and the batch buckets of one sequence length share theirs (hard links)
     assert stat["2x8"].st_ino == stat["4x8"].st_ino and stat["2x16"].st_ino == stat["4x16"].st_ino
     assert stat["2x8"].st_ino != stat["2x16"].st_ino and stat["2x8"].st_nlink >= 3
+    totals = json.loads(open(os.path.join(build, "report.json")).read())["totals"]
+    assert totals["weights_files"] == 2
+    assert totals["weights_bytes"] == stat["2x8"].st_size + stat["2x16"].st_size
+    assert totals["weights_bytes_linked"] == 2 * totals["weights_bytes"]
 
 
 @pytest.mark.parametrize("batch, seq, why", [(2, 12, "not one of its buckets"), (5, 8, "outside its range 1..4"),
