@@ -38,6 +38,9 @@ INT_CALLS = {
     "abs": "(({0}) < 0 ? -({0}) : ({0}))", "max": "(({0}) > ({1}) ? ({0}) : ({1}))",
     "min": "(({0}) < ({1}) ? ({0}) : ({1}))", "neg": "(-({0}))", "relu": "(({0}) > 0 ? ({0}) : 0)",
     "sign": "((({0}) > 0) - (({0}) < 0))", "pow": "tl_ipow({0}, {1})",   # tl_ipow: cuda_prelude.h
+    "bitand": "(({0}) & ({1}))", "bitor": "(({0}) | ({1}))", "bitxor": "(({0}) ^ ({1}))", "bitnot": "(~({0}))",
+    # shl shifts the unsigned bits (a negative value's left shift is undefined in C); the store wraps it.
+    "shl": "((long long)((unsigned long long)({0}) << ({1})))", "shr": "(({0}) >> ({1}))",
 }
 CAST_TYPES = {"f32": "float", "f64": "double", "f16": "float", "bf16": "float", "i64": "long long",
               "i32": "int", "i8": "signed char", "u8": "unsigned char", "bool": "bool"}

@@ -66,6 +66,37 @@ def mod(ctx, node):
     return _emit(ctx, "mod", [a, b], {"fmod": fmod})
 
 
+BITWISE = {"BitwiseAnd": "bitwise_and", "BitwiseOr": "bitwise_or", "BitwiseXor": "bitwise_xor"}
+
+
+def _integer_input(ctx, node, v):
+    if v.type.dtype in FLOAT_DTYPES or v.type.dtype == "bool":
+        raise ctx.error(node, f"{node.op_type} takes integer tensors, not {v.type.dtype}")
+    return v
+
+
+@converter(*BITWISE, since=18)
+def bitwise(ctx, node):
+    a, b = (_integer_input(ctx, node, ctx.input(node, i)) for i in (0, 1))
+    _unify(ctx, node, [a, b])
+    return _emit(ctx, BITWISE[node.op_type], [a, b])
+
+
+@converter("BitwiseNot", since=18)
+def bitwise_not(ctx, node):
+    return _emit(ctx, "bitwise_not", [_integer_input(ctx, node, ctx.input(node, 0))])
+
+
+@converter("BitShift", since=11)
+def bit_shift(ctx, node):
+    x, y = (_integer_input(ctx, node, ctx.input(node, i)) for i in (0, 1))
+    _unify(ctx, node, [x, y])
+    direction = ctx.attr(node, "direction", "")
+    if direction not in ("LEFT", "RIGHT"):
+        raise ctx.error(node, f"BitShift direction must be LEFT or RIGHT, not '{direction}'")
+    return _emit(ctx, "bit_shift", [x, y], {"direction": direction})
+
+
 @converter(*VARIADIC)
 def variadic(ctx, node):
     values = [v for v in _inputs(ctx, node) if v is not None]

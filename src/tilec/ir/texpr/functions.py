@@ -17,6 +17,8 @@ FUNCTIONS = {
     **{f: (1, "same") for f in ("abs", "floor", "ceil", "round", "trunc", "sign")},
     **{f: (2, "join") for f in ("max", "min", "fmod")},
     "pow": (2, "base"),
+    # Integer bit operations (ONNX Bitwise*, BitShift); C's & | ^ ~ << >> on the integer compute type.
+    **{f: (2, "join") for f in ("bitand", "bitor", "bitxor", "shl", "shr")}, "bitnot": (1, "same"),
     "isnan": (1, "bool"), "isinf": (1, "bool"),
     "select": (3, "select"),
     "valid": (1, "bool"),

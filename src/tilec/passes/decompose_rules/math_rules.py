@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from ...ir.types import FLOAT_DTYPES, TensorType
+from ...ir.texpr import parse_texpr
+from ...ir.types import FLOAT_DTYPES, TensorType, itemsize
 from . import axes_for, broadcast_index, decomposition
 
 
@@ -31,8 +32,11 @@ def elementwise(b, op, template: str, **consts) -> list:
     out = op.result.type
     axes = axes_for(out.rank)
     reads = [access(f"X{i}", v.type.shape, axes) for i, v in enumerate(op.operands)]
-    body = template.format(*reads, **consts)
-    return [b.compute(f"Y[{', '.join(axes)}] = {body}", list(op.operands), out, origin=op.name)]
+    text = f"Y[{', '.join(axes)}] = {template.format(*reads, **consts)}"
+    # A compute binds its operands in the order the expression first reads them, which a template
+    # need not follow (select({1} < 8, f({0}, {1}), 0) reads X1 first).
+    order = [int(name[1:]) for name in parse_texpr(text).inputs]
+    return [b.compute(text, [op.operands[i] for i in order], out, origin=op.name)]
 
 
 _BINARY = {"graph.add": "{0} + {1}", "graph.sub": "{0} - {1}", "graph.mul": "{0} * {1}",
@@ -41,7 +45,9 @@ _BINARY = {"graph.add": "{0} + {1}", "graph.sub": "{0} - {1}", "graph.mul": "{0}
            "graph.less_or_equal": "{0} <= {1}", "graph.greater_or_equal": "{0} >= {1}",
            "graph.and": "{0} && {1}", "graph.or": "{0} || {1}", "graph.xor": "{0} != {1}",
            "graph.where": "select({0}, {1}, {2})", "graph.not": "!{0}", "graph.is_nan": "{0} != {0}",
-           "graph.prelu": "select({0} < {z}, {0} * {1}, {0})"}
+           "graph.prelu": "select({0} < {z}, {0} * {1}, {0})",
+           "graph.bitwise_and": "bitand({0}, {1})", "graph.bitwise_or": "bitor({0}, {1})",
+           "graph.bitwise_xor": "bitxor({0}, {1})", "graph.bitwise_not": "bitnot({0})"}
 
 
 @decomposition(*_BINARY)
@@ -68,6 +74,21 @@ def _mod(b, op, attrs):
     if dt not in FLOAT_DTYPES:
         return elementwise(b, op, f"select({r} != {z}, {moved}, {z})")
     return elementwise(b, op, f"select({r} != {z}, {moved}, select({{1}} < {z}, -{z}, {z}))")
+
+
+@decomposition("graph.bit_shift")
+def _bit_shift(b, op, attrs):
+    """C's shifts, kept inside the type's width (C leaves wider or negative shifts undefined): out of
+    range, a left shift gives 0 and a right shift the sign (-1 or 0), as ONNX's reference. A left shift
+    of a signed value shifts its bits (the reference's unsigned view), and the store wraps it."""
+    dt = op.result.type.dtype
+    bits = 8 * itemsize(dt)
+    inside = f"({{1}} >= 0 && {{1}} < {bits})"
+    if attrs["direction"] == "LEFT":
+        return elementwise(b, op, f"select({inside}, shl({{0}}, {{1}}), 0)")
+    if dt in ("u8", "bool"):
+        return elementwise(b, op, f"select({inside}, shr({{0}}, {{1}}), 0)")
+    return elementwise(b, op, f"shr({{0}}, select({inside}, {{1}}, {bits - 1}))")
 
 
 @decomposition("graph.min", "graph.max", "graph.sum", "graph.mean")

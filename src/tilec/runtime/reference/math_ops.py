@@ -102,6 +102,31 @@ for _name, _fn in {"equal": np.equal, "less": np.less, "greater": np.greater, "l
     reference(f"graph.{_name}")(lambda i, a, _fn=_fn: [_fn(i[0], i[1])])
 
 
+for _name, _fn in {"bitwise_and": np.bitwise_and, "bitwise_or": np.bitwise_or,
+                   "bitwise_xor": np.bitwise_xor}.items():
+    reference(f"graph.{_name}")(lambda i, a, _fn=_fn: _same(i[0], _fn(i[0], i[1])))
+
+
+@reference("graph.bitwise_not")
+def bitwise_not(i, a): return _same(i[0], np.invert(i[0]))
+
+
+@reference("graph.bit_shift")
+def bit_shift(i, a):
+    """ONNX's reference: bits moved past the width are lost (a signed value shifts as its unsigned
+    view); a shift out of [0, width) gives 0 to the left, the sign (-1 or 0) to the right."""
+    x, y = np.broadcast_arrays(i[0], i[1].astype(np.int64))
+    bits = 8 * x.dtype.itemsize
+    inside = (y >= 0) & (y < bits)
+    s = np.where(inside, y, 0)
+    if a["direction"] == "LEFT":
+        u = np.dtype(f"u{x.dtype.itemsize}")
+        out = np.left_shift(x.view(u) if x.dtype.kind == "i" else x, s.astype(u)).view(x.dtype)
+        return [np.where(inside, out, 0).astype(x.dtype)]
+    out = np.right_shift(x, s.astype(x.dtype))
+    return [np.where(inside, out, np.where(x < 0, -1, 0)).astype(x.dtype)]
+
+
 @reference("graph.not")
 def not_(i, a): return [np.logical_not(i[0])]
 
