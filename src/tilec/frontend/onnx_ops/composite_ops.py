@@ -273,3 +273,29 @@ def causal_conv_with_state(ctx, node):
     length = padded.type.shape[2]
     state = g.op("slice", [padded], starts=[length - (k - 1)], ends=[length], axes=[2], steps=[1])
     return [y, state]
+
+
+# Det by the Leibniz sum stays small up to this size (720 products of 6); larger needs a factorisation.
+MAX_DET_SIZE = 6
+
+
+@converter("Det", since=11)
+def det(ctx, node):
+    """``sum over permutations p of sign(p) * prod_i A[..., i, p(i)]``: one gather of the permuted
+    entries, a product over i and a signed sum, for matrices up to MAX_DET_SIZE."""
+    import itertools
+    g = Emitter(ctx)
+    a = _float_input(ctx, node)
+    shape = list(a.type.shape)
+    if a.type.rank < 2 or shape[-1] != shape[-2]:
+        raise ctx.error(node, f"Det takes [..., M, M] matrices, not {shape}")
+    m = shape[-1]
+    if m > MAX_DET_SIZE:
+        raise ctx.error(node, f"Det of {m}x{m} matrices is not supported (at most {MAX_DET_SIZE}x{MAX_DET_SIZE})")
+    perms = np.array(list(itertools.permutations(range(m))), dtype=np.int64)            # [P, M]
+    signs = np.array([np.linalg.det(np.eye(m)[p]) for p in perms]).round()
+    flat = g.reshape(g.cast(a, "f64"), shape[:-2] + [m * m])
+    picked = g.op("gather", [flat, ctx.constant(np.arange(m) * m + perms)], axis=a.type.rank - 2)
+    terms = g.op("reduce_prod", [picked], axes=[a.type.rank - 1], keepdims=0)            # [..., P]
+    total = g.op("reduce_sum", [g.op("mul", [terms, g.const(signs, "f64")])], axes=[a.type.rank - 2], keepdims=0)
+    return [g.cast(total, a.type.dtype)]

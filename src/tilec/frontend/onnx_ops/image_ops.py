@@ -111,3 +111,51 @@ def affine_grid(ctx, node):
     grid = g.op("matmul", [g.cast(theta, "f64"), base])          # [N, dims, positions]
     grid = g.transpose(grid, [0, 2, 1])
     return [g.cast(g.reshape(grid, [size[0]] + spatial + [dims]), theta.type.dtype)]
+
+
+def _col2im_sources(image, block, dilations, pads, strides):
+    """For each image position p (rows) and block offset k (columns), the sliding-block index l whose
+    column holds x[.., k, l] for p, or -1 when none does. ``[prod(image), prod(block)]``."""
+    n = len(image)
+    blocks = [(d + pads[i] + pads[n + i] - dilations[i] * (b - 1) - 1) // strides[i] + 1
+              for i, (d, b) in enumerate(zip(image, block))]
+    if any(b < 1 for b in blocks):
+        return None, blocks
+    p = np.stack(np.meshgrid(*(np.arange(d) for d in image), indexing="ij"), -1).reshape(-1, 1, n)
+    k = np.stack(np.meshgrid(*(np.arange(b) for b in block), indexing="ij"), -1).reshape(1, -1, n)
+    q = p + np.asarray(pads[:n]) - k * np.asarray(dilations)            # [P, K, n] in block-stride units
+    s = np.asarray(strides)
+    ok = np.all((q % s == 0) & (q >= 0) & (q // s < np.asarray(blocks)), axis=-1)
+    l = np.ravel_multi_index(tuple(np.moveaxis(np.clip(q // s, 0, np.asarray(blocks) - 1), -1, 0)), blocks)
+    return np.where(ok, l, -1), blocks
+
+
+@converter("Col2Im", since=18)
+def col2im(ctx, node):
+    """Sum of the sliding blocks back into the image: each output position gathers, for every block
+    offset, the one column entry that covers it (or a zero), then sums over the offsets."""
+    g = Emitter(ctx)
+    x = ctx.input(node, 0)
+    image = [int(d) for d in ctx.const_input(node, 1, "image_shape").reshape(-1)]
+    block = [int(d) for d in ctx.const_input(node, 2, "block_shape").reshape(-1)]
+    n = len(image)
+    dil = list(ctx.attr(node, "dilations", None) or [1] * n)
+    pads = list(ctx.attr(node, "pads", None) or [0] * (2 * n))
+    strides = list(ctx.attr(node, "strides", None) or [1] * n)
+    kprod = int(np.prod(block, dtype=np.int64))
+    if x.type.rank != 3 or n != len(block) or n < 1 or kprod < 1 or x.type.shape[1] % kprod:
+        raise ctx.error(node, f"Col2Im input {list(x.type.shape)} does not fit block_shape {block}")
+    src, blocks = _col2im_sources(image, block, dil, pads, strides)
+    length = x.type.shape[2]
+    if src is None or int(np.prod(blocks)) != length:
+        raise ctx.error(node, f"Col2Im input has {length} blocks, the image {image} gives {blocks}")
+    ctx.check_size(node, [x.type.shape[0], x.type.shape[1] // kprod, src.size], np.dtype(np.float32))
+    batch, channels = x.type.shape[0], x.type.shape[1] // kprod
+    cols = g.reshape(x, [batch, channels, kprod, length])
+    cols = g.op("concat", [cols, g.const(np.zeros((batch, channels, kprod, 1)), x.type.dtype)], axis=3)
+    flat = g.reshape(cols, [batch, channels, kprod * (length + 1)])
+    k = np.arange(kprod).reshape(1, -1)
+    idx = np.where(src >= 0, k * (length + 1) + src, k * (length + 1) + length)   # missing: the zero
+    picked = g.op("gather", [flat, ctx.constant(idx.astype(np.int64))], axis=2)  # [N, C, P, K]
+    summed = g.op("reduce_sum", [picked], axes=[3], keepdims=0)
+    return [g.reshape(summed, [batch, channels] + image)]
