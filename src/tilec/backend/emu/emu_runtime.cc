@@ -109,6 +109,7 @@ bool group_sync(Worker* wk, uint64_t val) {
   f->wval = val;
   w->progress++;
   if (group_try_complete(w, f->blk, f->linear & ~(kGroup - 1), f)) return true;
+  f->blk->at_group++;
   park(w, f, S_GROUP);
   return false;
 }

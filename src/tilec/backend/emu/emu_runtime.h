@@ -200,6 +200,7 @@ inline bool group_try_complete(WorkerRt* w, Block* b, int lo, Fiber* self) {
     parked += s == S_GROUP;
   }
   if (!parked && !self) return false;
+  b->at_group -= parked;
   for (int t = lo; t < hi; ++t)
     if (b->fib[t].state == S_GROUP) {
       b->fib[t].state = S_READY;
@@ -228,7 +229,7 @@ inline void free_chain(void* p) {
   f->async = nullptr;
   free(f->wgmma);   // wgmma results never waited for never land (emu_wgmma.h)
   f->wgmma = nullptr;
-  group_try_complete(w, b, f->linear & ~(kGroup - 1), nullptr);   // the rest of its warpgroup may be waiting
+  if (b->at_group) group_try_complete(w, b, f->linear & ~(kGroup - 1), nullptr);   // its warpgroup may be waiting
   if (W.arrived) warp_try_complete(w, b, f->warp, nullptr);   // lanes may have been waiting for this one
   context_switch(&f->ctx, &w->sched);
   __builtin_unreachable();
@@ -477,6 +478,7 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
   b->at_cluster = 0;
   free_chain(b->bulk);   // TMA copies a failed or finished block never waited for
   b->bulk = nullptr;
+  b->at_group = 0;
   for (int k = 0; k * 32 < b->n; ++k) {
     int lanes = std::min(32, b->n - k * 32);
     b->warps[k].live = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);

@@ -70,6 +70,7 @@ struct Block {
   unsigned rank;    // blockIdx.x % Launch::cluster
   int at_cluster;   // threads parked in tl_cluster_sync
   void* bulk;        // TMA copies into this block not landed yet (emu_tma.h): a malloc'd chain, next pointer first
+  int at_group;      // threads parked in group_sync (wgmma's warpgroup rendezvous)
   SectorLog* sectors;   // the L2 model's log of this block's sectors (only when Worker::l2)
 };
 
