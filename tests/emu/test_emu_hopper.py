@@ -406,3 +406,11 @@ def test_warp_specialised_two_stage_pipeline(hopper, order):
                           order=order, seed=5)
     np.testing.assert_allclose(D, A.astype(np.float64) @ B.astype(np.float64).T, rtol=1e-5, atol=1e-3)
     assert stats.global_load_bytes == blocks * 2 * (64 + n) * k * 2
+
+
+def test_setmaxnreg_is_warpgroup_uniform(hopper):
+    out = np.zeros(128, np.int32)
+    hopper.launch("wg_setmaxnreg", (1,), (128,), [out, 0])
+    assert (out == 1).all()
+    with pytest.raises(EmuError, match="setmaxnreg with different counts"):
+        hopper.launch("wg_setmaxnreg", (1,), (128,), [out, 1])

@@ -294,6 +294,19 @@ __device__ __forceinline__ void tl_wgmma_fence() { asm volatile("wgmma.fence.syn
 __device__ __forceinline__ void tl_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void tl_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Warp specialisation: every warp of a warpgroup moves its per-thread register budget to N (24..256, a multiple
+// of 8): producers give registers back (dec), consumers take them (inc), as CUTLASS's warpgroup_reg_dealloc /
+// warpgroup_reg_alloc.
+template <int N>
+__device__ __forceinline__ void tl_setmaxnreg_inc() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg: 24..256 in steps of 8");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void tl_setmaxnreg_dec() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg: 24..256 in steps of 8");
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
 // ---- begin gen_wgmma_operands (scripts/gen_wgmma_operands.py; do not edit by hand)
 #define TL_WG_SHAPES(X) X(8, 4) X(16, 8) X(24, 12) X(32, 16) X(40, 20) X(48, 24) X(56, 28) X(64, 32) X(72, 36) X(80, 40) X(88, 44) X(96, 48) X(104, 52) X(112, 56) X(120, 60) X(128, 64) X(136, 68) X(144, 72) X(152, 76) X(160, 80) X(168, 84) X(176, 88) X(184, 92) X(192, 96) X(200, 100) X(208, 104) X(216, 108) X(224, 112) X(232, 116) X(240, 120) X(248, 124) X(256, 128)
 #define TL_WG_SS_P4 "%3, %4, %5, %6"
@@ -540,6 +553,10 @@ __device__ void tl_wgmma_fence();
 __device__ void tl_wgmma_commit();
 template <int N>
 __device__ void tl_wgmma_wait();
+template <int N>
+__device__ void tl_setmaxnreg_inc();
+template <int N>
+__device__ void tl_setmaxnreg_dec();
 template <int N, int TA = 0, int TB = 0>
 __device__ void tl_wgmma_f16(float (&d)[N / 2], unsigned long long da, unsigned long long db, int scale_d);
 template <int N, int TA = 0, int TB = 0>

@@ -334,7 +334,7 @@ extern "C" __global__ void __launch_bounds__(128) wg_refill(float* D, int when) 
 }
 
 // The warp-specialised pipeline the sm_90 engine will build (CUTLASS's sm90 TMA + GMMA mainloop, reduced):
-// warpgroup 0's first thread produces, filling stage kb % 2 by TMA once the consumers have released it (empty
+// the warpgroups rebalance registers (setmaxnreg); warpgroup 0's first thread produces, filling stage kb % 2 by TMA once the consumers have released it (empty
 // barrier, 128 arrivals) and announcing it on the full barrier; warpgroup 1 consumes, keeping one wgmma group
 // in flight (wait<1>) and releasing a stage only once the group that read it has completed. 64 x 128 tile,
 // K a multiple of 64.
@@ -353,7 +353,8 @@ extern "C" __global__ void __launch_bounds__(256) gemm_ws(float* D, const half* 
     tl_mbarrier_init_fence();
   }
   __syncthreads();
-  if (t < 128) {   // producer warpgroup: one thread issues, the others are done
+  if (t < 128) {   // producer warpgroup: gives registers back; one thread issues, the others are done
+    tl_setmaxnreg_dec<40>();
     if (t == 0)
       for (int kb = 0; kb < kblocks; ++kb) {
         int st = kb % S;
@@ -364,6 +365,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_ws(float* D, const half* 
       }
     return;
   }
+  tl_setmaxnreg_inc<232>();   // the consumer warpgroup takes them
   float d[N / 2];
   for (int j = 0; j < N / 2; ++j) d[j] = 0.0f;
   for (int kb = 0; kb < kblocks; ++kb) {
@@ -387,4 +389,13 @@ extern "C" __global__ void __launch_bounds__(256) gemm_ws(float* D, const half* 
     int row = blockIdx.y * 64 + 16 * w + g + 8 * ((j % 4) / 2), col = blockIdx.x * N + 8 * (j / 4) + 2 * q + j % 2;
     TL_ST(D, row * (gridDim.x * N) + col, d[j]);
   }
+}
+
+// setmaxnreg with one warp of the warpgroup asking for another count (`bad`).
+extern "C" __global__ void __launch_bounds__(128) wg_setmaxnreg(int* Out, int bad) {
+  if (bad && threadIdx.x >= 96)
+    tl_setmaxnreg_dec<48>();
+  else
+    tl_setmaxnreg_dec<40>();
+  TL_ST(Out, threadIdx.x, 1);
 }

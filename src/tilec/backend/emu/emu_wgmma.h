@@ -302,6 +302,32 @@ inline void wgmma_wait(int newest_pending) {
 }
 }  // namespace tl_emu
 
+namespace tl_emu {
+// setmaxnreg: a warpgroup-collective register budget change. Registers are not modelled; the emulator checks
+// that the whole warpgroup takes part (a missing warp is a reported deadlock) with one direction and count.
+inline void setmaxnreg(int n, bool inc) {
+  Worker* w = tl_w;
+  uint64_t mine = uint64_t(n) << 1 | uint64_t(inc);
+  if (!group_sync(w, mine)) return;
+  Block* b = w->cur->blk;
+  int lo = w->cur->linear & ~127;
+  for (int t = lo; t < lo + 128 && t < b->n; ++t)
+    if (b->fib[t].state != S_DONE && b->fib[t].wval != mine)
+      wg_fail("the warpgroup's threads ran setmaxnreg with different counts or directions");
+}
+}  // namespace tl_emu
+
+template <int N>
+inline void tl_setmaxnreg_inc() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg: 24..256 in steps of 8");
+  tl_emu::setmaxnreg(N, true);
+}
+template <int N>
+inline void tl_setmaxnreg_dec() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg: 24..256 in steps of 8");
+  tl_emu::setmaxnreg(N, false);
+}
+
 inline uint64_t tl_wgmma_desc(const void* smem, unsigned lbo, unsigned sbo, int swizzle) {
   return tl_emu::wgmma_desc(smem, lbo, sbo, swizzle);
 }
