@@ -147,3 +147,38 @@ def test_engine_kernels_are_deterministic():
         assert k.attributes["config"]["engine"] == "mma_sync"
         return emit_kernel(k)
     assert text() == text()
+
+
+def _disassembler_found() -> bool:
+    from tilec.backend.inspect_build import find_disassembler
+    from tilec.ir import CompileError
+    try:
+        find_disassembler()
+        return True
+    except CompileError:
+        return False
+
+
+@pytest.mark.parametrize("arch", ["a100", "h200"])
+def test_f16_gemm_4096_main_loop_quality(arch, tmp_path):
+    """Issue #17's bar on the static SASS of the f16 4096^3 GEMM's main loop: HMMA.16816 fed by LDSM and
+    128-bit cp.async (LDGSTS), no other loads, at most 6.7e-4 instructions per tensor-core FLOP, 0 spills."""
+    import shutil
+    if shutil.which("nvcc") is None or not _disassembler_found():
+        pytest.skip("needs nvcc and cuobjdump/nvdisasm")
+    import onnx
+    from onnx import TensorProto, helper
+    from tilec.backend.inspect_build import inspect_build
+    from tilec.driver import compile_model
+    t = TensorProto.FLOAT16
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info("a", t, [4096, 4096]),
+                               helper.make_tensor_value_info("b", t, [4096, 4096])],
+                              [helper.make_tensor_value_info("c", t, [4096, 4096])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
+    compile_model(str(tmp_path / "g.onnx"), str(tmp_path / "b"), arch=arch, check_ptx=True)
+    (k,) = inspect_build(tmp_path / "b")["kernels"]
+    loop = k["main_loop"]
+    assert k["ptxas"]["spill_bytes"] == 0
+    assert set(loop["tensor"]) == {"HMMA.16816.F32"} and set(loop["memory"]) == {"LDGSTS.128", "LDSM.128"}
+    assert loop["instructions_per_tensor_flop"] <= 6.7e-4
