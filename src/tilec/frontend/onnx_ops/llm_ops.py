@@ -234,3 +234,71 @@ def _guarded_softmax(g, x, bias):
     row_max = g.op("reduce_max", [bias], axes=[last], keepdims=1)
     dead = g.op("is_inf", [row_max], detect_positive=0, detect_negative=1)
     return g.op("where", [dead, g.const(0.0, x.type.dtype), probs])
+
+
+# LinearAttention's recurrence is unrolled, one group of small ops per token: fine for decode steps and
+# short prefills; longer sequences would want a device loop (Grinder) or the chunked form.
+MAX_LINEAR_ATTENTION_STEPS = 64
+
+
+@converter("LinearAttention", since=1)
+def linear_attention(ctx, node):
+    """The recurrent state update per token, in f32 on ``[batch, heads, d_k, d_v]``: decay by
+    ``exp(decay)`` (gated rules), the delta correction ``beta * (v - S^T k)`` (delta rules), then
+    ``S += k v^T`` and ``o = scale * q^T S`` (query heads sharing their K/V head's state)."""
+    g = Emitter(ctx)
+    q, k, v = (ctx.input(node, i) for i in range(3))
+    past = ctx.input(node, 3) if ctx.has_input(node, 3) else None
+    decay = ctx.input(node, 4) if ctx.has_input(node, 4) else None
+    beta = ctx.input(node, 5) if ctx.has_input(node, 5) else None
+    rule = ctx.attr(node, "update_rule", "gated_delta")
+    qh, kvh = int(ctx.attr(node, "q_num_heads", 0)), int(ctx.attr(node, "kv_num_heads", 0))
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise ctx.error(node, f"LinearAttention update_rule '{rule}' is not linear, gated, delta or gated_delta")
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if (decay is not None) != gating or (beta is not None) != delta:
+        raise ctx.error(node, f"LinearAttention update_rule '{rule}' needs {'decay' if gating else 'no decay'} "
+                              f"and {'beta' if delta else 'no beta'}")
+    if qh <= 0 or kvh <= 0 or qh % kvh or any(t.type.rank != 3 for t in (q, k, v)):
+        raise ctx.error(node, "LinearAttention needs 3-D query/key/value and q_num_heads a multiple of kv_num_heads")
+    b, steps, _ = q.type.shape
+    if steps > MAX_LINEAR_ATTENTION_STEPS:
+        raise ctx.error(node, f"LinearAttention over {steps} tokens is not supported (at most "
+                              f"{MAX_LINEAR_ATTENTION_STEPS}: the recurrence is unrolled)")
+    q4, k4, v4 = (_heads(g, g.cast(t, "f32"), n) for t, n in ((q, qh), (k, kvh), (v, kvh)))
+    dk, dv = k4.type.shape[3], v4.type.shape[3]
+    scale = float(ctx.attr(node, "scale", 0.0)) or 1.0 / math.sqrt(dk)
+    if past is not None:
+        if past.type.shape != (b, kvh, dk, dv):
+            raise ctx.error(node, f"LinearAttention past_state must have shape {[b, kvh, dk, dv]}")
+        state = g.cast(past, "f32")
+    else:
+        state = g.const(np.zeros((b, kvh, dk, dv)), "f32")
+
+    def per_head(t, what):   # [B, T, n] -> [B, n, T, 1]; [B, T, kvh * dk] -> [B, kvh, T, dk]
+        n = t.type.shape[-1]
+        if what == "decay" and n == kvh * dk:
+            return _heads(g, g.cast(t, "f32"), kvh)
+        if n not in ((kvh, kvh * dk) if what == "decay" else (kvh, 1)):
+            raise ctx.error(node, f"LinearAttention {what} has {n} entries per token")
+        return g.transpose(g.reshape(g.cast(t, "f32"), [b, steps, n, 1]), [0, 2, 1, 3])
+
+    decay4 = per_head(decay, "decay") if gating else None
+    beta4 = per_head(beta, "beta") if delta else None
+    reps = ctx.constant(np.repeat(np.arange(kvh, dtype=np.int64), qh // kvh)) if qh != kvh else None
+    step = (lambda t, i: g.op("slice", [t], starts=[i], ends=[i + 1], axes=[2], steps=[1]))
+    outs = []
+    for i in range(steps):
+        k_t, v_t = step(k4, i), step(v4, i)                                    # [B, H, 1, d]
+        if gating:
+            g_t = g.transpose(g.op("exp", [step(decay4, i)]), [0, 1, 3, 2])    # [B, H, d_k or 1, 1]
+            state = g.op("mul", [state, g_t])
+        if delta:
+            retrieved = g.op("matmul", [k_t, state])                           # [B, H, 1, d_v]
+            v_t = g.op("mul", [step(beta4, i), g.op("sub", [v_t, retrieved])])
+        state = g.op("add", [state, g.op("mul", [g.transpose(k_t, [0, 1, 3, 2]), v_t])])
+        read = state if reps is None else g.op("gather", [state, reps], axis=1)
+        outs.append(g.op("mul", [g.op("matmul", [step(q4, i), read]), g.const(scale, "f32")]))
+    y = outs[0] if steps == 1 else g.op("concat", outs, axis=2)                # [B, Hq, T, d_v]
+    y = g.reshape(g.transpose(y, [0, 2, 1, 3]), [b, steps, qh * dv])
+    return [g.cast(y, q.type.dtype), g.cast(state, past.type.dtype if past is not None else q.type.dtype)]
