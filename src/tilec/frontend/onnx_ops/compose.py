@@ -35,3 +35,14 @@ class Emitter:
         if (start, end, step) == (0, v.type.shape[-1], 1):
             return v
         return self.op("slice", [v], starts=[start], ends=[end], axes=[axis], steps=[step])
+
+
+def attr_dtype(ctx, node, code: int, what: str) -> str:
+    """The IR dtype of an element-type attribute (``output_dtype``, ``to``...), or a diagnostic naming
+    the node when tilec does not carry that type."""
+    from ...ir import CompileError
+    from ..onnx_load import ir_dtype
+    try:
+        return ir_dtype(int(code), what, ctx.file)
+    except CompileError as e:
+        raise ctx.error(node, e.diagnostic.message) from None

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.types import FLOAT_DTYPES, np_dtype
-from ..onnx_load import ir_dtype
 from ..registry import converter
-from .compose import Emitter
+from .compose import Emitter, attr_dtype
 from .nn_ops import resolve_pads
 
 
@@ -125,7 +124,7 @@ def eye_like(ctx, node):
     if t.rank != 2:
         raise ctx.error(node, f"EyeLike takes a 2-D input, not rank {t.rank}")
     code = ctx.attr(node, "dtype", None)
-    dt = ir_dtype(int(code), "EyeLike dtype", ctx.file) if code is not None else t.dtype
+    dt = attr_dtype(ctx, node, int(code), "EyeLike dtype") if code is not None else t.dtype
     return [ctx.constant(np.eye(t.shape[0], t.shape[1], int(ctx.attr(node, "k", 0)), dtype=np_dtype(dt)))]
 
 

@@ -10,9 +10,8 @@ import math
 import numpy as np
 
 from ...ir.types import FLOAT_DTYPES
-from ..onnx_load import ir_dtype
 from ..registry import converter
-from .compose import Emitter
+from .compose import Emitter, attr_dtype
 
 
 def _norm_axis(ctx, node, axis: int, rank: int) -> int:
@@ -172,7 +171,7 @@ def attention(ctx, node):
     with_bias = qk if bias is None else g.op("add", [qk, bias])
     mode = int(ctx.attr(node, "qk_matmul_output_mode", 0))
     precision = int(ctx.attr(node, "softmax_precision", 0))
-    sdt = ir_dtype(precision, "Attention softmax_precision", ctx.file) if precision else dt
+    sdt = attr_dtype(ctx, node, precision, "Attention softmax_precision") if precision else dt
     probs = _guarded_softmax(g, g.cast(with_bias, sdt), bias)
     y = g.op("matmul", [g.cast(probs, dt), v4])
     if rank3:

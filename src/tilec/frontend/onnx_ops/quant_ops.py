@@ -17,9 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.types import np_dtype
-from ..onnx_load import ir_dtype
 from ..registry import converter
-from .compose import Emitter
+from .compose import Emitter, attr_dtype
 
 # The integer range of each quantised element type tilec carries.
 QUANT_RANGES = {"u8": (0, 255), "i8": (-128, 127)}
@@ -93,13 +92,13 @@ def quantize_linear(ctx, node):
     out_attr = int(ctx.attr(node, "output_dtype", 0))
     if ctx.has_input(node, 2):
         out = ctx.input_type(node, 2).dtype
-        if out_attr and ir_dtype(out_attr, "QuantizeLinear output_dtype", ctx.file) != out:
+        if out_attr and attr_dtype(ctx, node, out_attr, "QuantizeLinear output_dtype") != out:
             raise ctx.error(node, "QuantizeLinear output_dtype differs from the zero point's element type")
     else:
-        out = ir_dtype(out_attr, "QuantizeLinear output_dtype", ctx.file) if out_attr else "u8"
+        out = attr_dtype(ctx, node, out_attr, "QuantizeLinear output_dtype") if out_attr else "u8"
     _quant_dtype(ctx, node, out, "output")
     precision = int(ctx.attr(node, "precision", 0))
-    calc = ir_dtype(precision, "QuantizeLinear precision", ctx.file) if precision else x.type.dtype
+    calc = attr_dtype(ctx, node, precision, "QuantizeLinear precision") if precision else x.type.dtype
     s = quant_param(g, node, g.cast(scale, calc), x.type.shape, axis, block)
     q = g.op("round", [g.op("div", [g.cast(x, calc), s])])
     # The zero point is added in f32 (exact for every int8/uint8 value), then saturated.
@@ -118,7 +117,7 @@ def dequantize_linear(ctx, node):
     axis = _axis(ctx, node, x.type.rank)
     block = int(ctx.attr(node, "block_size", 0))
     out_attr = int(ctx.attr(node, "output_dtype", 0))
-    out = ir_dtype(out_attr, "DequantizeLinear output_dtype", ctx.file) if out_attr else scale.type.dtype
+    out = attr_dtype(ctx, node, out_attr, "DequantizeLinear output_dtype") if out_attr else scale.type.dtype
     dx = g.cast(x, "f32")
     if ctx.has_input(node, 2):
         zp = ctx.input(node, 2)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.types import FLOAT_DTYPES, np_dtype
-from ..onnx_load import ir_dtype
 from ..registry import converter
-from .compose import Emitter
+from .compose import Emitter, attr_dtype
 
 
 def _scalar(ctx, node, i: int, what: str):
@@ -26,7 +25,7 @@ def _window(ctx, node, formula):
     size = int(_scalar(ctx, node, 0, "size"))
     if size < 1:
         raise ctx.error(node, f"{node.op_type} size must be positive, not {size}")
-    dt = ir_dtype(int(ctx.attr(node, "output_datatype", 1)), f"{node.op_type} output_datatype", ctx.file)
+    dt = attr_dtype(ctx, node, int(ctx.attr(node, "output_datatype", 1)), f"{node.op_type} output_datatype")
     n_1 = size if int(ctx.attr(node, "periodic", 1)) else size - 1
     n = np.arange(size, dtype=np_dtype(dt) if dt in FLOAT_DTYPES else np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -58,7 +57,7 @@ def mel_weight_matrix(ctx, node):
     low, high = (float(_scalar(ctx, node, i, w)) for i, w in ((3, "lower_edge_hertz"), (4, "upper_edge_hertz")))
     if bins < 1 or dft < 1 or rate < 1:
         raise ctx.error(node, "MelWeightMatrix num_mel_bins, dft_length and sample_rate must be positive")
-    dt = ir_dtype(int(ctx.attr(node, "output_datatype", 1)), "MelWeightMatrix output_datatype", ctx.file)
+    dt = attr_dtype(ctx, node, int(ctx.attr(node, "output_datatype", 1)), "MelWeightMatrix output_datatype")
     low_mel = 2595 * np.log1p(low / 700) / np.log(10)
     high_mel = 2595 * np.log1p(high / 700) / np.log(10)
     edges = np.arange(0, bins + 2) * ((high_mel - low_mel) / (bins + 2)) + low_mel
