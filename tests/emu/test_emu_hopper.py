@@ -414,3 +414,30 @@ def test_setmaxnreg_is_warpgroup_uniform(hopper):
     assert (out == 1).all()
     with pytest.raises(EmuError, match="setmaxnreg with different counts"):
         hopper.launch("wg_setmaxnreg", (1,), (128,), [out, 1])
+
+
+@pytest.mark.parametrize("sw, box, coords", [(tm.Swizzle.B128, (8, 64), (32, 36)), (tm.Swizzle.NONE, (4, 8), (-3, 2))])
+def test_tma_store_writes_the_in_bounds_part_of_the_box(hopper, sw, box, coords):
+    t = np.zeros((40, 72), np.float16)
+    spec = tm.tiled(t, box, swizzle=sw)
+    vals = np.random.default_rng(9).standard_normal(box).astype(np.float16)
+    # The staging image is what a load of `vals` would leave in shared memory (the load's model).
+    img, _ = tma_model(vals, box, (0, 0), (1, 1), tm.SWIZZLE_BYTES[sw], False)
+    stats = hopper.launch("tma_store_2d", (1,), (64,), [t.view(np.uint8).reshape(-1), img, spec.emu_bytes(),
+                                                        img.size, *coords, 0], smem_bytes=img.size + 1024)
+    want = np.zeros_like(t)
+    r0, c0 = coords[1], coords[0]
+    rows = slice(max(r0, 0), min(r0 + box[0], 40))
+    cols = slice(max(c0, 0), min(c0 + box[1], 72))
+    want[rows, cols] = vals[rows.start - r0: rows.stop - r0, cols.start - c0: cols.stop - c0]
+    np.testing.assert_array_equal(t, want)
+    assert stats.global_store_bytes == want[rows, cols].size * 2
+
+
+def test_refilling_a_tma_store_source_before_its_wait_fails(hopper):
+    t = np.zeros((40, 72), np.float16)
+    spec = tm.tiled(t, (8, 64), swizzle=tm.Swizzle.B128)
+    img = np.ones(1024, np.uint8)
+    with pytest.raises(EmuError, match="TMA store reads changed before"):
+        hopper.launch("tma_store_2d", (1,), (64,), [t.view(np.uint8).reshape(-1), img, spec.emu_bytes(), 1024,
+                                                    0, 0, 1], smem_bytes=2048)

@@ -399,3 +399,21 @@ extern "C" __global__ void __launch_bounds__(128) wg_setmaxnreg(int* Out, int ba
     tl_setmaxnreg_dec<40>();
   TL_ST(Out, threadIdx.x, 1);
 }
+
+// TMA store: the block writes a pattern into a staging box (as a load would lay it out: the caller passes the
+// byte image), then thread 0 stores it at (c0, c1) and waits for the read; `bug` = 1 refills the staging
+// buffer before that wait.
+extern "C" __global__ void __launch_bounds__(64) tma_store_2d(unsigned char* T, const unsigned char* Img,
+    const __grid_constant__ TlTensorMap m, int nbytes, int c0, int c1, int bug) {
+  unsigned char* s = smem_base();
+  for (int i = threadIdx.x; i < nbytes; i += blockDim.x) s[i] = TL_LD(Img, i);
+  tl_fence_proxy_async();   // the generic writes, before the async proxy reads them
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    tl_tma_store_2d(m, s, c0, c1);
+    tl_tma_store_commit();
+    if (bug) s[0] ^= 1;
+    tl_tma_store_wait_read<0>();
+    tl_tma_store_wait<0>();
+  }
+}

@@ -65,9 +65,21 @@ struct WgPending {
   WgOp* op;
   float vals[128];
 };
+// A TMA store whose shared-memory source must stay unchanged until its bulk group's wait (emu_tma_store.h).
+struct BulkStore {
+  const unsigned char* src;
+  size_t bytes;
+  int group;
+  uint64_t hash;
+};
+constexpr int kBulkStores = 32;   // TMA stores one thread may have in flight here
+// The thread's sm_90 asynchronous state (Fiber::wgmma, freed at exit): wgmma's fence flag, commit count and
+// pending results; the TMA stores' bulk groups.
 struct WgState {
   bool fenced;
   int committed, n, cap;
+  int store_committed, nstores;
+  BulkStore stores[kBulkStores];
   WgPending p[1];   // n pending results, oldest first (allocated for cap)
 };
 
@@ -77,6 +89,7 @@ inline WgState* wg_state(Fiber* f) {
   s = static_cast<WgState*>(malloc(sizeof(WgState) + 3 * sizeof(WgPending)));
   s->fenced = false;
   s->committed = s->n = 0;
+  s->store_committed = s->nstores = 0;
   s->cap = 4;
   f->wgmma = s;
   return s;

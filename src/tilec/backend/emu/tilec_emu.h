@@ -13,3 +13,4 @@
 #include "emu_mbarrier.h"
 #include "emu_tma.h"
 #include "emu_wgmma.h"
+#include "emu_tma_store.h"
