@@ -392,15 +392,28 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         "for (int mi = 0; mi < MI; ++mi)",
         "  #pragma unroll",
         "  for (int ni = 0; ni < NI; ++ni)",
-        "    #pragma unroll",
-        "    for (int i = 0; i < 4; ++i) {",
-        "      const int gm = k_m0 + k_wm + mi * 16 + k_lane / 4 + i / 2 * 8;",
-        "      const int gn = k_n0 + k_wn + ni * 8 + k_lane % 4 * 2 + i % 2;",
-        f"      if (gm < {E[m]} && gn < {E[n]}) TL_ST({ctx.out_name}, k_cbase + ({it})gm * {E[n]} + gn, "
-        f"{out_t}(k_acc[mi][ni][i]));",
-        "    }",
+        *ind(epilogue_lines(ctx.out_name, out_t, it, E[m], E[n]), 2),
     ]
     return "\n".join(src) + "\n"
+
+
+def epilogue_lines(out: str, out_t: str, it: str, m_ext: int, n_ext: int) -> list:
+    """Store one mma tile's accumulators (k_acc[mi][ni]) as ``out_t``: a 2-byte type's column pairs in one
+    4-byte store where N is even (the pair's first column is even, so it is aligned and wholly inside or
+    outside), else element by element."""
+    if n_ext % 2 or out_t == "float":
+        return ["#pragma unroll", "for (int i = 0; i < 4; ++i) {",
+                "  const int gm = k_m0 + k_wm + mi * 16 + k_lane / 4 + i / 2 * 8;",
+                "  const int gn = k_n0 + k_wn + ni * 8 + k_lane % 4 * 2 + i % 2;",
+                f"  if (gm < {m_ext} && gn < {n_ext}) TL_ST({out}, k_cbase + ({it})gm * {n_ext} + gn, "
+                f"{out_t}(k_acc[mi][ni][i]));", "}"]
+    pair_t = "unsigned"
+    value = f"tl_pack_b16x2({out_t}(k_acc[mi][ni][2 * h]), {out_t}(k_acc[mi][ni][2 * h + 1]))"
+    return ["#pragma unroll", "for (int h = 0; h < 2; ++h) {",
+            "  const int gm = k_m0 + k_wm + mi * 16 + k_lane / 4 + h * 8;",
+            "  const int gn = k_n0 + k_wn + ni * 8 + k_lane % 4 * 2;",
+            f"  if (gm < {m_ext} && gn < {n_ext})",
+            f"    TL_ST(reinterpret_cast<{pair_t}*>({out}), (k_cbase + ({it})gm * {n_ext} + gn) / 2, {value});", "}"]
 
 
 def grid_blocks(ctx, mt: dict, cfg: EngineConfig) -> int:
