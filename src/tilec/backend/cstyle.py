@@ -10,12 +10,18 @@ through :func:`safe_comment`, so no model string reaches the source unescaped.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # What a model-derived name may become in C is the IR's rule (ir/identifiers.py, which the kernel dialect's
 # verifier checks names by); the renderer applies it. Re-exported: the lowering imports it from here.
 from ..ir.identifiers import RESERVED, RESERVED_PREFIXES, sanitize_identifier  # noqa: F401
+from ..ir.diagnostics import CompileError
+from ..ir.kexpr import KExpr, parse, render
+
+PRELUDE_PATH = Path(__file__).with_name("cuda_prelude.h")
 
 # Allowed in // comments: no newline or backslash (line continuation), no '?' (trigraphs like ??/).
 _COMMENT_OK = re.compile(r"[^A-Za-z0-9 _+\-*/%=,.:;()\[\]<>!&|^~]")
@@ -85,22 +91,47 @@ class CStyleLanguage:
 CUDA = CStyleLanguage()
 
 
-def render_body(func_op, lang: CStyleLanguage = CUDA) -> list:
-    """The kernel body of ``func_op`` (a ``kernel.func``) as C lines, indented one level."""
+@functools.lru_cache(maxsize=None)
+def prelude_text() -> str:
+    """The text every emitted kernel starts with (``cuda_prelude.h``, shipped beside this file)."""
+    if not PRELUDE_PATH.is_file():
+        raise CompileError(f"the CUDA prelude is missing: {PRELUDE_PATH}")
+    return PRELUDE_PATH.read_text()
+
+
+def kernel_name(op) -> str:
+    """The C name of ``kernel.func`` ``op``: its symbol, which must already be a sanitised identifier."""
+    name = op.sym_name
+    if sanitize_identifier(name) != name:
+        raise CompileError.at(f"kernel name '{safe_comment(name)}' is not a sanitised C identifier", op.loc)
+    return name
+
+
+def render_body(func_op, lang: CStyleLanguage = CUDA, replace: dict | None = None) -> list:
+    """The kernel body of ``func_op`` (a ``kernel.func``) as C lines, indented one level; ``replace`` maps
+    expression nodes to others (``{BlockIdx("x"): Var("k_vb")}``: an rTask's virtual block index)."""
     buffers = {p["name"]: p["dtype"] for p in func_op.attributes["params"]}
     lines: list = []
-    BodyRenderer(lang, buffers, lines).block(func_op.body, 1)
+    BodyRenderer(lang, buffers, lines, replace).block(func_op.body, 1)
     return lines
 
 
 class BodyRenderer:
-    """Prints a ``kernel.func`` body's ops as ``lang`` statements into ``lines``; subclasses change how a
+    """Prints a ``kernel.func`` body's ops as ``lang`` statements into ``lines``, every expression attribute
+    through the kernel-expression renderer (``ir/kexpr``) with ``replace`` applied; subclasses change how a
     construct is spelled (the persistent lowering views shared arrays in its block arena)."""
 
-    def __init__(self, lang: CStyleLanguage, buffers: dict, lines: list):
+    def __init__(self, lang: CStyleLanguage, buffers: dict, lines: list, replace: dict | None = None):
         self.lang = lang
         self.buffers = buffers
         self.lines = lines
+        self.replace = replace or {}
+
+    def x(self, value) -> str:
+        """The C text of an expression attribute (text of the IR, a tree, or a number)."""
+        if isinstance(value, KExpr):
+            return render(value, self.replace)
+        return render(parse(value), self.replace) if isinstance(value, str) else str(value)
 
     def emit(self, depth: int, text: str) -> None:
         self.lines.append("  " * depth + text)
@@ -118,19 +149,19 @@ class BodyRenderer:
         ctype = self.lang.ctype(a["dtype"])
         init = a.get("init")
         if not dims:
-            self.emit(d, f"{ctype} {a['name']}" + (f" = {init};" if init is not None else ";"))
+            self.emit(d, f"{ctype} {a['name']}" + (f" = {self.x(init)};" if init is not None else ";"))
             return
         self.emit(d, f"{ctype} {a['name']}[{dims[0]}];")
         if init is not None:
             self.emit(d, "#pragma unroll")
-            self.emit(d, f"for (int k_z = 0; k_z < {dims[0]}; ++k_z) {a['name']}[k_z] = {init};")
+            self.emit(d, f"for (int k_z = 0; k_z < {dims[0]}; ++k_z) {a['name']}[k_z] = {self.x(init)};")
 
     def op_let(self, op, a, d):
         const = "const " if a.get("const", True) else ""
-        self.emit(d, f"{const}{self.lang.ctype(a['dtype'])} {a['name']} = {a['value']};")
+        self.emit(d, f"{const}{self.lang.ctype(a['dtype'])} {a['name']} = {self.x(a['value'])};")
 
     def op_assign(self, op, a, d):
-        self.emit(d, f"{a['target']} = {a['value']};")
+        self.emit(d, f"{self.x(a['target'])} = {self.x(a['value'])};")
 
     def op_for(self, op, a, d):
         unroll = a.get("unroll", 0)
@@ -139,13 +170,13 @@ class BodyRenderer:
         elif unroll > 0:
             self.emit(d, f"#pragma unroll {unroll}")
         var, step = a["var"], a.get("step", 1)
-        inc = f"++{var}" if step == 1 else f"{var} += {step}"
-        self.emit(d, f"for (int {var} = {a['lo']}; {var} < {a['hi']}; {inc}) {{")
+        inc = f"++{var}" if step == 1 else f"{var} += {self.x(step)}"
+        self.emit(d, f"for (int {var} = {self.x(a['lo'])}; {var} < {self.x(a['hi'])}; {inc}) {{")
         self.block(op.regions[0].block, d + 1)
         self.emit(d, "}")
 
     def op_if(self, op, a, d):
-        self.emit(d, f"if ({a['cond']}) {{")
+        self.emit(d, f"if ({self.x(a['cond'])}) {{")
         self.block(op.regions[0].block, d + 1)
         if op.regions[1].block.ops:
             self.emit(d, "} else {")
@@ -156,26 +187,25 @@ class BodyRenderer:
         self.emit(d, self.lang.cluster_barrier if a.get("scope") == "cluster" else self.lang.barrier)
 
     def op_load(self, op, a, d):
-        buf, vec = a["buffer"], a.get("vec", 1)
+        buf, vec, idx = a["buffer"], a.get("vec", 1), self.x(a["index"])
         if vec == 4:
-            value = self.lang.load4.format(buf=buf, idx=a["index"])
+            value = self.lang.load4.format(buf=buf, idx=idx)
         else:
-            value = self.lang.convert(self.lang.load.format(buf=buf, idx=a["index"]), self.buffers[buf], a["dtype"])
+            value = self.lang.convert(self.lang.load.format(buf=buf, idx=idx), self.buffers[buf], a["dtype"])
         pred = a.get("pred")
         if pred:
-            value = f"({pred}) ? {value} : ({a.get('other', '0')})"
+            value = f"({self.x(pred)}) ? {value} : ({self.x(a.get('other', '0'))})"
         self.emit(d, f"{a['target']} = {value};")
 
     def op_store(self, op, a, d):
-        buf, vec = a["buffer"], a.get("vec", 1)
+        buf, vec, idx, val = a["buffer"], a.get("vec", 1), self.x(a["index"]), self.x(a["value"])
         if vec == 4:
-            text = self.lang.store4.format(buf=buf, idx=a["index"], val=a["value"])
+            text = self.lang.store4.format(buf=buf, idx=idx, val=val)
         else:
             dtype = self.buffers[buf]
-            val = self.lang.convert(a["value"], compute_dtype(dtype), dtype)
-            text = self.lang.store.format(buf=buf, idx=a["index"], val=val)
+            text = self.lang.store.format(buf=buf, idx=idx, val=self.lang.convert(val, compute_dtype(dtype), dtype))
         pred = a.get("pred")
-        self.emit(d, f"if ({pred}) {text}" if pred else text)
+        self.emit(d, f"if ({self.x(pred)}) {text}" if pred else text)
 
     def op_warp_reduce(self, op, a, d):
         var, width = a["var"], a.get("width", 32)

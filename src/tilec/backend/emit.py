@@ -1,28 +1,20 @@
 """emit-cuda: one ``kernel.func`` → the complete ``.cu`` text (prelude + one ``extern "C" __global__`` kernel).
 
 The text is a pure function of the op, so the same module always gives byte-identical sources. The prelude
-(``cuda_prelude.h``, shipped beside this file) comes first: it defines ``TL_LD``/``TL_ST`` and friends, the
-only way a kernel touches global memory, which is how the emulator counts bytes.
+(``cuda_prelude.h``, ``cstyle.prelude_text``) comes first: it defines ``TL_LD``/``TL_ST`` and friends, the
+only way a kernel touches global memory, which is how the emulator counts bytes. Persistent rPrograms and
+device loops have emitters of their own (``lower/persistent.py``, ``lower/device_loop.py``).
 """
 from __future__ import annotations
 
-import functools
 import math
-import re
-from pathlib import Path
 
 from ..ir.diagnostics import CompileError
-from .cstyle import CUDA, CStyleLanguage, render_body, safe_comment, sanitize_identifier
-
-PRELUDE_PATH = Path(__file__).with_name("cuda_prelude.h")
-
-
-@functools.lru_cache(maxsize=None)
-def prelude_text() -> str:
-    """The text every emitted kernel starts with."""
-    if not PRELUDE_PATH.is_file():
-        raise CompileError(f"the CUDA prelude is missing: {PRELUDE_PATH}")
-    return PRELUDE_PATH.read_text()
+from .cstyle import (CUDA, PRELUDE_PATH, CStyleLanguage, kernel_name, prelude_text,  # noqa: F401
+                     render_body, safe_comment, sanitize_identifier)
+from .kernel_facts import source_body
+from .lower.device_loop import emit_device_loop
+from .lower.persistent import emit_persistent
 
 
 # The second ``__launch_bounds__`` argument of a standalone kernel. With the block size alone, ptxas 13 picks a
@@ -52,20 +44,11 @@ def kernel_signature(op, lang: CStyleLanguage = CUDA) -> str:
     return f"{lang.kernel_prefix} {bounds}{kernel_name(op)}({', '.join(params)})"
 
 
-def kernel_name(op) -> str:
-    name = op.sym_name
-    if sanitize_identifier(name) != name:
-        raise CompileError.at(f"kernel name '{safe_comment(name)}' is not a sanitised C identifier", op.loc)
-    return name
-
-
 def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
     """The complete CUDA source of one ``kernel.func`` op (a persistent rProgram: ``lower/persistent.py``)."""
     if op.attributes.get("kind") == "persistent":
-        from .lower.persistent import emit_persistent
         return emit_persistent(op, lang)
     if op.attributes.get("kind") in ("device_loop", "device_if"):
-        from .lower.device_loop import emit_device_loop
         return emit_device_loop(op, lang)
     for p in op.attributes["params"]:
         if sanitize_identifier(p["name"]) != p["name"]:
@@ -81,30 +64,11 @@ def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
         lines.append(f"// expr: {safe_comment(a['expr'])}")
     lines.append(kernel_signature(op, lang) + " {")
     if "source" in a:
-        lines.extend("  " + ln if ln else "" for ln in a["source"].strip("\n").split("\n"))
+        lines.extend("  " + ln if ln else "" for ln in source_body(op))
     else:
         lines.extend(render_body(op, lang))
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-_BLOCK_X = re.compile(r"\bblockIdx\s*\.\s*x\b")
-
-
-def emit_device_function(op, fname: str, lang: CStyleLanguage = CUDA) -> list:
-    """``op``'s block body as ``static __device__ void fname(params..., const int k_vb)``, where ``k_vb``
-    is the virtual block index that replaces ``blockIdx.x`` (an rTask of a persistent kernel, DESIGN §5).
-    Params lose ``__restrict__``: in a persistent kernel an input may be written by another rTask."""
-    params = [f"{'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}* {p['name']}"
-              for p in op.attributes["params"]]
-    lines = [f"static __device__ __noinline__ void {fname}({', '.join(params + ['const int k_vb'])}) {{"]
-    if "source" in op.attributes:
-        body = ["  " + ln if ln else "" for ln in op.attributes["source"].strip("\n").split("\n")]
-    else:
-        body = render_body(op, lang)
-    lines.extend(_BLOCK_X.sub("k_vb", ln) for ln in body)
-    lines.append("}")
-    return lines
 
 
 def emit_module(module, lang: CStyleLanguage = CUDA) -> dict:

@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 import re
 
+from ..analysis.hardware import module_arch
 from ..ir.attributes import DenseAttr, SymbolRef
 from ..ir.core import Operation, Value, arg_names, lookup_symbol, main_function
 from ..ir.diagnostics import CompileError
-from ..ir.opspec import get_spec
+from ..ir.opspec import get_spec, is_view  # noqa: F401  (is_view: re-exported for the passes)
 from ..ir.types import TensorType, itemsize
+from ..ir.weights import module_weights
 from .launch_resources import static_shared_bytes
 from .fallback import rammer_fallback, residency
+from .lower.device_loop import control_values
 
 PLAN_VERSION = 1
 ALIGN = 256  # bytes: enough for float4 accesses and for cudaMalloc-like alignment of every arena slice
@@ -27,12 +30,6 @@ _BAD = re.compile(r"[^A-Za-z0-9_.]")
 # Ops that are structure, not work: they produce no buffer of their own and are never a step.
 _STRUCTURAL = ("func.return", "tile.const", "cf.yield")
 CONTROL = ("cf.loop", "cf.if")
-
-
-def is_view(op: Operation) -> bool:
-    """A graph op that only reinterprets its operand's (contiguous, row-major) bytes with a new shape."""
-    spec = get_spec(op.name)
-    return spec is not None and spec.lowering == "view" and len(op.operands) >= 1 and len(op.results) == 1
 
 
 class _Names:
@@ -122,7 +119,6 @@ def build_plan(module: Operation) -> dict:
     _finish_lifetimes(buffers, clock[0])
     arena = _pack_arena(buffers)
     inputs = [{"name": b["input"], "buffer": n} for n, b in buffers.items() if b["kind"] == "input"]
-    from ..analysis.hardware import module_arch
     return {"version": PLAN_VERSION, "arch": module_arch(module), "inputs": inputs, "outputs": outputs,
             "buffers": list(buffers.values()), "arena_bytes": arena, "steps": steps,
             "host_ops": [s["op"] for s in walk_steps(steps) if s["kind"] in ("host", "loop", "if")]}
@@ -242,7 +238,6 @@ def _device_control_step(module: Operation, op: Operation, buffers: dict, of: di
     ``device_if`` kernel, whose params are the op's values in ``control_values`` order, then the grid
     barrier's two i32s (a buffer of the plan's own, zeroed before every launch). Every block reads the trip
     count, the condition and the predicate from device memory, so the host reads nothing back."""
-    from .lower.device_loop import control_values
     ref = op.attributes["grinder"]["kernel"]
     k = lookup_symbol(module, ref.name) if isinstance(ref, SymbolRef) else None
     values = control_values(op)
@@ -364,7 +359,6 @@ def const_key(name: str) -> str:
 
 def weight_arrays(module: Operation, plan: dict) -> dict:
     """``{npz key: array}`` for every weight buffer of ``plan`` (symbols' data and inline constants)."""
-    from ..ir.weights import module_weights
     data = module_weights(module)
     fn = main_function(module)
     _, of = value_buffers(module)

@@ -82,6 +82,12 @@ def get_spec(name: str) -> OpSpec | None:
     return all_specs().get(name)
 
 
+def is_view(op) -> bool:
+    """A graph op that only reinterprets its operand's (contiguous, row-major) bytes with a new shape."""
+    spec = get_spec(op.name)
+    return spec is not None and spec.lowering == "view" and len(op.operands) >= 1 and len(op.results) == 1
+
+
 # --- result-type rules -------------------------------------------------------------------------------
 _RULES: dict = {}
 

@@ -17,17 +17,22 @@ blocks do not read each other's shared memory; unpacked, it keeps its cluster.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import ClassVar
 
+from ..analysis.hardware import target_spec
+from ..analysis.rammer import LaunchGraph, Member, choose_groups
+from ..analysis.rammer.cost import REGS_ASSUMED
+from ..analysis.rammer.graph import outer_operands
+from ..analysis.rammer.regs import kernel_regs
+from ..analysis.rammer.shared import shared_bytes
+from ..analysis.rammer.variants import Variant, variants
+from ..backend.kernel_facts import kernel_facts
+from ..backend.lower.cluster import TWIN_SUFFIX, declustered
+from ..backend.lower.persistent import guardable
 from ..ir.attributes import SymbolRef
-from ..ir.core import Operation, Region, lookup_symbol
+from ..ir.core import Operation, Region, lookup_symbol, main_function
 from ..ir.types import TensorType
 from .base import ModulePass
-
-# Kernel text that ties a body to the real launch shape: such a body cannot run with a virtual block index.
-_SHAPE_BOUND = re.compile(r"\bgridDim\b|\bblockDim\b|\bblockIdx\s*\.\s*[yz]\b|extern\s+__shared__|\btl_cluster_")
-_SYNC = re.compile(r"__syncthreads|__shfl|TL_SHARED|__shared__")
 
 
 @dataclasses.dataclass
@@ -41,11 +46,6 @@ class Rammer(ModulePass):
     variants: bool = True  # per wave, let members take one of Roller's alternative tiles
 
     def apply(self, module: Operation) -> None:
-        from ..analysis.hardware import target_spec
-        from ..analysis.rammer import LaunchGraph, choose_groups
-        from ..analysis.rammer.variants import Variant, variants
-        from ..backend.lower.cluster import TWIN_SUFFIX
-        from ..runtime.interpreter import main_function
         spec = target_spec(module, self.arch)
         fn = main_function(module)
         graph = LaunchGraph(fn)
@@ -98,7 +98,6 @@ def twin_member(module: Operation, op: Operation, node: int):
     """``(Member, twin, kernel)`` for a launch of a thread-block cluster kernel: its blocks share tiles
     with each other, so Rammer and Grinder run its one-block twin (``backend/lower/cluster.declustered``,
     still named as the kernel), whose Member this is. None for any other launch, or an unpackable twin."""
-    from ..backend.lower.cluster import declustered
     if op.name != "kernel.launch":
         return None
     k = lookup_symbol(module, op.attributes["kernel"].name)
@@ -116,12 +115,6 @@ def member_of(module: Operation, op: Operation, node: int):
 
 def kernel_member(k: Operation, node: int, variant: int = 0):
     """The rammer Member for kernel ``k`` launched at graph node ``node``, or None when it cannot be packed."""
-    from ..analysis.rammer import Member
-    from ..analysis.rammer.cost import REGS_ASSUMED
-    from ..analysis.rammer.regs import kernel_regs
-    from ..analysis.rammer.shared import shared_bytes
-    from ..backend.cstyle import render_body
-    from ..backend.lower.persistent import guardable
     a = k.attributes
     grid, block = a["grid"], a["block"]
     if a.get("kind") == "persistent" or grid[1:] != [1, 1] or block[1:] != [1, 1] or a.get("smem", 0):
@@ -130,12 +123,13 @@ def kernel_member(k: Operation, node: int, variant: int = 0):
     # co-scheduled cluster; a vEU runs rTasks one at a time, alone.
     if a.get("cluster", 1) > 1:
         return None
-    text = a["source"] if "source" in a else "\n".join(render_body(k))
-    if _SHAPE_BOUND.search(text) or ("source" in a and re.search(r"TL_SHARED|__shared__", text)):
+    # A body tied to the real launch shape cannot run with a virtual block index; a hand-written one's
+    # shared arrays cannot move into the persistent block's arena.
+    facts = kernel_facts(k)
+    if facts.shape_bound or ("source" in a and facts.shared):
         return None
     smem = shared_bytes(k)
-    barriers = bool(_SYNC.search(text)) or any(s.name in ("kernel.barrier", "kernel.warp_reduce")
-                                                for s in k.walk())
+    barriers = facts.synchronises
     return Member(node, k.sym_name, grid[0], block[0], smem, barriers, int(a.get("flops", 0)),
                   int(a.get("bytes_modelled", 0)), barriers and guardable(k), variant,
                   kernel_regs(k, REGS_ASSUMED))
@@ -205,7 +199,6 @@ def build_persistent(module, launches, placement, name, arch, variants=None):
 def _rewrite_main(fn, replaced: dict) -> None:
     """Swap each group's launches for its persistent launch and re-order ``fn`` topologically (stable by
     original position; a group counts as the position of its first member)."""
-    from ..analysis.rammer.graph import outer_operands
     ops = list(fn.body.ops)
     gone = {id(op) for launches, _ in replaced.values() for op in launches}
     units = []  # (position, op)

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import math
 
+from ...ir.kexpr import ThreadIdx
 from ...ir.types import itemsize
 from ..cstyle import CUDA
+from ..opaque import SourceFacts, declare_source_facts
+from ..opaque.common import flat_thread_index, let_line, params_of
+from . import kernel_symbol
+from .builder import KernelBuilder
 
 SERIAL_MAX = 64        # longest row one thread walks alone
 ROWS_PER_BLOCK = 8     # warps (rows) per block of the warp kernel
@@ -28,8 +33,6 @@ _DTYPES = ("f32", "f64", "f16", "bf16", "i32", "i64", "i8", "u8")
 def lower_arg_reduce(op, index: int):
     """The ``kernel.func`` of an ``arg_max`` / ``arg_min`` op, or None when it stays on the host (dynamic
     shapes, an element type without a kernel)."""
-    from . import kernel_symbol
-    from ..opaque.common import params_of
     x, y = op.operands[0].type, op.results[0].type
     if not all(getattr(t, "is_static", False) for t in (x, y)) or x.dtype not in _DTYPES or x.rank == 0 \
             or y.dtype != "i64":
@@ -51,7 +54,7 @@ def lower_arg_reduce(op, index: int):
     head = [f"const long long k_base = (k_row / {inner}LL) * {reduce * inner}LL + k_row % {inner}LL;"]
     if reduce <= SERIAL_MAX:
         threads = SERIAL_THREADS if rows >= SERIAL_THREADS else max(32, -(-rows // 32) * 32)
-        lines = [f"const long long k_row = (long long)blockIdx.x * {threads} + threadIdx.x;",
+        lines = [let_line("long long", "k_row", flat_thread_index(threads)),
                  f"if (k_row >= {rows}LL) return;", *head,
                  "long long k_j = 0;",
                  f"{vt} k_best = {load};",
@@ -65,7 +68,7 @@ def lower_arg_reduce(op, index: int):
     else:
         threads = 32 * min(ROWS_PER_BLOCK, rows)
         # A warp is either wholly in range or wholly out, so the early return never splits a shuffle.
-        lines = [f"const long long k_row = (long long)blockIdx.x * {threads // 32} + (threadIdx.x >> 5);",
+        lines = [let_line("long long", "k_row", flat_thread_index(threads, 32)),
                  f"if (k_row >= {rows}LL) return;", *head,
                  "long long k_j = threadIdx.x & 31;",
                  f"{vt} k_best = {load};",
@@ -81,7 +84,6 @@ def lower_arg_reduce(op, index: int):
                  "}",
                  f"if ((threadIdx.x & 31) == 0) TL_ST({Y}, k_row, k_bi);"]
         grid, kind = -(-rows // (threads // 32)), "arg_warp"
-    from .builder import KernelBuilder
     total = math.prod(x.shape)
     func = KernelBuilder().func(
         kernel_symbol(index, op.name, "arg"), [max(1, grid)], [threads], params, kind="opaque",
@@ -89,6 +91,19 @@ def lower_arg_reduce(op, index: int):
         bytes_modelled=total * itemsize(x.dtype) + rows * 8, origin=op.name)
     func.loc = op.loc
     return func
+
+
+@declare_source_facts(*OPS)
+def arg_reduce_facts(kernel) -> SourceFacts:
+    """What the two hand-written bodies do: line 1 (after the comment) reads the block and thread index
+    into ``k_row``; the warp kernel also reads ``threadIdx.x`` for its lane and shuffles."""
+    threads = kernel.attributes["block"][0]
+    x, y = (p["shape"] for p in kernel.attributes["params"])
+    warp = math.prod(x) // max(1, math.prod(y)) > SERIAL_MAX
+    row = flat_thread_index(threads, 32 if warp else 1)
+    return SourceFacts(barrier=False, shuffle=warp, shared=False, shape_bound=False,
+                       index_lets=((1, "long long", "k_row", row),),
+                       other_reads=frozenset({ThreadIdx()}) if warp else frozenset())
 
 
 _WHAT = {"arg_serial": "one thread per output row", "arg_warp": "one warp per output row, shuffle tree"}

@@ -33,13 +33,16 @@ import math
 from dataclasses import dataclass
 
 from ...ir.core import Operation, Region
-from .builder import linearize, unflatten
+from ...ir.kexpr import Binary, Call, Cast, Const, Group, Index, Select, ThreadIdx, Unary, Var, render
+from ...ir.kexpr.attrs import expressions
+from .builder import linear_index, unflatten
 
 # The block's rank, read where it is used: a special register, so re-reading it costs nothing, while a
 # variable holding it stays live through the whole kernel (a conv chain went from 245 registers to 255
 # and spilled).
 TWIN_SUFFIX = "_nc"   # a twin's name when it joins a module: <cluster kernel>_nc
-RANK = "(int)tl_cluster_rank()"
+RANK_EXPR = Cast("int", Call("tl_cluster_rank"))
+RANK = render(RANK_EXPR)
 STEP = "k_share_step"
 ALL = "k_share_all"   # 0 in a cluster kernel; its twin loads every element of a halo-shared box itself
 
@@ -72,11 +75,13 @@ class Halo:
         """Only the direct neighbours hold an element of the box, and the boxes overlap."""
         return 0 < self.shift < self.extent and self.low <= self.shift and self.extent - self.low - self.shift <= self.shift
 
-    def owned(self, i: str) -> str:
-        """C condition: this block loads box coordinate ``i`` along ``dim`` itself."""
-        lo, hi, last = self.low, self.low + self.shift, self.csize - 1
-        return (f"{ALL} || ({i} >= {lo} && {i} < {hi}) || ({RANK} == 0 && {i} < {lo}) || "
-                f"({RANK} == {last} && {i} >= {hi})")
+    def owned(self, i: str):
+        """The condition (a tree) that this block loads box coordinate ``i`` along ``dim`` itself."""
+        lo, hi, last, v = Const(self.low), Const(self.low + self.shift), Const(self.csize - 1), Var(i)
+        core = Group(Binary("&&", Binary(">=", v, lo), Binary("<", v, hi)))
+        below = Group(Binary("&&", Binary("==", RANK_EXPR, Const(0)), Binary("<", v, lo)))
+        above = Group(Binary("&&", Binary("==", RANK_EXPR, last), Binary(">=", v, hi)))
+        return Binary("||", Binary("||", Binary("||", Var(ALL), core), below), above)
 
     def owned_range(self, rank):
         """``(first, count)`` of the owned coordinates along ``dim`` for ``rank`` (numbers or numpy arrays)."""
@@ -87,7 +92,7 @@ class Halo:
 
 def share_loop(threads: int) -> tuple:
     """``(start, step)`` of a loop over this block's share of a multicast box."""
-    return f"{RANK} * {threads} + threadIdx.x", STEP
+    return Binary("+", Binary("*", RANK_EXPR, Const(threads)), ThreadIdx()), STEP
 
 
 def share_barriers(kb, shared: list, threads: int, csize: int) -> None:
@@ -109,35 +114,52 @@ def share_barriers(kb, shared: list, threads: int, csize: int) -> None:
 def _gather(kb, name: str, dims, cols, threads: int, csize: int) -> None:
     """Copy the runs of ``name`` that other ranks staged (run ``r`` belongs to rank ``r % csize``)."""
     n = math.prod(dims) if cols is not None else dims
-    with kb.loop("k_e", "threadIdx.x", n, step=threads):
-        kb.let("k_q", "i32", f"(k_e / {threads}) % {csize}")
-        with kb.cond(f"k_q != {RANK}"):
+    e, q = Var("k_e"), Var("k_q")
+    with kb.loop(e.name, ThreadIdx(), n, step=threads):
+        kb.let(q.name, "i32", Binary("%", Group(Binary("/", e, Const(threads))), Const(csize)))
+        with kb.cond(Binary("!=", q, RANK_EXPR)):
             if cols is None:
-                kb.assign(f"{name}[k_e]", f"tl_cluster_map(&{name}[0], k_q)[k_e]")
+                kb.assign(Index(Var(name), e), Index(_peer(name, q, 1), e))
             else:
                 names = [f"k_d{i}" for i in range(len(dims))]
-                unflatten(kb, "k_e", names, dims, "i32")
-                rows = linearize(names[:-1], dims[:-1]) if len(dims) > 1 else "0"
-                col = names[-1] if dims else "0"
-                kb.assign(f"{name}[{rows}][{col}]",
-                          f"tl_cluster_map(&{name}[0][0], k_q)[({rows}) * {cols} + {col}]")
+                unflatten(kb, e, names, dims, "i32")
+                rows = _rows(names, dims)
+                col = Var(names[-1]) if dims else Const(0)
+                kb.assign(Index(Index(Var(name), rows), col), Index(_peer(name, q, 2), _flat(rows, cols, col)))
 
 
 def _gather_halo(kb, name: str, dims, cols, threads: int, halo: Halo) -> None:
     """Copy the elements of halo-shared ``name[rows][cols]`` this block does not own from the neighbour
     whose core holds them."""
     d = halo.dim
-    with kb.loop("k_e", "threadIdx.x", math.prod(dims), step=threads):
+    hs = Var("k_hs")
+    with kb.loop("k_e", ThreadIdx(), math.prod(dims), step=threads):
         names = [f"k_d{i}" for i in range(len(dims))]
         unflatten(kb, "k_e", names, dims, "i32")
-        with kb.cond(f"!({halo.owned(names[d])})"):
-            kb.let("k_hs", "i32", f"{names[d]} < {halo.low} ? -1 : 1")
-            peer = list(names)
-            peer[d] = f"({names[d]} - k_hs * {halo.shift})"
-            rows = linearize(names[:-1], dims[:-1]) if len(dims) > 1 else "0"
-            prow = linearize(peer[:-1], dims[:-1]) if len(dims) > 1 else "0"
-            kb.assign(f"{name}[{rows}][{names[-1]}]",
-                      f"tl_cluster_map(&{name}[0][0], {RANK} + k_hs)[({prow}) * {cols} + {peer[-1]}]")
+        with kb.cond(Unary("!", Group(halo.owned(names[d])))):
+            kb.let(hs.name, "i32", Select(Binary("<", Var(names[d]), Const(halo.low)), Const(-1), Const(1)))
+            peer = [Var(n) for n in names]
+            peer[d] = Group(Binary("-", peer[d], Binary("*", hs, Const(halo.shift))))
+            kb.assign(Index(Index(Var(name), _rows(names, dims)), Var(names[-1])),
+                      Index(_peer(name, Binary("+", RANK_EXPR, hs), 2), _flat(_rows(peer, dims), cols, peer[-1])))
+
+
+def _rows(names, dims):
+    """The row index of box coordinates ``names`` (all but the last, row-major over ``dims``)."""
+    return linear_index(names[:-1], dims[:-1]) if len(dims) > 1 else Const(0)
+
+
+def _flat(rows, cols: int, col):
+    """``(rows) * cols + col``: a 2-D array element's flat offset."""
+    return Binary("+", Binary("*", Group(rows), Const(cols)), col)
+
+
+def _peer(name: str, rank, rank_dims: int):
+    """``tl_cluster_map(&name[0]..., rank)``: ``name`` in the shared memory of cluster block ``rank``."""
+    first = Var(name)
+    for _ in range(rank_dims):
+        first = Index(first, Const(0))
+    return Call("tl_cluster_map", (Unary("&", first), rank))
 
 
 def declustered(kernel: Operation) -> Operation | None:
@@ -166,7 +188,9 @@ def _copy_block(src, dst, threads: int) -> None:
             dst.append(Operation("kernel.barrier"))
             i = j + 1
             continue
-        attrs = {k: v.replace(RANK, "0") if isinstance(v, str) else copy.deepcopy(v)
+        # The twin is its cluster's only block: its rank is 0 wherever an expression reads it.
+        trees = dict(expressions(op))
+        attrs = {k: render(trees[k], {RANK_EXPR: Const(0)}) if k in trees and isinstance(v, str) else copy.deepcopy(v)
                  for k, v in op.attributes.items()}
         if op.name == "kernel.let" and attrs["name"] == STEP:
             attrs["value"] = str(threads)

@@ -4,7 +4,7 @@
 Its params are the control op's values, in the order ``control_values`` gives (``passes/grinder.py`` builds
 the kernel and ``backend/plan.py`` binds the buffers from the same list), then ``bar``: two i32s, the grid
 barrier's arrival count and generation, zeroed by the executor before the launch. The kernel holds one
-``__device__`` function per body kernel (``emit.emit_device_function``: its block body with a virtual block
+``__device__`` function per body kernel (``persistent.device_function``: its block body with a virtual block
 index) and runs, in every block:
 
 - a loop: copy the initial carried values in, then ``for (it = 0; it < trip && cond; ++it)``: each stage
@@ -22,19 +22,19 @@ the emulator instead of spinning. ``__launch_bounds__(threads, blocks_per_sm)`` 
 """
 from __future__ import annotations
 
-import re
-
 from ...ir.attributes import SymbolRef
 from ...ir.core import lookup_symbol
 from ...ir.diagnostics import CompileError
-from ..cstyle import CUDA, CStyleLanguage, safe_comment
+from ...ir.opspec import is_view
+from ..cstyle import CUDA, CStyleLanguage, kernel_name, prelude_text, safe_comment
+from ..kernel_facts import kernel_facts
+from .persistent import device_function
 
 BARRIER = "bar"  # the trailing i32[2] param: arrivals, generation
 
 
 def root(v):
     """The value whose bytes ``v`` shares: views (reshape, squeeze, ...) never move data."""
-    from ..plan import is_view
     while v.defining_op is not None and is_view(v.defining_op):
         v = v.defining_op.operands[0]
     return v
@@ -82,7 +82,6 @@ def _copy(src: str, dst: str, n: int, threads: int, grid: int, row: str = "") ->
 
 def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
     """The complete CUDA source of a ``device_loop`` / ``device_if`` ``kernel.func``."""
-    from ..emit import emit_device_function, kernel_name, prelude_text
     module = op.parent_op
     name = kernel_name(op)
     a = op.attributes
@@ -105,14 +104,11 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
             raise CompileError.at(f"{a['kind']} kernel {name}: stage {ref} is not a kernel of the module", op.loc)
         fns[ref.name] = (f"{name}_f{len(fns)}", k)
         lines.append("")
-        if k.attributes["block"][0] < threads and _whole_block(k):
-            from .persistent import guarded_device_function
-            fn_lines = guarded_device_function(k, fns[ref.name][0], lang)
-        else:
-            fn_lines = emit_device_function(k, fns[ref.name][0], lang)
-        if k.attributes["block"][0] > threads:
-            fn_lines = _virtual_threads(fn_lines)
-        lines.extend(fn_lines)
+        # Narrower stages that need the whole block run guarded; wider ones (barrier-free, the pass checks)
+        # take their thread index as a parameter, so any thread may run any of their threads.
+        kt = k.attributes["block"][0]
+        lines.extend(device_function(k, fns[ref.name][0], guarded=kt < threads and _whole_block(k),
+                                     overlay=False, lang=lang, virtual_threads=kt > threads))
     sig = []
     for p in a["params"]:
         if p["role"] == "in":
@@ -136,8 +132,7 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
             elif kt > threads:  # a barrier-free stage wider than the block: its threads in chunks
                 call = (f"for (int k_vt = threadIdx.x; k_vt < {kt}; k_vt += {threads}) "
                         f"{fn}({', '.join(s['args'] + ['k_v', 'k_vt'])});")
-            shared = any(x.name in ("kernel.barrier", "kernel.shared", "kernel.warp_reduce") for x in k.walk()) \
-                or "__syncthreads" in k.attributes.get("source", "")
+            shared = kernel_facts(k).synchronises
             out += [f"{indent}// stage {i}: @{s['kernel'].name}, {s['tasks']} virtual blocks",
                     f"{indent}for (int k_v = blockIdx.x; k_v < {s['tasks']}; k_v += {grid}) {{",
                     f"{indent}  {call}{' __syncthreads();  // the next virtual block reuses its arrays' if shared else ''}",
@@ -191,23 +186,10 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
     return "\n".join(lines) + "\n"
 
 
-_THREAD_X = re.compile(r"\bthreadIdx\s*\.\s*x\b")
-
-
 def _whole_block(k) -> bool:
     """Barriers or shuffles: every thread of the block must call the stage (guarded when it is narrower;
     the pass allows that only for rammer-guardable kernels)."""
-    src = k.attributes.get("source", "")
-    return any(o.name in ("kernel.barrier", "kernel.warp_reduce") for o in k.walk()) or "__syncthreads" in src \
-        or "__shfl" in src
-
-
-def _virtual_threads(lines: list) -> list:
-    """A device function whose thread index is a parameter ``k_vt``: valid for bodies whose threads are
-    independent (no barrier, shared memory or shuffle, which the pass checks), so any thread may run any
-    of them."""
-    head = lines[0].replace("const int k_vb) {", "const int k_vb, const int k_vt) {")
-    return [head] + [_THREAD_X.sub("k_vt", ln) for ln in lines[1:]]
+    return kernel_facts(k).whole_block
 
 
 def _numel(shape) -> int:

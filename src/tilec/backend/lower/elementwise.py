@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .builder import KernelBuilder, unflatten
+from ...ir.kexpr import Binary, Const, Var
+from ...ir.types import itemsize
+from .builder import KernelBuilder, thread_index, unflatten
 from .context import ComputeContext
 
 THREADS = 256
@@ -18,12 +20,11 @@ def lower_elementwise(ctx: ComputeContext, name: str):
     threads = THREADS if total >= THREADS * vec else max(32, -(-total // vec // 32) * 32)
     grid = max(1, -(-total // (threads * vec)))
     kb = KernelBuilder()
-    cast = "(long long)" if ctx.idx_t == "i64" else ""
-    kb.let("k_t", ctx.idx_t, f"{cast}blockIdx.x * {threads} + threadIdx.x")
+    kb.let("k_t", ctx.idx_t, thread_index(threads, "long long" if ctx.idx_t == "i64" else None))
     if vec == 4:
         _vector_body(ctx, kb, total)
     else:
-        with kb.cond(f"k_t < {total}"):
+        with kb.cond(Binary("<", Var("k_t"), Const(total))):
             _scalar_body(ctx, kb, "k_t")
     return kb.func(name, [grid], [threads], ctx.params(), kind="elementwise",
                    flops=ctx.flops(), bytes_modelled=_bytes(ctx, vec))
@@ -87,8 +88,8 @@ def _children(node):
 
 def _vector_body(ctx: ComputeContext, kb: KernelBuilder, total: int) -> None:
     inner = ctx.out_axes[-1]
-    with kb.cond(f"k_t < {total // 4}"):
-        kb.let("k_e", ctx.idx_t, "k_t * 4")
+    with kb.cond(Binary("<", Var("k_t"), Const(total // 4))):
+        kb.let("k_e", ctx.idx_t, Binary("*", Var("k_t"), Const(4)))
         unflatten(kb, "k_e", [ctx.axis_var(a) for a in ctx.out_axes], [ctx.extents[a] for a in ctx.out_axes],
                   ctx.idx_t)
         names = {}
@@ -111,7 +112,6 @@ def _vector_body(ctx: ComputeContext, kb: KernelBuilder, total: int) -> None:
 def _bytes(ctx: ComputeContext, vec: int) -> int:
     """Every thread loads each access once per element (vector or not): exact for in-bounds accesses, an
     upper bound where a predicate skips padded ones."""
-    from ...ir.types import itemsize
     total = math.prod(ctx.out_shape)
     per = sum(itemsize(ctx.dtypes[ctx.input_of(a)]) for a in ctx.distinct_accesses())
     if vec == 4:

@@ -25,22 +25,32 @@ cap would spill: the scheduler packs only members whose register estimate fits i
 """
 from __future__ import annotations
 
-import re
 from itertools import chain
 
+from ...analysis.rammer.shared import ALIGN, arena_bytes, layout, shared_bytes
 from ...ir.attributes import SymbolRef
 from ...ir.core import lookup_symbol
 from ...ir.diagnostics import CompileError
-from ..cstyle import CUDA, CStyleLanguage, BodyRenderer, safe_comment
+from ...ir.kexpr import BlockIdx, Call, Index, ThreadIdx, Var, walk
+from ..cstyle import CUDA, BodyRenderer, CStyleLanguage, kernel_name, prelude_text, safe_comment
+from ..kernel_facts import SYNC_OPS, expressions, kernel_facts, source_body
 
-_THREAD_X = re.compile(r"\bthreadIdx\s*\.\s*x\b")
-_BLOCK_X = re.compile(r"\bblockIdx\s*\.\s*x\b")
-_SYNC_OPS = ("kernel.barrier", "kernel.warp_reduce")
+# What a device function's body reads instead of the launch's registers: the rTask's virtual block index
+# (a parameter), a guarded body's thread index (thread 0's for the extra threads), a virtual thread index.
+VIRTUAL_BLOCK = Var("k_vb")
+GUARDED_THREAD = Var("k_tid")
+VIRTUAL_THREAD = Var("k_vt")
 _DECLS = ("kernel.let", "kernel.local", "kernel.shared")
 
 
 def _has_sync(op) -> bool:
-    return any(o.name in _SYNC_OPS for o in op.walk())
+    return any(o.name in SYNC_OPS for o in op.walk())
+
+
+def _reads_memory(op) -> bool:
+    """Whether ``op``'s own expressions read an array (a subscript or a global load)."""
+    return any(isinstance(n, Index) or (isinstance(n, Call) and n.fn.startswith("TL_LD"))
+               for _, tree in expressions(op) for n in walk(tree))
 
 
 def guardable(kernel) -> bool:
@@ -55,10 +65,8 @@ def guardable(kernel) -> bool:
     for o in kernel.walk():
         if o.name == "kernel.warp_reduce" and a["block"][0] % 32:
             return False
-        if o.name in ("kernel.for", "kernel.if") and _has_sync(o):
-            control = [str(o.attributes.get(k, "")) for k in ("lo", "hi", "step", "cond")]
-            if any("[" in c for c in control):
-                return False
+        if o.name in ("kernel.for", "kernel.if") and _has_sync(o) and _reads_memory(o):
+            return False
     return True
 
 
@@ -107,38 +115,44 @@ class _Guarded(_Overlaid):
 
 
 def device_function(kernel, fname: str, guarded: bool = False, overlay: bool = True,
-                    lang: CStyleLanguage = CUDA) -> list:
+                    lang: CStyleLanguage = CUDA, virtual_threads: bool = False) -> list:
     """``kernel``'s block body as ``static __device__ void fname(params..., const int k_vb[, k_parena])``:
-    ``k_vb`` is the virtual block index that replaces ``blockIdx.x``. ``overlay``: a kernel with shared
-    arrays also takes ``k_parena``, the persistent block's arena, and views its arrays there (:class:`_Overlaid`).
-    ``guarded``: the block is wider than ``kernel``'s own; threads past its thread count index as thread 0
-    (so their index arithmetic stays in bounds) and skip all work (``k_on`` false), but meet every barrier."""
-    from ...analysis.rammer.shared import layout
-    from ..emit import emit_device_function
+    the body renders ``blockIdx.x`` as ``k_vb``, the virtual block index (an rTask of a persistent kernel,
+    DESIGN §5). Params lose ``__restrict__``: in a persistent kernel an input may be written by another rTask.
+    ``overlay``: a kernel with shared arrays also takes ``k_parena``, the persistent block's arena, and views
+    its arrays there (:class:`_Overlaid`). ``guarded``: the block is wider than ``kernel``'s own; threads past
+    its thread count index as thread 0 (so their index arithmetic stays in bounds) and skip all work (``k_on``
+    false), but meet every barrier. ``virtual_threads``: the thread index is a parameter ``k_vt`` too (a
+    barrier-free body run by fewer threads than its own, each calling it for several thread indices)."""
     offsets = layout(kernel)[0] if overlay else {}
-    if not offsets and not guarded:
-        return emit_device_function(kernel, fname, lang)
-    if "source" in kernel.attributes:  # hand-written text: its arrays and thread indices cannot be rewritten
-        raise CompileError.at(f"kernel {kernel.sym_name} has hand-written source: it cannot run "
-                              f"{'in a wider block' if guarded else 'with its shared arrays in an arena'}",
-                              kernel.loc)
+    replace = {BlockIdx("x"): VIRTUAL_BLOCK}
+    if guarded:
+        replace[ThreadIdx("x")] = GUARDED_THREAD
+    if virtual_threads:
+        replace[ThreadIdx("x")] = VIRTUAL_THREAD
+    params = [f"{'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}* {p['name']}"
+              for p in kernel.attributes["params"]]
+    params += ["const int k_vb"] + (["unsigned char* k_parena"] if offsets else []) + \
+        (["const int k_vt"] if virtual_threads else [])
+    head = f"static __device__ __noinline__ void {fname}({', '.join(params)}) {{"
+    if "source" in kernel.attributes:
+        if offsets or guarded:  # hand-written text: its arrays and thread indices cannot be rewritten
+            raise CompileError.at(f"kernel {kernel.sym_name} has hand-written source: it cannot run "
+                                  f"{'in a wider block' if guarded else 'with its shared arrays in an arena'}",
+                                  kernel.loc)
+        return [head] + ["  " + ln if ln else "" for ln in source_body(kernel, replace)] + ["}"]
     if guarded and not guardable(kernel):
         raise CompileError.at(f"kernel {kernel.sym_name} cannot run in a wider block", kernel.loc)
-    head = emit_device_function(kernel, fname, lang)[0]  # the signature: the same, plus the arena if any
-    if offsets:
-        head = head.replace("const int k_vb)", "const int k_vb, unsigned char* k_parena)")
     buffers = {p["name"]: p["dtype"] for p in kernel.attributes["params"]}
     body: list = []
-    r = (_Guarded if guarded else _Overlaid)(lang, buffers, body)
+    r = (_Guarded if guarded else _Overlaid)(lang, buffers, body, replace)
     r.offsets = offsets
     r.block(kernel.body, 1)
     if not guarded:
-        return [head] + [_BLOCK_X.sub("k_vb", ln) for ln in body] + ["}"]
+        return [head] + body + ["}"]
     kt = kernel.attributes["block"][0]
-    lines = [head, f"  const bool k_on = threadIdx.x < {kt};",
-             "  const unsigned k_tid = k_on ? threadIdx.x : 0u;"]
-    lines += [_BLOCK_X.sub("k_vb", _THREAD_X.sub("k_tid", ln)) for ln in body]
-    return lines + ["}"]
+    return [head, f"  const bool k_on = threadIdx.x < {kt};",
+            "  const unsigned k_tid = k_on ? threadIdx.x : 0u;"] + body + ["}"]
 
 
 def guarded_device_function(kernel, fname: str, lang: CStyleLanguage = CUDA) -> list:
@@ -154,8 +168,7 @@ def _table(ctype: str, name: str, values: list) -> str:
 
 
 def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
-    from ...analysis.rammer.shared import ALIGN, arena_bytes, shared_bytes
-    from ..emit import kernel_name, prelude_text
+    """The complete CUDA source of a ``persistent`` ``kernel.func`` (an rProgram)."""
     module = op.parent_op
     name = kernel_name(op)
     a = op.attributes
@@ -234,5 +247,4 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
 
 def _needs_whole_block(kernel) -> bool:
     """Barriers or shuffles: every thread of the block must call it (guarded when it has fewer threads)."""
-    src = kernel.attributes.get("source", "")
-    return any(o.name in _SYNC_OPS for o in kernel.walk()) or "__syncthreads" in src or "__shfl" in src
+    return kernel_facts(kernel).whole_block

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 
-from .builder import KernelBuilder, unflatten
+from ...ir.kexpr import Binary, BlockIdx, Cast, Const, Group, Index, Select, ThreadIdx, Var, as_kexpr
+from ...ir.types import itemsize
+from ..cstyle import CUDA
+from .builder import KernelBuilder, thread_index, unflatten
 from .context import ComputeContext
 
 SERIAL_MAX = 64      # reduce extents up to this run serially, one thread per output
@@ -34,7 +37,7 @@ def _accumulate(ctx: ComputeContext, kb: KernelBuilder, acc: str) -> None:
 
 
 def ctx_combine(ctx: ComputeContext, a: str, b: str) -> str:
-    from ..cstyle import CUDA
+    """The context's combiner applied to ``a`` and ``b``, as C text."""
     return CUDA.combine(ctx.combiner, ctx.acc_dtype, a, b)
 
 
@@ -47,9 +50,8 @@ def _serial(ctx: ComputeContext, name: str):
     total = math.prod(ctx.out_shape)
     threads = BLOCK_THREADS if total >= BLOCK_THREADS else max(32, -(-total // 32) * 32)
     kb = KernelBuilder()
-    cast = "(long long)" if ctx.idx_t == "i64" else ""
-    kb.let("k_t", ctx.idx_t, f"{cast}blockIdx.x * {threads} + threadIdx.x")
-    with kb.cond(f"k_t < {total}"):
+    kb.let("k_t", ctx.idx_t, thread_index(threads, "long long" if ctx.idx_t == "i64" else None))
+    with kb.cond(Binary("<", Var("k_t"), Const(total))):
         _out_coords(ctx, kb, "k_t")
         kb.local("k_acc", ctx.acc_dtype, init=ctx.identity())
         _nested_reduce_loops(ctx, kb, ctx.reduce_axes)
@@ -74,23 +76,24 @@ def _block(ctx: ComputeContext, name: str, rtotal: int):
     kb = KernelBuilder()
     if warps > 1:
         kb.shared("k_red", ctx.acc_dtype, [warps])
-    cast = "(long long)" if ctx.idx_t == "i64" else ""
-    kb.let("k_o", ctx.idx_t, f"{cast}blockIdx.x")
+    kb.let("k_o", ctx.idx_t, Cast("long long", BlockIdx()) if ctx.idx_t == "i64" else BlockIdx())
     _out_coords(ctx, kb, "k_o")
     kb.local("k_acc", ctx.acc_dtype, init=ctx.identity())
-    with kb.loop("k_r", "threadIdx.x", rtotal, step=threads):
+    tid = ThreadIdx()
+    with kb.loop("k_r", tid, rtotal, step=threads):
         unflatten(kb, "k_r", [ctx.axis_var(a) for a in ctx.reduce_axes],
                   [ctx.extents[a] for a in ctx.reduce_axes], ctx.idx_t)
         _accumulate(ctx, kb, "k_acc")
     kb.warp_reduce("k_acc", ctx.combiner, ctx.acc_dtype)
     if warps > 1:
-        with kb.cond("(threadIdx.x & 31) == 0"):
-            kb.assign("k_red[threadIdx.x >> 5]", "k_acc")
+        with kb.cond(Binary("==", Group(Binary("&", tid, Const(31))), Const(0))):   # each warp's lane 0
+            kb.assign(Index(Var("k_red"), Binary(">>", tid, Const(5))), "k_acc")
         kb.barrier()
-        with kb.cond("threadIdx.x < 32"):
-            kb.assign("k_acc", f"threadIdx.x < {warps} ? k_red[threadIdx.x] : {ctx.identity()}")
+        with kb.cond(Binary("<", tid, Const(32))):
+            kb.assign("k_acc", Select(Binary("<", tid, Const(warps)), Index(Var("k_red"), tid),
+                                      as_kexpr(ctx.identity())))
             kb.warp_reduce("k_acc", ctx.combiner, ctx.acc_dtype, width=_pow2(warps))
-    ctx.store_result(kb, "k_o", "k_acc", pred="threadIdx.x == 0")
+    ctx.store_result(kb, "k_o", "k_acc", pred="threadIdx.x == 0")   # text: the context's hook takes C strings
     return kb.func(name, [max(1, total)], [threads], ctx.params(), kind="reduce",
                    flops=ctx.flops(), bytes_modelled=_bytes(ctx))
 
@@ -101,6 +104,5 @@ def _pow2(n: int) -> int:
 
 def _bytes(ctx: ComputeContext) -> int:
     """Each access loaded once per point of the iteration space (an upper bound where pads are skipped)."""
-    from ...ir.types import itemsize
     points = math.prod(ctx.extents.values())
     return points * sum(itemsize(ctx.dtypes[ctx.input_of(a)]) for a in ctx.distinct_accesses()) + ctx.out_bytes()

@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import math
 
+from ...analysis.index_map import grid_footprint
+from ...ir.kexpr import Binary, BlockIdx, Const, Index, ThreadIdx, Var, as_kexpr, render
 from ...ir.types import itemsize
 from ..cstyle import CUDA
 from . import cluster
-from .builder import KernelBuilder, linearize, strides_of, unflatten
+from .builder import KernelBuilder, linear_index, strides_of, unflatten
 from .cexpr import affine, affine_text
 from .context import ComputeContext
 
@@ -201,14 +203,14 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     cax, csize = cluster_of(cfg)
     # A cluster is csize consecutive blockIdx.x, so its axis varies fastest in the block index.
     border = [a for a in outs if a != cax] + ([cax] if cax else [])
-    unflatten(kb, "blockIdx.x", [f"k_b_{_n(a)}" for a in border], [nblk[a] for a in border], it)
+    unflatten(kb, BlockIdx(), [f"k_b_{_n(a)}" for a in border], [nblk[a] for a in border], it)
     shared_boxes = [j for j, acc in enumerate(accesses) if csize > 1 and multicast(ctx, acc, cax)]
     clustered = csize > 1 and shares_along(ctx, cax, cfg)
     if clustered:
         cluster.declare(kb, threads, csize)
     for a in outs:
-        kb.let(origin[a], it, f"k_b_{_n(a)} * {B[a]}")
-    unflatten(kb, "threadIdx.x", [f"k_c_{_n(a)}" for a in outs], [tdim[a] for a in outs], "i32")
+        kb.let(origin[a], it, Binary("*", Var(f"k_b_{_n(a)}"), Const(B[a])))
+    unflatten(kb, ThreadIdx(), [f"k_c_{_n(a)}" for a in outs], [tdim[a] for a in outs], "i32")
     nacc = math.prod(T.values())
     kb.local("k_acc", ctx.acc_dtype, [nacc], init=ctx.identity())
 
@@ -246,7 +248,25 @@ def _n(axis: str) -> str:
     return ComputeContext.axis_var(axis)[3:]
 
 
-def stage_box(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=None, own=None) -> None:
+def _all(conds) -> object:
+    """``c0 && c1 && ...`` of condition trees, or None for none."""
+    out = None
+    for c in conds:
+        out = c if out is None else Binary("&&", out, c)
+    return out
+
+
+def _slot(name: str, rows, col):
+    """``name[rows][col]``: an element of a 2-D staged array."""
+    return Index(Index(Var(name), as_kexpr(rows)), as_kexpr(col))
+
+
+def _local_index(names, dims):
+    """The tile-local row index of coordinates ``names`` over ``dims`` (their last dim is the column)."""
+    return linear_index(names[:-1], dims[:-1]) if len(dims) > 1 else Const(0)
+
+
+def stage_box(ctx, kb, j, acc, box, origin, threads, start=ThreadIdx(), step=None, own=None) -> None:
     """Cooperatively copy access ``j``'s box for the current block and step into ``k_s{j}`` (elements
     ``start``, ``start + step``, ...: a multicast box's share is every ``csize``-th run of ``threads``;
     ``own(names)``, when given, is the condition on the box coordinates ``names`` under which this block
@@ -263,14 +283,13 @@ def stage_box(ctx, kb, j, acc, box, origin, threads, start="threadIdx.x", step=N
         gidx, preds = [], []
         for i, ((coefs, const, _, offset), dim) in enumerate(zip(box, shape)):
             lo = affine_text(coefs, const + offset, lambda a: origin[a])
-            g = f"k_g{i}"
-            kb.let(g, ctx.idx_t, f"{lo} + {names[i]}" if lo != "0" else names[i])
+            g = Var(f"k_g{i}")
+            kb.let(g.name, ctx.idx_t, Binary("+", as_kexpr(lo), Var(names[i])) if lo != "0" else names[i])
             gidx.append(g)
-            preds.append(f"{g} >= 0 && {g} < {dim}")
-        rows = linearize(names[:-1], dims[:-1]) if len(dims) > 1 else "0"
-        col = names[-1] if dims else "0"
-        kb.load(f"k_s{j}[{rows}][{col}]", dtype, ctx.names[acc.tensor], linearize(gidx, shape),
-                " && ".join(preds) or None, ctx.literal(ctx.pad, dtype))
+            preds += [Binary(">=", g, Const(0)), Binary("<", g, Const(dim))]
+        target = _slot(f"k_s{j}", _local_index(names, dims), names[-1] if dims else 0)
+        kb.load(render(target), dtype, ctx.names[acc.tensor], linear_index(gidx, shape), _all(preds),
+                ctx.literal(ctx.pad, dtype))
 
 
 def stage_share(ctx, kb, j, acc, box, origin, threads) -> None:
@@ -293,8 +312,7 @@ def _compute(ctx, kb, cfg, accesses, boxes, origin, tdim) -> None:
     for j, (acc, box) in enumerate(zip(accesses, boxes)):
         dims = [b[2] for b in box]
         loc = [affine_text(coefs, -offset, lambda a: local[a]) for coefs, _, _, offset in box]
-        rows = linearize(loc[:-1], dims[:-1]) if len(dims) > 1 else "0"
-        smem[ctx.access_key(acc)] = f"k_s{j}[{rows}][{loc[-1] if loc else '0'}]"
+        smem[ctx.access_key(acc)] = render(_slot(f"k_s{j}", _local_index(loc, dims), loc[-1] if loc else 0))
     # Accesses read shared memory at tile-local coordinates; an axis the body uses as a value (CumSum's
     # ``select(r >= d1, ...)``) is the global coordinate.
     glob = {a: f"({origin[a]} + {local[a]})" for a in outs + reds}
@@ -306,18 +324,18 @@ def _compute(ctx, kb, cfg, accesses, boxes, origin, tdim) -> None:
             return
         r = axes[0]
         with kb.loop(local[r], 0, S[r], unroll=-1 if S[r] <= 16 else 0):
-            guard = f"{origin[r]} + {local[r]} < {E[r]}" if E[r] % S[r] else ""
+            guard = Binary("<", Binary("+", Var(origin[r]), Var(local[r])), Const(E[r])) if E[r] % S[r] else ""
             with kb.cond(guard):
                 red_loops(axes[1:])
 
     def out_loops(axes, idx):
         if not axes:
-            slot = linearize([f"k_i_{_n(a)}" for a in outs], [T[a] for a in outs])
-            kb.assign(f"k_acc[{slot}]", CUDA.combine(ctx.combiner, ctx.acc_dtype, f"k_acc[{slot}]", body))
+            acc = render(Index(Var("k_acc"), linear_index([f"k_i_{_n(a)}" for a in outs], [T[a] for a in outs])))
+            kb.assign(acc, CUDA.combine(ctx.combiner, ctx.acc_dtype, acc, body))
             return
         a = axes[0]
         with kb.loop(f"k_i_{_n(a)}", 0, T[a], unroll=-1):
-            kb.let(local[a], "i32", f"k_c_{_n(a)} + k_i_{_n(a)} * {tdim[a]}" if T[a] > 1 else f"k_c_{_n(a)}")
+            kb.let(local[a], "i32", _thread_coord(a, T, tdim))
             out_loops(axes[1:], idx)
 
     red_loops(reds)
@@ -332,23 +350,29 @@ def _epilogue(ctx, kb, cfg, origin, tdim) -> None:
         if axes:
             a = axes[0]
             with kb.loop(f"k_i_{_n(a)}", 0, T[a], unroll=-1):
-                local = f"k_c_{_n(a)} + k_i_{_n(a)} * {tdim[a]}" if T[a] > 1 else f"k_c_{_n(a)}"
-                kb.let(ctx.axis_var(a), ctx.idx_t, f"{origin[a]} + {local}")
+                kb.let(ctx.axis_var(a), ctx.idx_t, _thread_coord(a, T, tdim, Var(origin[a])))
                 loops(axes[1:])
             return
-        slot = linearize([f"k_i_{_n(a)}" for a in outs], [T[a] for a in outs])
-        pred = " && ".join(f"{ctx.axis_var(a)} < {E[a]}" for a in outs if E[a] % B[a])
-        ctx.store_result(kb, linearize([ctx.axis_var(a) for a in outs], ctx.out_shape), f"k_acc[{slot}]",
-                         pred or None)
+        slot = Index(Var("k_acc"), linear_index([f"k_i_{_n(a)}" for a in outs], [T[a] for a in outs]))
+        pred = _all(Binary("<", Var(ctx.axis_var(a)), Const(E[a])) for a in outs if E[a] % B[a])
+        # The context's hook takes text: fused contexts (fusion/*) extend it with C strings.
+        ctx.store_result(kb, render(linear_index([ctx.axis_var(a) for a in outs], ctx.out_shape)), render(slot),
+                         render(pred) if pred is not None else None)
 
     loops(outs)
+
+
+def _thread_coord(a, T, tdim, base=None):
+    """A thread's coordinate along output axis ``a`` in its block tile (``base +`` it, when given): its
+    column, plus ``k_i * tdim`` when each thread holds several elements along ``a``."""
+    c = Var(f"k_c_{_n(a)}") if base is None else Binary("+", base, Var(f"k_c_{_n(a)}"))
+    return Binary("+", c, Binary("*", Var(f"k_i_{_n(a)}"), Const(tdim[a]))) if T[a] > 1 else c
 
 
 def modelled_bytes(ctx: ComputeContext, cfg: dict) -> int:
     """Global bytes the kernel moves: per block and reduce step, the in-bounds elements of every staged box
     (Roller's exact per-axis sum over the tile grid, :func:`~tilec.analysis.index_map.grid_footprint`),
     plus the output once."""
-    from ...analysis.index_map import grid_footprint
     sizes = _sizes(ctx, cfg)
     cax, csize = cluster_of(cfg)
     total = 0

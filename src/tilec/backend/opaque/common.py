@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+from ...ir.kexpr import render
 from ...ir.types import itemsize
 from ..cstyle import sanitize_identifier
-from ..lower.builder import KernelBuilder
+from ..lower.builder import KernelBuilder, thread_index
+from . import SourceFacts
 
 THREADS = 256
 
@@ -27,12 +29,30 @@ def elementwise_source_func(op, name: str, params: list, body: str, total: int, 
     """A one-thread-per-output-element ``kernel.func`` whose body is ``body`` (C text using ``k_t``, the flat
     output index, already checked against ``total``)."""
     threads = THREADS if total >= THREADS else max(32, -(-total // 32) * 32)
-    source = (f"const long long k_t = (long long)blockIdx.x * {threads} + threadIdx.x;\n"
+    source = (f"{let_line('long long', 'k_t', flat_thread_index(threads))}\n"
               f"if (k_t >= {total}) return;\n{body.rstrip()}\n")
     out_bytes = sum(math.prod(p["shape"]) * itemsize(p["dtype"]) for p in params if p["role"] == "out")
     func = KernelBuilder().func(name, [max(1, -(-total // threads))], [threads], params, kind="opaque",
                                 source=source, bytes_modelled=loaded_bytes + out_bytes, flops=0)
     return func
+
+
+def flat_thread_index(threads: int, lanes_per_row: int = 1):
+    """The ``long long`` flat index of a thread (of a warp, with 32 lanes per row), as a tree."""
+    return thread_index(threads, "long long", lanes_per_row)
+
+
+def elementwise_facts(kernel) -> SourceFacts:
+    """The facts of :func:`elementwise_source_func`'s kernels: independent threads, the block and thread
+    index read only in line 0 (``k_t``)."""
+    return SourceFacts(barrier=False, shuffle=False, shared=False, shape_bound=False,
+                       index_lets=((0, "long long", "k_t", flat_thread_index(kernel.attributes["block"][0])),),
+                       other_reads=frozenset())
+
+
+def let_line(ctype: str, name: str, tree, replace: dict | None = None) -> str:
+    """``const ctype name = tree;`` (``replace``: the renderer's node replacements)."""
+    return f"const {ctype} {name} = {render(tree, replace)};"
 
 
 def coords(out_shape, flat: str = "k_t", prefix: str = "k_c") -> list:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 from ...ir.types import itemsize
+from ..cstyle import CUDA
 from . import opaque_kernel
-from .common import coords, elementwise_source_func, linear, params_of
+from .common import coords, elementwise_facts, elementwise_source_func, linear, params_of
 
 
-@opaque_kernel("graph.gather")
+@opaque_kernel("graph.gather", facts=elementwise_facts)
 def gather_kernel(op, name: str):
     data, indices = op.operands[0].type, op.operands[1].type
     if indices.dtype not in ("i32", "i64"):
@@ -34,5 +35,4 @@ def gather_kernel(op, name: str):
 
 
 def _ctype(dtype: str) -> str:
-    from ..cstyle import CUDA
     return CUDA.ctype(dtype)

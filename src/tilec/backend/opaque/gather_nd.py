@@ -8,10 +8,10 @@ import math
 from ...ir.types import itemsize
 from ..cstyle import CUDA
 from . import opaque_kernel
-from .common import coords, elementwise_source_func, linear, params_of
+from .common import coords, elementwise_facts, elementwise_source_func, linear, params_of
 
 
-@opaque_kernel("graph.gather_nd")
+@opaque_kernel("graph.gather_nd", facts=elementwise_facts)
 def gather_nd_kernel(op, name: str):
     data, indices, out = op.operands[0].type, op.operands[1].type, op.results[0].type
     b, k = int(op.attributes.get("batch_dims", 0)), indices.shape[-1]

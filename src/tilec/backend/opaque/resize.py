@@ -8,7 +8,7 @@ import math
 
 from ...ir.types import itemsize
 from . import opaque_kernel
-from .common import coords, elementwise_source_func, linear, params_of
+from .common import coords, elementwise_facts, elementwise_source_func, linear, params_of
 
 _TRANSFORMS = {
     "half_pixel": "((float)({x}) + 0.5f) / {s} - 0.5f",
@@ -25,7 +25,7 @@ _NEAREST = {
 }
 
 
-@opaque_kernel("graph.resize")
+@opaque_kernel("graph.resize", facts=elementwise_facts)
 def resize_kernel(op, name: str):
     x, out = op.operands[0].type, op.results[0].type
     mode = op.attributes.get("mode", "nearest")

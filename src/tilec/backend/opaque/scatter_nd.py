@@ -11,14 +11,14 @@ import math
 from ...ir.types import itemsize
 from ..cstyle import CUDA, compute_dtype
 from . import opaque_kernel
-from .common import coords, elementwise_source_func, linear, params_of
+from .common import coords, elementwise_facts, elementwise_source_func, linear, params_of
 
 # ``k_v`` combined with the update ``k_u``; max / min propagate NaN as numpy's maximum / minimum do.
 _COMBINE = {"none": "k_v = k_u;", "add": "k_v = k_v + k_u;", "mul": "k_v = k_v * k_u;",
             "max": "if (k_u != k_u || k_u > k_v) k_v = k_u;", "min": "if (k_u != k_u || k_u < k_v) k_v = k_u;"}
 
 
-@opaque_kernel("graph.scatter_nd")
+@opaque_kernel("graph.scatter_nd", facts=elementwise_facts)
 def scatter_nd_kernel(op, name: str):
     data, indices, updates = (v.type for v in op.operands)
     reduction = op.attributes.get("reduction", "none")
