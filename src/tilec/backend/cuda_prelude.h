@@ -263,8 +263,41 @@ __device__ __forceinline__ void tl_tma_load_multicast_5d(void* dst, const TlTens
                                                          unsigned short mask, int c0, int c1, int c2, int c3, int c4) {
   TL_TMA_MULTICAST(5, "%4, %5, %6, %7, %8", "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4));
 }
+// TMA store: the box at coords of the tensor takes the shared-memory box at src (128-byte aligned, laid out as a
+// load would write it); elements outside the tensor are dropped. Stores join bulk groups (commit); wait_read<N>
+// returns once all but the newest N groups have read their source (the buffer may be refilled), wait<N> once
+// their writes are done.
+#define TL_TMA_STORE(N, COORDS, ...)                                                                              \
+  asm volatile("cp.async.bulk.tensor." #N "d.global.shared::cta.bulk_group [%0, {" COORDS "}], [%1];\n"          \
+               ::"l"(reinterpret_cast<unsigned long long>(&map)),                                               \
+               "r"(static_cast<unsigned>(__cvta_generic_to_shared(src))), __VA_ARGS__ : "memory")
+__device__ __forceinline__ void tl_tma_store_1d(const TlTensorMap& map, const void* src, int c0) {
+  TL_TMA_STORE(1, "%2", "r"(c0));
+}
+__device__ __forceinline__ void tl_tma_store_2d(const TlTensorMap& map, const void* src, int c0, int c1) {
+  TL_TMA_STORE(2, "%2, %3", "r"(c0), "r"(c1));
+}
+__device__ __forceinline__ void tl_tma_store_3d(const TlTensorMap& map, const void* src, int c0, int c1, int c2) {
+  TL_TMA_STORE(3, "%2, %3, %4", "r"(c0), "r"(c1), "r"(c2));
+}
+__device__ __forceinline__ void tl_tma_store_4d(const TlTensorMap& map, const void* src, int c0, int c1, int c2,
+                                                int c3) {
+  TL_TMA_STORE(4, "%2, %3, %4, %5", "r"(c0), "r"(c1), "r"(c2), "r"(c3));
+}
+__device__ __forceinline__ void tl_tma_store_5d(const TlTensorMap& map, const void* src, int c0, int c1, int c2,
+                                                int c3, int c4) {
+  TL_TMA_STORE(5, "%2, %3, %4, %5, %6", "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4));
+}
+__device__ __forceinline__ void tl_tma_store_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void tl_tma_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+template <int N>
+__device__ __forceinline__ void tl_tma_store_wait() { asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory"); }
 #undef TL_TMA_LOAD
 #undef TL_TMA_MULTICAST
+#undef TL_TMA_STORE
 // Orders this thread's generic shared-memory writes before async-proxy reads of them (wgmma, TMA stores).
 __device__ __forceinline__ void tl_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
