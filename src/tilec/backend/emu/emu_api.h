@@ -53,7 +53,7 @@ template <class T>
 inline __attribute__((always_inline)) T ld(const T* p, long long i) {
   Worker* w = tl_w;
   w->ld += sizeof(T);
-  if (w->l2) l2_note(w, p + i, sizeof(T), false);
+  if (SectorLog* g = w->log) l2_note(g, p + i, sizeof(T), false);
   if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access(w, "load", p + i, sizeof(T));
   return p[i];
 }
@@ -61,7 +61,7 @@ template <class T, class V>
 inline __attribute__((always_inline)) void st(T* p, long long i, const V& v) {
   Worker* w = tl_w;
   w->st += sizeof(T);
-  if (w->l2) l2_note(w, p + i, sizeof(T), true);
+  if (SectorLog* g = w->log) l2_note(g, p + i, sizeof(T), true);
   if (w->L->check && __builtin_expect(!in_bounds(w->L, p + i, sizeof(T)), 0)) bad_access(w, "store", p + i, sizeof(T));
   p[i] = v;
 }
@@ -70,7 +70,7 @@ inline float4 ld4(const T* p, long long i) {
   Worker* w = tl_w;
   const void* a = p + i;
   w->ld += 16;
-  if (w->l2) l2_note(w, a, 16, false);
+  if (SectorLog* g = w->log) l2_note(g, a, 16, false);
   if (reinterpret_cast<uintptr_t>(a) & 15) bad_access(w, "misaligned float4 load", a, 16);
   if (w->L->check && !in_bounds(w->L, a, 16)) bad_access(w, "float4 load", a, 16);
   return *static_cast<const float4*>(a);
@@ -80,7 +80,7 @@ inline void st4(T* p, long long i, const float4& v) {
   Worker* w = tl_w;
   void* a = p + i;
   w->st += 16;
-  if (w->l2) l2_note(w, a, 16, true);
+  if (SectorLog* g = w->log) l2_note(g, a, 16, true);
   if (reinterpret_cast<uintptr_t>(a) & 15) bad_access(w, "misaligned float4 store", a, 16);
   if (w->L->check && !in_bounds(w->L, a, 16)) bad_access(w, "float4 store", a, 16);
   *static_cast<float4*>(a) = v;

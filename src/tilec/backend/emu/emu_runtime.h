@@ -250,6 +250,7 @@ inline void resume(WorkerRt* w, Fiber* f) {
   }
   f->state = S_RUN;
   w->cur = f;
+  w->log = f->blk->sectors;   // the L2 model's hook reads it on every access (null when the model is off)
   context_switch(&w->sched, &f->ctx);
   w->cur = nullptr;
   if (f->state == S_DONE && f->stack) {   // the next fresh thread reuses this (cache-hot) stack

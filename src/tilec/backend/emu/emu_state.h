@@ -47,7 +47,7 @@ struct Warp { unsigned live, arrived; };
 // The L2 model (emu_l2.h): a block's global accesses as sector entries (sector << 1 | is_store), appended when
 // the launch asks for the model. `recent` is a direct-mapped filter of the last entries seen, so a thread
 // walking one sector (or a warp re-reading a tile) adds an entry once, not once per access.
-constexpr int kRecent = 4096;
+constexpr int kRecent = 512;
 // Entries are 32-byte granules, the smallest sector of any GPU tilec targets; the model groups them into the
 // arch spec's sector (a multiple of 32 B) when it simulates the cache.
 constexpr int kGranuleShift = 5;
@@ -109,6 +109,7 @@ struct Worker {
   Launch* L = nullptr;
   Fiber* cur = nullptr;
   bool l2 = false;   // the launch runs the L2 model: every global access is logged (l2_note)
+  SectorLog* log = nullptr;   // the running thread's block's log (set on resume; null without the model)
 };
 
 // ---- the runtime library's entry points for device code --------------------------------------------------
@@ -129,10 +130,10 @@ TL_EMU_RT void wait_until(Worker* w, bool (*ready)(void*), void (*describe)(void
 [[noreturn]] TL_EMU_RT void fail_launch(Worker* w, const char* msg);   // fail with `msg` (prefixed by the kernel)
 TL_EMU_RT void sector_log_grow(SectorLog* g);             // make room for one more entry
 
-// The L2 model's per-access hook (TL_LD/TL_ST and friends call it when Worker::l2): log the sectors of
-// [a, a + n) for the running thread's block. Cheap on repeats: one compare against the recent filter.
-inline void l2_note(Worker* w, const void* a, size_t n, bool store) {
-  SectorLog* g = w->cur->blk->sectors;
+// The L2 model's per-access hook (TL_LD/TL_ST and friends call it with Worker::log when that is set): log the
+// sectors of [a, a + n) in the running thread's block's log `g`. Cheap on repeats: one compare against the
+// recent filter.
+inline void l2_note(SectorLog* g, const void* a, size_t n, bool store) {
   uint64_t lo = reinterpret_cast<uint64_t>(a) >> kGranuleShift;
   uint64_t hi = (reinterpret_cast<uint64_t>(a) + n - 1) >> kGranuleShift;
   for (uint64_t s = lo; s <= hi; ++s) {
