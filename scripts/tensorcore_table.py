@@ -121,7 +121,8 @@ NOTES = """## How it is counted
 - The fused contraction kinds (epilogue, back-to-back MLP, attention, implicit-GEMM conv) do not use the engine
   yet: only the plain f16/bf16 (batched) MatMul/Gemm kernel (`tiled_mma`) does.
 - Roller does not model stages: the engine picks 2-4 stages from the target's opt-in shared memory itself.
-- The epilogue stores 2-byte scalars straight from the accumulators (outside the main loop).
+- The epilogue stores straight from the accumulators (4-byte column pairs), not staged through shared
+  memory for 128-bit stores (outside the main loop).
 - No GPU timings: these are static instruction counts.
 """
 
