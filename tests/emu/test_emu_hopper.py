@@ -2,9 +2,10 @@
 descriptors, canonical shared-memory layouts (every swizzle mode, K- and MN-major), accumulator and A-register
 fragments for every thread of the warpgroup; TMA boxes (ranks 1-5, swizzles, element strides, out-of-bounds
 zero and NaN fill, bytes counted exactly, multicast over a cluster); mbarrier phases and transaction counts;
-TMA -> mbarrier -> wgmma GEMM tiles; and each misuse failing (missing wait, missing fence, wrong expect_tx,
-reading before the barrier, an uninitialised barrier). The same fixtures compile with ptxas for sm_90a with
-0 spills."""
+TMA stores; setmaxnreg; TMA -> mbarrier -> wgmma GEMM tiles, plain and warp-specialised; and each misuse
+failing (missing wait, missing fence, wrong expect_tx, reading before the barrier, an uninitialised barrier,
+an operand or staging buffer refilled too early, a warp missing from a warpgroup instruction). The same
+fixtures compile with ptxas for sm_90a with 0 spills."""
 from __future__ import annotations
 
 import shutil

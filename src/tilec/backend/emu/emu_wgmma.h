@@ -1,7 +1,8 @@
 // tilec emulator: the prelude's sm_90a warpgroup MMAs (tl_wgmma_*: wgmma.mma_async.sync.aligned.m64nNk16
 // .f32.{f16,bf16} and m64nNk8.f32.tf32, A and B from shared-memory matrix descriptors or A from registers) and
 // their ordering instructions (tl_wgmma_fence, tl_wgmma_commit, tl_wgmma_wait<N>), after the PTX ISA
-// ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions").
+// ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions"); also setmaxnreg, the other
+// warpgroup-collective instruction, and the per-thread state TMA stores keep (emu_tma_store.h).
 //
 // Warpgroup-collective: the 128 threads of a warpgroup meet at the runtime's rendezvous (group_sync), each
 // bringing its accumulator registers (and A registers for the .rs forms); the first to continue reads the
