@@ -127,8 +127,9 @@ class Roller:
         batch = self.mma_batch_axes()
         for a in list(p.out_axes) + list(p.reduce_axes):
             sizes[a] = axis_sizes(p.extents[a], eps, max(minimum.get(a, 1), mma.get(a, 1)))
-            # Tensor cores: whole mma tiles only, one batch entry per block (the wmma kernel's shape; any
-            # other tile would run on CUDA cores while estimated at the tensor-core peak). An ε that admits
+            # Tensor cores: whole mma tiles only, one batch entry per block (the tensor-core kernels' shape,
+            # lower/tiled_mma.py; any other tile would run on CUDA cores while estimated at the tensor-core
+            # peak). An ε that admits
             # no multiple of the mma shape has no candidate for the axis, so ε rises (DESIGN §3); at ε = 1
             # the power of two above the extent (≥ the mma size) always qualifies.
             if a in mma:
@@ -268,12 +269,14 @@ class Roller:
         return self._mma()[1]
 
     def mma_batch_axes(self) -> list:
-        """Batch axes of a tensor-core matmul: the wmma kernel takes one batch entry per block."""
+        """Batch axes of a tensor-core matmul: its kernels take one batch entry per block."""
         mt = self._mma()[0]
         return list(mt["batch"]) if mt else []
 
     def mma_fits(self, block: dict, step: dict) -> bool:
-        """Whether the wmma kernel's staged tiles fit its shared-memory limit (always true off tensor cores)."""
+        """Whether the wmma kernel's staged tiles fit its shared-memory limit (always true off tensor cores).
+        The check stays the wmma kernel's, the stricter one: the sm_80 engine (lower/mma_engine.py) chooses its
+        own k tile and 2-4 stages from the opt-in shared memory, and falls back to wmma where it cannot."""
         mt = self._mma()[0]
         if mt is None:
             return True
