@@ -442,3 +442,13 @@ def test_refilling_a_tma_store_source_before_its_wait_fails(hopper):
     with pytest.raises(EmuError, match="TMA store reads changed before"):
         hopper.launch("tma_store_2d", (1,), (64,), [t.view(np.uint8).reshape(-1), img, spec.emu_bytes(), 1024,
                                                     0, 0, 1], smem_bytes=2048)
+
+
+def test_a_tensor_map_over_memory_the_kernel_was_not_given_fails(hopper):
+    """The emulator checks TMA reads against the launch's array arguments, as every load."""
+    t = np.zeros((24, 40), np.float16)
+    other = np.zeros_like(t)
+    spec = tm.tiled(t, (8, 8))
+    with pytest.raises(EmuError, match="outside every array argument"):
+        hopper.launch("tma_2d", (1,), (64,), [np.zeros(128, np.uint8), other.view(np.uint8).reshape(-1),
+                                              spec.emu_bytes(), 128, 0, 0], smem_bytes=128 + 8 + 1152)
