@@ -124,3 +124,13 @@ def test_attention_heads_must_group():
     err = _error([h.make_node("Attention", ["q", "k", "k"], ["y"], name="att")], [q, k],
                  [_vi("y", T.FLOAT, None)], 23)
     assert "multiple of the key/value heads" in err and "'att'" in err
+
+
+def test_bitcast_keeps_every_bit_under_the_emulator():
+    # Random floats use all 32 bits: a float temporary on the way to the int output would round them.
+    import tilec
+    x = np.random.default_rng(2).standard_normal(64).astype(np.float32)
+    g = h.make_graph([h.make_node("BitCast", ["x"], ["y"], to=T.INT32)], "g", [_vi("x", T.FLOAT, [64])],
+                     [_vi("y", T.INT32, [64])])
+    (y,) = tilec.compile(h.make_model(g, opset_imports=[h.make_opsetid("", 26)]), backend="emu").run(None, {"x": x})
+    np.testing.assert_array_equal(y, x.view(np.int32))

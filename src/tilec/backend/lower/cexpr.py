@@ -33,6 +33,12 @@ FLOAT_CALLS = {
     "asin": ("asinf({0})", "asin({0})"), "acos": ("acosf({0})", "acos({0})"),
     "log1p": ("log1pf({0})", "log1p({0})"), "expm1": ("expm1f({0})", "expm1({0})"),
     "trunc": ("truncf({0})", "trunc({0})"), "fmod": ("fmodf({0}, {1})", "fmod({0}, {1})"),
+    "bits_f32": ("__int_as_float((int)({0}))", "(double)__int_as_float((int)({0}))"),
+    "bits_f64": ("(float)__longlong_as_double((long long)({0}))", "__longlong_as_double((long long)({0}))"),
+    # Integer-typed C expressions even where the kernel computes in floats (a float input): no float
+    # temporary holds them, the store takes the int.
+    "bits_i32": ("__float_as_int((float)({0}))", "__float_as_int((float)({0}))"),
+    "bits_i64": ("__double_as_longlong((double)({0}))", "__double_as_longlong((double)({0}))"),
 }
 INT_CALLS = {
     "abs": "(({0}) < 0 ? -({0}) : ({0}))", "max": "(({0}) > ({1}) ? ({0}) : ({1}))",
@@ -41,6 +47,7 @@ INT_CALLS = {
     "bitand": "(({0}) & ({1}))", "bitor": "(({0}) | ({1}))", "bitxor": "(({0}) ^ ({1}))", "bitnot": "(~({0}))",
     # shl shifts the unsigned bits (a negative value's left shift is undefined in C); the store wraps it.
     "shl": "((long long)((unsigned long long)({0}) << ({1})))", "shr": "(({0}) >> ({1}))",
+    "bits_i32": "__float_as_int((float)({0}))", "bits_i64": "__double_as_longlong((double)({0}))",
 }
 CAST_TYPES = {"f32": "float", "f64": "double", "f16": "float", "bf16": "float", "i64": "long long",
               "i32": "int", "i8": "signed char", "u8": "unsigned char", "bool": "bool"}

@@ -169,6 +169,26 @@ def cast(ctx, node):
     return _emit(ctx, "cast", [ctx.input(node, 0)], {"to": to})
 
 
+# Pairs of carried element types of one width whose bits BitCast reinterprets (else a plain conversion
+# keeps the bits: int8 <-> uint8 wraps, bool -> uint8 is 0/1).
+BITCAST_PAIRS = {("f32", "i32"), ("i32", "f32"), ("f64", "i64"), ("i64", "f64")}
+
+
+@converter("BitCast", since=26)
+def bit_cast(ctx, node):
+    x = ctx.input(node, 0)
+    to = ir_dtype(int(ctx.attr(node, "to", 0)), f"BitCast target of node '{ctx.node_label}'", ctx.file)
+    src = x.type.dtype
+    if to == src:
+        return [x]
+    if (src, to) in BITCAST_PAIRS:
+        return _emit(ctx, "bitcast", [x], {"to": to})
+    if {src, to} <= {"i8", "u8"} or (src, to) in (("bool", "u8"), ("bool", "i8")):
+        return _emit(ctx, "cast", [x], {"to": to})
+    raise ctx.error(node, f"BitCast from {src} to {to} is not supported (the types differ in width, or tilec "
+                          "does not carry one of them)")
+
+
 @converter("CastLike", since=15)
 def cast_like(ctx, node):
     return _emit(ctx, "cast", [ctx.input(node, 0)], {"to": ctx.input_type(node, 1).dtype})

@@ -82,6 +82,8 @@ def _type(node, env: dict, memo: dict) -> tuple:
         rule = FUNCTIONS[node.fn][1]
         if rule == "cast":
             return (node.fn, None)
+        if rule == "bits":
+            return (node.fn[len("bits_"):], None)
         if rule == "bool":
             return ("bool", None)
         if rule == "same":

@@ -19,6 +19,8 @@ FUNCTIONS = {
     "pow": (2, "base"),
     # Integer bit operations (ONNX Bitwise*, BitShift); C's & | ^ ~ << >> on the integer compute type.
     **{f: (2, "join") for f in ("bitand", "bitor", "bitxor", "shl", "shr")}, "bitnot": (1, "same"),
+    # The argument's bits read as the named type of the same width (ONNX BitCast).
+    **{f"bits_{d}": (1, "bits") for d in ("i32", "f32", "i64", "f64")},
     "isnan": (1, "bool"), "isinf": (1, "bool"),
     "select": (3, "select"),
     "valid": (1, "bool"),

@@ -164,6 +164,11 @@ CALLS = {
     "bitand": lambda a, b: np.bitwise_and(_ints(a), _ints(b)), "bitor": lambda a, b: np.bitwise_or(_ints(a), _ints(b)),
     "bitxor": lambda a, b: np.bitwise_xor(_ints(a), _ints(b)), "bitnot": lambda x: np.invert(_ints(x)),
     "shl": lambda a, b: np.left_shift(_ints(a), _ints(b)), "shr": lambda a, b: np.right_shift(_ints(a), _ints(b)),
+    # Bit reinterpretation at the source width (the evaluator widens f32 to f64 and i32 to i64).
+    "bits_i32": lambda x: np.asarray(x, np.float32).view(np.int32).astype(np.int64),
+    "bits_f32": lambda x: np.asarray(x).astype(np.int32).view(np.float32).astype(np.float64),
+    "bits_i64": lambda x: np.asarray(x, np.float64).view(np.int64),
+    "bits_f64": lambda x: np.asarray(x).astype(np.int64).view(np.float64),
     "isnan": lambda x: np.isnan(x) if not is_intlike(x) else np.zeros(np.shape(x), bool),
     "isinf": lambda x: np.isinf(x) if not is_intlike(x) else np.zeros(np.shape(x), bool),
     "select": lambda c, a, b: np.where(np.asarray(c) != 0, a, b),

@@ -76,6 +76,11 @@ def _mod(b, op, attrs):
     return elementwise(b, op, f"select({r} != {z}, {moved}, select({{1}} < {z}, -{z}, {z}))")
 
 
+@decomposition("graph.bitcast")
+def _bitcast(b, op, attrs):
+    return elementwise(b, op, f"bits_{attrs['to']}({{0}})")
+
+
 @decomposition("graph.bit_shift")
 def _bit_shift(b, op, attrs):
     """C's shifts, kept inside the type's width (C leaves wider or negative shifts undefined): out of

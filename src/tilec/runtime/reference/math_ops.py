@@ -127,6 +127,10 @@ def bit_shift(i, a):
     return [np.where(inside, out, np.where(x < 0, -1, 0)).astype(x.dtype)]
 
 
+@reference("graph.bitcast")
+def bitcast(i, a): return [np.ascontiguousarray(i[0]).view(np_dtype(a["to"])).reshape(i[0].shape)]
+
+
 @reference("graph.not")
 def not_(i, a): return [np.logical_not(i[0])]
 
