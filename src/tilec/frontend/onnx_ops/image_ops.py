@@ -159,3 +159,79 @@ def col2im(ctx, node):
     picked = g.op("gather", [flat, ctx.constant(idx.astype(np.int64))], axis=2)  # [N, C, P, K]
     summed = g.op("reduce_sum", [picked], axes=[3], keepdims=0)
     return [g.reshape(summed, [batch, channels] + image)]
+
+
+def _roi_axis(g, start, size, bins: int, ratio: int, extent: int):
+    """Bilinear sampling along one axis of every roi: the low and high source indices (i64, clamped as
+    ONNX's reference clamps them) and their weights, 0 for samples outside [-1, extent]. Sample j of
+    bin p sits at start + size / bins * (p + (j + 0.5) / ratio); each output ``[R, bins * ratio]``."""
+    grid = (np.arange(bins).reshape(-1, 1) + (np.arange(ratio) + 0.5) / ratio).reshape(1, -1)
+    pos = g.op("add", [start, g.op("mul", [g.op("div", [size, g.const(float(bins), "f32")]), g.const(grid, "f32")])])
+    inside = g.op("and", [g.op("greater_or_equal", [pos, g.const(-1.0, "f32")]),
+                          g.op("less_or_equal", [pos, g.const(float(extent), "f32")])])
+    pos = g.op("max", [pos, g.const(0.0, "f32")])
+    low = g.op("floor", [pos])
+    last = g.const(float(extent - 1), "f32")
+    at_end = g.op("greater_or_equal", [low, last])
+    low = g.op("min", [low, last])
+    high = g.op("min", [g.op("add", [low, g.const(1.0, "f32")]), last])
+    frac = g.op("sub", [g.op("where", [at_end, last, pos]), low])
+    keep = g.cast(inside, "f32")
+    w_high = g.op("mul", [frac, keep])
+    w_low = g.op("mul", [g.op("sub", [g.const(1.0, "f32"), frac]), keep])
+    return g.cast(low, "i64"), g.cast(high, "i64"), w_low, w_high
+
+
+@converter("RoiAlign", since=10)
+def roi_align(ctx, node):
+    """Each roi's ``output_height x output_width`` bins, each the average (or max) of sampling_ratio^2
+    bilinear samples of its batch's feature map, as ONNX's reference computes them (samples outside the
+    map count 0; max mode takes the largest weighted corner). The four corners are GatherND reads of the
+    channels-last map at indices computed on the device from the rois."""
+    g = Emitter(ctx)
+    x, rois, batch = (ctx.input(node, i) for i in range(3))
+    if x.type.rank != 4 or x.type.dtype not in FLOAT_DTYPES or rois.type.rank != 2 or rois.type.shape[1] != 4 \
+            or batch.type.shape != (rois.type.shape[0],):
+        raise ctx.error(node, "RoiAlign needs X [N, C, H, W], rois [R, 4] and batch_indices [R]")
+    mode = ctx.attr(node, "mode", "avg")
+    ratio = int(ctx.attr(node, "sampling_ratio", 0))
+    oh, ow = int(ctx.attr(node, "output_height", 1)), int(ctx.attr(node, "output_width", 1))
+    if mode not in ("avg", "max") or oh < 1 or ow < 1:
+        raise ctx.error(node, f"RoiAlign mode '{mode}' / output size {oh}x{ow} is not supported")
+    if ratio <= 0:
+        raise ctx.error(node, "RoiAlign sampling_ratio 0 (an adaptive grid, sized from the roi values) is not "
+                              "supported: tilec needs a positive sampling_ratio")
+    ctm = ctx.attr(node, "coordinate_transformation_mode", "half_pixel" if ctx.opset >= 16 else "output_half_pixel")
+    half_pixel = ctm == "half_pixel"
+    scale = float(ctx.attr(node, "spatial_scale", 1.0))
+    n_rois = rois.type.shape[0]
+    _, c, height, width = x.type.shape
+    r = g.op("sub", [g.op("mul", [g.cast(rois, "f32"), g.const(scale, "f32")]), g.const(0.5 if half_pixel else 0.0, "f32")])
+    col = (lambda k: g.op("slice", [r], starts=[k], ends=[k + 1], axes=[1], steps=[1]))   # [R, 1]
+    start_w, start_h = col(0), col(1)
+    size_w, size_h = g.op("sub", [col(2), start_w]), g.op("sub", [col(3), start_h])
+    if not half_pixel:
+        size_w, size_h = (g.op("max", [s, g.const(1.0, "f32")]) for s in (size_w, size_h))
+    y_lo, y_hi, wy_lo, wy_hi = _roi_axis(g, start_h, size_h, oh, ratio, height)
+    x_lo, x_hi, wx_lo, wx_hi = _roi_axis(g, start_w, size_w, ow, ratio, width)
+    sy, sx = oh * ratio, ow * ratio
+    full = [n_rois, sy, sx, 1]
+    b = g.op("expand", [g.reshape(g.cast(batch, "i64"), [n_rois, 1, 1, 1])], shape=full)
+    ys = {k: g.op("expand", [g.reshape(v, [n_rois, sy, 1, 1])], shape=full) for k, v in (("lo", y_lo), ("hi", y_hi))}
+    xs = {k: g.op("expand", [g.reshape(v, [n_rois, 1, sx, 1])], shape=full) for k, v in (("lo", x_lo), ("hi", x_hi))}
+    channels_last = g.transpose(g.cast(x, "f32"), [0, 2, 3, 1])
+    wy = {"lo": g.reshape(wy_lo, [n_rois, sy, 1, 1]), "hi": g.reshape(wy_hi, [n_rois, sy, 1, 1])}
+    wx = {"lo": g.reshape(wx_lo, [n_rois, 1, sx, 1]), "hi": g.reshape(wx_hi, [n_rois, 1, sx, 1])}
+    corners = []
+    for yk, xk in (("lo", "lo"), ("lo", "hi"), ("hi", "lo"), ("hi", "hi")):
+        idx = g.op("concat", [b, ys[yk], xs[xk]], axis=3)                                  # [R, sy, sx, 3]
+        value = g.op("gather_nd", [channels_last, idx], batch_dims=0)                      # [R, sy, sx, C]
+        corners.append(g.op("mul", [value, g.op("mul", [wy[yk], wx[xk]])]))
+    samples = g.op("max" if mode == "max" else "sum", corners)
+    samples = g.reshape(samples, [n_rois, oh, ratio, ow, ratio, c])
+    if mode == "max":
+        pooled = g.op("reduce_max", [samples], axes=[2, 4], keepdims=0)
+    else:
+        pooled = g.op("div", [g.op("reduce_sum", [samples], axes=[2, 4], keepdims=0),
+                              g.const(float(ratio * ratio), "f32")])
+    return [g.cast(g.transpose(pooled, [0, 3, 1, 2]), x.type.dtype)]
