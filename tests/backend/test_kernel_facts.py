@@ -162,3 +162,19 @@ def test_an_undeclared_source_gets_the_conservative_answer():
     assert kernel_member(k, 0) is None
     with pytest.raises(ValueError):
         source_body(k, {BlockIdx(): Var("k_vb")})
+
+
+def test_a_kernel_ir_body_renders_its_registers_as_the_device_function_asks():
+    def body(kb):
+        kb.shared("k_s", "f32", [256])
+        kb.assign("k_s[threadIdx.x]", "1.0f")
+        kb.barrier()
+        kb.store("y", "blockIdx.x * 256 + threadIdx.x", "k_s[threadIdx.x]")
+    k = _kernel(body, block=(128,))
+    plain = device_function(k, "f", overlay=False)
+    text = "\n".join(plain)
+    assert "blockIdx" not in text and "k_vb * 256 + threadIdx.x" in text
+    guarded = "\n".join(device_function(k, "f", guarded=True, overlay=False))
+    # the guarded body indexes with k_tid (thread 0's index for the extra threads) and keeps its barrier
+    assert "k_s[k_tid] = 1.0f;" in guarded and "__syncthreads();" in guarded
+    assert "threadIdx" not in guarded.split("k_tid = k_on ? threadIdx.x : 0u;", 1)[1]

@@ -116,6 +116,13 @@ def render_body(func_op, lang: CStyleLanguage = CUDA, replace: dict | None = Non
     return lines
 
 
+@functools.lru_cache(maxsize=65536)
+def render_text(text: str, replace: frozenset = frozenset()) -> str:
+    """An expression attribute's text parsed and rendered with ``replace`` (pairs of nodes); cached, since
+    kernels repeat the same expressions and every variant and persistent body renders them again."""
+    return render(parse(text), dict(replace))
+
+
 class BodyRenderer:
     """Prints a ``kernel.func`` body's ops as ``lang`` statements into ``lines``, every expression attribute
     through the kernel-expression renderer (``ir/kexpr``) with ``replace`` applied; subclasses change how a
@@ -131,7 +138,7 @@ class BodyRenderer:
         """The C text of an expression attribute (text of the IR, a tree, or a number)."""
         if isinstance(value, KExpr):
             return render(value, self.replace)
-        return render(parse(value), self.replace) if isinstance(value, str) else str(value)
+        return render_text(value, frozenset(self.replace.items())) if isinstance(value, str) else str(value)
 
     def emit(self, depth: int, text: str) -> None:
         self.lines.append("  " * depth + text)
