@@ -139,15 +139,25 @@ def _edit_program(build_dir, tmp_path, edit):
     return out
 
 
+def _last_step(veus) -> dict:
+    """For each rOperator, the latest position (segment index) any vEU runs it at."""
+    last: dict = {}
+    for v in veus:
+        for s, (i, _, _) in enumerate(v.attributes["segments"]):
+            last[i] = max(last.get(i, 0), s)
+    return last
+
+
 def test_dropped_wait_is_caught(build, tmp_path):
     b = build("lstm_cell")
 
     def drop_one(veus):
-        # Drop the single wait whose producer lies furthest ahead of its consumer (step minus segment
-        # index): the emulator interleaves blocks at barriers, so that consumer surely runs too early.
-        best = max(((w[0][1] - i, v, i) for v in veus for i, w in enumerate(v.attributes["waits"])
-                    if len(w) == 1), key=lambda t: t[0], default=None)
-        assert best is not None and best[0] > 1, "no wait worth dropping"
+        # Drop the waits of the segment whose producers lie furthest ahead of it (their latest position on any
+        # vEU minus its own): the emulator interleaves blocks at barriers, so that consumer surely runs too early.
+        last = _last_step(veus)
+        best = max(((max(last[d] for d in w) - i, v, i) for v in veus for i, w in enumerate(v.attributes["waits"])
+                    if w), key=lambda t: t[0], default=None)
+        assert best is not None and best[0] >= 1, "no wait worth dropping"   # the producer runs later
         best[1].attributes["waits"][best[2]] = []
     broken = _edit_program(b, tmp_path, drop_one)
     inputs = random_inputs(b)
@@ -168,8 +178,10 @@ def test_cyclic_wait_is_reported_as_a_deadlock(build, tmp_path):
     b = build("lstm_cell")
 
     def cycle(veus):
-        # vEU 0's first segment waits for vEU 1 to finish everything, and vEU 1 (transitively) needs vEU 0.
-        veus[0].attributes["waits"][0] = [[1, len(veus[1].attributes["segments"])]]
+        # vEU 0's first segment waits for every rTask of the rOperator its own last segment runs: never.
+        segs = veus[0].attributes["segments"]
+        assert len(segs) > 1
+        veus[0].attributes["waits"][0] = [segs[-1][0]]
     broken = _edit_program(b, tmp_path, cycle)
     with pytest.raises(CompileError, match="deadlock"):
         emu_outputs(broken, random_inputs(b), "normal")

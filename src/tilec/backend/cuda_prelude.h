@@ -1,6 +1,6 @@
 // tilec CUDA prelude: the contract between the emitter and the runtimes (pasted verbatim atop every kernel).
 // Kernels touch global memory only through TL_LD/TL_ST/TL_LD4/TL_ST4, declare block-static shared arrays with
-// TL_SHARED and wait on other blocks only through tl_wait_geq/tl_signal, so the CPU emulator (TILEC_EMU, whose
+// TL_SHARED and wait on other blocks only through tl_wait_geq/tl_signal(_add), so the CPU emulator (TILEC_EMU, whose
 // header tilec_emu.h is force-included first) can count bytes, check bounds and yield where a GPU would spin.
 // Kernels declared __cluster_dims__(X, 1, 1) (sm_90 thread-block clusters) share TL_SHARED tiles across the
 // cluster through tl_cluster_sync/tl_cluster_rank/tl_cluster_map (distributed shared memory).
@@ -33,6 +33,13 @@ __device__ __forceinline__ void tl_wait_geq(volatile int* flag, int value) {
 __device__ __forceinline__ void tl_signal(int* flag, int value) {
   __threadfence();
   atomicExch(flag, value);
+}
+
+// Publish everything written before, then add to a counter (release): an rProgram's rOperators count their
+// finished rTasks, and every vEU that ran some adds its share.
+__device__ __forceinline__ void tl_signal_add(int* flag, int value) {
+  __threadfence();
+  atomicAdd(flag, value);
 }
 
 // Thread-block clusters: cooperative_groups::this_cluster()'s sync/block_rank/map_shared_rank, written with the

@@ -277,7 +277,7 @@ def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dic
             "args": args, "inputs": ins,
             "outputs": outs, "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0))}
     if a.get("kind") == "persistent":
-        # An rProgram (passes/rammer.py): its blocks wait on each other's step flags, which start at zero.
+        # An rProgram (passes/rammer.py): its blocks wait on its rTask counters, which start at zero.
         step["concurrent"] = True
         step["zero"] = [args[-1]]
         step["resident"] = residency(module, k)

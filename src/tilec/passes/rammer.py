@@ -156,7 +156,8 @@ def build_persistent(module, launches, placement, name, arch, variants=None):
             outs.append(r)
             params.append({"name": out_name[id(r)], "dtype": r.type.dtype, "shape": list(r.type.shape),
                            "role": "out"})
-    params.append({"name": "flags", "dtype": "i32", "shape": [placement.veus], "role": "out"})
+    # One counter of finished rTasks per rOperator (analysis/rammer/schedule: what segments wait on).
+    params.append({"name": "flags", "dtype": "i32", "shape": [len(launches)], "role": "out"})
     body = []
     body.append(Operation("rprog.program", attributes={
         "arch": arch, "veus": placement.veus, "blocks_per_sm": placement.blocks_per_sm,
@@ -189,7 +190,7 @@ def build_persistent(module, launches, placement, name, arch, variants=None):
                                          f"{op.attributes['kernel'].name} (tile {var.index})"
                                          for op, var in zip(launches, variants)),
         "flops": flops, "bytes_modelled": bytes_}, regions=[region], loc=launches[0].loc)
-    types = [r.type for r in outs] + [TensorType((placement.veus,), "i32")]
+    types = [r.type for r in outs] + [TensorType((len(launches),), "i32")]
     launch = Operation("kernel.launch", list(ins), types, {"kernel": SymbolRef(name)}, loc=launches[0].loc)
     for i, r in enumerate(outs):
         r.replace_all_uses_with(launch.results[i])

@@ -254,7 +254,7 @@ class Executor:
                 for name in s["outputs"]:
                     m = self._mem[name]
                     dev.fill(m.raw, m.offset, m.nbytes)
-            for name in s.get("zero", ()):  # step flags of a persistent kernel: zero before every launch
+            for name in s.get("zero", ()):  # a persistent kernel's counters/flags: zero before every launch
                 m = self._mem[name]
                 dev.fill(m.raw, m.offset, m.nbytes, 0)
             extra = {"concurrent": True} if s.get("concurrent") else {}

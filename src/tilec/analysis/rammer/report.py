@@ -50,19 +50,22 @@ def replay(kernel: Operation) -> list:
     secs = [o.attributes.get("task_seconds", 0.0) for o in ops if o.name == "rprog.operator"]
     veus = [o.attributes for o in ops if o.name == "rprog.veu"]
     threads = kernel.attributes["block"][0]
-    ends = [[] for _ in veus]          # ends[v][s]: end of vEU v's segment s
+    tasks = [o.attributes["tasks"] for o in ops if o.name == "rprog.operator"]
+    counted = [0] * len(tasks)         # rTasks of each rOperator finished so far
+    done_at = [0.0] * len(tasks)       # when the last of them finished
     pc, now, out = [0] * len(veus), [0.0] * len(veus), []
     while any(pc[v] < len(veus[v]["segments"]) for v in range(len(veus))):
         moved = False
         for v, veu in enumerate(veus):
             while pc[v] < len(veu["segments"]):
                 waits = veu["waits"][pc[v]]
-                if any(len(ends[u]) < step for u, step in waits):
+                if any(counted[d] < tasks[d] for d in waits):
                     break
                 i, lo, hi = veu["segments"][pc[v]]
-                start = max([now[v]] + [ends[u][step - 1] for u, step in waits]) + WAIT_OVERHEAD * math.ceil(len(waits) / threads)
+                start = max([now[v]] + [done_at[d] for d in waits]) + WAIT_OVERHEAD * math.ceil(len(waits) / threads)
                 now[v] = start + (hi - lo) * secs[i]
-                ends[v].append(now[v])
+                counted[i] += hi - lo
+                done_at[i] = max(done_at[i], now[v])
                 out.append((v, i, lo, hi, start, now[v]))
                 pc[v] += 1
                 moved = True

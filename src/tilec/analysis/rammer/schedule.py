@@ -3,10 +3,14 @@ which waves to pack into one persistent kernel.
 
 ``place`` simulates one group: members in dependency order, each task at the earliest time a vEU is idle
 and the member's producers have finished (of several vEUs idle by then, the one idle last: best fit). A vEU's tasks of one member form one
-block-range segment; a segment waits on the last step of every producer segment on another vEU (same-vEU
-producers are earlier in program order already). Every wait points at a segment that ends no later than the
-waiter starts, and tasks take positive time, so the waits-for relation is acyclic: no deadlock, as long as all
-vEUs are resident, which the vEU count (≤ blocks-per-SM × #SM) guarantees.
+block-range segment. Each rOperator has a counter of its finished rTasks (the kernel's ``flags``, one per
+rOperator): a vEU adds a segment's task count when the segment is done, and a segment waits until every
+producer rOperator that has tasks on another vEU has counted all its tasks (same-vEU producers are earlier in
+program order already). Every producer task ends no later than the waiter starts, and tasks take positive
+time, so the waits-for relation is acyclic: no deadlock, as long as all vEUs are resident, which the vEU count
+(≤ blocks-per-SM × #SM) guarantees. A segment's waits are its producers (a few), not their vEUs' steps: the
+per-vEU step flags made an rProgram's waits O(vEUs²) pairs (ViT-B/16: millions, seconds of compile time and
+as many flag polls on the GPU).
 
 ``choose_groups`` walks the waves: a wave (split into classes that can share a block shape) becomes a group
 when packing beats running its kernels one after another, and joins the previous group when the merged
@@ -34,7 +38,8 @@ from .rounds import place_rounds
 
 @dataclass
 class Placement:
-    """An rProgram: ``segments[v]`` = [[member, lo, hi], ...] in order, ``waits[v][s]`` = [[u, step], ...]."""
+    """An rProgram: ``segments[v]`` = [[member, lo, hi], ...] in order, ``waits[v][s]`` = [member, ...]: the
+    producers whose rTask counters segment s of vEU v waits to see complete."""
 
     members: list
     veus: int
@@ -152,8 +157,7 @@ class _Prefixes:
                 producers = placed[ds[0]].union(*[placed[d] for d in ds[1:]]) if len(ds) > 1 else placed[ds[0]]
             else:
                 ready, producers = 0.0, _NONE
-            wait_in = WAIT_OVERHEAD * ceil(len(producers) / threads)         # a vEU outside the producers
-            wait_on = WAIT_OVERHEAD * ceil((len(producers) - 1) / threads)   # one of them (no flag on itself)
+            wait_in, wait_on = wait_rounds(ds, producers, threads)
             probe = (ready, 1)
             seg: dict = {}   # -v: the vEUs running this member
             end_all = 0.0
@@ -184,6 +188,16 @@ class _Prefixes:
 _NONE: frozenset = frozenset()
 
 
+def wait_rounds(deps, producers, threads: int) -> tuple:
+    """Seconds a vEU's first rTask of a member waits before it starts: ``(outside, among)`` the vEUs that ran
+    its producers ``deps``. It polls one rTask counter per producer rOperator with tasks on another vEU, the
+    block's threads one counter each per round. A vEU outside the producers polls all of them; the sole
+    producer vEU polls none (a chain on one vEU needs no waits); a vEU among several is charged all of them
+    (an upper bound: the rounds differ only beyond ``threads`` producers)."""
+    outside = WAIT_OVERHEAD * math.ceil(len(deps) / threads)
+    return outside, (0.0 if len(producers) == 1 else outside)
+
+
 def _copy_state(state) -> tuple:
     free, finish, placed, durations, touched = state
     return list(free), list(finish), list(placed), list(durations), set(touched)
@@ -212,8 +226,8 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
             t, v = _take(free, ready)
             v = -v
             if i not in counts[v]:
-                flags = len(producers) - (v in producers)
-                start = max(t, ready) + WAIT_OVERHEAD * math.ceil(flags / threads)
+                wait_in, wait_on = wait_rounds(deps.get(i, ()), producers, threads)
+                start = max(t, ready) + (wait_on if v in producers else wait_in)
                 counts[v][i] = [0, start, start]
                 order[v].append(i)
                 on.add(v)
@@ -228,35 +242,23 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
     if not detail:  # the makespan is the last member's end: no program needed to compare estimates
         return Placement(members, len(used), occ, threads, smem, [], [], durations,
                          LAUNCH_OVERHEAD + max(finish, default=0.0))
-    renum = {v: k for k, v in enumerate(used)}
-    segments, starts, step_of = [], [], {}
+    segments, starts = [], []
     next_block = [0] * len(members)
     for v in used:
         segs, times = [], []
-        for s, i in enumerate(order[v]):
+        for i in order[v]:
             n, start, end = counts[v][i]
             segs.append([i, next_block[i], next_block[i] + n])
             next_block[i] += n
             times.append((start, end))
-            step_of.setdefault(i, []).append((renum[v], s + 1))
         segments.append(segs)
         starts.append(times)
-    waits, needs = [], {}   # needs[i]: ([vEU, last step] of every producer segment of member i, the vEUs)
+    on: dict = {}   # on[i]: the (renumbered) vEUs running member i's tasks
     for k, segs in enumerate(segments):
-        row = []
         for i, _, _ in segs:
-            if i not in needs:   # the same for every vEU running i (but its own): made once, not once per vEU
-                need: dict = {}
-                for d in deps.get(i, ()):
-                    for u, step in step_of[d]:
-                        need[u] = max(need.get(u, 0), step)
-                needs[i] = ([[u, need[u]] for u in sorted(need)], sorted(need))
-            # All but k's own flag. The rows share the [vEU, step] pairs (no one changes an attribute's
-            # lists in place): the waits are O(vEUs^2) pairs, and slices copy them at C speed.
-            pairs, us = needs[i]
-            j = bisect.bisect_left(us, k)
-            row.append(pairs[:j] + pairs[j + 1:] if j < len(us) and us[j] == k else pairs[:])
-        waits.append(row)
+            on.setdefault(i, set()).add(k)
+    waits = [[[d for d in sorted(deps.get(i, ())) if on[d] - {k}] for i, _, _ in segs]
+             for k, segs in enumerate(segments)]
     makespan = max((e for times in starts for _, e in times), default=0.0)
     return Placement(members, len(used), occ, threads, smem, segments, waits, durations,
                      LAUNCH_OVERHEAD + makespan, starts=starts)

@@ -221,6 +221,7 @@ inline void tl_wait_geq(volatile int* flag, int value) {
   tl_emu::wait_geq(tl_emu::tl_w, p, value);
 }
 inline void tl_signal(int* flag, int value) { __atomic_store_n(flag, value, __ATOMIC_SEQ_CST); }
+inline void tl_signal_add(int* flag, int value) { __atomic_fetch_add(flag, value, __ATOMIC_SEQ_CST); }
 
 // Atomics: real ones, since blocks run on several OS threads at once.
 #define TL_EMU_ATOMIC_INT(T)                                                                                 \

@@ -25,7 +25,6 @@ cap would spill: the scheduler packs only members whose register estimate fits i
 """
 from __future__ import annotations
 
-from itertools import chain
 
 from ...analysis.rammer.shared import ALIGN, arena_bytes, layout, shared_bytes
 from ...ir.attributes import SymbolRef
@@ -196,11 +195,12 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
     seg_begin, segs, waits = [0], [], []
     for v in veus:
         for (i, lo, hi), wait in zip(v["segments"], v["waits"]):
-            segs += [i, lo, hi, len(waits) // 2, len(waits) // 2 + len(wait)]
-            waits += chain.from_iterable(wait)   # [u, step] pairs, flat
+            segs += [i, lo, hi, len(waits), len(waits) + len(wait)]
+            waits += wait   # producer rOperators, whose rTask counters must reach their task counts
         seg_begin.append(len(segs) // 5)
+    tasks = [o["tasks"] for o in operators]
     lines += ["", _table("int", f"{name}_seg_begin", seg_begin), _table("int", f"{name}_seg", segs),
-              _table("int", f"{name}_wait", waits), ""]
+              _table("int", f"{name}_wait", waits), _table("int", f"{name}_tasks", tasks), ""]
     params = []
     for p in a["params"]:
         if p["role"] == "in":
@@ -220,7 +220,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         f"    const int k_w0 = {t}[5 * k_s + 3], k_w1 = {t}[5 * k_s + 4];",
         "    if (k_w0 < k_w1) {",
         f"      for (int k_w = k_w0 + (int)threadIdx.x; k_w < k_w1; k_w += {threads})",
-        f"        tl_wait_geq(flags + {name}_wait[2 * k_w], {name}_wait[2 * k_w + 1]);",
+        f"        tl_wait_geq(flags + {name}_wait[k_w], {name}_tasks[{name}_wait[k_w]]);",
         "      __syncthreads();",
         "    }",
         "    for (int k_b = k_lo; k_b < k_hi; ++k_b) {",
@@ -239,7 +239,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         "    }",
         "    __threadfence();",
         "    __syncthreads();",
-        f"    if (k_lead) tl_signal(flags + k_v, k_s - {name}_seg_begin[k_v] + 1);",
+        "    if (k_lead) tl_signal_add(flags + k_op, k_hi - k_lo);  // this segment's rTasks are done",
         "  }",
         "}"]
     return "\n".join(lines) + "\n"

@@ -1,9 +1,8 @@
 """``rprog`` dialect hooks (DESIGN §5): an rProgram lives in a persistent ``kernel.func``. The
 ``rprog.program`` hook checks the whole program: every rTask of every rOperator runs exactly once, segments
-name real operators and block ranges, waits name real vEUs and steps, and the grid is one block per vEU."""
-from itertools import chain
-
-import numpy as np
+name real operators and block ranges, waits name earlier rOperators (whose rTask counters a segment waits to
+see complete) in an order that cannot deadlock, and the grid is one block per vEU."""
+from __future__ import annotations
 
 from ..attributes import SymbolRef
 from ..core import lookup_symbol
@@ -65,19 +64,25 @@ def _verify_program(op, module):
         raise CompileError.at(f"'rprog.program' needs {n} resident vEUs at {per_sm} per SM: over the "
                               f"{op.attributes['arch']} resident-block limit, so its waits could deadlock", op.loc)
     flags = kernel.attributes["params"][-1]
-    if flags["name"] != "flags" or flags["dtype"] != "i32" or flags["shape"] != [n]:
-        raise CompileError.at("a persistent kernel's last param is its i32 step flags, one per vEU", op.loc)
+    if flags["name"] != "flags" or flags["dtype"] != "i32" or flags["shape"] != [len(operators)]:
+        raise CompileError.at("a persistent kernel's last param is its i32 rTask counters, one per rOperator",
+                              op.loc)
     done = [[] for _ in operators]
-    steps = [len(v.attributes["segments"]) for v in veus]
-    waits_ok = _waits_in_range(veus, steps)
     for v in veus:
+        # Deadlock freedom: each vEU runs its rOperators in increasing index order and a segment waits only on
+        # lower-indexed ones, so by induction on the index every counter completes (all vEUs are resident).
+        _verify_veu(v, module)   # one waits entry per segment, before reading them together
+        order = [i for i, _, _ in v.attributes["segments"]]
+        if any(a >= b for a, b in zip(order, order[1:])):
+            raise CompileError.at(f"vEU {v.attributes['id']}: its segments' rOperators {order} are not in "
+                                  f"increasing order, so its waits could deadlock", v.loc)
         for (i, lo, hi), wait in zip(v.attributes["segments"], v.attributes["waits"]):
             if not 0 <= i < len(operators) or not 0 <= lo < hi <= operators[i].attributes["tasks"]:
                 raise CompileError.at(f"vEU {v.attributes['id']}: bad segment [{i}, {lo}, {hi}]", v.loc)
             done[i].append((lo, hi))
-            for u, step in ([] if waits_ok else wait):
-                if not (0 <= u < n and 1 <= step <= steps[u]) or u == v.attributes["id"]:
-                    raise CompileError.at(f"vEU {v.attributes['id']}: bad wait [{u}, {step}]", v.loc)
+            if not isinstance(wait, list) or any(type(d) is not int or not 0 <= d < i for d in wait):
+                raise CompileError.at(f"vEU {v.attributes['id']}: bad waits {wait} of a segment of rOperator {i} "
+                                      f"(expects indices of earlier rOperators)", v.loc)
     for i, ranges in enumerate(done):
         covered = sorted(ranges)
         ends = [0] + [hi for _, hi in covered]
@@ -93,23 +98,3 @@ def _shared_bytes(operator) -> int:
     while module.parent_op is not None:
         module = module.parent_op
     return shared_bytes(find(module, operator.attributes["kernel"].name))
-
-
-def _waits_in_range(veus: list, steps: list) -> bool:
-    """True when every wait ``[u, step]`` of vEU v (ids 0..n-1, checked before) names another vEU u and one of
-    its ``steps[u]`` steps, checked at C speed: an rProgram has O(vEUs^2) waits (ViT-B/16: millions). False
-    when anything is off, or not a list of int pairs: the caller then checks one by one, with the message."""
-    try:
-        pairs = [list(chain.from_iterable(v.attributes["waits"])) for v in veus]
-        if set(map(len, chain.from_iterable(pairs))) - {2}:
-            return False
-        if set(map(type, chain.from_iterable(chain.from_iterable(pairs)))) - {int}:
-            return False
-        u_step = np.fromiter(chain.from_iterable(chain.from_iterable(pairs)), dtype=np.int64).reshape(-1, 2)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    u, step = u_step[:, 0], u_step[:, 1]
-    own = np.repeat(np.arange(len(veus)), [len(p) for p in pairs])
-    if not ((u >= 0) & (u < len(veus))).all():
-        return False
-    return bool(((u != own) & (step >= 1) & (step <= np.array(steps, dtype=np.int64)[u])).all())
