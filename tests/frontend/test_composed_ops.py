@@ -136,8 +136,9 @@ def test_bitcast_keeps_every_bit_under_the_emulator():
     np.testing.assert_array_equal(y, x.view(np.int32))
 
 
-@pytest.mark.parametrize("name", ["test_roialign_aligned_false", "test_roialign_aligned_true"])
-def test_roi_align_matches_the_onnx_reference(name):
+@pytest.mark.parametrize("name", ["test_roialign_aligned_false", "test_roialign_aligned_true",
+                                  "test_gridsample_bicubic"])
+def test_rounded_node_tests_match_the_onnx_reference(name):
     # These node tests store outputs rounded to 4 digits; ONNX's reference evaluator is the exact bar,
     # for the interpreter and for the compiled kernels under the emulator.
     import sys

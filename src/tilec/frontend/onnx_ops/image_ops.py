@@ -235,3 +235,119 @@ def roi_align(ctx, node):
         pooled = g.op("div", [g.op("reduce_sum", [samples], axes=[2, 4], keepdims=0),
                               g.const(float(ratio * ratio), "f32")])
     return [g.cast(g.transpose(pooled, [0, 3, 1, 2]), x.type.dtype)]
+
+
+def _reflect(g, c, lo: float, hi: float):
+    """ONNX GridSample's reflection of ``c`` into [lo, hi] (by the near border, repeatedly)."""
+    f = (lambda v: g.const(v, "f32"))
+    span = f(hi - lo)
+
+    def fold(dx, near, far):   # dx >= 0 past ``near``: even folds land near + r, odd ones far - r
+        n = g.op("floor", [g.op("div", [dx, span])])
+        r = g.op("sub", [dx, g.op("mul", [n, span])])
+        odd = g.op("equal", [g.op("mod", [n, f(2.0)], fmod=0), f(1.0)])
+        return g.op("where", [odd, far(r), near(r)])
+    below = fold(g.op("sub", [f(lo), c]), lambda r: g.op("add", [f(lo), r]), lambda r: g.op("sub", [f(hi), r]))
+    above = fold(g.op("sub", [c, f(hi)]), lambda r: g.op("sub", [f(hi), r]), lambda r: g.op("add", [f(lo), r]))
+    return g.op("where", [g.op("less", [c, f(lo)]), below,
+                          g.op("where", [g.op("greater", [c, f(hi)]), above, c])])
+
+
+def _cubic_coeffs(g, t):
+    """Keys' cubic convolution weights (A = -0.75) of the taps at -1, 0, 1, 2 for fraction t."""
+    a = -0.75
+    f = (lambda v: g.const(v, "f32"))
+    poly = (lambda x, cs: g.op("add", [g.op("mul", [g.op("add", [g.op("mul", [g.op("add", [g.op("mul", [f(cs[0]), x]),
+                                                                                              f(cs[1])]), x]),
+                                                                  f(cs[2])]), x]), f(cs[3])]))
+    far = (a, -5 * a, 8 * a, -4 * a)           # ((a x - 5a) x + 8a) x - 4a, for 1 <= x < 2
+    near = (a + 2, -(a + 3), 0.0, 1.0)         # ((a+2) x - (a+3)) x^2 + 1, for x < 1
+    one = f(1.0)
+    return [poly(g.op("add", [t, one]), far), poly(t, near), poly(g.op("sub", [one, t]), near),
+            poly(g.op("sub", [f(2.0), t]), far)]
+
+
+def _grid_taps(g, c, size: int, mode: str, padding: str, align: bool):
+    """The source indices (i64) and weights of one spatial dim's taps for coordinates ``c`` (normalised
+    to [-1, 1]), with ONNX's padding: zeros weighs an outside tap 0, border clamps it, reflection folds it."""
+    f = (lambda v: g.const(v, "f32"))
+    if align:
+        x = g.op("mul", [g.op("add", [c, f(1.0)]), f((size - 1) / 2.0)])
+    else:
+        x = g.op("div", [g.op("sub", [g.op("mul", [g.op("add", [c, f(1.0)]), f(float(size))]), f(1.0)]), f(2.0)])
+    if mode == "nearest":
+        x = g.op("round", [x])
+    lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+    if padding == "border":
+        x = g.op("clip", [x], min=0.0, max=float(size - 1))
+    elif padding == "reflection":
+        x = _reflect(g, x, lo, hi)
+    if mode == "nearest":
+        taps, weights = [x], [None]
+    else:
+        base = g.op("floor", [x])
+        t = g.op("sub", [x, base])
+        if mode == "linear":
+            taps, weights = [base, g.op("add", [base, f(1.0)])], [g.op("sub", [f(1.0), t]), t]
+        else:
+            taps = [g.op("add", [base, f(k)]) for k in (-1.0, 0.0, 1.0, 2.0)]
+            weights = _cubic_coeffs(g, t)
+    out = []
+    for i, w in zip(taps, weights):
+        if padding == "zeros":
+            inside = g.cast(g.op("and", [g.op("greater_or_equal", [i, f(0.0)]),
+                                         g.op("less_or_equal", [i, f(size - 1.0)])]), "f32")
+            w = inside if w is None else g.op("mul", [w, inside])
+            i = g.op("clip", [i], min=0.0, max=float(size - 1))
+        elif padding == "border":
+            i = g.op("clip", [i], min=0.0, max=float(size - 1))
+        else:
+            i = g.op("clip", [g.op("floor", [_reflect(g, i, lo, hi)]) if mode != "nearest" else i],
+                     min=0.0, max=float(size - 1))
+        out.append((g.cast(i, "i64"), w))
+    return out
+
+
+@converter("GridSample", since=16)
+def grid_sample(ctx, node):
+    """Samples of X at the grid's normalised positions (2-D or 3-D), nearest / linear / cubic, with
+    zeros / border / reflection padding, as ONNX's reference: per spatial dim a few taps (1, 2 or 4)
+    with weights, and for each combination of taps one GatherND read of the channels-last input."""
+    import itertools
+    g = Emitter(ctx)
+    x, grid = ctx.input(node, 0), ctx.input(node, 1)
+    dims = x.type.rank - 2
+    mode = ctx.attr(node, "mode", "linear" if ctx.opset >= 20 else "bilinear")
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    padding = ctx.attr(node, "padding_mode", "zeros")
+    align = bool(int(ctx.attr(node, "align_corners", 0)))
+    if dims < 1 or grid.type.rank != dims + 2 or grid.type.shape[0] != x.type.shape[0] \
+            or grid.type.shape[-1] != dims or x.type.dtype not in FLOAT_DTYPES:
+        raise ctx.error(node, f"GridSample grid {list(grid.type.shape)} does not fit X {list(x.type.shape)}")
+    if mode not in ("nearest", "linear", "cubic") or padding not in ("zeros", "border", "reflection") \
+            or (mode == "cubic" and dims != 2):
+        raise ctx.error(node, f"GridSample mode '{mode}' with padding '{padding}' on {dims}-D data is not supported")
+    n, c = x.type.shape[:2]
+    out = list(grid.type.shape[1:-1])
+    gf = g.cast(grid, "f32")
+    last = grid.type.rank - 1
+    taps = []
+    for d in range(dims):   # the grid lists x (the last spatial dim) first
+        k = dims - 1 - d
+        coord = g.op("squeeze", [g.op("slice", [gf], starts=[k], ends=[k + 1], axes=[last], steps=[1])], axes=[last])
+        taps.append(_grid_taps(g, coord, x.type.shape[2 + d], mode, padding, align))
+    full = [n] + out + [1]
+    batch = g.const(np.broadcast_to(np.arange(n).reshape([n] + [1] * (dims + 1)), full), "i64")
+    channels_last = g.transpose(g.cast(x, "f32"), [0] + list(range(2, dims + 2)) + [1])
+    total = None
+    for combo in itertools.product(*taps):
+        idx = g.op("concat", [batch] + [g.op("unsqueeze", [i], axes=[dims + 1]) for i, _ in combo], axis=dims + 1)
+        value = g.op("gather_nd", [channels_last, idx], batch_dims=0)            # [N, *out, C]
+        weight = None
+        for _, w in combo:
+            if w is not None:
+                weight = w if weight is None else g.op("mul", [weight, w])
+        if weight is not None:
+            value = g.op("mul", [value, g.op("unsqueeze", [weight], axes=[dims + 1])])
+        total = value if total is None else g.op("add", [total, value])
+    return [g.cast(g.transpose(total, [0, dims + 1] + list(range(1, dims + 1))), x.type.dtype)]
