@@ -158,3 +158,23 @@ def test_rounded_node_tests_match_the_onnx_reference(name):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         (emu,) = tilec.compile(case.model, backend="emu").run(None, feeds)
         np.testing.assert_allclose(emu, want, rtol=1e-5, atol=1e-6)
+
+
+def test_max_roi_pool_matches_onnxruntime():
+    # ONNX has no node test (nor reference) for MaxRoiPool; onnxruntime's kernel is the bar.
+    import tilec
+    from tilec.runtime.interpreter import run_module
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 12, 10)).astype(np.float32)
+    rois = np.array([[0, 0, 0, 9, 11], [1, 2.4, 3.5, 7.6, 8.5], [0, 5, 5, 5, 5], [1, -3, 4, 30, 6]], np.float32)
+    g = h.make_graph([h.make_node("MaxRoiPool", ["x", "rois"], ["y"], pooled_shape=[3, 4], spatial_scale=0.9)],
+                     "g", [_vi("x", T.FLOAT, [2, 3, 12, 10]), _vi("rois", T.FLOAT, [4, 5])],
+                     [_vi("y", T.FLOAT, [4, 3, 3, 4])])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    feeds = {"x": x, "rois": rois}
+    ort = pytest.importorskip("onnxruntime")
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = run_module(import_onnx(model), feeds)["y"]
+    np.testing.assert_array_equal(got, want)
+    (emu,) = tilec.compile(model, backend="emu").run(None, feeds)
+    np.testing.assert_array_equal(emu, want)

@@ -273,3 +273,58 @@ def deform_conv(ctx, node):
     if bias is not None:
         y = g.op("add", [y, g.reshape(f32(bias), [1, oc, 1, 1])])
     return [g.cast(y, x.type.dtype)]
+
+
+def _round_half_away(g, v):
+    """C's round(): halves away from zero (graph.round rounds them to even)."""
+    return g.op("mul", [g.op("sign", [v]), g.op("floor", [g.op("add", [g.op("abs", [v]), g.const(0.5, "f32")])])])
+
+
+def _roi_bins(g, start, end, bins: int, extent: int):
+    """Each bin's ``[lo, hi)`` rows of the roi ``[start, end]`` (rounded corners), clipped to the map, as
+    a bool mask ``[R, bins, extent]`` (Caffe's and onnxruntime's bin rule)."""
+    f = (lambda v: g.const(v, "f32"))
+    size = g.op("max", [g.op("add", [g.op("sub", [end, start]), f(1.0)]), f(1.0)])       # [R, 1]
+    step = g.op("div", [size, f(float(bins))])
+    p = f(np.arange(bins, dtype=np.float64).reshape(1, -1))
+    lo = g.op("add", [g.op("floor", [g.op("mul", [p, step])]), start])
+    hi = g.op("add", [g.op("ceil", [g.op("mul", [g.op("add", [p, f(1.0)]), step])]), start])
+    lo, hi = (g.op("clip", [t], min=0.0, max=float(extent)) for t in (lo, hi))          # [R, bins]
+    pos = f(np.arange(extent, dtype=np.float64).reshape(1, 1, -1))
+    lo, hi = (g.op("unsqueeze", [t], axes=[2]) for t in (lo, hi))
+    return g.op("and", [g.op("greater_or_equal", [pos, lo]), g.op("less", [pos, hi])])
+
+
+@converter("MaxRoiPool", since=1)
+def max_roi_pool(ctx, node):
+    """The max of each of the ``pooled_shape`` bins of every roi (rois ``[R, 5]``: batch index, x1, y1,
+    x2, y2 in input coordinates times spatial_scale, rounded), 0 for an empty bin; the bins are masks over
+    rows and columns, reduced one axis at a time (R x C x H x bins x W values at the widest step)."""
+    g = Emitter(ctx)
+    x, rois = ctx.input(node, 0), ctx.input(node, 1)
+    pooled = ctx.attr(node, "pooled_shape", None)
+    if x.type.rank != 4 or x.type.dtype not in FLOAT_DTYPES or rois.type.rank != 2 or rois.type.shape[1] != 5 \
+            or pooled is None or len(pooled) != 2 or min(pooled) < 1:
+        raise ctx.error(node, "MaxRoiPool needs X [N, C, H, W], rois [R, 5] and a pooled_shape of two sizes")
+    ph, pw = (int(p) for p in pooled)
+    scale = float(ctx.attr(node, "spatial_scale", 1.0))
+    n_rois = rois.type.shape[0]
+    _, c, height, width = x.type.shape
+    r = g.cast(rois, "f32")
+    col = (lambda k: g.op("slice", [r], starts=[k], ends=[k + 1], axes=[1], steps=[1]))     # [R, 1]
+    corner = (lambda k: _round_half_away(g, g.op("mul", [col(k), g.const(scale, "f32")])))
+    rows = _roi_bins(g, corner(2), corner(4), ph, height)                                   # [R, ph, H]
+    cols = _roi_bins(g, corner(1), corner(3), pw, width)                                    # [R, pw, W]
+    batch = g.cast(g.reshape(col(0), [n_rois]), "i64")
+    feats = g.op("gather", [g.cast(x, "f32"), batch], axis=0)                               # [R, C, H, W]
+    neg = g.const(-np.inf, "f32")
+    # Max over each bin's columns: [R, C, H, pw, W] -> [R, C, H, pw].
+    wide = g.op("where", [g.reshape(cols, [n_rois, 1, 1, pw, width]),
+                          g.reshape(feats, [n_rois, c, height, 1, width]), neg])
+    by_col = g.op("reduce_max", [wide], axes=[4], keepdims=0)
+    # Then over its rows: [R, C, ph, H, pw] -> [R, C, ph, pw].
+    tall = g.op("where", [g.reshape(rows, [n_rois, 1, ph, height, 1]),
+                          g.reshape(by_col, [n_rois, c, 1, height, pw]), neg])
+    out = g.op("reduce_max", [tall], axes=[3], keepdims=0)
+    empty = g.op("equal", [out, neg])
+    return [g.cast(g.op("where", [empty, g.const(0.0, "f32"), out]), x.type.dtype)]
