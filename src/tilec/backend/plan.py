@@ -17,7 +17,7 @@ from ..analysis.hardware import module_arch
 from ..ir.attributes import DenseAttr, SymbolRef
 from ..ir.core import Operation, Value, arg_names, lookup_symbol, main_function
 from ..ir.diagnostics import CompileError
-from ..ir.opspec import get_spec, is_view  # noqa: F401  (is_view: re-exported for the passes)
+from ..ir.opspec import is_view  # noqa: F401  (also re-exported: the passes import it from here)
 from ..ir.types import TensorType, itemsize
 from ..ir.weights import module_weights
 from .launch_resources import static_shared_bytes
