@@ -101,3 +101,18 @@ def test_cache_command(tmp_path, cache_root):
     assert r.exit_code == 0 and "cleared emu, nvrtc, ptxas, weights" in r.output, r.output
     assert not (cache_root / "weights").exists() and (tmp_path / "a" / "weights.npz").is_file()
     assert CliRunner().invoke(cli, ["cache", "--clear", "bogus"]).exit_code == 2
+
+
+def test_a_folder_vanishing_mid_walk_is_skipped(tmp_path, monkeypatch):
+    # Another process renames or removes its temporary folder while this one lists the cache (prune, info).
+    (tmp_path / "kept.bin").write_bytes(b"x" * 8)
+    (tmp_path / ".tmp123").mkdir()
+    (tmp_path / ".tmp123" / "half.o").write_bytes(b"y")
+    real = os.scandir
+
+    def vanishing(path="."):
+        if str(path).endswith(".tmp123"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real(path)
+    monkeypatch.setattr(os, "scandir", vanishing)
+    assert [p.name for p in cache._files(tmp_path)] == ["kept.bin"]

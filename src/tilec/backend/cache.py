@@ -39,9 +39,16 @@ def max_bytes() -> int:
 
 
 def _files(folder: Path) -> list:
-    if not folder.is_dir():
-        return []
-    return [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    """The regular files under ``folder``. Other processes write and prune the cache at the same time: a
+    folder that vanishes mid-walk (another build's temporary one, renamed or removed) is skipped, not an
+    error (``Path.rglob`` raised FileNotFoundError there: seen as a crash of a fuzz run beside the tests)."""
+    out = []
+    for top, _, names in os.walk(folder):   # os.walk ignores folders it can no longer list
+        for name in names:
+            p = Path(top) / name
+            if p.is_file() and not p.is_symlink():
+                out.append(p)
+    return out
 
 
 def info() -> dict:
