@@ -98,14 +98,15 @@ def static_shared_bytes(func) -> int:
     """Bytes of the shared arrays ``func`` (a ``kernel.func``) declares, as ptxas counts them (ptxas may count
     less where an array's tail is never indexed, so this is an upper bound: safe for the limits):
     - kernel IR: every ``kernel.shared`` site;
-    - a persistent rProgram: its one arena, the largest member's layout (``analysis/rammer/shared``);
+    - a persistent rProgram: its one arena, the largest member's layout, and its buffer pointer table
+      (``analysis/rammer/shared``);
     - a device loop / branch: each distinct stage kernel's arrays, which its ``__device__`` function keeps;
     - a body written as text (``source``): the ``smem_static`` its lowering records (0 when absent)."""
     a = func.attributes
     kind = a.get("kind")
     if kind == "persistent":
-        from ..analysis.rammer.shared import arena_bytes
-        return arena_bytes(_referenced(func, "rprog.operator"))
+        from ..analysis.rammer.shared import args_table_bytes, arena_bytes
+        return arena_bytes(_referenced(func, "rprog.operator")) + args_table_bytes(len(a["params"]) - 1)
     if kind in ("device_loop", "device_if"):
         return sum(static_shared_bytes(k) for k in _referenced(func, "utask.stage"))
     if "source" in a:

@@ -132,7 +132,7 @@ def kernel_member(k: Operation, node: int, variant: int = 0):
     barriers = facts.synchronises
     return Member(node, k.sym_name, grid[0], block[0], smem, barriers, int(a.get("flops", 0)),
                   int(a.get("bytes_modelled", 0)), barriers and guardable(k), variant,
-                  kernel_regs(k, REGS_ASSUMED))
+                  kernel_regs(k, REGS_ASSUMED), len(a["params"]))
 
 
 def build_persistent(module, launches, placement, name, arch, variants=None):

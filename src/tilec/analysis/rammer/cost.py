@@ -39,6 +39,7 @@ class Member:
     guardable: bool = False  # has barriers, but can run guarded in a wider block (backend/lower/persistent)
     variant: int = 0         # which of the kernel's Roller alternatives (0: the tile it was lowered with)
     regs: int = REGS_ASSUMED  # registers per thread it needs (estimate: regs.kernel_regs)
+    buffers: int = 0         # its kernel's buffer params: slots of the persistent block's pointer table
 
     @property
     def fixed_width(self) -> bool:

@@ -34,6 +34,7 @@ from ..hardware import GPUSpec
 from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, program_blocks, sequential_seconds, task_seconds
 from .regs import reg_budget
 from .rounds import place_rounds
+from .shared import args_table_bytes
 
 
 @dataclass
@@ -66,11 +67,14 @@ def group_shape(members) -> tuple | None:
     count; the rest run guarded (barrier-free ones on their first threads, the others met at every barrier).
     The members' shared arrays overlay one arena (``shared``): the block needs the largest member's, not the
     sum. Every member is a ``__device__`` function of one kernel, so each thread needs the registers of the
-    hungriest member (``regs``); ``place`` refuses a block that cannot have them even alone on its SM."""
+    hungriest member (``regs``); ``place`` refuses a block that cannot have them even alone on its SM. Its
+    pointer table (``shared.args_table_bytes``) holds at most every member's buffers (fewer where members
+    share one): counted in full, so the block never needs more than the placement assumed."""
     threads = max(m.threads for m in members)
     if any(m.fixed_width and m.threads != threads for m in members):
         return None
-    return threads, max(m.smem for m in members), max(m.regs for m in members)
+    smem = max(m.smem for m in members) + args_table_bytes(sum(m.buffers for m in members))
+    return threads, smem, max(m.regs for m in members)
 
 
 def place(members: list, deps: dict, spec: GPUSpec, detail: bool = True, _search=None) -> Placement | None:

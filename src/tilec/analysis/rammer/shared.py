@@ -9,6 +9,11 @@ and 6 KB already outgrow the 48 KB a block may declare statically.)
 Within a member every ``kernel.shared`` site keeps its own slot, as its own kernel would: a declaration in a
 loop body is one static array, whatever the scope. Slots start at multiples of ``ALIGN`` bytes, enough for
 any element type and for 16-byte vector accesses.
+
+Beside the arena the block keeps its buffer pointers in a shared table (``args_table_bytes``): the dispatch
+loop passes each rTask its buffers from there instead of holding every kernel parameter in registers across
+the loop and the calls (vit_s32-small's 544-thread rProgram spilled at the 96 registers its block may have;
+with the table it needs 88).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import math
 from ...ir.types import itemsize
 
 ALIGN = 16
+POINTER_BYTES = 8   # a device pointer: one slot of the buffer table
 
 
 def layout(kernel) -> tuple:
@@ -38,3 +44,9 @@ def shared_bytes(kernel) -> int:
 def arena_bytes(kernels) -> int:
     """Bytes of the arena a persistent block running ``kernels`` needs: the largest member's layout."""
     return max((shared_bytes(k) for k in kernels), default=0)
+
+
+def args_table_bytes(buffers: int) -> int:
+    """Bytes of a persistent block's shared table of ``buffers`` buffer pointers, ``ALIGN``-rounded: the
+    arena declared after it starts on a 16-byte boundary (ptxas counts the padding)."""
+    return -(-POINTER_BYTES * buffers // ALIGN) * ALIGN

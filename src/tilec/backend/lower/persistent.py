@@ -209,10 +209,23 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
             params.append(f"{lang.ctype(p['dtype'])}* {p['name']}")
     lines.append(f"{lang.kernel_prefix} __launch_bounds__({threads}, {program['blocks_per_sm']}) "
                  f"{name}({', '.join(params)}) {{")
+    # The buffers go to a shared table once and each call reads its own from there: held in registers
+    # across the dispatch loop and the calls, every parameter pinned two registers (a 544-thread block
+    # spilled at its 96-register budget). ``shared.args_table_bytes`` counts the table.
+    buffers = a["params"][:-1]   # all but the rTask counters
+    slot = {p["name"]: i for i, p in enumerate(buffers)}
+    cast = {p["name"]: f"({'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}*)k_args[{slot[p['name']]}]"
+            for p in buffers}
+    fill = [f"k_args[{i}] = {p['name']};" for i, p in enumerate(buffers)]
     t = f"{name}_seg"
     lines += [
         "  const int k_v = blockIdx.x;",
         "  const bool k_lead = threadIdx.x == 0;",
+        f"  TL_SHARED(const void*, k_args, [{max(1, len(buffers))}]);  // the buffers, read at each call",
+        "  if (k_lead) {",
+        *("    " + " ".join(fill[j:j + 8]) for j in range(0, len(fill), 8)),
+        "  }",
+        "  __syncthreads();",
         *([f"  TL_SHARED(float4, k_arena, [{arena // ALIGN}]);  // every rOperator's shared arrays, overlaid",
            "  unsigned char* const k_parena = reinterpret_cast<unsigned char*>(k_arena);"] if arena else []),
         f"  for (int k_s = {name}_seg_begin[k_v]; k_s < {name}_seg_begin[k_v + 1]; ++k_s) {{",
@@ -227,7 +240,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         "      switch (k_op) {"]
     for i, (o, k) in enumerate(zip(operators, kernels)):
         own = shared_bytes(k) > 0
-        call = f"{name}_op{i}({', '.join(o['args'] + ['k_b'] + (['k_parena'] if own else []))});"
+        call = f"{name}_op{i}({', '.join([cast[x] for x in o['args']] + ['k_b'] + (['k_parena'] if own else []))});"
         kt = k.attributes["block"][0]
         # The next task, of this member or another, reuses the arena: every thread must be done with it.
         shared = _needs_whole_block(k) or own

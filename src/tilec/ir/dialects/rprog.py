@@ -59,7 +59,9 @@ def _verify_program(op, module):
     from ...analysis.rammer.cost import resident_blocks
     spec = get_arch(op.attributes["arch"])
     per_sm = op.attributes["blocks_per_sm"]
-    smem = max((_shared_bytes(o) for o in operators), default=0)  # one arena, overlaid (rammer/shared.py)
+    # One arena, overlaid, and the buffer pointer table (rammer/shared.py)
+    from ...analysis.rammer.shared import args_table_bytes
+    smem = max((_shared_bytes(o) for o in operators), default=0) + args_table_bytes(len(kernel.attributes["params"]) - 1)
     if n > per_sm * spec.num_sms or per_sm > resident_blocks(spec, kernel.attributes["block"][0], smem):
         raise CompileError.at(f"'rprog.program' needs {n} resident vEUs at {per_sm} per SM: over the "
                               f"{op.attributes['arch']} resident-block limit, so its waits could deadlock", op.loc)
