@@ -34,7 +34,7 @@ models: install
 # BENCH_NOTE="..." adds a sentence to the table's header (e.g. what else ran on the machine).
 bench: install
 	$(BIN)/python scripts/bench.py --out docs/benchmarks $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)")
-	$(BIN)/python -m tilec.analysis.rammer.report samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
+	$(BIN)/python scripts/bench_rammer.py samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
 	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
 
 # On a lent GPU machine (no network, no .venv): lark/click and the CUDA headers come from wheels/

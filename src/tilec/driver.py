@@ -60,7 +60,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
     with nvcc first and records what ptxas reports; ``check_nvrtc`` compiles every kernel as CuPy will
     (NVRTC, ``backend/nvrtc.py``). ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
-    on a GPU and keeps the fastest (``backend/tune.py``); without a GPU the model decides. ``arch`` is the
+    on a GPU and keeps the fastest (``tune.py``); without a GPU the model decides. ``arch`` is the
     target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read.
     ``progress``, when given, is called as ``progress(index, total, stage name)`` before each stage (import,
     every pass, writing the build): the CLI's ``cli.progress.Progress.stage``. ``on_import``, when given, is
@@ -104,7 +104,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     front.run(module)
     tuning = None
     if tune > 0:
-        from .backend.tune import tune_module
+        from .tune import tune_module
         tuning = tune_module(module, tune)
     reference = module_text(module) if cut < len(passes) else None
     back = PassManager(passes=passes[cut:], dump_dir=dump_dir, first_index=cut + 1, before_pass=stage)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tilec.analysis import roller
 from tilec.analysis.hardware import get_arch
-from tilec.analysis.rammer.variants import variants
+from tilec.backend.lower import variants as variants_module
+from tilec.backend.lower.variants import variants
 from tilec.backend.cstyle import render_body
 from tilec.driver import pipeline_spec
 from tilec.frontend.importer import import_onnx
@@ -29,12 +29,12 @@ def _seen(found: list) -> list:
 
 def test_shared_candidates_give_the_same_variants(monkeypatch):
     spec, calls, kernels = get_arch("h200"), [], _kernels()
-    construct = roller.construct_rtiles
+    construct = variants_module.construct_rtiles
 
     def counted(problem, spec, topk=8):
         calls.append(problem)
         return construct(problem, spec, topk)
-    monkeypatch.setattr(roller, "construct_rtiles", counted)
+    monkeypatch.setattr(variants_module, "construct_rtiles", counted)
     alone = [_seen(variants(k, spec)) for k in kernels]
     constructed_alone = len(calls)
     shared: dict = {}

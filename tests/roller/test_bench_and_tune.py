@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tilec.backend.tune import Trial, candidates, select, tune_module
+from tilec.tune import Trial, candidates, select, tune_module
 from tilec.cli.main import cli
 from tilec.ir import parse_module
 from tilec.passes import get_pass

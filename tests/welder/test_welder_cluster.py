@@ -247,7 +247,7 @@ def test_rammer_keeps_cluster_kernels_when_their_twins_cost_more(tmp_path):
 def test_a_cluster_must_save_a_clear_share_of_the_bytes(case, tmp_path, monkeypatch):
     """Each search (group re-tiling, conv chains, attention) keeps its best tile without a cluster unless
     the cluster saves ``MIN_CLUSTER_SAVING`` of its bytes: with the bar at 95% no case takes one."""
-    from tilec.analysis.welder import retile
+    from tilec.fusion import retile
     onnx.save(CASES[case](), str(tmp_path / "m.onnx"))
     monkeypatch.setattr(retile, "MIN_CLUSTER_SAVING", 0.95)
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from tilec.analysis.hardware import get_arch
-from tilec.analysis.welder.retile import Retiler
+from tilec.fusion.retile import Retiler
 from tilec.backend.lower import tiled
 from tilec.backend.lower.fused import FusedContext
 from tilec.cli.main import cli

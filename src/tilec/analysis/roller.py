@@ -252,7 +252,7 @@ class Roller:
         f16/bf16 matmul whose m, n, k are at least one tile of the spec's square mma shape (the one wmma's
         m16n16k16 uses); else (None, {})."""
         if not hasattr(self, "_mma_memo"):
-            from ..backend.lower.tiled_mma import match_expr
+            from .mma_tile import match_expr
             p = self.p
             square = [s for s in self.spec.mma_shapes if s[0] == s[1]]
             # No tensor cores for this dtype on this GPU (bf16 on V100): plain CUDA-core tiles.
@@ -280,7 +280,7 @@ class Roller:
         mt = self._mma()[0]
         if mt is None:
             return True
-        from ..backend.lower.tiled_mma import smem_bytes as mma_smem
+        from .mma_tile import smem_bytes as mma_smem
         limit = self.spec.smem_per_block_bytes
         return mma_smem(block[mt["m"]], block[mt["n"]], step[mt["k"]], self.p.input_dtypes[0]) <= limit
 

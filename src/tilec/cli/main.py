@@ -141,7 +141,7 @@ def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_pt
 @guarded
 def tune_cmd(build_dir, k):
     """Re-tune a build folder: profile each op's top-K tiles on the GPU, keep the fastest, rewrite it."""
-    from ..backend.tune import summary, tune_build
+    from ..tune import summary, tune_build
     click.echo(summary(tune_build(build_dir, k)))
 
 

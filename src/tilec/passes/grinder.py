@@ -64,7 +64,7 @@ class Grinder(ModulePass):
 
 def _why_host(module, op, fn) -> str | None:
     """Why ``op`` must stay host-driven, or None when its bodies are kernels only."""
-    from ..backend.plan import is_view
+    from ..ir.opspec import is_view
     if op.parent_op is not fn:
         return "nested in another control-flow op: only @main's own loops and ifs move"
     for region in op.regions:

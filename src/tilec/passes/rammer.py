@@ -25,7 +25,7 @@ from ..analysis.rammer.cost import REGS_ASSUMED
 from ..analysis.rammer.graph import outer_operands
 from ..analysis.rammer.regs import kernel_regs
 from ..analysis.rammer.shared import shared_bytes
-from ..analysis.rammer.variants import Variant, variants
+from ..backend.lower.variants import Variant, variants
 from ..backend.kernel_facts import kernel_facts
 from ..backend.lower.cluster import TWIN_SUFFIX, declustered
 from ..backend.lower.persistent import guardable

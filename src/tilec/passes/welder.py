@@ -10,7 +10,7 @@ arguments inside, so the region is isolated from above), its region holds the me
 ``tile.yield`` of the results used outside. ``lower-cuda`` emits one kernel for it.
 
 Then every group whose anchor is a tiled contraction or convolution (a lone op too) has its tile chosen
-again for the whole group (``analysis/welder/retile.py``): the anchor's ``rtile`` is replaced by the tile
+again for the whole group (``fusion/retile.py``): the anchor's ``rtile`` is replaced by the tile
 with the fewest group global bytes above a parallelism floor, and ``welder_tile`` on the anchor records
 the choice, Roller's bytes and the best rejected candidates' scores. ``max-level=global`` (``--no-fusion``)
 leaves the module exactly as Roller left it.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..analysis.hardware import target_spec
 from ..analysis.welder import TileGraph, search
 from ..analysis.welder.graph import outside_values
-from ..analysis.welder.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
+from ..fusion.retile import MIN_BLOCK_OUTPUTS, Retiler, retileable
 from ..analysis.welder.search import classify_group, group_outputs, group_signature, single_group
 from ..analysis.welder.views import fold_views
 from ..backend.lower.context import ComputeContext

@@ -5,7 +5,7 @@ kernel costs its rProgram's packed estimate, any other kernel its one-at-a-time 
 (``cost.kernel_seconds``). ``schedule_trace`` replays each rProgram's vEU lists (segments start when their
 vEU is free and their waits are met) into Chrome-trace events, one lane per vEU, estimated time on x.
 
-    python -m tilec.analysis.rammer.report samples/parallel/*.onnx   # the table in docs/benchmarks
+    python scripts/bench_rammer.py samples/parallel/*.onnx   # the table in docs/benchmarks (make bench)
 """
 from __future__ import annotations
 
@@ -89,52 +89,3 @@ def schedule_trace(module: Operation) -> dict:
                            "dur": (end - start) * 1e6, "args": {"blocks": [lo, hi]}})
         t0 += max((r[5] for r in rows), default=0.0) + LAUNCH_OVERHEAD
     return {"traceEvents": events, "displayTimeUnit": "ns"}
-
-
-def main(argv=None) -> None:
-    import argparse
-    import json
-    import tempfile
-
-    import numpy as np
-
-    from ...driver import compile_model, load_target, make_executor
-    from ...ir.io import read_ir
-    from ...runtime.interpreter import run_module
-    ap = argparse.ArgumentParser(description="launches, estimated time and emulator bytes per inference, "
-                                             "welder vs rammer (welder + rammer)")
-    ap.add_argument("models", nargs="+")
-    ap.add_argument("--arch", default="h200")
-    args = ap.parse_args(argv)
-    spec = get_arch(args.arch)
-    print("| model | launches welder → rammer (emu) | est. makespan µs welder → rammer | est. speedup | vEUs (max) | "
-          "emu global KB welder → rammer | max err vs numpy |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in args.models:
-            row = []
-            for pipeline in ("welder", "rammer"):
-                out = f"{tmp}/{pipeline}"
-                compile_model(path, out, pipeline=pipeline)
-                module = read_ir(f"{out}/model.tir")
-                plan = json.loads(open(f"{out}/plan.json").read())
-                shapes = {b["name"]: b["shape"] for b in plan["buffers"]}
-                rng = np.random.default_rng(0)
-                inputs = {i["name"]: rng.standard_normal(shapes[i["buffer"]]).astype(np.float32)
-                          for i in plan["inputs"]}
-                ex = make_executor(out, "emu")
-                got = ex.run(inputs)
-                ref = run_module(load_target(path), inputs)
-                err = max(float(np.max(np.abs(got[k] - ref[k]))) for k in ref)
-                totals = ex.report()["totals"]
-                veus = max((int(k.attributes["grid"][0]) for k in launches(module)
-                            if k.attributes.get("kind") == "persistent"), default=0)
-                row.append((totals["launches"], plan_seconds(module, spec), totals["global_bytes"], err, veus))
-            (n0, s0, b0, e0, _), (n1, s1, b1, e1, v1) = row
-            name = path.rsplit("/", 1)[-1]
-            print(f"| {name} | {n0} → {n1} | {s0 * 1e6:.1f} → {s1 * 1e6:.1f} | {s0 / s1:.2f}x | {v1} | "
-                  f"{b0 / 1024:.1f} → {b1 / 1024:.1f} | {max(e0, e1):.1e} |")
-
-
-if __name__ == "__main__":
-    main()

@@ -58,7 +58,7 @@ def _in_bounds(indices: tuple, shape: tuple, extents: dict) -> bool:
 def fold_views(block) -> int:
     """Rewrite every elementwise ``tile.compute`` in ``block`` that reads a view to read the view's source
     where the composed index is affine and in bounds; drop views left unused. Returns the folds made."""
-    from ...backend.plan import is_view
+    from ...ir.opspec import is_view
     folds = 0
     for op in list(block.ops):
         if op.name != "tile.compute":

@@ -19,45 +19,16 @@ from __future__ import annotations
 
 import math
 
+from ...analysis.mma_tile import MMA, PAD_AB, PAD_C, match_expr, smem_bytes  # noqa: F401 (re-exported)
 from ...ir.types import itemsize
 from .context import ComputeContext
 
-MMA = (16, 16, 16)
-PAD_AB = 8     # halves: keeps ldm a multiple of 8 and fragment rows 32-B aligned, shifts banks per row
-PAD_C = 4      # floats
 CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
 
 
 def match(ctx: ComputeContext) -> dict | None:
     """``{"m", "n", "k", "batch", "a", "b", "a_kmajor", "b_nmajor"}`` when ``ctx`` is a tensor-core matmul."""
     return match_expr(ctx.expr, ctx.dtypes, ctx.out_dtype)
-
-
-def match_expr(e, dtypes, out_dtype) -> dict | None:
-    """:func:`match` on the parts Roller's TileProblem has too (it aligns these tiles to the mma shape)."""
-    from ...ir.texpr.evaluate import product_factors
-    from ...ir.texpr.nodes import Access, AxisRef
-    if e.combiner != "sum" or len(e.reduce_axes) != 1 or len(e.out_axes) < 2:
-        return None
-    if set(dtypes) not in ({"f16"}, {"bf16"}) or len(dtypes) != 2 or out_dtype not in CTYPE:
-        return None
-    pf = product_factors(e.body)
-    if pf is None or pf[1] != 1 or len(pf[0]) != 2 or not all(isinstance(f, Access) for f in pf[0]):
-        return None
-    *batch, m, n = e.out_axes
-    k = e.reduce_axes[0]
-    fa, fb = pf[0]
-    if fa.tensor == fb.tensor or not all(isinstance(i, AxisRef) for i in fa.indices + fb.indices):
-        return None
-    ia, ib = [i.name for i in fa.indices], [i.name for i in fb.indices]
-    if ia[:-2] != batch or ib[:-2] != batch:
-        return None
-    if sorted(ia[-2:]) != sorted([m, k]):
-        fa, fb, ia, ib = fb, fa, ib, ia      # B * A: swap so A is the one holding m
-    if sorted(ia[-2:]) != sorted([m, k]) or sorted(ib[-2:]) != sorted([k, n]):
-        return None
-    return {"m": m, "n": n, "k": k, "batch": batch, "a": fa, "b": fb,
-            "a_kmajor": ia[-1] == m, "b_nmajor": ib[-1] == k}
 
 
 def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
@@ -82,12 +53,6 @@ def tiled_for(ctx: ComputeContext):
     module's target."""
     from ...analysis.hardware import get_arch, module_arch
     return get_arch((ctx.op.attributes.get("estimate") or {}).get("arch") or module_arch(ctx.op))
-
-
-def smem_bytes(bm: int, bn: int, bk: int, dtype: str, warps: int = 8) -> int:
-    """Staged A and B tiles plus one 16×16 fp32 epilogue scratch per warp (at most 8)."""
-    e = itemsize(dtype)
-    return bm * (bk + PAD_AB) * e + bk * (bn + PAD_AB) * e + warps * 16 * (16 + PAD_C) * 4
 
 
 def warps_for(bm: int, bn: int, threads_hint: int) -> int:

@@ -17,7 +17,7 @@ Group tile: ``Tq`` query rows per block (a divisor of the query length) and ``Bk
 Shared memory holds the Q tile, the ``Tq × Sk`` score tile, one K/V chunk and the staged mask vectors, within
 the arch's per-block static limit; each thread keeps ``Tq·Dv / threads`` output accumulators (≤ 32).
 Modelled bytes are what the emitted kernel (:mod:`.kernel`) loads and stores: Q once, K
-and V once per query tile (once per cluster of query tiles on sm_90, :func:`~tilec.analysis.welder.retile.cluster_blocks`), S-side operands per
+and V once per query tile (once per cluster of query tiles on sm_90, :func:`~tilec.fusion.retile.cluster_blocks`), S-side operands per
 element, per key (staged per block) or once per block by which of ``i``/``j`` their index uses, O once."""
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ...analysis.hardware import target_spec
 from ...analysis.welder.graph import TileGraph, is_identity, permuting_layout
-from ...analysis.welder.retile import MAX_ACC, MIN_BLOCK_OUTPUTS, clear_saving, cluster_blocks
+from ..retile import MAX_ACC, MIN_BLOCK_OUTPUTS, clear_saving, cluster_blocks
 from ...analysis.welder.search import Group, group_signature, is_convex
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
 from ...ir.types import itemsize

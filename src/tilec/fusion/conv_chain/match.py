@@ -21,7 +21,7 @@ recompute the same P points) and P's reduce step (the largest that fits shared m
 Score: (modelled global bytes rounded to 32-B sectors + 1) × waves, the bytes counted as the emitted
 kernel moves them (:meth:`.kernel.ChainContext.chain_bytes`), subject to the
 static shared-memory limit and the arch's, ≤ 256 threads, ≤ 32 accumulators per thread on both sides,
-and the retile parallelism floor (at least min(#SM, ⌈outputs / 4096⌉) blocks, ``analysis/welder/retile.py``).
+and the retile parallelism floor (at least min(#SM, ⌈outputs / 4096⌉) blocks, ``fusion/retile.py``).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ...analysis.index_map import classify
 from ...analysis.welder.graph import outside_values, plain_f32
-from ...analysis.welder.retile import (MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, clear_saving, waves_and_score,
+from ..retile import (MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, clear_saving, waves_and_score,
                                        thread_tile)
 from ...analysis.welder.search import Group, group_outputs
 from ...ir.texpr.affine import to_affine

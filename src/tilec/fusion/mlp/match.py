@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...analysis.welder.graph import outside_values, plain_f32
-from ...analysis.welder.retile import MAX_ACC, MIN_BLOCK_OUTPUTS, Retiler, retileable, waves_and_score
+from ..retile import MAX_ACC, MIN_BLOCK_OUTPUTS, Retiler, retileable, waves_and_score
 from ...analysis.welder.search import Group, group_outputs
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
 from ..epilogue.match import epilogue_group

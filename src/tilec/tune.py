@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir.diagnostics import CompileError
+from .ir.diagnostics import CompileError
 
 PROFILE_REPEAT = 10
 
@@ -98,7 +98,7 @@ def tune_module(module, k: int, profiler=None) -> dict:
 def gpu_profiler():
     """``(profiler, None)`` on a machine with CuPy and a GPU, else ``(None, why not)``."""
     try:
-        from ..runtime.cupy_device import CupyDevice
+        from .runtime.cupy_device import CupyDevice
         device = CupyDevice()
     except CompileError as e:
         return None, str(e)
@@ -110,9 +110,9 @@ def gpu_profiler():
 
 def profile_config(device, op, config: dict, repeat: int = PROFILE_REPEAT) -> float:
     """Median seconds (CUDA events) of ``op``'s kernel lowered with ``config``, on random inputs."""
-    from ..ir.types import np_dtype
-    from .emit import emit_kernel
-    from .lower import lower_compute
+    from .ir.types import np_dtype
+    from .backend.emit import emit_kernel
+    from .backend.lower import lower_compute
     saved = op.attributes.get("rtile")
     op.attributes["rtile"] = config
     try:
@@ -145,9 +145,9 @@ def tune_build(build_dir: str, k: int = 8, profiler=None, check_ptx: bool | None
     Returns the new report."""
     import time
 
-    from ..ir.io import read_ir
-    from ..passes import get_pass
-    from .build import atomic_build_dir, module_text, write_build, write_json
+    from .ir.io import read_ir
+    from .passes import get_pass
+    from .backend.build import atomic_build_dir, module_text, write_build, write_json
     root = Path(build_dir)
     ref, old_report = root / "reference.tir", root / "report.json"
     if not ref.is_file() or not old_report.is_file():

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...analysis.hardware import GPUSpec
+from ...analysis.roller import construct_rtiles
+from ...analysis.tile_problem import TileProblem
 from ...ir.core import Block, Operation
 from ...ir.types import TensorType
-from ..hardware import GPUSpec
+from ..cstyle import render_body
+from . import lower_compute
 
 TOPK = 8  # the roller pass's default top-k
 
@@ -47,7 +51,6 @@ def _rebuild(kernel: Operation) -> Operation | None:
 
 
 def _body(kernel: Operation) -> list:
-    from ...backend.cstyle import render_body
     return render_body(kernel)
 
 
@@ -56,9 +59,6 @@ def variants(kernel: Operation, spec: GPUSpec, topk: int = TOPK, rtiles: dict | 
     is not a single tiled op or its op cannot be rebuilt faithfully. ``rtiles``, a dict kept by the caller
     across calls for one ``spec``, memoises Roller's candidates per problem: a transformer's layers ask
     for the same few (GPT-2: 49 constructions, a handful of problems)."""
-    from ...backend.lower import lower_compute
-    from ..roller import construct_rtiles
-    from ..tile_problem import TileProblem
     op = _rebuild(kernel)
     if op is None:
         return []

@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..backend.lower import choose_kind, tiled
+
 MAX_THREADS = 256      # threads per block the re-chosen tile aims at (a warp multiple when it can)
 MAX_ACC = 32           # accumulators per thread: with the operand fragments this stays well under 255 regs
 MAX_PER_AXIS = 8       # per-thread extent of one axis (the tiled kernel unrolls it)
@@ -73,7 +75,6 @@ class TileChoice:
 
 def retileable(ctx) -> bool:
     """The anchor is lowered by the generic tiled kernel and is not a tensor-core candidate."""
-    from ...backend.lower import choose_kind
     low = ("f16", "bf16")
     return choose_kind(ctx) == "tiled" and not any(d in low for d in ctx.dtypes + [ctx.out_dtype])
 
@@ -111,7 +112,6 @@ def best_cluster(ctx, spec, cfg: dict, nbytes, nbytes_many=None) -> tuple:
     once), or ``cfg`` itself when none saves any. On sm_90 up to the spec's ``max_cluster_blocks``
     neighbours along one output axis load a box that does not move along it once and share it through
     distributed shared memory (``tiled.py``); the cluster must divide that axis' blocks."""
-    from ...backend.lower import tiled
     trials = [None]
     for a in ctx.out_axes:
         c = cluster_blocks(spec, -(-ctx.extents[a] // cfg["block"][a]))
@@ -132,7 +132,6 @@ class Retiler:
 
     def __init__(self, ctx, spec, extra_bytes: int = 0, min_block_outputs: int = MIN_BLOCK_OUTPUTS,
                  clusters: bool = True):
-        from ...backend.lower import tiled
         self.ctx, self.spec, self.extra = ctx, spec, extra_bytes
         self.tiled = tiled
         self.axes = list(ctx.out_axes)
