@@ -21,12 +21,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ...analysis.hardware import available_archs, get_arch
 from .errors import EmuError
 
 HEADER_DIR = Path(__file__).resolve().parent
 HEADER = "tilec_emu.h"
 RUNTIME = "emu_runtime.cc"
-FLAGS = ("-O2", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-fno-math-errno", "-pthread", "-w")
+# The per-block shared memory the emulator's arena holds: the largest any GPU spec opts in to (the specs are the
+# data; emu_state.h's kSmemCap is this define).
+SMEM_CAP = max(get_arch(a).smem_per_block_optin_bytes for a in available_archs())
+FLAGS = ("-O2", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-fno-math-errno", "-pthread", "-w",
+         f"-DTL_EMU_SMEM_CAP={SMEM_CAP}")
 MAX_LOG = 6000   # characters of compiler output kept in an EmuError
 
 

@@ -22,7 +22,11 @@
 #define TL_EMU_RT __attribute__((visibility("default")))
 
 namespace tl_emu {
-constexpr size_t kSmemCap = 232448;   // 227 KiB: the largest per-block shared memory (H100/H200 opt-in)
+// The largest per-block shared memory of the GPU specs (analysis/hw/*.json), passed by backend/emu/build.py.
+#ifndef TL_EMU_SMEM_CAP
+#error "TL_EMU_SMEM_CAP (the largest per-block shared memory of the GPU specs) is set by backend/emu/build.py"
+#endif
+constexpr size_t kSmemCap = TL_EMU_SMEM_CAP;
 
 enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_CLUSTER, S_GROUP, S_MBAR, S_DONE };
 enum WarpKind { W_SHFL, W_BALLOT, W_ALL, W_SYNC };

@@ -12,7 +12,7 @@ from .errors import EmuError
 
 ORDERS = {"normal": 0, "reverse": 1, "shuffle": 2}
 ERR_LEN = 4096
-MAX_SMEM = 232448   # tl_emu::kSmemCap
+MAX_SMEM = build.SMEM_CAP   # tl_emu::kSmemCap: the largest per-block shared memory of the GPU specs
 
 
 @dataclass
