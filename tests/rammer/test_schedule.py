@@ -7,7 +7,7 @@ import math
 
 from tilec.analysis.hardware import get_arch
 from tilec.analysis.rammer import Member, choose_groups, place, resident_blocks
-from tilec.analysis.rammer.cost import LAUNCH_OVERHEAD, sequential_seconds
+from tilec.analysis.rammer.cost import launch_seconds, sequential_seconds
 from tilec.analysis.rammer.schedule import _classes
 
 H200 = get_arch("h200")
@@ -199,7 +199,7 @@ def test_estimate_only_placement_matches_the_full_program():
     assert quick.segments == [] and full.segments
     assert (quick.packed_seconds, quick.veus, quick.blocks_per_sm) == \
         (full.packed_seconds, full.veus, full.blocks_per_sm)
-    assert full.packed_seconds == LAUNCH_OVERHEAD + max(e for times in full.starts for _, e in times)
+    assert full.packed_seconds == launch_seconds(H200) + max(e for times in full.starts for _, e in times)
 
 
 def test_resumed_estimates_equal_the_simulation():

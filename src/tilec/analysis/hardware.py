@@ -58,6 +58,7 @@ class GPUSpec:
     issue_per_clk_per_sm: int = 4            # warp instructions issued per clock per SM
     sfu_per_clk_per_sm: int = 16             # special-function results (exp, rsqrt, ...) per clock per SM
     launch_overhead_us: float = 0.0          # one kernel launch in a stream, drain and ramp included
+    block_overhead_us: float = 0.0           # one thread block: scheduling, index math, first loads' latency
     grid_barrier_us: float = 0.0             # one grid-wide flag barrier of a persistent kernel
     saturating_warps_per_sm: int = 32        # warps in flight an SM needs to hide latency (Little's law)
     latency_sources: str = ""

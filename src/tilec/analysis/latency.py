@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 from .hardware import GPUSpec
 from .kernel_work import BlockWork, block_work
+from .rammer.cost import launch_seconds
 
 SMEM_ACCESS_BYTES = 4      # one shared-array element access per thread (f32 / i32 words; a warp: 128 B)
 GLOBAL_BYTES_PER_INSTR = 4  # a global load / store instruction moves a word per lane
@@ -151,8 +152,7 @@ def kernel_load(spec: GPUSpec, kernel, row: dict) -> KernelLoad:
         grid_barriers = float(trip * (stages + 1) if kind == "device_loop" else stages)
     for op in body:
         if op.name == "rprog.program":
-            from .rammer.cost import LAUNCH_OVERHEAD
-            makespan = max(0.0, float(op.attributes.get("packed_seconds", 0.0)) - LAUNCH_OVERHEAD)
+            makespan = max(0.0, float(op.attributes.get("packed_seconds", 0.0)) - launch_seconds(spec))
     return KernelLoad(blocks=math.prod(a["grid"]), threads=math.prod(a["block"]),
                       smem=int(row.get("smem_static", 0)) + int(row.get("smem_dynamic", 0)),
                       regs=int(row.get("registers") or 0), flops=float(a.get("flops", 0)),

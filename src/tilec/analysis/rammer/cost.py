@@ -1,13 +1,13 @@
 """Rammer's cost model: what one rTask (a thread block) costs on a vEU, and how many vEUs an SM holds.
 
 An SM's fp32 throughput and its share of DRAM bandwidth (peak / #SMs) are split between the blocks
-resident on it: a task gets ``share = min(warps / SATURATING_WARPS, 1 / occ)`` of them, where ``occ`` is the
-number of blocks sharing its SM, and costs ``max(flops/(F·share), bytes/(B·share)) + BLOCK_OVERHEAD``. A lone small kernel therefore runs its few blocks on a few SMs at their
+resident on it: a task gets ``share = min(warps / saturating_warps_per_sm, 1 / occ)`` of them, where ``occ`` is the
+number of blocks sharing its SM, and costs ``max(flops/(F·share), bytes/(B·share)) + block_seconds``. A lone small kernel therefore runs its few blocks on a few SMs at their
 per-SM speed and leaves the rest idle, which is exactly the waste Rammer packs away. Launches cost
-``LAUNCH_OVERHEAD`` each (host launch plus the drain and ramp between dependent kernels); a segment's step
-flag waits cost ``WAIT_OVERHEAD`` (a fence and an L2 round trip) per round of as many flags as the block
-has threads. These are modelling constants, not
-measurements: without a GPU the estimate decides, as in Roller (DESIGN §3).
+``launch_seconds`` each (host launch plus the drain and ramp between dependent kernels); a segment's step
+flag waits cost ``wait_seconds`` (a fence and an L2 round trip) per round of as many flags as the block
+has threads. These constants are the GPU spec's (``analysis/hw/*.json``: modelling constants until ``make
+gpu-calibrate`` measures them): without a GPU the estimate decides, as in Roller (DESIGN §3).
 """
 from __future__ import annotations
 
@@ -17,10 +17,23 @@ from dataclasses import dataclass
 from ..hardware import GPUSpec
 from .regs import blocks_for_regs
 
-LAUNCH_OVERHEAD = 3.0e-6   # s per kernel launch in a stream (launch latency + tail/ramp of the grid)
-BLOCK_OVERHEAD = 0.3e-6    # s per block: scheduling, index math, first loads' latency
-WAIT_OVERHEAD = 0.5e-6     # s per round of flag waits (the block's threads each wait on one flag per round)
-SATURATING_WARPS = 32      # warps per SM that keep its memory pipeline full
+def launch_seconds(spec: GPUSpec) -> float:
+    """s per kernel launch in a stream (launch latency + tail/ramp of the grid): the spec's
+    ``launch_overhead_us`` (a measured file overrides it: ``analysis/measured.py``)."""
+    return spec.launch_overhead_us / 1e6
+
+
+def block_seconds(spec: GPUSpec) -> float:
+    """s per block: scheduling, index math, first loads' latency (``block_overhead_us``)."""
+    return spec.block_overhead_us / 1e6
+
+
+def wait_seconds(spec: GPUSpec) -> float:
+    """s per round of counter or flag polls, a fence and an L2 round trip (``grid_barrier_us``; the block's
+    threads each poll one per round)."""
+    return spec.grid_barrier_us / 1e6
+
+
 REGS_ASSUMED = 64          # registers per thread of a kernel whose IR shows no state (hand-written source)
 
 
@@ -82,12 +95,12 @@ def program_blocks(spec: GPUSpec, threads: int, smem: int, regs: int) -> int:
 
 def task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:
     """One rTask of ``m`` sharing its SM with ``occ`` blocks in all. A block gets at most ``1/occ`` of its
-    SM, and no more than its own warps can keep busy (``warps / SATURATING_WARPS``): latency hiding needs
+    SM, and no more than its own warps can keep busy (``warps / saturating_warps_per_sm``): latency hiding needs
     warps in flight (Little's law), so a lone small block runs slower than its share."""
-    share = min(math.ceil(m.threads / spec.warp_size) / SATURATING_WARPS, 1.0 / occ)
+    share = min(math.ceil(m.threads / spec.warp_size) / spec.saturating_warps_per_sm, 1.0 / occ)
     per_flops = spec.fp32_flops / spec.num_sms * share
     per_bytes = spec.dram_bytes_per_s / spec.num_sms * share
-    return max(m.flops / m.blocks / per_flops, m.bytes / m.blocks / per_bytes) + BLOCK_OVERHEAD
+    return max(m.flops / m.blocks / per_flops, m.bytes / m.blocks / per_bytes) + block_seconds(spec)
 
 
 def kernel_seconds(m: Member, spec: GPUSpec) -> float:
@@ -98,7 +111,7 @@ def kernel_seconds(m: Member, spec: GPUSpec) -> float:
     limit = max(1, resident_blocks(spec, m.threads, m.smem))
     occ = min(limit, math.ceil(m.blocks / spec.num_sms))
     waves = math.ceil(m.blocks / (occ * spec.num_sms))
-    return LAUNCH_OVERHEAD + waves * task_seconds(m, occ, spec)
+    return launch_seconds(spec) + waves * task_seconds(m, occ, spec)
 
 
 def sequential_seconds(members, spec: GPUSpec) -> float:

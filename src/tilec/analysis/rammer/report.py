@@ -13,7 +13,7 @@ import math
 
 from ...ir.core import Operation, lookup_symbol
 from ..hardware import GPUSpec, get_arch
-from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, Member, kernel_seconds
+from .cost import Member, kernel_seconds, launch_seconds, wait_seconds
 
 
 def _member(kernel: Operation) -> Member:
@@ -44,9 +44,15 @@ def plan_seconds(module: Operation, spec: GPUSpec) -> float:
     return total
 
 
+def _program_spec(kernel: Operation) -> GPUSpec:
+    """The GPU an rProgram was scheduled for (its ``rprog.program`` names it)."""
+    return get_arch(next(o for o in kernel.body.ops if o.name == "rprog.program").attributes["arch"])
+
+
 def replay(kernel: Operation) -> list:
     """``[(veu, operator, lo, hi, start, end)]`` of a persistent kernel, in seconds from its start."""
     ops = kernel.body.ops
+    wait = wait_seconds(_program_spec(kernel))
     secs = [o.attributes.get("task_seconds", 0.0) for o in ops if o.name == "rprog.operator"]
     veus = [o.attributes for o in ops if o.name == "rprog.veu"]
     threads = kernel.attributes["block"][0]
@@ -62,7 +68,7 @@ def replay(kernel: Operation) -> list:
                 if any(counted[d] < tasks[d] for d in waits):
                     break
                 i, lo, hi = veu["segments"][pc[v]]
-                start = max([now[v]] + [done_at[d] for d in waits]) + WAIT_OVERHEAD * math.ceil(len(waits) / threads)
+                start = max([now[v]] + [done_at[d] for d in waits]) + wait * math.ceil(len(waits) / threads)
                 now[v] = start + (hi - lo) * secs[i]
                 counted[i] += hi - lo
                 done_at[i] = max(done_at[i], now[v])
@@ -87,5 +93,5 @@ def schedule_trace(module: Operation) -> dict:
         for v, i, lo, hi, start, end in rows:
             events.append({"ph": "X", "pid": pid, "tid": v, "name": names[i], "ts": (t0 + start) * 1e6,
                            "dur": (end - start) * 1e6, "args": {"blocks": [lo, hi]}})
-        t0 += max((r[5] for r in rows), default=0.0) + LAUNCH_OVERHEAD
+        t0 += max((r[5] for r in rows), default=0.0) + launch_seconds(_program_spec(k))
     return {"traceEvents": events, "displayTimeUnit": "ns"}

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..hardware import GPUSpec
-from .cost import LAUNCH_OVERHEAD, WAIT_OVERHEAD, program_blocks, sequential_seconds, task_seconds
+from .cost import launch_seconds, program_blocks, sequential_seconds, task_seconds, wait_seconds
 from .regs import reg_budget
 from .rounds import place_rounds
 from .shared import args_table_bytes
@@ -138,7 +138,7 @@ class _Prefixes:
         self._run(state, members, at, len(members), occ, threads)
         free, finish, placed, durations, touched = state
         return Placement(members, len(touched), occ, threads, smem, [], [], list(durations),
-                         LAUNCH_OVERHEAD + max(finish, default=0.0))
+                         launch_seconds(self.spec) + max(finish, default=0.0))
 
     def _run(self, state, members, lo: int, hi: int, occ: int, threads: int) -> None:
         """``_simulate``'s placement loop over ``members[lo:hi]``, inlined (vEU ids kept negated, as in the
@@ -161,7 +161,7 @@ class _Prefixes:
                 producers = placed[ds[0]].union(*[placed[d] for d in ds[1:]]) if len(ds) > 1 else placed[ds[0]]
             else:
                 ready, producers = 0.0, _NONE
-            wait_in, wait_on = wait_rounds(ds, producers, threads)
+            wait_in, wait_on = wait_rounds(ds, producers, threads, spec)
             probe = (ready, 1)
             seg: dict = {}   # -v: the vEUs running this member
             end_all = 0.0
@@ -192,13 +192,13 @@ class _Prefixes:
 _NONE: frozenset = frozenset()
 
 
-def wait_rounds(deps, producers, threads: int) -> tuple:
+def wait_rounds(deps, producers, threads: int, spec: GPUSpec) -> tuple:
     """Seconds a vEU's first rTask of a member waits before it starts: ``(outside, among)`` the vEUs that ran
     its producers ``deps``. It polls one rTask counter per producer rOperator with tasks on another vEU, the
     block's threads one counter each per round. A vEU outside the producers polls all of them; the sole
     producer vEU polls none (a chain on one vEU needs no waits); a vEU among several is charged all of them
     (an upper bound: the rounds differ only beyond ``threads`` producers)."""
-    outside = WAIT_OVERHEAD * math.ceil(len(deps) / threads)
+    outside = wait_seconds(spec) * math.ceil(len(deps) / threads)
     return outside, (0.0 if len(producers) == 1 else outside)
 
 
@@ -230,7 +230,7 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
             t, v = _take(free, ready)
             v = -v
             if i not in counts[v]:
-                wait_in, wait_on = wait_rounds(deps.get(i, ()), producers, threads)
+                wait_in, wait_on = wait_rounds(deps.get(i, ()), producers, threads, spec)
                 start = max(t, ready) + (wait_on if v in producers else wait_in)
                 counts[v][i] = [0, start, start]
                 order[v].append(i)
@@ -245,7 +245,7 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
     used = [v for v in range(veus) if order[v]]
     if not detail:  # the makespan is the last member's end: no program needed to compare estimates
         return Placement(members, len(used), occ, threads, smem, [], [], durations,
-                         LAUNCH_OVERHEAD + max(finish, default=0.0))
+                         launch_seconds(spec) + max(finish, default=0.0))
     segments, starts = [], []
     next_block = [0] * len(members)
     for v in used:
@@ -265,7 +265,7 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
              for k, segs in enumerate(segments)]
     makespan = max((e for times in starts for _, e in times), default=0.0)
     return Placement(members, len(used), occ, threads, smem, segments, waits, durations,
-                     LAUNCH_OVERHEAD + makespan, starts=starts)
+                     launch_seconds(spec) + makespan, starts=starts)
 
 
 def _classes(wave: list, spec: GPUSpec) -> list:
