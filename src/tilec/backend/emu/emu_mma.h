@@ -57,6 +57,24 @@ inline float tf32_bits_to_float(uint32_t v) { return __uint_as_float(v & 0xffffe
 // Registers of an m16n8kK mma, per lane (the PTX ISA's layouts, g = lane / 4, t = lane % 4).
 struct MmaRegs { const uint32_t* a; const uint32_t* b; const float* c; };
 
+// D = A x B + C for every lane that joined: lane l owns D[g][2t..2t+1] and D[g+8][2t..2t+1] (g = l/4, t = l%4),
+// summed in k order from its own c[] (the m16n8 accumulator layout of both shapes).
+template <int K>
+inline void mma_accumulate(WarpRequest* const (&lanes)[32], const float (&A)[16][K], const float (&B)[K][8]) {
+  for (int l = 0; l < 32; ++l) {
+    if (!lanes[l]) continue;
+    const MmaRegs* r = static_cast<const MmaRegs*>(lanes[l]->in);
+    float* o = static_cast<float*>(lanes[l]->out);
+    int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; ++i) {
+      int row = g + 8 * (i / 2), col = 2 * t + i % 2;
+      float s = r->c[i];
+      for (int k = 0; k < K; ++k) s += A[row][k] * B[k][col];
+      o[i] = s;
+    }
+  }
+}
+
 // mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: A 16x16 in a[4] (pairs along k), B 16x8 in b[2]
 // (pairs along k), C/D 16x8 in c[4].
 //   a[0] = A[g][2t..2t+1]  a[1] = A[g+8][2t..2t+1]  a[2] = A[g][2t+8..2t+9]  a[3] = A[g+8][2t+8..2t+9]
@@ -86,18 +104,7 @@ inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (
         B[2 * t + 8 + h][g] = el(r ? r->b : nullptr, 1);
       }
     }
-    for (int l = 0; l < 32; ++l) {
-      if (!lanes[l]) continue;
-      const MmaRegs* r = static_cast<const MmaRegs*>(lanes[l]->in);
-      float* o = static_cast<float*>(lanes[l]->out);
-      int g = l / 4, t = l % 4;
-      for (int i = 0; i < 4; ++i) {
-        int row = g + 8 * (i / 2), col = 2 * t + i % 2;
-        float s = r->c[i];
-        for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
-        o[i] = s;
-      }
-    }
+    mma_accumulate<16>(lanes, A, B);
   }
   for (int i = 0; i < 4; ++i) d[i] = out[i];   // d may alias c: written only after every lane has read
 }
@@ -122,18 +129,7 @@ inline void mma_m16n8k8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32
       B[t][g] = r ? tf32_bits_to_float(r->b[0]) : NAN;
       B[t + 4][g] = r ? tf32_bits_to_float(r->b[1]) : NAN;
     }
-    for (int l = 0; l < 32; ++l) {
-      if (!lanes[l]) continue;
-      const MmaRegs* r = static_cast<const MmaRegs*>(lanes[l]->in);
-      float* o = static_cast<float*>(lanes[l]->out);
-      int g = l / 4, t = l % 4;
-      for (int i = 0; i < 4; ++i) {
-        int row = g + 8 * (i / 2), col = 2 * t + i % 2;
-        float s = r->c[i];
-        for (int k = 0; k < 8; ++k) s += A[row][k] * B[k][col];
-        o[i] = s;
-      }
-    }
+    mma_accumulate<8>(lanes, A, B);
   }
   for (int i = 0; i < 4; ++i) d[i] = out[i];
 }
