@@ -218,33 +218,29 @@ def top_k(inputs, attrs):
     return [np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)]
 
 
-@reference("graph.cum_sum")
-def cum_sum(inputs, attrs):
-    x, axis = inputs[0], attrs["axis"]
+def _cumulative(x, attrs, scan, identity):
+    """ONNX CumSum/CumProd along ``axis``: ``scan`` (np.cumsum/np.cumprod) with ``reverse`` and ``exclusive``
+    (an exclusive scan starts from ``identity``: 0 for sums, 1 for products)."""
+    axis = attrs["axis"]
     if attrs.get("reverse"):
         x = np.flip(x, axis)
-    y = np.cumsum(x, axis=axis, dtype=x.dtype)
+    y = scan(x, axis=axis, dtype=x.dtype)
     if attrs.get("exclusive"):
-        y = np.concatenate([np.zeros_like(np.take(y, [0], axis=axis)), np.take(y, np.arange(x.shape[axis] - 1),
-                                                                               axis=axis)], axis=axis)
+        first = np.full_like(np.take(y, [0], axis=axis), identity)
+        y = np.concatenate([first, np.take(y, np.arange(x.shape[axis] - 1), axis=axis)], axis=axis)
     if attrs.get("reverse"):
         y = np.flip(y, axis)
     return [np.asarray(y, order="C")]
+
+
+@reference("graph.cum_sum")
+def cum_sum(inputs, attrs):
+    return _cumulative(inputs[0], attrs, np.cumsum, 0)
 
 
 @reference("graph.cum_prod")
 def cum_prod(inputs, attrs):
-    """As cum_sum, with products (an exclusive product starts from 1)."""
-    x, axis = inputs[0], attrs["axis"]
-    if attrs.get("reverse"):
-        x = np.flip(x, axis)
-    y = np.cumprod(x, axis=axis, dtype=x.dtype)
-    if attrs.get("exclusive"):
-        y = np.concatenate([np.ones_like(np.take(y, [0], axis=axis)), np.take(y, np.arange(x.shape[axis] - 1),
-                                                                              axis=axis)], axis=axis)
-    if attrs.get("reverse"):
-        y = np.flip(y, axis)
-    return [np.asarray(y, order="C")]
+    return _cumulative(inputs[0], attrs, np.cumprod, 1)
 
 
 
