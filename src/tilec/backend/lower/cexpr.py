@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ...ir.diagnostics import CompileError
+from ...ir.kexpr.affine import combine_affine
 
 
 def _kind(node) -> str:
@@ -144,19 +145,7 @@ def affine(node):
         return None if inner is None else ({k: -c for k, c in inner[0].items()}, -inner[1])
     if kind != "Binary" or node.op not in ("+", "-", "*"):
         return None
-    a, b = affine(node.lhs), affine(node.rhs)
-    if a is None or b is None:
-        return None
-    if node.op in ("+", "-"):
-        sign = 1 if node.op == "+" else -1
-        coefs = dict(a[0])
-        for k, c in b[0].items():
-            coefs[k] = coefs.get(k, 0) + sign * c
-        return ({k: c for k, c in coefs.items() if c}, a[1] + sign * b[1])
-    if a[0] and b[0]:
-        return None  # axis * axis is not affine
-    (coefs, k), scale = (a, b[1]) if not b[0] else (b, a[1])
-    return ({ax: c * scale for ax, c in coefs.items() if c * scale}, k * scale)
+    return combine_affine(node.op, affine(node.lhs), affine(node.rhs))
 
 
 def affine_text(coefs: dict, const: int, axis_name) -> str:

@@ -38,11 +38,17 @@ def affine(e) -> tuple | None:
         return {k: -c for k, c in inner[0].items()}, -inner[1]
     if not isinstance(e, Binary) or e.op not in ("+", "-", "*"):
         return None
-    a, b = affine(e.lhs), affine(e.rhs)
+    return combine_affine(e.op, affine(e.lhs), affine(e.rhs))
+
+
+def combine_affine(op: str, a, b):
+    """``a op b`` for affine forms ``({leaf: coef}, const)`` and ``op`` in ``+ - *``: an affine form, or None
+    where either side is not affine or the product multiplies two leaves (shared with the tensor-expression
+    renderer's ``cexpr.affine``)."""
     if a is None or b is None:
         return None
-    if e.op in ("+", "-"):
-        sign = 1 if e.op == "+" else -1
+    if op in ("+", "-"):
+        sign = 1 if op == "+" else -1
         coefs = dict(a[0])
         for k, c in b[0].items():
             coefs[k] = coefs.get(k, 0) + sign * c
