@@ -7,7 +7,7 @@ costs ``Σ_stages ⌈tasks/grid⌉ · task_seconds + (stages + 1) · barrier_sec
 the multiples of the SM count, ``k · #SM`` for ``k = 1 .. resident blocks per SM`` (every block must be
 resident, or a barrier never completes); the cheapest wins, the smaller grid on a tie. A barrier costs a
 fence plus an L2 round trip (rammer's ``wait_seconds``) plus one same-address atomic per block, which the
-L2 serialises (``ATOMIC_CYCLES`` each at the SM clock). The host-driven loop pays a launch per stage per
+L2 serialises (the spec's ``atomic_cycles`` each at the SM clock). The host-driven loop pays a launch per stage per
 iteration (rammer's ``kernel_seconds``) and, when the condition is data dependent (or for an if's
 predicate), one device→host read (``HOST_SYNC``). These are modelling constants, like rammer's: without a GPU the estimate decides.
 """
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from .hardware import GPUSpec
 from .rammer.cost import Member, kernel_seconds, program_blocks, task_seconds, wait_seconds
 
-ATOMIC_CYCLES = 4       # SM clocks per same-address atomic at L2 (they serialise there)
 HOST_SYNC = 10.0e-6     # s per device→host read of a loop condition (stream drain + PCIe round trip)
 
 
@@ -42,7 +41,7 @@ class GridChoice:
 
 
 def barrier_seconds(grid: int, spec: GPUSpec) -> float:
-    return wait_seconds(spec) + grid * ATOMIC_CYCLES / (spec.clock_ghz * 1e9)
+    return wait_seconds(spec) + grid * spec.atomic_cycles / (spec.clock_ghz * 1e9)
 
 
 def block_shape(stages: list) -> tuple | None:

@@ -60,6 +60,7 @@ class GPUSpec:
     launch_overhead_us: float = 0.0          # one kernel launch in a stream, drain and ramp included
     block_overhead_us: float = 0.0           # one thread block: scheduling, index math, first loads' latency
     grid_barrier_us: float = 0.0             # one grid-wide flag barrier of a persistent kernel
+    atomic_cycles: int = 0                   # SM clocks per same-address atomic at L2 (they serialise there)
     saturating_warps_per_sm: int = 32        # warps in flight an SM needs to hide latency (Little's law)
     latency_sources: str = ""
 
