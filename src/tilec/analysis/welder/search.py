@@ -18,10 +18,24 @@ import math
 from dataclasses import dataclass
 
 from ...ir.types import itemsize
+from ..hardware import available_archs, get_arch
 from .graph import TileGraph
 
 LEVELS = ("global", "shared", "register")
-SECTOR = 32
+
+
+def _common_sector() -> int:
+    """The DRAM/L2 sector size a score rounds traffic to: the specs' ``transaction_bytes.sector``. A group's
+    score has no target, so every spec must agree (they do: 32 B); one that differs makes the score need its
+    target, and this refuses to guess."""
+    sizes = {get_arch(a).transaction_bytes["sector"] for a in available_archs()}
+    if len(sizes) != 1:
+        raise RuntimeError(f"the GPU specs disagree on the sector size ({sorted(sizes)}): Welder's group score "
+                           "needs the target's")
+    return sizes.pop()
+
+
+SECTOR = _common_sector()
 ROW_THREADS = 256
 
 
