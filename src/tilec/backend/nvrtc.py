@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.hardware import DEFAULT_ARCH, get_arch
+from ..ir.weights import atomic_write_bytes
 from .nvrtc_lib import Toolchain, find_toolchain, library_for, nvrtc_options
 from .ptxas import PtxasInfo, cache_dir, parse_ptxas
 
@@ -83,7 +84,6 @@ def _read_cache(entry: Path, keep_cubin: bool) -> NvrtcResult | None:
 
 def _write_cache(entry: Path, result: NvrtcResult) -> None:
     """A cache that cannot be written only costs time."""
-    from ..ir.weights import atomic_write_bytes
     try:
         if result.cubin is not None:
             atomic_write_bytes(entry.with_suffix(".cubin"), result.cubin)
@@ -111,26 +111,30 @@ def _rejection(name: str, sm_arch: str, log: str) -> str:
     return f"NVRTC {version} ({flags}) rejected kernel '{name}' (kernels/{name}.cu):\n{log}"
 
 
-def check_kernels(sources: dict, arch: str = DEFAULT_ARCH, jobs: int = JOBS, use_cache: bool = True) -> dict:
-    """Compile every ``{kernel name: .cu text}`` for ``arch``'s ``sm_arch``; returns what report.json records
-    (NVRTC's version, the arch, the options without include folders, ``{name: {"ok": True}}`` per kernel).
-    The first rejected kernel in the given order raises NvrtcRejected, so the message is deterministic."""
-    sm_arch = get_arch(arch).sm_arch
-    toolchain = find_toolchain()  # a missing wheel fails here, before any thread starts
-    version = library_for(toolchain, sm_arch).version
+def _compile_all(sources: dict, sm_arch: str, jobs: int, **options) -> dict:
+    """``{name: NvrtcResult}`` for every kernel of ``sources``, ``jobs`` at a time (:func:`compile_kernel` with
+    ``options``); the first rejected kernel in the given order raises NvrtcRejected, so the message is
+    deterministic."""
     names = list(sources)
-
-    def one(name):
-        return compile_kernel(name, sources[name], sm_arch, use_cache=use_cache)
-
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = dict(zip(names, pool.map(one, names)))
+        results = dict(zip(names, pool.map(lambda n: compile_kernel(n, sources[n], sm_arch, **options), names)))
     for name in names:
         if not results[name].ok:
             raise NvrtcRejected(_rejection(name, sm_arch, results[name].log))
+    return results
+
+
+def check_kernels(sources: dict, arch: str = DEFAULT_ARCH, jobs: int = JOBS, use_cache: bool = True) -> dict:
+    """Compile every ``{kernel name: .cu text}`` for ``arch``'s ``sm_arch``; returns what report.json records
+    (NVRTC's version, the arch, the options without include folders, ``{name: {"ok": True}}`` per kernel).
+    The first rejected kernel in the given order raises NvrtcRejected."""
+    sm_arch = get_arch(arch).sm_arch
+    toolchain = find_toolchain()  # a missing wheel fails here, before any thread starts
+    version = library_for(toolchain, sm_arch).version
+    _compile_all(sources, sm_arch, jobs, use_cache=use_cache)
     options = [o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I")]
     return {"version": version, "sm_arch": sm_arch, "options": options,
-            "kernels": {name: {"ok": True} for name in names}}
+            "kernels": {name: {"ok": True} for name in sources}}
 
 
 def ptxas_check(sources: dict, sm_arch: str, cubin_dir: Path | None = None, jobs: int = JOBS,
@@ -139,21 +143,11 @@ def ptxas_check(sources: dict, sm_arch: str, cubin_dir: Path | None = None, jobs
     no longer compiles for (CUDA 13 has no sm_70): NVRTC (CUDA 12's, ``nvrtc_lib.library_for``) runs its
     built-in ptxas with ``-v`` and the report is read from its log; the cubins go to ``cubin_dir``. A kernel
     NVRTC rejects raises NvrtcRejected (a tilec bug, exit 3), the first in the given order."""
-    from ..ir.weights import atomic_write_bytes
-    find_toolchain()  # a missing wheel fails here, before any thread starts
-    names = list(sources)
-
-    def one(name):
-        return compile_kernel(name, sources[name], sm_arch, keep_cubin=True, use_cache=use_cache,
-                              extra_options=("--ptxas-options=-v",))
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = dict(zip(names, pool.map(one, names)))
+    library_for(find_toolchain(), sm_arch)  # a missing wheel fails here, before any thread starts
+    results = _compile_all(sources, sm_arch, jobs, keep_cubin=True, use_cache=use_cache,
+                           extra_options=("--ptxas-options=-v",))
     infos = {}
-    for name in names:
-        result = results[name]
-        if not result.ok:
-            raise NvrtcRejected(_rejection(name, sm_arch, result.log))
+    for name, result in results.items():
         infos[name] = parse_ptxas(result.log).get(name, PtxasInfo())
         if cubin_dir is not None:
             atomic_write_bytes(Path(cubin_dir) / f"{name}.cubin", result.cubin)
