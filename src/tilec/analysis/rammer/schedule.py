@@ -225,12 +225,12 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
         durations.append(dur)
         ready = max((finish[d] for d in deps.get(i, ())), default=0.0)
         producers = set().union(*(placed[d] for d in deps.get(i, ())))
+        wait_in, wait_on = wait_rounds(deps.get(i, ()), producers, threads, spec)
         end_all, on = 0.0, set()
         for _ in range(m.blocks):
             t, v = _take(free, ready)
             v = -v
             if i not in counts[v]:
-                wait_in, wait_on = wait_rounds(deps.get(i, ()), producers, threads, spec)
                 start = max(t, ready) + (wait_on if v in producers else wait_in)
                 counts[v][i] = [0, start, start]
                 order[v].append(i)

@@ -25,7 +25,6 @@ cap would spill: the scheduler packs only members whose register estimate fits i
 """
 from __future__ import annotations
 
-
 from ...analysis.rammer.shared import ALIGN, arena_bytes, layout, shared_bytes
 from ...ir.attributes import SymbolRef
 from ...ir.core import lookup_symbol
@@ -213,9 +212,8 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
     # across the dispatch loop and the calls, every parameter pinned two registers (a 544-thread block
     # spilled at its 96-register budget). ``shared.args_table_bytes`` counts the table.
     buffers = a["params"][:-1]   # all but the rTask counters
-    slot = {p["name"]: i for i, p in enumerate(buffers)}
-    cast = {p["name"]: f"({'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}*)k_args[{slot[p['name']]}]"
-            for p in buffers}
+    cast = {p["name"]: f"({'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}*)k_args[{i}]"
+            for i, p in enumerate(buffers)}
     fill = [f"k_args[{i}] = {p['name']};" for i, p in enumerate(buffers)]
     t = f"{name}_seg"
     lines += [
