@@ -88,14 +88,10 @@ def _compile_graph(gm, example_inputs: list, options: dict):
 
 
 def _is_weight(x) -> bool:
-    """A parameter or a registered buffer that dynamo lifted into a graph input."""
+    """A parameter or a registered buffer that dynamo lifted into a graph input: dynamo marks both as static
+    inputs (``_dynamo_static_input_type``); activations carry no mark."""
     import torch
-    return isinstance(x, torch.nn.Parameter) or getattr(x, "_is_param", False) or _is_buffer(x)
-
-
-def _is_buffer(x) -> bool:
-    # Dynamo passes buffers as plain tensors; its static-input marker tells them from activations.
-    return bool(getattr(x, "_dynamo_static_input_type", None))
+    return isinstance(x, torch.nn.Parameter) or bool(getattr(x, "_dynamo_static_input_type", None))
 
 
 def _frozen_module(gm, example_inputs: list, frozen: list):
