@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..ir.diagnostics import CompileError
@@ -63,6 +63,10 @@ class GPUSpec:
     atomic_cycles: int = 0                   # SM clocks per same-address atomic at L2 (they serialise there)
     saturating_warps_per_sm: int = 32        # warps in flight an SM needs to hide latency (Little's law)
     latency_sources: str = ""
+    # AMD targets (docs/amd.md): the vendor picks the renderer (CUDA or HIP); sm_arch is then the ISA (gfx90a).
+    vendor: str = "nvidia"
+    matrix_flops: dict = field(default_factory=dict)     # AMD matrix-core (MFMA) peaks by dtype; no engine uses them yet
+    register_files: dict = field(default_factory=dict)   # AMD VGPR/AGPR/SGPR file sizes (documentation for --check-hip)
 
     @property
     def smem_bytes_per_s(self) -> float:
@@ -78,6 +82,11 @@ class GPUSpec:
     def l2_bytes_per_s(self) -> float:
         """Aggregate L2 bandwidth."""
         return self.l2_bytes_per_clk * self.clock_ghz * 1e9
+
+    @property
+    def is_amd(self) -> bool:
+        """An AMD GPU: HIP sources (``.hip``), hipcc's check, wavefronts of ``warp_size`` (64)."""
+        return self.vendor == "amd"
 
     @property
     def sector_bytes(self) -> int:
