@@ -54,10 +54,14 @@ class EmuDevice(HostMemoryDevice):
         self.cache_dir = str(cache_dir)
 
     def load(self, name, source, cubin=None):
-        key = hashlib.sha256(source.encode()).hexdigest()
+        from ..analysis.hardware import get_arch
+        warp = get_arch(self.arch).warp_size   # the target's warp (wavefront) width: lanes per emulated warp
+        key = (hashlib.sha256(source.encode()).hexdigest(), warp)
         mod = _MODULES.get(key)
         if mod is None:
-            batch = _BATCHES.setdefault(self.cache_dir, self.emu.Batch(self.cache_dir))
+            batch = _BATCHES.get((self.cache_dir, warp))
+            if batch is None:
+                batch = _BATCHES[(self.cache_dir, warp)] = self.emu.Batch(self.cache_dir, warp_size=warp)
             try:
                 mod = batch.add(source, f"{name}.cu")
             except self.emu.EmuError as e:

@@ -22,6 +22,7 @@ import re
 import threading
 
 from . import signature
+from .build import DEFAULT_WARP
 from .errors import EmuError
 from .module import MAX_SMEM, EmuModule
 
@@ -116,10 +117,11 @@ class LazyModule:
 
 
 class Batch:
-    """Sources waiting to be compiled together into ``cache_dir``."""
+    """Sources waiting to be compiled together into ``cache_dir``, for warps of ``warp_size`` lanes."""
 
-    def __init__(self, cache_dir: str | None = None):
+    def __init__(self, cache_dir: str | None = None, warp_size: int = DEFAULT_WARP):
         self.cache_dir = cache_dir
+        self.warp_size = warp_size
         self._pending: list = []
         self._lock = threading.Lock()
 
@@ -140,7 +142,7 @@ class Batch:
             pending = [p for p in pending if p._module is None]
             for p in pending:
                 try:
-                    p._module = EmuModule(p.source, cache_dir=self.cache_dir)
+                    p._module = EmuModule(p.source, cache_dir=self.cache_dir, warp_size=self.warp_size)
                 except EmuError as e:
                     p._error = e
 
@@ -150,7 +152,7 @@ class Batch:
             return False
         text = "".join(f'#line 1 "{_label(p.label)}"\n{p.source}\n' for p in sources)
         try:
-            module = EmuModule(text, cache_dir=self.cache_dir)
+            module = EmuModule(text, cache_dir=self.cache_dir, warp_size=self.warp_size)
         except EmuError:
             return False
         for p in sources:

@@ -32,6 +32,17 @@ RUNTIME = "emu_runtime.cc"
 SMEM_CAP = max(get_arch(a).smem_per_block_optin_bytes for a in available_archs())
 FLAGS = ("-O2", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-fno-math-errno", "-pthread", "-w",
          f"-DTL_EMU_SMEM_CAP={SMEM_CAP}")
+# Warp widths the emulator builds for (emu_state.h's kWarp, -DTL_EMU_WARP): a target's spec.warp_size, 32 on
+# NVIDIA GPUs and 64 on AMD's (wavefronts). Each width has its own runtime library and header copy.
+WARP_SIZES = (32, 64)
+DEFAULT_WARP = 32
+
+
+def flags(warp: int = DEFAULT_WARP) -> tuple:
+    """The compiler flags of every product for warps of ``warp`` lanes."""
+    if warp not in WARP_SIZES:
+        raise EmuError(f"the emulator runs warps of {' or '.join(map(str, WARP_SIZES))} lanes, not {warp}")
+    return (*FLAGS, f"-DTL_EMU_WARP={warp}")
 MAX_LOG = 6000   # characters of compiler output kept in an EmuError
 
 
@@ -59,10 +70,11 @@ def _key(*parts: bytes) -> str:
     return digest.hexdigest()[:32]
 
 
-def toolchain_key(cxx: str) -> str:
-    """The key of the runtime library and the header copy: compiler, flags and the emulator's sources."""
+def toolchain_key(cxx: str, warp: int = DEFAULT_WARP) -> str:
+    """The key of the runtime library and the header copy: compiler, flags (the warp width's) and the
+    emulator's sources."""
     text = b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in _sources())
-    return _key("\0".join((cxx, *FLAGS)).encode(), text)
+    return _key("\0".join((cxx, *flags(warp))).encode(), text)
 
 
 def _run(command: list, what: str, src: Path | None = None) -> None:
@@ -76,20 +88,20 @@ def _run(command: list, what: str, src: Path | None = None) -> None:
         raise EmuError(f"g++ failed to compile {what} for the emulator:\n{log}")
 
 
-def runtime(out_dir: Path, cxx: str, key: str) -> Path:
+def runtime(out_dir: Path, cxx: str, key: str, warp: int = DEFAULT_WARP) -> Path:
     """``rt-<key>.so`` in ``out_dir``, compiled now if it is not there yet."""
     target = out_dir / f"rt-{key}.so"
     if target.is_file():
         return target
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".rt-{key}.") as tmp:
         obj = Path(tmp) / target.name
-        _run([cxx, *FLAGS, "-shared", f"-Wl,-soname,{target.name}", str(HEADER_DIR / RUNTIME), "-o", str(obj)],
+        _run([cxx, *flags(warp), "-shared", f"-Wl,-soname,{target.name}", str(HEADER_DIR / RUNTIME), "-o", str(obj)],
              "the emulator runtime")
         os.replace(obj, target)
     return target
 
 
-def include_dir(out_dir: Path, cxx: str, key: str) -> Path:
+def include_dir(out_dir: Path, cxx: str, key: str, warp: int = DEFAULT_WARP) -> Path:
     """``inc-<key>/``: the headers, and ``tilec_emu.h.gch`` when precompiling works with this compiler."""
     target = out_dir / f"inc-{key}"
     if target.is_dir():
@@ -99,8 +111,8 @@ def include_dir(out_dir: Path, cxx: str, key: str) -> Path:
         for p in HEADER_DIR.glob("*.h"):
             shutil.copyfile(p, tmp / p.name)
         # Same flags as the kernels (a .gch only serves identical ones); a failure only costs speed.
-        proc = subprocess.run([cxx, *FLAGS, "-x", "c++-header", str(tmp / HEADER), "-o", str(tmp / f"{HEADER}.gch")],
-                              capture_output=True, text=True)
+        proc = subprocess.run([cxx, *flags(warp), "-x", "c++-header", str(tmp / HEADER), "-o",
+                               str(tmp / f"{HEADER}.gch")], capture_output=True, text=True)
         if proc.returncode != 0:
             (tmp / f"{HEADER}.gch").unlink(missing_ok=True)
         os.chmod(tmp, 0o755)
@@ -114,11 +126,12 @@ def include_dir(out_dir: Path, cxx: str, key: str) -> Path:
     return target
 
 
-def build(unit: str, directory: str | None = None) -> tuple:
-    """``(path of the .so, whether it came from the cache)`` for the translation unit ``unit``."""
+def build(unit: str, directory: str | None = None, warp: int = DEFAULT_WARP) -> tuple:
+    """``(path of the .so, whether it came from the cache)`` for the translation unit ``unit``, with warps of
+    ``warp`` lanes (the target's ``spec.warp_size``)."""
     cxx = compiler()
     out_dir = cache_dir(directory)
-    tkey = toolchain_key(cxx)
+    tkey = toolchain_key(cxx, warp)
     key = _key(tkey.encode(), unit.encode())
     target = out_dir / f"{key}.so"
     if shutil.which(cxx) is None:
@@ -126,15 +139,15 @@ def build(unit: str, directory: str | None = None) -> tuple:
             return target, True
         raise EmuError(f"the C++ compiler '{cxx}' was not found (set TILEC_CXX)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    rt = runtime(out_dir, cxx, tkey)   # also when the kernel is cached: it cannot load without it
+    rt = runtime(out_dir, cxx, tkey, warp)   # also when the kernel is cached: it cannot load without it
     if target.is_file():
         return target, True
-    inc = include_dir(out_dir, cxx, tkey)
+    inc = include_dir(out_dir, cxx, tkey, warp)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{key}.") as tmp:
         src = Path(tmp) / f"{key}.cu"
         src.write_text(unit)
         obj = Path(tmp) / f"{key}.so"
-        _run([cxx, *FLAGS, "-shared", "-include", str(inc / HEADER), "-x", "c++", str(src), "-x", "none", str(rt),
+        _run([cxx, *flags(warp), "-shared", "-include", str(inc / HEADER), "-x", "c++", str(src), "-x", "none", str(rt),
               "-Wl,-rpath,$ORIGIN", "-o", str(obj)], "the kernel source", src)
         os.replace(src, out_dir / f"{key}.cu")   # kept beside the .so for debugging
         os.replace(obj, target)

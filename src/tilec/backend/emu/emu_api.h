@@ -35,7 +35,7 @@ static size_t g_shared_total = 0;
 // mode the runtime swaps these arrays per block. `extern __shared__ T x[]` becomes an extern thread_local
 // array that the runner defines with kSmemCap bytes.
 #define __shared__ thread_local
-#define warpSize 32
+#define warpSize (tl_emu::kWarp)   // the target's: 32 on NVIDIA, 64 on AMD (TL_EMU_WARP)
 #define threadIdx (tl_emu::tl_w->cur->tid)
 #define blockIdx (tl_emu::tl_w->cur->blk->bid)
 #define blockDim (tl_emu::tl_w->L->block)
@@ -164,37 +164,44 @@ inline int __syncthreads_and(int pred) {
   int n = tl_emu::tl_w->cur->blk->live;   // live threads when this barrier opens (all of them arrive)
   return __syncthreads_count(pred) == n;
 }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SYNC, 0, 0); }
-inline unsigned __activemask() {
+// Lane masks are LaneMask: CUDA's 32-bit `unsigned` on a 32-lane target, 64-bit on a 64-lane one (HIP's
+// *_sync forms), so a 32-bit mask on a 64-lane target leaves lanes 32..63 out, and warp_op reports it.
+inline void __syncwarp(tl_emu::LaneMask mask = tl_emu::LaneMask(tl_emu::kAllLanes)) {
+  tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SYNC, 0, 0);
+}
+inline tl_emu::LaneMask __activemask() {
   tl_emu::Fiber* f = tl_emu::tl_w->cur;
-  return f->blk->warps[f->warp].live;
+  return tl_emu::LaneMask(f->blk->warps[f->warp].live);
 }
-inline unsigned __ballot_sync(unsigned mask, int pred) {
-  return unsigned(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_BALLOT, pred != 0, 0));
+inline tl_emu::LaneMask __ballot_sync(tl_emu::LaneMask mask, int pred) {
+  return tl_emu::LaneMask(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_BALLOT, pred != 0, 0));
 }
-inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
-inline int __all_sync(unsigned mask, int pred) { return int(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_ALL, pred != 0, 0)); }
+inline int __any_sync(tl_emu::LaneMask mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+inline int __all_sync(tl_emu::LaneMask mask, int pred) {
+  return int(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_ALL, pred != 0, 0));
+}
 
+// Shuffles: `width` (a power of two, at most the warp) splits the warp into groups, as on both vendors.
 template <class T>
-inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+inline T __shfl_sync(tl_emu::LaneMask mask, T v, int src, int width = warpSize) {
   int lane = tl_emu::lane_id();
   int s = (lane & ~(width - 1)) + (src & (width - 1));
   return tl_emu::unpack<T>(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
 }
 template <class T>
-inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+inline T __shfl_down_sync(tl_emu::LaneMask mask, T v, unsigned delta, int width = warpSize) {
   int lane = tl_emu::lane_id();
   int s = (lane & (width - 1)) + int(delta) < width ? lane + int(delta) : lane;
   return tl_emu::unpack<T>(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
 }
 template <class T>
-inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+inline T __shfl_up_sync(tl_emu::LaneMask mask, T v, unsigned delta, int width = warpSize) {
   int lane = tl_emu::lane_id();
   int s = (lane & (width - 1)) >= int(delta) ? lane - int(delta) : lane;
   return tl_emu::unpack<T>(tl_emu::warp_op(tl_emu::tl_w, mask, tl_emu::W_SHFL, tl_emu::pack(v), s));
 }
 template <class T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+inline T __shfl_xor_sync(tl_emu::LaneMask mask, T v, int lane_mask, int width = warpSize) {
   int lane = tl_emu::lane_id();
   int s = lane ^ lane_mask;
   if (s >= (lane & ~(width - 1)) + width) s = lane;   // later groups are out of reach: own value

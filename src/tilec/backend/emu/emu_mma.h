@@ -35,6 +35,9 @@ struct WarpRequest {
 // that must compute them, or false when another lane already did.
 inline bool warp_collect(WarpRequest* req, WarpRequest* (&lanes)[32]) {
   Worker* w = tl_w;
+  // mma.sync / ldmatrix are NVIDIA instructions over 32-lane warps; an AMD target's 64-lane wavefronts have
+  // none (its matrix cores are MFMA), so a kernel that reaches one there is refused, not emulated wrongly.
+  if (kWarp != 32) fail_launch(w, "mma.sync / ldmatrix need 32-lane warps; this target's are 64 lanes");
   req->done = false;
   warp_op(w, 0xffffffffu, W_SYNC, reinterpret_cast<uint64_t>(req), 0);
   if (req->done) return false;

@@ -76,15 +76,24 @@ inline void arrive(Worker* wk, int Block::*count, State state) {
 
 void barrier(Worker* wk) { arrive(wk, &Block::at_barrier, S_BARRIER); }
 
-uint64_t warp_op(Worker* wk, unsigned mask, int kind, uint64_t val, int src) {
+uint64_t warp_op(Worker* wk, uint64_t mask, int kind, uint64_t val, int src) {
   WorkerRt* w = rt(wk);
   Fiber* f = w->cur;
   Block* b = f->blk;
+  if (!((mask >> f->lane) & 1u)) {
+    // CUDA and HIP both require the calling lane in the mask. On a 64-lane target a 32-bit mask (0xffffffff)
+    // leaves lanes 32..63 out: the kernel assumes 32-lane warps.
+    fail(w, "kernel %s: thread (%u,%u,%u) of block (%u,%u,%u), lane %d of a %d-lane warp, calls a warp operation "
+         "with mask 0x%llx that leaves it out%s", w->L->name, f->tid.x, f->tid.y, f->tid.z, b->bid.x, b->bid.y,
+         b->bid.z, f->lane, kWarp, (unsigned long long)mask,
+         f->lane >= 32 ? " (a mask written for 32-lane warps?)" : "");
+    abandon(w);
+  }
   f->wkind = kind;
   f->wmask = mask;
   f->wval = val;
   f->wsrc = src;
-  b->warps[f->warp].arrived |= 1u << f->lane;
+  b->warps[f->warp].arrived |= uint64_t(1) << f->lane;
   w->progress++;
   if (!warp_try_complete(w, b, f->warp, f)) park(w, f, S_WARP);
   return f->wres;
@@ -214,7 +223,7 @@ inline void l2_free(std::vector<SectorLog>& logs) {
 // One block at a time, or (cluster kernels) one cluster at a time, in one scheduler.
 inline void run_blocks(WorkerRt* w) {
   LaunchRt* L = w->launch();
-  int n = L->nthreads, nw = (n + 31) / 32;
+  int n = L->nthreads, nw = (n + kWarp - 1) / kWarp;
   size_t X = size_t(L->cluster);
   std::vector<Fiber> fib(X * size_t(n));
   std::vector<Warp> warps(X * size_t(nw));
@@ -264,7 +273,7 @@ inline void run_blocks(WorkerRt* w) {
 
 inline void run_concurrent(WorkerRt* w) {
   LaunchRt* L = w->launch();
-  int n = L->nthreads, nw = (n + 31) / 32;
+  int n = L->nthreads, nw = (n + kWarp - 1) / kWarp;
   size_t nb = size_t(L->nblocks);
   std::vector<Block> blocks(nb);
   std::vector<Fiber> fib(nb * size_t(n));

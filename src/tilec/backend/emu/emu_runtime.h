@@ -222,7 +222,7 @@ inline void free_chain(void* p) {
   Block* b = f->blk;
   Warp& W = b->warps[f->warp];
   if (--b->live == 0) w->finished++;
-  W.live &= ~(1u << f->lane);
+  W.live &= ~(uint64_t(1) << f->lane);
   w->progress++;
   f->state = S_DONE;
   free(f->async);   // copies never waited for: their data never lands (emu_async.h)
@@ -270,32 +270,32 @@ inline void park(WorkerRt* w, Fiber* f, State state) {
 // arriver (`self`) keeps running; the others become runnable in the next phase.
 inline bool warp_try_complete(WorkerRt* w, Block* b, int warp, Fiber* self) {
   Warp& W = b->warps[warp];
-  Fiber* lanes = b->fib + warp * 32;
+  Fiber* lanes = b->fib + warp * kWarp;
   bool self_done = false;
-  unsigned pending = W.arrived;
+  uint64_t pending = W.arrived;
   while (pending) {
-    int l = __builtin_ctz(pending);
-    unsigned need = (lanes[l].wmask & W.live) | (1u << l);
-    pending &= ~(1u << l);
+    int l = __builtin_ctzll(pending);
+    uint64_t need = (lanes[l].wmask & W.live) | (uint64_t(1) << l);
+    pending &= ~(uint64_t(1) << l);
     if ((W.arrived & need) != need) continue;
     int kind = lanes[l].wkind;
     if (kind == W_SHFL) {
-      for (unsigned m = need; m; m &= m - 1) {
-        int L = __builtin_ctz(m), s = lanes[L].wsrc;
-        lanes[L].wres = (s >= 0 && s < 32 && ((need >> s) & 1u)) ? lanes[s].wval : lanes[L].wval;
+      for (uint64_t m = need; m; m &= m - 1) {
+        int L = __builtin_ctzll(m), s = lanes[L].wsrc;
+        lanes[L].wres = (s >= 0 && s < kWarp && ((need >> s) & 1u)) ? lanes[s].wval : lanes[L].wval;
       }
     } else if (kind == W_BALLOT || kind == W_ALL) {
-      unsigned bits = 0;
-      for (unsigned m = need; m; m &= m - 1) {
-        int L = __builtin_ctz(m);
-        if (lanes[L].wval) bits |= 1u << L;
+      uint64_t bits = 0;
+      for (uint64_t m = need; m; m &= m - 1) {
+        int L = __builtin_ctzll(m);
+        if (lanes[L].wval) bits |= uint64_t(1) << L;
       }
-      for (unsigned m = need; m; m &= m - 1) lanes[__builtin_ctz(m)].wres = kind == W_BALLOT ? bits : (bits == need);
+      for (uint64_t m = need; m; m &= m - 1) lanes[__builtin_ctzll(m)].wres = kind == W_BALLOT ? bits : (bits == need);
     }
     W.arrived &= ~need;
     pending &= ~need;
-    for (unsigned m = need; m; m &= m - 1) {
-      Fiber* f = &lanes[__builtin_ctz(m)];
+    for (uint64_t m = need; m; m &= m - 1) {
+      Fiber* f = &lanes[__builtin_ctzll(m)];
       if (f == self) {
         self_done = true;
       } else {
@@ -480,9 +480,9 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
   free_chain(b->bulk);   // TMA copies a failed or finished block never waited for
   b->bulk = nullptr;
   b->at_group = 0;
-  for (int k = 0; k * 32 < b->n; ++k) {
-    int lanes = std::min(32, b->n - k * 32);
-    b->warps[k].live = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
+  for (int k = 0; k * kWarp < b->n; ++k) {
+    int lanes = std::min(kWarp, b->n - k * kWarp);
+    b->warps[k].live = lanes == 64 ? ~uint64_t(0) : ((uint64_t(1) << lanes) - 1u);
     b->warps[k].arrived = 0;
   }
   unsigned bx = L->block.x, by = L->block.y;
@@ -490,8 +490,8 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
     Fiber& f = b->fib[t];
     f.tid = uint3{unsigned(t) % bx, (unsigned(t) / bx) % by, unsigned(t) / (bx * by)};
     f.linear = t;
-    f.lane = t & 31;
-    f.warp = t >> 5;
+    f.lane = t % kWarp;
+    f.warp = t / kWarp;
     f.state = S_NEW;
     f.blk = b;
     f.stack = nullptr;

@@ -14,6 +14,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "emu_fiber.h"
 #include "emu_types.h"
@@ -27,6 +28,16 @@ namespace tl_emu {
 #error "TL_EMU_SMEM_CAP (the largest per-block shared memory of the GPU specs) is set by backend/emu/build.py"
 #endif
 constexpr size_t kSmemCap = TL_EMU_SMEM_CAP;
+// The warp (wavefront) width of the target: 32 on NVIDIA GPUs, 64 on AMD CDNA (the spec's warp_size, passed by
+// backend/emu/build.py). Lane masks are 64-bit inside the runtime either way; the device API's mask type is
+// LaneMask, 32 or 64 bits as the target's (CUDA's `unsigned`, HIP's `unsigned long long`).
+#ifndef TL_EMU_WARP
+#error "TL_EMU_WARP (the target's warp size, spec.warp_size) is set by backend/emu/build.py"
+#endif
+constexpr int kWarp = TL_EMU_WARP;
+static_assert(kWarp == 32 || kWarp == 64, "warps are 32 (NVIDIA) or 64 (AMD wavefronts) lanes");
+using LaneMask = std::conditional_t<kWarp == 64, unsigned long long, unsigned>;
+constexpr uint64_t kAllLanes = kWarp == 64 ? ~uint64_t(0) : 0xffffffffull;
 
 enum State : uint8_t { S_NEW, S_READY, S_RUN, S_BARRIER, S_WARP, S_WAIT, S_CLUSTER, S_GROUP, S_MBAR, S_DONE };
 enum WarpKind { W_SHFL, W_BALLOT, W_ALL, W_SYNC };
@@ -41,12 +52,12 @@ struct Fiber {
   char* stack;
   // The warp rendezvous slot: what this lane brought and what it gets back.
   int wkind, wsrc;
-  unsigned wmask;
+  uint64_t wmask;
   uint64_t wval, wres;
   void* async;   // this thread's pending cp.async copies (emu_async.h); null when none, freed at exit
   void* wgmma;   // this thread's wgmma state (emu_wgmma.h): fence flag, commit count, pending results; freed at exit
 };
-struct Warp { unsigned live, arrived; };
+struct Warp { uint64_t live, arrived; };   // lane bits (kWarp of them)
 
 // The L2 model (emu_l2.h): a block's global accesses as sector entries (sector << 1 | is_store), appended when
 // the launch asks for the model. `recent` is a direct-mapped filter of the last entries seen, so a thread
@@ -119,7 +130,7 @@ struct Worker {
 // ---- the runtime library's entry points for device code --------------------------------------------------
 [[noreturn]] TL_EMU_RT void bad_access(Worker* w, const char* what, const void* p, size_t n);
 TL_EMU_RT void barrier(Worker* w);                        // __syncthreads: park until the block arrives
-TL_EMU_RT uint64_t warp_op(Worker* w, unsigned mask, int kind, uint64_t val, int src);
+TL_EMU_RT uint64_t warp_op(Worker* w, uint64_t mask, int kind, uint64_t val, int src);
 TL_EMU_RT void wait_geq(Worker* w, int* flag, int value);   // park until *flag >= value (or deadlock)
 TL_EMU_RT char* block_arena_slow(Worker* w);               // allocate the block's arena, or fail on overflow
 TL_EMU_RT void cluster_barrier(Worker* w);                // tl_cluster_sync: park until the cluster arrives

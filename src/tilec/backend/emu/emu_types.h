@@ -103,6 +103,9 @@ typedef __nv_bfloat16 nv_bfloat16;
 inline __half __float2half(float f) { return __half(f); }
 inline __half __float2half_rn(float f) { return __half(f); }
 inline float __half2float(__half h) { return float(h); }
+// A template, so a HIP prelude may add its own non-template __float2bfloat16 returning hip_bfloat16
+// (emu_hip.h): that one wins where it is declared, this one serves CUDA text.
+template <class = void>
 inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 b) { return float(b); }

@@ -220,6 +220,7 @@ inline void wgmma(float* d, const uint32_t* a_regs, uint64_t desc_a, uint64_t de
   Fiber* self = w->cur;
   Block* b = self->blk;
   if (b->n % 128) wg_fail("the block's threads are not whole warpgroups (a multiple of 128)");
+  if (kWarp != 32) wg_fail("wgmma is NVIDIA's (warpgroups of four 32-lane warps); this target's warps are 64 lanes");
   WgRequest req{d, a_regs, desc_a, desc_b, scale_d, false};
   group_sync(w, reinterpret_cast<uint64_t>(&req));
   if (req.done) return;

@@ -41,6 +41,7 @@ struct fragment {
   static constexpr int cols = detail::dims<Use, M, N, K>::C;
   static constexpr bool owned = std::is_same<Use, accumulator>::value;   // per-lane share vs whole tile
   static_assert(!owned || (rows * cols) % 32 == 0, "accumulator tile must split evenly over 32 lanes");
+  static_assert(sizeof(T) && tl_emu::kWarp == 32, "nvcuda::wmma is NVIDIA's API for 32-lane warps");
   static constexpr int num_elements = owned ? rows * cols / 32 : rows * cols;
   T x[num_elements];
   // The tile element (row-major index) that slot i holds for the calling lane.

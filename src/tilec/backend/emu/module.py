@@ -53,10 +53,13 @@ def default_workers() -> int:
 
 
 class EmuModule:
-    """The kernels of one CUDA source, compiled with g++ and the emulator header (cached by content)."""
+    """The kernels of one CUDA (or HIP) source, compiled with g++ and the emulator header (cached by content).
+    ``warp_size`` is the target's warp width (``spec.warp_size``: 32 on NVIDIA, 64 on AMD): lanes per warp of
+    every shuffle, vote and ``warpSize``."""
 
-    def __init__(self, source: str, cache_dir: str | None = None):
+    def __init__(self, source: str, cache_dir: str | None = None, warp_size: int = build.DEFAULT_WARP):
         self.source = source
+        self.warp_size = warp_size
         self._params = signature.parse_kernels(source)
         self.clusters: dict = signature.kernel_clusters(source)   # {kernel: blocks per cluster}
         self.kernels: list = list(self._params)
@@ -65,7 +68,7 @@ class EmuModule:
         # (Batch overrides this per source when it compiles sources together).
         self.static_smem: dict = dict.fromkeys(self.kernels, declared_shared_bytes(source) or 0)
         unit = source + signature.appendix(self._params, signature.dynamic_shared(source))
-        self.path, self.from_cache = build.build(unit, cache_dir)
+        self.path, self.from_cache = build.build(unit, cache_dir, warp_size)
         self._lib = ctypes.CDLL(str(self.path))
         self._launch = self._lib.tl_emu_launch
         self._launch.restype = ctypes.c_int
