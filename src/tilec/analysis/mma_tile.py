@@ -16,7 +16,8 @@ OUT_DTYPES = ("f16", "bf16", "f32")   # what a tensor-core kernel writes
 
 
 def match_expr(e, dtypes, out_dtype) -> dict | None:
-    """:func:`match` on the parts Roller's TileProblem has too (it aligns these tiles to the mma shape)."""
+    """:func:`match` on the parts Roller's TileProblem has too (it aligns these tiles to the mma shape).
+    ``a_batched``/``b_batched``: whether the operand holds the batch axes (False: broadcast over them)."""
     if e.combiner != "sum" or len(e.reduce_axes) != 1 or len(e.out_axes) < 2:
         return None
     if set(dtypes) not in ({"f16"}, {"bf16"}) or len(dtypes) != 2 or out_dtype not in OUT_DTYPES:
@@ -30,14 +31,16 @@ def match_expr(e, dtypes, out_dtype) -> dict | None:
     if fa.tensor == fb.tensor or not all(isinstance(i, AxisRef) for i in fa.indices + fb.indices):
         return None
     ia, ib = [i.name for i in fa.indices], [i.name for i in fb.indices]
-    if ia[:-2] != batch or ib[:-2] != batch:
+    # An operand holds every batch axis or none (broadcast: a linear layer's weight under a batched input).
+    if ia[:-2] not in (batch, []) or ib[:-2] not in (batch, []):
         return None
     if sorted(ia[-2:]) != sorted([m, k]):
         fa, fb, ia, ib = fb, fa, ib, ia      # B * A: swap so A is the one holding m
     if sorted(ia[-2:]) != sorted([m, k]) or sorted(ib[-2:]) != sorted([k, n]):
         return None
     return {"m": m, "n": n, "k": k, "batch": batch, "a": fa, "b": fb,
-            "a_kmajor": ia[-1] == m, "b_nmajor": ib[-1] == k}
+            "a_kmajor": ia[-1] == m, "b_nmajor": ib[-1] == k,
+            "a_batched": len(ia) > 2 or not batch, "b_batched": len(ib) > 2 or not batch}
 
 
 def smem_bytes(bm: int, bn: int, bk: int, dtype: str, warps: int = 8) -> int:

@@ -329,7 +329,8 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         "const int k_bid = blockIdx.x;",
         f"const {it} k_batch = k_bid / {grid_m * grid_n};",
         f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
-        f"const {it} k_abase = k_batch * {E[m] * E[k]}, k_bbase = k_batch * {E[k] * E[n]};",
+        f"const {it} k_abase = {batch_base(mt['a_batched'], E[m] * E[k])}, "
+        f"k_bbase = {batch_base(mt['b_batched'], E[k] * E[n])};",
         f"const {it} k_cbase = k_batch * {E[m] * E[n]};",
         "// Copy plan: this thread's chunks of each stage (see issue below), computed once.",
         *copy_plan_lines(a, "a", "k_abase", nt, ragged, ab_t),
@@ -392,7 +393,7 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         "for (int mi = 0; mi < MI; ++mi)",
         "  #pragma unroll",
         "  for (int ni = 0; ni < NI; ++ni)",
-        *ind(epilogue_lines(ctx.out_name, out_t, it, E[m], E[n]), 2),
+        *ind(fused_epilogue_lines(ctx, mt) if ctx.fused else epilogue_lines(ctx.out_name, out_t, it, E[m], E[n]), 2),
     ]
     return "\n".join(src) + "\n"
 
@@ -414,6 +415,36 @@ def epilogue_lines(out: str, out_t: str, it: str, m_ext: int, n_ext: int) -> lis
             "  const int gn = k_n0 + k_wn + ni * 8 + k_lane % 4 * 2;",
             f"  if (gm < {m_ext} && gn < {n_ext})",
             f"    TL_ST(reinterpret_cast<{pair_t}*>({out}), (k_cbase + ({it})gm * {n_ext} + gn) / 2, {value});", "}"]
+
+
+def batch_base(batched: bool, elems: int) -> str:
+    """C text: the offset of this block's batch entry in an operand of ``elems`` elements per entry (0 for an
+    operand without batch axes, broadcast over them)."""
+    return f"k_batch * {elems}" if batched else "0"
+
+
+def fused_epilogue_lines(ctx, mt: dict) -> list:
+    """A fused context's epilogue (``lower/fused.FusedContext``, Welder's ``epilogue`` kind) on one mma tile's
+    accumulators: per lane and element, the output coordinates are bound to the anchor's axis variables and the
+    context's store hook evaluates the other members (bias, activation, residual, casts) on the f32
+    accumulator, as the CUDA-core tiled kernel's epilogue does, and stores the kernel's outputs; the members'
+    loads and stores go through the kernel IR, rendered here as text."""
+    from ..cstyle import render_body
+    from .builder import KernelBuilder, linearize, unflatten
+    E = ctx.extents
+    m, n, batch = mt["m"], mt["n"], mt["batch"]
+    kb = KernelBuilder()
+    with kb.loop("i", 0, 4, unroll=-1):
+        kb.let("gm", "i32", "k_m0 + k_wm + mi * 16 + k_lane / 4 + i / 2 * 8")
+        kb.let("gn", "i32", "k_n0 + k_wn + ni * 8 + k_lane % 4 * 2 + i % 2")
+        if batch:
+            unflatten(kb, "k_batch", [ctx.axis_var(b) for b in batch], [E[b] for b in batch], ctx.idx_t)
+        kb.let(ctx.axis_var(m), ctx.idx_t, "gm")
+        kb.let(ctx.axis_var(n), ctx.idx_t, "gn")
+        index = linearize([ctx.axis_var(a) for a in ctx.out_axes], ctx.out_shape)
+        ctx.store_result(kb, index, "k_acc[mi][ni][i]", f"gm < {E[m]} && gn < {E[n]}")
+    func = kb.func("k_epilogue", [1], [1], ctx.params())
+    return [line[2:] for line in render_body(func)]
 
 
 def grid_blocks(ctx, mt: dict, cfg: EngineConfig) -> int:

@@ -1,6 +1,6 @@
 """The tensor-core variant of the tiled kernel: f16/bf16 (batched) matrix products.
 
-Matches ``C[b.., m, n] += A[b.., m|k, k|m] * B[b.., k|n, n|k]`` (plain axes, one reduce axis, both inputs f16
+Matches ``C[b.., m, n] += A[b.., m|k, k|m] * B[b.., k|n, n|k]`` (an operand may lack the batch axes: broadcast; plain axes, one reduce axis, both inputs f16
 or both bf16, any float output) whose rTile is aligned to the 16×16×16 mma shape: block m and n, and step k,
 multiples of 16. Two kernels take it:
 
@@ -137,6 +137,8 @@ def lower_wmma(ctx: ComputeContext, name: str, rtile: dict):
     b_idx = "(gr * {N} + gc)" if not mt["b_nmajor"] else "(gc * {K} + gr)"
     a_idx, b_idx = a_idx.format(K=E[k], M=E[m]), b_idx.format(K=E[k], N=E[n])
     it = "long long" if ctx.idx_t == "i64" else "int"
+    a_base = f"k_batch * {a_rows[0] * a_rows[1]}" if mt["a_batched"] else "0"   # 0: broadcast over the batch
+    b_base = f"k_batch * {b_rows[0] * b_rows[1]}" if mt["b_batched"] else "0"
     zero = f"{ab_t}(0.0f)"
     src = f"""
 using namespace nvcuda;
@@ -148,7 +150,7 @@ const int k_tid = threadIdx.x, k_warp = k_tid / 32;
 const int k_bid = blockIdx.x;
 const {it} k_batch = k_bid / {grid_m * grid_n};
 const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {bm}, k_n0 = k_bid % {grid_n} * {bn};
-const {it} k_abase = k_batch * {a_rows[0] * a_rows[1]}, k_bbase = k_batch * {b_rows[0] * b_rows[1]};
+const {it} k_abase = {a_base}, k_bbase = {b_base};
 const {it} k_cbase = k_batch * {E[m] * E[n]};
 wmma::fragment<wmma::accumulator, 16, 16, 16, float> k_acc[{fpw}];
 for (int f = 0; f < {fpw}; ++f) wmma::fill_fragment(k_acc[f], 0.0f);
