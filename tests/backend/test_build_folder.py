@@ -55,7 +55,7 @@ def test_failed_build_leaves_previous_build_and_no_temp_dirs(tmp_path, monkeypat
     before = {p.relative_to(build): p.read_bytes() for p in build.rglob("*") if p.is_file()}
     calls = []
 
-    def emit_then_fail(op):
+    def emit_then_fail(op, lang=None):
         calls.append(op.sym_name)
         if len(calls) == 2:
             raise CompileError("boom in the second kernel")

@@ -3,7 +3,7 @@
     BUILD/model.tir        the final IR (parses back; its weights sidecar is weights.npz)
     BUILD/reference.tir    the IR just before lower-cuda, which the numpy interpreter runs (ground truth)
     BUILD/weights.npz      every weight buffer of the plan, by symbol name (inline constants: plan.const_key)
-    BUILD/kernels/K.cu     one CUDA source per kernel.func (K.cubin too with --check-ptx)
+    BUILD/kernels/K.cu     one CUDA source per kernel.func (K.cubin too with --check-ptx; K.hip for an AMD target)
     BUILD/plan.json        launches, buffers and host ops (backend/plan.py)
     BUILD/report.json      totals and one row per kernel (with --check-nvrtc: NVRTC's verdict per kernel)
 
@@ -29,7 +29,8 @@ from ..ir.diagnostics import CompileError
 from ..ir.printer import print_module
 from ..ir.weights import atomic_write_bytes, declared_weights
 from .launch_resources import launch_resources
-from .plan import build_plan, lower_bound_bytes, weight_arrays
+from .hip import language_for
+from .plan import build_plan, kernel_source_path, lower_bound_bytes, weight_arrays
 
 WEIGHTS_FILE = "weights.npz"
 
@@ -70,19 +71,23 @@ def write_json(path: Path, data) -> None:
 
 
 def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stages: list, start: float,
-                check_ptx: bool = False, reference: str | None = None, check_nvrtc: bool = False) -> dict:
+                check_ptx: bool = False, reference: str | None = None, check_nvrtc: bool = False,
+                check_hip: bool = False) -> dict:
     """Fill folder ``out`` (see the module docstring); returns the report. ``start`` is the
     ``time.perf_counter()`` of the compile's start, so ``compile_seconds`` covers emission and ptxas;
     ``reference`` is :func:`module_text` of the module before lower-cuda (written as reference.tir).
-    ``check_nvrtc`` compiles every kernel as CuPy will (``backend/nvrtc.py``) and records it."""
+    ``check_nvrtc`` compiles every kernel as CuPy will (``backend/nvrtc.py``) and records it; ``check_hip``
+    compiles an AMD target's kernels with hipcc and records their resource usage (``backend/hipcc.py``)."""
     from .emit import emit_kernel
     out = Path(out)
     (out / "kernels").mkdir(parents=True, exist_ok=True)
     plan = build_plan(module)
-    sources = {k.sym_name: emit_kernel(k) for k in kernel_funcs(module)}
-    for name, text in sources.items():
-        atomic_write_bytes(out / "kernels" / f"{name}.cu", text.encode())
     spec = get_arch(module_arch(module))   # the target: what ptxas, NVRTC and the launch checks build for
+    lang = language_for(spec)
+    sources = {k.sym_name: emit_kernel(k, lang) for k in kernel_funcs(module)}
+    for name, text in sources.items():
+        atomic_write_bytes(out / "kernels" / f"{name}{lang.source_suffix}", text.encode())
+    _check_vendor(spec, check_ptx, check_nvrtc, check_hip)
     ptx = {}
     if check_ptx and sources:
         from .ptxas import check_kernels, nvcc_compiles_for
@@ -95,15 +100,29 @@ def write_build(module: Operation, out: Path, *, model: str, pipeline: str, stag
     if check_nvrtc:
         from .nvrtc import check_kernels as nvrtc_check
         nvrtc = nvrtc_check(sources, arch=spec.arch)
+    hip = None
+    if check_hip:
+        from .hipcc import check_kernels as hip_check
+        hip = hip_check(sources, spec.sm_arch)
     _write_weights(module, plan, out)
     if reference is not None:
         atomic_write_bytes(out / "reference.tir", reference.encode("utf-8"))
     write_json(out / "plan.json", plan)
-    report = make_report(module, plan, model=model, pipeline=pipeline, stages=stages, ptx=ptx, nvrtc=nvrtc)
+    report = make_report(module, plan, model=model, pipeline=pipeline, stages=stages, ptx=ptx, nvrtc=nvrtc,
+                         hip=hip)
     report["ptxas_checked"] = bool(check_ptx)
     report["totals"]["compile_seconds"] = round(time.perf_counter() - start, 6)
     write_json(out / "report.json", report)
     return report
+
+
+def _check_vendor(spec, check_ptx: bool, check_nvrtc: bool, check_hip: bool) -> None:
+    """nvcc and NVRTC check NVIDIA targets, hipcc AMD ones: asking for the other is a clean error."""
+    if spec.is_amd and (check_ptx or check_nvrtc):
+        raise CompileError(f"--check-{'ptx' if check_ptx else 'nvrtc'} compiles for NVIDIA GPUs; {spec.arch} is an "
+                           "AMD GPU: use --check-hip")
+    if check_hip and not spec.is_amd:
+        raise CompileError(f"--check-hip compiles for AMD GPUs; {spec.arch} is an NVIDIA GPU: use --check-ptx")
 
 
 def _write_weights(module: Operation, plan: dict, out: Path) -> None:
@@ -167,13 +186,15 @@ def launches_per_inference(steps: list, modelled_of: dict, times: int = 1) -> di
 
 
 def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, stages: list,
-                ptx: dict | None = None, nvrtc: dict | None = None) -> dict:
+                ptx: dict | None = None, nvrtc: dict | None = None, hip: dict | None = None) -> dict:
     """report.json: ``totals`` (ops, kernels, launches, host_ops, global_bytes_modelled, lower_bound_bytes,
     compile_seconds, speed_of_light_us: ``analysis/speed_of_light``, modelled_us: ``analysis/latency``) and
     ``kernels``, one row per kernel.func (with its ``modelled_us`` and the model's ``latency`` breakdown)
     in module order; launches and modelled bytes
     are per inference (:func:`launches_per_inference`). ``nvrtc`` is ``backend/nvrtc.check_kernels``' answer
-    (``nvrtc_checked``, a top-level ``nvrtc`` entry and each row's ``nvrtc``)."""
+    (``nvrtc_checked``, a top-level ``nvrtc`` entry and each row's ``nvrtc``); ``hip`` is
+    ``backend/hipcc.check_kernels``' answer (``hip_checked``, each row's ``hip``, totals ``max_vgprs`` and
+    ``hip_spills``)."""
     from ..analysis import latency
     from ..analysis import speed_of_light as sol
     ptx = ptx or {}
@@ -188,7 +209,7 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
         row = {"name": k.sym_name, "kind": a.get("kind", ""), "origin": a.get("origin", ""),
                "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
                "grid": list(a["grid"]), "block": list(a["block"]), "smem_dynamic": int(a.get("smem", 0)),
-               "launches": launches.get(k.sym_name, 0), "cu": f"kernels/{k.sym_name}.cu",
+               "launches": launches.get(k.sym_name, 0), "cu": kernel_source_path(module, k.sym_name),
                "speed_of_light_us": round(sol.kernel_seconds(spec, k) * 1e6, 4)}
         # The per-build launch check: a block no GPU of the arch can run (shared memory over what its launch
         # opts in to, threads, ptxas' registers) stops the build here (launch_resources.LaunchLimitError).
@@ -197,6 +218,8 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
                    registers_from=res.registers_from)
         if k.sym_name in ptx:
             row["ptxas"] = ptx[k.sym_name].to_json()
+        if hip is not None:
+            row["hip"] = hip[k.sym_name].to_json()
         if nvrtc is not None:
             row["nvrtc"] = nvrtc["kernels"].get(k.sym_name, {"ok": False})
         # The latency model (analysis/latency.py), with compile-time bytes; `make bench` redoes it with a
@@ -212,10 +235,15 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     if ptx:
         totals["max_registers"] = max(i.registers for i in ptx.values())
         totals["spill_bytes"] = sum(i.spill_bytes for i in ptx.values())
+    if hip:
+        totals["max_vgprs"] = max(i.vgprs + i.agprs for i in hip.values())
+        totals["hip_spills"] = sum(i.spills for i in hip.values())
     report = {"model": model, "pipeline": pipeline, "arch": spec.arch, "stages": stages,
               "totals": totals, "kernels": rows,
               "host_ops": sorted(set(plan["host_ops"])), "ptxas_checked": bool(ptx),
               "nvrtc_checked": nvrtc is not None}
+    if hip is not None:
+        report["hip_checked"] = True
     if nvrtc is not None:
         report["nvrtc"] = {k: v for k, v in nvrtc.items() if k != "kernels"}
     return report

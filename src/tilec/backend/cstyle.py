@@ -2,8 +2,8 @@
 
 A :class:`CStyleLanguage` holds what differs between C dialects as data: the kernel prefix, the shared-array
 declaration, the barrier, the type map, the global load/store spellings and the conversions. :func:`render_body`
-walks a ``kernel.func`` region and prints one statement per kernel op. ``CUDA`` is the only language today;
-the emulator compiles the very same text.
+walks a ``kernel.func`` region and prints one statement per kernel op. ``CUDA`` and HIP (``backend/hip.py``,
+for AMD targets: ``hip.language_for(spec)`` picks) are the languages; the emulator compiles the very same text.
 
 Identifiers that come from a model go through :func:`sanitize_identifier`, and text that goes into comments
 through :func:`safe_comment`, so no model string reaches the source unescaped.
@@ -48,7 +48,13 @@ class CStyleLanguage:
     store: str = "TL_ST({buf}, {idx}, {val});"
     load4: str = "TL_LD4({buf}, {idx})"
     store4: str = "TL_ST4({buf}, {idx}, {val});"
+    # ``{width}``: the IR's lane count of the reduction (CUDA's form leaves it to the warp: 32).
     shfl_xor: str = "__shfl_xor_sync(0xffffffffu, {val}, {lane})"
+    prelude: str = "cuda_prelude.h"    # the header pasted atop every source, shipped beside this file
+    source_suffix: str = ".cu"         # kernels/<name><suffix> in a build folder
+    # Half types convert through float: ``{}`` is the value.
+    to_f32: dict = field(default_factory=lambda: {"f16": "__half2float({})", "bf16": "__bfloat162float({})"})
+    from_f32: dict = field(default_factory=lambda: {"f16": "__float2half({})", "bf16": "__float2bfloat16({})"})
     type_map: dict = field(default_factory=lambda: {
         "f32": "float", "f16": "__half", "bf16": "__nv_bfloat16", "f64": "double", "i64": "long long",
         "i32": "int", "i8": "signed char", "u8": "unsigned char", "bool": "bool", "f32x4": "float4"})
@@ -56,18 +62,18 @@ class CStyleLanguage:
     def ctype(self, dtype: str) -> str:
         return self.type_map[dtype]
 
+    def bounds(self, threads: int, min_blocks: int) -> str:
+        """The launch-bounds text for blocks of ``threads`` of which ``min_blocks`` must fit one SM."""
+        return self.launch_bounds.format(threads=threads, min_blocks=min_blocks)
+
     def convert(self, expr: str, src: str, dst: str) -> str:
         """``expr`` of element type ``src`` as a ``dst`` value (half types go through float)."""
         if src == dst:
             return expr
-        if src == "f16":
-            return self.convert(f"__half2float({expr})", "f32", dst)
-        if src == "bf16":
-            return self.convert(f"__bfloat162float({expr})", "f32", dst)
-        if dst == "f16":
-            return f"__float2half({self.convert(expr, src, 'f32')})"
-        if dst == "bf16":
-            return f"__float2bfloat16({self.convert(expr, src, 'f32')})"
+        if src in self.to_f32:
+            return self.convert(self.to_f32[src].format(expr), "f32", dst)
+        if dst in self.from_f32:
+            return self.from_f32[dst].format(self.convert(expr, src, "f32"))
         if dst == "bool":
             return f"(({expr}) != 0)"
         return f"(({self.ctype(dst)})({expr}))"
@@ -92,11 +98,13 @@ CUDA = CStyleLanguage()
 
 
 @functools.lru_cache(maxsize=None)
-def prelude_text() -> str:
-    """The text every emitted kernel starts with (``cuda_prelude.h``, shipped beside this file)."""
-    if not PRELUDE_PATH.is_file():
-        raise CompileError(f"the CUDA prelude is missing: {PRELUDE_PATH}")
-    return PRELUDE_PATH.read_text()
+def prelude_text(name: str = PRELUDE_PATH.name) -> str:
+    """The text every emitted kernel starts with (``cuda_prelude.h``, or a language's ``prelude``, shipped beside
+    this file)."""
+    path = PRELUDE_PATH.with_name(name)
+    if not path.is_file():
+        raise CompileError(f"the kernel prelude is missing: {path}")
+    return path.read_text()
 
 
 def kernel_name(op) -> str:
@@ -216,7 +224,7 @@ class BodyRenderer:
 
     def op_warp_reduce(self, op, a, d):
         var, width = a["var"], a.get("width", 32)
-        other = self.lang.shfl_xor.format(val=var, lane="k_o")
+        other = self.lang.shfl_xor.format(val=var, lane="k_o", width=width)
         self.emit(d, "#pragma unroll")
         self.emit(d, f"for (int k_o = {width // 2}; k_o > 0; k_o >>= 1) "
                      f"{var} = {self.lang.combine(a['combine'], a['dtype'], var, other)};")

@@ -1,4 +1,5 @@
-"""emit-cuda: one ``kernel.func`` → the complete ``.cu`` text (prelude + one ``extern "C" __global__`` kernel).
+"""emit-cuda: one ``kernel.func`` → the complete ``.cu`` text (prelude + one ``extern "C" __global__`` kernel);
+for an AMD target the ``.hip`` text, from the same renderer in the HIP language (``hip.py``, docs/amd.md).
 
 The text is a pure function of the op, so the same module always gives byte-identical sources. The prelude
 (``cuda_prelude.h``, ``cstyle.prelude_text``) comes first: it defines ``TL_LD``/``TL_ST`` and friends, the
@@ -12,6 +13,8 @@ import math
 from ..ir.diagnostics import CompileError
 from .cstyle import (CUDA, PRELUDE_PATH, CStyleLanguage, kernel_name, prelude_text,  # noqa: F401
                      render_body, safe_comment, sanitize_identifier)
+from ..analysis.hardware import target_spec
+from .hip import language_for
 from .kernel_facts import source_body
 from .lower.device_loop import emit_device_loop
 from .lower.persistent import emit_persistent
@@ -37,15 +40,18 @@ def kernel_signature(op, lang: CStyleLanguage = CUDA) -> str:
     for p in op.attributes["params"]:
         const = "const " if p["role"] == "in" else ""
         params.append(f"{const}{lang.ctype(p['dtype'])}*{lang.restrict} {p['name']}")
-    bounds = lang.launch_bounds.format(threads=threads, min_blocks=MIN_BLOCKS_PER_SM)
+    bounds = lang.bounds(threads, MIN_BLOCKS_PER_SM)
     cluster = op.attributes.get("cluster", 1)
     if cluster > 1:   # compile-time cluster dims: a plain launch runs the grid in clusters (sm_90)
         bounds += lang.cluster_dims.format(x=cluster)
     return f"{lang.kernel_prefix} {bounds}{kernel_name(op)}({', '.join(params)})"
 
 
-def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
-    """The complete CUDA source of one ``kernel.func`` op (a persistent rProgram: ``lower/persistent.py``)."""
+def emit_kernel(op, lang: CStyleLanguage | None = None) -> str:
+    """The complete source of one ``kernel.func`` op (a persistent rProgram: ``lower/persistent.py``), in
+    ``lang``, by default the language of the module's target (CUDA, or HIP for an AMD GPU: ``hip.language_for``)."""
+    if lang is None:
+        lang = language_for(target_spec(op))
     if op.attributes.get("kind") == "persistent":
         return emit_persistent(op, lang)
     if op.attributes.get("kind") in ("device_loop", "device_if"):
@@ -54,7 +60,7 @@ def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
         if sanitize_identifier(p["name"]) != p["name"]:
             raise CompileError.at(f"kernel parameter '{safe_comment(p['name'])}' is not a sanitised identifier",
                                   op.loc)
-    lines = [prelude_text().rstrip("\n"), ""]
+    lines = [prelude_text(lang.prelude).rstrip("\n"), ""]
     a = op.attributes
     lines.append(f"// tilec kernel {kernel_name(op)}: kind {safe_comment(a.get('kind', '?'))}, "
                  f"grid {list(a['grid'])}, block {list(a['block'])}")
@@ -71,6 +77,6 @@ def emit_kernel(op, lang: CStyleLanguage = CUDA) -> str:
     return "\n".join(lines) + "\n"
 
 
-def emit_module(module, lang: CStyleLanguage = CUDA) -> dict:
+def emit_module(module, lang: CStyleLanguage | None = None) -> dict:
     """``{kernel name: source}`` for every ``kernel.func`` in ``module``, in module order."""
     return {op.sym_name: emit_kernel(op, lang) for op in module.body.ops if op.name == "kernel.func"}

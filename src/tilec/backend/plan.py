@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..analysis.hardware import module_arch
+from ..analysis.hardware import get_arch, module_arch
 from ..ir.attributes import DenseAttr, SymbolRef
 from ..ir.core import Operation, Value, arg_names, lookup_symbol, main_function
 from ..ir.diagnostics import CompileError
@@ -250,13 +250,20 @@ def _device_control_step(module: Operation, op: Operation, buffers: dict, of: di
     buffers[bar] = {"name": bar, "dtype": "i32", "shape": [2], "bytes": 8, "kind": "temp"}
     names = [of[v] for v, _ in values]
     a = k.attributes
-    return {"kind": "launch", "kernel": k.sym_name, "cu": f"kernels/{k.sym_name}.cu", "grid": list(a["grid"]),
+    return {"kind": "launch", "kernel": k.sym_name, "cu": kernel_source_path(module, k.sym_name), "grid": list(a["grid"]),
             "block": list(a["block"]), "smem": int(a.get("smem", 0)), "smem_static": static_shared_bytes(k),
             "args": names + [bar],
             "inputs": [n for n, (_, role) in zip(names, values) if role == "in"],
             "outputs": [n for n, (_, role) in zip(names, values) if role == "out"] + [bar],
             "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0)),
             "concurrent": True, "zero": [bar], "control": op.name, "resident": residency(module, k)}
+
+
+def kernel_source_path(module: Operation, name: str) -> str:
+    """``kernels/<name>.cu``, or ``.hip`` for an AMD target: the build folder's source of kernel ``name`` (the
+    key that names it in plan.json and report.json stays ``cu``)."""
+    from .hip import source_suffix
+    return f"kernels/{name}{source_suffix(get_arch(module_arch(module)))}"
 
 
 def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dict:
@@ -272,7 +279,7 @@ def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dic
                               f"kernel takes {n_in} and {len(params) - n_in}", op.loc)
     it_in, it_out = iter(ins), iter(outs)
     args = [next(it_in) if p["role"] == "in" else next(it_out) for p in params]
-    step = {"kind": "launch", "kernel": name, "cu": f"kernels/{name}.cu", "grid": list(a["grid"]),
+    step = {"kind": "launch", "kernel": name, "cu": kernel_source_path(module, name), "grid": list(a["grid"]),
             "block": list(a["block"]), "smem": int(a.get("smem", 0)), "smem_static": static_shared_bytes(k),
             "args": args, "inputs": ins,
             "outputs": outs, "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0))}

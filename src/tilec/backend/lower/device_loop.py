@@ -90,7 +90,7 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
     threads, grid = a["block"][0], a["grid"][0]
     per_sm = ctl["blocks_per_sm"]
     size = {p["name"]: _numel(p["shape"]) for p in a["params"]}
-    lines = [prelude_text().rstrip("\n"), "",
+    lines = [prelude_text(lang.prelude).rstrip("\n"), "",
              f"// tilec {a['kind']} kernel {name}: grid {grid} ({per_sm} blocks/SM, all resident), "
              f"{threads} threads, {len(stages)} stages, a grid barrier after each",
              f"// {safe_comment(a.get('origin', ''))}"]
@@ -115,7 +115,7 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
             sig.append(f"const {lang.ctype(p['dtype'])}*{lang.restrict} {p['name']}")
         else:  # written and read back by other blocks: no __restrict__ (no non-coherent loads)
             sig.append(f"{lang.ctype(p['dtype'])}* {p['name']}")
-    lines += ["", f"{lang.kernel_prefix} __launch_bounds__({threads}, {per_sm}) {name}({', '.join(sig)}) {{",
+    lines += ["", f"{lang.kernel_prefix} {lang.bounds(threads, per_sm)}{name}({', '.join(sig)}) {{",
               "  int k_gen = 0;  // grid barriers passed: the same sequence in every block",
               f"  const long long k_tid = (long long)blockIdx.x * {threads} + threadIdx.x;"]
 

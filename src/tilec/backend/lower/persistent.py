@@ -175,7 +175,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
     operators = [o.attributes for o in ops if o.name == "rprog.operator"]
     veus = [o.attributes for o in ops if o.name == "rprog.veu"]
     threads = a["block"][0]
-    lines = [prelude_text().rstrip("\n"), "",
+    lines = [prelude_text(lang.prelude).rstrip("\n"), "",
              f"// tilec persistent kernel {name}: {program['veus']} vEUs, {threads} threads, "
              f"{program['blocks_per_sm']} blocks/SM, {len(operators)} rOperators",
              f"// {safe_comment(a.get('origin', ''))}"]
@@ -206,7 +206,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
             params.append(f"const {lang.ctype(p['dtype'])}*{lang.restrict} {p['name']}")
         else:  # read back by later rTasks: no __restrict__, so no non-coherent loads of them
             params.append(f"{lang.ctype(p['dtype'])}* {p['name']}")
-    lines.append(f"{lang.kernel_prefix} __launch_bounds__({threads}, {program['blocks_per_sm']}) "
+    lines.append(f"{lang.kernel_prefix} {lang.bounds(threads, program['blocks_per_sm'])}"
                  f"{name}({', '.join(params)}) {{")
     # The buffers go to a shared table once and each call reads its own from there: held in registers
     # across the dispatch loop and the calls, every parameter pinned two registers (a 544-thread block

@@ -1,0 +1,90 @@
+// tilec HIP prelude: the contract between the emitter and the runtimes for AMD targets (pasted verbatim atop every
+// .hip kernel, as cuda_prelude.h is atop every .cu one; docs/amd.md). The same primitives as the CUDA prelude
+// where they make sense on AMD: kernels touch global memory only through TL_LD/TL_ST/TL_LD4/TL_ST4, declare
+// block-static LDS arrays with TL_SHARED and wait on other blocks only through tl_wait_geq/tl_signal(_add), so the
+// CPU emulator (TILEC_EMU, its header force-included first) can count bytes and yield where a GPU would spin.
+// No mma.sync, cp.async, ldmatrix, wgmma, TMA or clusters: the lowering never chooses them for an AMD target
+// (its spec has no tensor-core engine and max_cluster_blocks 1). Wavefronts have 64 lanes; every shuffle the
+// renderer prints names its width.
+#ifndef TILEC_HIP_PRELUDE_H
+#define TILEC_HIP_PRELUDE_H
+#ifndef TILEC_EMU
+#include <hip/hip_runtime.h>
+#include <hip/hip_fp16.h>
+#include <hip/hip_bfloat16.h>
+
+// Global memory access: element index i of p (vector forms: 4 elements at index i, 16-byte aligned).
+#define TL_LD(p, i) ((p)[i])
+#define TL_ST(p, i, v) ((p)[i] = (v))
+#define TL_LD4(p, i) (*reinterpret_cast<const float4*>((p) + (i)))
+#define TL_ST4(p, i, v) (*reinterpret_cast<float4*>((p) + (i)) = (v))
+
+// A block-static LDS array: TL_SHARED(float, As, [16][17]);
+#define TL_SHARED(type, name, dims) __shared__ type name dims
+
+// Spin until *flag >= value; the fence afterwards orders the reads that the flag guards (acquire).
+__device__ __forceinline__ void tl_wait_geq(volatile int* flag, int value) {
+  while (*flag < value) {
+  }
+  __threadfence();
+}
+
+// Publish everything written before, then raise the flag (release).
+__device__ __forceinline__ void tl_signal(int* flag, int value) {
+  __threadfence();
+  atomicExch(flag, value);
+}
+
+// Publish everything written before, then add to a counter (release).
+__device__ __forceinline__ void tl_signal_add(int* flag, int value) {
+  __threadfence();
+  atomicAdd(flag, value);
+}
+
+#endif  // TILEC_EMU
+
+// CUDA spellings that hand-written kernel bodies still use (the arg-reduce kernels' __shfl_down_sync, resize's
+// bf16 conversions), with CUDA's meaning: a shuffle without a width works on 32-lane groups, as on a CUDA warp,
+// so a 32-lane reduction stays one inside a 64-lane wavefront. The mask is ignored: every lane of a tilec
+// reduction takes part. The renderer itself prints HIP's names (__shfl_xor(v, lane, width), hip_bfloat16).
+// Outside TILEC_EMU's guard: the emulator supplies __shfl_xor/__shfl_down and hip_bfloat16, these the rest.
+template <class T>
+__device__ __forceinline__ T tl_shfl_xor_sync(unsigned long long, T v, int lane, int width = 32) {
+  return __shfl_xor(v, lane, width);
+}
+template <class T>
+__device__ __forceinline__ T tl_shfl_down_sync(unsigned long long, T v, unsigned delta, int width = 32) {
+  return __shfl_down(v, delta, width);
+}
+#define __shfl_xor_sync tl_shfl_xor_sync
+#define __shfl_down_sync tl_shfl_down_sync
+__device__ __forceinline__ float __bfloat162float(hip_bfloat16 x) { return static_cast<float>(x); }
+__device__ __forceinline__ hip_bfloat16 __float2bfloat16(float x) { return hip_bfloat16(x); }
+
+// Integer Pow (ONNX Pow on int32/int64): exponentiation by squaring in unsigned arithmetic, so an overflow
+// wraps like numpy's; a negative exponent gives trunc(a^b) (1, -1 or 0) like the texpr evaluator.
+__device__ __forceinline__ long long tl_ipow(long long a, long long b) {
+  if (b < 0) return a == 1 ? 1 : a == -1 ? ((b & 1) ? -1 : 1) : 0;
+  unsigned long long r = 1, x = (unsigned long long)a;
+  for (; b; b >>= 1, x *= x)
+    if (b & 1) r *= x;
+  return (long long)r;
+}
+
+// Grid-wide barrier of a kernel whose `blocks` blocks are all resident (grinder's device loops, DESIGN section 6),
+// as in cuda_prelude.h: bar[0] counts arrivals, bar[1] is the generation, `gen` the caller's count of barriers.
+__device__ __forceinline__ void tl_grid_barrier(int* bar, int& gen, int blocks) {
+  __syncthreads();
+  ++gen;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(bar, 1) == blocks - 1) {
+      atomicExch(bar, 0);
+      tl_signal(bar + 1, gen);
+    } else {
+      tl_wait_geq(bar + 1, gen);
+    }
+  }
+  __syncthreads();
+}
+#endif  // TILEC_HIP_PRELUDE_H
