@@ -38,7 +38,7 @@ def default_backend() -> str:
 
 def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noqa: A001
             input_shapes: dict | None = None, build_dir: str | None = None, backend: str | None = None,
-            check_nvrtc: bool = False, example_inputs: tuple | None = None, shape_profile: dict | None = None,
+            check_nvrtc: bool = False, check_hip: bool = False, example_inputs: tuple | None = None, shape_profile: dict | None = None,
             buckets: dict | None = None) -> "CompiledModel":
     """Compile ``model`` (a path to an ``.onnx``, an ``onnx.ModelProto``, or a ``torch.nn.Module`` with
     ``example_inputs``, exported through torch's ONNX exporter with its ``forward``'s parameter names as input
@@ -61,10 +61,10 @@ def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noq
         if shape_profile:
             from .driver_profile import compile_profile
             compile_profile(path, build_dir, _profiles(shape_profile), buckets, pipeline=pipeline,
-                            check_nvrtc=check_nvrtc, arch=arch)
+                            check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch)
         else:
             compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes,
-                          check_nvrtc=check_nvrtc, arch=arch)
+                          check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch)
     return CompiledModel(build_dir, backend, _owner=owner)
 
 

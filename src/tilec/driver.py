@@ -54,12 +54,13 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
                   pipeline: str = "default", input_shapes: dict | None = None,
                   check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
                   check_nvrtc: bool = False, arch: str | None = None, progress=None,
-                  on_import=None) -> CompileResult:
+                  on_import=None, check_hip: bool = False) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
     with nvcc first and records what ptxas reports; ``check_nvrtc`` compiles every kernel as CuPy will
-    (NVRTC, ``backend/nvrtc.py``). ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
+    (NVRTC, ``backend/nvrtc.py``); ``check_hip`` compiles an AMD target's kernels with hipcc and records their
+    registers, LDS, occupancy and spills (``backend/hipcc.py``). ``tune`` > 0 profiles Roller's top-``tune`` rTiles per op
     on a GPU and keeps the fastest (``tune.py``); without a GPU the model decides. ``arch`` is the
     target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read.
     ``progress``, when given, is called as ``progress(index, total, stage name)`` before each stage (import,
@@ -113,10 +114,12 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     n_ops = count_ops(module)
 
     def write(tmp: Path) -> None:
-        stage(total - 1, ", ".join(["write build"] + ["ptxas"] * check_ptx + ["nvrtc"] * check_nvrtc))
+        stage(total - 1, ", ".join(["write build"] + ["ptxas"] * check_ptx + ["nvrtc"] * check_nvrtc
+                                + ["hipcc"] * check_hip))
         report = write_build(module, tmp, model=os.path.basename(model), pipeline=pipeline,
                              stages=[{"pass": r.name, "seconds": round(r.seconds, 6)} for r in records],
-                             start=start, check_ptx=check_ptx, reference=reference, check_nvrtc=check_nvrtc)
+                             start=start, check_ptx=check_ptx, reference=reference, check_nvrtc=check_nvrtc,
+                             check_hip=check_hip)
         if tuning is not None:
             from .backend.build import write_json
             report.update(tuning)
@@ -154,7 +157,7 @@ def load_target(target: str, input_shapes: dict | None = None):
     raise CompileError(f"don't know how to run '{target}' (expected .onnx, .tir or a build folder)")
 
 
-BACKENDS = ("numpy", "emu", "cupy")
+BACKENDS = ("numpy", "emu", "cupy", "hip")
 
 
 def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = "numpy",
@@ -296,13 +299,31 @@ def check_writable(path: str, what: str) -> None:
         raise CompileError(f"cannot write {what} '{path}': '{parent}' is not writable")
 
 
+def _amd_build(build_dir: str) -> bool:
+    """Whether ``build_dir``'s plan was built for an AMD GPU (its kernels are ``.hip``)."""
+    import json
+    from .analysis.hardware import DEFAULT_ARCH, get_arch
+    try:
+        arch = json.loads((Path(build_dir) / "plan.json").read_text()).get("arch", DEFAULT_ARCH)
+        return get_arch(arch).is_amd
+    except (OSError, ValueError, CompileError):
+        return False   # not a build folder: Executor.from_build says so
+
+
 def make_executor(build_dir: str, backend: str, emu_order: str = "normal", emu_resident_limit: bool = False,
                   emu_sms: int | None = None):
-    """An Executor for ``build_dir`` on the ``emu`` or ``cupy`` device (``emu_*``: the emulator's options)."""
+    """An Executor for ``build_dir`` on the ``emu``, ``cupy`` or ``hip`` device (``emu_*``: the emulator's options).
+    A build for an AMD GPU runs on ``hip``, and ``cupy`` means ``hip`` there (CuPy's ROCm build)."""
     from .runtime.executor import Executor
     if backend == "emu":
         from .runtime.emu_device import EmuDevice
         device = EmuDevice(order=emu_order, resident_limit=emu_resident_limit, num_sms=emu_sms)
+    elif backend == "hip" or (backend == "cupy" and _amd_build(build_dir)):
+        from .runtime.hip_device import HipDevice
+        if not _amd_build(build_dir):
+            raise CompileError(f"--backend hip runs builds for AMD GPUs (--arch mi250x, mi300x); '{build_dir}' "
+                               "has CUDA kernels: use --backend cupy")
+        device = HipDevice()
     elif backend == "cupy":
         from .runtime.cupy_device import CupyDevice
         device = CupyDevice()

@@ -9,7 +9,9 @@
 #ifndef TILEC_HIP_PRELUDE_H
 #define TILEC_HIP_PRELUDE_H
 #ifndef TILEC_EMU
+#ifndef __HIPCC_RTC__   // hiprtc (CuPy on ROCm) has the runtime's device names built in
 #include <hip/hip_runtime.h>
+#endif
 #include <hip/hip_fp16.h>
 #include <hip/hip_bfloat16.h>
 

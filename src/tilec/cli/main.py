@@ -88,6 +88,9 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
 @click.option("--check-nvrtc", is_flag=True,
               help="Compile every kernel with NVRTC and CuPy's options, as the cupy backend will (no GPU "
                    "needed; the NVRTC wheels of the 'cuda' extra).")
+@click.option("--check-hip", is_flag=True,
+              help="AMD targets (--arch mi250x): compile every kernel with hipcc --offload-arch for the target's "
+                   "gfx ISA and record VGPRs/SGPRs/AGPRs/LDS/occupancy/spills (docs/amd.md).")
 @click.option("--tune", "tune", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
               help="Profile Roller's top-K tiles per op on the GPU and keep the fastest (no GPU: the model).")
 @click.option("--no-fusion", is_flag=True,
@@ -103,7 +106,7 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
               help="The buckets of one dim of --shape-profile (its ONNX dim name, or INPUT:AXIS), e.g. "
                    "seq=128,256,512 (repeatable; default: powers of two within the range, and its maximum).")
 @guarded
-def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_ptx, check_nvrtc, tune, no_fusion,
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_ptx, check_nvrtc, check_hip, tune, no_fusion,
                 quiet, input_shapes, shape_profiles, bucket_lists):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
@@ -128,7 +131,7 @@ def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_pt
     try:
         result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
                                input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
-                               no_fusion=no_fusion, check_nvrtc=check_nvrtc, arch=arch, progress=progress.stage)
+                               no_fusion=no_fusion, check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, progress=progress.stage)
     finally:
         progress.done()   # erase the status line before the summary or the diagnostic
     click.echo(result.summary())
