@@ -137,3 +137,15 @@ def test_mma_is_refused_on_64_lanes(emu_cache, source):
 def test_warp_size_must_be_32_or_64(emu_cache):
     with pytest.raises(EmuError, match="32 or 64 lanes, not 16"):
         EmuModule(hip_source("wave64"), cache_dir=emu_cache, warp_size=16)
+
+
+def test_sources_behind_the_hip_prelude_batch():
+    """A .hip source's include-guarded prelude (ROCm includes outside the emulator) does not keep it from
+    sharing a translation unit, as the CUDA prelude does not; a directive outside the guard still does."""
+    from tilec.backend.emu.batch import batchable
+    prelude = ("#ifndef TILEC_HIP_PRELUDE_H\n#define TILEC_HIP_PRELUDE_H\n#ifndef TILEC_EMU\n"
+               "#include <hip/hip_runtime.h>\n#endif  // TILEC_EMU\n#endif  // TILEC_HIP_PRELUDE_H\n")
+    kernel = 'extern "C" __global__ void k(float* y) { TL_ST(y, 0, 1.0f); }\n'
+    assert batchable(prelude + kernel)
+    assert not batchable(prelude + "#define N 4\n" + kernel)
+    assert not batchable(prelude.replace("#endif  // TILEC_HIP_PRELUDE_H", "#endif  // TILEC_CUDA_PRELUDE_H") + kernel)

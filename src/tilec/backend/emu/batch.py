@@ -26,7 +26,8 @@ from .build import DEFAULT_WARP
 from .errors import EmuError
 from .module import MAX_SMEM, EmuModule
 
-_PRELUDE = re.compile(r"#ifndef\s+TILEC_CUDA_PRELUDE_H\b.*?#endif\s*//\s*TILEC_CUDA_PRELUDE_H", re.S)
+# The include-guarded prelude atop every source: CUDA's, or HIP's for an AMD target (docs/amd.md).
+_PRELUDE = re.compile(r"#ifndef\s+(TILEC_(?:CUDA|HIP)_PRELUDE_H)\b.*?#endif\s*//\s*\1\b", re.S)
 _DIRECTIVE = re.compile(r"^\s*#\s*(?!pragma\b)\w+", re.M)
 _SHARED = re.compile(r"\bTL_SHARED\(\s*([^,()]+?)\s*,\s*\w+\s*,\s*([^;()]*?)\s*\)\s*;")
 _SIZES = {"float": 4, "int": 4, "unsigned": 4, "unsigned int": 4, "int32_t": 4, "uint32_t": 4, "half": 2,
