@@ -9,7 +9,9 @@ hugely or mismatched. Deterministic for a given --seed.
 (``tilec.testing.pipeline_fuzz``: pipelines, emulator orders and f16 rotate per graph); each failing one is
 saved to ``--save-dir`` as model.onnx + inputs.npz + case.json (seed, pipeline, order, what happened).
 The f16 share of those all takes the default pipeline; ``--pipeline-f16-graphs`` runs graphs that are all f16
-through every pipeline in turn (their own seeds: ``--seed`` + 1,000,000 on).
+through every pipeline in turn (their own seeds: ``--seed`` + 1,000,000 on). ``--precision-graphs N`` runs N
+f32 graphs with a MatMul/Gemm/Conv per mode of ``--precisions`` (default fp16,bf16), compiled with
+``tilec compile --precision`` (seeds ``--seed`` + 2,000,000 on).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 F16_SEEDS = 1_000_000   # the f16-only pipeline graphs' seeds start this far after --seed (distinct graphs)
+PRECISION_SEEDS = 2_000_000   # and the --precision graphs' this far
 sys.path.insert(0, str(ROOT / "src"))
 
 
@@ -34,6 +37,9 @@ def main(argv=None) -> int:
                     help="random graphs through a whole pipeline (rotating) under the emulator")
     ap.add_argument("--pipeline-f16-graphs", type=int, default=0,
                     help="random f16 graphs through a whole pipeline (rotating) under the emulator")
+    ap.add_argument("--precision-graphs", type=int, default=0,
+                    help="random f32 graphs with a contraction, per --precisions mode, compiled with --precision")
+    ap.add_argument("--precisions", default="fp16,bf16", help="the modes of --precision-graphs (fp16, bf16)")
     ap.add_argument("--max-nodes", type=int, default=8, help="ops per --pipeline-graphs graph: 2 to this")
     ap.add_argument("--save-dir", default=str(ROOT / "build" / "fuzz-failures"),
                     help="where failing --pipeline-graphs cases are written")
@@ -63,7 +69,7 @@ def main(argv=None) -> int:
         regressions = str(ROOT / "tests" / "regressions") if args.save_regressions else None
         tallies += list(graph_campaign(args.graphs, args.seed, args.nodes, regressions=regressions,
                                             emu_limit=args.emu_graphs).values())
-    if args.pipeline_graphs or args.pipeline_f16_graphs:
+    if args.pipeline_graphs or args.pipeline_f16_graphs or args.precision_graphs:
         import resource
 
         from tilec.testing.pipeline_fuzz import pipeline_campaign
@@ -71,25 +77,29 @@ def main(argv=None) -> int:
         # kernel: GiBs of address space, little of it touched. Lift the cap for this campaign; a real huge
         # allocation is still caught by run_guarded's peak-RSS check.
         resource.setrlimit(resource.RLIMIT_AS, (resource.getrlimit(resource.RLIMIT_AS)[1],) * 2)
-        for n, dtype, first in ((args.pipeline_graphs, None, args.seed),
-                                (args.pipeline_f16_graphs, "f16", args.seed + F16_SEEDS)):
+        runs = [(args.pipeline_graphs, None, args.seed, None),
+                (args.pipeline_f16_graphs, "f16", args.seed + F16_SEEDS, None)]
+        runs += [(args.precision_graphs, None, args.seed + PRECISION_SEEDS, p)
+                 for p in args.precisions.split(",") if p]
+        for n, dtype, first, precision in runs:
             if not n:
                 continue
             t0 = time.perf_counter()
             by = pipeline_campaign(n, first, args.max_nodes, save_dir=args.save_dir, progress=_progress,
-                                   dtype=dtype)
-            print(f"full pipeline{' (f16 only)' if dtype else ''}: {n} graphs in {time.perf_counter() - t0:.0f} s",
-                  flush=True)
-            if dtype:   # every tally of this run is f16: say so in its row
+                                   dtype=dtype, precision=precision)
+            what = " (f16 only)" if dtype else f" (--precision {precision})" if precision else ""
+            print(f"full pipeline{what}: {n} graphs in {time.perf_counter() - t0:.0f} s", flush=True)
+            if dtype or precision:   # every tally of this run is f16 / that precision: say so in its row
                 for t in by.values():
-                    t.kind = t.kind.replace("(", "(f16 only: ", 1)
+                    t.kind = t.kind.replace("(", f"({dtype + ' only' if dtype else '--precision ' + precision}: ", 1)
             tallies += [by["all"]] + [t for k, t in sorted(by.items()) if k != "all"]
     print(HEADER)
     for t in tallies:
         print(t.row())
     print(f"\n{time.perf_counter() - start:.0f} s; command: python scripts/fuzz.py --graphs {args.graphs} "
           f"--nodes {args.nodes} --emu-graphs {args.emu_graphs} --pipeline-graphs {args.pipeline_graphs} "
-          f"--pipeline-f16-graphs {args.pipeline_f16_graphs} "
+          f"--pipeline-f16-graphs {args.pipeline_f16_graphs} --precision-graphs {args.precision_graphs} "
+          f"--precisions {args.precisions} "
           f"--max-nodes {args.max_nodes} --ir {args.ir} --onnx {args.onnx} --run-inputs {args.run_inputs} "
           f"--seed {args.seed}")
     from tilec.testing.differential import STAGES, stage_available

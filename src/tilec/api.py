@@ -39,7 +39,7 @@ def default_backend() -> str:
 def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noqa: A001
             input_shapes: dict | None = None, build_dir: str | None = None, backend: str | None = None,
             check_nvrtc: bool = False, check_hip: bool = False, example_inputs: tuple | None = None, shape_profile: dict | None = None,
-            buckets: dict | None = None) -> "CompiledModel":
+            buckets: dict | None = None, precision: str | None = None) -> "CompiledModel":
     """Compile ``model`` (a path to an ``.onnx``, an ``onnx.ModelProto``, or a ``torch.nn.Module`` with
     ``example_inputs``, exported through torch's ONNX exporter with its ``forward``'s parameter names as input
     names) with ``pipeline`` for the GPU ``arch`` (default h200; ``tilec compile --arch``) and return it
@@ -47,7 +47,8 @@ def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noq
     ``input_shapes`` pins dynamic dims (``{"x": [1, 128]}``), as ``--input-shape`` does; ``shape_profile``
     (``{"x": "1..32x128"}`` or ``{"x": [(1, 32), 128]}``) builds one build per bucket instead, as
     ``--shape-profile`` does, with ``buckets`` (``{"seq": [128, 512]}``) as ``--buckets`` (``driver_profile``).
-    Errors in the model are :class:`CompileError` (the CLI's exit 1)."""
+    ``precision`` (fp32, tf32, fp16, bf16: what the contractions compute in; None: the model's own types) is
+    ``tilec compile --precision``. Errors in the model are :class:`CompileError` (the CLI's exit 1)."""
     from .driver import compile_model
     backend = _backend(backend)
     if shape_profile and input_shapes:
@@ -61,10 +62,10 @@ def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noq
         if shape_profile:
             from .driver_profile import compile_profile
             compile_profile(path, build_dir, _profiles(shape_profile), buckets, pipeline=pipeline,
-                            check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch)
+                            check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, precision=precision)
         else:
             compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes,
-                          check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch)
+                          check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, precision=precision)
     return CompiledModel(build_dir, backend, _owner=owner)
 
 

@@ -54,7 +54,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
                   pipeline: str = "default", input_shapes: dict | None = None,
                   check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
                   check_nvrtc: bool = False, arch: str | None = None, progress=None,
-                  on_import=None, check_hip: bool = False) -> CompileResult:
+                  on_import=None, check_hip: bool = False, precision: str | None = None) -> CompileResult:
     """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
@@ -65,12 +65,20 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     target GPU (default ``DEFAULT_ARCH``): the module's ``tilec.target``, which every pass and the build read.
     ``progress``, when given, is called as ``progress(index, total, stage name)`` before each stage (import,
     every pass, writing the build): the CLI's ``cli.progress.Progress.stage``. ``on_import``, when given, is
-    called with the imported, verified module before any pass changes it (``driver_profile``'s analysis)."""
+    called with the imported, verified module before any pass changes it (``driver_profile``'s analysis).
+    ``precision`` (fp32, tf32, fp16, bf16; None: the model's own types) is the module's ``tilec.precision``:
+    the ``precision`` pass then runs right after ``decompose`` (``ir/precision.py``)."""
     from .backend.build import atomic_build_dir, count_ops, module_text, write_build
     from .frontend.importer import import_onnx
     from .ir.verifier import verify
     start = time.perf_counter()
     passes = parse_pipeline(pipeline_spec(pipeline))
+    if precision is not None:   # only when asked: a build without --precision is today's, dumps included
+        from .ir.precision import check_precision
+        from .passes import get_pass
+        check_precision(precision)
+        at = next((i + 1 for i, p in enumerate(passes) if p.name == "decompose"), 0)
+        passes.insert(at, get_pass("precision"))
     if no_fusion:   # the welder ablation: max-level=global leaves Roller's one kernel per op untouched
         for p in passes:
             if p.name == "welder":
@@ -90,6 +98,9 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     stage(0, "import")
     module = import_onnx(model, input_shapes or {})
     set_target(module, target.arch)
+    if precision is not None:
+        from .ir.precision import set_precision
+        set_precision(module, precision)
     verify(module)
     if on_import is not None:
         on_import(module)

@@ -26,6 +26,7 @@ import numpy as np
 from ..analysis.hardware import get_arch, module_arch
 from ..ir.core import Operation
 from ..ir.diagnostics import CompileError
+from ..ir.precision import DEFAULT_PRECISION, module_precision
 from ..ir.printer import print_module
 from ..ir.weights import atomic_write_bytes, declared_weights
 from .launch_resources import launch_resources
@@ -238,7 +239,8 @@ def make_report(module: Operation, plan: dict, *, model: str, pipeline: str, sta
     if hip:
         totals["max_vgprs"] = max(i.vgprs + i.agprs for i in hip.values())
         totals["hip_spills"] = sum(i.spills for i in hip.values())
-    report = {"model": model, "pipeline": pipeline, "arch": spec.arch, "stages": stages,
+    report = {"model": model, "pipeline": pipeline, "arch": spec.arch,
+              "precision": module_precision(module) or DEFAULT_PRECISION, "stages": stages,
               "totals": totals, "kernels": rows,
               "host_ops": sorted(set(plan["host_ops"])), "ptxas_checked": bool(ptx),
               "nvrtc_checked": nvrtc is not None}

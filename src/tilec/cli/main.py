@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..ir.precision import PRECISIONS
 from .errors import guarded, parse_bucket_lists, parse_input_shapes, parse_shape_profiles
 
 
@@ -83,6 +84,9 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
 @click.option("--arch", default=None, metavar="GPU",
               help="The target GPU (h200, h100, a100, v100: src/tilec/analysis/hw/); every pass, the kernels and "
                    "the checks build for it. Default: h200.")
+@click.option("--precision", default=None, type=click.Choice(list(PRECISIONS)),
+              help="What contractions (MatMul, Gemm, Conv, attention, MLPs) compute in, accumulating in f32; "
+                   "weights cast at compile time, inputs/outputs keep their types. Default: the model's own.")
 @click.option("--check-ptx", is_flag=True,
               help="Compile every kernel with nvcc for the target's sm_XX and record ptxas' registers/smem/spills.")
 @click.option("--check-nvrtc", is_flag=True,
@@ -106,8 +110,8 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
               help="The buckets of one dim of --shape-profile (its ONNX dim name, or INPUT:AXIS), e.g. "
                    "seq=128,256,512 (repeatable; default: powers of two within the range, and its maximum).")
 @guarded
-def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_ptx, check_nvrtc, check_hip, tune, no_fusion,
-                quiet, input_shapes, shape_profiles, bucket_lists):
+def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, precision, check_ptx, check_nvrtc, check_hip,
+                tune, no_fusion, quiet, input_shapes, shape_profiles, bucket_lists):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
     from ..driver import compile_model
     from .progress import Progress
@@ -123,7 +127,7 @@ def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_pt
         try:
             result = compile_profile(model, build_dir, profiles, buckets, dump_dir=dump_dir, pipeline=pipeline,
                                      check_ptx=check_ptx, tune=tune, no_fusion=no_fusion, check_nvrtc=check_nvrtc,
-                                     arch=arch, progress=progress.stage)
+                                     arch=arch, progress=progress.stage, precision=precision)
         finally:
             progress.done()
         click.echo(result.summary())
@@ -131,7 +135,8 @@ def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, check_pt
     try:
         result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
                                input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
-                               no_fusion=no_fusion, check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, progress=progress.stage)
+                               no_fusion=no_fusion, check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, progress=progress.stage,
+                               precision=precision)
     finally:
         progress.done()   # erase the status line before the summary or the diagnostic
     click.echo(result.summary())

@@ -11,6 +11,7 @@ PASSES: dict = {
     "infer-shapes": "infer_shapes:InferShapes",
     "fold-constants": "fold_constants:FoldConstants",
     "decompose": "decompose:Decompose",
+    "precision": "precision:Precision",
     "cse": "cse:CSE",
     "dce": "dce:DCE",
     "roller": "roller:Roller",

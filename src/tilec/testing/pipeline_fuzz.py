@@ -12,6 +12,11 @@ Each case is derived from its seed alone (``make_case``), so a finding is reprod
 - one case in ``F16_EVERY`` runs in f16: the same graph with f16 inputs, weights and outputs, compared with
   onnxruntime on the f32 graph (inputs rounded to f16 first) at the f16 tolerance. Ops whose f16 error is
   not bounded by a tolerance (products, exponentials of sums, discontinuities) are left out of f16 graphs.
+- a precision case (``make_case(..., precision="fp16" | "bf16")``, ``scripts/fuzz.py --precision-graphs``)
+  is an f32 graph with at least one MatMul, Gemm or Conv, drawn from the f16 graphs' ops, compiled with
+  ``--precision``: the contractions compute in f16/bf16 (``passes/precision.py``), so the emulator is held to
+  onnxruntime's f32 outputs at that format's tolerance (``PRECISION_TOL``) and to the numpy reference (the
+  same f16/bf16 IR) at it too.
 
 Outcomes: ``ok``; ``mismatch`` (emu against onnxruntime or against the numpy reference); a clean
 ``diagnostic``, which is allowed only when its message matches a documented unsupported combination in
@@ -44,6 +49,10 @@ WIDE_SHARE, WIDE_DIMS, WIDE_ELEMENTS = 0.3, (1, 3, 17, 33, 64, 130), 4096
 F16_EVERY = 5
 RTOL, ATOL = 1e-3, 1e-4
 F16_RTOL, F16_ATOL = 3e-2, 3e-2
+# (rtol, atol) of a precision case: f16's as above; bf16 rounds to 8 mantissa bits instead of 11 (unit
+# roundoff 2^-9 against 2^-12), so 8x as loose, but only the contractions round (less than an all-f16 graph).
+PRECISION_TOL = {"fp16": (F16_RTOL, F16_ATOL), "bf16": (1e-1, 1e-1)}
+CONTRACTION_OPS = {"MatMul", "Gemm", "Conv"}
 # Ops kept out of f16 graphs: their error in f16 grows with the values (products, exp of sums, squares),
 # or they are discontinuous, so a rounding difference moves the result by a whole step.
 # LayerNormalization and InstanceNormalization divide by the spread of their input, so they magnify the f16
@@ -83,10 +92,18 @@ class Case:
     dtype: str
     graph: GenGraph
     wide: bool = False
+    precision: str | None = None   # tilec compile --precision (an f32 graph)
 
     @property
     def name(self) -> str:
-        return f"seed {self.seed} ({self.pipeline}, {self.order}, {self.dtype}{', wide' if self.wide else ''})"
+        kind = f"f32 --precision {self.precision}" if self.precision else self.dtype
+        return f"seed {self.seed} ({self.pipeline}, {self.order}, {kind}{', wide' if self.wide else ''})"
+
+    @property
+    def tolerance(self) -> tuple:
+        if self.precision:
+            return PRECISION_TOL[self.precision]
+        return (F16_RTOL, F16_ATOL) if self.dtype == "f16" else (RTOL, ATOL)
 
 
 def pipelines() -> list:
@@ -94,31 +111,39 @@ def pipelines() -> list:
     return [p for p, spec in PIPELINES.items() if "lower-cuda" in spec]
 
 
-def make_case(seed: int, max_nodes: int = 8, max_dim: int = 5, dtype: str | None = None) -> Case:
+def make_case(seed: int, max_nodes: int = 8, max_dim: int = 5, dtype: str | None = None,
+              precision: str | None = None) -> Case:
     """The case for ``seed``: its graph, pipeline, emulator order and dtype. ``dtype`` ("f32" or "f16")
     forces the dtype; by default one seed in ``F16_EVERY`` is f16, and as ``F16_EVERY`` is the number of
-    pipelines those all take the last one (the default): a forced-f16 run covers every pipeline."""
+    pipelines those all take the last one (the default): a forced-f16 run covers every pipeline.
+    ``precision`` ("fp16", "bf16") makes a precision case (the module docstring)."""
     rng = random.Random(f"pipeline-fuzz/{seed}")
     names = pipelines()
     pipeline = names[seed % len(names)]
     order = ORDERS[(seed // len(names)) % len(ORDERS)]
-    dtype = dtype or ("f16" if seed % F16_EVERY == F16_EVERY - 1 else "f32")
+    dtype = "f32" if precision else dtype or ("f16" if seed % F16_EVERY == F16_EVERY - 1 else "f32")
     if dtype not in ("f32", "f16"):
         raise ValueError(f"dtype must be f32 or f16, not {dtype!r}")
+    if precision is not None and precision not in PRECISION_TOL:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_TOL)}, not {precision!r}")
     n = rng.randint(2, max_nodes)
     wide = rng.random() < WIDE_SHARE
     supported = None
-    if dtype == "f16":
+    if dtype == "f16" or precision:
         from ..frontend.registry import supported_ops
         supported = set(supported_ops()) - F16_EXCLUDED
-    if wide:
-        graph = generate(seed, n, max_dim=max(WIDE_DIMS), supported=supported, dims=WIDE_DIMS,
-                         max_elements=WIDE_ELEMENTS)
-    else:
-        graph = generate(seed, n, max_dim=max_dim, supported=supported)
+    for attempt in range(64):   # a precision case redraws (seeds of its own) until it has a contraction
+        sub = seed + attempt * 10_000_000   # redraws: seeds far from every campaign's range
+        if wide:
+            graph = generate(sub, n, max_dim=max(WIDE_DIMS), supported=supported, dims=WIDE_DIMS,
+                             max_elements=WIDE_ELEMENTS)
+        else:
+            graph = generate(sub, n, max_dim=max_dim, supported=supported)
+        if not precision or CONTRACTION_OPS & {node.op_type for node in graph.model.graph.node}:
+            break
     if dtype == "f16":
         graph = _to_f16(graph)
-    return Case(seed, pipeline, order, dtype, graph, wide)
+    return Case(seed, pipeline, order, dtype, graph, wide, precision)
 
 
 def _retype(model, src: int, dst: int, np_dst) -> onnx.ModelProto:
@@ -161,9 +186,9 @@ def _compile_and_run(case: Case, expected: dict, workdir: str, check_nvrtc: bool
     path = f"{workdir}/model.onnx"
     onnx.save(case.graph.model, path)
     build = f"{workdir}/build"
-    compile_model(path, build, pipeline=case.pipeline, check_nvrtc=check_nvrtc)
+    compile_model(path, build, pipeline=case.pipeline, check_nvrtc=check_nvrtc, precision=case.precision)
     got = make_executor(build, "emu", case.order).run(case.graph.inputs)
-    rtol, atol = (F16_RTOL, F16_ATOL) if case.dtype == "f16" else (RTOL, ATOL)
+    rtol, atol = case.tolerance
     try:
         compare(expected, got, rtol, atol)
     except Mismatch as e:
@@ -200,29 +225,31 @@ def is_failure(outcome: Outcome) -> bool:
 
 def save_case(case: Case, outcome: Outcome, directory) -> Path:
     """Write the model, its inputs and what happened, for ``tilec compile`` / ``tilec run`` by hand."""
-    out = Path(directory) / f"{case.seed}-{case.pipeline}-{case.order}-{case.dtype}"
+    out = Path(directory) / f"{case.seed}-{case.pipeline}-{case.order}-{case.precision or case.dtype}"
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(case.graph.model, out / "model.onnx")
     np.savez(out / "inputs.npz", **case.graph.inputs)
     info = {"seed": case.seed, "pipeline": case.pipeline, "order": case.order, "dtype": case.dtype,
+            "precision": case.precision,
             "ops": case.graph.ops, "outcome": outcome.kind, "detail": outcome.detail,
-            "reproduce": f"tilec compile model.onnx -o build --pipeline {case.pipeline} && tilec run build "
+            "reproduce": f"tilec compile model.onnx -o build --pipeline {case.pipeline}"
+                         + (f" --precision {case.precision}" if case.precision else "") + " && tilec run build "
                          f"--inputs inputs.npz --outputs out.npz --backend emu --emu-order {case.order}"}
     (out / "case.json").write_text(json.dumps(info, indent=1) + "\n")
     return out
 
 
 def pipeline_campaign(n: int, seed: int = 0, max_nodes: int = 8, save_dir=None, seconds: float = 600.0,
-                      progress=None, dtype: str | None = None) -> dict:
-    """Run cases ``seed .. seed + n - 1`` (all in ``dtype`` when given: ``make_case``). Returns
-    ``{"all": Tally, <pipeline>: Tally, <dtype>: Tally, ...}``; each failing case is saved under ``save_dir``
-    when given."""
+                      progress=None, dtype: str | None = None, precision: str | None = None) -> dict:
+    """Run cases ``seed .. seed + n - 1`` (all in ``dtype`` or with ``precision`` when given: ``make_case``).
+    Returns ``{"all": Tally, <pipeline>: Tally, <dtype>: Tally, ...}``; each failing case is saved under
+    ``save_dir`` when given."""
     tallies = {"all": Tally("random graphs, full pipeline under the emulator (all)")}
     for k in range(seed, seed + n):
-        case = make_case(k, max_nodes, dtype=dtype)
+        case = make_case(k, max_nodes, dtype=dtype, precision=precision)
         o = run_case(case, seconds)
         fail = is_failure(o)
-        for key in ("all", case.pipeline, case.dtype):
+        for key in ("all", case.pipeline, case.precision or case.dtype):
             t = tallies.setdefault(key, Tally(f"random graphs, full pipeline under the emulator ({key})"))
             t.add(case.name, o, finding=fail)
         if fail and save_dir is not None:
