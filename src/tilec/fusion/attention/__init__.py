@@ -1,5 +1,6 @@
 """The ``attention`` fusion pattern: S = Q·Kᵀ → scale/mask → row softmax → ·V (→ head merge) in one kernel
-per (batch·head, query tile), the score tile in shared memory (matcher :mod:`.match`, kernel :mod:`.kernel`).
+per (batch·head, query tile), the score tile in shared memory (matcher :mod:`.match`, kernel :mod:`.kernel`);
+f16/bf16 chains on sm_80+ run on tensor cores with an online softmax instead (:mod:`.mma`).
 A ``seed`` pattern: the search takes the whole chain from its QKᵀ node before growing a group there."""
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from ...backend.lower.context import ComputeContext
 from ...backend.lower.fused import bind_names, kernel_params, kernel_parts
 from ...ir.diagnostics import CompileError
 from . import match as A
+from . import mma
 
 
 class _Attention:
@@ -68,6 +69,8 @@ class _Attention:
 def lower_fused_attention(kernel, name: str):
     """The ``kernel.func`` of an attention ``tile.kernel``."""
     r = _Attention(kernel)
+    if (kernel.attributes.get("tile") or {}).get("engine") == mma.ENGINE:
+        return mma.lower(r, kernel, name, A.outside_accesses(r.graph, r.att))
     att, tq, bk, T = r.att, r.tq, r.bk, r.threads
     sk, d, dv, nb = att.sk, att.d, att.dv, len(att.batch)
     nq = att.sq // tq

@@ -12,6 +12,9 @@ The match reads only expression structure, never op names:
   memory and updates it in place. Row scalars live in registers of the warp that owns the row.
 - **·V**: a contraction whose A operand is the section's last full-row value with its reduce axis on the key
   axis; a permuting layout op (the head merge) may follow and is stored through (as in epilogue groups).
+- **types**: an all-f32 chain takes the CUDA-core kernel (:mod:`.kernel`); an f16/bf16 chain (Q, K, V in one
+  half type) takes the tensor-core kernel (:mod:`.mma`, ``engine = "mma_sync"``) where it is eligible (sm_80+,
+  a softmax row section, head dims multiples of 16), and is not matched otherwise.
 
 Group tile: ``Tq`` query rows per block (a divisor of the query length) and ``Bk`` keys per staged K/V chunk.
 Shared memory holds the Q tile, the ``Tq × Sk`` score tile, one K/V chunk and the staged mask vectors, within
@@ -31,6 +34,7 @@ from ...analysis.welder.search import Group, group_signature, is_convex
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
 from ...ir.types import itemsize
 from ..row.match import row_group
+from . import mma
 
 THREADS = 256      # most threads per attention block (8 warps share the softmax rows); fewer for small tiles
 MAX_CHUNK = 64     # keys per staged K/V chunk
@@ -53,6 +57,7 @@ class Attention:
     q_acc: object = None
     k_acc: object = None
     v_acc: object = None
+    engine: str = ""      # "mma_sync": the tensor-core kernel (:mod:`.mma`); "": the f32 CUDA-core kernel
 
     @property
     def members(self) -> list:
@@ -73,12 +78,14 @@ def _names(acc) -> set:
 
 
 def _contraction(node):
-    """``(a, b)`` accesses of a ``Y += A * B`` contraction over one axis (f32), else None."""
+    """``(a, b)`` accesses of a ``Y += A * B`` contraction over one axis (f32, or f16/bf16 for the
+    tensor-core kernel, :mod:`.mma`), else None."""
     e = node.expr
     body = e.body
+    floats = ("f32", *mma.DTYPES)
     if (e.combiner != "sum" or len(e.reduce_axes) != 1 or len(e.out_axes) < 2 or not isinstance(body, Binary)
             or body.op != "*" or not isinstance(body.lhs, Access) or not isinstance(body.rhs, Access)
-            or any(v.type.dtype != "f32" for v in node.op.operands) or node.op.result.type.dtype != "f32"):
+            or any(v.type.dtype not in floats for v in node.op.operands) or node.op.result.type.dtype not in floats):
         return None
     return body.lhs, body.rhs
 
@@ -122,7 +129,7 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
     while len(graph.nodes[cur].consumers) == 1 and not graph.nodes[cur].external_use:
         c = graph.nodes[graph.nodes[cur].consumers[0]]
         ops = [o for o, p in c.producers.items() if p == cur]
-        if (not c.elementwise or c.shape != s_shape or c.op.result.type.dtype != "f32"
+        if (not c.elementwise or c.shape != s_shape or c.op.result.type.dtype not in ("f32", *mma.DTYPES)
                 or not all(is_identity(c, a) for o in ops for a in c.accesses_of(o))):
             break
         pre.append(c.index)
@@ -143,7 +150,10 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
     rows.sort()
     if pv is None or not rows or any(r > pv for r in rows):
         return None
-    if row_group(graph, rows, target_spec(graph.nodes[idx].op)) is None:
+    spec = target_spec(graph.nodes[idx].op)
+    whole = set([idx, *pre, *rows])
+    f32 = all(v.type.dtype == "f32" for m in whole for v in [*graph.nodes[m].op.operands, graph.nodes[m].op.result])
+    if f32 and row_group(graph, rows, spec) is None:
         return None
     sk = s_shape[-1]
     if any(graph.nodes[r].shape not in (s_shape, s_shape[:-1] + (1,)) for r in rows):
@@ -181,14 +191,18 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
         if c.producers.get(0) == pv and permuting_layout(c) is not None:
             post = [c.index]
     whole = set([idx, *pre, *rows, pv, *post])
-    if any(v.type.dtype != "f32" for m in whole for v in [*graph.nodes[m].op.operands, graph.nodes[m].op.result]):
-        return None   # the kernel stages and computes in f32 only
+    f32 = all(v.type.dtype == "f32" for m in whole for v in [*graph.nodes[m].op.operands, graph.nodes[m].op.result])
     for m in [idx, *pre, *rows] + ([pv] if post else []):
         if not _only_inside(graph, m, whole):
             return None
     d = qk.extents[d_ax]
-    return Attention(idx, pre, rows, pv, post, tuple(s_shape[:-2]), s_shape[-2], sk, d, pvn.shape[-1],
-                     roles["q"], roles["k"], v_acc[0])
+    att = Attention(idx, pre, rows, pv, post, tuple(s_shape[:-2]), s_shape[-2], sk, d, pvn.shape[-1],
+                    roles["q"], roles["k"], v_acc[0])
+    if not f32:   # the CUDA-core kernel stages and computes in f32 only; f16/bf16 chains need tensor cores
+        if not mma.eligible(graph, att, spec):
+            return None
+        att.engine = mma.ENGINE
+    return att
 
 
 # ---- the group's tile and modelled bytes ---------------------------------------------------------------
@@ -298,12 +312,15 @@ class AttentionPlan:
     blocks: int
     cluster: int
     apart: int
+    engine: str = ""   # "mma_sync" for the tensor-core kernel
 
     def tile_attr(self) -> dict:
-        """The ``tile`` attribute (``cluster`` only when there is one)."""
+        """The ``tile`` attribute (``cluster`` and ``engine`` only when there is one)."""
         tile = {"tq": self.tq, "bk": self.bk, "threads": self.threads, "blocks": self.blocks}
         if self.cluster > 1:
             tile["cluster"] = self.cluster
+        if self.engine:
+            tile["engine"] = self.engine
         return tile
 
 
@@ -316,11 +333,15 @@ def fused_group(graph: TileGraph, idx: int, spec, apart, cache: dict):
         return None
     key = ("attention", group_signature(graph, att.members))
     if key not in cache:
-        tile = choose(graph, att, spec, MIN_BLOCK_OUTPUTS)
+        if att.engine:
+            tile = mma.choose(graph, att, spec, outside_accesses(graph, att))
+        else:
+            tile = choose(graph, att, spec, MIN_BLOCK_OUTPUTS)
         alt = sum(apart(seg) for seg in segments(att))
         group = None
         if tile is not None:
-            plan = AttentionPlan(tile["tq"], tile["bk"], tile["threads"], tile["blocks"], tile["cluster"], alt)
+            plan = AttentionPlan(tile["tq"], tile["bk"], tile["threads"], tile["blocks"], tile["cluster"], alt,
+                                 tile.get("engine", ""))
             group = Group(att.members, "attention", tile["bytes"], tile["waves"], tile["smem"], plan)
             if group.score >= alt:
                 group = None
