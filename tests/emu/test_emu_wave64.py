@@ -149,3 +149,13 @@ def test_sources_behind_the_hip_prelude_batch():
     assert batchable(prelude + kernel)
     assert not batchable(prelude + "#define N 4\n" + kernel)
     assert not batchable(prelude.replace("#endif  // TILEC_HIP_PRELUDE_H", "#endif  // TILEC_CUDA_PRELUDE_H") + kernel)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_width_32_shuffles_in_half_a_wavefront(wave, order):
+    x = _x(64, seed=8)
+    out = np.zeros(1, np.float32)
+    wave(64).launch("half_wave", 1, 64, [out, x, 0], order=order, seed=2)
+    assert out[0] == x[:32].sum()
+    with pytest.raises(EmuError, match="deadlock"):
+        wave(64).launch("half_wave", 1, 64, [out, x, 1], order=order, seed=2)

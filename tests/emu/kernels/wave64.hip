@@ -79,3 +79,17 @@ extern "C" __global__ void __launch_bounds__(64) hip_types(float* __restrict__ T
   atomicAdd(Total, x);
   unsafeAtomicAdd(Total + 1, 1.0f);
 }
+
+// Half a wavefront reduces with width-32 shuffles while the other half goes on to the barrier: a shuffle of
+// width 32 reads only its own 32-lane group, so it meets that group alone. With `full`, the shuffles span the
+// 64-lane wavefront and wait for lanes that never come: a deadlock.
+extern "C" __global__ void __launch_bounds__(64) half_wave(float* __restrict__ Out, const float* __restrict__ X,
+                                                          int full) {
+  int t = threadIdx.x;
+  float v = TL_LD(X, t);
+  if (t < 32) {
+    for (int o = 16; o > 0; o >>= 1) v += full ? __shfl_xor(v, o) : __shfl_xor(v, o, 32);
+    if (t == 0) TL_ST(Out, 0, v);
+  }
+  __syncthreads();
+}

@@ -2,11 +2,12 @@
 // .hip kernels, hand-written ones) runs as CUDA text does: same byte counting, bounds checks, thread orders.
 // Most of HIP's device API already has CUDA's spelling (__syncthreads, __shared__, threadIdx, atomics, __half,
 // __float2half, __launch_bounds__ with its waves-per-EU argument); this adds what differs:
-// - warp operations without masks (__shfl, __shfl_up/down/xor, __ballot, __any, __all) over every live lane of
-//   the wavefront, `width` defaulting to warpSize. ROCm's lane arithmetic (hip/amd_detail/amd_warp_functions.h)
-//   is CUDA's, which the *_sync forms here implement. A fully converged wavefront is assumed: a maskless
-//   operation waits for every live lane, so a divergent one is reported as a deadlock (hardware would use the
-//   lanes active at that point);
+// - warp operations without masks (__shfl, __shfl_up/down/xor, __ballot, __any, __all), `width` defaulting to
+//   warpSize. ROCm's lane arithmetic (hip/amd_detail/amd_warp_functions.h) is CUDA's, which the *_sync forms
+//   implement. A shuffle of `width` lanes can only read its own aligned group of `width` lanes, so it meets
+//   that group's live lanes (the others may be elsewhere: a width-32 reduction in half a wavefront is fine);
+//   ballots and votes meet the whole wavefront. A group lane that never arrives is a reported deadlock
+//   (hardware would read an inactive lane's stale register);
 // - __ballot returns 64 bits, as on AMD; the lane masks of the *_sync forms are LaneMask, 64-bit on a
 //   64-lane target, so HIP's __shfl_xor_sync(0xffffffffffffffff, ...) takes the whole wavefront;
 // - the few amdgcn built-ins a kernel may call directly, and HIP's type and index spellings.
@@ -42,21 +43,30 @@ struct hip_bfloat16 : __nv_bfloat16 {
 
 inline unsigned __lane_id() { return unsigned(tl_emu::lane_id()); }
 
+namespace tl_emu {
+// The lanes a shuffle of `width` lanes can read: the caller's aligned group (the whole warp from warpSize up).
+inline LaneMask width_group(int width) {
+  if (width >= kWarp || width <= 0) return LaneMask(kAllLanes);
+  uint64_t group = (uint64_t(1) << width) - 1;
+  return LaneMask(group << (lane_id() & ~(width - 1)));
+}
+}  // namespace tl_emu
+
 template <class T>
 inline T __shfl(T v, int src, int width = warpSize) {
-  return __shfl_sync(tl_emu::LaneMask(tl_emu::kAllLanes), v, src, width);
+  return __shfl_sync(tl_emu::width_group(width), v, src, width);
 }
 template <class T>
 inline T __shfl_up(T v, unsigned delta, int width = warpSize) {
-  return __shfl_up_sync(tl_emu::LaneMask(tl_emu::kAllLanes), v, delta, width);
+  return __shfl_up_sync(tl_emu::width_group(width), v, delta, width);
 }
 template <class T>
 inline T __shfl_down(T v, unsigned delta, int width = warpSize) {
-  return __shfl_down_sync(tl_emu::LaneMask(tl_emu::kAllLanes), v, delta, width);
+  return __shfl_down_sync(tl_emu::width_group(width), v, delta, width);
 }
 template <class T>
 inline T __shfl_xor(T v, int lane_mask, int width = warpSize) {
-  return __shfl_xor_sync(tl_emu::LaneMask(tl_emu::kAllLanes), v, lane_mask, width);
+  return __shfl_xor_sync(tl_emu::width_group(width), v, lane_mask, width);
 }
 inline unsigned long long __ballot(int pred) {
   return tl_emu::warp_op(tl_emu::tl_w, tl_emu::kAllLanes, tl_emu::W_BALLOT, pred != 0, 0);
