@@ -1,4 +1,5 @@
-"""ONNX node tests compiled to CUDA and run under the emulator (normal and reverse thread order).
+"""ONNX node tests compiled to CUDA and run under the emulator (normal and reverse thread order), for the
+default GPU and for an AMD one (``mi250x``: HIP sources, 64-lane wavefronts; issue #23).
 
 CI runs one case per op type (the first supported, non-excluded case of each); ``-m slow`` runs them all.
 Each case is imported, compiled with the default pipeline into a build folder, and executed by the
@@ -43,7 +44,9 @@ _CI = {c.name for c in _one_per_op()}
 _PARAMS = [pytest.param(c, id=c.name, marks=[] if c.name in _CI else [pytest.mark.slow]) for c in _runnable()]
 
 
-def compile_and_run(case, build: Path, order: str) -> None:
+def compile_and_run(case, build: Path, order: str, arch: str | None = None) -> None:
+    """Compile ``case`` for ``arch`` (default: tilec's default GPU) and run it under the emulator."""
+    from tilec.analysis.hardware import set_target
     from tilec.backend.build import module_text, write_build
     from tilec.driver import pipeline_spec
     from tilec.passes.pipeline import PassManager, parse_pipeline
@@ -55,6 +58,8 @@ def compile_and_run(case, build: Path, order: str) -> None:
     for inputs, outputs in case.data_sets[:1]:
         feeds = dict(zip(arg_names, (H._array(v) for v in inputs)))
         module = H._import(case, feeds)
+        if arch:
+            set_target(module, arch)
         pipeline = _pipeline()
         passes = parse_pipeline(pipeline_spec(pipeline))   # "default" and unknown names handled as the CLI does
         lower = next(i for i, p in enumerate(passes) if p.name == "lower-cuda")
@@ -80,6 +85,14 @@ def _main_args(build: Path) -> set:
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_node_case_under_emu(case, order, tmp_path):
     compile_and_run(case, tmp_path / "build", order)
+
+
+@pytest.mark.parametrize("case", _PARAMS)
+@pytest.mark.parametrize("order", ["normal", "reverse"])
+def test_node_case_under_emu_mi250x(case, order, tmp_path):
+    compile_and_run(case, tmp_path / "build", order, arch="mi250x")
+    assert all(p.suffix == ".hip" for p in (tmp_path / "build" / "kernels").glob("*.*")
+               if p.suffix in (".cu", ".hip"))
 
 
 def test_ci_subset_covers_every_op():

@@ -9,12 +9,13 @@ so both run as ``__device__`` functions inside rammer's and grinder's persistent
 - ``arg_serial``: one thread per output row walks the row (rows of at most ``SERIAL_MAX`` elements);
 - ``arg_warp``: one warp per row; lanes stride over the row, then a shuffle tree combines (value, index)
   pairs. The comparison is a total order (NaN first, then value, then index), so the result does not depend
-  on which lane saw which element.
+  on which lane saw which element. A warp is the target's (``spec.warp_size``: 32, or a 64-lane wavefront).
 """
 from __future__ import annotations
 
 import math
 
+from ...analysis.hardware import target_spec
 from ...ir.kexpr import ThreadIdx
 from ...ir.types import itemsize
 from ..cstyle import CUDA
@@ -52,8 +53,9 @@ def lower_arg_reduce(op, index: int):
     load = f"{CUDA.convert(f'TL_LD({X}, k_base + k_j * {inner}LL)', x.dtype, _cmp_dtype(x.dtype))}"
     vt = CUDA.ctype(_cmp_dtype(x.dtype))
     head = [f"const long long k_base = (k_row / {inner}LL) * {reduce * inner}LL + k_row % {inner}LL;"]
+    W = target_spec(op).warp_size
     if reduce <= SERIAL_MAX:
-        threads = SERIAL_THREADS if rows >= SERIAL_THREADS else max(32, -(-rows // 32) * 32)
+        threads = SERIAL_THREADS if rows >= SERIAL_THREADS else max(W, -(-rows // W) * W)
         lines = [let_line("long long", "k_row", flat_thread_index(threads)),
                  f"if (k_row >= {rows}LL) return;", *head,
                  "long long k_j = 0;",
@@ -66,24 +68,25 @@ def lower_arg_reduce(op, index: int):
                  f"TL_ST({Y}, k_row, k_bi);"]
         grid, kind = -(-rows // threads), "arg_serial"
     else:
-        threads = 32 * min(ROWS_PER_BLOCK, rows)
+        threads = W * min(ROWS_PER_BLOCK, rows)
+        width = "" if W == 32 else f", {W}"   # CUDA's default width is its 32-lane warp
         # A warp is either wholly in range or wholly out, so the early return never splits a shuffle.
-        lines = [let_line("long long", "k_row", flat_thread_index(threads, 32)),
+        lines = [let_line("long long", "k_row", flat_thread_index(threads, W)),
                  f"if (k_row >= {rows}LL) return;", *head,
-                 "long long k_j = threadIdx.x & 31;",
+                 f"long long k_j = threadIdx.x & {W - 1};",
                  f"{vt} k_best = {load};",
                  "long long k_bi = k_j;",
-                 f"for (k_j += 32; k_j < {reduce}LL; k_j += 32) {{",
+                 f"for (k_j += {W}; k_j < {reduce}LL; k_j += {W}) {{",
                  f"  const {vt} k_v = {load};",
                  f"  if ({better('k_v', 'k_j', 'k_best', 'k_bi')}) {{ k_best = k_v; k_bi = k_j; }}",
                  "}",
-                 "for (int k_off = 16; k_off > 0; k_off >>= 1) {",
-                 f"  const {vt} k_v = __shfl_down_sync(0xffffffffu, k_best, k_off);",
-                 "  const long long k_i = __shfl_down_sync(0xffffffffu, k_bi, k_off);",
+                 f"for (int k_off = {W // 2}; k_off > 0; k_off >>= 1) {{",
+                 f"  const {vt} k_v = __shfl_down_sync(0xffffffffu, k_best, k_off{width});",
+                 f"  const long long k_i = __shfl_down_sync(0xffffffffu, k_bi, k_off{width});",
                  f"  if ({better('k_v', 'k_i', 'k_best', 'k_bi')}) {{ k_best = k_v; k_bi = k_i; }}",
                  "}",
-                 f"if ((threadIdx.x & 31) == 0) TL_ST({Y}, k_row, k_bi);"]
-        grid, kind = -(-rows // (threads // 32)), "arg_warp"
+                 f"if ((threadIdx.x & {W - 1}) == 0) TL_ST({Y}, k_row, k_bi);"]
+        grid, kind = -(-rows // (threads // W)), "arg_warp"
     total = math.prod(x.shape)
     func = KernelBuilder().func(
         kernel_symbol(index, op.name, "arg"), [max(1, grid)], [threads], params, kind="opaque",
@@ -100,7 +103,9 @@ def arg_reduce_facts(kernel) -> SourceFacts:
     threads = kernel.attributes["block"][0]
     x, y = (p["shape"] for p in kernel.attributes["params"])
     warp = math.prod(x) // max(1, math.prod(y)) > SERIAL_MAX
-    row = flat_thread_index(threads, 32 if warp else 1)
+    # The warp width, from the kernel's own shape (a warp per row, ROWS_PER_BLOCK rows or all of them a block).
+    lanes = threads // min(ROWS_PER_BLOCK, max(1, math.prod(y))) if warp else 1
+    row = flat_thread_index(threads, lanes)
     return SourceFacts(barrier=False, shuffle=warp, shared=False, shape_bound=False,
                        index_lets=((1, "long long", "k_row", row),),
                        other_reads=frozenset({ThreadIdx()}) if warp else frozenset())

@@ -17,7 +17,8 @@ def lower_elementwise(ctx: ComputeContext, name: str):
     """The ``kernel.func`` for an expression without reduce axes."""
     total = math.prod(ctx.out_shape)
     vec = 4 if _can_vectorize(ctx) else 1
-    threads = THREADS if total >= THREADS * vec else max(32, -(-total // vec // 32) * 32)
+    warp = ctx.spec.warp_size   # a small launch is still whole warps (wavefronts)
+    threads = THREADS if total >= THREADS * vec else max(warp, -(-total // vec // warp) * warp)
     grid = max(1, -(-total // (threads * vec)))
     kb = KernelBuilder()
     kb.let("k_t", ctx.idx_t, thread_index(threads, "long long" if ctx.idx_t == "i64" else None))

@@ -3,6 +3,9 @@
 - ``reduce_serial``: one thread per output, a serial loop over the (small) reduce space.
 - ``reduce``: one block per output; threads stride over the flattened reduce space, then warp shuffles and
   one shared-memory round combine the partials.
+
+Thread counts are multiples of the target's warp (``spec.warp_size``: 32 on NVIDIA, a 64-lane wavefront on AMD),
+and the shuffles span the whole warp.
 """
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ def _out_coords(ctx: ComputeContext, kb: KernelBuilder, flat: str) -> None:
 
 def _serial(ctx: ComputeContext, name: str):
     total = math.prod(ctx.out_shape)
-    threads = BLOCK_THREADS if total >= BLOCK_THREADS else max(32, -(-total // 32) * 32)
+    warp = ctx.spec.warp_size
+    threads = BLOCK_THREADS if total >= BLOCK_THREADS else max(warp, -(-total // warp) * warp)
     kb = KernelBuilder()
     kb.let("k_t", ctx.idx_t, thread_index(threads, "long long" if ctx.idx_t == "i64" else None))
     with kb.cond(Binary("<", Var("k_t"), Const(total))):
@@ -70,8 +74,9 @@ def _nested_reduce_loops(ctx: ComputeContext, kb: KernelBuilder, axes) -> None:
 
 
 def _block(ctx: ComputeContext, name: str, rtotal: int):
-    threads = min(BLOCK_THREADS, max(32, -(-rtotal // 32) * 32))
-    warps = threads // 32
+    warp = ctx.spec.warp_size
+    threads = min(BLOCK_THREADS, max(warp, -(-rtotal // warp) * warp))
+    warps = threads // warp
     total = math.prod(ctx.out_shape)
     kb = KernelBuilder()
     if warps > 1:
@@ -84,12 +89,12 @@ def _block(ctx: ComputeContext, name: str, rtotal: int):
         unflatten(kb, "k_r", [ctx.axis_var(a) for a in ctx.reduce_axes],
                   [ctx.extents[a] for a in ctx.reduce_axes], ctx.idx_t)
         _accumulate(ctx, kb, "k_acc")
-    kb.warp_reduce("k_acc", ctx.combiner, ctx.acc_dtype)
+    kb.warp_reduce("k_acc", ctx.combiner, ctx.acc_dtype, width=warp)
     if warps > 1:
-        with kb.cond(Binary("==", Group(Binary("&", tid, Const(31))), Const(0))):   # each warp's lane 0
-            kb.assign(Index(Var("k_red"), Binary(">>", tid, Const(5))), "k_acc")
+        with kb.cond(Binary("==", Group(Binary("&", tid, Const(warp - 1))), Const(0))):   # each warp's lane 0
+            kb.assign(Index(Var("k_red"), Binary(">>", tid, Const(warp.bit_length() - 1))), "k_acc")
         kb.barrier()
-        with kb.cond(Binary("<", tid, Const(32))):
+        with kb.cond(Binary("<", tid, Const(warp))):
             kb.assign("k_acc", Select(Binary("<", tid, Const(warps)), Index(Var("k_red"), tid),
                                       as_kexpr(ctx.identity())))
             kb.warp_reduce("k_acc", ctx.combiner, ctx.acc_dtype, width=_pow2(warps))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ...analysis.hardware import target_spec
 from ...ir.kexpr import render
 from ...ir.types import itemsize
 from ..cstyle import sanitize_identifier
@@ -28,7 +29,8 @@ def params_of(op, in_names=None, out_names=None) -> list:
 def elementwise_source_func(op, name: str, params: list, body: str, total: int, loaded_bytes: int):
     """A one-thread-per-output-element ``kernel.func`` whose body is ``body`` (C text using ``k_t``, the flat
     output index, already checked against ``total``)."""
-    threads = THREADS if total >= THREADS else max(32, -(-total // 32) * 32)
+    warp = target_spec(op).warp_size   # a small launch is still whole warps (wavefronts)
+    threads = THREADS if total >= THREADS else max(warp, -(-total // warp) * warp)
     source = (f"{let_line('long long', 'k_t', flat_thread_index(threads))}\n"
               f"if (k_t >= {total}) return;\n{body.rstrip()}\n")
     out_bytes = sum(math.prod(p["shape"]) * itemsize(p["dtype"]) for p in params if p["role"] == "out")

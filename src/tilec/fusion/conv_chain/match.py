@@ -133,7 +133,8 @@ def choose(ctx, spec) -> dict | None:
         if thread is None:
             continue
         threads = math.prod(block[a] // thread[a] for a in axes)
-        if threads > spec.max_threads_per_block or (threads < 32 and points >= 32):
+        warp = spec.warp_size   # at least a warp of threads when there are that many points
+        if threads > spec.max_threads_per_block or (threads < warp and points >= warp):
             continue
         for cstep in itertools.product(*csteps):
             cfg = {"block": block, "thread": thread, "step": dict(zip(ctx.reduce_axes, cstep)),

@@ -90,7 +90,7 @@ def lower_fused_row(kernel, name: str, spec):
     """The ``kernel.func`` of a shared-level row ``tile.kernel`` on ``spec`` (the module's target)."""
     r = _Row(kernel, spec)
     rows, L, T = math.prod(r.rows_dims), r.length, r.threads
-    warps = T // 32
+    warps = T // spec.warp_size
     kb = KernelBuilder()
     arena = r.group.smem - 4 * warps
     kb.shared("k_sm", "f32", [max(1, arena // 4)])
@@ -108,7 +108,7 @@ def lower_fused_row(kernel, name: str, spec):
                 names = r.value_names(kb, i, "k_col", f"k_v{i}", rows * L)
                 body = c.renderer(lambda a, n=names, cc=c: n[cc.access_key(a)], r.axis_names(i, "k_col"))(c.expr.body)
                 kb.assign(f"k_acc{i}", CUDA.combine(c.combiner, c.acc_dtype, f"k_acc{i}", body))
-            _block_reduce(kb, c, f"k_acc{i}", warps)
+            _block_reduce(kb, c, f"k_acc{i}", warps, spec.warp_size)
             with kb.cond("threadIdx.x == 0"):
                 if r.used_inside(i):
                     kb.assign(f"k_sm[{r.offsets[('m', i)] // 4}]", f"k_acc{i}")
@@ -160,13 +160,15 @@ def _first_row_reader(r: _Row, value_id: int) -> tuple:
     raise CompileError("lower-cuda: staged row has no reader")
 
 
-def _block_reduce(kb, c, acc: str, warps: int) -> None:
-    kb.warp_reduce(acc, c.combiner, c.acc_dtype)
+def _block_reduce(kb, c, acc: str, warps: int, warp: int) -> None:
+    """``acc`` combined over the block: shuffles within each warp of ``warp`` lanes (the target's), then the
+    warps' partials through ``k_red`` by the first warp."""
+    kb.warp_reduce(acc, c.combiner, c.acc_dtype, width=warp)
     if warps > 1:
-        with kb.cond("(threadIdx.x & 31) == 0"):
-            kb.assign("k_red[threadIdx.x >> 5]", acc)
+        with kb.cond(f"(threadIdx.x & {warp - 1}) == 0"):
+            kb.assign(f"k_red[threadIdx.x >> {warp.bit_length() - 1}]", acc)
         kb.barrier()
-        with kb.cond("threadIdx.x < 32"):
+        with kb.cond(f"threadIdx.x < {warp}"):
             kb.assign(acc, f"threadIdx.x < {warps} ? k_red[threadIdx.x] : {c.identity()}")
             kb.warp_reduce(acc, c.combiner, c.acc_dtype, width=1 << max(0, (warps - 1).bit_length()))
         kb.barrier()

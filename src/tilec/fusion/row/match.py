@@ -111,8 +111,9 @@ def row_group(graph: TileGraph, members: list, spec) -> Group | None:
         if s["uses"] > 1 and s["row"]:
             buffers.append(smem.Buffer(("x", key[0]), length * 4, 0, s["end"]))
     offsets, arena = smem.plan(buffers)
-    threads = min(ROW_THREADS, max(32, -(-length // 32) * 32))
-    arena += 4 * (threads // 32)
+    warp = spec.warp_size   # threads are whole warps (wavefronts), one partial per warp in shared memory
+    threads = min(ROW_THREADS, max(warp, -(-length // warp) * warp))
+    arena += 4 * (threads // warp)
     if arena > spec.smem_per_block_bytes:
         return None
     per_sm = max(1, min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
