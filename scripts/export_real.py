@@ -8,24 +8,38 @@ Writes ``OUT/<name>.onnx`` (with external data beside it when the model is over 
 onnxscript are optional dependencies of tilec (``pip install -e ".[export]"``); tilec itself never imports this
 script, and the exported files are too big to commit.
 
-Models:
-- ``convnext_tiny``: torchvision ConvNeXt-tiny, 1x3x224x224, dynamo exporter.
-- ``vit_b_16``: torchvision ViT-B/16, 1x3x224x224, dynamo exporter.
-- ``gpt2``: transformers ``GPT2LMHeadModel(GPT2Config())``, 1x64 token ids, no KV cache, dynamo exporter
-  (its attention mask uses ops such as GatherND); ``--gpt2-legacy`` asks for the TorchScript exporter, which
-  fails on recent transformers (``aten::diff`` has no ONNX symbolic at opset 17).
+Models (``MODELS``; each with the exporter tutorials use for it, ``dynamic_axes`` on the batch and, for text,
+the sequence, so ``tilec compile`` needs ``--input-shape NAME=DIMS`` from the ``.inputs.npz``: ``realworld.py``
+passes them):
+
+- CNNs (torchvision, 1x3x224x224): ``resnet50`` and ``mobilenet_v3_small`` (TorchScript exporter, opset 17,
+  dynamic batch), ``efficientnet_b0`` and ``convnext_tiny`` (dynamo exporter).
+- Vision transformers (torchvision, 1x3x224x224): ``vit_b_16`` (dynamo; its zero-initialised classifier head
+  gets normal(0, 0.02) weights, or every logit would be 0), ``swin_t`` (TorchScript, dynamic batch: the
+  Shape -> Gather -> Mod chains and ScatterND of its windows).
+- Encoders (transformers, built from their configs): ``bert`` (BERT-base, ``input_ids`` + ``attention_mask``
+  1x64, TorchScript, dynamic batch and sequence), ``distilbert`` (DistilBERT-base, the same inputs, dynamo,
+  dynamic batch and sequence), ``whisper_tiny_encoder`` (Whisper-tiny's audio encoder, 80 mel bins x 3000
+  frames, dynamo).
+- Decoders: ``gpt2`` (``GPT2LMHeadModel(GPT2Config())``, 1x64 token ids, no KV cache, logits only, dynamo;
+  ``--gpt2-legacy`` asks for the TorchScript exporter, which fails on recent transformers: ``aten::diff`` has
+  no ONNX symbolic at opset 17).
+- Encoder-decoder: ``t5_small`` (``T5ForConditionalGeneration(T5Config())``, t5-small's sizes: encoder
+  ``input_ids`` 1x32 and ``decoder_input_ids`` 1x16, logits, TorchScript, dynamic batch and sequences).
 - ``attention_f16``: 12-head self-attention at seq 512, d_model 768, in f16: q/k/v projections,
-  softmax(QK^T / sqrt(d)) V and an output projection.
+  softmax(QK^T / sqrt(d)) V and an output projection (dynamo).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import sys
 import time
 from pathlib import Path
 
-MODELS = ("convnext_tiny", "vit_b_16", "gpt2", "attention_f16")
+MODELS = ("resnet50", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16", "swin_t", "bert",
+          "distilbert", "whisper_tiny_encoder", "gpt2", "t5_small", "attention_f16")
 
 
 def _attention_module(torch, d_model: int = 768, heads: int = 12):
@@ -51,36 +65,76 @@ def _attention_module(torch, d_model: int = 768, heads: int = 12):
     return Attention()
 
 
+def _first_output(torch, model, names, **extra):
+    """Wrap a transformers model so that it takes ``names`` positionally (plus the keyword arguments ``extra``,
+    e.g. ``use_cache=False``) and returns its first output only, no dict: what an inference export keeps."""
+    class First(torch.nn.Module):
+        """``model(**dict(zip(names, args)), **extra)[0]``."""
+
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, *args):
+            return self.m(**dict(zip(names, args)), **extra, return_dict=False)[0]
+    return First()
+
+
+BATCH = {0: "batch"}
+TEXT = {0: "batch", 1: "sequence"}
+DECODER = {0: "batch", 1: "decoder_sequence"}
+
+
 def build(name: str, torch, gpt2_legacy: bool):
-    """``(module, example inputs tuple, input names, use dynamo)`` for model ``name``."""
-    if name == "convnext_tiny":
+    """``(module, example inputs tuple, input names, use dynamo, dynamic_axes or None)`` for model ``name``."""
+    image = (torch.randn(1, 3, 224, 224),)
+    if name in ("resnet50", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16", "swin_t"):
         import torchvision
-        return torchvision.models.convnext_tiny(weights=None), (torch.randn(1, 3, 224, 224),), ["x"], True
-    if name == "vit_b_16":
-        import torchvision
-        model = torchvision.models.vit_b_16(weights=None)
-        # torchvision zero-initialises the classifier head: every logit would be 0 and any comparison vacuous.
-        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
-        return model, (torch.randn(1, 3, 224, 224),), ["x"], True
+        model = getattr(torchvision.models, name)(weights=None)
+        if name == "vit_b_16":
+            # torchvision zero-initialises the classifier head: every logit would be 0 and any comparison vacuous.
+            torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+        legacy = name in ("resnet50", "mobilenet_v3_small", "swin_t")
+        return model, image, ["x"], not legacy, {"x": BATCH, "y": BATCH} if legacy else None
+    if name in ("bert", "distilbert"):
+        import transformers
+        cfg = transformers.BertConfig() if name == "bert" else transformers.DistilBertConfig()
+        cfg._attn_implementation = "eager"
+        model = transformers.BertModel(cfg) if name == "bert" else transformers.DistilBertModel(cfg)
+        ids = torch.randint(0, cfg.vocab_size, (1, 64), dtype=torch.int64)
+        mask = torch.ones(1, 64, dtype=torch.int64)
+        mask[0, 48:] = 0   # padding at the end, as a batch of unequal sentences has
+        names = ["input_ids", "attention_mask"]
+        return (_first_output(torch, model, names), (ids, mask), names, name == "distilbert",
+                {"input_ids": TEXT, "attention_mask": TEXT, "y": TEXT})
+    if name == "whisper_tiny_encoder":
+        from transformers import WhisperConfig, WhisperModel
+        cfg = WhisperConfig(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
+                            decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536)
+        cfg._attn_implementation = "eager"
+        encoder = WhisperModel(cfg).get_encoder()
+        feats = torch.randn(1, cfg.num_mel_bins, 2 * cfg.max_source_positions)
+        return _first_output(torch, encoder, ["input_features"]), (feats,), ["input_features"], True, None
     if name == "gpt2":
         from transformers import GPT2Config, GPT2LMHeadModel
         cfg = GPT2Config(use_cache=False)
         cfg._attn_implementation = "eager"
         model = GPT2LMHeadModel(cfg)
         ids = torch.randint(0, cfg.vocab_size, (1, 64), dtype=torch.int64)
-
-        class Logits(torch.nn.Module):
-            """Only the logits: no cache, no dict output."""
-
-            def __init__(self):
-                super().__init__()
-                self.m = model
-
-            def forward(self, input_ids):
-                return self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0]
-        return Logits(), (ids,), ["input_ids"], not gpt2_legacy
+        return (_first_output(torch, model, ["input_ids"], use_cache=False), (ids,), ["input_ids"], not gpt2_legacy,
+                None)
+    if name == "t5_small":
+        from transformers import T5Config, T5ForConditionalGeneration
+        cfg = T5Config(use_cache=False)   # the defaults are t5-small's sizes
+        cfg._attn_implementation = "eager"
+        model = T5ForConditionalGeneration(cfg)
+        ids = torch.randint(0, cfg.vocab_size, (1, 32), dtype=torch.int64)
+        dec = torch.randint(0, cfg.vocab_size, (1, 16), dtype=torch.int64)
+        names = ["input_ids", "decoder_input_ids"]
+        return (_first_output(torch, model, names, use_cache=False), (ids, dec), names, False,
+                {"input_ids": TEXT, "decoder_input_ids": DECODER, "y": DECODER})
     if name == "attention_f16":
-        return _attention_module(torch).half(), (torch.randn(1, 512, 768).half(),), ["x"], True
+        return _attention_module(torch).half(), (torch.randn(1, 512, 768).half(),), ["x"], True, None
     raise SystemExit(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
 
 
@@ -89,17 +143,26 @@ def export_one(name: str, out: Path, gpt2_legacy: bool, seed: int) -> float:
     import numpy as np
     import torch
     torch.manual_seed(seed)
-    module, args, names, dynamo = build(name, torch, gpt2_legacy)
+    module, args, names, dynamo, dynamic_axes = build(name, torch, gpt2_legacy)
     module.eval()
     path = out / f"{name}.onnx"
     t0 = time.perf_counter()
     with torch.no_grad():
         if dynamo:
-            prog = torch.onnx.export(module, args, dynamo=True, input_names=names, output_names=["y"])
+            # The dynamo exporter cannot always turn dynamic_axes into torch.export's dynamic_shapes (DistilBERT):
+            # give them as such, Dim.AUTO on each dynamic axis (a batch of 1 specialises to 1, as torch.export
+            # does with any size-1 dim; the sequence stays symbolic), grouped as forward's parameters are.
+            shapes = None if not dynamic_axes else tuple(
+                {ax: torch.export.Dim.AUTO for ax in dynamic_axes.get(n, {})} for n in names)
+            if shapes and any(p.kind is p.VAR_POSITIONAL
+                              for p in inspect.signature(module.forward).parameters.values()):
+                shapes = (shapes,)
+            prog = torch.onnx.export(module, args, dynamo=True, input_names=names, output_names=["y"],
+                                     dynamic_shapes=shapes)
             prog.save(str(path))
         else:
             torch.onnx.export(module, args, str(path), dynamo=False, input_names=names, output_names=["y"],
-                              opset_version=17)
+                              opset_version=17, dynamic_axes=dynamic_axes)
     np.savez(out / f"{name}.inputs.npz", **{n: a.numpy() for n, a in zip(names, args)})
     return time.perf_counter() - t0
 
