@@ -98,7 +98,7 @@ def test_cache_command(tmp_path, cache_root):
     r = CliRunner().invoke(cli, ["cache"])
     assert r.exit_code == 0 and str(cache_root) in r.output and "weights        1 files" in r.output, r.output
     r = CliRunner().invoke(cli, ["cache", "--clear", "all"])
-    assert r.exit_code == 0 and "cleared emu, nvrtc, ptxas, weights" in r.output, r.output
+    assert r.exit_code == 0 and "cleared emu, hipcc, nvrtc, ptxas, weights" in r.output, r.output
     assert not (cache_root / "weights").exists() and (tmp_path / "a" / "weights.npz").is_file()
     assert CliRunner().invoke(cli, ["cache", "--clear", "bogus"]).exit_code == 2
 

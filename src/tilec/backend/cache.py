@@ -3,8 +3,8 @@ and the content-addressed weight store that lets builds of one model share their
 
 Folders (each named by what fills it):
 
-- ``ptxas/``, ``nvrtc/``: ``--check-ptx`` / ``--check-nvrtc`` results per kernel source (``backend/ptxas.py``,
-  ``backend/nvrtc.py``);
+- ``ptxas/``, ``nvrtc/``, ``hipcc/``: ``--check-ptx`` / ``--check-nvrtc`` / ``--check-hip`` results per kernel
+  source (``backend/ptxas.py``, ``backend/nvrtc.py``, ``backend/hipcc.py``);
 - ``emu/``: the emulator's compiled translation units (``backend/emu/build.py``);
 - ``weights/``: one read-only ``<sha256>.npz`` per distinct weights file; a build folder's ``weights.npz`` is
   a hard link to it, so ten builds of BERT store its 420 MB once. Where a link cannot be made (another
@@ -21,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-KINDS = ("emu", "nvrtc", "ptxas", "weights")
+KINDS = ("emu", "hipcc", "nvrtc", "ptxas", "weights")
 DEFAULT_MAX_BYTES = 8 << 30
 
 

@@ -86,6 +86,9 @@ def _build_facts(build: Path) -> tuple:
     """``(sources {name: text} in the build's kernel order, report rows by name, arch)``."""
     kernels_dir = build / "kernels"
     found = sorted(kernels_dir.glob("*.cu")) if kernels_dir.is_dir() else []
+    if not found and kernels_dir.is_dir() and any(kernels_dir.glob("*.hip")):
+        raise CompileError(f"{build}: a build for an AMD GPU (kernels/*.hip): tilec inspect reads NVIDIA SASS; "
+                           "tilec compile --check-hip records its kernels' resources in report.json (docs/amd.md)")
     if not found:
         raise CompileError(f"{build}: not a tilec build folder (no kernels/*.cu)")
     report = _read_json(build / "report.json")

@@ -82,7 +82,7 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
               help="Which pipeline (none, roller, welder, rammer, grinder; see README): 'default' is the "
                    "fullest one, tilec.driver.DEFAULT_PIPELINE.")
 @click.option("--arch", default=None, metavar="GPU",
-              help="The target GPU (h200, h100, a100, v100: src/tilec/analysis/hw/); every pass, the kernels and "
+              help="The target GPU (h200, h100, a100, v100, mi250x, mi300x: src/tilec/analysis/hw/); every pass, the kernels and "
                    "the checks build for it. Default: h200.")
 @click.option("--precision", default=None, type=click.Choice(list(PRECISIONS)),
               help="What contractions (MatMul, Gemm, Conv, attention, MLPs) compute in, accumulating in f32; "
@@ -191,7 +191,7 @@ def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, 
 @cli.command("cache")
 @click.option("--info", "show", is_flag=True, help="Show each cache folder's files and size (the default).")
 @click.option("--clear", "clear_kinds", multiple=True, metavar="KIND",
-              type=click.Choice(["all", "emu", "nvrtc", "ptxas", "weights"]),
+              type=click.Choice(["all", "emu", "hipcc", "nvrtc", "ptxas", "weights"]),
               help="Empty a cache folder (repeatable; 'all' for every one). Builds keep their weights.")
 @guarded
 def cache_cmd(show, clear_kinds):
