@@ -1,5 +1,16 @@
 """The ``mlp`` fusion pattern: two GEMMs back to back (or one with a row tail), a row tile of the hidden in
-shared memory (matcher :mod:`.match`, kernel :mod:`.kernel` with its row tail :mod:`.tail`)."""
+shared memory (matcher :mod:`.match`, kernel :mod:`.kernel` with its row tail :mod:`.tail`).
+
+f32 chains only (issue #17's choice for f16/bf16): a half-precision FFN is left to the ``epilogue`` kind,
+which lowers it as two tensor-core engine GEMMs with fused epilogues (GEMM + bias + GELU, GEMM + bias;
+tests/welder/test_mlp_half_split.py). A back-to-back tensor-core kernel would have to keep a row tile of
+the hidden on chip: for BERT-base (1024 tokens, 768 -> 3072 -> 768) that is BM x 3072 f16 in shared memory
+(BM = 64: 384 KB, over every arch's opt-in limit) or, streaming the hidden in chunks, BM x 768 f32 output
+accumulators in registers (BM = 64: 192 KB, 3/4 of an SM's register file, 192 a thread at 8 warps before
+the first GEMM's own), with only 1024 / BM = 16 blocks: at most 15% (a100) / 12% (h200) of the SMs. The
+split writes and reads the hidden once, 2 x 6.3 MB: 6.2 us (a100) / 2.6 us (h200) at the specs' DRAM
+bandwidth (less from L2) against 31 / 9.8 us of tensor-core time for 9.7 GFLOP, with full grids for both
+GEMMs. docs/benchmarks/tensorcore-2026-12-07.md has both kernels."""
 from __future__ import annotations
 
 from ..registry import FusionPattern, fusion_pattern

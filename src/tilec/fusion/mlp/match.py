@@ -86,7 +86,7 @@ def split(graph, members: list, spec) -> tuple | None:
         if graph.nodes[side2[-1]].shape[:-1] != graph.nodes[rest[-1]].shape[:-1]:
             return None
     if not plain_f32([graph.nodes[m] for m in members]):
-        return None
+        return None   # f16/bf16 chains split into tensor-core engine GEMMs (why: fusion/mlp/__init__.py)
     if side1:
         if set(group_outputs(graph, members)) & set(side1):
             return None
