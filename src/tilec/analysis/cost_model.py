@@ -163,8 +163,9 @@ def smem_read_bytes(problem: TileProblem, rt: RTile) -> int:
 
 def peak_flops(problem: TileProblem, spec: GPUSpec) -> float:
     if problem.input_dtypes and all(d in ("f16", "bf16") for d in problem.input_dtypes):
-        return spec.fp16_tensor_flops if problem.input_dtypes[0] == "f16" else (spec.bf16_tensor_flops or
-                                                                                spec.fp32_flops)
+        # A GPU without a tensor-core engine for the type (AMD until MFMA lands) computes it on the vector ALUs.
+        return (spec.fp16_tensor_flops if problem.input_dtypes[0] == "f16" else spec.bf16_tensor_flops) or \
+            spec.fp32_flops
     return spec.fp32_flops
 
 
