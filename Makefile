@@ -79,7 +79,7 @@ bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
 
 fuzz: install
-	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --pipeline-f16-graphs 500 --ir 10000 --onnx 1000 --run-inputs 1000 --seed 0
+	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --pipeline-f16-graphs 500 --precision-graphs 100 --ir 10000 --onnx 1000 --run-inputs 1000 --seed 0
 
 # Every sample and small zoo model on the GPU vs onnxruntime, then timed (8 min budget) -> build/gpu_check/.
 # DRY=1: the emu backend instead of the GPU -> build/gpu_check_dry/.

@@ -4,7 +4,9 @@
                             [--full NAME ...] [--jobs 2] [--row-timeout S] [--budget S] [--no-ptx]
                             [--grinder-everywhere] [--note TEXT] [--from-json CPU.json]
 
-For each zoo model x pipeline (``grinder`` only for models with control flow, see CONTROL_FLOW):
+For each zoo model x pipeline (``grinder`` only for models with control flow, see CONTROL_FLOW), in f32 (the
+models' own types), and in each other ``--precisions`` mode (default fp16: ``tilec compile --precision``) with
+the fullest pipeline the model runs only, so the precision rows add one row per model, not one per pipeline:
   * small variant: compile (with ``--check-ptx``), run under the emulator (measured global bytes) and with
     the numpy interpreter, and compare both against onnxruntime;
   * full variant (only the models in ``--full``, see FULL_DEFAULT for why those): compile only, bytes are
@@ -93,7 +95,10 @@ def run_row(task: dict, timeout: float, why: str = "per-row limit") -> dict:
            "--pipeline", task["pipeline"], "--build", task["build"], "--out", str(out)]
     if task["no_ptx"]:
         cmd.append("--no-ptx")
-    base = {"model": task["model"], "size": task["size"], "pipeline": task["pipeline"]}
+    if task.get("precision", "fp32") != "fp32":
+        cmd += ["--precision", task["precision"]]
+    base = {"model": task["model"], "size": task["size"], "pipeline": task["pipeline"],
+            "precision": task.get("precision", "fp32")}
     r = run_child(cmd, out, timeout, child_env(ROOT))
     if r.status == "timeout":
         return {**base, "status": "timeout", "error": f"row took longer than {timeout:.0f}s ({why}; killed)",
@@ -107,7 +112,7 @@ def run_row(task: dict, timeout: float, why: str = "per-row limit") -> dict:
 
 
 def progress(i: int, n: int, r: dict) -> str:
-    what = f"{r['model']:13} {r['size']:5} {r['pipeline']:8}"
+    what = f"{r['model']:13} {r['size']:5} {r['pipeline']:8} {r.get('precision', 'fp32'):4}"
     if r["status"] != "ok":
         return f"[{i}/{n}] {what} {r['status'].upper()} ({r.get('row_seconds', 0)}s): {r.get('error')}"
     extra = (f"emu {r['measured_bytes'] / 1e6:.3f} MB, err {r['emu_vs_ort']:.1e}" if r["size"] == "small"
@@ -138,7 +143,10 @@ def main(argv=None) -> int:
                          "one): a row gets at most what is left of it, and rows that would start with under 30 s "
                          "left are recorded as skipped")
     ap.add_argument("--no-ptx", action="store_true", help="skip nvcc/ptxas (no registers/smem/spills)")
-    ap.add_argument("--tol", type=float, default=1e-3, help="max abs err allowed, times max(1, max|ref|)")
+    ap.add_argument("--tol", type=float, default=1e-3, help="max abs err allowed, times max(1, max|ref|) (a "
+                    "precision row: at least that mode's tolerance, tilec.bench.table.PRECISION_TOL)")
+    ap.add_argument("--precisions", nargs="*", default=["fp16"], choices=["tf32", "fp16", "bf16"], metavar="P",
+                    help="--precision modes besides f32, one row per model with its fullest pipeline (default fp16)")
     ap.add_argument("--grinder-everywhere", action="store_true",
                     help="run the grinder pipeline on models without control flow too (it then equals rammer)")
     ap.add_argument("--note", help="a sentence for the header, e.g. what else ran on the machine")
@@ -178,10 +186,13 @@ def main(argv=None) -> int:
                     continue
                 tasks.append({"model": name, "size": size, "pipeline": p, "path": path, "no_ptx": args.no_ptx,
                               "build": str(work / "builds" / f"{name}-{size}-{p}")})
+            ran = [t for t in tasks if (t["model"], t["size"]) == (name, size)]
+            for prec in (args.precisions if ran else []):   # the fullest pipeline this model runs
+                tasks.append(dict(ran[-1], precision=prec, build=f"{ran[-1]['build']}-{prec}"))
     # Every small row (the correctness check of each zoo model) before any full one, cheapest first within
     # each (cost ~ ONNX nodes: each kernel costs a g++ build for the emulator, or a ptxas run, when not
     # cached), so a tight budget loses the fewest and least important rows; the table keeps zoo order.
-    zoo_order = {(t["model"], t["size"], t["pipeline"]): i for i, t in enumerate(tasks)}
+    zoo_order = {(t["model"], t["size"], t["pipeline"], t.get("precision", "fp32")): i for i, t in enumerate(tasks)}
     tasks.sort(key=lambda t: (t["size"] != "small", node_count(t["path"])))
     load = LoadSampler()
     n = len(tasks) + len(rows)
@@ -194,7 +205,8 @@ def main(argv=None) -> int:
         def submit(t):
             left = args.budget - (time.perf_counter() - start)
             if left < 30:
-                return {"model": t["model"], "size": t["size"], "pipeline": t["pipeline"], "status": "skipped",
+                return {"model": t["model"], "size": t["size"], "pipeline": t["pipeline"],
+                        "precision": t.get("precision", "fp32"), "status": "skipped",
                         "error": f"the run's {args.budget:.0f}s budget was used up before this row started"}
             limit = args.row_timeout if t["size"] == "small" else args.full_timeout
             return run_row(t, min(left, limit), "per-row limit" if limit <= left else "what was left of the budget")
@@ -204,7 +216,7 @@ def main(argv=None) -> int:
             done += 1
             print(progress(done, n, r), flush=True)
             rows.append(r)
-    rows.sort(key=lambda r: zoo_order.get((r["model"], r["size"], r["pipeline"]), -1))
+    rows.sort(key=lambda r: zoo_order.get((r["model"], r["size"], r["pipeline"], r.get("precision", "fp32")), -1))
     wall = time.perf_counter() - start
     args.no_grinder = sorted(no_grinder, key=list(ZOO).index)
     write_outputs(Path(args.out), args, argv, rows, caches, wall, load=load.stop())
@@ -295,7 +307,10 @@ def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None, load=Non
           "over kernels; spills summed); *err* is the max abs error against onnxruntime on the same seeded "
           "inputs (numpy runs the pipeline's IR before lower-cuda; *n/a* where that IR already holds kernels, "
           "which have no reference implementation: the JSON's `numpy_error`). A row is *wrong* when an error exceeds "
-          f"{args.tol:g} x max(1, max |onnxruntime output|).", "",
+          f"{args.tol:g} x max(1, max |onnxruntime output|) (a precision row: its mode's tolerance if larger, "
+          "fp16 1e-2, bf16 5e-2, tf32 5e-3). A pipeline named `P fp16` is the f32 model built with `tilec compile "
+          "--precision fp16` (contractions in f16, f32 accumulation; `docs/precision.md`), for the fullest "
+          "pipeline the model runs only.", "",
           "Pipelines: " + ", ".join(f"`{p}`" for p in meta["pipelines"]) + ". `grinder` moves Loop/If control "
           "flow (and the loops that LSTM/GRU/RNN import as) onto the device, so without any it is `rammer` plus "
           "a pass that finds nothing to move. Small rows count a host-driven loop body's launches per trip "

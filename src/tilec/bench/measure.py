@@ -143,16 +143,18 @@ def compile_dram_bytes(report: dict) -> int | None:
     return int(sum(r["latency"]["load"]["dram_bytes"] * r["launches"] for r in rows))
 
 
-def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = True) -> dict:
-    """One row; never raises (the error is recorded with the step that failed)."""
-    row = {"model": Path(model).name.split("-")[0], "size": size, "pipeline": pipeline, "status": "ok",
-           "error": None}
+def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = True,
+            precision: str | None = None) -> dict:
+    """One row; never raises (the error is recorded with the step that failed). ``precision``: ``tilec
+    compile --precision`` (None: the model's own types, recorded as fp32)."""
+    row = {"model": Path(model).name.split("-")[0], "size": size, "pipeline": pipeline,
+           "precision": precision or "fp32", "status": "ok", "error": None}
     step = "compile"
     try:
         from tilec.driver import compile_model
         t0 = time.perf_counter()
         with PhaseTimer() as phases:
-            compile_model(model, build, pipeline=pipeline, check_ptx=check_ptx)
+            compile_model(model, build, pipeline=pipeline, check_ptx=check_ptx, precision=precision)
         row["compile_wall_seconds"] = round(time.perf_counter() - t0, 3)
         report = json.loads(Path(build, "report.json").read_text())
         tot = report["totals"]
@@ -210,8 +212,9 @@ def main(argv=None) -> int:
     ap.add_argument("--build", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-ptx", action="store_true")
+    ap.add_argument("--precision", default=None, choices=["fp32", "tf32", "fp16", "bf16"])
     a = ap.parse_args(argv)
-    row = measure(a.model, a.size, a.pipeline, a.build, check_ptx=not a.no_ptx)
+    row = measure(a.model, a.size, a.pipeline, a.build, check_ptx=not a.no_ptx, precision=a.precision)
     Path(a.out).write_text(json.dumps(row, indent=1, sort_keys=True) + "\n")
     return 0
 

@@ -1,6 +1,16 @@
 """Markdown for ``make bench`` rows (see ``tilec.bench.measure`` for what a row holds)."""
 from __future__ import annotations
 
+# A --precision row's error against onnxruntime's f32 outputs may reach this share of the output scale (the
+# rounding of the contractions' inputs to the format: tests/precision/checks.py, docs/precision.md).
+PRECISION_TOL = {"tf32": 5e-3, "fp16": 1e-2, "bf16": 5e-2}
+
+
+def _pipeline(r) -> str:
+    """The pipeline, and the precision mode of a --precision row (``rammer fp16``)."""
+    p = r.get("precision", "fp32")
+    return r["pipeline"] if p == "fp32" else f"{r['pipeline']} {p}"
+
 
 def _mb(n) -> str:
     return "-" if n is None else f"{n / 1e6:.3f}"
@@ -42,7 +52,8 @@ def _ptx(r) -> tuple:
 def _baseline(rows: list, r: dict, key: str):
     """The same model and size under the ``none`` pipeline (one kernel per op): the unfused reference."""
     for b in rows:
-        if (b["model"], b["size"], b["pipeline"]) == (r["model"], r["size"], "none") and b.get(key):
+        if ((b["model"], b["size"], b["pipeline"], b.get("precision", "fp32")) == (r["model"], r["size"], "none", "fp32")
+                and b.get(key)):
             return b[key]
     return None
 
@@ -63,11 +74,12 @@ def small_table(rows: list, tol: float) -> str:
             status = f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
         else:
             scale = max(1.0, r.get("ref_max_abs") or 0.0)
-            bad = [k for k in ("emu_vs_ort", "numpy_vs_ort") if r.get(k) is not None and not r[k] <= tol * scale]
+            limit = max(tol, PRECISION_TOL.get(r.get("precision"), 0.0)) * scale
+            bad = [k for k in ("emu_vs_ort", "numpy_vs_ort") if r.get(k) is not None and not r[k] <= limit]
             status = "ok" if not bad else "**wrong**: " + ", ".join(bad)
         b = r.get("measured_bytes")
         out.append("| " + " | ".join([
-            r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
+            r["model"], _pipeline(r), status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
             str(r.get("emu_launches", r.get("launches", "-"))), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
             _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "measured_bytes")),
             *_time(r), *_ptx(r),
@@ -84,7 +96,7 @@ def full_table(rows: list) -> str:
         status = "ok" if r.get("status") == "ok" else f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
         b = r.get("modelled_bytes")
         out.append("| " + " | ".join([
-            r["model"], r["pipeline"], status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
+            r["model"], _pipeline(r), status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
             str(r.get("launches", "-")), _compile(r), _mb(b), _mb(r.get("lower_bound_bytes")),
             _ratio(b, r.get("lower_bound_bytes")), _ratio(b, _baseline(rows, r, "modelled_bytes")),
             *_time(r), *_ptx(r)]) + " |")

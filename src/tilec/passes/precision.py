@@ -5,7 +5,10 @@ attention's two products and the MLP chains are reached too) when the module ask
 (``tilec.precision``, set by ``tilec compile --precision``). For ``fp16``/``bf16`` each f32 contraction
 becomes ``cast(inputs -> T)``, the same product in ``T`` (lowered with f32 accumulators, as an f16 model's
 is), ``cast(result -> f32)``. A constant operand (a weight) is cast here, once, at compile time. An input
-that is itself ``f32(x)`` of a ``T`` value reads ``x`` (the round trip is exact). ConvTranspose, a host op,
+that is itself ``f32(x)`` of a ``T`` value reads ``x`` (the round trip is exact); one that only this contraction
+reads through data movement (a view such as Reshape, or a copy such as Transpose) has the cast moved before
+the movement, which then moves ``T`` values: the cast joins the producer's epilogue instead of making a
+kernel after the movement that ends it, and ``f32(x)`` under it vanishes by the rule before. ConvTranspose, a host op,
 gets the same casts around it. For ``tf32`` the contraction keeps its f32 types and is marked
 ``precision = "tf32"``: the lowering may use tf32 tensor cores; until one does, it computes in f32, which is
 more exact. ``fp32`` changes nothing. Everything else (softmax, norms, reductions, bias adds and the model's
@@ -20,6 +23,7 @@ import numpy as np
 from ..ir.attributes import SymbolRef
 from ..ir.builder import Builder
 from ..ir.core import Operation, Value, functions
+from ..ir.opspec import is_view
 from ..ir.precision import PRECISIONS, check_precision, module_precision
 from ..ir.texpr import Access, parse_texpr
 from ..ir.texpr.evaluate import product_factors
@@ -42,6 +46,19 @@ def is_contraction(op: Operation) -> bool:
     return factors is not None and sum(isinstance(f, Access) for f in factors[0]) >= 2
 
 
+def is_movement(op: Operation | None) -> bool:
+    """Whether ``op`` only moves its first operand's values (a view, or a ``tile.compute`` whose body is one
+    access of its only input: transpose, slice, broadcast), so a cast commutes with it."""
+    if op is None or len(op.results) != 1:
+        return False
+    if is_view(op):
+        return all(v.type.dtype not in ("f16", "bf16", "f32", "f64") for v in op.operands[1:])
+    if op.name != "tile.compute" or len(op.operands) != 1:
+        return False
+    expr = parse_texpr(str(op.attributes["expr"]))
+    return expr.combiner is None and isinstance(expr.body, Access)
+
+
 def cast_expr(rank: int, dtype: str) -> str:
     """The elementwise cast ``Y[d0, ..] = dtype(X0[d0, ..])`` (``decompose``'s spelling of graph.cast)."""
     axes = ", ".join(f"d{i}" for i in range(rank))
@@ -60,7 +77,7 @@ class Precision(ModulePass):
         if mode is None or mode == "fp32":
             return
         self.module, self.dtype = module, PRECISIONS[mode]
-        self.casts: dict = {}   # (value, block) -> its cast to self.dtype in that block
+        self.casts: dict = {}   # (value, block) -> its cast to self.dtype, made in that block
         for fn in functions(module):
             for op in list(fn.walk())[1:]:   # Loop / If bodies too
                 if not self._applies(op):
@@ -88,12 +105,13 @@ class Precision(ModulePass):
         op.erase()
 
     def _cast_in(self, b: Builder, v: Value, op: Operation) -> Value:
-        key = (id(v), id(op.parent))
+        key = (id(v), id(b.block))   # one cast per value and block it is made in (Loop bodies have their own)
         if key not in self.casts:
-            self.casts[key] = self._cast_value(b, v)
+            self.casts[key] = self._cast_value(b, v, op)
         return self.casts[key]
 
-    def _cast_value(self, b: Builder, v: Value) -> Value:
+    def _cast_value(self, b: Builder, v: Value, reader: Operation) -> Value:
+        """``v`` in ``self.dtype``, for ``reader`` (an op about to be replaced)."""
         src = v.defining_op
         if src is not None and src.name == "tile.const":
             # A weight is cast once, here, with numpy's round-to-nearest-even (as cvt.rn on the device).
@@ -105,5 +123,10 @@ class Precision(ModulePass):
                 and src.operands[0].type.dtype == self.dtype
                 and src.attributes.get("expr") == cast_expr(v.type.rank, "f32")):
             return src.operands[0]   # f32(x) of a value already in the type: x itself
+        if is_movement(src) and all(u is reader for u, _ in v.uses) and src.operands[0].type.dtype == "f32":
+            # Only the reader reads it: move the T values instead (the f32 movement dies in dce).
+            moved = self._cast_in(b, src.operands[0], src)
+            return b.create(src.name, [moved, *src.operands[1:]], [v.type.with_dtype(self.dtype)],
+                            dict(src.attributes)).results[0]
         return b.compute(cast_expr(v.type.rank, self.dtype), [v], v.type.with_dtype(self.dtype),
                          origin="graph.cast")
