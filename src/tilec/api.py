@@ -6,17 +6,20 @@
     y = model(x=x)["y"]                                          # or by output name
 
 ``compile`` writes an ordinary build folder (``build_dir``, or a temporary one the returned model owns and
-removes when it is garbage-collected) with ``driver.compile_model``, the CLI's own path; ``load`` opens an
-existing one. The backend runs it: ``numpy`` (the reference interpreter on the build's IR before lower-cuda),
-``emu`` (the generated CUDA under the CPU emulator) or ``cupy`` (a GPU); the default is ``cupy`` where CuPy
-sees a GPU, else ``numpy``. Inputs are checked against the model's declared names, dtypes and shapes
-(``runtime/array_files.conform_inputs``). Numpy arrays, CuPy arrays and torch tensors are accepted, and the
-outputs come back as the kind of the first input (today through host memory: the executor copies inputs
-into its own arena on every backend).
+removes when it is garbage-collected) with ``driver.compile_model``; ``load`` opens an existing one (or, for
+the numpy backend, a ``.onnx`` / ``.tir`` to interpret as it is). The command line is a layer over these:
+``tilec compile`` is :func:`compile`, ``tilec run`` is :func:`load` and :meth:`CompiledModel.run` with files
+around them (``cli/run.py``). The backend runs it: ``numpy`` (the reference interpreter on the build's IR
+before lower-cuda), ``emu`` (the generated CUDA under the CPU emulator) or ``cupy`` (a GPU); the default is
+``cupy`` where CuPy sees a GPU, else ``numpy`` (``runners.py``). Inputs are checked against the model's
+declared names, dtypes and shapes (``runtime/array_files.conform_inputs``). Numpy arrays, CuPy arrays and
+torch tensors are accepted, and the outputs come back as the kind of the first input (today through host
+memory: the executor copies inputs into its own arena on every backend).
 """
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import weakref
 from pathlib import Path
@@ -39,41 +42,80 @@ def default_backend() -> str:
 def compile(model, *, pipeline: str = "default", arch: str | None = None,  # noqa: A001
             input_shapes: dict | None = None, build_dir: str | None = None, backend: str | None = None,
             check_nvrtc: bool = False, check_hip: bool = False, example_inputs: tuple | None = None, shape_profile: dict | None = None,
-            buckets: dict | None = None, precision: str | None = None) -> "CompiledModel":
+            buckets: dict | None = None, check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
+            dump_dir: str | None = None, compile_to: str | None = None, progress=None,
+            precision: str | None = None) -> "CompiledModel":
     """Compile ``model`` (a path to an ``.onnx``, an ``onnx.ModelProto``, or a ``torch.nn.Module`` with
     ``example_inputs``, exported through torch's ONNX exporter with its ``forward``'s parameter names as input
     names) with ``pipeline`` for the GPU ``arch`` (default h200; ``tilec compile --arch``) and return it
-    ready to run on ``backend``. For ``torch.compile`` see ``tilec.torch_backend``.
+    ready to run on ``backend`` (None: :func:`default_backend`, decided at the first run). For
+    ``torch.compile`` see ``tilec.torch_backend``.
     ``input_shapes`` pins dynamic dims (``{"x": [1, 128]}``), as ``--input-shape`` does; ``shape_profile``
     (``{"x": "1..32x128"}`` or ``{"x": [(1, 32), 128]}``) builds one build per bucket instead, as
     ``--shape-profile`` does, with ``buckets`` (``{"seq": [128, 512]}``) as ``--buckets`` (``driver_profile``).
-    ``precision`` (fp32, tf32, fp16, bf16: what the contractions compute in; None: the model's own types) is
-    ``tilec compile --precision``. Errors in the model are :class:`CompileError` (the CLI's exit 1)."""
+    ``check_ptx``, ``check_nvrtc``, ``tune``, ``no_fusion``, ``dump_dir``, ``compile_to`` and ``precision``
+    (fp32, tf32, fp16, bf16: what the contractions compute in; None: the model's own types) are ``tilec
+    compile``'s options of those names (``driver.compile_model``); ``progress(index, total, stage)`` is called
+    before each stage. The returned model's ``compile_result`` says what was built (its ``summary()`` is the
+    line ``tilec compile`` prints). Errors in the model are :class:`CompileError` (the CLI's exit 1)."""
     from .driver import compile_model
-    backend = _backend(backend)
-    if shape_profile and input_shapes:
-        raise CompileError("give input_shapes or shape_profile, not both (a profile fixes every bucket's shapes)")
+    if backend is not None:
+        _backend(backend)   # an unknown backend fails before the compile
+    if shape_profile and (input_shapes or compile_to):
+        raise CompileError("give input_shapes or shape_profile, not both (a profile fixes every bucket's shapes)"
+                           if input_shapes else "compile_to stops one compile, and a shape_profile makes one per bucket")
+    if buckets and not shape_profile:
+        raise CompileError("buckets chooses the buckets of a shape_profile: give one")
     owner = None
     if build_dir is None:
         owner = tempfile.TemporaryDirectory(prefix="tilec-build-")
         build_dir = str(Path(owner.name) / "build")
+    _check_build_dir(build_dir)
+    options = dict(pipeline=pipeline, check_ptx=check_ptx, tune=tune, no_fusion=no_fusion, check_nvrtc=check_nvrtc,
+                   check_hip=check_hip, arch=arch, dump_dir=dump_dir, progress=progress, precision=precision)
     with tempfile.TemporaryDirectory(prefix="tilec-model-") as scratch:
         path = _model_path(model, scratch, example_inputs)
         if shape_profile:
             from .driver_profile import compile_profile
-            compile_profile(path, build_dir, _profiles(shape_profile), buckets, pipeline=pipeline,
-                            check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, precision=precision)
+            result = compile_profile(path, build_dir, _profiles(shape_profile), buckets, **options)
         else:
-            compile_model(path, build_dir, pipeline=pipeline, input_shapes=input_shapes,
-                          check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, precision=precision)
-    return CompiledModel(build_dir, backend, _owner=owner)
+            result = compile_model(path, build_dir, compile_to=compile_to, input_shapes=input_shapes, **options)
+    compiled = CompiledModel(build_dir, backend, _owner=owner)
+    compiled.compile_result = result
+    return compiled
 
 
-def load(build_dir: str, backend: str | None = None) -> "CompiledModel":
-    """Open a build folder that ``tilec compile`` (or :func:`compile`) wrote."""
-    if not Path(build_dir, "plan.json").is_file() and not Path(build_dir, "profile.json").is_file():
-        raise CompileError(f"'{build_dir}' is not a tilec build folder (no plan.json)")
-    return CompiledModel(build_dir, _backend(backend))
+def load(target: str, backend: str | None = None, *, input_shapes: dict | None = None, emu_order: str = "normal",
+         emu_resident_limit: bool = False, emu_sms: int | None = None) -> "CompiledModel":
+    """Open a build folder that ``tilec compile`` (or :func:`compile`) wrote, ready to run on ``backend``;
+    with the ``numpy`` backend ``target`` may also be an ``.onnx`` or a ``.tir`` file, interpreted as it is
+    (``input_shapes`` pins an .onnx's dynamic dims; without them it is imported at the shapes of each run's
+    inputs). ``emu_order`` (normal, reverse, shuffle), ``emu_resident_limit`` and ``emu_sms`` are the
+    emulator's options (``tilec run --emu-*``)."""
+    backend = _backend(backend)
+    if (emu_resident_limit or emu_sms) and backend != "emu":
+        raise CompileError("--emu-resident-limit and --emu-sms are options of --backend emu")
+    model = CompiledModel(target, backend, input_shapes=input_shapes, emu_order=emu_order,
+                          emu_resident_limit=emu_resident_limit, emu_sms=emu_sms)
+    model.runner()   # a missing or broken target fails here, before any input is read
+    return model
+
+
+def _check_build_dir(build_dir: str) -> None:
+    """Refuse before compiling a build folder that cannot be written (the rename at the end checks again):
+    a file in its place, its nearest existing parent a file, or a parent where no folder can be made."""
+    target = Path(build_dir).resolve()
+    if target.exists() and not target.is_dir():
+        raise CompileError(f"build folder '{target}' exists and is not a folder")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CompileError(f"cannot write build folder '{target}': '{parent}' is not a folder")
+    try:   # a folder made and removed at once: permissions, read-only and special file systems (/proc) all answer
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".tilec-check-"))
+    except OSError as e:
+        raise CompileError(f"cannot write build folder '{target}': {e.strerror or e}") from None
 
 
 def _profiles(shape_profile: dict) -> dict:
@@ -90,7 +132,7 @@ def _profiles(shape_profile: dict) -> dict:
 
 
 def _backend(backend: str | None) -> str:
-    backend = backend or default_backend()
+    backend = default_backend() if backend is None else backend
     if backend not in BACKENDS:
         raise CompileError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
     return backend
@@ -134,41 +176,76 @@ def _is_torch_module(model) -> bool:
 
 
 class CompiledModel:
-    """A compiled build on one backend. ``input_names`` / ``output_names`` in the model's order, ``report``
-    the build's report.json, ``build_dir`` where it lives."""
+    """A compiled build (or, on numpy, a model file) on one backend: ``input_names`` / ``output_names`` in
+    the model's order, ``report`` the build's report.json, ``build_dir`` where it lives, ``compile_result``
+    what :func:`compile` built (None after :func:`load`), ``last_bucket`` the bucket key the last run of a
+    profile build took. The runner (``runners.py``) is made on first use."""
 
-    def __init__(self, build_dir: str, backend: str, _owner=None):
-        self.build_dir, self.backend = str(build_dir), backend
+    def __init__(self, build_dir: str, backend: str | None, _owner=None, *, input_shapes: dict | None = None,
+                 emu_order: str = "normal", emu_resident_limit: bool = False, emu_sms: int | None = None):
+        self.build_dir, self._backend = str(build_dir), backend
         self._owner = _owner   # a TemporaryDirectory removed with this object
         if _owner is not None:
             weakref.finalize(self, _owner.cleanup)
-        root = Path(build_dir)
-        from .runtime.profile import load_profile
-        self._profile = load_profile(root)   # a profile build: each bucket runs as a CompiledModel of its own
-        self._buckets: dict = {}
-        self.last_bucket = None   # the key of the bucket the last run of a profile build took
-        if self._profile is not None:
-            self._declared = self._profile.declared()
-            self.input_names, self.output_names = self._profile.input_names, self._profile.output_names
-        else:
-            from .backend.plan import plan_inputs
-            plan = json.loads((root / "plan.json").read_text())
-            self._declared = plan_inputs(plan)
-            self.input_names = [n for n, _, _ in self._declared]
-            self.output_names = [o["name"] for o in plan["outputs"]]
-        self.report = json.loads((root / "report.json").read_text()) if (root / "report.json").is_file() else {}
+        self._options = dict(input_shapes=input_shapes, emu_order=emu_order,
+                             emu_resident_limit=emu_resident_limit, emu_sms=emu_sms)
+        self.compile_result = None
+        report = Path(build_dir, "report.json")
+        self.report = json.loads(report.read_text()) if report.is_file() else {}
         self._runner = None
+
+    @property
+    def backend(self) -> str:
+        """``numpy``, ``emu`` or ``cupy`` (the default is decided here, on first use)."""
+        if self._backend is None:
+            self._backend = _backend(None)
+        return self._backend
+
+    def runner(self):
+        """The runner that executes this model (``runners.make_runner``); errors in the target surface here."""
+        if self._runner is None:
+            from .runners import make_runner
+            self._runner = make_runner(self.build_dir, self.backend, **self._options)
+        return self._runner
+
+    @property
+    def input_names(self) -> list:
+        return list(self.runner().input_names)
+
+    @property
+    def output_names(self) -> list:
+        return list(self.runner().output_names)
+
+    @property
+    def last_bucket(self) -> str | None:
+        choice = getattr(self.runner(), "last_choice", None)
+        return None if choice is None else choice.bucket["key"]
+
+    @property
+    def last_choice(self):
+        """The ``runtime.profile.Choice`` of a profile build's last run (None otherwise)."""
+        return getattr(self.runner(), "last_choice", None)
 
     def __repr__(self) -> str:
         return (f"CompiledModel({self.build_dir!r}, backend={self.backend!r}, inputs={self.input_names}, "
                 f"outputs={self.output_names})")
 
+    def check_inputs(self, feeds: dict, cast: bool = False) -> dict:
+        """``feeds`` as the host arrays a run takes: every input present, no unknown name, the declared dtype
+        (converted when ``cast``, else an error) and shape, and, for a profile build, a bucket that fits.
+        :meth:`run` does this itself; ``tilec run`` calls it first so a bad input fails before anything else."""
+        from .runtime.array_files import conform_inputs
+        runner = self.runner()
+        host = {k: _to_numpy(v) for k, v in feeds.items()}
+        inputs = conform_inputs(host, runner.declared(host), cast)
+        if hasattr(runner, "choose"):
+            runner.choose(inputs)
+        return inputs
+
     def run(self, output_names, feeds: dict, cast: bool = False) -> list:
         """onnxruntime's ``InferenceSession.run``: the outputs named in ``output_names`` (None: all), in that
         order, as a list. ``cast`` converts inputs of another dtype instead of refusing them."""
-        from .runtime.array_files import conform_inputs
-        host = {k: _to_numpy(v) for k, v in feeds.items()}
-        outputs = self._run(conform_inputs(host, self._declared, cast))
+        outputs = self.runner().run(self.check_inputs(feeds, cast))
         names = self.output_names if output_names is None else list(output_names)
         unknown = [n for n in names if n not in outputs]
         if unknown:
@@ -177,28 +254,20 @@ class CompiledModel:
         like = next(iter(feeds.values()), None)
         return [_like(outputs[n], like) for n in names]
 
-    def __call__(self, **feeds) -> dict:
-        """The outputs by name."""
-        return dict(zip(self.output_names, self.run(None, feeds)))
+    def __call__(self, /, **feeds) -> dict:
+        """The outputs by name, in the model's order."""
+        values = self.run(None, feeds)   # first: an .onnx imported at these shapes names its outputs here
+        return dict(zip(self.output_names, values))
 
-    def _run(self, inputs: dict) -> dict:
-        if self._profile is not None:
-            choice = self._profile.choose({n: a.shape for n, a in inputs.items()})
-            key = choice.bucket["key"]
-            if key not in self._buckets:
-                self._buckets[key] = CompiledModel(str(self._profile.bucket_dir(choice)), self.backend)
-            self.last_bucket = key
-            return self._profile.unpad(self._buckets[key]._run(self._profile.pad(inputs, choice)), choice)
-        if self.backend == "numpy":
-            if self._runner is None:
-                from .driver import load_target
-                self._runner = load_target(self.build_dir)   # the IR before lower-cuda
-            from .runtime.interpreter import run_module
-            return run_module(self._runner, inputs)
-        if self._runner is None:
-            from .driver import make_executor
-            self._runner = make_executor(self.build_dir, self.backend)
-        return self._runner.run(inputs)
+    def time(self, feeds: dict, repeat: int = 10, cuda_graph: bool = False, cast: bool = False) -> list:
+        """Seconds of each of ``repeat`` more runs of the whole model (``cuda_graph``: replays of a captured
+        CUDA graph, cupy); they count in :meth:`run_report`."""
+        return self.runner().time(self.check_inputs(feeds, cast), repeat, cuda_graph)
+
+    def run_report(self, extra: dict | None = None) -> dict:
+        """What ``tilec run --report`` writes for the runs so far: backend, totals (launches, bytes, host
+        syncs, seconds), a row per kernel, and for a profile build the bucket of the last run."""
+        return self.runner().report(extra)
 
 
 def _to_numpy(value) -> np.ndarray:

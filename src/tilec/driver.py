@@ -2,7 +2,6 @@
 ``run_target`` (runs a model, IR file or build folder on the inputs of an .npz)."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -172,142 +171,12 @@ BACKENDS = ("numpy", "emu", "cupy", "hip")
 
 
 def run_target(target: str, inputs_path: str, outputs_path: str, backend: str = "numpy",
-               input_shapes: dict | None = None, report_path: str | None = None, emu_order: str = "normal",
-               cuda_graph: bool = False, repeat: int = 0, emu_resident_limit: bool = False,
-               emu_sms: int | None = None, cast: bool = False, summary=None) -> dict:
-    """Run ``target`` on the inputs in ``inputs_path`` and save the outputs. ``numpy`` runs any target with
-    the interpreter; ``emu`` and ``cupy`` execute a build folder's plan.json (``runtime/executor.py``) and,
-    with ``report_path``, write RUN.json. ``repeat`` > 0 adds whole-plan latencies over that many runs.
-    ``emu_resident_limit`` runs persistent kernels with only as many blocks at once as the GPU holds
-    (``emu_sms``: on that many SMs), so a grid that could not be co-resident is an error, not a pass.
-    Inputs must have the dtypes the model declares (``cast`` converts them instead); an ``.npy`` file is
-    the input of a single-input model. ``summary``, a callable, gets the one-line summary of the run.
-    A profile build (``profile.json``: ``driver_profile``) runs the bucket that fits the inputs' shapes."""
-    if backend not in BACKENDS:
-        raise CompileError(f"unknown backend '{backend}' (available: {', '.join(BACKENDS)})")
-    if (emu_resident_limit or emu_sms) and backend != "emu":
-        raise CompileError("--emu-resident-limit and --emu-sms are options of --backend emu")
-    from .runtime.profile import load_profile
-    profile = load_profile(target) if Path(target).is_dir() else None
-    if profile is not None:   # a profile build: the bucket that fits runs (driver_profile.run_profile)
-        from .driver_profile import run_profile
-        return run_profile(profile, inputs_path, outputs_path, backend, report_path=report_path, cast=cast,
-                           summary=summary, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
-                           emu_resident_limit=emu_resident_limit, emu_sms=emu_sms)
-    from .runtime.array_files import conform_inputs, load_arrays
-    arrays = None
-    if backend == "numpy":
-        from .ir.core import main_function
-        from .runtime.interpreter import run_module
-        if not input_shapes and str(target).endswith(".onnx"):
-            input_shapes, arrays = _shapes_from_arrays(target, inputs_path)
-        module = load_target(target, input_shapes)
-        declared = _module_inputs(main_function(module))
-    else:
-        if not Path(target, "plan.json").is_file():
-            raise CompileError(f"--backend {backend} runs a build folder ('tilec compile' writes one); "
-                               f"'{target}' is not one")
-        declared = _plan_inputs(target)
-    single = declared[0][0] if len(declared) == 1 else None
-    if arrays is None:
-        arrays = load_arrays(inputs_path, single)
-    inputs = conform_inputs(arrays, declared, cast)
-    check_writable(outputs_path, "outputs")
-    if report_path is not None:
-        check_writable(report_path, "the report")
-    if backend == "numpy":
-        start = time.perf_counter()
-        outputs = run_module(module, inputs)
-        seconds = time.perf_counter() - start
-        report = {"backend": "numpy", "totals": {"launches": 0, "global_bytes": None, "host_syncs": 0,
-                                                  "seconds": round(seconds, 9)}, "kernels": []}
-    else:
-        ex = make_executor(target, backend, emu_order, emu_resident_limit, emu_sms)
-        outputs = ex.run(inputs)
-        extra = {"order": emu_order} if backend == "emu" else {}
-        if backend == "emu" and emu_resident_limit:
-            extra["resident_limit"] = {"num_sms": emu_sms} if emu_sms else True
-        if repeat > 0:
-            from .runtime.executor import median
-            times = ex.time(inputs, repeat=repeat, cuda_graph=cuda_graph)
-            extra["latency"] = {"runs": repeat, "median_seconds": median(times), "min_seconds": min(times),
-                                "cuda_graph": cuda_graph}
-        elif cuda_graph:
-            raise CompileError("--cuda-graph times replays of the plan; give --repeat N too")
-        report = ex.report(extra)
-    save_npz(outputs_path, outputs)
-    if report_path is not None:
-        from .backend.build import write_json
-        report["target"] = str(target)
-        write_json(Path(report_path), report)
-    if summary is not None:
-        summary(run_summary(outputs, outputs_path, report))
-    return outputs
-
-
-def run_summary(outputs: dict, outputs_path: str, report: dict) -> str:
-    """``wrote 2 outputs (y, z) to o.npz: emu, 4 launches, 3 host syncs, 1.23 ms``."""
-    names = ", ".join(outputs) if len(outputs) <= 4 else ", ".join(list(outputs)[:4]) + ", ..."
-    t = report.get("totals", {})
-    parts = [report.get("backend", "?")]
-    if t.get("launches"):
-        parts.append(f"{t['launches']} launch{'es' if t['launches'] != 1 else ''}")
-    if t.get("host_syncs"):
-        parts.append(f"{t['host_syncs']} host sync{'s' if t['host_syncs'] != 1 else ''}")
-    if t.get("seconds") is not None:
-        parts.append(f"{t['seconds'] * 1e3:.3g} ms")
-    n = len(outputs)
-    return f"wrote {n} output{'s' if n != 1 else ''} ({names}) to {outputs_path}: {', '.join(parts)}"
-
-
-def _shapes_from_arrays(model_path: str, inputs_path: str) -> tuple:
-    """``tilec run MODEL.onnx`` without ``--input-shape``: each input with a dynamic dim takes the shape of
-    the array given for it (the importer still checks the model's fixed dims against it). Returns the shapes
-    and the arrays when it had to read them (None otherwise), so they are read once."""
-    from .frontend.onnx_load import load_model
-    from .runtime.array_files import load_arrays
-    model, _, _ = load_model(model_path)
-    weights = {t.name for t in model.graph.initializer}
-    graph_inputs = [vi for vi in model.graph.input if vi.name not in weights]
-    dynamic = [vi.name for vi in graph_inputs if not vi.type.tensor_type.HasField("shape")
-               or any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)]
-    if not dynamic:
-        return {}, None
-    arrays = load_arrays(inputs_path, graph_inputs[0].name if len(graph_inputs) == 1 else None)
-    return {n: tuple(int(d) for d in arrays[n].shape) for n in dynamic if n in arrays}, arrays
-
-
-def _module_inputs(fn) -> list:
-    """``(name, dtype, shape)`` of ``@main``'s inputs (shape None where a dim is not a number)."""
-    from .ir.core import arg_names
-    out = []
-    for name, a in zip(arg_names(fn), fn.body.args):
-        shape = tuple(a.type.shape)
-        out.append((name, a.type.dtype, shape if all(isinstance(d, int) for d in shape) else None))
-    return out
-
-
-def _plan_inputs(build_dir: str) -> list:
-    """``(name, dtype, shape)`` of a build folder's inputs, from its plan.json."""
-    from .backend.plan import plan_inputs
-    try:
-        return plan_inputs(json.loads(Path(build_dir, "plan.json").read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CompileError(f"'{build_dir}' has an unreadable plan.json ({type(e).__name__}: {e}): "
-                           "compile it again") from None
-
-
-def check_writable(path: str, what: str) -> None:
-    """Fail before running, not after, when ``path`` cannot be written (its folder missing is fine: it is
-    made); a folder where a file should go is an error too."""
-    p = Path(path)
-    if p.is_dir():
-        raise CompileError(f"cannot write {what} '{path}': it is a folder")
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise CompileError(f"cannot write {what} '{path}': '{parent}' is not writable")
+               input_shapes: dict | None = None, **options) -> dict:
+    """``tilec run``: ``cli/run.run_files`` (``tilec.api.load`` and ``CompiledModel.run`` with files around
+    them), under the name scripts know; ``options`` are its keyword options (report_path, emu_order,
+    cuda_graph, repeat, emu_resident_limit, emu_sms, cast, summary)."""
+    from .cli.run import run_files
+    return run_files(target, inputs_path, outputs_path, backend, input_shapes, **options)
 
 
 def _amd_build(build_dir: str) -> bool:

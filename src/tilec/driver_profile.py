@@ -212,39 +212,3 @@ def _weights_on_disk(tmp: Path, entries: list) -> dict:
             files[(st.st_dev, st.st_ino)] = st.st_size
             linked += st.st_size
     return {"weights_files": len(files), "weights_bytes": sum(files.values()), "weights_bytes_linked": linked}
-
-
-def run_profile(profile, inputs_path: str, outputs_path: str, backend: str, report_path: str | None = None,
-                cast: bool = False, summary=None, **options) -> dict:
-    """``tilec run`` on a profile build (``profile``: ``runtime.profile.Profile``): pick the bucket for the
-    inputs' shapes, pad them, run that bucket's build with ``driver.run_target`` (``options`` are its
-    options), slice the outputs back; RUN.json and the summary name the bucket."""
-    import json
-    import tempfile
-
-    from .backend.build import write_json
-    from .driver import check_writable, run_summary, run_target, save_npz
-    from .runtime.array_files import conform_inputs, load_arrays, save_arrays
-    declared = profile.declared()
-    inputs = conform_inputs(load_arrays(inputs_path, declared[0][0] if len(declared) == 1 else None),
-                            declared, cast)
-    choice = profile.choose({n: a.shape for n, a in inputs.items()})
-    check_writable(outputs_path, "outputs")
-    if report_path is not None:
-        check_writable(report_path, "the report")
-    with tempfile.TemporaryDirectory(prefix="tilec-bucket-") as scratch:
-        padded, run_json = os.path.join(scratch, "inputs.npz"), os.path.join(scratch, "run.json")
-        save_arrays(padded, profile.pad(inputs, choice))
-        outputs = run_target(str(profile.bucket_dir(choice)), padded, os.path.join(scratch, "outputs.npz"),
-                             backend, report_path=run_json, **options)
-        report = json.loads(Path(run_json).read_text())
-    outputs = profile.unpad(outputs, choice)
-    report["bucket"] = {"key": choice.bucket["key"], "dims": choice.bucket["dims"],
-                        "padded": {d: {"given": a, "bucket": b} for d, (a, b) in choice.padded.items()}}
-    save_npz(outputs_path, outputs)
-    if report_path is not None:
-        report["target"] = str(profile.build_dir)
-        write_json(Path(report_path), report)
-    if summary is not None:
-        summary(f"{run_summary(outputs, outputs_path, report)}; {choice.describe()}")
-    return outputs

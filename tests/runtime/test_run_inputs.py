@@ -137,3 +137,30 @@ def test_run_ends_with_a_one_line_summary(build, tmp_path):
     (line,) = r.output.strip().splitlines()
     assert line.startswith(f"wrote 1 output (y) to {tmp_path / 'o.npz'}: emu, ") and " launch" in line
     assert line.endswith(" ms")
+
+
+def test_run_onnx_with_dynamic_dims_names_a_misnamed_array(tmp_path):
+    # With dynamic dims the shapes come from the arrays: an array under another name is reported as the
+    # missing input it is, not as a shape to give with --input-shape.
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    x = h.make_tensor_value_info("x", T.FLOAT, ["batch", 3])
+    y = h.make_tensor_value_info("y", T.FLOAT, ["batch", 3])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(h.make_model(h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                           opset_imports=[h.make_opsetid("", 17)]), str(path))
+    np.savez(tmp_path / "in.npz", X=np.zeros((2, 3), np.float32))
+    r = _run(path, "--inputs", tmp_path / "in.npz", "--outputs", tmp_path / "o.npz")
+    _clean_error(r, "missing input(s): x (the model takes x)")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_unwritable_outputs_of_the_other_commands(tmp_path):
+    # import, opt and viz write files too: an unwritable -o is one clean line, exit 1 (it was exit 3).
+    (tmp_path / "file").write_text("")
+    bad = str(tmp_path / "file" / "out")
+    tir = tmp_path / "m.tir"
+    assert CliRunner().invoke(cli, ["import", MLP, "-o", str(tir)]).exit_code == 0
+    for args in (["import", MLP, "-o", bad], ["opt", str(tir), "-o", bad], ["viz", "--graph", str(tir), "-o", bad]):
+        _clean_error(CliRunner().invoke(cli, args), "cannot write", bad)

@@ -88,3 +88,17 @@ def parse_bucket_lists(specs) -> dict:
             raise click.BadParameter(str(e), param_hint="--buckets") from None
         out[dim] = sizes
     return out
+
+
+def refuse_profile_build(path: str, command: str) -> None:
+    """A clear error when ``path`` is a shape-profile build's top folder (``profile.json``) for a command that
+    works on one build: it names the buckets' folders to give instead."""
+    from pathlib import Path
+
+    from ..runtime.profile import load_profile
+    profile = load_profile(path) if Path(path).is_dir() else None
+    if profile is None:
+        return
+    dirs = [str(Path(path) / b["dir"]) for b in profile.data["buckets"]]
+    raise CompileError(f"'{path}' is a shape-profile build; {command} takes one bucket's folder: "
+                       + ", ".join(dirs[:4]) + (f", ... ({len(dirs)} buckets)" if len(dirs) > 4 else ""))

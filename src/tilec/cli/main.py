@@ -8,7 +8,7 @@ import click
 
 from .. import __version__
 from ..ir.precision import PRECISIONS
-from .errors import guarded, parse_bucket_lists, parse_input_shapes, parse_shape_profiles
+from .errors import guarded, parse_bucket_lists, parse_input_shapes, parse_shape_profiles, refuse_profile_build
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,9 +32,13 @@ def import_cmd(model, output, input_shapes, generic):
     from ..frontend.importer import import_onnx
     from ..ir.io import write_ir
     from ..ir.verifier import verify
+    from ..ir.diagnostics import CompileError
     module = import_onnx(model, parse_input_shapes(input_shapes))
     verify(module)
-    text = write_ir(module, None if output == "-" else output, generic=generic)
+    try:
+        text = write_ir(module, None if output == "-" else output, generic=generic)
+    except OSError as e:
+        raise CompileError(f"cannot write '{output}': {e.strerror or e}") from None
     if output == "-":
         click.echo(text, nl=False)
 
@@ -113,33 +117,25 @@ def opt_cmd(input, passes_csv, pass_names, pass_pipeline, output, print_ir_after
 def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, precision, check_ptx, check_nvrtc, check_hip,
                 tune, no_fusion, quiet, input_shapes, shape_profiles, bucket_lists):
     """Compile an ONNX model: import, run the pipeline, write BUILD_DIR (and dumps)."""
-    from ..driver import compile_model
+    from .. import api
     from .progress import Progress
     if bucket_lists and not shape_profiles:
         raise click.UsageError("--buckets chooses the buckets of a --shape-profile: give one")
     if shape_profiles and (input_shapes or compile_to):
         raise click.UsageError("--shape-profile fixes the shapes of every bucket: drop "
                                + ("--input-shape" if input_shapes else "--compile-to"))
+    profiles = parse_shape_profiles(shape_profiles) or None
+    buckets = parse_bucket_lists(bucket_lists) or None
+    shapes = None if shape_profiles else parse_input_shapes(input_shapes)
     progress = Progress(enabled=not quiet)
-    if shape_profiles:
-        from ..driver_profile import compile_profile
-        profiles, buckets = parse_shape_profiles(shape_profiles), parse_bucket_lists(bucket_lists)
-        try:
-            result = compile_profile(model, build_dir, profiles, buckets, dump_dir=dump_dir, pipeline=pipeline,
-                                     check_ptx=check_ptx, tune=tune, no_fusion=no_fusion, check_nvrtc=check_nvrtc,
-                                     arch=arch, progress=progress.stage, precision=precision)
-        finally:
-            progress.done()
-        click.echo(result.summary())
-        return
     try:
-        result = compile_model(model, build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
-                               input_shapes=parse_input_shapes(input_shapes), check_ptx=check_ptx, tune=tune,
-                               no_fusion=no_fusion, check_nvrtc=check_nvrtc, check_hip=check_hip, arch=arch, progress=progress.stage,
-                               precision=precision)
+        model = api.compile(model, build_dir=build_dir, dump_dir=dump_dir, compile_to=compile_to,
+                            pipeline=pipeline, arch=arch, precision=precision, input_shapes=shapes,
+                            shape_profile=profiles, buckets=buckets, check_ptx=check_ptx, tune=tune,
+                            no_fusion=no_fusion, check_nvrtc=check_nvrtc, check_hip=check_hip, progress=progress.stage)
     finally:
         progress.done()   # erase the status line before the summary or the diagnostic
-    click.echo(result.summary())
+    click.echo(model.compile_result.summary())
 
 
 @cli.command("tune")
@@ -150,6 +146,7 @@ def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, precisio
 def tune_cmd(build_dir, k):
     """Re-tune a build folder: profile each op's top-K tiles on the GPU, keep the fastest, rewrite it."""
     from ..tune import summary, tune_build
+    refuse_profile_build(build_dir, "tilec tune")
     click.echo(summary(tune_build(build_dir, k)))
 
 
@@ -178,14 +175,14 @@ def tune_cmd(build_dir, k):
 def run_cmd(target, inputs_path, outputs_path, backend, report_path, emu_order, emu_resident_limit, emu_sms,
             cast, cuda_graph, repeat, input_shapes):
     """Run a .onnx, a .tir or a build folder on the inputs in an .npz (or an .npy for a one-input model)."""
-    from ..driver import run_target
+    from .run import run_files
     if (emu_resident_limit or emu_sms) and backend != "emu":
         raise click.UsageError("--emu-resident-limit and --emu-sms are options of --backend emu")
     if emu_sms and not emu_resident_limit:
         raise click.UsageError("--emu-sms N emulates N SMs for --emu-resident-limit: give both")
-    run_target(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
-               report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
-               emu_resident_limit=emu_resident_limit, emu_sms=emu_sms, cast=cast, summary=click.echo)
+    run_files(target, inputs_path, outputs_path, backend, parse_input_shapes(input_shapes),
+              report_path=report_path, emu_order=emu_order, cuda_graph=cuda_graph, repeat=repeat,
+              emu_resident_limit=emu_resident_limit, emu_sms=emu_sms, cast=cast, summary=click.echo)
 
 
 @cli.command("cache")
@@ -219,6 +216,13 @@ def inspect_cmd(build_dir, kernels, as_json):
     import json
 
     from ..backend.inspect_build import format_table, inspect_build
+    from ..runtime.profile import load_profile
+    profile = load_profile(build_dir)
+    if profile is not None:   # a shape-profile build: every bucket's kernels, bucket by bucket
+        results = {b["key"]: inspect_build(str(Path(build_dir) / b["dir"]), kernels) for b in profile.data["buckets"]}
+        click.echo(json.dumps({"profile": build_dir, "buckets": results}, indent=1) if as_json else
+                   "\n\n".join(f"bucket {key}: {format_table(r)}" for key, r in results.items()))
+        return
     result = inspect_build(build_dir, kernels)
     click.echo(json.dumps(result, indent=1) if as_json else format_table(result))
 
@@ -230,7 +234,8 @@ def inspect_cmd(build_dir, kernels, as_json):
               help="Draw the tile-graph (welder kernels as clusters, edges by memory level) of a build "
                    "folder or a .tir file, as DOT (SVG when -o ends in .svg and Graphviz's dot exists).")
 @click.option("-o", "--output", default="-", show_default=True,
-              help="Output file ('-' = stdout): Chrome-trace JSON for --schedule, DOT/SVG for --graph.")
+              help="Output file ('-' = stdout): Chrome-trace JSON for --schedule (an SVG timeline when it ends "
+                   "in .svg), DOT/SVG for --graph.")
 @guarded
 def viz_cmd(build_dir, graph_src, output):
     """Draw a schedule (--schedule, Chrome trace) or a fused tile-graph (--graph, Graphviz DOT)."""
@@ -238,17 +243,28 @@ def viz_cmd(build_dir, graph_src, output):
 
     if (build_dir is None) == (graph_src is None):
         raise click.UsageError("give exactly one of --schedule BUILD or --graph BUILD_OR_TIR")
+    refuse_profile_build(build_dir or graph_src, "tilec viz")
     if graph_src is not None:
         from .viz_graph import write_graph
         write_graph(graph_src, output)
         return
     from ..analysis.rammer.report import schedule_trace
+    from ..ir.diagnostics import CompileError
     from ..ir.io import read_ir
-    text = json.dumps(schedule_trace(read_ir(str(Path(build_dir) / "model.tir"))), indent=1)
+    trace = schedule_trace(read_ir(str(Path(build_dir) / "model.tir")))
+    if output.endswith(".svg"):   # a picture without a trace viewer (cli/viz_schedule_svg.py)
+        from .viz_schedule_svg import schedule_svg
+        text = schedule_svg(trace).rstrip("\n")
+    else:
+        text = json.dumps(trace, indent=1)
     if output == "-":
         click.echo(text)
-    else:
-        Path(output).write_text(text + "\n")
+        return
+    from ..ir.weights import atomic_write_bytes
+    try:
+        atomic_write_bytes(Path(output), (text + "\n").encode("utf-8"))
+    except OSError as e:
+        raise CompileError(f"cannot write '{output}': {e.strerror or e}") from None
 
 
 def main():

@@ -74,7 +74,10 @@ def run_opt(path, spec, output, print_after_all, verify_each, verify_diagnostics
         from pathlib import Path
 
         from ..ir.weights import atomic_write_bytes
-        atomic_write_bytes(Path(output), out_text.encode("utf-8"))
+        try:
+            atomic_write_bytes(Path(output), out_text.encode("utf-8"))
+        except OSError as e:
+            raise CompileError(f"cannot write '{output}': {e.strerror or e}") from None
     return 0
 
 

@@ -89,18 +89,22 @@ def save_arrays(path: str, arrays: dict) -> None:
         raise CompileError(f"cannot write outputs '{path}': {e.strerror or e}") from None
 
 
-def conform_inputs(inputs: dict, declared: list, cast: bool = False) -> dict:
-    """``inputs`` checked against ``declared`` (``(name, dtype, shape)`` per model input, in order): an
-    error for a missing or unknown name, a wrong shape, or a dtype other than the declared one (converted
-    instead when ``cast``). ``.npz`` keeps bfloat16 as raw 2-byte records: those are taken as declared."""
-    from ..ir.types import np_dtype
-    names = [n for n, _, _ in declared]
+def check_names(inputs: dict, names: list) -> None:
+    """An error for an input of ``names`` (the model's, in order) missing from ``inputs``, or a name too many."""
     missing = [n for n in names if n not in inputs]
     if missing:
         raise CompileError(f"missing input(s): {', '.join(missing)} (the model takes {', '.join(names)})")
     unknown = sorted(set(inputs) - set(names))
     if unknown:
         raise CompileError(f"unknown input(s): {', '.join(unknown)} (the model takes {', '.join(names)})")
+
+
+def conform_inputs(inputs: dict, declared: list, cast: bool = False) -> dict:
+    """``inputs`` checked against ``declared`` (``(name, dtype, shape)`` per model input, in order): an
+    error for a missing or unknown name, a wrong shape, or a dtype other than the declared one (converted
+    instead when ``cast``). ``.npz`` keeps bfloat16 as raw 2-byte records: those are taken as declared."""
+    from ..ir.types import np_dtype
+    check_names(inputs, [n for n, _, _ in declared])
     out = {}
     for name, dtype, shape in declared:
         arr = np.asarray(inputs[name])
