@@ -122,6 +122,34 @@ def test_head_dim_128_takes_dynamic_shared_memory(built):
     assert func.attributes["smem"] > 48 * 1024 and func.attributes.get("smem_static", 0) == 0
 
 
+def test_f32_model_under_precision_fp16_takes_the_tensor_core_kernel(tmp_path):
+    """``--precision fp16`` casts Q, K, V and P to f16 around the contractions (passes/precision.py): the
+    chain, the cast of P included, is still one tensor-core attention kernel. The graph rounds S to f16;
+    the kernel keeps S in f32, so it is at least as close to the f32 result as the graph's own semantics."""
+    rng = np.random.default_rng(5)
+    b, h, s, hd = 1, 2, 48, 32
+    feeds = {"q": rng.standard_normal((b, h, s, hd)), "kt": rng.standard_normal((b, h, hd, s)),
+             "v": rng.standard_normal((b, h, s, hd))}
+    feeds = {n: x.astype(np.float32) for n, x in feeds.items()}
+    f = TensorProto.FLOAT
+    ins = [helper.make_tensor_value_info(n, f, list(x.shape)) for n, x in feeds.items()]
+    nodes = [helper.make_node("MatMul", ["q", "kt"], ["s"]), helper.make_node("Div", ["s", "scale"], ["sd"]),
+             helper.make_node("Softmax", ["sd"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["o"])]
+    init = helper.make_tensor("scale", f, [1], [math.sqrt(hd)])
+    graph = helper.make_graph(nodes, "attn", ins, [helper.make_tensor_value_info("o", f, [b, h, s, hd])], [init])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "in.npz", **feeds)
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch="a100", precision="fp16")
+    assert _attention_func(tmp_path / "b").attributes["config"]["engine"] == "mma_sync"
+    run_target(str(tmp_path / "b"), str(tmp_path / "in.npz"), str(tmp_path / "o.npz"), backend="emu")
+    q, kt, v = (_round(feeds[n], "f16") for n in ("q", "kt", "v"))
+    sc = q @ kt / np.float32(math.sqrt(hd))
+    p = np.exp(sc - sc.max(-1, keepdims=True))
+    ref = (p / p.sum(-1, keepdims=True)) @ v
+    got = np.load(tmp_path / "o.npz")["o"]
+    np.testing.assert_allclose(got, ref, atol=TOL["f16"] * float(np.abs(ref).max()), rtol=0)
+
+
 def test_pre_sm80_keeps_half_attention_unfused(tmp_path):
     """V100 has no mma.sync m16n8k16 / cp.async: the f16 chain is not an attention group (the f32 kernel
     computes in f32 only), and the build still compiles."""

@@ -53,7 +53,15 @@ def _is_access_of(expr, node, producer) -> bool:
 
 def softmax_rows(graph, live: int, rows: list) -> bool:
     """Whether the row section ``rows`` is exactly a softmax of value ``live`` along the key axis, as the
-    frontend decomposes it: ``m = max(x)``, ``e = exp(x - m)``, ``s = sum(e)``, ``p = e / s``."""
+    frontend decomposes it: ``m = max(x)``, ``e = exp(x - m)``, ``s = sum(e)``, ``p = e / s``, optionally
+    then ``f16(p)`` / ``bf16(p)`` (``--precision``'s cast before ·V: the kernel rounds P so anyway)."""
+    if len(rows) == 5:
+        cast = graph.nodes[rows[4]]
+        b = cast.expr.body
+        if not (cast.elementwise and isinstance(b, Call) and b.fn in DTYPES and len(b.args) == 1
+                and _is_access_of(b.args[0], cast, rows[3])):
+            return False
+        rows = rows[:4]
     if len(rows) != 4:
         return False
     mx, ex, sm, dv = (graph.nodes[r] for r in rows)
@@ -120,7 +128,10 @@ def eligible(graph, att, spec) -> bool:
     if att.d % 16 or att.dv % 16 or att.d > MAX_HEAD or att.dv > MAX_HEAD:
         return False
     live = att.pre[-1] if att.pre else att.qk
-    return softmax_rows(graph, live, att.rows)
+    if not softmax_rows(graph, live, att.rows):
+        return False
+    # P cast (--precision) to the operands' half type, not the other one
+    return len(att.rows) == 4 or graph.nodes[att.rows[4]].expr.body.fn == qk.op.operands[0].type.dtype
 
 
 # ---- tile and bytes ------------------------------------------------------------------------------------
