@@ -1,4 +1,5 @@
-"""The tensor-core table (issue #17): f16 and bf16 GEMMs compiled by tilec for sm_80 (a100) and sm_90 (h200),
+"""The tensor-core table (issue #17): f16, bf16 and tf32 (an f32 model under ``--precision tf32``) GEMMs
+compiled by tilec for sm_80 (a100) and sm_90 (h200),
 ptxas' resources and the static SASS of each main loop (tilec inspect), side by side with Triton's tutorial
 matmul compiled ahead of time for the same shapes and arch when a Python with triton is given
 (--triton-python or $TRITON_PYTHON; scripts/triton_matmul_aot.py). No GPU needed.
@@ -22,8 +23,13 @@ from tilec.backend.inspect_build import disassemble, find_disassembler, inspect_
 from tilec.driver import compile_model
 from tilec.ir import read_ir
 
+sys.path.insert(0, str(Path(__file__).parent))
+import tensorcore_fused  # noqa: E402  (scripts/: the back-to-back contraction rows, issue #17)
+
 SHAPES = ((4096, 4096, 4096), (1024, 768, 3072))   # (M, N, K)
-DTYPES = {"f16": (TensorProto.FLOAT16, "fp16"), "bf16": (TensorProto.BFLOAT16, "bf16")}
+# dtype -> (the ONNX model's element type, Triton's pointer type); tf32 is an f32 model under --precision tf32
+# (Triton: f32 pointers, tl.dot's default tf32 input precision).
+DTYPES = {"f16": (TensorProto.FLOAT16, "fp16"), "bf16": (TensorProto.BFLOAT16, "bf16"), "tf32": (TensorProto.FLOAT, "fp32")}
 ARCHS = {"a100": 80, "h200": 90}
 
 
@@ -39,7 +45,7 @@ def tilec_row(m, n, k, dtype, arch, tmp: Path) -> dict:
     model = tmp / f"gemm_{dtype}_{m}x{n}x{k}.onnx"
     gemm_model(m, n, k, dtype, model)
     build = tmp / f"build_{dtype}_{m}x{n}x{k}_{arch}"
-    compile_model(str(model), str(build), arch=arch, check_ptx=True)
+    compile_model(str(model), str(build), arch=arch, check_ptx=True, **({"precision": "tf32"} if dtype == "tf32" else {}))
     (kern,) = inspect_build(build)["kernels"]
     (func,) = [op for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"]
     loop = kern["main_loop"]
@@ -85,8 +91,9 @@ def triton_rows(python: str, tmp: Path) -> tuple:
                 _, mix = sass.main_loop(instrs)
                 loop = {"instructions": mix.instructions, "memory": dict(mix.memory), "tensor": dict(mix.tensor),
                         "flops": dict(mix.flops), "instructions_per_tensor_flop": mix.instructions / mix.tensor_flops}
+                bk = 32 if dtype == "tf32" else 64   # scripts/triton_matmul_aot.py: 3 f32 stages of 64 do not fit
                 rows[arch, dtype, (m, n, k)] = {"system": f"Triton {r.stdout.strip()}",
-                                                "config": "128x256x64, 8 warps, 3 stages", "regs": "", "spill": "",
+                                                "config": f"128x256x{bk}, 8 warps, 3 stages", "regs": "", "spill": "",
                                                 **loop_cells(loop)}
     return rows, r.stdout.strip()
 
@@ -98,7 +105,7 @@ NOTES = """## How it is counted
   the most tensor-core FLOPs; HMMA.16816 = 4096 FLOPs per warp, HGMMA.64x256x16 = 131,072). Counts are static,
   per warp and per iteration of the main loop; *ins / TC FLOP* = its instructions / its tensor-core FLOPs.
 - Triton: the tutorial matmul (scripts/triton_matmul_aot.py) with its 128x256x64, 8-warp, 3-stage config for
-  every shape (not autotuned), compiled ahead of time for `GPUTarget("cuda", 80|90, 32)` with shapes and
+  every shape (128x256x32 for tf32: three f32 stages of 64 do not fit; not autotuned), compiled ahead of time for `GPUTarget("cuda", 80|90, 32)` with shapes and
   strides as constants and 16-byte-aligned pointers, as tilec's kernels are; the same SASS counting.
 - *vs Triton sm_80*: the row's instructions per tensor-core FLOP over Triton's sm_80 kernel for the same dtype
   and shape (issue #17's target: at most 1.25x, i.e. <= 6.7e-4 on the f16 4096^3 GEMM).
@@ -114,12 +121,15 @@ NOTES = """## How it is counted
 - sm_90: Triton uses wgmma (HGMMA) with its operands read from shared memory; tilec's sm_90 kernel is the
   sm_80 mma.sync engine until the Hopper path (wgmma, TMA; a separate issue) lands.
 
+- tf32: mma.sync m16n8k8 (HMMA.1688, 2048 FLOPs per warp) on f32 stages; B [k][n] (a MatMul's weight) has
+  no 32-bit transposing ldmatrix, so its fragments are 32-bit shared loads (LDS), as CUTLASS's congruous tf32
+  iterators; every fragment register is rounded with cvt.rna.tf32.f32 first. Roller ranks tf32 tiles with the
+  f32 CUDA-core peak (analysis/cost_model.peak_flops), so it picks small tiles for them.
+
 ## Not done (issue #17)
 
-- Precision modes (`--precision tf32|fp16|bf16`): an f32 model's MatMul stays on CUDA cores, so there is no
-  tf32 row yet (the m16n8k8 tf32 primitive and its emulation exist).
-- The fused contraction kinds (epilogue, back-to-back MLP, attention, implicit-GEMM conv) do not use the engine
-  yet: only the plain f16/bf16 (batched) MatMul/Gemm kernel (`tiled_mma`) does.
+- Implicit-GEMM convolution: convolutions stay on the CUDA-core tiled kernel (no ResNet-50 conv row). NCHW
+  f16 im2col rows are not 16-byte chunks (cp.async needs them), so it needs an NHWC staging of the input.
 - Roller does not model stages: the engine picks 2-4 stages from the target's opt-in shared memory itself.
 - The epilogue stores straight from the accumulators (4-byte column pairs), not staged through shared
   memory for 128-bit stores (outside the main loop).
@@ -156,11 +166,12 @@ def main() -> None:
                                  **tilec_row(*shape, dtype, arch, tmp)})
                     if (arch, dtype, shape) in tri:
                         rows.append({"arch": arch, "dtype": dtype, "shape": shape, "ref": ref, **tri[arch, dtype, shape]})
+        rows += tensorcore_fused.rows(tmp, list(ARCHS), loop_cells)   # attention and the BERT FFN
     cmd = "make tensorcore" + (" TRITON_PYTHON=PY" if args.triton_python else "")
-    lines = ["# Tensor cores: the f16/bf16 GEMM main loop, tilec vs Triton (static SASS, no GPU)", "",
+    lines = ["# Tensor cores: the f16/bf16/tf32 GEMM main loop, tilec vs Triton (static SASS, no GPU)", "",
              f"Generated by `{cmd}` (scripts/tensorcore_table.py; PY: a Python with triton {version})."
              if version else f"Generated by `{cmd}` (scripts/tensorcore_table.py; no Triton given).", "",
-             *table(rows), "", NOTES]
+             *table(rows), "", NOTES, tensorcore_fused.NOTES]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 
