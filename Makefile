@@ -73,7 +73,7 @@ realworld: install
 TORCH_PYTHON ?= $(BIN)/python
 test-torch: install
 	PYTHONPATH=$(CURDIR)/src $(TORCH_PYTHON) -c "import torch" 2>/dev/null || $(BIN)/pip install -e ".[torch]"
-	PYTHONPATH=$(CURDIR)/src $(TORCH_PYTHON) -m pytest -q tests/runtime/test_torch_backend.py
+	PYTHONPATH=$(CURDIR)/src $(TORCH_PYTHON) -m pytest -q tests/runtime/test_torch_backend.py tests/runtime/test_api.py::test_torch_inputs_give_torch_outputs
 
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
