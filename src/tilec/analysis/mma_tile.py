@@ -15,12 +15,15 @@ PAD_C = 4      # floats
 OUT_DTYPES = ("f16", "bf16", "f32")   # what a tensor-core kernel writes
 
 
-def match_expr(e, dtypes, out_dtype) -> dict | None:
+def match_expr(e, dtypes, out_dtype, precision: str | None = None) -> dict | None:
     """:func:`match` on the parts Roller's TileProblem has too (it aligns these tiles to the mma shape).
-    ``a_batched``/``b_batched``: whether the operand holds the batch axes (False: broadcast over them)."""
+    ``a_batched``/``b_batched``: whether the operand holds the batch axes (False: broadcast over them);
+    ``dtype``: the operands' type, f32 only for a product marked ``precision = "tf32"`` (the precision pass),
+    whose f32 result then comes from tf32 tensor cores."""
     if e.combiner != "sum" or len(e.reduce_axes) != 1 or len(e.out_axes) < 2:
         return None
-    if set(dtypes) not in ({"f16"}, {"bf16"}) or len(dtypes) != 2 or out_dtype not in OUT_DTYPES:
+    tf32 = precision == "tf32" and set(dtypes) == {"f32"} and out_dtype == "f32"
+    if (set(dtypes) not in ({"f16"}, {"bf16"}) and not tf32) or len(dtypes) != 2 or out_dtype not in OUT_DTYPES:
         return None
     pf = product_factors(e.body)
     if pf is None or pf[1] != 1 or len(pf[0]) != 2 or not all(isinstance(f, Access) for f in pf[0]):
@@ -40,7 +43,12 @@ def match_expr(e, dtypes, out_dtype) -> dict | None:
         return None
     return {"m": m, "n": n, "k": k, "batch": batch, "a": fa, "b": fb,
             "a_kmajor": ia[-1] == m, "b_nmajor": ib[-1] == k,
-            "a_batched": len(ia) > 2 or not batch, "b_batched": len(ib) > 2 or not batch}
+            "a_batched": len(ia) > 2 or not batch, "b_batched": len(ib) > 2 or not batch, "dtype": dtypes[0]}
+
+
+def tensor_core_dtype(dtype: str) -> str:
+    """The tensor-core type a matched product's ``dtype`` runs in (``GPUSpec.tensor_core_flops``): f32 is tf32."""
+    return "tf32" if dtype == "f32" else dtype
 
 
 def smem_bytes(bm: int, bn: int, bk: int, dtype: str, warps: int = 8) -> int:

@@ -19,6 +19,7 @@ class TileProblem:
     out_shape: tuple
     out_dtype: str
     pad: float = 0.0
+    precision: str | None = None   # "tf32": an f32 product the precision pass lets tensor cores compute
 
     @staticmethod
     def of(op) -> "TileProblem":
@@ -28,7 +29,8 @@ class TileProblem:
         out = op.result.type
         extents = expr.axis_extents(list(shapes), out.shape, op.attributes.get("axes"))
         return TileProblem(expr, dict(extents), shapes, tuple(v.type.dtype for v in op.operands),
-                           tuple(out.shape), out.dtype, float(op.attributes.get("pad", 0.0)))
+                           tuple(out.shape), out.dtype, float(op.attributes.get("pad", 0.0)),
+                           op.attributes.get("precision"))
 
     @property
     def out_axes(self) -> tuple:

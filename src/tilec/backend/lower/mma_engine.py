@@ -28,12 +28,14 @@ from dataclasses import dataclass
 
 from ...analysis.hardware import GPUSpec
 from ...ir.types import itemsize
+from . import mma_tf32
 
-CHUNK = 8            # b16 elements per 16-byte cp.async / ldmatrix row
+CHUNK = 8            # b16 elements per 16-byte cp.async / ldmatrix row (f32: 4, :func:`chunk_of`)
 MAX_STAGES = 4       # beyond 4 k tiles in flight CUTLASS and Triton see no gain on sm_80/sm_90
 MIN_STAGES = 2
 MAX_WARP_ACC = 128   # f32 accumulators per thread (a 64x64 warp tile): beyond, ptxas spills under 255 registers
-MMA_FN = {"f16": "tl_mma_m16n8k16_f16f32", "bf16": "tl_mma_m16n8k16_bf16f32"}
+MMA_FN = {"f16": "tl_mma_m16n8k16_f16f32", "bf16": "tl_mma_m16n8k16_bf16f32", "f32": "tl_mma_m16n8k8_tf32f32"}
+MMA_K = {"f16": 16, "bf16": 16, "f32": 8}   # the instruction's k: m16n8k16 (f16/bf16), m16n8k8 (tf32 on f32 data)
 CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
 
 
@@ -76,10 +78,26 @@ def supports(spec: GPUSpec, mt: dict, extents: dict) -> bool:
         return False
     a_inner = mt["m"] if mt["a_kmajor"] else mt["k"]
     b_inner = mt["k"] if mt["b_nmajor"] else mt["n"]
-    return extents[a_inner] % CHUNK == 0 and extents[b_inner] % CHUNK == 0
+    chunk = chunk_of(mt.get("dtype", "f16"))
+    return extents[a_inner] % chunk == 0 and extents[b_inner] % chunk == 0
 
 
-def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec) -> EngineConfig | None:
+def chunk_of(dtype: str) -> int:
+    """Elements of ``dtype`` per 16-byte chunk (one cp.async, one ldmatrix row): 8 b16, 4 f32."""
+    return 16 // itemsize(dtype)
+
+
+def swizzle(cols: int, row: str, col: str, chunk: int) -> str:
+    """C text: the swizzled offset (in elements) of (``row``, ``col``) in a [rows][``cols``] tile of 16-byte
+    chunks (``tl_swizzle_b16``). A 4-byte element is the pair of b16 columns 2c, 2c + 1 of a tile twice as
+    wide, so the chunk index and the XOR pattern are the same and the offset halves."""
+    if chunk == CHUNK:
+        return f"tl_swizzle_b16<{cols}>({row}, {col})"
+    return f"(tl_swizzle_b16<{cols * 2}>({row}, ({col}) * 2) >> 1)"
+
+
+def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec,
+         max_acc: int = MAX_WARP_ACC) -> EngineConfig | None:
     """The engine's shape for a ``bm`` x ``bn`` block tile with about ``warps`` warps, or None when no warp grid
     keeps the accumulators in registers or two stages do not fit the target's shared memory.
 
@@ -90,7 +108,7 @@ def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec)
     w = warps
     while w >= 1:
         grids = [(wm, w // wm) for wm in _powers_of_two(w) if bm % (16 * wm) == 0 and bn % (16 * (w // wm)) == 0]
-        grids = [g for g in grids if (bm // g[0]) * (bn // g[1]) // 32 <= MAX_WARP_ACC]
+        grids = [g for g in grids if (bm // g[0]) * (bn // g[1]) // 32 <= max_acc]
         if grids:
             wm, wn = min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
             break
@@ -98,8 +116,10 @@ def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec)
     else:
         return None
     budget = spec.smem_per_block_optin_bytes
-    bk = 64 if k_extent >= 64 else 32 if k_extent > 16 else 16
-    while bk > 16 and MIN_STAGES * (bm + bn) * bk * itemsize(dtype) > budget:
+    row = 128 // itemsize(dtype)   # a 128-byte row: 64 b16 or 32 f32
+    lo = 16 // itemsize(dtype) * 2   # the smallest k tile: one 32-byte row (16 b16, 8 f32)
+    bk = row if k_extent >= row else row // 2 if k_extent > lo else lo
+    while bk > lo and MIN_STAGES * (bm + bn) * bk * itemsize(dtype) > budget:
         bk //= 2
     cfg = EngineConfig(bm, bn, bk, wm, wn, MIN_STAGES)
     stages = min(MAX_STAGES, budget // cfg.stage_bytes(dtype))
@@ -126,40 +146,41 @@ class Operand:
     cols: int
     k_inner: bool      # the tile's rows run along m/n and its columns along k
     k_ext: int         # K
+    chunk: int = CHUNK   # elements per 16-byte chunk
 
     @property
     def elems(self) -> int:
         return self.rows * self.cols
 
 
-def operands(mt: dict, extents: dict, cfg: EngineConfig, names: dict) -> tuple:
+def operands(mt: dict, extents: dict, cfg: EngineConfig, names: dict, chunk: int = CHUNK) -> tuple:
     """The A and B :class:`Operand` of the matched product at block offsets ``k_m0``/``k_n0`` and k ``k_k0``."""
     m, n, k = mt["m"], mt["n"], mt["k"]
     E = extents
     ina, inb = names[mt["a"].tensor], names[mt["b"].tensor]
     if mt["a_kmajor"]:   # A[k][m]
-        a = Operand(ina, "k_k0", "k_m0", E[k], E[m], cfg.bk, cfg.bm, False, E[k])
+        a = Operand(ina, "k_k0", "k_m0", E[k], E[m], cfg.bk, cfg.bm, False, E[k], chunk)
     else:                # A[m][k]
-        a = Operand(ina, "k_m0", "k_k0", E[m], E[k], cfg.bm, cfg.bk, True, E[k])
+        a = Operand(ina, "k_m0", "k_k0", E[m], E[k], cfg.bm, cfg.bk, True, E[k], chunk)
     if mt["b_nmajor"]:   # B[n][k]
-        b = Operand(inb, "k_n0", "k_k0", E[n], E[k], cfg.bn, cfg.bk, True, E[k])
+        b = Operand(inb, "k_n0", "k_k0", E[n], E[k], cfg.bn, cfg.bk, True, E[k], chunk)
     else:                # B[k][n]
-        b = Operand(inb, "k_k0", "k_n0", E[k], E[n], cfg.bk, cfg.bn, False, E[k])
+        b = Operand(inb, "k_k0", "k_n0", E[k], E[n], cfg.bk, cfg.bn, False, E[k], chunk)
     return a, b
 
 
-def span_elems(cols: int) -> int:
+def span_elems(cols: int, chunk: int = CHUNK) -> int:
     """Columns one swizzle pattern spans (``tl_swizzle_b16``): adding a multiple of it to a column adds the
     same to the offset, so only the column modulo it needs a register of its own."""
-    chunks = cols // CHUNK
-    return CHUNK * min(chunks, 8)
+    chunks = cols // chunk
+    return chunk * min(chunks, 8)
 
 
 def strided(op: Operand, threads: int) -> bool:
     """Whether the block's threads cover one operand's stage tile in whole rounds of whole rows, each round
     a multiple of the swizzle's 8-row period below the last: then a thread's chunks share one column and one
     swizzle, and chunk i is the first one plus constants (i rounds of rows) in shared and global memory."""
-    per_row = op.cols // CHUNK
+    per_row = op.cols // op.chunk
     return threads % per_row == 0 and (threads // per_row) % 8 == 0 and (op.rows * per_row) % threads == 0
 
 
@@ -170,10 +191,10 @@ def mn_ragged(op: Operand) -> bool:
 
 def strided_plan_lines(op: Operand, tag: str, base: str, ctype: str) -> list:
     """The strided copy plan (:func:`strided`): this thread's first chunk, at k tile 0."""
-    per_row = op.cols // CHUNK
+    per_row = op.cols // op.chunk
     outer, inner = (x.replace("k_k0", "0") for x in (op.outer, op.inner))
-    return [f"const int k_{tag}_r0 = k_tid / {per_row}, k_{tag}_c0 = k_tid % {per_row} * {CHUNK};",
-            f"const int k_{tag}_dst = tl_swizzle_b16<{op.cols}>(k_{tag}_r0, k_{tag}_c0);",
+    return [f"const int k_{tag}_r0 = k_tid / {per_row}, k_{tag}_c0 = k_tid % {per_row} * {op.chunk};",
+            f"const int k_{tag}_dst = {swizzle(op.cols, f'k_{tag}_r0', f'k_{tag}_c0', op.chunk)};",
             f"const {ctype}* const k_{tag}_ptr = {op.name} + {base} + (long long)({outer} + k_{tag}_r0) * "
             f"{op.inner_ext} + {inner} + k_{tag}_c0;"]
 
@@ -181,7 +202,7 @@ def strided_plan_lines(op: Operand, tag: str, base: str, ctype: str) -> list:
 def strided_issue_lines(op: Operand, tag: str, smem: str, threads: int, bk: int, k_ragged: bool) -> list:
     """The strided issue (:func:`strided`): chunk i is ``i`` rounds of rows below the thread's first one; only
     the checks the shapes need (a block tile overhanging m or n, a ragged last k tile) are emitted."""
-    per_row = op.cols // CHUNK
+    per_row = op.cols // op.chunk
     rows = threads // per_row
     n = op.rows // rows
     step = bk if op.k_inner else bk * op.inner_ext
@@ -202,7 +223,7 @@ def copy_plan_lines(op: Operand, tag: str, base: str, threads: int, k_ragged: bo
     """This thread's 16-byte chunks of one operand's stage tile, computed once before the main loop: shared
     offset (swizzled), global offset at k tile 0, whether the chunk's m/n position lies inside the tensor, and
     (K not a multiple of the k tile) its k position within the tile."""
-    per_row = op.cols // CHUNK
+    per_row = op.cols // op.chunk
     chunks = op.rows * per_row
     n = -(-chunks // threads)
     it = "long long"
@@ -214,9 +235,9 @@ def copy_plan_lines(op: Operand, tag: str, base: str, threads: int, k_ragged: bo
     if k_ragged:
         out.append(f"int k_{tag}_k[{n}];")
     out += ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{",
-            f"  const int c = k_tid + i * {threads}, r = c / {per_row}, col = c % {per_row} * {CHUNK};",
+            f"  const int c = k_tid + i * {threads}, r = c / {per_row}, col = c % {per_row} * {op.chunk};",
             f"  const int k_k0 = 0;",
-            f"  k_{tag}_dst[i] = tl_swizzle_b16<{op.cols}>(r, col);",
+            f"  k_{tag}_dst[i] = {swizzle(op.cols, 'r', 'col', op.chunk)};",
             f"  k_{tag}_src[i] = {base} + ({it})({op.outer} + r) * {op.inner_ext} + {op.inner} + col;",
             f"  k_{tag}_in[i] = c < {chunks} && {mn_ok};"]
     if k_ragged:
@@ -228,7 +249,7 @@ def copy_plan_lines(op: Operand, tag: str, base: str, threads: int, k_ragged: bo
 def issue_lines(op: Operand, tag: str, smem: str, threads: int, bk: int, k_ragged: bool) -> list:
     """The statements of the load lambda that issue one operand's k tile ``kt``: one cp.async per chunk, its
     global offset advanced by whole k tiles (along a row, or by rows), zero-filled outside the tensor."""
-    per_row = op.cols // CHUNK
+    per_row = op.cols // op.chunk
     chunks = op.rows * per_row
     n = -(-chunks // threads)
     step = bk if op.k_inner else bk * op.inner_ext
@@ -251,8 +272,9 @@ class Fragments:
     lane_col: str
     srow: str
     scol: str
-    scol_values: int   # how many values scol takes (0, 16, 32, ...)
+    scol_values: int   # how many values scol takes (0, step, 2 step, ...)
     fn: str
+    step: int = 16     # scol's increment (tf32's k steps are 8 f32 wide)
 
 
 def a_fragments(a: Operand, cfg: EngineConfig) -> Fragments:
@@ -277,17 +299,18 @@ def b_fragments(b: Operand, cfg: EngineConfig) -> Fragments:
 
 def fragment_offset_lines(f: Fragments, op: Operand, tag: str) -> list:
     """The per-lane ldmatrix offsets of one operand within a stage, one per swizzle phase of ``scol``."""
-    span = span_elems(op.cols)
-    v = max(1, min(span // 16, f.scol_values))
+    span = span_elems(op.cols, op.chunk)
+    v = max(1, min(span // f.step, f.scol_values))
     return [f"int k_{tag}_ld[{v}];", "#pragma unroll",
-            f"for (int v = 0; v < {v}; ++v) k_{tag}_ld[v] = tl_swizzle_b16<{op.cols}>({f.lane_row}, {f.lane_col} + v * 16);"]
+            f"for (int v = 0; v < {v}; ++v) k_{tag}_ld[v] = "
+            f"{swizzle(op.cols, f.lane_row, f'{f.lane_col} + v * {f.step}', op.chunk)};"]
 
 
 def fragment_address(f: Fragments, op: Operand, tag: str, smem: str) -> str:
     """C text: the lane's ldmatrix row address for the current unrolled (mi | p, kk)."""
-    span = span_elems(op.cols)
-    v = max(1, min(span // 16, f.scol_values))
-    pick = f"k_{tag}_ld[({f.scol}) % {span} / 16]" if v > 1 else f"k_{tag}_ld[0]"
+    span = span_elems(op.cols, op.chunk)
+    v = max(1, min(span // f.step, f.scol_values))
+    pick = f"k_{tag}_ld[({f.scol}) % {span} / {f.step}]" if v > 1 else f"k_{tag}_ld[0]"
     return f"{smem} + {pick} + ({f.srow}) * {op.cols} + ({f.scol}) / {span} * {span}"
 
 
@@ -310,15 +333,16 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
     nt = 32 * cfg.warps
     tm, tn = cfg.warp_tile
     grid_m, grid_n = -(-E[m] // cfg.bm), -(-E[n] // cfg.bn)
-    a, b = operands(mt, E, cfg, ctx.names)
+    a, b = operands(mt, E, cfg, ctx.names, chunk_of(dtype))
     k_tiles = -(-E[k] // cfg.bk)
     ragged = E[k] % cfg.bk != 0
     s = cfg.stages
     fa, fb = a_fragments(a, cfg), b_fragments(b, cfg)
     ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
+    mma = f"m16n8k16 {dtype}" if dtype != "f32" else "m16n8k8 tf32"
     src = [
         f"// mma engine: block tile {cfg.bm}x{cfg.bn}, k tile {cfg.bk}, {s}-stage cp.async pipeline; "
-        f"{cfg.warps_m}x{cfg.warps_n} warps of {tm}x{tn} (m16n8k16 {dtype}, f32 accumulators)",
+        f"{cfg.warps_m}x{cfg.warps_n} warps of {tm}x{tn} ({mma}, f32 accumulators)",
         f"constexpr int MI = {tm // 16}, NI = {tn // 8};",
         f"constexpr int A_TILE = {a.elems}, B_TILE = {b.elems};   // elements of one stage's tile",
         *smem_lines(cfg, dtype),
@@ -343,8 +367,8 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         *ind(issue_lines(b, "b", "sb", nt, cfg.bk, ragged), 1),
         "};",
         "// ldmatrix row offsets of this lane within a stage, one per swizzle phase (the rest is immediate).",
-        *fragment_offset_lines(fa, a, "a"),
-        *fragment_offset_lines(fb, b, "b"),
+        *(fragment_offset_lines(fa, a, "a") + fragment_offset_lines(fb, b, "b") if dtype != "f32"
+          else mma_tf32.offset_lines(a, b, cfg)),
         "float k_acc[MI][NI][4];",
         "#pragma unroll",
         "for (int mi = 0; mi < MI; ++mi)",
@@ -368,16 +392,8 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         f"  const {ab_t}* const sa = k_sa + k_read * A_TILE;",
         f"  const {ab_t}* const sb = k_sb + k_read * B_TILE;",
         "  #pragma unroll",
-        f"  for (int kk = 0; kk < {cfg.bk}; kk += 16) {{",
-        "    unsigned a[MI][4], b[NI][2];",
-        "    #pragma unroll",
-        f"    for (int mi = 0; mi < MI; ++mi) {fa.fn}(a[mi], {fragment_address(fa, a, 'a', 'sa')});",
-        "    #pragma unroll",
-        "    for (int p = 0; p < NI / 2; ++p) {",
-        "      unsigned r[4];",
-        f"      {fb.fn}(r, {fragment_address(fb, b, 'b', 'sb')});",
-        "      b[2 * p][0] = r[0], b[2 * p][1] = r[1], b[2 * p + 1][0] = r[2], b[2 * p + 1][1] = r[3];",
-        "    }",
+        f"  for (int kk = 0; kk < {cfg.bk}; kk += {MMA_K[dtype]}) {{",
+        *ind(b16_fragment_lines(a, b, fa, fb) if dtype != "f32" else mma_tf32.fragment_lines(a, b, cfg), 2),
         "    #pragma unroll",
         "    for (int mi = 0; mi < MI; ++mi)",
         "      #pragma unroll",
@@ -396,6 +412,19 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         *ind(fused_epilogue_lines(ctx, mt) if ctx.fused else epilogue_lines(ctx.out_name, out_t, it, E[m], E[n]), 2),
     ]
     return "\n".join(src) + "\n"
+
+
+def b16_fragment_lines(a: Operand, b: Operand, fa: Fragments, fb: Fragments) -> list:
+    """One k step's f16/bf16 fragments (``unsigned a[MI][4], b[NI][2]``): one ldmatrix.x4 per 16x16."""
+    return ["unsigned a[MI][4], b[NI][2];",
+            "#pragma unroll",
+            f"for (int mi = 0; mi < MI; ++mi) {fa.fn}(a[mi], {fragment_address(fa, a, 'a', 'sa')});",
+            "#pragma unroll",
+            "for (int p = 0; p < NI / 2; ++p) {",
+            "  unsigned r[4];",
+            f"  {fb.fn}(r, {fragment_address(fb, b, 'b', 'sb')});",
+            "  b[2 * p][0] = r[0], b[2 * p][1] = r[1], b[2 * p + 1][0] = r[2], b[2 * p + 1][1] = r[3];",
+            "}"]
 
 
 def epilogue_lines(out: str, out_t: str, it: str, m_ext: int, n_ext: int) -> list:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 
-from ...analysis.mma_tile import MMA, PAD_AB, PAD_C, match_expr, smem_bytes  # noqa: F401 (re-exported)
+from ...analysis.mma_tile import (MMA, PAD_AB, PAD_C, match_expr, smem_bytes,  # noqa: F401 (re-exported)
+                                   tensor_core_dtype)
 from ...ir.types import itemsize
 from .context import ComputeContext
 
@@ -27,8 +28,9 @@ CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
 
 
 def match(ctx: ComputeContext) -> dict | None:
-    """``{"m", "n", "k", "batch", "a", "b", "a_kmajor", "b_nmajor"}`` when ``ctx`` is a tensor-core matmul."""
-    return match_expr(ctx.expr, ctx.dtypes, ctx.out_dtype)
+    """``{"m", "n", "k", "batch", "a", "b", "a_kmajor", "b_nmajor", ...}`` when ``ctx`` is a tensor-core matmul
+    (an f32 one when the precision pass marked it ``precision = "tf32"``)."""
+    return match_expr(ctx.expr, ctx.dtypes, ctx.out_dtype, ctx.op.attributes.get("precision"))
 
 
 def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
@@ -40,12 +42,16 @@ def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
     bm, bn, bk = block.get(mt["m"], 0), block.get(mt["n"], 0), step.get(mt["k"], 0)
     if any(x <= 0 or x % s for x, s in zip((bm, bn, bk), MMA)):
         return False
-    return all(block.get(b, 1) == 1 for b in mt["batch"]) and smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= ctx.smem_limit
+    if not all(block.get(b, 1) == 1 for b in mt["batch"]):
+        return False
+    if mt["dtype"] == "f32":   # tf32: the engine or CUDA cores (the wmma kernel has no tf32 form)
+        return engine_config(ctx, rtile) is not None
+    return smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= ctx.smem_limit
 
 
 def _arch_has_tensor_cores(ctx: ComputeContext) -> bool:
     """Whether the GPU Roller tiled this op for has tensor cores for the dtype."""
-    return tiled_for(ctx).tensor_core_flops(ctx.dtypes[0]) > 0
+    return tiled_for(ctx).tensor_core_flops(tensor_core_dtype(ctx.dtypes[0])) > 0
 
 
 def tiled_for(ctx: ComputeContext):
@@ -74,8 +80,25 @@ def engine_config(ctx: ComputeContext, rtile: dict):
     if not mma_engine.supports(spec, mt, ctx.extents):
         return None
     bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
+    if mt["dtype"] == "f32":
+        return _tf32_plan(mt, bm, bn, ctx.extents[mt["k"]], spec)
     return mma_engine.plan(bm, bn, ctx.extents[mt["k"]], warps_for(bm, bn, _threads_hint(mt, rtile)),
                            ctx.dtypes[0], spec)
+
+
+def _tf32_plan(mt: dict, bm: int, bn: int, k_extent: int, spec):
+    """The engine's tf32 shape: f32 stages carry half the elements per 16-byte chunk, so a thread has twice
+    the copies of an f16 tile and, for an operand whose rows run along k ([k][m] A, [k][n] B), per-lane
+    shared-load offsets (``mma_tf32``). With 64x64 warp tiles ptxas spilled (sm_80: 64 B on 128x128 with 4
+    warps, 40 B on 128x256 with 8), so such a kernel keeps at most 64 accumulators per thread; the warps are
+    the fewest (4 to 16) that hold the tile within that."""
+    from . import mma_engine
+    max_acc = 64 if mt["a_kmajor"] or not mt["b_nmajor"] else mma_engine.MAX_WARP_ACC
+    frags = (bm // 16) * (bn // 16)
+    w = min(4, frags)
+    while w < min(16, frags) and bm * bn // (32 * w) > max_acc:
+        w *= 2
+    return mma_engine.plan(bm, bn, k_extent, w, "f32", spec, max_acc)
 
 
 def _threads_hint(mt: dict, rtile: dict) -> int:
@@ -101,7 +124,7 @@ def lower_engine(ctx: ComputeContext, name: str, rtile: dict, cfg):
     mt = match(ctx)
     dtype = ctx.dtypes[0]
     conf = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(rtile.get("thread", {})),
-            "step": {mt["k"]: cfg.bk}, "mma": [16, 8, 16], "engine": "mma_sync",
+            "step": {mt["k"]: cfg.bk}, "mma": [16, 8, mma_engine.MMA_K[dtype]], "engine": "mma_sync",
             "warps": [cfg.warps_m, cfg.warps_n], "stages": cfg.stages}
     return KernelBuilder().func(
         name, [mma_engine.grid_blocks(ctx, mt, cfg)], [32 * cfg.warps], ctx.params(), kind="tiled_mma",
