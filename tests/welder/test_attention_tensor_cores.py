@@ -17,11 +17,15 @@ from onnx import TensorProto, helper, save
 from tilec.driver import compile_model, run_target
 from tilec.ir import read_ir
 
-# (dtype, batch, heads, seq, head dim, mask: None | "keys" | "full", merge heads, K as "kt" input | "k" + Transpose)
+# (dtype, batch, heads, seq, head dim, mask: None | "keys" | "full" | "causal" | "leftpad", merge heads,
+#  K as "kt" input | "k" + Transpose)
 CASES = {
     "f16_kt_keys": ("f16", 1, 2, 64, 32, "keys", False, "kt"),
     "f16_odd_k_full_merge": ("f16", 1, 2, 37, 16, "full", True, "k"),
     "bf16_d128_ragged": ("bf16", 1, 1, 40, 128, None, False, "kt"),
+    # -inf masks: causal (B,1,S,S); left padding (B,1,1,S) that masks all of the first 64-key chunk
+    "f16_causal_inf": ("f16", 1, 2, 80, 32, "causal", False, "kt"),
+    "f16_leftpad_inf_merge": ("f16", 2, 2, 100, 16, "leftpad", True, "k"),
 }
 ONNX_T = {"f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 TOL = {"f16": 4e-3, "bf16": 3e-2}   # P is rounded to the operand type before ·V: ~2^-11 / 2^-8 relative
@@ -50,8 +54,13 @@ def _model(d, dtype, b, h, s, hd, mask, merge, kmode) -> tuple:
     scores = (q @ k.transpose(0, 1, 3, 2)) / scale[0]
     last = "sd"
     if mask:
-        mshape = [b, 1, 1, s] if mask == "keys" else [b, 1, s, s]
-        m = _round(np.where(rng.random(mshape) < 0.3, -10000.0, 0.0), dtype)
+        mshape = [b, 1, 1, s] if mask in ("keys", "leftpad") else [b, 1, s, s]
+        if mask == "causal":
+            m = np.broadcast_to(np.triu(np.full((s, s), -np.inf, np.float32), 1), mshape).copy()
+        elif mask == "leftpad":
+            m = np.broadcast_to(np.where(np.arange(s) < 70, -np.inf, 0.0).astype(np.float32), mshape).copy()
+        else:
+            m = _round(np.where(rng.random(mshape) < 0.3, -10000.0, 0.0), dtype)
         ins.append(helper.make_tensor_value_info("mask", t, mshape))
         nodes.append(helper.make_node("Add", ["sd", "mask"], ["sm"]))
         feeds["mask"], scores, last = m, scores + m, "sm"
