@@ -46,14 +46,14 @@ class InterpreterRunner:
         path = Path(target)
         if path.is_dir() and (path / "plan.json").is_file():   # a build: the names from its plan, IR on first run
             self._declared, self.output_names = _plan_io(str(path))
-        elif not input_shapes and path.suffix == ".onnx" and not path.is_dir():
-            self._dynamic = _onnx_dynamic_inputs(str(path))
-        if self._declared is None and self._dynamic is None:
-            self._set_module(_load_target(self.target, input_shapes))
-        elif self._dynamic is not None:
-            self.input_names, self.output_names, _ = self._dynamic
-        if self._declared is not None:
             self.input_names = [n for n, _, _ in self._declared]
+            return
+        if not input_shapes and path.suffix == ".onnx" and not path.is_dir():
+            self._dynamic = _onnx_dynamic_inputs(str(path))   # None when every input's shape is fixed
+        if self._dynamic is None:
+            self._set_module(_load_target(self.target, input_shapes))
+        else:
+            self.input_names, self.output_names, _ = self._dynamic
 
     def _set_module(self, module) -> None:
         from .ir.core import main_function
