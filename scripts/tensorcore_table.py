@@ -29,7 +29,8 @@ import tensorcore_fused  # noqa: E402  (scripts/: the back-to-back contraction r
 SHAPES = ((4096, 4096, 4096), (1024, 768, 3072))   # (M, N, K)
 # dtype -> (the ONNX model's element type, Triton's pointer type); tf32 is an f32 model under --precision tf32
 # (Triton: f32 pointers, tl.dot's default tf32 input precision).
-DTYPES = {"f16": (TensorProto.FLOAT16, "fp16"), "bf16": (TensorProto.BFLOAT16, "bf16"), "tf32": (TensorProto.FLOAT, "fp32")}
+DTYPES = {"f16": (TensorProto.FLOAT16, "fp16"), "bf16": (TensorProto.BFLOAT16, "bf16"),
+          "tf32": (TensorProto.FLOAT, "fp32")}
 ARCHS = {"a100": 80, "h200": 90}
 
 
@@ -45,7 +46,8 @@ def tilec_row(m, n, k, dtype, arch, tmp: Path) -> dict:
     model = tmp / f"gemm_{dtype}_{m}x{n}x{k}.onnx"
     gemm_model(m, n, k, dtype, model)
     build = tmp / f"build_{dtype}_{m}x{n}x{k}_{arch}"
-    compile_model(str(model), str(build), arch=arch, check_ptx=True, **({"precision": "tf32"} if dtype == "tf32" else {}))
+    precision = {"precision": "tf32"} if dtype == "tf32" else {}
+    compile_model(str(model), str(build), arch=arch, check_ptx=True, **precision)
     (kern,) = inspect_build(build)["kernels"]
     (func,) = [op for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"]
     loop = kern["main_loop"]
@@ -105,8 +107,8 @@ NOTES = """## How it is counted
   the most tensor-core FLOPs; HMMA.16816 = 4096 FLOPs per warp, HGMMA.64x256x16 = 131,072). Counts are static,
   per warp and per iteration of the main loop; *ins / TC FLOP* = its instructions / its tensor-core FLOPs.
 - Triton: the tutorial matmul (scripts/triton_matmul_aot.py) with its 128x256x64, 8-warp, 3-stage config for
-  every shape (128x256x32 for tf32: three f32 stages of 64 do not fit; not autotuned), compiled ahead of time for `GPUTarget("cuda", 80|90, 32)` with shapes and
-  strides as constants and 16-byte-aligned pointers, as tilec's kernels are; the same SASS counting.
+  every shape (128x256x32 for tf32: three f32 stages of 64 do not fit; not autotuned), compiled ahead of time
+  for `GPUTarget("cuda", 80|90, 32)` with shapes and strides as constants and 16-byte-aligned pointers, as tilec's kernels are; the same SASS counting.
 - *vs Triton sm_80*: the row's instructions per tensor-core FLOP over Triton's sm_80 kernel for the same dtype
   and shape (issue #17's target: at most 1.25x, i.e. <= 6.7e-4 on the f16 4096^3 GEMM).
 

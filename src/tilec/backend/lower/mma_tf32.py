@@ -69,10 +69,11 @@ def fragment_lines(a, b, cfg) -> list:
     tm, tn = cfg.warp_tile
     out = ["unsigned a[MI][4], b[NI][2];", "#pragma unroll"]
     if a.k_inner:
-        out.append(f"for (int mi = 0; mi < MI; ++mi) tl_ldmatrix_x4(a[mi], {fragment_address(a_ldmatrix(cfg), a, 'a', 'sa')});")
+        address = fragment_address(a_ldmatrix(cfg), a, "a", "sa")
+        out.append(f"for (int mi = 0; mi < MI; ++mi) tl_ldmatrix_x4(a[mi], {address});")
     else:
-        out += ["for (int mi = 0; mi < MI; ++mi)", "  #pragma unroll",
-                f"  for (int i = 0; i < 4; ++i) a[mi][i] = {scalar_load(a, 'a', 'sa', 'i / 2', 'mi * 16 + i % 2 * 8', tm)};"]
+        load = scalar_load(a, "a", "sa", "i / 2", "mi * 16 + i % 2 * 8", tm)
+        out += ["for (int mi = 0; mi < MI; ++mi)", "  #pragma unroll", f"  for (int i = 0; i < 4; ++i) a[mi][i] = {load};"]
     out.append("#pragma unroll")
     if b.k_inner:
         out += ["for (int p = 0; p < NI / 2; ++p) {", "  unsigned r[4];",

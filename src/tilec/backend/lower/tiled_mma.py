@@ -1,8 +1,9 @@
-"""The tensor-core variant of the tiled kernel: f16/bf16 (batched) matrix products.
+"""The tensor-core variant of the tiled kernel: f16/bf16 (batched) matrix products, and f32 ones marked tf32.
 
-Matches ``C[b.., m, n] += A[b.., m|k, k|m] * B[b.., k|n, n|k]`` (an operand may lack the batch axes: broadcast; plain axes, one reduce axis, both inputs f16
-or both bf16, any float output) whose rTile is aligned to the 16×16×16 mma shape: block m and n, and step k,
-multiples of 16. Two kernels take it:
+Matches ``C[b.., m, n] += A[b.., m|k, k|m] * B[b.., k|n, n|k]`` (an operand may lack the batch axes:
+broadcast; plain axes, one reduce axis, both inputs f16 or both bf16, or f32 with ``precision = "tf32"``, any
+float output) whose rTile is aligned to the 16×16×16 mma shape: block m and n, and step k, multiples of 16.
+Two kernels take it (tf32: only the engine, else the CUDA-core tiled kernel):
 
 - the sm_80 engine (``mma_engine``: cp.async pipeline, ldmatrix from swizzled shared memory, mma.sync
   m16n8k16) on sm_80 and later, when every operand's contiguous extent is a multiple of 8 elements (whole
