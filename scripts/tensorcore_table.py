@@ -108,7 +108,8 @@ NOTES = """## How it is counted
   per warp and per iteration of the main loop; *ins / TC FLOP* = its instructions / its tensor-core FLOPs.
 - Triton: the tutorial matmul (scripts/triton_matmul_aot.py) with its 128x256x64, 8-warp, 3-stage config for
   every shape (128x256x32 for tf32: three f32 stages of 64 do not fit; not autotuned), compiled ahead of time
-  for `GPUTarget("cuda", 80|90, 32)` with shapes and strides as constants and 16-byte-aligned pointers, as tilec's kernels are; the same SASS counting.
+  for `GPUTarget("cuda", 80|90, 32)` with shapes and strides as constants and 16-byte-aligned pointers, as
+  tilec's kernels are; the same SASS counting.
 - *vs Triton sm_80*: the row's instructions per tensor-core FLOP over Triton's sm_80 kernel for the same dtype
   and shape (issue #17's target: at most 1.25x, i.e. <= 6.7e-4 on the f16 4096^3 GEMM).
 

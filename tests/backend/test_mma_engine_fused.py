@@ -45,7 +45,7 @@ def _gelu(x):
 ACTS = {"Relu": lambda x: np.maximum(x, 0), "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Gelu": _gelu}
 
 
-def build(tmp_path, dtype, x_shape, n, act, residual, out_dtype=None, arch="a100"):
+def build(tmp_path, dtype, x_shape, n, act, residual, out_dtype=None, arch="a100", precision=None):
     """``y = act(x @ W + b) (+ r)`` (then a Cast to ``out_dtype``), compiled by the welder pipeline; returns
     (build dir, inputs, numpy reference in f64)."""
     rng = np.random.default_rng(1)
@@ -74,7 +74,7 @@ def build(tmp_path, dtype, x_shape, n, act, residual, out_dtype=None, arch="a100
     rnd = lambda a: rounded[dtype](a).astype(np.float64)   # noqa: E731
     ins = {k_: rnd(v) for k_, v in ins.items()}
     want = ACTS[act](ins["x"] @ rnd(w) + rnd(b)) + (ins["r"] if residual else 0)
-    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch=arch)
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch=arch, precision=precision)
     return tmp_path / "b", ins, want
 
 
@@ -118,6 +118,19 @@ def test_f32_model_keeps_the_cuda_core_kernel(tmp_path):
     assert "mma_sync" not in open(build_dir / "model.tir").read()
     got, _ = run_emu(tmp_path, build_dir, ins, "f32")
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_tf32_fused_epilogue(tmp_path):
+    """An f32 model under --precision tf32: the product on m16n8k8 tf32, the members on its accumulators.
+    (Welder re-tiles f32 anchors, tf32 ones too (fusion/retile.retileable), and may leave the mma grid, as it
+    does for 72x48x40; this shape's re-chosen tile stays on it.)"""
+    build_dir, ins, want = build(tmp_path, "f32", (256, 128), 192, "Relu", True, precision="tf32")
+    assert 'engine = "mma_sync"' in open(build_dir / "model.tir").read()
+    got, run = run_emu(tmp_path, build_dir, ins, "f32")
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-3 * np.abs(want).max())
+    assert np.abs(got - want).max() > 1e-6 * np.abs(want).max()   # tf32, not f32: the inputs were rounded
+    (rk,) = run["kernels"]
+    assert rk["bytes_loaded"] + rk["bytes_stored"] == rk["bytes_modelled"], rk
 
 
 def test_v100_keeps_the_cuda_core_kernel(tmp_path):
