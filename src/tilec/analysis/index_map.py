@@ -121,29 +121,48 @@ def _group_sum(access, axes: list, dims: list, sizes: dict, tiles: dict, shape, 
             c = min(hi + 1 - lo, shape[d])
             per *= last(c) if d == innermost else c
         return per * n
-    grids = np.meshgrid(*[np.arange(tiles[a], dtype=np.int64) * sizes[a] for a in axes], indexing="ij")
-    origin = {a: g.ravel() for a, g in zip(axes, grids)}
-    weight = np.ones(n, dtype=np.int64)
+    # Each axis' tile origins as a column of the joint grid (shape ``joint``): the dims' counts broadcast
+    # against each other and the sum multiplies out the axes a product does not read (grid_sum), instead of
+    # materialising every joint origin (the searches call this tens of thousands of times on small grids).
+    joint = [tiles[a] for a in axes]
+    ones = [1] * len(axes)
+    origin = {a: (np.arange(tiles[a], dtype=np.int64) * sizes[a]).reshape(ones[:k] + [-1] + ones[k + 1:])
+              for k, a in enumerate(axes)}
+    weight = np.ones(ones, dtype=np.int64)
     for d in dims:
         ix = access.indices[d]
         aff = to_affine(ix)
         if aff is not None:   # lo = const + Σ c·origin, plus c·(size-1) where c < 0; a fixed extent
-            lo = np.full(n, aff.const, dtype=np.int64)
+            lo = np.full(ones, aff.const, dtype=np.int64)
             extent = 1
             for a, c in aff.coeffs:
                 lo = lo + c * origin[a] + min(c, 0) * (sizes[a] - 1)
                 extent += abs(c) * (sizes[a] - 1)
             hi = lo + extent
-        else:
-            box = [index_bounds(ix, {a: (int(origin[a][i]), int(origin[a][i]) + sizes[a]) for a in axes})
+        else:   # quasi-affine: bounds per joint origin, in the grid's row-major order
+            flat = {a: np.broadcast_to(o, joint).ravel() for a, o in origin.items()}
+            box = [index_bounds(ix, {a: (int(flat[a][i]), int(flat[a][i]) + sizes[a]) for a in axes})
                    for i in range(n)]
-            lo = np.array([b[0] for b in box], dtype=np.int64)
-            hi = np.array([b[1] + 1 for b in box], dtype=np.int64)
-        count = np.clip(np.minimum(hi, shape[d]) - np.maximum(lo, 0), 0, None)
+            lo = np.array([b[0] for b in box], dtype=np.int64).reshape(joint)
+            hi = np.array([b[1] + 1 for b in box], dtype=np.int64).reshape(joint)
+        # np.maximum(.., 0), not np.clip: the same integers, without clip's per-call dtype-limits overhead
+        count = np.maximum(np.minimum(hi, shape[d]) - np.maximum(lo, 0), 0)
         if d == innermost:
             count = last(count)
         weight = weight * count
-    return int(weight.sum())
+    return grid_sum(weight, joint)
+
+
+def grid_sum(values, grid) -> int:
+    """``int(np.broadcast_to(values, grid).sum())`` without materialising the broadcast: the sum of the
+    values times the length of every dim they are broadcast along (``values`` must broadcast to ``grid``)."""
+    values = np.asarray(values)
+    grid = tuple(int(g) for g in grid)
+    if np.broadcast_shapes(values.shape, grid) != grid:
+        raise ValueError(f"grid_sum: shape {values.shape} does not broadcast to {grid}")
+    if values.size == 0:
+        return 0
+    return int(values.sum()) * (math.prod(grid) // values.size)
 
 
 def _plain(access: Access) -> bool:
@@ -206,4 +225,4 @@ def classify(expr) -> str:
     return "reduction"
 
 
-__all__ = ["AccessMap", "access_box", "access_map", "classify", "grid_footprint"]
+__all__ = ["AccessMap", "access_box", "access_map", "classify", "grid_footprint", "grid_sum"]

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ...analysis.index_map import grid_sum
 from ...ir.types import itemsize
 from ..cstyle import compute_dtype
 from .context import ComputeContext
@@ -197,9 +198,9 @@ class FusedContext(ComputeContext):
             for a, c in coefs.items():
                 k = grid_axes.index(amap[a])
                 lo = lo + c * origins[amap[a]].reshape([-1 if q == k else 1 for q in range(len(grid_axes))])
-            count = count * np.clip(np.minimum(lo + extent, dim) - np.maximum(lo, 0), 0, None)
+            count = count * np.maximum(np.minimum(lo + extent, dim) - np.maximum(lo, 0), 0)   # np.clip is slower
         grid = [len(origins[a]) for a in grid_axes]
-        return int(np.broadcast_to(count, grid).sum()) * itemsize(mctx.dtypes[mctx.input_of(acc)])
+        return grid_sum(count, grid) * itemsize(mctx.dtypes[mctx.input_of(acc)])
 
     def epilogue_bytes(self, cfg: dict | None = None) -> int:
         """Global bytes the epilogue adds: each member's outside loads once per element (or, staged under a
