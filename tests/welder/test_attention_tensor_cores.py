@@ -133,8 +133,8 @@ def test_head_dim_128_takes_dynamic_shared_memory(built):
 
 def test_f32_model_under_precision_fp16_takes_the_tensor_core_kernel(tmp_path):
     """``--precision fp16`` casts Q, K, V and P to f16 around the contractions (passes/precision.py): the
-    chain, the cast of P included, is still one tensor-core attention kernel. The graph rounds S to f16;
-    the kernel keeps S in f32, so it is at least as close to the f32 result as the graph's own semantics."""
+    chain, the casts of P and of O back to f32 included, is still one tensor-core attention kernel. The graph
+    rounds S to f16; the kernel keeps S in f32, so it is at least as close to the f32 result as the graph."""
     rng = np.random.default_rng(5)
     b, h, s, hd = 1, 2, 48, 32
     feeds = {"q": rng.standard_normal((b, h, s, hd)), "kt": rng.standard_normal((b, h, hd, s)),
@@ -149,7 +149,10 @@ def test_f32_model_under_precision_fp16_takes_the_tensor_core_kernel(tmp_path):
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     np.savez(tmp_path / "in.npz", **feeds)
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch="a100", precision="fp16")
-    assert _attention_func(tmp_path / "b").attributes["config"]["engine"] == "mma_sync"
+    func = _attention_func(tmp_path / "b")
+    assert func.attributes["config"]["engine"] == "mma_sync"
+    # the cast of O back to f32 is stored through: the kernel's output is the model's f32 output
+    assert [p["dtype"] for p in func.attributes["params"] if p["role"] == "out"] == ["f32"]
     run_target(str(tmp_path / "b"), str(tmp_path / "in.npz"), str(tmp_path / "o.npz"), backend="emu")
     q, kt, v = (_round(feeds[n], "f16") for n in ("q", "kt", "v"))
     sc = q @ kt / np.float32(math.sqrt(hd))

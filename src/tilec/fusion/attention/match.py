@@ -185,14 +185,17 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
             or not _own_row(pvn, p_acc[0], list(pvn.expr.out_axes[:-1]) + [r_ax])
             or pvn.expr.out_axes[-2] in _names(v_acc[0])):
         return None
-    post = []
-    if len(pvn.consumers) == 1 and not pvn.external_use:
-        c = graph.nodes[pvn.consumers[0]]
-        if c.producers.get(0) == pv and permuting_layout(c) is not None:
-            post = [c.index]
+    post, last = [], pv
+    half = all(v.type.dtype in mma.DTYPES for v in pvn.op.operands)
+    if half and mma.output_cast(graph, pv) is not None:   # --precision's cast of O back: stored converted
+        post, last = [mma.output_cast(graph, pv)], mma.output_cast(graph, pv)
+    if len(graph.nodes[last].consumers) == 1 and not graph.nodes[last].external_use:
+        c = graph.nodes[graph.nodes[last].consumers[0]]
+        if c.producers.get(0) == last and permuting_layout(c) is not None:
+            post.append(c.index)
     whole = set([idx, *pre, *rows, pv, *post])
     f32 = all(v.type.dtype == "f32" for m in whole for v in [*graph.nodes[m].op.operands, graph.nodes[m].op.result])
-    for m in [idx, *pre, *rows] + ([pv] if post else []):
+    for m in [idx, *pre, *rows] + [pv, *post][:len(post)]:
         if not _only_inside(graph, m, whole):
             return None
     d = qk.extents[d_ax]

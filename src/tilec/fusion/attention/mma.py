@@ -75,6 +75,21 @@ def softmax_rows(graph, live: int, rows: list) -> bool:
             and _is_access_of(dv.expr.body.lhs, dv, ex.index) and _is_access_of(dv.expr.body.rhs, dv, sm.index))
 
 
+def output_cast(graph, pv: int) -> int | None:
+    """The node casting ·V's output (alone) to another float type at its own coordinates (``--precision``'s
+    ``f32(O)``), which the kernel stores through; None if there is none."""
+    n = graph.nodes[pv]
+    if len(n.consumers) != 1 or n.external_use:
+        return None
+    c = graph.nodes[n.consumers[0]]
+    b = c.expr.body
+    if (c.elementwise and c.shape == n.shape and list(c.producers.values()) == [pv] and isinstance(b, Call)
+            and b.fn in ("f32", *DTYPES) and len(b.args) == 1 and isinstance(b.args[0], Access)
+            and list(b.args[0].indices) == [AxisRef(a) for a in c.expr.out_axes]):
+        return c.index
+    return None
+
+
 def _contiguous(acc, shape, axes: tuple) -> str | None:
     """Which of ``axes`` an operand access reads along its contiguous dim (its last index, a plain axis), if
     any."""
@@ -482,15 +497,17 @@ def _store_lines(r, dv: int, sq: int) -> list:
     att = r.att
     coords = [f"k_b{p}" for p in range(len(att.batch))] + ["k_qi", "k_te"]
     pv_shape = list(r.members[att.pv].result.type.shape)
-    if att.post:
-        post = r.members[att.post[-1]]
+    layout = [p for p in att.post if layout_map(r.graph.nodes[p]) is not None and p != output_cast(r.graph, att.pv)]
+    if layout:
+        post = r.members[layout[-1]]
         out = []
-        for dim, coef, ext in layout_map(r.graph.nodes[att.post[-1]]):
+        for dim, coef, ext in layout_map(r.graph.nodes[layout[-1]]):
             x = coords[dim] if coef == 1 else f"({coords[dim]}) / {coef}"
             out.append("0" if ext == 1 else x if coef * ext == pv_shape[dim] else f"({x}) % {ext}")
-        index, out_dtype = linearize(out, list(post.result.type.shape)), post.result.type.dtype
+        index = linearize(out, list(post.result.type.shape))
     else:
-        index, out_dtype = linearize(coords, pv_shape), r.members[att.pv].result.type.dtype
+        index = linearize(coords, pv_shape)
+    out_dtype = r.members[att.post[-1] if att.post else att.pv].result.type.dtype
     guard = f"if (k_qi < {sq}) " if sq % r.tq else ""
     return ["#pragma unroll", "for (int h = 0; h < 2; ++h) {",
             "  float k_tot = k_l[h];",
