@@ -235,8 +235,11 @@ class CompiledModel:
         (converted when ``cast``, else an error) and shape, and, for a profile build, a bucket that fits.
         :meth:`run` does this itself; ``tilec run`` calls it first so a bad input fails before anything else."""
         from .runtime.array_files import conform_inputs
+        from .runtime.device_arrays import as_cupy, is_device_array, to_host
         runner = self.runner()
-        host = {k: _to_numpy(v) for k, v in feeds.items()}
+        # On the GPU backend, arrays already on the GPU stay there (DLPack); everything else goes to the host.
+        on_gpu = self.backend in ("cupy", "hip")
+        host = {k: as_cupy(v) if on_gpu and is_device_array(v) else to_host(v) for k, v in feeds.items()}
         inputs = conform_inputs(host, runner.declared(host), cast)
         if hasattr(runner, "choose"):
             runner.choose(inputs)
@@ -251,8 +254,9 @@ class CompiledModel:
         if unknown:
             raise CompileError(f"unknown output(s): {', '.join(unknown)} (the model gives "
                                f"{', '.join(self.output_names)})")
-        like = next(iter(feeds.values()), None)
-        return [_like(outputs[n], like) for n in names]
+        from .runtime.device_arrays import like
+        example = next(iter(feeds.values()), None)
+        return [like(outputs[n], example) for n in names]
 
     def __call__(self, /, **feeds) -> dict:
         """The outputs by name, in the model's order."""
@@ -268,27 +272,3 @@ class CompiledModel:
         """What ``tilec run --report`` writes for the runs so far: backend, totals (launches, bytes, host
         syncs, seconds), a row per kernel, and for a profile build the bucket of the last run."""
         return self.runner().report(extra)
-
-
-def _to_numpy(value) -> np.ndarray:
-    """A host array for a numpy array, a CuPy array, a torch tensor or anything ``np.asarray`` takes."""
-    if isinstance(value, np.ndarray):
-        return value
-    module = type(value).__module__.split(".")[0]
-    if module == "torch":
-        return value.detach().cpu().numpy()
-    if module == "cupy":
-        return value.get()
-    return np.asarray(value)
-
-
-def _like(array: np.ndarray, example):
-    """``array`` as the kind of ``example`` (a torch tensor on its device, a CuPy array, or numpy)."""
-    module = type(example).__module__.split(".")[0] if example is not None else "numpy"
-    if module == "torch":
-        import torch
-        return torch.from_numpy(np.ascontiguousarray(array)).to(example.device)
-    if module == "cupy":
-        import cupy
-        return cupy.asarray(array)
-    return array

@@ -104,10 +104,12 @@ def conform_inputs(inputs: dict, declared: list, cast: bool = False) -> dict:
     error for a missing or unknown name, a wrong shape, or a dtype other than the declared one (converted
     instead when ``cast``). ``.npz`` keeps bfloat16 as raw 2-byte records: those are taken as declared."""
     from ..ir.types import np_dtype
+    from .device_arrays import is_device_array
     check_names(inputs, [n for n, _, _ in declared])
     out = {}
     for name, dtype, shape in declared:
-        arr = np.asarray(inputs[name])
+        # a GPU array keeps its place (CuPy has numpy's dtype, shape and astype): only its metadata is checked
+        arr = inputs[name] if is_device_array(inputs[name]) else np.asarray(inputs[name])
         want = np_dtype(dtype)
         if arr.dtype.kind == "V" and arr.dtype.itemsize == want.itemsize:
             arr = arr.view(want)

@@ -55,6 +55,11 @@ class CupyDevice(Device):
         return self.cp.empty(max(nbytes, 1), self.cp.uint8)  # the pool's blocks are 256-byte aligned
 
     def write(self, raw, offset, array):
+        if isinstance(array, self.cp.ndarray):   # already on the GPU (DLPack/CuPy input): a device-to-device copy
+            with self.stream:
+                data = self.cp.ascontiguousarray(array).reshape(-1).view(self.cp.uint8)
+                raw[offset:offset + data.size] = data
+            return
         data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
         raw[offset:offset + data.size].set(data, stream=self.stream)
 
@@ -64,6 +69,16 @@ class CupyDevice(Device):
         host = raw[offset:offset + n].get(stream=self.stream)
         self.stream.synchronize()
         return host.view(dt).reshape(shape)
+
+    def read_device(self, raw, offset, dtype, shape):
+        """An output as a CuPy array of its own (a device-to-device copy: the build's buffer is reused by the
+        next run), for runs whose inputs came as GPU arrays; bf16 has no CuPy type and comes back to the host."""
+        if dtype == "bf16":
+            return self.read(raw, offset, dtype, shape)
+        with self.stream:
+            out = self.typed(raw, offset, dtype, shape).copy()
+        self.stream.synchronize()
+        return out
 
     def fill(self, raw, offset, nbytes, byte=POISON_BYTE):
         with self.stream:

@@ -17,6 +17,7 @@ import numpy as np
 from ..ir.diagnostics import CompileError
 from ..ir.types import np_dtype
 from .device import Device
+from .device_arrays import is_device_array
 
 
 @dataclass
@@ -182,6 +183,10 @@ class Executor:
 
     @staticmethod
     def _conform(b: dict, array, what: str) -> np.ndarray:
+        if is_device_array(array):   # a CuPy array for the cupy device: checked here, copied on the device
+            if tuple(array.shape) != tuple(b["shape"]):
+                raise CompileError(f"{what} has shape {list(array.shape)}, expected {list(b['shape'])}")
+            return array.astype(np_dtype(b["dtype"]), copy=False)
         arr = np.asarray(array)
         want = np_dtype(b["dtype"])
         if arr.dtype.kind == "V" and arr.dtype.itemsize == want.itemsize:
@@ -197,7 +202,7 @@ class Executor:
         timer = self.device.start_timer()
         self.run_steps(timed=True)
         self.stats.seconds = self.device.stop_timer(timer)
-        return self.outputs()
+        return self.outputs(on_device=any(is_device_array(v) for v in inputs.values()))
 
     def set_inputs(self, inputs: dict) -> None:
         self.prepare()
@@ -209,11 +214,14 @@ class Executor:
             m = self._mem[i["buffer"]]
             self.device.write(m.raw, m.offset, self._conform(b, inputs[i["name"]], f"input '{i['name']}'"))
 
-    def outputs(self) -> dict:
+    def outputs(self, on_device: bool = False) -> dict:
+        """The outputs by name: host arrays, or with ``on_device`` (a device that can: ``read_device``) arrays
+        left on the GPU, for inputs that came as GPU arrays."""
         out = {}
+        read = getattr(self.device, "read_device", None) if on_device else None
         for o in self.plan["outputs"]:
             m = self._mem[o["buffer"]]
-            out[o["name"]] = self.device.read(m.raw, m.offset, m.dtype, m.shape)
+            out[o["name"]] = (read or self.device.read)(m.raw, m.offset, m.dtype, m.shape)
         self.stats.host_syncs += 1  # one wait for the device before the results are read
         return out
 
