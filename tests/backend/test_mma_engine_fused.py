@@ -161,3 +161,28 @@ def test_fused_engine_kernel_compiles_unspilled(tmp_path, arch):
     assert 'engine = "mma_sync"' in open(tmp_path / "b" / "model.tir").read()
     (k,) = json.load(open(tmp_path / "b" / "report.json"))["kernels"]
     assert k["kind"] == "tiled_mma" and k["ptxas"]["spill_bytes"] == 0 and k["ptxas"]["registers"] <= 255
+
+
+@pytest.mark.parametrize("arch,engine", [("a100", "mma_sync"), ("v100", None)])
+@pytest.mark.parametrize("expr,a_shape,b_shape", [
+    ("C[b, m, n] += A[b, m, k] * B[k, n]", (3, 40, 32), (32, 24)),   # a linear layer's weight, broadcast
+    ("C[b, m, n] += A[m, k] * B[b, k, n]", (40, 32), (3, 32, 24)),   # the other operand broadcast
+])
+def test_broadcast_operand_on_engine_and_wmma(arch, engine, expr, a_shape, b_shape):
+    """An operand without the batch axes is read at offset 0 by every batch entry, by the sm_80 engine and
+    by the wmma kernel."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from lower_harness import compute_module, kernels, lower, random_inputs, reference, run_lowered
+    from tilec.ir import TensorType as T
+    rtile = {"block": {"b": 1, "m": 32, "n": 16}, "thread": {"m": 2, "n": 2}, "step": {"k": 16}}
+    ins, out = [T(a_shape, "f16"), T(b_shape, "f16")], T((3, 40, 24), "f16")
+    ref = compute_module(expr, ins, out, rtile=rtile, estimate={"arch": arch})
+    m = lower(compute_module(expr, ins, out, rtile=rtile, estimate={"arch": arch}))
+    (k,) = kernels(m)
+    assert k.attributes["kind"] == "tiled_mma" and k.attributes["config"].get("engine") == engine
+    x = random_inputs(ref)
+    want = reference(ref, x)[0].astype(np.float64)
+    got, stats = run_lowered(m, x)
+    np.testing.assert_allclose(got[0].astype(np.float64), want, rtol=0, atol=TOL["f16"] * np.abs(want).max())
