@@ -68,13 +68,14 @@ def test_launches_drop_3x_against_welder(build, model):
 
 
 def test_barrier_kernels_run_guarded_in_a_wider_block(build):
-    # nasnet_cell packs 12- and 144-thread kernels with __syncthreads into one wider persistent block: they
-    # run guarded (every thread meets the barriers, only the first ones work); numerics: the test above.
+    # nasnet_cell packs narrower kernels with __syncthreads into one wider persistent block: they run
+    # guarded (every thread meets the barriers, only the first ones work); numerics: the test above. (Which
+    # widths depends on the tiles the latency model picks: 12 and 144 threads before issue #18.)
     b = build("nasnet_cell")
     [step] = persistent(b)
     text = (b / "kernels" / f"{step['kernel']}.cu").read_text()
-    assert "const bool k_on = threadIdx.x < 12;" in text
-    assert step["block"][0] > 12
+    guards = [int(n) for n in re.findall(r"const bool k_on = threadIdx\.x < (\d+);", text)]
+    assert guards and all(n < step["block"][0] for n in guards), (guards, step["block"])
 
 
 def test_conv_chains_pack_with_their_shared_arrays_overlaid(build):

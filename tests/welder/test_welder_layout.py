@@ -63,7 +63,10 @@ def test_transposes_fuse_into_matmul_epilogues(built, order):
     # copies (q and kᵀ), then matmul storing its output transposed.
     assert apart["totals"]["launches"] == 6
     assert run["totals"]["launches"] == 2
-    assert run["totals"]["global_bytes"] < apart["totals"]["global_bytes"]
+    # Fewer modelled microseconds (issue #18: Welder's tiles minimise the latency model, not bytes; the fused
+    # kernels' tiles spread the work over more blocks than the byte-minimal ones).
+    modelled = [json.load(open(d / b / "report.json"))["totals"]["modelled_us"] for b in ("fused", "apart")]
+    assert modelled[0] < modelled[1], modelled
     for k in run["kernels"]:
         assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
 

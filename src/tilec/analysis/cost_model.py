@@ -5,7 +5,10 @@
   and padded conv halos cost what the predicated loads really move;
 - footprint F(T): shared memory for the staged input boxes (rows padded against bank conflicts) and
   registers per thread;
-- estimate = waves × max(compute, memory) per wave.
+- estimate: the latency model's time of the tile's launch (``latency.candidate_estimate``: waves, idle SMs,
+  occupancy, the L2-aware DRAM guess, L2 and issue from the traffic, shared memory, barriers), the same model
+  report.json's ``modelled_us`` uses (issue #18); bytes stay in the estimate as ``traffic_bytes``. Tensor-core
+  tiles keep waves × max(compute, memory, shared memory) per wave until the model sees their engine.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 
 from ..ir.types import itemsize
 from .hardware import GPUSpec
+from .latency import candidate_estimate
 from .tile_problem import TileProblem
 
 
@@ -186,11 +190,22 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     q = traffic_bytes(problem, rt, spec)
     flops = problem.flops
     steps = math.prod(-(-problem.extents[a] // s) for a, s in rt.step) if rt.step else 1
+    # The latency model decides (analysis/latency.py, the model of report.json's modelled_us): DRAM bytes are
+    # the L2-aware guess (every tensor once when they fit the L2), the L2 and issue terms see the traffic, and
+    # a grid below the SM count runs breadth-first on as many SMs as it has blocks and gets only their share
+    # of DRAM and L2. Level 1 (shared -> registers): per
+    # reduce point a thread reads one fragment of each staged input (a bigger per-thread tile reuses each for
+    # more outputs); each reduce step stages the boxes (one write per element) between two barriers.
+    # Tensor-core tiles keep the wave model below: their time depends on the engine the tile gets
+    # (lower/mma_engine's stages and k tile, or wmma), which the latency model does not see yet.
+    if peak_flops(problem, spec) == spec.fp32_flops:
+        accesses = (smem_read_bytes(problem, rt) / 4 / blocks) + steps * smem / 4
+        est = candidate_estimate(spec, blocks=blocks, threads=threads, smem=smem, regs=regs, flops=flops,
+                                 global_bytes=q, unique_bytes=unique_bytes(problem), barriers=2 * steps,
+                                 smem_accesses=accesses)
+        return Estimate(est.seconds, q, smem, regs, threads, blocks, per_sm, waves, flops)
     # One wave: each busy SM runs its resident blocks at its share of the peak; DRAM bandwidth is shared
-    # by the SMs that are busy, so an under-filled grid gets only part of it. The block scheduler spreads
-    # a grid breadth-first (one block per SM before any SM gets a second), so a small grid runs on as many
-    # SMs as it has blocks, not packed onto a few. Each reduce step also pays a barrier round trip
-    # (staging, __syncthreads).
+    # by the SMs that are busy. Each reduce step also pays a barrier round trip (staging, __syncthreads).
     in_flight = min(blocks, per_sm * spec.num_sms)
     busy_sms = min(spec.num_sms, in_flight)
     resident = -(-in_flight // busy_sms)
@@ -203,3 +218,9 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
                                                                       / spec.num_sms)
     seconds = waves * (max(compute, memory, smem_time) + sync)
     return Estimate(seconds, q, smem, regs, threads, blocks, per_sm, waves, flops)
+
+
+def unique_bytes(problem: TileProblem) -> int:
+    """Bytes of the problem's inputs and output, each once (what a launch must move at least)."""
+    ins = sum(math.prod(s) * itemsize(d) for s, d in zip(problem.input_shapes, problem.input_dtypes))
+    return ins + math.prod(problem.extents[a] for a in problem.out_axes) * problem.out_itemsize

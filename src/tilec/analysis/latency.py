@@ -8,7 +8,8 @@ Parallelism is explicit. A launch of ``B`` blocks on ``S`` SMs that each hold ``
 blocks than SMs leave SMs idle, so chip-wide resources (DRAM, L2) are shared by ``min(B, S)`` SMs only. An SM
 with few warps in flight cannot hide global-memory latency: DRAM and L2 rates are scaled by
 ``min(1, warps / saturating_warps_per_sm)``; an SM's compute units and issue slots belong to its
-``sm_partitions`` schedulers, so fewer warps than schedulers leave some idle.
+``sm_partitions`` schedulers, so fewer warps than schedulers leave some idle; a block narrower than a warp
+issues for a whole one (its idle lanes scale compute and issue).
 Terms (seconds), all from ``analysis/hw/<gpu>.json`` (a calibration's ``<gpu>.measured.json`` overrides them):
 - DRAM: DRAM bytes / (``dram_bytes_per_s`` x SMs at work / S x efficiency); the bytes are the emulator's L2
   model's (``run.json``) when a run measured them, else a compile-time guess: the kernel's parameters once when
@@ -105,6 +106,9 @@ def estimate(spec: GPUSpec, load: KernelLoad) -> Estimate:
     warps = min(R, b_max) * math.ceil(load.threads / spec.warp_size)
     eff = min(1.0, warps / max(1, spec.saturating_warps_per_sm))   # global-memory latency hidden
     lanes = min(1.0, warps / max(1, spec.sm_partitions))             # schedulers (and their units) with a warp
+    # A block narrower than a warp (or not a multiple of one) leaves lanes of its last warp idle: its
+    # instructions issue for a whole warp and its FLOPs use that share of the units.
+    lanes *= load.threads / (math.ceil(load.threads / spec.warp_size) * spec.warp_size)
     clock = spec.clock_ghz * 1e9
     share = b_max / B   # the busiest SM's part of the launch's work
     w = load.work
@@ -128,12 +132,45 @@ def estimate(spec: GPUSpec, load: KernelLoad) -> Estimate:
     return Estimate(terms[bound] + launch + barriers, bound, terms, launch, barriers, sms, R, waves)
 
 
+def dram_guess(spec: GPUSpec, unique_bytes: float, l2_bytes: float) -> float:
+    """DRAM bytes of one launch without a run: each parameter once (``unique_bytes``) when they all fit the
+    L2 (it keeps what the launch re-reads), else every modelled global byte (``l2_bytes``)."""
+    return float(min(unique_bytes, l2_bytes)) if unique_bytes <= spec.l2_bytes else float(l2_bytes)
+
+
 def compile_dram_bytes(spec: GPUSpec, kernel, l2_bytes: float) -> float:
-    """DRAM bytes of one launch without a run: each parameter once when they all fit the L2 (it keeps what
-    the launch re-reads), else every modelled global byte."""
+    """:func:`dram_guess` of a lowered ``kernel.func``: its parameters' bytes, each once."""
     from .speed_of_light import param_bytes
-    unique = param_bytes(kernel)
-    return float(min(unique, l2_bytes)) if unique <= spec.l2_bytes else float(l2_bytes)
+    return dram_guess(spec, param_bytes(kernel), l2_bytes)
+
+
+_EFFECTIVE: dict = {}   # id(spec) -> (spec, its effective spec): choices ask thousands of times per compile
+
+
+def _effective(spec: GPUSpec) -> GPUSpec:
+    """``measured.effective_spec(spec)``, read once per spec object (a process that writes a measured file
+    mid-compile keeps the constants it started with)."""
+    hit = _EFFECTIVE.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        from .measured import effective_spec
+        hit = _EFFECTIVE[id(spec)] = (spec, effective_spec(spec))
+    return hit[1]
+
+
+def candidate_estimate(spec: GPUSpec, *, blocks: int, threads: int, smem: int, regs: int, flops: float,
+                       global_bytes: float, unique_bytes: float, barriers: float = 0.0,
+                       smem_accesses: float = 0.0, tensor: bool = False, dtype: str = "f32") -> Estimate:
+    """The modelled time of a launch config that is not lowered yet (a Roller rTile, a Welder group tile,
+    issue #18): the same :func:`estimate` a built kernel's report.json row gets, with the compile-time DRAM
+    guess (:func:`dram_guess`), ``barriers`` and ``smem_accesses`` per block. Choices made with it rank
+    candidates by time (waves, idle SMs, occupancy, units) instead of by bytes; a calibration's constants
+    (``analysis/measured``) move them as they move the report."""
+    spec = _effective(spec)
+    load = KernelLoad(blocks=max(1, blocks), threads=max(1, threads), smem=smem, regs=regs, flops=float(flops),
+                      dtype=dtype, tensor=tensor, l2_bytes=float(global_bytes),
+                      dram_bytes=dram_guess(spec, unique_bytes, global_bytes),
+                      work=BlockWork(barriers=barriers, smem_accesses=smem_accesses))
+    return estimate(spec, load)
 
 
 def kernel_load(spec: GPUSpec, kernel, row: dict) -> KernelLoad:
@@ -170,13 +207,68 @@ def load_to_json(load: KernelLoad) -> dict:
     return asdict(load)
 
 
+WIDE_OUTPUT_PER_SM = 1024   # issue #18: an output of >= SMs x 1024 elements should fill the SMs
+# Spreading a launch must save this share of its modelled time to count (the spread estimate is a lower
+# bound: it keeps the bytes, while more blocks re-read more, and pays no extra block overhead).
+MATERIAL_SAVING = 0.05
+
+
+def output_elements(kernel) -> int:
+    """Elements of a ``kernel.func``'s largest output parameter."""
+    return max((math.prod(p["shape"]) for p in kernel.attributes.get("params", ())
+                if p.get("role") == "out" and "shape" in p), default=0)
+
+
+def parallelism_check(spec: GPUSpec, kernel, load: KernelLoad, est: Estimate) -> dict | None:
+    """None when the launch has a warp or more per block, more than one block for an output of more than
+    a warp of elements, and, for an output of at least ``num_sms`` x ``WIDE_OUTPUT_PER_SM`` elements, a
+    block per SM or more (issue #18). Otherwise the model's answer, for
+    report.json: the same launch spread over ``num_sms`` blocks of at least a warp each, with the same work
+    and bytes (a lower bound: more blocks re-read more), and whether the choice stands (``justified``:
+    spreading would save less than ``MATERIAL_SAVING`` of the time, e.g. a launch bound by its overhead, or
+    a persistent rProgram whose grid is Rammer's packing)."""
+    small_blocks = load.threads < spec.warp_size
+    out = output_elements(kernel)
+    few_blocks = load.blocks < spec.num_sms and (out >= spec.num_sms * WIDE_OUTPUT_PER_SM
+                                                 or (load.blocks == 1 and out > spec.warp_size))
+    if not (small_blocks or few_blocks):
+        return None
+    threads = max(load.threads, spec.warp_size)
+    blocks = max(load.blocks, spec.num_sms) if few_blocks else load.blocks
+    scale = load.blocks * load.threads / (blocks * threads)   # per-block work shrinks as blocks grow
+    work = BlockWork(**{**asdict(load.work), "smem_accesses": load.work.smem_accesses * scale,
+                        "sfu_ops": load.work.sfu_ops * scale, "shuffles": load.work.shuffles * scale})
+    spread = estimate(spec, KernelLoad(**{**asdict(load), "work": work, "blocks": blocks, "threads": threads}))
+    why = ("fewer threads per block than a warp" if small_blocks else "") + \
+        (" and " if small_blocks and few_blocks else "") + \
+        (f"{load.blocks} blocks for {spec.num_sms} SMs" if few_blocks else "")
+    justified = spread.seconds >= est.seconds * (1 - MATERIAL_SAVING)
+    return {"what": why, "justified": justified, "modelled_us": round(est.seconds * 1e6, 4),
+            "spread_us": round(spread.seconds * 1e6, 4), "spread_blocks": blocks, "spread_threads": threads,
+            "reason": (f"the model: {blocks} blocks of {threads} threads with the same work would take "
+                       f"{spread.seconds * 1e6:.4g} us against {est.seconds * 1e6:.4g} us "
+                       + (f"(less than {MATERIAL_SAVING:.0%} faster: bound by {spread.bound})" if justified
+                          else "(faster: not justified)"))}
+
+
+def kernel_seconds(spec: GPUSpec, kernel, row: dict) -> float:
+    """The modelled seconds of one launch of a lowered ``kernel`` (``row`` as :func:`kernel_load` reads it),
+    with a calibration's constants where there is one: what its report.json row will say."""
+    return estimate(_effective(spec), kernel_load(spec, kernel, row)).seconds
+
+
 def row_latency(spec: GPUSpec, kernel, row: dict) -> tuple:
     """(modelled microseconds of one launch, the row's ``latency`` entry) for report.json; a calibration's
     constants (``analysis/measured``) replace the spec's where there is one."""
     from .measured import effective_spec
     load = kernel_load(spec, kernel, row)
-    est = estimate(effective_spec(spec), load)
-    return round(est.seconds * 1e6, 4), {**est.to_json(), "load": load_to_json(load)}
+    spec = effective_spec(spec)
+    est = estimate(spec, load)
+    entry = {**est.to_json(), "load": load_to_json(load)}
+    check = parallelism_check(spec, kernel, load, est)
+    if check is not None:
+        entry["parallelism"] = check
+    return round(est.seconds * 1e6, 4), entry
 
 
 def remodel(spec: GPUSpec, report: dict, run: dict) -> dict:

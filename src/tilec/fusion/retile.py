@@ -11,9 +11,12 @@ tile chosen again, for the whole group:
    the anchor's coordinates, so their tile is the anchor's output tile, :func:`.propagate`); each candidate
    must fit the static shared memory of the tiled kernel and the arch's limit, at most ``MAX_THREADS``
    threads and ``MAX_ACC`` accumulators per thread (so ptxas keeps them in registers, no spills).
-3. **Score**: the group's global bytes, counted exactly as the emitted kernel moves them
-   (:func:`tilec.backend.lower.tiled.modelled_bytes`, the count the emulator measures, plus the fused
-   epilogue's loads and stores), rounded to sectors, plus one, times waves, the score of DESIGN §4.
+3. **Score**: the modelled time of the candidate's launch (``analysis/latency.candidate_estimate``, the
+   model of report.json's ``modelled_us``, issue #18: waves, SMs at work, occupancy, the L2-aware DRAM guess,
+   L2 and issue from the traffic, shared memory and barriers), the group's global bytes counted exactly as
+   the emitted kernel moves them (:func:`tilec.backend.lower.tiled.modelled_bytes`, the count the emulator
+   measures, plus the fused epilogue's loads and stores) breaking ties. Ranking by bytes (DESIGN §4's
+   ``(bytes + 1) × waves``) picked one-block grids for small outputs (a 2048x1000 FC layer on one SM).
 4. **Parallelism floor**: a candidate needs at least ``min(#SM, ⌈outputs / min_block_outputs⌉)`` blocks
    (and never fewer than Roller's own tile had, when that was already below the floor). Filling the SMs
    matters more than bytes, but not at any price: shrinking a block below ``min_block_outputs`` outputs
@@ -28,7 +31,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..analysis.latency import candidate_estimate
 from ..backend.lower import choose_kind, tiled
+from ..ir.texpr import axes_in
+from ..ir.types import itemsize
 
 MAX_THREADS = 256      # threads per block the re-chosen tile aims at (a warp multiple when it can)
 MAX_ACC = 32           # accumulators per thread: with the operand fragments this stays well under 255 regs
@@ -60,17 +66,27 @@ class TileChoice:
     config: dict
     bytes: int
     blocks: int
-    score: int
+    score: int            # DESIGN §4's byte score, (bytes rounded to sectors + 1) x waves (mlp compares it)
     roller_bytes: int
     floor: int
     source: str
-    rejected: list = field(default_factory=list)   # [(score, bytes, blocks, block dict)]
+    rejected: list = field(default_factory=list)   # [(modelled us, bytes, blocks, block dict)]
+    modelled_us: float = 0.0   # what ranked it (the latency model)
+    roller_us: float = 0.0     # the same model's time for Roller's own tile
 
     def as_attr(self) -> dict:
         return {"source": self.source, "bytes": self.bytes, "roller_bytes": self.roller_bytes,
                 "blocks": self.blocks, "min_blocks": self.floor, "score": self.score,
-                "rejected": [{"block": dict(b), "bytes": q, "blocks": n, "score": s}
-                             for s, q, n, b in self.rejected[:REJECTED_SHOWN]]}
+                "modelled_us": self.modelled_us, "roller_us": self.roller_us,
+                "rejected": [{"block": dict(b), "bytes": q, "blocks": n, "modelled_us": us}
+                             for us, q, n, b in self.rejected[:REJECTED_SHOWN]]}
+
+
+def unique_bytes(ctx) -> int:
+    """Bytes of the kernel's operands and results, each once (a fused group's: its ``tile.kernel``'s)."""
+    op = getattr(ctx, "kernel", None) or ctx.op
+    values = list(op.operands) + list(op.results)
+    return sum(math.prod(v.type.shape) * itemsize(v.type.dtype) for v in values)
 
 
 def retileable(ctx) -> bool:
@@ -140,13 +156,16 @@ class Retiler:
         self.floor = min(spec.num_sms, -(-self.outputs // max(1, min_block_outputs)))
         self.min_block_outputs, self.clusters = min_block_outputs, clusters
         self.seen: dict = {}
+        self.flops = ctx.flops()
+        self.unique = unique_bytes(ctx)
 
     def blocks(self, block: dict) -> int:
         return math.prod(-(-self.ctx.extents[a] // block[a]) for a in self.axes)
 
     def evaluate(self, block: dict, step: dict, thread: dict | None = None):
-        """``(score, bytes, blocks, config)`` of a block tile, or None when it does not fit. ``thread``
-        keeps a given per-thread tile (Roller's own configs); else :func:`thread_tile` picks one."""
+        """``(modelled us, bytes, blocks, config, byte score)`` of a block tile, or None when it does not
+        fit. ``thread`` keeps a given per-thread tile (Roller's own configs); else :func:`thread_tile` picks
+        one."""
         key = (tuple(block[a] for a in self.axes), tuple(sorted(step.items())))
         if key in self.seen:
             return self.seen[key]
@@ -170,8 +189,27 @@ class Retiler:
             q = self.tiled.modelled_bytes(self.ctx, cfg)
         q += self.extra(cfg) if callable(self.extra) else self.extra
         score = waves_and_score(self.spec, blocks, threads, smem, q)[1]
-        self.seen[key] = (score, q, blocks, cfg)
+        self.seen[key] = (self.modelled_us(cfg, blocks, threads, smem, q), q, blocks, cfg, score)
         return self.seen[key]
+
+    def modelled_us(self, cfg: dict, blocks: int, threads: int, smem: int, nbytes: int) -> float:
+        """The latency model's microseconds for one launch of ``cfg`` (``blocks`` blocks of ``threads``,
+        ``smem`` staged bytes, ``nbytes`` global bytes), rounded so that ties fall to the bytes."""
+        ctx = self.ctx
+        steps = math.prod(-(-ctx.extents[r] // cfg["step"][r]) for r in ctx.reduce_axes)
+        points = math.prod(ctx.extents[r] for r in ctx.reduce_axes)
+        acc = math.prod(cfg["thread"].values())
+        frags = 0
+        for a in ctx.distinct_accesses():   # per reduce point, each thread reads its fragment of each box
+            used = set().union(*(set(axes_in(i)) for i in a.indices)) if a.indices else set()
+            frags += math.prod(cfg["thread"][x] for x in self.axes if x in used)
+        elem = max(1, itemsize(ctx.out_dtype))
+        accesses = threads * points * frags + steps * smem / elem
+        regs = acc + min(acc, 8) * len(ctx.distinct_accesses()) + 24   # cost_model.regs_per_thread's rule
+        est = candidate_estimate(self.spec, blocks=blocks, threads=threads, smem=smem, regs=regs,
+                                 flops=self.flops, global_bytes=nbytes, unique_bytes=self.unique,
+                                 barriers=2 * steps if ctx.reduce_axes else 0, smem_accesses=accesses)
+        return round(est.seconds * 1e6, 4)
 
     def choose(self, rtile: dict, alternatives: list) -> TileChoice | None:
         """The best tile from Roller's pick, its alternatives and the tiles grown from them."""
@@ -203,10 +241,11 @@ class Retiler:
                 break
             best = nxt
         cands = sorted((e for e in self.seen.values() if e is not None), key=self._key)
-        rejected = [(s, q, n, tuple(c["block"].items())) for s, q, n, c in cands
+        rejected = [(us, q, n, tuple(c["block"].items())) for us, q, n, c, _ in cands
                     if c is not best[3] and n >= floor]
         source = "roller" if best is first else ("alternative" if any(best is s for s in seeds) else "grown")
-        choice = TileChoice(best[3], best[1], best[2], best[0], first[1], floor, source, rejected)
+        choice = TileChoice(best[3], best[1], best[2], best[4], first[1], floor, source, rejected, best[0],
+                            first[0])
         if "cluster" in choice.config:   # worth it only by a clear margin over the best tile without one
             plain = Retiler(self.ctx, self.spec, self.extra, self.min_block_outputs, clusters=False)
             alt = plain.choose(rtile, alternatives)
@@ -226,7 +265,7 @@ class Retiler:
         return out
 
     def _key(self, e):
-        score, q, blocks, cfg = e
+        us, q, blocks, cfg, _ = e
         # At equal bytes a tile without a cluster wins over one whose cluster only adds blocks: its
         # blocks are independent, so Rammer can pack it beside other kernels as it is.
-        return (score, q, "cluster" in cfg, -blocks, tuple(cfg["block"][a] for a in self.axes))
+        return (us, q, "cluster" in cfg, -blocks, tuple(cfg["block"][a] for a in self.axes))

@@ -11,14 +11,24 @@ arguments inside, so the region is isolated from above), its region holds the me
 
 Then every group whose anchor is a tiled contraction or convolution (a lone op too) has its tile chosen
 again for the whole group (``fusion/retile.py``): the anchor's ``rtile`` is replaced by the tile
-with the fewest group global bytes above a parallelism floor, and ``welder_tile`` on the anchor records
+the latency model times fastest above a parallelism floor, and ``welder_tile`` on the anchor records
 the choice, Roller's bytes and the best rejected candidates' scores. ``max-level=global`` (``--no-fusion``)
 leaves the module exactly as Roller left it.
+
+The search scores groups by bytes; a fused kernel can still be slower than its members apart (a conv chain
+that recomputes its producer's halo behind a barrier per reduce step, on 16 blocks). So every group of two or
+more ops is checked by the latency model (``analysis/latency``, issue #18): it is built, re-tiled and lowered
+as lower-cuda would, its modelled time compared with the sum of its members' kernels lowered alone (each
+re-tiled as the pass would), and undone. A group whose fused kernel models slower is banned (by subgraph
+hash, so its repeats too) and the search runs again without it: the members then form smaller groups, or
+kernels of their own. ``timed=false`` skips the check (groups by bytes only).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from ..analysis import latency
 from ..analysis.hardware import target_spec
 from ..analysis.welder import TileGraph, search
 from ..analysis.welder.graph import outside_values
@@ -27,7 +37,9 @@ from ..analysis.welder.search import classify_group, group_outputs, group_signat
 from ..analysis.welder.views import fold_views
 from ..backend.lower.context import ComputeContext
 from ..backend.lower.fused import FusedContext
-from ..fusion import pattern, patterns
+from ..backend.launch_resources import LaunchLimitError, launch_resources
+from ..backend.lower import lower_compute
+from ..fusion import lower_kernel, pattern, patterns
 from ..ir.core import Block, Operation, Region, functions
 from ..ir.diagnostics import CompileError
 from .base import ModulePass
@@ -37,7 +49,8 @@ from .base import ModulePass
 class Welder(ModulePass):
     """Group tile.compute ops into fused tile.kernel regions, connecting internal edges in registers
     (elementwise epilogues/prologues) or shared memory (row-wise reduction chains), then re-choose each
-    group's anchor tile by the group's global bytes. ``max-level`` caps the level (global = no fusion and
+    group's anchor tile by the latency model; a group whose fused kernel models slower than its members
+    apart is not taken (``timed``). ``max-level`` caps the level (global = no fusion and
     no re-tiling, the ablation); ``retile=false`` keeps Roller's tiles; ``min-block-outputs`` sets the
     parallelism floor (a group keeps at least min(#SM, outputs / min-block-outputs) blocks)."""
 
@@ -46,6 +59,7 @@ class Welder(ModulePass):
     max_level: str = "register"
     retile: bool = True
     min_block_outputs: int = MIN_BLOCK_OUTPUTS
+    timed: bool = True
 
     def apply(self, module: Operation) -> None:
         if self.max_level not in ("global", "shared", "register"):
@@ -59,10 +73,21 @@ class Welder(ModulePass):
         tiles: dict = {}
         found = patterns()
         rewrites = [p for p in found if p.stage == "rewrite" and p.allowed(self.max_level)]
+        times: dict = {}
         for fn in functions(module):
             fold_views(fn.body)
-            graph = TileGraph(fn.body)
-            groups = search(graph, spec, found, self.max_level, cache)
+            banned: set = set()
+            while True:   # each round bans at least one new subgraph, so this ends
+                graph = TileGraph(fn.body)
+                groups = search(graph, spec, found, self.max_level, cache, frozenset(banned))
+                if not self.timed:
+                    break
+                slow = {sig for g in groups if len(g.members) > 1
+                        for sig in [group_signature(graph, g.members)]
+                        if not self._fused_faster(fn.body, graph, g, spec, times, sig, tiles)}
+                if not slow:
+                    break
+                banned |= slow
             for p in rewrites:   # e.g. a conv chain's pooled result kept on chip (fusion/conv_pool)
                 graph, groups = p.rewrite(fn.body, graph, groups, spec,
                                           lambda g, members: classify_group(g, members, spec, found))
@@ -71,6 +96,76 @@ class Welder(ModulePass):
                 if self.retile and (group.kind == "single" or pattern(group.kind).retile):
                     key = (group.kind, group_signature(graph, group.members))
                     _retile(graph.nodes[group.members[0]].op, kernel, spec, self.min_block_outputs, tiles, key)
+
+    def _fused_faster(self, block, graph, group, spec, memo: dict, sig: str, tiles: dict) -> bool:
+        """Whether ``group``'s fused kernel models no slower than its members' kernels apart (memoised by
+        kind and subgraph; the tiles it re-chooses go to the pass' ``tiles`` cache, under the keys the pass
+        uses). The module is left exactly as it was."""
+        key = (group.kind, sig)
+        if key not in memo:
+            ops = [graph.nodes[m].op for m in group.members]
+            saved = [dict(op.attributes) for op in ops]
+            apart = sum(self._alone_seconds(op, spec, tiles, ("single", group_signature(graph, [m])))
+                        for m, op in zip(group.members, ops))
+            inside = {id(op) for op in ops}
+            after = [next(o for o in block.ops[block.ops.index(op) + 1:] if id(o) not in inside) for op in ops]
+            kernel = _build_kernel(block, graph, group, spec)
+            try:
+                if self.retile and pattern(group.kind).retile:
+                    _retile(ops[0], kernel, spec, self.min_block_outputs, tiles, key)
+                fused = _seconds(spec, lower_kernel(kernel, 0, spec))
+            finally:
+                _dissolve(block, kernel, ops, after)
+                for op, attrs in zip(ops, saved):
+                    op.attributes.clear()
+                    op.attributes.update(attrs)
+            memo[key] = fused <= apart
+        return memo[key]
+
+    def _alone_seconds(self, op, spec, tiles: dict, key) -> float:
+        """Modelled seconds of ``op``'s own kernel, with the tile the pass would re-choose for it alone."""
+        saved = dict(op.attributes)
+        try:
+            if self.retile:
+                _retile(op, None, spec, self.min_block_outputs, tiles, key)
+            return _seconds(spec, lower_compute(op, 0))
+        finally:
+            op.attributes.clear()
+            op.attributes.update(saved)
+
+
+def _seconds(spec, func) -> float:
+    """The latency model's seconds for one launch of a lowered ``kernel.func`` (its report.json row's)."""
+    try:
+        res = launch_resources(func, arch=spec.arch)
+    except LaunchLimitError:
+        return math.inf
+    row = {"smem_static": res.smem_static, "smem_dynamic": int(func.attributes.get("smem", 0)),
+           "registers": res.registers}
+    return latency.kernel_seconds(spec, func, row)
+
+
+def _dissolve(block, kernel, ops: list, after: list) -> None:
+    """Undo :func:`_build_kernel`: ``ops`` back in ``block`` each before its old next non-member op (so
+    the order is the original one), their operands and their outside uses rewired, ``kernel`` gone."""
+    body = kernel.regions[0].blocks[0]
+    externals = list(kernel.operands)
+    yielded = body.ops[-1]
+    outs = list(yielded.operands)
+    yielded.drop_operands()
+    for res, v in zip(kernel.results, outs):
+        res.replace_all_uses_with(v)
+    for op in ops:
+        body.remove(op)
+        for i, v in enumerate(op.operands):
+            for e, arg in zip(externals, body.args):
+                if v is arg:
+                    op.set_operand(i, e)
+                    break
+    for op, nxt in zip(ops, after):
+        block.insert_before(nxt, op)
+    kernel.drop_operands()
+    block.remove(kernel)
 
 
 def _build_kernel(block, graph, group, spec) -> Operation:

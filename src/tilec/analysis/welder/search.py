@@ -133,10 +133,13 @@ def _apart(graph: TileGraph, members: list, best) -> int:
     return g.score if g is not None else sum(best([m]).score for m in members)
 
 
-def search(graph: TileGraph, spec, patterns: list, max_level: str = "register", cache: dict | None = None) -> list:
+def search(graph: TileGraph, spec, patterns: list, max_level: str = "register", cache: dict | None = None,
+           banned: frozenset = frozenset()) -> list:
     """Partition the graph's nodes into groups (lists of node indices, each sorted) with the fusion
     ``patterns`` (in the order to ask them). ``max_level`` caps the memory level of an internal edge: a
-    pattern is chosen only where its ``allowed(max_level)``; ``global`` fuses nothing."""
+    pattern is chosen only where its ``allowed(max_level)``; ``global`` fuses nothing. ``banned`` holds
+    subgraph hashes (:func:`group_signature`) never to take as one group (the welder pass's latency check
+    found the fused kernel slower than its members apart)."""
     cache = {} if cache is None else cache
     allowed = {p.name for p in patterns if p.allowed(max_level)}
     seeds = [p for p in patterns if p.stage == "seed" and p.name in allowed]
@@ -144,6 +147,8 @@ def search(graph: TileGraph, spec, patterns: list, max_level: str = "register", 
 
     def best(members):
         key = group_signature(graph, members)
+        if len(members) > 1 and key in banned:
+            return None
         if key not in cache:   # classified over every pattern, then filtered: the cache holds the best
             cache[key] = classify_group(graph, members, spec, patterns)
         g = cache[key]
@@ -154,7 +159,7 @@ def search(graph: TileGraph, spec, patterns: list, max_level: str = "register", 
     def seeded(idx):
         for p in seeds:   # a whole chain at once (attention: scores in shared, its scale/mask in registers)
             g = p.seed(graph, idx, spec, lambda seg: _apart(graph, seg, best), cache)
-            if g is not None and not taken & set(g.members):
+            if g is not None and not taken & set(g.members) and group_signature(graph, g.members) not in banned:
                 return g
         return None
 
