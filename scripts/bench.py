@@ -1,6 +1,6 @@
 """``make bench``: the CPU benchmark of the model zoo across every pipeline in ``tilec.driver.PIPELINES``.
 
-    python scripts/bench.py --out docs/benchmarks [--date YYYY-MM-DD] [--models NAME ...] [--pipelines P ...]
+    python scripts/bench.py --out docs/benchmarks [--date YYYY-MM-DD] [--models [NAME ...]] [--pipelines P ...]
                             [--full NAME ...] [--jobs 2] [--row-timeout S] [--budget S] [--no-ptx]
                             [--grinder-everywhere] [--note TEXT] [--from-json CPU.json]
 
@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="folder for cpu-DATE.md and cpu-DATE.json")
     ap.add_argument("--date", default=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
     ap.add_argument("--work", default=str(ROOT / "build" / "bench"), help="builds and zoo models go here")
-    ap.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO), metavar="NAME")
+    ap.add_argument("--models", nargs="*", default=list(ZOO), choices=list(ZOO), metavar="NAME",
+                    help="small models to compile and run (none: --models with no names, e.g. full rows only)")
     ap.add_argument("--pipelines", nargs="+", default=list(PIPELINES), metavar="P",
                     help=f"default: every pipeline in PIPELINES ({', '.join(PIPELINES)})")
     ap.add_argument("--full", nargs="*", default=FULL_DEFAULT, choices=list(ZOO), metavar="NAME",
@@ -321,7 +322,8 @@ def write_outputs(out: Path, args, argv, rows, caches, wall, meta=None, load=Non
              f"them): {', '.join(no_grinder)}. " if no_grinder else "")
           + f"Grinder on control flow: `grinder-{args.date}.md` (`scripts/bench_grinder.py`, samples/control).",
           "",
-          "## Small models: compile + emulator run (measured global bytes)", "", small_table(small, args.tol),
+          "## Small models: compile + emulator run (measured global bytes)", "",
+          small_table(small, args.tol) if small else "(none)\n",
           "## Full models: compile only (modelled global bytes)", "", full_table(full) if full else "(none)\n",
           f"Full models not compiled (see FULL_DEFAULT in scripts/bench.py: outside the 20-minute budget on 2 "
           f"cores; pass `--full NAME ...` to add them): {', '.join(skipped_full) or 'none'}.", ""]
