@@ -67,6 +67,7 @@ class GPUSpec:
     vendor: str = "nvidia"
     matrix_flops: dict = field(default_factory=dict)     # AMD matrix-core (MFMA) peaks by dtype; no engine uses them yet
     register_files: dict = field(default_factory=dict)   # AMD VGPR/AGPR/SGPR file sizes (documentation for --check-hip)
+    unrolled_body_regs: int = 0   # registers an unrolled reduce body may take (backend/lower/unroll.py); 0 = no bound
 
     @property
     def smem_bytes_per_s(self) -> float:

@@ -22,6 +22,8 @@ the emulator instead of spinning. ``__launch_bounds__(threads, blocks_per_sm)`` 
 """
 from __future__ import annotations
 
+from ...analysis.hardware import target_spec
+from ...analysis.rammer.shared import shared_bytes
 from ...ir.attributes import SymbolRef
 from ...ir.core import lookup_symbol
 from ...ir.diagnostics import CompileError
@@ -31,6 +33,17 @@ from ..kernel_facts import kernel_facts
 from .persistent import device_function
 
 BARRIER = "bar"  # the trailing i32[2] param: arrivals, generation
+
+
+def args_table(spec, buffers: int, threads_smem: int, per_sm: int) -> bool:
+    """Whether the stage calls read their buffers from a shared pointer table (as Rammer's rPrograms do) instead
+    of the kernel's parameters. On a target with a per-wave scalar register file (AMD: ``register_files``'
+    ``sgprs_per_wave_max``) uniform pointers live in SGPRs, two each, for the whole loop: past half the file
+    (the rest holds the loop's own uniform state) hipcc spilled them (nasrnn_loop's 65 buffers: 74 SGPR spills).
+    Only when the table's LDS keeps every block resident (``threads_smem``: the stages' shared bytes per block)."""
+    sgprs = spec.register_files.get("sgprs_per_wave_max", 0)
+    table = 8 * buffers
+    return bool(sgprs) and 2 * buffers > sgprs // 2 and per_sm * (threads_smem + table) <= spec.smem_per_sm_bytes
 
 
 def root(v):
@@ -109,6 +122,10 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
         kt = k.attributes["block"][0]
         lines.extend(device_function(k, fns[ref.name][0], guarded=kt < threads and _whole_block(k),
                                      overlay=False, lang=lang, virtual_threads=kt > threads))
+    buffers = [p for p in a["params"] if p["name"] != BARRIER]
+    table = args_table(target_spec(op), len(buffers), sum(shared_bytes(k) for _, k in fns.values()), per_sm)
+    ref = {p["name"]: f"({'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}*)k_args[{i}]"
+           for i, p in enumerate(buffers)} if table else {}
     sig = []
     for p in a["params"]:
         if p["role"] == "in":
@@ -118,6 +135,11 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
     lines += ["", f"{lang.kernel_prefix} {lang.bounds(threads, per_sm)}{name}({', '.join(sig)}) {{",
               "  int k_gen = 0;  // grid barriers passed: the same sequence in every block",
               f"  const long long k_tid = (long long)blockIdx.x * {threads} + threadIdx.x;"]
+    if table:   # see args_table: the stage calls read their buffers from here
+        fill = [f"k_args[{i}] = {p['name']};" for i, p in enumerate(buffers)]
+        lines += [f"  TL_SHARED(const void*, k_args, [{len(buffers)}]);  // the buffers, read at each stage call",
+                  "  if (threadIdx.x == 0) {", *("    " + " ".join(fill[j:j + 8]) for j in range(0, len(fill), 8)),
+                  "  }", "  __syncthreads();"]
 
     def run(branch: str, indent: str) -> list:
         out = []
@@ -125,13 +147,14 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
             if s["branch"] != branch:
                 continue
             fn, k = fns[s["kernel"].name]
-            call = f"{fn}({', '.join(s['args'] + ['k_v'])});"
+            args = [ref.get(x, x) for x in s["args"]]
+            call = f"{fn}({', '.join(args + ['k_v'])});"
             kt = k.attributes["block"][0]
             if kt < threads and not _whole_block(k):  # a guarded stage: every thread calls it
                 call = f"if (threadIdx.x < {kt}) {call}"
             elif kt > threads:  # a barrier-free stage wider than the block: its threads in chunks
                 call = (f"for (int k_vt = threadIdx.x; k_vt < {kt}; k_vt += {threads}) "
-                        f"{fn}({', '.join(s['args'] + ['k_v', 'k_vt'])});")
+                        f"{fn}({', '.join(args + ['k_v', 'k_vt'])});")
             shared = kernel_facts(k).synchronises
             out += [f"{indent}// stage {i}: @{s['kernel'].name}, {s['tasks']} virtual blocks",
                     f"{indent}for (int k_v = blockIdx.x; k_v < {s['tasks']}; k_v += {grid}) {{",

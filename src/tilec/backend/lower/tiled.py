@@ -32,6 +32,7 @@ from . import cluster
 from .builder import KernelBuilder, linear_index, strides_of, unflatten
 from .cexpr import affine, affine_text
 from .context import ComputeContext
+from .unroll import unroll_flags
 
 
 
@@ -318,12 +319,16 @@ def _compute(ctx, kb, cfg, accesses, boxes, origin, tdim) -> None:
     glob = {a: f"({origin[a]} + {local[a]})" for a in outs + reds}
     body = ctx.renderer(lambda a: smem[ctx.access_key(a)], lambda a: glob[a])(ctx.expr.body)
 
+    points = math.prod(T[a] for a in outs)
+    unroll = dict(zip(reds, unroll_flags(ctx.spec, [S[r] for r in reds], points, points,
+                                         lambda s: -1 if s <= 16 else 0)))
+
     def red_loops(axes):
         if not axes:
             out_loops(outs, [])
             return
         r = axes[0]
-        with kb.loop(local[r], 0, S[r], unroll=-1 if S[r] <= 16 else 0):
+        with kb.loop(local[r], 0, S[r], unroll=unroll[r]):
             guard = Binary("<", Binary("+", Var(origin[r]), Var(local[r])), Const(E[r])) if E[r] % S[r] else ""
             with kb.cond(guard):
                 red_loops(axes[1:])

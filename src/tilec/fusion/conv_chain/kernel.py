@@ -30,6 +30,7 @@ from ...backend.lower.builder import linearize, unflatten
 from ...backend.lower.cexpr import affine, affine_text
 from ...backend.lower.context import ComputeContext
 from ...backend.lower.fused import FusedContext, bind_names, kernel_parts
+from ...backend.lower.unroll import unroll_flags
 from ...backend.lower.tiled import (access_affines, staged_box, staged_bytes, staged_dims, stage_box, cluster_of,
                                     lower_tiled, multicast, shared_entry, stage_share)
 from ...ir.diagnostics import CompileError
@@ -299,15 +300,18 @@ class ChainContext(FusedContext):
             body = p.renderer(lambda a: refs[p.access_key(a)], lambda a: glob[a])(p.expr.body)
             kb.assign("k_pacc[k_pi]", CUDA.combine(p.combiner, p.acc_dtype, "k_pacc[k_pi]", body))
 
+        # Only the per-thread point loop must unroll (it indexes k_pacc); unrolling the reduce loops
+        # around it too multiplies the body past what nvcc unrolls, and k_pacc goes to local memory.
+        unroll = dict(zip(p.reduce_axes, unroll_flags(self.spec, [cfg["pstep"][r] for r in p.reduce_axes], nper,
+                                                      nper, lambda s: -1 if s * nper <= 64 else 1)))
+
         def red_loops(axes):
             if not axes:
                 point(fold)
                 return
             r = axes[0]
             step, ext = cfg["pstep"][r], p.extents[r]
-            # Only the per-thread point loop must unroll (it indexes k_pacc); unrolling the reduce loops
-            # around it too multiplies the body past what nvcc unrolls, and k_pacc goes to local memory.
-            with kb.loop(local[r], 0, step, unroll=-1 if step * nper <= 64 else 1):
+            with kb.loop(local[r], 0, step, unroll=unroll[r]):
                 with kb.cond(f"{porigin[r]} + {local[r]} < {ext}" if ext % step else ""):
                     red_loops(axes[1:])
 

@@ -42,6 +42,9 @@ MAX_BLOCK_AXIS = 64
 MAX_BLOCK_POINTS = 8192
 MIN_BLOCK_POINTS = 256
 STEP_CHOICES = (16, 8, 4)
+# Registers one P point of a thread keeps live across P's reduce loop on AMDGPU (hipcc 5.2, gfx90a): its
+# accumulator, its tile coordinates and the two LDS addresses it reads (each point's are hoisted out of the loop).
+P_POINT_REGS = 8
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,13 @@ def _options(extent: int, cap: int) -> list:
     return sorted(opts)
 
 
+def p_points_cap(spec) -> int:
+    """P points a thread may fold: MAX_ACC, or on a target with an unrolled-body register budget
+    (``unrolled_body_regs``, AMD) that budget over P_POINT_REGS, what one P point keeps live."""
+    budget = spec.unrolled_body_regs
+    return min(MAX_ACC, budget // P_POINT_REGS) if budget else MAX_ACC
+
+
 def choose(ctx, spec) -> dict | None:
     """The best chain config ``{block, thread, step, pstep, bytes, smem, blocks, waves, score, floor}``."""
     limit = spec.smem_per_block_bytes
@@ -122,6 +132,7 @@ def choose(ctx, spec) -> dict | None:
               for r in ctx.reduce_axes]
     pext = ctx.p.extents
     best = best_plain = None
+    max_points = p_points_cap(spec)
     for sizes in itertools.product(*[_options(E[a], MAX_BLOCK_AXIS) for a in axes]):
         block = dict(zip(axes, sizes))
         points = math.prod(sizes)
@@ -139,7 +150,7 @@ def choose(ctx, spec) -> dict | None:
         for cstep in itertools.product(*csteps):
             cfg = {"block": block, "thread": thread, "step": dict(zip(ctx.reduce_axes, cstep)),
                    "pstep": {r: pext[r] for r in ctx.p.reduce_axes}}
-            if ctx.p_points_per_thread(cfg, threads) > MAX_ACC:
+            if ctx.p_points_per_thread(cfg, threads) > max_points:
                 continue
             smem = ctx.smem_bytes(cfg)
             while smem > limit:   # halve P's largest non-window step until the tile fits
