@@ -40,8 +40,8 @@ def test_mlp(mode, tmp_path):
         # kernel of its own is the model input's cast.
         casts = [k for k in report["kernels"] if k["origin"] == "graph.cast"]
         assert len(casts) == 1, [k["origin"] for k in report["kernels"]]
-        fused = [k for k in report["kernels"] if k["origin"].startswith("graph.matmul+graph.cast")]
-        assert len(fused) == 3, [k["origin"] for k in report["kernels"]]
+        matmuls = [k["origin"] for k in report["kernels"] if "graph.matmul" in k["origin"]]
+        assert matmuls and all("graph.matmul+graph.cast" in o for o in matmuls), matmuls
 
 
 @pytest.mark.slow
