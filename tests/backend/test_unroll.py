@@ -30,3 +30,13 @@ def test_amd_budget_rolls_the_outer_loops_once_over():
     # Once a loop is rolled, the loops around it stay rolled even if they would fit on their own.
     assert unroll_flags(spec, [2, 100], 1, 1, legacy) == [1, 1]
     assert p_points_cap(spec) == 128 // P_POINT_REGS < MAX_ACC
+
+
+def test_device_loop_pointer_table_past_half_the_sgpr_file():
+    from tilec.backend.lower.device_loop import args_table
+    amd, nv = get_arch("mi250x"), get_arch("h200")
+    # nasrnn_loop's device loop: 65 buffers, 2 SGPRs each, past half of gfx90a's 102 per wave.
+    assert args_table(amd, 65, 1408, 1) and not args_table(amd, 20, 1408, 1)
+    # Never where the table's LDS would cost a resident block, nor on NVIDIA (no per-wave scalar file).
+    assert not args_table(amd, 65, amd.smem_per_sm_bytes // 2 - 100, 2)
+    assert not args_table(nv, 65, 0, 1)
