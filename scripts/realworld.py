@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         rows.append(run_row(model, args.timeout, args.emu))
         r = rows[-1]
         print(f"[{i}/{len(models)}] {model.stem}: {r['status']}"
-              + (f" (compile {r['compile_s']:.1f} s, rel err {r['rel_err']:.1e}"
+              + (f" (compile {r['compile_s']:.1f} s, {r.get('compile_cpu_s', 0):.1f} cpu s, rel err {r['rel_err']:.1e}"
                  + (f", emu {r['emu_s']:.0f} s, emu rel err {r['emu_rel_err']:.1e})" if "emu_s" in r else ")")
                  if "rel_err" in r
                  else f": {r.get('error')}"), flush=True)
