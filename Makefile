@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python scripts/bench.py --out docs/benchmarks $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)")
 	$(BIN)/python scripts/bench_rammer.py samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
 	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
+	$(BIN)/python scripts/bench_amd.py --out docs/benchmarks  # mi250x: samples + small zoo, --check-hip (skipped without hipcc)
 
 # On a lent GPU machine (no network, no .venv): lark/click and the CUDA headers come from wheels/
 # (scripts/gpu_run.sh), tilec from src/. One process per row with a timeout, the table written row by row, the
