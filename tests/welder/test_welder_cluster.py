@@ -203,12 +203,7 @@ def _cluster_loop_bodies(mp) -> None:
     mp.setattr(Welder, "apply", with_clusters)
 
 
-@pytest.mark.parametrize("case, pipeline", [
-    pytest.param("six_projections", "rammer", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue #18: with tiles ranked by the latency model only the Sum's epilogue kernel keeps a cluster "
-        "(2048 blocks of 8 threads, launch-bound), and Rammer packs the five plain matmuls without its twin; "
-        "the twin path stays covered by looped_projection"))),
-    ("looped_projection", "grinder")])
+@pytest.mark.parametrize("case, pipeline", [("six_projections", "rammer"), ("looped_projection", "grinder")])
 def test_rammer_and_grinder_run_cluster_kernels_as_twins(case, pipeline, tmp_path, monkeypatch):
     """Six small cluster kernels: the launches saved outweigh the bytes the twins re-read, so Rammer packs
     the twins; a device loop always runs its body's twins."""

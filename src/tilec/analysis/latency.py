@@ -9,7 +9,7 @@ blocks than SMs leave SMs idle, so chip-wide resources (DRAM, L2) are shared by 
 with few warps in flight cannot hide global-memory latency: DRAM and L2 rates are scaled by
 ``min(1, warps / saturating_warps_per_sm)``; an SM's compute units and issue slots belong to its
 ``sm_partitions`` schedulers, so fewer warps than schedulers leave some idle; a block narrower than a warp
-issues for a whole one (its idle lanes scale compute and issue).
+issues for a whole one (its idle lanes scale compute, issue and the latency hiding).
 Terms (seconds), all from ``analysis/hw/<gpu>.json`` (a calibration's ``<gpu>.measured.json`` overrides them):
 - DRAM: DRAM bytes / (``dram_bytes_per_s`` x SMs at work / S x efficiency); the bytes are the emulator's L2
   model's (``run.json``) when a run measured them, else a compile-time guess: the kernel's parameters once when
@@ -104,11 +104,12 @@ def estimate(spec: GPUSpec, load: KernelLoad) -> Estimate:
     sms, b_max = min(S, B), math.ceil(B / S)
     waves = math.ceil(b_max / R)
     warps = min(R, b_max) * math.ceil(load.threads / spec.warp_size)
-    eff = min(1.0, warps / max(1, spec.saturating_warps_per_sm))   # global-memory latency hidden
-    lanes = min(1.0, warps / max(1, spec.sm_partitions))             # schedulers (and their units) with a warp
     # A block narrower than a warp (or not a multiple of one) leaves lanes of its last warp idle: its
-    # instructions issue for a whole warp and its FLOPs use that share of the units.
-    lanes *= load.threads / (math.ceil(load.threads / spec.warp_size) * spec.warp_size)
+    # instructions issue for a whole warp, its FLOPs use that share of the units, and its loads keep that
+    # share of a full warp's bytes in flight.
+    util = load.threads / (math.ceil(load.threads / spec.warp_size) * spec.warp_size)
+    eff = min(1.0, warps * util / max(1, spec.saturating_warps_per_sm))   # global-memory latency hidden
+    lanes = min(1.0, warps / max(1, spec.sm_partitions)) * util      # schedulers (and their units) with a warp
     clock = spec.clock_ghz * 1e9
     share = b_max / B   # the busiest SM's part of the launch's work
     w = load.work
@@ -223,7 +224,8 @@ def parallelism_check(spec: GPUSpec, kernel, load: KernelLoad, est: Estimate) ->
     """None when the launch has a warp or more per block, more than one block for an output of more than
     a warp of elements, and, for an output of at least ``num_sms`` x ``WIDE_OUTPUT_PER_SM`` elements, a
     block per SM or more (issue #18). Otherwise the model's answer, for
-    report.json: the same launch spread over ``num_sms`` blocks of at least a warp each, with the same work
+    report.json: the same launch with its threads in whole warps and spread over ``num_sms`` blocks (fewer
+    when the output has fewer warps' worth of elements), with the same work
     and bytes (a lower bound: more blocks re-read more), and whether the choice stands (``justified``:
     spreading would save less than ``MATERIAL_SAVING`` of the time, e.g. a launch bound by its overhead, or
     a persistent rProgram whose grid is Rammer's packing)."""
@@ -233,9 +235,14 @@ def parallelism_check(spec: GPUSpec, kernel, load: KernelLoad, est: Estimate) ->
                                                  or (load.blocks == 1 and out > spec.warp_size))
     if not (small_blocks or few_blocks):
         return None
+    # Sub-warp blocks regroup into whole warps (the same threads); few blocks spread to the SMs, but to no
+    # more blocks than the output has warps' worth of elements (a 64-element output spreads to 2 blocks).
+    total = load.blocks * load.threads
     threads = max(load.threads, spec.warp_size)
-    blocks = max(load.blocks, spec.num_sms) if few_blocks else load.blocks
-    scale = load.blocks * load.threads / (blocks * threads)   # per-block work shrinks as blocks grow
+    blocks = max(1, -(-total // threads)) if small_blocks else load.blocks
+    if few_blocks:
+        blocks = max(blocks, min(spec.num_sms, -(-out // threads)))
+    scale = total / (blocks * threads)   # per-block work shrinks as blocks grow
     work = BlockWork(**{**asdict(load.work), "smem_accesses": load.work.smem_accesses * scale,
                         "sfu_ops": load.work.sfu_ops * scale, "shuffles": load.work.shuffles * scale})
     spread = estimate(spec, KernelLoad(**{**asdict(load), "work": work, "blocks": blocks, "threads": threads}))
