@@ -238,7 +238,7 @@ def parallelism_check(spec: GPUSpec, kernel, load: KernelLoad, est: Estimate) ->
     # Sub-warp blocks regroup into whole warps (the same threads); few blocks spread to the SMs, but to no
     # more blocks than the output has warps' worth of elements (a 64-element output spreads to 2 blocks).
     total = load.blocks * load.threads
-    threads = max(load.threads, spec.warp_size)
+    threads = max(load.threads, min(spec.warp_size, total))   # 6 threads in all stay 6 (in one block)
     blocks = max(1, -(-total // threads)) if small_blocks else load.blocks
     if few_blocks:
         blocks = max(blocks, min(spec.num_sms, -(-out // threads)))
