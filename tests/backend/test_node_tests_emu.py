@@ -42,12 +42,7 @@ def _pipeline() -> str:
 
 _CI = {c.name for c in _one_per_op()}
 _PARAMS = [pytest.param(c, id=c.name, marks=[] if c.name in _CI else [pytest.mark.slow]) for c in _runnable()]
-# Found by the mi250x sweep (issue #23): Welder's tensor-core attention check (fusion/attention/mma.eligible ->
-# backend/lower/mma_engine.sm_version) parses an NVIDIA ``sm_XX`` and raises IndexError on ``gfx90a``.
-_AMD_ATTENTION = pytest.mark.xfail(raises=IndexError, strict=False,
-                                   reason="mma_engine.sm_version reads an NVIDIA sm_XX; mi250x's is gfx90a")
-_PARAMS_AMD = [pytest.param(c, id=c.name, marks=[*p.marks, *([_AMD_ATTENTION] if "Attention" in H.case_ops(c) else [])])
-               for c, p in zip(_runnable(), _PARAMS)]
+
 
 
 def compile_and_run(case, build: Path, order: str, arch: str | None = None) -> None:
@@ -93,7 +88,7 @@ def test_node_case_under_emu(case, order, tmp_path):
     compile_and_run(case, tmp_path / "build", order)
 
 
-@pytest.mark.parametrize("case", _PARAMS_AMD)
+@pytest.mark.parametrize("case", _PARAMS)
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_node_case_under_emu_mi250x(case, order, tmp_path):
     compile_and_run(case, tmp_path / "build", order, arch="mi250x")

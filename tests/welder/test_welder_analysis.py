@@ -106,3 +106,17 @@ def test_bad_max_level_is_an_error(level):
     from tilec.ir.diagnostics import CompileError
     with pytest.raises(CompileError):
         _compiled(f"welder{{max-level={level}}}")
+
+
+def test_group_signature_tells_element_types_apart(tmp_path):
+    """An f16 and an f32 group of one shape choose different kernels (tensor cores or not), so Welder's caches
+    and its banned set must not take one for the other."""
+    from tilec.analysis.welder.search import group_signature
+    sigs = []
+    for dtype in ("f32", "f16"):
+        p = tmp_path / f"conv_{dtype}.tir"
+        p.write_text(CONV.replace("f32", dtype))
+        graph = TileGraph(functions(read_ir(str(p)))[0].body)
+        sigs.append(group_signature(graph, [0, 1]))
+    assert sigs[0] != sigs[1]
+    assert sigs[0].replace("f32", "f16") == sigs[1]

@@ -170,6 +170,8 @@ def peak_flops(problem: TileProblem, spec: GPUSpec) -> float:
         # A GPU without a tensor-core engine for the type (AMD until MFMA lands) computes it on the vector ALUs.
         return (spec.fp16_tensor_flops if problem.input_dtypes[0] == "f16" else spec.bf16_tensor_flops) or \
             spec.fp32_flops
+    if problem.precision == "tf32":   # an f32 product the precision pass hands to tf32 tensor cores
+        return spec.tf32_tensor_flops or spec.fp32_flops
     return spec.fp32_flops
 
 

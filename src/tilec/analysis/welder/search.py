@@ -114,13 +114,14 @@ def is_convex(graph: TileGraph, members: list) -> bool:
 
 
 def group_signature(graph: TileGraph, members: list) -> str:
-    """A hash key of the subgraph: member expressions, shapes, internal edges and outside uses."""
+    """A hash key of the subgraph: member expressions, operand shapes and element types (an f16 and an f32
+    group of one shape choose different kernels: tensor cores or not), internal edges and outside uses."""
     pos = {m: i for i, m in enumerate(members)}
     parts = []
     for m in members:
         n = graph.nodes[m]
         edges = sorted((o, pos[p]) for o, p in n.producers.items() if p in pos)
-        shapes = [tuple(v.type.shape) for v in n.op.operands]
+        shapes = [(tuple(v.type.shape), v.type.dtype) for v in n.op.operands]
         outside = n.external_use or any(c not in pos for c in n.consumers)
         parts.append(f"{n.op.attributes['expr']}|{shapes}|{n.shape}|{edges}|{outside}|"
                      f"{n.op.attributes.get('estimate', {}).get('traffic_bytes')}")

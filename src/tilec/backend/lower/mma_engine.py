@@ -66,7 +66,10 @@ class EngineConfig:
 
 
 def sm_version(spec: GPUSpec) -> int:
-    """The compute capability of ``spec`` as a number (``sm_80`` -> 80)."""
+    """The compute capability of ``spec`` as a number (``sm_80`` -> 80); 0 for a GPU that has none (an AMD
+    ``gfx90a``): no NVIDIA tensor-core instruction applies there."""
+    if not spec.sm_arch.startswith("sm_"):
+        return 0
     return int(spec.sm_arch.split("_")[1].rstrip("a"))
 
 
