@@ -56,7 +56,8 @@ zoo-check: install
 tensorcore: install
 	$(BIN)/python scripts/tensorcore_table.py --out docs/benchmarks/tensorcore-$$(date -u +%Y-%m-%d).md $(if $(TRITON_PYTHON),--triton-python $(TRITON_PYTHON))
 
-# Real exports (ConvNeXt-tiny, ViT-B/16, GPT-2, a 12-head f16 attention; random weights, written under
+# Real exports (twelve: ResNet-50, MobileNet-V3, EfficientNet-B0, ConvNeXt-tiny, ViT-B/16, Swin-T, BERT,
+# DistilBERT, Whisper-tiny encoder, GPT-2, T5-small, a 12-head f16 attention; random weights, written under
 # $(REALWORLD), never committed) compiled with the default pipeline, run under numpy and, with --emu, the
 # CUDA emulator in resident-limit mode, and compared with onnxruntime: a table of compile s, kernels, launches
 # and errors. The export needs torch, torchvision, transformers and onnxscript: pip install -e ".[export]", or

@@ -10,8 +10,8 @@ reads through data movement (a view such as Reshape, or a copy such as Transpose
 the movement, which then moves ``T`` values: the cast joins the producer's epilogue instead of making a
 kernel after the movement that ends it, and ``f32(x)`` under it vanishes by the rule before. ConvTranspose, a host op,
 gets the same casts around it. For ``tf32`` the contraction keeps its f32 types and is marked
-``precision = "tf32"``: the lowering may use tf32 tensor cores; until one does, it computes in f32, which is
-more exact. ``fp32`` changes nothing. Everything else (softmax, norms, reductions, bias adds and the model's
+``precision = "tf32"``: the sm_80+ tensor-core engine runs it as mma.sync m16n8k8 tf32 (``lower/mma_tf32``);
+a kernel without that path computes it in f32, which is more exact. ``fp32`` changes nothing. Everything else (softmax, norms, reductions, bias adds and the model's
 inputs and outputs) keeps its types.
 """
 from __future__ import annotations
