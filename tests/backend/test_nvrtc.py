@@ -111,7 +111,8 @@ def _plant_bad_kernel(monkeypatch):
     """Every emitted kernel gets a line NVRTC rejects, as a code-generation bug would."""
     from tilec.backend import emit
     real = emit.emit_kernel
-    monkeypatch.setattr(emit, "emit_kernel", lambda k: real(k) + "\n__device__ int tl_bug() { return no_such; }\n")
+    monkeypatch.setattr(emit, "emit_kernel",
+                        lambda k, lang=None: real(k, lang) + "\n__device__ int tl_bug() { return no_such; }\n")
 
 
 def test_cli_rejection_is_an_internal_error_without_traceback(tmp_path, monkeypatch):

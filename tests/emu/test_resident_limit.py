@@ -161,8 +161,7 @@ def test_no_block_fits_an_sm_is_an_error_before_launching(load):
 # --- builds through the CLI -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def resnext(tmp_path_factory):
-    """samples/parallel/resnext_block under rammer: one rProgram of 4 blocks of 256 threads, one per SM by its
-    __launch_bounds__, and its inputs."""
+    """samples/parallel/resnext_block under rammer (one rProgram, rammer0) and its inputs."""
     from tilec.bench.measure import onnx_feeds
     from tilec.driver import compile_model, save_npz
     root = tmp_path_factory.mktemp("resident-cli")
@@ -215,19 +214,28 @@ def test_cli_resident_options_misused_are_usage_errors(resnext, tmp_path, flags)
 
 @pytest.mark.parametrize("registers, fits", [(32, True), (200, False)])
 def test_ptxas_registers_in_report_json_decide_the_limit(resnext, tmp_path, registers, fits):
-    """With --check-ptx, report.json's ptxas registers replace the __launch_bounds__ budget: 4 blocks of 256
-    threads fit one SM at 32 registers a thread (the threads limit binds), not at 200."""
+    """With --check-ptx, report.json's ptxas registers replace the __launch_bounds__ budget: on as many SMs as
+    the rProgram's grid needs when the threads per SM are the only limit, it fits at 32 registers a thread
+    (the threads limit binds), not at 200."""
     import shutil
+    from tilec.analysis.hardware import get_arch
     from tilec.driver import run_target
     build = tmp_path / "build"
     shutil.copytree(resnext / "build", build)
+    plan = json.loads((build / "plan.json").read_text())
+    (step,) = [s for s in plan["steps"] if s.get("kernel") == "rammer0"]
+    grid, threads = int(np.prod(step["grid"])), int(np.prod(step["block"]))
+    spec = get_arch("h200")
+    by_threads = spec.max_threads_per_sm // threads
+    assert spec.regs_per_sm // (32 * threads) >= by_threads > spec.regs_per_sm // (200 * threads)  # the premise
+    sms = -(-grid // by_threads)
     report = json.loads((build / "report.json").read_text())
     (row,) = [k for k in report["kernels"] if k["name"] == "rammer0"]
     row["ptxas"] = {"registers": registers, "smem": row["smem_static"]}
     (build / "report.json").write_text(json.dumps(report))
     args = (str(build), str(resnext / "in.npz"), str(tmp_path / "out.npz"), "emu")
     if fits:
-        run_target(*args, emu_resident_limit=True, emu_sms=1)
+        run_target(*args, emu_resident_limit=True, emu_sms=sms)
         return
-    with pytest.raises(CompileError, match=rf"{registers} registers/thread from ptxas.* x 1 SMs = 1 "):
-        run_target(*args, emu_resident_limit=True, emu_sms=1)
+    with pytest.raises(CompileError, match=rf"{registers} registers/thread from ptxas.* x {sms} SMs = "):
+        run_target(*args, emu_resident_limit=True, emu_sms=sms)
