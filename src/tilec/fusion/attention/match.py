@@ -31,7 +31,7 @@ from ...analysis.hardware import target_spec
 from ...analysis.welder.graph import TileGraph, is_identity, permuting_layout
 from ..retile import MAX_ACC, MIN_BLOCK_OUTPUTS, clear_saving, cluster_blocks
 from ...analysis.welder.search import Group, group_signature, is_convex
-from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
+from ...ir.texpr.nodes import Access, AxisRef, Binary, Num, axes_in
 from ...ir.types import itemsize
 from ..row.match import row_group
 from . import mma
@@ -65,16 +65,8 @@ class Attention:
 
 
 def _names(acc) -> set:
-    out = set()
-    for ix in acc.indices:
-        stack = [ix]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, AxisRef):
-                out.add(n.name)
-            elif isinstance(n, Binary):
-                stack += [n.lhs, n.rhs]
-    return out
+    """The axes an access's indices read."""
+    return {a for ix in acc.indices for a in axes_in(ix)}
 
 
 def _contraction(node):

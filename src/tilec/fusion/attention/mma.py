@@ -29,7 +29,7 @@ from ...backend.cstyle import CUDA
 from ...backend.lower import mma_engine as E
 from ...backend.lower.builder import KernelBuilder, linearize
 from ...backend.lower.fused import kernel_params
-from ...ir.texpr.nodes import Access, AxisRef, Binary, Call, rewrite
+from ...ir.texpr.nodes import Access, AxisRef, Binary, Call, axes_in, rewrite
 from ...ir.types import itemsize
 
 ENGINE = "mma_sync"
@@ -96,20 +96,9 @@ def _contiguous(acc, shape, axes: tuple) -> str | None:
     last = acc.indices[-1]
     if not isinstance(last, AxisRef) or last.name not in axes:
         return None
-    if any(last.name in _axis_names(ix) for ix in acc.indices[:-1]):
+    if any(last.name in axes_in(ix) for ix in acc.indices[:-1]):
         return None
     return last.name
-
-
-def _axis_names(ix) -> set:
-    out, stack = set(), [ix]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, AxisRef):
-            out.add(n.name)
-        elif isinstance(n, Binary):
-            stack += [n.lhs, n.rhs]
-    return out
 
 
 def layouts(graph, att) -> dict:
