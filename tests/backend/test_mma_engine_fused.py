@@ -121,9 +121,8 @@ def test_f32_model_keeps_the_cuda_core_kernel(tmp_path):
 
 
 def test_tf32_fused_epilogue(tmp_path):
-    """An f32 model under --precision tf32: the product on m16n8k8 tf32, the members on its accumulators.
-    (Welder re-tiles f32 anchors, tf32 ones too (fusion/retile.retileable), and may leave the mma grid, as it
-    does for 72x48x40; this shape's re-chosen tile stays on it.)"""
+    """An f32 model under --precision tf32: the product on m16n8k8 tf32, the members on its accumulators
+    (Welder keeps Roller's tile for a tf32 anchor, as for f16/bf16 ones: fusion/retile.retileable)."""
     build_dir, ins, want = build(tmp_path, "f32", (256, 128), 192, "Relu", True, precision="tf32")
     assert 'engine = "mma_sync"' in open(build_dir / "model.tir").read()
     got, run = run_emu(tmp_path, build_dir, ins, "f32")

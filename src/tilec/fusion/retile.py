@@ -90,9 +90,12 @@ def unique_bytes(ctx) -> int:
 
 
 def retileable(ctx) -> bool:
-    """The anchor is lowered by the generic tiled kernel and is not a tensor-core candidate."""
+    """The anchor is lowered by the generic tiled kernel and is not a tensor-core candidate (f16/bf16, or an f32
+    product the precision pass marked tf32: Roller's tile for it is on the mma grid, and a re-chosen one may not
+    be)."""
     low = ("f16", "bf16")
-    return choose_kind(ctx) == "tiled" and not any(d in low for d in ctx.dtypes + [ctx.out_dtype])
+    return choose_kind(ctx) == "tiled" and not any(d in low for d in ctx.dtypes + [ctx.out_dtype]) \
+        and ctx.op.attributes.get("precision") != "tf32"
 
 
 def thread_tile(block: dict, axes: list) -> dict | None:
