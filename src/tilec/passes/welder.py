@@ -157,15 +157,20 @@ def _dissolve(block, kernel, ops: list, after: list) -> None:
         res.replace_all_uses_with(v)
     for op in ops:
         body.remove(op)
-        for i, v in enumerate(op.operands):
-            for e, arg in zip(externals, body.args):
-                if v is arg:
-                    op.set_operand(i, e)
-                    break
+        _substitute(op, body.args, externals)
     for op, nxt in zip(ops, after):
         block.insert_before(nxt, op)
     kernel.drop_operands()
     block.remove(kernel)
+
+
+def _substitute(op, old: list, new: list) -> None:
+    """Point ``op``'s operands that are ``old[i]`` at ``new[i]`` (a kernel's outside values <-> its block args)."""
+    for i, v in enumerate(op.operands):
+        for a, b in zip(old, new):
+            if v is a:
+                op.set_operand(i, b)
+                break
 
 
 def _build_kernel(block, graph, group, spec) -> Operation:
@@ -196,10 +201,7 @@ def _build_kernel(block, graph, group, spec) -> Operation:
                 user.set_operand(i, res)
     for op in ops:
         block.remove(op)
-        for i, v in enumerate(op.operands):
-            for e, arg in zip(externals, body.args):
-                if v is e:
-                    op.set_operand(i, arg)
+        _substitute(op, externals, body.args)
         body.append(op)
     body.append(Operation("tile.yield", [op.result for op in outs], []))
     return kernel
