@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..analysis.hardware import DEFAULT_ARCH, get_arch
 from ..ir.weights import atomic_write_bytes
+from .arch_features import kernel_arch
 from .nvrtc_lib import Toolchain, find_toolchain, library_for, nvrtc_options
 from .ptxas import PtxasInfo, cache_dir, parse_ptxas
 
@@ -56,7 +57,9 @@ def compile_kernel(name: str, source: str, sm_arch: str, keep_cubin: bool = Fals
                    use_cache: bool = True, extra_options: tuple = ()) -> NvrtcResult:
     """Compile one kernel (``name.cu``) with :func:`nvrtc_options` (and ``extra_options``) by the NVRTC that
     compiles for ``sm_arch`` (``nvrtc_lib.library_for``). ``keep_cubin`` returns (and caches) the cubin as
-    well. CompileError where the NVRTC wheels are missing."""
+    well. CompileError where the NVRTC wheels are missing. A kernel that needs ``sm_90a`` (wgmma,
+    ``arch_features``) compiles for it on an ``sm_90`` target."""
+    sm_arch = kernel_arch(sm_arch, source)
     toolchain = find_toolchain()
     lib = library_for(toolchain, sm_arch)
     options = nvrtc_options(sm_arch, toolchain) + tuple(extra_options)
@@ -97,7 +100,7 @@ def compile_cubin(name: str, source: str, sm_arch: str) -> bytes:
     NVRTC's log when it does not compile."""
     result = compile_kernel(name, source, sm_arch, keep_cubin=True)
     if not result.ok:
-        raise NvrtcRejected(_rejection(name, sm_arch, result.log))
+        raise NvrtcRejected(_rejection(name, kernel_arch(sm_arch, source), result.log))
     return result.cubin
 
 
@@ -120,7 +123,7 @@ def _compile_all(sources: dict, sm_arch: str, jobs: int, **options) -> dict:
         results = dict(zip(names, pool.map(lambda n: compile_kernel(n, sources[n], sm_arch, **options), names)))
     for name in names:
         if not results[name].ok:
-            raise NvrtcRejected(_rejection(name, sm_arch, results[name].log))
+            raise NvrtcRejected(_rejection(name, kernel_arch(sm_arch, sources[name]), results[name].log))
     return results
 
 
@@ -133,8 +136,11 @@ def check_kernels(sources: dict, arch: str = DEFAULT_ARCH, jobs: int = JOBS, use
     version = library_for(toolchain, sm_arch).version
     _compile_all(sources, sm_arch, jobs, use_cache=use_cache)
     options = [o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I")]
-    return {"version": version, "sm_arch": sm_arch, "options": options,
-            "kernels": {name: {"ok": True} for name in sources}}
+    kernels = {name: {"ok": True} for name in sources}
+    for name, text in sources.items():   # only kernels compiled for another arch (sm_90a) say which
+        if kernel_arch(sm_arch, text) != sm_arch:
+            kernels[name]["sm_arch"] = kernel_arch(sm_arch, text)
+    return {"version": version, "sm_arch": sm_arch, "options": options, "kernels": kernels}
 
 
 def ptxas_check(sources: dict, sm_arch: str, cubin_dir: Path | None = None, jobs: int = JOBS,

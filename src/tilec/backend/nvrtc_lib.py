@@ -102,15 +102,18 @@ def find_toolchain() -> Toolchain:
 
 def library_for(toolchain: Toolchain, sm_arch: str) -> "NvrtcLibrary":
     """The NVRTC that compiles for ``sm_arch``: the main one where it lists the arch, else CUDA 12's (the
-    legacy wheel) where that one does; a CompileError naming what to install where neither can."""
+    legacy wheel) where that one does; a CompileError naming what to install where neither can. An
+    arch-specific ``sm_90a`` is checked as ``sm_90`` (``nvrtcGetSupportedArchs`` lists no feature suffixes;
+    NVRTC compiles ``-arch=sm_90a`` wherever it compiles sm_90)."""
+    from .arch_features import base_arch
     main = load_library(toolchain.library)
-    if sm_arch in main.supported_archs():
+    if base_arch(sm_arch) in main.supported_archs():
         return main
     if toolchain.legacy_library is None:
         raise CompileError(f"NVRTC {main.version} cannot compile for {sm_arch} (CUDA 13 dropped it); "
                            f"CUDA 12's NVRTC can: run `{LEGACY_HINT}` (the {LEGACY_NVRTC_WHEEL} wheel)")
     legacy = load_library(toolchain.legacy_library)
-    if sm_arch not in legacy.supported_archs():
+    if base_arch(sm_arch) not in legacy.supported_archs():
         raise CompileError(f"neither NVRTC {main.version} nor NVRTC {legacy.version} compiles for {sm_arch}")
     return legacy
 

@@ -104,9 +104,11 @@ def nvcc_archs(nvcc: str) -> frozenset:
 
 
 def nvcc_compiles_for(sm_arch: str) -> bool:
-    """Whether ``--check-ptx`` can use nvcc for ``sm_arch`` (else ``backend/nvrtc.ptxas_check``: NVRTC's ptxas)."""
+    """Whether ``--check-ptx`` can use nvcc for ``sm_arch`` (else ``backend/nvrtc.ptxas_check``: NVRTC's ptxas);
+    an arch-specific ``sm_90a`` counts as its ``sm_90`` (``--list-gpu-code`` lists only the portable ones)."""
+    from .arch_features import base_arch
     nvcc = find_nvcc()
-    return nvcc is None or sm_arch in nvcc_archs(nvcc)   # no nvcc: check_kernels says so
+    return nvcc is None or base_arch(sm_arch) in nvcc_archs(nvcc)   # no nvcc: check_kernels says so
 
 
 def _nvcc_version(nvcc: str) -> str:
@@ -227,9 +229,11 @@ def _chunks(names: list, jobs: int) -> list:
 def check_kernels(sources: dict, cubin_dir: Path | None = None, jobs: int = JOBS,
                   use_cache: bool = True, sm_arch: str = DEFAULT_SM) -> dict:
     """``{kernel name: PtxasInfo}`` for ``{kernel name: .cu text}`` compiled for ``sm_arch`` (the build's
-    target): ``jobs`` batches compiled at once, a failing batch redone kernel by kernel.
+    target; ``sm_90a`` for the kernels that need it, ``arch_features``): ``jobs`` batches compiled at once, a
+    failing batch redone kernel by kernel.
 
     The first failing kernel (in the given order) raises its CompileError, so the message is deterministic."""
+    from .arch_features import group_by_arch
     nvcc = find_nvcc()
     if nvcc is None:
         raise CompileError("--check-ptx needs nvcc (the CUDA toolkit) on PATH")
@@ -239,22 +243,26 @@ def check_kernels(sources: dict, cubin_dir: Path | None = None, jobs: int = JOBS
     if not names:
         return {}
 
-    def one(name):
+    def one(name, arch):
         out = cubin_dir / f"{name}.cubin" if cubin_dir is not None else None
         try:
-            return compile_kernel(name, sources[name], nvcc, version, cache, out, sm_arch)[0]
+            return compile_kernel(name, sources[name], nvcc, version, cache, out, arch)[0]
         except CompileError as e:
             return e
 
-    def batch(chunk):
+    def batch(arch, chunk):
         try:
-            return compile_batch(chunk, sources, nvcc, version, cache, cubin_dir, sm_arch)
+            return compile_batch(chunk, sources, nvcc, version, cache, cubin_dir, arch)
         except CompileError:
-            return {n: one(n) for n in chunk}  # find (and report) the kernel that breaks the batch
+            return {n: one(n, arch) for n in chunk}  # find (and report) the kernel that breaks the batch
 
+    # Each kernel compiles for its own arch (arch_features.kernel_arch: sm_90a where it uses wgmma); a batch
+    # holds one arch. Without such kernels this is one group, batched exactly as before.
+    groups = group_by_arch(sm_arch, sources)
+    work = [(arch, chunk) for arch, group in groups.items() for chunk in _chunks(group, jobs)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         merged: dict = {}
-        for part in pool.map(batch, _chunks(names, jobs)):
+        for part in pool.map(lambda w: batch(*w), work):
             merged.update(part)
     results = [merged[n] for n in names]
     for r in results:
