@@ -4,8 +4,8 @@
 // block-static LDS arrays with TL_SHARED and wait on other blocks only through tl_wait_geq/tl_signal(_add), so the
 // CPU emulator (TILEC_EMU, its header force-included first) can count bytes and yield where a GPU would spin.
 // No mma.sync, cp.async, ldmatrix, wgmma, TMA or clusters: the lowering never chooses them for an AMD target
-// (its spec has no tensor-core engine and max_cluster_blocks 1). Wavefronts have 64 lanes; every shuffle the
-// renderer prints names its width.
+// (max_cluster_blocks 1; its matrix cores are MFMA, tl_mfma_* below). Wavefronts have 64 lanes; every shuffle
+// the renderer prints names its width.
 #ifndef TILEC_HIP_PRELUDE_H
 #define TILEC_HIP_PRELUDE_H
 #ifndef TILEC_EMU
@@ -62,6 +62,31 @@ __device__ __forceinline__ T tl_shfl_down_sync(unsigned long long, T v, unsigned
 #define __shfl_down_sync tl_shfl_down_sync
 __device__ __forceinline__ float __bfloat162float(hip_bfloat16 x) { return static_cast<float>(x); }
 __device__ __forceinline__ hip_bfloat16 __float2bfloat16(float x) { return hip_bfloat16(x); }
+
+// Matrix cores (MFMA, CDNA2 gfx90a / CDNA3 gfx942): one wavefront computes c += a x b on a 32x32x8 or 16x16x16
+// tile, f16 or bf16 inputs, f32 accumulators (backend/lower/mfma_engine.py; layouts in docs/amd.md and the
+// emulator's emu_mfma.h, which supplies the builtins and these vector types under TILEC_EMU). A lane's A and B
+// operands are 4 b16 bit patterns (tl_b16x4); the f16 builtins take _Float16 vectors, hence the bit casts.
+#ifndef TILEC_EMU
+typedef short tl_b16x4 __attribute__((ext_vector_type(4)));
+typedef _Float16 tl_f16x4 __attribute__((ext_vector_type(4)));
+typedef float tl_f32x4 __attribute__((ext_vector_type(4)));
+typedef float tl_f32x16 __attribute__((ext_vector_type(16)));
+#endif
+__device__ __forceinline__ void tl_mfma_32x32x8_f16(tl_f32x16& c, tl_b16x4 a, tl_b16x4 b) {
+  c = __builtin_amdgcn_mfma_f32_32x32x8f16(__builtin_bit_cast(tl_f16x4, a), __builtin_bit_cast(tl_f16x4, b), c, 0, 0,
+                                           0);
+}
+__device__ __forceinline__ void tl_mfma_16x16x16_f16(tl_f32x4& c, tl_b16x4 a, tl_b16x4 b) {
+  c = __builtin_amdgcn_mfma_f32_16x16x16f16(__builtin_bit_cast(tl_f16x4, a), __builtin_bit_cast(tl_f16x4, b), c, 0,
+                                            0, 0);
+}
+__device__ __forceinline__ void tl_mfma_32x32x8_bf16(tl_f32x16& c, tl_b16x4 a, tl_b16x4 b) {
+  c = __builtin_amdgcn_mfma_f32_32x32x8bf16_1k(a, b, c, 0, 0, 0);
+}
+__device__ __forceinline__ void tl_mfma_16x16x16_bf16(tl_f32x4& c, tl_b16x4 a, tl_b16x4 b) {
+  c = __builtin_amdgcn_mfma_f32_16x16x16bf16_1k(a, b, c, 0, 0, 0);
+}
 
 // Integer Pow (ONNX Pow on int32/int64): exponentiation by squaring in unsigned arithmetic, so an overflow
 // wraps like numpy's; a negative exponent gives trunc(a^b) (1, -1 or 0) like the texpr evaluator.

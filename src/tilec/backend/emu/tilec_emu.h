@@ -9,6 +9,7 @@
 #endif
 #include "emu_api.h"
 #include "emu_hip.h"
+#include "emu_mfma.h"
 #include "emu_wmma.h"
 #include "emu_mma.h"
 #include "emu_async.h"
