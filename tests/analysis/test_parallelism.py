@@ -88,10 +88,6 @@ def test_transformer_layer_epilogues_left_one_block_grids(welder_samples):
     assert rows and all(math.prod(r["grid"]) > 1 for r in rows), [(r["name"], r["grid"]) for r in rows]
 
 
-@pytest.mark.xfail(strict=True, reason="the mlp kind still picks its rows per block by bytes "
-                   "(fusion/mlp/match.choose) and the welder pass's latency check compares it with its members "
-                   "each alone, not with their best grouping: its two one-block kernels remain, with "
-                   "justified = false in their report.json rows")
 def test_transformer_layer_single_block_grids_are_gone_or_justified(welder_samples):
     assert violations(welder_samples["transformer_layer"]) == []
 

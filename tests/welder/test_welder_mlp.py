@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tilec.fusion.mlp import match as mlp_chain
 from tilec.driver import compile_model
 
-from fused_checks import (assert_deterministic, assert_emu_matches, assert_fewer_bytes, assert_no_spills,  # noqa: E402
+from fused_checks import (assert_deterministic, assert_emu_matches, assert_no_spills,  # noqa: E402
                           build_pair, launches, report)
 
 RNG = np.random.default_rng(5)
@@ -109,8 +109,11 @@ def test_mlp_matches_onnxruntime_and_its_modelled_bytes(built, order):
     assert_emu_matches(built / "mlp", built, order)
 
 
-def test_mlp_moves_fewer_bytes_than_without_it(built):
-    assert_fewer_bytes(built / "mlp", built / "apart")
+def test_mlp_is_faster_by_the_latency_model_than_without_it(built):
+    # Issue #18: the kernel takes the config the latency model times fastest (these few rows: one row per
+    # block, the weights re-read per block from L2), not the fewest bytes; what it must beat is the time.
+    got, without = (report(b)["totals"]["modelled_us"] for b in (built / "mlp", built / "apart"))
+    assert got < without, (got, without)
 
 
 def test_mlp_passes_ptxas_without_spills(built):

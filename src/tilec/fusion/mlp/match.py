@@ -13,19 +13,26 @@ A group ``[G1, e1..., G2, e2...]`` matches when
   stay on chip for the row group (``split = 0``; the output projection → LN1 of a transformer layer).
 
 The lowering (:mod:`.kernel`) gives each block ``rows`` rows of ``H`` in shared memory and
-reads ``W1`` and ``W2`` once per block. The config ``{rows, threads}`` is chosen here by the group score
-(modelled bytes rounded to sectors + 1) × waves within the arch's static shared memory, ≤ 32 accumulators
-per thread and the retile parallelism floor (≥ min(#SM, ⌈outputs / 4096⌉) blocks); the search takes the
-group only when that score beats the parts apart. With ``W1``, ``W2`` re-read per block this wins on small
-rows counts (a transformer layer's 32 tokens), not on BERT-base's FFN, whose floor needs ≥ 24 blocks."""
+reads ``W1`` and ``W2`` once per block. The config ``{rows, threads}`` is chosen here: the one the latency
+model times fastest (:func:`modelled_us`, issue #18; a transformer layer's 32 tokens go one row per block on
+32 SMs, the weights re-read from L2, rather than all on one SM) within the arch's static shared memory,
+≤ 32 accumulators per thread and the retile parallelism floor (≥ min(#SM, ⌈outputs / 4096⌉) blocks). The
+search, which ranks groups by bytes, sees the group's fewest-bytes config: the group is taken only when
+that score beats the parts apart, and the welder pass' latency check then times the chosen kernel against
+its parts (``passes/welder.py``). With ``W1``, ``W2`` re-read per block this wins on small rows counts, not
+on BERT-base's FFN, whose floor needs ≥ 24 blocks."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from ...analysis.latency import candidate_estimate
 
 from ...analysis.welder.graph import outside_values, plain_f32
 from ..retile import MAX_ACC, MIN_BLOCK_OUTPUTS, Retiler, retileable, waves_and_score
-from ...analysis.welder.search import Group, group_outputs
+from ...analysis.welder.search import SECTOR, Group, group_outputs
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
+from ...ir.types import itemsize
 from ..epilogue.match import epilogue_group
 from ..row.match import row_group
 from .kernel import MlpContext, MlpSide
@@ -103,12 +110,35 @@ def split(graph, members: list, spec) -> tuple | None:
     return cut, tail
 
 
+def modelled_us(ctx, cfg: dict, spec, blocks: int, smem: int, nbytes: int) -> float:
+    """The latency model's microseconds for one launch of ``cfg`` (``analysis/latency.candidate_estimate``,
+    the model of report.json's ``modelled_us``, issue #18), counting per block what :mod:`.kernel` emits
+    as ``analysis/kernel_work`` counts it: the staged rows; per GEMM, every thread (idle columns past ``N``
+    too) reads its rows of the staged A once per reduce point; the hidden's (and a row tail's) writes; the
+    tail's passes over its rows. Rounded so that ties fall to the bytes."""
+    rows, T = cfg["rows"], cfg["threads"]
+    s1, s2 = ctx.s1, ctx.s2
+    J1, J2 = (-(-ctx.N1 // T) if s1 is not None else 0), -(-ctx.N2 // T)
+    accesses = rows * (ctx.K1 if s1 is not None else ctx.N1) + T * rows * (ctx.K1 + ctx.N1 + J1)
+    barriers = 2 + (2 if s1 is not None else 0)
+    if ctx.tail is not None:
+        accesses += T * J2 * rows + 2 * len(ctx.tail.members) * rows * ctx.N2
+        barriers += 1 + len(ctx.tail.members)
+    flops = (s1.flops() if s1 is not None else 0) + s2.flops()
+    unique = sum(math.prod(v.type.shape) * itemsize(v.type.dtype) for v in list(ctx.args) + list(ctx.outs))
+    est = candidate_estimate(spec, blocks=blocks, threads=T, smem=smem, regs=ctx.accumulators(cfg) + 36,
+                             flops=flops, global_bytes=nbytes, unique_bytes=unique, barriers=barriers,
+                             smem_accesses=accesses)
+    return round(est.seconds * 1e6, 4)
+
+
 def choose(ctx, spec) -> dict | None:
-    """The best ``{rows, threads}`` with its bytes, smem, blocks, waves and score, or None."""
+    """The ``{rows, threads}`` the latency model times fastest (:func:`modelled_us`; ties: fewer bytes, more
+    blocks) with its bytes, smem, blocks, waves, byte score and ``modelled_us``, or None."""
     limit = spec.smem_per_block_bytes
     outputs = ctx.R * ctx.N2
     floor = min(spec.num_sms, -(-outputs // MIN_BLOCK_OUTPUTS))
-    best = None
+    best = fewest = None
     for rows in ROWS:
         if rows > 1 and rows // 2 >= ctx.R:
             break
@@ -122,10 +152,18 @@ def choose(ctx, spec) -> dict | None:
                 continue
             q = ctx.bytes(cfg)
             waves, score = waves_and_score(spec, blocks, threads, smem, q)
-            key = (score, q, -blocks, rows, -threads)   # ties: more threads per block
+            us = modelled_us(ctx, cfg, spec, blocks, smem, q)
+            key = (us, q, -blocks, rows, -threads)   # ties: fewer bytes, then more blocks
             if best is None or key < best[0]:
-                best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))
-    return best[1] if best else None
+                best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor,
+                                  modelled_us=us))
+            if fewest is None or (score, q) < fewest:
+                fewest = (score, q)
+    if best is None:
+        return None
+    # The search ranks groups by bytes (DESIGN §4): it sees what the fusion can save at best, the kernel
+    # takes the fastest config, and the welder pass' latency check decides whether it beats the parts.
+    return dict(best[1], least_score=fewest[0], least_bytes=fewest[1])
 
 
 def _retiled_score(graph, side: list, spec) -> int | None:
@@ -179,7 +217,8 @@ def mlp_group(graph, members: list, spec) -> Group | None:
     apart = [_retiled_score(graph, side, spec) for side in (members[:cut], members[cut:tail]) if side]
     if tail < len(members):
         apart.append(row_group(graph, members[tail:], spec).score)
-    if None in apart or cfg["score"] >= sum(apart):
+    if None in apart or cfg["least_score"] >= sum(apart):
         return None
     plan = MlpPlan(cfg["rows"], cfg["threads"], cut, tail, sum(apart))
-    return Group(list(members), "mlp", cfg["bytes"], cfg["waves"], cfg["smem"], plan)
+    waves = cfg["least_score"] // (-(-cfg["least_bytes"] // SECTOR) * SECTOR + 1)
+    return Group(list(members), "mlp", cfg["least_bytes"], waves, cfg["smem"], plan)
