@@ -29,7 +29,7 @@ from ...backend.lower.context import ComputeContext
 from ...backend.lower.fused import bind_names, kernel_params, kernel_parts
 from ...ir.diagnostics import CompileError
 from . import match as A
-from . import mma
+from . import mma, wgmma
 
 
 class _Attention:
@@ -69,8 +69,9 @@ class _Attention:
 def lower_fused_attention(kernel, name: str):
     """The ``kernel.func`` of an attention ``tile.kernel``."""
     r = _Attention(kernel)
-    if (kernel.attributes.get("tile") or {}).get("engine") == mma.ENGINE:
-        return mma.lower(r, kernel, name, A.outside_accesses(r.graph, r.att))
+    engine = (kernel.attributes.get("tile") or {}).get("engine")
+    if engine in (mma.ENGINE, wgmma.ENGINE):
+        return (mma if engine == mma.ENGINE else wgmma).lower(r, kernel, name, A.outside_accesses(r.graph, r.att))
     att, tq, bk, T = r.att, r.tq, r.bk, r.threads
     sk, d, dv, nb = att.sk, att.d, att.dv, len(att.batch)
     nq = att.sq // tq

@@ -14,7 +14,8 @@ The match reads only expression structure, never op names:
   axis; a permuting layout op (the head merge) may follow and is stored through (as in epilogue groups).
 - **types**: an all-f32 chain takes the CUDA-core kernel (:mod:`.kernel`); an f16/bf16 chain (Q, K, V in one
   half type) takes the tensor-core kernel (:mod:`.mma`, ``engine = "mma_sync"``) where it is eligible (sm_80+,
-  a softmax row section, head dims multiples of 16), and is not matched otherwise.
+  a softmax row section, head dims multiples of 16), on sm_90 with head dims 64 or 128 the wgmma kernel
+  (:mod:`.wgmma`, ``engine = "wgmma"``), and is not matched otherwise.
 
 Group tile: ``Tq`` query rows per block (a divisor of the query length) and ``Bk`` keys per staged K/V chunk.
 Shared memory holds the Q tile, the ``Tq × Sk`` score tile, one K/V chunk and the staged mask vectors, within
@@ -34,7 +35,7 @@ from ...analysis.welder.search import Group, group_signature, is_convex
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num, axes_in
 from ...ir.types import itemsize
 from ..row.match import row_group
-from . import mma
+from . import mma, wgmma
 
 THREADS = 256      # most threads per attention block (8 warps share the softmax rows); fewer for small tiles
 MAX_CHUNK = 64     # keys per staged K/V chunk
@@ -57,7 +58,7 @@ class Attention:
     q_acc: object = None
     k_acc: object = None
     v_acc: object = None
-    engine: str = ""      # "mma_sync": the tensor-core kernel (:mod:`.mma`); "": the f32 CUDA-core kernel
+    engine: str = ""      # "mma_sync" / "wgmma": the tensor-core kernels (:mod:`.mma`, :mod:`.wgmma`); "": f32 CUDA cores
 
     @property
     def members(self) -> list:
@@ -196,7 +197,7 @@ def match(graph: TileGraph, idx: int) -> Attention | None:
     if not f32:   # the CUDA-core kernel stages and computes in f32 only; f16/bf16 chains need tensor cores
         if not mma.eligible(graph, att, spec):
             return None
-        att.engine = mma.ENGINE
+        att.engine = wgmma.ENGINE if wgmma.eligible(graph, att, spec) else mma.ENGINE
     return att
 
 
@@ -307,7 +308,7 @@ class AttentionPlan:
     blocks: int
     cluster: int
     apart: int
-    engine: str = ""   # "mma_sync" for the tensor-core kernel
+    engine: str = ""   # "mma_sync" / "wgmma" for the tensor-core kernels
 
     def tile_attr(self) -> dict:
         """The ``tile`` attribute (``cluster`` and ``engine`` only when there is one)."""
@@ -329,7 +330,7 @@ def fused_group(graph: TileGraph, idx: int, spec, apart, cache: dict):
     key = ("attention", group_signature(graph, att.members))
     if key not in cache:
         if att.engine:
-            tile = mma.choose(graph, att, spec, outside_accesses(graph, att))
+            tile = (wgmma if att.engine == wgmma.ENGINE else mma).choose(graph, att, spec, outside_accesses(graph, att))
         else:
             tile = choose(graph, att, spec, MIN_BLOCK_OUTPUTS)
         alt = sum(apart(seg) for seg in segments(att))

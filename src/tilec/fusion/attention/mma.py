@@ -203,12 +203,14 @@ class _Tile:
         return self.rows * self.cols
 
 
-def _copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int) -> list:
+def _copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int, place=None) -> list:
     """This thread's 16-byte ``cp.async`` chunks of tile ``t`` into ``smem`` (swizzled), zero-filled outside
     the tensor; ``origin`` gives each role's first index (C text), ``axes`` the member's axis -> role map.
-    A tile whose rows are not whole 16-byte chunks is copied element by element (loads and shared stores)."""
+    A tile whose rows are not whole 16-byte chunks is copied element by element (loads and shared stores).
+    ``place(row, col)``: the element offset (C text) of a tile element, ``tl_swizzle_b16`` by default."""
+    place = place or (lambda row, col: f"tl_swizzle_b16<{t.cols}>({row}, {col})")
     if not t.vector:
-        return _scalar_copy_lines(r, t, smem, axes, origin, threads)
+        return _scalar_copy_lines(r, t, smem, axes, origin, threads, place)
     per_row = t.cols // E.CHUNK
     chunks = t.rows * per_row
     n = -(-chunks // threads)
@@ -223,7 +225,7 @@ def _copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int) 
         checks.append(f"{origin[t.col]} + k_cc < {t.col_ext}")
     valid = " && ".join(checks) or "true"
     body = [f"const int k_r = k_ch / {per_row}, k_cc = k_ch % {per_row} * {E.CHUNK};",
-            f"tl_cp_async_16({smem} + tl_swizzle_b16<{t.cols}>(k_r, k_cc), {ctx.names[t.acc.tensor]}, "
+            f"tl_cp_async_16({smem} + {place('k_r', 'k_cc')}, {ctx.names[t.acc.tensor]}, "
             f"(long long)({index}), {valid});"]
     guard = [f"if (k_ch < {chunks}) {{"] if chunks % threads else ["{"]
     return ["#pragma unroll", f"for (int k_i = 0; k_i < {n}; ++k_i) {{",
@@ -231,7 +233,7 @@ def _copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int) 
             *("    " + x for x in body), "  }", "}"]
 
 
-def _scalar_copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int) -> list:
+def _scalar_copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int, place) -> list:
     local = {t.row: f"({origin[t.row]} + k_r)", t.col: f"({origin[t.col]} + k_cc)"}
     names = {ax: local.get(role, origin.get(role, role)) for ax, role in axes.items()}
     ctx = r.ctxs[t.m]
@@ -247,7 +249,7 @@ def _scalar_copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads
         val = f"({' && '.join(checks)}) ? {val} : {CUDA.convert('0.0f', 'f32', dtype)}"
     return [f"for (int k_el = k_tid; k_el < {t.elems}; k_el += {threads}) {{",
             f"  const int k_r = k_el / {t.cols}, k_cc = k_el % {t.cols};",
-            f"  {smem}[tl_swizzle_b16<{t.cols}>(k_r, k_cc)] = {val};", "}"]
+            f"  {smem}[{place('k_r', 'k_cc')}] = {val};", "}"]
 
 
 def _roles(r, m: int, extra: dict) -> dict:
@@ -411,14 +413,14 @@ def lower(r, kernel, name: str, outside: list):
     return func
 
 
-def _score_lines(r, staged: list, slots: list, sq: int, sk: int) -> list:
-    """One score element ``k_s[ni][e]`` through the ops between QKᵀ and the softmax; keys past the end (and
-    rows past the end, whose loads are skipped) become -inf."""
+def _score_lines(r, staged: list, slots: list, sq: int, sk: int, score: str = "k_s[ni][e]", bn: int = BN) -> list:
+    """One score element ``score`` (of n8 tile ``ni``, element ``e``) through the ops between QKᵀ and the
+    softmax; keys past the end (of ``bn``-key chunks; rows past the end, whose loads are skipped) become -inf."""
     att = r.att
-    vals = {id(r.members[att.qk].result): "k_s[ni][e]"}
+    vals = {id(r.members[att.qk].result): score}
     jslot = {(m, repr(acc.indices), acc.tensor): n for n, (m, acc) in enumerate(staged)}
     sslot = {(m, repr(acc.indices), acc.tensor): n for n, (m, acc) in enumerate(slots)}
-    inb = " && ".join(x for x in ((f"k_qi < {sq}" if sq % (r.tq) else ""), (f"k_kj < {sk}" if sk % BN else "")) if x)
+    inb = " && ".join(x for x in ((f"k_qi < {sq}" if sq % (r.tq) else ""), (f"k_kj < {sk}" if sk % bn else "")) if x)
     out = []
     for m in att.pre:
         c, op = r.ctxs[m], r.members[m]
@@ -430,7 +432,7 @@ def _score_lines(r, staged: list, slots: list, sq: int, sk: int) -> list:
             if id(v) in vals:
                 names[c.access_key(acc)] = vals[id(v)]
             elif key in jslot:
-                names[c.access_key(acc)] = f"k_cj[{jslot[key] * BN} + k_tj]"
+                names[c.access_key(acc)] = f"k_cj[{jslot[key] * bn} + k_tj]"
             elif key in sslot:
                 names[c.access_key(acc)] = f"k_sc[{sslot[key]}]"
             else:   # read per element: only inside the sequence
@@ -451,10 +453,10 @@ def _score_lines(r, staged: list, slots: list, sq: int, sk: int) -> list:
         out.append(f"const float k_e{m} = {body};")
         vals[id(op.result)] = f"k_e{m}"
     last = vals[id(r.members[att.pre[-1] if att.pre else att.qk].result)]
-    if sk % BN:
-        out.append(f"k_s[ni][e] = k_kj < {sk} ? {last} : {NEG_INF};")
-    elif last != "k_s[ni][e]":
-        out.append(f"k_s[ni][e] = {last};")
+    if sk % bn:
+        out.append(f"{score} = k_kj < {sk} ? {last} : {NEG_INF};")
+    elif last != score:
+        out.append(f"{score} = {last};")
     return out
 
 
@@ -481,8 +483,9 @@ def _softmax_lines(dv: int, bn: int) -> list:
             "}"]
 
 
-def _store_lines(r, dv: int, sq: int) -> list:
-    """O / l, converted to the output type, stored element by element (through the head merge if any)."""
+def _store_lines(r, dv: int, sq: int, acc: str = "k_o[ni][2 * h + e]") -> list:
+    """O / l, converted to the output type, stored element by element (through the head merge if any); ``acc``:
+    the accumulator of n8 tile ``ni``, row half ``h``, column ``e``."""
     att = r.att
     coords = [f"k_b{p}" for p in range(len(att.batch))] + ["k_qi", "k_te"]
     pv_shape = list(r.members[att.pv].result.type.shape)
@@ -506,5 +509,5 @@ def _store_lines(r, dv: int, sq: int) -> list:
             "  const int k_qi = k_q0 + k_wm + k_lane / 4 + h * 8;", "  #pragma unroll",
             f"  for (int ni = 0; ni < {dv // 8}; ++ni)", "    #pragma unroll", "    for (int e = 0; e < 2; ++e) {",
             "      const int k_te = ni * 8 + k_lane % 4 * 2 + e;",
-            f"      {guard}TL_ST(out0, {index}, {CUDA.convert('k_o[ni][2 * h + e] * k_inv', 'f32', out_dtype)});",
+            f"      {guard}TL_ST(out0, {index}, {CUDA.convert(f'{acc} * k_inv', 'f32', out_dtype)});",
             "    }", "}"]

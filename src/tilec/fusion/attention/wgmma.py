@@ -1,0 +1,286 @@
+"""Attention on Hopper's warpgroup MMA (sm_90, f16/bf16 Q, K, V; issue #21): FlashAttention-3's forward loop
+built from the prelude's sm_90 primitives (``tl_wgmma_*``, run exactly by the emulator, docs/hopper.md), for
+the chains the sm_80 tensor-core kernel (:mod:`.mma`) takes, when the target is sm_90 and both head dims are
+whole 128-byte swizzle atoms (64 or 128); other head dims keep :mod:`.mma` (mma.sync runs on sm_90 too).
+
+One block per (batch·head, tile of ``tq`` = 64·warpgroups query rows); warpgroup ``g`` (128 threads) owns
+query rows 64g..64g+63, and its thread 32w + 4r + t holds rows 16w + r and +8 of them, as wgmma's D fragment
+places them (the same rows and columns a warp's mma.sync C fragments hold, so the score ops, the online
+softmax and the store are :mod:`.mma`'s on a flat accumulator array).
+
+1. Q's tile, then K and V chunks of ``bk`` keys, are copied to shared memory with 16-byte ``cp.async`` through
+   a two-stage pipeline (chunk c + 1 in flight while chunk c is computed; TMA with mbarriers is the next
+   step), every tile stored in wgmma's canonical 128-byte-swizzled layout: [rows][64-column atoms], row r's
+   16-byte chunk c at chunk ``c ^ (r % 8)``, atoms one after the other. Chunks past the sequence ends are
+   zero-filled. A ``fence.proxy.async`` orders the copies (generic proxy) before wgmma reads them.
+2. Per chunk, S = Q·Kᵀ by ``wgmma.m64n{bk}k16`` with both operands in shared memory (descriptors: Q K-major;
+   K K-major when stored [key][d], MN-major when stored [d][key]); the score ops are rendered on each
+   accumulator; keys past the end become -inf.
+3. Online softmax in f32 on the accumulator registers (row maxima over the quad with two shuffles), O rescaled
+   by ``exp(m_old - m_new)``, and P = exp(S - m) packed to f16/bf16 in registers: the accumulators of two n8
+   column groups are one k16 A fragment, so O += P·V is ``wgmma.m64n{dv}k16`` with A from registers (the
+   ``_rs`` form) and V from shared memory (MN-major when stored [key][dv], K-major when [dv][key]).
+4. O / l is converted to the output type and stored once (through the head-merge transpose if one ends the
+   group).
+
+Not yet FlashAttention-3's whole schedule: no producer warpgroup or ``setmaxnreg``, and the softmax of chunk c
+does not overlap the wgmma of chunk c + 1 (each product is waited for before its results are used).
+:func:`eligible` says when a matched chain takes this kernel, :func:`choose` its tile; the bytes are
+:func:`.mma.modelled_bytes` (what the emulator counts)."""
+from __future__ import annotations
+
+import math
+
+from ...backend.arch_features import MARK
+from ...backend.cstyle import CUDA
+from ...backend.lower import mma_engine as E
+from ...backend.lower.builder import KernelBuilder
+from ...backend.lower.fused import kernel_params
+from ...ir.types import itemsize
+from . import mma
+
+ENGINE = "wgmma"
+ATOM = 64             # b16 columns of one 128-byte swizzle atom
+HEADS = (64, 128)     # head dims as whole atoms; two S/O accumulator sets of 64 x 128 stay in registers
+MAX_BN = 128          # keys per chunk: FlashAttention-3's kBlockN for head dims 64 and 128
+SLACK = 1024          # dynamic shared memory is rounded up to a 1024-byte boundary (the swizzle's period)
+ROWS = 64             # query rows of one warpgroup (wgmma's M)
+
+
+# ---- when ----------------------------------------------------------------------------------------------
+
+def eligible(graph, att, spec) -> bool:
+    """Whether the matched chain ``att`` runs on this kernel: an sm_90 target (wgmma exists on sm_90a only,
+    not on later GPUs), a chain :func:`.mma.eligible` takes, head dims of whole 128-byte atoms."""
+    return E.sm_version(spec) == 90 and att.d in HEADS and att.dv in HEADS and mma.eligible(graph, att, spec)
+
+
+def warpgroups_for(att) -> int:
+    """Warpgroups per block: 2 (128 query rows share each K/V chunk, FlashAttention-3's tile) unless the
+    sequence fits one."""
+    return 2 if att.sq > ROWS else 1
+
+
+def bn_for(att) -> int:
+    """Keys per chunk: :data:`MAX_BN`, 64 for a key sequence that fits one such chunk."""
+    return MAX_BN if att.sk > 64 else 64
+
+
+def smem_bytes(att, groups: int, bn: int, dtype: str, staged_j: int, scalars: int) -> int:
+    """Q tile, two stages of K and V chunks (b16), two stages of the key-indexed operands and the scalar
+    slots (f32), and the alignment slack."""
+    b16 = (ROWS * groups * att.d + 2 * bn * (att.d + att.dv)) * itemsize(dtype)
+    return SLACK + b16 + 4 * (2 * bn * staged_j + max(1, scalars))
+
+
+def choose(graph, att, spec, outside: list) -> dict | None:
+    """The kernel's tile: ``{tq, bk, threads, blocks, bytes, waves, smem, cluster, engine}``, or None when its
+    shared memory does not fit the target's opt-in limit."""
+    g, bn = warpgroups_for(att), bn_for(att)
+    tq = ROWS * g
+    dtype = graph.nodes[att.qk].op.operands[0].type.dtype
+    smem = smem_bytes(att, g, bn, dtype, sum(1 for _, _, s in outside if s == "j"),
+                      sum(1 for _, _, s in outside if s == ""))
+    if smem > spec.smem_per_block_optin_bytes:
+        return None
+    blocks = math.prod(att.batch) * -(-att.sq // tq)
+    per_sm = max(1, min(spec.max_threads_per_sm // (128 * g), spec.smem_per_sm_bytes // smem))
+    waves = -(-blocks // (per_sm * spec.num_sms))
+    return {"tq": tq, "bk": bn, "threads": 128 * g, "blocks": blocks,
+            "bytes": mma.modelled_bytes(graph, att, outside, tq), "waves": waves, "smem": smem, "cluster": 1,
+            "engine": ENGINE}
+
+
+# ---- the kernel ----------------------------------------------------------------------------------------
+
+def _place(t) -> callable:
+    """The element offset (C text) of (row, col) in tile ``t`` stored as wgmma's 128-byte-swizzled canonical
+    layout: 64-column atoms of ``t.rows`` rows, 16-byte chunk ``c`` of row ``r`` at ``c ^ (r % 8)``."""
+    def place(row: str, col: str) -> str:
+        atom = f"({col}) / {ATOM} * {t.rows * ATOM} + " if t.cols > ATOM else ""
+        return f"{atom}({row}) * {ATOM} + (((({col}) % {ATOM} >> 3) ^ (({row}) & 7)) << 3 | (({col}) & 7))"
+    return place
+
+
+def _k_major_step(rows: int, k: int) -> int:
+    """Descriptor increment (16-byte units) to k step ``k`` (a multiple of 16) of a K-major tile whose rows
+    run along M/N: ``k``'s atom, then 2 bytes a column inside its 128-byte row."""
+    return (k // ATOM * rows * 2 * ATOM + k % ATOM * 2) >> 4
+
+
+def _mn_major_step(k: int) -> int:
+    """Descriptor increment (16-byte units) to k step ``k`` of an MN-major tile: 128-byte rows along K."""
+    return k * 2 * ATOM >> 4
+
+
+def lower(r, kernel, name: str, outside: list):
+    """The ``kernel.func`` of the wgmma attention kernel for the matched chain of ``r`` (the attention kernel's
+    reader, :mod:`.kernel`) with the tile of its ``tile`` attribute; ``outside``: the score ops' operand
+    accesses (``match.outside_accesses``)."""
+    att, graph = r.att, r.graph
+    qk, pv = r.ctxs[att.qk], r.ctxs[att.pv]
+    lay = mma.layouts(graph, att)
+    dtype = qk.dtypes[0]
+    ct = E.CTYPE[dtype]
+    T, tq, bn = r.threads, r.tq, r.bk
+    groups = T // 128
+    sq, sk, d, dv = att.sq, att.sk, att.d, att.dv
+    nq, nc = -(-sq // tq), -(-sk // bn)
+    blocks = math.prod(att.batch) * nq
+    staged = [(m, acc) for m, acc, w in outside if w == "j"]
+    slots = [(m, acc) for m, acc, w in outside if w == ""]
+    i_ax, j_ax, d_ax = qk.out_axes[-2], qk.out_axes[-1], qk.reduce_axes[0]
+    r_ax, e_ax = pv.reduce_axes[0], pv.out_axes[-1]
+    qk_axes = mma._roles(r, att.qk, {i_ax: "i", j_ax: "j", d_ax: "d"})
+    pv_axes = mma._roles(r, att.pv, {pv.out_axes[-2]: "i", r_ax: "j", e_ax: "e"})
+    Tile = mma._Tile
+    qt = Tile(att.qk, att.q_acc, "i", "d", tq, d, sq, d, lay["q"][1])
+    k_kmajor, v_kmajor = lay["k"][0] == "d", lay["v"][0] == "j"
+    kt = (Tile(att.qk, att.k_acc, "j", "d", bn, d, sk, d, lay["k"][1]) if k_kmajor
+          else Tile(att.qk, att.k_acc, "d", "j", d, bn, d, sk, lay["k"][1]))
+    vt = (Tile(att.pv, att.v_acc, "e", "j", dv, bn, dv, sk, lay["v"][1]) if v_kmajor
+          else Tile(att.pv, att.v_acc, "j", "e", bn, dv, sk, dv, lay["v"][1]))
+    origin = {"i": "k_q0", "j": "k_kc", "d": "0", "e": "0"}
+    smem = smem_bytes(att, groups, bn, dtype, len(staged), len(slots))
+    wg = "tl_wgmma_bf16" if dtype == "bf16" else "tl_wgmma_f16"
+    conv = lambda x: CUDA.convert(x, "f32", dtype)  # noqa: E731
+    ind = lambda lines, n: ["  " * n + x for x in lines]  # noqa: E731
+    copy = lambda t, dst, axes, o: mma._copy_lines(r, t, dst, axes, o, T, _place(t))  # noqa: E731
+
+    src = [MARK,
+           f"// attention on wgmma: {groups} warpgroup(s) x {ROWS} query rows, {bn}-key K/V chunks in a 2-stage "
+           f"cp.async pipeline, m64n{bn}k16 (S, SS) and m64n{dv}k16 (O, A from registers) {dtype} with f32 "
+           "accumulators, online softmax (FlashAttention-3's products)",
+           "extern __shared__ __align__(1024) unsigned char k_dyn[];   // sized at launch, 1024 bytes of slack",
+           "// Tiles start on a 1024-byte boundary: the 128-byte swizzle repeats every 8 rows of 128 bytes.",
+           "unsigned char* const k_smem = reinterpret_cast<unsigned char*>("
+           "(reinterpret_cast<unsigned long long>(k_dyn) + 1023ull) & ~1023ull);",
+           f"{ct}* const k_sq = reinterpret_cast<{ct}*>(k_smem);   // [{tq // 1}][{d}] in {d // ATOM} atom(s)",
+           f"{ct}* const k_sk = k_sq + {qt.elems};   // [2][{kt.rows}][{kt.cols}]",
+           f"{ct}* const k_sv = k_sk + {2 * kt.elems};   // [2][{vt.rows}][{vt.cols}]",
+           f"float* const k_sj = reinterpret_cast<float*>(k_sv + {2 * vt.elems});   // [2][{len(staged)}][{bn}]",
+           f"float* const k_sc = k_sj + {2 * len(staged) * bn};   // outside scalars",
+           "const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;",
+           "const int k_wm = k_warp * 16;   // warp w of warpgroup g: rows 64g + 16(w % 4), the D fragment's",
+           "const int k_blk = blockIdx.x;"]
+    rest = f"k_blk / {nq}"
+    for p in reversed(range(len(att.batch))):
+        ext = att.batch[p]
+        src.append(f"const int k_b{p} = ({rest}) % {ext};" if p else f"const int k_b{p} = {rest};")
+        rest = f"({rest}) / {ext}"
+    src.append(f"const int k_q0 = (k_blk % {nq}) * {tq};")
+    if slots:   # once per block (thread 0), visible after the prologue's barrier
+        src.append("if (k_tid == 0) {")
+        for n, (m, acc) in enumerate(slots):
+            c = r.ctxs[m]
+            names = mma._roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "0"})
+            index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
+            val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
+            src.append(f"  k_sc[{n}] = {f'({pred}) ? {val} : 0.0f' if pred else val};")
+        src.append("}")
+
+    def stage_j(chunk: str, buf: str) -> list:
+        out = []
+        for n, (m, acc) in enumerate(staged):
+            c = r.ctxs[m]
+            names = mma._roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "k_kj"})
+            index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
+            val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
+            ok = " && ".join(x for x in (pred, f"k_kj < {sk}") if x)
+            out += [f"for (int k_t = k_tid; k_t < {bn}; k_t += {T}) {{",
+                    f"  const int k_kj = {chunk} * {bn} + k_t;",
+                    f"  k_sj[({buf}) * {len(staged) * bn} + {n * bn} + k_t] = ({ok}) ? {val} : 0.0f;", "}"]
+        return out
+
+    def load_chunk(chunk: str, stage: str) -> list:
+        o = dict(origin, j=f"({chunk}) * {bn}")
+        return ["{", f"  {ct}* const k_dk = k_sk + ({stage}) * {kt.elems};",
+                f"  {ct}* const k_dv = k_sv + ({stage}) * {vt.elems};",
+                *ind(copy(kt, "k_dk", qk_axes, o), 1), *ind(copy(vt, "k_dv", pv_axes, o), 1),
+                *ind(stage_j(chunk, stage), 1), "}"]
+
+    # S = Q K^T: k16 steps over d (Q's rows of this warpgroup start 64 rows into each of its atoms).
+    s_calls = [f"{wg}<{bn}, 0, {0 if k_kmajor else 1}>(k_s, k_dq + {_k_major_step(tq, k)}, k_dk + "
+               f"{_k_major_step(bn, k) if k_kmajor else _mn_major_step(k)}, {1 if k else 0});"
+               for k in range(0, d, 16)]
+    # O += P V: k16 steps over the chunk's keys, A (P) from registers.
+    o_calls = [f"{wg}_rs<{dv}, {0 if v_kmajor else 1}>(k_o, k_p[{k // 16}], k_dv + "
+               f"{_k_major_step(dv, k) if v_kmajor else _mn_major_step(k)}, 1);" for k in range(0, bn, 16)]
+    # MN-major operands step along M/N by whole atoms (LBO); K-major ones need no LBO (swizzled: ignored).
+    lbo_k = 16 if k_kmajor else d * 2 * ATOM
+    lbo_v = 16 if v_kmajor else bn * 2 * ATOM
+    src += ["// Prologue: Q (group 0), then K/V chunk 0 (group 1).",
+            *copy(qt, "k_sq", qk_axes, origin), "tl_cp_async_commit();",
+            *load_chunk("0", "0"), "tl_cp_async_commit();",
+            *(["__syncthreads();   // the scalar slots"] if slots else []),
+            *(f"const float k_rc{n} = 1.0f / k_sc[{n}];" for n in range(len(slots))),
+            f"const unsigned long long k_dq = tl_wgmma_desc(k_sq + k_warp / 4 * {ROWS * ATOM}, 16, 1024, 128);",
+            f"float k_o[{dv // 2}];", "float k_m[2], k_l[2];",
+            "#pragma unroll", f"for (int k_x = 0; k_x < {dv // 2}; ++k_x) k_o[k_x] = 0.0f;",
+            "#pragma unroll", "for (int h = 0; h < 2; ++h) {", f"  k_m[h] = {mma.NEG_INF};", "  k_l[h] = 0.0f;", "}",
+            f"for (int k_ci = 0; k_ci < {nc}; ++k_ci) {{",
+            f"  const int k_kc = k_ci * {bn};",
+            "  // Chunk c + 1 in flight while chunk c is computed (its stage was released by the last barrier).",
+            f"  if (k_ci + 1 < {nc})", *ind(load_chunk("k_ci + 1", "(k_ci + 1) & 1"), 2),
+            "  tl_cp_async_commit();", "  tl_cp_async_wait<1>();",
+            "  tl_fence_proxy_async();   // this thread's cp.async writes, read by wgmma through the async proxy",
+            "  __syncthreads();   // chunk c is visible to all",
+            f"  const unsigned long long k_dk = tl_wgmma_desc(k_sk + (k_ci & 1) * {kt.elems}, {lbo_k}, 1024, 128);",
+            f"  const unsigned long long k_dv = tl_wgmma_desc(k_sv + (k_ci & 1) * {vt.elems}, {lbo_v}, 1024, 128);",
+            f"  const float* const k_cj = k_sj + (k_ci & 1) * {len(staged) * bn};",
+            "  // S = Q K^T for this chunk, both operands in shared memory; f32 accumulators land at the wait.",
+            f"  float k_s[{bn // 2}];",
+            "  tl_wgmma_fence();", *ind(s_calls, 1), "  tl_wgmma_commit();", "  tl_wgmma_wait<0>();",
+            "  tl_wgmma_fence_operand(k_s);",
+            "  // The score ops on each element (register 4i + e: rows lane/4 and +8, columns 8i + 2(lane%4) and +1).",
+            "  #pragma unroll", f"  for (int ni = 0; ni < {bn // 8}; ++ni)", "    #pragma unroll",
+            "    for (int e = 0; e < 4; ++e) {",
+            "      const int k_qi = k_q0 + k_wm + k_lane / 4 + e / 2 * 8;",
+            "      const int k_tj = ni * 8 + k_lane % 4 * 2 + e % 2, k_kj = k_kc + k_tj;",
+            *ind(mma._score_lines(r, staged, slots, sq, sk, "k_s[4 * ni + e]", bn), 3), "    }",
+            *ind(_softmax_lines(dv, bn), 1),
+            "  // P in registers: the accumulators of column groups 2j and 2j + 1 are the k16 A fragment j.",
+            f"  unsigned k_p[{bn // 16}][4];", "  #pragma unroll", f"  for (int j = 0; j < {bn // 16}; ++j) {{",
+            f"    k_p[j][0] = tl_pack_b16x2({conv('k_s[8 * j]')}, {conv('k_s[8 * j + 1]')});",
+            f"    k_p[j][1] = tl_pack_b16x2({conv('k_s[8 * j + 2]')}, {conv('k_s[8 * j + 3]')});",
+            f"    k_p[j][2] = tl_pack_b16x2({conv('k_s[8 * j + 4]')}, {conv('k_s[8 * j + 5]')});",
+            f"    k_p[j][3] = tl_pack_b16x2({conv('k_s[8 * j + 6]')}, {conv('k_s[8 * j + 7]')});", "  }",
+            "  // O += P V (P's registers and O's accumulators are the wgmma's until its wait).",
+            "  tl_wgmma_fence_operand(k_o);", "  tl_wgmma_fence();", *ind(o_calls, 1),
+            "  tl_wgmma_commit();", "  tl_wgmma_wait<0>();", "  tl_wgmma_fence_operand(k_o);",
+            "  __syncthreads();   // every warpgroup is done with chunk c's stage before it is refilled",
+            "}",
+            "tl_cp_async_wait<0>();   // only empty groups can be left",
+            *mma._store_lines(r, dv, sq, "k_o[4 * ni + 2 * h + e]")]
+    func = KernelBuilder().func(
+        name, [blocks], [T], kernel_params(kernel), kind="attention", flops=sum(c.flops() for c in r.ctxs),
+        bytes_modelled=mma.modelled_bytes(graph, att, outside, tq), source="\n".join(src) + "\n",
+        config={"engine": ENGINE, "wgmma": [[ROWS, bn, 16], [ROWS, dv, 16]], "warpgroups": groups, "stages": 2,
+                "pipeline": "cp.async", "tq": tq, "bk": bn},
+        smem=smem, smem_static=0)
+    func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
+    return func
+
+
+def _softmax_lines(dv: int, bn: int) -> list:
+    """:func:`.mma._softmax_lines` on the flat accumulators: rows ``h`` = 0 (lane/4) and 1 (+8) are registers
+    4i + 2h and 4i + 2h + 1 of S and O."""
+    log2e, neg_inf = mma.LOG2E, mma.NEG_INF
+    return ["#pragma unroll", "for (int h = 0; h < 2; ++h) {",
+            "  float k_mx = k_m[h];", "  #pragma unroll",
+            f"  for (int ni = 0; ni < {bn // 8}; ++ni) k_mx = fmaxf(k_mx, fmaxf(k_s[4 * ni + 2 * h], k_s[4 * ni + 2 * h + 1]));",
+            "  k_mx = fmaxf(k_mx, __shfl_xor_sync(0xffffffffu, k_mx, 1));",
+            "  k_mx = fmaxf(k_mx, __shfl_xor_sync(0xffffffffu, k_mx, 2));",
+            "  // exp(x - m) as exp2(x log2(e) - m log2(e)), one FFMA before MUFU.EX2; a row all -inf so far",
+            "  // subtracts 0, not -inf (no inf - inf).",
+            f"  const float k_base = (k_mx == {neg_inf} ? 0.0f : k_mx) * {log2e};",
+            f"  const float k_scale = exp2f(fmaf(k_m[h], {log2e}, -k_base));",
+            "  k_m[h] = k_mx;", "  float k_sum = 0.0f;", "  #pragma unroll",
+            f"  for (int ni = 0; ni < {bn // 8}; ++ni) {{",
+            f"    k_s[4 * ni + 2 * h] = exp2f(fmaf(k_s[4 * ni + 2 * h], {log2e}, -k_base));",
+            f"    k_s[4 * ni + 2 * h + 1] = exp2f(fmaf(k_s[4 * ni + 2 * h + 1], {log2e}, -k_base));",
+            "    k_sum += k_s[4 * ni + 2 * h] + k_s[4 * ni + 2 * h + 1];", "  }",
+            "  k_l[h] = k_l[h] * k_scale + k_sum;   // this lane's share of the row sum (the quad's: at the end)",
+            "  #pragma unroll",
+            f"  for (int ni = 0; ni < {dv // 8}; ++ni) k_o[4 * ni + 2 * h] *= k_scale, k_o[4 * ni + 2 * h + 1] *= k_scale;",
+            "}"]

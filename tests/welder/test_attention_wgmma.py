@@ -1,0 +1,128 @@
+"""Attention on wgmma for sm_90 (issue #21, fusion/attention/wgmma.py): an f16/bf16 attention chain with head
+dims 64 or 128 on h200 is one welder ``attention`` kernel whose S = Q·Kᵀ is wgmma with both operands in
+shared memory and whose O += P·V takes P from registers (the ``_rs`` form). Run exactly under the emulator
+against numpy (f32 math on the same half-precision inputs) for sequences 64..256 that are and are not
+multiples of the tiles, both head dims, both types, masks, the head merge, and K and V stored either way
+round (K-major and MN-major descriptors); bytes equal the model's. ptxas (sm_90a) gives 0 spills, no
+injected wgmma wait (C7517), and SASS with HGMMA for both products: d/16 from shared memory and bk/16 with
+A from registers per K/V chunk. Head dims that are not whole 128-byte atoms, and sm_80, keep mma.sync."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, save
+from test_attention_tensor_cores import TOL, _model, _np, _round
+
+from tilec.driver import compile_model, run_target
+from tilec.ir import read_ir
+
+# (dtype, batch, heads, seq, head dim, mask, merge heads, K as "kt" input | "k" + Transpose | "einsum")
+CASES = {
+    "f16_s64_d64": ("f16", 1, 2, 64, 64, None, False, "k"),
+    "bf16_s256_d128_causal": ("bf16", 1, 1, 256, 128, "causal", False, "kt"),
+    "f16_s100_d128_keys_merge": ("f16", 1, 2, 100, 128, "keys", True, "kt"),
+    "bf16_s130_d64_leftpad_merge": ("bf16", 2, 1, 130, 64, "leftpad", True, "k"),
+    "f16_s96_d64_einsum": ("f16", 1, 2, 96, 64, None, False, "einsum"),
+}
+
+
+def _einsum_model(d, dtype, b, h, s, hd) -> tuple:
+    """S = einsum(q, k) with K stored [key][d] (a K-major wgmma B) and O = einsum(p, vt) with V stored
+    [d][key] (K-major too): the layouts the MatMul cases (Kᵀ and V MN-major) do not take."""
+    t = {"f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}[dtype]
+    rng = np.random.default_rng(s + hd)
+    q, k, v = (_round(rng.standard_normal((b, h, s, hd)), dtype) for _ in range(3))
+    feeds = {"q": q, "k": k, "vt": v.transpose(0, 1, 3, 2).copy()}
+    ins = [helper.make_tensor_value_info(n, t, list(x.shape)) for n, x in feeds.items()]
+    nodes = [helper.make_node("Einsum", ["q", "k"], ["s"], equation="bhid,bhjd->bhij"),
+             helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("Einsum", ["p", "vt"], ["o"], equation="bhij,bhdj->bhid")]
+    graph = helper.make_graph(nodes, "attn", ins, [helper.make_tensor_value_info("o", t, [b, h, s, hd])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / "m.onnx"))
+    sc = q @ k.transpose(0, 1, 3, 2)
+    p = np.exp(sc - sc.max(-1, keepdims=True))
+    return {n: x.astype(_np(dtype)) for n, x in feeds.items()}, (p / p.sum(-1, keepdims=True)) @ v
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def built(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(request.param)
+    dtype, b, h, s, hd, mask, merge, kmode = CASES[request.param]
+    if kmode == "einsum":
+        feeds, ref = _einsum_model(d, dtype, b, h, s, hd)
+    else:
+        feeds, ref = _model(d, dtype, b, h, s, hd, mask, merge, kmode)
+    np.savez(d / "in.npz", **feeds)
+    compile_model(str(d / "m.onnx"), str(d / "b"), pipeline="welder", arch="h200", check_ptx=shutil.which("nvcc") is not None)
+    return d, dtype, hd, ref
+
+
+def _attention_func(build):
+    funcs = [op for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"]
+    att = [f for f in funcs if f.attributes.get("kind") == "attention"]
+    assert len(att) == 1, [f.attributes.get("kind") for f in funcs]
+    return att[0]
+
+
+@pytest.mark.parametrize("order", ["normal", "reverse"])
+def test_wgmma_attention_matches_numpy(built, order):
+    d, dtype, _, ref = built
+    run_target(str(d / "b"), str(d / "in.npz"), str(d / f"o-{order}.npz"), backend="emu",
+               report_path=str(d / f"r-{order}.json"), emu_order=order)
+    got = np.load(d / f"o-{order}.npz")
+    got = got[got.files[0]]
+    got = (got.view(_np(dtype)) if got.dtype.kind == "V" else got).astype(np.float32)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=TOL[dtype] * float(np.abs(ref).max()), rtol=0)
+    for k in json.load(open(d / f"r-{order}.json"))["kernels"]:
+        assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
+
+
+def test_kernel_is_wgmma_with_p_from_registers(built):
+    d, dtype, hd, _ = built
+    func = _attention_func(d / "b")
+    cfg, src = func.attributes["config"], func.attributes["source"]
+    assert cfg["engine"] == "wgmma" and cfg["wgmma"][1] == [64, hd, 16], cfg
+    fn = "tl_wgmma_bf16" if dtype == "bf16" else "tl_wgmma_f16"
+    assert src.count(f"{fn}<") == hd // 16 and src.count(f"{fn}_rs<") == cfg["bk"] // 16
+    assert "tl_fence_proxy_async();" in src and "tl_mma_m16n8k16" not in src
+
+
+def test_ptxas_sm90a_no_spills_and_hgmma_for_both_products(built):
+    d, _, hd, _ = built
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc not installed")
+    func = _attention_func(d / "b")
+    report = json.load(open(d / "b" / "report.json"))
+    assert report["ptxas_checked"]
+    row = next(k for k in report["kernels"] if k["name"] == func.attributes["sym_name"].name)
+    assert row["ptxas"]["spill_bytes"] == 0 and row["ptxas"]["stack"] == 0, row
+    cubin = d / "b" / "kernels" / f"{row['name']}.cubin"   # --check-ptx's, compiled for sm_90a
+    if d.name.startswith("bf16_s256_d128"):   # ptxas' log once (a compile is seconds): no wait injected
+        log = subprocess.run(["nvcc", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "-o", str(d / "k.cubin"),
+                              str(cubin.with_suffix(".cu"))], capture_output=True, text=True)
+        assert log.returncode == 0 and "C7517" not in log.stderr and "serializ" not in log.stderr, log.stderr
+    from tilec.backend.inspect_build import find_disassembler
+    from tilec.ir.diagnostics import CompileError
+    try:
+        tool = find_disassembler()
+    except CompileError:
+        pytest.skip("no cuobjdump/nvdisasm")
+    sass = subprocess.run([tool[1], "-sass" if tool[0] == "cuobjdump" else "-c", str(cubin)],
+                          capture_output=True, text=True, check=True).stdout
+    ss = re.findall(r"HGMMA\.64x(\d+)x16\.F32(?:\.BF16)? R\d+, gdesc", sass)      # A and B from shared memory: S
+    rs = re.findall(r"HGMMA\.64x(\d+)x16\.F32(?:\.BF16)? R\d+, R\d+, gdesc", sass)   # A from registers: O += P V
+    bk = func.attributes["config"]["bk"]
+    assert ss == [str(bk)] * (hd // 16) and rs == [str(hd)] * (bk // 16), (ss, rs)
+
+
+@pytest.mark.parametrize("arch,hd,engine", [("h200", 32, "mma_sync"), ("a100", 64, "mma_sync"), ("h200", 64, "wgmma")])
+def test_wgmma_only_on_sm90_with_whole_atoms(tmp_path, arch, hd, engine):
+    _model(tmp_path, "f16", 1, 1, 64, hd, None, False, "kt")
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch=arch)
+    assert _attention_func(tmp_path / "b").attributes["config"]["engine"] == engine
