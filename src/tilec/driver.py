@@ -101,6 +101,13 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
         from .ir.precision import set_precision
         set_precision(module, precision)
     verify(module)
+    from .passes.conv_layout import wanted
+    if wanted(module, precision):   # tensor-core convolutions read channels-last (only these builds run it)
+        from .passes import get_pass
+        at = next((i + 1 for i, p in reversed(list(enumerate(passes))) if p.name in ("decompose", "precision")), None)
+        if at is not None:
+            passes.insert(at, get_pass("conv-layout"))
+            total += 1
     if on_import is not None:
         on_import(module)
     if dump_dir is not None:

@@ -12,6 +12,7 @@ PASSES: dict = {
     "fold-constants": "fold_constants:FoldConstants",
     "decompose": "decompose:Decompose",
     "precision": "precision:Precision",
+    "conv-layout": "conv_layout:ConvLayout",
     "cse": "cse:CSE",
     "dce": "dce:DCE",
     "roller": "roller:Roller",

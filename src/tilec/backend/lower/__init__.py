@@ -41,9 +41,13 @@ def lower_compute(op, index: int, kind: str | None = None):
     if kind == "elementwise":
         func = lower_elementwise(ctx, name)
     elif kind == "tiled":
+        from . import mma_conv
         from .tiled_mma import aligned, lower_tiled_mma
         rtile = op.attributes.get("rtile")
-        if aligned(ctx, rtile):   # f16/bf16 matmul on an mma-aligned tile: tensor cores
+        conv = mma_conv.engine(ctx)   # a channels-last f16/bf16/tf32 conv: implicit GEMM on tensor cores
+        if conv is not None:
+            func = mma_conv.lower(ctx, name.replace("_tiled", "_tiled_mma"), *conv)
+        elif aligned(ctx, rtile):   # f16/bf16 matmul on an mma-aligned tile: tensor cores
             func = lower_tiled_mma(ctx, name.replace("_tiled", "_tiled_mma"), rtile)
         else:
             func = lower_tiled(ctx, name, rtile)

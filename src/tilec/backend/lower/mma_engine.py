@@ -326,10 +326,12 @@ def smem_lines(cfg: EngineConfig, dtype: str) -> list:
     return ["extern __shared__ unsigned char k_smem[];   // sized at launch (the kernel's smem attribute)"]
 
 
-def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
-    """The CUDA body of the engine kernel for the matched product ``mt`` of ``ctx`` with shape ``cfg``."""
+def kernel_source(ctx, mt: dict, cfg: EngineConfig, conv=None) -> str:
+    """The CUDA body of the engine kernel for the matched product ``mt`` of ``ctx`` with shape ``cfg``;
+    ``conv`` (``mma_conv.ConvGemm``): an implicit-GEMM convolution, whose B copies and epilogue it gives."""
+    from . import mma_conv
     m, n, k = mt["m"], mt["n"], mt["k"]
-    E = ctx.extents
+    E = conv.extents if conv is not None else ctx.extents
     dtype = ctx.dtypes[0]
     ab_t, out_t = CTYPE[dtype], CTYPE[ctx.out_dtype]
     it = "long long" if ctx.idx_t == "i64" else "int"
@@ -361,13 +363,15 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         f"const {it} k_cbase = k_batch * {E[m] * E[n]};",
         "// Copy plan: this thread's chunks of each stage (see issue below), computed once.",
         *copy_plan_lines(a, "a", "k_abase", nt, ragged, ab_t),
-        *copy_plan_lines(b, "b", "k_bbase", nt, ragged, ab_t),
+        *(mma_conv.plan_lines(conv, b, nt) if conv is not None
+          else copy_plan_lines(b, "b", "k_bbase", nt, ragged, ab_t)),
         "// Issue k tile kt's copies into pipeline stage `stage` (zero-filled outside the tensors).",
         "auto k_load_tile = [&](int kt, int stage) {",
         f"  {ab_t}* const sa = k_sa + stage * A_TILE;",
         f"  {ab_t}* const sb = k_sb + stage * B_TILE;",
         *ind(issue_lines(a, "a", "sa", nt, cfg.bk, ragged), 1),
-        *ind(issue_lines(b, "b", "sb", nt, cfg.bk, ragged), 1),
+        *ind(mma_conv.issue_lines(conv, b, b.name, "sb", nt, cfg.bk, ragged) if conv is not None
+             else issue_lines(b, "b", "sb", nt, cfg.bk, ragged), 1),
         "};",
         "// ldmatrix row offsets of this lane within a stage, one per swizzle phase (the rest is immediate).",
         *(fragment_offset_lines(fa, a, "a") + fragment_offset_lines(fb, b, "b") if dtype != "f32"
@@ -412,7 +416,8 @@ def kernel_source(ctx, mt: dict, cfg: EngineConfig) -> str:
         "for (int mi = 0; mi < MI; ++mi)",
         "  #pragma unroll",
         "  for (int ni = 0; ni < NI; ++ni)",
-        *ind(fused_epilogue_lines(ctx, mt) if ctx.fused else epilogue_lines(ctx.out_name, out_t, it, E[m], E[n]), 2),
+        *ind(mma_conv.epilogue_lines(conv, ctx) if conv is not None else fused_epilogue_lines(ctx, mt) if ctx.fused
+             else epilogue_lines(ctx.out_name, out_t, it, E[m], E[n]), 2),
     ]
     return "\n".join(src) + "\n"
 
