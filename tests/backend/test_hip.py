@@ -65,9 +65,10 @@ def test_amd_specs_are_data_with_sources():
     assert mi250x.smem_per_sm_bytes == 64 * 1024 and mi250x.l2_bytes == 8 << 20
     assert mi250x.dram_bytes_per_s == pytest.approx(1.6384e12)
     assert mi250x.matrix_flops["f16"] == pytest.approx(191.5e12) and "CDNA 2" in mi250x.sources
-    # No NVIDIA tensor-core engine, no clusters: the lowering never picks wmma/mma.sync/wgmma/TMA for AMD.
+    # The matrix engine tilec emits there is MFMA (f16/bf16 at the matrix-core peak, no tf32), no clusters.
     for spec in (mi250x, mi300x):
-        assert spec.is_amd and spec.tensor_core_flops("f16") == 0 and spec.mma_shapes == []
+        assert spec.is_amd and spec.tensor_core_flops("f16") == spec.matrix_flops["f16"] > 0
+        assert spec.tensor_core_flops("tf32") == 0 and spec.mma_shapes == [[16, 16, 16]]
         assert spec.max_cluster_blocks == 1
     assert not get_arch("h200").is_amd and language_for(get_arch("h200")) is CUDA
 
@@ -134,7 +135,7 @@ def test_nvidia_sources_are_the_cuda_language(builds):
         assert "hip" not in emit_kernel(k, CUDA).split("\n", 1)[0].lower()
 
 
-def test_f16_contractions_avoid_nvidia_engines_on_amd(tmp_path):
+def test_f16_contractions_take_mfma_not_nvidia_engines_on_amd(tmp_path):
     vi = helper.make_tensor_value_info
     w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((128, 128)).astype(np.float16), "w")
     model = _save(tmp_path, "mm16", [helper.make_node("MatMul", ["x", "w"], ["y"])],
@@ -147,6 +148,7 @@ def test_f16_contractions_avoid_nvidia_engines_on_amd(tmp_path):
     assert "tl_mma_" in nv or "wmma" in nv or "tl_wgmma" in nv   # else this tests nothing
     for engine in ("tl_mma_", "wmma", "tl_wgmma", "tl_cp_async", "tl_ldmatrix", "tl_tma"):
         assert engine not in amd
+    assert "tl_mfma_" in amd   # AMD's matrix cores instead (mfma_engine)
 
 
 def test_parse_remarks():

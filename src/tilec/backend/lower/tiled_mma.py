@@ -45,7 +45,7 @@ def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
         return False
     if not all(block.get(b, 1) == 1 for b in mt["batch"]):
         return False
-    if mt["dtype"] == "f32":   # tf32: the engine or CUDA cores (the wmma kernel has no tf32 form)
+    if mt["dtype"] == "f32" or tiled_for(ctx).is_amd:   # tf32, AMD: the engine or CUDA cores (no wmma there)
         return engine_config(ctx, rtile) is not None
     return smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= ctx.smem_limit
 
@@ -78,6 +78,8 @@ def engine_config(ctx: ComputeContext, rtile: dict):
     from . import mma_engine
     mt = match(ctx)
     spec = tiled_for(ctx)
+    if spec.is_amd:   # matrix cores: the MFMA engine (mfma_engine.MfmaConfig)
+        return _mfma_plan(ctx, mt, rtile, spec)
     if not mma_engine.supports(spec, mt, ctx.extents):
         return None
     bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
@@ -85,6 +87,16 @@ def engine_config(ctx: ComputeContext, rtile: dict):
         return _tf32_plan(mt, bm, bn, ctx.extents[mt["k"]], spec)
     return mma_engine.plan(bm, bn, ctx.extents[mt["k"]], warps_for(bm, bn, _threads_hint(mt, rtile)),
                            ctx.dtypes[0], spec)
+
+
+def _mfma_plan(ctx: ComputeContext, mt: dict, rtile: dict, spec):
+    """The MFMA engine's shape on an AMD target (``mfma_engine.plan``), or None (CUDA-core code then)."""
+    from . import mfma_engine
+    if not mfma_engine.supports(spec, mt, ctx.extents):
+        return None
+    bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
+    waves = max(1, _threads_hint(mt, rtile) // spec.warp_size)
+    return mfma_engine.plan(bm, bn, ctx.extents[mt["k"]], ctx.dtypes[0], spec, waves)
 
 
 def _tf32_plan(mt: dict, bm: int, bn: int, k_extent: int, spec):
@@ -119,10 +131,17 @@ def lower_tiled_mma(ctx: ComputeContext, name: str, rtile: dict):
 
 
 def lower_engine(ctx: ComputeContext, name: str, rtile: dict, cfg):
-    """The ``kernel.func`` of the sm_80 engine kernel (``mma_engine``) with shape ``cfg``."""
-    from . import mma_engine
+    """The ``kernel.func`` of the sm_80 engine kernel (``mma_engine``) with shape ``cfg``, or of the MFMA
+    engine's (``mfma_engine``) where ``cfg`` is one of its shapes (an AMD target)."""
+    from . import mfma_engine, mma_engine
     from .builder import KernelBuilder
     mt = match(ctx)
+    from . import wgmma_engine
+    wg = wgmma_engine.plan(tiled_for(ctx), mt, ctx.extents, ctx.dtypes[0])
+    if wg is not None:   # an sm_90 target: the wgmma engine where it has a shape (else mma.sync below)
+        return wgmma_engine.lower(ctx, name, rtile, mt, wg)
+    if isinstance(cfg, mfma_engine.MfmaConfig):
+        return mfma_engine.lower(ctx, name, rtile, cfg, modelled_bytes(ctx, mt, cfg.bm, cfg.bn, cfg.bk))
     dtype = ctx.dtypes[0]
     conf = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(rtile.get("thread", {})),
             "step": {mt["k"]: cfg.bk}, "mma": [16, 8, mma_engine.MMA_K[dtype]], "engine": "mma_sync",
