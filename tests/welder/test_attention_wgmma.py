@@ -1,7 +1,7 @@
 """Attention on wgmma for sm_90 (issue #21, fusion/attention/wgmma.py): an f16/bf16 attention chain with head
 dims 64 or 128 on h200 is one welder ``attention`` kernel whose S = Q·Kᵀ is wgmma with both operands in
 shared memory and whose O += P·V takes P from registers (the ``_rs`` form). Run exactly under the emulator
-against numpy (f32 math on the same half-precision inputs) for sequences 64..256 that are and are not
+against numpy (f32 math on the same half-precision inputs), and f16 models against onnxruntime, for sequences 64..256 that are and are not
 multiples of the tiles, both head dims, both types, masks, the head merge, and K and V stored either way
 round (K-major and MN-major descriptors); bytes equal the model's. ptxas (sm_90a) gives 0 spills, no
 injected wgmma wait (C7517), and SASS with HGMMA for both products: d/16 from shared memory and bk/16 with
@@ -81,6 +81,12 @@ def test_wgmma_attention_matches_numpy(built, order):
     np.testing.assert_allclose(got, ref, atol=TOL[dtype] * float(np.abs(ref).max()), rtol=0)
     for k in json.load(open(d / f"r-{order}.json"))["kernels"]:
         assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
+    if dtype == "f16" and order == "normal":   # onnxruntime's CPU kernels take f16 (not bf16) attention
+        import onnxruntime as ort
+        feeds = dict(np.load(d / "in.npz"))
+        want = ort.InferenceSession(str(d / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        want = want.astype(np.float32)
+        np.testing.assert_allclose(got, want, atol=TOL[dtype] * float(np.abs(want).max()), rtol=0)
 
 
 def test_kernel_is_wgmma_with_p_from_registers(built):
