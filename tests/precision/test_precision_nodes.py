@@ -17,11 +17,14 @@ from checks import TOLERANCE, scaled_error  # noqa: E402
 
 OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose"}
 MODES = ("tf32", "fp16", "bf16")
-# The fast tests: one case per op kind and mode in numpy, one per op kind under the emulator.
+# The fast tests: one case per op kind and mode in numpy; under the emulator one per op kind, and one per
+# mode for the convolutions.
 NUMPY_FAST = ("test_matmul_4d", "test_gemm_all_attributes", "test_conv_with_strides_and_asymmetric_padding",
               "test_convtranspose_group_2")
-EMU_FAST = {("test_matmul_3d", "fp16"), ("test_gemm_all_attributes", "bf16"),
-            ("test_conv_with_strides_padding", "fp16"), ("test_convtranspose", "bf16"), ("test_matmul_2d", "tf32")}
+EMU_FAST = {("test_matmul_3d", "fp16"), ("test_gemm_all_attributes", "bf16"), ("test_matmul_2d", "tf32"),
+            ("test_conv_with_strides_padding", "fp16"), ("test_conv_with_strides_padding", "bf16"),
+            ("test_conv_with_strides_padding", "tf32"), ("test_convtranspose", "fp16"), ("test_convtranspose", "bf16"),
+            ("test_convtranspose", "tf32")}   # Conv and ConvTranspose: one case per mode
 
 
 def _cases() -> list:
