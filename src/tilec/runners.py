@@ -62,7 +62,9 @@ class InterpreterRunner:
         self.input_names = [n for n, _, _ in self._declared]
         returned = fn.body.terminator.operands if fn.body.terminator is not None else []
         # run_module's names for the outputs
-        self.output_names = list(fn.attributes.get("result_names") or [f"out{i}" for i in range(len(returned))])
+        hidden = set((fn.attributes.get("result_rows") or {}).values())   # row counts (ir/row_counts.py)
+        self.output_names = [n for n in fn.attributes.get("result_names") or [f"out{i}" for i in range(len(returned))]
+                             if n not in hidden]
 
     def declared(self, inputs: dict | None = None) -> list:
         """The inputs' ``(name, dtype, shape)``; a dynamic .onnx is imported at the shapes of ``inputs`` first
@@ -207,7 +209,8 @@ def _plan_io(build_dir: str) -> tuple:
     from .backend.plan import plan_inputs
     try:
         plan = json.loads(Path(build_dir, "plan.json").read_text())
-        return plan_inputs(plan), [o["name"] for o in plan["outputs"]]
+        hidden = set((plan.get("result_rows") or {}).values())   # row counts (ir/row_counts.py)
+        return plan_inputs(plan), [o["name"] for o in plan["outputs"] if o["name"] not in hidden]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CompileError(f"'{build_dir}' has an unreadable plan.json ({type(e).__name__}: {e}): "
                            "compile it again") from None

@@ -18,6 +18,7 @@ from ..ir.attributes import DenseAttr, SymbolRef
 from ..ir.core import Operation, Value, arg_names, lookup_symbol, main_function
 from ..ir.diagnostics import CompileError
 from ..ir.opspec import is_view  # noqa: F401  (also re-exported: the passes import it from here)
+from ..ir.row_counts import ROWS_ATTR
 from ..ir.types import TensorType, itemsize
 from ..ir.weights import module_weights
 from .launch_resources import static_shared_bytes
@@ -119,9 +120,12 @@ def build_plan(module: Operation) -> dict:
     _finish_lifetimes(buffers, clock[0])
     arena = _pack_arena(buffers)
     inputs = [{"name": b["input"], "buffer": n} for n, b in buffers.items() if b["kind"] == "input"]
-    return {"version": PLAN_VERSION, "arch": module_arch(module), "inputs": inputs, "outputs": outputs,
+    plan = {"version": PLAN_VERSION, "arch": module_arch(module), "inputs": inputs, "outputs": outputs,
             "buffers": list(buffers.values()), "arena_bytes": arena, "steps": steps,
             "host_ops": [s["op"] for s in walk_steps(steps) if s["kind"] in ("host", "loop", "if")]}
+    if fn.attributes.get(ROWS_ATTR):   # outputs the runtime cuts to a row count (ir/row_counts.py)
+        plan[ROWS_ATTR] = dict(fn.attributes[ROWS_ATTR])
+    return plan
 
 
 def walk_steps(steps: list):

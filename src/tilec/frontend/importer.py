@@ -20,6 +20,7 @@ from ..ir.core import Block, Location, Operation, Region, Value, new_module
 from ..ir.diagnostics import CompileError, Diagnostic
 from ..ir.limits import shape_problem
 from ..ir.opspec import get_rule, get_spec, with_defaults
+from ..ir.row_counts import ROWS_ATTR, rows_suffix
 from ..ir.types import FunctionType, TensorType, itemsize, np_dtype
 from ..ir.weights import module_weights
 from .coverage import unsupported_ops
@@ -94,6 +95,7 @@ class ImportContext:
         self.const_of: dict = {}        # Value -> np.ndarray, for tile.consts we created
         self.weight_names: dict = {}    # source tensor name -> weight symbol
         self.used_symbols: set = set()
+        self.row_counts: dict = {}      # Value -> its valid-row count Value (ir/row_counts.py)
         self.node: onnx.NodeProto | None = None
         self.node_label = ""
         self.builder: Builder | None = None
@@ -166,13 +168,20 @@ class ImportContext:
             if out.name not in self.values:
                 raise CompileError(f"graph output '{out.name}' is not produced by any node", self.file)
             results.append(self.value(self.values[out.name]))
+        names, rows = [o.name for o in g.output], {}
+        for name, v in list(zip(names, results)):
+            if v in self.row_counts:   # returned with its hidden row count (ir/row_counts.py)
+                rows[name] = rows_suffix(name, names)
+                names.append(rows[name])
+                results.append(self.row_counts[v])
         self.builder.create("func.return", results, [])
         from ..ir.attributes import SymbolRef
         func.attributes = {
             "sym_name": SymbolRef("main"),
             "function_type": FunctionType(tuple(args), tuple(v.type for v in results)),
             "arg_names": arg_names,
-            "result_names": [o.name for o in g.output],
+            "result_names": names,
+            **({ROWS_ATTR: rows} if rows else {}),
         }
         self._drop_dead_constants(block)
         from ..ir.verifier import verify
@@ -333,6 +342,11 @@ class ImportContext:
         if conv is None:
             raise self.error(node, f"unsupported ONNX op '{node.op_type}'")
         fn, since = conv
+        for name in node.input:
+            if name and node.op_type != "Identity" and self.values.get(name) in self.row_counts:
+                raise self.error(node, f"'{name}' has a row count that depends on the data, so tilec computes "
+                                       "it padded and can only return it as a graph output, not feed it to "
+                                       f"'{node.op_type}'")
         if self.opset < MIN_OPSET and not _same_as_min_opset(node.op_type, self.opset):
             # Before opset 7 ops had other semantics (e.g. Add's broadcast attribute); tilec accepts an
             # older opset only for ops whose definition did not change since.
@@ -556,6 +570,10 @@ class ImportContext:
         missing = [o.name for o in graph.output if o.name not in self.values]
         if missing:
             raise CompileError(f"body output '{missing[0]}' is not produced by any node ({prefix})", self.file)
+        dynamic = [o.name for o in graph.output if self.values[o.name] in self.row_counts]
+        if dynamic:
+            raise CompileError(f"body output '{dynamic[0]}' has a row count that depends on the data "
+                               f"({prefix}): tilec returns such a value only from the main graph", self.file)
         return [self.values[o.name] for o in graph.output]
 
     # --- cleanup -------------------------------------------------------------------------------------

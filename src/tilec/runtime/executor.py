@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir.diagnostics import CompileError
+from ..ir.row_counts import ROWS_ATTR, trim_rows
 from ..ir.types import np_dtype
 from .device import Device
 from .device_arrays import is_device_array
@@ -223,7 +224,7 @@ class Executor:
             m = self._mem[o["buffer"]]
             out[o["name"]] = (read or self.device.read)(m.raw, m.offset, m.dtype, m.shape)
         self.stats.host_syncs += 1  # one wait for the device before the results are read
-        return out
+        return trim_rows(out, self.plan.get(ROWS_ATTR), lambda a: int(a.get() if hasattr(a, "get") else a))
 
     def run_steps(self, timed: bool = False, poison: bool | None = None) -> None:
         """Enqueue every step. ``timed`` records per-kernel seconds (events on a GPU); with ``poison`` off

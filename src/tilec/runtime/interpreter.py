@@ -7,6 +7,7 @@ from ..ir.attributes import DenseAttr, SymbolRef
 from ..ir.core import Operation, arg_names, main_function
 from ..ir.diagnostics import CompileError
 from ..ir.opspec import get_spec, with_defaults
+from ..ir.row_counts import ROWS_ATTR, trim_rows
 from ..ir.types import np_dtype
 from ..ir.weights import module_weights
 from .reference import get_reference
@@ -43,7 +44,7 @@ def run_module(module: Operation, inputs: dict | list) -> dict:
         values[a] = arr.astype(np_dtype(a.type.dtype), copy=False)
     results = run_block(module, fn.body, values)
     names = fn.attributes.get("result_names") or [f"out{i}" for i in range(len(results))]
-    return dict(zip(names, results))
+    return trim_rows(dict(zip(names, results)), fn.attributes.get(ROWS_ATTR))
 
 
 def run_block(module: Operation, block, values: dict) -> list:

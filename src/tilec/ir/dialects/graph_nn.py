@@ -224,6 +224,22 @@ def _top_k(types, attrs):
     return [x.with_shape(shape), x.with_shape(shape).with_dtype("i64")]
 
 
+@result_rule("nms_select")
+def _nms_select(types, attrs):
+    boxes, scores = types[0], types[1]
+    if boxes.rank != 3 or boxes.shape[2] != 4:
+        raise ValueError(f"boxes must be [batches, boxes, 4], not {list(boxes.shape)}")
+    if scores.rank != 3 or scores.shape[0] != boxes.shape[0] or scores.shape[2] != boxes.shape[1]:
+        raise ValueError(f"scores {list(scores.shape)} must be [batches, classes, boxes] for boxes "
+                         f"{list(boxes.shape)}")
+    if any(t.dtype != "f32" for t in types[:4]) or any(t.rank != 0 for t in types[2:4]):
+        raise ValueError("boxes and scores must be f32, the two thresholds f32 scalars")
+    k = attrs["max_per_class"]
+    if not 0 <= k <= boxes.shape[1]:
+        raise ValueError(f"max_per_class {k} must be within 0..{boxes.shape[1]} (the box count)")
+    return [scores.with_shape((scores.shape[0], scores.shape[1], k)).with_dtype("i64")]
+
+
 @result_rule("cum_sum")
 def _cum_sum(types, attrs):
     if not 0 <= attrs["axis"] < max(types[0].rank, 1):
