@@ -2,7 +2,7 @@
 
     python scripts/bench.py --out docs/benchmarks [--date YYYY-MM-DD] [--models [NAME ...]] [--pipelines P ...]
                             [--full NAME ...] [--jobs 2] [--row-timeout S] [--budget S] [--no-ptx]
-                            [--grinder-everywhere] [--note TEXT] [--from-json CPU.json]
+                            [--grinder-everywhere] [--note TEXT] [--from-json CPU.json] [--ray [ADDRESS]]
 
 For each zoo model x pipeline (``grinder`` only for models with control flow, see CONTROL_FLOW), in f32 (the
 models' own types), and in each other ``--precisions`` mode (default fp16: ``tilec compile --precision``) with
@@ -18,7 +18,9 @@ rammer report and scripts/bench_grinder.py, 10-20 s together, within its 20) is 
 gives the machine's load average over the run, since other work on it inflates every time in the table.
 Writes ``OUT/cpu-DATE.md`` (the exact command on top) and ``OUT/cpu-DATE.json``. Builds go to ``--work``
 (default build/bench). The ptxas and emulator caches (``~/.cache/tilec``) make a rerun mostly cache hits;
-the report says how many entries existed beforehand.
+the report says how many entries existed beforehand. ``--ray [ADDRESS]`` runs the rows as Ray tasks
+(``tilec.testing.campaign``: each carries its model's bytes; a local cluster gets ``--jobs`` CPUs); the rows
+are the same, in the same order.
 """
 from __future__ import annotations
 
@@ -32,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,20 @@ def run_row(task: dict, timeout: float, why: str = "per-row limit") -> dict:
     return row
 
 
+def bench_unit(task: dict, model, deadline: float, limits: tuple) -> dict:
+    """One row as a campaign unit: ``run_row`` on ``model`` (a ``FileInput``: the zoo model's bytes) unless
+    the wall-clock ``deadline`` leaves under 30 s; ``limits`` is (budget, small row, full row) seconds."""
+    budget, row_timeout, full_timeout = limits
+    left = deadline - time.time()
+    if left < 30:
+        return {"model": task["model"], "size": task["size"], "pipeline": task["pipeline"],
+                "precision": task.get("precision", "fp32"), "status": "skipped",
+                "error": f"the run's {budget:.0f}s budget was used up before this row started"}
+    limit = row_timeout if task["size"] == "small" else full_timeout
+    return run_row(dict(task, path=model.local()), min(left, limit),
+                   "per-row limit" if limit <= left else "what was left of the budget")
+
+
 def progress(i: int, n: int, r: dict) -> str:
     what = f"{r['model']:13} {r['size']:5} {r['pipeline']:8} {r.get('precision', 'fp32'):4}"
     if r["status"] != "ok":
@@ -151,6 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--grinder-everywhere", action="store_true",
                     help="run the grinder pipeline on models without control flow too (it then equals rammer)")
     ap.add_argument("--note", help="a sentence for the header, e.g. what else ran on the machine")
+    from tilec.testing.campaign import add_ray_argument
+    add_ray_argument(ap)
     ap.add_argument("--from-json", metavar="CPU.json", help="only re-render the markdown (and JSON) from the "
                     "rows of an earlier run, e.g. after a change to the table's format; nothing is measured")
     args = ap.parse_args(argv)
@@ -201,22 +218,20 @@ def main(argv=None) -> int:
           f"{len(args.pipelines)} pipelines" + (f"; grinder not run on {len(no_grinder)} models without control flow"
                                                 if no_grinder else "")
           + f"), {args.jobs} at a time; cache entries before: {caches}", flush=True)
-    done = len(rows)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        def submit(t):
-            left = args.budget - (time.perf_counter() - start)
-            if left < 30:
-                return {"model": t["model"], "size": t["size"], "pipeline": t["pipeline"],
-                        "precision": t.get("precision", "fp32"), "status": "skipped",
-                        "error": f"the run's {args.budget:.0f}s budget was used up before this row started"}
-            limit = args.row_timeout if t["size"] == "small" else args.full_timeout
-            return run_row(t, min(left, limit), "per-row limit" if limit <= left else "what was left of the budget")
-        futures = [pool.submit(submit, t) for t in tasks]
-        for f in as_completed(futures):
-            r = f.result()
-            done += 1
-            print(progress(done, n, r), flush=True)
-            rows.append(r)
+    done = [len(rows)]
+
+    def report(_i, r):
+        done[0] += 1
+        print(progress(done[0], n, r), flush=True)
+    # One content-addressed unit per row (tilec.testing.campaign): here on --jobs threads, or with --ray as Ray
+    # tasks, each carrying its model's bytes; the budget is a wall-clock deadline every row checks as it starts.
+    from tilec.testing.campaign import FileInput, Unit, executor_for
+    deadline = time.time() + args.budget - (time.perf_counter() - start)
+    limits = (args.budget, args.row_timeout, args.full_timeout)
+    units = [Unit.of(bench_unit, {k: v for k, v in t.items() if k != "path"}, FileInput.of(t["path"]), deadline,
+                     limits) for t in tasks]
+    with executor_for(args.ray, args.jobs, num_cpus=args.jobs) as executor:
+        rows += executor.run(units, report)
     rows.sort(key=lambda r: zoo_order.get((r["model"], r["size"], r["pipeline"], r.get("precision", "fp32")), -1))
     wall = time.perf_counter() - start
     args.no_grinder = sorted(no_grinder, key=list(ZOO).index)

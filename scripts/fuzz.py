@@ -12,6 +12,10 @@ The f16 share of those all takes the default pipeline; ``--pipeline-f16-graphs``
 through every pipeline in turn (their own seeds: ``--seed`` + 1,000,000 on). ``--precision-graphs N`` runs N
 f32 graphs with a MatMul/Gemm/Conv per mode of ``--precisions`` (default fp16,bf16), compiled with
 ``tilec compile --precision`` (seeds ``--seed`` + 2,000,000 on).
+
+``--ray [ADDRESS]`` runs the campaigns' work units as Ray tasks (``tilec.testing.campaign``; no value: a local
+Ray cluster, ``auto``: the running one); the table is the same as without it for the same seed, timings aside.
+Each worker then caps its own address space by ``--memory-gib`` instead of this process.
 """
 from __future__ import annotations
 
@@ -51,24 +55,38 @@ def main(argv=None) -> int:
     ap.add_argument("--save-regressions", action="store_true",
                     help="shrink each failing graph and write it to tests/regressions/")
     ap.add_argument("--memory-gib", type=float, default=4.0, help="address space allowed beyond start-up")
+    from tilec.testing.campaign import add_ray_argument
+    add_ray_argument(ap)
     args = ap.parse_args(argv)
+    from tilec.testing.campaign import executor_for
+    with executor_for(args.ray) as executor:
+        return _run(args, executor)
 
-    from tilec.testing.campaign import HEADER, graph_campaign, ir_campaign, onnx_campaign
+
+def _run(args, executor) -> int:
+    from tilec.testing.campaign import HEADER, LIFT, Unit, graph_campaign, ir_campaign, onnx_campaign
     from tilec.testing.guard import cap_address_space
-    cap_address_space(int(args.memory_gib * (1 << 30)))
+    memory = int(args.memory_gib * (1 << 30))
+    if args.ray is None:
+        cap_address_space(memory)
+    # On Ray the workers cap themselves (this process holds Ray's client and its shared-memory store).
+    run = {"executor": executor, "worker_memory": memory if args.ray is not None else None}
     start = time.perf_counter()
     tallies = []
     if args.ir:
-        tallies.append(ir_campaign(args.ir, args.seed))
+        tallies.append(ir_campaign(args.ir, args.seed, **run))
     if args.onnx:
-        tallies.append(onnx_campaign(args.onnx, args.seed))
+        tallies.append(onnx_campaign(args.onnx, args.seed, **run))
     if args.run_inputs:
-        from tilec.testing.run_inputs import run_input_campaign
-        tallies.append(run_input_campaign(args.run_inputs, args.seed))
+        from tilec.testing.run_inputs import run_input_campaign, run_input_unit
+        if args.ray is None:
+            tallies.append(run_input_campaign(args.run_inputs, args.seed))
+        else:   # one unit: its mutations share one random stream
+            tallies += executor.run([Unit.of(run_input_unit, args.run_inputs, args.seed, memory)])
     if args.graphs:
         regressions = str(ROOT / "tests" / "regressions") if args.save_regressions else None
         tallies += list(graph_campaign(args.graphs, args.seed, args.nodes, regressions=regressions,
-                                            emu_limit=args.emu_graphs).values())
+                                       emu_limit=args.emu_graphs, **run).values())
     if args.pipeline_graphs or args.pipeline_f16_graphs or args.precision_graphs:
         import resource
 
@@ -77,6 +95,7 @@ def main(argv=None) -> int:
         # kernel: GiBs of address space, little of it touched. Lift the cap for this campaign; a real huge
         # allocation is still caught by run_guarded's peak-RSS check.
         resource.setrlimit(resource.RLIMIT_AS, (resource.getrlimit(resource.RLIMIT_AS)[1],) * 2)
+        run["worker_memory"] = LIFT if args.ray is not None else None
         runs = [(args.pipeline_graphs, None, args.seed, None),
                 (args.pipeline_f16_graphs, "f16", args.seed + F16_SEEDS, None)]
         runs += [(args.precision_graphs, None, args.seed + PRECISION_SEEDS, p)
@@ -86,7 +105,7 @@ def main(argv=None) -> int:
                 continue
             t0 = time.perf_counter()
             by = pipeline_campaign(n, first, args.max_nodes, save_dir=args.save_dir, progress=_progress,
-                                   dtype=dtype, precision=precision)
+                                   dtype=dtype, precision=precision, **run)
             what = " (f16 only)" if dtype else f" (--precision {precision})" if precision else ""
             print(f"full pipeline{what}: {n} graphs in {time.perf_counter() - t0:.0f} s", flush=True)
             if dtype or precision:   # every tally of this run is f16 / that precision: say so in its row
@@ -101,7 +120,7 @@ def main(argv=None) -> int:
           f"--pipeline-f16-graphs {args.pipeline_f16_graphs} --precision-graphs {args.precision_graphs} "
           f"--precisions {args.precisions} "
           f"--max-nodes {args.max_nodes} --ir {args.ir} --onnx {args.onnx} --run-inputs {args.run_inputs} "
-          f"--seed {args.seed}")
+          f"--seed {args.seed}" + ("" if args.ray is None else f" --ray {args.ray}"))
     from tilec.testing.differential import STAGES, stage_available
     for stage in STAGES:
         if args.graphs and stage_available(stage):

@@ -139,10 +139,12 @@ def profile_config(device, op, config: dict, repeat: int = PROFILE_REPEAT) -> fl
     return statistics.median(times)
 
 
-def tune_build(build_dir: str, k: int = 8, profiler=None, check_ptx: bool | None = None) -> dict:
+def tune_build(build_dir: str, k: int = 8, profiler=None, check_ptx: bool | None = None,
+               backend: str | None = None, executor=None) -> dict:
     """``tilec tune BUILD``: re-tune a build folder in place from its reference.tir (the IR before
     lower-cuda, which keeps Roller's ``rtile`` and ``alternatives``), lower again and rewrite the folder.
-    Returns the new report."""
+    ``backend`` (``emu`` or ``cupy``) times every candidate as a campaign unit on ``executor`` (default: here;
+    a ``RayExecutor`` for ``--ray``): ``tune_emu``. Returns the new report."""
     import time
 
     from .ir.io import read_ir
@@ -156,7 +158,14 @@ def tune_build(build_dir: str, k: int = 8, profiler=None, check_ptx: bool | None
     old = json.loads(old_report.read_text())
     start = time.perf_counter()
     module = read_ir(str(ref))
+    # --backend cupy here is today's GPU profiler (gpu_profiler, in this process); units only when asked.
+    if profiler is None and (backend == "emu" or (backend is not None and executor is not None)):
+        from .testing.campaign import LocalExecutor
+        from .tune_emu import unit_profiler
+        profiler = unit_profiler(module, k, backend, executor or LocalExecutor())
     tuning = tune_module(module, k, profiler)
+    if backend is not None:
+        tuning["tuning_backend"] = backend
     reference = module_text(module)
     get_pass("lower-cuda").apply(module)
     ptx = old.get("ptxas_checked", False) if check_ptx is None else check_ptx
@@ -177,4 +186,5 @@ def summary(tuning: dict) -> str:
     changed = sum(1 for r in tuning["tuned"] if r["chosen"])
     if tuning["tuning"] == "model":
         return f"tuning: no GPU, the model decided for {n} ops ({tuning.get('tuning_reason', '')})"
-    return f"tuning: profiled top-{tuning['tuning_k']} of {n} ops; {changed} changed from the model's pick"
+    how = " on the emulator (latency model)" if tuning.get("tuning_backend") == "emu" else ""
+    return f"tuning: profiled top-{tuning['tuning_k']} of {n} ops{how}; {changed} changed from the model's pick"

@@ -142,12 +142,24 @@ def compile_cmd(model, build_dir, dump_dir, compile_to, pipeline, arch, precisio
 @click.argument("build_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("-k", "--top", "k", default=8, show_default=True, type=click.IntRange(min=1),
               help="How many of Roller's candidates to profile per op.")
+@click.option("--backend", type=click.Choice(["cupy", "emu"]), default=None,
+              help="What times the candidates: cupy (the GPU, CUDA events) or emu (the CUDA emulator's byte counts "
+                   "through the latency model; no GPU needed). Default: the GPU if there is one, else the model.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Compile and time every candidate as a Ray task (no value: a local Ray cluster; 'auto': the "
+                   "running one); with cupy each task takes a GPU. Needs pip install -e \".[ray]\".")
 @guarded
-def tune_cmd(build_dir, k):
+def tune_cmd(build_dir, k, backend, ray_address):
     """Re-tune a build folder: profile each op's top-K tiles on the GPU, keep the fastest, rewrite it."""
     from ..tune import summary, tune_build
     refuse_profile_build(build_dir, "tilec tune")
-    click.echo(summary(tune_build(build_dir, k)))
+    if ray_address is None:
+        click.echo(summary(tune_build(build_dir, k, backend=backend)))
+        return
+    from ..testing.campaign import executor_for
+    backend = backend or "cupy"
+    with executor_for(ray_address, num_gpus=1 if backend == "cupy" else 0) as executor:
+        click.echo(summary(tune_build(build_dir, k, backend=backend, executor=executor)))
 
 
 @cli.command("run")

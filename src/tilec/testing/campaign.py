@@ -1,14 +1,27 @@
-"""The three fuzz campaigns as functions returning a :class:`Tally`; ``scripts/fuzz.py`` prints them and
-the pytest suite asserts on them (with smaller counts)."""
+"""The campaign runner (issue #22) and the three fuzz campaigns as functions returning a :class:`Tally`;
+``scripts/fuzz.py`` prints them and the pytest suite asserts on them (with smaller counts).
+
+Each campaign cuts its inputs into content-addressed work units (``executors.Unit``: the mutated IR text, the
+ONNX bytes, the generated graph) and hands them to an executor: :class:`LocalExecutor` (the default: this
+process, in order, as before) or :class:`RayExecutor` (``--ray``). Results come back in unit order and are
+tallied here, so the table is the same either way. ``worker_memory``: on Ray, each worker caps its own address
+space (what ``scripts/fuzz.py`` does to itself when it runs everything locally).
+"""
 from __future__ import annotations
 
 import re
+import resource
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .guard import CRASH, DIAGNOSTIC, MEMORY, OK, TIMEOUT, run_guarded
+from .executors import (FileInput, LocalExecutor, RayExecutor, Unit, add_ray_argument,  # noqa: F401 - the API
+                        content_hash, executor_for)
+from .guard import CRASH, DIAGNOSTIC, MEMORY, OK, TIMEOUT, cap_address_space, run_guarded
+
+IR_CHUNK, ONNX_CHUNK, GRAPH_CHUNK = 250, 50, 10   # inputs per unit: a few seconds of work each
+LIFT = "lift"   # worker_memory for the emulator campaigns: no address-space cap (see scripts/fuzz.py)
 
 
 @dataclass
@@ -42,51 +55,121 @@ HEADER = ("| inputs | tried | accepted (ok) | clean diagnostics (exit 1) | misma
           "(crash/timeout/memory) | skipped |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 
 
-def ir_campaign(n: int, seed: int = 0, seconds: float = 5.0, seeds: dict | None = None) -> Tally:
-    from .ir_mutator import check_ir, mutants
+_BASE_VM: list = []   # this process's address space when its first unit capped it
+
+
+def worker_memory_limit(memory) -> None:
+    """In a Ray worker, before a unit: ``None`` leaves the limit alone (the local run: the script capped
+    itself), ``LIFT`` removes the cap, a byte count caps the address space at the worker's size before its
+    first unit plus that much (``guard.cap_address_space``)."""
+    if memory is None:
+        return
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if memory == LIFT:
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        return
+    if not _BASE_VM:
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        cap_address_space(0)
+        _BASE_VM.append(resource.getrlimit(resource.RLIMIT_AS)[0])
+    resource.setrlimit(resource.RLIMIT_AS, (min(_BASE_VM[0] + int(memory), hard), hard))
+
+
+def _chunks(items: list, size: int) -> list:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _ir_unit(texts: list, seconds: float, memory) -> list:
+    from .ir_mutator import check_ir
+    worker_memory_limit(memory)
+    return [run_guarded(check_ir, text, True, seconds=seconds) for text in texts]
+
+
+def ir_campaign(n: int, seed: int = 0, seconds: float = 5.0, seeds: dict | None = None, executor=None,
+                worker_memory=None) -> Tally:
+    from .ir_mutator import mutants
     if seeds is None:
         from .corpus import ir_seeds
         seeds = ir_seeds()
     tally = Tally("mutated IR (parse + verify + front passes)")
-    for name, text in mutants(seeds, n, seed):
-        tally.add(name, run_guarded(check_ir, text, True, seconds=seconds))
+    items = _chunks(list(mutants(seeds, n, seed)), IR_CHUNK)
+    units = [Unit.of(_ir_unit, [text for _, text in chunk], seconds, worker_memory) for chunk in items]
+    for chunk, outcomes in zip(items, (executor or LocalExecutor()).run(units)):
+        for (name, _), o in zip(chunk, outcomes):
+            tally.add(name, o)
     return tally
 
 
+def _onnx_hostile_unit(seconds: float, memory) -> list:
+    """``[(name, outcome, expected)]`` of the hand-made hostile models (written into a temporary folder)."""
+    from .onnx_cases import check_model_file, hostile_cases
+    worker_memory_limit(memory)
+    with tempfile.TemporaryDirectory(prefix="tilec-onnx-fuzz-") as d:
+        return [(name, run_guarded(check_model_file, path, seconds=seconds), expect)
+                for name, path, expect in hostile_cases(Path(d) / "hostile")]
+
+
+def _onnx_mutant_unit(models: list, passes: bool, seconds: float, memory) -> list:
+    from .onnx_cases import check_model_file
+    worker_memory_limit(memory)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="tilec-onnx-fuzz-") as d:
+        path = Path(d) / "mutant" / "model.onnx"
+        path.parent.mkdir()
+        for data in models:
+            path.write_bytes(data)
+            out.append(run_guarded(check_model_file, path, passes, seconds=seconds))
+    return out
+
+
 def onnx_campaign(n: int, seed: int = 0, seconds: float = 10.0, bases: dict | None = None,
-                  hostile: bool = True) -> Tally:
-    from .onnx_cases import check_model_file, hostile_cases, mutated_models
+                  hostile: bool = True, executor=None, worker_memory=None) -> Tally:
+    from .onnx_cases import mutated_models
     if bases is None:
         from .corpus import onnx_bases
         bases = onnx_bases()
     tally = Tally("adversarial ONNX (hand-made + mutated)")
     passes = True  # imports are also run through the front passes
-    with tempfile.TemporaryDirectory(prefix="tilec-onnx-fuzz-") as d:
-        if hostile:
-            for name, path, expect in hostile_cases(Path(d) / "hostile"):
-                o = run_guarded(check_model_file, path, seconds=seconds)
-                tally.add(name, o, finding=expect == "diagnostic" and o.kind != DIAGNOSTIC)
-        path = Path(d) / "mutant" / "model.onnx"
-        path.parent.mkdir()
-        for name, data in mutated_models(bases, n, seed):
-            path.write_bytes(data)
-            tally.add(name, run_guarded(check_model_file, path, passes, seconds=seconds))
+    items = _chunks(list(mutated_models(bases, n, seed)), ONNX_CHUNK)
+    units = [Unit.of(_onnx_hostile_unit, seconds, worker_memory)] if hostile else []
+    units += [Unit.of(_onnx_mutant_unit, [data for _, data in chunk], passes, seconds, worker_memory)
+              for chunk in items]
+    results = (executor or LocalExecutor()).run(units)
+    if hostile:
+        for name, o, expect in results.pop(0):
+            tally.add(name, o, finding=expect == "diagnostic" and o.kind != DIAGNOSTIC)
+    for chunk, outcomes in zip(items, results):
+        for (name, _), o in zip(chunk, outcomes):
+            tally.add(name, o)
     return tally
 
 
+def _graph_unit(graphs: list, seconds: float, memory) -> list:
+    """``check_graph`` of each ``(model, inputs, stages)``."""
+    from .differential import check_graph
+    worker_memory_limit(memory)
+    return [check_graph(model, inputs, run, seconds) for model, inputs, run in graphs]
+
+
 def graph_campaign(n: int, seed: int = 0, n_nodes: int = 8, seconds: float = 30.0, stages=None,
-                   regressions: str | None = None, emu_limit: int | None = None) -> dict:
-    """{stage: Tally}; with ``regressions``, each failing graph is shrunk and written there. The ``emu``
-    stage (a g++ build per graph, about a second each) runs on the first ``emu_limit`` graphs only."""
+                   regressions: str | None = None, emu_limit: int | None = None, executor=None,
+                   worker_memory=None) -> dict:
+    """{stage: Tally}; with ``regressions``, each failing graph is shrunk and written there (here, after the
+    units ran). The ``emu`` stage (a g++ build per graph, about a second each) runs on the first ``emu_limit``
+    graphs only."""
     from .differential import STAGES, check_graph, failing
     from .graphgen import generate
     stages = stages or STAGES
     tallies = {s: Tally(f"random graphs vs onnxruntime: {s}") for s in stages}
     written = set()  # (stage, message with numbers and names blurred): one reproducer per kind of failure
+    graphs = []
     for k in range(n):
         g = generate(seed + k, n_nodes)
-        run = [s for s in stages if s != "emu" or emu_limit is None or k < emu_limit]
-        outcomes = check_graph(g.model, g.inputs, run, seconds)
+        graphs.append((g.model, g.inputs, [s for s in stages if s != "emu" or emu_limit is None or k < emu_limit]))
+    items = _chunks(graphs, GRAPH_CHUNK)
+    units = [Unit.of(_graph_unit, chunk, seconds, worker_memory) for chunk in items]
+    results = [o for chunk in (executor or LocalExecutor()).run(units) for o in chunk]
+    for k, outcomes in enumerate(results):
         for s, o in outcomes.items():
             # The graph is valid, so a diagnostic means tilec rejected a model it claims to support.
             tallies[s].add(f"seed {seed + k}", o, finding=o.kind == DIAGNOSTIC)

@@ -39,7 +39,7 @@ import onnx
 from onnx import TensorProto as T
 from onnx import numpy_helper
 
-from .campaign import Tally
+from .campaign import LocalExecutor, Tally, Unit, worker_memory_limit
 from .differential import MISMATCH, Mismatch, guard_mismatch, compare, run_onnxruntime
 from .graphgen import BUILDERS, GenGraph, available_ops, generate
 from .guard import DIAGNOSTIC, Outcome
@@ -239,15 +239,24 @@ def save_case(case: Case, outcome: Outcome, directory) -> Path:
     return out
 
 
+def _case_unit(case: Case, seconds: float, memory) -> Outcome:
+    worker_memory_limit(memory)
+    return run_case(case, seconds)
+
+
 def pipeline_campaign(n: int, seed: int = 0, max_nodes: int = 8, save_dir=None, seconds: float = 600.0,
-                      progress=None, dtype: str | None = None, precision: str | None = None) -> dict:
-    """Run cases ``seed .. seed + n - 1`` (all in ``dtype`` or with ``precision`` when given: ``make_case``).
-    Returns ``{"all": Tally, <pipeline>: Tally, <dtype>: Tally, ...}``; each failing case is saved under
-    ``save_dir`` when given."""
+                      progress=None, dtype: str | None = None, precision: str | None = None, executor=None,
+                      worker_memory=None) -> dict:
+    """Run cases ``seed .. seed + n - 1`` (all in ``dtype`` or with ``precision`` when given: ``make_case``)
+    on ``executor`` (``tilec.testing.campaign``; default here, in order). Returns ``{"all": Tally, <pipeline>:
+    Tally, <dtype>: Tally, ...}``; each failing case is saved under ``save_dir`` when given (by this process,
+    as results come back in case order)."""
     tallies = {"all": Tally("random graphs, full pipeline under the emulator (all)")}
-    for k in range(seed, seed + n):
-        case = make_case(k, max_nodes, dtype=dtype, precision=precision)
-        o = run_case(case, seconds)
+    cases = [make_case(k, max_nodes, dtype=dtype, precision=precision) for k in range(seed, seed + n)]
+    # One unit per case, the case itself its content: a Ray worker runs it as this process would.
+    units = [Unit.of(_case_unit, case, seconds, worker_memory) for case in cases]
+    outcomes = (executor or LocalExecutor()).run(units)
+    for case, o in zip(cases, outcomes):
         fail = is_failure(o)
         for key in ("all", case.pipeline, case.precision or case.dtype):
             t = tallies.setdefault(key, Tally(f"random graphs, full pipeline under the emulator ({key})"))

@@ -119,6 +119,14 @@ def _check(build: str, inputs: str, outputs: str, backend: str, cast: bool) -> N
     run_target(build, inputs, outputs, backend, cast=cast)
 
 
+def run_input_unit(n: int, seed: int, memory) -> Tally:
+    """:func:`run_input_campaign` as one campaign unit (``tilec.testing.campaign``), its worker's address space
+    capped by ``memory`` bytes: the mutations share one random stream, so they are not cut up."""
+    from .campaign import worker_memory_limit
+    worker_memory_limit(memory)
+    return run_input_campaign(n, seed)
+
+
 def run_input_campaign(n: int, seed: int = 0, seconds: float = 60.0, emu_every: int = 10) -> Tally:
     """``n`` mutated run inputs (about half valid) against two builds (a one-input and a two-input model);
     every ``emu_every``-th runs on the emulator, the rest on the numpy backend."""
