@@ -1,29 +1,37 @@
 """The back-to-back contraction rows of the tensor-core table (issue #17; scripts/tensorcore_table.py calls
-:func:`rows`): attention (seq 512, 12 heads, d 64 and 128, f16: one welder ``attention`` kernel on mma.sync,
-fusion/attention/mma.py) and the BERT-base FFN (1024 tokens, 768 -> 3072 -> 768, f16: two engine GEMMs with
-fused epilogues, GEMM + bias + GELU and GEMM + bias), compiled for each arch with --check-ptx and read as
-`tilec inspect` reads them. No GPU needed.
+:func:`rows`): attention (seq 512 and 4096, 12 heads, d 64 and 128, f16: one welder ``attention`` kernel, on
+mma.sync for sm_80 (fusion/attention/mma.py) and on wgmma for sm_90 (fusion/attention/wgmma.py, issue #21),
+whose rows also count the main loop's HGMMA by product: S = Q Kᵀ with both operands in shared memory, O += P V
+with P from registers) and the BERT-base FFN (1024 tokens, 768 -> 3072 -> 768, f16: two engine GEMMs with
+fused epilogues, GEMM + bias + GELU and GEMM + bias) and ResNet-50's 3x3 conv of its 14x14 stage (256 -> 256
+channels, batch 32, f16, + bias + ReLU: an implicit GEMM on the engine, lower/mma_conv.py), compiled for each
+arch with --check-ptx and read as `tilec inspect` reads them. No GPU needed.
 
     .venv/bin/python scripts/tensorcore_fused.py [--out docs/benchmarks/tensorcore-fused-DATE.md]   # rows alone
+    .venv/bin/python scripts/tensorcore_fused.py --archs h200 --attention-only --out FILE   # the sm_90 attention
 """
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tilec.backend.inspect_build import inspect_build
+from tilec.backend import sass
+from tilec.backend.inspect_build import disassemble, find_disassembler, inspect_build
 from tilec.driver import compile_model
 from tilec.ir import read_ir
 
-ATTENTION = ((1, 12, 512, 64), (1, 12, 512, 128))   # (batch, heads, seq, head dim)
+ATTENTION = ((1, 12, 512, 64), (1, 12, 512, 128), (1, 12, 4096, 64), (1, 12, 4096, 128))   # (b, heads, seq, d)
 FFN = (1024, 768, 3072)                             # (tokens, hidden, intermediate)
+CONV = (32, 256, 14, 256, 3)                        # (batch, channels in, height = width, channels out, kernel)
 
 
 def attention_model(path: Path, b: int, h: int, s: int, d: int) -> None:
@@ -55,17 +63,46 @@ def ffn_model(path: Path, tokens: int, hidden: int, inner: int) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
+def conv_model(path: Path, n: int, c: int, hw: int, f: int, k: int) -> None:
+    """A 'same'-padded k x k convolution + bias + ReLU in f16, NCHW (as ResNet-50 exports)."""
+    t, rng = TensorProto.FLOAT16, np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((f, c, k, k)) / math.sqrt(c * k * k)).astype(np.float16),
+                                     "w"), numpy_helper.from_array(rng.standard_normal(f).astype(np.float16), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t"], kernel_shape=[k, k], pads=[k // 2] * 4),
+             helper.make_node("Relu", ["t"], ["y"])]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", t, [n, c, hw, hw])],
+                              [helper.make_tensor_value_info("y", t, [n, f, hw, hw])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
 def _config(attrs: dict) -> str:
     cfg = attrs.get("config") or {}
     if attrs.get("kind") == "attention" and cfg.get("engine") == "mma_sync":
         w, _ = cfg["warps"]
         return f"attention: {w} warps x 16 rows, {cfg['bk']}-key chunks, {cfg['stages']} stages"
+    if attrs.get("kind") == "attention" and cfg.get("engine") == "wgmma":
+        return (f"attention on wgmma: {cfg['warpgroups']} warpgroups x 64 rows, {cfg['bk']}-key chunks, "
+                f"{cfg['stages']} {cfg['pipeline']} stages")
     if cfg.get("engine") == "mma_sync":
         *_, m, n = cfg["block"].values()
         (bk,) = cfg["step"].values()
         wm, wn = cfg["warps"]
         return f"{attrs['kind']}: block {m}x{n}x{bk}, {wm}x{wn} warps, {cfg['stages']} stages"
     return f"{attrs.get('kind')} (CUDA cores)"
+
+
+# An HGMMA whose A operand is a register (``HGMMA.64xNx16.F32[.BF16] Rd, Ra, gdesc[..]``): O += P V's form.
+_HGMMA_RS = re.compile(r"^R\d+, R\d+, gdesc")
+
+
+def hgmma_products(cubin: Path) -> str:
+    """The main loop's HGMMA split by where A comes from: ``"S (SS): n x HGMMA..., P V (RS): m x HGMMA..."``."""
+    (instrs,) = disassemble(cubin, find_disassembler()).values()
+    lp, _ = sass.main_loop(instrs)
+    hg = [i for i in instrs if lp is not None and lp.contains(i) and i.opcode == "HGMMA"]
+    part = lambda xs: ", ".join(f"{n} {m}" for m, n in sorted(Counter(i.mnemonic for i in xs).items())) or "none"  # noqa: E731
+    rs = [i for i in hg if _HGMMA_RS.match(i.operands)]
+    return f"S (SS): {part([i for i in hg if i not in rs])}; P V (RS): {part(rs)}"
 
 
 def _build_rows(model: Path, build: Path, arch: str, label: str, cells) -> list:
@@ -77,14 +114,18 @@ def _build_rows(model: Path, build: Path, arch: str, label: str, cells) -> list:
         loop = k.get("main_loop")
         if not loop or not loop.get("tensor"):
             continue   # a kernel without a tensor-core main loop (a layout copy)
-        out.append({"system": "tilec", "config": f"{label}, {_config(funcs.get(k['name'], {}))}",
-                    "regs": k["ptxas"]["registers"], "spill": k["ptxas"]["spill_bytes"], **cells(loop)})
+        attrs = funcs.get(k["name"], {})
+        row = {"system": "tilec", "config": f"{label}, {_config(attrs)}", "regs": k["ptxas"]["registers"],
+               "spill": k["ptxas"]["spill_bytes"], **cells(loop)}
+        if (attrs.get("config") or {}).get("engine") == "wgmma" and attrs.get("kind") == "attention":
+            row["tensor"] = hgmma_products(build / "kernels" / f"{k['name']}.cubin")
+        out.append(row)
     return out
 
 
-def rows(tmp: Path, archs, cells) -> list:
-    """Table rows (``tensorcore_table.table``'s keys) for the attention and FFN kernels on each arch;
-    ``cells(main_loop) -> dict`` is the table's own cell formatter."""
+def rows(tmp: Path, archs, cells, ffn: bool = True) -> list:
+    """Table rows (``tensorcore_table.table``'s keys) for the attention (and, with ``ffn``, FFN) kernels on
+    each arch; ``cells(main_loop) -> dict`` is the table's own cell formatter."""
     out = []
     for arch in archs:
         for b, h, s, d in ATTENTION:
@@ -92,6 +133,8 @@ def rows(tmp: Path, archs, cells) -> list:
             attention_model(model, b, h, s, d)
             for r in _build_rows(model, tmp / f"attention_{s}_{d}_{arch}", arch, f"attention s{s} h{h} d{d}", cells):
                 out.append({"arch": arch, "dtype": "f16", "shape": (h, s, s, d), "ref": None, **r})
+        if not ffn:
+            continue
         model = tmp / "ffn.onnx"
         ffn_model(model, *FFN)
         t, hid, inner = FFN
@@ -99,19 +142,35 @@ def rows(tmp: Path, archs, cells) -> list:
         for r, (shape, what) in zip(_build_rows(model, tmp / f"ffn_{arch}", arch, "BERT", cells), gemms):
             out.append({"arch": arch, "dtype": "f16", "shape": shape, "ref": None, **r,
                         "config": r["config"].replace("BERT", what, 1)})
+        n, c, hw, f, k = CONV
+        conv_model(tmp / "conv.onnx", *CONV)
+        label = f"ResNet-50 conv {k}x{k} {c}->{f} {hw}x{hw} batch {n} + bias + ReLU (implicit GEMM)"
+        for r in _build_rows(tmp / "conv.onnx", tmp / f"conv_{arch}", arch, label, cells):
+            out.append({"arch": arch, "dtype": "f16", "shape": (f, n * hw * hw, c * k * k), "ref": None, **r})
     return out
 
 
-NOTES = """## Back-to-back contractions (scripts/tensorcore_fused.py)
+ATTENTION_NOTES = """## Back-to-back contractions (scripts/tensorcore_fused.py)
 
-- *attention*: `softmax(Q Kᵀ / sqrt(d)) V`, f16, batch 1, 12 heads, seq 512 (shape column: heads x seq x seq
-  x d). One welder `attention` kernel (fusion/attention/mma.py): per chunk of 64 keys, S = Q Kᵀ and O += P V
-  with mma.sync m16n8k16, K/V through a 2-stage cp.async pipeline into swizzled shared memory, ldmatrix
+- *attention*: `softmax(Q Kᵀ / sqrt(d)) V`, f16, batch 1, 12 heads, seq 512 and 4096 (shape column: heads x
+  seq x seq x d). On sm_80 one welder `attention` kernel (fusion/attention/mma.py): per chunk of 64 keys,
+  S = Q Kᵀ and O += P V with mma.sync m16n8k16, K/V through a 2-stage cp.async pipeline into swizzled shared memory, ldmatrix
   (.trans for Kᵀ and V), online softmax in f32 on the accumulator fragments (exp2 with log2(e) folded into one
   FFMA), P packed to f16 in registers as the A operand of P V. The main loop is the key-chunk loop: its
   instructions include the softmax (FFMA, MUFU.EX2, FMNMX, shuffles, F2F packs), which a GEMM does not have,
   so its instructions per tensor-core FLOP sit above the GEMM rows'.
-- *BERT FFN*: 1024 tokens, 768 -> 3072 -> 768, f16. The chain splits into two engine GEMMs with fused
+- *attention on sm_90* (h200 rows; fusion/attention/wgmma.py, issue #21): 2 warpgroups x 64 query rows per
+  block, chunks of 128 keys; S = Q Kᵀ by `wgmma.m64n128k16` with Q and K in 128-byte-swizzled shared memory
+  (d / 16 HGMMA per chunk, "SS"), the online softmax on the accumulator registers, P packed to f16 in
+  registers and O += P V by `wgmma.m64n{d}k16` with A from registers (128 / 16 = 8 HGMMA per chunk, "RS");
+  the tensor-core column splits the main loop's HGMMA by product. K/V still come through a 2-stage
+  cp.async pipeline (LDGSTS), not TMA, and the softmax does not yet overlap the next chunk's S wgmma
+  (FlashAttention-3's intra-warpgroup pipelining) nor is there a producer warpgroup. The a100 rows are the
+  mma.sync kernel that h200 builds used before; the main loop's other instructions are the softmax's work
+  on each of a thread's 64 scores per chunk (score op, max, FFMA + MUFU.EX2, sum, f16 pack), the same per
+  score on both paths, so wgmma's fewer instructions per tensor-core FLOP come from the products alone.
+"""
+FFN_NOTES = """- *BERT FFN*: 1024 tokens, 768 -> 3072 -> 768, f16. The chain splits into two engine GEMMs with fused
   epilogues (GEMM + bias + GELU, then GEMM + bias), not the `mlp` kind's back-to-back kernel: keeping a row
   tile of the 3072-wide hidden on chip needs BM x 3072 f16 in shared memory (BM = 64: 384 KB, over every
   arch's opt-in) or BM x 768 f32 output accumulators in registers (BM = 64: 192 KB, 3/4 of an SM's register
@@ -119,21 +178,34 @@ NOTES = """## Back-to-back contractions (scripts/tensorcore_fused.py)
   2 x 6.3 MB of hidden traffic, 6.2 us (a100) / 2.6 us (h200) at the specs' DRAM bandwidth (less from L2),
   against 31 / 9.8 us of tensor-core time for 9.7 GFLOP. The `mlp` kind keeps f32 chains
   (fusion/mlp/__init__.py).
+- *ResNet-50 conv*: the 3x3 convolution of ResNet-50's 14x14 stage, 256 -> 256 channels, batch 32, f16, with
+  its bias and ReLU (shape column: the implicit GEMM's M x N x K = channels out x batch pixels x 9 channels in).
+  The `conv-layout` pass gives it a channels-last input (one transpose kernel here, or the producer's
+  epilogue in a network; not in the table: no tensor cores) and re-lays the weight out at compile time;
+  lower/mma_conv.py runs it on the GEMM's engine, with B's 16-byte cp.async chunks gathered per pixel and
+  tap (8 channels, zero-filled in the padding) and bias + ReLU on the accumulators. Its extra main-loop
+  instructions over the GEMM rows are the per-k-tile tap decomposition and bounds checks (CUTLASS's analytic
+  iterator; the optimized one precomputes them in a table).
 """
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="write the rows and notes as markdown here (else stdout)")
+    ap.add_argument("--archs", help="comma-separated archs (default: the tensor-core table's, a100,h200)")
+    ap.add_argument("--attention-only", action="store_true", help="no FFN rows")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from tensorcore_table import ARCHS, loop_cells, table
+    archs = args.archs.split(",") if args.archs else list(ARCHS)
     with tempfile.TemporaryDirectory(prefix="tilec-tc-fused-") as d:
-        found = rows(Path(d), list(ARCHS), loop_cells)
-    cmd = "scripts/tensorcore_fused.py" + (f" --out {args.out}" if args.out else "")
-    lines = ["# Tensor cores: attention and the BERT FFN in f16 (static SASS, no GPU)", "",
+        found = rows(Path(d), archs, loop_cells, ffn=not args.attention_only)
+    cmd = ("scripts/tensorcore_fused.py" + (f" --archs {args.archs}" if args.archs else "")
+           + (" --attention-only" if args.attention_only else "") + (f" --out {args.out}" if args.out else ""))
+    what = "attention" if args.attention_only else "attention and the BERT FFN"
+    lines = [f"# Tensor cores: {what} in f16 on {', '.join(archs)} (static SASS, no GPU)", "",
              f"Generated by `.venv/bin/python {cmd}` (the same rows are in `make tensorcore`'s table).", "",
-             *table(found), "", NOTES]
+             *table(found), "", ATTENTION_NOTES if args.attention_only else NOTES]
     if args.out:
         Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
