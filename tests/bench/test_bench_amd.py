@@ -34,7 +34,7 @@ def test_hip_summary_and_table(bench_amd):
 
 @pytest.mark.skipif(shutil.which("hipcc") is None, reason="no hipcc")
 def test_one_sample_end_to_end(bench_amd, tmp_path):
-    rc = bench_amd.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"), "--models",
+    rc = bench_amd.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"), "--models", "--gemms",
                          "--samples", "samples/control/skipnet_if.onnx"])
     assert rc == 0
     data = json.loads((tmp_path / "out").glob("mi250x-*.json").__next__().read_text())
@@ -42,3 +42,17 @@ def test_one_sample_end_to_end(bench_amd, tmp_path):
     assert row["name"] == "skipnet_if" and row["kernels"] > 0 and row["spills"] == 0 and row["max_vgprs"] > 0
     md = next((tmp_path / "out").glob("mi250x-*.md")).read_text()
     assert "scripts/bench_amd.py" in md and "| skipnet_if |" in md
+
+
+@pytest.mark.skipif(shutil.which("hipcc") is None, reason="no hipcc")
+def test_one_gemm_row_on_mfma(bench_amd, tmp_path):
+    """The batched f16 GEMM's row: its MFMA kernel's shape, hipcc's AGPRs (the accumulators) and no spills."""
+    rc = bench_amd.main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"), "--models", "--samples",
+                         "--gemms", "bgemm-f16-8x512x512x64"])
+    assert rc == 0
+    data = json.loads(next((tmp_path / "out").glob("mi250x-*.json")).read_text())
+    (row,) = data["gemms"]
+    assert row["inst"] in ("32x32x8", "16x16x16") and row["mfma_per_wave"] > 0 and row["agprs"] + row["vgprs"] > 0
+    assert row["kernel_spills"] == 0 and row["lds"] > 0 and row["tflops"] > 0
+    md = next((tmp_path / "out").glob("mi250x-*.md")).read_text()
+    assert "| bgemm-f16-8x512x512x64 |" in md and "MFMA per wave" in md
