@@ -60,6 +60,27 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def op_coverage(model: Path) -> dict:
+    """The op types ``model`` uses (Loop/If/Scan bodies included; another domain's as ``domain.Op``), sorted,
+    and those tilec has no converter for (``frontend/coverage.py``, what the importer's diagnostic lists)."""
+    import onnx
+
+    from tilec.frontend.coverage import DEFAULT_DOMAINS, unsupported_ops
+    graph = onnx.load(str(model), load_external_data=False).graph
+    used: set = set()
+
+    def walk(g):
+        for n in g.node:
+            used.add(n.op_type if n.domain in DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}")
+            for a in n.attribute:
+                for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    walk(sub)
+    walk(graph)
+    missing = sorted(u.op_type if u.domain in DEFAULT_DOMAINS else f"{u.domain}.{u.op_type}"
+                     for u in unsupported_ops(graph))
+    return {"op_types": sorted(used), "unsupported": missing}
+
+
 def check_one(model: Path, build: Path, emu: bool = False) -> dict:
     """Compile ``model`` into ``build`` with the default pipeline, run both sides, and measure the error.
     ``emu`` also runs the build's CUDA kernels under the emulator, persistent ones with only as many blocks at
@@ -69,7 +90,7 @@ def check_one(model: Path, build: Path, emu: bool = False) -> dict:
 
     from tilec.driver import compile_model, run_target
 
-    row: dict = {"model": model.stem}
+    row: dict = {"model": model.stem, **op_coverage(model)}
     inputs = model.with_suffix(".inputs.npz")
     with np.load(inputs) as f:
         feeds = {k: f[k] for k in f.files}
@@ -120,23 +141,44 @@ def run_row(model: Path, timeout: float, emu: bool = False) -> dict:
         return {"model": model.stem, "status": "failed", "error": last[:300]}
 
 
+def _ops_cell(r: dict) -> str:
+    """How many op types a row's model uses and whether tilec converts them all."""
+    if "op_types" not in r:
+        return "-"
+    missing = r.get("unsupported") or []
+    return f"{len(r['op_types'])}, " + (f"**missing**: {', '.join(missing)}" if missing else "all supported")
+
+
+def op_table(rows: list) -> str:
+    """Markdown: the op types each row's model uses (unsupported ones in bold)."""
+    lines = ["| model | op types used |", "| --- | --- |"]
+    for r in rows:
+        if "op_types" in r:
+            missing = set(r.get("unsupported") or [])
+            lines.append(f"| {r['model']} | " + ", ".join(f"**{o}**" if o in missing else o for o in r["op_types"])
+                         + " |")
+    return "\n".join(lines)
+
+
 def table(rows: list) -> str:
-    """The Markdown table of ``rows``."""
-    lines = ["| model | status | compile s | compile cpu s | kernels | launches | persistent | numpy s | max abs err "
-             "| max rel err (tol) | emu s | emu max abs err | emu max rel err |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """The Markdown table of ``rows`` (then, when the rows know them, the op types of each model)."""
+    lines = ["| model | status | op types | compile s | compile cpu s | kernels | launches | persistent | numpy s "
+             "| max abs err | max rel err (tol) | emu s | emu max abs err | emu max rel err |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r["status"] == "failed":
-            lines.append(f"| {r['model']} | **failed**: {r['error']} |" + " - |" * 11)
+            lines.append(f"| {r['model']} | **failed**: {r['error']} | {_ops_cell(r)} |" + " - |" * 11)
             continue
         status = "ok" if r["status"] == "ok" else "**wrong**"
         cpu = f"{r['compile_cpu_s']:.1f}" if "compile_cpu_s" in r else "-"
-        lines.append(f"| {r['model']} | {status} | {r['compile_s']:.1f} | {cpu} | {r['kernels']} | {r['launches']} "
+        lines.append(f"| {r['model']} | {status} | {_ops_cell(r)} | {r['compile_s']:.1f} | {cpu} | {r['kernels']} "
+                     f"| {r['launches']} "
                      f"| {r.get('persistent', '-')} | {r['numpy_s']:.1f} | {r['abs_err']:.2e} "
                      f"| {r['rel_err']:.2e} ({r['rtol']:g}) | "
                      + (f"{r['emu_s']:.1f} | {r['emu_abs_err']:.2e} | {r['emu_rel_err']:.2e} |" if "emu_s" in r
                         else "- | - | - |"))
-    return "\n".join(lines)
+    ops = op_table(rows)
+    return "\n".join(lines) + ("\n\nOp types per model (bold: no converter):\n\n" + ops if ops.count("\n") > 1 else "")
 
 
 def main(argv=None) -> int:
@@ -157,6 +199,10 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - the row records why, the run goes on
             row = {"model": Path(args.one).stem, "status": "failed",
                    "error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
+            try:   # which ops it uses, even when it did not compile (an unsupported op is the usual why)
+                row.update(op_coverage(Path(args.one)))
+            except Exception:  # noqa: BLE001 - an unreadable model: the error above says so
+                pass
         Path(args.row_json).write_text(json.dumps(row))
         return 0
     folder = Path(args.dir)

@@ -39,7 +39,26 @@ def test_a_model_that_matches(rw, tmp_path):
     assert row["status"] == "ok" and row["rel_err"] <= 1e-6 and row["rtol"] == 1e-3
     assert row["kernels"] >= 1 and row["compile_s"] > 0 and "persistent" in row
     assert 0 < row["compile_cpu_s"] and f"| {row['compile_cpu_s']:.1f} |" in rw.table([row])
-    assert "| mlp | ok |" in rw.table([row])
+    assert row["op_types"] == ["MatMul", "Relu"] and row["unsupported"] == []
+    assert "| mlp | ok | 2, all supported |" in rw.table([row])
+    assert "| mlp | MatMul, Relu |" in rw.table([row])   # the op types per model, below the figures
+
+
+def test_a_model_with_an_unsupported_op_names_it(rw, tmp_path):
+    # The child's failure row still says which ops the model uses and which tilec lacks.
+    import json
+    path = _model(tmp_path, "odd", 1.0)
+    m = onnx.load(path)
+    m.graph.node[1].op_type = "FooBar"
+    onnx.save(m, path)
+    out = tmp_path / "row.json"
+    assert rw.main(["--one", str(path), "--build", str(tmp_path / "build"), "--row-json", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["status"] == "failed" and "FooBar" in row["error"]
+    assert row["op_types"] == ["FooBar", "MatMul"] and row["unsupported"] == ["FooBar"]
+    text = rw.table([row])
+    assert "| 2, **missing**: FooBar |" in text and "| odd | **FooBar**, MatMul |" in text
+    assert len(text.splitlines()[0].split("|")) == len(text.splitlines()[2].split("|"))   # a full row
 
 
 def test_a_dynamic_axis_is_pinned_to_the_inputs_shape(rw, tmp_path):
