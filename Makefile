@@ -5,9 +5,18 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench gpu-calibrate fuzz realworld tensorcore test-torch clean
+.PHONY: install install-ray test test-unit test-lit samples models lint demo bench bench-roller zoo-check gpu-check gpu-bench gpu-calibrate fuzz realworld tensorcore test-torch clean
 
 install: $(STAMP)
+
+# Ray for `--ray` (tilec.testing.campaign) and its tests (tests/testing/test_campaign_ray.py, which skip without
+# it); CI runs this after make install.
+RAY_STAMP = $(VENV)/.installed-ray
+install-ray: $(RAY_STAMP)
+
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[ray]"
+	touch $(RAY_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +41,10 @@ models: install
 # CPU benchmark of the model zoo x every pipeline -> docs/benchmarks/cpu-<date>.md/.json (2 cores at load ~5:
 # 14 min with empty ~/.cache/tilec, 5 min warm).
 # BENCH_NOTE="..." adds a sentence to the table's header (e.g. what else ran on the machine).
-bench: install
-	$(BIN)/python scripts/bench.py --out docs/benchmarks $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)")
+# RAY=local (a local Ray cluster), RAY=auto (the running one) or RAY=HOST:PORT: the rows as Ray tasks (same
+# table); likewise on make fuzz and make realworld.
+bench: install $(if $(RAY),install-ray)
+	$(BIN)/python scripts/bench.py --out docs/benchmarks $(if $(BENCH_NOTE),--note "$(BENCH_NOTE)") $(if $(RAY),--ray $(RAY))
 	$(BIN)/python scripts/bench_rammer.py samples/parallel/*.onnx  # launches, est. makespan: welder vs rammer
 	$(BIN)/python scripts/bench_grinder.py --out docs/benchmarks
 	$(BIN)/python scripts/bench_amd.py --out docs/benchmarks  # mi250x: samples + small zoo, --check-hip (skipped without hipcc)
@@ -65,9 +76,9 @@ tensorcore: install
 REALWORLD       ?= /tmp/realworld
 EXPORT_PYTHON   ?= $(BIN)/python
 REALWORLD_FLAGS ?= --emu
-realworld: install
+realworld: install $(if $(RAY),install-ray)
 	$(EXPORT_PYTHON) scripts/export_real.py --out $(REALWORLD)
-	nice -n 5 $(BIN)/python scripts/realworld.py --dir $(REALWORLD) $(REALWORLD_FLAGS)
+	nice -n 5 $(BIN)/python scripts/realworld.py --dir $(REALWORLD) $(REALWORLD_FLAGS) $(if $(RAY),--ray $(RAY))
 
 # torch.compile(backend="tilec") against eager (tests/runtime/test_torch_backend.py): needs torch, which make
 # test does not install (a CUDA torch wheel is gigabytes), so there those tests skip. TORCH_PYTHON is a Python
@@ -80,8 +91,8 @@ test-torch: install
 bench-roller: install
 	$(BIN)/python scripts/bench_roller.py --out docs/benchmarks
 
-fuzz: install
-	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --pipeline-f16-graphs 500 --precision-graphs 100 --ir 10000 --onnx 1000 --run-inputs 1000 --seed 0
+fuzz: install $(if $(RAY),install-ray)
+	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --pipeline-f16-graphs 500 --precision-graphs 100 --ir 10000 --onnx 1000 --run-inputs 1000 --seed 0 $(if $(RAY),--ray $(RAY))
 
 # Every sample and small zoo model on the GPU vs onnxruntime, then timed (8 min budget) -> build/gpu_check/.
 # DRY=1: the emu backend instead of the GPU -> build/gpu_check_dry/.

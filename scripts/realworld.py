@@ -14,7 +14,9 @@ f16 stores each intermediate with 11 significant bits, onnxruntime and tilec rou
 ``--emu`` also runs every build's CUDA kernels under the emulator in its resident-limit mode (a persistent grid
 that could not be co-resident on the target is an error), so the generated code is checked too, not only the
 reference IR the numpy backend runs. Exit status 1 if any row is not ok. Prints a Markdown table (and writes it
-to ``--md``).
+to ``--md``). ``--ray [ADDRESS]`` runs the rows as Ray tasks (``tilec.testing.campaign``: each carries its
+model's and inputs' bytes, so a model with external data, over 2 GB, runs only where its folder is); the
+table is the same, in the same order.
 """
 from __future__ import annotations
 
@@ -141,6 +143,19 @@ def run_row(model: Path, timeout: float, emu: bool = False) -> dict:
         return {"model": model.stem, "status": "failed", "error": last[:300]}
 
 
+def realworld_unit(model, inputs, timeout: float, emu: bool) -> dict:
+    """One row as a campaign unit: ``model`` and ``inputs`` are ``FileInput``s, put side by side in a
+    temporary folder under their own names (``check_one`` finds the inputs beside the model); run here
+    (not shipped), the model is read where it is, external data and all."""
+    if model.data is None:
+        return run_row(Path(model.path), timeout, emu)
+    with tempfile.TemporaryDirectory(prefix="tilec-realworld-in-") as tmp:
+        here = Path(tmp) / Path(model.path).name
+        here.symlink_to(Path(model.local()).resolve())
+        (Path(tmp) / Path(inputs.path).name).symlink_to(Path(inputs.local()).resolve())
+        return run_row(here, timeout, emu)
+
+
 def _ops_cell(r: dict) -> str:
     """How many op types a row's model uses and whether tilec converts them all."""
     if "op_types" not in r:
@@ -189,6 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--md", help="also write the table to this file")
     ap.add_argument("--emu", action="store_true",
                     help="also run each build's kernels under the CUDA emulator (resident-limit mode; minutes)")
+    from tilec.testing.campaign import add_ray_argument
+    add_ray_argument(ap)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--build", help=argparse.SUPPRESS)
     ap.add_argument("--row-json", help=argparse.SUPPRESS)
@@ -212,15 +229,21 @@ def main(argv=None) -> int:
         print(f"realworld.py: no model/inputs at {', '.join(missing) or folder} (run scripts/export_real.py "
               f"--out {folder} first)", file=sys.stderr)
         return 2
-    rows = []
-    for i, model in enumerate(models, 1):
-        rows.append(run_row(model, args.timeout, args.emu))
-        r = rows[-1]
-        print(f"[{i}/{len(models)}] {model.stem}: {r['status']}"
+    from tilec.testing.campaign import FileInput, Unit, executor_for
+    units = [Unit.of(realworld_unit, FileInput.of(m), FileInput.of(m.with_suffix(".inputs.npz")), args.timeout,
+                     args.emu) for m in models]
+    done = [0]
+
+    def report(i, r):
+        done[0] += 1
+        model = models[i]
+        print(f"[{done[0]}/{len(models)}] {model.stem}: {r['status']}"
               + (f" (compile {r['compile_s']:.1f} s, {r.get('compile_cpu_s', 0):.1f} cpu s, rel err {r['rel_err']:.1e}"
                  + (f", emu {r['emu_s']:.0f} s, emu rel err {r['emu_rel_err']:.1e})" if "emu_s" in r else ")")
                  if "rel_err" in r
                  else f": {r.get('error')}"), flush=True)
+    with executor_for(args.ray) as executor:
+        rows = executor.run(units, report)
     text = table(rows)
     print(text)
     if args.md:

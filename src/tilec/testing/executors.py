@@ -40,8 +40,7 @@ class FileInput:
 
     @classmethod
     def of(cls, path) -> "FileInput":
-        data = Path(path).read_bytes()
-        return cls(str(path), hashlib.sha256(data).hexdigest())
+        return cls(str(path), _file_sha(Path(path)))
 
     def shipped(self) -> "FileInput":
         return self if self.data is not None else dataclasses.replace(self, data=Path(self.path).read_bytes())
@@ -64,7 +63,11 @@ class FileInput:
 
 
 def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:   # in chunks: real exports are hundreds of MB
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def content_hash(fn, args: tuple) -> str:

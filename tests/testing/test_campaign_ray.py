@@ -1,0 +1,138 @@
+"""The campaign runner on a local Ray cluster (issue #22): fuzz verdicts, a bench row, node-test results and
+``tilec tune --backend emu`` come out the same as run here, also when a worker dies mid-campaign.
+
+Needs Ray (``pip install -e ".[ray]"``, which CI installs: ``make install-ray``); skipped without it. One
+two-CPU cluster for the module (about 5 s to start), always shut down."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from tilec.testing.campaign import (FileInput, LocalExecutor, RayExecutor, Unit,  # noqa: E402
+                                    graph_campaign, ir_campaign, onnx_campaign)
+from tilec.testing.scripts import load_file_module  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMINGS = ("seconds", "row_seconds", "stages", "slowest_pass", "phase_seconds")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    assert not ray.is_initialized()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        yield RayExecutor(max_retries=2)   # uses the running cluster and leaves it to this fixture
+    finally:
+        ray.shutdown()
+
+
+def _square_dying_once(x, marker):
+    """Kills its own worker process the first time it runs unit 2 (the marker says it has)."""
+    if x == 2 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return {"x": x, "square": x * x}
+
+
+def test_a_killed_worker_is_retried_and_the_result_is_whole(cluster, tmp_path):
+    marker = str(tmp_path / "died")
+    units = [Unit.of(_square_dying_once, x, marker) for x in range(5)]
+    got = cluster.run(units)
+    assert os.path.exists(marker)   # the worker really died running unit 2
+    assert got == LocalExecutor().run(units)   # marker set: runs here without dying
+
+
+def test_a_result_for_other_inputs_is_refused(cluster):
+    unit = Unit.of(_square_dying_once, 3, "unused")
+    forged = Unit(unit.fn, unit.args, Unit.of(_square_dying_once, 4, "unused").key)
+    with pytest.raises(RuntimeError, match="result refused"):
+        cluster.run([forged])
+
+
+def _tables(tallies):
+    return [(t.kind, dict(t.counts), t.findings) for t in tallies]
+
+
+def test_fuzz_verdicts_equal_local(cluster):
+    from tilec.testing.pipeline_fuzz import pipeline_campaign
+    runs = {}
+    for name, ex in (("local", LocalExecutor()), ("ray", cluster)):
+        tallies = [ir_campaign(40, seed=11, executor=ex), onnx_campaign(8, seed=11, hostile=False, executor=ex)]
+        tallies += graph_campaign(6, seed=11, n_nodes=5, stages=("import", "decompose"), executor=ex).values()
+        tallies += pipeline_campaign(1, seed=11, max_nodes=3, executor=ex).values()
+        runs[name] = _tables(tallies)
+    assert runs["ray"] == runs["local"]
+    assert sum(c for _, counts, _ in runs["local"] for c in counts.values()) == 40 + 8 + 6 * 2 + 3
+
+
+def test_node_test_results_equal_local(cluster):
+    nt = load_file_module(ROOT / "scripts" / "node_test_table.py", "node_test_table_for_ray")
+    cases = [c for c in nt.H.supported_cases() if set(nt.H.case_ops(c)) & {"Relu", "Softmax", "Gemm"}][:8]
+    local = nt.sweep(cases)
+    assert local == nt.sweep(cases, cluster)
+    assert list(local[0].values()).count("passed") >= 8
+
+
+def test_bench_row_equals_local(cluster, tmp_path):
+    bench = load_file_module(ROOT / "scripts" / "bench.py", "bench_for_ray")
+    task = {"model": "mlp", "size": "small", "pipeline": "welder", "no_ptx": True,
+            "build": str(tmp_path / "mlp-small-welder")}
+    units = [Unit.of(bench.bench_unit, task, FileInput.of(ROOT / "samples" / "mlp.onnx"), time.time() + 300,
+                     (300.0, 120.0, 120.0))]
+    rows = [ex.run(units)[0] for ex in (LocalExecutor(), cluster)]
+    assert rows[0]["status"] == "ok", rows[0].get("error")
+    same = [{k: v for k, v in r.items() if not any(t in k for t in TIMINGS)} for r in rows]
+    assert same[0] == same[1] and same[0]["measured_bytes"] > 0
+
+
+def _build_files(build: Path) -> dict:
+    out = {}
+    for p in sorted(build.rglob("*")):
+        if p.is_file() and p.name != "report.json":
+            out[str(p.relative_to(build))] = p.read_bytes()
+    report = json.loads((build / "report.json").read_text())
+    report.pop("compile_seconds", None)
+    report.get("totals", {}).pop("compile_seconds", None)
+    report["stages"] = [s["pass"] for s in report.get("stages", [])]
+    out["report.json"] = report
+    return out
+
+
+def test_tune_on_ray_writes_the_local_build(cluster, tmp_path):
+    from click.testing import CliRunner
+
+    from tilec.cli.main import cli
+    base = tmp_path / "base"
+    r = CliRunner().invoke(cli, ["compile", str(ROOT / "samples" / "mlp.onnx"), "-o", str(base), "-q"])
+    assert r.exit_code == 0, r.output
+    builds = {}
+    for name, extra in (("local", []), ("ray", ["--ray", "auto"])):
+        builds[name] = tmp_path / name
+        shutil.copytree(base, builds[name])
+        r = CliRunner().invoke(cli, ["tune", str(builds[name]), "-k", "2", "--backend", "emu", *extra])
+        assert r.exit_code == 0, r.output
+        assert "on the emulator" in r.output
+    local, remote = _build_files(builds["local"]), _build_files(builds["ray"])
+    assert local == remote
+    timed = [c for t in local["report.json"]["tuned"] for c in t["candidates"] if c["measured_seconds"]]
+    assert len(timed) >= 4 and local["report.json"]["tuning_backend"] == "emu"
+
+
+@pytest.mark.slow
+def test_fuzz_script_prints_the_same_table_with_ray(tmp_path):
+    """``scripts/fuzz.py --ray`` (its own local cluster) against the same command without it."""
+    args = [sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--graphs", "4", "--pipeline-graphs", "2",
+            "--ir", "200", "--onnx", "40", "--run-inputs", "20", "--seed", "7", "--save-dir", str(tmp_path)]
+    out = [subprocess.run(args + extra, capture_output=True, text=True, timeout=600).stdout
+           for extra in ([], ["--ray"])]
+    table = [[line for line in o.splitlines() if line.startswith("|")] for o in out]
+    assert table[0] and table[0] == table[1]
