@@ -97,6 +97,7 @@ def test_cache_command(tmp_path, cache_root):
     compile_model(MLP, str(tmp_path / "a"))
     r = CliRunner().invoke(cli, ["cache"])
     assert r.exit_code == 0 and str(cache_root) in r.output and "weights        1 files" in r.output, r.output
+    assert CliRunner().invoke(cli, ["cache", "--info"]).output == r.output   # --info is the default
     r = CliRunner().invoke(cli, ["cache", "--clear", "all"])
     assert r.exit_code == 0 and "cleared emu, hipcc, nvrtc, ptxas, weights" in r.output, r.output
     assert not (cache_root / "weights").exists() and (tmp_path / "a" / "weights.npz").is_file()

@@ -93,3 +93,17 @@ def test_cli_quiet_flag(tmp_path):
     r = CliRunner().invoke(cli, ["compile", str(SAMPLE), "-o", str(tmp_path / "b"), "--quiet"])
     assert r.exit_code == 0, r.output
     assert "tilec: [" not in r.output and r.output.startswith("compiled ")
+
+
+def test_cli_progress_goes_to_stderr_and_the_summary_to_stdout(tmp_path, monkeypatch):
+    # With no delay every stage shows: as plain lines (CliRunner's stderr is not a terminal), on stderr only,
+    # so `tilec compile ... > log` keeps the summary clean.
+    import functools
+
+    import tilec.cli.progress as progress
+    monkeypatch.setattr(progress, "Progress", functools.partial(Progress, delay_s=0.0))
+    r = CliRunner().invoke(cli, ["compile", str(SAMPLE), "-o", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("tilec: [1/") and " import (" in lines[0] and "write build" in lines[-1], r.stderr
+    assert "tilec: [" not in r.stdout and r.stdout.startswith("compiled ")
