@@ -131,3 +131,22 @@ def test_hipcc_emits_mfma_without_spills(tmp_path):
         body = asm.split(f"{name}:", 1)[1].split("s_endpgm", 1)[0]
         # The k tile's MFMAs unrolled: MI x NI x (BK / k) of the chosen kind, at least once.
         assert body.count(inst) >= cfg["mfma_per_wave"] // (512 // cfg["step"]["k"]), (inst, cfg)
+
+
+@needs_hipcc
+def test_mi300x_kernel_compiles_for_cdna3(tmp_path):
+    """mi300x (gfx942) takes the same engine. Debian's hipcc 5.2 does not know gfx942, but knows gfx940, the
+    first MI300 ISA, with the same matrix-core instructions (CDNA3 spells the bf16 one ``..._bf16``): the kernel
+    compiles there with MFMA and no spills."""
+    rtile = {"block": {"m": 128, "n": 128}, "thread": {"m": 8, "n": 8}, "step": {"k": 32}}
+    k = lowered(MATMUL, [T((1024, 512), "bf16"), T((512, 512), "bf16")], T((1024, 512), "bf16"), rtile,
+                arch="mi300x")
+    assert k.attributes["config"]["engine"] == "mfma" and k.attributes["config"]["mma"] == [32, 32, 8]
+    (tmp_path / "k.hip").write_text(emit_kernel(k, hip_language()))
+    r = subprocess.run([hipcc.find_hipcc(), "--offload-arch=gfx940", "--cuda-device-only", "-O3", "-S",
+                        "-Rpass-analysis=kernel-resource-usage", "-o", str(tmp_path / "k.s"), "-x", "hip",
+                        str(tmp_path / "k.hip")], env=hipcc._env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    info = hipcc.parse_remarks(r.stdout + r.stderr)[k.sym_name]
+    assert info.spills == 0 and info.scratch_bytes == 0, info
+    assert "v_mfma_f32_32x32x8_bf16" in (tmp_path / "k.s").read_text()
