@@ -65,6 +65,7 @@ def run_lowered(module: Operation, inputs: list, order: str = "normal") -> tuple
     emu = pytest.importorskip("tilec.backend.emu")
     from tilec.backend.emit import emit_kernel
     from tilec.runtime.interpreter import run_op
+    from tilec.runtime.tensor_map import from_attr
     fn = lookup_symbol(module, "main")
     values = {a: np.asarray(v) for a, v in zip(fn.body.args, inputs)}
     stats = {}
@@ -77,8 +78,9 @@ def run_lowered(module: Operation, inputs: list, order: str = "normal") -> tuple
             outs = [np.zeros(r.type.shape, np_dtype(r.type.dtype)) for r in op.results]
             mod = emu.EmuModule(emit_kernel(k))
             a = k.attributes
-            stats[k.sym_name] = mod.launch(k.sym_name, tuple(a["grid"]), tuple(a["block"]),
-                                           [np.ascontiguousarray(x) for x in ins] + outs,
+            args = [np.ascontiguousarray(x) for x in ins] + outs
+            args += [from_attr(t, args[t["arg"]].ctypes.data).emu_bytes() for t in a.get("tensor_maps", ())]
+            stats[k.sym_name] = mod.launch(k.sym_name, tuple(a["grid"]), tuple(a["block"]), args,
                                            smem_bytes=a.get("smem", 0), smem_optin=a.get("smem", 0), order=order)
         else:
             outs = run_op(module, op, ins, values)
@@ -115,13 +117,16 @@ def check_compute(expr: str, in_types, out_type, *, orders=("normal", "reverse")
 
 
 def nvcc_compile(source: str, tmp_path) -> str:
-    """Compile with ``nvcc -arch=sm_90 -cubin -Xptxas -v``; returns ptxas' report (skips without nvcc)."""
+    """Compile with ``nvcc -arch=sm_90 -cubin -Xptxas -v`` (sm_90a for a wgmma kernel: ``arch_features``);
+    returns ptxas' report (skips without nvcc)."""
+    from tilec.backend.arch_features import kernel_arch
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not installed")
     cu = tmp_path / "k.cu"
     cu.write_text(source)
-    r = subprocess.run([nvcc, "-arch=sm_90", "-cubin", "-Xptxas", "-v", "-o", str(tmp_path / "k.cubin"), str(cu)],
+    arch = kernel_arch("sm_90", source)
+    r = subprocess.run([nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-o", str(tmp_path / "k.cubin"), str(cu)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return r.stderr

@@ -198,7 +198,7 @@ def _f16_gemm_model(path: Path) -> None:
 PTX_BUILDS = {
     "attention": (_attention_model, "welder"),
     "rows": (_rows_model, "welder"),
-    "gemm_f16": (_f16_gemm_model, "roller"),
+    "gemm_f16": (_f16_gemm_model, "roller", "a100"),   # mma.sync's static stages (sm_90's wgmma: dynamic only)
     "persistent": (ROOT / "samples" / "mlp.onnx", "rammer"),     # members of 3072 B and 384 B, overlaid
     "device_loop": (ROOT / "samples" / "control" / "lstm_loop.onnx", "grinder"),
     "device_if": (ROOT / "samples" / "control" / "skipnet_if.onnx", "grinder"),
@@ -211,11 +211,11 @@ def builds(tmp_path_factory):
     once over all of them in :func:`ptxas_smem`, which is what keeps this fast)."""
     root = tmp_path_factory.mktemp("launch-builds")
     out = {}
-    for name, (model, pipeline) in PTX_BUILDS.items():
+    for name, (model, pipeline, *arch) in PTX_BUILDS.items():
         if callable(model):
             model(root / f"{name}.onnx")
             model = root / f"{name}.onnx"
-        compile_model(str(model), str(root / name), pipeline=pipeline)
+        compile_model(str(model), str(root / name), pipeline=pipeline, arch=(arch or [None])[0])
         out[name] = root / name
     return out
 
@@ -293,7 +293,7 @@ def test_bert_attention_static_bytes_are_ptxas_own(builds, ptxas_smem):
 def test_check_ptx_build_reports_ptxas_numbers(tmp_path):
     """With ``--check-ptx`` the per-build check takes ptxas' static bytes and registers (make_report)."""
     _f16_gemm_model(tmp_path / "m.onnx")
-    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="roller", check_ptx=True)
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="roller", check_ptx=True, arch="a100")
     (row,) = _report(tmp_path / "b")["kernels"]
     assert row["kind"] == "tiled_mma" and row["registers_from"] == "ptxas"
     assert row["smem_static"] == row["ptxas"]["smem"] > 0 and row["registers"] == row["ptxas"]["registers"]

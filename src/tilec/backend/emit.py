@@ -40,6 +40,9 @@ def kernel_signature(op, lang: CStyleLanguage = CUDA) -> str:
     for p in op.attributes["params"]:
         const = "const " if p["role"] == "in" else ""
         params.append(f"{const}{lang.ctype(p['dtype'])}*{lang.restrict} {p['name']}")
+    # TMA tensor maps (the wgmma engine, lower/wgmma_engine.py): by value after the buffers, built by the runtime
+    maps = op.attributes.get("tensor_maps", ())
+    params += [f"const __grid_constant__ TlTensorMap k_tma{i}" for i in range(len(maps))]
     bounds = lang.bounds(threads, MIN_BLOCKS_PER_SM)
     cluster = op.attributes.get("cluster", 1)
     if cluster > 1:   # compile-time cluster dims: a plain launch runs the grid in clusters (sm_90)

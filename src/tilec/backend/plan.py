@@ -287,6 +287,8 @@ def _launch_step(module: Operation, op: Operation, ins: list, outs: list) -> dic
             "block": list(a["block"]), "smem": int(a.get("smem", 0)), "smem_static": static_shared_bytes(k),
             "args": args, "inputs": ins,
             "outputs": outs, "flops": int(a.get("flops", 0)), "bytes_modelled": int(a.get("bytes_modelled", 0))}
+    if a.get("tensor_maps"):   # TMA maps the runtime builds from the args (runtime/tensor_map.from_attr)
+        step["tensor_maps"] = [dict(t) for t in a["tensor_maps"]]
     if a.get("kind") == "persistent":
         # An rProgram (passes/rammer.py): its blocks wait on its rTask counters, which start at zero.
         step["concurrent"] = True

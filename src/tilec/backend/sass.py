@@ -210,9 +210,13 @@ class Loop:
 
 
 def loops(instrs: list) -> list:
-    """Every backward branch's ``Loop``, in address order (a ``BRA`` to itself is padding after EXIT)."""
+    """Every backward branch's ``Loop``, in address order (a ``BRA`` to itself is padding after EXIT). A
+    backward branch over an unpredicated EXIT is no loop: it returns from a block ptxas placed after the
+    kernel's end (the retry of an mbarrier try_wait in sm_90 kernels: ``TRYWAIT; @!P BRA self; BRA back``)."""
+    exits = [i.addr for i in instrs if i.opcode == "EXIT" and not i.predicate]
     found = {Loop(i.target, i.addr) for i in instrs
-             if i.opcode == "BRA" and i.target is not None and i.target < i.addr}
+             if i.opcode == "BRA" and i.target is not None and i.target < i.addr
+             and not any(i.target < e < i.addr for e in exits)}
     return sorted(found, key=lambda lp: (lp.start, lp.end))
 
 

@@ -89,6 +89,11 @@ class CupyDevice(Device):
         n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         return raw[offset:offset + n].view(dt).reshape(shape)
 
+    def tensor_map(self, array, attr):
+        """The driver-encoded ``CUtensorMap`` over the device array, as CuPy passes it by value."""
+        from .tensor_map import cupy_arg, from_attr
+        return cupy_arg(from_attr(attr, array.data.ptr).encode())
+
     def load(self, name, source, cubin=None):
         """Kernel ``name`` as a CuPy function, from the first way that works: the build's cubin
         (``--check-ptx``); tilec's NVRTC from the pip wheels with the options ``--check-nvrtc`` checks

@@ -63,6 +63,12 @@ class Device:
         """The argument a launch passes for this buffer."""
         raise NotImplementedError
 
+    def tensor_map(self, array, attr: dict):
+        """The by-value argument of a TMA tensor map over ``array`` (a :meth:`typed` argument) described by
+        ``attr`` (a launch step's ``tensor_maps`` entry: ``runtime/tensor_map.from_attr``)."""
+        from ..ir.diagnostics import CompileError
+        raise CompileError(f"the {self.name} device cannot pass TMA tensor maps (an sm_90 wgmma kernel)")
+
     def load(self, name: str, source: str, cubin=None):
         """A launchable handle for kernel ``name`` of ``source`` (``cubin``: a prebuilt binary, if any)."""
         raise NotImplementedError
@@ -108,3 +114,8 @@ class HostMemoryDevice(Device):
         dt = np_dtype(dtype)
         n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
         return raw[offset:offset + n].view(dt).reshape(shape)
+
+    def tensor_map(self, array, attr):
+        """The emulator's ``TlTensorMap`` bytes over the host array's memory."""
+        from .tensor_map import from_attr
+        return from_attr(attr, array.ctypes.data).emu_bytes()

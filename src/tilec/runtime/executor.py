@@ -157,8 +157,7 @@ class Executor:
         for s in walk_steps(self.plan["steps"]):
             if s["kind"] == "launch":
                 self._load(s["kernel"])
-        self._args = {id(s): [self._arg(n) for n in s["args"]] for s in walk_steps(self.plan["steps"])
-                      if s["kind"] == "launch"}
+        self._args = {id(s): self._launch_args(s) for s in walk_steps(self.plan["steps"]) if s["kind"] == "launch"}
 
     def _load(self, name: str):
         """The device's handle for kernel ``name``, loaded once (a prebuilt .cubin where there is one)."""
@@ -176,11 +175,17 @@ class Executor:
         for f in walk_steps(steps):
             if f["kind"] == "launch" and id(f) not in self._args:
                 self._load(f["kernel"])
-                self._args[id(f)] = [self._arg(n) for n in f["args"]]
+                self._args[id(f)] = self._launch_args(f)
 
     def _arg(self, name: str):
         m = self._mem[name]
         return self.device.typed(m.raw, m.offset, m.dtype, m.shape)
+
+    def _launch_args(self, step: dict) -> list:
+        """A launch's arguments: its buffers, then the TMA tensor maps over them the kernel takes by value
+        (``tensor_maps``: the wgmma engine's), built once, as the buffers never move."""
+        args = [self._arg(n) for n in step["args"]]
+        return args + [self.device.tensor_map(args[t["arg"]], t) for t in step.get("tensor_maps", ())]
 
     @staticmethod
     def _conform(b: dict, array, what: str) -> np.ndarray:

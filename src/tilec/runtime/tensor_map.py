@@ -229,3 +229,21 @@ def tiled(array: np.ndarray, box: tuple, *, address: int | None = None, dtype: D
     return TensorMapSpec(DataType(kind), int(array.ctypes.data if address is None else address), dims, strides,
                          tuple(int(b) for b in reversed(box)), tuple(reversed(element_strides)),
                          swizzle=swizzle, oob_fill=oob_fill).check()
+
+
+ATTR_TYPES = {"f16": DataType.FLOAT16, "bf16": DataType.BFLOAT16, "f32": DataType.FLOAT32}
+ATTR_SWIZZLE = {0: Swizzle.NONE, 32: Swizzle.B32, 64: Swizzle.B64, 128: Swizzle.B128}
+
+
+def from_attr(attr: dict, address: int) -> TensorMapSpec:
+    """The map a kernel's ``tensor_maps`` entry describes (``backend/lower/wgmma_engine.tensor_map_attrs``,
+    copied into plan.json's launch step) over the row-major buffer at device ``address``: ``dims`` and ``box``
+    innermost first, ``dtype`` a tilec type, ``swizzle`` in bytes (0, 32, 64, 128)."""
+    dtype = ATTR_TYPES[attr["dtype"]]
+    dims = tuple(int(d) for d in attr["dims"])
+    strides, step = [], ELEMENT_BYTES[dtype]
+    for d in dims[:-1]:
+        step *= d
+        strides.append(step)
+    return TensorMapSpec(dtype, int(address), dims, tuple(strides), tuple(int(b) for b in attr["box"]),
+                         swizzle=ATTR_SWIZZLE[int(attr["swizzle"])]).check()

@@ -136,6 +136,10 @@ def lower_engine(ctx: ComputeContext, name: str, rtile: dict, cfg):
     from . import mfma_engine, mma_engine
     from .builder import KernelBuilder
     mt = match(ctx)
+    from . import wgmma_engine
+    wg = wgmma_engine.plan(tiled_for(ctx), mt, ctx.extents, ctx.dtypes[0])
+    if wg is not None:   # an sm_90 target: the wgmma engine where it has a shape (else mma.sync below)
+        return wgmma_engine.lower(ctx, name, rtile, mt, wg)
     if isinstance(cfg, mfma_engine.MfmaConfig):
         return mfma_engine.lower(ctx, name, rtile, cfg, modelled_bytes(ctx, mt, cfg.bm, cfg.bn, cfg.bk))
     dtype = ctx.dtypes[0]

@@ -1,0 +1,321 @@
+"""The sm_90 tensor-core engine: TMA loads into 128-byte-swizzled shared memory, an mbarrier pipeline and
+``wgmma.mma_async`` m64nNk16 with f32 accumulators, warp-specialised (issue #21, docs/hopper.md), for the
+f16/bf16 (batched, fused-epilogue) matrix products the sm_80 engine (``mma_engine``) serves; selected for an
+sm_90 target where :func:`plan` gives a shape, else that engine runs them.
+
+The shape follows CUTLASS's sm90 TMA warp-specialised mainloop (cutlass/gemm/collective/
+sm90_mma_tma_gmma_ss_warpspecialized.hpp) built from the prelude's primitives, which the emulator runs with
+the PTX ISA's layouts and completion rules:
+
+- a block computes a BM x BN tile of C (BM = 64 or 128, BN = 64..256) with ``BM / 64`` consumer warpgroups,
+  one 64 x BN slab each (``BN / 2`` f32 accumulators per thread), plus one producer warpgroup whose first
+  thread issues the loads; with two consumers the producer gives registers back (``setmaxnreg.dec 40``) and
+  the consumers take them (``inc 232``), as CUTLASS does;
+- per k tile (64 deep: one 128-byte row of f16/bf16) the producer waits until the consumers have released
+  the stage (``empty`` barrier), announces its bytes (``arrive.expect_tx``) and issues one TMA box per operand
+  (or one per 64 columns of an operand stored m/n-contiguous), which land swizzled and complete the stage's
+  ``full`` barrier; edges (M, N, K not multiples of the tile) are the TMA's zero fill, so the main loop has
+  no bounds checks;
+- a consumer waits on ``full``, issues 4 chained wgmma (k16 each) from shared-memory descriptors (K-major
+  operands step 32 bytes along the swizzled row, m/n-major ones 2 x 8 rows), commits, waits for the previous
+  k tile's group (``wait_group 1``: one group in flight) and releases that k tile's stage;
+- the epilogue converts each thread's accumulators (the ISA's D fragment) to the output type and stores
+  them with bounds checks, or evaluates a fused context's members on them, as the sm_80 engine does.
+
+Tensor maps (``runtime/tensor_map.py``) are kernel parameters ``const __grid_constant__ TlTensorMap``
+appended after the buffers; the kernel's ``tensor_maps`` attribute says how the runtime builds each one from
+its buffer (plan.json carries it; ``runtime/executor`` encodes it through the device).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...analysis.hardware import GPUSpec
+from ...ir.types import itemsize
+from ..arch_features import MARK
+from .mma_engine import CTYPE, sm_version
+
+BK = 64              # k tile: one 128-byte swizzled row of a b16 operand
+BOX = 64             # columns of one TMA box of an m/n-contiguous operand (128 bytes: the swizzle span)
+MAX_STAGES = 4
+MIN_STAGES = 2
+SLACK = 1024         # dynamic shared memory is aligned up to 1024 bytes (the 128B swizzle's period)
+WG_FN = {"f16": "tl_wgmma_f16", "bf16": "tl_wgmma_bf16"}
+TMA_DTYPE = {"f16": "f16", "bf16": "bf16"}
+# (BM, BN) in order of preference at equal cost: larger tiles reuse each loaded byte more.
+TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
+PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
+
+
+@dataclass(frozen=True)
+class WgmmaConfig:
+    """One wgmma engine kernel's shape: block tile, pipeline depth, and which operands are m/n-contiguous."""
+    bm: int
+    bn: int
+    stages: int
+    a_mn: bool         # A stored [k][m] (wgmma's "transposed" A)
+    b_mn: bool         # B stored [k][n]
+
+    @property
+    def consumers(self) -> int:
+        return self.bm // 64
+
+    @property
+    def threads(self) -> int:
+        return 128 * (1 + self.consumers)
+
+    @property
+    def stage_bytes(self) -> int:
+        return (self.bm + self.bn) * BK * 2
+
+    @property
+    def smem_bytes(self) -> int:
+        """Dynamic shared memory: the stages, their full/empty barriers, and the alignment slack."""
+        return self.stages * self.stage_bytes + 16 * self.stages + SLACK
+
+
+def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, num_blocks_of=None) -> WgmmaConfig | None:
+    """The engine's shape for the matched product ``mt`` on ``spec``, or None where it does not apply: not an
+    sm_90 target, not f16/bf16, an operand whose contiguous extent is not a multiple of 8 elements (TMA's
+    16-byte strides), or no tile whose two stages fit the shared memory.
+
+    The tile minimises waves x tile area over the reuse of a loaded byte (BM*BN / (BM+BN) against 128x256's),
+    among the tiles no larger than the product (rounded up to 64): a 4096^3 GEMM takes 128x256, a product
+    too small to fill the SMs with it smaller tiles."""
+    if sm_version(spec) != 90 or dtype not in WG_FN:
+        return None
+    m, n, k = extents[mt["m"]], extents[mt["n"]], extents[mt["k"]]
+    a_inner = m if mt["a_kmajor"] else k
+    b_inner = k if mt["b_nmajor"] else n
+    if a_inner % 8 or b_inner % 8:
+        return None
+    nb = math.prod(extents[b] for b in mt["batch"])
+    best, best_cost = None, None
+    ref = 128 * 256 / (128 + 256)
+    for bm, bn in TILES:
+        if bm > max(64, -(-m // 64) * 64) or bn > max(64, -(-n // 64) * 64):
+            continue
+        blocks = nb * -(-m // bm) * -(-n // bn)
+        cost = -(-blocks // spec.num_sms) * bm * bn * max(1.0, ref / (bm * bn / (bm + bn)))
+        if best_cost is None or cost < best_cost:
+            best, best_cost = (bm, bn), cost
+    if best is None:
+        return None
+    bm, bn = best
+    budget = spec.smem_per_block_optin_bytes
+    stages = MIN_STAGES
+    while stages < MAX_STAGES and WgmmaConfig(bm, bn, stages + 1, False, False).smem_bytes <= budget:
+        stages += 1
+    cfg = WgmmaConfig(bm, bn, stages, bool(mt["a_kmajor"]), not mt["b_nmajor"])
+    return cfg if cfg.smem_bytes <= budget else None
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    """How one operand is loaded: its tensor map (dims innermost first, with the batch dimension last when
+    the operand is batched), the boxes per stage and where they go."""
+    param: str
+    dims: tuple
+    box: tuple
+    loads: tuple       # C coordinate lists (innermost first) of each box of k tile ``kt``
+    offsets: tuple     # byte offset of each box within the operand's stage tile
+
+
+def operand_maps(mt: dict, extents: dict, cfg: WgmmaConfig, names: dict) -> tuple:
+    """The A and B :class:`MapPlan` (coordinates use ``k_m0``, ``k_n0``, ``kt`` and ``k_batch``)."""
+    E = extents
+    m, n, k = E[mt["m"]], E[mt["n"]], E[mt["k"]]
+    nb = math.prod(E[b] for b in mt["batch"])
+
+    def one(param, mn, mn0, rows, mn_major, batched):
+        extra, bextra, cextra = ((nb,), (1,), ("k_batch",)) if batched and nb > 1 else ((), (), ())
+        if mn_major:   # [k][mn]: boxes of 64 mn columns x 64 k rows
+            loads = tuple((f"{mn0} + {j * BOX}", f"kt * {BK}") + cextra for j in range(rows // BOX))
+            return MapPlan(param, (mn, k) + extra, (BOX, BK) + bextra, loads,
+                           tuple(j * BOX * BK * 2 for j in range(rows // BOX)))
+        return MapPlan(param, (k, mn) + extra, (BK, rows) + bextra, ((f"kt * {BK}", mn0) + cextra,), (0,))
+
+    a = one(names[mt["a"].tensor], m, "k_m0", cfg.bm, cfg.a_mn, mt["a_batched"])
+    b = one(names[mt["b"].tensor], n, "k_n0", cfg.bn, cfg.b_mn, mt["b_batched"])
+    return a, b
+
+
+def tensor_map_attrs(maps: tuple, params: list, dtype: str) -> list:
+    """The kernel's ``tensor_maps`` attribute: per map, the index of the buffer parameter it reads, its dims
+    and box (innermost first), element type and swizzle (what ``runtime/tensor_map.from_attr`` encodes)."""
+    index = {p["name"]: i for i, p in enumerate(params)}
+    return [{"arg": index[mp.param], "dtype": TMA_DTYPE[dtype], "dims": list(mp.dims), "box": list(mp.box),
+             "swizzle": 128} for mp in maps]
+
+
+def descriptor_steps(cfg: WgmmaConfig) -> tuple:
+    """(A's, B's) descriptor increment per k16 step, in the descriptor's 16-byte units: 32 bytes along a
+    K-major operand's swizzled row, two 8-row groups (2 x 1024 bytes) of an m/n-major one."""
+    return (128 if cfg.a_mn else 2), (128 if cfg.b_mn else 2)
+
+
+def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
+    """The CUDA body of the wgmma engine kernel for the matched product ``mt`` of ``ctx``."""
+    E = ctx.extents
+    m, n = mt["m"], mt["n"]
+    dtype = ctx.dtypes[0]
+    it = "long long" if ctx.idx_t == "i64" else "int"
+    grid_m, grid_n = -(-E[m] // cfg.bm), -(-E[n] // cfg.bn)
+    k_tiles = -(-E[mt["k"]] // BK)
+    a, b = operand_maps(mt, E, cfg, ctx.names)
+    s = cfg.stages
+    a_bytes = cfg.bm * BK * 2
+    da, db = descriptor_steps(cfg)
+    ta, tb = int(cfg.a_mn), int(cfg.b_mn)
+    # LBO: the stride between 64-column boxes of an m/n-major operand (unused by a swizzled K-major one: 16);
+    # SBO: the stride between 8-row groups, 8 x 128 bytes either way.
+    lbo_a, lbo_b = (BOX * BK * 2 if cfg.a_mn else 16), (BOX * BK * 2 if cfg.b_mn else 16)
+    a_slab = BOX * BK * 2 if cfg.a_mn else 64 * 128   # one consumer's 64 rows of A: a box, or 64 swizzled rows
+    rebalance = cfg.consumers > 1
+    loads = []
+    for mp, base, tag in ((a, "0", "A"), (b, str(a_bytes), "B")):
+        for coords, off in zip(mp.loads, mp.offsets):
+            loads.append(f"      tl_tma_load_{len(coords)}d(k_st + {base} + {off}, k_tma{0 if tag == 'A' else 1}, "
+                         f"&k_full[k_s], {', '.join(coords)});")
+    ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
+    src = [
+        MARK,
+        f"// wgmma engine: block tile {cfg.bm}x{cfg.bn}, k tile {BK}, {s}-stage TMA/mbarrier pipeline; "
+        f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k16 {dtype}, f32 accumulators) "
+        "and a producer warpgroup",
+        f"constexpr int STAGE = {cfg.stage_bytes}, A_BYTES = {a_bytes};   // one k tile of A then B, 128B-swizzled",
+        "extern __shared__ unsigned char k_dyn[];   // sized at launch: the stages, their barriers, 1024 of slack",
+        "unsigned char* const k_smem = reinterpret_cast<unsigned char*>(",
+        "    (reinterpret_cast<unsigned long long>(k_dyn) + 1023ull) & ~1023ull);   // the swizzle's period",
+        f"unsigned long long* const k_full = reinterpret_cast<unsigned long long*>(k_smem + {s} * STAGE);",
+        f"unsigned long long* const k_empty = k_full + {s};",
+        "const int k_tid = threadIdx.x;",
+        "const int k_bid = blockIdx.x;",
+        f"const {it} k_batch = k_bid / {grid_m * grid_n};",
+        f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
+        f"const {it} k_cbase = k_batch * {E[m] * E[n]};",
+        "if (k_tid == 0) {",
+        f"  for (int i = 0; i < {s}; ++i) {{",
+        "    tl_mbarrier_init(&k_full[i], 1);   // the producer's arrive.expect_tx; the TMA bytes complete it",
+        f"    tl_mbarrier_init(&k_empty[i], {128 * cfg.consumers});   // every consumer thread releases the stage",
+        "  }",
+        "  tl_mbarrier_init_fence();",
+        "}",
+        "__syncthreads();",
+        "if (k_tid < 128) {   // producer warpgroup: its first thread issues the loads, the others are done",
+        *([f"  tl_setmaxnreg_dec<{PRODUCER_REGS}>();"] if rebalance else []),
+        "  if (k_tid == 0) {",
+        "    int k_s = 0;",
+        "    unsigned k_ph = 0;",
+        f"    for (int kt = 0; kt < {k_tiles}; ++kt) {{",
+        f"      if (kt >= {s}) tl_mbarrier_wait_parity(&k_empty[k_s], k_ph ^ 1u);   // its last reader is done",
+        "      unsigned char* const k_st = k_smem + k_s * STAGE;",
+        "      tl_mbarrier_arrive_expect_tx(&k_full[k_s], STAGE);   // the whole boxes, zero fill included",
+        *loads,
+        f"      if (++k_s == {s}) k_s = 0, k_ph ^= 1u;",
+        "    }",
+        "  }",
+        "  return;",
+        "}",
+        *([f"tl_setmaxnreg_inc<{CONSUMER_REGS}>();"] if rebalance else []),
+        "const int k_c = k_tid - 128, k_w = k_c / 32 % 4, k_lane = k_c % 32;",
+        "const int k_wm = k_c / 128 * 64;   // this consumer warpgroup's 64 rows of the block tile",
+        f"const unsigned long long k_da = tl_wgmma_desc(k_smem + k_c / 128 * {a_slab}, {lbo_a}, 1024, 128);",
+        f"const unsigned long long k_db = tl_wgmma_desc(k_smem + A_BYTES, {lbo_b}, 1024, 128);",
+        f"float k_acc[{cfg.bn // 2}];",
+        "#pragma unroll",
+        f"for (int i = 0; i < {cfg.bn // 2}; ++i) k_acc[i] = 0.0f;",
+        "int k_s = 0, k_prev = 0;",
+        "unsigned k_ph = 0;",
+        f"for (int kt = 0; kt < {k_tiles}; ++kt) {{",
+        "  tl_mbarrier_wait_parity(&k_full[k_s], k_ph);   // k tile kt has landed",
+        "  const unsigned long long k_off = (unsigned long long)(k_s * (STAGE >> 4));   // descriptor units",
+        "  tl_wgmma_fence_operand(k_acc);",
+        "  tl_wgmma_fence();",
+        "  #pragma unroll",
+        f"  for (int kk = 0; kk < {BK // 16}; ++kk)",
+        f"    {WG_FN[dtype]}<{cfg.bn}, {ta}, {tb}>(k_acc, k_da + k_off + kk * {da}, k_db + k_off + kk * {db}, 1);",
+        "  tl_wgmma_commit();",
+        "  tl_wgmma_wait<1>();   // k tile kt - 1's group is done: its stage can be refilled",
+        "  tl_wgmma_fence_operand(k_acc);",
+        "  if (kt > 0) tl_mbarrier_arrive(&k_empty[k_prev]);",
+        f"  k_prev = k_s;",
+        f"  if (++k_s == {s}) k_s = 0, k_ph ^= 1u;",
+        "}",
+        "tl_wgmma_wait<0>();",
+        "tl_wgmma_fence_operand(k_acc);",
+        "// Epilogue: register 4 ni + i of thread 32 w + l holds row 16 w + l / 4 + 8 (i / 2), column 8 ni + 2 (l % 4)"
+        " + i % 2.",
+        "#pragma unroll",
+        f"for (int ni = 0; ni < {cfg.bn // 8}; ++ni)",
+        *ind(fused_epilogue_lines(ctx, mt) if ctx.fused
+             else epilogue_lines(ctx.out_name, CTYPE[ctx.out_dtype], it, E[m], E[n]), 1),
+    ]
+    return "\n".join(src) + "\n"
+
+
+ROW = "k_m0 + k_wm + k_w * 16 + k_lane / 4"
+COL = "k_n0 + ni * 8 + k_lane % 4 * 2"
+
+
+def epilogue_lines(out: str, out_t: str, it: str, m_ext: int, n_ext: int) -> list:
+    """Store one n8 column block of the accumulators as ``out_t``: a 2-byte type's column pairs in one 4-byte
+    store where N is even (the pair is aligned and wholly inside or outside), else element by element."""
+    if n_ext % 2 or out_t == "float":
+        return ["#pragma unroll", "for (int i = 0; i < 4; ++i) {",
+                f"  const int gm = {ROW} + i / 2 * 8, gn = {COL} + i % 2;",
+                f"  if (gm < {m_ext} && gn < {n_ext}) TL_ST({out}, k_cbase + ({it})gm * {n_ext} + gn, "
+                f"{out_t}(k_acc[ni * 4 + i]));", "}"]
+    value = f"tl_pack_b16x2({out_t}(k_acc[ni * 4 + 2 * h]), {out_t}(k_acc[ni * 4 + 2 * h + 1]))"
+    return ["#pragma unroll", "for (int h = 0; h < 2; ++h) {",
+            f"  const int gm = {ROW} + h * 8, gn = {COL};",
+            f"  if (gm < {m_ext} && gn < {n_ext})",
+            f"    TL_ST(reinterpret_cast<unsigned*>({out}), (k_cbase + ({it})gm * {n_ext} + gn) / 2, {value});", "}"]
+
+
+def fused_epilogue_lines(ctx, mt: dict) -> list:
+    """A fused context's epilogue on one n8 column block (``mma_engine.fused_epilogue_lines``' way: the
+    output coordinates bound to the anchor's axis variables, the members evaluated on the accumulator)."""
+    from ..cstyle import render_body
+    from .builder import KernelBuilder, linearize, unflatten
+    E = ctx.extents
+    m, n, batch = mt["m"], mt["n"], mt["batch"]
+    kb = KernelBuilder()
+    with kb.loop("i", 0, 4, unroll=-1):
+        kb.let("gm", "i32", f"{ROW} + i / 2 * 8")
+        kb.let("gn", "i32", f"{COL} + i % 2")
+        if batch:
+            unflatten(kb, "k_batch", [ctx.axis_var(b) for b in batch], [E[b] for b in batch], ctx.idx_t)
+        kb.let(ctx.axis_var(m), ctx.idx_t, "gm")
+        kb.let(ctx.axis_var(n), ctx.idx_t, "gn")
+        index = linearize([ctx.axis_var(a) for a in ctx.out_axes], ctx.out_shape)
+        ctx.store_result(kb, index, "k_acc[ni * 4 + i]", f"gm < {E[m]} && gn < {E[n]}")
+    func = kb.func("k_epilogue", [1], [1], ctx.params())
+    return [line[2:] for line in render_body(func)]
+
+
+def grid_blocks(ctx, mt: dict, cfg: WgmmaConfig) -> int:
+    """Blocks of the launch: one per (batch entry, BM x BN tile of C)."""
+    E = ctx.extents
+    nb = math.prod(E[x] for x in mt["batch"])
+    return nb * -(-E[mt["m"]] // cfg.bm) * -(-E[mt["n"]] // cfg.bn)
+
+
+def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
+    """The ``kernel.func`` of the wgmma engine kernel with shape ``cfg`` (dynamic shared memory, the launch's
+    opt-in; its tensor maps in ``tensor_maps``)."""
+    from .builder import KernelBuilder
+    from .tiled_mma import modelled_bytes
+    dtype = ctx.dtypes[0]
+    params = ctx.params()
+    conf = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(rtile.get("thread", {})),
+            "step": {mt["k"]: BK}, "mma": [64, cfg.bn, 16], "engine": "wgmma", "tile": [cfg.bm, cfg.bn],
+            "warpgroups": [cfg.consumers, 1], "stages": cfg.stages}
+    conf["block"][mt["m"]], conf["block"][mt["n"]] = cfg.bm, cfg.bn
+    maps = operand_maps(mt, ctx.extents, cfg, ctx.names)
+    return KernelBuilder().func(
+        name, [grid_blocks(ctx, mt, cfg)], [cfg.threads], params, kind="tiled_mma", flops=ctx.flops(),
+        bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, BK), config=conf,
+        source=kernel_source(ctx, mt, cfg), smem=cfg.smem_bytes, smem_static=0,
+        tensor_maps=tensor_map_attrs(maps, params, dtype))
