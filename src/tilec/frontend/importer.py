@@ -20,12 +20,12 @@ from ..ir.core import Block, Location, Operation, Region, Value, new_module
 from ..ir.diagnostics import CompileError, Diagnostic
 from ..ir.limits import shape_problem
 from ..ir.opspec import get_rule, get_spec, with_defaults
-from ..ir.row_counts import ROWS_ATTR, rows_suffix
 from ..ir.types import FunctionType, TensorType, itemsize, np_dtype
 from ..ir.weights import module_weights
 from .coverage import unsupported_ops
 from .onnx_load import MAX_DIM, check_dims, dynamic_inputs_error, ir_dtype, load_model, tensor_to_array
 from .registry import get_converter
+from .row_counts import add_row_counts, refuse_padded_body_outputs, refuse_padded_inputs
 
 # Folding a node whose result is bigger than this would put a large tensor into the module; emit the op.
 MAX_FOLD_ELEMENTS = 1 << 22
@@ -168,12 +168,8 @@ class ImportContext:
             if out.name not in self.values:
                 raise CompileError(f"graph output '{out.name}' is not produced by any node", self.file)
             results.append(self.value(self.values[out.name]))
-        names, rows = [o.name for o in g.output], {}
-        for name, v in list(zip(names, results)):
-            if v in self.row_counts:   # returned with its hidden row count (ir/row_counts.py)
-                rows[name] = rows_suffix(name, names)
-                names.append(rows[name])
-                results.append(self.row_counts[v])
+        names = [o.name for o in g.output]
+        rows = add_row_counts(self, names, results)   # a data-dependent row count's hidden result
         self.builder.create("func.return", results, [])
         from ..ir.attributes import SymbolRef
         func.attributes = {
@@ -181,7 +177,7 @@ class ImportContext:
             "function_type": FunctionType(tuple(args), tuple(v.type for v in results)),
             "arg_names": arg_names,
             "result_names": names,
-            **({ROWS_ATTR: rows} if rows else {}),
+            **rows,
         }
         self._drop_dead_constants(block)
         from ..ir.verifier import verify
@@ -342,11 +338,7 @@ class ImportContext:
         if conv is None:
             raise self.error(node, f"unsupported ONNX op '{node.op_type}'")
         fn, since = conv
-        for name in node.input:
-            if name and node.op_type != "Identity" and self.values.get(name) in self.row_counts:
-                raise self.error(node, f"'{name}' has a row count that depends on the data, so tilec computes "
-                                       "it padded and can only return it as a graph output, not feed it to "
-                                       f"'{node.op_type}'")
+        refuse_padded_inputs(self, node)
         if self.opset < MIN_OPSET and not _same_as_min_opset(node.op_type, self.opset):
             # Before opset 7 ops had other semantics (e.g. Add's broadcast attribute); tilec accepts an
             # older opset only for ops whose definition did not change since.
@@ -570,10 +562,7 @@ class ImportContext:
         missing = [o.name for o in graph.output if o.name not in self.values]
         if missing:
             raise CompileError(f"body output '{missing[0]}' is not produced by any node ({prefix})", self.file)
-        dynamic = [o.name for o in graph.output if self.values[o.name] in self.row_counts]
-        if dynamic:
-            raise CompileError(f"body output '{dynamic[0]}' has a row count that depends on the data "
-                               f"({prefix}): tilec returns such a value only from the main graph", self.file)
+        refuse_padded_body_outputs(self, graph, prefix)
         return [self.values[o.name] for o in graph.output]
 
     # --- cleanup -------------------------------------------------------------------------------------
