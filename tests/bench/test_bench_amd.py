@@ -44,6 +44,7 @@ def test_one_sample_end_to_end(bench_amd, tmp_path):
     assert "scripts/bench_amd.py" in md and "| skipnet_if |" in md
 
 
+@pytest.mark.slow   # the MFMA kernel's hipcc check runs in CI in tests/backend/test_mfma_engine.py
 @pytest.mark.skipif(shutil.which("hipcc") is None, reason="no hipcc")
 def test_one_gemm_row_on_mfma(bench_amd, tmp_path):
     """The batched f16 GEMM's row: its MFMA kernel's shape, hipcc's AGPRs (the accumulators) and no spills."""
