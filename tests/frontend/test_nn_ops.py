@@ -138,11 +138,35 @@ def test_cumsum_and_reshape_views():
     assert reshape.attributes["shape"] == [2, 12]
 
 
-def test_maxpool_indices_is_a_clear_error():
-    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], name="pool1")
-    model = _model([node], [("x", F, (1, 1, 4, 4))], [("y", F), ("i", TensorProto.INT64)])
-    with pytest.raises(CompileError, match="Indices output is not supported.*pool1"):
-        import_onnx(model)
+_POOLS = [((2, 3, 7, 6), dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1])),
+          ((2, 3, 7, 6), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 1], ceil_mode=1, storage_order=1)),
+          ((1, 2, 8, 9), dict(kernel_shape=[2, 2], dilations=[2, 3], strides=[1, 2])),
+          ((2, 2, 11), dict(kernel_shape=[4], strides=[3], pads=[2, 1])),
+          ((1, 2, 4, 5, 6), dict(kernel_shape=[2, 3, 2], strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 0], storage_order=1))]
+
+
+@pytest.mark.parametrize("shape,attrs", _POOLS, ids=["pads", "ceil-colmajor", "dilated", "1d", "3d-colmajor"])
+def test_maxpool_indices_match_onnxruntime(shape, attrs):
+    # Values rounded to one decimal: windows with equal maxima, where the first in scan order must win.
+    x = np.random.default_rng(0).standard_normal(shape).round(1).astype(np.float32)
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], name="pool1", **attrs)
+    model = _model([node], [("x", F, shape)], [("y", F), ("i", TensorProto.INT64)])
+    module = _check(model, {"x": x})
+    assert run_module(module, {"x": x})["i"].dtype == np.int64
+
+
+def test_maxpool_indices_under_the_emulator():
+    import onnxruntime as ort
+
+    import tilec
+    shape, attrs = _POOLS[1]
+    x = np.random.default_rng(1).standard_normal(shape).round(1).astype(np.float32)
+    model = _model([helper.make_node("MaxPool", ["x"], ["y", "i"], **attrs)], [("x", F, shape)],
+                   [("y", F), ("i", TensorProto.INT64)])
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    got = tilec.compile(model, backend="emu").run(None, {"x": x})
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_non_constant_shape_input_names_the_node():

@@ -139,10 +139,13 @@ def _pool_attrs(ctx, node, x):
 
 @converter("MaxPool")
 def max_pool(ctx, node):
-    if len(node.output) > 1 and node.output[1]:
-        raise ctx.error(node, "MaxPool's Indices output is not supported")
     x = ctx.input(node, 0)
-    return ctx.emit("graph.max_pool", [x], _pool_attrs(ctx, node, x))
+    attrs = _pool_attrs(ctx, node, x)
+    y = ctx.emit("graph.max_pool", [x], attrs)
+    if len(node.output) > 1 and node.output[1]:
+        from .pool_indices import max_pool_indices
+        y.append(max_pool_indices(ctx, node, x, y[0], attrs))
+    return y
 
 
 @converter("AveragePool")
