@@ -126,6 +126,10 @@ def test_tune_on_ray_writes_the_local_build(cluster, tmp_path):
     timed = [c for t in local["report.json"]["tuned"] for c in t["candidates"] if c["measured_seconds"]]
     assert len(timed) >= 4 and local["report.json"]["tuning_backend"] == "emu"
 
+    # the GPU profiler's units need GPU workers: none in this cluster is an error, not a wait forever
+    r = CliRunner().invoke(cli, ["tune", str(builds["ray"]), "-k", "2", "--ray", "auto"])
+    assert r.exit_code == 1 and "no GPU workers" in r.output
+
 
 @pytest.mark.slow
 def test_fuzz_script_prints_the_same_table_with_ray(tmp_path):

@@ -67,3 +67,12 @@ def test_ray_argument():
     assert ap.parse_args(["--ray"]).ray == "local"
     assert ap.parse_args(["--ray", "auto"]).ray == "auto"
     assert isinstance(executor_for(None, 2), LocalExecutor)
+
+
+def test_ray_missing_is_a_clean_error(monkeypatch):
+    import sys
+
+    from tilec.ir.diagnostics import CompileError
+    monkeypatch.setitem(sys.modules, "ray", None)   # import ray -> ImportError, as without the extra
+    with pytest.raises(CompileError, match=r'pip install -e "\.\[ray\]"'):
+        executor_for("local")

@@ -201,6 +201,10 @@ class RayExecutor:
     def run(self, units, progress=None) -> list:
         ray = self.ray
         units = list(units)
+        if self.num_gpus and units and not ray.cluster_resources().get("GPU"):
+            # Ray would wait for a GPU worker forever.
+            raise CompileError("the Ray cluster has no GPU workers for units that need one (tilec tune --ray "
+                               "--backend emu times the candidates on the emulator instead)")
         self._by_value(units)
         task = ray.remote(_run_unit).options(max_retries=self.max_retries, retry_exceptions=False,
                                              num_cpus=self.task_cpus, num_gpus=self.num_gpus)
