@@ -11,8 +11,10 @@ Every row runs in its own process with a timeout (``tilec.bench.rowrun``): a cra
 the table says which and why. The plan (rows, timeouts, worst case, budget) is printed before anything runs.
 Phases: ``probe`` (the GPU and library versions), ``compile`` (tilec builds, ``--jobs`` at a time: CPU only),
 ``measure`` (one row at a time: tilec, onnxruntime and torch eager per model, correctness first, then timing;
-tilec's GEMM and conv against the roofline of the card's arch spec; cuBLAS GEMM in f32, tf32, f16 and bf16
-against the spec's peaks), ``torch.compile`` (the ``--compile-models``, each model and mode in its own process:
+tilec's GEMM (f32, f16, bf16) and conv against the roofline of the card's arch spec; cuBLAS GEMM in f32, tf32,
+f16 and bf16 at the same size against the spec's peaks, and tilec over cuBLAS in a "GEMM vs cuBLAS" table; the
+BERT-base FFN and attention in f16 (scripts/tensorcore_fused.py's models) with torch SDPA, FlashAttention on a
+GPU, beside the attention), ``torch.compile`` (the ``--compile-models``, each model and mode in its own process:
 ``max-autotune-no-cudagraphs`` and ``max-autotune``, which adds CUDA graphs). Rows not started within
 ``--budget`` are recorded as skipped.
 
@@ -47,19 +49,29 @@ MODES = ["max-autotune-no-cudagraphs", "max-autotune"]
 TIMEOUTS = {"probe": 60, "compile": 240, "tilec": 120, "ort": 90, "torch": 90, "cublas": 60, "torch.compile": 240}
 
 
-def single_op_model(kind: str, dims: dict, path: Path) -> tuple[float, int]:
-    """A one-node ONNX model (MatMul of two inputs, or a 3x3 Conv with a weight); returns (FLOPs, lower-bound
-    bytes: inputs, weights and output once)."""
+GEMM_DTYPES = ("f32", "f16", "bf16")   # tilec's single-MatMul rows; cuBLAS runs these and tf32 at the same size
+# The fused f16 models (scripts/tensorcore_fused.py): BERT-base's FFN (tokens, hidden, inner) and attention
+# (batch, heads, seq, head dim); tiny in the dry run, where the emulator runs them.
+FFN = {"gpu": (1024, 768, 3072), "dry": (64, 64, 256)}
+ATTENTION = {"gpu": (1, 12, 512, 64), "dry": (1, 2, 128, 64)}
+HALF_TOL = {"f16": 1e-2, "bf16": 2e-2}   # rel err of f16 / bf16 rows (tilec.bench.gpu_systems.TOLERANCE's)
+
+
+def single_op_model(kind: str, dims: dict, path: Path, dtype: str = "f32") -> tuple[float, int]:
+    """A one-node ONNX model (MatMul of two ``dtype`` inputs, or a 3x3 f32 Conv with a weight); returns (FLOPs,
+    lower-bound bytes: inputs, weights and output once)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     f = TensorProto.FLOAT
     if kind == "gemm":
         M, N, K = dims["M"], dims["N"], dims["K"]
+        t = {"f32": f, "f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}[dtype]
         g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "gemm",
-                              [helper.make_tensor_value_info("a", f, [M, K]),
-                               helper.make_tensor_value_info("b", f, [K, N])],
-                              [helper.make_tensor_value_info("y", f, [M, N])])
-        flops, nbytes = 2.0 * M * N * K, 4 * (M * K + K * N + M * N)
+                              [helper.make_tensor_value_info("a", t, [M, K]),
+                               helper.make_tensor_value_info("b", t, [K, N])],
+                              [helper.make_tensor_value_info("y", t, [M, N])])
+        size = 4 if dtype == "f32" else 2
+        flops, nbytes = 2.0 * M * N * K, size * (M * K + K * N + M * N)
     else:
         n, c, h, k = dims["N"], dims["C"], dims["H"], dims["K"]
         w = np.random.default_rng(0).standard_normal((k, c, 3, 3)).astype(np.float32) * 0.05
@@ -85,16 +97,22 @@ def plan_rows(args) -> dict:
         except Exception as e:  # noqa: BLE001 - one model that cannot be built costs its rows, not the run
             unbuilt.append({"id": f"build/{name}", "model": name, "system": "model build", "status": "failed",
                             "error": f"{type(e).__name__}: {e}", "seconds": 0.0})
-    shapes = ([("gemm", {"M": 64, "N": 64, "K": 64}), ("conv", {"N": 1, "C": 8, "H": 8, "K": 8})] if args.dry_run
-              else [("gemm", {"M": 4096, "N": 4096, "K": 4096}), ("conv", {"N": 8, "C": 256, "H": 56, "K": 256})])
+    n = 64 if args.dry_run else 4096   # the GEMMs' size: tilec's and cuBLAS's alike
+    gemm = {"M": n, "N": n, "K": n}
+    shapes = [("gemm", gemm, dt) for dt in GEMM_DTYPES] + [
+        ("conv", {"N": 1, "C": 8, "H": 8, "K": 8} if args.dry_run else {"N": 8, "C": 256, "H": 56, "K": 256}, "f32")]
     roof = []
-    for kind, dims in shapes:
-        path = args.work / f"roofline-{kind}.onnx"
-        flops, nbytes = single_op_model(kind, dims, path)
+    for kind, dims, dtype in shapes:
+        path = args.work / f"roofline-{kind}-{dtype}.onnx"
+        flops, nbytes = single_op_model(kind, dims, path, dtype)
         shape = "x".join(f"{k}{v}" for k, v in dims.items())
-        roof.append((f"{kind} {shape}", str(path), {"roofline": {"flops": flops, "bytes": nbytes}}))
-    for name, path, extra in [(n, p, {}) for n, p in models] + roof:
-        for p in args.pipelines if not extra else args.pipelines[-1:]:
+        name = f"{kind} {shape}" if dtype == "f32" else f"{kind} {dtype} {shape}"
+        tol = {} if dtype == "f32" else {"tol": HALF_TOL[dtype]}
+        roof.append((name, str(path), {"roofline": {"flops": flops, "bytes": nbytes, "dtype": dtype}, **tol}))
+    fused = fused_models(args)
+    half_models = [(n, p, {"tol": HALF_TOL["f16"]}) for n, p in fused]
+    for name, path, extra in [(n, p, {}) for n, p in models] + half_models + roof:
+        for p in args.pipelines if "roofline" not in extra else args.pipelines[-1:]:
             build = args.work / "builds" / f"{name.replace(' ', '-')}-{args.size}-{p}"
             shutil.rmtree(build, ignore_errors=True)  # never time a stale build
             spec = {"kind": "tilec", "model": path, "build": str(build), "pipeline": p, "backend": args.backend,
@@ -104,20 +122,56 @@ def plan_rows(args) -> dict:
                                                              "nvrtc_warm": not args.dry_run}, TIMEOUTS["compile"],
                                     {**labels, "system": f"tilec {p} compile"}))
             measure.append(Row(f"tilec/{name}/{p}", {**spec, "reuse_build": True}, TIMEOUTS["tilec"], labels))
-        if extra:
+        if "roofline" in extra:
             continue
-        measure.append(Row(f"ort/{name}", {"kind": "ort", "model": path, **common}, TIMEOUTS["ort"],
+        half = {k: v for k, v in extra.items() if k == "tol"}   # the f16 models' tolerance for every system
+        measure.append(Row(f"ort/{name}", {"kind": "ort", "model": path, **common, **half}, TIMEOUTS["ort"],
                            {"model": name, "system": "onnxruntime"}))
-        measure.append(Row(f"torch/{name}/eager", {"kind": "torch", "mode": "eager", "model": path, **common},
-                           TIMEOUTS["torch"], {"model": name, "system": "torch eager"}))
-        for mode in args.torch_modes if name in args.compile_models else ():
-            compiled.append(Row(f"torch/{name}/{mode}", {"kind": "torch", "mode": mode, "model": path, **common},
+        measure.append(Row(f"torch/{name}/eager", {"kind": "torch", "mode": "eager", "model": path, **common,
+                                                   **half}, TIMEOUTS["torch"], {"model": name, "system": "torch eager"}))
+        if name.startswith("attention"):   # FlashAttention through torch's SDPA on the same Q, Kᵀ, V
+            measure.append(Row(f"sdpa/{name}", {"kind": "sdpa", "model": path, **common, **half}, TIMEOUTS["torch"],
+                               {"model": name, "system": "torch SDPA"}))
+        for mode in args.torch_modes if name in args.compile_models or (name, path) in fused else ():
+            compiled.append(Row(f"torch/{name}/{mode}", {"kind": "torch", "mode": mode, "model": path, **common,
+                                                         **half},
                                 TIMEOUTS["torch.compile"], {"model": name, "system": f"torch.compile {mode}"}))
-    n = 128 if args.dry_run else 8192
     for dtype in ("f32", "tf32", "f16", "bf16"):
         measure.append(Row(f"cublas/{dtype}", {"kind": "cublas", "dtype": dtype, "n": n, **common},
                            TIMEOUTS["cublas"], {"model": f"gemm {n}^3 {dtype}", "system": "cuBLAS (torch.matmul)"}))
+    # The FFN and attention first: torch.compile is what they are compared with, and the phase runs last in the
+    # budget (a stable sort keeps each model's modes in order).
+    compiled.sort(key=lambda r: r.spec["model"] not in {p for _, p in fused})
     return {"compile": compile_rows, "measure": measure, "torch.compile": compiled, "unbuilt": unbuilt}
+
+
+def fused_models(args) -> list:
+    """``[(name, path)]`` of the f16 BERT-base FFN and attention models (scripts/tensorcore_fused.py's)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import tensorcore_fused as tf
+    size = "dry" if args.dry_run else "gpu"
+    (t, hidden, inner), (b, h, s, d) = FFN[size], ATTENTION[size]
+    ffn, att = args.work / "ffn-f16.onnx", args.work / "attention-f16.onnx"
+    tf.ffn_model(ffn, t, hidden, inner)
+    tf.attention_model(att, b, h, s, d)
+    return [(f"ffn f16 {t}x{hidden}x{inner}", str(ffn)), (f"attention f16 b{b}h{h}s{s}d{d}", str(att))]
+
+
+def gemm_vs_cublas(results: list) -> list[str]:
+    """tilec's single-MatMul rows over cuBLAS's rows of the same dtype and size, hot and cold."""
+    by = {r["id"]: r for r in results if r.get("status") == "ok"}
+    lines = ["## GEMM vs cuBLAS (torch.matmul): median ms, tilec / cuBLAS", "",
+             "| GEMM | tilec cold / hot | cuBLAS cold / hot | tilec / cuBLAS cold | hot |", "| --- | --- | --- | --- | --- |"]
+    for r in results:
+        if not (r["id"].startswith("tilec/gemm ") and r.get("status") == "ok"):
+            continue
+        dtype = next((d for d in GEMM_DTYPES[1:] if f"gemm {d} " in r["id"]), "f32")
+        c = by.get(f"cublas/{dtype}")
+        ratio = (lambda k: f"{r[k] / c[k]:.2f}x") if c else (lambda k: "-")  # noqa: E731
+        lines.append(f"| {r['model']} | {rep.ms(r, 'cold_ms')} / {rep.ms(r, 'hot_ms')} | "
+                     + (f"{rep.ms(c, 'cold_ms')} / {rep.ms(c, 'hot_ms')}" if c else "no row")
+                     + f" | {ratio('cold_ms')} | {ratio('hot_ms')} |")
+    return lines
 
 
 def detail(r: dict) -> str:
@@ -224,9 +278,14 @@ def main(argv=None) -> int:
                    f"f64 product, per-dtype tolerance). {rep.TIMING_NOTE} {args.runs} runs each after "
                    f"{args.warmup} warm-up. torch runs the ONNX graph op by op (tilec.bench.torch_onnx); "
                    "torch.compile rows run each mode in a fresh process (`max-autotune` adds CUDA graphs). "
-                   "Roofline rows: tilec's single-op GEMM / conv against max(FLOPs / fp32 peak, bytes / DRAM "
-                   "bandwidth) of src/tilec/analysis/hw/<arch>.json, the arch named in the GPU's name (h200 where "
-                   "none is: the dry run); cuBLAS against that file's f32 / tf32 / f16 / bf16 dense peaks.", ""])
+                   f"f16 / bf16 rows (the FFN, attention, GEMMs): *wrong* above {HALF_TOL['f16']:g} / "
+                   f"{HALF_TOL['bf16']:g}; bf16 references run as the model's f32 copy (onnxruntime's CPU has no "
+                   "bf16 MatMul). torch SDPA: `scaled_dot_product_attention` on the attention model's Q, K, V "
+                   "(FlashAttention's kernel on a GPU). "
+                   "Roofline rows: tilec's single-op GEMM / conv against max(FLOPs / peak (fp32; tensor cores for "
+                   "f16 / bf16), bytes / DRAM bandwidth) of src/tilec/analysis/hw/<arch>.json, the arch named in "
+                   "the GPU's name (h200 where none is: the dry run); cuBLAS against that file's f32 / tf32 / f16 / "
+                   "bf16 dense peaks.", ""])
     results = []
 
     def done(r: dict) -> None:
@@ -241,7 +300,8 @@ def main(argv=None) -> int:
         run_rows(phases[name], args.jobs if name == "compile" else 1, budget, args.work / "rows", ROOT, done)
     wall = time.perf_counter() - t0
     bad = [r["id"] for r in results if r["status"] not in ("ok", "skipped")]
-    journal.write([*summary(results, args.models), "",
+    fused = [r["model"] for r in results if r["id"].startswith(("tilec/ffn", "tilec/attention"))]
+    journal.write([*summary(results, args.models + list(dict.fromkeys(fused))), "", *gemm_vs_cublas(results), "",
                    f"{wall:.0f}s in all; {len(results) - len(bad)}/{len(results)} rows ok or skipped"
                    + (f"; not ok: {', '.join(bad)}." if bad else ".")])
     stem.with_suffix(".json").write_text(json.dumps(

@@ -25,16 +25,27 @@ def test_gpu_bench_dry_run(tmp_path):
     env = {**os.environ, FAULT_ENV: "hang:cublas/tf32,crash:cublas/f16"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("gpu_bench: 13 rows in 4 phase(s); budget 540s")
+    assert proc.stdout.startswith("gpu_bench: 26 rows in 4 phase(s); budget 540s")
     kinds = [ln for ln in proc.stdout.splitlines() if " x " in ln and "timeout" in ln and "probe" not in ln]
     assert kinds and all(ln.endswith("timeout 20s each") for ln in kinds), kinds  # the cap, in the plan
     data = json.loads((tmp_path / "gpu-2000-01-01-dry-run.json").read_text())
     rows = {r["id"]: r for r in data["rows"]}
     jsonl = [json.loads(ln)["id"] for ln in (tmp_path / "gpu-2000-01-01-dry-run.jsonl").read_text().splitlines()]
-    assert jsonl == [r["id"] for r in data["rows"]] and len(jsonl) == 12  # every row but the probe, as it ran
+    assert jsonl == [r["id"] for r in data["rows"]] and len(jsonl) == 25  # every row but the probe, as it ran
     for rid in ("tilec/nerf_mlp/grinder", "tilec/gemm M64xN64xK64/grinder", "tilec/conv N1xC8xH8xK8/grinder",
                 "ort/nerf_mlp"):
         assert rows[rid]["status"] == "ok" and rows[rid]["rel_err"] < 1e-3 and rows[rid]["cold_ms"] > 0, rows[rid]
+    # GEMM vs cuBLAS in f16/bf16 (bf16's reference: onnxruntime on the f32 copy), the BERT FFN and attention in
+    # f16 (the attention on wgmma: the dry run's h200), each within its type's tolerance
+    for rid, tol in (("tilec/gemm f16 M64xN64xK64/grinder", 1e-2), ("tilec/gemm bf16 M64xN64xK64/grinder", 2e-2),
+                     ("tilec/ffn f16 64x64x256/grinder", 1e-2), ("tilec/attention f16 b1h2s128d64/grinder", 1e-2),
+                     ("ort/attention f16 b1h2s128d64", 1e-2)):
+        assert rows[rid]["status"] == "ok" and rows[rid]["rel_err"] < tol and rows[rid]["cold_ms"] > 0, rows[rid]
+    assert rows["tilec/gemm f16 M64xN64xK64/grinder"]["peak_tflops"] == 989.0   # h200's f16 dense peak
+    tir = (tmp_path / "w" / "builds" / "attention-f16-b1h2s128d64-small-grinder" / "model.tir").read_text()
+    assert 'engine = "wgmma"' in tir
+    for rid in ("sdpa/attention f16 b1h2s128d64", "torch/ffn f16 64x64x256/eager"):
+        assert rows[rid]["status"] == "ok" or rows[rid]["error"] == "torch not installed", rows[rid]
     assert rows["ort/nerf_mlp"]["provider"] == "CPUExecutionProvider"
     assert rows["tilec/gemm M64xN64xK64/grinder"]["bound"] == "memory" and rows["tilec/gemm M64xN64xK64/grinder"][
         "arch"] == "h200"
@@ -44,3 +55,4 @@ def test_gpu_bench_dry_run(tmp_path):
     assert rows["cublas/f16"]["status"] == "crashed" and jsonl.index("cublas/bf16") > jsonl.index("cublas/f16")
     md = (tmp_path / "gpu-2000-01-01-dry-run.md").read_text()
     assert "| nerf_mlp | onnxruntime | ok |" in md and "## Summary: cold / hot median ms" in md
+    assert "## GEMM vs cuBLAS (torch.matmul)" in md and "| gemm f16 M64xN64xK64 | " in md

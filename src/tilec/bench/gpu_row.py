@@ -2,7 +2,7 @@
 
     python -m tilec.bench.gpu_row --id ROW_ID --spec JSON --out ROW.json
 
-``spec["kind"]`` picks the measurement (``probe``, ``tilec``, ``ort``, ``torch``, ``cublas``: see
+``spec["kind"]`` picks the measurement (``probe``, ``tilec``, ``ort``, ``torch``, ``cublas``, ``sdpa``: see
 ``tilec.bench.gpu_systems``). Writes ROW.json whenever Python survives: ``status`` is ``ok``, ``wrong``
 (``rel_err`` over ``tol``), ``skipped`` (a package or the GPU is missing) or ``failed`` (``error`` names the step).
 A crash or a hang leaves no ROW.json: the parent records that instead.
@@ -51,7 +51,7 @@ def probe(spec: dict, row: dict) -> None:
 
 
 KINDS = {"probe": probe, "tilec": gpu_systems.tilec, "ort": gpu_systems.ort, "torch": gpu_systems.torch_model,
-         "cublas": gpu_systems.cublas}
+         "cublas": gpu_systems.cublas, "sdpa": gpu_systems.sdpa}
 
 
 def measure(row_id: str, spec: dict) -> dict:

@@ -12,9 +12,12 @@ error: max |got - want| / max(1, max |want|)), then times with ``tilec.bench.tim
 * ``torch``: the ONNX graph op by op with torch ops (``tilec.bench.torch_onnx``), eager or ``torch.compile``
   (``mode`` is passed through: ``max-autotune-no-cudagraphs``, ``max-autotune`` = with CUDA graphs).
 * ``cublas``: ``torch.matmul`` on square matrices in f32, tf32, f16 or bf16, against the spec's peak.
+* ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` on an attention model's Q, Kᵀ (transposed
+  before timing) and V with the model's scale, FlashAttention's kernel on a GPU (``sdpa_kernel``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -30,11 +33,29 @@ class Skip(Exception):
 
 
 def reference(model: str) -> tuple[dict, dict]:
-    """(feeds, onnxruntime CPU outputs): the ground truth every system is compared with."""
+    """(feeds, onnxruntime CPU outputs): the ground truth every system is compared with. onnxruntime's CPU
+    kernels take no bf16: a bf16 model runs as its f32 copy on the same (exactly widened) inputs."""
     import onnxruntime as ort
     feeds = onnx_feeds(model)
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    return feeds, dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    bf16 = {k for k, v in feeds.items() if v.dtype.name == "bfloat16"}
+    widened = {k: v.astype(np.float32) if k in bf16 else v for k, v in feeds.items()}
+    sess = ort.InferenceSession(_widened(model) if bf16 else model, providers=["CPUExecutionProvider"])
+    return feeds, dict(zip([o.name for o in sess.get_outputs()], sess.run(None, widened)))
+
+
+def _widened(model: str) -> bytes:
+    """The serialized model with every bf16 input, output, value and initializer made f32."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+    m = onnx.load(model)
+    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
+        if vi.type.tensor_type.elem_type == TensorProto.BFLOAT16:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT
+    for i, t in enumerate(m.graph.initializer):
+        if t.data_type == TensorProto.BFLOAT16:
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(
+                numpy_helper.to_array(t).astype(np.float32), t.name))
+    return m.SerializeToString()
 
 
 def rel_err(got: dict, want: dict) -> float:
@@ -81,14 +102,21 @@ def device_arch(spec: dict) -> str:
 
 def roofline(spec: dict, row: dict) -> None:
     """Where ``spec["roofline"]`` gives the FLOPs and lower-bound bytes of a single-op model: the bound
-    max(FLOPs / fp32 peak, bytes / DRAM bandwidth) of the measured card's spec, and what the row reached."""
+    max(FLOPs / peak of its ``dtype`` (fp32, or tensor cores for f16/bf16), bytes / DRAM bandwidth) of the
+    measured card's spec, and what the row reached (TFLOP/s against that peak for f16/bf16, as cuBLAS's rows)."""
     from ..analysis.hardware import get_arch
-    from ..analysis.speed_of_light import bound_seconds
+    from ..analysis.speed_of_light import bound_seconds, peak_flops
     arch = device_arch(spec)
     hw, flops, nbytes = get_arch(arch), spec["roofline"]["flops"], spec["roofline"]["bytes"]
-    compute, memory = bound_seconds(hw, flops, 0), bound_seconds(hw, 0, nbytes)
+    dtype = spec["roofline"].get("dtype", "f32")
+    compute, memory = bound_seconds(hw, flops, 0, dtype), bound_seconds(hw, 0, nbytes)
     row.update(arch=arch, gflop=flops / 1e9, bound_ms=max(compute, memory) * 1e3,
                bound="compute" if compute > memory else "memory")
+    if dtype != "f32" and row.get("hot_ms"):
+        peak = peak_flops(hw, dtype)
+        row.update(peak_tflops=peak / 1e12, hot_tflops=flops / (row["hot_ms"] * 1e-3) / 1e12,
+                   cold_tflops=flops / (row["cold_ms"] * 1e-3) / 1e12)
+        row["hot_pct_peak"] = 100 * row["hot_tflops"] * 1e12 / peak
 
 
 def tilec(spec: dict, row: dict) -> None:
@@ -260,6 +288,38 @@ def _compiled(torch, g, xs: dict, mode: str, row: dict, cuda: bool):
         except Exception as e:  # noqa: BLE001
             errors.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
     raise RuntimeError("; ".join(errors))
+
+
+def sdpa(spec: dict, row: dict) -> None:
+    """O = softmax(Q Kᵀ · scale) V of an attention model (inputs ``q``, ``kt`` [.., d, keys], ``v``; the
+    initializer ``scale`` divides) by torch's SDPA: FlashAttention's kernel on a GPU, the default on the CPU."""
+    import onnx
+    from onnx import numpy_helper
+    torch = _torch()
+    row["step"] = "reference"
+    feeds, want = reference(spec["model"])
+    cuda = spec["device"] == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise Skip("torch sees no CUDA device")
+    dev = "cuda" if cuda else "cpu"
+    model = onnx.load(spec["model"])
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    scale = 1.0 / float(np.asarray(init["scale"], np.float64).reshape(-1)[0])
+    q, kt, v = (torch.from_numpy(feeds[n]).to(dev) for n in ("q", "kt", "v"))
+    k = kt.transpose(-1, -2).contiguous()   # SDPA takes K as [.., keys, d]: laid out before timing
+    ctx, row["provider"] = contextlib.nullcontext(), "torch SDPA (CPU default)"
+    if cuda:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        ctx, row["provider"] = sdpa_kernel([SDPBackend.FLASH_ATTENTION]), "torch SDPA (FlashAttention)"
+    call = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)  # noqa: E731
+    with torch.inference_mode(), ctx:
+        row["step"] = "run"
+        row["rel_err"] = rel_err({model.graph.output[0].name: call().float().cpu().numpy()}, want)
+        row["step"] = "time"
+        clock = TorchClock() if cuda else WallClock()
+        flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
+            host_flush(l2_bytes(spec, None))
+        row.update(hot_cold(call, clock, flush, spec["runs"], spec["warmup"]))
 
 
 TOLERANCE = {"f32": 1e-4, "tf32": 5e-3, "f16": 1e-2, "bf16": 2e-2}  # relative, vs an f64 product

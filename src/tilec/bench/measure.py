@@ -49,7 +49,7 @@ def model_feeds(model, seed: int = 0, ints: tuple = (0, 2)) -> dict:
             continue
         shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
         dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
-        if np.issubdtype(dtype, np.floating):
+        if np.issubdtype(dtype, np.floating) or np.dtype(dtype).name == "bfloat16":   # ml_dtypes' is no np.floating
             feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype == np.bool_:
             feeds[vi.name] = rng.random(shape) > 0.5
