@@ -86,6 +86,19 @@ def parse_ptxas(log: str) -> dict:
     return infos
 
 
+# ptxas' notes that it repaired a wgmma kernel (sm_90a): a wait it injected because registers a wgmma writes
+# were used before the kernel's own wait, or wgmmas it serialised. Both are tilec bugs that cost speed.
+_WGMMA_REPAIR = re.compile(r"\(C7517\).*|.*wgmma.*serializ.*", re.IGNORECASE)
+
+
+def check_wgmma_repairs(log: str, what: str) -> None:
+    """CompileError naming ptxas' note where it had to repair a wgmma pipeline (docs/hopper.md, Arch strings)."""
+    m = _WGMMA_REPAIR.search(log)
+    if m:
+        raise CompileError(f"ptxas repaired the wgmma pipeline of {what} (a missing wgmma wait or fence): "
+                           f"{m.group(0).strip()}")
+
+
 def cache_dir() -> Path:
     """``$TILEC_CACHE_DIR`` or ``~/.cache/tilec`` (``backend/cache.root``)."""
     from .cache import root
@@ -150,6 +163,7 @@ def compile_kernel(name: str, source: str, nvcc: str, version: str, cache: Path 
     with tempfile.TemporaryDirectory(prefix="tilec-ptxas-") as tmp:
         cubin = Path(tmp) / f"{name}.cubin"
         log = _nvcc(nvcc, source, tmp, name, f"kernel '{name}'", sm_arch)
+        check_wgmma_repairs(log, f"kernel '{name}'")
         info = parse_ptxas(log).get(name)
         if info is None:
             raise CompileError(f"ptxas printed no resource usage for kernel '{name}':\n{log.strip()}")
@@ -208,6 +222,7 @@ def compile_batch(names: list, sources: dict, nvcc: str, version: str, cache: Pa
     with tempfile.TemporaryDirectory(prefix="tilec-ptxas-") as tmp:
         cubin = Path(tmp) / "batch.cubin"
         log = _nvcc(nvcc, "\n".join(sources[n] for n in names), tmp, "batch", "a batch of kernels", sm_arch)
+        check_wgmma_repairs(log, "a batch of kernels")
         parsed = parse_ptxas(log)
         missing = [n for n in names if n not in parsed]
         if missing:
