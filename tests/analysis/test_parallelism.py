@@ -93,10 +93,6 @@ def test_transformer_layer_single_block_grids_are_gone_or_justified(welder_sampl
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue #18 not done: one-block grids the model would spread remain in "
-                   "12 of 17 welder builds (2026-12-07): the mlp and conv_chain kinds choose their tiles by bytes "
-                   "in their matchers, and the elementwise lowering's 256-thread blocks leave a 500-element "
-                   "output on one block")
 @pytest.mark.parametrize("pipeline", ["welder", "rammer"])
 def test_small_zoo_and_samples_fill_the_gpu_or_say_why(pipeline, tmp_path):
     from samples.models import ZOO

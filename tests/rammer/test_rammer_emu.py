@@ -79,10 +79,11 @@ def test_barrier_kernels_run_guarded_in_a_wider_block(build):
 
 
 def test_conv_chains_pack_with_their_shared_arrays_overlaid(build):
-    # Inception's three Welder conv chains hold 23 KB, 25 KB and 6 KB of shared arrays: one __shared__
-    # declaration per __device__ function would need their sum, over the 48 KB a block may declare, and
-    # nothing could be packed. A vEU runs one rTask at a time, so the persistent kernel declares one arena of
-    # the largest member's bytes and each member views its arrays there (numerics: the tests above).
+    # Inception's three Welder conv chains hold 9 KB, 12 KB and 7 KB of shared arrays (23, 25 and 6 KB before
+    # their tiles were chosen by the latency model, issue #18: then one __shared__ declaration per
+    # __device__ function would have needed their sum, over the 48 KB a block may declare). A vEU runs one
+    # rTask at a time, so the persistent kernel declares one arena of the largest member's bytes, not their
+    # sum, and each member views its arrays there (numerics: the tests above).
     from tilec.analysis.rammer.shared import shared_bytes
     b = build("inception_block")
     [step] = persistent(b)
@@ -90,7 +91,7 @@ def test_conv_chains_pack_with_their_shared_arrays_overlaid(build):
     kernels = [lookup_symbol(module, op.attributes["kernel"].name)
                for op in lookup_symbol(module, step["kernel"]).body.ops if op.name == "rprog.operator"]
     sizes = [shared_bytes(k) for k in kernels if "conv_chain" in k.sym_name]
-    assert len(sizes) == 3 and sum(sizes) > get_arch("h200").smem_per_block_bytes
+    assert len(sizes) == 3 and max(sizes) < sum(sizes)
     text = (b / "kernels" / f"{step['kernel']}.cu").read_text()
     assert f"TL_SHARED(float4, k_arena, [{max(sizes) // 16}]);" in text
     # The members declare no arrays of their own: the arena, and the block's buffer pointer table.

@@ -18,7 +18,9 @@ def lower_elementwise(ctx: ComputeContext, name: str):
     total = math.prod(ctx.out_shape)
     vec = 4 if _can_vectorize(ctx) else 1
     warp = ctx.spec.warp_size   # a small launch is still whole warps (wavefronts)
-    threads = THREADS if total >= THREADS * vec else max(warp, -(-total // vec // warp) * warp)
+    threads = _threads(total, vec, warp)
+    if -(-total // (threads * vec)) < ctx.spec.num_sms:
+        threads, vec = _spread(ctx, total, vec)
     grid = max(1, -(-total // (threads * vec)))
     kb = KernelBuilder()
     kb.let("k_t", ctx.idx_t, thread_index(threads, "long long" if ctx.idx_t == "i64" else None))
@@ -29,6 +31,34 @@ def lower_elementwise(ctx: ComputeContext, name: str):
             _scalar_body(ctx, kb, "k_t")
     return kb.func(name, [grid], [threads], ctx.params(), kind="elementwise",
                    flops=ctx.flops(), bytes_modelled=_bytes(ctx, vec))
+
+
+def _threads(total: int, vec: int, warp: int) -> int:
+    """``THREADS`` per block, or the whole warps a smaller launch needs."""
+    return THREADS if total >= THREADS * vec else max(warp, -(-total // vec // warp) * warp)
+
+
+def _spread(ctx: ComputeContext, total: int, vec: int) -> tuple:
+    """``(threads, vec)`` for a launch too small to give every SM a block: the block size (halved down to a
+    warp) and vector width (float4 where legal, or one element a thread) that the latency model
+    (``analysis/latency.candidate_estimate``, issue #18) times fastest; on ties the wider, then the larger.
+    A 1024-element op was one block of 256 float4 threads on one SM (8 warps in flight); one element a
+    thread puts 32 warps on four SMs."""
+    from ...analysis.latency import candidate_estimate
+    spec, warp = ctx.spec, ctx.spec.warp_size
+    unique = sum(math.prod(v.type.shape) * itemsize(v.type.dtype) for v in list(ctx.op.operands) + [ctx.op.result])
+    best = None
+    for v in sorted({vec, 1}, reverse=True):
+        nbytes, t = _bytes(ctx, v), _threads(total, v, warp)
+        while True:
+            est = candidate_estimate(spec, blocks=-(-total // (t * v)), threads=t, smem=0, regs=32,
+                                     flops=ctx.flops(), global_bytes=nbytes, unique_bytes=unique)
+            if best is None or est.seconds < best[0]:
+                best = (est.seconds, t, v)
+            if t // 2 < warp or t % (2 * warp):
+                break
+            t //= 2
+    return best[1], best[2]
 
 
 def _scalar_body(ctx: ComputeContext, kb: KernelBuilder, flat: str) -> None:

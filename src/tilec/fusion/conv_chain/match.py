@@ -18,10 +18,14 @@ The tile is chosen here, for the whole chain: C's block tile (every power of two
 the full extent; blocks under 256 outputs are not scored, they only add halo and weight re-reads),
 C's reduce step over non-window axes (window axes are stepped whole, so neighbouring steps never
 recompute the same P points) and P's reduce step (the largest that fits shared memory).
-Score: (modelled global bytes rounded to 32-B sectors + 1) × waves, the bytes counted as the emitted
-kernel moves them (:meth:`.kernel.ChainContext.chain_bytes`), subject to the
-static shared-memory limit and the arch's, ≤ 256 threads, ≤ 32 accumulators per thread on both sides,
-and the retile parallelism floor (at least min(#SM, ⌈outputs / 4096⌉) blocks, ``fusion/retile.py``).
+The kernel takes the config the latency model times fastest (:func:`modelled_us`, issue #18: the halo
+recompute, the P and C staging, barriers per step, SMs at work), the bytes counted as the emitted kernel
+moves them (:meth:`.kernel.ChainContext.chain_bytes`) breaking ties, subject to the static shared-memory
+limit and the arch's, ≤ 256 threads, ≤ 32 accumulators per thread on both sides, and the retile
+parallelism floor (at least min(#SM, ⌈outputs / 4096⌉) blocks, ``fusion/retile.py``). Ranked by bytes
+((bytes rounded to 32-B sectors + 1) × waves) small chains took one block on one SM. The search, which
+ranks groups by bytes, sees the fewest-bytes config's score; the welder pass' latency check times the
+chosen kernel against the parts.
 """
 from __future__ import annotations
 
@@ -31,10 +35,14 @@ from dataclasses import dataclass
 
 from ...analysis.index_map import classify
 from ...analysis.welder.graph import outside_values, plain_f32
+from ...analysis.latency import candidate_estimate
 from ..retile import (MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, clear_saving, waves_and_score,
                                        thread_tile)
-from ...analysis.welder.search import Group, group_outputs
+from ...analysis.welder.search import SECTOR, Group, group_outputs
+from ...backend.lower.tiled import staged_box
+from ...ir.texpr import axes_in
 from ...ir.texpr.affine import to_affine
+from ...ir.types import itemsize
 from ..epilogue.match import epilogue_group
 from .kernel import ChainContext, chain_attr
 
@@ -121,6 +129,37 @@ def p_points_cap(spec) -> int:
     return min(MAX_ACC, budget // P_POINT_REGS) if budget else MAX_ACC
 
 
+def modelled_us(ctx, cfg: dict, spec, blocks: int, threads: int, smem: int, nbytes: int, unique: int) -> float:
+    """The latency model's microseconds for one launch of chain config ``cfg``
+    (``analysis/latency.candidate_estimate``, the model of report.json's ``modelled_us``, issue #18), counting
+    per block what :mod:`.kernel` emits: per C reduce step the P tile (halo included) is recomputed over P's
+    reduce steps (P's operand boxes staged, each thread folding its points from them, two barriers a step),
+    then C folds its staged boxes as the tiled kernel does (``fusion/retile.Retiler.modelled_us``'s count).
+    FLOPs are C's plus every block's P recompute. Rounded so that ties fall to the bytes."""
+    p = ctx.p
+    csteps = math.prod(-(-ctx.extents[r] // cfg["step"][r]) for r in ctx.reduce_axes)
+    psteps = math.prod(-(-p.extents[r] // cfg["pstep"][r]) for r in p.reduce_axes)
+    pred = math.prod(p.extents[r] for r in p.reduce_axes)
+    npts = math.prod(b[2] for b in ctx.p_box(cfg))
+    nper = -(-npts // threads)
+    paccs = len(p.distinct_accesses())
+    pstaged = sum(math.prod(b[2] for b in staged_box(p, a, ctx.p_sizes(cfg))) for a in p.distinct_accesses())
+    p_smem = psteps * pstaged + threads * nper * pred * paccs + npts
+    p_flops = 2.0 * npts * pred * csteps * blocks
+    points = math.prod(ctx.extents[r] for r in ctx.reduce_axes)
+    frags = 0
+    for a in ctx.distinct_accesses():   # per reduce point, each thread reads its fragment of each box
+        used = set().union(*(set(axes_in(i)) for i in a.indices)) if a.indices else set()
+        frags += math.prod(cfg["thread"][x] for x in ctx.out_axes if x in used)
+    c_smem = threads * points * frags + csteps * smem / 4
+    acc = math.prod(cfg["thread"].values())
+    regs = acc + min(acc, 8) * len(ctx.distinct_accesses()) + nper + 24
+    est = candidate_estimate(spec, blocks=blocks, threads=threads, smem=smem, regs=regs,
+                             flops=ctx.flops() + p_flops, global_bytes=nbytes, unique_bytes=unique,
+                             barriers=csteps * (2 + 2 * psteps), smem_accesses=csteps * p_smem + c_smem)
+    return round(est.seconds * 1e6, 4)
+
+
 def choose(ctx, spec) -> dict | None:
     """The best chain config ``{block, thread, step, pstep, bytes, smem, blocks, waves, score, floor}``."""
     limit = spec.smem_per_block_bytes
@@ -131,7 +170,8 @@ def choose(ctx, spec) -> dict | None:
     csteps = [[E[r]] if r in cwin else sorted({E[r]} | {s for s in STEP_CHOICES if s < E[r]}, reverse=True)
               for r in ctx.reduce_axes]
     pext = ctx.p.extents
-    best = best_plain = None
+    best = best_plain = fewest = None
+    unique = sum(math.prod(v.type.shape) * itemsize(v.type.dtype) for v in list(ctx.args) + list(ctx.outs))
     max_points = p_points_cap(spec)
     for sizes in itertools.product(*[_options(E[a], MAX_BLOCK_AXIS) for a in axes]):
         block = dict(zip(axes, sizes))
@@ -166,15 +206,21 @@ def choose(ctx, spec) -> dict | None:
             cfg, q, q0 = best_cluster(ctx, spec, cfg, ctx.chain_bytes, ctx.chain_bytes_many)
             for c, b in ((cfg, q), (plain, q0)) if cfg is not plain else ((cfg, q),):
                 waves, score = waves_and_score(spec, blocks, threads, smem, b)
-                key = (score, b, "cluster" in c, -blocks, tuple(sizes), cstep)   # as retile.Retiler._key
-                entry = (key, dict(c, bytes=b, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor))
+                us = modelled_us(ctx, c, spec, blocks, threads, smem, b, unique)
+                key = (us, b, "cluster" in c, -blocks, tuple(sizes), cstep)   # as retile.Retiler._key
+                entry = (key, dict(c, bytes=b, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor,
+                                   modelled_us=us))
                 if "cluster" not in c and (best_plain is None or key < best_plain[0]):
                     best_plain = entry
                 if best is None or key < best[0]:
                     best = entry
+                if fewest is None or (score, b) < fewest:
+                    fewest = (score, b)
     if best and best_plain and "cluster" in best[1] and not clear_saving(best[1]["bytes"], best_plain[1]["bytes"]):
         best = best_plain   # a cluster only for a clear saving (retile.MIN_CLUSTER_SAVING)
-    return best[1] if best else None
+    # The search ranks groups by bytes (DESIGN §4): it sees what the chain can save at best, the kernel
+    # takes the fastest config, and the welder pass' latency check decides whether it beats the parts.
+    return dict(best[1], least_score=fewest[0], least_bytes=fewest[1]) if best else None
 
 
 def chain_group(graph, members: list, spec) -> Group | None:
@@ -186,4 +232,5 @@ def chain_group(graph, members: list, spec) -> Group | None:
     if cfg is None:
         return None
     plan = ChainPlan(chain_attr(cfg), len(parts[0]))
-    return Group(list(members), "conv_chain", cfg["bytes"], cfg["waves"], cfg["smem"], plan)
+    waves = cfg["least_score"] // (-(-cfg["least_bytes"] // SECTOR) * SECTOR + 1)
+    return Group(list(members), "conv_chain", cfg["least_bytes"], waves, cfg["smem"], plan)

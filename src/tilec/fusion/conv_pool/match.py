@@ -111,7 +111,9 @@ def attach(block, graph, groups: list, spec, classify) -> tuple:
             continue
         xbytes = graph.nodes[g.members[-1]].out_bytes
         pbytes = 4 * math.prod(ctx.partial_shape(cfg))
-        if _score(cfg["bytes"], cfg["waves"]) + pbytes >= g.score + xbytes:
+        # g.score and least_score are both the chain's fewest-bytes config's (conv_chain.match.choose); the
+        # kernel takes the fastest config.
+        if cfg["least_score"] + pbytes >= g.score + xbytes:
             continue
         plans.append((g, r, pooled, ctx, cfg, g.score + _score(xbytes + pbytes, 1)))
     if not plans:
