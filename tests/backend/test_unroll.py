@@ -40,3 +40,29 @@ def test_device_loop_pointer_table_past_half_the_sgpr_file():
     # Never where the table's LDS would cost a resident block, nor on NVIDIA (no per-wave scalar file).
     assert not args_table(amd, 65, amd.smem_per_sm_bytes // 2 - 100, 2)
     assert not args_table(nv, 65, 0, 1)
+
+
+def test_amd_tiled_kernel_keeps_its_stage_loop_rolled():
+    """mobilenet_v2-small's classifier kernel (8 threads, 16 k stages): AMDGPU's LLVM unrolled the stage loop by
+    itself and took 256 VGPRs, which spilled inside the rProgram; on AMD the stage loop says ``#pragma unroll 1``
+    (NVIDIA's text is unchanged)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from lower_harness import compute_module, kernels, lower
+
+    from tilec.analysis.hardware import set_target
+    from tilec.backend.emit import emit_kernel
+    from tilec.ir import TensorType as T
+    rtile = {"block": {"m": 1, "n": 8}, "thread": {"m": 1, "n": 1}, "step": {"k": 8}}
+    texts = {}
+    for arch in ("mi250x", "h200"):
+        mod = compute_module("C[m, n] += A[m, k] * B[n, k]", [T((1, 128), "f32"), T((10, 128), "f32")],
+                             T((1, 10), "f32"), rtile=rtile, estimate={"arch": arch})
+        set_target(mod, arch)
+        (k,) = kernels(lower(mod))
+        assert k.attributes["kind"] == "tiled"
+        texts[arch] = emit_kernel(k).split(f"{k.sym_name}(", 1)[1]
+    stage = "for (int k_o_k = 0; k_o_k < 128; k_o_k += 8)"
+    assert f"#pragma unroll 1\n  {stage}" in texts["mi250x"]
+    assert stage in texts["h200"] and f"#pragma unroll 1\n  {stage}" not in texts["h200"]

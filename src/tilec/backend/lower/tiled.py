@@ -215,9 +215,14 @@ def lower_tiled(ctx: ComputeContext, name: str, rtile: dict | None):
     nacc = math.prod(T.values())
     kb.local("k_acc", ctx.acc_dtype, [nacc], init=ctx.identity())
 
+    # The k-stage loops stay rolled where the target bounds unrolled bodies (AMD, unroll.py): AMDGPU's LLVM
+    # unrolls a short constant trip count by itself and keeps every stage's loads live (an 8-thread FC kernel
+    # of 16 stages took 256 VGPRs, and spilled inside an rProgram's 256-register budget).
+    stage_unroll = 1 if getattr(ctx.spec, "unrolled_body_regs", 0) else 0
+
     def reduce_loops(axes):
         if axes:
-            with kb.loop(origin[axes[0]], 0, E[axes[0]], step=S[axes[0]]):
+            with kb.loop(origin[axes[0]], 0, E[axes[0]], step=S[axes[0]], unroll=stage_unroll):
                 reduce_loops(axes[1:])
             return
         # A conv chain (fused_conv.py) computes its producer's tile here instead of loading it.
