@@ -83,6 +83,10 @@ def _config(attrs: dict) -> str:
     if attrs.get("kind") == "attention" and cfg.get("engine") == "wgmma":
         return (f"attention on wgmma: {cfg['warpgroups']} warpgroups x 64 rows, {cfg['bk']}-key chunks, "
                 f"{cfg['stages']} {cfg['pipeline']} stages")
+    if cfg.get("engine") == "wgmma":   # lower/wgmma_engine.py (sm_90)
+        bm, bn = cfg["tile"]
+        return (f"{attrs['kind']}: wgmma block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) + TMA "
+                "producer")
     if cfg.get("engine") == "mma_sync":
         *_, m, n = cfg["block"].values()
         (bk,) = cfg["step"].values()
@@ -116,7 +120,9 @@ def _build_rows(model: Path, build: Path, arch: str, label: str, cells) -> list:
             continue   # a kernel without a tensor-core main loop (a layout copy)
         attrs = funcs.get(k["name"], {})
         row = {"system": "tilec", "config": f"{label}, {_config(attrs)}", "regs": k["ptxas"]["registers"],
-               "spill": k["ptxas"]["spill_bytes"], **cells(loop)}
+               "spill": k["ptxas"]["spill_bytes"], **cells(loop),
+               "tma": k["kernel_mix"]["memory"].get("UTMALDG", 0),   # the whole kernel's TMA boxes
+               "bound": (loop.get("estimate") or {}).get("fraction_of_peak")}
         if (attrs.get("config") or {}).get("engine") == "wgmma" and attrs.get("kind") == "attention":
             row["tensor"] = hgmma_products(build / "kernels" / f"{k['name']}.cubin")
         out.append(row)
@@ -163,9 +169,10 @@ ATTENTION_NOTES = """## Back-to-back contractions (scripts/tensorcore_fused.py)
   block, chunks of 128 keys; S = Q Kᵀ by `wgmma.m64n128k16` with Q and K in 128-byte-swizzled shared memory
   (d / 16 HGMMA per chunk, "SS"), the online softmax on the accumulator registers, P packed to f16 in
   registers and O += P V by `wgmma.m64n{d}k16` with A from registers (128 / 16 = 8 HGMMA per chunk, "RS");
-  the tensor-core column splits the main loop's HGMMA by product. K/V still come through a 2-stage
-  cp.async pipeline (LDGSTS), not TMA, and the softmax does not yet overlap the next chunk's S wgmma
-  (FlashAttention-3's intra-warpgroup pipelining) nor is there a producer warpgroup. The a100 rows are the
+  the tensor-core column splits the main loop's HGMMA by product. Q, K and V come by TMA (one 64-column
+  box per atom, UTMALDG in the *other loads* column) into two stages on mbarriers, issued by one thread of
+  the consumers (no producer warpgroup yet), and the softmax does not yet overlap the next chunk's S wgmma
+  (FlashAttention-3's intra-warpgroup pipelining). The a100 rows are the
   mma.sync kernel that h200 builds used before; the main loop's other instructions are the softmax's work
   on each of a thread's 64 scores per chunk (score op, max, FFMA + MUFU.EX2, sum, f16 pack), the same per
   score on both paths, so wgmma's fewer instructions per tensor-core FLOP come from the products alone.

@@ -1,9 +1,9 @@
 """Attention on wgmma for sm_90 (issue #21, fusion/attention/wgmma.py): an f16/bf16 attention chain with head
 dims 64 or 128 on h200 is one welder ``attention`` kernel whose S = Q·Kᵀ is wgmma with both operands in
 shared memory and whose O += P·V takes P from registers (the ``_rs`` form). Run exactly under the emulator
-against numpy (f32 math on the same half-precision inputs), and f16 models against onnxruntime, for sequences 64..256 that are and are not
-multiples of the tiles, both head dims, both types, masks, the head merge, and K and V stored either way
-round (K-major and MN-major descriptors); bytes equal the model's. ptxas (sm_90a) gives 0 spills, no
+against numpy (f32 math on the same half-precision inputs), and f16 models against onnxruntime, for
+sequences 64..256 that are and are not multiples of the tiles, both head dims, both types, masks, the head
+merge, and K and V stored either way round (K-major and MN-major descriptors); bytes equal the model's. ptxas (sm_90a) gives 0 spills, no
 injected wgmma wait (C7517), and SASS with HGMMA for both products: d/16 from shared memory and bk/16 with
 A from registers per K/V chunk. Head dims that are not whole 128-byte atoms, and sm_80, keep mma.sync."""
 from __future__ import annotations
@@ -21,7 +21,9 @@ from test_attention_tensor_cores import TOL, _model, _np, _round
 from tilec.driver import compile_model, run_target
 from tilec.ir import read_ir
 
-# (dtype, batch, heads, seq, head dim, mask, merge heads, K as "kt" input | "k" + Transpose | "einsum")
+# (dtype, batch, heads, seq, head dim, mask, merge heads, K as "kt" input | "k" + Transpose | "einsum").
+# K/V come by TMA boxes where every row is whole 16-byte chunks (Kᵀ [.., d, seq] needs seq % 8 == 0), by
+# cp.async otherwise.
 CASES = {
     "f16_s64_d64": ("f16", 1, 2, 64, 64, None, False, "k"),
     "bf16_s256_d128_causal": ("bf16", 1, 1, 256, 128, "causal", False, "kt"),
@@ -58,8 +60,9 @@ def built(request, tmp_path_factory):
     else:
         feeds, ref = _model(d, dtype, b, h, s, hd, mask, merge, kmode)
     np.savez(d / "in.npz", **feeds)
-    compile_model(str(d / "m.onnx"), str(d / "b"), pipeline="welder", arch="h200", check_ptx=shutil.which("nvcc") is not None)
-    return d, dtype, hd, ref
+    compile_model(str(d / "m.onnx"), str(d / "b"), pipeline="welder", arch="h200",
+                  check_ptx=shutil.which("nvcc") is not None)
+    return d, dtype, hd, ref, (s % 8 == 0 or kmode == "einsum")   # K/V rows whole 16-byte chunks: TMA
 
 
 def _attention_func(build):
@@ -71,7 +74,7 @@ def _attention_func(build):
 
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_wgmma_attention_matches_numpy(built, order):
-    d, dtype, _, ref = built
+    d, dtype, _, ref, _ = built
     run_target(str(d / "b"), str(d / "in.npz"), str(d / f"o-{order}.npz"), backend="emu",
                report_path=str(d / f"r-{order}.json"), emu_order=order)
     got = np.load(d / f"o-{order}.npz")
@@ -90,17 +93,22 @@ def test_wgmma_attention_matches_numpy(built, order):
 
 
 def test_kernel_is_wgmma_with_p_from_registers(built):
-    d, dtype, hd, _ = built
+    d, dtype, hd, _, tma = built
     func = _attention_func(d / "b")
     cfg, src = func.attributes["config"], func.attributes["source"]
     assert cfg["engine"] == "wgmma" and cfg["wgmma"][1] == [64, hd, 16], cfg
     fn = "tl_wgmma_bf16" if dtype == "bf16" else "tl_wgmma_f16"
     assert src.count(f"{fn}<") == hd // 16 and src.count(f"{fn}_rs<") == cfg["bk"] // 16
-    assert "tl_fence_proxy_async();" in src and "tl_mma_m16n8k16" not in src
+    assert "tl_mma_m16n8k16" not in src
+    assert cfg["pipeline"] == ("tma" if tma else "cp.async")
+    if tma:   # Q, K, V: a map each, boxes on two mbarriers; no cp.async, no generic-proxy writes to fence
+        assert len(func.attributes["tensor_maps"]) == 3 and "tl_tma_load_" in src and "tl_cp_async" not in src
+    else:
+        assert "tensor_maps" not in func.attributes and "tl_fence_proxy_async();" in src
 
 
 def test_ptxas_sm90a_no_spills_and_hgmma_for_both_products(built):
-    d, _, hd, _ = built
+    d, _, hd, _, _ = built
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not installed")
     func = _attention_func(d / "b")
@@ -121,6 +129,8 @@ def test_ptxas_sm90a_no_spills_and_hgmma_for_both_products(built):
         pytest.skip("no cuobjdump/nvdisasm")
     sass = subprocess.run([tool[1], "-sass" if tool[0] == "cuobjdump" else "-c", str(cubin)],
                           capture_output=True, text=True, check=True).stdout
+    if func.attributes["config"]["pipeline"] == "tma":   # K and V by TMA, one box per 64 columns of each
+        assert re.search(r"UTMALDG\.\dD", sass) and "LDGSTS" not in sass
     ss = re.findall(r"HGMMA\.64x(\d+)x16\.F32(?:\.BF16)? R\d+, gdesc", sass)      # A and B from shared memory: S
     rs = re.findall(r"HGMMA\.64x(\d+)x16\.F32(?:\.BF16)? R\d+, R\d+, gdesc", sass)   # A from registers: O += P V
     bk = func.attributes["config"]["bk"]

@@ -8,11 +8,14 @@ query rows 64g..64g+63, and its thread 32w + 4r + t holds rows 16w + r and +8 of
 places them (the same rows and columns a warp's mma.sync C fragments hold, so the score ops, the online
 softmax and the store are :mod:`.mma`'s on a flat accumulator array).
 
-1. Q's tile, then K and V chunks of ``bk`` keys, are copied to shared memory with 16-byte ``cp.async`` through
-   a two-stage pipeline (chunk c + 1 in flight while chunk c is computed; TMA with mbarriers is the next
-   step), every tile stored in wgmma's canonical 128-byte-swizzled layout: [rows][64-column atoms], row r's
-   16-byte chunk c at chunk ``c ^ (r % 8)``, atoms one after the other. Chunks past the sequence ends are
-   zero-filled. A ``fence.proxy.async`` orders the copies (generic proxy) before wgmma reads them.
+1. Q's tile, then K and V chunks of ``bk`` keys, come to shared memory through a two-stage pipeline (chunk
+   c + 1 in flight while chunk c is computed), every tile stored in wgmma's canonical 128-byte-swizzled
+   layout: [rows][64-column atoms], row r's 16-byte chunk c at chunk ``c ^ (r % 8)``, atoms one after the
+   other. Where every operand is boxes of its buffer (indices plain axes or 0, rows whole 16-byte chunks:
+   :func:`_tma_box`), thread 0 loads each atom as one TMA box (tensor maps in the ``tensor_maps``
+   attribute, built by the runtime) announced on the stage's mbarrier (``arrive.expect_tx``), and every
+   thread waits on its parity; else all threads copy 16-byte ``cp.async`` chunks (or elements) and a
+   ``fence.proxy.async`` orders them (generic proxy) before wgmma reads them. Both zero-fill past the ends.
 2. Per chunk, S = Q·Kᵀ by ``wgmma.m64n{bk}k16`` with both operands in shared memory (descriptors: Q K-major;
    K K-major when stored [key][d], MN-major when stored [d][key]); the score ops are rendered on each
    accumulator; keys past the end become -inf.
@@ -23,8 +26,9 @@ softmax and the store are :mod:`.mma`'s on a flat accumulator array).
 4. O / l is converted to the output type and stored once (through the head-merge transpose if one ends the
    group).
 
-Not yet FlashAttention-3's whole schedule: no producer warpgroup or ``setmaxnreg``, and the softmax of chunk c
-does not overlap the wgmma of chunk c + 1 (each product is waited for before its results are used).
+Not yet FlashAttention-3's whole schedule: no producer warpgroup or ``setmaxnreg`` (one consumer thread
+issues the TMA boxes), and the softmax of chunk c does not overlap the wgmma of chunk c + 1 (each product
+is waited for before its results are used).
 :func:`eligible` says when a matched chain takes this kernel, :func:`choose` its tile; the bytes are
 :func:`.mma.modelled_bytes` (what the emulator counts)."""
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ...backend.cstyle import CUDA
 from ...backend.lower import mma_engine as E
 from ...backend.lower.builder import KernelBuilder
 from ...backend.lower.fused import kernel_params
+from ...ir.texpr.nodes import AxisRef, Num
 from ...ir.types import itemsize
 from . import mma
 
@@ -70,7 +75,7 @@ def smem_bytes(att, groups: int, bn: int, dtype: str, staged_j: int, scalars: in
     """Q tile, two stages of K and V chunks (b16), two stages of the key-indexed operands and the scalar
     slots (f32), and the alignment slack."""
     b16 = (ROWS * groups * att.d + 2 * bn * (att.d + att.dv)) * itemsize(dtype)
-    return SLACK + b16 + 4 * (2 * bn * staged_j + max(1, scalars))
+    return SLACK + b16 + 16 + 4 * (2 * bn * staged_j + max(1, scalars))   # 16: the stages' two mbarriers
 
 
 def choose(graph, att, spec, outside: list) -> dict | None:
@@ -113,6 +118,37 @@ def _mn_major_step(k: int) -> int:
     return k * 2 * ATOM >> 4
 
 
+def _tma_box(r, t, axes: dict, params: list, dtype: str) -> tuple | None:
+    """``(tensor_maps entry, [(element offset in the tile, coordinates innermost first with the column
+    origin "{c}")] per 64-column atom)`` loading tile ``t`` by TMA boxes of 64 columns x ``t.rows`` rows, or
+    None where its access is not such boxes of the buffer (an index other than an axis or 0, the column not
+    its contiguous dim, rows not 16-byte multiples, more than 5 dims: then cp.async copies it)."""
+    ctx = r.ctxs[t.m]
+    shape, idx = ctx.shapes[ctx.input_of(t.acc)], t.acc.indices
+    if len(shape) > 5 or len(idx) != len(shape) or shape[-1] * itemsize(dtype) % 16:
+        return None
+    coords, box, seen = [], [], []
+    for k, ix in enumerate(idx):
+        if isinstance(ix, Num) and ix.value == 0 and k < len(idx) - 1:
+            coords.append("0")
+            box.append(1)
+            continue
+        role = axes.get(ix.name) if isinstance(ix, AxisRef) else None
+        if role is None or role in seen or (role == t.col) != (k == len(idx) - 1):
+            return None
+        seen.append(role)
+        coords.append("{c}" if role == t.col else role if role.startswith("k_b") else "{r}" if role == t.row else None)
+        box.append(ATOM if role == t.col else t.rows if role == t.row else 1)
+        if coords[-1] is None:
+            return None
+    if t.row not in seen:
+        return None
+    name = ctx.names[t.acc.tensor]
+    attr = {"arg": next(i for i, p in enumerate(params) if p["name"] == name), "dtype": dtype,
+            "dims": list(reversed(shape)), "box": list(reversed(box)), "swizzle": 128}
+    return attr, list(reversed(coords))
+
+
 def lower(r, kernel, name: str, outside: list):
     """The ``kernel.func`` of the wgmma attention kernel for the matched chain of ``r`` (the attention kernel's
     reader, :mod:`.kernel`) with the tile of its ``tile`` attribute; ``outside``: the score ops' operand
@@ -146,10 +182,30 @@ def lower(r, kernel, name: str, outside: list):
     conv = lambda x: CUDA.convert(x, "f32", dtype)  # noqa: E731
     ind = lambda lines, n: ["  " * n + x for x in lines]  # noqa: E731
     copy = lambda t, dst, axes, o: mma._copy_lines(r, t, dst, axes, o, T, _place(t))  # noqa: E731
+    params = kernel_params(kernel)
+    boxes = [_tma_box(r, t, axes, params, dtype) for t, axes in ((qt, qk_axes), (kt, qk_axes), (vt, pv_axes))]
+    tma = all(boxes)
+    pipeline = "TMA + mbarrier" if tma else "cp.async"
+
+    def tma_loads(chunk: str, stage: str, with_q: bool) -> list:
+        """Thread 0 announces the stage's bytes and issues its boxes (Q's too with chunk 0); the boxes'
+        bytes, zero fill included, complete the stage's barrier."""
+        o = dict(origin, j=f"({chunk}) * {bn}")
+        tiles = [(qt, "k_sq", 0)] * with_q + [(kt, f"k_sk + ({stage}) * {kt.elems}", 1),
+                                               (vt, f"k_sv + ({stage}) * {vt.elems}", 2)]
+        out = [f"  tl_mbarrier_arrive_expect_tx(&k_full[{stage}], {2 * sum(t.elems for t, _, _ in tiles)});"]
+        for t, dst, i in tiles:
+            coords = boxes[i][1]
+            for a in range(t.cols // ATOM):
+                col = o[t.col] if not a else f"{o[t.col]} + {a * ATOM}" if o[t.col] != "0" else str(a * ATOM)
+                cs = ", ".join(x.format(c=col, r=o[t.row]) for x in coords)
+                out.append(f"  tl_tma_load_{len(coords)}d({dst} + {a * t.rows * ATOM}, k_tma{i}, &k_full[{stage}], "
+                           f"{cs});")
+        return ["if (k_tid == 0) {", *out, "}"]
 
     src = [MARK,
            f"// attention on wgmma: {groups} warpgroup(s) x {ROWS} query rows, {bn}-key K/V chunks in a 2-stage "
-           f"cp.async pipeline, m64n{bn}k16 (S, SS) and m64n{dv}k16 (O, A from registers) {dtype} with f32 "
+           f"{pipeline} pipeline, m64n{bn}k16 (S, SS) and m64n{dv}k16 (O, A from registers) {dtype} with f32 "
            "accumulators, online softmax (FlashAttention-3's products)",
            "extern __shared__ __align__(1024) unsigned char k_dyn[];   // sized at launch, 1024 bytes of slack",
            "// Tiles start on a 1024-byte boundary: the 128-byte swizzle repeats every 8 rows of 128 bytes.",
@@ -158,7 +214,9 @@ def lower(r, kernel, name: str, outside: list):
            f"{ct}* const k_sq = reinterpret_cast<{ct}*>(k_smem);   // [{tq // 1}][{d}] in {d // ATOM} atom(s)",
            f"{ct}* const k_sk = k_sq + {qt.elems};   // [2][{kt.rows}][{kt.cols}]",
            f"{ct}* const k_sv = k_sk + {2 * kt.elems};   // [2][{vt.rows}][{vt.cols}]",
-           f"float* const k_sj = reinterpret_cast<float*>(k_sv + {2 * vt.elems});   // [2][{len(staged)}][{bn}]",
+           "unsigned long long* const k_full = reinterpret_cast<unsigned long long*>("
+           f"k_sv + {2 * vt.elems});   // the stages' TMA barriers",
+           f"float* const k_sj = reinterpret_cast<float*>(k_full + 2);   // [2][{len(staged)}][{bn}]",
            f"float* const k_sc = k_sj + {2 * len(staged) * bn};   // outside scalars",
            "const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;",
            "const int k_wm = k_warp * 16;   // warp w of warpgroup g: rows 64g + 16(w % 4), the D fragment's",
@@ -194,6 +252,8 @@ def lower(r, kernel, name: str, outside: list):
 
     def load_chunk(chunk: str, stage: str) -> list:
         o = dict(origin, j=f"({chunk}) * {bn}")
+        if tma:
+            return ["{", *ind(tma_loads(chunk, stage, False), 1), *ind(stage_j(chunk, stage), 1), "}"]
         return ["{", f"  {ct}* const k_dk = k_sk + ({stage}) * {kt.elems};",
                 f"  {ct}* const k_dv = k_sv + ({stage}) * {vt.elems};",
                 *ind(copy(kt, "k_dk", qk_axes, o), 1), *ind(copy(vt, "k_dv", pv_axes, o), 1),
@@ -209,10 +269,23 @@ def lower(r, kernel, name: str, outside: list):
     # MN-major operands step along M/N by whole atoms (LBO); K-major ones need no LBO (swizzled: ignored).
     lbo_k = 16 if k_kmajor else d * 2 * ATOM
     lbo_v = 16 if v_kmajor else bn * 2 * ATOM
-    src += ["// Prologue: Q (group 0), then K/V chunk 0 (group 1).",
-            *copy(qt, "k_sq", qk_axes, origin), "tl_cp_async_commit();",
-            *load_chunk("0", "0"), "tl_cp_async_commit();",
-            *(["__syncthreads();   // the scalar slots"] if slots else []),
+    if tma:
+        src += ["// Prologue: the barriers, chunk 0's key operands, then Q and K/V chunk 0 by TMA on stage 0.",
+                "if (k_tid == 0) {", "  tl_mbarrier_init(&k_full[0], 1);", "  tl_mbarrier_init(&k_full[1], 1);",
+                "  tl_mbarrier_init_fence();", "}", *stage_j("0", "0"),
+                "__syncthreads();   // barriers initialised; scalar slots and chunk 0's key operands visible",
+                *tma_loads("0", "0", True)]
+    else:
+        src += ["// Prologue: Q (group 0), then K/V chunk 0 (group 1).",
+                *copy(qt, "k_sq", qk_axes, origin), "tl_cp_async_commit();",
+                *load_chunk("0", "0"), "tl_cp_async_commit();",
+                *(["__syncthreads();   // the scalar slots"] if slots else [])]
+    wait = (["  tl_mbarrier_wait_parity(&k_full[k_ci & 1], (k_ci >> 1) & 1);   // chunk c (and Q) has landed"]
+            if tma else
+            ["  tl_cp_async_commit();", "  tl_cp_async_wait<1>();",
+             "  tl_fence_proxy_async();   // this thread's cp.async writes, read by wgmma through the async proxy",
+             "  __syncthreads();   // chunk c is visible to all"])
+    src += [
             *(f"const float k_rc{n} = 1.0f / k_sc[{n}];" for n in range(len(slots))),
             f"const unsigned long long k_dq = tl_wgmma_desc(k_sq + k_warp / 4 * {ROWS * ATOM}, 16, 1024, 128);",
             f"float k_o[{dv // 2}];", "float k_m[2], k_l[2];",
@@ -221,10 +294,7 @@ def lower(r, kernel, name: str, outside: list):
             f"for (int k_ci = 0; k_ci < {nc}; ++k_ci) {{",
             f"  const int k_kc = k_ci * {bn};",
             "  // Chunk c + 1 in flight while chunk c is computed (its stage was released by the last barrier).",
-            f"  if (k_ci + 1 < {nc})", *ind(load_chunk("k_ci + 1", "(k_ci + 1) & 1"), 2),
-            "  tl_cp_async_commit();", "  tl_cp_async_wait<1>();",
-            "  tl_fence_proxy_async();   // this thread's cp.async writes, read by wgmma through the async proxy",
-            "  __syncthreads();   // chunk c is visible to all",
+            f"  if (k_ci + 1 < {nc})", *ind(load_chunk("k_ci + 1", "(k_ci + 1) & 1"), 2), *wait,
             f"  const unsigned long long k_dk = tl_wgmma_desc(k_sk + (k_ci & 1) * {kt.elems}, {lbo_k}, 1024, 128);",
             f"  const unsigned long long k_dv = tl_wgmma_desc(k_sv + (k_ci & 1) * {vt.elems}, {lbo_v}, 1024, 128);",
             f"  const float* const k_cj = k_sj + (k_ci & 1) * {len(staged) * bn};",
@@ -250,14 +320,14 @@ def lower(r, kernel, name: str, outside: list):
             "  tl_wgmma_commit();", "  tl_wgmma_wait<0>();", "  tl_wgmma_fence_operand(k_o);",
             "  __syncthreads();   // every warpgroup is done with chunk c's stage before it is refilled",
             "}",
-            "tl_cp_async_wait<0>();   // only empty groups can be left",
+            *([] if tma else ["tl_cp_async_wait<0>();   // only empty groups can be left"]),
             *mma._store_lines(r, dv, sq, "k_o[4 * ni + 2 * h + e]")]
     func = KernelBuilder().func(
         name, [blocks], [T], kernel_params(kernel), kind="attention", flops=sum(c.flops() for c in r.ctxs),
         bytes_modelled=mma.modelled_bytes(graph, att, outside, tq), source="\n".join(src) + "\n",
         config={"engine": ENGINE, "wgmma": [[ROWS, bn, 16], [ROWS, dv, 16]], "warpgroups": groups, "stages": 2,
-                "pipeline": "cp.async", "tq": tq, "bk": bn},
-        smem=smem, smem_static=0)
+                "pipeline": "tma" if tma else "cp.async", "tq": tq, "bk": bn},
+        smem=smem, smem_static=0, **({"tensor_maps": [b[0] for b in boxes]} if tma else {}))
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
 
