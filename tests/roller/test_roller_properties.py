@@ -50,6 +50,12 @@ def check_config(problem, cand, spec):
     assert smem <= spec.smem_per_block_bytes and regs <= spec.max_regs_per_thread
     assert threads <= spec.max_threads_per_sm and regs * threads <= spec.regs_per_sm and smem <= spec.smem_per_sm_bytes
     est = cand.est
+    if est.stages:   # the sm_80 engine runs the tile: its warps, all its stages, up to the opt-in shared memory
+        from tilec.analysis.engine_shape import engine_shape
+        eng = engine_shape(problem, rt, spec)
+        smem, threads = eng.smem_bytes(problem.input_dtypes[0]), 32 * eng.warps
+        assert est.stages == eng.stages >= 2 and smem <= spec.smem_per_block_optin_bytes
+        regs = est.regs_per_thread
     assert (est.smem_bytes, est.regs_per_thread, est.threads) == (smem, regs, threads)
     assert 1 <= est.blocks_per_sm <= spec.max_blocks_per_sm
     assert est.blocks_per_sm * threads <= spec.max_threads_per_sm

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..ir.types import itemsize
 from .hardware import GPUSpec
 from .latency import candidate_estimate
+from .engine_shape import engine_shape
 from .tile_problem import TileProblem
 
 
@@ -53,11 +54,13 @@ class Estimate:
     blocks_per_sm: int
     waves: int
     flops: int
+    stages: int = 0   # the sm_80 engine's cp.async stages (smem_bytes is all of them); 0: no pipeline
 
     def as_attr(self) -> dict:
-        return {"seconds": float(f"{self.seconds:.6g}"), "traffic_bytes": self.traffic_bytes,
-                "smem_bytes": self.smem_bytes, "regs_per_thread": self.regs_per_thread,
-                "threads": self.threads, "blocks": self.blocks, "waves": self.waves}
+        out = {"seconds": float(f"{self.seconds:.6g}"), "traffic_bytes": self.traffic_bytes,
+               "smem_bytes": self.smem_bytes, "regs_per_thread": self.regs_per_thread,
+               "threads": self.threads, "blocks": self.blocks, "waves": self.waves}
+        return dict(out, stages=self.stages) if self.stages else out
 
 
 def round_up(x: int, m: int) -> int:
@@ -180,7 +183,16 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     threads = rt.threads()
     smem = smem_bytes(problem, rt, spec)
     regs = regs_per_thread(problem, rt)
-    if threads > spec.max_threads_per_block or threads < 1 or smem > spec.smem_per_block_bytes \
+    limit = spec.smem_per_block_bytes
+    engine = engine_shape(problem, rt, spec) if peak_flops(problem, spec) != spec.fp32_flops else None
+    if engine is not None:
+        # The sm_80 engine runs this tile (lower/tiled_mma.engine_config): its warps, its stages of BM x BK
+        # and BK x BN tiles in dynamic shared memory up to the opt-in limit, its accumulators in registers
+        # (ptxas: 64x64 warp tiles, 128 accumulators, take 220-252 registers).
+        threads, smem, limit = 32 * engine.warps, engine.smem_bytes(problem.input_dtypes[0]), \
+            spec.smem_per_block_optin_bytes
+        regs = min(spec.max_regs_per_thread, rt_acc(engine) + ENGINE_REGS)
+    if threads > spec.max_threads_per_block or threads < 1 or smem > limit \
             or regs > spec.max_regs_per_thread:
         return None
     per_sm = min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
@@ -192,6 +204,8 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     q = traffic_bytes(problem, rt, spec)
     flops = problem.flops
     steps = math.prod(-(-problem.extents[a] // s) for a, s in rt.step) if rt.step else 1
+    if engine is not None:   # one barrier per k tile of the engine's (its k tile, not the rTile's step)
+        steps = -(-max(problem.extents[a] for a, _ in rt.step) // engine.bk)
     # The latency model decides (analysis/latency.py, the model of report.json's modelled_us): DRAM bytes are
     # the L2-aware guess (every tensor once when they fit the L2), the L2 and issue terms see the traffic, and
     # a grid below the SM count runs breadth-first on as many SMs as it has blocks and gets only their share
@@ -212,14 +226,43 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     busy_sms = min(spec.num_sms, in_flight)
     resident = -(-in_flight // busy_sms)
     compute = flops / blocks * resident / (peak_flops(problem, spec) / spec.num_sms)
+    if engine is not None:
+        compute *= engine_issue_factor(engine)
     memory = q / blocks * in_flight / (spec.dram_bytes_per_s * busy_sms / spec.num_sms)
     sync = steps * spec.barrier_cycles / (spec.clock_ghz * 1e9)
     # Level 1 (shared → registers): per reduce point a thread reads one fragment of each staged input;
     # a bigger per-thread tile reuses each fragment for more outputs, so it reads less per FLOP.
-    smem_time = smem_read_bytes(problem, rt) / blocks * in_flight / (spec.smem_bytes_per_s * busy_sms
-                                                                      / spec.num_sms)
+    smem_read = smem_read_bytes(problem, rt) if engine is None else engine_smem_bytes(problem, engine, blocks, steps)
+    smem_time = smem_read / blocks * in_flight / (spec.smem_bytes_per_s * busy_sms / spec.num_sms)
     seconds = waves * (max(compute, memory, smem_time) + sync)
-    return Estimate(seconds, q, smem, regs, threads, blocks, per_sm, waves, flops)
+    return Estimate(seconds, q, smem, regs, threads, blocks, per_sm, waves, flops, engine.stages if engine else 0)
+
+
+ENGINE_REGS = 96   # registers of an engine thread beyond its accumulators: fragments, addresses, loop state
+
+
+def engine_issue_factor(engine) -> float:
+    """The engine's tensor-core time over the peak's, from its warp tile: per k step a warp issues
+    (TM/16)(TN/8) mma.sync fed by TM/16 + TN/16 ldmatrix.x4, which share its issue slots and wait on shared
+    memory; a 64x64 warp tile (32 mma per 8 ldmatrix) runs nearer the peak than a 32x32 one (8 per 4)."""
+    tm, tn = engine.warp_tile
+    mma, ldsm = (tm // 16) * (tn // 8), tm // 16 + tn // 16
+    return 1 + ldsm / mma
+
+
+def engine_smem_bytes(problem: TileProblem, engine, blocks: int, steps: int) -> float:
+    """Shared-memory bytes the engine moves: its warps' ldmatrix reads, (TM + TN) elements per k for
+    2 TM TN FLOPs, and the cp.async writes of every stage, (BM + BN) BK per k tile and block."""
+    tm, tn = engine.warp_tile
+    elem = itemsize(problem.input_dtypes[0])
+    return problem.flops * (tm + tn) * elem / (2 * tm * tn) + blocks * steps * engine.stage_bytes(
+        problem.input_dtypes[0])
+
+
+def rt_acc(engine) -> int:
+    """f32 accumulators per thread of an engine shape (its warp tile over 32 lanes)."""
+    tm, tn = engine.warp_tile
+    return tm * tn // 32
 
 
 def unique_bytes(problem: TileProblem) -> int:

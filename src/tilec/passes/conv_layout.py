@@ -25,14 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.conv_form import ConvForm, chunk_elems, conv_form
+from ..analysis.engine_shape import sm_version
 from ..analysis.hardware import get_arch, module_arch
 from ..ir.attributes import SymbolRef
 from ..ir.builder import Builder
 from ..ir.core import Operation, functions
 from ..ir.texpr import Access, parse_texpr
-from ..ir.texpr.affine import to_affine
 from ..ir.texpr.evaluate import product_factors
-from ..ir.texpr.nodes import AxisRef, to_text
+from ..ir.texpr.nodes import to_text
 from ..runtime.interpreter import run_op
 from .base import ModulePass
 
@@ -40,66 +41,8 @@ MIN_OUT_CHANNELS = 16   # one mma tile's M: narrower convs (a stem's 3 channels 
 TENSOR_CORE_DTYPES = ("f16", "bf16")
 
 
-@dataclass(frozen=True)
-class ConvForm:
-    """A 2-D convolution ``tile.compute`` as the pass and the engine read it: which access is the input (X) and
-    which the weight (W), and per spatial dim (stride, dilation, padding)."""
-    x: Access
-    w: Access
-    window: tuple        # ((s0, d0, p0), (s1, d1, p1))
-    nhwc: bool           # the input and weight are already channels-last
-
-
-def conv_form(expr) -> ConvForm | None:
-    """The :class:`ConvForm` of a parsed ``Y[n, f, o0, o1] += X[..] * W[..]`` in either layout, else None."""
-    if expr.combiner != "sum" or len(expr.out_axes) != 4 or len(expr.reduce_axes) != 3:
-        return None
-    pf = product_factors(expr.body)
-    if pf is None or pf[1] != 1 or len(pf[0]) != 2 or not all(isinstance(f, Access) for f in pf[0]):
-        return None
-    n, f, o0, o1 = expr.out_axes
-    x, w = pf[0]
-    if len(x.indices) != 4 or len(w.indices) != 4 or x.tensor == w.tensor:
-        return None
-    names = lambda acc, pos: [acc.indices[i].name if isinstance(acc.indices[i], AxisRef) else None   # noqa: E731
-                              for i in pos]
-    for nhwc, (xn, xc, xs), (wf, wc, ws) in ((False, (0, 1, (2, 3)), (0, 1, (2, 3))),
-                                             (True, (0, 3, (1, 2)), (0, 3, (1, 2)))):
-        if names(x, (xn,)) != [n] or names(w, (wf, wc) + ws) != [f, names(x, (xc,))[0], *_k(expr, x, xs)]:
-            continue
-        c = names(x, (xc,))[0]
-        k = _k(expr, x, xs)
-        if c is None or None in k or sorted([c, *k]) != sorted(expr.reduce_axes):
-            continue
-        window = []
-        for i, o in zip(xs, (o0, o1)):
-            aff = to_affine(x.indices[i])
-            if aff is None or set(aff.terms) - {o, k[len(window)]}:
-                break
-            window.append((aff.coeff(o), aff.coeff(k[len(window)]), -aff.const))
-        if len(window) == 2 and all(s > 0 and d > 0 for s, d, _ in window):
-            return ConvForm(x, w, tuple(window), nhwc)
-    return None
-
-
-def _k(expr, x: Access, spatial: tuple) -> list:
-    """The window axes of the input's two spatial indices (the reduce axis other than the channel in each)."""
-    out = []
-    for i in spatial:
-        aff = to_affine(x.indices[i])
-        ks = [a for a in (aff.terms if aff else {}) if a in expr.reduce_axes]
-        out.append(ks[0] if len(ks) == 1 else None)
-    return out
-
-
-def chunk_elems(dtype: str) -> int:
-    """Elements per 16-byte cp.async chunk: 8 f16/bf16, 4 f32 (tf32)."""
-    return 4 if dtype == "f32" else 8
-
-
 def eligible(op: Operation) -> ConvForm | None:
     """The NCHW form of ``op`` when the pass rewrites it (see the module docstring)."""
-    from ..backend.lower.mma_engine import sm_version
     if op.name != "tile.compute" or op.attributes.get("origin") != "graph.conv":
         return None
     dtypes = {v.type.dtype for v in list(op.operands) + list(op.results)}
@@ -172,7 +115,6 @@ def _nhwc(ty):
 def wanted(module: Operation, precision: str | None) -> bool:
     """Whether the driver runs the pass on ``module`` (just imported): an sm_80+ target, and a precision mode
     with tensor-core convolutions or a convolution that is f16/bf16 already."""
-    from ..backend.lower.mma_engine import sm_version
     if sm_version(get_arch(module_arch(module))) < 80:
         return False
     if precision in ("tf32", "fp16", "bf16"):

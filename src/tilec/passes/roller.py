@@ -39,7 +39,9 @@ class Roller(ModulePass):
             if not cands:
                 continue
             best = cands[0]
-            op.attributes["rtile"] = best.rtile.as_attr()
+            # An engine tile's stage count is part of it (the estimate's shared memory is all of its stages).
+            stages = {"stages": best.est.stages} if best.est.stages else {}
+            op.attributes["rtile"] = dict(best.rtile.as_attr(), **stages)
             op.attributes["estimate"] = dict(best.est.as_attr(), arch=spec.arch)
             op.attributes["alternatives"] = [dict(c.rtile.as_attr(), seconds=float(f"{c.est.seconds:.6g}"))
                                              for c in cands[1:]]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...analysis.conv_form import chunk_elems, conv_form
 from ...analysis.mma_tile import OUT_DTYPES
 from ...ir.types import itemsize
 from . import mma_engine
@@ -70,7 +71,6 @@ class ConvGemm:
 def match(ctx) -> ConvGemm | None:
     """The :class:`ConvGemm` of ``ctx`` when the engine runs it: a channels-last 2-D convolution of f16/bf16
     operands (f32 marked tf32), C a multiple of the 16-byte chunk, on an sm_80+ target."""
-    from ...passes.conv_layout import chunk_elems, conv_form
     from .tiled_mma import tiled_for
     form = conv_form(ctx.expr)
     if form is None or not form.nhwc:

@@ -26,68 +26,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...analysis.hardware import GPUSpec
-from ...ir.types import itemsize
+from ...analysis.engine_shape import (MAX_STAGES, MAX_WARP_ACC, MIN_STAGES, EngineConfig,  # noqa: F401 (re-exported)
+                                      chunk_of, plan, sm_version, supports)
 from . import mma_tf32
 
 CHUNK = 8            # b16 elements per 16-byte cp.async / ldmatrix row (f32: 4, :func:`chunk_of`)
-MAX_STAGES = 4       # beyond 4 k tiles in flight CUTLASS and Triton see no gain on sm_80/sm_90
-MIN_STAGES = 2
-MAX_WARP_ACC = 128   # f32 accumulators per thread (a 64x64 warp tile): beyond, ptxas spills under 255 registers
 MMA_FN = {"f16": "tl_mma_m16n8k16_f16f32", "bf16": "tl_mma_m16n8k16_bf16f32", "f32": "tl_mma_m16n8k8_tf32f32"}
 MMA_K = {"f16": 16, "bf16": 16, "f32": 8}   # the instruction's k: m16n8k16 (f16/bf16), m16n8k8 (tf32 on f32 data)
 CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """One engine kernel's shape: block tile, k tile, warp grid and pipeline depth."""
-    bm: int
-    bn: int
-    bk: int
-    warps_m: int
-    warps_n: int
-    stages: int
-    dynamic: bool = False   # shared memory past the 48 KB a kernel may declare statically: dynamic, opted in
-
-    @property
-    def warps(self) -> int:
-        return self.warps_m * self.warps_n
-
-    @property
-    def warp_tile(self) -> tuple:
-        return self.bm // self.warps_m, self.bn // self.warps_n
-
-    def stage_bytes(self, dtype: str) -> int:
-        return (self.bm + self.bn) * self.bk * itemsize(dtype)
-
-    def smem_bytes(self, dtype: str) -> int:
-        return self.stages * self.stage_bytes(dtype)
-
-
-def sm_version(spec: GPUSpec) -> int:
-    """The compute capability of ``spec`` as a number (``sm_80`` -> 80); 0 for a GPU that has none (an AMD
-    ``gfx90a``): no NVIDIA tensor-core instruction applies there."""
-    if not spec.sm_arch.startswith("sm_"):
-        return 0
-    return int(spec.sm_arch.split("_")[1].rstrip("a"))
-
-
-def supports(spec: GPUSpec, mt: dict, extents: dict) -> bool:
-    """Whether the engine can run the matched product ``mt`` (``tiled_mma.match``): an sm_80+ target (mma.sync
-    m16n8k16, ldmatrix, cp.async), and every operand's contiguous extent a multiple of 8 elements, so each
-    16-byte chunk lies wholly inside or outside the tensor and every row starts 16-byte aligned."""
-    if sm_version(spec) < 80:
-        return False
-    a_inner = mt["m"] if mt["a_kmajor"] else mt["k"]
-    b_inner = mt["k"] if mt["b_nmajor"] else mt["n"]
-    chunk = chunk_of(mt.get("dtype", "f16"))
-    return extents[a_inner] % chunk == 0 and extents[b_inner] % chunk == 0
-
-
-def chunk_of(dtype: str) -> int:
-    """Elements of ``dtype`` per 16-byte chunk (one cp.async, one ldmatrix row): 8 b16, 4 f32."""
-    return 16 // itemsize(dtype)
 
 
 def swizzle(cols: int, row: str, col: str, chunk: int) -> str:
@@ -97,43 +43,6 @@ def swizzle(cols: int, row: str, col: str, chunk: int) -> str:
     if chunk == CHUNK:
         return f"tl_swizzle_b16<{cols}>({row}, {col})"
     return f"(tl_swizzle_b16<{cols * 2}>({row}, ({col}) * 2) >> 1)"
-
-
-def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec,
-         max_acc: int = MAX_WARP_ACC) -> EngineConfig | None:
-    """The engine's shape for a ``bm`` x ``bn`` block tile with about ``warps`` warps, or None when no warp grid
-    keeps the accumulators in registers or two stages do not fit the target's shared memory.
-
-    Warp tiles are multiples of 16 x 16 (one ``ldmatrix.x4`` feeds two n8 mma tiles), as square as the grid
-    allows; the k tile is 64 (128-byte rows: 4 mma k steps per barrier, as Triton's and CUTLASS's f16 tiles)
-    unless K is shorter or two stages of it do not fit; the stages are as many as fit the per-block opt-in
-    shared memory, 2 to 4."""
-    w = warps
-    while w >= 1:
-        grids = [(wm, w // wm) for wm in _powers_of_two(w) if bm % (16 * wm) == 0 and bn % (16 * (w // wm)) == 0]
-        grids = [g for g in grids if (bm // g[0]) * (bn // g[1]) // 32 <= max_acc]
-        if grids:
-            wm, wn = min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
-            break
-        w //= 2
-    else:
-        return None
-    budget = spec.smem_per_block_optin_bytes
-    row = 128 // itemsize(dtype)   # a 128-byte row: 64 b16 or 32 f32
-    lo = 16 // itemsize(dtype) * 2   # the smallest k tile: one 32-byte row (16 b16, 8 f32)
-    bk = row if k_extent >= row else row // 2 if k_extent > lo else lo
-    while bk > lo and MIN_STAGES * (bm + bn) * bk * itemsize(dtype) > budget:
-        bk //= 2
-    cfg = EngineConfig(bm, bn, bk, wm, wn, MIN_STAGES)
-    stages = min(MAX_STAGES, budget // cfg.stage_bytes(dtype))
-    if stages < MIN_STAGES:
-        return None
-    dynamic = stages * cfg.stage_bytes(dtype) > spec.smem_per_block_bytes
-    return EngineConfig(bm, bn, bk, wm, wn, stages, dynamic)
-
-
-def _powers_of_two(n: int) -> list:
-    return [1 << i for i in range(n.bit_length()) if (1 << i) <= n and n % (1 << i) == 0]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+from ...analysis.engine_shape import tf32_plan, warps_for  # noqa: F401 (re-exported)
 from ...analysis.mma_tile import (MMA, PAD_AB, PAD_C, match_expr, smem_bytes,  # noqa: F401 (re-exported)
                                    tensor_core_dtype)
 from ...ir.types import itemsize
@@ -62,15 +63,6 @@ def tiled_for(ctx: ComputeContext):
     return get_arch((ctx.op.attributes.get("estimate") or {}).get("arch") or module_arch(ctx.op))
 
 
-def warps_for(bm: int, bn: int, threads_hint: int) -> int:
-    """Warps per block: a power of two dividing the fragment count, near the rTile's thread count, ≤ 8."""
-    frags = (bm // 16) * (bn // 16)
-    w = 1
-    while w * 2 <= min(8, max(1, threads_hint // 32)) and frags % (w * 2) == 0:
-        w *= 2
-    return w
-
-
 def engine_config(ctx: ComputeContext, rtile: dict):
     """The sm_80 engine's shape (``mma_engine.EngineConfig``) for ``ctx`` and an aligned ``rtile``, or None when
     the wmma kernel runs it instead: a GPU older than sm_80, an operand whose contiguous extent is not a
@@ -84,7 +76,7 @@ def engine_config(ctx: ComputeContext, rtile: dict):
         return None
     bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
     if mt["dtype"] == "f32":
-        return _tf32_plan(mt, bm, bn, ctx.extents[mt["k"]], spec)
+        return tf32_plan(mt, bm, bn, ctx.extents[mt["k"]], spec)
     return mma_engine.plan(bm, bn, ctx.extents[mt["k"]], warps_for(bm, bn, _threads_hint(mt, rtile)),
                            ctx.dtypes[0], spec)
 
@@ -97,21 +89,6 @@ def _mfma_plan(ctx: ComputeContext, mt: dict, rtile: dict, spec):
     bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
     waves = max(1, _threads_hint(mt, rtile) // spec.warp_size)
     return mfma_engine.plan(bm, bn, ctx.extents[mt["k"]], ctx.dtypes[0], spec, waves)
-
-
-def _tf32_plan(mt: dict, bm: int, bn: int, k_extent: int, spec):
-    """The engine's tf32 shape: f32 stages carry half the elements per 16-byte chunk, so a thread has twice
-    the copies of an f16 tile and, for an operand whose rows run along k ([k][m] A, [k][n] B), per-lane
-    shared-load offsets (``mma_tf32``). With 64x64 warp tiles ptxas spilled (sm_80: 64 B on 128x128 with 4
-    warps, 40 B on 128x256 with 8), so such a kernel keeps at most 64 accumulators per thread; the warps are
-    the fewest (4 to 16) that hold the tile within that."""
-    from . import mma_engine
-    max_acc = 64 if mt["a_kmajor"] or not mt["b_nmajor"] else mma_engine.MAX_WARP_ACC
-    frags = (bm // 16) * (bn // 16)
-    w = min(4, frags)
-    while w < min(16, frags) and bm * bn // (32 * w) > max_acc:
-        w *= 2
-    return mma_engine.plan(bm, bn, k_extent, w, "f32", spec, max_acc)
 
 
 def _threads_hint(mt: dict, rtile: dict) -> int:
