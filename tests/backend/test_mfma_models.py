@@ -58,9 +58,15 @@ def test_fp16_mlp_on_mi250x_matches_onnxruntime(tmp_path):
     onnx.save(model, str(tmp_path / "m.onnx"))
     feeds = feeds_for(model)
     want = onnxruntime_outputs(model, feeds)
-    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), arch="mi250x", precision="fp16")
-    kinds = [k["kind"] for k in json.loads((tmp_path / "b" / "report.json").read_text())["kernels"]]
-    assert kinds.count("tiled_mma") == 2, kinds   # both products on the matrix cores
+    from tilec.backend import hipcc
+    checked = hipcc.find_hipcc() is not None   # --check-hip where the AMD compiler is installed
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), arch="mi250x", precision="fp16", check_hip=checked)
+    rows = json.loads((tmp_path / "b" / "report.json").read_text())["kernels"]
+    mfma = [k for k in rows if k["kind"] == "tiled_mma"]
+    assert len(mfma) == 2, [k["kind"] for k in rows]   # both products on the matrix cores
+    if checked:   # hipcc: no spills anywhere, the MFMA kernels' accumulators in AGPRs
+        assert all(k["hip"]["spills"] == 0 for k in rows), [(k["name"], k["hip"]) for k in rows]
+        assert all(k["hip"]["agprs"] > 0 for k in mfma), [k["hip"] for k in mfma]
     assert (tmp_path / "b" / "model.tir").read_text().count('engine = "mfma"') == 2
     got = run(tmp_path / "b", feeds, "emu")
     assert_within(want, got, "fp16")
