@@ -18,7 +18,10 @@ the PTX ISA's layouts and completion rules:
   no bounds checks;
 - a consumer waits on ``full``, issues 4 chained wgmma (k16 each) from shared-memory descriptors (K-major
   operands step 32 bytes along the swizzled row, m/n-major ones 2 x 8 rows), commits, waits for the previous
-  k tile's group (``wait_group 1``: one group in flight) and releases that k tile's stage;
+  k tile's group (``wait_group 1``: one group in flight) and releases that k tile's stage; its k loop is
+  unrolled by the stage count, so each stage's descriptors and barriers are constants, and the warpgroup
+  index comes through a shuffle so ptxas keeps the descriptors in uniform registers (CUTLASS's
+  ``canonical_warp_group_idx``): ~23 instructions per k tile around its 4 HGMMA;
 - the epilogue converts each thread's accumulators (the ISA's D fragment) to the output type and stores
   them with bounds checks, or evaluates a fused context's members on them, as the sm_80 engine does.
 
@@ -220,28 +223,37 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
         "}",
         *([f"tl_setmaxnreg_inc<{CONSUMER_REGS}>();"] if rebalance else []),
         "const int k_c = k_tid - 128, k_w = k_c / 32 % 4, k_lane = k_c % 32;",
-        "const int k_wm = k_c / 128 * 64;   // this consumer warpgroup's 64 rows of the block tile",
-        f"const unsigned long long k_da = tl_wgmma_desc(k_smem + k_c / 128 * {a_slab}, {lbo_a}, 1024, 128);",
+        "// The consumer warpgroup, read back from lane 0 so ptxas knows it is warp-uniform (CUTLASS's"
+        " canonical_warp_group_idx): the descriptors then live in uniform registers.",
+        "const int k_cg = __shfl_sync(0xffffffffu, k_c / 128, 0);",
+        "const int k_wm = k_cg * 64;   // this consumer warpgroup's 64 rows of the block tile",
+        f"const unsigned long long k_da = tl_wgmma_desc(k_smem + k_cg * {a_slab}, {lbo_a}, 1024, 128);",
         f"const unsigned long long k_db = tl_wgmma_desc(k_smem + A_BYTES, {lbo_b}, 1024, 128);",
         f"float k_acc[{cfg.bn // 2}];",
         "#pragma unroll",
         f"for (int i = 0; i < {cfg.bn // 2}; ++i) k_acc[i] = 0.0f;",
-        "int k_s = 0, k_prev = 0;",
-        "unsigned k_ph = 0;",
-        f"for (int kt = 0; kt < {k_tiles}; ++kt) {{",
-        "  tl_mbarrier_wait_parity(&k_full[k_s], k_ph);   // k tile kt has landed",
-        "  const unsigned long long k_off = (unsigned long long)(k_s * (STAGE >> 4));   // descriptor units",
-        "  tl_wgmma_fence_operand(k_acc);",
-        "  tl_wgmma_fence();",
+        "unsigned k_ph = 0;   // the full barriers' phase parity in this round of stages",
+        "// The k loop unrolled by the stage count: stage j's descriptors and barriers are constants (and no",
+        "// further: a short K would otherwise unroll whole).",
+        "#pragma unroll 1",
+        f"for (int kt0 = 0; kt0 < {k_tiles}; kt0 += {s}) {{",
         "  #pragma unroll",
-        f"  for (int kk = 0; kk < {BK // 16}; ++kk)",
-        f"    {WG_FN[dtype]}<{cfg.bn}, {ta}, {tb}>(k_acc, k_da + k_off + kk * {da}, k_db + k_off + kk * {db}, 1);",
-        "  tl_wgmma_commit();",
-        "  tl_wgmma_wait<1>();   // k tile kt - 1's group is done: its stage can be refilled",
-        "  tl_wgmma_fence_operand(k_acc);",
-        "  if (kt > 0) tl_mbarrier_arrive(&k_empty[k_prev]);",
-        f"  k_prev = k_s;",
-        f"  if (++k_s == {s}) k_s = 0, k_ph ^= 1u;",
+        f"  for (int j = 0; j < {s}; ++j) {{",
+        *([f"    if (kt0 + j < {k_tiles}) {{"] if k_tiles % s else ["    {"]),
+        "      tl_mbarrier_wait_parity(&k_full[j], k_ph);   // k tile kt0 + j has landed",
+        "      tl_wgmma_fence_operand(k_acc);",
+        "      tl_wgmma_fence();",
+        "      #pragma unroll",
+        f"      for (int kk = 0; kk < {BK // 16}; ++kk)",
+        f"        {WG_FN[dtype]}<{cfg.bn}, {ta}, {tb}>(k_acc, k_da + (j * (STAGE >> 4) + kk * {da}), "
+        f"k_db + (j * (STAGE >> 4) + kk * {db}), 1);",
+        "      tl_wgmma_commit();",
+        "      tl_wgmma_wait<1>();   // k tile kt0 + j - 1's group is done: its stage can be refilled",
+        "      tl_wgmma_fence_operand(k_acc);",
+        f"      if (j > 0 || kt0 > 0) tl_mbarrier_arrive(&k_empty[(j + {s - 1}) % {s}]);",
+        "    }",
+        "  }",
+        "  k_ph ^= 1u;",
         "}",
         "tl_wgmma_wait<0>();",
         "tl_wgmma_fence_operand(k_acc);",
