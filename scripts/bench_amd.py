@@ -122,7 +122,8 @@ def gemm_row(name: str, path: str, arch: str, work: Path, timeout: float) -> dic
     mfma = [k for k in report["kernels"]
             if (funcs[k["name"]].attributes.get("config") or {}).get("engine") == "mfma"]
     if not mfma:
-        return {"name": name, "error": "no MFMA kernel (kinds: " + ", ".join(k["kind"] for k in report["kernels"]) + ")"}
+        kinds = ", ".join(k["kind"] for k in report["kernels"])
+        return {"name": name, "error": f"no MFMA kernel (kinds: {kinds})"}
     k = max(mfma, key=lambda r: r["flops"])
     cfg, hip = funcs[k["name"]].attributes["config"], k["hip"]
     tile = "x".join(str(v) for a, v in cfg["block"].items() if v > 1)
@@ -135,8 +136,8 @@ def gemm_row(name: str, path: str, arch: str, work: Path, timeout: float) -> dic
 
 def gemm_table(rows: list) -> str:
     head = ("| GEMM | block tile | waves | MFMA | MFMA per wave | VGPRs | AGPRs | LDS B | waves/SIMD | spills "
-            "| modelled us | modelled TFLOP/s |\n| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-            "| ---: |")
+            "| modelled us | modelled TFLOP/s |\n| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: | ---: |")
     lines = [head]
     for r in rows:
         if "error" in r:

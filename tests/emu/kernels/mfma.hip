@@ -59,7 +59,8 @@ extern "C" __global__ void __launch_bounds__(64) mfma_32x32x8_f16_wrong_a(float*
 // The 16x16 accumulators read as if register r held row 4 r + l / 16 (rows interleaved the other way round).
 extern "C" __global__ void __launch_bounds__(64) mfma_16x16x16_f16_wrong_d(float* __restrict__ D,
                                                                            const unsigned short* __restrict__ A,
-                                                                           const unsigned short* __restrict__ B, int K) {
+                                                                           const unsigned short* __restrict__ B,
+                                                                           int K) {
   const int l = threadIdx.x;
   tl_f32x4 acc = {};
   for (int k0 = 0; k0 < K; k0 += 16) {
