@@ -39,6 +39,7 @@ from . import mma_engine
 TILE_SIZES = (16, 32, 64, 128, 256)
 MAX_TILE = 256 * 128
 OVERHEAD = 32     # operand elements per output of a BM x BN tile: (BM + BN) K / (BM BN K) ~ 1/BN + 1/BM
+MAX_REGS = 160    # accumulators + B plan registers (:func:`_registers`) a tile may keep: ptxas stays under 255
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def choose_tile(cg: ConvGemm, spec) -> mma_engine.EngineConfig | None:
                 continue
             cfg = mma_engine.plan(bm, bn, E["K"], min(8, max(4, bm * bn // 4096)), cg.dtype, spec,
                                   64 if cg.dtype == "f32" else mma_engine.MAX_WARP_ACC)
-            if cfg is None:
+            if cfg is None or _registers(cfg, cg.dtype) > MAX_REGS:
                 continue
             gm, gn = -(-E["M"] // bm), -(-E["N"] // bn)
             blocks = gm * gn
@@ -108,6 +109,15 @@ def choose_tile(cg: ConvGemm, spec) -> mma_engine.EngineConfig | None:
             if best is None or key < best[0]:
                 best = (key, cfg)
     return best[1] if best else None
+
+
+def _registers(cfg, dtype: str) -> int:
+    """A thread's accumulators plus the registers its B copy plan keeps across the main loop: per chunk the
+    pixel's corner row and column and its 64-bit input offset (4). ptxas spilled a 64x256 tile of 4 warps
+    (128 + 16 x 4: 144 B on sm_80) and kept 128x128 (128 + 8 x 4) in 252 registers."""
+    tm, tn = cfg.warp_tile
+    chunks = -(-cfg.bn * (cfg.bk // mma_engine.chunk_of(dtype)) // (32 * cfg.warps))
+    return tm * tn // 32 + 4 * chunks
 
 
 def plan_lines(cg: ConvGemm, op, threads: int) -> list:
