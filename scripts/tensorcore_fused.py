@@ -173,9 +173,11 @@ ATTENTION_NOTES = """## Back-to-back contractions (scripts/tensorcore_fused.py)
   box per atom, UTMALDG in the *other loads* column) into two stages on mbarriers, issued by one thread of
   the consumers (no producer warpgroup yet), and the softmax does not yet overlap the next chunk's S wgmma
   (FlashAttention-3's intra-warpgroup pipelining). The a100 rows are the
-  mma.sync kernel that h200 builds used before; the main loop's other instructions are the softmax's work
-  on each of a thread's 64 scores per chunk (score op, max, FFMA + MUFU.EX2, sum, f16 pack), the same per
-  score on both paths, so wgmma's fewer instructions per tensor-core FLOP come from the products alone.
+  mma.sync kernel that h200 builds used before. The main loop's other instructions are the softmax's work
+  on each of a thread's 64 scores per chunk (score op, max, FFMA + MUFU.EX2, sum, f16 pack); the wgmma
+  kernel's 2^x is `ex2.approx.ftz` alone, where exp2f (the mma.sync kernel's) compiled without -ftz, as
+  here, adds a range check and two scalings per score (NVRTC, which builds the kernels a GPU runs, passes
+  -ftz=true and drops them).
 """
 FFN_NOTES = """- *BERT FFN*: 1024 tokens, 768 -> 3072 -> 768, f16. The chain splits into two engine GEMMs with fused
   epilogues (GEMM + bias + GELU, then GEMM + bias), not the `mlp` kind's back-to-back kernel: keeping a row

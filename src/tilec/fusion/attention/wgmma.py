@@ -49,6 +49,14 @@ ATOM = 64             # b16 columns of one 128-byte swizzle atom
 HEADS = (64, 128)     # head dims as whole atoms; two S/O accumulator sets of 64 x 128 stay in registers
 MAX_BN = 128          # keys per chunk: FlashAttention-3's kBlockN for head dims 64 and 128
 SLACK = 1024          # dynamic shared memory is rounded up to a 1024-byte boundary (the swizzle's period)
+# 2^x for the softmax: MUFU.EX2 alone (ex2.approx.ftz, FlashAttention's fast-math exp2; within 2 ulp, results
+# below 2^-126 flush to 0), where exp2f adds a range check and two scalings around it for subnormal results.
+# The emulator computes it exactly, as it does CUDA's other fast-math intrinsics (emu_types.h).
+EX2 = ["#ifdef TILEC_EMU",
+       "const auto k_ex2 = [](float x) { return exp2f(x); };",
+       "#else",
+       'const auto k_ex2 = [](float x) { float y; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x)); return y; };',
+       "#endif"]
 ROWS = 64             # query rows of one warpgroup (wgmma's M)
 
 
@@ -218,6 +226,7 @@ def lower(r, kernel, name: str, outside: list):
            f"k_sv + {2 * vt.elems});   // the stages' TMA barriers",
            f"float* const k_sj = reinterpret_cast<float*>(k_full + 2);   // [2][{len(staged)}][{bn}]",
            f"float* const k_sc = k_sj + {2 * len(staged) * bn};   // outside scalars",
+           *EX2,
            "const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;",
            "const int k_wm = k_warp * 16;   // warp w of warpgroup g: rows 64g + 16(w % 4), the D fragment's",
            "const int k_blk = blockIdx.x;"]
@@ -344,11 +353,11 @@ def _softmax_lines(dv: int, bn: int) -> list:
             "  // exp(x - m) as exp2(x log2(e) - m log2(e)), one FFMA before MUFU.EX2; a row all -inf so far",
             "  // subtracts 0, not -inf (no inf - inf).",
             f"  const float k_base = (k_mx == {neg_inf} ? 0.0f : k_mx) * {log2e};",
-            f"  const float k_scale = exp2f(fmaf(k_m[h], {log2e}, -k_base));",
+            f"  const float k_scale = k_ex2(fmaf(k_m[h], {log2e}, -k_base));",
             "  k_m[h] = k_mx;", "  float k_sum = 0.0f;", "  #pragma unroll",
             f"  for (int ni = 0; ni < {bn // 8}; ++ni) {{",
-            f"    k_s[4 * ni + 2 * h] = exp2f(fmaf(k_s[4 * ni + 2 * h], {log2e}, -k_base));",
-            f"    k_s[4 * ni + 2 * h + 1] = exp2f(fmaf(k_s[4 * ni + 2 * h + 1], {log2e}, -k_base));",
+            f"    k_s[4 * ni + 2 * h] = k_ex2(fmaf(k_s[4 * ni + 2 * h], {log2e}, -k_base));",
+            f"    k_s[4 * ni + 2 * h + 1] = k_ex2(fmaf(k_s[4 * ni + 2 * h + 1], {log2e}, -k_base));",
             "    k_sum += k_s[4 * ni + 2 * h] + k_s[4 * ni + 2 * h + 1];", "  }",
             "  k_l[h] = k_l[h] * k_scale + k_sum;   // this lane's share of the row sum (the quad's: at the end)",
             "  #pragma unroll",
