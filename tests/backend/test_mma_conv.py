@@ -85,6 +85,7 @@ def engine_kernels(build_dir) -> list:
     (2, 32, 15, 13, 64, 3, 2, 1, "f16", None),      # stride 2, odd spatial sizes
     (1, 32, 12, 12, 48, 1, 2, 0, "f16", None),      # 1x1 stride-2 projection
     (4, 64, 14, 14, 64, 3, 1, 1, "f16", None),      # 64x64 block tile of 4 warps: the strided copy plan
+    (1, 16, 11, 11, 32, 7, 2, 3, "f16", None),      # 7x7 stride 2: 49 taps, row/column checks (no tap mask)
     (2, 16, 9, 9, 32, 3, 1, 1, "f32", "bf16"),      # an f32 model under --precision bf16
     (2, 16, 9, 9, 32, 3, 2, 1, "f32", "tf32"),      # ... under --precision tf32: m16n8k8 on f32 chunks of 4
 ])

@@ -14,9 +14,11 @@ analytic.h):
 - with C a multiple of the chunk (8 f16/bf16, 4 f32), 8 consecutive k of one pixel are 8 consecutive channels
   of one input pixel, contiguous and 16-byte aligned in NHWC: one ``cp.async``, zero-filled (src-size 0) where
   the window tap falls in the padding, past the last pixel or past K;
-- a thread's chunks are fixed rows (pixels) of the stage tile: their image base and top-left input corner are
-  computed once before the main loop; per k tile a thread decomposes its column k into (tap row, tap column,
-  channel) once and checks each row's tap against H and W;
+- a thread's chunks are fixed rows (pixels) of the stage tile: a pointer to each one's window corner in the
+  input and a mask of its taps inside the input (one bit per tap of the R x S window) are computed once
+  before the main loop; per k tile a thread splits its column k into (tap, channel) once, and each chunk is
+  its pointer plus one offset, valid where its mask has the tap's bit (7x7 and larger windows check the
+  tap's row and column against H and W instead);
 - the epilogue stores C[f, q] to the NCHW output at ((n F + f) P + p), P = OH x OW, or runs a fused
   epilogue's members (bias, BN, ReLU, casts) on the accumulators with (n, f, o0, o1) bound.
 
@@ -39,6 +41,7 @@ from . import mma_engine
 TILE_SIZES = (16, 32, 64, 128, 256)
 MAX_TILE = 256 * 128
 OVERHEAD = 32     # operand elements per output of a BM x BN tile: (BM + BN) K / (BM BN K) ~ 1/BN + 1/BM
+MASK_TAPS = 32    # window taps a 32-bit mask per pixel holds (7x7 and larger keep row/column checks)
 MAX_REGS = 160    # accumulators + B plan registers (:func:`_registers`) a tile may keep: ptxas stays under 255
 
 
@@ -99,7 +102,7 @@ def choose_tile(cg: ConvGemm, spec) -> mma_engine.EngineConfig | None:
                 continue
             cfg = mma_engine.plan(bm, bn, E["K"], min(8, max(4, bm * bn // 4096)), cg.dtype, spec,
                                   64 if cg.dtype == "f32" else mma_engine.MAX_WARP_ACC)
-            if cfg is None or _registers(cfg, cg.dtype) > MAX_REGS:
+            if cfg is None or _registers(cfg, cg.dtype, cg.r * cg.s) > MAX_REGS:
                 continue
             gm, gn = -(-E["M"] // bm), -(-E["N"] // bn)
             blocks = gm * gn
@@ -111,67 +114,91 @@ def choose_tile(cg: ConvGemm, spec) -> mma_engine.EngineConfig | None:
     return best[1] if best else None
 
 
-def _registers(cfg, dtype: str) -> int:
-    """A thread's accumulators plus the registers its B copy plan keeps across the main loop: per chunk the
-    pixel's corner row and column and its 64-bit input offset (4). ptxas spilled a 64x256 tile of 4 warps
-    (128 + 16 x 4: 144 B on sm_80) and kept 128x128 (128 + 8 x 4) in 252 registers."""
+def _registers(cfg, dtype: str, taps: int) -> int:
+    """A thread's accumulators plus the registers its B copy plan keeps across the main loop, per chunk: the
+    pixel's input pointer and tap mask (3), or its corner row, column and 64-bit offset (4) past
+    :data:`MASK_TAPS` taps. ptxas spilled a 64x256 tile of 4 warps (128 + 16 x 4: 144 B on sm_80) and kept
+    128x128 (128 + 8 x 4) in 252 registers."""
     tm, tn = cfg.warp_tile
     chunks = -(-cfg.bn * (cfg.bk // mma_engine.chunk_of(dtype)) // (32 * cfg.warps))
-    return tm * tn // 32 + 4 * chunks
+    return tm * tn // 32 + (3 if taps <= MASK_TAPS else 4) * chunks
+
+
+def _rows(op, threads: int) -> tuple:
+    """(strided, chunks per thread, C text of chunk i's tile row, of its column): the engine's copy layout."""
+    per_row = op.cols // op.chunk
+    n = -(-op.rows * per_row // threads)
+    if mma_engine.strided(op, threads):
+        return True, n, f"k_tid / {per_row} + i * {threads // per_row}", "k_b_col"
+    return False, n, f"(k_tid + i * {threads}) / {per_row}", f"(k_tid + i * {threads}) % {per_row} * {op.chunk}"
 
 
 def plan_lines(cg: ConvGemm, op, threads: int) -> list:
-    """B's copy plan: per chunk of this thread, its shared offset and its pixel's input base and top-left
-    corner (the corner's row far negative for a row past the last pixel, so every tap check fails)."""
-    (s0, _, p0), (s1, _, p1) = cg.window
+    """B's copy plan: per chunk of this thread, its shared offset, a pointer to its pixel's window corner in
+    the input, and which of the R x S taps fall inside the input (a bit each; none for a row past the last
+    pixel). Past :data:`MASK_TAPS` taps the corner's row and column are kept instead (the row far negative
+    for a row past the last pixel, so every tap check fails)."""
+    (s0, d0, p0), (s1, d1, p1) = cg.window
     per_row = op.cols // op.chunk
-    chunks = op.rows * per_row
-    n = -(-chunks // threads)
-    pix = cg.oh * cg.ow
-    strided = mma_engine.strided(op, threads)
-    out = [f"int k_b_h[{n}], k_b_w[{n}];", f"long long k_b_src[{n}];"]
+    pix, taps = cg.oh * cg.ow, cg.r * cg.s
+    strided, n, row, col = _rows(op, threads)
+    ctype = mma_engine.CTYPE[cg.dtype]
+    if taps <= MASK_TAPS:
+        out = [f"unsigned k_b_mask[{n}];", f"const {ctype}* k_b_ptr[{n}];"]
+    else:
+        out = [f"int k_b_h[{n}], k_b_w[{n}];", f"long long k_b_src[{n}];"]
     if strided:
-        rows = threads // per_row
         out += [f"const int k_b_col = k_tid % {per_row} * {op.chunk};",
                 f"const int k_b_dst = {mma_engine.swizzle(op.cols, f'k_tid / {per_row}', 'k_b_col', op.chunk)};"]
-        row, col = f"k_tid / {per_row} + i * {rows}", "k_b_col"
     else:
         out += [f"int k_b_dst[{n}], k_b_col[{n}];"]
-        row, col = f"(k_tid + i * {threads}) / {per_row}", f"(k_tid + i * {threads}) % {per_row} * {op.chunk}"
     out += ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{",
             f"  const int r = {row}, q = k_n0 + r;   // the output pixel (image, row, column) flattened",
-            f"  const int img = q / {pix}, oh = q % {pix} / {cg.ow}, ow = q % {cg.ow};",
-            f"  k_b_h[i] = q < {op.outer_ext} ? oh * {s0} - {p0} : -(1 << 28);",
-            f"  k_b_w[i] = ow * {s1} - {p1};",
-            f"  k_b_src[i] = (long long)img * {cg.h * cg.w_ * cg.c} + ((long long)k_b_h[i] * {cg.w_} + k_b_w[i]) "
-            f"* {cg.c};"]
+            f"  const int img = q / {pix}, oh = q % {pix} / {cg.ow}, ow = q % {cg.ow};"]
+    base = f"(long long)img * {cg.h * cg.w_ * cg.c}"
+    if taps <= MASK_TAPS:
+        out += [f"  const int h0 = oh * {s0} - {p0}, w0 = ow * {s1} - {p1};",
+                "  unsigned mask = 0u;",
+                "  #pragma unroll",
+                f"  for (int t = 0; t < {taps}; ++t)",
+                f"    mask |= ((unsigned)(h0 + t / {cg.s} * {d0}) < {cg.h}u && (unsigned)(w0 + t % {cg.s} * {d1}) < "
+                f"{cg.w_}u ? 1u : 0u) << t;",
+                f"  k_b_mask[i] = q < {op.outer_ext} ? mask : 0u;",
+                f"  k_b_ptr[i] = {op.name} + ({base} + ((long long)h0 * {cg.w_} + w0) * {cg.c});"]
+    else:
+        out += [f"  k_b_h[i] = q < {op.outer_ext} ? oh * {s0} - {p0} : -(1 << 28);",
+                f"  k_b_w[i] = ow * {s1} - {p1};",
+                f"  k_b_src[i] = {base} + ((long long)k_b_h[i] * {cg.w_} + k_b_w[i]) * {cg.c};"]
     if not strided:
         out += [f"  k_b_col[i] = {col};", f"  k_b_dst[i] = {mma_engine.swizzle(op.cols, 'r', 'k_b_col[i]', op.chunk)};"]
     return out + ["}"]
 
 
 def issue_lines(cg: ConvGemm, op, name: str, smem: str, threads: int, bk: int, k_ragged: bool) -> list:
-    """B's copies of k tile ``kt``: per chunk, k = (tap row, tap column, channel), one 16-byte cp.async of
-    8 (f32: 4) channels of the input pixel under the tap, zero-filled in the padding and past K."""
+    """B's copies of k tile ``kt``: per chunk, k = (tap, channel), one 16-byte cp.async of 8 (f32: 4) channels
+    of the input pixel under the tap, zero-filled where the tap is in the padding and past K."""
     (_, d0, _), (_, d1, _) = cg.window
-    per_row = op.cols // op.chunk
-    chunks = op.rows * per_row
-    n = -(-chunks // threads)
-    sc = cg.s * cg.c
-    strided = mma_engine.strided(op, threads)
-    tap = [f"const int k = kt * {bk} + {'k_b_col' if strided else 'k_b_col[i]'};",
-           f"const int kr = k / {sc}, ks = k / {cg.c} % {cg.s};",
-           f"const long long koff = (long long)(kr * {d0 * cg.w_} + ks * {d1}) * {cg.c} + k % {cg.c};"]
-    valid = (f"(unsigned)(k_b_h[i] + kr * {d0}) < {cg.h}u && (unsigned)(k_b_w[i] + ks * {d1}) < {cg.w_}u"
-             + (f" && k < {op.k_ext}" if k_ragged else ""))
+    chunks = op.rows * (op.cols // op.chunk)
+    strided, n, _, _ = _rows(op, threads)
+    k = f"kt * {bk} + {'k_b_col' if strided else 'k_b_col[i]'}"
+    past = f"k < {op.k_ext} && " if k_ragged else ""
+    if cg.r * cg.s <= MASK_TAPS:
+        tap = [f"const int k = {k}, tap = k / {cg.c};",
+               f"const int koff = (tap / {cg.s} * {d0 * cg.w_} + tap % {cg.s} * {d1}) * {cg.c} + k % {cg.c};"]
+        src, valid = "k_b_ptr[i], koff", f"{past}(k_b_mask[i] >> tap & 1u) != 0u"
+    else:
+        tap = [f"const int k = {k};", f"const int kr = k / {cg.s * cg.c}, ks = k / {cg.c} % {cg.s};",
+               f"const long long koff = (long long)(kr * {d0 * cg.w_} + ks * {d1}) * {cg.c} + k % {cg.c};"]
+        src = f"{name}, k_b_src[i] + koff"
+        valid = (f"{past}(unsigned)(k_b_h[i] + kr * {d0}) < {cg.h}u && (unsigned)(k_b_w[i] + ks * {d1}) < "
+                 f"{cg.w_}u")
     if strided:
-        rows = threads // per_row
+        rows = threads // (op.cols // op.chunk)
         return ["{", *("  " + t for t in tap), "  #pragma unroll", f"  for (int i = 0; i < {n}; ++i)",
-                f"    tl_cp_async_16({smem} + k_b_dst + i * {rows * op.cols}, {name}, k_b_src[i] + koff, {valid});",
-                "}"]
+                f"    tl_cp_async_16({smem} + k_b_dst + i * {rows * op.cols}, {src}, {valid});", "}"]
     guard = f"if (k_tid + i * {threads} < {chunks}) " if chunks % threads else ""
     return ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{", *("  " + t for t in tap),
-            f"  {guard}tl_cp_async_16({smem} + k_b_dst[i], {name}, k_b_src[i] + koff, {valid});", "}"]
+            f"  {guard}tl_cp_async_16({smem} + k_b_dst[i], {src}, {valid});", "}"]
 
 
 def epilogue_lines(cg: ConvGemm, ctx) -> list:
