@@ -108,3 +108,30 @@ def test_an_mma_aligned_bf16_tile_from_v100_still_runs_on_cuda_cores():
                          estimate={"arch": "v100"})
     get_pass("lower-cuda").apply(ref)
     assert kernels(ref)[0].attributes["kind"] == "tiled"
+
+
+@pytest.mark.parametrize("shape,dtype", [((4096, 4096, 4096), "f16"), ((1024, 768, 3072), "bf16"),
+                                         ((512, 512, 512), "tf32")])
+def test_roller_prices_the_engine_kernel_it_gets(shape, dtype):
+    """Roller's estimate of a tensor-core tile on sm_80 is the mma engine's kernel (issue #17): the stages it
+    records in the rTile and the shared memory and threads it prices are the lowered kernel's; a big GEMM
+    keeps a 64x64 warp tile (a 128x64 block won on waves once the stages' shared memory cut occupancy,
+    until the estimate read the engine's ldmatrix traffic by warp tile)."""
+    from tilec.passes import get_pass
+    m, n, k = shape
+    t = "f32" if dtype == "tf32" else dtype
+    module = compute_module(MATMUL, [T((m, k), t), T((k, n), t)], T((m, n), t))
+    module.attributes["tilec.target"] = "a100"
+    op = next(o for o in module.walk() if o.name == "tile.compute")
+    if dtype == "tf32":
+        op.attributes["precision"] = "tf32"
+    get_pass("roller").apply(module)
+    rtile, est = dict(op.attributes["rtile"]), dict(op.attributes["estimate"])
+    (kern,) = kernels(lower(module))
+    cfg, a = kern.attributes["config"], kern.attributes
+    assert cfg["engine"] == "mma_sync" and rtile["stages"] == est["stages"] == cfg["stages"] >= 2
+    assert est["smem_bytes"] == int(a.get("smem", 0)) + int(a.get("smem_static", 0))
+    assert est["threads"] == kern.attributes["block"][0]
+    if shape == (4096, 4096, 4096):
+        bm, bn = cfg["block"]["m"], cfg["block"]["n"]
+        assert (bm // cfg["warps"][0], bn // cfg["warps"][1]) == (64, 64)
