@@ -233,3 +233,37 @@ def test_small_zoo_model_on_wgmma_matches_onnxruntime(mode, tmp_path):
     want, got, _ = build_and_run(build("nerf_mlp", "small"), tmp_path, mode, backends=("emu",))
     assert 'engine = "wgmma"' in (tmp_path / "build" / "model.tir").read_text()
     assert_within(want, got["emu"], mode)
+
+
+@pytest.mark.parametrize("expr,a_shape,b_shape,out_shape,engine", [
+    ("C[m, n] += A[m, k] * B[n, k]", (72, 100), (48, 100), (72, 48), "wgmma"),     # both K-major: wgmma k8
+    ("C[b, m, n] += A[b, m, k] * B[n, k]", (2, 40, 36), (24, 36), (2, 40, 24), "wgmma"),   # B broadcast
+    ("C[m, n] += A[m, k] * B[k, n]", (72, 40), (40, 48), (72, 48), "mma_sync"),    # [k][n]: no tf32 transpose
+])
+def test_tf32_on_wgmma_truncates_k_major_operands(expr, a_shape, b_shape, out_shape, engine):
+    """An f32 product marked tf32 on sm_90: wgmma m64nNk8 where both operands are K-major (it has no
+    transposed tf32 form), reading the top 19 bits of each f32 from shared memory (truncation, where the
+    mma.sync path rounds with cvt.rna): within tf32's tolerance of f32, and tight to the truncated inputs."""
+    rtile = {"block": {a: 1 if a == "b" else 32 for a in ("b", "m", "n") if f"{a}," in expr or f"{a}]" in expr},
+             "thread": {"m": 4, "n": 4}, "step": {"k": 16}}
+    attrs = {"rtile": rtile, "precision": "tf32"}
+    ins = [T(a_shape, "f32"), T(b_shape, "f32")]
+    ref = compute_module(expr, ins, T(out_shape, "f32"), **attrs)
+    m = lower(compute_module(expr, ins, T(out_shape, "f32"), **attrs))
+    (k,) = kernels(m)
+    assert k.attributes["config"]["engine"] == engine
+    if engine != "wgmma":
+        return
+    assert "tl_wgmma_tf32<" in k.attributes["source"] and k.attributes["config"]["mma"][2] == 8
+    x = random_inputs(ref)
+    trunc = [(v.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32) for v in x]
+    exact = reference(ref, x)[0].astype(np.float64)
+    truncated = reference(ref, trunc)[0].astype(np.float64)
+    got, stats = run_lowered(m, x)
+    got = got[0].astype(np.float64)
+    scale = np.abs(exact).max()
+    np.testing.assert_allclose(got, truncated, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(got, exact, rtol=0, atol=5e-3 * scale)
+    assert np.abs(got - exact).max() > 1e-5 * scale     # tf32, not f32
+    st = stats[k.sym_name]
+    assert st.global_load_bytes + st.global_store_bytes == k.attributes["bytes_modelled"]

@@ -44,8 +44,14 @@ BOX = 64             # columns of one TMA box of an m/n-contiguous operand (128 
 MAX_STAGES = 4
 MIN_STAGES = 2
 SLACK = 1024         # dynamic shared memory is aligned up to 1024 bytes (the 128B swizzle's period)
-WG_FN = {"f16": "tl_wgmma_f16", "bf16": "tl_wgmma_bf16"}
-TMA_DTYPE = {"f16": "f16", "bf16": "bf16"}
+WG_FN = {"f16": "tl_wgmma_f16", "bf16": "tl_wgmma_bf16", "f32": "tl_wgmma_tf32"}   # f32: a tf32-marked product
+TMA_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32"}
+WG_K = {"f16": 16, "bf16": 16, "f32": 8}   # the instruction's k: m64nNk16, m64nNk8 for tf32
+
+
+def bk_of(dtype: str) -> int:
+    """The k tile: one 128-byte swizzled row (64 b16, 32 f32)."""
+    return 128 // itemsize(dtype)
 # (BM, BN) in order of preference at equal cost: larger tiles reuse each loaded byte more.
 TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
 PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
@@ -80,7 +86,8 @@ class WgmmaConfig:
 
 def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, num_blocks_of=None) -> WgmmaConfig | None:
     """The engine's shape for the matched product ``mt`` on ``spec``, or None where it does not apply: not an
-    sm_90 target, not f16/bf16, an operand whose contiguous extent is not a multiple of 8 elements (TMA's
+    sm_90 target, not f16/bf16 or tf32 (an f32 product marked tf32, whose wgmma takes K-major operands only:
+    A [m][k] and B [n][k]), an operand whose contiguous extent is not 16 bytes' worth of elements (TMA's
     16-byte strides), or no tile whose two stages fit the shared memory.
 
     The tile minimises waves x tile area over the reuse of a loaded byte (BM*BN / (BM+BN) against 128x256's),
@@ -88,10 +95,13 @@ def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, num_blocks_of=None)
     too small to fill the SMs with it smaller tiles."""
     if sm_version(spec) != 90 or dtype not in WG_FN:
         return None
+    if dtype == "f32" and (mt["a_kmajor"] or not mt["b_nmajor"]):
+        return None   # wgmma tf32 has no transposed operands
     m, n, k = extents[mt["m"]], extents[mt["n"]], extents[mt["k"]]
     a_inner = m if mt["a_kmajor"] else k
     b_inner = k if mt["b_nmajor"] else n
-    if a_inner % 8 or b_inner % 8:
+    chunk = 16 // itemsize(dtype)
+    if a_inner % chunk or b_inner % chunk:
         return None
     nb = math.prod(extents[b] for b in mt["batch"])
     best, best_cost = None, None
@@ -125,8 +135,9 @@ class MapPlan:
     offsets: tuple     # byte offset of each box within the operand's stage tile
 
 
-def operand_maps(mt: dict, extents: dict, cfg: WgmmaConfig, names: dict) -> tuple:
-    """The A and B :class:`MapPlan` (coordinates use ``k_m0``, ``k_n0``, ``kt`` and ``k_batch``)."""
+def operand_maps(mt: dict, extents: dict, cfg: WgmmaConfig, names: dict, bk: int = BK) -> tuple:
+    """The A and B :class:`MapPlan` (coordinates use ``k_m0``, ``k_n0``, ``kt`` and ``k_batch``); ``bk``: the
+    k tile (32 for tf32, whose operands are K-major)."""
     E = extents
     m, n, k = E[mt["m"]], E[mt["n"]], E[mt["k"]]
     nb = math.prod(E[b] for b in mt["batch"])
@@ -137,7 +148,7 @@ def operand_maps(mt: dict, extents: dict, cfg: WgmmaConfig, names: dict) -> tupl
             loads = tuple((f"{mn0} + {j * BOX}", f"kt * {BK}") + cextra for j in range(rows // BOX))
             return MapPlan(param, (mn, k) + extra, (BOX, BK) + bextra, loads,
                            tuple(j * BOX * BK * 2 for j in range(rows // BOX)))
-        return MapPlan(param, (k, mn) + extra, (BK, rows) + bextra, ((f"kt * {BK}", mn0) + cextra,), (0,))
+        return MapPlan(param, (k, mn) + extra, (bk, rows) + bextra, ((f"kt * {bk}", mn0) + cextra,), (0,))
 
     a = one(names[mt["a"].tensor], m, "k_m0", cfg.bm, cfg.a_mn, mt["a_batched"])
     b = one(names[mt["b"].tensor], n, "k_n0", cfg.bn, cfg.b_mn, mt["b_batched"])
@@ -165,10 +176,11 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
     dtype = ctx.dtypes[0]
     it = "long long" if ctx.idx_t == "i64" else "int"
     grid_m, grid_n = -(-E[m] // cfg.bm), -(-E[n] // cfg.bn)
-    k_tiles = -(-E[mt["k"]] // BK)
-    a, b = operand_maps(mt, E, cfg, ctx.names)
+    bk = bk_of(dtype)
+    k_tiles = -(-E[mt["k"]] // bk)
+    a, b = operand_maps(mt, E, cfg, ctx.names, bk)
     s = cfg.stages
-    a_bytes = cfg.bm * BK * 2
+    a_bytes = cfg.bm * 128
     da, db = descriptor_steps(cfg)
     ta, tb = int(cfg.a_mn), int(cfg.b_mn)
     # LBO: the stride between 64-column boxes of an m/n-major operand (unused by a swizzled K-major one: 16);
@@ -184,8 +196,9 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
     ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
     src = [
         MARK,
-        f"// wgmma engine: block tile {cfg.bm}x{cfg.bn}, k tile {BK}, {s}-stage TMA/mbarrier pipeline; "
-        f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k16 {dtype}, f32 accumulators) "
+        f"// wgmma engine: block tile {cfg.bm}x{cfg.bn}, k tile {bk}, {s}-stage TMA/mbarrier pipeline; "
+        f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k{WG_K[dtype]} "
+        f"{'tf32' if dtype == 'f32' else dtype}, f32 accumulators) "
         "and a producer warpgroup",
         f"constexpr int STAGE = {cfg.stage_bytes}, A_BYTES = {a_bytes};   // one k tile of A then B, 128B-swizzled",
         "extern __shared__ unsigned char k_dyn[];   // sized at launch: the stages, their barriers, 1024 of slack",
@@ -244,8 +257,9 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
         "      tl_wgmma_fence_operand(k_acc);",
         "      tl_wgmma_fence();",
         "      #pragma unroll",
-        f"      for (int kk = 0; kk < {BK // 16}; ++kk)",
-        f"        {WG_FN[dtype]}<{cfg.bn}, {ta}, {tb}>(k_acc, k_da + (j * (STAGE >> 4) + kk * {da}), "
+        f"      for (int kk = 0; kk < {bk // WG_K[dtype]}; ++kk)",
+        f"        {WG_FN[dtype]}<{cfg.bn}{'' if dtype == 'f32' else f', {ta}, {tb}'}>(k_acc, "
+        f"k_da + (j * (STAGE >> 4) + kk * {da}), "
         f"k_db + (j * (STAGE >> 4) + kk * {db}), 1);",
         "      tl_wgmma_commit();",
         "      tl_wgmma_wait<1>();   // k tile kt0 + j - 1's group is done: its stage can be refilled",
@@ -322,12 +336,13 @@ def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
     dtype = ctx.dtypes[0]
     params = ctx.params()
     conf = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(rtile.get("thread", {})),
-            "step": {mt["k"]: BK}, "mma": [64, cfg.bn, 16], "engine": "wgmma", "tile": [cfg.bm, cfg.bn],
+            "step": {mt["k"]: bk_of(dtype)}, "mma": [64, cfg.bn, WG_K[dtype]], "engine": "wgmma",
+            "tile": [cfg.bm, cfg.bn],
             "warpgroups": [cfg.consumers, 1], "stages": cfg.stages}
     conf["block"][mt["m"]], conf["block"][mt["n"]] = cfg.bm, cfg.bn
-    maps = operand_maps(mt, ctx.extents, cfg, ctx.names)
+    maps = operand_maps(mt, ctx.extents, cfg, ctx.names, bk_of(dtype))
     return KernelBuilder().func(
         name, [grid_blocks(ctx, mt, cfg)], [cfg.threads], params, kind="tiled_mma", flops=ctx.flops(),
-        bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, BK), config=conf,
+        bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, bk_of(dtype)), config=conf,
         source=kernel_source(ctx, mt, cfg), smem=cfg.smem_bytes, smem_static=0,
         tensor_maps=tensor_map_attrs(maps, params, dtype))
