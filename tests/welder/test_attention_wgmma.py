@@ -32,6 +32,8 @@ CASES = {
     "f16_s96_d64_einsum": ("f16", 1, 2, 96, 64, None, False, "einsum"),
 }
 
+REVERSE = ("bf16_s256_d128_causal", "f16_s100_d128_keys_merge")   # one TMA, one cp.async case (CI time)
+
 
 def _einsum_model(d, dtype, b, h, s, hd) -> tuple:
     """S = einsum(q, k) with K stored [key][d] (a K-major wgmma B) and O = einsum(p, vt) with V stored
@@ -75,6 +77,8 @@ def _attention_func(build):
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_wgmma_attention_matches_numpy(built, order):
     d, dtype, _, ref, _ = built
+    if order == "reverse" and not d.name.startswith(REVERSE):
+        pytest.skip("reverse thread order: one TMA and one cp.async case")
     run_target(str(d / "b"), str(d / "in.npz"), str(d / f"o-{order}.npz"), backend="emu",
                report_path=str(d / f"r-{order}.json"), emu_order=order)
     got = np.load(d / f"o-{order}.npz")
