@@ -59,7 +59,11 @@ class Rammer(ModulePass):
                 # <kernel>_nc, only when a packed group takes it); launched alone it keeps its own cost.
                 m, twin, k = found
                 kernels[node, 0] = Variant(0, {}, twin)
-                solo[node] = dataclasses.replace(m, bytes=int(k.attributes.get("bytes_modelled", 0)))
+                solo[node] = dataclasses.replace(m, bytes=int(k.attributes.get("bytes_modelled", 0)),
+                                                 seconds=modelled_seconds(spec, k))
+                m = dataclasses.replace(m, seconds=modelled_seconds(spec, twin))
+            elif m is not None:
+                m = dataclasses.replace(m, seconds=modelled_seconds(spec, lookup_symbol(module, m.kernel)))
             if m is None:
                 continue
             members[node] = m
@@ -67,6 +71,7 @@ class Rammer(ModulePass):
             for v in (variants(k, spec, rtiles=rtiles) if self.variants else []):
                 alt = kernel_member(v.kernel, node, v.index)
                 if alt is not None:
+                    alt = dataclasses.replace(alt, seconds=modelled_seconds(spec, v.kernel))
                     alts.setdefault(node, []).append(alt)
                     kernels[node, v.index] = v
         index = sum(1 for op in module.body.ops if op.name == "kernel.func"
@@ -92,6 +97,13 @@ class Rammer(ModulePass):
         if replaced:
             _rewrite_main(fn, replaced)
             _drop_unused_kernels(module, swapped)
+
+
+def modelled_seconds(spec, k: Operation) -> float:
+    """The latency model's seconds for one launch of kernel ``k`` as lowered (its report.json row's
+    ``modelled_us``): the baseline a packing must beat (``analysis/rammer/cost.sequential_seconds``)."""
+    from .welder import _seconds
+    return _seconds(spec, k)
 
 
 def twin_member(module: Operation, op: Operation, node: int):

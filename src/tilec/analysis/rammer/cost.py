@@ -8,6 +8,11 @@ per-SM speed and leaves the rest idle, which is exactly the waste Rammer packs a
 flag waits cost ``wait_seconds`` (a fence and an L2 round trip) per round of as many flags as the block
 has threads. These constants are the GPU spec's (``analysis/hw/*.json``: modelling constants until ``make
 gpu-calibrate`` measures them): without a GPU the estimate decides, as in Roller (DESIGN §3).
+
+Where the pass knows a member's time by the latency model (``Member.seconds``: ``analysis/latency``, what
+its report.json row says, issue #18), the baseline a packing must beat is that time, and its rTasks take
+this model's durations scaled so that the kernel alone lasts that long (:func:`latency_scale`): the packed
+makespan and the kernels left alone are then in the same units as report.json's ``modelled_us``.
 """
 from __future__ import annotations
 
@@ -53,6 +58,8 @@ class Member:
     variant: int = 0         # which of the kernel's Roller alternatives (0: the tile it was lowered with)
     regs: int = REGS_ASSUMED  # registers per thread it needs (estimate: regs.kernel_regs)
     buffers: int = 0         # its kernel's buffer params: slots of the persistent block's pointer table
+    seconds: float = 0.0     # its launch alone by the latency model (analysis/latency: its report.json row's
+    #                          modelled_us); 0: not known, :func:`kernel_seconds` stands in
 
     @property
     def fixed_width(self) -> bool:
@@ -100,7 +107,28 @@ def task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:
     share = min(math.ceil(m.threads / spec.warp_size) / spec.saturating_warps_per_sm, 1.0 / occ)
     per_flops = spec.fp32_flops / spec.num_sms * share
     per_bytes = spec.dram_bytes_per_s / spec.num_sms * share
-    return max(m.flops / m.blocks / per_flops, m.bytes / m.blocks / per_bytes) + block_seconds(spec)
+    return (max(m.flops / m.blocks / per_flops, m.bytes / m.blocks / per_bytes) + block_seconds(spec)) \
+        * latency_scale(m, spec)
+
+
+def latency_scale(m: Member, spec: GPUSpec) -> float:
+    """How much longer the latency model times ``m``'s launch alone than this model does (launch excluded;
+    1 when ``m.seconds`` is not known): its rTasks take that much longer, so a packed makespan is in the
+    latency model's units, comparable with :func:`sequential_seconds` and with report.json (issue #18)."""
+    if not m.seconds:
+        return 1.0
+    own = _alone_seconds(m, spec) - launch_seconds(spec)
+    return max(m.seconds - launch_seconds(spec), 0.0) / own if own > 0 else 1.0
+
+
+def _alone_seconds(m: Member, spec: GPUSpec) -> float:
+    limit = max(1, resident_blocks(spec, m.threads, m.smem))
+    occ = min(limit, math.ceil(m.blocks / spec.num_sms))
+    waves = math.ceil(m.blocks / (occ * spec.num_sms))
+    share = min(math.ceil(m.threads / spec.warp_size) / spec.saturating_warps_per_sm, 1.0 / occ)
+    task = max(m.flops / m.blocks / (spec.fp32_flops / spec.num_sms * share),
+               m.bytes / m.blocks / (spec.dram_bytes_per_s / spec.num_sms * share)) + block_seconds(spec)
+    return launch_seconds(spec) + waves * task
 
 
 def kernel_seconds(m: Member, spec: GPUSpec) -> float:
@@ -115,4 +143,8 @@ def kernel_seconds(m: Member, spec: GPUSpec) -> float:
 
 
 def sequential_seconds(members, spec: GPUSpec) -> float:
-    return sum(kernel_seconds(m, spec) for m in members)
+    """The members launched one after another: what a packing must beat. Each costs what the latency model
+    says of its kernel as lowered (``Member.seconds``, issue #18), so Rammer packs only where its makespan
+    beats the time report.json would show without the packing (nerf_mlp's rammer build modelled 326.6 us
+    against welder's 197.4 us when this baseline was Rammer's own :func:`kernel_seconds`)."""
+    return sum(m.seconds or kernel_seconds(m, spec) for m in members)
