@@ -17,7 +17,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from tilec.testing.campaign import (FileInput, LocalExecutor, RayExecutor, Unit,  # noqa: E402
+from tilec.testing.campaign import (LIFT, FileInput, LocalExecutor, RayExecutor, Unit,  # noqa: E402
                                     graph_campaign, ir_campaign, onnx_campaign)
 from tilec.testing.scripts import load_file_module  # noqa: E402
 
@@ -66,9 +66,12 @@ def test_fuzz_verdicts_equal_local(cluster):
     from tilec.testing.pipeline_fuzz import pipeline_campaign
     runs = {}
     for name, ex in (("local", LocalExecutor()), ("ray", cluster)):
-        tallies = [ir_campaign(40, seed=11, executor=ex), onnx_campaign(8, seed=11, hostile=False, executor=ex)]
-        tallies += graph_campaign(6, seed=11, n_nodes=5, stages=("import", "decompose"), executor=ex).values()
-        tallies += pipeline_campaign(1, seed=11, max_nodes=3, executor=ex).values()
+        # as scripts/fuzz.py --ray: the workers cap their address space, and lift it for the emulator
+        cap = {"executor": ex, "worker_memory": (4 << 30) if ex is cluster else None}
+        tallies = [ir_campaign(40, seed=11, **cap), onnx_campaign(8, seed=11, hostile=False, **cap)]
+        tallies += graph_campaign(6, seed=11, n_nodes=5, stages=("import", "decompose"), **cap).values()
+        tallies += pipeline_campaign(1, seed=11, max_nodes=3, executor=ex,
+                                     worker_memory=LIFT if ex is cluster else None).values()
         runs[name] = _tables(tallies)
     assert runs["ray"] == runs["local"]
     assert sum(c for _, counts, _ in runs["local"] for c in counts.values()) == 40 + 8 + 6 * 2 + 3

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .executors import (FileInput, LocalExecutor, RayExecutor, Unit, add_ray_argument,  # noqa: F401 - the API
                         content_hash, executor_for)
-from .guard import CRASH, DIAGNOSTIC, MEMORY, OK, TIMEOUT, cap_address_space, run_guarded
+from .guard import CRASH, DIAGNOSTIC, MEMORY, OK, TIMEOUT, run_guarded
 
 IR_CHUNK, ONNX_CHUNK, GRAPH_CHUNK = 250, 50, 10   # inputs per unit: a few seconds of work each
 LIFT = "lift"   # worker_memory for the emulator campaigns: no address-space cap (see scripts/fuzz.py)
@@ -69,10 +69,13 @@ def worker_memory_limit(memory) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
         return
     if not _BASE_VM:
-        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-        cap_address_space(0)
-        _BASE_VM.append(resource.getrlimit(resource.RLIMIT_AS)[0])
-    resource.setrlimit(resource.RLIMIT_AS, (min(_BASE_VM[0] + int(memory), hard), hard))
+        try:
+            with open("/proc/self/status") as f:
+                _BASE_VM.append(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")))
+        except (OSError, StopIteration):
+            return   # not Linux: no cap, as guard.cap_address_space
+    limit = _BASE_VM[0] + int(memory)
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 
 
 def _chunks(items: list, size: int) -> list:

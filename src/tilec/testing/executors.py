@@ -212,8 +212,10 @@ class RayExecutor:
         pending = {submit(u): i for i, u in enumerate(units)}
         results, resubmitted = [None] * len(units), set()
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
+            refs = list(pending)
+            first, _ = ray.wait(refs, num_returns=1)
+            more, _ = ray.wait(refs, num_returns=len(refs), timeout=0)   # and every other one done by now
+            for ref in dict.fromkeys(first + more):
                 i = pending.pop(ref)
                 key, value = ray.get(ref)
                 if key != units[i].key:
@@ -230,9 +232,8 @@ class RayExecutor:
 
     def _by_value(self, units) -> None:
         """Code a worker cannot import by name travels by value: a unit's function from a file loaded by path
-        (``scripts/*.py`` in a test, a test module) and the local modules its globals name
-        and of the functions and classes its globals name (``tests/frontend/node_harness.py``'s ``run_case``
-        in the node-test sweep). A script run as __main__ is pickled by value anyway. (A module object in the
+        (``scripts/*.py`` in a test, a test module), and the modules of the functions and classes its globals
+        name (``tests/frontend/node_harness.py``'s ``run_case`` in the node-test sweep). A script run as __main__ is pickled by value anyway. (A module object in the
         globals is not enough: pickled by value it takes all its attributes, ``lru_cache`` wrappers too.)"""
         import types
         for u in units:

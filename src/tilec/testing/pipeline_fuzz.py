@@ -255,7 +255,8 @@ def pipeline_campaign(n: int, seed: int = 0, max_nodes: int = 8, save_dir=None, 
     cases = [make_case(k, max_nodes, dtype=dtype, precision=precision) for k in range(seed, seed + n)]
     # One unit per case, the case itself its content: a Ray worker runs it as this process would.
     units = [Unit.of(_case_unit, case, seconds, worker_memory) for case in cases]
-    outcomes = (executor or LocalExecutor()).run(units)
+    report = (lambda i, o: progress(cases[i], o)) if progress else None   # as each case finishes
+    outcomes = (executor or LocalExecutor()).run(units, report)
     for case, o in zip(cases, outcomes):
         fail = is_failure(o)
         for key in ("all", case.pipeline, case.precision or case.dtype):
@@ -263,8 +264,6 @@ def pipeline_campaign(n: int, seed: int = 0, max_nodes: int = 8, save_dir=None, 
             t.add(case.name, o, finding=fail)
         if fail and save_dir is not None:
             save_case(case, o, save_dir)
-        if progress:
-            progress(case, o)
     return tallies
 
 
