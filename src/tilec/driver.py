@@ -105,7 +105,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     if wanted(module, precision):   # tensor-core convolutions read channels-last (only these builds run it)
         from .passes import get_pass
         at = next((i + 1 for i, p in reversed(list(enumerate(passes))) if p.name in ("decompose", "precision")), None)
-        if at is not None:
+        if at is not None and at < len(passes):   # not past a --compile-to stage
             passes.insert(at, get_pass("conv-layout"))
             total += 1
     if on_import is not None:

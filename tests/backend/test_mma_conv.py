@@ -134,3 +134,12 @@ def test_resnet50_conv_compiles_unspilled(tmp_path):
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "p"), arch="a100", check_ptx=True)
     (k,) = engine_kernels(tmp_path / "p")
     assert k["ptxas"]["spill_bytes"] == 0 and k["ptxas"]["registers"] <= 255
+
+
+def test_compile_to_stops_before_the_layout_pass(tmp_path):
+    """``--compile-to decompose`` stops there: the conv-layout pass the driver adds after it does not run."""
+    model(tmp_path, 1, 16, 7, 7, 32, 3, 1, 1)
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "d"), compile_to="decompose", arch="a100")
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "l"), compile_to="roller", arch="a100")
+    assert "T[n, h, w, c]" not in open(tmp_path / "d" / "model.tir").read()
+    assert "T[n, h, w, c]" in open(tmp_path / "l" / "model.tir").read()
