@@ -5,11 +5,13 @@ matmul compiled ahead of time for the same shapes and arch when a Python with tr
 (--triton-python or $TRITON_PYTHON; scripts/triton_matmul_aot.py). No GPU needed.
 
     .venv/bin/python scripts/tensorcore_table.py --out docs/benchmarks/tensorcore-DATE.md [--triton-python PY]
+    .venv/bin/python scripts/tensorcore_table.py --archs h200 --title "..." --out FILE   # one arch (the sm_90 doc)
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ SHAPES = ((4096, 4096, 4096), (1024, 768, 3072))   # (M, N, K)
 DTYPES = {"f16": (TensorProto.FLOAT16, "fp16"), "bf16": (TensorProto.BFLOAT16, "bf16"),
           "tf32": (TensorProto.FLOAT, "fp32")}
 ARCHS = {"a100": 80, "h200": 90}
+TITLE = "the f16/bf16/tf32 GEMM main loop, tilec vs Triton"
 
 
 def gemm_model(m: int, n: int, k: int, dtype: str, path: Path) -> None:
@@ -52,12 +55,18 @@ def tilec_row(m, n, k, dtype, arch, tmp: Path) -> dict:
     (func,) = [op for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"]
     loop = kern["main_loop"]
     return {"system": "tilec", "config": kernel_config(func.attributes), "regs": kern["ptxas"]["registers"],
-            "spill": kern["ptxas"]["spill_bytes"], **loop_cells(loop)}
+            "spill": kern["ptxas"]["spill_bytes"], **loop_cells(loop),
+            "tma": kern["kernel_mix"]["memory"].get("UTMALDG", 0), "bound": (loop["estimate"] or {}).get(
+                "fraction_of_peak")}
 
 
 def kernel_config(attrs: dict) -> str:
     """The engine kernel's shape from its kernel.func attributes (the wmma kernel: its kind)."""
     cfg = attrs["config"]
+    if cfg.get("engine") == "wgmma":
+        bm, bn = cfg["tile"]
+        return (f"wgmma: block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) of 64x{bn} + 1 TMA "
+                f"producer, {cfg['stages']} stages")
     if cfg.get("engine") != "mma_sync":
         return f"{attrs['kind']} (wmma)"
     *_, m, n = cfg["block"].values()   # the output axes in order: batch.., m, n
@@ -85,18 +94,22 @@ def triton_rows(python: str, tmp: Path) -> tuple:
     if r.returncode != 0:
         raise SystemExit(f"triton_matmul_aot.py failed:\n{r.stderr[-3000:]}")
     tool = find_disassembler()
+    from tilec.analysis.hardware import get_arch
+    from tilec.backend.inspect_build import estimate
     rows = {}
     for arch, cc in ARCHS.items():
         for dtype, (_, tname) in DTYPES.items():
             for m, n, k in SHAPES:
                 (instrs,) = disassemble(out / f"sm{cc}_{tname}_{m}x{n}x{k}.cubin", tool).values()
                 _, mix = sass.main_loop(instrs)
+                bound = (estimate(mix, get_arch(arch)) or {}).get("fraction_of_peak")
                 loop = {"instructions": mix.instructions, "memory": dict(mix.memory), "tensor": dict(mix.tensor),
                         "flops": dict(mix.flops), "instructions_per_tensor_flop": mix.instructions / mix.tensor_flops}
                 bk = 32 if dtype == "tf32" else 64   # scripts/triton_matmul_aot.py: 3 f32 stages of 64 do not fit
                 rows[arch, dtype, (m, n, k)] = {"system": f"Triton {r.stdout.strip()}",
                                                 "config": f"128x256x{bk}, 8 warps, 3 stages", "regs": "", "spill": "",
-                                                **loop_cells(loop)}
+                                                **loop_cells(loop), "bound": bound,
+                                                "tma": sass.mix(instrs).memory.get("UTMALDG", 0)}
     return rows, r.stdout.strip()
 
 
@@ -121,33 +134,56 @@ NOTES = """## How it is counted
   H200: 192), where Triton's fixed 128x256 tile runs 24 blocks. The smaller 64x32 warp tiles need more
   ldmatrix and copies per mma, hence more instructions per FLOP than Triton's big tile; fewer instructions
   per FLOP would idle most SMs. Only a GPU can say which is faster (`--tune` on a lent GPU).
-- sm_90: Triton uses wgmma (HGMMA) with its operands read from shared memory; tilec's sm_90 kernel is the
-  sm_80 mma.sync engine until the Hopper path (wgmma, TMA; a separate issue) lands.
+- sm_90 (issue #21): tilec's f16/bf16 rows are the wgmma engine (lower/wgmma_engine.py): a TMA producer
+  warpgroup fills 128-byte-swizzled stages (mbarrier expect_tx), one or two consumer warpgroups issue 4
+  `wgmma.m64nNk16` per 64-deep k tile from shared-memory descriptors; its tile is its own (128x256 where
+  the grid fills the GPU, smaller otherwise), not Roller's. The main loop is the consumer's: no loads at
+  all (UTMALDG is in the producer's loop: *UTMALDG (kernel)*), so its instructions are the barrier wait,
+  descriptors, 4 HGMMA, commit/wait and the stage release. Triton's sm_90 kernel also uses wgmma, fed by
+  cp.async (LDGSTS) from every thread. tf32 on sm_90: wgmma m64nNk8 where both operands are K-major (A
+  [m][k], B [n][k]); a MatMul's [k][n] weight, as in these rows, keeps mma.sync (wgmma has no transposed tf32).
+- *issue bound*: `tilec inspect`'s static estimate (4 schedulers x the loop's tensor-core FLOPs per warp over
+  its instructions, capped at the spec's peak) as a fraction of peak; *vs Triton same arch*: the row's
+  instructions per tensor-core FLOP over Triton's for the same arch, dtype and shape.
 
 - tf32: mma.sync m16n8k8 (HMMA.1688, 2048 FLOPs per warp) on f32 stages; B [k][n] (a MatMul's weight) has
   no 32-bit transposing ldmatrix, so its fragments are 32-bit shared loads (LDS), as CUTLASS's congruous tf32
-  iterators; every fragment register is rounded with cvt.rna.tf32.f32 first. Roller ranks tf32 tiles with the
-  f32 CUDA-core peak (analysis/cost_model.peak_flops), so it picks small tiles for them.
+  iterators; every fragment register is rounded with cvt.rna.tf32.f32 first. Roller ranks tf32 tiles at the
+  tf32 tensor-core peak (it used the f32 CUDA-core peak, hence the 64x32 tiles of the table before) and with
+  the engine's warps, stages and shared memory (analysis/engine_shape.py); tf32 warp tiles stay at 64x32
+  (<= 64 accumulators per thread: 64x64 spilled).
+- Stages: Roller's estimate of a tensor-core rTile is the engine kernel it gets (analysis/engine_shape.py):
+  its 2-4 cp.async stages of shared memory (occupancy, the opt-in limit), its warps and registers, one
+  barrier per k tile and ldmatrix traffic by warp tile; the stage count is in the rTile and the estimate.
 
 ## Not done (issue #17)
 
-- Implicit-GEMM convolution: convolutions stay on the CUDA-core tiled kernel (no ResNet-50 conv row). NCHW
-  f16 im2col rows are not 16-byte chunks (cp.async needs them), so it needs an NHWC staging of the input.
-- Roller does not model stages: the engine picks 2-4 stages from the target's opt-in shared memory itself.
+- Convolution tiles are the implicit GEMM's own (lower/mma_conv.choose_tile), not Roller's; on sm_90 the
+  convolution stays on mma.sync (no wgmma implicit GEMM yet).
 - The epilogue stores straight from the accumulators (4-byte column pairs), not staged through shared
   memory for 128-bit stores (outside the main loop).
 - No GPU timings: these are static instruction counts.
 """
 
 
+def fused_notes() -> str:
+    """tensorcore_fused.py's notes on its rows (attention, and the FFN and convolution)."""
+    notes = getattr(tensorcore_fused, "NOTES", None)
+    return notes or tensorcore_fused.ATTENTION_NOTES + tensorcore_fused.FFN_NOTES
+
+
 def table(rows: list) -> list:
     head = ["arch", "dtype", "M x N x K", "system", "kernel", "regs", "spill B", "main loop", "tensor-core",
-            "LDGSTS.128", "LDSM.128", "other loads", "ins / TC FLOP", "vs Triton sm_80"]
+            "LDGSTS.128", "LDSM.128", "other loads", "UTMALDG (kernel)", "ins / TC FLOP", "issue bound",
+            "vs Triton sm_80", "vs Triton same arch"]
     out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
+        bound = r.get("bound")
         cells = [r["arch"], r["dtype"], "x".join(map(str, r["shape"])), r["system"], r["config"], r["regs"],
-                 r["spill"], r["loop"], r["tensor"], r["ldgsts"], r["ldsm"], r["other_loads"], f"{r['ipf']:.3g}",
-                 f"{r['ipf'] / r['ref']:.2f}x" if r.get("ref") else "-"]
+                 r["spill"], r["loop"], r["tensor"], r["ldgsts"], r["ldsm"], r["other_loads"], r.get("tma", "-"),
+                 f"{r['ipf']:.3g}", f"{bound:.0%}" if bound is not None else "-",
+                 f"{r['ipf'] / r['ref']:.2f}x" if r.get("ref") else "-",
+                 f"{r['ipf'] / r['same']:.2f}x" if r.get("same") else "-"]
         out.append("| " + " | ".join(str(c) for c in cells) + " |")
     return out
 
@@ -156,25 +192,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--triton-python", default=os.environ.get("TRITON_PYTHON", ""))
+    ap.add_argument("--archs", help="comma-separated archs (default: a100,h200)")
+    ap.add_argument("--title", default=TITLE)
     args = ap.parse_args()
+    archs = args.archs.split(",") if args.archs else list(ARCHS)
     with tempfile.TemporaryDirectory(prefix="tilec-tc-") as d:
         tmp = Path(d)
         tri, version = triton_rows(args.triton_python, tmp) if args.triton_python else ({}, None)
         rows = []
-        for arch in ARCHS:
+        for arch in archs:
             for dtype in DTYPES:
                 for shape in SHAPES:
                     ref = tri.get(("a100", dtype, shape), {}).get("ipf")
-                    rows.append({"arch": arch, "dtype": dtype, "shape": shape, "ref": ref,
+                    same = tri.get((arch, dtype, shape), {}).get("ipf")
+                    rows.append({"arch": arch, "dtype": dtype, "shape": shape, "ref": ref, "same": same,
                                  **tilec_row(*shape, dtype, arch, tmp)})
                     if (arch, dtype, shape) in tri:
-                        rows.append({"arch": arch, "dtype": dtype, "shape": shape, "ref": ref, **tri[arch, dtype, shape]})
-        rows += tensorcore_fused.rows(tmp, list(ARCHS), loop_cells)   # attention and the BERT FFN
-    cmd = "make tensorcore" + (" TRITON_PYTHON=PY" if args.triton_python else "")
-    lines = ["# Tensor cores: the f16/bf16/tf32 GEMM main loop, tilec vs Triton (static SASS, no GPU)", "",
+                        rows.append({"arch": arch, "dtype": dtype, "shape": shape, "ref": ref, "same": same,
+                                     **tri[arch, dtype, shape]})
+        rows += tensorcore_fused.rows(tmp, archs, loop_cells)   # attention and the BERT FFN
+    if args.archs or args.title != TITLE:   # this very command line, the Python with triton as PY
+        argv = ["PY" if a == args.triton_python else a for a in sys.argv[1:]]
+        cmd = " ".join(["scripts/tensorcore_table.py", *(shlex.quote(a) for a in argv)])
+    else:
+        cmd = "make tensorcore" + (" TRITON_PYTHON=PY" if args.triton_python else "")
+    lines = [f"# Tensor cores: {args.title} (static SASS, no GPU)", "",
              f"Generated by `{cmd}` (scripts/tensorcore_table.py; PY: a Python with triton {version})."
              if version else f"Generated by `{cmd}` (scripts/tensorcore_table.py; no Triton given).", "",
-             *table(rows), "", NOTES, tensorcore_fused.NOTES]
+             *table(rows), "", NOTES, fused_notes()]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

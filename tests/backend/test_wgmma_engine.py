@@ -5,7 +5,6 @@ mistakes in the pipeline fail there; the kernel compiles for sm_90a without spil
 main loop is HGMMA fed by UTMALDG and leaner than Triton's; sm_80 keeps mma.sync."""
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -160,19 +159,16 @@ def _disassembler_found() -> bool:
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
 def test_gemm_4096_compiles_for_sm_90a_and_beats_tritons_main_loop(tmp_path):
-    """The f16 4096^3 GEMM on h200 (--check-ptx: compiled for sm_90a): 0 spills, no wait ptxas had to inject
-    and no serialised wgmma, and (with a disassembler) a main loop of HGMMA.64x256x16 only, UTMALDG in the
+    """The f16 4096^3 GEMM on h200 (--check-ptx: compiled for sm_90a, no wait ptxas had to inject and no
+    serialised wgmma: ptxas.check_wgmma_repairs): 0 spills, and (with a disassembler) a main loop of HGMMA.64x256x16 only, UTMALDG in the
     kernel, fewer instructions per tensor-core FLOP than Triton's sm_90 kernel, issue bound >= 85% of peak."""
     from tilec.driver import compile_model
     _gemm_onnx(tmp_path / "g.onnx")
     compile_model(str(tmp_path / "g.onnx"), str(tmp_path / "b"), arch="h200", check_ptx=True)
     (row,) = json.load(open(tmp_path / "b" / "report.json"))["kernels"]
     assert row["ptxas"]["spill_bytes"] == 0
-    cu = next((tmp_path / "b" / "kernels").glob("*.cu"))
-    assert MARK in cu.read_text()
-    r = subprocess.run(["nvcc", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "-o", str(tmp_path / "k.cubin"),
-                        str(cu)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "C7517" not in r.stderr and "serializ" not in r.stderr, r.stderr
+    # --check-ptx compiled it for sm_90a and would have refused an injected wait (C7517) or serialised wgmma
+    assert MARK in next((tmp_path / "b" / "kernels").glob("*.cu")).read_text()
     if not _disassembler_found():
         pytest.skip("needs cuobjdump/nvdisasm for the SASS checks")
     from tilec.backend.inspect_build import inspect_build
