@@ -110,21 +110,29 @@ def _build_files(build: Path) -> dict:
     return out
 
 
-def test_tune_on_ray_writes_the_local_build(cluster, tmp_path):
+def _tune_both_ways(tmp_path, model: str, k: int) -> tuple:
+    """``tilec tune BUILD -k K --backend emu`` here and with ``--ray auto`` on copies of one build."""
     from click.testing import CliRunner
 
     from tilec.cli.main import cli
     base = tmp_path / "base"
-    r = CliRunner().invoke(cli, ["compile", str(ROOT / "samples" / "mlp.onnx"), "-o", str(base), "-q"])
+    r = CliRunner().invoke(cli, ["compile", str(ROOT / "samples" / model), "-o", str(base), "-q"])
     assert r.exit_code == 0, r.output
     builds = {}
     for name, extra in (("local", []), ("ray", ["--ray", "auto"])):
         builds[name] = tmp_path / name
         shutil.copytree(base, builds[name])
-        r = CliRunner().invoke(cli, ["tune", str(builds[name]), "-k", "2", "--backend", "emu", *extra])
+        r = CliRunner().invoke(cli, ["tune", str(builds[name]), "-k", str(k), "--backend", "emu", *extra])
         assert r.exit_code == 0, r.output
         assert "on the emulator" in r.output
-    local, remote = _build_files(builds["local"]), _build_files(builds["ray"])
+    return builds, _build_files(builds["local"]), _build_files(builds["ray"])
+
+
+def test_tune_on_ray_writes_the_local_build(cluster, tmp_path):
+    from click.testing import CliRunner
+
+    from tilec.cli.main import cli
+    builds, local, remote = _tune_both_ways(tmp_path, "mlp.onnx", 2)
     assert local == remote
     timed = [c for t in local["report.json"]["tuned"] for c in t["candidates"] if c["measured_seconds"]]
     assert len(timed) >= 4 and local["report.json"]["tuning_backend"] == "emu"
@@ -132,6 +140,15 @@ def test_tune_on_ray_writes_the_local_build(cluster, tmp_path):
     # the GPU profiler's units need GPU workers: none in this cluster is an error, not a wait forever
     r = CliRunner().invoke(cli, ["tune", str(builds["ray"]), "-k", "2", "--ray", "auto"])
     assert r.exit_code == 1 and "no GPU workers" in r.output
+
+
+@pytest.mark.slow
+def test_tune_on_ray_changes_the_same_picks(cluster, tmp_path):
+    """The transformer sample, top 4 (a minute of emulator builds): the emulator's bytes move some of
+    Roller's picks, and the Ray run moves the same ones."""
+    _, local, remote = _tune_both_ways(tmp_path, "transformer_layer.onnx", 4)
+    assert local == remote
+    assert any(t["chosen"] for t in local["report.json"]["tuned"])
 
 
 @pytest.mark.slow
