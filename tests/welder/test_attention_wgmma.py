@@ -5,7 +5,8 @@ against numpy (f32 math on the same half-precision inputs), and f16 models again
 sequences 64..256 that are and are not multiples of the tiles, both head dims, both types, masks, the head
 merge, and K and V stored either way round (K-major and MN-major descriptors); bytes equal the model's. ptxas (sm_90a) gives 0 spills, no
 injected wgmma wait (C7517), and SASS with HGMMA for both products: d/16 from shared memory and bk/16 with
-A from registers per K/V chunk. Head dims that are not whole 128-byte atoms, and sm_80, keep mma.sync."""
+A from registers per K/V chunk. A wrong expect_tx or a missing wgmma wait, made in the built kernel, fails
+under the emulator. Head dims that are not whole 128-byte atoms, and sm_80, keep mma.sync."""
 from __future__ import annotations
 
 import json
@@ -146,3 +147,36 @@ def test_wgmma_only_on_sm90_with_whole_atoms(tmp_path, arch, hd, engine):
     _model(tmp_path, "f16", 1, 1, 64, hd, None, False, "kt")
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch=arch)
     assert _attention_func(tmp_path / "b").attributes["config"]["engine"] == engine
+
+
+# The kernel's synchronisation is what the emulator checks: each mistake below, made in the built kernel's
+# source, fails the run instead of passing by luck (docs/hopper.md: a wrong expect_tx is a deadlock, an
+# accumulator read before its wait is NaN).
+MISTAKES = {
+    "expect_tx": (r"(tl_mbarrier_arrive_expect_tx\(&k_full\[0\], )(\d+)", lambda m: f"{m[1]}{int(m[2]) + 1024}"),
+    "S wait": (r"tl_wgmma_commit\(\);\n(\s*)tl_wgmma_wait<0>\(\);", lambda m: f"tl_wgmma_commit();\n{m[1]}"),
+}
+
+
+@pytest.mark.parametrize("built", ["f16_s64_d64"], indirect=True)   # a TMA case
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_a_synchronisation_mistake_fails_under_the_emulator(built, mistake, tmp_path):
+    d, dtype, _, ref, tma = built
+    assert tma
+    build = tmp_path / "b"
+    shutil.copytree(d / "b", build)
+    cu = next(p for p in (build / "kernels").glob("*attention*.cu"))
+    pattern, fix = MISTAKES[mistake]
+    text, n = re.subn(pattern, fix, cu.read_text(), count=1)
+    assert n == 1
+    cu.write_text(text)
+    for cubin in (build / "kernels").glob("*.cubin"):
+        cubin.unlink()
+    try:
+        run_target(str(build), str(d / "in.npz"), str(tmp_path / "o.npz"), backend="emu")
+    except Exception as e:   # the emulator's launch error: the deadlock names the barrier and its tx-count
+        assert mistake == "expect_tx" and "deadlock" in str(e) and "tx-count" in str(e), e
+        return
+    got = np.load(tmp_path / "o.npz")
+    got = got[got.files[0]].astype(np.float32)
+    assert mistake == "S wait" and not np.allclose(got, ref, atol=TOL[dtype] * float(np.abs(ref).max())), mistake
