@@ -117,10 +117,11 @@ def warps_for(bm: int, bn: int, threads_hint: int) -> int:
 def tf32_plan(mt: dict, bm: int, bn: int, k_extent: int, spec):
     """The engine's tf32 shape: f32 stages carry half the elements per 16-byte chunk, so a thread has twice
     the copies of an f16 tile and, for an operand whose rows run along k ([k][m] A, [k][n] B), per-lane
-    shared-load offsets (``mma_tf32``). With 64x64 warp tiles ptxas spilled (sm_80: 64 B on 128x128 with 4
-    warps, 40 B on 128x256 with 8), so such a kernel keeps at most 64 accumulators per thread; the warps are
-    the fewest (4 to 16) that hold the tile within that."""
-    max_acc = 64 if mt["a_kmajor"] or not mt["b_nmajor"] else MAX_WARP_ACC
+    shared-load offsets (``mma_tf32``); the warps are the fewest (4 to 16) that keep at most
+    :data:`MAX_WARP_ACC` accumulators per thread (64x64 warp tiles). While each fragment register was rounded
+    with cvt.rna (two instructions) ptxas spilled those (sm_80: 64 B on 128x128 with 4 warps, 40 B on 128x256
+    with 8) and tf32 kept 64x32; with the one-add rounding they take 203 registers, 0 spills."""
+    max_acc = MAX_WARP_ACC
     frags = (bm // 16) * (bn // 16)
     w = min(4, frags)
     while w < min(16, frags) and bm * bn // (32 * w) > max_acc:

@@ -100,8 +100,7 @@ def choose_tile(cg: ConvGemm, spec) -> mma_engine.EngineConfig | None:
         for bn in TILE_SIZES:
             if bm * bn > MAX_TILE or (bm > 16 and bm >= 2 * E["M"]) or (bn > 16 and bn >= 2 * E["N"]):
                 continue
-            cfg = mma_engine.plan(bm, bn, E["K"], min(8, max(4, bm * bn // 4096)), cg.dtype, spec,
-                                  64 if cg.dtype == "f32" else mma_engine.MAX_WARP_ACC)
+            cfg = mma_engine.plan(bm, bn, E["K"], min(8, max(4, bm * bn // 4096)), cg.dtype, spec)
             if cfg is None or _registers(cfg, cg.dtype, cg.r * cg.s) > MAX_REGS:
                 continue
             gm, gn = -(-E["M"] // bm), -(-E["N"] // bn)

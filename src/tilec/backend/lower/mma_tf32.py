@@ -8,8 +8,11 @@ word l % 4 of row l / 4, exactly one tf32 fragment register. Where k runs along 
 B [k][n]: the usual weight layout) there is no 32-bit transposing ldmatrix, so each register is one 32-bit
 shared load (LDS), as CUTLASS's congruous tf32 iterators do; the swizzle keeps them to two-way bank conflicts.
 
-The tensor core ignores an operand's low 13 bits; every fragment register is rounded first with
-``cvt.rna.tf32.f32`` (``tl_cvt_tf32``, round to nearest, ties away), which the emulator does bit for bit.
+The tensor core ignores an operand's low 13 bits; every fragment register gets 0x1000 (half the unit of those
+bits) added to its bit pattern first, so what the tensor core keeps is ``cvt.rna.tf32.f32``'s result (round to
+nearest, ties away; an overflow rounds to Inf, Inf stays Inf) in one integer add instead of cvt.rna's
+compare and add (CUTLASS's ``round_half_ulp_truncate``). Only a NaN whose payload lies wholly in the low 13
+bits differs: it becomes Inf. The emulator drops the low bits as the hardware does, so it computes the same.
 """
 from __future__ import annotations
 
@@ -82,8 +85,9 @@ def fragment_lines(a, b, cfg) -> list:
     else:
         out += ["for (int ni = 0; ni < NI; ++ni)", "  #pragma unroll",
                 f"  for (int j = 0; j < 2; ++j) b[ni][j] = {scalar_load(b, 'b', 'sb', 'j', 'ni * 8', tn)};"]
-    return out + ["// Round to tf32 (cvt.rna): the tensor core would truncate the low 13 bits.", "#pragma unroll",
-                  "for (int mi = 0; mi < MI; ++mi)", "  #pragma unroll",
-                  "  for (int i = 0; i < 4; ++i) a[mi][i] = tl_cvt_tf32(__uint_as_float(a[mi][i]));",
+    return out + ["// Round to tf32, to nearest, ties away (cvt.rna's result): add half of the 13 low bits' unit; the",
+                  "// tensor core drops those bits (CUTLASS's round_half_ulp_truncate: one IADD, cvt.rna takes two).",
+                  "#pragma unroll", "for (int mi = 0; mi < MI; ++mi)", "  #pragma unroll",
+                  "  for (int i = 0; i < 4; ++i) a[mi][i] += 0x1000u;",
                   "#pragma unroll", "for (int ni = 0; ni < NI; ++ni)", "  #pragma unroll",
-                  "  for (int j = 0; j < 2; ++j) b[ni][j] = tl_cvt_tf32(__uint_as_float(b[ni][j]));"]
+                  "  for (int j = 0; j < 2; ++j) b[ni][j] += 0x1000u;"]
