@@ -127,11 +127,12 @@ def check_one(model: Path, build: Path, emu: bool = False) -> dict:
     return row
 
 
-def run_row(model: Path, timeout: float, emu: bool = False) -> dict:
-    """``check_one`` in a child process with a timeout; the build is written under a temporary folder."""
+def run_row(model: Path, timeout: float, emu: bool = False, script: str = __file__) -> dict:
+    """``check_one`` in a child process (this ``script``) with a timeout; the build is written under a
+    temporary folder."""
     with tempfile.TemporaryDirectory(prefix="tilec-realworld-") as tmp:
         out = Path(tmp) / "row.json"
-        cmd = [sys.executable, __file__, "--one", str(model), "--build", str(Path(tmp) / "build"),
+        cmd = [sys.executable, script, "--one", str(model), "--build", str(Path(tmp) / "build"),
                "--row-json", str(out)] + (["--emu"] if emu else [])
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -143,17 +144,18 @@ def run_row(model: Path, timeout: float, emu: bool = False) -> dict:
         return {"model": model.stem, "status": "failed", "error": last[:300]}
 
 
-def realworld_unit(model, inputs, timeout: float, emu: bool) -> dict:
-    """One row as a campaign unit: ``model`` and ``inputs`` are ``FileInput``s, put side by side in a
-    temporary folder under their own names (``check_one`` finds the inputs beside the model); run here
-    (not shipped), the model is read where it is, external data and all."""
+def realworld_unit(model, inputs, timeout: float, emu: bool, script) -> dict:
+    """One row as a campaign unit: ``model``, ``inputs`` and this ``script`` (which the row's child process
+    runs) are ``FileInput``s; model and inputs go side by side in a temporary folder under their own names
+    (``check_one`` finds the inputs beside the model). Run here (not shipped), the model is read where it is,
+    external data and all."""
     if model.data is None:
-        return run_row(Path(model.path), timeout, emu)
+        return run_row(Path(model.path), timeout, emu, script.local())
     with tempfile.TemporaryDirectory(prefix="tilec-realworld-in-") as tmp:
         here = Path(tmp) / Path(model.path).name
         here.symlink_to(Path(model.local()).resolve())
         (Path(tmp) / Path(inputs.path).name).symlink_to(Path(inputs.local()).resolve())
-        return run_row(here, timeout, emu)
+        return run_row(here, timeout, emu, script.local())
 
 
 def _ops_cell(r: dict) -> str:
@@ -230,8 +232,9 @@ def main(argv=None) -> int:
               f"--out {folder} first)", file=sys.stderr)
         return 2
     from tilec.testing.campaign import FileInput, Unit, executor_for
+    script = FileInput.of(__file__)
     units = [Unit.of(realworld_unit, FileInput.of(m), FileInput.of(m.with_suffix(".inputs.npz")), args.timeout,
-                     args.emu) for m in models]
+                     args.emu, script) for m in models]
     done = [0]
 
     def report(i, r):
