@@ -7,6 +7,8 @@
 - ``graphgen``: random valid ONNX graphs over the ops tilec supports (NNSmith style).
 - ``differential``: onnxruntime vs tilec's interpreter (after import, after decompose, under the emulator).
 - ``shrink``: reduce a failing graph to a small reproducer and write it to ``tests/regressions/``.
+- ``campaign`` / ``executors``: the campaigns cut into content-addressed work units, run here or as Ray tasks
+  (``--ray``), results in unit order (issue #22).
 
 Everything is deterministic for a given seed, so a failure found by ``make fuzz`` can be replayed.
 """
