@@ -105,6 +105,7 @@ def test_chain_search_context_caches_match_fresh_contexts(case, tmp_path):
     from tilec.analysis.hardware import get_arch
     from tilec.analysis.welder import TileGraph
     from tilec.fusion import search_groups
+    from tilec.fusion.conv_chain.kernel import clear_shared_memos
     from tilec.fusion.conv_chain.match import _options, chain_context, split
     from tilec.driver import FRONT_PASSES, load_target
     from tilec.ir.core import functions
@@ -129,8 +130,10 @@ def test_chain_search_context_caches_match_fresh_contexts(case, tmp_path):
             for pdiv in (1, 2):
                 cfg = {"block": block, "thread": thread, "step": dict(zip(reused.reduce_axes, cstep)),
                        "pstep": {r: -(-reused.p.extents[r] // pdiv) for r in reused.p.reduce_axes}}
+                clear_shared_memos()   # a fresh context of the same core would share reused's memos
                 fresh = chain_context(graph, members)
                 assert reused.smem_bytes(cfg) == fresh.smem_bytes(cfg), cfg
+                clear_shared_memos()
                 assert reused.chain_bytes(cfg) == chain_context(graph, members).chain_bytes(cfg), cfg
                 assert reused.staging_plan(cfg) is not reused.staging_plan(cfg)   # callers get their own list
                 checked += 1

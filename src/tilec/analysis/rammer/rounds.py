@@ -38,7 +38,8 @@ def place_rounds(free: list, seg: dict, most: int, ready: float, dur: float, wai
     if j:   # vEUs idle by ready: the latest ``n`` of them, none running the member yet
         end_in, end_on = ready + wait_in + dur, ready + wait_on + dur
         n = min(j, most)
-        if not (end_in > ready and end_on > ready) or any(nv in seg for _, nv in free[j - n:j]):
+        # seg is empty at a member's first tasks, the usual case here: no scan of the n vEUs then.
+        if not (end_in > ready and end_on > ready) or (seg and any(nv in seg for _, nv in free[j - n:j])):
             return 0, 0.0
         new = [(end_on if nv in producers else end_in, nv) for _, nv in free[j - n:j]]
         free[j - n:] = sorted(free[j:] + new)
@@ -70,7 +71,7 @@ def _rounds_in_seg(free: list, r: int, dur: float, most: int) -> tuple:
         k += 1
     # One addition per round, as one task per vEU per round adds it; vEUs idle at the same time (the usual
     # case: their tasks started together) end at the same time, so each distinct time is added up once.
-    distinct = set([t for t, _ in head])
+    distinct = {t for t, _ in head}
     if len(distinct) < _NUMPY_FROM:
         after = {}
         for t in distinct:
@@ -78,11 +79,11 @@ def _rounds_in_seg(free: list, r: int, dur: float, most: int) -> tuple:
             for _ in range(k):
                 end += dur
             after[t] = end
-        times = [after[t] for t, _ in head]
+        new = [(after[t], nv) for t, nv in head]
     else:
         array = np.fromiter((t for t, _ in head), dtype=np.float64, count=r)
         for _ in range(k):
             array += dur
-        times = array.tolist()
-    free[:] = sorted(free[r:] + list(zip(times, [nv for _, nv in head])))
+        new = list(zip(array.tolist(), [nv for _, nv in head]))
+    free[:] = sorted(free[r:] + new)
     return r * k, hi

@@ -82,6 +82,43 @@ def grid_footprint_of(ctx, acc, sizes: dict) -> int:
     return memo[key]
 
 
+# Shared memos of ChainContexts (:meth:`ChainContext._memo`), by core: the newest SHARED_CORES kept.
+_SHARED: dict = {}
+SHARED_CORES = 64
+
+
+def core_key(ops: list) -> str:
+    """A structural key of ``ops`` (P's side and C's reduction): every op's name, attributes, operand and
+    result types, and which operands are the same value (a member's result or the same outside value)."""
+    ids: dict = {}
+
+    def vid(v) -> int:
+        return ids.setdefault(id(v), len(ids))
+    parts = []
+    for op in ops:
+        operands = [(vid(v), tuple(v.type.shape), v.type.dtype) for v in op.operands]
+        results = [(vid(r), tuple(r.type.shape), r.type.dtype) for r in op.results]
+        parts.append(repr((op.name, sorted(op.attributes.items()), operands, results)))
+    return "\n".join(parts)
+
+
+def shared_memos(ops: list) -> dict:
+    """The memo dict shared by every ChainContext whose core is ``ops`` (:func:`core_key`)."""
+    key = core_key(ops)
+    memo = _SHARED.pop(key, None)
+    if memo is None:
+        memo = {}
+        while len(_SHARED) >= SHARED_CORES:
+            _SHARED.pop(next(iter(_SHARED)))
+    _SHARED[key] = memo   # most recently used last
+    return memo
+
+
+def clear_shared_memos() -> None:
+    """Forget every shared memo (tests compare against contexts that compute everything afresh)."""
+    _SHARED.clear()
+
+
 def _inbounds(los: list, exts: list, shape) -> np.ndarray:
     """Elements of the boxes ``[lo, lo + ext)`` (``lo`` arrays broadcast over a grid) inside ``shape``."""
     count = np.int64(1)
@@ -124,6 +161,12 @@ class ChainContext(FusedContext):
         self.p_acc = reads[0]
         self.p_key = self.access_key(self.p_acc)
         self.cfg_for_stage = None   # the chain config, set before lowering (it has P's steps)
+        # The memos of what depends on P's side and C's reduction only (not on C's epilogue), shared with
+        # every other ChainContext of the same core: Welder's search asks the chain search for [P.., C],
+        # [P.., C, bias], [P.., C, bias, relu], ... and identical blocks of a network repeat the core. A
+        # subclass may count differently, so it keeps its own.
+        self._shared = shared_memos(self.pmembers + [self.members[0]]) if type(self) is ChainContext else {}
+        self._footprints = self._shared.setdefault("footprints", {})   # grid_footprint_of's memo
 
     def outside(self, value) -> bool:
         return any(value is a for a in self.args)
@@ -171,7 +214,7 @@ class ChainContext(FusedContext):
     # --- the P tile ------------------------------------------------------------------------------------------
     def p_box(self, cfg: dict) -> list:
         key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()))
-        return self._memo("p_box", key, lambda: self._p_box(cfg))
+        return self._memo("p_box", key, lambda: self._p_box(cfg), shared=True)
 
     def _p_box(self, cfg: dict) -> list:
         sizes = dict(cfg["block"])
@@ -184,10 +227,11 @@ class ChainContext(FusedContext):
         sizes.update(cfg["pstep"])
         return sizes
 
-    def _memo(self, name: str, key, make):
+    def _memo(self, name: str, key, make, shared: bool = False):
         """``make()`` cached under ``(name, key)``: the plans below depend only on parts of the config, and
-        the chain search asks for them for every (block, step, pstep) it tries. Callers get a fresh list."""
-        memo = self.__dict__.setdefault("_plans", {})
+        the chain search asks for them for every (block, step, pstep) it tries. Callers get a fresh list.
+        ``shared``: the value depends on the core only (P's side and C's reduction, :func:`shared_memos`)."""
+        memo = self._shared.setdefault("plans", {}) if shared else self.__dict__.setdefault("_plans", {})
         if (name, key) not in memo:
             memo[name, key] = make()
         value = memo[name, key]
@@ -231,15 +275,21 @@ class ChainContext(FusedContext):
         # Everything but P's operand boxes depends on the block and the C steps only: computed once per
         # pair, while the chain search tries every P step for it (halving until the tile fits).
         key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()))
-        total = self._memo("smem_c", key, lambda: self._smem_fixed(cfg))
+        total = self._memo("smem_core", key, lambda: self._smem_core(cfg), shared=True)
+        total += self._memo("smem_epilogue", key[0], lambda: sum(p[4] for p in self.staging_plan(cfg)))
         psizes = self.p_sizes(cfg)
+        return total + self._memo("smem_p", tuple(psizes.items()), lambda: self._smem_p(psizes), shared=True)
+
+    def _smem_p(self, psizes: dict) -> int:
+        total = 0
         for acc in self.p.distinct_accesses():
             rows, cols = staged_dims(staged_box(self.p, acc, psizes))
             total += rows * cols * itemsize(self.p.load_dtype(acc))
         return total
 
-    def _smem_fixed(self, cfg: dict) -> int:
-        total = staged_bytes(self, cfg) + sum(p[4] for p in self.staging_plan(cfg))
+    def _smem_core(self, cfg: dict) -> int:
+        """C's staged boxes and P's epilogue's: what does not depend on C's epilogue."""
+        total = staged_bytes(self, cfg)
         for i, mctx, acc, box in self.p_epilogue_plan(cfg):
             if box is not None:
                 rows, cols = staged_dims(box)
@@ -415,6 +465,16 @@ class ChainContext(FusedContext):
                 # A multicast box is the same in the csize blocks of a cluster: loaded once by them.
                 totals = [t + (fp // cs if cs > 1 and multicast(self, acc, ax) else fp)
                           for t, (ax, cs) in zip(totals, opts)]
+        key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()), tuple(cfg["pstep"].items()), tuple(opts))
+        p_part = self._memo("p_bytes", key, lambda: self._p_bytes(cfg, opts), shared=True)
+        return [t + q for t, q in zip(totals, p_part)]
+
+    def _p_bytes(self, cfg: dict, opts: list) -> list:
+        """The bytes P's side loads (its operand boxes and its epilogue's outside operands), per cluster
+        option ``(axis, blocks)`` of ``opts``: what :meth:`chain_bytes_many` adds to C's side."""
+        sizes = dict(cfg["block"])
+        sizes.update(cfg["step"])
+        totals = [0] * len(opts)
         # The grid of (C block, C step, P step) origins, one numpy dim each.
         axes = [("c", a) for a in self.out_axes + self.reduce_axes] + [("p", r) for r in self.p.reduce_axes]
         steps = dict(sizes)
