@@ -193,8 +193,9 @@ FFN_NOTES = """- *BERT FFN*: 1024 tokens, 768 -> 3072 -> 768, f16. The chain spl
   epilogue in a network; not in the table: no tensor cores) and re-lays the weight out at compile time;
   lower/mma_conv.py runs it on the GEMM's engine, with B's 16-byte cp.async chunks gathered per pixel and
   tap (8 channels, zero-filled in the padding) and bias + ReLU on the accumulators. Its extra main-loop
-  instructions over the GEMM rows are the per-k-tile tap decomposition and bounds checks (CUTLASS's analytic
-  iterator; the optimized one precomputes them in a table).
+  instructions over the GEMM rows are the per-k-tile split of k into (tap, channel) and, per chunk, a
+  pointer add and a bit test of the pixel's tap mask (computed before the loop, as CUTLASS's optimized
+  fprop iterator precomputes its masks).
 """
 
 
