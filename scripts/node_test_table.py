@@ -46,18 +46,24 @@ def coverage() -> str:
             + (f"; not yet: {', '.join(missing)}." if missing else ".") + "\n\n")
 
 
-def case_unit(case) -> list:
-    """``[(stage, "passed" | "skipped" | "failed", failure line or None)]`` of one node-test case."""
+CHUNK = 16   # cases per work unit: most take milliseconds, so one task each would be mostly overhead
+
+
+def case_unit(cases) -> list:
+    """Per case, ``[(stage, "passed" | "skipped" | "failed", failure line or None)]``."""
     warnings.simplefilter("ignore")
     out = []
-    for stage in STAGES:
-        try:
-            run_case(case, stage)
-            out.append((stage, "passed", None))
-        except NotDecomposed:
-            out.append((stage, "skipped", None))
-        except Exception as e:  # noqa: BLE001  (a failing case is data for the table)
-            out.append((stage, "failed", f"- `{case.name}` ({stage}): {str(e).strip().splitlines()[0][:160]}"))
+    for case in cases:
+        out.append([])
+        for stage in STAGES:
+            try:
+                run_case(case, stage)
+                out[-1].append((stage, "passed", None))
+            except NotDecomposed:
+                out[-1].append((stage, "skipped", None))
+            except Exception as e:  # noqa: BLE001  (a failing case is data for the table)
+                out[-1].append((stage, "failed",
+                                f"- `{case.name}` ({stage}): {str(e).strip().splitlines()[0][:160]}"))
     return out
 
 
@@ -65,8 +71,10 @@ def sweep(cases, executor=None) -> tuple:
     """``(results, failures)``: ``{(case name, stage): outcome}`` and the failure lines, in case order."""
     from tilec.testing.campaign import LocalExecutor, Unit
     cases = [c for c in cases if c.name not in H.exclusions()]
+    units = [Unit.of(case_unit, cases[i:i + CHUNK]) for i in range(0, len(cases), CHUNK)]
     results, failures = {}, []
-    for case, rows in zip(cases, (executor or LocalExecutor()).run([Unit.of(case_unit, c) for c in cases])):
+    done = [rows for chunk in (executor or LocalExecutor()).run(units) for rows in chunk]
+    for case, rows in zip(cases, done):
         for stage, outcome, failure in rows:
             results[(case.name, stage)] = outcome
             if failure:
