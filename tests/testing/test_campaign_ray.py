@@ -58,6 +58,17 @@ def test_a_result_for_other_inputs_is_refused(cluster):
         cluster.run([forged])
 
 
+def _slow_input(seconds):
+    from tilec.testing.guard import run_guarded
+    return run_guarded(time.sleep, seconds, seconds=0.3)
+
+
+def test_time_limits_hold_on_a_worker(cluster):
+    """run_guarded's SIGALRM limit works in a Ray task (it runs on the worker's main thread)."""
+    assert [o.kind for o in cluster.run([Unit.of(_slow_input, 5.0), Unit.of(_slow_input, 0.0)])] == \
+        ["timeout", "ok"]
+
+
 def _tables(tallies):
     return [(t.kind, dict(t.counts), t.findings) for t in tallies]
 
