@@ -3,8 +3,8 @@ built from the prelude's sm_90 primitives (``tl_wgmma_*``, run exactly by the em
 the chains the sm_80 tensor-core kernel (:mod:`.mma`) takes, when the target is sm_90 and both head dims are
 whole 128-byte swizzle atoms (64 or 128); other head dims keep :mod:`.mma` (mma.sync runs on sm_90 too).
 
-One block per (batch·head, tile of ``tq`` = 64·warpgroups query rows); warpgroup ``g`` (128 threads) owns
-query rows 64g..64g+63, and its thread 32w + 4r + t holds rows 16w + r and +8 of them, as wgmma's D fragment
+One block per (batch·head, tile of ``tq`` = 64·warpgroups query rows); consumer warpgroup ``g`` (128 threads)
+owns query rows 64g..64g+63, and its thread 32w + 4r + t holds rows 16w + r and +8 of them, as wgmma's D fragment
 places them (the same rows and columns a warp's mma.sync C fragments hold, so the score ops, the online
 softmax and the store are :mod:`.mma`'s on a flat accumulator array).
 
@@ -12,10 +12,15 @@ softmax and the store are :mod:`.mma`'s on a flat accumulator array).
    c + 1 in flight while chunk c is computed), every tile stored in wgmma's canonical 128-byte-swizzled
    layout: [rows][64-column atoms], row r's 16-byte chunk c at chunk ``c ^ (r % 8)``, atoms one after the
    other. Where every operand is boxes of its buffer (indices plain axes or 0, rows whole 16-byte chunks:
-   :func:`_tma_box`), thread 0 loads each atom as one TMA box (tensor maps in the ``tensor_maps``
-   attribute, built by the runtime) announced on the stage's mbarrier (``arrive.expect_tx``), and every
-   thread waits on its parity; else all threads copy 16-byte ``cp.async`` chunks (or elements) and a
-   ``fence.proxy.async`` orders them (generic proxy) before wgmma reads them. Both zero-fill past the ends.
+   :func:`_box`, :func:`uses_tma`), the kernel is warp-specialised as CUTLASS's and FlashAttention-3's are:
+   a producer warpgroup in front of the consumers waits until a stage is free (its ``empty`` mbarrier, on
+   which every consumer thread arrives when done with it), stores the chunk's key-indexed operands (masks)
+   and has its thread 0 load each atom as one TMA box (tensor maps in the ``tensor_maps`` attribute, built
+   by the runtime), announced with ``arrive.expect_tx`` on the stage's ``full`` mbarrier, which the other
+   producer threads' arrivals complete (releasing their stores); with two consumers, ``setmaxnreg`` moves
+   registers from the producer (40) to the consumers (232). Else every thread copies 16-byte ``cp.async``
+   chunks (or elements), a ``fence.proxy.async`` orders them (generic proxy) before wgmma reads them, and
+   block-wide barriers order the stages. Both zero-fill past the sequence ends.
 2. Per chunk, S = Q·Kᵀ by ``wgmma.m64n{bk}k16`` with both operands in shared memory (descriptors: Q K-major;
    K K-major when stored [key][d], MN-major when stored [d][key]); the score ops are rendered on each
    accumulator; keys past the end become -inf.
@@ -26,9 +31,8 @@ softmax and the store are :mod:`.mma`'s on a flat accumulator array).
 4. O / l is converted to the output type and stored once (through the head-merge transpose if one ends the
    group).
 
-Not yet FlashAttention-3's whole schedule: no producer warpgroup or ``setmaxnreg`` (one consumer thread
-issues the TMA boxes), and the softmax of chunk c does not overlap the wgmma of chunk c + 1 (each product
-is waited for before its results are used).
+Not yet FlashAttention-3's whole schedule: the softmax of chunk c does not overlap the wgmma of chunk c + 1
+(each product is waited for before its results are used), and the two consumers do not ping-pong.
 :func:`eligible` says when a matched chain takes this kernel, :func:`choose` its tile; the bytes are
 :func:`.mma.modelled_bytes` (what the emulator counts)."""
 from __future__ import annotations
@@ -38,6 +42,7 @@ import math
 from ...backend.arch_features import MARK
 from ...backend.cstyle import CUDA
 from ...backend.lower import mma_engine as E
+from ...backend.lower import wgmma_engine as WE
 from ...backend.lower.builder import KernelBuilder
 from ...backend.lower.fused import kernel_params
 from ...ir.texpr.nodes import AxisRef, Num
@@ -83,7 +88,7 @@ def smem_bytes(att, groups: int, bn: int, dtype: str, staged_j: int, scalars: in
     """Q tile, two stages of K and V chunks (b16), two stages of the key-indexed operands and the scalar
     slots (f32), and the alignment slack."""
     b16 = (ROWS * groups * att.d + 2 * bn * (att.d + att.dv)) * itemsize(dtype)
-    return SLACK + b16 + 16 + 4 * (2 * bn * staged_j + max(1, scalars))   # 16: the stages' two mbarriers
+    return SLACK + b16 + 32 + 4 * (2 * bn * staged_j + max(1, scalars))   # 32: the stages' four mbarriers
 
 
 def choose(graph, att, spec, outside: list) -> dict | None:
@@ -97,9 +102,10 @@ def choose(graph, att, spec, outside: list) -> dict | None:
     if smem > spec.smem_per_block_optin_bytes:
         return None
     blocks = math.prod(att.batch) * -(-att.sq // tq)
-    per_sm = max(1, min(spec.max_threads_per_sm // (128 * g), spec.smem_per_sm_bytes // smem))
+    threads = 128 * (g + uses_tma(graph, att, tq, bn))   # + the producer warpgroup of a TMA kernel
+    per_sm = max(1, min(spec.max_threads_per_sm // threads, spec.smem_per_sm_bytes // smem))
     waves = -(-blocks // (per_sm * spec.num_sms))
-    return {"tq": tq, "bk": bn, "threads": 128 * g, "blocks": blocks,
+    return {"tq": tq, "bk": bn, "threads": threads, "blocks": blocks,
             "bytes": mma.modelled_bytes(graph, att, outside, tq), "waves": waves, "smem": smem, "cluster": 1,
             "engine": ENGINE}
 
@@ -126,14 +132,13 @@ def _mn_major_step(k: int) -> int:
     return k * 2 * ATOM >> 4
 
 
-def _tma_box(r, t, axes: dict, params: list, dtype: str) -> tuple | None:
-    """``(tensor_maps entry, [(element offset in the tile, coordinates innermost first with the column
-    origin "{c}")] per 64-column atom)`` loading tile ``t`` by TMA boxes of 64 columns x ``t.rows`` rows, or
-    None where its access is not such boxes of the buffer (an index other than an axis or 0, the column not
-    its contiguous dim, rows not 16-byte multiples, more than 5 dims: then cp.async copies it)."""
-    ctx = r.ctxs[t.m]
-    shape, idx = ctx.shapes[ctx.input_of(t.acc)], t.acc.indices
-    if len(shape) > 5 or len(idx) != len(shape) or shape[-1] * itemsize(dtype) % 16:
+def _box(shape, idx, axes: dict, row: str, col: str, rows: int, size: int) -> tuple | None:
+    """``(coordinates, box)``, innermost first, of the TMA boxes of 64 columns x ``rows`` rows that load a tile
+    whose row / column roles are ``row`` / ``col`` from a buffer of ``shape`` read at ``idx`` (``axes``: axis ->
+    role, batch axes ``k_b<p>``; coordinates "{r}" and "{c}" stand for the tile's row and column origin), or
+    None where the access is not such boxes: an index other than an axis or 0, the column not the contiguous
+    dim, rows not 16-byte multiples, more than 5 dims (then cp.async copies the tile)."""
+    if len(shape) > 5 or len(idx) != len(shape) or shape[-1] * size % 16:
         return None
     coords, box, seen = [], [], []
     for k, ix in enumerate(idx):
@@ -142,19 +147,43 @@ def _tma_box(r, t, axes: dict, params: list, dtype: str) -> tuple | None:
             box.append(1)
             continue
         role = axes.get(ix.name) if isinstance(ix, AxisRef) else None
-        if role is None or role in seen or (role == t.col) != (k == len(idx) - 1):
+        if role is None or role in seen or (role == col) != (k == len(idx) - 1):
             return None
         seen.append(role)
-        coords.append("{c}" if role == t.col else role if role.startswith("k_b") else "{r}" if role == t.row else None)
-        box.append(ATOM if role == t.col else t.rows if role == t.row else 1)
-        if coords[-1] is None:
+        if role not in (row, col) and not role.startswith("k_b"):
             return None
-    if t.row not in seen:
-        return None
-    name = ctx.names[t.acc.tensor]
-    attr = {"arg": next(i for i, p in enumerate(params) if p["name"] == name), "dtype": dtype,
-            "dims": list(reversed(shape)), "box": list(reversed(box)), "swizzle": 128}
-    return attr, list(reversed(coords))
+        coords.append("{c}" if role == col else "{r}" if role == row else role)
+        box.append(ATOM if role == col else rows if role == row else 1)
+    return (list(reversed(coords)), list(reversed(box))) if row in seen else None
+
+
+def _operands(att, lay: dict, tq: int, bn: int) -> list:
+    """``(member, access, row role, column role, rows)`` of the Q, K and V tiles (:func:`lower`'s layouts)."""
+    k_kmajor, v_kmajor = lay["k"][0] == "d", lay["v"][0] == "j"
+    return [(att.qk, att.q_acc, "i", "d", tq),
+            (att.qk, att.k_acc, *(("j", "d", bn) if k_kmajor else ("d", "j", att.d))),
+            (att.pv, att.v_acc, *(("e", "j", att.dv) if v_kmajor else ("j", "e", bn)))]
+
+
+def _node_roles(graph, att, m: int) -> dict:
+    """Member ``m``'s axes -> roles, as :func:`.mma._roles` names them in the kernel."""
+    e, nb = graph.nodes[m].expr, len(att.batch)
+    roles = {a: f"k_b{p}" for p, a in enumerate(e.out_axes[:nb])}
+    if m == att.qk:
+        roles.update({e.out_axes[-2]: "i", e.out_axes[-1]: "j", e.reduce_axes[0]: "d"})
+    else:
+        roles.update({e.out_axes[-2]: "i", e.reduce_axes[0]: "j", e.out_axes[-1]: "e"})
+    return roles
+
+
+def uses_tma(graph, att, tq: int, bn: int) -> bool:
+    """Whether Q, K and V all load as TMA boxes (:func:`_box`): the kernel then has a producer warpgroup."""
+    for m, acc, row, col, rows in _operands(att, mma.layouts(graph, att), tq, bn):
+        node = graph.nodes[m]
+        op = node.op.operands[list(node.expr.inputs).index(acc.tensor)].type
+        if _box(op.shape, acc.indices, _node_roles(graph, att, m), row, col, rows, itemsize(op.dtype)) is None:
+            return False
+    return True
 
 
 def lower(r, kernel, name: str, outside: list):
@@ -167,7 +196,7 @@ def lower(r, kernel, name: str, outside: list):
     dtype = qk.dtypes[0]
     ct = E.CTYPE[dtype]
     T, tq, bn = r.threads, r.tq, r.bk
-    groups = T // 128
+    groups = tq // ROWS   # consumer warpgroups; a TMA kernel's first warpgroup is its producer
     sq, sk, d, dv = att.sq, att.sk, att.d, att.dv
     nq, nc = -(-sq // tq), -(-sk // bn)
     blocks = math.prod(att.batch) * nq
@@ -191,25 +220,30 @@ def lower(r, kernel, name: str, outside: list):
     ind = lambda lines, n: ["  " * n + x for x in lines]  # noqa: E731
     copy = lambda t, dst, axes, o: mma._copy_lines(r, t, dst, axes, o, T, _place(t))  # noqa: E731
     params = kernel_params(kernel)
-    boxes = [_tma_box(r, t, axes, params, dtype) for t, axes in ((qt, qk_axes), (kt, qk_axes), (vt, pv_axes))]
+    boxes = []
+    for (m, acc, row, col, rows), axes in zip(_operands(att, lay, tq, bn), (qk_axes, qk_axes, pv_axes)):
+        c = r.ctxs[m]
+        box = _box(c.shapes[c.input_of(acc)], acc.indices, axes, row, col, rows, itemsize(dtype))
+        arg = next(i for i, p in enumerate(params) if p["name"] == c.names[acc.tensor])
+        boxes.append(box and ({"arg": arg, "dtype": dtype, "dims": list(reversed(c.shapes[c.input_of(acc)])),
+                               "box": box[1], "swizzle": 128}, box[0]))
     tma = all(boxes)
-    pipeline = "TMA + mbarrier" if tma else "cp.async"
+    assert T == 128 * (groups + tma), (T, groups, tma)   # choose() asked uses_tma() the same question
+    pipeline = "TMA + mbarrier, producer warpgroup" if tma else "cp.async"
+    P = 128   # the producer's threads
+    rebalance = tma and groups > 1   # 384 threads: the producer gives registers to the consumers
 
-    def tma_loads(chunk: str, stage: str, with_q: bool) -> list:
-        """Thread 0 announces the stage's bytes and issues its boxes (Q's too with chunk 0); the boxes'
-        bytes, zero fill included, complete the stage's barrier."""
+    def tma_loads(chunk: str, stage: str, tiles: list) -> list:
+        """One box per 64-column atom of each ``(tile, destination, map)`` onto the stage's barrier."""
         o = dict(origin, j=f"({chunk}) * {bn}")
-        tiles = [(qt, "k_sq", 0)] * with_q + [(kt, f"k_sk + ({stage}) * {kt.elems}", 1),
-                                               (vt, f"k_sv + ({stage}) * {vt.elems}", 2)]
-        out = [f"  tl_mbarrier_arrive_expect_tx(&k_full[{stage}], {2 * sum(t.elems for t, _, _ in tiles)});"]
+        out = []
         for t, dst, i in tiles:
             coords = boxes[i][1]
             for a in range(t.cols // ATOM):
                 col = o[t.col] if not a else f"{o[t.col]} + {a * ATOM}" if o[t.col] != "0" else str(a * ATOM)
                 cs = ", ".join(x.format(c=col, r=o[t.row]) for x in coords)
-                out.append(f"  tl_tma_load_{len(coords)}d({dst} + {a * t.rows * ATOM}, k_tma{i}, &k_full[{stage}], "
-                           f"{cs});")
-        return ["if (k_tid == 0) {", *out, "}"]
+                out.append(f"tl_tma_load_{len(coords)}d({dst} + {a * t.rows * ATOM}, k_tma{i}, &k_full[{stage}], {cs});")
+        return out
 
     src = [MARK,
            f"// attention on wgmma: {groups} warpgroup(s) x {ROWS} query rows, {bn}-key K/V chunks in a 2-stage "
@@ -223,11 +257,14 @@ def lower(r, kernel, name: str, outside: list):
            f"{ct}* const k_sk = k_sq + {qt.elems};   // [2][{kt.rows}][{kt.cols}]",
            f"{ct}* const k_sv = k_sk + {2 * kt.elems};   // [2][{vt.rows}][{vt.cols}]",
            "unsigned long long* const k_full = reinterpret_cast<unsigned long long*>("
-           f"k_sv + {2 * vt.elems});   // the stages' TMA barriers",
-           f"float* const k_sj = reinterpret_cast<float*>(k_full + 2);   // [2][{len(staged)}][{bn}]",
+           f"k_sv + {2 * vt.elems});   // TMA: a stage has landed",
+           "unsigned long long* const k_empty = k_full + 2;   // TMA: the consumers are done with a stage",
+           f"float* const k_sj = reinterpret_cast<float*>(k_full + 4);   // [2][{len(staged)}][{bn}]",
            f"float* const k_sc = k_sj + {2 * len(staged) * bn};   // outside scalars",
            *EX2,
-           "const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;",
+           *([f"const int k_tid = threadIdx.x, k_c = k_tid - {P}, k_lane = k_c % 32, k_warp = k_c / 32;   "
+              "// k_c: the consumers' thread"] if tma else
+             ["const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;"]),
            "const int k_wm = k_warp * 16;   // warp w of warpgroup g: rows 64g + 16(w % 4), the D fragment's",
            "const int k_blk = blockIdx.x;"]
     rest = f"k_blk / {nq}"
@@ -246,7 +283,7 @@ def lower(r, kernel, name: str, outside: list):
             src.append(f"  k_sc[{n}] = {f'({pred}) ? {val} : 0.0f' if pred else val};")
         src.append("}")
 
-    def stage_j(chunk: str, buf: str) -> list:
+    def stage_j(chunk: str, buf: str, threads: int = T) -> list:
         out = []
         for n, (m, acc) in enumerate(staged):
             c = r.ctxs[m]
@@ -254,15 +291,13 @@ def lower(r, kernel, name: str, outside: list):
             index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
             val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
             ok = " && ".join(x for x in (pred, f"k_kj < {sk}") if x)
-            out += [f"for (int k_t = k_tid; k_t < {bn}; k_t += {T}) {{",
+            out += [f"for (int k_t = k_tid; k_t < {bn}; k_t += {threads}) {{",
                     f"  const int k_kj = {chunk} * {bn} + k_t;",
                     f"  k_sj[({buf}) * {len(staged) * bn} + {n * bn} + k_t] = ({ok}) ? {val} : 0.0f;", "}"]
         return out
 
     def load_chunk(chunk: str, stage: str) -> list:
         o = dict(origin, j=f"({chunk}) * {bn}")
-        if tma:
-            return ["{", *ind(tma_loads(chunk, stage, False), 1), *ind(stage_j(chunk, stage), 1), "}"]
         return ["{", f"  {ct}* const k_dk = k_sk + ({stage}) * {kt.elems};",
                 f"  {ct}* const k_dv = k_sv + ({stage}) * {vt.elems};",
                 *ind(copy(kt, "k_dk", qk_axes, o), 1), *ind(copy(vt, "k_dv", pv_axes, o), 1),
@@ -279,11 +314,29 @@ def lower(r, kernel, name: str, outside: list):
     lbo_k = 16 if k_kmajor else d * 2 * ATOM
     lbo_v = 16 if v_kmajor else bn * 2 * ATOM
     if tma:
-        src += ["// Prologue: the barriers, chunk 0's key operands, then Q and K/V chunk 0 by TMA on stage 0.",
-                "if (k_tid == 0) {", "  tl_mbarrier_init(&k_full[0], 1);", "  tl_mbarrier_init(&k_full[1], 1);",
-                "  tl_mbarrier_init_fence();", "}", *stage_j("0", "0"),
-                "__syncthreads();   // barriers initialised; scalar slots and chunk 0's key operands visible",
-                *tma_loads("0", "0", True)]
+        kv = [(kt, f"k_sk + k_ps * {kt.elems}", 1), (vt, f"k_sv + k_ps * {vt.elems}", 2)]
+        src += ["// Warp specialisation (CUTLASS's / FlashAttention-3's): warpgroup 0 produces, the others consume.",
+                "if (k_tid == 0) {",
+                *(f"  tl_mbarrier_init(&k_full[{i}], {P});   // every producer thread; thread 0 with the bytes"
+                  for i in range(2)),
+                *(f"  tl_mbarrier_init(&k_empty[{i}], {128 * groups});   // every consumer thread" for i in range(2)),
+                "  tl_mbarrier_init_fence();", "}",
+                "__syncthreads();   // barriers initialised, scalar slots visible: the last block-wide barrier",
+                f"if (k_tid < {P}) {{",
+                *([f"  tl_setmaxnreg_dec<{WE.PRODUCER_REGS}>();"] if rebalance else []),
+                f"  for (int k_pc = 0; k_pc < {nc}; ++k_pc) {{",
+                "    const int k_ps = k_pc & 1;",
+                "    if (k_pc >= 2) tl_mbarrier_wait_parity(&k_empty[k_ps], ((k_pc >> 1) + 1) & 1);   // stage free",
+                *ind(stage_j("k_pc", "k_ps", P), 2),
+                "    if (k_tid == 0) {   // the boxes' bytes, zero fill included, complete the stage",
+                f"      tl_mbarrier_arrive_expect_tx(&k_full[k_ps], {2 * (kt.elems + vt.elems)} + "
+                f"(k_pc == 0 ? {2 * qt.elems} : 0));",
+                "      if (k_pc == 0) {", *ind(tma_loads("0", "0", [(qt, "k_sq", 0)]), 4), "      }",
+                *ind(tma_loads("k_pc", "k_ps", kv), 3),
+                "    } else {",
+                "      tl_mbarrier_arrive(&k_full[k_ps]);   // releases this thread's key-operand stores",
+                "    }", "  }", "  return;", "}",
+                *([f"tl_setmaxnreg_inc<{WE.CONSUMER_REGS}>();"] if rebalance else [])]
     else:
         src += ["// Prologue: Q (group 0), then K/V chunk 0 (group 1).",
                 *copy(qt, "k_sq", qk_axes, origin), "tl_cp_async_commit();",
@@ -302,8 +355,9 @@ def lower(r, kernel, name: str, outside: list):
             "#pragma unroll", "for (int h = 0; h < 2; ++h) {", f"  k_m[h] = {mma.NEG_INF};", "  k_l[h] = 0.0f;", "}",
             f"for (int k_ci = 0; k_ci < {nc}; ++k_ci) {{",
             f"  const int k_kc = k_ci * {bn};",
-            "  // Chunk c + 1 in flight while chunk c is computed (its stage was released by the last barrier).",
-            f"  if (k_ci + 1 < {nc})", *ind(load_chunk("k_ci + 1", "(k_ci + 1) & 1"), 2), *wait,
+            *([] if tma else [
+                "  // Chunk c + 1 in flight while chunk c is computed (its stage was released by the last barrier).",
+                f"  if (k_ci + 1 < {nc})", *ind(load_chunk("k_ci + 1", "(k_ci + 1) & 1"), 2)]), *wait,
             f"  const unsigned long long k_dk = tl_wgmma_desc(k_sk + (k_ci & 1) * {kt.elems}, {lbo_k}, 1024, 128);",
             f"  const unsigned long long k_dv = tl_wgmma_desc(k_sv + (k_ci & 1) * {vt.elems}, {lbo_v}, 1024, 128);",
             f"  const float* const k_cj = k_sj + (k_ci & 1) * {len(staged) * bn};",
@@ -327,7 +381,8 @@ def lower(r, kernel, name: str, outside: list):
             "  // O += P V (P's registers and O's accumulators are the wgmma's until its wait).",
             "  tl_wgmma_fence_operand(k_o);", "  tl_wgmma_fence();", *ind(o_calls, 1),
             "  tl_wgmma_commit();", "  tl_wgmma_wait<0>();", "  tl_wgmma_fence_operand(k_o);",
-            "  __syncthreads();   // every warpgroup is done with chunk c's stage before it is refilled",
+            ("  tl_mbarrier_arrive(&k_empty[k_ci & 1]);   // done with chunk c's stage: the producer may refill it"
+             if tma else "  __syncthreads();   // every warpgroup is done with chunk c's stage before it is refilled"),
             "}",
             *([] if tma else ["tl_cp_async_wait<0>();   // only empty groups can be left"]),
             *mma._store_lines(r, dv, sq, "k_o[4 * ni + 2 * h + e]")]
@@ -335,7 +390,7 @@ def lower(r, kernel, name: str, outside: list):
         name, [blocks], [T], kernel_params(kernel), kind="attention", flops=sum(c.flops() for c in r.ctxs),
         bytes_modelled=mma.modelled_bytes(graph, att, outside, tq), source="\n".join(src) + "\n",
         config={"engine": ENGINE, "wgmma": [[ROWS, bn, 16], [ROWS, dv, 16]], "warpgroups": groups, "stages": 2,
-                "pipeline": "tma" if tma else "cp.async", "tq": tq, "bk": bn},
+                "pipeline": "tma" if tma else "cp.async", "producer": tma, "tq": tq, "bk": bn},
         smem=smem, smem_static=0, **({"tensor_maps": [b[0] for b in boxes]} if tma else {}))
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
