@@ -228,8 +228,9 @@ def main(argv=None) -> int:
     from tilec.testing.campaign import FileInput, Unit, executor_for
     deadline = time.time() + args.budget - (time.perf_counter() - start)
     limits = (args.budget, args.row_timeout, args.full_timeout)
-    units = [Unit.of(bench_unit, {k: v for k, v in t.items() if k != "path"}, FileInput.of(t["path"]), deadline,
-                     limits) for t in tasks]
+    files = {p: FileInput.of(p) for p in dict.fromkeys(t["path"] for t in tasks)}   # each model hashed once
+    units = [Unit.of(bench_unit, {k: v for k, v in t.items() if k != "path"}, files[t["path"]], deadline, limits)
+             for t in tasks]
     with executor_for(args.ray, args.jobs, num_cpus=args.jobs) as executor:
         rows += executor.run(units, report)
     rows.sort(key=lambda r: zoo_order.get((r["model"], r["size"], r["pipeline"], r.get("precision", "fp32")), -1))
