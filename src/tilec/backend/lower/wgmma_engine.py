@@ -47,14 +47,14 @@ SLACK = 1024         # dynamic shared memory is aligned up to 1024 bytes (the 12
 WG_FN = {"f16": "tl_wgmma_f16", "bf16": "tl_wgmma_bf16", "f32": "tl_wgmma_tf32"}   # f32: a tf32-marked product
 TMA_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32"}
 WG_K = {"f16": 16, "bf16": 16, "f32": 8}   # the instruction's k: m64nNk16, m64nNk8 for tf32
+# (BM, BN) in order of preference at equal cost: larger tiles reuse each loaded byte more.
+TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
+PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
 
 
 def bk_of(dtype: str) -> int:
     """The k tile: one 128-byte swizzled row (64 b16, 32 f32)."""
     return 128 // itemsize(dtype)
-# (BM, BN) in order of preference at equal cost: larger tiles reuse each loaded byte more.
-TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
-PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class WgmmaConfig:
 
     @property
     def stage_bytes(self) -> int:
-        return (self.bm + self.bn) * BK * 2
+        """One k tile of A and B: a 128-byte row per m and n (any element type)."""
+        return (self.bm + self.bn) * 128
 
     @property
     def smem_bytes(self) -> int:
@@ -84,7 +85,7 @@ class WgmmaConfig:
         return self.stages * self.stage_bytes + 16 * self.stages + SLACK
 
 
-def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, num_blocks_of=None) -> WgmmaConfig | None:
+def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str) -> WgmmaConfig | None:
     """The engine's shape for the matched product ``mt`` on ``spec``, or None where it does not apply: not an
     sm_90 target, not f16/bf16 or tf32 (an f32 product marked tf32, whose wgmma takes K-major operands only:
     A [m][k] and B [n][k]), an operand whose contiguous extent is not 16 bytes' worth of elements (TMA's
