@@ -201,13 +201,14 @@ def test_build_runs_through_the_executor_with_tensor_maps(tmp_path):
     assert rk["bytes_loaded"] + rk["bytes_stored"] == rk["bytes_modelled"], rk
 
 
-@pytest.mark.parametrize("dtype,x_shape,n,act,residual", [
-    ("f16", (72, 48), 40, "Relu", True),       # bias, ReLU, residual on the accumulators
-    ("bf16", (3, 24, 32), 56, "Gelu", True),   # bf16, batch folded into m, erf GELU
+@pytest.mark.parametrize("dtype,x_shape,n,act,residual,out", [
+    ("f16", (72, 48), 40, "Relu", True, None),         # bias, ReLU, residual on the accumulators
+    ("bf16", (3, 24, 32), 56, "Gelu", True, None),     # bf16, batch folded into m, erf GELU
+    ("f16", (2, 40, 64), 24, "Sigmoid", False, "f32"),  # a Cast to f32 stored
 ])
-def test_fused_epilogue_on_wgmma(tmp_path, dtype, x_shape, n, act, residual):
+def test_fused_epilogue_on_wgmma(tmp_path, dtype, x_shape, n, act, residual, out):
     from test_mma_engine_fused import build, run_emu
-    build_dir, ins, want = build(tmp_path, dtype, x_shape, n, act, residual, arch="h200")
+    build_dir, ins, want = build(tmp_path, dtype, x_shape, n, act, residual, out, arch="h200")
     tir = open(build_dir / "model.tir").read()
     assert 'engine = "wgmma"' in tir and "fused_epilogue" in tir
     got, rep = run_emu(tmp_path, build_dir, ins, dtype)
