@@ -137,25 +137,31 @@ def modelled_us(ctx, cfg: dict, spec, blocks: int, threads: int, smem: int, nbyt
     then C folds its staged boxes as the tiled kernel does (``fusion/retile.Retiler.modelled_us``'s count).
     FLOPs are C's plus every block's P recompute. Rounded so that ties fall to the bytes."""
     p = ctx.p
+    fixed = ctx.__dict__.get("_time_fixed")
+    if fixed is None:   # what does not depend on the config, once per chain (the search asks ~1000 times)
+        used = [set().union(*(set(axes_in(i)) for i in a.indices)) if a.indices else set()
+                for a in ctx.distinct_accesses()]
+        fixed = ctx.__dict__["_time_fixed"] = (
+            math.prod(p.extents[r] for r in p.reduce_axes), len(p.distinct_accesses()),
+            math.prod(ctx.extents[r] for r in ctx.reduce_axes), [[x for x in ctx.out_axes if x in u] for u in used],
+            ctx.flops())
+    pred, paccs, points, frag_axes, c_flops = fixed
     csteps = math.prod(-(-ctx.extents[r] // cfg["step"][r]) for r in ctx.reduce_axes)
     psteps = math.prod(-(-p.extents[r] // cfg["pstep"][r]) for r in p.reduce_axes)
-    pred = math.prod(p.extents[r] for r in p.reduce_axes)
     npts = math.prod(b[2] for b in ctx.p_box(cfg))
     nper = -(-npts // threads)
-    paccs = len(p.distinct_accesses())
-    pstaged = sum(math.prod(b[2] for b in staged_box(p, a, ctx.p_sizes(cfg))) for a in p.distinct_accesses())
+    sizes = ctx.p_sizes(cfg)
+    pstaged = ctx._memo("p_staged", tuple(sorted(sizes.items())), lambda: sum(
+        math.prod(b[2] for b in staged_box(p, a, sizes)) for a in p.distinct_accesses()))
     p_smem = psteps * pstaged + threads * nper * pred * paccs + npts
     p_flops = 2.0 * npts * pred * csteps * blocks
-    points = math.prod(ctx.extents[r] for r in ctx.reduce_axes)
-    frags = 0
-    for a in ctx.distinct_accesses():   # per reduce point, each thread reads its fragment of each box
-        used = set().union(*(set(axes_in(i)) for i in a.indices)) if a.indices else set()
-        frags += math.prod(cfg["thread"][x] for x in ctx.out_axes if x in used)
+    # per reduce point, each thread reads its fragment of each staged box of C
+    frags = sum(math.prod(cfg["thread"][x] for x in axes) for axes in frag_axes)
     c_smem = threads * points * frags + csteps * smem / 4
     acc = math.prod(cfg["thread"].values())
-    regs = acc + min(acc, 8) * len(ctx.distinct_accesses()) + nper + 24
+    regs = acc + min(acc, 8) * len(frag_axes) + nper + 24
     est = candidate_estimate(spec, blocks=blocks, threads=threads, smem=smem, regs=regs,
-                             flops=ctx.flops() + p_flops, global_bytes=nbytes, unique_bytes=unique,
+                             flops=c_flops + p_flops, global_bytes=nbytes, unique_bytes=unique,
                              barriers=csteps * (2 + 2 * psteps), smem_accesses=csteps * p_smem + c_smem)
     return round(est.seconds * 1e6, 4)
 
