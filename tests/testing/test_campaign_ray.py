@@ -35,25 +35,42 @@ def cluster():
         ray.shutdown()
 
 
-def _square_dying_once(x, marker):
-    """Kills its own worker process the first time it runs unit 2 (the marker says it has)."""
-    if x == 2 and not os.path.exists(marker):
+def _dies_once_then(marker, fn, *args):
+    """Kills its own worker process the first time it runs (the marker says it has), then runs ``fn``."""
+    if not os.path.exists(marker):
         open(marker, "w").close()
         os._exit(1)
-    return {"x": x, "square": x * x}
+    return fn(*args)
 
 
-def test_a_killed_worker_is_retried_and_the_result_is_whole(cluster, tmp_path):
+class _KillsAWorker:
+    """The cluster, with the campaign's second unit killing its worker on the first try."""
+
+    def __init__(self, inner, marker):
+        self.inner, self.marker = inner, marker
+
+    def run(self, units, progress=None):
+        units = list(units)
+        units[1] = Unit.of(_dies_once_then, self.marker, units[1].fn, *units[1].args)
+        return self.inner.run(units, progress)
+
+
+def test_a_worker_killed_mid_campaign_leaves_the_result_whole(cluster, tmp_path):
     marker = str(tmp_path / "died")
-    units = [Unit.of(_square_dying_once, x, marker) for x in range(5)]
-    got = cluster.run(units)
-    assert os.path.exists(marker)   # the worker really died running unit 2
-    assert got == LocalExecutor().run(units)   # marker set: runs here without dying
+    stages = ("import", "decompose")
+    got = graph_campaign(11, seed=21, n_nodes=4, stages=stages, executor=_KillsAWorker(cluster, marker))
+    assert os.path.exists(marker)   # a worker really died, running graph 10
+    want = graph_campaign(11, seed=21, n_nodes=4, stages=stages)
+    assert _tables(got.values()) == _tables(want.values())
+    assert all(t.total == 11 for t in got.values())
+
+
+def _square(x):
+    return x * x
 
 
 def test_a_result_for_other_inputs_is_refused(cluster):
-    unit = Unit.of(_square_dying_once, 3, "unused")
-    forged = Unit(unit.fn, unit.args, Unit.of(_square_dying_once, 4, "unused").key)
+    forged = Unit(_square, (3,), Unit.of(_square, 4).key)
     with pytest.raises(RuntimeError, match="result refused"):
         cluster.run([forged])
 
