@@ -14,8 +14,10 @@ f32 graphs with a MatMul/Gemm/Conv per mode of ``--precisions`` (default fp16,bf
 ``tilec compile --precision`` (seeds ``--seed`` + 2,000,000 on).
 
 ``--ray [ADDRESS]`` runs the campaigns' work units as Ray tasks (``tilec.testing.campaign``; no value: a local
-Ray cluster, ``auto``: the running one); the table is the same as without it for the same seed, timings aside.
-Each worker then caps its own address space by ``--memory-gib`` instead of this process.
+Ray cluster, ``auto``: the running one); the table is the same as without it for the same seed, timings aside
+(as between any two runs, an input that takes nearly its campaign's time limit may be a timeout in one run and
+not the other on a loaded machine). Each worker then caps its own address space by ``--memory-gib`` instead of
+this process.
 """
 from __future__ import annotations
 
