@@ -54,7 +54,7 @@ def test_fused_model_matches_onnxruntime(built, order):
     run = json.load(open(d / f"run-{order}.json"))
     report = json.load(open(d / "build" / "report.json"))
     # matmul+add+relu (register level) with the softmax+layernorm rows as its row tail (shared level; the
-    # 8 rows fit one block: welder kind "mlp" with one GEMM): one launch for 10+ ops
+    # 8 rows, a row per block by the latency model: welder kind "mlp" with one GEMM): one launch for 10+ ops
     assert run["totals"]["launches"] == 1
     rows = [r for r in run["kernels"] if "fused" in r["name"]]
     assert len(rows) == 1
