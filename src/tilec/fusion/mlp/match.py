@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 
 from ...analysis.latency import candidate_estimate
-
 from ...analysis.welder.graph import outside_values, plain_f32
 from ..retile import MAX_ACC, MIN_BLOCK_OUTPUTS, Retiler, retileable, waves_and_score
 from ...analysis.welder.search import SECTOR, Group, group_outputs
