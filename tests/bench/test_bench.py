@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tilec.bench.table import full_table, small_table
+from tilec.bench.table import PRECISION_TOL, full_table, small_table
 from tilec.testing.scripts import load_file_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,27 +17,39 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow  # ~20 s idle, over a minute on a busy 2-core machine (emulator runs)
 def test_bench_one_model_one_pipeline(tmp_path):
+    """One model x one pipeline is two rows: f32, and the default ``--precisions`` (fp16) with the fullest
+    pipeline the model runs, here the only one (issue #17: every zoo model in fp32 and fp16)."""
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--out", str(out), "--work", str(tmp_path / "w"),
            "--date", "2000-01-01", "--models", "nerf_mlp", "--pipelines", "none", "--full", "--no-ptx"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[1/1] nerf_mlp" in proc.stdout  # progress line
+    assert "[2/2] nerf_mlp" in proc.stdout  # progress lines, one per row
     data = json.loads((out / "cpu-2000-01-01.json").read_text())
     assert data["meta"]["command"].endswith("--full --no-ptx")
-    (row,) = data["rows"]
-    assert row["status"] == "ok", row
-    assert (row["model"], row["size"], row["pipeline"]) == ("nerf_mlp", "small", "none")
-    for key in ("ops", "kernels", "launches", "compile_seconds", "stages", "measured_bytes",
-                "lower_bound_bytes", "speed_of_light_us", "modelled_us", "dram_bytes", "emu_vs_ort",
-                "numpy_vs_ort"):
-        assert row[key] is not None, key
-    assert row["measured_bytes"] >= row["lower_bound_bytes"] > 0
-    assert row["emu_vs_ort"] < 1e-3 and row["numpy_vs_ort"] < 1e-3
+    f32, f16 = data["rows"]  # zoo order: the f32 row first
+    assert (f32["precision"], f16["precision"]) == ("fp32", "fp16")
+    for row in (f32, f16):
+        assert row["status"] == "ok", row
+        assert (row["model"], row["size"], row["pipeline"]) == ("nerf_mlp", "small", "none")
+        for key in ("ops", "kernels", "launches", "compile_seconds", "stages", "measured_bytes",
+                    "lower_bound_bytes", "speed_of_light_us", "modelled_us", "dram_bytes", "emu_vs_ort",
+                    "numpy_vs_ort"):
+            assert row[key] is not None, key
+        assert row["measured_bytes"] >= row["lower_bound_bytes"] > 0
+    assert f32["emu_vs_ort"] < 1e-3 and f32["numpy_vs_ort"] < 1e-3
+    # f16 contractions (f32 accumulation): within the fp16 tolerance, and really built in f16 (the
+    # precision pass ran, and the f16 operands halve the lower bound of the weights' bytes)
+    scale = max(1.0, f16["ref_max_abs"])
+    assert f16["emu_vs_ort"] < PRECISION_TOL["fp16"] * scale and f16["numpy_vs_ort"] < PRECISION_TOL["fp16"] * scale
+    assert "precision" in [s["pass"] for s in f16["stages"]]
+    assert "precision" not in [s["pass"] for s in f32["stages"]]
+    assert f16["lower_bound_bytes"] < f32["lower_bound_bytes"]
     md = (out / "cpu-2000-01-01.md").read_text()
     assert "scripts/bench.py" in md.split("```")[1]  # the exact command on top
     table = [line for line in md.splitlines() if line.startswith("| nerf_mlp |")]
-    assert len(table) == 1 and table[0].count("|") == 21 and "| ok |" in table[0]
+    assert len(table) == 2 and all(line.count("|") == 21 and "| ok |" in line for line in table)
+    assert table[0].startswith("| nerf_mlp | none |") and table[1].startswith("| nerf_mlp | none fp16 |")
 
 
 def test_failing_rows_say_why():
