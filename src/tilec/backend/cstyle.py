@@ -50,6 +50,12 @@ class CStyleLanguage:
     store4: str = "TL_ST4({buf}, {idx}, {val});"
     # ``{width}``: the IR's lane count of the reduction (CUDA's form leaves it to the warp: 32).
     shfl_xor: str = "__shfl_xor_sync(0xffffffffu, {val}, {lane})"
+    # What a persistent kernel's or device loop's member functions read their thread index from, once per call
+    # (``lower/persistent.device_function``); empty: ``threadIdx.x`` itself (HIP: hip_prelude.h's tl_thread_x).
+    member_thread: str = ""
+    # ``{i}``: the i-th (pointer) argument read by index, so a persistent kernel's threads copy its buffer table
+    # in a loop (``lower/persistent.emit_persistent``); empty: thread 0 copies each by name.
+    kernarg_ptr: str = ""
     prelude: str = "cuda_prelude.h"    # the header pasted atop every source, shipped beside this file
     source_suffix: str = ".cu"         # kernels/<name><suffix> in a build folder
     # Half types convert through float: ``{}`` is the value.

@@ -24,6 +24,8 @@ class HipLanguage(CStyleLanguage):
     wave_size: int = 64
     simds_per_cu: int = 4
     shfl_xor: str = "__shfl_xor({val}, {lane}, {width})"
+    member_thread: str = "tl_thread_x()"
+    kernarg_ptr: str = "tl_kernarg_ptr({i})"
     prelude: str = "hip_prelude.h"
     source_suffix: str = ".hip"
     type_map: dict = field(default_factory=lambda: {**CUDA.type_map, "bf16": "hip_bfloat16"})

@@ -43,6 +43,24 @@ __device__ __forceinline__ void tl_signal_add(int* flag, int value) {
   atomicAdd(flag, value);
 }
 
+// The thread index as a persistent kernel's member functions read it (HipLanguage.member_thread). hipcc inlines
+// every __noinline__ member into the dispatch loop (its driver passes -amdgpu-early-inline-all), and LLVM then
+// hoists each member's thread-index arithmetic out of the loop, all members' at once: mobilenet_v2-small's
+// rProgram spilled 157 VGPRs that way. The empty asm makes the index opaque, so it is computed where it is used.
+__device__ __forceinline__ unsigned tl_thread_x() {
+  unsigned t = threadIdx.x;
+  asm volatile("" : "+v"(t));
+  return t;
+}
+// The i-th argument of a kernel whose arguments are all pointers, read from the kernarg segment (explicit
+// arguments in order, 8 bytes each: the AMDGPU HSA ABI). A persistent kernel copies its buffers to LDS this way
+// (HipLanguage.kernarg_ptr): by name, the backend loads every argument at the kernel's entry, and an rProgram's
+// 237 pointers spilled 402 SGPRs before they reached the table.
+#define tl_kernarg_ptr(i) (reinterpret_cast<const void* const*>(__builtin_amdgcn_kernarg_segment_ptr())[i])
+#else
+#define tl_thread_x() ((unsigned)threadIdx.x)
+// The emulator's launch holds a pointer to each argument's value.
+#define tl_kernarg_ptr(i) (*static_cast<void* const*>(tl_emu::tl_w->L->args[i]))
 #endif  // TILEC_EMU
 
 // CUDA spellings that hand-written kernel bodies still use (the arg-reduce kernels' __shfl_down_sync, resize's

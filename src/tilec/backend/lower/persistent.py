@@ -31,13 +31,14 @@ from ...ir.core import lookup_symbol
 from ...ir.diagnostics import CompileError
 from ...ir.kexpr import BlockIdx, Call, Index, ThreadIdx, Var, walk
 from ..cstyle import CUDA, BodyRenderer, CStyleLanguage, kernel_name, prelude_text, safe_comment
-from ..kernel_facts import SYNC_OPS, expressions, kernel_facts, source_body
+from ..kernel_facts import SYNC_OPS, expressions, kernel_expressions, kernel_facts, source_body
 
 # What a device function's body reads instead of the launch's registers: the rTask's virtual block index
 # (a parameter), a guarded body's thread index (thread 0's for the extra threads), a virtual thread index.
 VIRTUAL_BLOCK = Var("k_vb")
 GUARDED_THREAD = Var("k_tid")
 VIRTUAL_THREAD = Var("k_vt")
+MEMBER_THREAD = Var("k_tx")   # the thread index read once through the language's member_thread (HIP)
 _DECLS = ("kernel.let", "kernel.local", "kernel.shared")
 
 
@@ -141,16 +142,25 @@ def device_function(kernel, fname: str, guarded: bool = False, overlay: bool = T
         return [head] + ["  " + ln if ln else "" for ln in source_body(kernel, replace)] + ["}"]
     if guarded and not guardable(kernel):
         raise CompileError.at(f"kernel {kernel.sym_name} cannot run in a wider block", kernel.loc)
+    # The language's opaque thread index (HIP), read once per call: see CStyleLanguage.member_thread.
+    tx, pre = "threadIdx.x", []
+    if lang.member_thread and not virtual_threads and (guarded or _reads_thread_x(kernel)):
+        tx, pre = MEMBER_THREAD.name, [f"  const unsigned {MEMBER_THREAD.name} = {lang.member_thread};"]
+        replace.setdefault(ThreadIdx("x"), MEMBER_THREAD)
     buffers = {p["name"]: p["dtype"] for p in kernel.attributes["params"]}
     body: list = []
     r = (_Guarded if guarded else _Overlaid)(lang, buffers, body, replace)
     r.offsets = offsets
     r.block(kernel.body, 1)
     if not guarded:
-        return [head] + body + ["}"]
+        return [head] + pre + body + ["}"]
     kt = kernel.attributes["block"][0]
-    return [head, f"  const bool k_on = threadIdx.x < {kt};",
-            "  const unsigned k_tid = k_on ? threadIdx.x : 0u;"] + body + ["}"]
+    return [head] + pre + [f"  const bool k_on = {tx} < {kt};",
+            f"  const unsigned k_tid = k_on ? {tx} : 0u;"] + body + ["}"]
+
+
+def _reads_thread_x(kernel) -> bool:
+    return any(n == ThreadIdx("x") for tree in kernel_expressions(kernel) for n in walk(tree))
 
 
 def guarded_device_function(kernel, fname: str, lang: CStyleLanguage = CUDA) -> list:
@@ -215,14 +225,21 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
     cast = {p["name"]: f"({'const ' if p['role'] == 'in' else ''}{lang.ctype(p['dtype'])}*)k_args[{i}]"
             for i, p in enumerate(buffers)}
     fill = [f"k_args[{i}] = {p['name']};" for i, p in enumerate(buffers)]
+    if lang.kernarg_ptr and buffers:   # by index, all threads (HIP: see hip_prelude.h's tl_kernarg_ptr)
+        fill = [f"for (int k_i = {lang.member_thread or 'threadIdx.x'}; k_i < {len(buffers)}; k_i += {threads}) "
+                f"k_args[k_i] = {lang.kernarg_ptr.format(i='k_i')};"]
+    else:
+        fill = ["if (k_lead) {", *("  " + " ".join(fill[j:j + 8]) for j in range(0, len(fill), 8)), "}"]
+    # HIP: the dispatch's thread tests read the opaque index where they are made, or each test's mask is
+    # computed once and held in SGPRs across the loop (k_lead's and the guards' spilled in nasnet-small's).
+    tid = lang.member_thread or "threadIdx.x"
+    lead = f"{lang.member_thread} == 0" if lang.member_thread else "k_lead"
     t = f"{name}_seg"
     lines += [
         "  const int k_v = blockIdx.x;",
-        "  const bool k_lead = threadIdx.x == 0;",
+        *(["  const bool k_lead = threadIdx.x == 0;"] if "k_lead" in lead + fill[0] else []),
         f"  TL_SHARED(const void*, k_args, [{max(1, len(buffers))}]);  // the buffers, read at each call",
-        "  if (k_lead) {",
-        *("    " + " ".join(fill[j:j + 8]) for j in range(0, len(fill), 8)),
-        "  }",
+        *("  " + ln for ln in fill),
         "  __syncthreads();",
         *([f"  TL_SHARED(float4, k_arena, [{arena // ALIGN}]);  // every rOperator's shared arrays, overlaid",
            "  unsigned char* const k_parena = reinterpret_cast<unsigned char*>(k_arena);"] if arena else []),
@@ -243,14 +260,14 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
         # The next task, of this member or another, reuses the arena: every thread must be done with it.
         shared = _needs_whole_block(k) or own
         if kt < threads and not _needs_whole_block(k):
-            call = f"if (threadIdx.x < {kt}) {call}"
+            call = f"if ({tid} < {kt}) {call}"
         lines.append(f"        case {i}: {call}{' __syncthreads();' if shared else ''} break;")
     lines += [
         "      }",
         "    }",
         "    __threadfence();",
         "    __syncthreads();",
-        "    if (k_lead) tl_signal_add(flags + k_op, k_hi - k_lo);  // this segment's rTasks are done",
+        f"    if ({lead}) tl_signal_add(flags + k_op, k_hi - k_lo);  // this segment's rTasks are done",
         "  }",
         "}"]
     return "\n".join(lines) + "\n"
