@@ -78,3 +78,37 @@ def test_weights_sidecar_cannot_escape(tmp_path):
     with pytest.raises(CompileError) as info:
         read_ir(str(p))
     assert "plain file name" in info.value.diagnostic.message
+
+
+def _func(body: str) -> str:
+    return 'module {\n  func.func @main() -> () {\n    ' + body + '\n    return\n  }\n}\n'
+
+
+def test_too_deep_nesting_stops_at_the_first_bracket_past_the_limit():
+    # scripts/fuzz.py's deep mutants: 20,000 nested regions, then a syntax error 500,000 columns on. The
+    # builder could never build it (a frame per bracket level), so the parse stops at bracket limit + 1
+    # instead of reading the whole megabyte first.
+    import sys
+    deep = '"t.r"() ({ ' * 20000 + "}) : () -> () " * 20000
+    e = error_of(_func(deep + "{"))
+    d = e.diagnostic
+    assert d.message == f"input nests too deeply (more than {sys.getrecursionlimit()} brackets open)"
+    # reported at the bracket that opens level limit + 1 (module, func, then '(' ')' '(' '{' per level)
+    line = _func(deep + "{").splitlines()[2]
+    opened = line[:d.col]
+    assert line[d.col - 1] in "({["
+    assert sum(opened.count(c) for c in "({[") - sum(opened.count(c) for c in ")}]") + 2 == sys.getrecursionlimit() + 1
+
+
+def test_syntax_errors_before_the_depth_limit_are_reported_as_before():
+    e = error_of(_func('"t.x"() {a = [1, 2 3' + "[" * 5000 + "}"))
+    assert e.diagnostic.message.startswith("unexpected '3'") and e.diagnostic.col == 24
+
+
+def test_deep_nesting_the_builder_can_build_still_parses():
+    m = parse_module(_func('"t.x"() {a = ' + "[" * 300 + "1" + "]" * 300 + "} : () -> ()"), "deep.tir")
+    (op,) = [o for o in m.walk() if o.name == "t.x"]
+    value, depth = op.attributes["a"], 0
+    while isinstance(value, list):
+        value, depth = value[0], depth + 1
+    assert (value, depth) == (1, 300)

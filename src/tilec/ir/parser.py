@@ -6,6 +6,8 @@ a region sees the values of the regions around it, and a value must be defined b
 from __future__ import annotations
 
 import functools
+import sys
+import threading
 from pathlib import Path
 
 import lark
@@ -26,18 +28,55 @@ def specs_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "ir_specs"
 
 
+class _TooDeep(Exception):
+    def __init__(self, token):
+        self.token = token
+
+
+class _Nesting(threading.local):
+    """Brackets open at the token the lexer is at, for the parse in progress on this thread.
+
+    The builder takes at least one Python frame per bracket level (region, attribute dict or list, dense
+    list, function type), so text nested deeper than the recursion limit can never be built: it would end in
+    RecursionError ('input nests too deeply') after a parse of the whole text, seconds for a megabyte of
+    fuzzed nesting. The lexer runs on demand, token by token behind the LALR parser, so counting here stops
+    at the first bracket past the limit, after every syntax error before it has been reported as before."""
+    depth = 0
+    limit = 0
+
+    def open(self, tok):
+        self.depth += 1
+        if self.depth > self.limit:
+            raise _TooDeep(tok)
+        return tok
+
+    def close(self, tok):
+        self.depth -= 1
+        return tok
+
+
+_NESTING = _Nesting()
+
+
 @functools.lru_cache(maxsize=None)
 def _lark() -> lark.Lark:
     grammar = (specs_dir() / "tile_ir.lark").read_text()
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    callbacks = {"LPAR": _NESTING.open, "LBRACE": _NESTING.open, "LSQB": _NESTING.open,
+                 "RPAR": _NESTING.close, "RBRACE": _NESTING.close, "RSQB": _NESTING.close}
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     lexer_callbacks=callbacks)
 
 
 def parse_module(text: str, filename: str = "-") -> Operation:
     """Parse IR text into a ``builtin.module`` (a bare list of ops is wrapped in an anonymous module)."""
+    _NESTING.depth, _NESTING.limit = 0, sys.getrecursionlimit()
     try:
         tree = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as e:
         raise CompileError(_syntax_message(e), filename, e.line, e.column, text) from None
+    except _TooDeep as e:
+        raise CompileError(f"input nests too deeply (more than {_NESTING.limit} brackets open)", filename,
+                           e.token.line, e.token.column, text) from None
     return _Builder(text, filename).build(tree)
 
 
