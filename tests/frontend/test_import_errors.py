@@ -90,6 +90,26 @@ def test_input_shape_must_match_model():
     assert "unknown input" in _error(m, input_shapes={"z": (2, 3)})
 
 
+@pytest.mark.parametrize("listed_as_input", [False, True])  # an initializer listed as an input: IR < 4 style
+def test_input_shape_on_an_initializer_is_an_unknown_input(listed_as_input):
+    w = numpy_helper.from_array(np.ones((2, 3), np.float32), "w")
+    inputs = [h.make_tensor_value_info("x", T.FLOAT, [2, 3])]
+    if listed_as_input:
+        inputs.append(h.make_tensor_value_info("w", T.FLOAT, [2, 3]))
+    m = _model([h.make_node("Add", ["x", "w"], ["y"])], inputs=inputs, inits=[w])
+    msg = _error(m, input_shapes={"w": (2, 3)})
+    assert "--input-shape names unknown input(s): w (inputs: x)" in msg
+    assert "--input-shape names unknown input(s): w (inputs: x)" in _error(m, input_shapes={"x": (2, 3), "w": (2, 3)})
+    verify(import_onnx(m, input_shapes={"x": (2, 3)}))   # the real input's shape is fine
+
+
+def test_input_shape_on_a_frozen_input_is_accepted():
+    # a caller freezing an input it imported with --input-shape keeps that shape (node_harness retries so)
+    m = _model([h.make_node("Add", ["x", "b"], ["y"])],
+               inputs=[h.make_tensor_value_info("x", T.FLOAT, [2, 3]), h.make_tensor_value_info("b", T.FLOAT, [3])])
+    verify(import_onnx(m, input_shapes={"x": (2, 3), "b": (3,)}, frozen_inputs={"b": np.ones(3, np.float32)}))
+
+
 def test_truncated_file(tmp_path):
     m = _model([h.make_node("Relu", ["x"], ["y"])], inits=[numpy_helper.from_array(np.ones(100, np.float32), "w")])
     data = m.SerializeToString()

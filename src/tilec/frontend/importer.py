@@ -126,7 +126,7 @@ class ImportContext:
             self.values[t.name] = ConstValue(tensor_to_array(t, self.folder, self.file, "initializer"),
                                              self.weight_names[t.name], t.name)
         args, arg_names = [], []
-        seen_inputs = set()
+        seen_inputs, frozen = set(), set()
         for vi in g.input:
             if vi.name in seen_inputs:
                 raise CompileError(f"graph input '{vi.name}' is listed twice", self.file)
@@ -138,10 +138,13 @@ class ImportContext:
                 arr = np.asarray(self.frozen_inputs.pop(vi.name)).astype(np_dtype(dtype), copy=False)
                 check_dims(arr.shape, f"input '{vi.name}'", self.file)
                 self.values[vi.name] = ConstValue(arr, source_name=vi.name)
+                frozen.add(vi.name)
                 continue
             args.append(self._input_type(vi))
             arg_names.append(vi.name)
-        unknown = sorted((set(self.input_shapes) - set(arg_names) - set(self.values)) | set(self.frozen_inputs))
+        # A frozen input may keep its --input-shape (the shapes a caller retries with); an initializer (a
+        # weight, even one listed among the graph inputs) has no shape to give, like a misspelt name.
+        unknown = sorted((set(self.input_shapes) - set(arg_names) - frozen) | set(self.frozen_inputs))
         if unknown:
             raise CompileError(f"--input-shape names unknown input(s): {', '.join(unknown)} "
                                f"(inputs: {', '.join(arg_names) or 'none'})", self.file)
