@@ -214,9 +214,10 @@ def main(argv=None) -> int:
     tasks.sort(key=lambda t: (t["size"] != "small", node_count(t["path"])))
     load = LoadSampler()
     n = len(tasks) + len(rows)
+    n_prec = sum(1 for t in tasks if "precision" in t)
     print(f"bench: {len(tasks)} rows ({len(args.models)} small, {len(args.full)} full models x "
-          f"{len(args.pipelines)} pipelines" + (f"; grinder not run on {len(no_grinder)} models without control flow"
-                                                if no_grinder else "")
+          f"{len(args.pipelines)} pipelines" + (f" + {n_prec} precision row{'s' * (n_prec != 1)} ({'/'.join(args.precisions)})" if n_prec else "")
+          + (f"; grinder not run on {len(no_grinder)} models without control flow" if no_grinder else "")
           + f"), {args.jobs} at a time; cache entries before: {caches}", flush=True)
     done = [len(rows)]
 

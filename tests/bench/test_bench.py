@@ -24,6 +24,7 @@ def test_bench_one_model_one_pipeline(tmp_path):
            "--date", "2000-01-01", "--models", "nerf_mlp", "--pipelines", "none", "--full", "--no-ptx"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "bench: 2 rows (1 small, 0 full models x 1 pipelines + 1 precision row (fp16))" in proc.stdout
     assert "[2/2] nerf_mlp" in proc.stdout  # progress lines, one per row
     data = json.loads((out / "cpu-2000-01-01.json").read_text())
     assert data["meta"]["command"].endswith("--full --no-ptx")
