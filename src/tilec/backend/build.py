@@ -13,7 +13,6 @@ Key names in plan.json and report.json are an interface: scripts read them.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -135,10 +134,8 @@ def _write_weights(module: Operation, plan: dict, out: Path) -> None:
     for op in declared_weights(module):  # declared but unused by @main (other functions, bodies)
         if op.sym_name in data:
             arrays.setdefault(op.sym_name, data[op.sym_name])
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(arrays[k], order="C") for k in sorted(arrays)})
     from .cache import place_weights
-    place_weights(buf.getvalue(), out / WEIGHTS_FILE)
+    place_weights({k: np.asarray(arrays[k], order="C") for k in sorted(arrays)}, out / WEIGHTS_FILE)
     atomic_write_bytes(out / "model.tir", module_text(module).encode("utf-8"))
 
 

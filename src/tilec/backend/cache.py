@@ -6,9 +6,10 @@ Folders (each named by what fills it):
 - ``ptxas/``, ``nvrtc/``, ``hipcc/``: ``--check-ptx`` / ``--check-nvrtc`` / ``--check-hip`` results per kernel
   source (``backend/ptxas.py``, ``backend/nvrtc.py``, ``backend/hipcc.py``);
 - ``emu/``: the emulator's compiled translation units (``backend/emu/build.py``);
-- ``weights/``: one read-only ``<sha256>.npz`` per distinct weights file; a build folder's ``weights.npz`` is
-  a hard link to it, so ten builds of BERT store its 420 MB once. Where a link cannot be made (another
-  file system, a read-only cache) the build gets its own copy, as before.
+- ``weights/``: one read-only ``<sha256>.npz`` per distinct set of weight arrays (the digest of their names,
+  dtypes, shapes and bytes, :func:`weights_digest`); a build folder's ``weights.npz`` is a hard link to it, so
+  ten builds of BERT store its 420 MB once. Where a link cannot be made (another file system, a read-only
+  cache) the build gets its own copy, as before.
 
 Each folder is bounded by ``$TILEC_CACHE_MAX_BYTES`` (default 8 GiB): past it, the least recently written
 entries go first; a weights entry still linked from a build (link count > 1) is never removed, since
@@ -19,7 +20,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+import numpy as np
 
 KINDS = ("emu", "hipcc", "nvrtc", "ptxas", "weights")
 DEFAULT_MAX_BYTES = 8 << 30
@@ -111,15 +115,45 @@ def _linked(p: Path) -> bool:
         return False
 
 
-def place_weights(data: bytes, target: Path) -> bool:
-    """Put ``data`` (a weights.npz) at ``target`` as a hard link to the store's copy; True when linked, False
-    when it was written as a plain file instead (no store, another file system)."""
-    from ..ir.weights import atomic_write_bytes
-    store = root() / "weights"
-    entry = store / f"{hashlib.sha256(data).hexdigest()[:40]}.npz"
+def weights_digest(arrays: dict) -> str:
+    """The store's key of the weights.npz that ``np.savez`` writes of ``arrays`` (C-contiguous, in order):
+    sha256 over numpy's version and each array's name, dtype, shape and bytes, which fix the file's bytes.
+    Hashing the arrays, not the file, lets a build whose weights are stored already skip writing the .npz
+    (GPT-2: 500 MB serialised, copied and hashed again, about 0.7 s)."""
+    h = hashlib.sha256(f"numpy {np.__version__}\n".encode())
+    for name, a in arrays.items():
+        h.update(repr((name, a.dtype.str, a.dtype.name, a.shape)).encode())
+        h.update(a.reshape(-1).view(np.uint8))   # no copy: every array is C-contiguous here
+    return h.hexdigest()[:40]
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    """``np.savez`` of ``arrays`` at ``path`` through a temporary file in its folder and a rename, so readers
+    never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        if not (entry.is_file() and entry.stat().st_size == len(data)):
-            atomic_write_bytes(entry, data)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        umask = os.umask(0)   # mkstemp makes 0600 files; give the file a plain open()'s permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def place_weights(arrays: dict, target: Path) -> bool:
+    """Put the weights.npz of ``arrays`` (C-contiguous, in the order to store them) at ``target`` as a hard
+    link to the store's copy, written only when the store has none; True when linked, False when it was
+    written as a plain file instead (no store, another file system)."""
+    store = root() / "weights"
+    entry = store / f"{weights_digest(arrays)}.npz"
+    try:
+        if not entry.is_file():   # entries appear by rename only: one that exists is whole
+            save_npz(entry, arrays)
             os.chmod(entry, 0o444)   # shared by every build that links it: nobody may edit it in place
             prune(store, keep=_linked)
         tmp = target.with_name(f".{target.name}.link")
@@ -130,5 +164,5 @@ def place_weights(data: bytes, target: Path) -> bool:
         os.utime(entry)   # recently used: pruned last
         return True
     except OSError:
-        atomic_write_bytes(target, data)
+        save_npz(target, arrays)
         return False

@@ -9,6 +9,7 @@ allocated from it.
 from __future__ import annotations
 
 import os
+import sys
 from math import prod
 from pathlib import Path
 
@@ -29,6 +30,11 @@ ONNX_TO_IR = {
     TensorProto.INT8: "i8", TensorProto.UINT8: "u8", TensorProto.BOOL: "bool",
 }
 IR_TO_ONNX = {v: k for k, v in ONNX_TO_IR.items()}
+# Little-endian raw data of these types decodes as numpy_helper.to_array decodes it (np.frombuffer, reshaped),
+# from the one copy of the bytes the length check made: every access to a protobuf's raw_data copies it, and
+# to_array made a second one (GPT-2: 500 MB twice). bf16 and the typed-field encodings go through to_array.
+RAW_NUMPY = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "i64": np.int64, "i32": np.int32,
+             "i8": np.int8, "u8": np.uint8, "bool": np.bool_}
 
 
 def onnx_type_name(elem_type: int) -> str:
@@ -125,15 +131,19 @@ def tensor_to_array(t: TensorProto, folder: Path | None, file: str | None, what:
     dtype = ir_dtype(t.data_type, name, file)
     if t.data_location == TensorProto.EXTERNAL:
         t = _with_external_data(t, folder, file, name)
-    if t.HasField("raw_data"):
+    raw = t.raw_data if t.HasField("raw_data") else None
+    if raw is not None:
         from ..ir.types import itemsize
         want = prod(dims) * itemsize(dtype)
-        if len(t.raw_data) != want:
-            raise CompileError(f"{name} has {len(t.raw_data)} bytes of data, expected {want}", file)
-    try:
-        arr = numpy_helper.to_array(t)
-    except (ValueError, TypeError) as e:
-        raise CompileError(f"{name} cannot be decoded: {e}", file) from None
+        if len(raw) != want:
+            raise CompileError(f"{name} has {len(raw)} bytes of data, expected {want}", file)
+    if raw is not None and dtype in RAW_NUMPY and not t.HasField("segment") and sys.byteorder == "little":
+        arr = np.frombuffer(raw, dtype=RAW_NUMPY[dtype]).reshape(dims)
+    else:
+        try:
+            arr = numpy_helper.to_array(t)
+        except (ValueError, TypeError) as e:
+            raise CompileError(f"{name} cannot be decoded: {e}", file) from None
     if tuple(arr.shape) != dims:
         raise CompileError(f"{name} has {arr.size} values for shape {list(dims)}", file)
     return arr
