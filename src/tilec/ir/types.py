@@ -30,12 +30,13 @@ def np_dtype(name: str) -> np.dtype:
 def dtype_of(array_dtype) -> str:
     """The IR element type of a numpy dtype; raises ValueError for types the IR does not carry."""
     dt = np.dtype(array_dtype)
-    if dt.name == "bfloat16":
-        return "bf16"
-    for name, np_name in DTYPES.items():
-        if dt.name == np_name:
-            return name
-    raise ValueError(f"unsupported element type {dt.name}")
+    found = _BY_NUMPY_NAME.get(dt.name)   # dt.name is slow (numpy builds it per call): read it once
+    if found is None:
+        raise ValueError(f"unsupported element type {dt.name}")
+    return found
+
+
+_BY_NUMPY_NAME = {np_name: name for name, np_name in DTYPES.items()}
 
 
 def itemsize(dtype: str) -> int:

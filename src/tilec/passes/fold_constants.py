@@ -35,6 +35,10 @@ class FoldConstants(ModulePass):
                 b = Builder(module, op.parent, before=op, loc=op.loc)
                 for r, arr in zip(op.results, outs):
                     from ..ir.types import np_dtype
-                    arr = np.asarray(arr).astype(np_dtype(r.type.dtype)).reshape(r.type.shape)
+                    arr, want = np.asarray(arr), np_dtype(r.type.dtype)
+                    # A fresh result of the right type is kept as it is (GPT-2's transposed 154 MB embedding
+                    # was copied once more here); one that may be a view of an input is copied, as before.
+                    fresh = arr.dtype == want and not any(np.may_share_memory(arr, x) for x in inputs)
+                    arr = (arr if fresh else arr.astype(want)).reshape(r.type.shape)
                     r.replace_all_uses_with(b.constant(arr))
                 op.erase()

@@ -64,9 +64,19 @@ def reg_budget(spec: GPUSpec, threads: int, blocks_per_sm: int) -> int:
     return min(spec.max_regs_per_thread, regs // spec.reg_alloc_unit * spec.reg_alloc_unit)
 
 
+_BLOCKS_FOR_REGS: dict = {}   # every spec field the count reads, threads, regs -> blocks
+
+
 def blocks_for_regs(spec: GPUSpec, threads: int, regs: int) -> int:
     """The most blocks of ``threads`` an SM holds with ``regs`` registers per thread each (0: not even one)."""
-    n = 0
-    while n < spec.max_blocks_per_sm and reg_budget(spec, threads, n + 1) >= regs:
-        n += 1
+    # Memoised: Roller's and Welder's latency estimates ask it for every candidate tile (swin_t: 18,000 times,
+    # a dozen reg_budget calls each), over a few hundred distinct (threads, regs).
+    key = (spec.max_blocks_per_sm, spec.warp_size, spec.sm_partitions, spec.regs_per_sm, spec.reg_alloc_unit,
+           spec.max_regs_per_thread, threads, regs)
+    n = _BLOCKS_FOR_REGS.get(key)
+    if n is None:
+        n = 0
+        while n < spec.max_blocks_per_sm and reg_budget(spec, threads, n + 1) >= regs:
+            n += 1
+        _BLOCKS_FOR_REGS[key] = n
     return n

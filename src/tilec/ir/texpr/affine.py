@@ -53,6 +53,21 @@ def _scale(a: Affine, k: int) -> Affine:
 
 def to_affine(node) -> Affine | None:
     """The affine form of an index node, or None when it is not affine (quasi-affine or not an index)."""
+    # Cached on the node (nodes are immutable; the cache is no field, so equality, hashing and printing
+    # ignore it): Roller's and Welder's tile searches box the same few indices hundreds of thousands of times.
+    cache = getattr(node, "__dict__", None)
+    if cache is None:
+        return _to_affine(node)
+    hit = cache.get("_affine", _UNSET)
+    if hit is _UNSET:
+        hit = cache["_affine"] = _to_affine(node)
+    return hit
+
+
+_UNSET = object()
+
+
+def _to_affine(node) -> Affine | None:
     if isinstance(node, Num):
         return Affine((), node.value) if node.is_int else None
     if isinstance(node, AxisRef):

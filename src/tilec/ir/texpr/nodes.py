@@ -136,11 +136,18 @@ def rewrite(node, fn: Callable):
 
 def axes_in(node) -> tuple:
     """Names of the axes mentioned under ``node`` (values and indices), in order of first appearance."""
+    # Cached on the node, like affine.to_affine: nodes are immutable and the cache is no dataclass field.
+    cache = getattr(node, "__dict__", None)
+    if cache is not None and "_axes_in" in cache:
+        return cache["_axes_in"]
     seen: dict = {}
     for n in walk(node):
         if isinstance(n, AxisRef):
             seen.setdefault(n.name, None)
-    return tuple(seen)
+    out = tuple(seen)
+    if cache is not None:
+        cache["_axes_in"] = out
+    return out
 
 
 def format_num(value) -> str:

@@ -34,9 +34,29 @@ def identity(inputs, attrs):
     return [inputs[0]]
 
 
+# Matrices from this many elements are transposed tile by tile (_transpose_2d).
+BLOCKED_FROM = 1 << 20
+_TILE = 256
+
+
+def _transpose_2d(x: np.ndarray) -> np.ndarray:
+    """``x.T`` as a C-contiguous copy, 256 x 256 tiles at a time: numpy's copy reads the source a whole row
+    apart per element, several times slower once the matrix is larger than the caches (fold-constants
+    transposing GPT-2's tied 50257 x 768 embedding for its LM head: about 0.5 s, 0.1 s by tiles)."""
+    n, m = x.shape
+    out = np.empty((m, n), x.dtype)
+    for i in range(0, n, _TILE):
+        for j in range(0, m, _TILE):
+            out[j:j + _TILE, i:i + _TILE] = x[i:i + _TILE, j:j + _TILE].T
+    return out
+
+
 @reference("graph.transpose")
 def transpose(inputs, attrs):
-    return [np.asarray(np.transpose(inputs[0], attrs["perm"]), order="C")]
+    x, perm = np.asarray(inputs[0]), attrs["perm"]
+    if x.ndim == 2 and tuple(perm) == (1, 0) and x.size >= BLOCKED_FROM:
+        return [_transpose_2d(x)]
+    return [np.asarray(np.transpose(x, perm), order="C")]
 
 
 @reference("graph.concat")
