@@ -137,9 +137,14 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
               f"  const long long k_tid = (long long)blockIdx.x * {threads} + threadIdx.x;"]
     if table:   # see args_table: the stage calls read their buffers from here
         fill = [f"k_args[{i}] = {p['name']};" for i, p in enumerate(buffers)]
+        fill = ["  if (threadIdx.x == 0) {", *("    " + " ".join(fill[j:j + 8]) for j in range(0, len(fill), 8)), "  }"]
+        if lang.kernarg_ptr and a["params"][:len(buffers)] == buffers:
+            # HIP: every thread copies by index from the kernarg segment (persistent.emit_persistent says why:
+            # by name, nasrnn-small's 122 pointers spilled 176 SGPRs at the kernel's entry).
+            fill = [f"  for (int k_i = {lang.member_thread or 'threadIdx.x'}; k_i < {len(buffers)}; k_i += {threads}) "
+                    f"k_args[k_i] = {lang.kernarg_ptr.format(i='k_i')};"]
         lines += [f"  TL_SHARED(const void*, k_args, [{len(buffers)}]);  // the buffers, read at each stage call",
-                  "  if (threadIdx.x == 0) {", *("    " + " ".join(fill[j:j + 8]) for j in range(0, len(fill), 8)),
-                  "  }", "  __syncthreads();"]
+                  *fill, "  __syncthreads();"]
 
     def run(branch: str, indent: str) -> list:
         out = []
