@@ -244,8 +244,14 @@ def modelled_bytes(cg: ConvGemm, ctx, cfg) -> int:
 
 
 def lower(ctx, name: str, cg: ConvGemm, cfg):
-    """The ``kernel.func`` of the implicit-GEMM engine kernel for ``ctx`` with shape ``cfg``."""
+    """The ``kernel.func`` of the implicit-GEMM engine kernel for ``ctx`` with shape ``cfg`` (on sm_90, the
+    wgmma variant where it has a shape: ``wgmma_conv``)."""
+    from . import wgmma_conv
     from .builder import KernelBuilder
+    from .tiled_mma import tiled_for
+    wg = wgmma_conv.plan(cg, tiled_for(ctx))
+    if wg is not None:
+        return wgmma_conv.lower(ctx, name, cg, wg)
     E = cg.extents
     conf = {"block": {"M": cfg.bm, "N": cfg.bn}, "step": {"K": cfg.bk}, "implicit_gemm": [E["M"], E["N"], E["K"]],
             "mma": [16, 8, mma_engine.MMA_K[cg.dtype]], "engine": "mma_sync", "warps": [cfg.warps_m, cfg.warps_n],

@@ -1,0 +1,81 @@
+"""Implicit-GEMM convolution on wgmma for sm_90 (issue #21, ``lower/wgmma_conv.py``): on h200 the channels-last
+f16/bf16 convs that ran on the sm_80 mma.sync implicit GEMM run with the weight loaded by TMA, the im2col
+operand gathered by the producer warpgroup's cp.async into wgmma's 128B-swizzled layout, wgmma consumer
+warpgroups and the fused bias/ReLU epilogue. Built from ONNX, run under the emulator (exact wgmma layouts,
+mbarrier phases and transaction counts, cp.async groups), compared with an f64 numpy convolution, bytes
+measured == modelled; tf32 keeps mma.sync; ptxas for sm_90a: no spills, HGMMA in the main loop."""
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+from test_mma_conv import TOL, build, engine_kernels, model, run_emu  # noqa: E402
+
+from tilec.backend.arch_features import MARK  # noqa: E402
+from tilec.backend.lower import wgmma_engine  # noqa: E402
+
+
+def _check(tmp_path, shape, dtype="f16", precision=None):
+    """Build ``shape`` for h200, check its one engine kernel is the wgmma conv, run it; returns its source."""
+    build_dir, x, want = build(tmp_path, *shape, dtype, precision, arch="h200")
+    (kern,) = engine_kernels(build_dir)
+    assert "conv" in kern["origin"] and "relu" in kern["origin"]   # bias and ReLU on the accumulators
+    src = open(build_dir / "kernels" / f"{kern['name']}.cu").read()
+    body = src[src.index(MARK):]
+    assert "tl_wgmma_" in body and "tl_tma_load_2d" in body and "tl_cp_async_16" in body
+    assert "tl_ldmatrix" not in body and "tl_mma_m16n8k16" not in body
+    got, run = run_emu(tmp_path, build_dir, x)
+    err = np.abs(got - want).max() / np.abs(want).max()
+    assert err <= TOL[precision or dtype], err
+    for rk in run["kernels"]:
+        assert rk["bytes_loaded"] + rk["bytes_stored"] == rk["bytes_modelled"], rk
+    return body
+
+
+@pytest.mark.parametrize("shape,dtype,precision", [
+    ((2, 16, 9, 9, 32, 3, 1, 1), "f16", None),      # 3x3, padding; K = 144 is not a k-tile multiple
+    ((2, 32, 15, 13, 64, 3, 2, 1), "f16", None),    # stride 2, odd spatial sizes
+    ((1, 32, 12, 12, 48, 1, 2, 0), "f16", None),    # 1x1 stride-2 projection, F under the tile (TMA zero fill)
+    ((1, 16, 11, 11, 32, 7, 2, 3), "f16", None),    # 7x7 stride 2: 49 taps, row/column checks (no tap mask)
+    ((2, 16, 9, 9, 32, 3, 1, 1), "f32", "bf16"),    # an f32 model under --precision bf16: wgmma bf16
+])
+def test_conv_on_wgmma(tmp_path, shape, dtype, precision):
+    body = _check(tmp_path, shape, dtype, precision)
+    assert f"tl_wgmma_{precision or dtype}<64, 0, 0>" in body   # both operands K-major, one n64 consumer
+
+
+def test_two_consumer_warpgroups(tmp_path, monkeypatch):
+    """A 128-channel x 128-pixel tile: two consumers with setmaxnreg, the producer keeping its copy plan; F and
+    the pixels ragged."""
+    monkeypatch.setattr(wgmma_engine, "TILES", ((128, 128),))
+    body = _check(tmp_path, (2, 16, 9, 9, 160, 3, 1, 1))
+    assert "tl_setmaxnreg_dec<64>" in body and "tl_setmaxnreg_inc<224>" in body
+
+
+def test_tf32_keeps_mma_sync(tmp_path):
+    build_dir, _, _ = build(tmp_path, 2, 16, 9, 9, 32, 3, 2, 1, "f32", "tf32", arch="h200")
+    (kern,) = engine_kernels(build_dir)
+    src = open(build_dir / "kernels" / f"{kern['name']}.cu").read()
+    assert MARK not in src and "mma engine: block tile" in src
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+def test_resnet50_conv_compiles_for_sm_90a(tmp_path):
+    """ResNet-50's 3x3 conv of its 14x14 stage (256 channels, batch 32, f16) for h200: sm_90a, 0 spills and (with
+    a disassembler) a main loop of HGMMA only, its weight by UTMALDG and its im2col by LDGSTS.128."""
+    from test_wgmma_engine import _disassembler_found
+
+    from tilec.backend.inspect_build import inspect_build
+    from tilec.driver import compile_model
+    model(tmp_path, 32, 256, 14, 14, 256, 3, 1, 1)
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "p"), arch="h200", check_ptx=True)
+    (k,) = engine_kernels(tmp_path / "p")
+    assert k["ptxas"]["spill_bytes"] == 0 and k["block"] == [384, 1, 1]
+    if not _disassembler_found():
+        pytest.skip("needs cuobjdump/nvdisasm for the SASS checks")
+    (row,) = [r for r in inspect_build(tmp_path / "p")["kernels"] if r["name"] == k["name"]]
+    loop = row["main_loop"]
+    assert set(loop["tensor"]) == {"HGMMA.64x128x16.F32"} and loop["tensor"]["HGMMA.64x128x16.F32"] == 16
+    mem = row["kernel_mix"]["memory"]
+    assert mem.get("UTMALDG", 0) >= 1 and mem.get("LDGSTS.128", 0) >= 1 and not loop["memory"]
