@@ -53,8 +53,8 @@ class CStyleLanguage:
     # What a persistent kernel's or device loop's member functions read their thread index from, once per call
     # (``lower/persistent.device_function``); empty: ``threadIdx.x`` itself (HIP: hip_prelude.h's tl_thread_x).
     member_thread: str = ""
-    # ``{i}``: the i-th (pointer) argument read by index, so a persistent kernel's threads copy its buffer table
-    # in a loop (``lower/persistent.emit_persistent``); empty: thread 0 copies each by name.
+    # ``{i}``: the i-th (pointer) argument read by index, so a persistent kernel's (or device loop's) threads copy
+    # its buffer table in a loop (``lower/persistent.emit_persistent``); empty: thread 0 copies each by name.
     kernarg_ptr: str = ""
     prelude: str = "cuda_prelude.h"    # the header pasted atop every source, shipped beside this file
     source_suffix: str = ".cu"         # kernels/<name><suffix> in a build folder
