@@ -4,8 +4,8 @@ mma.sync for sm_80 (fusion/attention/mma.py) and on wgmma for sm_90 (fusion/atte
 whose rows also count the main loop's HGMMA by product: S = Q Kᵀ with both operands in shared memory, O += P V
 with P from registers) and the BERT-base FFN (1024 tokens, 768 -> 3072 -> 768, f16: two engine GEMMs with
 fused epilogues, GEMM + bias + GELU and GEMM + bias) and ResNet-50's 3x3 conv of its 14x14 stage (256 -> 256
-channels, batch 32, f16, + bias + ReLU: an implicit GEMM on the engine, lower/mma_conv.py), compiled for each
-arch with --check-ptx and read as `tilec inspect` reads them. No GPU needed.
+channels, batch 32, f16, + bias + ReLU: an implicit GEMM on the engine, lower/mma_conv.py on sm_80 and
+lower/wgmma_conv.py on sm_90), compiled for each arch with --check-ptx and read as `tilec inspect` reads them. No GPU needed.
 
     .venv/bin/python scripts/tensorcore_fused.py [--out docs/benchmarks/tensorcore-fused-DATE.md]   # rows alone
     .venv/bin/python scripts/tensorcore_fused.py --archs h200 --attention-only --out FILE   # the sm_90 attention
@@ -84,6 +84,10 @@ def _config(attrs: dict) -> str:
         feed = "a TMA producer warpgroup" if cfg.get("producer") else f"{cfg['pipeline']}"
         return (f"attention on wgmma: {cfg['warpgroups']} consumer warpgroup(s) x 64 rows, {cfg['bk']}-key "
                 f"chunks, {cfg['stages']} stages fed by {feed}")
+    if cfg.get("engine") == "wgmma" and "implicit_gemm" in cfg:   # lower/wgmma_conv.py (sm_90)
+        bm, bn = cfg["tile"]
+        return (f"{attrs['kind']}: wgmma block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) + producer "
+                f"(weight by TMA, im2col by cp.async), {cfg['stages']} stages")
     if cfg.get("engine") == "wgmma":   # lower/wgmma_engine.py (sm_90)
         bm, bn = cfg["tile"]
         return (f"{attrs['kind']}: wgmma block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) + TMA "
@@ -196,7 +200,11 @@ FFN_NOTES = """- *BERT FFN*: 1024 tokens, 768 -> 3072 -> 768, f16. The chain spl
   tap (8 channels, zero-filled in the padding) and bias + ReLU on the accumulators. Its extra main-loop
   instructions over the GEMM rows are the per-k-tile split of k into (tap, channel) and, per chunk, a
   pointer add and a bit test of the pixel's tap mask (computed before the loop, as CUTLASS's optimized
-  fprop iterator precomputes its masks).
+  fprop iterator precomputes its masks). On sm_90 (h200 row; lower/wgmma_conv.py, issue #21) it runs on
+  wgmma: the weight by TMA (*UTMALDG (kernel)*), the im2col operand gathered by a producer warpgroup with the
+  same cp.async chunks (LDGSTS.128, in the producer's loop, not the main loop) into wgmma's 128-byte swizzle,
+  each producer thread arriving on the stage's full mbarrier after its wait_group (TMA's im2col mode is not
+  emulated); the consumers' main loop is the GEMM's, HGMMA and barriers only.
 """
 
 

@@ -158,8 +158,8 @@ NOTES = """## How it is counted
 
 ## Not done (issue #17)
 
-- Convolution tiles are the implicit GEMM's own (lower/mma_conv.choose_tile), not Roller's; on sm_90 the
-  convolution stays on mma.sync (no wgmma implicit GEMM yet).
+- Convolution tiles are the implicit GEMM's own (lower/mma_conv.choose_tile; on sm_90 wgmma_engine.plan's,
+  lower/wgmma_conv.py), not Roller's.
 - The epilogue stores straight from the accumulators (4-byte column pairs), not staged through shared
   memory for 128-bit stores (outside the main loop).
 - No GPU timings: these are static instruction counts.
