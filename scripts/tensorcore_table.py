@@ -148,10 +148,12 @@ NOTES = """## How it is counted
 
 - tf32: mma.sync m16n8k8 (HMMA.1688, 2048 FLOPs per warp) on f32 stages; B [k][n] (a MatMul's weight) has
   no 32-bit transposing ldmatrix, so its fragments are 32-bit shared loads (LDS), as CUTLASS's congruous tf32
-  iterators; every fragment register is rounded with cvt.rna.tf32.f32 first. Roller ranks tf32 tiles at the
-  tf32 tensor-core peak (it used the f32 CUDA-core peak, hence the 64x32 tiles of the table before) and with
-  the engine's warps, stages and shared memory (analysis/engine_shape.py); tf32 warp tiles stay at 64x32
-  (<= 64 accumulators per thread: 64x64 spilled).
+  iterators; every fragment register is rounded to tf32 as cvt.rna.tf32.f32 rounds, by one integer add of
+  0x1000 before the tensor core drops the low 13 bits (cvt.rna itself is two instructions: half the main
+  loop). Roller ranks tf32 tiles at the tf32 tensor-core peak (it used the f32 CUDA-core peak, hence the
+  64x32 block tiles of the table before) with the engine's warps, stages and shared memory
+  (analysis/engine_shape.py), and tf32 takes 64x64 warp tiles (with cvt.rna they spilled: 64x32 before).
+  Triton's tl.dot rounds nothing (the tensor core truncates), hence its fewer instructions.
 - Stages: Roller's estimate of a tensor-core rTile is the engine kernel it gets (analysis/engine_shape.py):
   its 2-4 cp.async stages of shared memory (occupancy, the opt-in limit), its warps and registers, one
   barrier per k tile and ldmatrix traffic by warp tile; the stage count is in the rTile and the estimate.
