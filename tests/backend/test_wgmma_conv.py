@@ -79,3 +79,52 @@ def test_resnet50_conv_compiles_for_sm_90a(tmp_path):
     assert set(loop["tensor"]) == {"HGMMA.64x128x16.F32"} and loop["tensor"]["HGMMA.64x128x16.F32"] == 16
     mem = row["kernel_mix"]["memory"]
     assert mem.get("UTMALDG", 0) >= 1 and mem.get("LDGSTS.128", 0) >= 1 and not loop["memory"]
+
+
+def test_unfused_conv_stores_nchw(tmp_path):
+    """A Conv without bias or activation: no fused context, the accumulators stored straight to NCHW."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tilec.driver import compile_model
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 24, 7, 9)).astype(np.float16)
+    w = (rng.standard_normal((40, 24, 3, 3)) / 15).astype(np.float16)
+    t = TensorProto.FLOAT16
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], strides=[2, 1],
+                                            pads=[1, 0, 1, 0])], "conv",
+                          [helper.make_tensor_value_info("x", t, [2, 24, 7, 9])],
+                          [helper.make_tensor_value_info("y", t, [2, 40, 4, 7])], [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "b"), arch="h200")
+    (kern,) = engine_kernels(tmp_path / "b")
+    assert "relu" not in kern["origin"]
+    assert MARK in open(tmp_path / "b" / "kernels" / f"{kern['name']}.cu").read()
+    got, run = run_emu(tmp_path, tmp_path / "b", x)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (0, 0)))
+    want = np.zeros((2, 40, 4, 7))
+    for i in range(3):
+        for j in range(3):
+            want += np.einsum("nchw,fc->nfhw", xp[:, :, i:i + 8:2, j:j + 7], w[:, :, i, j].astype(np.float64))
+    assert np.abs(got - want).max() <= TOL["f16"] * np.abs(want).max()
+    for rk in run["kernels"]:
+        assert rk["bytes_loaded"] + rk["bytes_stored"] == rk["bytes_modelled"], rk
+
+
+@pytest.mark.parametrize("mistake,error", [
+    ("lag", "deadlock"),      # an arrive kept past the point where the producer waits for that stage
+    ("no_wait", "changed before the wait"),   # arriving before the copies landed: they land under the wgmma
+])
+def test_producer_mistakes_fail_under_the_emulator(tmp_path, monkeypatch, mistake, error):
+    """9 k tiles through 4 stages: each mistake in the cp.async producer is a launch error, not a silent pass."""
+    from tilec.backend.lower import wgmma_conv
+    from tilec.ir import CompileError
+    if mistake == "lag":
+        monkeypatch.setattr(wgmma_conv, "lag", lambda cfg: cfg.stages - 1)
+    else:
+        source = wgmma_conv.kernel_source
+        monkeypatch.setattr(wgmma_conv, "kernel_source",
+                            lambda *a: source(*a).replace("tl_cp_async_wait<2>();", ""))
+    build_dir, x, _ = build(tmp_path, 1, 64, 6, 6, 64, 3, 1, 1, arch="h200")
+    with pytest.raises(CompileError, match=error):
+        run_emu(tmp_path, build_dir, x)
