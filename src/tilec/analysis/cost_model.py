@@ -8,7 +8,8 @@
 - estimate: the latency model's time of the tile's launch (``latency.candidate_estimate``: waves, idle SMs,
   occupancy, the L2-aware DRAM guess, L2 and issue from the traffic, shared memory, barriers), the same model
   report.json's ``modelled_us`` uses (issue #18); bytes stay in the estimate as ``traffic_bytes``. Tensor-core
-  tiles keep waves × max(compute, memory, shared memory) per wave until the model sees their engine.
+  tiles keep waves × max(compute, memory, shared memory) per wave until the model sees their engine, except
+  the sm_90 wgmma engine's (``wgmma_estimate``: the latency model on tensor cores, with its shape).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..ir.types import itemsize
 from .hardware import GPUSpec
 from .latency import candidate_estimate
 from .engine_shape import engine_shape
+from .wgmma_shape import wgmma_shape
 from .tile_problem import TileProblem
 
 
@@ -180,6 +182,10 @@ def peak_flops(problem: TileProblem, spec: GPUSpec) -> float:
 
 def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     """The model's time for ``rt``, or None when the tile does not fit the hardware."""
+    if spec.sm_arch.startswith("sm_90") and peak_flops(problem, spec) != spec.fp32_flops:
+        wg = wgmma_shape(problem, rt, spec)
+        if wg is not None:
+            return wgmma_estimate(problem, rt, spec, wg)
     threads = rt.threads()
     smem = smem_bytes(problem, rt, spec)
     regs = regs_per_thread(problem, rt)
@@ -236,6 +242,31 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     smem_time = smem_read / blocks * in_flight / (spec.smem_bytes_per_s * busy_sms / spec.num_sms)
     seconds = waves * (max(compute, memory, smem_time) + sync)
     return Estimate(seconds, q, smem, regs, threads, blocks, per_sm, waves, flops, engine.stages if engine else 0)
+
+
+def wgmma_estimate(problem: TileProblem, rt: RTile, spec: GPUSpec, wg) -> Estimate | None:
+    """The latency model's time of the wgmma engine kernel ``wg`` (analysis/wgmma_shape.py) for ``rt``: its
+    warpgroups' threads, its stages' shared memory (opt-in), its registers, one mbarrier round per k tile,
+    and the shared memory its TMA writes and wgmma reads move (4-byte accesses: wgmma's operand reads are
+    no thread's instructions, but they share the SM's shared-memory bandwidth, which small-N tiles exhaust
+    first). The same model as report.json's ``modelled_us``, on tensor cores."""
+    dtype = problem.input_dtypes[0]
+    threads, smem, regs = wg.threads, wg.smem_bytes, wg.regs_per_thread
+    if smem > spec.smem_per_block_optin_bytes or threads > spec.max_threads_per_block:
+        return None
+    per_sm = min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
+                 spec.smem_per_sm_bytes // smem, spec.regs_per_sm // (regs * threads))
+    if per_sm < 1:
+        return None
+    blocks = num_blocks(problem, rt)
+    waves = -(-blocks // (per_sm * spec.num_sms))
+    q = traffic_bytes(problem, rt, spec)
+    k_tiles = math.prod(-(-problem.extents[a] // s) for a, s in rt.step)
+    est = candidate_estimate(spec, blocks=blocks, threads=threads, smem=smem, regs=regs, flops=problem.flops,
+                             global_bytes=q, unique_bytes=unique_bytes(problem), barriers=k_tiles,
+                             smem_accesses=k_tiles * wg.smem_bytes_moved(dtype) / 4, tensor=True,
+                             dtype=dtype if dtype != "f32" else "tf32", inflight_bytes=wg.inflight_bytes)
+    return Estimate(est.seconds, q, smem, regs, threads, blocks, per_sm, waves, problem.flops, wg.stages)
 
 
 ENGINE_REGS = 96   # registers of an engine thread beyond its accumulators: fragments, addresses, loop state

@@ -59,6 +59,7 @@ class KernelLoad:
     grid_barriers: float = 0.0
     makespan_s: float = 0.0   # a persistent rProgram's packed makespan, launch excluded
     bytes_from: str = "compile-time"   # or "emulator L2 model"
+    inflight_bytes: float = 0.0   # per block, an asynchronous (TMA) pipeline's loads in flight whatever its warps
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,11 @@ def estimate(spec: GPUSpec, load: KernelLoad) -> Estimate:
     # instructions issue for a whole warp, its FLOPs use that share of the units, and its loads keep that
     # share of a full warp's bytes in flight.
     util = load.threads / (math.ceil(load.threads / spec.warp_size) * spec.warp_size)
-    eff = min(1.0, warps * util / max(1, spec.saturating_warps_per_sm))   # global-memory latency hidden
+    # Global-memory latency hidden: by warps in flight, each with a warp-wide word load outstanding, or by a
+    # TMA pipeline's stages (``inflight_bytes``, counted in those warps' bytes: the wgmma engine's producer
+    # keeps tens of KB in flight with one thread).
+    hiding = warps * util + load.inflight_bytes * min(R, b_max) / (spec.warp_size * GLOBAL_BYTES_PER_INSTR)
+    eff = min(1.0, hiding / max(1, spec.saturating_warps_per_sm))
     lanes = min(1.0, warps / max(1, spec.sm_partitions)) * util      # schedulers (and their units) with a warp
     clock = spec.clock_ghz * 1e9
     share = b_max / B   # the busiest SM's part of the launch's work
@@ -160,7 +165,8 @@ def _effective(spec: GPUSpec) -> GPUSpec:
 
 def candidate_estimate(spec: GPUSpec, *, blocks: int, threads: int, smem: int, regs: int, flops: float,
                        global_bytes: float, unique_bytes: float, barriers: float = 0.0,
-                       smem_accesses: float = 0.0, tensor: bool = False, dtype: str = "f32") -> Estimate:
+                       smem_accesses: float = 0.0, tensor: bool = False, dtype: str = "f32",
+                       inflight_bytes: float = 0.0) -> Estimate:
     """The modelled time of a launch config that is not lowered yet (a Roller rTile, a Welder group tile,
     issue #18): the same :func:`estimate` a built kernel's report.json row gets, with the compile-time DRAM
     guess (:func:`dram_guess`), ``barriers`` and ``smem_accesses`` per block. Choices made with it rank
@@ -170,7 +176,7 @@ def candidate_estimate(spec: GPUSpec, *, blocks: int, threads: int, smem: int, r
     load = KernelLoad(blocks=max(1, blocks), threads=max(1, threads), smem=smem, regs=regs, flops=float(flops),
                       dtype=dtype, tensor=tensor, l2_bytes=float(global_bytes),
                       dram_bytes=dram_guess(spec, unique_bytes, global_bytes),
-                      work=BlockWork(barriers=barriers, smem_accesses=smem_accesses))
+                      work=BlockWork(barriers=barriers, smem_accesses=smem_accesses), inflight_bytes=inflight_bytes)
     return estimate(spec, load)
 
 
@@ -196,7 +202,16 @@ def kernel_load(spec: GPUSpec, kernel, row: dict) -> KernelLoad:
                       regs=int(row.get("registers") or 0), flops=float(a.get("flops", 0)),
                       dtype=compute_dtype(kernel), tensor=kind == "tiled_mma", l2_bytes=l2,
                       dram_bytes=compile_dram_bytes(spec, kernel, l2), work=work, grid_barriers=grid_barriers,
-                      makespan_s=makespan)
+                      makespan_s=makespan, inflight_bytes=tma_inflight_bytes(a.get("config") or {}))
+
+
+def tma_inflight_bytes(config: dict) -> float:
+    """Bytes a wgmma engine block keeps in flight (``config["engine"] == "wgmma"``): all its stages but the one
+    being computed, (BM + BN) 128-byte rows each (analysis/wgmma_shape.py); 0 for any other kernel."""
+    if config.get("engine") != "wgmma" or "tile" not in config or "stages" not in config:
+        return 0.0
+    bm, bn = config["tile"]
+    return float((int(config["stages"]) - 1) * (bm + bn) * 128)
 
 
 def load_from_json(data: dict) -> KernelLoad:
@@ -205,7 +220,10 @@ def load_from_json(data: dict) -> KernelLoad:
 
 
 def load_to_json(load: KernelLoad) -> dict:
-    return asdict(load)
+    out = asdict(load)
+    if not load.inflight_bytes:   # only TMA pipelines have it: other rows keep their fields
+        del out["inflight_bytes"]
+    return out
 
 
 WIDE_OUTPUT_PER_SM = 1024   # issue #18: an output of >= SMs x 1024 elements should fill the SMs

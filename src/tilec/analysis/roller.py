@@ -96,6 +96,9 @@ class Roller:
 
     # --- level 0 -----------------------------------------------------------------------------------
     def construct(self) -> list:
+        wgmma = self.wgmma_candidates()
+        if wgmma:   # sm_90 tensor cores: the wgmma engine's own tiles, priced as the kernel each one gets
+            return wgmma
         best: list = []
         last_sizes = None
         for eps in EPSILONS:
@@ -117,6 +120,19 @@ class Roller:
         rt = RTile(tuple(block.items()), tuple(block.items()), tuple(step.items()))
         est = estimate(self.p, rt, self.spec)
         return [Candidate(rt, est)] if est else []
+
+    def wgmma_candidates(self) -> list:
+        """Top-k of the wgmma engine's tiles (analysis/wgmma_shape.py) where it runs the problem (an sm_90
+        target's tensor-core product): its block tiles are a fixed set, so they are ranked, not grown."""
+        if not self.spec.sm_arch.startswith("sm_90") or not self.mma_alignment():
+            return []
+        from .wgmma_shape import rtiles
+        cands = []
+        for rt in rtiles(self.p, self.spec):
+            est = estimate(self.p, rt, self.spec)
+            if est is not None:
+                cands.append(Candidate(rt, est))
+        return self._merge(cands, [])
 
     def axis_candidates(self, eps: float) -> dict:
         """Aligned sizes per axis at padding threshold ``eps``."""

@@ -46,6 +46,8 @@ def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
         return False
     if not all(block.get(b, 1) == 1 for b in mt["batch"]):
         return False
+    if _wgmma_plan(ctx, mt, rtile, tiled_for(ctx)) is not None:   # sm_90: its own shared memory (opt-in)
+        return True
     if mt["dtype"] == "f32" or tiled_for(ctx).is_amd:   # tf32, AMD: the engine or CUDA cores (no wmma there)
         return engine_config(ctx, rtile) is not None
     return smem_bytes(bm, bn, bk, ctx.dtypes[0]) <= ctx.smem_limit
@@ -72,6 +74,9 @@ def engine_config(ctx: ComputeContext, rtile: dict):
     spec = tiled_for(ctx)
     if spec.is_amd:   # matrix cores: the MFMA engine (mfma_engine.MfmaConfig)
         return _mfma_plan(ctx, mt, rtile, spec)
+    wg = _wgmma_plan(ctx, mt, rtile, spec)
+    if wg is not None:   # an sm_90 target: the wgmma engine (wgmma_engine.WgmmaConfig) where it has a shape
+        return wg
     if not mma_engine.supports(spec, mt, ctx.extents):
         return None
     bm, bn = rtile["block"][mt["m"]], rtile["block"][mt["n"]]
@@ -79,6 +84,14 @@ def engine_config(ctx: ComputeContext, rtile: dict):
         return tf32_plan(mt, bm, bn, ctx.extents[mt["k"]], spec)
     return mma_engine.plan(bm, bn, ctx.extents[mt["k"]], warps_for(bm, bn, _threads_hint(mt, rtile)),
                            ctx.dtypes[0], spec)
+
+
+def _wgmma_plan(ctx: ComputeContext, mt: dict, rtile: dict, spec):
+    """The wgmma engine's shape on an sm_90 target (``wgmma_engine.plan``): the rTile's block tile where it
+    is one of the engine's (Roller ranked those, analysis/wgmma_shape.py), else the engine's own; or None."""
+    from . import wgmma_engine
+    block = rtile.get("block", {})
+    return wgmma_engine.plan(spec, mt, ctx.extents, ctx.dtypes[0], (block.get(mt["m"]), block.get(mt["n"])))
 
 
 def _mfma_plan(ctx: ComputeContext, mt: dict, rtile: dict, spec):
@@ -108,15 +121,15 @@ def lower_tiled_mma(ctx: ComputeContext, name: str, rtile: dict):
 
 
 def lower_engine(ctx: ComputeContext, name: str, rtile: dict, cfg):
-    """The ``kernel.func`` of the sm_80 engine kernel (``mma_engine``) with shape ``cfg``, or of the MFMA
-    engine's (``mfma_engine``) where ``cfg`` is one of its shapes (an AMD target)."""
+    """The ``kernel.func`` of the sm_80 engine kernel (``mma_engine``) with shape ``cfg``, of the MFMA
+    engine's (``mfma_engine``) where ``cfg`` is one of its shapes (an AMD target), or of the wgmma engine's
+    (``wgmma_engine``, an sm_90 target)."""
     from . import mfma_engine, mma_engine
     from .builder import KernelBuilder
     mt = match(ctx)
     from . import wgmma_engine
-    wg = wgmma_engine.plan(tiled_for(ctx), mt, ctx.extents, ctx.dtypes[0])
-    if wg is not None:   # an sm_90 target: the wgmma engine where it has a shape (else mma.sync below)
-        return wgmma_engine.lower(ctx, name, rtile, mt, wg)
+    if isinstance(cfg, wgmma_engine.WgmmaConfig):   # an sm_90 target (engine_config)
+        return wgmma_engine.lower(ctx, name, rtile, mt, cfg)
     if isinstance(cfg, mfma_engine.MfmaConfig):
         return mfma_engine.lower(ctx, name, rtile, cfg, modelled_bytes(ctx, mt, cfg.bm, cfg.bn, cfg.bk))
     dtype = ctx.dtypes[0]

@@ -34,95 +34,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ...analysis import wgmma_shape
 from ...analysis.hardware import GPUSpec
-from ...ir.types import itemsize
+from ...analysis.wgmma_shape import (CONSUMER_REGS, MAX_STAGES, MIN_STAGES, PRODUCER_REGS, SLACK,  # noqa: F401
+                                     TILES, WgmmaConfig, bk_of)
 from ..arch_features import MARK
-from .mma_engine import CTYPE, sm_version
+from .mma_engine import CTYPE
 
 BK = 64              # k tile: one 128-byte swizzled row of a b16 operand
 BOX = 64             # columns of one TMA box of an m/n-contiguous operand (128 bytes: the swizzle span)
-MAX_STAGES = 4
-MIN_STAGES = 2
-SLACK = 1024         # dynamic shared memory is aligned up to 1024 bytes (the 128B swizzle's period)
 WG_FN = {"f16": "tl_wgmma_f16", "bf16": "tl_wgmma_bf16", "f32": "tl_wgmma_tf32"}   # f32: a tf32-marked product
 TMA_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32"}
 WG_K = {"f16": 16, "bf16": 16, "f32": 8}   # the instruction's k: m64nNk16, m64nNk8 for tf32
-# (BM, BN) in order of preference at equal cost: larger tiles reuse each loaded byte more.
-TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
-PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
 
 
-def bk_of(dtype: str) -> int:
-    """The k tile: one 128-byte swizzled row (64 b16, 32 f32)."""
-    return 128 // itemsize(dtype)
-
-
-@dataclass(frozen=True)
-class WgmmaConfig:
-    """One wgmma engine kernel's shape: block tile, pipeline depth, and which operands are m/n-contiguous."""
-    bm: int
-    bn: int
-    stages: int
-    a_mn: bool         # A stored [k][m] (wgmma's "transposed" A)
-    b_mn: bool         # B stored [k][n]
-
-    @property
-    def consumers(self) -> int:
-        return self.bm // 64
-
-    @property
-    def threads(self) -> int:
-        return 128 * (1 + self.consumers)
-
-    @property
-    def stage_bytes(self) -> int:
-        """One k tile of A and B: a 128-byte row per m and n (any element type)."""
-        return (self.bm + self.bn) * 128
-
-    @property
-    def smem_bytes(self) -> int:
-        """Dynamic shared memory: the stages, their full/empty barriers, and the alignment slack."""
-        return self.stages * self.stage_bytes + 16 * self.stages + SLACK
-
-
-def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str) -> WgmmaConfig | None:
-    """The engine's shape for the matched product ``mt`` on ``spec``, or None where it does not apply: not an
-    sm_90 target, not f16/bf16 or tf32 (an f32 product marked tf32, whose wgmma takes K-major operands only:
-    A [m][k] and B [n][k]), an operand whose contiguous extent is not 16 bytes' worth of elements (TMA's
-    16-byte strides), or no tile whose two stages fit the shared memory.
-
-    The tile minimises waves x tile area over the reuse of a loaded byte (BM*BN / (BM+BN) against 128x256's),
-    among the tiles no larger than the product (rounded up to 64): a 4096^3 GEMM takes 128x256, a product
-    too small to fill the SMs with it smaller tiles."""
-    if sm_version(spec) != 90 or dtype not in WG_FN:
-        return None
-    if dtype == "f32" and (mt["a_kmajor"] or not mt["b_nmajor"]):
-        return None   # wgmma tf32 has no transposed operands
-    m, n, k = extents[mt["m"]], extents[mt["n"]], extents[mt["k"]]
-    a_inner = m if mt["a_kmajor"] else k
-    b_inner = k if mt["b_nmajor"] else n
-    chunk = 16 // itemsize(dtype)
-    if a_inner % chunk or b_inner % chunk:
-        return None
-    nb = math.prod(extents[b] for b in mt["batch"])
-    best, best_cost = None, None
-    ref = 128 * 256 / (128 + 256)
-    for bm, bn in TILES:
-        if bm > max(64, -(-m // 64) * 64) or bn > max(64, -(-n // 64) * 64):
-            continue
-        blocks = nb * -(-m // bm) * -(-n // bn)
-        cost = -(-blocks // spec.num_sms) * bm * bn * max(1.0, ref / (bm * bn / (bm + bn)))
-        if best_cost is None or cost < best_cost:
-            best, best_cost = (bm, bn), cost
-    if best is None:
-        return None
-    bm, bn = best
-    budget = spec.smem_per_block_optin_bytes
-    stages = MIN_STAGES
-    while stages < MAX_STAGES and WgmmaConfig(bm, bn, stages + 1, False, False).smem_bytes <= budget:
-        stages += 1
-    cfg = WgmmaConfig(bm, bn, stages, bool(mt["a_kmajor"]), not mt["b_nmajor"])
-    return cfg if cfg.smem_bytes <= budget else None
+def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, tile: tuple | None = None) -> WgmmaConfig | None:
+    """The engine's shape (``analysis/wgmma_shape.plan``) over this module's :data:`TILES`: Roller's block
+    tile ``tile`` where it is one of them, else the engine's own choice; None where the engine does not
+    apply (not sm_90, not f16/bf16/tf32 with K-major tf32 operands, rows not whole 16-byte chunks)."""
+    return wgmma_shape.plan(spec, mt, extents, dtype, tile, TILES)
 
 
 @dataclass(frozen=True)

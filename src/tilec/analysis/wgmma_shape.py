@@ -1,0 +1,169 @@
+"""The sm_90 wgmma engine's shape (``backend/lower/wgmma_engine.py`` runs it): block tile, warpgroups, TMA
+stages and shared memory, as analysis-level facts, so Roller ranks the tiles that engine runs and prices the
+kernel each one gets (issue #21: the estimate, report.json's rTile and the lowered kernel agree), the way
+``engine_shape`` does for the sm_80 engine.
+
+A tile is one of :data:`TILES` (BM = 64 or 128: one consumer warpgroup per 64 rows; BN = 64..256) with a k tile
+of one 128-byte row (:func:`bk_of`); the stages are as many (2-4) as the opt-in shared memory holds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..ir.types import itemsize
+from .hardware import GPUSpec
+from .mma_tile import match_expr
+
+MAX_STAGES = 4
+MIN_STAGES = 2
+SLACK = 1024         # dynamic shared memory is aligned up to 1024 bytes (the 128B swizzle's period)
+DTYPES = ("f16", "bf16", "f32")   # f32: a product marked tf32
+# (BM, BN) in order of preference at equal cost: larger tiles reuse each loaded byte more.
+TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
+PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
+OVERHEAD_REGS = 40   # a lone consumer's registers beyond its BN / 2 accumulators (ptxas: 168 at BN 256)
+
+
+def bk_of(dtype: str) -> int:
+    """The k tile: one 128-byte swizzled row (64 b16, 32 f32)."""
+    return 128 // itemsize(dtype)
+
+
+@dataclass(frozen=True)
+class WgmmaConfig:
+    """One wgmma engine kernel's shape: block tile, pipeline depth, and which operands are m/n-contiguous."""
+    bm: int
+    bn: int
+    stages: int
+    a_mn: bool         # A stored [k][m] (wgmma's "transposed" A)
+    b_mn: bool         # B stored [k][n]
+
+    @property
+    def consumers(self) -> int:
+        return self.bm // 64
+
+    @property
+    def threads(self) -> int:
+        return 128 * (1 + self.consumers)
+
+    @property
+    def stage_bytes(self) -> int:
+        """One k tile of A and B: a 128-byte row per m and n (any element type)."""
+        return (self.bm + self.bn) * 128
+
+    @property
+    def smem_bytes(self) -> int:
+        """Dynamic shared memory: the stages, their full/empty barriers, and the alignment slack."""
+        return self.stages * self.stage_bytes + 16 * self.stages + SLACK
+
+    @property
+    def regs_per_thread(self) -> int:
+        """Registers per thread on average over the block: with two consumers ``setmaxnreg`` splits the file
+        (producer 40, consumers 232); a lone consumer holds its ``BN / 2`` accumulators plus addressing."""
+        if self.consumers > 1:
+            return (PRODUCER_REGS + self.consumers * CONSUMER_REGS) // (1 + self.consumers)
+        return min(255, -(-(self.bn // 2 + OVERHEAD_REGS) // 8) * 8)
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Bytes the producer keeps in flight: every stage but the one the consumers compute on."""
+        return (self.stages - 1) * self.stage_bytes
+
+    def smem_bytes_moved(self, dtype: str) -> int:
+        """Shared-memory bytes one k tile moves: the TMA writes of the stage, and each consumer's wgmma reads
+        of its 64-row A slab and the whole B tile."""
+        return self.stage_bytes + self.consumers * (64 + self.bn) * 128
+
+
+def applies(spec: GPUSpec, mt: dict | None, extents: dict, dtype: str) -> bool:
+    """Whether the engine can run the matched product ``mt``: an sm_90 target, f16/bf16 or tf32 (an f32
+    product marked tf32, whose wgmma takes K-major operands only: A [m][k] and B [n][k]), and every operand's
+    contiguous extent 16 bytes' worth of elements (TMA's 16-byte strides)."""
+    from .engine_shape import sm_version
+    if mt is None or sm_version(spec) != 90 or dtype not in DTYPES:
+        return False
+    if dtype == "f32" and (mt["a_kmajor"] or not mt["b_nmajor"]):
+        return False   # wgmma tf32 has no transposed operands
+    a_inner = extents[mt["m"]] if mt["a_kmajor"] else extents[mt["k"]]
+    b_inner = extents[mt["k"]] if mt["b_nmajor"] else extents[mt["n"]]
+    chunk = 16 // itemsize(dtype)
+    return a_inner % chunk == 0 and b_inner % chunk == 0
+
+
+def candidate_tiles(mt: dict, extents: dict, tiles: tuple = TILES) -> list:
+    """The tiles no larger than the product (M and N rounded up to 64)."""
+    m, n = extents[mt["m"]], extents[mt["n"]]
+    return [(bm, bn) for bm, bn in tiles if bm <= max(64, -(-m // 64) * 64) and bn <= max(64, -(-n // 64) * 64)]
+
+
+def with_stages(spec: GPUSpec, mt: dict, bm: int, bn: int) -> WgmmaConfig | None:
+    """The tile's shape with as many stages (2-4) as the opt-in shared memory holds, or None."""
+    budget = spec.smem_per_block_optin_bytes
+    stages = MIN_STAGES
+    while stages < MAX_STAGES and WgmmaConfig(bm, bn, stages + 1, False, False).smem_bytes <= budget:
+        stages += 1
+    cfg = WgmmaConfig(bm, bn, stages, bool(mt["a_kmajor"]), not mt["b_nmajor"])
+    return cfg if cfg.smem_bytes <= budget else None
+
+
+def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, tile: tuple | None = None,
+         tiles: tuple = TILES) -> WgmmaConfig | None:
+    """The engine's shape for the matched product ``mt`` on ``spec``, or None where it does not apply
+    (:func:`applies`) or no tile's two stages fit the shared memory. ``tile``: the block tile Roller chose
+    (its rTile), taken when it is one of the engine's; otherwise the engine's own choice, which minimises
+    waves x tile area over the reuse of a loaded byte (BM*BN / (BM+BN) against 128x256's): a 4096^3 GEMM
+    takes 128x256, a product too small to fill the SMs with it smaller tiles."""
+    if not applies(spec, mt, extents, dtype):
+        return None
+    allowed = candidate_tiles(mt, extents, tiles)
+    if tile in allowed:
+        return with_stages(spec, mt, *tile)
+    nb = math.prod(extents[b] for b in mt["batch"])
+    m, n = extents[mt["m"]], extents[mt["n"]]
+    best, best_cost = None, None
+    ref = 128 * 256 / (128 + 256)
+    for bm, bn in allowed:
+        blocks = nb * -(-m // bm) * -(-n // bn)
+        cost = -(-blocks // spec.num_sms) * bm * bn * max(1.0, ref / (bm * bn / (bm + bn)))
+        if best_cost is None or cost < best_cost:
+            best, best_cost = (bm, bn), cost
+    return with_stages(spec, mt, *best) if best else None
+
+
+def _match(problem) -> dict | None:
+    return match_expr(problem.expr, problem.input_dtypes, problem.out_dtype, problem.precision)
+
+
+def wgmma_shape(problem, rt, spec: GPUSpec) -> WgmmaConfig | None:
+    """The engine's shape for rTile ``rt`` of the tensor-core product ``problem``, as the lowering gives it
+    (``tiled_mma.engine_config``), where ``rt`` is one of :func:`rtiles`' tiles; else None."""
+    mt = _match(problem)
+    if mt is None or not applies(spec, mt, problem.extents, mt["dtype"]):
+        return None
+    block, step = dict(rt.block), dict(rt.step)
+    tile = (block[mt["m"]], block[mt["n"]])
+    if any(block.get(b, 1) != 1 for b in mt["batch"]) or step.get(mt["k"]) != bk_of(mt["dtype"]) \
+            or tile not in candidate_tiles(mt, problem.extents):
+        return None
+    return with_stages(spec, mt, *tile)
+
+
+def rtiles(problem, spec: GPUSpec) -> list:
+    """Roller's candidates where the wgmma engine runs ``problem``: one rTile per engine tile (block m, n the
+    tile, batch axes 1, k step the engine's k tile; thread tile 8 x BN/16: a consumer thread's BN / 2
+    accumulators, 128 threads per 64 rows). Empty where the engine does not apply."""
+    from .cost_model import RTile
+    mt = _match(problem)
+    if mt is None or not applies(spec, mt, problem.extents, mt["dtype"]):
+        return []
+    out = []
+    for bm, bn in candidate_tiles(mt, problem.extents):
+        if with_stages(spec, mt, bm, bn) is None:
+            continue
+        size = {mt["m"]: bm, mt["n"]: bn}
+        thread = {mt["m"]: 8, mt["n"]: bn // 16}
+        out.append(RTile(tuple((a, size.get(a, 1)) for a in problem.out_axes),
+                         tuple((a, thread.get(a, 1)) for a in problem.out_axes),
+                         tuple((a, bk_of(mt["dtype"]) if a == mt["k"] else 1) for a in problem.reduce_axes)))
+    return out
