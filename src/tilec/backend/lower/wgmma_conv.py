@@ -50,19 +50,20 @@ def lag(cfg: WgmmaConfig) -> int:
     return max(0, cfg.stages - 2)
 
 
-def register_split(cfg: WgmmaConfig) -> tuple:
+def register_split(cfg: WgmmaConfig, taps: int) -> tuple:
     """(producer, consumer) ``setmaxnreg`` counts with two consumer warpgroups: the producer keeps its B copy
-    plan (3 registers per chunk: pointer and tap mask, ``mma_conv._registers``) plus 40, the consumers share
-    the rest of the 64K registers (1 x P + 2 x C <= 512), at most the wgmma engine's 232."""
-    chunks = b_operand(None, cfg).rows * (BK // 8) // PRODUCER_THREADS
-    producer = -(-(40 + 3 * chunks) // 8) * 8
+    plan (per chunk: pointer and tap mask, 3 registers, or 4 past ``mma_conv.MASK_TAPS`` taps, as
+    ``mma_conv._registers`` counts) plus 40, the consumers share the rest of the 64K registers
+    (1 x P + 2 x C <= 512), at most the wgmma engine's 232."""
+    chunks = cfg.bn * (BK // 8) // PRODUCER_THREADS
+    producer = -(-(40 + (3 if taps <= mma_conv.MASK_TAPS else 4) * chunks) // 8) * 8
     return producer, min(MAX_CONSUMER_REGS, (512 - producer) // 2 // 8 * 8)
 
 
-def b_operand(cg, cfg: WgmmaConfig, name: str = "") -> Operand:
+def b_operand(cg: mma_conv.ConvGemm, cfg: WgmmaConfig, name: str) -> Operand:
     """B's stage tile as ``mma_conv``'s copy plan reads it: BN pixel rows of 64 k (one swizzled 128-byte row)."""
-    n_ext, k_ext = (cg.extents["N"], cg.extents["K"]) if cg is not None else (0, 0)
-    return Operand(name, "k_n0", "k_k0", n_ext, k_ext, cfg.bn, BK, True, k_ext)
+    E = cg.extents
+    return Operand(name, "k_n0", "k_k0", E["N"], E["K"], cfg.bn, BK, True, E["K"])
 
 
 def kernel_source(ctx, cg: mma_conv.ConvGemm, cfg: WgmmaConfig) -> str:
@@ -78,7 +79,7 @@ def kernel_source(ctx, cg: mma_conv.ConvGemm, cfg: WgmmaConfig) -> str:
     ragged = E["K"] % BK != 0
     (coords,) = wgmma_engine.operand_maps(cg.mt(), E, cfg, ctx.names, BK)[0].loads
     rebalance = cfg.consumers > 1
-    p_regs, c_regs = register_split(cfg)
+    p_regs, c_regs = register_split(cfg, cg.r * cg.s)
     ind = lambda lines, n: ["  " * n + ln for ln in lines]   # noqa: E731
     src = [
         MARK,
