@@ -30,6 +30,7 @@ from ..ir.texpr.evaluate import product_factors
 from ..ir.types import np_dtype
 from ..runtime.interpreter import run_op
 from .base import ModulePass
+from .tf32_layout import k_major_weight
 
 # The graph ops whose decomposition is a contraction (origin of the ``+=`` product compute).
 CONTRACTIONS = frozenset({"graph.matmul", "graph.gemm", "graph.conv", "graph.einsum"})
@@ -85,6 +86,7 @@ class Precision(ModulePass):
                 if mode == "tf32":   # a host op (ConvTranspose) computes in f32 on the CPU: nothing to mark
                     if op.name == "tile.compute":
                         op.attributes["precision"] = "tf32"
+                        k_major_weight(module, op)   # sm_90: a [k][n] weight stored [n][k] for wgmma
                 else:
                     self._lower(op)
 
