@@ -264,3 +264,34 @@ def test_tf32_on_wgmma_truncates_k_major_operands(expr, a_shape, b_shape, out_sh
     assert np.abs(got - exact).max() > 1e-5 * scale     # tf32, not f32
     st = stats[k.sym_name]
     assert st.global_load_bytes + st.global_store_bytes == k.attributes["bytes_modelled"]
+
+
+@pytest.mark.parametrize("tile,sms,a_shape,b_shape", [
+    ((64, 64), 1, (200, 256), (256, 136)),     # 12 tiles on 3 resident blocks, 4 each; M, N ragged
+    ((128, 128), 2, (136, 512), (512, 144)),   # two consumer warpgroups: 4 tiles on 2 blocks, 8 k tiles
+])
+def test_persistent_tile_scheduler(monkeypatch, tile, sms, a_shape, b_shape):
+    """More tiles than one wave of resident blocks: a grid of SMs x resident blocks loops over the tiles
+    (CUTLASS's persistent scheduler), the stages' barriers and phases running on from tile to tile and each
+    tile's last stage released before its epilogue (the producer loads the next tile meanwhile); exact under
+    the emulator in shuffled order, with the bytes of one block per tile."""
+    import dataclasses
+    from tilec.backend.lower import tiled_mma
+    small = dataclasses.replace(get_arch("h200"), num_sms=sms)
+    monkeypatch.setattr(tiled_mma, "tiled_for", lambda ctx: small)
+    monkeypatch.setattr(wgmma_engine, "TILES", (tile,))
+    k = run("C[m, n] += A[m, k] * B[k, n]", [T(a_shape, "f16"), T(b_shape, "f16")],
+            T((a_shape[0], b_shape[1]), "f16"), TOL["f16"], orders=("shuffle", "reverse"))
+    per = k.attributes["config"]["persistent"]
+    assert k.attributes["grid"][0] == per["blocks"] < per["tiles"]
+    assert "gridDim.x" in k.attributes["source"]
+
+
+def test_persistent_only_past_one_wave_and_whole_stage_rounds():
+    from tilec.analysis.wgmma_shape import persistent_grid
+    spec = get_arch("h200")
+    mt = {"m": "m", "n": "n", "k": "k", "batch": [], "a_kmajor": False, "b_nmajor": False, "dtype": "f16"}
+    big = wgmma_engine.plan(spec, mt, {"m": 4096, "n": 4096, "k": 4096}, "f16")
+    assert persistent_grid(spec, mt, {"m": 4096, "n": 4096, "k": 4096}, big) == spec.num_sms   # 512 tiles
+    assert persistent_grid(spec, mt, {"m": 4096, "n": 4096, "k": 4096 - 64}, big) == 0   # 63 k tiles, 4 stages
+    assert persistent_grid(spec, mt, {"m": 1024, "n": 2048, "k": 4096}, big) == 0   # 64 tiles: one wave

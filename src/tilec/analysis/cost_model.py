@@ -254,8 +254,8 @@ def wgmma_estimate(problem: TileProblem, rt: RTile, spec: GPUSpec, wg) -> Estima
     threads, smem, regs = wg.threads, wg.smem_bytes, wg.regs_per_thread
     if smem > spec.smem_per_block_optin_bytes or threads > spec.max_threads_per_block:
         return None
-    per_sm = min(spec.max_blocks_per_sm, spec.max_threads_per_sm // threads,
-                 spec.smem_per_sm_bytes // smem, spec.regs_per_sm // (regs * threads))
+    from .wgmma_shape import resident
+    per_sm = resident(spec, wg)
     if per_sm < 1:
         return None
     blocks = num_blocks(problem, rt)

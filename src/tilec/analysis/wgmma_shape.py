@@ -76,6 +76,26 @@ class WgmmaConfig:
         return self.stage_bytes + self.consumers * (64 + self.bn) * 128
 
 
+def resident(spec: GPUSpec, cfg: WgmmaConfig) -> int:
+    """Blocks of shape ``cfg`` one SM holds at once (threads, shared memory, registers); 0: none fits."""
+    return min(spec.max_blocks_per_sm, spec.max_threads_per_sm // cfg.threads,
+               spec.smem_per_sm_bytes // cfg.smem_bytes, spec.regs_per_sm // (cfg.regs_per_thread * cfg.threads))
+
+
+def persistent_grid(spec: GPUSpec, mt: dict, extents: dict, cfg: WgmmaConfig) -> int:
+    """Blocks of a persistent launch (CUTLASS's persistent tile scheduler: each block loops over output tiles
+    ``blockIdx.x, + gridDim.x, ...``), or 0 for one block per tile. Persistent where the tiles are more than
+    one wave of resident blocks: each further tile a block takes skips a block launch, the pipeline's fill
+    (the producer loads the next tile's k tiles while the consumers run this one's epilogue) and the epilogue
+    itself; and where the k tiles are whole rounds of the stages, so every tile starts at stage 0 (the
+    consumers' k loop is unrolled by the stage count, each stage's barriers and descriptors constants)."""
+    nb = math.prod(extents[b] for b in mt["batch"])
+    tiles = nb * -(-extents[mt["m"]] // cfg.bm) * -(-extents[mt["n"]] // cfg.bn)
+    k_tiles = -(-extents[mt["k"]] // bk_of(mt.get("dtype", "f16")))
+    grid = spec.num_sms * max(1, resident(spec, cfg))
+    return grid if tiles > grid and k_tiles % cfg.stages == 0 else 0
+
+
 def applies(spec: GPUSpec, mt: dict | None, extents: dict, dtype: str) -> bool:
     """Whether the engine can run the matched product ``mt``: an sm_90 target, f16/bf16 or tf32 (an f32
     product marked tf32, whose wgmma takes K-major operands only: A [m][k] and B [n][k]), and every operand's

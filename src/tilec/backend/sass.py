@@ -277,4 +277,12 @@ def main_loop(instrs: list) -> tuple:
         key = (m.total_flops, m.memory_ops, -m.instructions, -lp.start)
         if (m.total_flops if computes else m.memory_ops) and (best is None or key > best[0]):
             best = (key, lp, m)
+    if best and computes:
+        # A loop nested in it that does all of its arithmetic is the main loop: the outer one only adds a
+        # prologue and an epilogue per iteration (a persistent kernel's tile loop around its k loop).
+        for lp in loops(instrs):
+            if best[1].start <= lp.start and lp.end <= best[1].end and lp != best[1]:
+                m = mix(i for i in instrs if lp.contains(i))
+                if m.total_flops == best[2].total_flops and m.instructions < best[2].instructions:
+                    best = (best[0], lp, m)
     return (best[1], best[2]) if best else (None, None)

@@ -100,8 +100,9 @@ def descriptor_steps(cfg: WgmmaConfig) -> tuple:
     return (128 if cfg.a_mn else 2), (128 if cfg.b_mn else 2)
 
 
-def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
-    """The CUDA body of the wgmma engine kernel for the matched product ``mt`` of ``ctx``."""
+def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
+    """The CUDA body of the wgmma engine kernel for the matched product ``mt`` of ``ctx``; ``grid`` > 0: the
+    persistent form (``wgmma_shape.persistent_grid``), each block looping over tiles ``blockIdx.x + i grid``."""
     E = ctx.extents
     m, n = mt["m"], mt["n"]
     dtype = ctx.dtypes[0]
@@ -125,58 +126,24 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
             loads.append(f"      tl_tma_load_{len(coords)}d(k_st + {base} + {off}, k_tma{0 if tag == 'A' else 1}, "
                          f"&k_full[k_s], {', '.join(coords)});")
     ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
-    src = [
-        MARK,
-        f"// wgmma engine: block tile {cfg.bm}x{cfg.bn}, k tile {bk}, {s}-stage TMA/mbarrier pipeline; "
-        f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k{WG_K[dtype]} "
-        f"{'tf32' if dtype == 'f32' else dtype}, f32 accumulators) "
-        "and a producer warpgroup",
-        f"constexpr int STAGE = {cfg.stage_bytes}, A_BYTES = {a_bytes};   // one k tile of A then B, 128B-swizzled",
-        "extern __shared__ unsigned char k_dyn[];   // sized at launch: the stages, their barriers, 1024 of slack",
-        "unsigned char* const k_smem = reinterpret_cast<unsigned char*>(",
-        "    (reinterpret_cast<unsigned long long>(k_dyn) + 1023ull) & ~1023ull);   // the swizzle's period",
-        f"unsigned long long* const k_full = reinterpret_cast<unsigned long long*>(k_smem + {s} * STAGE);",
-        f"unsigned long long* const k_empty = k_full + {s};",
-        "const int k_tid = threadIdx.x;",
-        "const int k_bid = blockIdx.x;",
-        f"const {it} k_batch = k_bid / {grid_m * grid_n};",
-        f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
-        f"const {it} k_cbase = k_batch * {E[m] * E[n]};",
-        "if (k_tid == 0) {",
-        f"  for (int i = 0; i < {s}; ++i) {{",
-        "    tl_mbarrier_init(&k_full[i], 1);   // the producer's arrive.expect_tx; the TMA bytes complete it",
-        f"    tl_mbarrier_init(&k_empty[i], {128 * cfg.consumers});   // every consumer thread releases the stage",
-        "  }",
-        "  tl_mbarrier_init_fence();",
-        "}",
-        "__syncthreads();",
-        "if (k_tid < 128) {   // producer warpgroup: its first thread issues the loads, the others are done",
-        *([f"  tl_setmaxnreg_dec<{PRODUCER_REGS}>();"] if rebalance else []),
-        "  if (k_tid == 0) {",
-        "    int k_s = 0;",
-        "    unsigned k_ph = 0;",
+    tiles = math.prod(E[x] for x in mt["batch"]) * grid_m * grid_n
+    where = [f"const {it} k_batch = k_bid / {grid_m * grid_n};",
+             f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
+             f"const {it} k_cbase = k_batch * {E[m] * E[n]};"]
+    tile_loop = f"for (int k_bid = blockIdx.x; k_bid < {tiles}; k_bid += gridDim.x) {{   // this block's tiles"
+    wait = f"if (kt >= {s}) tl_mbarrier_wait_parity(&k_empty[k_s], k_ph ^ 1u);   // its last reader is done"
+    loads_loop = [
         f"    for (int kt = 0; kt < {k_tiles}; ++kt) {{",
-        f"      if (kt >= {s}) tl_mbarrier_wait_parity(&k_empty[k_s], k_ph ^ 1u);   // its last reader is done",
+        f"      {wait.replace('kt >= ', 'k_it++ >= ') if grid else wait}",
         "      unsigned char* const k_st = k_smem + k_s * STAGE;",
         "      tl_mbarrier_arrive_expect_tx(&k_full[k_s], STAGE);   // the whole boxes, zero fill included",
         *loads,
         f"      if (++k_s == {s}) k_s = 0, k_ph ^= 1u;",
-        "    }",
-        "  }",
-        "  return;",
-        "}",
-        *([f"tl_setmaxnreg_inc<{CONSUMER_REGS}>();"] if rebalance else []),
-        "const int k_c = k_tid - 128, k_w = k_c / 32 % 4, k_lane = k_c % 32;",
-        "// The consumer warpgroup, read back from lane 0 so ptxas knows it is warp-uniform (CUTLASS's"
-        " canonical_warp_group_idx): the descriptors then live in uniform registers.",
-        "const int k_cg = __shfl_sync(0xffffffffu, k_c / 128, 0);",
-        "const int k_wm = k_cg * 64;   // this consumer warpgroup's 64 rows of the block tile",
-        f"const unsigned long long k_da = tl_wgmma_desc(k_smem + k_cg * {a_slab}, {lbo_a}, 1024, 128);",
-        f"const unsigned long long k_db = tl_wgmma_desc(k_smem + A_BYTES, {lbo_b}, 1024, 128);",
-        f"float k_acc[{cfg.bn // 2}];",
-        "#pragma unroll",
-        f"for (int i = 0; i < {cfg.bn // 2}; ++i) k_acc[i] = 0.0f;",
-        "unsigned k_ph = 0;   // the full barriers' phase parity in this round of stages",
+        "    }"]
+    if grid:   # the stages run on across the block's tiles; k_it counts the k tiles issued so far
+        loads_loop = ["    int k_it = 0;", "    " + tile_loop, *ind(where, 3), *ind(loads_loop, 1), "    }"]
+    zero = ["#pragma unroll", f"for (int i = 0; i < {cfg.bn // 2}; ++i) k_acc[i] = 0.0f;"]
+    mainloop = [
         "// The k loop unrolled by the stage count: stage j's descriptors and barriers are constants (and no",
         "// further: a short K would otherwise unroll whole).",
         "#pragma unroll 1",
@@ -202,12 +169,60 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig) -> str:
         "}",
         "tl_wgmma_wait<0>();",
         "tl_wgmma_fence_operand(k_acc);",
+        # persistent: release the tile's last stage now (the next tile's loads refill it during this epilogue)
+        *([f"tl_mbarrier_arrive(&k_empty[{(k_tiles - 1) % s}]);   // the tile's last stage: the producer refills it"
+           " while this epilogue runs"] if grid else []),
         "// Epilogue: register 4 ni + i of thread 32 w + l holds row 16 w + l / 4 + 8 (i / 2), column 8 ni + 2 (l % 4)"
         " + i % 2.",
         "#pragma unroll",
         f"for (int ni = 0; ni < {cfg.bn // 8}; ++ni)",
         *ind(fused_epilogue_lines(ctx, mt) if ctx.fused
              else epilogue_lines(ctx.out_name, CTYPE[ctx.out_dtype], it, E[m], E[n]), 1),
+    ]
+    phase = "unsigned k_ph = 0;   // the full barriers' phase parity in this round of stages"
+    consumer = [*zero, phase, *mainloop] if not grid else \
+        [phase, "#pragma unroll 1", tile_loop, *ind(where, 1), *ind(zero, 1), *ind(mainloop, 1), "}"]
+    src = [
+        MARK,
+        f"// wgmma engine: block tile {cfg.bm}x{cfg.bn}, k tile {bk}, {s}-stage TMA/mbarrier pipeline; "
+        f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k{WG_K[dtype]} "
+        f"{'tf32' if dtype == 'f32' else dtype}, f32 accumulators) "
+        "and a producer warpgroup" + (f"; persistent: {grid} blocks loop over {tiles} tiles" if grid else ""),
+        f"constexpr int STAGE = {cfg.stage_bytes}, A_BYTES = {a_bytes};   // one k tile of A then B, 128B-swizzled",
+        "extern __shared__ unsigned char k_dyn[];   // sized at launch: the stages, their barriers, 1024 of slack",
+        "unsigned char* const k_smem = reinterpret_cast<unsigned char*>(",
+        "    (reinterpret_cast<unsigned long long>(k_dyn) + 1023ull) & ~1023ull);   // the swizzle's period",
+        f"unsigned long long* const k_full = reinterpret_cast<unsigned long long*>(k_smem + {s} * STAGE);",
+        f"unsigned long long* const k_empty = k_full + {s};",
+        "const int k_tid = threadIdx.x;",
+        *(["const int k_bid = blockIdx.x;", *where] if not grid else []),
+        "if (k_tid == 0) {",
+        f"  for (int i = 0; i < {s}; ++i) {{",
+        "    tl_mbarrier_init(&k_full[i], 1);   // the producer's arrive.expect_tx; the TMA bytes complete it",
+        f"    tl_mbarrier_init(&k_empty[i], {128 * cfg.consumers});   // every consumer thread releases the stage",
+        "  }",
+        "  tl_mbarrier_init_fence();",
+        "}",
+        "__syncthreads();",
+        "if (k_tid < 128) {   // producer warpgroup: its first thread issues the loads, the others are done",
+        *([f"  tl_setmaxnreg_dec<{PRODUCER_REGS}>();"] if rebalance else []),
+        "  if (k_tid == 0) {",
+        "    int k_s = 0;",
+        "    unsigned k_ph = 0;",
+        *loads_loop,
+        "  }",
+        "  return;",
+        "}",
+        *([f"tl_setmaxnreg_inc<{CONSUMER_REGS}>();"] if rebalance else []),
+        "const int k_c = k_tid - 128, k_w = k_c / 32 % 4, k_lane = k_c % 32;",
+        "// The consumer warpgroup, read back from lane 0 so ptxas knows it is warp-uniform (CUTLASS's"
+        " canonical_warp_group_idx): the descriptors then live in uniform registers.",
+        "const int k_cg = __shfl_sync(0xffffffffu, k_c / 128, 0);",
+        "const int k_wm = k_cg * 64;   // this consumer warpgroup's 64 rows of the block tile",
+        f"const unsigned long long k_da = tl_wgmma_desc(k_smem + k_cg * {a_slab}, {lbo_a}, 1024, 128);",
+        f"const unsigned long long k_db = tl_wgmma_desc(k_smem + A_BYTES, {lbo_b}, 1024, 128);",
+        f"float k_acc[{cfg.bn // 2}];",
+        *consumer,
     ]
     return "\n".join(src) + "\n"
 
@@ -263,7 +278,7 @@ def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
     """The ``kernel.func`` of the wgmma engine kernel with shape ``cfg`` (dynamic shared memory, the launch's
     opt-in; its tensor maps in ``tensor_maps``)."""
     from .builder import KernelBuilder
-    from .tiled_mma import modelled_bytes
+    from .tiled_mma import modelled_bytes, tiled_for
     dtype = ctx.dtypes[0]
     params = ctx.params()
     conf = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(rtile.get("thread", {})),
@@ -271,9 +286,12 @@ def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
             "tile": [cfg.bm, cfg.bn],
             "warpgroups": [cfg.consumers, 1], "stages": cfg.stages}
     conf["block"][mt["m"]], conf["block"][mt["n"]] = cfg.bm, cfg.bn
+    grid = wgmma_shape.persistent_grid(tiled_for(ctx), mt, ctx.extents, cfg)
+    if grid:
+        conf["persistent"] = {"blocks": grid, "tiles": grid_blocks(ctx, mt, cfg)}
     maps = operand_maps(mt, ctx.extents, cfg, ctx.names, bk_of(dtype))
     return KernelBuilder().func(
-        name, [grid_blocks(ctx, mt, cfg)], [cfg.threads], params, kind="tiled_mma", flops=ctx.flops(),
+        name, [grid or grid_blocks(ctx, mt, cfg)], [cfg.threads], params, kind="tiled_mma", flops=ctx.flops(),
         bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, bk_of(dtype)), config=conf,
-        source=kernel_source(ctx, mt, cfg), smem=cfg.smem_bytes, smem_static=0,
+        source=kernel_source(ctx, mt, cfg, grid), smem=cfg.smem_bytes, smem_static=0,
         tensor_maps=tensor_map_attrs(maps, params, dtype))
