@@ -86,6 +86,28 @@ def test_engine_batched_bf16_with_broadcast_b():
         T((2, 40, 32), "f16"), {"block": {"b": 1, "m": 32, "n": 32}, "step": {"k": 16}}, TOL["f16"], inst=32)
 
 
+@pytest.mark.parametrize("expr,dtype,a_shape,b_shape,block", [
+    # K = 17: A's rows (k contiguous) are neither 16-byte aligned nor whole chunks; one wave of 16x16x16
+    ("C[m, n] += A[m, k] * B[k, n]", "f16", (16, 17), (17, 16), (16, 16)),
+    # A stored k-major with M = 37, B with N = 50: ragged along m and n, K = 40 a ragged second k tile
+    ("C[m, n] += A[k, m] * B[k, n]", "f16", (40, 37), (40, 50), (32, 32)),
+    # batched, both operands k-contiguous with K = 45 (odd batch strides), a 64x32 tile of 32x32x8
+    ("C[b, m, n] += A[b, m, k] * B[b, n, k]", "bf16", (2, 70, 45), (2, 33, 45), (64, 32)),
+])
+def test_engine_ragged_rows(expr, dtype, a_shape, b_shape, block):
+    """Rows that are not whole 16-byte chunks take bounds-checked 16-bit loads: the engine still runs the
+    product (the tensor-core kernel Roller priced: tests/roller/test_roller_properties.py), exactly the
+    in-bounds elements read, on both the 128-bit and the 16-bit path where only one operand is ragged."""
+    batch = a_shape[:-2]
+    m_ = a_shape[-1] if "A[k, m]" in expr else a_shape[-2]
+    n_ = b_shape[-2] if "n, k]" in expr else b_shape[-1]
+    rtile = {"block": {**{"b": 1 for _ in batch}, "m": block[0], "n": block[1]}, "thread": {"m": 4, "n": 4},
+             "step": {"k": 32}}
+    k = run(expr, [T(a_shape, dtype), T(b_shape, dtype)], T((*batch, m_, n_), dtype), rtile, TOL[dtype],
+            orders=("normal", "reverse"))
+    assert "TL_LD(reinterpret_cast<const unsigned short*>" in k.attributes["source"]
+
+
 def test_plan_and_selection():
     spec = get_arch("mi250x")
     cfg = mfma_engine.plan(128, 128, 4096, "f16", spec)
@@ -95,9 +117,10 @@ def test_plan_and_selection():
     assert mfma_engine.plan(256, 256, 4096, "f16", spec) is None   # 128x128 per wave: 256 accumulators
     assert mfma_engine.plan(16, 16, 8, "f16", spec).bk == 16
     rtile = {"block": {"m": 32, "n": 32}, "thread": {"m": 4, "n": 4}, "step": {"k": 32}}
-    # Rows that are not whole 16-byte chunks (N = 50): CUDA-core code on AMD (there is no wmma there).
+    # Rows that are not whole 16-byte chunks (N = 50) stay on the matrix cores (16-bit loads for B only).
     k = lowered(MATMUL, [T((64, 64), "f16"), T((64, 50), "f16")], T((64, 50), "f16"), rtile)
-    assert k.attributes["kind"] == "tiled"
+    assert k.attributes["config"]["engine"] == "mfma"
+    assert k.attributes["source"].count("TL_LD4(") == 1
     # The NVIDIA engine stays the NVIDIA targets'.
     k = lowered(MATMUL, [T((64, 64), "f16"), T((64, 64), "f16")], T((64, 64), "f16"), rtile, arch="a100")
     assert k.attributes["config"]["engine"] == "mma_sync"
@@ -105,13 +128,16 @@ def test_plan_and_selection():
 
 @needs_hipcc
 def test_hipcc_emits_mfma_without_spills(tmp_path):
-    """An f16 kernel on 32x32x8 (4 waves of 64x64: 64 accumulators per lane) and a bf16 one on 16x16x16, in one
-    hipcc run for gfx90a: the resource report shows no spills and the declared LDS, the assembly the MFMAs."""
+    """An f16 kernel on 32x32x8 (4 waves of 64x64: 64 accumulators per lane), a bf16 one on 16x16x16 and an f16
+    one whose rows are not whole 16-byte chunks (K = 509: 16-bit loads), in one hipcc run for gfx90a: the
+    resource report shows no spills, no scratch and the declared LDS, the assembly the MFMAs."""
     rtile = {"block": {"m": 128, "n": 128}, "thread": {"m": 8, "n": 8}, "step": {"k": 32}}
     ks = [lowered("C[m, n] += A[m, k] * B[n, k]", [T((1024, 512), "f16"), T((512, 512), "f16")],
                   T((1024, 512), "f16"), rtile),
           lowered("C[m, n] += A[k, m] * B[k, n]", [T((512, 1024), "bf16"), T((512, 512), "bf16")],
-                  T((1024, 512), "bf16"), {**rtile, "block": {"m": 48, "n": 32}})]
+                  T((1024, 512), "bf16"), {**rtile, "block": {"m": 48, "n": 32}}),
+          lowered("C[m, n] += A[m, k] * B[n, k]", [T((1024, 509), "f16"), T((512, 509), "f16")],
+                  T((1024, 512), "f16"), rtile)]
     texts = [emit_kernel(k, hip_language()).replace(k.sym_name, f"{k.sym_name}_{i}") for i, k in enumerate(ks)]
     # One prelude, both kernels (the prelude is a header: its guard keeps the second copy out).
     (tmp_path / "k.hip").write_text("\n".join(texts))
@@ -121,7 +147,8 @@ def test_hipcc_emits_mfma_without_spills(tmp_path):
     assert r.returncode == 0, r.stderr
     infos = hipcc.parse_remarks(r.stdout + r.stderr)
     asm = (tmp_path / "k.s").read_text()
-    for i, (k, inst) in enumerate(zip(ks, ("v_mfma_f32_32x32x8f16", "v_mfma_f32_16x16x16bf16_1k"))):
+    for i, (k, inst) in enumerate(zip(ks, ("v_mfma_f32_32x32x8f16", "v_mfma_f32_16x16x16bf16_1k",
+                                           "v_mfma_f32_32x32x8f16"), strict=True)):
         name = f"{k.sym_name}_{i}"
         info = infos[name]
         assert info.sgpr_spills == 0 and info.vgpr_spills == 0 and info.scratch_bytes == 0, info

@@ -10,12 +10,13 @@ which the emulator runs with the ISA's lane layouts (``emu/emu_mfma.h``):
   (TM / S) x (TN / S) MFMA tiles of S x S (S = 32: ``32x32x8``, 16 accumulators per lane; S = 16 where a wave
   tile is not a multiple of 32: ``16x16x16``, 4 per lane), accumulators in registers (the compiler puts them
   in AGPRs or VGPRs);
-- per k tile (BK deep) the block reads A's and B's slices with 128-bit global loads (``TL_LD4``: 8 b16) into
-  registers, zero outside the tensors (every operand's contiguous extent a multiple of 8 elements, so a chunk
-  is wholly in or out: :func:`supports`), and writes them to LDS (``ds_write_b128``) in their global
-  orientation, rows padded by 8 elements (16 bytes) against bank conflicts; two LDS buffers: the loads of
-  k tile kt + 1 are issued before the MFMAs of k tile kt and stored to the other buffer after them, so one
-  barrier per k tile suffices;
+- per k tile (BK deep) the block reads A's and B's slices in chunks of 8 b16 into registers, zero outside the
+  tensors: one 128-bit global load (``TL_LD4``) per chunk where the operand's contiguous extent is a multiple
+  of 8 elements (its rows whole 16-byte chunks, so a chunk is wholly in or out), else 8 bounds-checked 16-bit
+  loads (rows of any length: the tile then reads exactly its in-bounds elements, as the 128-bit path does);
+  it writes them to LDS (``ds_write_b128``) in their global orientation, rows padded by 8 elements (16 bytes)
+  against bank conflicts; two LDS buffers: the loads of k tile kt + 1 are issued before the MFMAs of k tile kt
+  and stored to the other buffer after them, so one barrier per k tile suffices;
 - a lane's MFMA operand is 4 consecutive k of one row of A (one column of B): one 64-bit LDS read where the
   tile's rows run along m (n) and its columns along k, else 4 16-bit reads down a column;
 - the epilogue converts each accumulator to the output type (or evaluates the fused members on it) and
@@ -83,14 +84,11 @@ class MfmaConfig:
 
 
 def supports(spec: GPUSpec, mt: dict, extents: dict) -> bool:
-    """Whether the engine runs the matched product ``mt`` (``tiled_mma.match``) on ``spec``: an AMD target,
-    f16 or bf16 operands, and every operand's contiguous extent a multiple of 8 elements (whole 128-bit chunks,
-    16-byte aligned rows)."""
-    if not spec.is_amd or mt.get("dtype") not in DTYPES or not spec.tensor_core_flops(mt["dtype"]):
-        return False
-    a_inner = mt["m"] if mt["a_kmajor"] else mt["k"]
-    b_inner = mt["k"] if mt["b_nmajor"] else mt["n"]
-    return extents[a_inner] % CHUNK == 0 and extents[b_inner] % CHUNK == 0
+    """Whether the engine runs the matched product ``mt`` (``tiled_mma.match``) on ``spec``: an AMD target with
+    matrix cores for its f16 or bf16 operands. Any extents: rows that are not whole 16-byte chunks take
+    16-bit loads (:func:`copy_lines`), so the tensor-core kernel Roller priced is the one that runs (there is
+    no wmma kernel on AMD to fall back to)."""
+    return spec.is_amd and mt.get("dtype") in DTYPES and spec.tensor_core_flops(mt["dtype"]) > 0
 
 
 def plan(bm: int, bn: int, k_extent: int, dtype: str, spec: GPUSpec, waves_hint: int = MAX_WAVES) -> MfmaConfig | None:
@@ -129,7 +127,9 @@ def _powers_of_two(n: int) -> list:
 
 def copy_lines(op: mma_engine.Operand, tag: str, base: str, threads: int, ctype: str) -> tuple:
     """(declarations, global-load statements, LDS-store statements) of one operand's k tile ``kt``: this thread's
-    128-bit chunks into registers ``k_r{tag}``, zero outside the tensor, then into LDS buffer ``s{tag}``."""
+    chunks of 8 b16 into 128-bit registers ``k_r{tag}``, zero outside the tensor, then into LDS buffer ``s{tag}``.
+    A chunk is one 128-bit load where the operand's rows are whole 16-byte chunks, else 8 16-bit loads, each
+    checked against the row's end (rows neither 16-byte aligned nor a whole number of chunks)."""
     per_row = op.cols // CHUNK
     chunks = op.rows * per_row
     n = -(-chunks // threads)
@@ -139,16 +139,31 @@ def copy_lines(op: mma_engine.Operand, tag: str, base: str, threads: int, ctype:
     mn_ok = f"{outer} + r < {op.outer_ext}" if op.k_inner else f"{inner} + col < {op.inner_ext}"
     where = f"const int c = k_tid + i * {threads}, r = c / {per_row}, col = c % {per_row} * {CHUNK};"
     decl = [f"float4 k_r{tag}[{n}];"]
-    load = ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{", f"  {where}",
-            f"  const bool ok = {'c < %d && ' % chunks if chunks % threads else ''}{mn_ok} && {k_ok};",
-            f"  k_r{tag}[i] = ok ? TL_LD4({op.name}, {base} + (long long)({outer} + r) * {op.inner_ext} + {inner} "
-            f"+ col) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);", "}"]
     store = ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{", f"  {where}"]
     if chunks % threads:
         store.append(f"  if (c < {chunks})")
     store.append(f"  {'  ' if chunks % threads else ''}*reinterpret_cast<float4*>(s{tag} + r * {stride} + col) = "
                  f"k_r{tag}[i];")
     store.append("}")
+    if op.inner_ext % CHUNK:
+        row_ok = f"{outer} + r < {op.outer_ext}"
+        # Packed into 32-bit words by value, not through a pointer into k_r: that would put k_r in scratch.
+        load = ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{", f"  {where}",
+                f"  const bool ok = {'c < %d && ' % chunks if chunks % threads else ''}{row_ok};",
+                f"  const long long e = {base} + (long long)({outer} + r) * {op.inner_ext} + {inner} + col;",
+                "  unsigned w[4];",
+                "  #pragma unroll",
+                f"  for (int j = 0; j < {CHUNK}; ++j) {{",
+                f"    const unsigned h = ok && {inner} + col + j < {op.inner_ext} ? "
+                f"TL_LD(reinterpret_cast<const unsigned short*>({op.name}), e + j) : 0u;",
+                "    w[j / 2] = j % 2 ? w[j / 2] | h << 16 : h;", "  }",
+                f"  k_r{tag}[i] = make_float4(__uint_as_float(w[0]), __uint_as_float(w[1]), "
+                "__uint_as_float(w[2]), __uint_as_float(w[3]));", "}"]
+        return decl, load, store
+    load = ["#pragma unroll", f"for (int i = 0; i < {n}; ++i) {{", f"  {where}",
+            f"  const bool ok = {'c < %d && ' % chunks if chunks % threads else ''}{mn_ok} && {k_ok};",
+            f"  k_r{tag}[i] = ok ? TL_LD4({op.name}, {base} + (long long)({outer} + r) * {op.inner_ext} + {inner} "
+            f"+ col) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);", "}"]
     return decl, load, store
 
 
