@@ -20,6 +20,7 @@ from ..ir.types import itemsize
 from .hardware import GPUSpec
 from .latency import candidate_estimate
 from .engine_shape import engine_shape
+from .mfma_shape import mfma_shape
 from .wgmma_shape import wgmma_shape
 from .tile_problem import TileProblem
 
@@ -172,7 +173,8 @@ def smem_read_bytes(problem: TileProblem, rt: RTile) -> int:
 
 def peak_flops(problem: TileProblem, spec: GPUSpec) -> float:
     if problem.input_dtypes and all(d in ("f16", "bf16") for d in problem.input_dtypes):
-        # A GPU without a tensor-core engine for the type (AMD until MFMA lands) computes it on the vector ALUs.
+        # A GPU without a tensor-core engine for the type computes it on the vector ALUs (and so does an AMD
+        # tile the MFMA engine does not take: kernel_peak_flops).
         return (spec.fp16_tensor_flops if problem.input_dtypes[0] == "f16" else spec.bf16_tensor_flops) or \
             spec.fp32_flops
     if problem.precision == "tf32":   # an f32 product the precision pass hands to tf32 tensor cores
@@ -180,9 +182,20 @@ def peak_flops(problem: TileProblem, spec: GPUSpec) -> float:
     return spec.fp32_flops
 
 
+def kernel_peak_flops(problem: TileProblem, rt: RTile, spec: GPUSpec) -> float:
+    """:func:`peak_flops` of the kernel the lowering gives ``rt``: on an AMD target, the vector ALUs' where the
+    MFMA engine does not take the tile (``mfma_shape``: a block tile it has no wave grid for), since that
+    tile runs as CUDA-core code there (there is no wmma kernel on AMD)."""
+    peak = peak_flops(problem, spec)
+    if spec.is_amd and peak != spec.fp32_flops and mfma_shape(problem, rt, spec) is None:
+        return spec.fp32_flops
+    return peak
+
+
 def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     """The model's time for ``rt``, or None when the tile does not fit the hardware."""
-    if spec.sm_arch.startswith("sm_90") and peak_flops(problem, spec) != spec.fp32_flops:
+    peak = kernel_peak_flops(problem, rt, spec)
+    if spec.sm_arch.startswith("sm_90") and peak != spec.fp32_flops:
         wg = wgmma_shape(problem, rt, spec)
         if wg is not None:
             return wgmma_estimate(problem, rt, spec, wg)
@@ -190,7 +203,7 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     smem = smem_bytes(problem, rt, spec)
     regs = regs_per_thread(problem, rt)
     limit = spec.smem_per_block_bytes
-    engine = engine_shape(problem, rt, spec) if peak_flops(problem, spec) != spec.fp32_flops else None
+    engine = engine_shape(problem, rt, spec) if peak != spec.fp32_flops else None
     if engine is not None:
         # The sm_80 engine runs this tile (lower/tiled_mma.engine_config): its warps, its stages of BM x BK
         # and BK x BN tiles in dynamic shared memory up to the opt-in limit, its accumulators in registers
@@ -220,7 +233,7 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     # more outputs); each reduce step stages the boxes (one write per element) between two barriers.
     # Tensor-core tiles keep the wave model below: their time depends on the engine the tile gets
     # (lower/mma_engine's stages and k tile, or wmma), which the latency model does not see yet.
-    if peak_flops(problem, spec) == spec.fp32_flops:
+    if peak == spec.fp32_flops:
         accesses = (smem_read_bytes(problem, rt) / 4 / blocks) + steps * smem / 4
         est = candidate_estimate(spec, blocks=blocks, threads=threads, smem=smem, regs=regs, flops=flops,
                                  global_bytes=q, unique_bytes=unique_bytes(problem), barriers=2 * steps,
@@ -231,7 +244,7 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
     in_flight = min(blocks, per_sm * spec.num_sms)
     busy_sms = min(spec.num_sms, in_flight)
     resident = -(-in_flight // busy_sms)
-    compute = flops / blocks * resident / (peak_flops(problem, spec) / spec.num_sms)
+    compute = flops / blocks * resident / (peak / spec.num_sms)
     if engine is not None:
         compute *= engine_issue_factor(engine)
     memory = q / blocks * in_flight / (spec.dram_bytes_per_s * busy_sms / spec.num_sms)

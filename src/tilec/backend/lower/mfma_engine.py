@@ -25,104 +25,16 @@ which the emulator runs with the ISA's lane layouts (``emu/emu_mfma.h``):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from ...analysis.hardware import GPUSpec
-from ...ir.types import itemsize
+# The engine's shapes and what it takes are analysis-level facts (Roller's estimate reads them): re-exported.
+from ...analysis.mfma_shape import (DTYPES, INST_K, MAX_WAVE_ACC, MAX_WAVES, PAD, MfmaConfig,  # noqa: F401
+                                    plan, supports)
 from . import mma_engine
 
 CHUNK = 8            # b16 elements per 128-bit global load / LDS store
-PAD = 8              # LDS row padding (elements): rows stay 16-byte aligned and shift by 4 banks
-MAX_WAVES = 4        # 256 threads: a workgroup of 4 wavefronts, one per SIMD
-MAX_WAVE_ACC = 64    # f32 accumulators per lane (a 64x64 wave tile): hipcc keeps them without spilling
-INST_K = {32: 8, 16: 16}   # the instruction's k: 32x32x8, 16x16x16
 FN = {("f16", 32): "tl_mfma_32x32x8_f16", ("f16", 16): "tl_mfma_16x16x16_f16",
       ("bf16", 32): "tl_mfma_32x32x8_bf16", ("bf16", 16): "tl_mfma_16x16x16_bf16"}
 ACC_T = {32: "tl_f32x16", 16: "tl_f32x4"}
-DTYPES = ("f16", "bf16")
-
-
-@dataclass(frozen=True)
-class MfmaConfig:
-    """One MFMA kernel's shape: block tile, k tile, wave grid and the instruction's S x S tile."""
-    bm: int
-    bn: int
-    bk: int
-    waves_m: int
-    waves_n: int
-    inst: int          # S: 32 (32x32x8) or 16 (16x16x16)
-    stages: int = 2    # LDS buffers
-
-    @property
-    def waves(self) -> int:
-        return self.waves_m * self.waves_n
-
-    @property
-    def wave_tile(self) -> tuple:
-        return self.bm // self.waves_m, self.bn // self.waves_n
-
-    @property
-    def acc_per_lane(self) -> int:
-        tm, tn = self.wave_tile
-        return tm * tn // 64
-
-    def lds_elems(self) -> tuple:
-        """Elements of one LDS buffer's A and B tiles, padded rows: the larger of the two orientations
-        ([m][k + PAD] or [k][m + PAD]), so the layout does not depend on how the operands are stored."""
-        tile = lambda x: max(x * (self.bk + PAD), self.bk * (x + PAD))   # noqa: E731
-        return tile(self.bm), tile(self.bn)
-
-    def lds_bytes(self, dtype: str) -> int:
-        """The LDS the kernel declares: both buffers of both tiles."""
-        a, b = self.lds_elems()
-        return self.stages * (a + b) * itemsize(dtype)
-
-    def mfma_per_k_tile(self) -> int:
-        """MFMA instructions one wavefront issues per k tile."""
-        tm, tn = self.wave_tile
-        return (tm // self.inst) * (tn // self.inst) * (self.bk // INST_K[self.inst])
-
-
-def supports(spec: GPUSpec, mt: dict, extents: dict) -> bool:
-    """Whether the engine runs the matched product ``mt`` (``tiled_mma.match``) on ``spec``: an AMD target with
-    matrix cores for its f16 or bf16 operands. Any extents: rows that are not whole 16-byte chunks take
-    16-bit loads (:func:`copy_lines`), so the tensor-core kernel Roller priced is the one that runs (there is
-    no wmma kernel on AMD to fall back to)."""
-    return spec.is_amd and mt.get("dtype") in DTYPES and spec.tensor_core_flops(mt["dtype"]) > 0
-
-
-def plan(bm: int, bn: int, k_extent: int, dtype: str, spec: GPUSpec, waves_hint: int = MAX_WAVES) -> MfmaConfig | None:
-    """The engine's shape for a ``bm`` x ``bn`` block tile (multiples of 16), or None when no wave grid keeps the
-    accumulators within :data:`MAX_WAVE_ACC` per lane or two LDS buffers do not fit.
-
-    The instruction is 32x32x8 where the wave tiles can be multiples of 32 (a quarter of the LDS reads per
-    FLOP of 16x16x16's), else 16x16x16; the waves are up to ``waves_hint`` (at most 4), the wave tile as square
-    as the grid allows; the k tile is 32 (64-byte rows; 16 when K is at most 16)."""
-    best = None
-    for inst in (32, 16):
-        w = max(1, min(MAX_WAVES, waves_hint))
-        while w >= 1:
-            grids = [(wm, w // wm) for wm in _powers_of_two(w)
-                     if bm % (inst * wm) == 0 and bn % (inst * (w // wm)) == 0
-                     and (bm // wm) * (bn // (w // wm)) // 64 <= MAX_WAVE_ACC]
-            if grids:
-                wm, wn = min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
-                best = (wm, wn, inst)
-                break
-            w //= 2
-        if best:
-            break
-    if best is None:
-        return None
-    bk = 32 if k_extent > 16 else 16
-    cfg = MfmaConfig(bm, bn, bk, best[0], best[1], best[2])
-    if cfg.lds_bytes(dtype) > spec.smem_per_block_bytes:
-        return None
-    return cfg
-
-
-def _powers_of_two(n: int) -> list:
-    return [1 << i for i in range(n.bit_length()) if n % (1 << i) == 0]
 
 
 def copy_lines(op: mma_engine.Operand, tag: str, base: str, threads: int, ctype: str) -> tuple:
