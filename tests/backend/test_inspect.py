@@ -132,6 +132,27 @@ def test_main_loop_of_the_ffma_kernel_and_a_kernel_without_one(functions):
     assert loop == sass.Loop(0, 0x20) and m.memory == {"LDG.32": 1, "STS.32": 1}
 
 
+def test_main_loop_of_a_persistent_kernel_is_its_k_loop_despite_the_epilogue_arithmetic():
+    # A persistent tile loop [0x0, 0x90] around a k loop [0x10, 0x40] with all the HGMMA; the tile loop also
+    # runs a fused epilogue's FFMA (bias, GELU) once per tile, so it does more FLOPs than the k loop.
+    text = """Function : f
+        /*0000*/  MOV R1, R2 ;
+        /*0010*/  SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR4], R3 ;
+        /*0020*/  HGMMA.64x128x16.F32 R24, gdesc[UR12], R24, gsb0 ;
+        /*0030*/  HGMMA.64x128x16.F32 R24, gdesc[UR16], R24, gsb0 ;
+        /*0040*/  @P1 BRA 0x10 ;
+        /*0050*/  FFMA R6, R7, R8, R6 ;
+        /*0060*/  FFMA R9, R7, R8, R9 ;
+        /*0070*/  STG.E [R4.64], R6 ;
+        /*0080*/  IADD3 R5, R5, 0x84, RZ ;
+        /*0090*/  @P2 BRA 0x0 ;
+"""
+    instrs = sass.parse_sass(text)["f"]
+    loop, m = sass.main_loop(instrs)
+    assert loop == sass.Loop(0x10, 0x40)
+    assert m.tensor == {"HGMMA.64x128x16.F32": 2} and m.classes["fp32"] == 0 and m.instructions == 4
+
+
 def test_estimate_is_the_issue_bound(functions):
     spec = get_arch("h200")
     _, m = sass.main_loop(functions["mma_loop"])

@@ -279,10 +279,15 @@ def main_loop(instrs: list) -> tuple:
             best = (key, lp, m)
     if best and computes:
         # A loop nested in it that does all of its arithmetic is the main loop: the outer one only adds a
-        # prologue and an epilogue per iteration (a persistent kernel's tile loop around its k loop).
+        # prologue and an epilogue per iteration (a persistent kernel's tile loop around its k loop). Where
+        # it uses tensor cores, all of its tensor-core arithmetic: a fused epilogue's FFMA (bias, GELU) run
+        # once per tile, in the tile loop only.
+        tensor = best[2].tensor_flops > 0
         for lp in loops(instrs):
             if best[1].start <= lp.start and lp.end <= best[1].end and lp != best[1]:
                 m = mix(i for i in instrs if lp.contains(i))
-                if m.total_flops == best[2].total_flops and m.instructions < best[2].instructions:
+                same = (m.tensor_flops == best[2].tensor_flops if tensor
+                        else m.total_flops == best[2].total_flops)
+                if same and m.instructions < best[2].instructions:
                     best = (best[0], lp, m)
     return (best[1], best[2]) if best else (None, None)
