@@ -90,8 +90,9 @@ def _config(attrs: dict) -> str:
                 f"(weight by TMA, im2col by cp.async), {cfg['stages']} stages")
     if cfg.get("engine") == "wgmma":   # lower/wgmma_engine.py (sm_90)
         bm, bn = cfg["tile"]
+        p = cfg.get("persistent")
         return (f"{attrs['kind']}: wgmma block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) + TMA "
-                "producer")
+                "producer" + (f", persistent: {p['blocks']} blocks over {p['tiles']} tiles" if p else ""))
     if cfg.get("engine") == "mma_sync":
         *_, m, n = cfg["block"].values()
         (bk,) = cfg["step"].values()

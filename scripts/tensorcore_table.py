@@ -66,13 +66,19 @@ def kernel_config(attrs: dict) -> str:
     if cfg.get("engine") == "wgmma":
         bm, bn = cfg["tile"]
         return (f"wgmma: block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) of 64x{bn} + 1 TMA "
-                f"producer, {cfg['stages']} stages")
+                f"producer, {cfg['stages']} stages{persistent(cfg)}")
     if cfg.get("engine") != "mma_sync":
         return f"{attrs['kind']} (wmma)"
     *_, m, n = cfg["block"].values()   # the output axes in order: batch.., m, n
     (bk,) = cfg["step"].values()
     wm, wn = cfg["warps"]
     return f"block {m}x{n}x{bk}, {wm}x{wn} warps of {m // wm}x{n // wn}, {cfg['stages']} stages"
+
+
+def persistent(cfg: dict) -> str:
+    """``", persistent: B blocks over T tiles"`` for a persistent wgmma launch (config.persistent), else ""."""
+    p = cfg.get("persistent")
+    return f", persistent: {p['blocks']} blocks over {p['tiles']} tiles" if p else ""
 
 
 def loop_cells(loop: dict) -> dict:
@@ -136,12 +142,16 @@ NOTES = """## How it is counted
   per FLOP would idle most SMs. Only a GPU can say which is faster (`--tune` on a lent GPU).
 - sm_90 (issue #21): tilec's f16/bf16 rows are the wgmma engine (lower/wgmma_engine.py): a TMA producer
   warpgroup fills 128-byte-swizzled stages (mbarrier expect_tx), one or two consumer warpgroups issue 4
-  `wgmma.m64nNk16` per 64-deep k tile from shared-memory descriptors; its tile is its own (128x256 where
-  the grid fills the GPU, smaller otherwise), not Roller's. The main loop is the consumer's: no loads at
-  all (UTMALDG is in the producer's loop: *UTMALDG (kernel)*), so its instructions are the barrier wait,
-  descriptors, 4 HGMMA, commit/wait and the stage release. Triton's sm_90 kernel also uses wgmma, fed by
-  cp.async (LDGSTS) from every thread. tf32 on sm_90: wgmma m64nNk8 where both operands are K-major (A
-  [m][k], B [n][k]); a MatMul's [k][n] weight, as in these rows, keeps mma.sync (wgmma has no transposed tf32).
+  `wgmma.m64nNk16` per 64-deep k tile from shared-memory descriptors. Roller chooses the tile among the
+  engine's (analysis/wgmma_shape.py: 128x256 for 4096^3, 64x64 with one consumer for 1024x768x3072), and
+  where the tiles are more than one wave and K whole rounds of the stages the launch is persistent (132
+  blocks looping over the tiles; the kernel column says so). The main loop is the consumer's k loop (inside
+  a persistent kernel's tile loop): no loads at all (UTMALDG is in the producer's loop: *UTMALDG
+  (kernel)*), so its instructions are the barrier wait, descriptors, 4 HGMMA per k tile, commit/wait and the
+  stage release. Triton's sm_90 kernel also uses wgmma, fed by cp.async (LDGSTS) from every thread. tf32 on
+  sm_90: wgmma m64nNk8 where both operands are K-major (A [m][k], B [n][k]); a constant [k][n] weight is
+  stored [n][k] at compile time for it (passes/tf32_layout.py), but these rows' B is a graph input, which
+  keeps mma.sync m16n8k8 (wgmma has no transposed tf32).
 - *issue bound*: `tilec inspect`'s static estimate (4 schedulers x the loop's tensor-core FLOPs per warp over
   its instructions, capped at the spec's peak) as a fraction of peak; *vs Triton same arch*: the row's
   instructions per tensor-core FLOP over Triton's for the same arch, dtype and shape.
