@@ -2,7 +2,7 @@
 :func:`rows`): attention (seq 512 and 4096, 12 heads, d 64 and 128, f16: one welder ``attention`` kernel, on
 mma.sync for sm_80 (fusion/attention/mma.py) and on wgmma for sm_90 (fusion/attention/wgmma.py, issue #21),
 whose rows also count the main loop's HGMMA by product: S = Q Kᵀ with both operands in shared memory, O += P V
-with P from registers) and the BERT-base FFN (1024 tokens, 768 -> 3072 -> 768, f16: two engine GEMMs with
+with P from registers) and the BERT-base FFN (1024 tokens, 768 -> 3072 -> 768, f16, bf16 and f32 under --precision fp16: two engine GEMMs with
 fused epilogues, GEMM + bias + GELU and GEMM + bias) and ResNet-50's 3x3 conv of its 14x14 stage (256 -> 256
 channels, batch 32, f16, + bias + ReLU: an implicit GEMM on the engine, lower/mma_conv.py on sm_80 and
 lower/wgmma_conv.py on sm_90), compiled for each arch with --check-ptx and read as `tilec inspect` reads them. No GPU needed.
@@ -32,6 +32,9 @@ from tilec.ir import read_ir
 ATTENTION = ((1, 12, 512, 64), (1, 12, 512, 128), (1, 12, 4096, 64), (1, 12, 4096, 128))   # (b, heads, seq, d)
 FFN = (1024, 768, 3072)                             # (tokens, hidden, intermediate)
 CONV = (32, 256, 14, 256, 3)                        # (batch, channels in, height = width, channels out, kernel)
+# The FFN's rows: (dtype column, the model's type, compile options): an f16 and a bf16 model, and an f32 model
+# under --precision fp16 (issue #17's "f32 under --precision fp16": weights cast at compile time).
+FFN_VARIANTS = (("f16", "f16", {}), ("bf16", "bf16", {}), ("fp16 (f32 model)", "f32", {"precision": "fp16"}))
 
 
 def attention_model(path: Path, b: int, h: int, s: int, d: int) -> None:
@@ -46,14 +49,23 @@ def attention_model(path: Path, b: int, h: int, s: int, d: int) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def ffn_model(path: Path, tokens: int, hidden: int, inner: int) -> None:
-    """BERT's FFN in f16: (x W1 + b1) -> GELU (erf form, as BERT exports) -> W2 + b2."""
-    t, rng = TensorProto.FLOAT16, np.random.default_rng(0)
-    w = lambda *shape: (rng.standard_normal(shape) / math.sqrt(shape[0])).astype(np.float16)  # noqa: E731
-    inits = [numpy_helper.from_array(w(hidden, inner), "w1"), numpy_helper.from_array(w(inner) * 0, "b1"),
-             numpy_helper.from_array(w(inner, hidden), "w2"), numpy_helper.from_array(w(hidden) * 0, "b2"),
-             *(numpy_helper.from_array(np.array(v, np.float16), n) for n, v in
-               (("sq2", math.sqrt(2.0)), ("one", 1.0), ("half", 0.5)))]
+def _initializer(name: str, value: np.ndarray, dtype: str) -> onnx.TensorProto:
+    """``value`` (f64) as an f16, bf16 (rounded to nearest even from f32) or f32 initializer."""
+    if dtype == "bf16":
+        bits = value.astype(np.float32).view(np.uint32)
+        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        return helper.make_tensor(name, TensorProto.BFLOAT16, value.shape, bits.tobytes(), raw=True)
+    return numpy_helper.from_array(value.astype(np.float16 if dtype == "f16" else np.float32), name)
+
+
+def ffn_model(path: Path, tokens: int, hidden: int, inner: int, dtype: str = "f16") -> None:
+    """BERT's FFN in ``dtype`` (f16, bf16 or f32): (x W1 + b1) -> GELU (erf form, as BERT exports) -> W2 + b2."""
+    t = {"f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16, "f32": TensorProto.FLOAT}[dtype]
+    rng = np.random.default_rng(0)
+    w = lambda *shape: rng.standard_normal(shape) / math.sqrt(shape[0])  # noqa: E731
+    inits = [_initializer("w1", w(hidden, inner), dtype), _initializer("b1", w(inner) * 0, dtype),
+             _initializer("w2", w(inner, hidden), dtype), _initializer("b2", w(hidden) * 0, dtype),
+             *(_initializer(n, np.array(v), dtype) for n, v in (("sq2", math.sqrt(2.0)), ("one", 1.0), ("half", 0.5)))]
     mk = helper.make_node
     nodes = [mk("MatMul", ["x", "w1"], ["h0"]), mk("Add", ["h0", "b1"], ["h1"]), mk("Div", ["h1", "sq2"], ["g0"]),
              mk("Erf", ["g0"], ["g1"]), mk("Add", ["g1", "one"], ["g2"]), mk("Mul", ["h1", "g2"], ["g3"]),
@@ -115,8 +127,8 @@ def hgmma_products(cubin: Path) -> str:
     return f"S (SS): {part([i for i in hg if i not in rs])}; P V (RS): {part(rs)}"
 
 
-def _build_rows(model: Path, build: Path, arch: str, label: str, cells) -> list:
-    compile_model(str(model), str(build), pipeline="welder", arch=arch, check_ptx=True)
+def _build_rows(model: Path, build: Path, arch: str, label: str, cells, **options) -> list:
+    compile_model(str(model), str(build), pipeline="welder", arch=arch, check_ptx=True, **options)
     funcs = {op.attributes["sym_name"].name: op.attributes
              for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"}
     out = []
@@ -147,13 +159,16 @@ def rows(tmp: Path, archs, cells, ffn: bool = True) -> list:
                 out.append({"arch": arch, "dtype": "f16", "shape": (h, s, s, d), "ref": None, **r})
         if not ffn:
             continue
-        model = tmp / "ffn.onnx"
-        ffn_model(model, *FFN)
         t, hid, inner = FFN
         gemms = (((t, inner, hid), "FFN GEMM1 + bias + GELU"), ((t, hid, inner), "FFN GEMM2 + bias"))
-        for r, (shape, what) in zip(_build_rows(model, tmp / f"ffn_{arch}", arch, "BERT", cells), gemms):
-            out.append({"arch": arch, "dtype": "f16", "shape": shape, "ref": None, **r,
-                        "config": r["config"].replace("BERT", what, 1)})
+        for label, dtype, options in FFN_VARIANTS:
+            model = tmp / f"ffn_{dtype}.onnx"
+            ffn_model(model, *FFN, dtype=dtype)
+            built = _build_rows(model, tmp / f"ffn_{dtype}_{arch}_{len(options)}", arch, "BERT", cells, **options)
+            assert len(built) == len(gemms), f"{label} FFN on {arch}: {len(built)} tensor-core kernels, not 2"
+            for r, (shape, what) in zip(built, gemms):
+                out.append({"arch": arch, "dtype": label, "shape": shape, "ref": None, **r,
+                            "config": r["config"].replace("BERT", what, 1)})
         n, c, hw, f, k = CONV
         conv_model(tmp / "conv.onnx", *CONV)
         label = f"ResNet-50 conv {k}x{k} {c}->{f} {hw}x{hw} batch {n} + bias + ReLU (implicit GEMM)"
@@ -185,7 +200,9 @@ ATTENTION_NOTES = """## Back-to-back contractions (scripts/tensorcore_fused.py)
   here, adds a range check and two scalings per score (NVRTC, which builds the kernels a GPU runs, passes
   -ftz=true and drops them).
 """
-FFN_NOTES = """- *BERT FFN*: 1024 tokens, 768 -> 3072 -> 768, f16. The chain splits into two engine GEMMs with fused
+FFN_NOTES = """- *BERT FFN*: 1024 tokens, 768 -> 3072 -> 768, in three forms: an f16 model, a bf16 model and an f32 model
+  compiled with `--precision fp16` (dtype column "fp16 (f32 model)": the weights cast to f16 at compile time,
+  the input's cast to f16 a kernel of its own, without tensor cores, so not in the table). The chain splits into two engine GEMMs with fused
   epilogues (GEMM + bias + GELU, then GEMM + bias), not the `mlp` kind's back-to-back kernel: keeping a row
   tile of the 3072-wide hidden on chip needs BM x 3072 f16 in shared memory (BM = 64: 384 KB, over every
   arch's opt-in) or BM x 768 f32 output accumulators in registers (BM = 64: 192 KB, 3/4 of an SM's register
