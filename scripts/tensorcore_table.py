@@ -137,9 +137,10 @@ NOTES = """## How it is counted
 - The 4096^3 GEMMs: Roller's 256x128 block tile gives 64x64 warp tiles, 128 HMMA per 64-deep k tile, with
   32 LDSM and 12 LDGSTS (16-byte cp.async) per iteration, as Triton's sm_80 kernel.
 - 1024x768x3072: Roller shrinks the block tile so the grid fills the GPU (128x64 on A100: 96 blocks; 64x64 on
-  H200: 192), where Triton's fixed 128x256 tile runs 24 blocks. The smaller 64x32 warp tiles need more
-  ldmatrix and copies per mma, hence more instructions per FLOP than Triton's big tile; fewer instructions
-  per FLOP would idle most SMs. Only a GPU can say which is faster (`--tune` on a lent GPU).
+  H200: 192), where Triton's fixed 128x256 tile runs 24 blocks. On A100 the smaller 64x32 warp tiles need
+  more ldmatrix and copies per mma, hence more instructions per FLOP than Triton's big tile; fewer
+  instructions per FLOP would idle most SMs (on H200 the wgmma kernel stays under Triton's even at 64x64).
+  Only a GPU can say which is faster (`--tune` on a lent GPU).
 - sm_90 (issue #21): tilec's f16/bf16 rows are the wgmma engine (lower/wgmma_engine.py): a TMA producer
   warpgroup fills 128-byte-swizzled stages (mbarrier expect_tx), one or two consumer warpgroups issue 4
   `wgmma.m64nNk16` per 64-deep k tile from shared-memory descriptors. Roller chooses the tile among the
