@@ -146,29 +146,9 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
     mainloop = [
         "// The k loop unrolled by the stage count: stage j's descriptors and barriers are constants (and no",
         "// further: a short K would otherwise unroll whole).",
-        "#pragma unroll 1",
-        f"for (int kt0 = 0; kt0 < {k_tiles}; kt0 += {s}) {{",
-        "  #pragma unroll",
-        f"  for (int j = 0; j < {s}; ++j) {{",
-        *([f"    if (kt0 + j < {k_tiles}) {{"] if k_tiles % s else ["    {"]),
-        "      tl_mbarrier_wait_parity(&k_full[j], k_ph);   // k tile kt0 + j has landed",
-        "      tl_wgmma_fence_operand(k_acc);",
-        "      tl_wgmma_fence();",
-        "      #pragma unroll",
-        f"      for (int kk = 0; kk < {bk // WG_K[dtype]}; ++kk)",
-        f"        {WG_FN[dtype]}<{cfg.bn}{'' if dtype == 'f32' else f', {ta}, {tb}'}>(k_acc, "
-        f"k_da + (j * (STAGE >> 4) + kk * {da}), "
-        f"k_db + (j * (STAGE >> 4) + kk * {db}), 1);",
-        "      tl_wgmma_commit();",
-        "      tl_wgmma_wait<1>();   // k tile kt0 + j - 1's group is done: its stage can be refilled",
-        "      tl_wgmma_fence_operand(k_acc);",
-        f"      if (j > 0 || kt0 > 0) tl_mbarrier_arrive(&k_empty[(j + {s - 1}) % {s}]);",
-        "    }",
-        "  }",
-        "  k_ph ^= 1u;",
-        "}",
-        "tl_wgmma_wait<0>();",
-        "tl_wgmma_fence_operand(k_acc);",
+        *consumer_k_loop(k_tiles, s, bk // WG_K[dtype],
+                         f"{WG_FN[dtype]}<{cfg.bn}{'' if dtype == 'f32' else f', {ta}, {tb}'}>(k_acc, "
+                         f"k_da + (j * (STAGE >> 4) + kk * {da}), k_db + (j * (STAGE >> 4) + kk * {db}), 1);"),
         # persistent: release the tile's last stage now (the next tile's loads refill it during this epilogue)
         *([f"tl_mbarrier_arrive(&k_empty[{(k_tiles - 1) % s}]);   // the tile's last stage: the producer refills it"
            " while this epilogue runs"] if grid else []),
@@ -225,6 +205,33 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
         *consumer,
     ]
     return "\n".join(src) + "\n"
+
+
+def consumer_k_loop(k_tiles: int, s: int, kk_steps: int, wgmma_call: str) -> list:
+    """A consumer warpgroup's k loop over ``k_tiles`` k tiles in ``s`` stages, unrolled by the stage count, with
+    ``kk_steps`` of ``wgmma_call`` (in ``j``, ``kk``) per k tile; shared by the GEMM and the implicit-GEMM conv."""
+    return [
+        "#pragma unroll 1",
+        f"for (int kt0 = 0; kt0 < {k_tiles}; kt0 += {s}) {{",
+        "  #pragma unroll",
+        f"  for (int j = 0; j < {s}; ++j) {{",
+        *([f"    if (kt0 + j < {k_tiles}) {{"] if k_tiles % s else ["    {"]),
+        "      tl_mbarrier_wait_parity(&k_full[j], k_ph);   // k tile kt0 + j has landed",
+        "      tl_wgmma_fence_operand(k_acc);",
+        "      tl_wgmma_fence();",
+        "      #pragma unroll",
+        f"      for (int kk = 0; kk < {kk_steps}; ++kk)",
+        f"        {wgmma_call}",
+        "      tl_wgmma_commit();",
+        "      tl_wgmma_wait<1>();   // k tile kt0 + j - 1's group is done: its stage can be refilled",
+        "      tl_wgmma_fence_operand(k_acc);",
+        f"      if (j > 0 || kt0 > 0) tl_mbarrier_arrive(&k_empty[(j + {s - 1}) % {s}]);",
+        "    }",
+        "  }",
+        "  k_ph ^= 1u;",
+        "}",
+        "tl_wgmma_wait<0>();",
+        "tl_wgmma_fence_operand(k_acc);"]
 
 
 ROW = "k_m0 + k_wm + k_w * 16 + k_lane / 4"
