@@ -213,8 +213,15 @@ def epilogue_lines(cg: ConvGemm, ctx) -> list:
         return ["#pragma unroll", "for (int i = 0; i < 4; ++i) {", f"  const int gm = {gm};", f"  const int gn = {gn};",
                 f"  if ({inside}) TL_ST({ctx.out_name}, ({it})(gn / {pix}) * {cg.f * pix} + ({it})gm * {pix} + "
                 f"gn % {pix}, {value});", "}"]
+    return fused_store_lines(cg, ctx, gm, gn, "k_acc[mi][ni][i]")
+
+
+def fused_store_lines(cg: ConvGemm, ctx, gm: str, gn: str, acc: str) -> list:
+    """The four accumulators ``acc`` (in ``i``) at output channel ``gm``, pixel ``gn`` through a fused context's
+    store hook, the anchor's (n, f, o0, o1) bound; shared by the mma.sync and wgmma conv epilogues."""
     from ..cstyle import render_body
     from .builder import KernelBuilder, linearize
+    pix, E = cg.oh * cg.ow, cg.extents
     n, f, o0, o1 = ctx.out_axes
     kb = KernelBuilder()
     with kb.loop("i", 0, 4, unroll=-1):
@@ -225,7 +232,7 @@ def epilogue_lines(cg: ConvGemm, ctx) -> list:
         kb.let(ctx.axis_var(o0), ctx.idx_t, f"gn % {pix} / {cg.ow}")
         kb.let(ctx.axis_var(o1), ctx.idx_t, f"gn % {cg.ow}")
         index = linearize([ctx.axis_var(a) for a in ctx.out_axes], ctx.out_shape)
-        ctx.store_result(kb, index, "k_acc[mi][ni][i]", inside)
+        ctx.store_result(kb, index, acc, f"gm < {E['M']} && gn < {E['N']}")
     func = kb.func("k_epilogue", [1], [1], ctx.params())
     return [line[2:] for line in render_body(func)]
 

@@ -167,21 +167,7 @@ def epilogue_lines(cg: mma_conv.ConvGemm, ctx, it: str) -> list:
         return ["#pragma unroll", "for (int i = 0; i < 4; ++i) {", f"  const int gm = {GM}, gn = {GN};",
                 f"  if ({inside}) TL_ST({ctx.out_name}, ({it})(gn / {pix}) * {cg.f * pix} + ({it})gm * {pix} + "
                 f"gn % {pix}, {CTYPE[ctx.out_dtype]}(k_acc[ni * 4 + i]));", "}"]
-    from ..cstyle import render_body
-    from .builder import KernelBuilder, linearize
-    n, f, o0, o1 = ctx.out_axes
-    kb = KernelBuilder()
-    with kb.loop("i", 0, 4, unroll=-1):
-        kb.let("gm", "i32", GM)
-        kb.let("gn", "i32", GN)
-        kb.let(ctx.axis_var(n), ctx.idx_t, f"gn / {pix}")
-        kb.let(ctx.axis_var(f), ctx.idx_t, "gm")
-        kb.let(ctx.axis_var(o0), ctx.idx_t, f"gn % {pix} / {cg.ow}")
-        kb.let(ctx.axis_var(o1), ctx.idx_t, f"gn % {cg.ow}")
-        index = linearize([ctx.axis_var(a) for a in ctx.out_axes], ctx.out_shape)
-        ctx.store_result(kb, index, "k_acc[ni * 4 + i]", inside)
-    func = kb.func("k_epilogue", [1], [1], ctx.params())
-    return [line[2:] for line in render_body(func)]
+    return mma_conv.fused_store_lines(cg, ctx, GM, GN, "k_acc[ni * 4 + i]")
 
 
 def lower(ctx, name: str, cg: mma_conv.ConvGemm, cfg: WgmmaConfig):
