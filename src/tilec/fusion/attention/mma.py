@@ -260,6 +260,34 @@ def _roles(r, m: int, extra: dict) -> dict:
     return out
 
 
+def _slot_lines(r, slots: list) -> list:
+    """Thread 0 loads each scalar slot's value (an outside read with no j or d axis) into ``k_sc``."""
+    src = ["if (k_tid == 0) {"]
+    for n, (m, acc) in enumerate(slots):
+        c = r.ctxs[m]
+        names = _roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "0"})
+        index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
+        val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
+        src.append(f"  k_sc[{n}] = {f'({pred}) ? {val} : 0.0f' if pred else val};")
+    return src + ["}"]
+
+
+def _stage_j_lines(r, staged: list, chunk: str, buf: str, sk: int, bn: int, threads: int) -> list:
+    """``threads`` threads stage key chunk ``chunk``'s values of each j-indexed outside read into ``k_sj``
+    buffer ``buf`` (0 past the ``sk`` keys); shared by the mma.sync and wgmma kernels."""
+    out = []
+    for n, (m, acc) in enumerate(staged):
+        c = r.ctxs[m]
+        names = _roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "k_kj"})
+        index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
+        val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
+        ok = " && ".join(x for x in (pred, f"k_kj < {sk}") if x)
+        out += [f"for (int k_t = k_tid; k_t < {bn}; k_t += {threads}) {{",
+                f"  const int k_kj = {chunk} * {bn} + k_t;",
+                f"  k_sj[({buf}) * {len(staged) * bn} + {n * bn} + k_t] = ({ok}) ? {val} : 0.0f;", "}"]
+    return out
+
+
 def lower(r, kernel, name: str, outside: list):
     """The ``kernel.func`` of the tensor-core attention kernel for the matched chain of ``r`` (the attention
     kernel's reader, :mod:`.kernel`) with the tile of its ``tile`` attribute; ``outside``: the score ops'
@@ -318,27 +346,10 @@ def lower(r, kernel, name: str, outside: list):
     src.append(f"const int k_q0 = (k_blk % {nq}) * {tq};")
     # Scalars once per block (thread 0; visible after the first barrier of the loop).
     if slots:
-        src.append("if (k_tid == 0) {")
-        for n, (m, acc) in enumerate(slots):
-            c = r.ctxs[m]
-            names = _roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "0"})
-            index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
-            val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
-            src.append(f"  k_sc[{n}] = {f'({pred}) ? {val} : 0.0f' if pred else val};")
-        src.append("}")
+        src += _slot_lines(r, slots)
 
     def stage_j(chunk: str, buf: str) -> list:
-        out = []
-        for n, (m, acc) in enumerate(staged):
-            c = r.ctxs[m]
-            names = _roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "k_kj"})
-            index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
-            val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
-            ok = " && ".join(x for x in (pred, f"k_kj < {sk}") if x)
-            out += [f"for (int k_t = k_tid; k_t < {BN}; k_t += {T}) {{",
-                    f"  const int k_kj = {chunk} * {BN} + k_t;",
-                    f"  k_sj[({buf}) * {len(staged) * BN} + {n * BN} + k_t] = ({ok}) ? {val} : 0.0f;", "}"]
-        return out
+        return _stage_j_lines(r, staged, chunk, buf, sk, BN, T)
 
     def load_chunk(chunk: str, stage: str) -> list:
         o = dict(origin, j=f"({chunk}) * {BN}")

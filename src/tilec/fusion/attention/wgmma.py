@@ -274,27 +274,10 @@ def lower(r, kernel, name: str, outside: list):
         rest = f"({rest}) / {ext}"
     src.append(f"const int k_q0 = (k_blk % {nq}) * {tq};")
     if slots:   # once per block (thread 0), visible after the prologue's barrier
-        src.append("if (k_tid == 0) {")
-        for n, (m, acc) in enumerate(slots):
-            c = r.ctxs[m]
-            names = mma._roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "0"})
-            index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
-            val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
-            src.append(f"  k_sc[{n}] = {f'({pred}) ? {val} : 0.0f' if pred else val};")
-        src.append("}")
+        src += mma._slot_lines(r, slots)
 
     def stage_j(chunk: str, buf: str, threads: int = T) -> list:
-        out = []
-        for n, (m, acc) in enumerate(staged):
-            c = r.ctxs[m]
-            names = mma._roles(r, m, {c.out_axes[-2]: "0", c.out_axes[-1]: "k_kj"})
-            index, pred = c.index_and_pred(acc, lambda a, nm=names: nm[a])
-            val = CUDA.convert(f"TL_LD({c.names[acc.tensor]}, {index})", c.dtypes[c.input_of(acc)], "f32")
-            ok = " && ".join(x for x in (pred, f"k_kj < {sk}") if x)
-            out += [f"for (int k_t = k_tid; k_t < {bn}; k_t += {threads}) {{",
-                    f"  const int k_kj = {chunk} * {bn} + k_t;",
-                    f"  k_sj[({buf}) * {len(staged) * bn} + {n * bn} + k_t] = ({ok}) ? {val} : 0.0f;", "}"]
-        return out
+        return mma._stage_j_lines(r, staged, chunk, buf, sk, bn, threads)
 
     def load_chunk(chunk: str, stage: str) -> list:
         o = dict(origin, j=f"({chunk}) * {bn}")
