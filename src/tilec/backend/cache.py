@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -130,19 +129,8 @@ def weights_digest(arrays: dict) -> str:
 def save_npz(path: Path, arrays: dict) -> None:
     """``np.savez`` of ``arrays`` at ``path`` through a temporary file in its folder and a rename, so readers
     never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)   # mkstemp makes 0600 files; give the file a plain open()'s permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..ir.weights import atomic_write
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def place_weights(arrays: dict, target: Path) -> bool:

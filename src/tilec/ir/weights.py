@@ -61,11 +61,17 @@ def load_weights_file(path: Path) -> dict:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write`` on a binary file that becomes ``path`` by a rename only once it is whole (a temp file in
+    the same folder, removed on any error), so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
         # mkstemp makes 0600 files; give the file the permissions a plain open() would have.
         umask = os.umask(0)
         os.umask(umask)
