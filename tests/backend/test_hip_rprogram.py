@@ -90,18 +90,16 @@ from samples.models import ZOO, build as build_zoo  # noqa: E402
 
 
 # mobilenet_v2-small's rProgram spilled 157 VGPRs + 438 SGPRs and resnet18-small's 36 SGPRs before the opaque
-# thread index and the kernarg table (docs/benchmarks/amd-2026-12-07.md). Still spilling, marked so that a fix
-# turns its xfail into a failure to update (docs/amd.md, "Not done yet"):
-# Grinder's device loops fill their buffer table the same way (nasrnn-small's grinder0: 176 SGPR spills before).
-SPILLING = {"nasnet": "rammer0 (8 waves per SIMD): 2 SGPRs to VGPR lanes, the members' constants hoisted out of "
-                      "the dispatch loop"}
+# thread index and the kernarg table (docs/benchmarks/amd-2026-12-07.md); Grinder's device loops fill their
+# buffer table the same way (nasrnn-small's grinder0: 176 SGPR spills before). nasnet-small's rammer0 (1024
+# threads, 2 blocks per CU = 8 waves per SIMD) spilled 2 SGPRs until Rammer's residency left each wave the SGPRs
+# an rProgram takes (register_files.rprogram_sgprs; tests/rammer/test_amd_sgpr_residency.py): 1 block per CU.
 
 
 @pytest.mark.slow
 @needs_hipcc
 @pytest.mark.parametrize("pipeline", ["rammer", "grinder"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SPILLING[n]))
-                                  if n in SPILLING else n for n in sorted(ZOO)])
+@pytest.mark.parametrize("name", sorted(ZOO))
 def test_small_zoo_rammer_builds_for_mi250x_without_spills(tmp_path, name, pipeline):
     path = tmp_path / f"{name}-small.onnx"
     onnx.save(build_zoo(name, "small"), str(path))

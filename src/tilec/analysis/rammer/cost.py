@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from ..hardware import GPUSpec
-from .regs import blocks_for_regs
+from .regs import blocks_for_regs, sgpr_blocks
 
 def launch_seconds(spec: GPUSpec) -> float:
     """s per kernel launch in a stream (launch latency + tail/ramp of the grid): the spec's
@@ -96,8 +96,11 @@ def program_blocks(spec: GPUSpec, threads: int, smem: int, regs: int) -> int:
     spill the rest), and no more than the ``rprog.program`` verifier's bound, which assumes ``REGS_ASSUMED``
     (it cannot see the members' registers, and must hold whatever ptxas allocates under
     ``__launch_bounds__``). Members estimated below ``REGS_ASSUMED`` once got more blocks than the verifier
-    allows (a 256-thread program at 6 per SM for 40 registers, where 64 allow 4): the program failed to verify."""
-    return resident_blocks(spec, threads, smem, max(regs, REGS_ASSUMED))
+    allows (a 256-thread program at 6 per SM for 40 registers, where 64 allow 4): the program failed to verify.
+    On AMD, also no more than the scalar register file leaves room for (``regs.sgpr_blocks``)."""
+    blocks = resident_blocks(spec, threads, smem, max(regs, REGS_ASSUMED))
+    by_sgprs = sgpr_blocks(spec, threads)
+    return blocks if by_sgprs is None else min(blocks, by_sgprs)
 
 
 def task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:

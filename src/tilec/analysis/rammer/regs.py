@@ -80,3 +80,19 @@ def blocks_for_regs(spec: GPUSpec, threads: int, regs: int) -> int:
             n += 1
         _BLOCKS_FOR_REGS[key] = n
     return n
+
+
+def sgpr_blocks(spec: GPUSpec, threads: int) -> int | None:
+    """The most blocks of ``threads`` a CU holds of a persistent kernel whose members hipcc inlines (None on a
+    target without a per-wave scalar register file: NVIDIA). Such a kernel is assumed to take
+    ``register_files.rprogram_sgprs`` SGPRs per wave (the spec's measured figure: LLVM hoists every member's
+    uniform constants out of the dispatch loop), so a SIMD holds ``sgprs_per_simd // rprogram_sgprs`` of its
+    waves; a block's waves spread over the ``sm_partitions`` SIMDs (as ``reg_budget`` counts them). Allowing
+    more would make LLVM squeeze the kernel into the smaller budget and spill (nasnet-small's rammer0 at 8
+    waves per SIMD: 2 SGPR spills; at 4, none)."""
+    files = spec.register_files
+    need = files.get("rprogram_sgprs", 0)
+    if not need or not files.get("sgprs_per_simd"):
+        return None
+    waves_per_simd = files["sgprs_per_simd"] // need
+    return waves_per_simd * spec.sm_partitions // math.ceil(threads / spec.warp_size)
