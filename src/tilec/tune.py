@@ -108,9 +108,22 @@ def gpu_profiler():
     return profiler, None
 
 
+def random_args(device, op) -> list:
+    """Seeded standard-normal inputs (and outputs) on ``device`` for one launch of ``op``'s kernel: the same
+    for every candidate, on a GPU (``profile_config``) or the emulator (``tune_emu``)."""
+    from .ir.types import np_dtype
+    rng = np.random.default_rng(0)
+    args = []
+    for v in list(op.operands) + list(op.results):
+        arr = rng.standard_normal(v.type.shape).astype(np_dtype(v.type.dtype))
+        raw = device.alloc(arr.nbytes)
+        device.write(raw, 0, arr)
+        args.append(device.typed(raw, 0, v.type.dtype, v.type.shape))
+    return args
+
+
 def profile_config(device, op, config: dict, repeat: int = PROFILE_REPEAT) -> float:
     """Median seconds (CUDA events) of ``op``'s kernel lowered with ``config``, on random inputs."""
-    from .ir.types import np_dtype
     from .backend.emit import emit_kernel
     from .backend.lower import lower_compute
     saved = op.attributes.get("rtile")
@@ -120,13 +133,7 @@ def profile_config(device, op, config: dict, repeat: int = PROFILE_REPEAT) -> fl
     finally:
         op.attributes["rtile"] = saved
     kernel = device.load(func.sym_name, emit_kernel(func))
-    rng = np.random.default_rng(0)
-    args = []
-    for v in list(op.operands) + list(op.results):
-        arr = rng.standard_normal(v.type.shape).astype(np_dtype(v.type.dtype))
-        raw = device.alloc(arr.nbytes)
-        device.write(raw, 0, arr)
-        args.append(device.typed(raw, 0, v.type.dtype, v.type.shape))
+    args = random_args(device, op)
     a = func.attributes
     launch = lambda timed: device.launch(kernel, func.sym_name, a["grid"], a["block"],  # noqa: E731
                                          int(a.get("smem", 0)), args, timed=timed)

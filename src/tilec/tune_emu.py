@@ -12,8 +12,6 @@ are pinned to GPU workers (``num_gpus=1``) and time the kernel with CUDA events 
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .ir.diagnostics import CompileError
 
 
@@ -40,6 +38,7 @@ def emu_seconds(ir_text: str, index: int, config: dict) -> float:
     from .backend.launch_resources import launch_resources
     from .backend.lower import lower_compute
     from .runtime.emu_device import EmuDevice
+    from .tune import random_args
     module, op = _op_of(ir_text, index)
     spec = get_arch(module_arch(module))
     op.attributes["rtile"] = config
@@ -49,7 +48,7 @@ def emu_seconds(ir_text: str, index: int, config: dict) -> float:
     kernel = device.load(func.sym_name, emit_kernel(func))
     a = func.attributes
     rec = device.launch(kernel, func.sym_name, a["grid"], a["block"], int(a.get("smem", 0)),
-                        _random_args(device, op))
+                        random_args(device, op))
     res = launch_resources(func, arch=spec.arch)
     load = kernel_load(spec, func, {"smem_static": res.smem_static, "smem_dynamic": int(a.get("smem", 0)),
                                     "registers": res.registers})
@@ -57,19 +56,6 @@ def emu_seconds(ir_text: str, index: int, config: dict) -> float:
     load = replace(load, l2_bytes=float(measured),
                    dram_bytes=float(rec.dram_bytes if rec.dram_bytes is not None else load.dram_bytes))
     return estimate(effective_spec(spec), load).seconds
-
-
-def _random_args(device, op) -> list:
-    """Seeded inputs (and outputs) for one launch of ``op``'s kernel, as ``tune.profile_config`` makes them."""
-    from .ir.types import np_dtype
-    rng = np.random.default_rng(0)
-    args = []
-    for v in list(op.operands) + list(op.results):
-        arr = rng.standard_normal(v.type.shape).astype(np_dtype(v.type.dtype))
-        raw = device.alloc(arr.nbytes)
-        device.write(raw, 0, arr)
-        args.append(device.typed(raw, 0, v.type.dtype, v.type.shape))
-    return args
 
 
 def gpu_seconds(ir_text: str, index: int, config: dict) -> float:
