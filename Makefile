@@ -95,9 +95,10 @@ fuzz: install $(if $(RAY),install-ray)
 	$(BIN)/python scripts/fuzz.py --graphs 1000 --pipeline-graphs 2000 --pipeline-f16-graphs 500 --precision-graphs 100 --ir 10000 --onnx 1000 --run-inputs 1000 --seed 0 $(if $(RAY),--ray $(RAY))
 
 # Every sample and small zoo model on the GPU vs onnxruntime, then timed (8 min budget) -> build/gpu_check/.
-# DRY=1: the emu backend instead of the GPU -> build/gpu_check_dry/.
+# DRY=1: the emu backend instead of the GPU -> build/gpu_check_dry/. ARCH=mi250x: every row for that arch spec
+# (an AMD GPU picks its own from its gfx ISA; DRY=1 ARCH=mi250x: the emulator with 64-lane wavefronts).
 gpu-check: $(if $(DRY),install)
-	PYTHON=$(GPU_PY) scripts/gpu_check.sh $(if $(DRY),build/gpu_check_dry --dry-run,build/gpu_check --runs 20)
+	PYTHON=$(GPU_PY) scripts/gpu_check.sh $(if $(DRY),build/gpu_check_dry --dry-run,build/gpu_check --runs 20) $(if $(ARCH),--arch $(ARCH))
 
 # The latency model's constants measured on a lent GPU (5 min budget, one process per constant) ->
 # build/gpu_calibrate/<arch>.measured.json (copy it to src/tilec/analysis/hw/ to use it; ARCH=h100 default).

@@ -3,12 +3,16 @@ with onnxruntime (relative tolerance), then timed hot and cold (L2 flushed).
 
     PYTHONPATH=src python scripts/gpu_check.py OUT_DIR [--models GLOB ...] [--zoo small|none] [--runs 20]
                                                [--jobs N] [--row-timeout S] [--budget S] [--tol T] [--dry-run]
+                                           [--arch ARCH] [--backend cupy|hip]
 
 Each model is a row run in its own process with a timeout (``tilec.bench.rowrun``); the whole budget is printed
 before anything runs; each row is appended to OUT_DIR/gpu_check.md and OUT_DIR/gpu_check.jsonl as it finishes,
 so a crash or hang costs one row and the table says which and why; OUT_DIR/gpu_check.json holds every row at the
 end. Rows run ``--jobs`` at a time (correctness first: the timings of parallel rows are indicative only, see
 ``make gpu-bench`` for fair ones). ``--dry-run`` runs the same path with the emu backend instead of the GPU.
+On an AMD GPU (CuPy's ROCm build) the rows compile for the arch spec of the GPU's gfx ISA and run on the ``hip``
+backend (``tilec.bench.gpu_mode``); ``--arch`` / ``--backend`` override both (``--dry-run --arch mi250x``: the
+emulator with 64-lane wavefronts runs the HIP build).
 Exits 1 when any row is not ok.
 """
 from __future__ import annotations
@@ -27,6 +31,8 @@ for _p in (ROOT / "src", ROOT):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from tilec.analysis.hardware import available_archs  # noqa: E402
+from tilec.bench import gpu_mode  # noqa: E402
 from tilec.bench import gpu_report as rep  # noqa: E402
 from tilec.bench.journal import Journal  # noqa: E402
 from tilec.bench.rowrun import Row, run_row  # noqa: E402
@@ -75,6 +81,10 @@ def main(argv=None) -> int:
     ap.add_argument("--row-timeout", type=float, default=150.0, help="seconds per model")
     ap.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check")
     ap.add_argument("--dry-run", action="store_true", help="emu backend instead of the GPU, one timed run")
+    ap.add_argument("--arch", choices=available_archs(), help="compile every row for this arch spec (default: the "
+                    "GPU's; the dry run's h200)")
+    ap.add_argument("--backend", choices=["cupy", "hip"], help="GPU runtime (default: hip on CuPy's ROCm build, "
+                    "else cupy); the dry run always uses emu")
     args = ap.parse_args(argv)
     t0, started = time.perf_counter(), time.monotonic()
     args.out = args.out.resolve()
@@ -97,8 +107,14 @@ def main(argv=None) -> int:
     print(budget.plan("gpu_check"), flush=True)
     machine = run_row(probe, args.out / "rows", ROOT, timeout=probe.timeout)
     print(rep.machine_line(machine), flush=True)
+    mode = ({"backend": backend, "arch": args.arch, "device": "dry-run", "error": None} if args.dry_run
+            else gpu_mode.resolve(machine, args.arch, args.backend))
+    for row in rows:
+        row.spec["backend"] = mode["backend"]
+        if mode["arch"]:  # else each row asks the card (NVIDIA: the arch its name gives)
+            row.spec.update(arch=mode["arch"], device_arch_fixed=True)
     journal = Journal(args.out / "gpu_check.md", args.out / "gpu_check.jsonl", COLUMNS)
-    journal.start([f"# GPU check ({'dry run, emu backend' if args.dry_run else backend})", "",
+    journal.start([gpu_mode.header(args.dry_run, mode), "",
                    "```sh", " ".join(["python", "scripts/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
                    "```", "", rep.machine_line(machine), "", "```", budget.plan("gpu_check"), "```", "",
                    f"Correctness: tilec ({args.pipeline} pipeline) vs onnxruntime on the CPU, same seeded inputs; "
@@ -112,11 +128,17 @@ def main(argv=None) -> int:
 
     for r in unbuilt:
         done(r)
-    results = unbuilt + run_rows(rows, args.jobs, budget, args.out / "rows", ROOT, done)
+    if mode["error"]:  # an AMD GPU no arch spec targets: every row says so instead of compiling for the wrong one
+        results = unbuilt + [{"id": r.id, **r.labels, "status": "failed", "error": mode["error"], "seconds": 0.0}
+                             for r in rows]
+        for r in results[len(unbuilt):]:
+            done(r)
+    else:
+        results = unbuilt + run_rows(rows, args.jobs, budget, args.out / "rows", ROOT, done)
     bad = [r for r in results if r["status"] != "ok"]
     journal.write([f"{len(results) - len(bad)}/{len(results)} ok in {time.perf_counter() - t0:.0f}s."
                    + (f" Not ok: {', '.join(r['model'] for r in bad)}." if bad else "")])
-    (args.out / "gpu_check.json").write_text(json.dumps({"backend": backend, "machine": machine, "models": results},
+    (args.out / "gpu_check.json").write_text(json.dumps({"backend": mode["backend"], "arch": mode["arch"], "machine": machine, "models": results},
                                                         indent=1, sort_keys=True, default=float) + "\n")
     print((args.out / "gpu_check.md").read_text(), end="")
     return 1 if bad else 0

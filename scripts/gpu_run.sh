@@ -40,12 +40,17 @@ fi
 # Headers only: a missing libnvrtc is not fatal (CuPy's own NVRTC is tried next, with these include folders).
 NVRTC='from tilec.backend.nvrtc_lib import find_toolchain as f; t = f()
 print("gpu_run: NVRTC headers from", ":".join(t.include_dirs), "; libnvrtc:", t.library or "none (CuPy NVRTC)")'
-if ! "$PY" -c "$NVRTC" >/dev/null 2>&1; then
-  install "the CUDA headers for NVRTC" nvidia-cuda-runtime nvidia-cuda-crt
-fi
-if ! "$PY" -c "$NVRTC" >&2 2>/dev/null; then
-  echo "gpu_run: the CUDA headers for NVRTC are still missing after installing wheels/ into $DEPS" >&2
-  exit 1
+# CuPy's ROCm build (an AMD GPU) compiles the .hip kernels with hiprtc and its own headers: no CUDA headers.
+if "$PY" -c "import cupy, sys; sys.exit(0 if getattr(cupy.cuda.runtime, 'is_hip', False) else 1)" 2>/dev/null; then
+  echo "gpu_run: CuPy is a ROCm build: HIP kernels through hiprtc, no CUDA headers needed" >&2
+else
+  if ! "$PY" -c "$NVRTC" >/dev/null 2>&1; then
+    install "the CUDA headers for NVRTC" nvidia-cuda-runtime nvidia-cuda-crt
+  fi
+  if ! "$PY" -c "$NVRTC" >&2 2>/dev/null; then
+    echo "gpu_run: the CUDA headers for NVRTC are still missing after installing wheels/ into $DEPS" >&2
+    exit 1
+  fi
 fi
 cd "$ROOT"
 exec "$PY" "$@"

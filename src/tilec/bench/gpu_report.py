@@ -38,7 +38,10 @@ def machine_line(p: dict) -> str:
         return f"Machine: probe {status(p)}"
     v = p.get("versions", {})
     gpu = p.get("gpu", "?")
-    if gpu != "dry-run":
+    if gpu != "dry-run" and p.get("vendor") == "amd":
+        gpu += f" ({p.get('isa') or '?'}, {p.get('sms')} CUs, L2 {(p.get('l2_bytes') or 0) / 2**20:.0f} MiB, driver " \
+               f"{p.get('driver')}, HIP runtime {p.get('runtime')})"
+    elif gpu != "dry-run":
         gpu += f" (cc {p.get('cc')}, {p.get('sms')} SMs, L2 {(p.get('l2_bytes') or 0) / 2**20:.0f} MiB, driver " \
                f"{p.get('driver')}, CUDA runtime {p.get('runtime')})"
     libs = ", ".join(f"{k} {val}" for k, val in v.items())

@@ -24,7 +24,8 @@ from .rowrun import injected_fault
 
 
 def probe(spec: dict, row: dict) -> None:
-    """What the run is measured on: the GPU (name, L2, SMs), driver and library versions."""
+    """What the run is measured on: the GPU (name, L2, SMs; on CuPy's ROCm build the vendor ``amd``, the gfx ISA
+    and the tilec arch it maps to, or why none), driver and library versions."""
     row["python"] = platform.python_version()
     versions = {}
     for mod in ("numpy", "onnx", "onnxruntime", "cupy", "torch", "triton"):
@@ -48,6 +49,14 @@ def probe(spec: dict, row: dict) -> None:
     row.update(gpu=name, l2_bytes=attrs.get("L2CacheSize"), sms=attrs.get("MultiProcessorCount"),
                cc=f"{props['major']}.{props['minor']}", driver=cupy.cuda.runtime.driverGetVersion(),
                runtime=cupy.cuda.runtime.runtimeGetVersion())
+    row["vendor"] = "amd" if getattr(cupy.cuda.runtime, "is_hip", False) else "nvidia"
+    if row["vendor"] == "amd":  # CuPy's ROCm build: the ISA picks the arch spec (tilec.bench.gpu_mode)
+        from .gpu_mode import UnknownGpu, arch_from_props, isa_of
+        row["isa"] = isa_of(props)
+        try:
+            row["tilec_arch"] = arch_from_props(props)
+        except UnknownGpu as e:
+            row["arch_error"] = str(e)
 
 
 KINDS = {"probe": probe, "tilec": gpu_systems.tilec, "ort": gpu_systems.ort, "torch": gpu_systems.torch_model,

@@ -122,8 +122,11 @@ def roofline(spec: dict, row: dict) -> None:
 def tilec(spec: dict, row: dict) -> None:
     from ..driver import compile_model, make_executor
     row["step"] = "compile"
-    on_gpu = spec["backend"] == "cupy"
-    row["arch"] = device_arch({**spec, "device": "cuda"}) if on_gpu else spec.get("arch", "h200")
+    on_gpu = spec["backend"] in ("cupy", "hip")  # hip: an AMD GPU (tilec.bench.gpu_mode)
+    if on_gpu and spec.get("device_arch_fixed"):  # gpu-check's --arch, or the arch the AMD GPU's ISA maps to
+        row["arch"] = spec["arch"]
+    else:
+        row["arch"] = device_arch({**spec, "device": "cuda"}) if on_gpu else spec.get("arch", "h200")
     if not (spec.get("reuse_build") and Path(spec["build"], "plan.json").is_file()):
         t0 = time.perf_counter()
         compile_model(spec["model"], spec["build"], pipeline=spec["pipeline"], arch=row["arch"])
@@ -147,7 +150,7 @@ def tilec(spec: dict, row: dict) -> None:
     row["step"] = "time"
     ex.set_inputs(feeds)
     fn = lambda: ex.run_steps(timed=False, poison=False)  # noqa: E731
-    if spec["backend"] == "cupy":
+    if on_gpu:
         import cupy
         clock = CupyClock(ex.device.stream)
         flush = cupy_flush(ex.device.stream, l2_bytes(spec, cupy.cuda.Device().attributes.get("L2CacheSize")))
