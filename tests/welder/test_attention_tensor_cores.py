@@ -97,6 +97,12 @@ def _attention_func(build):
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_tensor_core_attention_matches_numpy(built, order):
     d, dtype, ref = built
+    run_and_check(d, dtype, ref, order)
+
+
+def run_and_check(d, dtype: str, ref, order: str):
+    """Run build ``d/b`` on ``d/in.npz`` in the emulator (thread order ``order``), check its output against
+    ``ref`` and every kernel's bytes against its model; the output (f32)."""
     run_target(str(d / "b"), str(d / "in.npz"), str(d / f"o-{order}.npz"), backend="emu",
                report_path=str(d / f"r-{order}.json"), emu_order=order)
     got = np.load(d / f"o-{order}.npz")
@@ -104,9 +110,9 @@ def test_tensor_core_attention_matches_numpy(built, order):
     got = (got.view(_np(dtype)) if got.dtype.kind == "V" else got).astype(np.float32)   # npz: bf16 as raw records
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=TOL[dtype] * float(np.abs(ref).max()), rtol=0)
-    run = json.load(open(d / f"r-{order}.json"))
-    for k in run["kernels"]:
+    for k in json.load(open(d / f"r-{order}.json"))["kernels"]:
         assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
+    return got
 
 
 def test_kernel_is_the_tensor_core_one_and_passes_ptxas(built):

@@ -17,10 +17,9 @@ import subprocess
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, save
-from test_attention_tensor_cores import TOL, _model, _np, _round
+from test_attention_tensor_cores import TOL, _attention_func, _model, _np, _round, run_and_check
 
 from tilec.driver import compile_model, run_target
-from tilec.ir import read_ir
 
 # (dtype, batch, heads, seq, head dim, mask, merge heads, K as "kt" input | "k" + Transpose | "einsum").
 # K/V come by TMA boxes where every row is whole 16-byte chunks (Kᵀ [.., d, seq] needs seq % 8 == 0), by
@@ -68,27 +67,12 @@ def built(request, tmp_path_factory):
     return d, dtype, hd, ref, (s % 8 == 0 or kmode == "einsum")   # K/V rows whole 16-byte chunks: TMA
 
 
-def _attention_func(build):
-    funcs = [op for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"]
-    att = [f for f in funcs if f.attributes.get("kind") == "attention"]
-    assert len(att) == 1, [f.attributes.get("kind") for f in funcs]
-    return att[0]
-
-
 @pytest.mark.parametrize("order", ["normal", "reverse"])
 def test_wgmma_attention_matches_numpy(built, order):
     d, dtype, _, ref, _ = built
     if order == "reverse" and not d.name.startswith(REVERSE):
         pytest.skip("reverse thread order: one TMA and one cp.async case")
-    run_target(str(d / "b"), str(d / "in.npz"), str(d / f"o-{order}.npz"), backend="emu",
-               report_path=str(d / f"r-{order}.json"), emu_order=order)
-    got = np.load(d / f"o-{order}.npz")
-    got = got[got.files[0]]
-    got = (got.view(_np(dtype)) if got.dtype.kind == "V" else got).astype(np.float32)
-    assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, atol=TOL[dtype] * float(np.abs(ref).max()), rtol=0)
-    for k in json.load(open(d / f"r-{order}.json"))["kernels"]:
-        assert k["bytes_loaded"] + k["bytes_stored"] == k["bytes_modelled"], k
+    got = run_and_check(d, dtype, ref, order)
     if dtype == "f16" and order == "normal":   # onnxruntime's CPU kernels take f16 (not bf16) attention
         import onnxruntime as ort
         feeds = dict(np.load(d / "in.npz"))
