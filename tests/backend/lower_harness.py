@@ -130,3 +130,14 @@ def nvcc_compile(source: str, tmp_path) -> str:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return r.stderr
+
+
+def disassembler_found() -> bool:
+    """Whether ``tilec inspect`` finds a SASS disassembler (cuobjdump/nvdisasm) here."""
+    from tilec.backend.inspect_build import find_disassembler
+    from tilec.ir import CompileError
+    try:
+        find_disassembler()
+        return True
+    except CompileError:
+        return False

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lower_harness import compute_module, kernels, lower, random_inputs, reference, run_lowered  # noqa: E402
+from lower_harness import (compute_module, disassembler_found, kernels, lower, random_inputs,  # noqa: E402
+                           reference, run_lowered)
 
 from tilec.analysis.hardware import get_arch  # noqa: E402
 from tilec.backend.emit import emit_kernel  # noqa: E402
@@ -156,22 +157,12 @@ def test_engine_kernels_are_deterministic():
     assert text() == text()
 
 
-def _disassembler_found() -> bool:
-    from tilec.backend.inspect_build import find_disassembler
-    from tilec.ir import CompileError
-    try:
-        find_disassembler()
-        return True
-    except CompileError:
-        return False
-
-
 @pytest.mark.parametrize("arch", ["a100"])   # h200's wgmma kernel: test_wgmma_engine.py
 def test_f16_gemm_4096_main_loop_quality(arch, tmp_path):
     """Issue #17's bar on the static SASS of the f16 4096^3 GEMM's main loop: HMMA.16816 fed by LDSM and
     128-bit cp.async (LDGSTS), no other loads, at most 6.7e-4 instructions per tensor-core FLOP, 0 spills."""
     import shutil
-    if shutil.which("nvcc") is None or not _disassembler_found():
+    if shutil.which("nvcc") is None or not disassembler_found():
         pytest.skip("needs nvcc and cuobjdump/nvdisasm")
     import onnx
     from onnx import TensorProto, helper

@@ -74,7 +74,7 @@ def test_tf32_keeps_mma_sync(tmp_path):
 def test_resnet50_conv_compiles_for_sm_90a(tmp_path):
     """ResNet-50's 3x3 conv of its 14x14 stage (256 channels, batch 32, f16) for h200: sm_90a, 0 spills and (with
     a disassembler) a main loop of HGMMA only, its weight by UTMALDG and its im2col by LDGSTS.128."""
-    from test_wgmma_engine import _disassembler_found
+    from lower_harness import disassembler_found
 
     from tilec.backend.inspect_build import inspect_build
     from tilec.driver import compile_model
@@ -82,7 +82,7 @@ def test_resnet50_conv_compiles_for_sm_90a(tmp_path):
     compile_model(str(tmp_path / "m.onnx"), str(tmp_path / "p"), arch="h200", check_ptx=True)
     (k,) = engine_kernels(tmp_path / "p")
     assert k["ptxas"]["spill_bytes"] == 0 and k["block"] == [384, 1, 1]
-    if not _disassembler_found():
+    if not disassembler_found():
         pytest.skip("needs cuobjdump/nvdisasm for the SASS checks")
     (row,) = [r for r in inspect_build(tmp_path / "p")["kernels"] if r["name"] == k["name"]]
     loop = row["main_loop"]

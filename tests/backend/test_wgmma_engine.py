@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lower_harness import compute_module, kernels, lower, random_inputs, reference, run_lowered  # noqa: E402
+from lower_harness import (compute_module, disassembler_found, kernels, lower, random_inputs,  # noqa: E402
+                           reference, run_lowered)
 
 from tilec.analysis.hardware import get_arch  # noqa: E402
 from tilec.backend.arch_features import MARK  # noqa: E402
@@ -147,16 +148,6 @@ def _gemm_onnx(path: Path, n: int = 4096, dtype: str = "f16"):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def _disassembler_found() -> bool:
-    from tilec.backend.inspect_build import find_disassembler
-    from tilec.ir import CompileError
-    try:
-        find_disassembler()
-        return True
-    except CompileError:
-        return False
-
-
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
 def test_gemm_4096_compiles_for_sm_90a_and_beats_tritons_main_loop(tmp_path):
     """The f16 4096^3 GEMM on h200 (--check-ptx: compiled for sm_90a, no wait ptxas had to inject and no
@@ -169,7 +160,7 @@ def test_gemm_4096_compiles_for_sm_90a_and_beats_tritons_main_loop(tmp_path):
     assert row["ptxas"]["spill_bytes"] == 0
     # --check-ptx compiled it for sm_90a and would have refused an injected wait (C7517) or serialised wgmma
     assert MARK in next((tmp_path / "b" / "kernels").glob("*.cu")).read_text()
-    if not _disassembler_found():
+    if not disassembler_found():
         pytest.skip("needs cuobjdump/nvdisasm for the SASS checks")
     from tilec.backend.inspect_build import inspect_build
     (k,) = inspect_build(tmp_path / "b")["kernels"]
