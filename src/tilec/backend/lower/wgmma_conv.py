@@ -86,13 +86,7 @@ def kernel_source(ctx, cg: mma_conv.ConvGemm, cfg: WgmmaConfig) -> str:
         f"// wgmma implicit-GEMM conv: block tile {cfg.bm} channels x {cfg.bn} pixels, k tile {BK}, {s}-stage "
         f"pipeline (A by TMA, B gathered by cp.async, {d} k tile(s) in flight per producer thread); "
         f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k16 {dtype}, f32 accumulators)",
-        f"constexpr int STAGE = {cfg.stage_bytes}, A_BYTES = {a_bytes};   // one k tile of A then B, 128B-swizzled",
-        "extern __shared__ unsigned char k_dyn[];   // sized at launch: the stages, their barriers, 1024 of slack",
-        "unsigned char* const k_smem = reinterpret_cast<unsigned char*>(",
-        "    (reinterpret_cast<unsigned long long>(k_dyn) + 1023ull) & ~1023ull);   // the swizzle's period",
-        f"unsigned long long* const k_full = reinterpret_cast<unsigned long long*>(k_smem + {s} * STAGE);",
-        f"unsigned long long* const k_empty = k_full + {s};",
-        "const int k_tid = threadIdx.x;",
+        *wgmma_engine.smem_lines(cfg.stage_bytes, a_bytes, s),
         "const int k_bid = blockIdx.x;",
         f"const int k_m0 = k_bid / {grid_n} % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
         "if (k_tid == 0) {",

@@ -168,13 +168,7 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
         f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k{WG_K[dtype]} "
         f"{'tf32' if dtype == 'f32' else dtype}, f32 accumulators) "
         "and a producer warpgroup" + (f"; persistent: {grid} blocks loop over {tiles} tiles" if grid else ""),
-        f"constexpr int STAGE = {cfg.stage_bytes}, A_BYTES = {a_bytes};   // one k tile of A then B, 128B-swizzled",
-        "extern __shared__ unsigned char k_dyn[];   // sized at launch: the stages, their barriers, 1024 of slack",
-        "unsigned char* const k_smem = reinterpret_cast<unsigned char*>(",
-        "    (reinterpret_cast<unsigned long long>(k_dyn) + 1023ull) & ~1023ull);   // the swizzle's period",
-        f"unsigned long long* const k_full = reinterpret_cast<unsigned long long*>(k_smem + {s} * STAGE);",
-        f"unsigned long long* const k_empty = k_full + {s};",
-        "const int k_tid = threadIdx.x;",
+        *smem_lines(cfg.stage_bytes, a_bytes, s),
         *(["const int k_bid = blockIdx.x;", *where] if not grid else []),
         "if (k_tid == 0) {",
         f"  for (int i = 0; i < {s}; ++i) {{",
@@ -205,6 +199,19 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
         *consumer,
     ]
     return "\n".join(src) + "\n"
+
+
+def smem_lines(stage_bytes: int, a_bytes: int, s: int) -> list:
+    """The dynamic shared memory of ``s`` stages of ``stage_bytes`` (A's ``a_bytes`` first), 1024-aligned for the
+    128-byte swizzle, and their full/empty mbarriers after them; shared by the GEMM and the conv."""
+    return [
+        f"constexpr int STAGE = {stage_bytes}, A_BYTES = {a_bytes};   // one k tile of A then B, 128B-swizzled",
+        "extern __shared__ unsigned char k_dyn[];   // sized at launch: the stages, their barriers, 1024 of slack",
+        "unsigned char* const k_smem = reinterpret_cast<unsigned char*>(",
+        "    (reinterpret_cast<unsigned long long>(k_dyn) + 1023ull) & ~1023ull);   // the swizzle's period",
+        f"unsigned long long* const k_full = reinterpret_cast<unsigned long long*>(k_smem + {s} * STAGE);",
+        f"unsigned long long* const k_empty = k_full + {s};",
+        "const int k_tid = threadIdx.x;"]
 
 
 def consumer_k_loop(k_tiles: int, s: int, kk_steps: int, wgmma_call: str) -> list:
