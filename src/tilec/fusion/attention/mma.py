@@ -260,6 +260,17 @@ def _roles(r, m: int, extra: dict) -> dict:
     return out
 
 
+def _block_index_lines(att, nq: int, tq: int) -> list:
+    """Block ``k_blk``'s batch indices ``k_b<p>`` (innermost last) and first query row ``k_q0``: ``nq`` query
+    tiles of ``tq`` rows per batch entry."""
+    src, rest = [], f"k_blk / {nq}"
+    for p in reversed(range(len(att.batch))):
+        ext = att.batch[p]
+        src.append(f"const int k_b{p} = ({rest}) % {ext};" if p else f"const int k_b{p} = {rest};")
+        rest = f"({rest}) / {ext}"
+    return src + [f"const int k_q0 = (k_blk % {nq}) * {tq};"]
+
+
 def _slot_lines(r, slots: list) -> list:
     """Thread 0 loads each scalar slot's value (an outside read with no j or d axis) into ``k_sc``."""
     src = ["if (k_tid == 0) {"]
@@ -338,12 +349,7 @@ def lower(r, kernel, name: str, outside: list):
            "const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;",
            "const int k_wm = k_warp * 16, k_wn = 0;",
            "const int k_blk = blockIdx.x;"]
-    rest = f"k_blk / {nq}"
-    for p in reversed(range(len(att.batch))):
-        ext = att.batch[p]
-        src.append(f"const int k_b{p} = ({rest}) % {ext};" if p else f"const int k_b{p} = {rest};")
-        rest = f"({rest}) / {ext}"
-    src.append(f"const int k_q0 = (k_blk % {nq}) * {tq};")
+    src += _block_index_lines(att, nq, tq)
     # Scalars once per block (thread 0; visible after the first barrier of the loop).
     if slots:
         src += _slot_lines(r, slots)

@@ -267,12 +267,7 @@ def lower(r, kernel, name: str, outside: list):
              ["const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;"]),
            "const int k_wm = k_warp * 16;   // warp w of warpgroup g: rows 64g + 16(w % 4), the D fragment's",
            "const int k_blk = blockIdx.x;"]
-    rest = f"k_blk / {nq}"
-    for p in reversed(range(len(att.batch))):
-        ext = att.batch[p]
-        src.append(f"const int k_b{p} = ({rest}) % {ext};" if p else f"const int k_b{p} = {rest};")
-        rest = f"({rest}) / {ext}"
-    src.append(f"const int k_q0 = (k_blk % {nq}) * {tq};")
+    src += mma._block_index_lines(att, nq, tq)
     if slots:   # once per block (thread 0), visible after the prologue's barrier
         src += mma._slot_lines(r, slots)
 
