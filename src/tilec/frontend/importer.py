@@ -23,6 +23,7 @@ from ..ir.opspec import get_rule, get_spec, with_defaults
 from ..ir.types import FunctionType, TensorType, itemsize, np_dtype
 from ..ir.weights import module_weights
 from .coverage import unsupported_ops
+from .const_insert import ConstEnd
 from .onnx_load import MAX_DIM, check_dims, dynamic_inputs_error, ir_dtype, load_model, tensor_to_array
 from .registry import get_converter
 from .row_counts import add_row_counts, refuse_padded_body_outputs, refuse_padded_inputs
@@ -158,6 +159,7 @@ class ImportContext:
         self.module.body.append(func)
         self.builder = Builder(self.module, block)
         self.entry_block = block
+        self._const_end = ConstEnd()
         for index, node in self._toposort(g):
             self._convert(index, node)
         results = []
@@ -467,8 +469,7 @@ class ImportContext:
         # and its enclosing graph alike) dominates every use.
         op = Operation("tile.const", [], [v.type], {"value": attr}, loc=self.builder.loc)
         block = self.entry_block
-        pos = next((k for k, o in enumerate(block.ops) if o.name != "tile.const"), len(block.ops))
-        block.insert(pos, op)
+        block.insert(self._const_end.next(block), op)
         v.value = op.result
         self.const_of[op.result] = arr
         return op.result
