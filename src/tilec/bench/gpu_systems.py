@@ -235,16 +235,32 @@ def _torch():
     return torch
 
 
-def torch_model(spec: dict, row: dict) -> None:
-    import onnx
+def _torch_reference(spec: dict, row: dict) -> tuple:
+    """torch, the model's reference feeds and outputs, whether the row runs on CUDA, and its torch device (a
+    Skip where the row asks for CUDA and torch sees none)."""
     torch = _torch()
-    from .torch_onnx import TorchGraph
     row["step"] = "reference"
     feeds, want = reference(spec["model"])
     cuda = spec["device"] == "cuda"
     if cuda and not torch.cuda.is_available():
         raise Skip("torch sees no CUDA device")
     dev = "cuda" if cuda else "cpu"
+    return torch, feeds, want, cuda, dev
+
+
+def _time_torch(torch, spec: dict, row: dict, call, cuda: bool) -> None:
+    """The row's hot and cold times of ``call`` (CUDA events and an L2 flush on a GPU, wall clock on the CPU)."""
+    row["step"] = "time"
+    clock = TorchClock() if cuda else WallClock()
+    flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
+        host_flush(l2_bytes(spec, None))
+    row.update(hot_cold(call, clock, flush, spec["runs"], spec["warmup"]))
+
+
+def torch_model(spec: dict, row: dict) -> None:
+    import onnx
+    torch, feeds, want, cuda, dev = _torch_reference(spec, row)
+    from .torch_onnx import TorchGraph
     row["step"] = "convert"
     g = TorchGraph(onnx.load(spec["model"]), dev)
     xs = {k: torch.from_numpy(v).to(dev) for k, v in feeds.items()}
@@ -257,11 +273,7 @@ def torch_model(spec: dict, row: dict) -> None:
         row["step"] = "run"
         got = {n: t.float().cpu().numpy() for n, t in zip(g.outputs, call())}
         row["rel_err"] = rel_err(got, want)
-        row["step"] = "time"
-        clock = TorchClock() if cuda else WallClock()
-        flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
-            host_flush(l2_bytes(spec, None))
-        row.update(hot_cold(call, clock, flush, spec["runs"], spec["warmup"]))
+        _time_torch(torch, spec, row, call, cuda)
 
 
 def _compiled(torch, g, xs: dict, mode: str, row: dict, cuda: bool):
@@ -298,13 +310,7 @@ def sdpa(spec: dict, row: dict) -> None:
     initializer ``scale`` divides) by torch's SDPA: FlashAttention's kernel on a GPU, the default on the CPU."""
     import onnx
     from onnx import numpy_helper
-    torch = _torch()
-    row["step"] = "reference"
-    feeds, want = reference(spec["model"])
-    cuda = spec["device"] == "cuda"
-    if cuda and not torch.cuda.is_available():
-        raise Skip("torch sees no CUDA device")
-    dev = "cuda" if cuda else "cpu"
+    torch, feeds, want, cuda, dev = _torch_reference(spec, row)
     model = onnx.load(spec["model"])
     init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     scale = 1.0 / float(np.asarray(init["scale"], np.float64).reshape(-1)[0])
@@ -318,11 +324,7 @@ def sdpa(spec: dict, row: dict) -> None:
     with torch.inference_mode(), ctx:
         row["step"] = "run"
         row["rel_err"] = rel_err({model.graph.output[0].name: call().float().cpu().numpy()}, want)
-        row["step"] = "time"
-        clock = TorchClock() if cuda else WallClock()
-        flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
-            host_flush(l2_bytes(spec, None))
-        row.update(hot_cold(call, clock, flush, spec["runs"], spec["warmup"]))
+        _time_torch(torch, spec, row, call, cuda)
 
 
 TOLERANCE = {"f32": 1e-4, "tf32": 5e-3, "f16": 1e-2, "bf16": 2e-2}  # relative, vs an f64 product
