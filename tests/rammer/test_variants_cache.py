@@ -10,7 +10,9 @@ from tilec.backend.lower.variants import variants
 from tilec.backend.cstyle import render_body
 from tilec.driver import pipeline_spec
 from tilec.frontend.importer import import_onnx
+from tilec.ir.printer import print_module
 from tilec.passes.pipeline import parse_pipeline
+from tilec.passes.rammer import Rammer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "parallel" / "lstm_cell.onnx"
 
@@ -43,3 +45,27 @@ def test_shared_candidates_give_the_same_variants(monkeypatch):
     # eight gate GEMMs of one shape (four on x, four on h): one construction instead of eight
     assert len(calls) - constructed_alone == len(shared) == 1 and constructed_alone == 8
 
+
+
+def _printed(op) -> str:
+    return print_module(op, print_locs=True)
+
+
+def test_equal_kernels_reuse_measured_variants():
+    """``Rammer._alternatives`` with one ``measured`` memo over all kernels (a hit for every kernel equal to
+    an earlier one but for name and location) gives the Members and, once built, the very kernels (text and
+    locations) that measuring each kernel alone gives."""
+    spec, kernels = get_arch("h200"), _kernels()
+    alone = [Rammer._alternatives(k, spec, {}, {}) for k in kernels]
+    measured: dict = {}
+    shared = [Rammer._alternatives(k, spec, {}, measured) for k in kernels]
+    hits = sum(1 for found in shared for v, _ in found if v.kernel is None)
+    assert hits and sum(map(len, alone)) > len(measured)
+    for a, s, k in zip(alone, shared, kernels):
+        assert [alt for _, alt in a] == [alt for _, alt in s]
+        assert [(v.index, v.rtile, _printed(v.built())) for v, _ in a] == \
+            [(v.index, v.rtile, _printed(v.built())) for v, _ in s]
+        assert all(v.of is k for v, _ in s)
+    # the built kernels are distinct objects per kernel: each can join the module under its own name
+    built = [id(v.built()) for found in shared for v, _ in found]
+    assert len(built) == len(set(built))

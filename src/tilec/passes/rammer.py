@@ -25,7 +25,7 @@ from ..analysis.rammer.cost import REGS_ASSUMED
 from ..analysis.rammer.graph import outer_operands
 from ..analysis.rammer.regs import kernel_regs
 from ..analysis.rammer.shared import shared_bytes
-from ..backend.lower.variants import Variant, variants
+from ..backend.lower.variants import Variant, variant_key, variants
 from ..backend.kernel_facts import kernel_facts
 from ..backend.lower.cluster import TWIN_SUFFIX, declustered
 from ..backend.lower.persistent import guardable
@@ -52,6 +52,7 @@ class Rammer(ModulePass):
         members, alts, kernels = {}, {}, {}
         solo = {}   # cluster kernels: what the launch costs as it is, not as its packable twin
         rtiles: dict = {}   # Roller's candidates per problem, shared by the kernels' variants
+        measured: dict = {}  # variant_key -> [(Variant, Member)]: equal kernels' variants, measured once
         for node, op in enumerate(graph.ops):
             m = member_of(module, op, node)
             if m is None and (found := twin_member(module, op, node)) is not None:
@@ -68,12 +69,9 @@ class Rammer(ModulePass):
                 continue
             members[node] = m
             k = lookup_symbol(module, m.kernel)
-            for v in (variants(k, spec, rtiles=rtiles) if self.variants else []):
-                alt = kernel_member(v.kernel, node, v.index)
-                if alt is not None:
-                    alt = dataclasses.replace(alt, seconds=modelled_seconds(spec, v.kernel))
-                    alts.setdefault(node, []).append(alt)
-                    kernels[node, v.index] = v
+            for v, alt in (self._alternatives(k, spec, rtiles, measured) if self.variants else []):
+                alts.setdefault(node, []).append(dataclasses.replace(alt, node=node))
+                kernels[node, v.index] = v
         index = sum(1 for op in module.body.ops if op.name == "kernel.func"
                     and op.attributes.get("kind") == "persistent")
         groups = choose_groups(graph, members, spec, alts, solo)
@@ -85,8 +83,9 @@ class Rammer(ModulePass):
                 v = kernels.get((n, m.variant))
                 if v is not None:  # a variant tile (or a cluster kernel's twin, variant 0): its kernel
                     suffix = f"_v{v.index}" if v.index else TWIN_SUFFIX   # joins the module by its own name
-                    v.kernel.attributes["sym_name"] = SymbolRef(f"{members[n].kernel}{suffix}")
-                    module.body.insert_before(fn, v.kernel)
+                    kernel = v.built()
+                    kernel.attributes["sym_name"] = SymbolRef(f"{members[n].kernel}{suffix}")
+                    module.body.insert_before(fn, kernel)
                     swapped.add(members[n].kernel)
                 chosen.append(v)
             func, launch = build_persistent(module, launches, placement, f"rammer{index}", spec.arch,
@@ -97,6 +96,26 @@ class Rammer(ModulePass):
         if replaced:
             _rewrite_main(fn, replaced)
             _drop_unused_kernels(module, swapped)
+
+
+    @staticmethod
+    def _alternatives(k: Operation, spec, rtiles: dict, measured: dict) -> list:
+        """``(Variant, Member)`` of each of kernel ``k``'s variants a group can take (Member's node left to
+        the caller). A kernel equal to one seen before but for name and location (``variant_key``: a
+        transformer's layers) reuses that one's Members, measured on its lowered variants, and gets
+        variants it lowers only when chosen (the same kernels, at its own location)."""
+        if k.attributes.get("kind") != "tiled":   # variants() has none for it: no key to print
+            return []
+        key = variant_key(k)
+        if key in measured:
+            return [(Variant(v.index, v.rtile, None, k), alt) for v, alt in measured[key]]
+        found = []
+        for v in variants(k, spec, rtiles=rtiles):
+            alt = kernel_member(v.kernel, 0, v.index)
+            if alt is not None:
+                found.append((v, dataclasses.replace(alt, seconds=modelled_seconds(spec, v.kernel))))
+        measured[key] = found
+        return found
 
 
 def modelled_seconds(spec, k: Operation) -> float:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ...analysis.hardware import GPUSpec
 from ...analysis.roller import construct_rtiles
 from ...analysis.tile_problem import TileProblem
+from ...ir.attributes import format_attr_dict
 from ...ir.core import Block, Operation
 from ...ir.types import TensorType
 from ..cstyle import render_body
@@ -25,11 +26,31 @@ TOPK = 8  # the roller pass's default top-k
 
 @dataclass
 class Variant:
-    """Alternative ``index`` (1-based; 0 is the kernel as lowered) of a kernel: its tile and its kernel."""
+    """Alternative ``index`` (1-based; 0 is the kernel as lowered) of a kernel: its tile and its kernel.
+    ``kernel`` is None for a variant of ``of`` not lowered yet (:meth:`built` lowers it)."""
 
     index: int
     rtile: dict
-    kernel: Operation
+    kernel: Operation | None
+    of: Operation | None = None
+
+    def built(self) -> Operation:
+        """The variant's kernel, lowered now from ``of`` with ``rtile`` if it was not yet (as
+        :func:`variants` lowers it)."""
+        if self.kernel is None:
+            op = _rebuild(self.of)
+            op.attributes["rtile"] = self.rtile
+            self.kernel = lower_compute(op, 0, "tiled")
+        return self.kernel
+
+
+def variant_key(kernel: Operation, topk: int = TOPK) -> tuple:
+    """What :func:`variants` of ``kernel`` depend on but the kernel's name and location: its attributes
+    (expression, tile, params, origin...) and body. The layers of a transformer give equal keys, and their
+    variants differ only in location, so the caller measures one layer's and builds the others' when chosen
+    (:meth:`Variant.built`)."""
+    attrs = {k: v for k, v in kernel.attributes.items() if k != "sym_name"}
+    return format_attr_dict(attrs), tuple(_body(kernel)), topk
 
 
 def _rebuild(kernel: Operation) -> Operation | None:
@@ -88,5 +109,5 @@ def variants(kernel: Operation, spec: GPUSpec, topk: int = TOPK, rtiles: dict | 
         if body in seen:  # the kernel's own tile, or one that lowers to the same body
             continue
         seen.append(body)
-        out.append(Variant(len(out) + 1, rtile, k))
+        out.append(Variant(len(out) + 1, rtile, k, kernel))
     return out
