@@ -134,35 +134,36 @@ def gemm_row(name: str, path: str, arch: str, work: Path, timeout: float) -> dic
             "tflops": round(k["flops"] / (k["modelled_us"] * 1e-6) / 1e12, 1) if k["modelled_us"] else None}
 
 
+def _markdown(head: str, rows: list, cells) -> str:
+    """A markdown table: ``head`` (header and rule lines), then one line per row, ``cells(row)`` for a row that
+    built and a "failed" line padded to the header's width for one that did not."""
+    width = head.split("\n")[0].count("|") - 1
+    lines = [head]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * (width - 2))
+        else:
+            lines.append("| " + " | ".join(str(c) for c in cells(r)) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def gemm_table(rows: list) -> str:
     head = ("| GEMM | block tile | waves | MFMA | MFMA per wave | VGPRs | AGPRs | LDS B | waves/SIMD | spills "
             "| modelled us | modelled TFLOP/s |\n| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: "
             "| ---: | ---: |")
-    lines = [head]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 10)
-            continue
-        lines.append(f"| {r['name']} | {r['tile']} | {r['waves']} | {r['inst']} | {r['mfma_per_wave']} | {r['vgprs']} "
-                     f"| {r['agprs']} | {r['lds']} | {r['occupancy']} | {r['kernel_spills']} | {r['kernel_us']} "
-                     f"| {r['tflops']} |")
-    return "\n".join(lines) + "\n"
+    return _markdown(head, rows, lambda r: [
+        r["name"], r["tile"], r["waves"], r["inst"], r["mfma_per_wave"], r["vgprs"], r["agprs"], r["lds"],
+        r["occupancy"], r["kernel_spills"], r["kernel_us"], r["tflops"]])
 
 
 def table(rows: list) -> str:
     head = ("| model | compile s | kernels | launches | modelled MB | modelled us | max VGPR+AGPR | max LDS B "
             "| min waves/SIMD | spills | spilling kernels |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
             "| ---: | ---: | --- |")
-    lines = [head]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['name']} | failed: {r['error']} |" + " |" * 9)
-            continue
-        us = f"{r['modelled_us']:.1f}" if r["modelled_us"] is not None else "-"
-        lines.append(f"| {r['name']} | {r['compile_s']} | {r['kernels']} | {r['launches']} | {r['bytes'] / 1e6:.3f} "
-                     f"| {us} | {r['max_vgprs']} | {r['max_lds']} | {r['min_occupancy']} | {r['spills']} "
-                     f"| {', '.join(r['spilling']) or '-'} |")
-    return "\n".join(lines) + "\n"
+    return _markdown(head, rows, lambda r: [
+        r["name"], r["compile_s"], r["kernels"], r["launches"], f"{r['bytes'] / 1e6:.3f}",
+        f"{r['modelled_us']:.1f}" if r["modelled_us"] is not None else "-", r["max_vgprs"], r["max_lds"],
+        r["min_occupancy"], r["spills"], ", ".join(r["spilling"]) or "-"])
 
 
 def main(argv=None) -> int:
