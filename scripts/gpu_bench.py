@@ -40,6 +40,7 @@ for _p in (ROOT / "src", ROOT):
         sys.path.insert(0, str(_p))
 
 from tilec.bench import gpu_report as rep  # noqa: E402
+from tilec.bench.gpu_systems import TOLERANCE  # noqa: E402
 from tilec.bench.journal import Journal  # noqa: E402
 from tilec.bench.rowrun import Row, run_row  # noqa: E402
 from tilec.bench.runplan import Budget, run_rows  # noqa: E402
@@ -54,7 +55,7 @@ GEMM_DTYPES = ("f32", "f16", "bf16")   # tilec's single-MatMul rows; cuBLAS runs
 # (batch, heads, seq, head dim); tiny in the dry run, where the emulator runs them.
 FFN = {"gpu": (1024, 768, 3072), "dry": (64, 64, 256)}
 ATTENTION = {"gpu": (1, 12, 512, 64), "dry": (1, 2, 128, 64)}
-HALF_TOL = {"f16": 1e-2, "bf16": 2e-2}   # rel err of f16 / bf16 rows (tilec.bench.gpu_systems.TOLERANCE's)
+HALF_TOL = {k: TOLERANCE[k] for k in ("f16", "bf16")}   # rel err of f16 / bf16 rows: the cuBLAS rows'
 
 
 def single_op_model(kind: str, dims: dict, path: Path, dtype: str = "f32") -> tuple[float, int]:
