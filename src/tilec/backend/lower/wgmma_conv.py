@@ -25,6 +25,7 @@ shapes no tile fits stay on the mma.sync implicit GEMM). The kernel carries ``ar
 from __future__ import annotations
 
 from ...analysis.hardware import GPUSpec
+from ...analysis.wgmma_shape import CONSUMER_REGS
 from ..arch_features import MARK
 from . import mma_conv, wgmma_engine
 from .mma_engine import CTYPE, Operand, sm_version
@@ -32,7 +33,6 @@ from .wgmma_engine import WG_FN, WgmmaConfig
 
 BK = 64               # k tile: one 128-byte swizzled row of f16/bf16 (8 chunks of 8 channels)
 PRODUCER_THREADS = 128
-MAX_CONSUMER_REGS = 232   # the wgmma engine's consumer budget; less where the producer keeps a larger copy plan
 
 
 def plan(cg: mma_conv.ConvGemm, spec: GPUSpec) -> WgmmaConfig | None:
@@ -57,7 +57,7 @@ def register_split(cfg: WgmmaConfig, taps: int) -> tuple:
     (1 x P + 2 x C <= 512), at most the wgmma engine's 232."""
     chunks = cfg.bn * (BK // 8) // PRODUCER_THREADS
     producer = -(-(40 + (3 if taps <= mma_conv.MASK_TAPS else 4) * chunks) // 8) * 8
-    return producer, min(MAX_CONSUMER_REGS, (512 - producer) // 2 // 8 * 8)
+    return producer, min(CONSUMER_REGS, (512 - producer) // 2 // 8 * 8)
 
 
 def b_operand(cg: mma_conv.ConvGemm, cfg: WgmmaConfig, name: str) -> Operand:
