@@ -126,7 +126,7 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
             loads.append(f"      tl_tma_load_{len(coords)}d(k_st + {base} + {off}, k_tma{0 if tag == 'A' else 1}, "
                          f"&k_full[k_s], {', '.join(coords)});")
     ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
-    tiles = math.prod(E[x] for x in mt["batch"]) * grid_m * grid_n
+    tiles = grid_blocks(ctx, mt, cfg)
     where = [f"const {it} k_batch = k_bid / {grid_m * grid_n};",
              f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
              f"const {it} k_cbase = k_batch * {E[m] * E[n]};"]
