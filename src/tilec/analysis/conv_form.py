@@ -62,8 +62,3 @@ def _window_axes(expr, x: Access, spatial: tuple) -> list:
         ks = [a for a in (aff.terms if aff else {}) if a in expr.reduce_axes]
         out.append(ks[0] if len(ks) == 1 else None)
     return out
-
-
-def chunk_elems(dtype: str) -> int:
-    """Elements per 16-byte cp.async chunk: 8 f16/bf16, 4 f32 (tf32)."""
-    return 4 if dtype == "f32" else 8

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis.conv_form import ConvForm, chunk_elems, conv_form
-from ..analysis.engine_shape import sm_version
+from ..analysis.conv_form import ConvForm, conv_form
+from ..analysis.engine_shape import chunk_of, sm_version
 from ..analysis.hardware import get_arch, module_arch
 from ..ir.attributes import SymbolRef
 from ..ir.builder import Builder
@@ -57,7 +57,7 @@ def eligible(op: Operation) -> ConvForm | None:
         return None
     shapes = {a.tensor: tuple(v.type.shape) for a, v in zip(_accesses(expr), op.operands)}
     c, f = shapes[form.w.tensor][1], shapes[form.w.tensor][0]
-    if c % chunk_elems(op.operands[0].type.dtype) or f < MIN_OUT_CHANNELS:
+    if c % chunk_of(op.operands[0].type.dtype) or f < MIN_OUT_CHANNELS:
         return None
     return form
 

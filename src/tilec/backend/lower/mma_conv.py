@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...analysis.conv_form import chunk_elems, conv_form
+from ...analysis.conv_form import conv_form
 from ...analysis.mma_tile import OUT_DTYPES
 from ...ir.types import itemsize
 from . import mma_engine
@@ -87,7 +87,7 @@ def match(ctx) -> ConvGemm | None:
     nb, h, w, c = ctx.shapes[ctx.input_of(form.x)]
     f, r, s, _ = ctx.shapes[ctx.input_of(form.w)]
     _, _, oh, ow = ctx.out_shape
-    if c % chunk_elems(ctx.dtypes[0]):
+    if c % mma_engine.chunk_of(ctx.dtypes[0]):
         return None
     return ConvGemm(form.x, form.w, ctx.dtypes[0], nb, h, w, c, f, r, s, oh, ow, form.window)
 
