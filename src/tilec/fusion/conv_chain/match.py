@@ -38,7 +38,7 @@ from ...analysis.welder.graph import outside_values, plain_f32
 from ...analysis.latency import candidate_estimate
 from ..retile import (MAX_ACC, MIN_BLOCK_OUTPUTS, best_cluster, clear_saving, waves_and_score,
                                        thread_tile)
-from ...analysis.welder.search import SECTOR, Group, group_outputs
+from ...analysis.welder.search import Group, group_outputs
 from ...backend.lower.tiled import staged_box
 from ...ir.texpr import axes_in
 from ...ir.texpr.affine import to_affine
@@ -220,13 +220,13 @@ def choose(ctx, spec) -> dict | None:
                     best_plain = entry
                 if best is None or key < best[0]:
                     best = entry
-                if fewest is None or (score, b) < fewest:
-                    fewest = (score, b)
+                if fewest is None or (score, b) < fewest[:2]:
+                    fewest = (score, b, waves)
     if best and best_plain and "cluster" in best[1] and not clear_saving(best[1]["bytes"], best_plain[1]["bytes"]):
         best = best_plain   # a cluster only for a clear saving (retile.MIN_CLUSTER_SAVING)
     # The search ranks groups by bytes (DESIGN §4): it sees what the chain can save at best, the kernel
     # takes the fastest config, and the welder pass' latency check decides whether it beats the parts.
-    return dict(best[1], least_score=fewest[0], least_bytes=fewest[1]) if best else None
+    return dict(best[1], least_score=fewest[0], least_bytes=fewest[1], least_waves=fewest[2]) if best else None
 
 
 def chain_group(graph, members: list, spec) -> Group | None:
@@ -238,5 +238,4 @@ def chain_group(graph, members: list, spec) -> Group | None:
     if cfg is None:
         return None
     plan = ChainPlan(chain_attr(cfg), len(parts[0]))
-    waves = cfg["least_score"] // (-(-cfg["least_bytes"] // SECTOR) * SECTOR + 1)
-    return Group(list(members), "conv_chain", cfg["least_bytes"], waves, cfg["smem"], plan)
+    return Group(list(members), "conv_chain", cfg["least_bytes"], cfg["least_waves"], cfg["smem"], plan)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from ...analysis.latency import candidate_estimate
 from ...analysis.welder.graph import outside_values, plain_f32
 from ..retile import MAX_ACC, MIN_BLOCK_OUTPUTS, Retiler, retileable, waves_and_score
-from ...analysis.welder.search import SECTOR, Group, group_outputs
+from ...analysis.welder.search import Group, group_outputs
 from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
 from ...ir.types import itemsize
 from ..epilogue.match import epilogue_group
@@ -156,13 +156,13 @@ def choose(ctx, spec) -> dict | None:
             if best is None or key < best[0]:
                 best = (key, dict(cfg, bytes=q, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor,
                                   modelled_us=us))
-            if fewest is None or (score, q) < fewest:
-                fewest = (score, q)
+            if fewest is None or (score, q) < fewest[:2]:
+                fewest = (score, q, waves)
     if best is None:
         return None
     # The search ranks groups by bytes (DESIGN §4): it sees what the fusion can save at best, the kernel
     # takes the fastest config, and the welder pass' latency check decides whether it beats the parts.
-    return dict(best[1], least_score=fewest[0], least_bytes=fewest[1])
+    return dict(best[1], least_score=fewest[0], least_bytes=fewest[1], least_waves=fewest[2])
 
 
 def _retiled_score(graph, side: list, spec) -> int | None:
@@ -219,5 +219,4 @@ def mlp_group(graph, members: list, spec) -> Group | None:
     if None in apart or cfg["least_score"] >= sum(apart):
         return None
     plan = MlpPlan(cfg["rows"], cfg["threads"], cut, tail, sum(apart))
-    waves = cfg["least_score"] // (-(-cfg["least_bytes"] // SECTOR) * SECTOR + 1)
-    return Group(list(members), "mlp", cfg["least_bytes"], waves, cfg["smem"], plan)
+    return Group(list(members), "mlp", cfg["least_bytes"], cfg["least_waves"], cfg["smem"], plan)
