@@ -24,8 +24,6 @@ which the emulator runs with the ISA's lane layouts (``emu/emu_mfma.h``):
 """
 from __future__ import annotations
 
-import math
-
 # The engine's shapes and what it takes are analysis-level facts (Roller's estimate reads them): re-exported.
 from ...analysis.mfma_shape import (DTYPES, INST_K, MAX_WAVE_ACC, MAX_WAVES, PAD, MfmaConfig,  # noqa: F401
                                     plan, supports)
@@ -210,13 +208,6 @@ def fused_epilogue_lines(ctx, mt: dict, cfg: MfmaConfig, lang) -> list:
     return [line[2:] for line in render_body(func, lang)]
 
 
-def grid_blocks(ctx, mt: dict, cfg: MfmaConfig) -> int:
-    """Blocks of the launch: one per (batch entry, BM x BN tile of C)."""
-    E = ctx.extents
-    nb = math.prod(E[x] for x in mt["batch"])
-    return nb * -(-E[mt["m"]] // cfg.bm) * -(-E[mt["n"]] // cfg.bn)
-
-
 def lower(ctx, name: str, rtile: dict, cfg: MfmaConfig, modelled_bytes: int):
     """The ``kernel.func`` of the MFMA kernel for ``ctx`` with shape ``cfg``."""
     from ..hip import language_for
@@ -231,6 +222,6 @@ def lower(ctx, name: str, rtile: dict, cfg: MfmaConfig, modelled_bytes: int):
             "warps": [cfg.waves_m, cfg.waves_n], "stages": cfg.stages,
             "mfma_per_wave": cfg.mfma_per_k_tile() * tiles_k}
     return KernelBuilder().func(
-        name, [grid_blocks(ctx, mt, cfg)], [64 * cfg.waves], ctx.params(), kind="tiled_mma",
+        name, [mma_engine.grid_blocks(ctx, mt, cfg)], [64 * cfg.waves], ctx.params(), kind="tiled_mma",
         flops=ctx.flops(), bytes_modelled=modelled_bytes, config=conf,
         source=kernel_source(ctx, mt, cfg, lang), smem_static=cfg.lds_bytes(dtype))
