@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .executors import (FileInput, LocalExecutor, RayExecutor, Unit, add_ray_argument,  # noqa: F401 - the API
                         content_hash, executor_for)
-from .guard import CRASH, DIAGNOSTIC, MEMORY, OK, TIMEOUT, run_guarded
+from .guard import CRASH, DIAGNOSTIC, MEMORY, OK, TIMEOUT, cap_address_space, run_guarded, vm_size
 
 IR_CHUNK, ONNX_CHUNK, GRAPH_CHUNK = 250, 50, 10   # inputs per unit: a few seconds of work each
 LIFT = "lift"   # worker_memory for the emulator campaigns: no address-space cap (see scripts/fuzz.py)
@@ -64,18 +64,16 @@ def worker_memory_limit(memory) -> None:
     first unit plus that much (``guard.cap_address_space``)."""
     if memory is None:
         return
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     if memory == LIFT:
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
         return
     if not _BASE_VM:
-        try:
-            with open("/proc/self/status") as f:
-                _BASE_VM.append(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:")))
-        except (OSError, StopIteration):
+        vm = vm_size()
+        if vm is None:
             return   # not Linux: no cap, as guard.cap_address_space
-    limit = _BASE_VM[0] + int(memory)
-    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+        _BASE_VM.append(vm)
+    cap_address_space(int(memory), _BASE_VM[0])
 
 
 def _chunks(items: list, size: int) -> list:

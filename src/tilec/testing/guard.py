@@ -82,13 +82,21 @@ def run_guarded(fn, *args, seconds: float = 5.0, **kwargs) -> Outcome:
     return outcome
 
 
-def cap_address_space(extra_bytes: int = 4 << 30) -> None:
-    """Limit this process's address space to its current size plus ``extra_bytes``, so a hostile size
-    raises MemoryError instead of paging the machine to death. For fuzz processes, not pytest itself."""
+def vm_size() -> int | None:
+    """This process's address space in bytes (``VmSize``), or None where /proc does not say (not Linux)."""
     try:
         with open("/proc/self/status") as f:
-            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
     except (OSError, StopIteration):
+        return None
+
+
+def cap_address_space(extra_bytes: int = 4 << 30, base: int | None = None) -> None:
+    """Limit this process's address space to ``base`` (default: its current size) plus ``extra_bytes``, so a
+    hostile size raises MemoryError instead of paging the machine to death. For fuzz processes, not pytest
+    itself."""
+    vm = vm_size() if base is None else base
+    if vm is None:
         return
     limit = vm + extra_bytes
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
