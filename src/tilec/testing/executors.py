@@ -161,7 +161,7 @@ class LocalExecutor:
         self.close()
 
 
-def _run_unit(fn, args, key):
+def _run_unit(fn, args):
     """The Ray task: the hash of the inputs as received here, and the result."""
     return content_hash(fn, args), fn(*args)
 
@@ -208,7 +208,7 @@ class RayExecutor:
         self._by_value(units)
         task = ray.remote(_run_unit).options(max_retries=self.max_retries, retry_exceptions=False,
                                              num_cpus=self.task_cpus, num_gpus=self.num_gpus)
-        submit = lambda u: task.remote(u.fn, _shipped(u.args), u.key)  # noqa: E731
+        submit = lambda u: task.remote(u.fn, _shipped(u.args))  # noqa: E731
         pending = {submit(u): i for i, u in enumerate(units)}
         results, resubmitted = [None] * len(units), set()
         while pending:
