@@ -26,8 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...analysis.engine_shape import (MAX_STAGES, MAX_WARP_ACC, MIN_STAGES, EngineConfig,  # noqa: F401 (re-exported)
-                                      chunk_of, plan, sm_version, supports)
+from ...analysis.engine_shape import EngineConfig, chunk_of, plan, sm_version, supports  # noqa: F401 (re-exported)
 from . import mma_tf32
 
 CHUNK = 8            # b16 elements per 16-byte cp.async / ldmatrix row (f32: 4, :func:`chunk_of`)
