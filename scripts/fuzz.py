@@ -80,11 +80,9 @@ def _run(args, executor) -> int:
     if args.onnx:
         tallies.append(onnx_campaign(args.onnx, args.seed, **run))
     if args.run_inputs:
-        from tilec.testing.run_inputs import run_input_campaign, run_input_unit
-        if args.ray is None:
-            tallies.append(run_input_campaign(args.run_inputs, args.seed))
-        else:   # one unit: its mutations share one random stream
-            tallies += executor.run([Unit.of(run_input_unit, args.run_inputs, args.seed, memory)])
+        from tilec.testing.run_inputs import run_input_unit
+        # One unit: its mutations share one random stream.
+        tallies += executor.run([Unit.of(run_input_unit, args.run_inputs, args.seed, run["worker_memory"])])
     if args.graphs:
         regressions = str(ROOT / "tests" / "regressions") if args.save_regressions else None
         tallies += list(graph_campaign(args.graphs, args.seed, args.nodes, regressions=regressions,
