@@ -12,11 +12,10 @@ import math
 from dataclasses import dataclass
 
 from ..ir.types import itemsize
+from .engine_shape import MAX_STAGES, MIN_STAGES, sm_version
 from .hardware import GPUSpec
 from .mma_tile import match_expr
 
-MAX_STAGES = 4
-MIN_STAGES = 2
 SLACK = 1024         # dynamic shared memory is aligned up to 1024 bytes (the 128B swizzle's period)
 DTYPES = ("f16", "bf16", "f32")   # f32: a product marked tf32
 # (BM, BN) in order of preference at equal cost: larger tiles reuse each loaded byte more.
@@ -100,7 +99,6 @@ def applies(spec: GPUSpec, mt: dict | None, extents: dict, dtype: str) -> bool:
     """Whether the engine can run the matched product ``mt``: an sm_90 target, f16/bf16 or tf32 (an f32
     product marked tf32, whose wgmma takes K-major operands only: A [m][k] and B [n][k]), and every operand's
     contiguous extent 16 bytes' worth of elements (TMA's 16-byte strides)."""
-    from .engine_shape import sm_version
     if mt is None or sm_version(spec) != 90 or dtype not in DTYPES:
         return False
     if dtype == "f32" and (mt["a_kmajor"] or not mt["b_nmajor"]):

@@ -36,8 +36,7 @@ from dataclasses import dataclass
 
 from ...analysis import wgmma_shape
 from ...analysis.hardware import GPUSpec
-from ...analysis.wgmma_shape import (CONSUMER_REGS, MAX_STAGES, MIN_STAGES, PRODUCER_REGS, SLACK,  # noqa: F401
-                                     TILES, WgmmaConfig, bk_of)
+from ...analysis.wgmma_shape import CONSUMER_REGS, PRODUCER_REGS, TILES, WgmmaConfig, bk_of
 from ..arch_features import MARK
 from .mma_engine import CTYPE
 
