@@ -35,7 +35,7 @@ FN = {("f16", 32): "tl_mfma_32x32x8_f16", ("f16", 16): "tl_mfma_16x16x16_f16",
 ACC_T = {32: "tl_f32x16", 16: "tl_f32x4"}
 
 
-def copy_lines(op: mma_engine.Operand, tag: str, base: str, threads: int, ctype: str) -> tuple:
+def copy_lines(op: mma_engine.Operand, tag: str, base: str, threads: int) -> tuple:
     """(declarations, global-load statements, LDS-store statements) of one operand's k tile ``kt``: this thread's
     chunks of 8 b16 into 128-bit registers ``k_r{tag}``, zero outside the tensor, then into LDS buffer ``s{tag}``.
     A chunk is one 128-bit load where the operand's rows are whole 16-byte chunks, else 8 16-bit loads, each
@@ -105,8 +105,8 @@ def kernel_source(ctx, mt: dict, cfg: MfmaConfig, lang) -> str:
     a, b = mma_engine.operands(mt, E, cfg, ctx.names)
     k_tiles = -(-E[k] // cfg.bk)
     a_elems, b_elems = cfg.lds_elems()
-    adecl, aload, astore = copy_lines(a, "a", "k_abase", nt, "short")
-    bdecl, bload, bstore = copy_lines(b, "b", "k_bbase", nt, "short")
+    adecl, aload, astore = copy_lines(a, "a", "k_abase", nt)
+    bdecl, bload, bstore = copy_lines(b, "b", "k_bbase", nt)
     ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
     fn = FN[(dtype, S)]
     src = [
