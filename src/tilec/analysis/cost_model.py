@@ -210,7 +210,7 @@ def estimate(problem: TileProblem, rt: RTile, spec: GPUSpec) -> Estimate | None:
         # (ptxas: 64x64 warp tiles, 128 accumulators, take 220-252 registers).
         threads, smem, limit = 32 * engine.warps, engine.smem_bytes(problem.input_dtypes[0]), \
             spec.smem_per_block_optin_bytes
-        regs = min(spec.max_regs_per_thread, rt_acc(engine) + ENGINE_REGS)
+        regs = min(spec.max_regs_per_thread, engine.acc_per_thread + ENGINE_REGS)
     if threads > spec.max_threads_per_block or threads < 1 or smem > limit \
             or regs > spec.max_regs_per_thread:
         return None
@@ -301,12 +301,6 @@ def engine_smem_bytes(problem: TileProblem, engine, blocks: int, steps: int) -> 
     elem = itemsize(problem.input_dtypes[0])
     return problem.flops * (tm + tn) * elem / (2 * tm * tn) + blocks * steps * engine.stage_bytes(
         problem.input_dtypes[0])
-
-
-def rt_acc(engine) -> int:
-    """f32 accumulators per thread of an engine shape (its warp tile over 32 lanes)."""
-    tm, tn = engine.warp_tile
-    return tm * tn // 32
 
 
 def unique_bytes(problem: TileProblem) -> int:

@@ -36,6 +36,12 @@ class EngineConfig:
     def warp_tile(self) -> tuple:
         return self.bm // self.warps_m, self.bn // self.warps_n
 
+    @property
+    def acc_per_thread(self) -> int:
+        """f32 accumulators per thread: the warp tile over 32 lanes."""
+        tm, tn = self.warp_tile
+        return tm * tn // 32
+
     def stage_bytes(self, dtype: str) -> int:
         return (self.bm + self.bn) * self.bk * itemsize(dtype)
 

@@ -118,9 +118,8 @@ def _registers(cfg, dtype: str, taps: int) -> int:
     pixel's input pointer and tap mask (3), or its corner row, column and 64-bit offset (4) past
     :data:`MASK_TAPS` taps. ptxas spilled a 64x256 tile of 4 warps (128 + 16 x 4: 144 B on sm_80) and kept
     128x128 (128 + 8 x 4) in 252 registers."""
-    tm, tn = cfg.warp_tile
     chunks = -(-cfg.bn * (cfg.bk // mma_engine.chunk_of(dtype)) // (32 * cfg.warps))
-    return tm * tn // 32 + (3 if taps <= MASK_TAPS else 4) * chunks
+    return cfg.acc_per_thread + (3 if taps <= MASK_TAPS else 4) * chunks
 
 
 def _rows(op, threads: int) -> tuple:
