@@ -68,6 +68,11 @@ def select(trials: list, timer) -> int:
     return 0 if best is None else best
 
 
+def tunable_ops(module) -> list:
+    """The ``tile.compute`` ops :func:`tune_module` tunes (those Roller gave an ``rtile``), in its order."""
+    return [op for op in module.walk() if op.name == "tile.compute" and op.attributes.get("rtile")]
+
+
 def tune_module(module, k: int, profiler=None) -> dict:
     """Pick the fastest of the top-``k`` rTiles of every tile.compute in ``module`` (in place).
 
@@ -77,9 +82,8 @@ def tune_module(module, k: int, profiler=None) -> dict:
     reason = None
     if profiler is None:
         profiler, reason = gpu_profiler()
-    ops = [op for op in module.walk() if op.name == "tile.compute" and op.attributes.get("rtile")]
     rows = []
-    for op in ops:
+    for op in tunable_ops(module):
         trials = candidates(op, k)
         if profiler is None or len(trials) < 2:
             chosen = 0

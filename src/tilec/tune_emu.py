@@ -13,11 +13,7 @@ are pinned to GPU workers (``num_gpus=1``) and time the kernel with CUDA events 
 from __future__ import annotations
 
 from .ir.diagnostics import CompileError
-
-
-def tunable_ops(module) -> list:
-    """The ``tile.compute`` ops ``tune_module`` tunes, in its order."""
-    return [op for op in module.walk() if op.name == "tile.compute" and op.attributes.get("rtile")]
+from .tune import tunable_ops
 
 
 def _op_of(ir_text: str, index: int):
