@@ -272,8 +272,8 @@ def main_loop(instrs: list) -> tuple:
     no loop does arithmetic, or (in a kernel without any arithmetic) memory work."""
     computes = mix(instrs).total_flops > 0
     best = None
-    for lp in loops(instrs):
-        m = mix(i for i in instrs if lp.contains(i))
+    mixes = [(lp, mix(i for i in instrs if lp.contains(i))) for lp in loops(instrs)]
+    for lp, m in mixes:
         key = (m.total_flops, m.memory_ops, -m.instructions, -lp.start)
         if (m.total_flops if computes else m.memory_ops) and (best is None or key > best[0]):
             best = (key, lp, m)
@@ -283,9 +283,8 @@ def main_loop(instrs: list) -> tuple:
         # it uses tensor cores, all of its tensor-core arithmetic: a fused epilogue's FFMA (bias, GELU) run
         # once per tile, in the tile loop only.
         tensor = best[2].tensor_flops > 0
-        for lp in loops(instrs):
+        for lp, m in mixes:
             if best[1].start <= lp.start and lp.end <= best[1].end and lp != best[1]:
-                m = mix(i for i in instrs if lp.contains(i))
                 same = (m.tensor_flops == best[2].tensor_flops if tensor
                         else m.total_flops == best[2].total_flops)
                 if same and m.instructions < best[2].instructions:
