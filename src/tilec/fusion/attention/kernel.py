@@ -29,7 +29,6 @@ from ...backend.lower.context import ComputeContext
 from ...backend.lower.fused import bind_names, kernel_params, kernel_parts
 from ...ir.diagnostics import CompileError
 from . import match as A
-from . import mma, wgmma
 
 
 class _Attention:
@@ -70,8 +69,8 @@ def lower_fused_attention(kernel, name: str):
     """The ``kernel.func`` of an attention ``tile.kernel``."""
     r = _Attention(kernel)
     engine = (kernel.attributes.get("tile") or {}).get("engine")
-    if engine in (mma.ENGINE, wgmma.ENGINE):
-        return (mma if engine == mma.ENGINE else wgmma).lower(r, kernel, name, A.outside_accesses(r.graph, r.att))
+    if engine in A.ENGINES:
+        return A.ENGINES[engine].lower(r, kernel, name, A.outside_accesses(r.graph, r.att))
     att, tq, bk, T = r.att, r.tq, r.bk, r.threads
     sk, d, dv, nb = att.sk, att.d, att.dv, len(att.batch)
     nq = att.sq // tq

@@ -37,6 +37,9 @@ from ...ir.types import itemsize
 from ..row.match import row_group
 from . import mma, wgmma
 
+# Each tensor-core engine's module (its ``choose`` and ``lower``), by the ``engine`` a matched chain carries.
+ENGINES = {mma.ENGINE: mma, wgmma.ENGINE: wgmma}
+
 THREADS = 256      # most threads per attention block (8 warps share the softmax rows); fewer for small tiles
 MAX_CHUNK = 64     # keys per staged K/V chunk
 
@@ -330,7 +333,7 @@ def fused_group(graph: TileGraph, idx: int, spec, apart, cache: dict):
     key = ("attention", group_signature(graph, att.members))
     if key not in cache:
         if att.engine:
-            tile = (wgmma if att.engine == wgmma.ENGINE else mma).choose(graph, att, spec, outside_accesses(graph, att))
+            tile = ENGINES[att.engine].choose(graph, att, spec, outside_accesses(graph, att))
         else:
             tile = choose(graph, att, spec, MIN_BLOCK_OUTPUTS)
         alt = sum(apart(seg) for seg in segments(att))
