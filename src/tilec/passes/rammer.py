@@ -64,11 +64,11 @@ class Rammer(ModulePass):
                                                  seconds=modelled_seconds(spec, k))
                 m = dataclasses.replace(m, seconds=modelled_seconds(spec, twin))
             elif m is not None:
-                m = dataclasses.replace(m, seconds=modelled_seconds(spec, lookup_symbol(module, m.kernel)))
+                k = lookup_symbol(module, m.kernel)
+                m = dataclasses.replace(m, seconds=modelled_seconds(spec, k))
             if m is None:
                 continue
             members[node] = m
-            k = lookup_symbol(module, m.kernel)
             for v, alt in (self._alternatives(k, spec, rtiles, measured) if self.variants else []):
                 alts.setdefault(node, []).append(dataclasses.replace(alt, node=node))
                 kernels[node, v.index] = v
