@@ -38,7 +38,7 @@ from ...analysis import wgmma_shape
 from ...analysis.hardware import GPUSpec
 from ...analysis.wgmma_shape import CONSUMER_REGS, PRODUCER_REGS, TILES, WgmmaConfig, bk_of
 from ..arch_features import MARK
-from .mma_engine import CTYPE
+from .mma_engine import CTYPE, grid_blocks
 
 BK = 64              # k tile: one 128-byte swizzled row of a b16 operand
 BOX = 64             # columns of one TMA box of an m/n-contiguous operand (128 bytes: the swizzle span)
@@ -278,13 +278,6 @@ def fused_epilogue_lines(ctx, mt: dict) -> list:
         ctx.store_result(kb, index, "k_acc[ni * 4 + i]", f"gm < {E[m]} && gn < {E[n]}")
     func = kb.func("k_epilogue", [1], [1], ctx.params())
     return [line[2:] for line in render_body(func)]
-
-
-def grid_blocks(ctx, mt: dict, cfg: WgmmaConfig) -> int:
-    """Blocks of the launch: one per (batch entry, BM x BN tile of C)."""
-    E = ctx.extents
-    nb = math.prod(E[x] for x in mt["batch"])
-    return nb * -(-E[mt["m"]] // cfg.bm) * -(-E[mt["n"]] // cfg.bn)
 
 
 def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
