@@ -107,11 +107,15 @@ def task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:
     """One rTask of ``m`` sharing its SM with ``occ`` blocks in all. A block gets at most ``1/occ`` of its
     SM, and no more than its own warps can keep busy (``warps / saturating_warps_per_sm``): latency hiding needs
     warps in flight (Little's law), so a lone small block runs slower than its share."""
+    return _model_task_seconds(m, occ, spec) * latency_scale(m, spec)
+
+
+def _model_task_seconds(m: Member, occ: int, spec: GPUSpec) -> float:
+    """:func:`task_seconds` by this model alone (not scaled to the latency model)."""
     share = min(math.ceil(m.threads / spec.warp_size) / spec.saturating_warps_per_sm, 1.0 / occ)
     per_flops = spec.fp32_flops / spec.num_sms * share
     per_bytes = spec.dram_bytes_per_s / spec.num_sms * share
-    return (max(m.flops / m.blocks / per_flops, m.bytes / m.blocks / per_bytes) + block_seconds(spec)) \
-        * latency_scale(m, spec)
+    return max(m.flops / m.blocks / per_flops, m.bytes / m.blocks / per_bytes) + block_seconds(spec)
 
 
 def latency_scale(m: Member, spec: GPUSpec) -> float:
@@ -120,29 +124,20 @@ def latency_scale(m: Member, spec: GPUSpec) -> float:
     latency model's units, comparable with :func:`sequential_seconds` and with report.json (issue #18)."""
     if not m.seconds:
         return 1.0
-    own = _alone_seconds(m, spec) - launch_seconds(spec)
+    own = kernel_seconds(m, spec, _model_task_seconds) - launch_seconds(spec)
     return max(m.seconds - launch_seconds(spec), 0.0) / own if own > 0 else 1.0
 
 
-def _alone_seconds(m: Member, spec: GPUSpec) -> float:
-    limit = max(1, resident_blocks(spec, m.threads, m.smem))
-    occ = min(limit, math.ceil(m.blocks / spec.num_sms))
-    waves = math.ceil(m.blocks / (occ * spec.num_sms))
-    share = min(math.ceil(m.threads / spec.warp_size) / spec.saturating_warps_per_sm, 1.0 / occ)
-    task = max(m.flops / m.blocks / (spec.fp32_flops / spec.num_sms * share),
-               m.bytes / m.blocks / (spec.dram_bytes_per_s / spec.num_sms * share)) + block_seconds(spec)
-    return launch_seconds(spec) + waves * task
-
-
-def kernel_seconds(m: Member, spec: GPUSpec) -> float:
-    """``m`` launched on its own: its blocks spread over the SMs, up to its resident limit per SM."""
+def kernel_seconds(m: Member, spec: GPUSpec, task=task_seconds) -> float:
+    """``m`` launched on its own: its blocks spread over the SMs, up to its resident limit per SM, each rTask
+    ``task(m, occ, spec)`` long."""
     # REGS_ASSUMED, not m.regs: a standalone kernel is built with __launch_bounds__(threads, 1), so ptxas
     # allocates what it likes (often well above m.regs, which estimates what the kernel needs, not what it
     # gets); the baseline packing must beat stays the one it has always been.
     limit = max(1, resident_blocks(spec, m.threads, m.smem))
     occ = min(limit, math.ceil(m.blocks / spec.num_sms))
     waves = math.ceil(m.blocks / (occ * spec.num_sms))
-    return launch_seconds(spec) + waves * task_seconds(m, occ, spec)
+    return launch_seconds(spec) + waves * task(m, occ, spec)
 
 
 def sequential_seconds(members, spec: GPUSpec) -> float:
