@@ -113,10 +113,14 @@ def roofline(spec: dict, row: dict) -> None:
     row.update(arch=arch, gflop=flops / 1e9, bound_ms=max(compute, memory) * 1e3,
                bound="compute" if compute > memory else "memory")
     if dtype != "f32" and row.get("hot_ms"):
-        peak = peak_flops(hw, dtype)
-        row.update(peak_tflops=peak / 1e12, hot_tflops=flops / (row["hot_ms"] * 1e-3) / 1e12,
-                   cold_tflops=flops / (row["cold_ms"] * 1e-3) / 1e12)
-        row["hot_pct_peak"] = 100 * row["hot_tflops"] * 1e12 / peak
+        _reached(row, flops, peak_flops(hw, dtype))
+
+
+def _reached(row: dict, flops: float, peak: float) -> None:
+    """The row's TFLOP/s, hot and cold, and its hot share of ``peak`` (FLOP/s; None where the spec has none)."""
+    row.update(peak_tflops=peak / 1e12, hot_tflops=flops / (row["hot_ms"] * 1e-3) / 1e12,
+               cold_tflops=flops / (row["cold_ms"] * 1e-3) / 1e12)
+    row["hot_pct_peak"] = 100 * row["hot_tflops"] * 1e12 / peak if peak else None
 
 
 def tilec(spec: dict, row: dict) -> None:
@@ -350,15 +354,10 @@ def cublas(spec: dict, row: dict) -> None:
     want = a[:rows].double() @ b.double()
     row["rel_err"] = float((c[:rows].double() - want).abs().max() / want.abs().max())
     row["tol"] = TOLERANCE[dtype]
-    row["step"] = "time"
-    clock = TorchClock() if cuda else WallClock()
-    flush = torch_flush(l2_bytes(spec, torch.cuda.get_device_properties(0).L2_cache_size)) if cuda else \
-        host_flush(l2_bytes(spec, None))
-    row.update(hot_cold(fn, clock, flush, spec["runs"], spec["warmup"]))
+    _time_torch(torch, spec, row, fn, cuda)
     row["arch"] = device_arch(spec)
     hw = get_arch(row["arch"])
     peak = hw.fp32_flops if dtype == "f32" else hw.tensor_core_flops(dtype)
     flops = 2.0 * n ** 3
-    row.update(gflop=flops / 1e9, peak_tflops=peak / 1e12,
-               hot_tflops=flops / (row["hot_ms"] * 1e-3) / 1e12, cold_tflops=flops / (row["cold_ms"] * 1e-3) / 1e12)
-    row["hot_pct_peak"] = 100 * row["hot_tflops"] * 1e12 / peak if peak else None
+    row["gflop"] = flops / 1e9
+    _reached(row, flops, peak)
