@@ -30,7 +30,7 @@ from ...ir.diagnostics import CompileError
 from ...ir.opspec import is_view
 from ..cstyle import CUDA, CStyleLanguage, kernel_name, prelude_text, safe_comment
 from ..kernel_facts import kernel_facts
-from .persistent import device_function
+from .persistent import device_function, kernarg_fill
 
 BARRIER = "bar"  # the trailing i32[2] param: arrivals, generation
 
@@ -141,8 +141,7 @@ def emit_device_loop(op, lang: CStyleLanguage = CUDA) -> str:
         if lang.kernarg_ptr and a["params"][:len(buffers)] == buffers:
             # HIP: every thread copies by index from the kernarg segment (persistent.emit_persistent says why:
             # by name, nasrnn-small's 122 pointers spilled 176 SGPRs at the kernel's entry).
-            fill = [f"  for (int k_i = {lang.member_thread or 'threadIdx.x'}; k_i < {len(buffers)}; k_i += {threads}) "
-                    f"k_args[k_i] = {lang.kernarg_ptr.format(i='k_i')};"]
+            fill = ["  " + kernarg_fill(lang, len(buffers), threads)]
         lines += [f"  TL_SHARED(const void*, k_args, [{len(buffers)}]);  // the buffers, read at each stage call",
                   *fill, "  __syncthreads();"]
 

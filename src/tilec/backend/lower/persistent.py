@@ -159,6 +159,13 @@ def device_function(kernel, fname: str, guarded: bool = False, overlay: bool = T
             f"  const unsigned k_tid = k_on ? {tx} : 0u;"] + body + ["}"]
 
 
+def kernarg_fill(lang: CStyleLanguage, n: int, threads: int) -> str:
+    """The loop in which a block's ``threads`` threads copy the kernel's first ``n`` (pointer) arguments into the
+    ``k_args`` table by index, from the kernarg segment (``lang.kernarg_ptr``: HIP)."""
+    return (f"for (int k_i = {lang.member_thread or 'threadIdx.x'}; k_i < {n}; k_i += {threads}) "
+            f"k_args[k_i] = {lang.kernarg_ptr.format(i='k_i')};")
+
+
 def _reads_thread_x(kernel) -> bool:
     return any(n == ThreadIdx("x") for tree in kernel_expressions(kernel) for n in walk(tree))
 
@@ -226,8 +233,7 @@ def emit_persistent(op, lang: CStyleLanguage = CUDA) -> str:
             for i, p in enumerate(buffers)}
     fill = [f"k_args[{i}] = {p['name']};" for i, p in enumerate(buffers)]
     if lang.kernarg_ptr and buffers:   # by index, all threads (HIP: see hip_prelude.h's tl_kernarg_ptr)
-        fill = [f"for (int k_i = {lang.member_thread or 'threadIdx.x'}; k_i < {len(buffers)}; k_i += {threads}) "
-                f"k_args[k_i] = {lang.kernarg_ptr.format(i='k_i')};"]
+        fill = [kernarg_fill(lang, len(buffers), threads)]
     else:
         fill = ["if (k_lead) {", *("  " + " ".join(fill[j:j + 8]) for j in range(0, len(fill), 8)), "}"]
     # HIP: the dispatch's thread tests read the opaque index where they are made, or each test's mask is
