@@ -85,7 +85,7 @@ def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec,
     shared memory, 2 to 4."""
     w = warps
     while w >= 1:
-        grids = [(wm, w // wm) for wm in _powers_of_two(w) if bm % (16 * wm) == 0 and bn % (16 * (w // wm)) == 0]
+        grids = [(wm, w // wm) for wm in powers_of_two(w) if bm % (16 * wm) == 0 and bn % (16 * (w // wm)) == 0]
         grids = [g for g in grids if (bm // g[0]) * (bn // g[1]) // 32 <= max_acc]
         if grids:
             wm, wn = min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
@@ -107,8 +107,9 @@ def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec,
     return EngineConfig(bm, bn, bk, wm, wn, stages, dynamic)
 
 
-def _powers_of_two(n: int) -> list:
-    return [1 << i for i in range(n.bit_length()) if (1 << i) <= n and n % (1 << i) == 0]
+def powers_of_two(n: int) -> list:
+    """The powers of two that divide ``n``, ascending: the rows of a warp (or wave) grid of ``n``."""
+    return [1 << i for i in range(n.bit_length()) if n % (1 << i) == 0]
 
 
 def warps_for(bm: int, bn: int, threads_hint: int) -> int:

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from ..ir.types import itemsize
+from .engine_shape import powers_of_two
 from .hardware import GPUSpec
 from .mma_tile import MMA, match_expr
 
@@ -72,7 +73,7 @@ def plan(bm: int, bn: int, k_extent: int, dtype: str, spec: GPUSpec, waves_hint:
     for inst in (32, 16):
         w = max(1, min(MAX_WAVES, waves_hint))
         while w >= 1:
-            grids = [(wm, w // wm) for wm in _powers_of_two(w)
+            grids = [(wm, w // wm) for wm in powers_of_two(w)
                      if bm % (inst * wm) == 0 and bn % (inst * (w // wm)) == 0
                      and (bm // wm) * (bn // (w // wm)) // 64 <= MAX_WAVE_ACC]
             if grids:
@@ -91,15 +92,12 @@ def plan(bm: int, bn: int, k_extent: int, dtype: str, spec: GPUSpec, waves_hint:
     return cfg
 
 
-def _powers_of_two(n: int) -> list:
-    return [1 << i for i in range(n.bit_length()) if n % (1 << i) == 0]
-
-
 def supports(spec: GPUSpec, mt: dict, extents: dict) -> bool:
     """Whether the engine runs the matched product ``mt`` (``tiled_mma.match``) on ``spec``: an AMD target with
     matrix cores for its f16 or bf16 operands. Any extents: rows that are not whole 16-byte chunks take
     16-bit loads (``mfma_engine.copy_lines``), so the tensor-core kernel Roller priced is the one that runs
-    (there is no wmma kernel on AMD to fall back to)."""
+    (there is no wmma kernel on AMD to fall back to). ``extents`` is taken for the signature
+    ``engine_shape.supports`` has, as ``tiled_mma`` asks either engine alike."""
     return spec.is_amd and mt.get("dtype") in DTYPES and spec.tensor_core_flops(mt["dtype"]) > 0
 
 
