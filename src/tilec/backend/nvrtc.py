@@ -39,11 +39,13 @@ class NvrtcRejected(Exception):
 
 @dataclass
 class NvrtcResult:
-    """One kernel through NVRTC: ``ok``, NVRTC's log (warnings, or the errors) and the cubin when kept."""
+    """One kernel through NVRTC: ``ok``, NVRTC's log (warnings, or the errors), the cubin when kept, and the
+    arch it was compiled for (``arch_features.kernel_arch``: ``sm_90a`` for a wgmma kernel on ``sm_90``)."""
 
     ok: bool
     log: str
     cubin: bytes | None = None
+    sm_arch: str = ""
 
 
 def _cache_key(version: str, toolchain: Toolchain, options: tuple, name: str, source: str) -> str:
@@ -66,21 +68,21 @@ def compile_kernel(name: str, source: str, sm_arch: str, keep_cubin: bool = Fals
     entry = None
     if use_cache:
         entry = cache_dir() / "nvrtc" / f"{_cache_key(lib.version, toolchain, options, name, source)}.json"
-        cached = _read_cache(entry, keep_cubin)
+        cached = _read_cache(entry, keep_cubin, sm_arch)
         if cached is not None:
             return cached
     ok, log, cubin = lib.compile(source, f"{name}.cu", options)
-    result = NvrtcResult(ok, log, cubin if keep_cubin else None)
+    result = NvrtcResult(ok, log, cubin if keep_cubin else None, sm_arch)
     if ok and entry is not None:
         _write_cache(entry, result)
     return result
 
 
-def _read_cache(entry: Path, keep_cubin: bool) -> NvrtcResult | None:
+def _read_cache(entry: Path, keep_cubin: bool, sm_arch: str) -> NvrtcResult | None:
     try:
         log = json.loads(entry.read_text())["log"]
         cubin = entry.with_suffix(".cubin").read_bytes() if keep_cubin else None
-        return NvrtcResult(True, log, cubin)
+        return NvrtcResult(True, log, cubin, sm_arch)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or damaged: compile again
 
@@ -100,15 +102,15 @@ def compile_cubin(name: str, source: str, sm_arch: str) -> bytes:
     NVRTC's log when it does not compile."""
     result = compile_kernel(name, source, sm_arch, keep_cubin=True)
     if not result.ok:
-        raise NvrtcRejected(_rejection(name, kernel_arch(sm_arch, source), result.log))
+        raise NvrtcRejected(_rejection(name, result))
     return result.cubin
 
 
-def _rejection(name: str, sm_arch: str, log: str) -> str:
+def _rejection(name: str, result: NvrtcResult) -> str:
     toolchain = find_toolchain()
-    version = library_for(toolchain, sm_arch).version
-    flags = " ".join(o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I"))
-    log = log.strip()
+    version = library_for(toolchain, result.sm_arch).version
+    flags = " ".join(o for o in nvrtc_options(result.sm_arch, toolchain) if not o.startswith("-I"))
+    log = result.log.strip()
     if len(log) > LOG_LIMIT:
         log = log[:LOG_LIMIT] + "\n... (log cut)"
     return f"NVRTC {version} ({flags}) rejected kernel '{name}' (kernels/{name}.cu):\n{log}"
@@ -123,7 +125,7 @@ def _compile_all(sources: dict, sm_arch: str, jobs: int, **options) -> dict:
         results = dict(zip(names, pool.map(lambda n: compile_kernel(n, sources[n], sm_arch, **options), names)))
     for name in names:
         if not results[name].ok:
-            raise NvrtcRejected(_rejection(name, kernel_arch(sm_arch, sources[name]), results[name].log))
+            raise NvrtcRejected(_rejection(name, results[name]))
     return results
 
 
@@ -134,12 +136,12 @@ def check_kernels(sources: dict, arch: str = DEFAULT_ARCH, jobs: int = JOBS, use
     sm_arch = get_arch(arch).sm_arch
     toolchain = find_toolchain()  # a missing wheel fails here, before any thread starts
     version = library_for(toolchain, sm_arch).version
-    _compile_all(sources, sm_arch, jobs, use_cache=use_cache)
+    results = _compile_all(sources, sm_arch, jobs, use_cache=use_cache)
     options = [o for o in nvrtc_options(sm_arch, toolchain) if not o.startswith("-I")]
     kernels = {name: {"ok": True} for name in sources}
-    for name, text in sources.items():   # only kernels compiled for another arch (sm_90a) say which
-        if kernel_arch(sm_arch, text) != sm_arch:
-            kernels[name]["sm_arch"] = kernel_arch(sm_arch, text)
+    for name, result in results.items():   # only kernels compiled for another arch (sm_90a) say which
+        if result.sm_arch != sm_arch:
+            kernels[name]["sm_arch"] = result.sm_arch
     return {"version": version, "sm_arch": sm_arch, "options": options, "kernels": kernels}
 
 
