@@ -67,19 +67,10 @@ def op_coverage(model: Path) -> dict:
     and those tilec has no converter for (``frontend/coverage.py``, what the importer's diagnostic lists)."""
     import onnx
 
-    from tilec.frontend.coverage import DEFAULT_DOMAINS, unsupported_ops
+    from tilec.frontend.coverage import qualified, unsupported_ops, walk_nodes
     graph = onnx.load(str(model), load_external_data=False).graph
-    used: set = set()
-
-    def walk(g):
-        for n in g.node:
-            used.add(n.op_type if n.domain in DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}")
-            for a in n.attribute:
-                for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                    walk(sub)
-    walk(graph)
-    missing = sorted(u.op_type if u.domain in DEFAULT_DOMAINS else f"{u.domain}.{u.op_type}"
-                     for u in unsupported_ops(graph))
+    used = {qualified(n.domain, n.op_type) for _, n in walk_nodes(graph)}
+    missing = sorted(qualified(u.domain, u.op_type) for u in unsupported_ops(graph))
     return {"op_types": sorted(used), "unsupported": missing}
 
 

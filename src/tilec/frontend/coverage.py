@@ -31,17 +31,28 @@ def node_label(index: int, node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}_{index}"
 
 
+def walk_nodes(graph: onnx.GraphProto, prefix: str = ""):
+    """``(label, node)`` for every node of ``graph`` in file order, each followed by the nodes of its Loop / If /
+    Scan bodies (labelled ``holder/node``), depth first."""
+    for index, node in enumerate(graph.node):
+        label = prefix + node_label(index, node)
+        yield label, node
+        for a in node.attribute:
+            subgraphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs
+            for g in subgraphs:
+                yield from walk_nodes(g, f"{label}/")
+
+
+def qualified(domain: str, op_type: str) -> str:
+    """An op type as tables name it: bare for the default ONNX domain, ``domain.Op`` for another."""
+    return op_type if domain in DEFAULT_DOMAINS else f"{domain}.{op_type}"
+
+
 def unsupported_ops(graph: onnx.GraphProto) -> list:
     """:class:`Unsupported` per op type no converter handles (or from a domain tilec does not import), in
     the order of first use; Loop / If / Scan bodies are searched too, after the node that holds them."""
     found: dict = {}
-    _scan(graph, found, "")
-    return list(found.values())
-
-
-def _scan(graph: onnx.GraphProto, found: dict, prefix: str) -> None:
-    for index, node in enumerate(graph.node):
-        label = prefix + node_label(index, node)
+    for label, node in walk_nodes(graph):
         default = node.domain in DEFAULT_DOMAINS
         if not default or get_converter(node.op_type) is None:
             key = ("" if default else node.domain, node.op_type)
@@ -50,9 +61,4 @@ def _scan(graph: onnx.GraphProto, found: dict, prefix: str) -> None:
                 found[key] = Unsupported(node.op_type, node.domain, 1, label)
             else:
                 entry.count += 1
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                _scan(a.g, found, f"{label}/")
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    _scan(g, found, f"{label}/")
+    return list(found.values())
