@@ -47,13 +47,14 @@ from ...backend.lower.builder import KernelBuilder
 from ...backend.lower.fused import kernel_params
 from ...ir.texpr.nodes import AxisRef, Num
 from ...ir.types import itemsize
+from ..wgmma_parts import ATOM, SLACK, pack_a_fragments
+from ..wgmma_parts import k_major_step as _k_major_step
+from ..wgmma_parts import mn_major_step as _mn_major_step
 from . import mma
 
 ENGINE = "wgmma"
-ATOM = 64             # b16 columns of one 128-byte swizzle atom
 HEADS = (64, 128)     # head dims as whole atoms; two S/O accumulator sets of 64 x 128 stay in registers
 MAX_BN = 128          # keys per chunk: FlashAttention-3's kBlockN for head dims 64 and 128
-SLACK = 1024          # dynamic shared memory is rounded up to a 1024-byte boundary (the swizzle's period)
 # 2^x for the softmax: MUFU.EX2 alone (ex2.approx.ftz, FlashAttention's fast-math exp2; within 2 ulp, results
 # below 2^-126 flush to 0), where exp2f adds a range check and two scalings around it for subnormal results.
 # The emulator computes it exactly, as it does CUDA's other fast-math intrinsics (emu_types.h).
@@ -119,17 +120,6 @@ def _place(t) -> callable:
         atom = f"({col}) / {ATOM} * {t.rows * ATOM} + " if t.cols > ATOM else ""
         return f"{atom}({row}) * {ATOM} + (((({col}) % {ATOM} >> 3) ^ (({row}) & 7)) << 3 | (({col}) & 7))"
     return place
-
-
-def _k_major_step(rows: int, k: int) -> int:
-    """Descriptor increment (16-byte units) to k step ``k`` (a multiple of 16) of a K-major tile whose rows
-    run along M/N: ``k``'s atom, then 2 bytes a column inside its 128-byte row."""
-    return (k // ATOM * rows * 2 * ATOM + k % ATOM * 2) >> 4
-
-
-def _mn_major_step(k: int) -> int:
-    """Descriptor increment (16-byte units) to k step ``k`` of an MN-major tile: 128-byte rows along K."""
-    return k * 2 * ATOM >> 4
 
 
 def _box(shape, idx, axes: dict, row: str, col: str, rows: int, size: int) -> tuple | None:
@@ -351,11 +341,7 @@ def lower(r, kernel, name: str, outside: list):
             *ind(mma._score_lines(r, staged, slots, sq, sk, "k_s[4 * ni + e]", bn), 3), "    }",
             *ind(_softmax_lines(dv, bn), 1),
             "  // P in registers: the accumulators of column groups 2j and 2j + 1 are the k16 A fragment j.",
-            f"  unsigned k_p[{bn // 16}][4];", "  #pragma unroll", f"  for (int j = 0; j < {bn // 16}; ++j) {{",
-            f"    k_p[j][0] = tl_pack_b16x2({conv('k_s[8 * j]')}, {conv('k_s[8 * j + 1]')});",
-            f"    k_p[j][1] = tl_pack_b16x2({conv('k_s[8 * j + 2]')}, {conv('k_s[8 * j + 3]')});",
-            f"    k_p[j][2] = tl_pack_b16x2({conv('k_s[8 * j + 4]')}, {conv('k_s[8 * j + 5]')});",
-            f"    k_p[j][3] = tl_pack_b16x2({conv('k_s[8 * j + 6]')}, {conv('k_s[8 * j + 7]')});", "  }",
+            *ind(pack_a_fragments("k_s", "k_p", bn, conv), 1),
             "  // O += P V (P's registers and O's accumulators are the wgmma's until its wait).",
             "  tl_wgmma_fence_operand(k_o);", "  tl_wgmma_fence();", *ind(o_calls, 1),
             "  tl_wgmma_commit();", "  tl_wgmma_wait<0>();", "  tl_wgmma_fence_operand(k_o);",
