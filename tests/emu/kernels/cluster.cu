@@ -60,8 +60,8 @@ extern "C" __global__ void __launch_bounds__(64) __cluster_dims__(2, 1, 1) clust
   TL_ST(Y, blockIdx.x * 64 + t, own[t]);
 }
 
-// BUG ON PURPOSE: maps a global pointer (which = 0), a plain __shared__ array (1) or a rank outside the
-// cluster (2).
+// BUG ON PURPOSE: maps a global pointer (which = 0) or a rank outside the cluster (2); which = 1 maps a plain
+// __shared__ array, which is legal (mapa takes any shared address): every block reads 2.0 from its peer.
 extern "C" __global__ void __launch_bounds__(32) __cluster_dims__(2, 1, 1) cluster_bad_map(float* __restrict__ Y, int which) {
   TL_SHARED(float, buf, [32]);
   __shared__ float plain[32];

@@ -117,16 +117,23 @@ inline char* block_arena() {
   return a;
 }
 
-// tl_cluster_map: the same offset in a peer block's TL_SHARED arena (distributed shared memory). Accesses
-// through it are plain pointer accesses: shared memory, never counted as global bytes.
-inline char* cluster_address(const void* p, unsigned rank) {
+// Whether `p` lies in the running block's TL_SHARED arena.
+inline bool in_arena(const void* p) {
+  Block* b = tl_w->cur->blk;
+  uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(b->arena);
+  return b->arena && off < __atomic_load_n(&g_shared_total, __ATOMIC_RELAXED);
+}
+
+// tl_cluster_map (mapa): the same offset in a peer block's shared memory (distributed shared memory), for the
+// `n` bytes at `p`: in its TL_SHARED arena, or for a plain or extern __shared__ address its copy of the
+// module's thread-local block (tls_cluster_address, emu_state.h). Accesses through it are plain pointer
+// accesses: shared memory, never counted as global bytes.
+inline char* cluster_address(const void* p, unsigned rank, size_t n = 1) {
   Worker* w = tl_w;
   Block* b = w->cur->blk;
-  uintptr_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(b->arena);
-  if (__builtin_expect(!b->arena || off >= __atomic_load_n(&g_shared_total, __ATOMIC_RELAXED) ||
-                           rank >= unsigned(w->L->cluster), 0))
-    bad_cluster_map(w, p, rank);
-  return b->peers[rank].arena + off;
+  if (__builtin_expect(rank >= unsigned(w->L->cluster), 0)) bad_cluster_map(w, p, rank);
+  if (!in_arena(p)) return tls_cluster_address(w, p, n, rank);
+  return b->peers[rank].arena + (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(b->arena));
 }
 
 template <class F>

@@ -122,9 +122,10 @@ inline uint64_t tl_mbarrier_arrive_expect_tx(unsigned long long* bar, unsigned b
 }
 inline void tl_mbarrier_expect_tx(unsigned long long* bar, unsigned bytes) { tl_emu::mbar_update(bar, 0, long(bytes)); }
 inline void tl_mbarrier_complete_tx(unsigned long long* bar, unsigned bytes) { tl_emu::mbar_update(bar, 0, -long(bytes)); }
-// The barrier at the same TL_SHARED offset in block `rank` of the cluster (tl_cluster_map's rule).
+// mbarrier.arrive.release.cluster on the barrier at bar's shared offset in block `rank` of the cluster
+// (tl_cluster_map's rule: TL_SHARED, plain or extern __shared__), as CUTLASS's ClusterBarrier::arrive(cta_id).
 inline void tl_mbarrier_arrive_cluster(unsigned long long* bar, unsigned rank) {
-  tl_emu::mbar_arrive(reinterpret_cast<unsigned long long*>(tl_emu::cluster_address(bar, rank)), 1, 0);
+  tl_emu::mbar_arrive(reinterpret_cast<unsigned long long*>(tl_emu::cluster_address(bar, rank, 8)), 1, 0);
 }
 inline bool tl_mbarrier_try_wait_parity(unsigned long long* bar, unsigned parity) { return tl_emu::mbar_try_wait(bar, parity); }
 inline void tl_mbarrier_wait_parity(unsigned long long* bar, unsigned parity) { tl_emu::mbar_wait(bar, parity); }

@@ -152,10 +152,36 @@ void wait_until(Worker* wk, bool (*ready)(void*), void (*describe)(void*, char*,
          w->L->name, rank, w->L->cluster, f->tid.x, f->tid.y, f->tid.z, f->blk->bid.x, f->blk->bid.y, f->blk->bid.z);
   else
     fail(w,
-         "kernel %s: tl_cluster_map of %p, which is not in this block's TL_SHARED arrays (thread (%u,%u,%u) of "
-         "block (%u,%u,%u)); only TL_SHARED memory can be mapped to a cluster peer",
+         "kernel %s: tl_cluster_map of %p, which is not in this block's shared memory (TL_SHARED, __shared__ or "
+         "the launch's dynamic shared bytes) (thread (%u,%u,%u) of block (%u,%u,%u)); only shared memory can be "
+         "mapped to a cluster peer",
          w->L->name, p, f->tid.x, f->tid.y, f->tid.z, f->blk->bid.x, f->blk->bid.y, f->blk->bid.z);
   abandon(w);
+}
+
+char* tls_cluster_address(Worker* wk, const void* p, size_t n, unsigned rank) {
+  WorkerRt* w = rt(wk);
+  Block* b = w->cur->blk;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  size_t off = 0;
+  for (const Span& s : w->spans) {
+    uintptr_t lo = reinterpret_cast<uintptr_t>(s.p);
+    if (a >= lo && a + n <= lo + s.n) {
+      if (rank == b->rank) return const_cast<char*>(static_cast<const char*>(p));
+      Block* peer = &b->peers[rank];
+      if (!peer->tls_save) {   // the peer has not run yet: it starts poisoned, as swap_tls would start it
+        peer->tls_save = static_cast<char*>(malloc(w->span_total));
+        if (!peer->tls_save) {
+          fail(w, "kernel %s: out of memory for a cluster peer's shared memory", w->L->name);
+          abandon(w);
+        }
+        memset(peer->tls_save, 0xff, w->span_total);
+      }
+      return peer->tls_save + off + (a - lo);
+    }
+    off += s.n;
+  }
+  bad_cluster_map(wk, p, rank);
 }
 
 void sector_log_grow(SectorLog* g) {

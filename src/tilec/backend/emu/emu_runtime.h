@@ -375,6 +375,8 @@ inline void report_deadlock(WorkerRt* w) {
   char note[256], hop[1024] = "", what[640] = "";
   resident_note(w, note, sizeof note);
   if (stuck) {
+    // Its barrier may be a plain or dynamic __shared__ word: read it with the stuck thread's block resident.
+    if ((w->L->concurrent || w->L->cluster > 1) && w->resident != stuck->blk) swap_tls(w, stuck->blk);
     auto describe = reinterpret_cast<void (*)(void*, char*, size_t)>(stuck->wres);
     describe(reinterpret_cast<void*>(stuck->wval), what, sizeof what);
   }

@@ -11,6 +11,10 @@
 // Thread-block clusters (sm_90 `__cluster_dims__(X, 1, 1)`): Launch::cluster blocks of consecutive blockIdx.x
 // form a cluster, run by one worker as fibers of one scheduler. A cluster's Blocks are contiguous in memory
 // (Block::peers is its rank 0), so a peer's TL_SHARED arena (distributed shared memory) is peers[rank].arena.
+// Plain and extern (dynamic) __shared__ arrays live in the module's thread-local block, swapped per block, so
+// they sit at the same address in every block while it runs: a peer's copy is its Block::tls_save
+// (tls_cluster_address), and an address a peer will see when it runs (a multicast copy's destination) is the
+// running block's own.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -135,6 +139,11 @@ TL_EMU_RT void wait_geq(Worker* w, int* flag, int value);   // park until *flag 
 TL_EMU_RT char* block_arena_slow(Worker* w);               // allocate the block's arena, or fail on overflow
 TL_EMU_RT void cluster_barrier(Worker* w);                // tl_cluster_sync: park until the cluster arrives
 [[noreturn]] TL_EMU_RT void bad_cluster_map(Worker* w, const void* p, unsigned rank);   // fail the launch
+// The same `n` bytes at `p`, a plain or extern __shared__ address (the module's thread-local block), in block
+// `rank` of the running thread's cluster, as the running thread can reach them now: `p` itself for its own
+// block; for a peer, that block's swapped-out copy (Block::tls_save, allocated poisoned on first use), which
+// stays current while the running thread's block is the resident one. Fails the launch for any other address.
+TL_EMU_RT char* tls_cluster_address(Worker* w, const void* p, size_t n, unsigned rank);
 // A rendezvous of the running thread's warpgroup (the aligned 128 threads; exited ones absent); `val` goes to
 // Fiber::wval. Returns true to the last arriver, which runs on while every other member is parked (the others
 // resume in the next phase), as warp_op does (emu_wgmma.h). Threads stuck here are a reported deadlock.

@@ -17,8 +17,10 @@
 // box, out-of-bounds fill included, as on a GPU.
 //
 // Multicast (ctaMask) lands the same box at the same shared offsets, and signals the barrier at the same
-// offset, in every block of the mask; global memory is read once. The emulator reaches a peer block's shared
-// memory through tl_cluster_map, so multicast needs the destination and the barrier in TL_SHARED arrays.
+// offset, in every block of the mask (each block's copy lands when one of its threads waits on its barrier);
+// global memory is read once. Destination and barrier may be TL_SHARED, plain or extern (dynamic) __shared__
+// memory: the emulator reaches a peer's through tl_cluster_map's rule (cluster_address, emu_api.h). A block
+// outside the mask gets nothing: no bytes, no complete_tx.
 //
 // Not emulated (refused with an error): interleaved maps, a swizzled box whose inner dimension is not the
 // swizzle span (the driver allows narrower), the 128B_ATOM_* swizzles and the packed 4/6-bit types.
@@ -144,8 +146,13 @@ inline void tma_load(void* dst, const TlTensorMap& m, unsigned long long* bar, c
   bool first = true;
   for (unsigned r = 0; r < 16; ++r) {
     if (!((ranks >> r) & 1u)) continue;
-    char* d = mask ? cluster_address(dst, r) : static_cast<char*>(dst);
-    unsigned long long* bb = mask ? reinterpret_cast<unsigned long long*>(cluster_address(bar, r)) : bar;
+    // `now`: where the bytes and the barrier are while this block runs (the poison goes there, the barrier is
+    // checked there); the copy keeps the address the destination block sees when it runs and lands it, which
+    // for plain or extern __shared__ memory is this block's own (emu_state.h).
+    char* now = mask ? cluster_address(dst, r, bytes) : static_cast<char*>(dst);
+    char* d = mask && in_arena(dst) ? now : static_cast<char*>(dst);
+    unsigned long long* bar_now = mask ? reinterpret_cast<unsigned long long*>(cluster_address(bar, r, 8)) : bar;
+    unsigned long long* bb = mask && in_arena(bar) ? bar_now : bar;
     BulkCopy* copy = img;
     if (!first) {
       copy = static_cast<BulkCopy*>(malloc(sizeof(BulkCopy) + bytes));
@@ -157,12 +164,12 @@ inline void tma_load(void* dst, const TlTensorMap& m, unsigned long long* bar, c
     copy->bar = bb;
     copy->dst = d;
     copy->bytes = bytes;
-    mbar_word(bb);   // the barrier must be initialised when the copy is issued
+    mbar_word(bar_now);   // the barrier must be initialised when the copy is issued
     Block* target = mask ? &self->peers[r] : self;
     BulkCopy** link = reinterpret_cast<BulkCopy**>(&target->bulk);
     while (*link) link = &(*link)->next;
     *link = copy;
-    std::memset(d, 0xff, bytes);   // poison until it lands
+    std::memset(now, 0xff, bytes);   // poison until it lands
   }
 }
 }  // namespace tl_emu
