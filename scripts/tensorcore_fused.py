@@ -29,6 +29,9 @@ from tilec.backend.inspect_build import disassemble, find_disassembler, inspect_
 from tilec.driver import compile_model
 from tilec.ir import read_ir
 
+sys.path.insert(0, str(Path(__file__).parent))
+from tensorcore_cells import ARCHS, kernel_cells, mma_sync_shape, persistent, table, wgmma_block  # noqa: E402
+
 ATTENTION = ((1, 12, 512, 64), (1, 12, 512, 128), (1, 12, 4096, 64), (1, 12, 4096, 128))   # (b, heads, seq, d)
 FFN = (1024, 768, 3072)                             # (tokens, hidden, intermediate)
 CONV = (32, 256, 14, 256, 3)                        # (batch, channels in, height = width, channels out, kernel)
@@ -97,18 +100,12 @@ def _config(attrs: dict) -> str:
         return (f"attention on wgmma: {cfg['warpgroups']} consumer warpgroup(s) x 64 rows, {cfg['bk']}-key "
                 f"chunks, {cfg['stages']} stages fed by {feed}")
     if cfg.get("engine") == "wgmma" and "implicit_gemm" in cfg:   # lower/wgmma_conv.py (sm_90)
-        bm, bn = cfg["tile"]
-        return (f"{attrs['kind']}: wgmma block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) + producer "
-                f"(weight by TMA, im2col by cp.async), {cfg['stages']} stages")
+        return (f"{attrs['kind']}: wgmma {wgmma_block(cfg)} + producer (weight by TMA, im2col by cp.async), "
+                f"{cfg['stages']} stages")
     if cfg.get("engine") == "wgmma":   # lower/wgmma_engine.py (sm_90)
-        bm, bn = cfg["tile"]
-        p = cfg.get("persistent")
-        return (f"{attrs['kind']}: wgmma block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) + TMA "
-                "producer" + (f", persistent: {p['blocks']} blocks over {p['tiles']} tiles" if p else ""))
+        return f"{attrs['kind']}: wgmma {wgmma_block(cfg)} + TMA producer{persistent(cfg)}"
     if cfg.get("engine") == "mma_sync":
-        *_, m, n = cfg["block"].values()
-        (bk,) = cfg["step"].values()
-        wm, wn = cfg["warps"]
+        m, n, bk, wm, wn = mma_sync_shape(cfg)
         return f"{attrs['kind']}: block {m}x{n}x{bk}, {wm}x{wn} warps, {cfg['stages']} stages"
     return f"{attrs.get('kind')} (CUDA cores)"
 
@@ -127,7 +124,7 @@ def hgmma_products(cubin: Path) -> str:
     return f"S (SS): {part([i for i in hg if i not in rs])}; P V (RS): {part(rs)}"
 
 
-def _build_rows(model: Path, build: Path, arch: str, label: str, cells, **options) -> list:
+def _build_rows(model: Path, build: Path, arch: str, label: str, **options) -> list:
     compile_model(str(model), str(build), pipeline="welder", arch=arch, check_ptx=True, **options)
     funcs = {op.attributes["sym_name"].name: op.attributes
              for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"}
@@ -137,25 +134,22 @@ def _build_rows(model: Path, build: Path, arch: str, label: str, cells, **option
         if not loop or not loop.get("tensor"):
             continue   # a kernel without a tensor-core main loop (a layout copy)
         attrs = funcs.get(k["name"], {})
-        row = {"system": "tilec", "config": f"{label}, {_config(attrs)}", "regs": k["ptxas"]["registers"],
-               "spill": k["ptxas"]["spill_bytes"], **cells(loop),
-               "tma": k["kernel_mix"]["memory"].get("UTMALDG", 0),   # the whole kernel's TMA boxes
-               "bound": (loop.get("estimate") or {}).get("fraction_of_peak")}
+        row = kernel_cells(k, f"{label}, {_config(attrs)}")
         if (attrs.get("config") or {}).get("engine") == "wgmma" and attrs.get("kind") == "attention":
             row["tensor"] = hgmma_products(build / "kernels" / f"{k['name']}.cubin")
         out.append(row)
     return out
 
 
-def rows(tmp: Path, archs, cells, ffn: bool = True) -> list:
-    """Table rows (``tensorcore_table.table``'s keys) for the attention (and, with ``ffn``, FFN) kernels on
-    each arch; ``cells(main_loop) -> dict`` is the table's own cell formatter."""
+def rows(tmp: Path, archs, ffn: bool = True) -> list:
+    """Table rows (``tensorcore_cells.table``'s keys) for the attention (and, with ``ffn``, FFN and conv)
+    kernels on each arch."""
     out = []
     for arch in archs:
         for b, h, s, d in ATTENTION:
             model = tmp / f"attention_{s}_{d}.onnx"
             attention_model(model, b, h, s, d)
-            for r in _build_rows(model, tmp / f"attention_{s}_{d}_{arch}", arch, f"attention s{s} h{h} d{d}", cells):
+            for r in _build_rows(model, tmp / f"attention_{s}_{d}_{arch}", arch, f"attention s{s} h{h} d{d}"):
                 out.append({"arch": arch, "dtype": "f16", "shape": (h, s, s, d), "ref": None, **r})
         if not ffn:
             continue
@@ -164,7 +158,7 @@ def rows(tmp: Path, archs, cells, ffn: bool = True) -> list:
         for label, dtype, options in FFN_VARIANTS:
             model = tmp / f"ffn_{dtype}.onnx"
             ffn_model(model, *FFN, dtype=dtype)
-            built = _build_rows(model, tmp / f"ffn_{dtype}_{arch}_{len(options)}", arch, "BERT", cells, **options)
+            built = _build_rows(model, tmp / f"ffn_{dtype}_{arch}_{len(options)}", arch, "BERT", **options)
             assert len(built) == len(gemms), f"{label} FFN on {arch}: {len(built)} tensor-core kernels, not 2"
             for r, (shape, what) in zip(built, gemms):
                 out.append({"arch": arch, "dtype": label, "shape": shape, "ref": None, **r,
@@ -172,7 +166,7 @@ def rows(tmp: Path, archs, cells, ffn: bool = True) -> list:
         n, c, hw, f, k = CONV
         conv_model(tmp / "conv.onnx", *CONV)
         label = f"ResNet-50 conv {k}x{k} {c}->{f} {hw}x{hw} batch {n} + bias + ReLU (implicit GEMM)"
-        for r in _build_rows(tmp / "conv.onnx", tmp / f"conv_{arch}", arch, label, cells):
+        for r in _build_rows(tmp / "conv.onnx", tmp / f"conv_{arch}", arch, label):
             out.append({"arch": arch, "dtype": "f16", "shape": (f, n * hw * hw, c * k * k), "ref": None, **r})
     return out
 
@@ -232,11 +226,9 @@ def main() -> None:
     ap.add_argument("--archs", help="comma-separated archs (default: the tensor-core table's, a100,h200)")
     ap.add_argument("--attention-only", action="store_true", help="no FFN rows")
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tensorcore_table import ARCHS, loop_cells, table
     archs = args.archs.split(",") if args.archs else list(ARCHS)
     with tempfile.TemporaryDirectory(prefix="tilec-tc-fused-") as d:
-        found = rows(Path(d), archs, loop_cells, ffn=not args.attention_only)
+        found = rows(Path(d), archs, ffn=not args.attention_only)
     cmd = ("scripts/tensorcore_fused.py" + (f" --archs {args.archs}" if args.archs else "")
            + (" --attention-only" if args.attention_only else "") + (f" --out {args.out}" if args.out else ""))
     what = "attention" if args.attention_only else "attention, the BERT FFN and a ResNet-50 conv"

@@ -27,13 +27,14 @@ from tilec.ir import read_ir
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tensorcore_fused  # noqa: E402  (scripts/: the back-to-back contraction rows, issue #17)
+from tensorcore_cells import (ARCHS, kernel_cells, loop_cells, mma_sync_shape, persistent, table,  # noqa: E402
+                              wgmma_block)
 
 SHAPES = ((4096, 4096, 4096), (1024, 768, 3072))   # (M, N, K)
 # dtype -> (the ONNX model's element type, Triton's pointer type); tf32 is an f32 model under --precision tf32
 # (Triton: f32 pointers, tl.dot's default tf32 input precision).
 DTYPES = {"f16": (TensorProto.FLOAT16, "fp16"), "bf16": (TensorProto.BFLOAT16, "bf16"),
           "tf32": (TensorProto.FLOAT, "fp32")}
-ARCHS = {"a100": 80, "h200": 90}
 TITLE = "the f16/bf16/tf32 GEMM main loop, tilec vs Triton"
 
 
@@ -53,41 +54,19 @@ def tilec_row(m, n, k, dtype, arch, tmp: Path) -> dict:
     compile_model(str(model), str(build), arch=arch, check_ptx=True, **precision)
     (kern,) = inspect_build(build)["kernels"]
     (func,) = [op for op in read_ir(str(build / "model.tir")).body.ops if op.name == "kernel.func"]
-    loop = kern["main_loop"]
-    return {"system": "tilec", "config": kernel_config(func.attributes), "regs": kern["ptxas"]["registers"],
-            "spill": kern["ptxas"]["spill_bytes"], **loop_cells(loop),
-            "tma": kern["kernel_mix"]["memory"].get("UTMALDG", 0), "bound": (loop["estimate"] or {}).get(
-                "fraction_of_peak")}
+    return kernel_cells(kern, kernel_config(func.attributes))
 
 
 def kernel_config(attrs: dict) -> str:
     """The engine kernel's shape from its kernel.func attributes (the wmma kernel: its kind)."""
     cfg = attrs["config"]
     if cfg.get("engine") == "wgmma":
-        bm, bn = cfg["tile"]
-        return (f"wgmma: block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s) of 64x{bn} + 1 TMA "
-                f"producer, {cfg['stages']} stages{persistent(cfg)}")
+        return (f"wgmma: {wgmma_block(cfg)} of 64x{cfg['tile'][1]} + 1 TMA producer, {cfg['stages']} stages"
+                f"{persistent(cfg)}")
     if cfg.get("engine") != "mma_sync":
         return f"{attrs['kind']} (wmma)"
-    *_, m, n = cfg["block"].values()   # the output axes in order: batch.., m, n
-    (bk,) = cfg["step"].values()
-    wm, wn = cfg["warps"]
+    m, n, bk, wm, wn = mma_sync_shape(cfg)
     return f"block {m}x{n}x{bk}, {wm}x{wn} warps of {m // wm}x{n // wn}, {cfg['stages']} stages"
-
-
-def persistent(cfg: dict) -> str:
-    """``", persistent: B blocks over T tiles"`` for a persistent wgmma launch (config.persistent), else ""."""
-    p = cfg.get("persistent")
-    return f", persistent: {p['blocks']} blocks over {p['tiles']} tiles" if p else ""
-
-
-def loop_cells(loop: dict) -> dict:
-    mem = loop["memory"]
-    return {"loop": loop["instructions"], "tensor": ", ".join(f"{v} {t}" for t, v in loop["tensor"].items()),
-            "ldgsts": mem.get("LDGSTS.128", 0), "ldsm": mem.get("LDSM.128", 0),
-            "other_loads": ", ".join(f"{v} {t}" for t, v in mem.items() if t not in ("LDGSTS.128", "LDSM.128")) or "-",
-            "ipf": loop["instructions_per_tensor_flop"] or loop["instructions"] / max(1, sum(
-                v for u, v in loop["flops"].items() if u.endswith("_tensor")))}
 
 
 def triton_rows(python: str, tmp: Path) -> tuple:
@@ -179,22 +158,6 @@ NOTES = """## How it is counted
 """
 
 
-def table(rows: list) -> list:
-    head = ["arch", "dtype", "M x N x K", "system", "kernel", "regs", "spill B", "main loop", "tensor-core",
-            "LDGSTS.128", "LDSM.128", "other loads", "UTMALDG (kernel)", "ins / TC FLOP", "issue bound",
-            "vs Triton sm_80", "vs Triton same arch"]
-    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for r in rows:
-        bound = r.get("bound")
-        cells = [r["arch"], r["dtype"], "x".join(map(str, r["shape"])), r["system"], r["config"], r["regs"],
-                 r["spill"], r["loop"], r["tensor"], r["ldgsts"], r["ldsm"], r["other_loads"], r.get("tma", "-"),
-                 f"{r['ipf']:.3g}", f"{bound:.0%}" if bound is not None else "-",
-                 f"{r['ipf'] / r['ref']:.2f}x" if r.get("ref") else "-",
-                 f"{r['ipf'] / r['same']:.2f}x" if r.get("same") else "-"]
-        out.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -217,7 +180,7 @@ def main() -> None:
                     if (arch, dtype, shape) in tri:
                         rows.append({"arch": arch, "dtype": dtype, "shape": shape, "ref": ref, "same": same,
                                      **tri[arch, dtype, shape]})
-        rows += tensorcore_fused.rows(tmp, archs, loop_cells)   # attention and the BERT FFN
+        rows += tensorcore_fused.rows(tmp, archs)   # attention, the BERT FFN and a ResNet-50 conv
     if args.archs or args.title != TITLE:   # this very command line, the Python with triton as PY
         argv = ["PY" if a == args.triton_python else a for a in sys.argv[1:]]
         cmd = " ".join(["scripts/tensorcore_table.py", *(shlex.quote(a) for a in argv)])

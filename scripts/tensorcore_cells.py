@@ -1,0 +1,65 @@
+"""What the tensor-core tables share (issue #17): the GEMM table (scripts/tensorcore_table.py) and its
+back-to-back contraction rows (scripts/tensorcore_fused.py) read a kernel the same way: the engine's shape
+from its ``kernel.func`` config, ptxas' resources and the static main loop from ``tilec inspect``, and one
+Markdown table. A module of its own because the table imports the fused rows: the fused script importing the
+table back made a cycle.
+"""
+from __future__ import annotations
+
+ARCHS = {"a100": 80, "h200": 90}   # the tables' default archs: name -> compute capability
+
+
+def mma_sync_shape(cfg: dict) -> tuple:
+    """``(m, n, bk, warps_m, warps_n)`` of an mma.sync engine kernel's config (block over batch.., m, n)."""
+    *_, m, n = cfg["block"].values()   # the output axes in order: batch.., m, n
+    (bk,) = cfg["step"].values()
+    wm, wn = cfg["warps"]
+    return m, n, bk, wm, wn
+
+
+def wgmma_block(cfg: dict) -> str:
+    """``"block BMxBNx64, W consumer warpgroup(s)"`` of a wgmma engine kernel's config (GEMM or conv)."""
+    bm, bn = cfg["tile"]
+    return f"block {bm}x{bn}x64, {cfg['warpgroups'][0]} consumer warpgroup(s)"
+
+
+def persistent(cfg: dict) -> str:
+    """``", persistent: B blocks over T tiles"`` for a persistent wgmma launch (config.persistent), else ""."""
+    p = cfg.get("persistent")
+    return f", persistent: {p['blocks']} blocks over {p['tiles']} tiles" if p else ""
+
+
+def loop_cells(loop: dict) -> dict:
+    """The table's cells of one main loop (``tilec inspect``'s ``main_loop``, or Triton's read the same way)."""
+    mem = loop["memory"]
+    return {"loop": loop["instructions"], "tensor": ", ".join(f"{v} {t}" for t, v in loop["tensor"].items()),
+            "ldgsts": mem.get("LDGSTS.128", 0), "ldsm": mem.get("LDSM.128", 0),
+            "other_loads": ", ".join(f"{v} {t}" for t, v in mem.items() if t not in ("LDGSTS.128", "LDSM.128")) or "-",
+            "ipf": loop["instructions_per_tensor_flop"] or loop["instructions"] / max(1, sum(
+                v for u, v in loop["flops"].items() if u.endswith("_tensor")))}
+
+
+def kernel_cells(kern: dict, config: str) -> dict:
+    """A tilec kernel's row (but arch, dtype and shape) from its ``tilec inspect`` record and its config text."""
+    loop = kern["main_loop"]
+    return {"system": "tilec", "config": config, "regs": kern["ptxas"]["registers"],
+            "spill": kern["ptxas"]["spill_bytes"], **loop_cells(loop),
+            "tma": kern["kernel_mix"]["memory"].get("UTMALDG", 0),   # the whole kernel's TMA boxes
+            "bound": (loop.get("estimate") or {}).get("fraction_of_peak")}
+
+
+def table(rows: list) -> list:
+    """The Markdown lines of ``rows`` (``ref``/``same``: Triton's instructions per tensor-core FLOP, or None)."""
+    head = ["arch", "dtype", "M x N x K", "system", "kernel", "regs", "spill B", "main loop", "tensor-core",
+            "LDGSTS.128", "LDSM.128", "other loads", "UTMALDG (kernel)", "ins / TC FLOP", "issue bound",
+            "vs Triton sm_80", "vs Triton same arch"]
+    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        bound = r.get("bound")
+        cells = [r["arch"], r["dtype"], "x".join(map(str, r["shape"])), r["system"], r["config"], r["regs"],
+                 r["spill"], r["loop"], r["tensor"], r["ldgsts"], r["ldsm"], r["other_loads"], r.get("tma", "-"),
+                 f"{r['ipf']:.3g}", f"{bound:.0%}" if bound is not None else "-",
+                 f"{r['ipf'] / r['ref']:.2f}x" if r.get("ref") else "-",
+                 f"{r['ipf'] / r['same']:.2f}x" if r.get("same") else "-"]
+        out.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return out
