@@ -11,7 +11,6 @@ stay the ordinary ``graph.max_pool``.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -22,26 +21,27 @@ from .compose import Emitter
 def window_tables(in_shape, out_shape, attrs, storage_order: int) -> tuple:
     """``(taps, indices)``: ``[Q, K]`` int64 tables (Q output positions, K window taps) of the flat row-major
     input position each tap reads, and the index ONNX reports for it (row- or column-major); None when some
-    window lies wholly in the padding (ONNX's reference then reports -1, which this does not build)."""
+    window lies wholly in the padding (ONNX's reference then reports -1, which this does not build).
+
+    Computed as arrays over all positions and taps at once (a Python loop per tap took seconds on a large
+    pool): positions and taps in row-major order, as ``itertools.product`` would give them."""
     n = len(in_shape)
     kernel, strides = attrs["kernel_shape"], attrs.get("strides") or [1] * n
     dilations, pads = attrs.get("dilations") or [1] * n, attrs.get("pads") or [0] * (2 * n)
-    order = "F" if storage_order else "C"
-    taps, indices = [], []
-    for pos in itertools.product(*(range(o) for o in out_shape)):
-        inside = []
-        for off in itertools.product(*(range(k) for k in kernel)):
-            at = [p * s - pads[i] + o * d for i, (p, s, o, d) in enumerate(zip(pos, strides, off, dilations))]
-            if all(0 <= a < size for a, size in zip(at, in_shape)):
-                inside.append(tuple(at))
-        if not inside:
-            return None
-        rows = [int(np.ravel_multi_index(a, in_shape)) for a in inside]
-        reported = [int(np.ravel_multi_index(a, in_shape, order=order)) for a in inside]
-        fill = math.prod(kernel) - len(inside)
-        taps.append(rows + [rows[0]] * fill)
-        indices.append(reported + [reported[0]] * fill)
-    return np.asarray(taps, np.int64), np.asarray(indices, np.int64)
+    pos = np.indices(out_shape, np.int64).reshape(n, -1).T               # [Q, n]
+    off = np.indices(kernel, np.int64).reshape(n, -1).T                  # [K, n]
+    at = (pos * strides - pads[:n])[:, None, :] + (off * dilations)[None, :, :]   # [Q, K, n]
+    inside = ((at >= 0) & (at < np.asarray(in_shape, np.int64))).all(axis=2)     # [Q, K]
+    if not inside.any(axis=1).all():
+        return None
+    # In-bounds taps first, each kind in scan order (a stable sort); the padding taps then repeat the first.
+    order = np.argsort(~inside, axis=1, kind="stable")
+    at = np.take_along_axis(at, order[:, :, None], axis=1)
+    at = np.where(np.take_along_axis(inside, order, axis=1)[:, :, None], at, at[:, :1])
+    coords = tuple(np.moveaxis(at, 2, 0))
+    taps = np.ravel_multi_index(coords, in_shape).astype(np.int64)
+    indices = np.ravel_multi_index(coords, in_shape, order="F" if storage_order else "C").astype(np.int64)
+    return taps, indices
 
 
 def max_pool_indices(ctx, node, x, y, attrs):
