@@ -179,7 +179,9 @@ def test_build_runs_through_the_executor_with_tensor_maps(tmp_path):
     compile_model(str(tmp_path / "g.onnx"), str(tmp_path / "b"), arch="h200")
     plan = json.load(open(tmp_path / "b" / "plan.json"))
     (step,) = [s for s in plan["steps"] if s["kind"] == "launch"]
-    assert [t["box"] for t in step["tensor_maps"]] == [[64, 64], [64, 64]]
+    # two n tiles: a multicast cluster of 2, each block loading 32 of the A tile's 64 rows (the runtime
+    # launches the plain grid; __cluster_dims__ is compile-time)
+    assert [t["box"] for t in step["tensor_maps"]] == [[64, 32], [64, 64]]
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((96, 96)).astype(np.float16) for _ in range(2))
     np.savez(tmp_path / "in.npz", a=a, b=b)

@@ -4,10 +4,13 @@ kernel each one gets (issue #21: the estimate, report.json's rTile and the lower
 ``engine_shape`` does for the sm_80 engine.
 
 A tile is one of :data:`TILES` (BM = 64 or 128: one consumer warpgroup per 64 rows; BN = 64..256) with a k tile
-of one 128-byte row (:func:`bk_of`); the stages are as many (2-4) as the opt-in shared memory holds.
+of one 128-byte row (:func:`bk_of`); the stages are as many (2-4) as the opt-in shared memory holds. A GEMM's
+blocks pair up along N in thread-block clusters of :data:`MULTICAST` that share the A tile by TMA multicast
+(:func:`clustered`), which reads A's bytes once per cluster (:func:`multicast_saved_bytes`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -22,6 +25,10 @@ DTYPES = ("f16", "bf16", "f32")   # f32: a product marked tf32
 TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
 PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
 OVERHEAD_REGS = 40   # a lone consumer's registers beyond its BN / 2 accumulators (ptxas: 168 at BN 256)
+# Blocks of a multicast cluster along N: CUTLASS sm90's 2x1 cluster for large GEMMs. Each block loads BM / 2
+# rows of the A tile and multicasts them to both; more blocks would split A into boxes too small to keep the
+# TMA busy and need more SMs of one GPC free at once.
+MULTICAST = 2
 
 
 def bk_of(dtype: str) -> int:
@@ -37,6 +44,7 @@ class WgmmaConfig:
     stages: int
     a_mn: bool         # A stored [k][m] (wgmma's "transposed" A)
     b_mn: bool         # B stored [k][n]
+    cluster: int = 1   # blocks along N sharing the A tile by TMA multicast (:func:`clustered`); 1: none
 
     @property
     def consumers(self) -> int:
@@ -92,7 +100,35 @@ def persistent_grid(spec: GPUSpec, mt: dict, extents: dict, cfg: WgmmaConfig) ->
     tiles = nb * -(-extents[mt["m"]] // cfg.bm) * -(-extents[mt["n"]] // cfg.bn)
     k_tiles = -(-extents[mt["k"]] // bk_of(mt.get("dtype", "f16")))
     grid = spec.num_sms * max(1, resident(spec, cfg))
+    grid -= grid % cfg.cluster   # whole clusters, so a cluster's blocks take paired tiles (clustered)
     return grid if tiles > grid and k_tiles % cfg.stages == 0 else 0
+
+
+def clustered(spec: GPUSpec, mt: dict, extents: dict, cfg: WgmmaConfig | None) -> WgmmaConfig | None:
+    """``cfg`` in clusters of :data:`MULTICAST` blocks along N that share the A tile (each block's producer
+    loads BM / C rows of it and multicasts them to the cluster, CUTLASS sm90's way), where the target has
+    clusters, A is K-major (its tile is one box of BM rows, split by rows at multiples of 8, the swizzle's
+    period) and the n tiles come in whole clusters (consecutive blocks, the same m tile; in the persistent
+    form the grid is whole clusters too, so a cluster's blocks stay on paired tiles). A's global (L2) bytes
+    are then read once per cluster: never more traffic, at the price of one predicated remote arrive per
+    consumer thread and k tile and a producer tail; else ``cfg`` unchanged."""
+    if cfg is None or cfg.cluster != 1:
+        return cfg
+    c = MULTICAST
+    grid_n = -(-extents[mt["n"]] // cfg.bn)
+    if spec.max_cluster_blocks < c or cfg.a_mn or grid_n % c or cfg.bm % (8 * c):
+        return cfg
+    return dataclasses.replace(cfg, cluster=c)
+
+
+def multicast_saved_bytes(mt: dict, extents: dict, cfg: WgmmaConfig, elem: int) -> int:
+    """Global bytes of A that a clustered ``cfg`` does not read: every block row of the grid reads A's rows
+    once per cluster of n tiles instead of once per n tile, (C - 1) / C of A's reads (0 without a cluster)."""
+    if cfg.cluster < 2:
+        return 0
+    nb = math.prod(extents[b] for b in mt["batch"])
+    grid_n = -(-extents[mt["n"]] // cfg.bn)
+    return nb * (grid_n // cfg.cluster) * (cfg.cluster - 1) * extents[mt["m"]] * extents[mt["k"]] * elem
 
 
 def applies(spec: GPUSpec, mt: dict | None, extents: dict, dtype: str) -> bool:
@@ -155,7 +191,8 @@ def _match(problem) -> dict | None:
 
 def wgmma_shape(problem, rt, spec: GPUSpec) -> WgmmaConfig | None:
     """The engine's shape for rTile ``rt`` of the tensor-core product ``problem``, as the lowering gives it
-    (``tiled_mma.engine_config``), where ``rt`` is one of :func:`rtiles`' tiles; else None."""
+    (``tiled_mma.engine_config``, then :func:`clustered` in ``wgmma_engine.lower``), where ``rt`` is one of
+    :func:`rtiles`' tiles; else None."""
     mt = _match(problem)
     if mt is None or not applies(spec, mt, problem.extents, mt["dtype"]):
         return None
@@ -164,7 +201,7 @@ def wgmma_shape(problem, rt, spec: GPUSpec) -> WgmmaConfig | None:
     if any(block.get(b, 1) != 1 for b in mt["batch"]) or step.get(mt["k"]) != bk_of(mt["dtype"]) \
             or tile not in candidate_tiles(mt, problem.extents):
         return None
-    return with_stages(spec, mt, *tile)
+    return clustered(spec, mt, problem.extents, with_stages(spec, mt, *tile))
 
 
 def rtiles(problem, spec: GPUSpec) -> list:

@@ -23,7 +23,15 @@ the PTX ISA's layouts and completion rules:
   index comes through a shuffle so ptxas keeps the descriptors in uniform registers (CUTLASS's
   ``canonical_warp_group_idx``): ~23 instructions per k tile around its 4 HGMMA;
 - the epilogue converts each thread's accumulators (the ISA's D fragment) to the output type and stores
-  them with bounds checks, or evaluates a fused context's members on them, as the sm_80 engine does.
+  them with bounds checks, or evaluates a fused context's members on them, as the sm_80 engine does;
+- multicast (``WgmmaConfig.cluster`` = C > 1, ``wgmma_shape.clustered``): C consecutive blocks (n tiles of
+  one m tile) form a thread-block cluster (``__cluster_dims__(C, 1, 1)``) and share the A tile: each
+  producer loads BM / C of its rows with ``.multicast::cluster`` to every block, so each block's ``full``
+  barrier receives C A boxes and its own B; a stage is refilled only once every consumer warp of every block
+  has released it (``empty`` counts C x 4 warps per consumer warpgroup; lane r of each warp arrives on block
+  r's barrier through ``mapa``, CUTLASS's ClusterBarrier::arrive(cta_id)), the last k tile's stage included;
+  and each producer waits for its stages' final releases before it exits (the producer tail), so no peer
+  arrives on the shared memory of a block that is gone.
 
 Tensor maps (``runtime/tensor_map.py``) are kernel parameters ``const __grid_constant__ TlTensorMap``
 appended after the buffers; the kernel's ``tensor_maps`` attribute says how the runtime builds each one from
@@ -37,6 +45,7 @@ from dataclasses import dataclass
 from ...analysis import wgmma_shape
 from ...analysis.hardware import GPUSpec
 from ...analysis.wgmma_shape import CONSUMER_REGS, PRODUCER_REGS, TILES, WgmmaConfig, bk_of
+from ...ir.types import itemsize
 from ..arch_features import MARK
 from .mma_engine import CTYPE, grid_blocks
 
@@ -62,25 +71,31 @@ class MapPlan:
     dims: tuple
     box: tuple
     loads: tuple       # C coordinate lists (innermost first) of each box of k tile ``kt``
-    offsets: tuple     # byte offset of each box within the operand's stage tile
+    offsets: tuple     # byte offset of each box within the operand's stage tile (an expression in ``k_rank``
+                       # for a multicast share)
 
 
 def operand_maps(mt: dict, extents: dict, cfg: WgmmaConfig, names: dict, bk: int = BK) -> tuple:
     """The A and B :class:`MapPlan` (coordinates use ``k_m0``, ``k_n0``, ``kt`` and ``k_batch``); ``bk``: the
-    k tile (32 for tf32, whose operands are K-major)."""
+    k tile (32 for tf32, whose operands are K-major). In a multicast cluster A's box is the block's share,
+    BM / C rows from row ``k_rank * BM / C`` of the tile (``k_rank``: the block's rank in the cluster)."""
     E = extents
     m, n, k = E[mt["m"]], E[mt["n"]], E[mt["k"]]
     nb = math.prod(E[b] for b in mt["batch"])
 
-    def one(param, mn, mn0, rows, mn_major, batched):
+    def one(param, mn, mn0, rows, mn_major, batched, parts=1):
         extra, bextra, cextra = ((nb,), (1,), ("k_batch",)) if batched and nb > 1 else ((), (), ())
         if mn_major:   # [k][mn]: boxes of 64 mn columns x 64 k rows
             loads = tuple((f"{mn0} + {j * BOX}", f"kt * {BK}") + cextra for j in range(rows // BOX))
             return MapPlan(param, (mn, k) + extra, (BOX, BK) + bextra, loads,
                            tuple(j * BOX * BK * 2 for j in range(rows // BOX)))
+        if parts > 1:   # a multicast share: rows k_rank * part .. of the tile, 128 bytes each
+            part = rows // parts
+            return MapPlan(param, (k, mn) + extra, (bk, part) + bextra,
+                           ((f"kt * {bk}", f"{mn0} + k_rank * {part}") + cextra,), (f"k_rank * {part * 128}",))
         return MapPlan(param, (k, mn) + extra, (bk, rows) + bextra, ((f"kt * {bk}", mn0) + cextra,), (0,))
 
-    a = one(names[mt["a"].tensor], m, "k_m0", cfg.bm, cfg.a_mn, mt["a_batched"])
+    a = one(names[mt["a"].tensor], m, "k_m0", cfg.bm, cfg.a_mn, mt["a_batched"], cfg.cluster)
     b = one(names[mt["b"].tensor], n, "k_n0", cfg.bn, cfg.b_mn, mt["b_batched"])
     return a, b
 
@@ -119,9 +134,14 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
     lbo_a, lbo_b = (BOX * BK * 2 if cfg.a_mn else 16), (BOX * BK * 2 if cfg.b_mn else 16)
     a_slab = BOX * BK * 2 if cfg.a_mn else 64 * 128   # one consumer's 64 rows of A: a box, or 64 swizzled rows
     rebalance = cfg.consumers > 1
+    c = cfg.cluster
     loads = []
     for mp, base, tag in ((a, "0", "A"), (b, str(a_bytes), "B")):
         for coords, off in zip(mp.loads, mp.offsets):
+            if tag == "A" and c > 1:   # the block's share of the A tile, to every block of the cluster
+                loads.append(f"      tl_tma_load_multicast_{len(coords)}d(k_st + {off}, k_tma0, &k_full[k_s], "
+                             f"{hex((1 << c) - 1)}, {', '.join(coords)});")
+                continue
             loads.append(f"      tl_tma_load_{len(coords)}d(k_st + {base} + {off}, k_tma{0 if tag == 'A' else 1}, "
                          f"&k_full[k_s], {', '.join(coords)});")
     ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
@@ -141,16 +161,24 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
         "    }"]
     if grid:   # the stages run on across the block's tiles; k_it counts the k tiles issued so far
         loads_loop = ["    int k_it = 0;", "    " + tile_loop, *ind(where, 3), *ind(loads_loop, 1), "    }"]
+    if c > 1:   # the producer tail: wait for every stage's final release, peers' remote arrives included
+        loads_loop = ["    const int k_rank = (int)tl_cluster_rank();   // this block's share of the A tile",
+                      *loads_loop,
+                      f"    for (int i = 0; i < {s}; ++i) {{   // the producer tail: every block has released every stage",
+                      f"      {wait.replace('kt >= ', 'k_it++ >= ') if grid else wait.replace('kt >= ', f'{k_tiles} + i >= ')}",
+                      f"      if (++k_s == {s}) k_s = 0, k_ph ^= 1u;",
+                      "    }"]
     zero = ["#pragma unroll", f"for (int i = 0; i < {cfg.bn // 2}; ++i) k_acc[i] = 0.0f;"]
     mainloop = [
         "// The k loop unrolled by the stage count: stage j's descriptors and barriers are constants (and no",
         "// further: a short K would otherwise unroll whole).",
         *consumer_k_loop(k_tiles, s, bk // WG_K[dtype],
                          f"{WG_FN[dtype]}<{cfg.bn}{'' if dtype == 'f32' else f', {ta}, {tb}'}>(k_acc, "
-                         f"k_da + (j * (STAGE >> 4) + kk * {da}), k_db + (j * (STAGE >> 4) + kk * {db}), 1);"),
-        # persistent: release the tile's last stage now (the next tile's loads refill it during this epilogue)
-        *([f"tl_mbarrier_arrive(&k_empty[{(k_tiles - 1) % s}]);   // the tile's last stage: the producer refills it"
-           " while this epilogue runs"] if grid else []),
+                         f"k_da + (j * (STAGE >> 4) + kk * {da}), k_db + (j * (STAGE >> 4) + kk * {db}), 1);", c),
+        # persistent: release the tile's last stage now (the next tile's loads refill it during this epilogue);
+        # in a cluster always (the producer tail waits for it)
+        *([f"{release_line(c, str((k_tiles - 1) % s))}   // the tile's last stage: the producer refills it"
+           " while this epilogue runs"] if grid or c > 1 else []),
         "// Epilogue: register 4 ni + i of thread 32 w + l holds row 16 w + l / 4 + 8 (i / 2), column 8 ni + 2 (l % 4)"
         " + i % 2.",
         "#pragma unroll",
@@ -166,17 +194,22 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
         f"// wgmma engine: block tile {cfg.bm}x{cfg.bn}, k tile {bk}, {s}-stage TMA/mbarrier pipeline; "
         f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k{WG_K[dtype]} "
         f"{'tf32' if dtype == 'f32' else dtype}, f32 accumulators) "
-        "and a producer warpgroup" + (f"; persistent: {grid} blocks loop over {tiles} tiles" if grid else ""),
+        "and a producer warpgroup" + (f"; persistent: {grid} blocks loop over {tiles} tiles" if grid else "")
+        + (f"; clusters of {c} blocks along N share the A tile (TMA multicast)" if c > 1 else ""),
         *smem_lines(cfg.stage_bytes, a_bytes, s),
         *(["const int k_bid = blockIdx.x;", *where] if not grid else []),
         "if (k_tid == 0) {",
         f"  for (int i = 0; i < {s}; ++i) {{",
         "    tl_mbarrier_init(&k_full[i], 1);   // the producer's arrive.expect_tx; the TMA bytes complete it",
-        f"    tl_mbarrier_init(&k_empty[i], {128 * cfg.consumers});   // every consumer thread releases the stage",
+        f"    tl_mbarrier_init(&k_empty[i], {128 * cfg.consumers});   // every consumer thread releases the stage"
+        if c < 2 else
+        f"    tl_mbarrier_init(&k_empty[i], {c * 4 * cfg.consumers});   // every consumer warp of every block of"
+        " the cluster releases the stage",
         "  }",
         "  tl_mbarrier_init_fence();",
         "}",
-        "__syncthreads();",
+        "__syncthreads();" if c < 2 else
+        "tl_cluster_sync();   // every block's barriers exist before a peer's multicast or remote arrive reaches them",
         "if (k_tid < 128) {   // producer warpgroup: its first thread issues the loads, the others are done",
         *([f"  tl_setmaxnreg_dec<{PRODUCER_REGS}>();"] if rebalance else []),
         "  if (k_tid == 0) {",
@@ -213,9 +246,20 @@ def smem_lines(stage_bytes: int, a_bytes: int, s: int) -> list:
         "const int k_tid = threadIdx.x;"]
 
 
-def consumer_k_loop(k_tiles: int, s: int, kk_steps: int, wgmma_call: str) -> list:
+def release_line(cluster: int, stage: str, guard: str = "") -> str:
+    """A consumer thread's release of stage ``stage`` (under the condition ``guard``, if any): its own arrive
+    on the block's ``empty`` barrier; in a multicast cluster of ``cluster`` blocks lane r of each warp arrives
+    on block r's (after the warpgroup's wgmma wait, so the whole warp is done with the stage)."""
+    if cluster < 2:
+        return f"{f'if ({guard}) ' if guard else ''}tl_mbarrier_arrive(&k_empty[{stage}]);"
+    cond = f"({guard}) && k_lane < {cluster}" if guard else f"k_lane < {cluster}"
+    return f"if ({cond}) tl_mbarrier_arrive_cluster(&k_empty[{stage}], k_lane);"
+
+
+def consumer_k_loop(k_tiles: int, s: int, kk_steps: int, wgmma_call: str, cluster: int = 1) -> list:
     """A consumer warpgroup's k loop over ``k_tiles`` k tiles in ``s`` stages, unrolled by the stage count, with
-    ``kk_steps`` of ``wgmma_call`` (in ``j``, ``kk``) per k tile; shared by the GEMM and the implicit-GEMM conv."""
+    ``kk_steps`` of ``wgmma_call`` (in ``j``, ``kk``) per k tile; shared by the GEMM and the implicit-GEMM conv.
+    ``cluster``: the multicast cluster whose every block's consumers release each stage (:func:`release_line`)."""
     return [
         "#pragma unroll 1",
         f"for (int kt0 = 0; kt0 < {k_tiles}; kt0 += {s}) {{",
@@ -231,7 +275,7 @@ def consumer_k_loop(k_tiles: int, s: int, kk_steps: int, wgmma_call: str) -> lis
         "      tl_wgmma_commit();",
         "      tl_wgmma_wait<1>();   // k tile kt0 + j - 1's group is done: its stage can be refilled",
         "      tl_wgmma_fence_operand(k_acc);",
-        f"      if (j > 0 || kt0 > 0) tl_mbarrier_arrive(&k_empty[(j + {s - 1}) % {s}]);",
+        f"      {release_line(cluster, f'(j + {s - 1}) % {s}', 'j > 0 || kt0 > 0')}",
         "    }",
         "  }",
         "  k_ph ^= 1u;",
@@ -282,11 +326,14 @@ def fused_epilogue_lines(ctx, mt: dict) -> list:
 
 def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
     """The ``kernel.func`` of the wgmma engine kernel with shape ``cfg`` (dynamic shared memory, the launch's
-    opt-in; its tensor maps in ``tensor_maps``)."""
+    opt-in; its tensor maps in ``tensor_maps``), in multicast clusters where ``wgmma_shape.clustered`` takes
+    them (``cluster``: compile-time ``__cluster_dims__``, so a plain launch of the grid, a multiple of the
+    cluster, runs it; no ``bytes_unclustered``, so Rammer and Grinder refuse it as any dynamic-smem kernel)."""
     from .builder import KernelBuilder
     from .tiled_mma import modelled_bytes, tiled_for
     dtype = ctx.dtypes[0]
     params = ctx.params()
+    cfg = wgmma_shape.clustered(tiled_for(ctx), mt, ctx.extents, cfg)
     conf = {"block": {a: rtile["block"].get(a, 1) for a in ctx.out_axes}, "thread": dict(rtile.get("thread", {})),
             "step": {mt["k"]: bk_of(dtype)}, "mma": [64, cfg.bn, WG_K[dtype]], "engine": "wgmma",
             "tile": [cfg.bm, cfg.bn],
@@ -295,9 +342,12 @@ def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
     grid = wgmma_shape.persistent_grid(tiled_for(ctx), mt, ctx.extents, cfg)
     if grid:
         conf["persistent"] = {"blocks": grid, "tiles": grid_blocks(ctx, mt, cfg)}
+    if cfg.cluster > 1:
+        conf["cluster"] = {mt["n"]: cfg.cluster}
     maps = operand_maps(mt, ctx.extents, cfg, ctx.names, bk_of(dtype))
+    saved = wgmma_shape.multicast_saved_bytes(mt, ctx.extents, cfg, itemsize(dtype))   # A once per cluster
     return KernelBuilder().func(
         name, [grid or grid_blocks(ctx, mt, cfg)], [cfg.threads], params, kind="tiled_mma", flops=ctx.flops(),
-        bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, bk_of(dtype)), config=conf,
+        bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, bk_of(dtype)) - saved, config=conf,
         source=kernel_source(ctx, mt, cfg, grid), smem=cfg.smem_bytes, smem_static=0,
-        tensor_maps=tensor_map_attrs(maps, params, dtype))
+        tensor_maps=tensor_map_attrs(maps, params, dtype), cluster=cfg.cluster if cfg.cluster > 1 else None)
