@@ -22,16 +22,15 @@ from ..ir.limits import shape_problem
 from ..ir.opspec import get_rule, get_spec, with_defaults
 from ..ir.types import FunctionType, TensorType, itemsize, np_dtype
 from ..ir.weights import module_weights
-from .coverage import unsupported_ops
 from .const_insert import ConstEnd
+from .coverage import DEFAULT_DOMAINS, node_label, unsupported_ops
+from .graph_checks import MIN_OPSET, check_opset, check_schema, toposort
 from .onnx_load import MAX_DIM, check_dims, dynamic_inputs_error, ir_dtype, load_model, tensor_to_array
 from .registry import get_converter
 from .row_counts import add_row_counts, refuse_padded_body_outputs, refuse_padded_inputs
 
 # Folding a node whose result is bigger than this would put a large tensor into the module; emit the op.
 MAX_FOLD_ELEMENTS = 1 << 22
-DEFAULT_DOMAINS = ("", "ai.onnx")
-MIN_OPSET = 7
 
 
 class ConstValue:
@@ -72,10 +71,6 @@ def sanitize(name: str) -> str:
     if not s or not (s[0].isalpha() or s[0] == "_"):
         s = "w_" + s
     return s
-
-
-def _snake(op_type: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", op_type).lower()
 
 
 class ImportContext:
@@ -160,7 +155,7 @@ class ImportContext:
         self.builder = Builder(self.module, block)
         self.entry_block = block
         self._const_end = ConstEnd()
-        for index, node in self._toposort(g):
+        for index, node in toposort(g, self.values, self.file):
             self._convert(index, node)
         results = []
         self.node, self.node_label = None, "outputs"
@@ -259,82 +254,9 @@ class ImportContext:
             dims = [d if isinstance(d, int) else 1 for d in dims]  # a placeholder: run() reports them all
         return TensorType(tuple(dims), dtype)
 
-    def _toposort(self, graph) -> list:
-        """Nodes in an order where every input is defined first; cycles and undefined inputs are errors."""
-        nodes = list(graph.node)
-        available = set(self.values)
-        produced = {}
-        for i, n in enumerate(nodes):
-            for o in n.output:
-                if not o:
-                    continue
-                if o in produced or o in available:
-                    raise CompileError(f"tensor '{o}' is produced twice (node '{self._label(i, n)}')", self.file)
-                produced[o] = i
-        waiting = {}
-        ready, order = [], []
-        missing_count = []
-        for i, n in enumerate(nodes):
-            deps = {x for x in n.input if x and x not in available}
-            for x in deps:
-                if x not in produced:
-                    raise CompileError(f"node '{self._label(i, n)}' reads tensor '{x}', which nothing defines",
-                                       self.file)
-                waiting.setdefault(x, []).append(i)
-            missing_count.append(len(deps))
-            if not deps:
-                ready.append(i)
-        import heapq
-        heapq.heapify(ready)  # keep the file's order whenever it is already valid: deterministic output
-        while ready:
-            i = heapq.heappop(ready)
-            order.append(i)
-            for o in nodes[i].output:
-                for j in waiting.get(o, ()):
-                    missing_count[j] -= 1
-                    if missing_count[j] == 0:
-                        heapq.heappush(ready, j)
-        if len(order) != len(nodes):
-            stuck = next(i for i in range(len(nodes)) if missing_count[i] > 0)
-            raise CompileError(f"the graph has a cycle: node '{self._label(stuck, nodes[stuck])}' can never run",
-                               self.file)
-        return [(i, nodes[i]) for i in order]
-
-    def _check_against_schema(self, node: onnx.NodeProto) -> None:
-        """Arity, required attributes and attribute types from the ONNX schema: converters read attributes
-        leniently (int("1") works), so a malformed node must be rejected here, not half-understood."""
-        try:
-            schema = onnx.defs.get_schema(node.op_type, self.opset, "")
-        except onnx.defs.SchemaError:
-            raise self.error(node, f"ONNX op '{node.op_type}' does not exist at opset {self.opset}") from None
-        n_in = len(node.input)
-        if n_in < schema.min_input or n_in > schema.max_input:
-            raise self.error(node, f"'{node.op_type}' takes {schema.min_input} to {schema.max_input} inputs, "
-                                   f"got {n_in}")
-        single = onnx.defs.OpSchema.FormalParameterOption.Single
-        for i, (name, formal) in enumerate(zip(node.input, schema.inputs)):
-            if not name and formal.option == single:  # '' means absent: only optional inputs may be
-                raise self.error(node, f"'{node.op_type}' input #{i} ('{formal.name}') is required but absent")
-        declared = schema.attributes
-        kinds = onnx.AttributeProto.AttributeType
-        for a in node.attribute:
-            spec = declared.get(a.name)
-            if spec is not None and not a.ref_attr_name and int(a.type) != int(spec.type):
-                got = kinds.Name(a.type).lower() if a.type in kinds.values() else f"#{a.type}"
-                raise self.error(node, f"attribute '{a.name}' of '{node.op_type}' must be of type "
-                                       f"{spec.type.name.lower()}, got {got}")
-        given = {a.name for a in node.attribute}
-        for name, spec in declared.items():
-            if spec.required and name not in given:
-                raise self.error(node, f"'{node.op_type}' requires attribute '{name}'")
-
-    @staticmethod
-    def _label(index: int, node: onnx.NodeProto) -> str:
-        return node.name or f"{node.op_type}_{index}"
-
     def _convert(self, index: int, node: onnx.NodeProto) -> None:
         self.node = node
-        self.node_label = self._label(index, node)
+        self.node_label = node_label(index, node)
         self.builder.loc = Location(self.file, name=self.node_label)
         if node.domain not in DEFAULT_DOMAINS:
             raise self.error(node, f"unsupported ONNX op '{node.op_type}' from domain '{node.domain}' "
@@ -344,15 +266,8 @@ class ImportContext:
             raise self.error(node, f"unsupported ONNX op '{node.op_type}'")
         fn, since = conv
         refuse_padded_inputs(self, node)
-        if self.opset < MIN_OPSET and not _same_as_min_opset(node.op_type, self.opset):
-            # Before opset 7 ops had other semantics (e.g. Add's broadcast attribute); tilec accepts an
-            # older opset only for ops whose definition did not change since.
-            raise self.error(node, f"ONNX op '{node.op_type}' at opset {self.opset} is not supported "
-                                   f"(tilec supports opset {MIN_OPSET} and newer)")
-        if self.opset < since:
-            raise self.error(node, f"ONNX op '{node.op_type}' needs opset {since} or newer (the model uses "
-                                   f"opset {self.opset})")
-        self._check_against_schema(node)
+        check_opset(self, node, since)
+        check_schema(self, node)
         try:
             outs = fn(self, node)
         except CompileError:
@@ -561,7 +476,7 @@ class ImportContext:
         for t in graph.initializer:
             self.values[t.name] = ConstValue(tensor_to_array(t, self.folder, self.file, "initializer"),
                                              source_name=t.name)
-        for index, node in self._toposort(graph):
+        for index, node in toposort(graph, self.values, self.file):
             self._convert(index, node)
         missing = [o.name for o in graph.output if o.name not in self.values]
         if missing:
@@ -582,17 +497,3 @@ class ImportContext:
             if op.name == "tile.weight" and op.sym_name not in live:
                 op.erase()
                 weights.pop(op.sym_name, None)
-
-
-def _same_as_min_opset(op_type: str, opset: int) -> bool:
-    try:
-        old = onnx.defs.get_schema(op_type, opset, "")
-        new = onnx.defs.get_schema(op_type, MIN_OPSET, "")
-    except onnx.defs.SchemaError:
-        return False
-    return old.since_version == new.since_version
-
-
-def snake_op_name(op_type: str) -> str:
-    """``LayerNormalization`` → ``layer_norm``: the graph dialect's op name for an ONNX op type."""
-    return _snake(op_type.replace("Normalization", "Norm"))
