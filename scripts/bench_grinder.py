@@ -33,15 +33,10 @@ COMMAND = "make bench   # runs: python scripts/bench_grinder.py --out docs/bench
 
 
 def inputs_for(path: Path, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for vi in onnx.load(str(path)).graph.input:
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if vi.type.tensor_type.elem_type == onnx.TensorProto.INT64:
-            out[vi.name] = rng.integers(1, 6, shape).astype(np.int64)
-        else:
-            out[vi.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
+    """Seeded inputs: normal floats; integers in [1, 6), so trip counts and token ids make loops run (the
+    inputs tests/grinder and tests/emu give the same samples)."""
+    from tilec.bench.measure import model_feeds
+    return model_feeds(onnx.load(str(path)), seed, ints=(1, 6))
 
 
 def measure(label: str, tmp: Path) -> dict:

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from tilec.bench.measure import model_feeds
 from tilec.frontend.importer import import_onnx
 from tilec.ir.parser import parse_module
 from tilec.ir.printer import print_module
@@ -19,16 +20,8 @@ SAMPLES = Path(__file__).parents[2] / "samples" / "control"
 
 
 def _inputs(name: str, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    model = onnx.load(str(SAMPLES / f"{name}.onnx"))
-    out = {}
-    for vi in model.graph.input:
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if vi.type.tensor_type.elem_type == onnx.TensorProto.INT64:
-            out[vi.name] = rng.integers(1, 6, shape).astype(np.int64)
-        else:
-            out[vi.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
+    """Seeded inputs: normal floats; integers in [1, 6), so trip counts and token ids make loops run."""
+    return model_feeds(onnx.load(str(SAMPLES / f"{name}.onnx")), seed, ints=(1, 6))
 
 
 def _ort(name: str, inputs: dict) -> list:
