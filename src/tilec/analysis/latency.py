@@ -200,14 +200,23 @@ def kernel_load(spec: GPUSpec, kernel, row: dict) -> KernelLoad:
     return KernelLoad(blocks=math.prod(a["grid"]), threads=math.prod(a["block"]),
                       smem=int(row.get("smem_static", 0)) + int(row.get("smem_dynamic", 0)),
                       regs=int(row.get("registers") or 0), flops=float(a.get("flops", 0)),
-                      dtype=compute_dtype(kernel), tensor=kind == "tiled_mma", l2_bytes=l2,
+                      dtype=compute_dtype(kernel), tensor=kind == "tiled_mma" or tensor_cores(a), l2_bytes=l2,
                       dram_bytes=compile_dram_bytes(spec, kernel, l2), work=work, grid_barriers=grid_barriers,
                       makespan_s=makespan, inflight_bytes=tma_inflight_bytes(a.get("config") or {}))
+
+
+def tensor_cores(attrs: dict) -> bool:
+    """A fused kernel (not ``tiled_mma``) whose products run on tensor cores and which says so: the mlp kind's
+    wgmma kernel (``config.inflight_bytes`` with ``engine = "wgmma"``, fusion/mlp/wgmma.py)."""
+    config = attrs.get("config") or {}
+    return config.get("engine") == "wgmma" and "inflight_bytes" in config
 
 
 def tma_inflight_bytes(config: dict) -> float:
     """Bytes a wgmma engine block keeps in flight (``config["engine"] == "wgmma"``): all its stages but the one
     being computed, (BM + BN) 128-byte rows each (analysis/wgmma_shape.py); 0 for any other kernel."""
+    if config.get("engine") == "wgmma" and "inflight_bytes" in config:   # a fused kernel says its own (fusion/mlp)
+        return float(config["inflight_bytes"])
     if config.get("engine") != "wgmma" or "tile" not in config or "stages" not in config:
         return 0.0
     bm, bn = config["tile"]

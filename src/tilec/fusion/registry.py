@@ -66,6 +66,11 @@ class FusionPattern:
         """``[[producer, consumer, level]]`` of the internal ``edges`` (member positions; ``count`` members)."""
         return [[p, c, self.level] for p, c in edges]
 
+    def apart_parts(self, plan, members: list) -> list | None:
+        """The member lists the welder pass' latency check times the group against (each classified and lowered
+        as the search would group it alone); None: every member as its own kernel."""
+        return None
+
     def lower(self, kernel, name: str, spec, kind: str | None = None):
         """The ``kernel.func`` named ``name`` for a ``tile.kernel`` of this kind on ``spec``."""
         raise NotImplementedError(f"fusion pattern '{self.name}' has no lowering")

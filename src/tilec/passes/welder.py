@@ -103,24 +103,41 @@ class Welder(ModulePass):
         uses). The module is left exactly as it was."""
         key = (group.kind, sig)
         if key not in memo:
-            ops = [graph.nodes[m].op for m in group.members]
-            saved = [dict(op.attributes) for op in ops]
-            apart = sum(self._alone_seconds(op, spec, tiles, ("single", group_signature(graph, [m])))
-                        for m, op in zip(group.members, ops))
-            inside = {id(op) for op in ops}
-            after = [next(o for o in block.ops[block.ops.index(op) + 1:] if id(o) not in inside) for op in ops]
-            kernel = _build_kernel(block, graph, group, spec)
-            try:
-                if self.retile and pattern(group.kind).retile:
-                    _retile(ops[0], kernel, spec, self.min_block_outputs, tiles, key)
-                fused = _seconds(spec, lower_kernel(kernel, 0, spec))
-            finally:
-                _dissolve(block, kernel, ops, after)
-                for op, attrs in zip(ops, saved):
-                    op.attributes.clear()
-                    op.attributes.update(attrs)
-            memo[key] = fused <= apart
+            parts = pattern(group.kind).apart_parts(group.plan, group.members)
+            if parts is None:
+                apart = sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, ("single", group_signature(graph, [m])))
+                            for m in group.members)
+            else:   # the pattern names the grouping it replaces (an mlp kernel on wgmma: its two GEMM groups)
+                apart = sum(self._part_seconds(block, graph, part, spec, tiles) for part in parts)
+            memo[key] = self._group_seconds(block, graph, group, spec, tiles, key) <= apart
         return memo[key]
+
+    def _part_seconds(self, block, graph, members: list, spec, tiles: dict) -> float:
+        """Modelled seconds of ``members`` as the group the search would make of them alone, or of each member
+        alone where none matches."""
+        g = classify_group(graph, members, spec, patterns()) if len(members) > 1 else None
+        if g is None:
+            return sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, ("single", group_signature(graph, [m])))
+                       for m in members)
+        return self._group_seconds(block, graph, g, spec, tiles, (g.kind, group_signature(graph, members)))
+
+    def _group_seconds(self, block, graph, group, spec, tiles: dict, key) -> float:
+        """Modelled seconds of ``group``'s fused kernel: built, re-tiled (cached under ``key``) and lowered as
+        lower-cuda would, then undone (the module is left exactly as it was)."""
+        ops = [graph.nodes[m].op for m in group.members]
+        saved = [dict(op.attributes) for op in ops]
+        inside = {id(op) for op in ops}
+        after = [next(o for o in block.ops[block.ops.index(op) + 1:] if id(o) not in inside) for op in ops]
+        kernel = _build_kernel(block, graph, group, spec)
+        try:
+            if self.retile and pattern(group.kind).retile:
+                _retile(ops[0], kernel, spec, self.min_block_outputs, tiles, key)
+            return _seconds(spec, lower_kernel(kernel, 0, spec))
+        finally:
+            _dissolve(block, kernel, ops, after)
+            for op, attrs in zip(ops, saved):
+                op.attributes.clear()
+                op.attributes.update(attrs)
 
     def _alone_seconds(self, op, spec, tiles: dict, key) -> float:
         """Modelled seconds of ``op``'s own kernel, with the tile the pass would re-choose for it alone."""

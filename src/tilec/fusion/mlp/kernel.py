@@ -27,6 +27,7 @@ from ...backend.lower.tiled import staged_box
 from ...ir.diagnostics import CompileError
 from ...ir.texpr.nodes import AxisRef, Num
 from ...ir.types import itemsize
+from . import wgmma
 from .tail import RowTail
 
 
@@ -169,6 +170,8 @@ def lower_fused_mlp(kernel, name: str, spec):
         raise CompileError.at("lower-cuda: mlp tile.kernel needs tile = {rows, threads, split}", kernel.loc)
     cfg = {k: int(tile[k]) for k in ("rows", "threads", "split")}
     ctx = MlpContext(members, args, outs, cfg["split"], kernel, int(tile.get("tail", len(members))))
+    if tile.get("engine") == wgmma.ENGINE:   # f16/bf16 on sm_90: the wgmma kernel (fusion/mlp/wgmma.py)
+        return wgmma.lower(ctx, kernel, name, tile, spec)
     if not ctx.fits():
         raise CompileError.at("lower-cuda: mlp kernel's row tail does not fit its hidden tile", kernel.loc)
     if ctx.smem_bytes(cfg) > spec.smem_per_block_bytes:

@@ -20,7 +20,12 @@ model times fastest (:func:`modelled_us`, issue #18; a transformer layer's 32 to
 search, which ranks groups by bytes, sees the group's fewest-bytes config: the group is taken only when
 that score beats the parts apart, and the welder pass' latency check then times the chosen kernel against
 its parts (``passes/welder.py``). With ``W1``, ``W2`` re-read per block this wins on small rows counts, not
-on BERT-base's FFN, whose floor needs ≥ 24 blocks."""
+on BERT-base's FFN, whose floor needs ≥ 24 blocks.
+
+Every member is f32 (:func:`~tilec.analysis.welder.graph.plain_f32`), or, on sm_90, both GEMMs are f16/bf16
+without a row tail (:func:`.wgmma.eligible`): that group is the wgmma kernel's (:func:`_wgmma_group`), its shape
+chosen by the latency model, its score its bytes as emitted, and the welder pass times it against its two
+sides' own kernels (the wgmma engine GEMMs with their epilogues)."""
 from __future__ import annotations
 
 import math
@@ -34,6 +39,7 @@ from ...ir.texpr.nodes import Access, AxisRef, Binary, Num
 from ...ir.types import itemsize
 from ..epilogue.match import epilogue_group
 from ..row.match import row_group
+from . import wgmma
 from .kernel import MlpContext, MlpSide
 
 ROWS = (1, 2, 4, 8, 16, 32, 64)
@@ -91,8 +97,8 @@ def split(graph, members: list, spec) -> tuple | None:
             return None
         if graph.nodes[side2[-1]].shape[:-1] != graph.nodes[rest[-1]].shape[:-1]:
             return None
-    if not plain_f32([graph.nodes[m] for m in members]):
-        return None   # f16/bf16 chains split into tensor-core engine GEMMs (why: fusion/mlp/__init__.py)
+    if not plain_f32([graph.nodes[m] for m in members]) and wgmma.eligible(graph, members, cut, tail, spec) is None:
+        return None   # f16/bf16 chains off sm_90 split into tensor-core engine GEMMs (why: fusion/mlp/__init__.py)
     if side1:
         if set(group_outputs(graph, members)) & set(side1):
             return None
@@ -187,10 +193,16 @@ class MlpPlan:
     split: int
     tail: int
     apart: int
+    engine: str = ""   # "wgmma": the sm_90 f16/bf16 kernel (fusion/mlp/wgmma.py), with its bn and stages
+    bn: int = 0
+    stages: int = 0
 
     def tile_attr(self) -> dict:
         """The ``tile`` attribute of the mlp kernel."""
-        return {"rows": self.rows, "threads": self.threads, "split": self.split, "tail": self.tail}
+        tile = {"rows": self.rows, "threads": self.threads, "split": self.split, "tail": self.tail}
+        if self.engine:
+            tile.update(engine=self.engine, bn=self.bn, stages=self.stages)
+        return tile
 
     def edge_levels(self, edges: list) -> list:
         """Epilogue edges in registers; side 1 → G2 (the hidden) and the row tail in shared memory."""
@@ -206,6 +218,8 @@ def mlp_group(graph, members: list, spec) -> Group | None:
     ops = [graph.nodes[m].op for m in members]
     ctx = MlpContext(ops, outside_values(ops), [graph.nodes[m].op.result for m in group_outputs(graph, members)], cut,
                      tail=tail)
+    if not plain_f32([graph.nodes[m] for m in members]):
+        return _wgmma_group(graph, members, spec, ctx, cut, tail)
     if ctx.N1 != ctx.s2.extents[ctx.s2.reduce_axes[0]] or not ctx.fits():
         return None
     cfg = choose(ctx, spec)
@@ -220,3 +234,18 @@ def mlp_group(graph, members: list, spec) -> Group | None:
         return None
     plan = MlpPlan(cfg["rows"], cfg["threads"], cut, tail, sum(apart))
     return Group(list(members), "mlp", cfg["least_bytes"], cfg["least_waves"], cfg["smem"], plan)
+
+
+def _wgmma_group(graph, members: list, spec, ctx, cut: int, tail: int) -> Group | None:
+    """The f16/bf16 group on sm_90 (:mod:`.wgmma`), scored by its bytes as emitted. The search keeps it where
+    its score beats the first side's group and the second GEMM apart; the welder pass' latency check then
+    times it against the two sides as their own (wgmma engine) kernels (``MlpPattern.apart_parts``)."""
+    dtype = wgmma.eligible(graph, members, cut, tail, spec)
+    if ctx.N1 != ctx.s2.extents[ctx.s2.reduce_axes[0]]:
+        return None
+    cfg = wgmma.choose(ctx, spec, dtype)
+    if cfg is None:
+        return None
+    shape = cfg["shape"]
+    plan = MlpPlan(shape.rows, shape.threads, cut, tail, 0, engine=wgmma.ENGINE, bn=shape.bn, stages=shape.stages)
+    return Group(list(members), "mlp", cfg["bytes"], cfg["waves"], cfg["smem"], plan)
