@@ -3,8 +3,8 @@
 - traffic Q(T): bytes of input tiles loaded plus the output tile stored, each row rounded up to 32-B
   sectors, summed over blocks and reduce steps; only the in-bounds part of a box counts, so edge tiles
   and padded conv halos cost what the predicated loads really move;
-- footprint F(T): shared memory for the staged input boxes (rows padded against bank conflicts) and
-  registers per thread;
+- footprint F(T): shared memory for the staged input boxes (rows padded against bank conflicts), for a tile
+  of the CUDA-core tiled kernel exactly what that kernel declares, and registers per thread;
 - estimate: the latency model's time of the tile's launch (``latency.candidate_estimate``: waves, idle SMs,
   occupancy, the L2-aware DRAM guess, L2 and issue from the traffic, shared memory, barriers), the same model
   report.json's ``modelled_us`` uses (issue #18); bytes stay in the estimate as ``traffic_bytes``. Tensor-core
@@ -85,8 +85,13 @@ def tile_ranges(problem: TileProblem, rt: RTile) -> dict:
 
 
 def smem_bytes(problem: TileProblem, rt: RTile, spec: GPUSpec) -> int:
-    """Shared memory for one step's staged input boxes; rows padded by one 4-B bank when they are a
-    multiple of the bank window (Roller's bank rule: pad = 32 banks × 4 B / dtype size elements)."""
+    """Shared memory for one step's staged input boxes. A tile the CUDA-core tiled kernel runs is counted as
+    that kernel declares it (:func:`tiled_smem_bytes`), so no tile Roller keeps exceeds the limit at lowering;
+    any other (tensor-core tiles, whose engines count their own, and kernels that stage nothing) by Roller's
+    bank rule: rows padded by one 4-B bank when they are a multiple of the bank window (pad = 32 banks × 4 B /
+    dtype size elements)."""
+    if runs_tiled(problem, rt, spec):
+        return tiled_smem_bytes(problem, rt)
     ranges = tile_ranges(problem, rt)
     total = 0
     window = spec.smem_banks * spec.smem_bank_bytes
@@ -96,6 +101,64 @@ def smem_bytes(problem: TileProblem, rt: RTile, spec: GPUSpec) -> int:
         if dims and (dims[-1] * elem) % window == 0:
             dims = dims[:-1] + [dims[-1] + max(1, spec.smem_bank_bytes // elem)]
         total += math.prod(dims) * elem if dims else elem
+    return total
+
+
+def staged_dims(dims: list) -> tuple:
+    """(rows, padded cols) of a box of extents ``dims`` the tiled kernel stages (``backend/lower/tiled.py``):
+    all dims but the last are rows; an even row gets one more element against bank conflicts."""
+    dims = dims or [1]
+    rows, cols = math.prod(dims[:-1]), dims[-1]
+    return rows, cols + (1 if rows > 1 and cols % 2 == 0 else 0)
+
+
+def staged_itemsize(dtype: str) -> int:
+    """Bytes of one staged element: the tiled kernel stages in its compute type, halves widened to f32
+    (``ComputeContext.load_dtype``)."""
+    return 4 if dtype in ("f16", "bf16") else itemsize(dtype)
+
+
+def runs_tiled(problem: TileProblem, rt: RTile, spec: GPUSpec) -> bool:
+    """Whether lower-cuda gives ``rt`` the CUDA-core tiled kernel (``backend/lower/__init__.choose_kind``: a
+    contraction or conv whose indices are all affine) rather than a tensor-core one (``tiled_mma.aligned``: a
+    matched f16/bf16/tf32 product on the GPU's tensor cores, its block m, n and step k whole mma tiles, run
+    by an engine, or by wmma where its staging fits; tf32 and AMD have no wmma kernel)."""
+    from ..ir.texpr import to_affine
+    from .mma_tile import MMA, match_expr, tensor_core_dtype
+    from .mma_tile import smem_bytes as wmma_smem_bytes
+    e = problem.expr
+    if e.combiner is None or problem.kind not in ("contraction", "conv") or \
+            any(to_affine(ix) is None for acc in e.accesses for ix in acc.indices):
+        return False
+    mt = match_expr(e, problem.input_dtypes, problem.out_dtype, problem.precision)
+    if mt is None or not spec.tensor_core_flops(tensor_core_dtype(mt["dtype"])):
+        return True
+    sizes = dict(rt.block, **dict(rt.step))
+    bm, bn, bk = (sizes.get(mt[a], 0) for a in "mnk")
+    if any(x <= 0 or x % q for x, q in zip((bm, bn, bk), MMA)) or any(sizes.get(b, 1) != 1 for b in mt["batch"]):
+        return True
+    engine = mfma_shape(problem, rt, spec) if spec.is_amd else \
+        wgmma_shape(problem, rt, spec) or engine_shape(problem, rt, spec)
+    if engine is not None:
+        return False
+    return mt["dtype"] == "f32" or spec.is_amd or \
+        wmma_smem_bytes(bm, bn, bk, mt["dtype"]) > spec.smem_per_block_bytes
+
+
+def tiled_smem_bytes(problem: TileProblem, rt: RTile) -> int:
+    """Shared memory the CUDA-core tiled kernel declares for ``rt`` (``tiled.staged_bytes``): per distinct
+    access (tensor and indices) its whole box, halo included and not clipped to the tensor (out-of-bounds
+    elements are staged as the pad value), as :func:`staged_dims` in :func:`staged_itemsize` bytes."""
+    from .index_map import access_box
+    ranges = tile_ranges(problem, rt)
+    total, seen = 0, set()
+    for acc in problem.expr.accesses:
+        key = (acc.tensor, repr(acc.indices))
+        if key in seen:
+            continue
+        seen.add(key)
+        rows, cols = staged_dims([hi - lo for lo, hi in access_box(problem.expr, acc, ranges)])
+        total += rows * cols * staged_itemsize(problem.input_dtypes[problem.input_index(acc)])
     return total
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+from ...analysis.cost_model import staged_dims as cost_staged_dims
 from ...analysis.index_map import grid_footprint
 from ...ir.kexpr import Binary, BlockIdx, Const, Index, ThreadIdx, Var, as_kexpr, render
 from ...ir.types import itemsize
@@ -167,10 +168,9 @@ def staged_box(ctx: ComputeContext, access, sizes: dict) -> list:
 
 
 def staged_dims(box: list) -> tuple:
-    """(rows, padded cols) of the staged box: rows padded by one element against bank conflicts."""
-    dims = [b[2] for b in box] or [1]
-    rows, cols = math.prod(dims[:-1]), dims[-1]
-    return rows, cols + (1 if rows > 1 and cols % 2 == 0 else 0)
+    """(rows, padded cols) of the staged box: rows padded by one element against bank conflicts (the rule
+    Roller counts shared memory by, ``cost_model.staged_dims``)."""
+    return cost_staged_dims([b[2] for b in box])
 
 
 def staged_bytes(ctx: ComputeContext, cfg: dict) -> int:
