@@ -23,19 +23,9 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 
 def feeds_for(model: onnx.ModelProto, seed: int = 0) -> dict:
-    """Seeded inputs: standard normal floats, 0/1 ints (ids and masks)."""
-    rng = np.random.default_rng(seed)
-    init = {t.name for t in model.graph.initializer}
-    out = {}
-    for vi in model.graph.input:
-        if vi.name in init:
-            continue
-        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if vi.type.tensor_type.elem_type == onnx.TensorProto.INT64:
-            out[vi.name] = rng.integers(0, 2, shape).astype(np.int64)
-        else:
-            out[vi.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
+    """Seeded inputs: standard normal floats, 0/1 ints (ids and masks): ``bench.measure.model_feeds``."""
+    from tilec.bench.measure import model_feeds
+    return model_feeds(model, seed)
 
 
 def onnxruntime_outputs(model: onnx.ModelProto, feeds: dict) -> dict:
