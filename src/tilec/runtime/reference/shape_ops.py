@@ -81,24 +81,26 @@ def slice_(inputs, attrs):
     return [x[idx] if x.ndim else x]
 
 
+def _axis_index(data: np.ndarray, idx: np.ndarray, axis: int, what: str) -> np.ndarray:
+    """``idx`` along ``data``'s ``axis`` with negative entries wrapped; ValueError when one is out of range."""
+    n = data.shape[axis]
+    if np.any((idx < -n) | (idx >= n)):
+        raise ValueError(f"{what} index out of range for axis {axis} of size {n}")
+    return np.where(idx < 0, idx + n, idx)
+
+
 @reference("graph.gather")
 def gather(inputs, attrs):
     data, idx = inputs[0], inputs[1]
     axis = attrs.get("axis", 0)
-    n = data.shape[axis]
-    if np.any((idx < -n) | (idx >= n)):
-        raise ValueError(f"gather index out of range for axis {axis} of size {n}")
-    return [np.take(data, np.where(idx < 0, idx + n, idx), axis=axis)]
+    return [np.take(data, _axis_index(data, idx, axis, "gather"), axis=axis)]
 
 
 @reference("graph.gather_elements")
 def gather_elements(inputs, attrs):
     data, idx = inputs[0], inputs[1]
     axis = attrs.get("axis", 0)
-    n = data.shape[axis]
-    if np.any((idx < -n) | (idx >= n)):
-        raise ValueError(f"gather_elements index out of range for axis {axis} of size {n}")
-    return [np.take_along_axis(data, np.where(idx < 0, idx + n, idx).astype(np.int64), axis=axis)]
+    return [np.take_along_axis(data, _axis_index(data, idx, axis, "gather_elements").astype(np.int64), axis=axis)]
 
 
 def _nd_tuples(idx: np.ndarray, dims, what: str) -> np.ndarray:
