@@ -338,20 +338,20 @@ def trilu(ctx, node):
 
 @converter("DepthToSpace")
 def depth_to_space(ctx, node):
-    mode = ctx.attr(node, "mode", "DCR")
-    if mode not in ("DCR", "CRD"):
-        raise ctx.error(node, f"unknown DepthToSpace mode '{mode}'")
-    return ctx.emit("graph.depth_to_space", [ctx.input(node, 0)],
-                    {"blocksize": int(ctx.attr(node, "blocksize", 0)), "mode": mode})
+    return _block_move(ctx, node, "graph.depth_to_space")
 
 
 @converter("SpaceToDepth")
 def space_to_depth(ctx, node):
+    return _block_move(ctx, node, "graph.space_to_depth")
+
+
+def _block_move(ctx, node, op_name: str):
+    """DepthToSpace / SpaceToDepth: ``op_name`` with the node's blocksize and mode (DCR or CRD)."""
     mode = ctx.attr(node, "mode", "DCR")
     if mode not in ("DCR", "CRD"):
-        raise ctx.error(node, f"unknown SpaceToDepth mode '{mode}'")
-    return ctx.emit("graph.space_to_depth", [ctx.input(node, 0)],
-                    {"blocksize": int(ctx.attr(node, "blocksize", 0)), "mode": mode})
+        raise ctx.error(node, f"unknown {node.op_type} mode '{mode}'")
+    return ctx.emit(op_name, [ctx.input(node, 0)], {"blocksize": int(ctx.attr(node, "blocksize", 0)), "mode": mode})
 
 
 # --- compile-time constants --------------------------------------------------------------------------
