@@ -127,11 +127,19 @@ inline bool in_arena(const void* p) {
 // tl_cluster_map (mapa): the same offset in a peer block's shared memory (distributed shared memory), for the
 // `n` bytes at `p`: in its TL_SHARED arena, or for a plain or extern __shared__ address its copy of the
 // module's thread-local block (tls_cluster_address, emu_state.h). Accesses through it are plain pointer
-// accesses: shared memory, never counted as global bytes.
+// accesses: shared memory, never counted as global bytes. CUDA's rules for distributed shared memory are
+// checked where the emulator's co-scheduled blocks would hide a race: a block reaches a peer only after a
+// tl_cluster_sync (the peer may not have started before one), and never a peer that has exited.
 inline char* cluster_address(const void* p, unsigned rank, size_t n = 1) {
   Worker* w = tl_w;
   Block* b = w->cur->blk;
   if (__builtin_expect(rank >= unsigned(w->L->cluster), 0)) bad_cluster_map(w, p, rank);
+  if (rank != b->rank && __builtin_expect(!b->cluster_synced || !b->peers[rank].live, 0))
+    fail_launch(w, !b->cluster_synced
+                       ? "reaches a cluster peer's shared memory (mapa, a multicast copy or a remote arrive) before "
+                         "any tl_cluster_sync: the peer may not have started yet"
+                       : "reaches the shared memory of a cluster peer that has exited (a block's shared memory "
+                         "lives until it exits: keep every block until its peers are done with it)");
   if (!in_arena(p)) return tls_cluster_address(w, p, n, rank);
   return b->peers[rank].arena + (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(b->arena));
 }

@@ -432,6 +432,7 @@ inline bool run_sched(WorkerRt* w, bool sorted) {
       for (size_t r = 0; r < X; ++r) {
         Block* b = w->blocks[c + r];
         b->at_cluster = 0;
+        b->cluster_synced = 1;   // its peers have all started: it may reach their shared memory (cluster_address)
         for (int t = 0; t < b->n; ++t)
           if (b->fib[t].state == S_CLUSTER) {
             b->fib[t].state = S_READY;
@@ -479,6 +480,7 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
   b->rank = unsigned(linear % L->cluster);   // grid.x is a multiple of the cluster size
   b->peers = b - b->rank;                    // the cluster's Blocks are contiguous, in rank order
   b->at_cluster = 0;
+  b->cluster_synced = 0;
   free_chain(b->bulk);   // TMA copies a failed or finished block never waited for
   b->bulk = nullptr;
   b->at_group = 0;

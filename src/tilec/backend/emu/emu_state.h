@@ -88,6 +88,7 @@ struct Block {
   Block* peers;     // rank 0 of this block's cluster (itself when clusters are 1 block)
   unsigned rank;    // blockIdx.x % Launch::cluster
   int at_cluster;   // threads parked in tl_cluster_sync
+  int cluster_synced;   // a tl_cluster_sync has opened for this block: every peer has started
   void* bulk;        // TMA copies into this block not landed yet (emu_tma.h): a malloc'd chain, next pointer first
   int at_group;      // threads parked in group_sync (wgmma's warpgroup rendezvous)
   SectorLog* sectors;   // the L2 model's log of this block's sectors (only when Worker::l2)
