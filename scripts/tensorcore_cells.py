@@ -6,6 +6,13 @@ table back made a cycle.
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
+from pathlib import Path
+
+from tilec.backend import sass
+from tilec.backend.inspect_build import disassemble, find_disassembler
+
 ARCHS = {"a100": 80, "h200": 90}   # the tables' default archs: name -> compute capability
 
 
@@ -27,6 +34,25 @@ def persistent(cfg: dict) -> str:
     """``", persistent: B blocks over T tiles"`` for a persistent wgmma launch (config.persistent), else ""."""
     p = cfg.get("persistent")
     return f", persistent: {p['blocks']} blocks over {p['tiles']} tiles" if p else ""
+
+
+# An HGMMA whose A operand is a register (``HGMMA.64xNx16.F32[.BF16] Rd, Ra, gdesc[..]``): a product whose A
+# is the previous product's result kept in registers (attention's P V, the mlp kind's H W2).
+_HGMMA_RS = re.compile(r"^R\d+, R\d+, gdesc")
+
+
+def hgmma_by_operand(cubin: Path) -> tuple:
+    """The main loop's HGMMA of a one-kernel ``cubin`` as ``(SS, RS)`` texts (``"8 HGMMA.64x128x16.F32"``, or
+    "none"): A from shared memory, A from registers."""
+    (instrs,) = disassemble(cubin, find_disassembler()).values()
+    lp, _ = sass.main_loop(instrs)
+    hg = [i for i in instrs if lp is not None and lp.contains(i) and i.opcode == "HGMMA"]
+    rs = [i for i in hg if _HGMMA_RS.match(i.operands)]
+    return _count_text([i for i in hg if i not in rs]), _count_text(rs)
+
+
+def _count_text(instrs) -> str:
+    return ", ".join(f"{n} {m}" for m, n in sorted(Counter(i.mnemonic for i in instrs).items())) or "none"
 
 
 def loop_cells(loop: dict) -> dict:

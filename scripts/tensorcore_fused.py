@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tilec.backend import sass
-from tilec.backend.inspect_build import disassemble, find_disassembler, inspect_build
+from tilec.backend.inspect_build import inspect_build
 from tilec.driver import compile_model
 from tilec.ir import read_ir
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tensorcore_cells import ARCHS, kernel_cells, mma_sync_shape, persistent, table, wgmma_block  # noqa: E402
+from tensorcore_cells import (ARCHS, hgmma_by_operand, kernel_cells, mma_sync_shape, persistent, table,  # noqa: E402
+                              wgmma_block)
 
 ATTENTION = ((1, 12, 512, 64), (1, 12, 512, 128), (1, 12, 4096, 64), (1, 12, 4096, 128))   # (b, heads, seq, d)
 FFN = (1024, 768, 3072)                             # (tokens, hidden, intermediate)
@@ -110,18 +108,10 @@ def _config(attrs: dict) -> str:
     return f"{attrs.get('kind')} (CUDA cores)"
 
 
-# An HGMMA whose A operand is a register (``HGMMA.64xNx16.F32[.BF16] Rd, Ra, gdesc[..]``): O += P V's form.
-_HGMMA_RS = re.compile(r"^R\d+, R\d+, gdesc")
-
-
 def hgmma_products(cubin: Path) -> str:
     """The main loop's HGMMA split by where A comes from: ``"S (SS): n x HGMMA..., P V (RS): m x HGMMA..."``."""
-    (instrs,) = disassemble(cubin, find_disassembler()).values()
-    lp, _ = sass.main_loop(instrs)
-    hg = [i for i in instrs if lp is not None and lp.contains(i) and i.opcode == "HGMMA"]
-    part = lambda xs: ", ".join(f"{n} {m}" for m, n in sorted(Counter(i.mnemonic for i in xs).items())) or "none"  # noqa: E731
-    rs = [i for i in hg if _HGMMA_RS.match(i.operands)]
-    return f"S (SS): {part([i for i in hg if i not in rs])}; P V (RS): {part(rs)}"
+    ss, rs = hgmma_by_operand(cubin)
+    return f"S (SS): {ss}; P V (RS): {rs}"
 
 
 def _build_rows(model: Path, build: Path, arch: str, label: str, **options) -> list:
