@@ -1,0 +1,157 @@
+"""TMA multicast in the wgmma GEMM engine (issue #21; lower/wgmma_engine.py, analysis/wgmma_shape.clustered):
+pairs of blocks along N form 2-block thread-block clusters that share the A tile, each loading half of its rows
+with multicast to both. Under the emulator (exact multicast and cluster semantics, docs/hopper.md) against numpy
+in f16 and bf16, ragged M/N, batched, two consumer warpgroups and the persistent scheduler, with global bytes
+measured == modelled (A once per cluster); chosen only where the n tiles come in whole clusters and A is
+K-major; each way to get the cluster protocol wrong fails; sm_90a (ptxas and NVRTC) without spills, and the
+SASS issues UTMALDG.MULTICAST."""
+import dataclasses
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_wgmma_engine as W  # noqa: E402
+from lower_harness import compute_module, disassembler_found, random_inputs, reference  # noqa: E402
+
+from tilec.analysis import wgmma_shape  # noqa: E402
+from tilec.analysis.hardware import get_arch  # noqa: E402
+from tilec.backend.emit import emit_kernel  # noqa: E402
+from tilec.backend.lower import wgmma_engine  # noqa: E402
+from tilec.ir import TensorType as T  # noqa: E402
+
+GEMM = "C[m, n] += A[m, k] * B[k, n]"
+
+
+def unclustered_bytes(a_shape, b_shape, out_shape, bm, bn, elem):
+    """modelled_bytes of the plain kernel: A once per n tile, B once per m tile, the output once."""
+    nb = math.prod(out_shape[:-2])
+    m, n = out_shape[-2:]
+    k = a_shape[-1]
+    gm, gn = -(-m // bm), -(-n // bn)
+    return nb * gn * m * k * elem + nb * gm * k * n * elem + math.prod(out_shape) * elem
+
+
+@pytest.mark.parametrize("expr,a_shape,b_shape,dtype,tile,orders", [
+    (GEMM, (72, 520), (520, 80), "f16", (64, 64), ("normal", "reverse", "shuffle")),   # M, N ragged; 9 k tiles
+    ("C[b, m, n] += A[b, m, k] * B[n, k]", (3, 40, 48), (100, 48), "bf16", (64, 64), ("normal", "shuffle")),
+    (GEMM, (136, 320), (320, 248), "f16", (128, 128), ("shuffle",)),   # two consumer warpgroups (setmaxnreg)
+])
+def test_multicast_engine_matches_numpy(monkeypatch, expr, a_shape, b_shape, dtype, tile, orders):
+    monkeypatch.setattr(wgmma_engine, "TILES", (tile,))
+    n = b_shape[-1] if "B[k" in expr else b_shape[0]
+    out_shape = a_shape[:-1] + (n,)
+    k = W.run(expr, [T(a_shape, dtype), T(b_shape, dtype)], T(out_shape, dtype), W.TOL[dtype], orders=orders)
+    a = k.attributes
+    assert a["cluster"] == 2 and a["config"]["cluster"] == {"n": 2}
+    src = emit_kernel(k)
+    assert "__cluster_dims__(2, 1, 1)" in src and "tl_tma_load_multicast_" in src
+    assert a["tensor_maps"][0]["box"][1] == tile[0] // 2   # each block loads half of the A tile's rows
+    # the bytes the run measured: A read once per cluster of two n tiles
+    plain = unclustered_bytes(a_shape, b_shape, out_shape, *tile, 2)
+    nb, m, kk = math.prod(out_shape[:-2]), out_shape[-2], a_shape[-1]
+    assert a["bytes_modelled"] == plain - nb * (-(-n // tile[1]) // 2) * m * kk * 2
+
+
+def test_multicast_only_where_the_n_tiles_make_whole_clusters():
+    spec = get_arch("h200")
+    mt = {"m": "m", "n": "n", "k": "k", "batch": [], "a_kmajor": False, "b_nmajor": False, "dtype": "f16"}
+    cfg = wgmma_shape.with_stages(spec, mt, 64, 64)
+    ext = {"m": 256, "n": 256, "k": 256}
+    assert wgmma_shape.clustered(spec, mt, ext, cfg).cluster == 2
+    assert wgmma_shape.clustered(spec, mt, {**ext, "n": 192}, cfg).cluster == 1       # three n tiles
+    assert wgmma_shape.clustered(spec, mt, {**ext, "n": 64}, cfg).cluster == 1        # one
+    mn = {**mt, "a_kmajor": True}   # A stored [k][m]: 64-column boxes, not split by rows
+    assert wgmma_shape.clustered(spec, mn, ext, wgmma_shape.with_stages(spec, mn, 64, 64)).cluster == 1
+    assert wgmma_shape.clustered(dataclasses.replace(spec, max_cluster_blocks=1), mt, ext, cfg).cluster == 1
+    # the persistent grid is whole clusters: an odd SM count drops one block
+    odd = dataclasses.replace(spec, num_sms=131)
+    big = {"m": 4096, "n": 4096, "k": 4096}
+    plain = wgmma_shape.plan(odd, mt, big, "f16")
+    assert wgmma_shape.persistent_grid(odd, mt, big, plain) == 131
+    assert wgmma_shape.persistent_grid(odd, mt, big, wgmma_shape.clustered(odd, mt, big, plain)) == 130
+    # lowered: three n tiles give the plain kernel
+    _, k = W.lowered(GEMM, [T((64, 128), "f16"), T((128, 192), "f16")], T((64, 192), "f16"))
+    assert "cluster" not in k.attributes and "multicast" not in k.attributes["source"]
+
+
+def test_persistent_scheduler_keeps_a_cluster_on_paired_tiles(monkeypatch):
+    """16 tiles on a grid of whole clusters (3 resident blocks rounded down to 2): blocks 2j and 2j + 1 take
+    the two n tiles of one m tile at every step, the stages running on from tile to tile."""
+    from tilec.backend.lower import tiled_mma
+    small = dataclasses.replace(get_arch("h200"), num_sms=1)
+    monkeypatch.setattr(tiled_mma, "tiled_for", lambda ctx: small)
+    monkeypatch.setattr(wgmma_engine, "TILES", ((64, 64),))
+    k = W.run(GEMM, [T((200, 256), "f16"), T((256, 256), "f16")], T((200, 256), "f16"), W.TOL["f16"],
+              orders=("shuffle", "reverse"))
+    per = k.attributes["config"]["persistent"]
+    assert k.attributes["grid"][0] == per["blocks"] == 2 and per["tiles"] == 16 and k.attributes["cluster"] == 2
+
+
+def _launch(k, inputs, src: str, order: str):
+    emu = pytest.importorskip("tilec.backend.emu")
+    from tilec.runtime.tensor_map import from_attr
+    a = k.attributes
+    args = [np.ascontiguousarray(x) for x in inputs] + [np.zeros(a["params"][-1]["shape"], np.float16)]
+    args += [from_attr(t, args[t["arg"]].ctypes.data).emu_bytes() for t in a["tensor_maps"]]
+    emu.EmuModule(src).launch(k.sym_name, tuple(a["grid"]), tuple(a["block"]), args, smem_bytes=a["smem"],
+                              smem_optin=a["smem"], order=order)
+    return args[2]
+
+
+RELEASE = "tl_mbarrier_arrive_cluster(&k_empty[(j + 3) % 4], k_lane)"
+
+
+@pytest.mark.parametrize("old,new,order,error", [
+    # each stage released only locally: a producer refills a stage its peer's wgmma still reads (the
+    # emulator's schedule is deterministic per order; normal order runs the refill into that window)
+    (RELEASE, "tl_mbarrier_arrive(&k_empty[(j + 3) % 4])", "normal", "changed before the wait"),
+    ("&& k_lane < 2)", "&& k_lane < 1)", "shuffle", "deadlock"),            # block 1's consumers never release
+    ("0x3, kt * 64", "0x1, kt * 64", "reverse", "deadlock"),               # block 1 never gets its A rows
+    ("STAGE);   // the whole", "STAGE + 16);   // the whole", "normal", "deadlock"),   # wrong expect_tx
+    ("tl_cluster_sync();   // every block's barriers", "__syncthreads();   // every block's barriers", "shuffle",
+     "before any tl_cluster_sync"),                                          # a peer's barrier may not exist yet
+    ("for (int i = 0; i < 4; ++i) {   // the producer tail", "for (int i = 0; i < 0; ++i) {   // the producer tail",
+     "normal", "peer that has exited"),                                      # no producer tail
+])
+def test_multicast_mistakes_fail_under_the_emulator(old, new, order, error):
+    """9 k tiles through 4 stages in a cluster of 2: the correct kernel matches numpy; each mistake fails."""
+    emu = pytest.importorskip("tilec.backend.emu")
+    ins, out = [T((72, 520), "f16"), T((520, 80), "f16")], T((72, 80), "f16")
+    m, k = W.lowered(GEMM, ins, out)
+    inputs = random_inputs(m)
+    want = reference(compute_module(GEMM, ins, out, rtile=W.RTILE), inputs)[0].astype(np.float64)
+    src = emit_kernel(k)
+    assert old in src and k.attributes["cluster"] == 2
+    np.testing.assert_allclose(_launch(k, inputs, src, order).astype(np.float64), want,
+                               rtol=W.TOL["f16"], atol=W.TOL["f16"] * np.abs(want).max())
+    with pytest.raises(emu.EmuError, match=error):
+        _launch(k, inputs, src.replace(old, new), order)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_multicast_gemm_compiles_for_sm_90a_with_multicast_loads(tmp_path, dtype):
+    """A 512^3 GEMM on h200 (clusters of 2 along N): ptxas (--check-ptx, sm_90a) and NVRTC (--check-nvrtc)
+    accept it with 0 spills; its SASS loads A with UTMALDG.MULTICAST after a cluster barrier."""
+    from tilec.driver import compile_model
+    W._gemm_onnx(tmp_path / "g.onnx", n=512, dtype=dtype)
+    compile_model(str(tmp_path / "g.onnx"), str(tmp_path / "b"), arch="h200", check_ptx=True, check_nvrtc=True)
+    (row,) = json.load(open(tmp_path / "b" / "report.json"))["kernels"]
+    assert row["ptxas"]["spill_bytes"] == 0
+    (cu,) = (tmp_path / "b" / "kernels").glob("*.cu")
+    assert "__cluster_dims__(2, 1, 1)" in cu.read_text()
+    if not disassembler_found():
+        pytest.skip("needs cuobjdump/nvdisasm for the SASS checks")
+    from tilec.backend.inspect_build import find_disassembler
+    tool, path = find_disassembler()
+    (cubin,) = (tmp_path / "b" / "kernels").glob("*.cubin")
+    sass = subprocess.run([path, "-sass" if tool == "cuobjdump" else "-c", str(cubin)], capture_output=True,
+                          text=True, check=True).stdout
+    assert "UTMALDG.2D.MULTICAST" in sass and "UCGABAR_WAIT" in sass
