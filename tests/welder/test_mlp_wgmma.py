@@ -2,8 +2,9 @@
 never leaves the chip, H = e1(X·W1) by SS wgmma per 64-column hidden chunk, packed to A fragments in registers
 for Y += H·W2 by RS wgmma, W1/W2 streamed by a TMA producer warpgroup. Run exactly under the emulator against
 numpy (f32 math on the same half-precision inputs, the hidden rounded to the model type as the kernel packs
-it) for rows not a multiple of the tile, bias + GELU and residual epilogues, a hidden not a multiple of the
-chunk, X with two atoms, and N2 tiled across blocks; bytes equal the model's; ptxas (sm_90a) gives 0 spills
+it) for rows not a multiple of the tile, bias + GELU and residual epilogues, K1, N1 and N2 not multiples of
+the 64-column boxes, X with two atoms, and N2 tiled across blocks; bytes equal the model's; the build is
+deterministic; ptxas (sm_90a) gives 0 spills
 and SASS with HGMMA for both products fed by UTMALDG. Welder keeps the kind where the latency model times it
 faster than the two wgmma engine GEMMs and rejects it, by that time alone, where it is slower. sm_80 keeps
 the split (tests/welder/test_mlp_half_split.py)."""
@@ -83,6 +84,7 @@ CASES = {
     "f16_gelu_rows96": ("f16", (96, 64), 256, 64, "Gelu", True, False),        # rows past the 64-row tile
     "bf16_relu_residual": ("bf16", (1, 80, 128), 200, 128, "Relu", True, True),  # 2 atoms of X, hidden 200
     "f16_gelu_n2_tiled": ("f16", (70, 64), 256, 128, "Gelu", True, False),     # N2 over column tiles (below)
+    "f16_relu_ragged": ("f16", (50, 72), 136, 40, "Relu", True, False),     # K1, N1, N2 past the boxes' ends
 }
 # Column tiles: Welder takes them only where the hidden's round trip outweighs re-reading both weights per block
 # and recomputing H per tile (2 x 64 rows > K1 x tiles + N2 in bytes), which no case small enough to emulate
@@ -161,6 +163,15 @@ def test_ptxas_sm90a_no_spills_hgmma_from_tma(built):
     ss = re.findall(r"HGMMA\.64x(\d+)x16\.F32(?:\.BF16)? R\d+, gdesc", sass)
     rs = re.findall(r"HGMMA\.64x(\d+)x16\.F32(?:\.BF16)? R\d+, R\d+, gdesc", sass)
     assert ss == ["64"] * 4 and rs == [str(func.attributes["config"]["bn"])] * 4, (ss, rs)
+
+
+def test_the_kernel_is_deterministic(built, tmp_path):
+    d, _, _ = built
+    if not d.name.startswith("f16_relu_ragged"):
+        pytest.skip("one case")
+    compile_model(str(d / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch="h200")
+    for name in ("model.tir", "plan.json"):
+        assert (tmp_path / "b" / name).read_bytes() == (d / "b" / name).read_bytes(), name
 
 
 def test_an_expect_tx_mistake_deadlocks_under_the_emulator(built, tmp_path):
