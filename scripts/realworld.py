@@ -207,8 +207,8 @@ def main(argv=None) -> int:
         try:
             row = check_one(Path(args.one), Path(args.build), args.emu)
         except Exception as e:  # noqa: BLE001 - the row records why, the run goes on
-            row = {"model": Path(args.one).stem, "status": "failed",
-                   "error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
+            from tilec.bench.rowrun import error_line
+            row = {"model": Path(args.one).stem, "status": "failed", "error": error_line(e)}
             try:   # which ops it uses, even when it did not compile (an unsupported op is the usual why)
                 row.update(op_coverage(Path(args.one)))
             except Exception:  # noqa: BLE001 - an unreadable model: the error above says so

@@ -99,8 +99,8 @@ def main(argv=None) -> int:
         try:
             row = check_one(args.one, args.cache)
         except Exception as e:  # noqa: BLE001 - the row records why, the run goes on
-            row = {"model": args.one, "status": "failed",
-                   "error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
+            from tilec.bench.rowrun import error_line
+            row = {"model": args.one, "status": "failed", "error": error_line(e)}
         Path(args.row_json).write_text(json.dumps(row))
         return 0
     unknown = [m for m in args.models if m not in ZOO]

@@ -100,4 +100,5 @@ def _guarded(fn, ir_text: str, index: int, config: dict) -> tuple:
     try:
         return "ok", float(fn(ir_text, index, config))
     except Exception as e:  # noqa: BLE001 - the candidate drops out, as tune.select does it
-        return "error", f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        from .bench.rowrun import error_line
+        return "error", error_line(e)

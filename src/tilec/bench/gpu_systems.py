@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .measure import max_abs_err, onnx_feeds
+from .rowrun import error_line
 from .timing import CupyClock, TorchClock, WallClock, cupy_flush, host_flush, hot_cold, torch_flush
 
 
@@ -305,7 +306,7 @@ def _compiled(torch, g, xs: dict, mode: str, row: dict, cuda: bool):
                 return fn(**xs)
             return call
         except Exception as e:  # noqa: BLE001
-            errors.append(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}")
+            errors.append(error_line(e))
     raise RuntimeError("; ".join(errors))
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .rowrun import error_line
+
 # ONNX ops that import as control flow (cf.loop / cf.if): LSTM / GRU / RNN become a loop over time.
 CONTROL_FLOW = ("Loop", "If", "Scan", "LSTM", "GRU", "RNN")
 
@@ -181,7 +183,7 @@ def measure(model: str, size: str, pipeline: str, build: str, check_ptx: bool = 
             row["numpy_vs_ort"] = max_abs_err(run_module(load_target(build), feeds), want)
         except Exception as e:  # noqa: BLE001 - e.g. welder's IR before lower-cuda holds tile.kernel ops,
             # which have no reference implementation: the emulator run below still checks the kernels.
-            row["numpy_error"] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            row["numpy_error"] = error_line(e)
         step = "emu run"
         ex = make_executor(build, "emu")
         t0 = time.perf_counter()

@@ -45,6 +45,12 @@ def _log_tail(log, limit: int = 2000) -> str:
     return log.read().decode(errors="replace")[-limit:]
 
 
+def error_line(e: BaseException) -> str:
+    """``"ValueError: the first line of its message"`` (200 characters at most): an exception as a row's or a
+    candidate's one-line error."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
 def _last_line(text: str) -> str:
     return (text.strip().splitlines() or ["no output"])[-1][:240]
 
