@@ -325,18 +325,19 @@ def wgmma_estimate(problem: TileProblem, rt: RTile, spec: GPUSpec, wg) -> Estima
     warpgroups' threads, its stages' shared memory (opt-in), its registers, one mbarrier round per k tile,
     and the shared memory its TMA writes and wgmma reads move (4-byte accesses: wgmma's operand reads are
     no thread's instructions, but they share the SM's shared-memory bandwidth, which small-N tiles exhaust
-    first). The same model as report.json's ``modelled_us``, on tensor cores."""
+    first); in a multicast cluster A's bytes once per cluster. The same model as report.json's
+    ``modelled_us``, on tensor cores."""
     dtype = problem.input_dtypes[0]
     threads, smem, regs = wg.threads, wg.smem_bytes, wg.regs_per_thread
     if smem > spec.smem_per_block_optin_bytes or threads > spec.max_threads_per_block:
         return None
-    from .wgmma_shape import resident
+    from .wgmma_shape import problem_saved_bytes, resident
     per_sm = resident(spec, wg)
     if per_sm < 1:
         return None
     blocks = num_blocks(problem, rt)
     waves = -(-blocks // (per_sm * spec.num_sms))
-    q = traffic_bytes(problem, rt, spec)
+    q = traffic_bytes(problem, rt, spec) - problem_saved_bytes(problem, wg)   # multicast: A once per cluster
     k_tiles = math.prod(-(-problem.extents[a] // s) for a, s in rt.step)
     est = candidate_estimate(spec, blocks=blocks, threads=threads, smem=smem, regs=regs, flops=problem.flops,
                              global_bytes=q, unique_bytes=unique_bytes(problem), barriers=k_tiles,

@@ -185,6 +185,15 @@ def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, tile: tuple | None 
     return with_stages(spec, mt, *best) if best else None
 
 
+def problem_saved_bytes(problem, wg: WgmmaConfig) -> int:
+    """:func:`multicast_saved_bytes` of the tensor-core product ``problem`` run as ``wg`` (Roller's estimate
+    counts A once per cluster, as the lowered kernel's ``bytes_modelled`` does)."""
+    if wg.cluster < 2:
+        return 0
+    mt = _match(problem)
+    return multicast_saved_bytes(mt, problem.extents, wg, itemsize(mt["dtype"]))
+
+
 def _match(problem) -> dict | None:
     return match_expr(problem.expr, problem.input_dtypes, problem.out_dtype, problem.precision)
 
