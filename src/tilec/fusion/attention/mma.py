@@ -145,10 +145,25 @@ def warps_for(att) -> int:
     return max(1, min(MAX_WARPS, -(-att.sq // 16)))
 
 
-def smem_bytes(att, warps: int, dtype: str, staged_j: int, scalars: int) -> int:
-    """Q tile, two stages of K and V chunks (b16), two stages of the key-indexed operands and the scalar
-    slots (f32)."""
-    b16 = (16 * warps * att.d + 2 * BN * (att.d + att.dv)) * itemsize(dtype)
+def row_width(cols: int) -> int:
+    """Elements one row of a b16 tile of ``cols`` columns takes in shared memory: ``cols`` where
+    ``tl_swizzle_b16<cols>`` permutes each row's 16-byte chunks among themselves (1, 2, 4 or a multiple of 8
+    chunks), else the next such width. Head dims 48, 80, 96 and 112 have 6, 10, 12 and 14 chunks: the XOR
+    would send their chunks past the last multiple of 8 into the next row (d 96 gave NaN)."""
+    chunks = cols // E.CHUNK
+    if chunks in (1, 2, 4) or chunks % 8 == 0:
+        return cols
+    return E.CHUNK * (8 if chunks < 8 else -(-chunks // 8) * 8)
+
+
+def smem_bytes(att, warps: int, dtype: str, staged_j: int, scalars: int, lay: dict | None = None) -> int:
+    """Q tile, two stages of K and V chunks (b16, rows of :func:`row_width` where a head dim runs along them:
+    ``lay`` as :func:`layouts` gives it, every one by default), two stages of the key-indexed operands and
+    the scalar slots (f32)."""
+    along = lambda name: lay is None or lay[name][0] != "j"   # noqa: E731 - the head dim is the tile's column
+    k = row_width(att.d) if along("k") else att.d
+    v = row_width(att.dv) if along("v") else att.dv
+    b16 = (16 * warps * row_width(att.d) + 2 * BN * (k + v)) * itemsize(dtype)
     return b16 + 4 * (2 * BN * staged_j + max(1, scalars))
 
 
@@ -176,7 +191,7 @@ def choose(graph, att, spec, outside: list) -> dict | None:
     dtype = graph.nodes[att.qk].op.operands[0].type.dtype
     staged_j = sum(1 for _, _, s in outside if s == "j")
     scalars = sum(1 for _, _, s in outside if s == "")
-    smem = smem_bytes(att, w, dtype, staged_j, scalars)
+    smem = smem_bytes(att, w, dtype, staged_j, scalars, layouts(graph, att))
     if smem > spec.smem_per_block_optin_bytes:
         return None
     blocks = math.prod(att.batch) * -(-att.sq // tq)
@@ -190,17 +205,20 @@ def choose(graph, att, spec, outside: list) -> dict | None:
 
 class _Tile:
     """One operand tile in shared memory: ``rows`` x ``cols`` b16, copied from access ``acc`` of member
-    ``m`` whose row axis / column axis are the roles ``row`` / ``col`` (``i`` query, ``j`` key, ``d``, ``e``)."""
+    ``m`` whose row axis / column axis are the roles ``row`` / ``col`` (``i`` query, ``j`` key, ``d``, ``e``);
+    each row ``width`` elements apart (``cols`` by default; :func:`row_width`), the columns past ``cols``
+    never written nor read."""
 
     def __init__(self, m: int, acc, row: str, col: str, rows: int, cols: int, row_ext: int, col_ext: int,
-                 vector: bool = True):
+                 vector: bool = True, width: int | None = None):
         self.m, self.acc, self.row, self.col = m, acc, row, col
         self.rows, self.cols, self.row_ext, self.col_ext = rows, cols, row_ext, col_ext
         self.vector = vector
+        self.width = width or cols
 
     @property
     def elems(self) -> int:
-        return self.rows * self.cols
+        return self.rows * self.width
 
 
 def _copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int, place=None) -> list:
@@ -208,7 +226,7 @@ def _copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads: int, 
     the tensor; ``origin`` gives each role's first index (C text), ``axes`` the member's axis -> role map.
     A tile whose rows are not whole 16-byte chunks is copied element by element (loads and shared stores).
     ``place(row, col)``: the element offset (C text) of a tile element, ``tl_swizzle_b16`` by default."""
-    place = place or (lambda row, col: f"tl_swizzle_b16<{t.cols}>({row}, {col})")
+    place = place or (lambda row, col: f"tl_swizzle_b16<{t.width}>({row}, {col})")
     if not t.vector:
         return _scalar_copy_lines(r, t, smem, axes, origin, threads, place)
     per_row = t.cols // E.CHUNK
@@ -247,7 +265,7 @@ def _scalar_copy_lines(r, t: _Tile, smem: str, axes: dict, origin: dict, threads
     val = f"TL_LD({ctx.names[t.acc.tensor]}, {index})"
     if checks:
         val = f"({' && '.join(checks)}) ? {val} : {CUDA.convert('0.0f', 'f32', dtype)}"
-    return [f"for (int k_el = k_tid; k_el < {t.elems}; k_el += {threads}) {{",
+    return [f"for (int k_el = k_tid; k_el < {t.rows * t.cols}; k_el += {threads}) {{",
             f"  const int k_r = k_el / {t.cols}, k_cc = k_el % {t.cols};",
             f"  {smem}[{place('k_r', 'k_cc')}] = {val};", "}"]
 
@@ -319,19 +337,19 @@ def lower(r, kernel, name: str, outside: list):
     r_ax, e_ax = pv.reduce_axes[0], pv.out_axes[-1]
     qk_axes = _roles(r, att.qk, {i_ax: "i", j_ax: "j", d_ax: "d"})
     pv_axes = _roles(r, att.pv, {pv.out_axes[-2]: "i", r_ax: "j", e_ax: "e"})
-    qt = _Tile(att.qk, att.q_acc, "i", "d", tq, d, sq, d, lay["q"][1])
-    kt = (_Tile(att.qk, att.k_acc, "j", "d", BN, d, sk, d, lay["k"][1]) if lay["k"][0] == "d"
+    qt = _Tile(att.qk, att.q_acc, "i", "d", tq, d, sq, d, lay["q"][1], row_width(d))
+    kt = (_Tile(att.qk, att.k_acc, "j", "d", BN, d, sk, d, lay["k"][1], row_width(d)) if lay["k"][0] == "d"
           else _Tile(att.qk, att.k_acc, "d", "j", d, BN, d, sk, lay["k"][1]))
-    vt = (_Tile(att.pv, att.v_acc, "j", "e", BN, dv, sk, dv, lay["v"][1]) if lay["v"][0] == "e"
+    vt = (_Tile(att.pv, att.v_acc, "j", "e", BN, dv, sk, dv, lay["v"][1], row_width(dv)) if lay["v"][0] == "e"
           else _Tile(att.pv, att.v_acc, "e", "j", dv, BN, dv, sk, lay["v"][1]))
     origin = {"i": "k_q0", "j": "k_kc", "d": "0", "e": "0"}
     # The fragment helpers of the GEMM engine, with the block's two products as engine shapes.
     cfg_s = E.EngineConfig(tq, BN, d, W, 1, 2)
     cfg_o = E.EngineConfig(tq, dv, BN, W, 1, 2)
-    op = lambda t, k_inner: E.Operand("", "", "", 0, 0, t.rows, t.cols, k_inner, 0)  # noqa: E731
+    op = lambda t, k_inner: E.Operand("", "", "", 0, 0, t.rows, t.width, k_inner, 0)  # noqa: E731
     qop, kop, vop = op(qt, True), op(kt, lay["k"][0] == "d"), op(vt, lay["v"][0] == "j")
     fq, fk, fv = E.a_fragments(qop, cfg_s), E.b_fragments(kop, cfg_s), E.b_fragments(vop, cfg_o)
-    smem = smem_bytes(att, W, dtype, len(staged), len(slots))
+    smem = smem_bytes(att, W, dtype, len(staged), len(slots), lay)
     dynamic = smem > qk.spec.smem_per_block_bytes
     mma = E.MMA_FN[dtype]
     conv = lambda x: CUDA.convert(x, "f32", dtype)  # noqa: E731
@@ -341,9 +359,9 @@ def lower(r, kernel, name: str, outside: list):
            f"pipeline, m16n8k16 {dtype} with f32 accumulators, online softmax (FlashAttention-2)",
            *(E.smem_lines(E.EngineConfig(0, 0, 0, 1, 1, 1, dynamic=True), dtype) if dynamic
              else [f"TL_SHARED(float4, k_smem, [{-(-smem // 16)}]);"]),
-           f"{ct}* const k_sq = reinterpret_cast<{ct}*>(k_smem);   // [{qt.rows}][{qt.cols}], chunks swizzled",
-           f"{ct}* const k_sk = k_sq + {qt.elems};   // [2][{kt.rows}][{kt.cols}]",
-           f"{ct}* const k_sv = k_sk + {2 * kt.elems};   // [2][{vt.rows}][{vt.cols}]",
+           f"{ct}* const k_sq = reinterpret_cast<{ct}*>(k_smem);   // [{qt.rows}][{qt.width}], chunks swizzled",
+           f"{ct}* const k_sk = k_sq + {qt.elems};   // [2][{kt.rows}][{kt.width}]",
+           f"{ct}* const k_sv = k_sk + {2 * kt.elems};   // [2][{vt.rows}][{vt.width}]",
            f"float* const k_sj = reinterpret_cast<float*>(k_sv + {2 * vt.elems});   // [2][{len(staged)}][{BN}]",
            f"float* const k_sc = k_sj + {2 * len(staged) * BN};   // outside scalars",
            "const int k_tid = threadIdx.x, k_lane = k_tid % 32, k_warp = k_tid / 32;",
