@@ -6,6 +6,7 @@ a region sees the values of the regions around it, and a value must be defined b
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import threading
 from pathlib import Path
@@ -372,7 +373,12 @@ class _Builder:
                 return [rec(c) for c in n.children if c is not None]
             if n.data in ("dense_true", "dense_false"):
                 return n.data == "dense_true"
-            return float(n.children[0]) if n.data == "dense_float" else int(n.children[0])
+            tok = n.children[0]
+            v = float(tok) if n.data == "dense_float" else int(tok)
+            why = _misfit(v, str(tok), ty.dtype)
+            if why:   # at the literal, not at 'dense': a list may hold many
+                raise self.error(f"dense value {tok} {why}", tok)
+            return v
         raw = rec(value)
         try:
             arr = np.array(raw, dtype=np.float64 if ty.dtype in ("bf16", "f16") else np_dtype(ty.dtype))
@@ -382,3 +388,32 @@ class _Builder:
         if tuple(arr.shape) != ty.shape:
             raise self.error(f"dense value has shape {list(arr.shape)} but type is {ty}", node)
         return DenseAttr(arr)
+
+
+def _misfit(value, text: str, dtype: str) -> str | None:
+    """Why the literal ``text`` (``value`` as Python parsed it) is no element of type ``dtype``, or None.
+    Converting it would change it silently: a finite float that rounds to inf in the type (``1e300`` as
+    f32, ``70000.0`` as f16, ``1e400`` even as f64), an integer past the type's range, a fraction, inf or nan
+    as an integer, a bool other than 0 or 1. Rounding to the type's precision (and underflow to 0) is how
+    a float literal becomes an element, so it is no error."""
+    if dtype == "bool":
+        return None if value in (0, 1) else "is not a bool (true, false, 0 or 1)"
+    npt = np_dtype(dtype)
+    if np.issubdtype(npt, np.integer):
+        if isinstance(value, float):
+            if not math.isfinite(value) or not value.is_integer():
+                return f"is not an integer ({dtype})"
+            value = int(value)
+        info = np.iinfo(npt)
+        return None if info.min <= value <= info.max else f"is out of range for {dtype} [{info.min}, {info.max}]"
+    try:
+        x = float(value)
+    except OverflowError:   # an integer literal past f64's range
+        x = math.inf
+    if math.isnan(x) or (math.isinf(x) and "inf" in text):   # the nan and inf keywords themselves
+        return None
+    with np.errstate(over="ignore"):
+        if math.isinf(x) or not np.isfinite(np.float64(x).astype(npt)):
+            import ml_dtypes
+            return f"overflows {dtype} (largest finite value {float(ml_dtypes.finfo(npt).max):g})"
+    return None
