@@ -197,11 +197,13 @@ __device__ __forceinline__ void tl_mbarrier_complete_tx(unsigned long long* bar,
   asm volatile("mbarrier.complete_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(s), "r"(bytes) : "memory");
 }
 // Arrive on the barrier at bar's offset in block `rank` of the cluster (a consumer releasing a multicast stage
-// to its producer): mapa, then a release.cluster arrive, as CUTLASS's ClusterBarrier::arrive(cta_id) does.
+// to its producer): mapa, then an arrive with the default semantics (release, CTA scope), as CUTLASS's
+// ClusterBarrier::arrive(cta_id) does. The stage's readers (wgmma) have completed at their wait_group, so the
+// producer's refill after it sees the phase is no hazard; .release.cluster would cost a MEMBAR.ALL.GPU per arrive.
 __device__ __forceinline__ void tl_mbarrier_arrive_cluster(unsigned long long* bar, unsigned rank) {
   unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar)), remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(s), "r"(rank));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 __device__ __forceinline__ bool tl_mbarrier_try_wait_parity(unsigned long long* bar, unsigned parity) {
   unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(bar)), done;
