@@ -198,17 +198,13 @@ class ImportContext:
         raise err
 
     def _name_weights(self, names) -> None:
-        taken: set = set()
+        """The initializers' weight symbols, in file order (the first of a clash keeps the plain name)."""
+        self.used_symbols = set()
         for n in names:
-            base = sanitize(n)
-            sym, k = base, 1
-            while sym in taken:
-                sym, k = f"{base}_{k}", k + 1
-            taken.add(sym)
-            self.weight_names[n] = sym
-        self.used_symbols = taken
+            self.weight_names[n] = self._fresh_symbol(n)
 
     def _fresh_symbol(self, hint: str) -> str:
+        """A symbol not used yet: ``hint`` sanitized, with ``_1``, ``_2``... where that is taken."""
         base = sanitize(hint)
         sym, k = base, 1
         while sym in self.used_symbols:
