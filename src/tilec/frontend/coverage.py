@@ -37,10 +37,12 @@ def walk_nodes(graph: onnx.GraphProto, prefix: str = ""):
     for index, node in enumerate(graph.node):
         label = prefix + node_label(index, node)
         yield label, node
-        for a in node.attribute:
-            subgraphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs
-            for g in subgraphs:
-                yield from walk_nodes(g, f"{label}/")
+        for a in node.attribute:   # by the attribute's type: a malformed one may fill fields of another
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from walk_nodes(a.g, f"{label}/")
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from walk_nodes(g, f"{label}/")
 
 
 def qualified(domain: str, op_type: str) -> str:
