@@ -155,3 +155,40 @@ def test_multicast_gemm_compiles_for_sm_90a_with_multicast_loads(tmp_path, dtype
     sass = subprocess.run([path, "-sass" if tool == "cuobjdump" else "-c", str(cubin)], capture_output=True,
                           text=True, check=True).stdout
     assert "UTMALDG.2D.MULTICAST" in sass and "UCGABAR_WAIT" in sass
+
+
+@pytest.mark.parametrize("dtype,x_shape,n,act,residual,out", [
+    ("f16", (96, 64), 512, "Gelu", True, None),        # bias, GELU, residual on the accumulators
+    ("bf16", (2, 40, 64), 256, "Relu", False, "f32"),  # bf16, batch folded into m, a Cast to f32 stored
+])
+def test_fused_epilogue_with_multicast(tmp_path, dtype, x_shape, n, act, residual, out):
+    """Welder's fused epilogues on a multicast kernel (every engine tile gives an even number of n tiles here),
+    through the executor with plan.json's tensor maps, A's bytes once per cluster."""
+    from test_mma_engine_fused import build, run_emu
+    build_dir, ins, want = build(tmp_path, dtype, x_shape, n, act, residual, out, arch="h200")
+    tir = open(build_dir / "model.tir").read()
+    assert 'engine = "wgmma"' in tir and "fused_epilogue" in tir and "cluster = 2" in tir
+    got, rep = run_emu(tmp_path, build_dir, ins, dtype)
+    np.testing.assert_allclose(got, want, rtol=W.TOL[dtype], atol=W.TOL[dtype] * np.abs(want).max())
+    (rk,) = rep["kernels"]
+    assert rk["bytes_loaded"] + rk["bytes_stored"] == rk["bytes_modelled"], rk
+
+
+def test_tf32_with_multicast(monkeypatch):
+    """An f32 product marked tf32 (wgmma k8, K-major operands, k tiles of 32): A's 64 rows split between the
+    two blocks of each cluster, exact to the truncated inputs, bytes measured == modelled."""
+    from lower_harness import kernels, lower, run_lowered
+    monkeypatch.setattr(wgmma_engine, "TILES", ((64, 64),))
+    expr, ins, out = "C[m, n] += A[m, k] * B[n, k]", [T((72, 100), "f32"), T((200, 100), "f32")], T((72, 200), "f32")
+    attrs = {"rtile": W.RTILE, "precision": "tf32"}
+    ref = compute_module(expr, ins, out, **attrs)
+    m = lower(compute_module(expr, ins, out, **attrs))
+    (k,) = kernels(m)
+    assert k.attributes["cluster"] == 2 and "tl_wgmma_tf32<" in k.attributes["source"]
+    x = random_inputs(ref)
+    trunc = [(v.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32) for v in x]
+    want = reference(ref, trunc)[0].astype(np.float64)
+    got, stats = run_lowered(m, x, "shuffle")
+    np.testing.assert_allclose(got[0].astype(np.float64), want, rtol=0, atol=1e-5 * np.abs(want).max())
+    st = stats[k.sym_name]
+    assert st.global_load_bytes + st.global_store_bytes == k.attributes["bytes_modelled"]
