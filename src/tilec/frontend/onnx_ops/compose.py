@@ -37,6 +37,14 @@ class Emitter:
         return self.op("slice", [v], starts=[start], ends=[end], axes=[axis], steps=[step])
 
 
+def axis_in(ctx, node, axis: int, rank: int) -> int:
+    """``axis`` of a rank-``rank`` value as a non-negative index (a scalar's only axis is 0); out of range, a
+    diagnostic naming ``node``."""
+    if not -rank <= axis < max(rank, 1):
+        raise ctx.error(node, f"axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
 def attr_dtype(ctx, node, code: int, what: str) -> str:
     """The IR dtype of an element-type attribute (``output_dtype``, ``to``...), or a diagnostic naming
     the node when tilec does not carry that type."""

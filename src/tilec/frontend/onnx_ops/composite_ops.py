@@ -11,14 +11,8 @@ import numpy as np
 
 from ...ir.types import FLOAT_DTYPES, np_dtype
 from ..registry import converter
-from .compose import Emitter, attr_dtype
+from .compose import Emitter, attr_dtype, axis_in
 from .nn_ops import resolve_pads
-
-
-def _axis(ctx, node, axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise ctx.error(node, f"axis {axis} is out of range for rank {rank}")
-    return axis % rank if rank else 0
 
 
 def _float_input(ctx, node, i: int = 0):
@@ -80,7 +74,7 @@ def hardmax(ctx, node):
     x = ctx.input(node, 0)
     shape, rank = list(x.type.shape), x.type.rank
     legacy = ctx.opset < 13
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", 1 if legacy else -1)), rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", 1 if legacy else -1)), rank)
     v = x
     if legacy:
         outer = int(np.prod(shape[:axis], dtype=np.int64))
@@ -104,7 +98,7 @@ def one_hot(ctx, node):
     if values.type.numel != 2:
         raise ctx.error(node, "OneHot values must hold two elements: [off, on]")
     rank = idx.type.rank + 1
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", -1)), rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", -1)), rank)
     # Compared in the indices' own type, as the reference does (a fractional float index matches nothing).
     dt = idx.type.dtype
     i = idx
@@ -134,7 +128,7 @@ def lp_normalization(ctx, node):
     where the norm is 0."""
     g = Emitter(ctx)
     x = _float_input(ctx, node)
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", -1)), x.type.rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", -1)), x.type.rank)
     p = int(ctx.attr(node, "p", 2))
     if p not in (1, 2):
         raise ctx.error(node, f"LpNormalization p must be 1 or 2, not {p}")
@@ -150,7 +144,7 @@ def mean_variance_normalization(ctx, node):
     g = Emitter(ctx)
     x = _float_input(ctx, node)
     rank = x.type.rank
-    axes = sorted({_axis(ctx, node, int(a), rank) for a in ctx.attr(node, "axes", [0, 2, 3])})
+    axes = sorted({axis_in(ctx, node, int(a), rank) for a in ctx.attr(node, "axes", [0, 2, 3])})
     red = {"axes": axes, "keepdims": 1}
     mean = g.op("reduce_mean", [x], **red)
     sq_mean = g.op("reduce_mean", [g.op("mul", [x, x])], **red)

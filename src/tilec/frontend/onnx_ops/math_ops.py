@@ -11,6 +11,7 @@ import numpy as np
 from ...ir.types import FLOAT_DTYPES
 from ..onnx_load import ir_dtype
 from ..registry import converter
+from .compose import axis_in
 
 BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", "PRelu": "prelu",
           "Equal": "equal", "Less": "less", "Greater": "greater", "LessOrEqual": "less_or_equal",
@@ -194,17 +195,11 @@ def cast_like(ctx, node):
     return _emit(ctx, "cast", [ctx.input(node, 0)], {"to": ctx.input_type(node, 1).dtype})
 
 
-def _axis(ctx, node, axis, rank):
-    if not -rank <= axis < max(rank, 1):
-        raise ctx.error(node, f"axis {axis} is out of range for rank {rank}")
-    return axis % rank if rank else 0
-
-
 @converter("Softmax", "LogSoftmax")
 def softmax(ctx, node):
     x = ctx.input(node, 0)
     legacy = ctx.opset < 13  # before 13, the input is coerced to 2-D at axis (default 1)
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", 1 if legacy else -1)), x.type.rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", 1 if legacy else -1)), x.type.rank)
     op = "softmax" if node.op_type == "Softmax" else "log_softmax"
     return _emit(ctx, op, [x], {"axis": axis, "flatten": legacy and axis != x.type.rank - 1})
 
@@ -224,7 +219,7 @@ def reduce_axes(ctx, node, rank: int, axes_input_since: int) -> list:
     noop = int(ctx.attr(node, "noop_with_empty_axes", 0))
     if not axes:
         return [] if noop else list(range(rank))
-    out = sorted({_axis(ctx, node, a, rank) for a in axes})
+    out = sorted({axis_in(ctx, node, a, rank) for a in axes})
     if len(out) != len(axes):
         raise ctx.error(node, f"{node.op_type} axes {axes} repeat an axis")
     return out
@@ -258,7 +253,7 @@ def instance_norm(ctx, node):
 def layer_norm(ctx, node):
     x = ctx.input(node, 0)
     rank = x.type.rank
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", -1)), rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", -1)), rank)
     eps = float(ctx.attr(node, "epsilon", 1e-5))
     stash = int(ctx.attr(node, "stash_type", 1))
     scale = ctx.input(node, 1)

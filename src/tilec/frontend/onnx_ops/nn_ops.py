@@ -9,16 +9,11 @@ from __future__ import annotations
 import math
 
 from ..registry import converter
+from .compose import axis_in
 
 
 def _inputs(ctx, node, n):
     return [ctx.input(node, i) if ctx.has_input(node, i) else None for i in range(n)]
-
-
-def _axis(ctx, node, axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise ctx.error(node, f"axis {axis} is out of range for rank {rank}")
-    return axis % rank if rank else 0
 
 
 @converter("MatMul")
@@ -169,7 +164,7 @@ def global_max_pool(ctx, node):
 @converter("ArgMax", "ArgMin")
 def arg_reduce(ctx, node):
     x = ctx.input(node, 0)
-    attrs = {"axis": _axis(ctx, node, int(ctx.attr(node, "axis", 0)), x.type.rank),
+    attrs = {"axis": axis_in(ctx, node, int(ctx.attr(node, "axis", 0)), x.type.rank),
              "keepdims": int(ctx.attr(node, "keepdims", 1)),
              "select_last_index": int(ctx.attr(node, "select_last_index", 0))}
     return ctx.emit("graph.arg_max" if node.op_type == "ArgMax" else "graph.arg_min", [x], attrs)
@@ -185,7 +180,7 @@ def top_k(ctx, node):
         k = int(k[0])
     else:
         k = int(ctx.attr(node, "k", 0))
-    attrs = {"k": k, "axis": _axis(ctx, node, int(ctx.attr(node, "axis", -1)), x.type.rank),
+    attrs = {"k": k, "axis": axis_in(ctx, node, int(ctx.attr(node, "axis", -1)), x.type.rank),
              "largest": int(ctx.attr(node, "largest", 1)), "sorted": int(ctx.attr(node, "sorted", 1))}
     return ctx.emit("graph.top_k", [x], attrs, n_results=2)
 
@@ -196,7 +191,7 @@ def cum_sum(ctx, node):
     axis = ctx.const_input(node, 1, "axis").reshape(-1)
     if axis.size != 1:
         raise ctx.error(node, "CumSum axis must be a single value")
-    attrs = {"axis": _axis(ctx, node, int(axis[0]), x.type.rank),
+    attrs = {"axis": axis_in(ctx, node, int(axis[0]), x.type.rank),
              "exclusive": int(ctx.attr(node, "exclusive", 0)), "reverse": int(ctx.attr(node, "reverse", 0))}
     return ctx.emit("graph.cum_sum" if node.op_type == "CumSum" else "graph.cum_prod", [x], attrs)
 
@@ -233,7 +228,7 @@ def resize(ctx, node):
     if mode == "nearest" and attrs.get("antialias"):
         raise ctx.error(node, "Resize antialias applies to linear and cubic modes only")
     axes = ctx.attr(node, "axes", None)
-    axes = list(range(rank)) if axes is None else [_axis(ctx, node, int(a), rank) for a in axes]
+    axes = list(range(rank)) if axes is None else [axis_in(ctx, node, int(a), rank) for a in axes]
     if (scales is None) == (sizes is None):
         raise ctx.error(node, "Resize needs exactly one of scales and sizes")
     if scales is not None:

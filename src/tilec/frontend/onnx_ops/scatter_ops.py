@@ -11,13 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import converter
-from .compose import Emitter
-
-
-def _axis(ctx, node, axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise ctx.error(node, f"axis {axis} is out of range for rank {rank}")
-    return axis % rank if rank else 0
+from .compose import Emitter, axis_in
 
 
 def full_tuples(g, shape, axis: int, along):
@@ -45,7 +39,7 @@ def scatter_elements(ctx, node):
     g = Emitter(ctx)
     data, idx, upd = (ctx.input(node, i) for i in range(3))
     rank = data.type.rank
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", 0)), rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", 0)), rank)
     reduction = ctx.attr(node, "reduction", "none")
     if node.op_type == "ScatterElements" and ctx.opset < _REDUCTION_SINCE.get(reduction, 1 << 30):
         raise ctx.error(node, f"ScatterElements reduction '{reduction}' is not one of opset {ctx.opset}'s")
@@ -65,7 +59,7 @@ def tensor_scatter(ctx, node):
     g = Emitter(ctx)
     cache, upd = ctx.input(node, 0), ctx.input(node, 1)
     shape, rank = list(cache.type.shape), cache.type.rank
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", -2)), rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", -2)), rank)
     mode = ctx.attr(node, "mode", "linear")
     if mode not in ("linear", "circular"):
         raise ctx.error(node, f"TensorScatter mode must be 'linear' or 'circular', not '{mode}'")
@@ -131,8 +125,8 @@ def reverse_sequence(ctx, node):
     shape, rank = list(x.type.shape), x.type.rank
     if rank < 2:
         raise ctx.error(node, "ReverseSequence needs an input of rank 2 or more")
-    b_axis = _axis(ctx, node, int(ctx.attr(node, "batch_axis", 1)), rank)
-    t_axis = _axis(ctx, node, int(ctx.attr(node, "time_axis", 0)), rank)
+    b_axis = axis_in(ctx, node, int(ctx.attr(node, "batch_axis", 1)), rank)
+    t_axis = axis_in(ctx, node, int(ctx.attr(node, "time_axis", 0)), rank)
     if {b_axis, t_axis} != {0, 1}:
         raise ctx.error(node, "ReverseSequence batch_axis and time_axis must be 0 and 1")
     if lens.type.shape != (shape[b_axis],):

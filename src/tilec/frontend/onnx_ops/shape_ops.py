@@ -12,12 +12,7 @@ import math
 import numpy as np
 
 from ..registry import converter
-
-
-def _axis(ctx, node, axis: int, rank: int) -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise ctx.error(node, f"axis {axis} is out of range for rank {rank}")
-    return axis % rank if rank else 0
+from .compose import axis_in
 
 
 def _ints(ctx, node, i: int, what: str) -> list:
@@ -87,7 +82,7 @@ def squeeze(ctx, node):
     axes = _ints_input_or_attr(ctx, node, 1, "axes", 13)
     if axes is None:
         axes = [i for i, d in enumerate(x.type.shape) if d == 1]
-    axes = sorted({_axis(ctx, node, a, x.type.rank) for a in axes})
+    axes = sorted({axis_in(ctx, node, a, x.type.rank) for a in axes})
     return ctx.emit("graph.squeeze", [x], {"axes": axes})
 
 
@@ -98,7 +93,7 @@ def unsqueeze(ctx, node):
     if axes is None:
         raise ctx.error(node, "Unsqueeze needs axes")
     rank = x.type.rank + len(axes)
-    norm = sorted(_axis(ctx, node, a, rank) for a in axes)
+    norm = sorted(axis_in(ctx, node, a, rank) for a in axes)
     if len(set(norm)) != len(norm):
         raise ctx.error(node, f"Unsqueeze axes {axes} repeat an axis")
     return ctx.emit("graph.unsqueeze", [x], {"axes": norm})
@@ -108,7 +103,7 @@ def unsqueeze(ctx, node):
 def transpose(ctx, node):
     x = ctx.input(node, 0)
     perm = ctx.attr(node, "perm", None)
-    perm = list(range(x.type.rank))[::-1] if perm is None else [_axis(ctx, node, p, x.type.rank) for p in perm]
+    perm = list(range(x.type.rank))[::-1] if perm is None else [axis_in(ctx, node, p, x.type.rank) for p in perm]
     return ctx.emit("graph.transpose", [x], {"perm": perm})
 
 
@@ -120,7 +115,7 @@ def concat(ctx, node):
     axis = ctx.attr(node, "axis", 1 if ctx.opset < 4 else None)
     if axis is None:
         raise ctx.error(node, "Concat requires attribute 'axis'")
-    axis = _axis(ctx, node, int(axis), values[0].type.rank)
+    axis = axis_in(ctx, node, int(axis), values[0].type.rank)
     if len(values) > 1 and any(v.type.dtype != values[0].type.dtype for v in values):
         raise ctx.error(node, "Concat inputs have different element types")
     return ctx.emit("graph.concat", values, {"axis": axis})
@@ -129,7 +124,7 @@ def concat(ctx, node):
 @converter("Split")
 def split(ctx, node):
     x = ctx.input(node, 0)
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", 0)), x.type.rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", 0)), x.type.rank)
     n_out = len(node.output)
     sizes = _ints_input_or_attr(ctx, node, 1, "split", 13)
     dim = x.type.shape[axis]
@@ -159,7 +154,7 @@ def slice_(ctx, node):
         starts, ends = list(ctx.attr(node, "starts", [])), list(ctx.attr(node, "ends", []))
         axes, steps = ctx.attr(node, "axes", None), None
     rank = x.type.rank
-    axes = list(range(len(starts))) if axes is None else [_axis(ctx, node, a, rank) for a in axes]
+    axes = list(range(len(starts))) if axes is None else [axis_in(ctx, node, a, rank) for a in axes]
     steps = steps or [1] * len(axes)
     from ...ir.dialects.graph_shape import slice_params
     try:
@@ -177,7 +172,7 @@ def slice_(ctx, node):
 @converter("Gather")
 def gather(ctx, node):
     data = ctx.input(node, 0)
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", 0)), data.type.rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", 0)), data.type.rank)
     if ctx.is_const(node, 1) and not ctx.is_const(node, 0):
         view = _gather_as_slice(ctx, node, data, axis)
         if view is not None:
@@ -227,7 +222,7 @@ def _take_as_slice(ctx, data, axis, idx):
 @converter("GatherElements", since=11)
 def gather_elements(ctx, node):
     data = ctx.input(node, 0)
-    axis = _axis(ctx, node, int(ctx.attr(node, "axis", 0)), data.type.rank)
+    axis = axis_in(ctx, node, int(ctx.attr(node, "axis", 0)), data.type.rank)
     return ctx.emit("graph.gather_elements", [data, ctx.input(node, 1)], {"axis": axis})
 
 
@@ -315,7 +310,7 @@ def pad(ctx, node):
     else:
         pads, value, axes = list(ctx.attr(node, "pads", [])), ctx.attr(node, "value", 0.0), None
     if axes is not None:
-        axes = [_axis(ctx, node, a, rank) for a in axes]
+        axes = [axis_in(ctx, node, a, rank) for a in axes]
         if len(pads) != 2 * len(axes):
             raise ctx.error(node, f"Pad has {len(pads)} pads for {len(axes)} axes")
         full = [0] * (2 * rank)
