@@ -192,3 +192,13 @@ def test_tf32_with_multicast(monkeypatch):
     np.testing.assert_allclose(got[0].astype(np.float64), want, rtol=0, atol=1e-5 * np.abs(want).max())
     st = stats[k.sym_name]
     assert st.global_load_bytes + st.global_store_bytes == k.attributes["bytes_modelled"]
+
+
+def test_rammer_and_grinder_refuse_a_multicast_kernel():
+    """Its blocks reach each other's shared memory, so it cannot run on virtual block indices: no one-block twin
+    (no bytes_unclustered) and no rTask, as for any cluster or dynamic-shared-memory kernel."""
+    from tilec.backend.lower.cluster import declustered
+    from tilec.passes.rammer import kernel_member
+    _, k = W.lowered(GEMM, [T((72, 136), "f16"), T((136, 80), "f16")], T((72, 80), "f16"))
+    assert k.attributes["cluster"] == 2
+    assert declustered(k) is None and kernel_member(k, 0) is None
