@@ -242,7 +242,7 @@ def causal_conv_with_state(ctx, node):
     t sees inputs t-k+1..t), then the optional SiLU (in f32); the new state is the last k-1 positions."""
     g = Emitter(ctx)
     x, w = _float_input(ctx, node, 0), ctx.input(node, 1)
-    bias = ctx.input(node, 2) if ctx.has_input(node, 2) else None
+    bias = ctx.input(node, 2)
     if x.type.rank != 3 or w.type.rank != 3 or w.type.shape[:2] != (x.type.shape[1], 1):
         raise ctx.error(node, f"CausalConvWithState needs input [batch, channels, length] and weight "
                               f"[channels, 1, k], not {list(x.type.shape)} and {list(w.type.shape)}")

@@ -126,10 +126,10 @@ def attention(ctx, node):
     with every key masked give 0, as the reference's guard does."""
     g = Emitter(ctx)
     q, k, v = (ctx.input(node, i) for i in range(3))
-    mask = ctx.input(node, 3) if ctx.has_input(node, 3) else None
-    past_k = ctx.input(node, 4) if ctx.has_input(node, 4) else None
-    past_v = ctx.input(node, 5) if ctx.has_input(node, 5) else None
-    seqlen = ctx.input(node, 6) if ctx.has_input(node, 6) else None
+    mask = ctx.input(node, 3)
+    past_k = ctx.input(node, 4)
+    past_v = ctx.input(node, 5)
+    seqlen = ctx.input(node, 6)
     if (past_k is None) != (past_v is None):
         raise ctx.error(node, "Attention needs past_key and past_value together")
     if seqlen is not None and past_k is not None:
@@ -247,9 +247,9 @@ def linear_attention(ctx, node):
     ``S += k v^T`` and ``o = scale * q^T S`` (query heads sharing their K/V head's state)."""
     g = Emitter(ctx)
     q, k, v = (ctx.input(node, i) for i in range(3))
-    past = ctx.input(node, 3) if ctx.has_input(node, 3) else None
-    decay = ctx.input(node, 4) if ctx.has_input(node, 4) else None
-    beta = ctx.input(node, 5) if ctx.has_input(node, 5) else None
+    past = ctx.input(node, 3)
+    decay = ctx.input(node, 4)
+    beta = ctx.input(node, 5)
     rule = ctx.attr(node, "update_rule", "gated_delta")
     qh, kvh = int(ctx.attr(node, "q_num_heads", 0)), int(ctx.attr(node, "kv_num_heads", 0))
     if rule not in ("linear", "gated", "delta", "gated_delta"):

@@ -257,7 +257,7 @@ def layer_norm(ctx, node):
     eps = float(ctx.attr(node, "epsilon", 1e-5))
     stash = int(ctx.attr(node, "stash_type", 1))
     scale = ctx.input(node, 1)
-    bias = ctx.input(node, 2) if ctx.has_input(node, 2) else None
+    bias = ctx.input(node, 2)
     y = _emit(ctx, "layer_norm", [x, scale, bias], {"axis": axis, "epsilon": eps, "stash_type": stash})[0]
     outs = [y]
     if any(node.output[1:]):

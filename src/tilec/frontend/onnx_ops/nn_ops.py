@@ -13,7 +13,7 @@ from .compose import axis_in
 
 
 def _inputs(ctx, node, n):
-    return [ctx.input(node, i) if ctx.has_input(node, i) else None for i in range(n)]
+    return [ctx.input(node, i) for i in range(n)]
 
 
 @converter("MatMul")

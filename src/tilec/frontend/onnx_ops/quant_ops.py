@@ -172,10 +172,6 @@ def _centered(g, node, v, zp, rows_axis: int | None = None):
     return g.op("sub", [out, zp])
 
 
-def _opt(ctx, node, i):
-    return ctx.input(node, i) if ctx.has_input(node, i) else None
-
-
 def _integer_matmul(g, node, a, a_zp, b, b_zp):
     a_rows = a.type.rank - 2 if a.type.rank >= 2 else None
     return g.op("matmul", [_centered(g, node, a, a_zp, a_rows), _centered(g, node, b, b_zp)])
@@ -184,8 +180,8 @@ def _integer_matmul(g, node, a, a_zp, b, b_zp):
 @converter("MatMulInteger", since=10)
 def matmul_integer(ctx, node):
     g = Emitter(ctx)
-    return [_integer_matmul(g, node, ctx.input(node, 0), _opt(ctx, node, 2), ctx.input(node, 1),
-                            _opt(ctx, node, 3))]
+    return [_integer_matmul(g, node, ctx.input(node, 0), ctx.input(node, 2), ctx.input(node, 1),
+                            ctx.input(node, 3))]
 
 
 def _integer_conv(g, node, x, x_zp, w, w_zp, bias):
@@ -202,8 +198,8 @@ def _integer_conv(g, node, x, x_zp, w, w_zp, bias):
 @converter("ConvInteger", since=10)
 def conv_integer(ctx, node):
     g = Emitter(ctx)
-    return [_integer_conv(g, node, ctx.input(node, 0), _opt(ctx, node, 2), ctx.input(node, 1),
-                          _opt(ctx, node, 3), None)]
+    return [_integer_conv(g, node, ctx.input(node, 0), ctx.input(node, 2), ctx.input(node, 1),
+                          ctx.input(node, 3), None)]
 
 
 def _out_dtype(ctx, node, y_zp_index: int, fallback: str) -> str:
@@ -229,7 +225,7 @@ def qlinear_conv(ctx, node):
     g = Emitter(ctx)
     x, x_s, x_zp, w, w_s, w_zp, y_s = (ctx.input(node, i) for i in range(7))
     out = _out_dtype(ctx, node, 7, x.type.dtype)
-    bias = _opt(ctx, node, 8)
+    bias = ctx.input(node, 8)
     if bias is not None and bias.type.dtype != "i32":
         raise ctx.error(node, f"QLinearConv bias must be int32, not {bias.type.dtype}")
     acc = _integer_conv(g, node, x, x_zp, w, w_zp, bias)

@@ -220,8 +220,8 @@ def deform_conv(ctx, node):
     group), then an einsum with the weights per group, plus the bias."""
     g = Emitter(ctx)
     x, w, offset = (ctx.input(node, i) for i in range(3))
-    bias = ctx.input(node, 3) if ctx.has_input(node, 3) else None
-    mask = ctx.input(node, 4) if ctx.has_input(node, 4) else None
+    bias = ctx.input(node, 3)
+    mask = ctx.input(node, 4)
     if x.type.rank != 4 or w.type.rank != 4 or offset.type.rank != 4 or x.type.dtype not in FLOAT_DTYPES:
         raise ctx.error(node, "DeformConv supports 2-D convolutions (X [N, C, H, W]) only")
     n, c, height, width = x.type.shape

@@ -162,7 +162,7 @@ def stft(ctx, node):
     if x.type.dtype not in FLOAT_DTYPES or x.type.rank != 3 or x.type.shape[-1] not in (1, 2):
         raise ctx.error(node, "STFT signal must be a float [batch, length, 1 or 2] tensor")
     step = int(_scalar(ctx, node, 1, "frame_step"))
-    window = ctx.input(node, 2) if ctx.has_input(node, 2) else None
+    window = ctx.input(node, 2)
     if ctx.has_input(node, 3):
         length = int(_scalar(ctx, node, 3, "frame_length"))
     elif window is not None:
