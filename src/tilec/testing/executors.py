@@ -126,7 +126,20 @@ class Unit:
         return cls(fn, args, content_hash(fn, args))
 
 
-class LocalExecutor:
+class _Executor:
+    """What both executors share: ``with executor:`` closes it at the end (:meth:`close`)."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LocalExecutor(_Executor):
     """Runs units in this process, one after another (``jobs`` > 1: on that many threads, for units that
     wait on child processes); ``progress(index, result)`` as each finishes."""
 
@@ -151,15 +164,6 @@ class LocalExecutor:
                     progress(futures[f], results[futures[f]])
         return results
 
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 def _run_unit(fn, args):
     """The Ray task: the hash of the inputs as received here, and the result."""
@@ -176,7 +180,7 @@ def _shipped(x):
     return x
 
 
-class RayExecutor:
+class RayExecutor(_Executor):
     """Runs units as Ray tasks (see the module docstring). ``address``: ``"auto"`` an existing cluster, a
     ``host:port``, ``None`` or ``"local"`` a new local one (``num_cpus`` of it; shut down by :meth:`close`).
     ``num_gpus`` per task pins units to GPU workers (``tilec tune --ray``). An already initialised Ray
@@ -247,12 +251,6 @@ class RayExecutor:
     def close(self) -> None:
         if self._owned and self.ray.is_initialized():
             self.ray.shutdown()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _local_only(mod) -> bool:
