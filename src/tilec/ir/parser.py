@@ -30,8 +30,8 @@ def specs_dir() -> Path:
 
 
 class _TooDeep(Exception):
-    def __init__(self, token):
-        self.token = token
+    def __init__(self, token, chain: int = 0):
+        self.token, self.chain = token, chain
 
 
 class _Nesting(threading.local):
@@ -41,18 +41,47 @@ class _Nesting(threading.local):
     list, function type), so text nested deeper than the recursion limit can never be built: it would end in
     RecursionError ('input nests too deeply') after a parse of the whole text, seconds for a megabyte of
     fuzzed nesting. The lexer runs on demand, token by token behind the LALR parser, so counting here stops
-    at the first bracket past the limit, after every syntax error before it has been reported as before."""
+    at the first bracket past the limit, after every syntax error before it has been reported as before.
+
+    An unbracketed chain ``() -> () -> ...`` nests too without holding a bracket open: each ``->`` after a
+    group ``(...)`` that itself follows a ``->`` at the same depth is one more function type inside the last
+    one's result (a frame each to build, a bracket each when printed). Its links count as levels: per open
+    level, ``[after_arrow, chain, pending]``: whether that group opened right after an ``->``, the links of
+    the chain at this level so far, whether the last token here was an ``->``. The tokens the stream is known
+    by are enough: an ``->`` is followed by ``(`` or a tensor type, and follows a group's ``)``."""
     depth = 0
     limit = 0
+    levels: list = []
+
+    def reset(self, limit: int) -> None:
+        self.depth, self.limit, self.levels = 0, limit, [[False, 0, False]]
 
     def open(self, tok):
+        top = self.levels[-1]
+        after_arrow, top[2] = top[2] and tok.type == "LPAR", False
+        self.levels.append([after_arrow, 0, False])
         self.depth += 1
         if self.depth > self.limit:
             raise _TooDeep(tok)
         return tok
 
     def close(self, tok):
+        inner = self.levels.pop() if len(self.levels) > 1 else [False, 0, False]
         self.depth -= 1
+        top = self.levels[-1]
+        top[1] = top[1] if tok.type == "RPAR" and inner[0] else 0   # a group after `->`: the chain goes on
+        return tok
+
+    def arrow(self, tok):
+        top = self.levels[-1]
+        top[1], top[2] = top[1] + 1, True
+        if self.depth + top[1] > self.limit:
+            raise _TooDeep(tok, top[1])
+        return tok
+
+    def operand(self, tok):
+        """A tensor type: after an ``->`` it is the last result, so a group after it follows no ``->``."""
+        self.levels[-1][2] = False
         return tok
 
 
@@ -63,22 +92,28 @@ _NESTING = _Nesting()
 def _lark() -> lark.Lark:
     grammar = (specs_dir() / "tile_ir.lark").read_text()
     callbacks = {"LPAR": _NESTING.open, "LBRACE": _NESTING.open, "LSQB": _NESTING.open,
-                 "RPAR": _NESTING.close, "RBRACE": _NESTING.close, "RSQB": _NESTING.close}
+                 "RPAR": _NESTING.close, "RBRACE": _NESTING.close, "RSQB": _NESTING.close,
+                 "_ARROW": _NESTING.arrow, "TENSOR_TYPE": _NESTING.operand}
     return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
                      lexer_callbacks=callbacks)
 
 
 def parse_module(text: str, filename: str = "-") -> Operation:
     """Parse IR text into a ``builtin.module`` (a bare list of ops is wrapped in an anonymous module)."""
-    _NESTING.depth, _NESTING.limit = 0, sys.getrecursionlimit()
+    _NESTING.reset(sys.getrecursionlimit())
     try:
         tree = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as e:
         raise CompileError(_syntax_message(e), filename, e.line, e.column, text) from None
     except _TooDeep as e:
-        raise CompileError(f"input nests too deeply (more than {_NESTING.limit} brackets open)", filename,
-                           e.token.line, e.token.column, text) from None
-    return _Builder(text, filename).build(tree)
+        what = (f"{_NESTING.limit} levels: {_NESTING.depth} open, and {e.chain} function types chained "
+                "by '->' without brackets" if e.chain else f"{_NESTING.limit} brackets open")
+        raise CompileError(f"input nests too deeply (more than {what})", filename, e.token.line, e.token.column,
+                           text) from None
+    try:
+        return _Builder(text, filename).build(tree)
+    except RecursionError:   # nesting under the limit that still takes more frames than are left
+        raise CompileError("input nests too deeply", filename) from None
 
 
 def _syntax_message(e: lark.exceptions.UnexpectedInput) -> str:
