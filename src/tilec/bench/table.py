@@ -49,6 +49,11 @@ def _ptx(r) -> tuple:
     return (str(p["max_registers"]), str(p["max_smem"]), spill)
 
 
+def _not_ok(r) -> str:
+    """The status cell of a row that did not run through: its status in bold and why (no '|' in a cell)."""
+    return f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
+
+
 def _baseline(rows: list, r: dict, key: str):
     """The same model and size under the ``none`` pipeline (one kernel per op): the unfused reference."""
     for b in rows:
@@ -71,7 +76,7 @@ def small_table(rows: list, tol: float) -> str:
     out = [head]
     for r in rows:
         if r.get("status") != "ok":
-            status = f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
+            status = _not_ok(r)
         else:
             scale = max(1.0, r.get("ref_max_abs") or 0.0)
             limit = max(tol, PRECISION_TOL.get(r.get("precision"), 0.0)) * scale
@@ -93,7 +98,7 @@ def full_table(rows: list) -> str:
             "max regs | max smem B | spills |\n" + "|" + " --- |" * 3 + " ---: |" * 15)
     out = [head]
     for r in rows:
-        status = "ok" if r.get("status") == "ok" else f"**{r['status']}**: {r.get('error') or ''}".replace("|", "/")
+        status = "ok" if r.get("status") == "ok" else _not_ok(r)
         b = r.get("modelled_bytes")
         out.append("| " + " | ".join([
             r["model"], _pipeline(r), status, str(r.get("ops", "-")), str(r.get("kernels", "-")),
