@@ -39,6 +39,7 @@ CASES = (
     ("BERT-base FFN", "f16", 1024, 768, 3072, 768, "Gelu"),
     ("BERT-base FFN", "bf16", 1024, 768, 3072, 768, "Gelu"),
     ("many rows, narrow output", "f16", 2048, 128, 512, 128, "Relu"),
+    ("many rows, narrow weights", "f16", 4096, 64, 512, 64, "Relu"),
     ("many rows, narrow output", "bf16", 8192, 256, 1024, 192, "Gelu"),
     ("few rows, wide hidden", "f16", 512, 64, 8192, 64, "Relu"),
 )
@@ -175,7 +176,10 @@ NOTES = """## How it is counted
   memory (one consumer warpgroup), and N2 = 768 needs 6 column tiles of 128, each recomputing the hidden:
   3.5x the split's FLOPs and 96 blocks re-reading W1 (the search's byte score already rejects it).
 - Many rows with narrow weights fuse: the hidden's round trip (2 x rows x N1 x 2 bytes) outweighs re-reading
-  W1 and W2 per block (K1 x N1 + N1 x N2 per block).
+  W1 and W2 per block (K1 x N1 + N1 x N2 per block). 2048 x 128 -> 512 -> 128 splits although the mlp kernel
+  models faster: the search ranks groups by bytes first (DESIGN §4), and the engine GEMMs' TMA multicast (A
+  read once per cluster) leaves the split fewer bytes; the fused kernel reads W1 and W2 once per block, with
+  no multicast of its own yet.
 - Few rows with a wide hidden: the search's bytes favour the fusion, the latency model does not (8 blocks for
   all the FLOPs against a first GEMM that fills the SMs): the welder pass rejects it by time.
 - Not modelled: the fused kernel's instruction issue. `block_work` counts nothing in hand-written sources
