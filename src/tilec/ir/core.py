@@ -63,6 +63,10 @@ class Block:
         self.args: list[Value] = []
         self.ops: list[Operation] = []
         self.parent: Region | None = None
+        # Bumped by every insert and remove: ``lookup_symbol``'s table of a module body is valid while it
+        # is unchanged (change ``ops`` through these methods, not the list).
+        self.version = 0
+        self.symbols: tuple | None = None   # (version, {name: first op so named}) for lookup_symbol
         names = list(arg_names) + [None] * (len(arg_types) - len(arg_names))
         for t, n in zip(arg_types, names):
             self.add_arg(t, n)
@@ -75,11 +79,13 @@ class Block:
     def append(self, op: "Operation") -> "Operation":
         op.parent = self
         self.ops.append(op)
+        self.version += 1
         return op
 
     def insert(self, index: int, op: "Operation") -> "Operation":
         op.parent = self
         self.ops.insert(index, op)
+        self.version += 1
         return op
 
     def insert_before(self, anchor: "Operation", op: "Operation") -> "Operation":
@@ -87,6 +93,7 @@ class Block:
 
     def remove(self, op: "Operation") -> None:
         self.ops.remove(op)
+        self.version += 1
         op.parent = None
 
     @property
@@ -246,7 +253,22 @@ def main_function(module: Operation) -> Operation:
 
 
 def lookup_symbol(module: Operation, name: str) -> Operation | None:
-    for op in module.body.ops:
+    """The first op of ``module``'s body named ``name``, or None. A table of the body's names, rebuilt when
+    an op was inserted or removed since (``Block.version``), answers instead of a scan of the body (the
+    passes, the verifier and the build look up thousands of kernels in modules of thousands of ops); a
+    name it does not hold, or an op renamed since, takes the scan. (Renaming an op in place to a name another
+    op holds makes two symbols of one name, which the verifier rejects; the table may then give the other.)"""
+    body = module.body
+    table = body.symbols
+    if table is None or table[0] != body.version:
+        names: dict = {}
+        for op in body.ops:
+            names.setdefault(op.sym_name, op)
+        table = body.symbols = (body.version, names)
+    op = table[1].get(name)
+    if op is not None and op.sym_name == name:
+        return op
+    for op in body.ops:
         if op.sym_name == name:
             return op
     return None
