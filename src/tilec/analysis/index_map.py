@@ -17,6 +17,11 @@ from ..ir.texpr.evaluate import product_factors
 # Tile origins enumerated jointly per group of coupled axes before grid_footprint falls back to interior
 # boxes. Coupled groups are small in practice (a conv's (h, kh) pair: output tiles × kernel steps).
 JOINT_LIMIT = 1 << 22
+# grid_footprint's per-group sums, by value (:func:`_group_key`): Roller's candidates and the conv-chain search
+# count the same access over many tile shapes that differ only on axes a group does not read (a weight's
+# channel dims under every spatial tile), so most groups repeat. Cleared when it holds GROUP_SUMS_KEPT.
+_GROUP_SUMS: dict = {}
+GROUP_SUMS_KEPT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,7 @@ def access_box(expr, access: Access, ranges: dict) -> list:
     return out
 
 
-def grid_footprint(expr, access: Access, sizes: dict, extents: dict, shape, last=None) -> int:
+def grid_footprint(expr, access: Access, sizes: dict, extents: dict, shape, last=None, last_key=None) -> int:
     """Elements of ``access`` a tiled kernel loads over its whole tile grid: Σ over tiles of the in-bounds
     part of the tile's box.
 
@@ -85,7 +90,12 @@ def grid_footprint(expr, access: Access, sizes: dict, extents: dict, shape, last
     The box is a product of per-dim intervals, so the sum factors over groups of dims coupled by shared
     axes: each group's tile origins are enumerated jointly (vectorised), axes no dim reads multiply in as
     tile counts. Exact for affine indices; quasi-affine dims use :func:`index_bounds`' intervals.
+
+    A group of affine dims is summed once per value (its dims' affine forms, the group's tile sizes and counts,
+    the shape): memoised when ``last`` is the default or ``last_key`` (hashable) names what a given ``last``
+    computes, so two different functions never share a key.
     """
+    memo = last is None or last_key is not None
     last = last or (lambda n: n)
     tiles = {a: -(-extents[a] // sizes[a]) for a in expr.axes}
     if not access.indices:
@@ -103,9 +113,30 @@ def grid_footprint(expr, access: Access, sizes: dict, extents: dict, shape, last
     used = set().union(*dim_axes)
     total = math.prod(t for a, t in tiles.items() if a not in used)
     for axes, dims in groups:
-        total *= _group_sum(access, sorted(axes, key=list(expr.axes).index), sorted(dims), sizes, tiles,
-                            shape, last)
+        axes, dims = sorted(axes, key=list(expr.axes).index), sorted(dims)
+        key = _group_key(access, axes, dims, sizes, tiles, shape, last_key) if memo else None
+        if key is None:
+            total *= _group_sum(access, axes, dims, sizes, tiles, shape, last)
+            continue
+        if key not in _GROUP_SUMS:
+            if len(_GROUP_SUMS) >= GROUP_SUMS_KEPT:
+                _GROUP_SUMS.clear()
+            _GROUP_SUMS[key] = _group_sum(access, axes, dims, sizes, tiles, shape, last)
+        total *= _GROUP_SUMS[key]
     return int(total)
+
+
+def _group_key(access, axes: list, dims: list, sizes: dict, tiles: dict, shape, last_key):
+    """Everything :func:`_group_sum` reads for a group of affine dims, by value, or None when a dim is
+    quasi-affine (its intervals come from the index expression itself)."""
+    innermost = len(access.indices) - 1
+    forms = []
+    for d in dims:
+        aff = to_affine(access.indices[d])
+        if aff is None:
+            return None
+        forms.append((aff.const, tuple(aff.coeff(a) for a in axes), int(shape[d]), d == innermost))
+    return (last_key, tuple(forms), tuple((sizes[a], tiles[a]) for a in axes))
 
 
 def _group_sum(access, axes: list, dims: list, sizes: dict, tiles: dict, shape, last) -> int:

@@ -187,7 +187,22 @@ class ChainContext(FusedContext):
     def p_multicast(self, pacc, axis) -> bool:
         """Whether P's operand box ``pacc`` is the same in every block of a cluster along C's ``axis``: none
         of the P output axes it indexes has a C box that moves with ``axis``."""
-        return axis is not None and not any(t for terms in self._p_moves(pacc, axis) for t in terms)
+        # Memoised per access and axis: it does not depend on the config, and the chain search asks for
+        # every config and cluster option.
+        memo = self.__dict__.setdefault("_p_multicasts", {})
+        key = (self.p.access_key(pacc), axis)
+        if key not in memo:
+            memo[key] = axis is not None and not any(t for terms in self._p_moves(pacc, axis) for t in terms)
+        return memo[key]
+
+    def c_multicast(self, acc, axis) -> bool:
+        """:func:`~tilec.backend.lower.tiled.multicast` of one of C's accesses, memoised per access and axis
+        (it does not depend on the config)."""
+        memo = self.__dict__.setdefault("_c_multicasts", {})
+        key = (self.access_key(acc), axis)
+        if key not in memo:
+            memo[key] = multicast(self, acc, axis)
+        return memo[key]
 
     def p_halo(self, pacc, axis, cfg: dict, csize: int):
         """The :class:`~.cluster.Halo` of P's operand box ``pacc`` under a cluster of ``csize`` blocks along
@@ -271,14 +286,20 @@ class ChainContext(FusedContext):
         return plan
 
     def smem_bytes(self, cfg: dict) -> int:
-        """Static shared memory of the whole kernel under ``cfg``."""
-        # Everything but P's operand boxes depends on the block and the C steps only: computed once per
-        # pair, while the chain search tries every P step for it (halving until the tile fits).
+        """Static shared memory of the whole kernel under ``cfg``: :meth:`smem_fixed` + :meth:`smem_p`."""
+        return self.smem_fixed(cfg) + self.smem_p(cfg)
+
+    def smem_fixed(self, cfg: dict) -> int:
+        """The shared memory that does not depend on P's steps (C's staged boxes, P's and C's epilogues'): the
+        chain search computes it once per block and C step, while it halves P's steps until the tile fits."""
         key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()))
         total = self._memo("smem_core", key, lambda: self._smem_core(cfg), shared=True)
-        total += self._memo("smem_epilogue", key[0], lambda: sum(p[4] for p in self.staging_plan(cfg)))
+        return total + self._memo("smem_epilogue", key[0], lambda: sum(p[4] for p in self.staging_plan(cfg)))
+
+    def smem_p(self, cfg: dict) -> int:
+        """The shared memory of P's operand boxes under ``cfg`` (P's tile and P's steps)."""
         psizes = self.p_sizes(cfg)
-        return total + self._memo("smem_p", tuple(psizes.items()), lambda: self._smem_p(psizes), shared=True)
+        return self._memo("smem_p", tuple(psizes.items()), lambda: self._smem_p(psizes), shared=True)
 
     def _smem_p(self, psizes: dict) -> int:
         total = 0
@@ -463,7 +484,7 @@ class ChainContext(FusedContext):
             if self.access_key(acc) != self.p_key:
                 fp = grid_footprint_of(self, acc, sizes)
                 # A multicast box is the same in the csize blocks of a cluster: loaded once by them.
-                totals = [t + (fp // cs if cs > 1 and multicast(self, acc, ax) else fp)
+                totals = [t + (fp // cs if cs > 1 and self.c_multicast(acc, ax) else fp)
                           for t, (ax, cs) in zip(totals, opts)]
         key = (tuple(cfg["block"].items()), tuple(cfg["step"].items()), tuple(cfg["pstep"].items()), tuple(opts))
         p_part = self._memo("p_bytes", key, lambda: self._p_bytes(cfg, opts), shared=True)

@@ -130,7 +130,15 @@ def p_points_cap(spec) -> int:
 
 
 def modelled_us(ctx, cfg: dict, spec, blocks: int, threads: int, smem: int, nbytes: int, unique: int) -> float:
-    """The latency model's microseconds for one launch of chain config ``cfg``
+    """The latency model's microseconds for one launch of chain config ``cfg`` (:func:`modelled_us_of`)."""
+    return modelled_us_of(ctx, cfg, spec, blocks, threads, smem, unique)(nbytes)
+
+
+def modelled_us_of(ctx, cfg: dict, spec, blocks: int, threads: int, smem: int, unique: int):
+    """:func:`modelled_us` as a function of the global bytes: the chain search times a config with and
+    without its cluster, which differ only in the bytes, and counts the rest once.
+
+    The latency model's microseconds for one launch of chain config ``cfg``
     (``analysis/latency.candidate_estimate``, the model of report.json's ``modelled_us``, issue #18), counting
     per block what :mod:`.kernel` emits: per C reduce step the P tile (halo included) is recomputed over P's
     reduce steps (P's operand boxes staged, each thread folding its points from them, two barriers a step),
@@ -160,10 +168,9 @@ def modelled_us(ctx, cfg: dict, spec, blocks: int, threads: int, smem: int, nbyt
     c_smem = threads * points * frags + csteps * smem / 4
     acc = math.prod(cfg["thread"].values())
     regs = acc + min(acc, 8) * len(frag_axes) + nper + 24
-    est = candidate_estimate(spec, blocks=blocks, threads=threads, smem=smem, regs=regs,
-                             flops=c_flops + p_flops, global_bytes=nbytes, unique_bytes=unique,
-                             barriers=csteps * (2 + 2 * psteps), smem_accesses=csteps * p_smem + c_smem)
-    return round(est.seconds * 1e6, 4)
+    args = dict(blocks=blocks, threads=threads, smem=smem, regs=regs, flops=c_flops + p_flops, unique_bytes=unique,
+                barriers=csteps * (2 + 2 * psteps), smem_accesses=csteps * p_smem + c_smem)
+    return lambda nbytes: round(candidate_estimate(spec, global_bytes=nbytes, **args).seconds * 1e6, 4)
 
 
 def choose(ctx, spec) -> dict | None:
@@ -198,21 +205,23 @@ def choose(ctx, spec) -> dict | None:
                    "pstep": {r: pext[r] for r in ctx.p.reduce_axes}}
             if ctx.p_points_per_thread(cfg, threads) > max_points:
                 continue
-            smem = ctx.smem_bytes(cfg)
+            fixed = ctx.smem_fixed(cfg)   # what P's steps do not change: once per block and C step
+            smem = fixed + ctx.smem_p(cfg)
             while smem > limit:   # halve P's largest non-window step until the tile fits
                 big = max((r for r in ctx.p.reduce_axes if r not in pwin and cfg["pstep"][r] > 1),
                           key=lambda r: (cfg["pstep"][r], r), default=None)
                 if big is None:
                     break
                 cfg["pstep"][big] = -(-cfg["pstep"][big] // 2)
-                smem = ctx.smem_bytes(cfg)
+                smem = fixed + ctx.smem_p(cfg)
             if smem > limit:
                 continue
             plain = cfg
             cfg, q, q0 = best_cluster(ctx, spec, cfg, ctx.chain_bytes, ctx.chain_bytes_many)
+            timed = modelled_us_of(ctx, plain, spec, blocks, threads, smem, unique)   # the cluster changes the bytes only
             for c, b in ((cfg, q), (plain, q0)) if cfg is not plain else ((cfg, q),):
                 waves, score = waves_and_score(spec, blocks, threads, smem, b)
-                us = modelled_us(ctx, c, spec, blocks, threads, smem, b, unique)
+                us = timed(b)
                 key = (us, b, "cluster" in c, -blocks, tuple(sizes), cstep)   # as retile.Retiler._key
                 entry = (key, dict(c, bytes=b, smem=smem, blocks=blocks, waves=waves, score=score, floor=floor,
                                    modelled_us=us))

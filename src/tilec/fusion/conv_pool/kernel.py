@@ -49,8 +49,8 @@ class PoolChainContext(ChainContext):
     def red_bytes(self, cfg: dict) -> int:
         return math.prod(cfg["block"][a] for a in self.out_axes) * 4
 
-    def smem_bytes(self, cfg: dict) -> int:
-        return super().smem_bytes(cfg) + self.red_bytes(cfg)
+    def smem_fixed(self, cfg: dict) -> int:
+        return super().smem_fixed(cfg) + self.red_bytes(cfg)
 
     def epilogue_bytes(self, cfg: dict | None = None) -> int:
         cfg = cfg if cfg is not None else self.cfg
