@@ -38,45 +38,59 @@ def unclustered_bytes(a_shape, b_shape, out_shape, bm, bn, elem):
     return nb * gn * m * k * elem + nb * gm * k * n * elem + math.prod(out_shape) * elem
 
 
-@pytest.mark.parametrize("expr,a_shape,b_shape,dtype,tile,orders", [
-    (GEMM, (72, 520), (520, 80), "f16", (64, 64), ("normal", "reverse", "shuffle")),   # M, N ragged; 9 k tiles
-    ("C[b, m, n] += A[b, m, k] * B[n, k]", (3, 40, 48), (100, 48), "bf16", (64, 64), ("normal", "shuffle")),
-    (GEMM, (136, 320), (320, 248), "f16", (128, 128), ("shuffle",)),   # two consumer warpgroups (setmaxnreg)
+@pytest.mark.parametrize("expr,a_shape,b_shape,dtype,tile,shared,orders", [
+    # A shared along N (three m tiles: no m pairs), M and N ragged, 9 k tiles through 4 stages
+    (GEMM, (136, 520), (520, 80), "f16", (64, 64), "a", ("normal", "reverse", "shuffle")),
+    # B shared along M (N's 80 columns beat M's 72 rows), B n-contiguous: its boxes split by k rows
+    (GEMM, (72, 520), (520, 80), "f16", (64, 64), "b", ("normal", "reverse", "shuffle")),
+    # A m-contiguous ([k][m]), shared along N: split by k rows too
+    ("C[m, n] += A[k, m] * B[n, k]", (320, 136), (128, 320), "f16", (64, 64), "a", ("normal", "shuffle")),
+    ("C[b, m, n] += A[b, m, k] * B[n, k]", (3, 40, 48), (100, 48), "bf16", (64, 64), "a", ("normal", "shuffle")),
+    # B K-major ([n][k]) shared along M in a batch (m pairs inside each batch)
+    ("C[b, m, n] += A[b, m, k] * B[n, k]", (2, 100, 64), (120, 64), "bf16", (64, 64), "b", ("shuffle",)),
+    (GEMM, (136, 320), (320, 248), "f16", (128, 128), "b", ("shuffle",)),   # two consumer warpgroups (setmaxnreg)
 ])
-def test_multicast_engine_matches_numpy(monkeypatch, expr, a_shape, b_shape, dtype, tile, orders):
+def test_multicast_engine_matches_numpy(monkeypatch, expr, a_shape, b_shape, dtype, tile, shared, orders):
     monkeypatch.setattr(wgmma_engine, "TILES", (tile,))
     n = b_shape[-1] if "B[k" in expr else b_shape[0]
-    out_shape = a_shape[:-1] + (n,)
+    m = a_shape[-2] if "A[b, m" in expr or "A[m" in expr else a_shape[-1]
+    kk = a_shape[-1] if "A[b, m" in expr or "A[m" in expr else a_shape[0]
+    out_shape = a_shape[:-2] + (m, n)
     k = W.run(expr, [T(a_shape, dtype), T(b_shape, dtype)], T(out_shape, dtype), W.TOL[dtype], orders=orders)
     a = k.attributes
-    assert a["cluster"] == 2 and a["config"]["cluster"] == {"n": 2}
+    assert a["cluster"] == 2 and a["config"]["cluster"] == {"n" if shared == "a" else "m": 2}
     src = emit_kernel(k)
-    assert "__cluster_dims__(2, 1, 1)" in src and "tl_tma_load_multicast_" in src
-    assert a["tensor_maps"][0]["box"][1] == tile[0] // 2   # each block loads half of the A tile's rows
-    # the bytes the run measured: A read once per cluster of two n tiles
-    plain = unclustered_bytes(a_shape, b_shape, out_shape, *tile, 2)
-    nb, m, kk = math.prod(out_shape[:-2]), out_shape[-2], a_shape[-1]
-    assert a["bytes_modelled"] == plain - nb * (-(-n // tile[1]) // 2) * m * kk * 2
+    assert "__cluster_dims__(2, 1, 1)" in src and f"k_tma{0 if shared == 'a' else 1}, &k_full[k_s], 0x3" in src
+    # the bytes the run measured: the shared operand read once per cluster of two blocks
+    nb, gm, gn = math.prod(out_shape[:-2]), -(-m // tile[0]), -(-n // tile[1])
+    plain = nb * gn * m * kk * 2 + nb * gm * kk * n * 2 + math.prod(out_shape) * 2
+    saved = nb * gn // 2 * m * kk * 2 if shared == "a" else nb * gm // 2 * kk * n * 2
+    assert a["bytes_modelled"] == plain - saved
 
 
-def test_multicast_only_where_the_n_tiles_make_whole_clusters():
+def test_multicast_only_where_the_tiles_make_whole_clusters():
     spec = get_arch("h200")
     mt = {"m": "m", "n": "n", "k": "k", "batch": [], "a_kmajor": False, "b_nmajor": False, "dtype": "f16"}
     cfg = wgmma_shape.with_stages(spec, mt, 64, 64)
-    ext = {"m": 256, "n": 256, "k": 256}
-    assert wgmma_shape.clustered(spec, mt, ext, cfg).cluster == 2
-    assert wgmma_shape.clustered(spec, mt, {**ext, "n": 192}, cfg).cluster == 1       # three n tiles
-    assert wgmma_shape.clustered(spec, mt, {**ext, "n": 64}, cfg).cluster == 1        # one
-    mn = {**mt, "a_kmajor": True}   # A stored [k][m]: 64-column boxes, not split by rows
-    assert wgmma_shape.clustered(spec, mn, ext, wgmma_shape.with_stages(spec, mn, 64, 64)).cluster == 1
-    assert wgmma_shape.clustered(dataclasses.replace(spec, max_cluster_blocks=1), mt, ext, cfg).cluster == 1
+
+    def shape(m, n, k=256, s=spec, c=cfg):
+        out = wgmma_shape.clustered(s, mt, {"m": m, "n": n, "k": k}, c)
+        return (out.cluster, out.shared)
+    assert shape(192, 256) == (2, "a")     # three m tiles: A along N
+    assert shape(256, 192) == (2, "b")     # three n tiles: B along M
+    assert shape(256, 256) == (2, "a")     # both pair up, the same bytes: A
+    assert shape(72, 80) == (2, "b")       # both pair up: B's 80 columns save more than A's 72 rows
+    assert shape(80, 72) == (2, "a")
+    assert shape(192, 192) == (1, "a")     # neither pairs up
+    assert shape(64, 64) == (1, "a")
+    assert shape(256, 256, s=dataclasses.replace(spec, max_cluster_blocks=1)) == (1, "a")
     # the persistent grid is whole clusters: an odd SM count drops one block
     odd = dataclasses.replace(spec, num_sms=131)
     big = {"m": 4096, "n": 4096, "k": 4096}
     plain = wgmma_shape.plan(odd, mt, big, "f16")
     assert wgmma_shape.persistent_grid(odd, mt, big, plain) == 131
     assert wgmma_shape.persistent_grid(odd, mt, big, wgmma_shape.clustered(odd, mt, big, plain)) == 130
-    # lowered: three n tiles give the plain kernel
+    # lowered: one m tile and three n tiles give the plain kernel
     _, k = W.lowered(GEMM, [T((64, 128), "f16"), T((128, 192), "f16")], T((64, 192), "f16"))
     assert "cluster" not in k.attributes and "multicast" not in k.attributes["source"]
 
@@ -123,7 +137,7 @@ RELEASE = "tl_mbarrier_arrive_cluster(&k_empty[(j + 3) % 4], k_lane)"
 def test_multicast_mistakes_fail_under_the_emulator(old, new, order, error):
     """9 k tiles through 4 stages in a cluster of 2: the correct kernel matches numpy; each mistake fails."""
     emu = pytest.importorskip("tilec.backend.emu")
-    ins, out = [T((72, 520), "f16"), T((520, 80), "f16")], T((72, 80), "f16")
+    ins, out = [T((136, 520), "f16"), T((520, 80), "f16")], T((136, 80), "f16")   # A shared along N
     m, k = W.lowered(GEMM, ins, out)
     inputs = random_inputs(m)
     want = reference(compute_module(GEMM, ins, out, rtile=W.RTILE), inputs)[0].astype(np.float64)

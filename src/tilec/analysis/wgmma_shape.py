@@ -5,8 +5,9 @@ kernel each one gets (issue #21: the estimate, report.json's rTile and the lower
 
 A tile is one of :data:`TILES` (BM = 64 or 128: one consumer warpgroup per 64 rows; BN = 64..256) with a k tile
 of one 128-byte row (:func:`bk_of`); the stages are as many (2-4) as the opt-in shared memory holds. A GEMM's
-blocks pair up along N in thread-block clusters of :data:`MULTICAST` that share the A tile by TMA multicast
-(:func:`clustered`), which reads A's bytes once per cluster (:func:`multicast_saved_bytes`).
+blocks pair up in thread-block clusters of :data:`MULTICAST` that share an operand's tile by TMA multicast
+(:func:`clustered`): along N they share A, along M B, whose bytes are then read once per cluster
+(:func:`multicast_saved_bytes`).
 """
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ DTYPES = ("f16", "bf16", "f32")   # f32: a product marked tf32
 TILES = ((128, 256), (128, 128), (64, 256), (128, 64), (64, 128), (64, 64))
 PRODUCER_REGS, CONSUMER_REGS = 40, 232   # CUTLASS's split for 1 producer + 2 consumer warpgroups (<= 64K)
 OVERHEAD_REGS = 40   # a lone consumer's registers beyond its BN / 2 accumulators (ptxas: 168 at BN 256)
-# Blocks of a multicast cluster along N: CUTLASS sm90's 2x1 cluster for large GEMMs. Each block loads BM / 2
-# rows of the A tile and multicasts them to both; more blocks would split A into boxes too small to keep the
-# TMA busy and need more SMs of one GPC free at once.
+# Blocks of a multicast cluster: CUTLASS sm90's 2x1 (or 1x2) cluster for large GEMMs. Each block loads half of
+# the shared operand's tile and multicasts it to both; more blocks would split it into boxes too small to keep
+# the TMA busy and need more SMs of one GPC free at once.
 MULTICAST = 2
 
 
@@ -44,7 +45,8 @@ class WgmmaConfig:
     stages: int
     a_mn: bool         # A stored [k][m] (wgmma's "transposed" A)
     b_mn: bool         # B stored [k][n]
-    cluster: int = 1   # blocks along N sharing the A tile by TMA multicast (:func:`clustered`); 1: none
+    cluster: int = 1   # blocks of a TMA multicast cluster (:func:`clustered`); 1: none
+    shared: str = "a"  # the operand its blocks share: "a" (blocks along N), "b" (blocks along M)
 
     @property
     def consumers(self) -> int:
@@ -105,30 +107,38 @@ def persistent_grid(spec: GPUSpec, mt: dict, extents: dict, cfg: WgmmaConfig) ->
 
 
 def clustered(spec: GPUSpec, mt: dict, extents: dict, cfg: WgmmaConfig | None) -> WgmmaConfig | None:
-    """``cfg`` in clusters of :data:`MULTICAST` blocks along N that share the A tile (each block's producer
-    loads BM / C rows of it and multicasts them to the cluster, CUTLASS sm90's way), where the target has
-    clusters, A is K-major (its tile is one box of BM rows, split by rows at multiples of 8, the swizzle's
-    period) and the n tiles come in whole clusters (consecutive blocks, the same m tile; in the persistent
-    form the grid is whole clusters too, so a cluster's blocks stay on paired tiles). A's global (L2) bytes
-    are then read once per cluster: never more traffic, at the price of one predicated remote arrive per
-    consumer thread and k tile and a producer tail; else ``cfg`` unchanged."""
-    if cfg is None or cfg.cluster != 1:
-        return cfg
+    """``cfg`` in clusters of :data:`MULTICAST` consecutive blocks that share one operand's tile, each block's
+    producer loading 1 / C of it and multicasting that to the cluster (CUTLASS sm90's way): blocks along N
+    (n tiles of one m tile) share A, blocks along M share B, where the target has clusters and those tiles
+    come in whole clusters (in the persistent form the grid is whole clusters too, so a cluster's blocks stay
+    on paired tiles). Of the two, the one that saves more bytes (A's on a tie). The shared operand's global
+    (L2) bytes are then read once per cluster: never more traffic, at the price of one predicated remote
+    arrive per consumer thread and k tile and a producer tail; else ``cfg`` unchanged. A tile splits by rows
+    where its operand is K-major, by k rows where it is m/n-contiguous, at multiples of 8 rows either way
+    (the 128B swizzle's period), so the parts land as the whole box would."""
     c = MULTICAST
-    grid_n = -(-extents[mt["n"]] // cfg.bn)
-    if spec.max_cluster_blocks < c or cfg.a_mn or grid_n % c or cfg.bm % (8 * c):
+    if cfg is None or cfg.cluster != 1 or spec.max_cluster_blocks < c:
         return cfg
-    return dataclasses.replace(cfg, cluster=c)
+    m, n, k = (extents[mt[a]] for a in "mnk")
+    grid_m, grid_n = -(-m // cfg.bm), -(-n // cfg.bn)
+    save_a = m * k * (grid_n // c) if grid_n % c == 0 else 0
+    save_b = k * n * (grid_m // c) if grid_m % c == 0 else 0
+    if not save_a and not save_b:
+        return cfg
+    return dataclasses.replace(cfg, cluster=c, shared="a" if save_a >= save_b else "b")
 
 
 def multicast_saved_bytes(mt: dict, extents: dict, cfg: WgmmaConfig, elem: int) -> int:
-    """Global bytes of A that a clustered ``cfg`` does not read: every block row of the grid reads A's rows
-    once per cluster of n tiles instead of once per n tile, (C - 1) / C of A's reads (0 without a cluster)."""
+    """Global bytes of the shared operand that a clustered ``cfg`` does not read: every block row (column) of
+    the grid reads A's (B's) tile once per cluster instead of once per block, (C - 1) / C of its reads (0
+    without a cluster)."""
     if cfg.cluster < 2:
         return 0
     nb = math.prod(extents[b] for b in mt["batch"])
-    grid_n = -(-extents[mt["n"]] // cfg.bn)
-    return nb * (grid_n // cfg.cluster) * (cfg.cluster - 1) * extents[mt["m"]] * extents[mt["k"]] * elem
+    m, n, k = (extents[mt[a]] for a in "mnk")
+    if cfg.shared == "a":
+        return nb * (-(-n // cfg.bn) // cfg.cluster) * (cfg.cluster - 1) * m * k * elem
+    return nb * (-(-m // cfg.bm) // cfg.cluster) * (cfg.cluster - 1) * k * n * elem
 
 
 def applies(spec: GPUSpec, mt: dict | None, extents: dict, dtype: str) -> bool:
@@ -187,7 +197,7 @@ def plan(spec: GPUSpec, mt: dict, extents: dict, dtype: str, tile: tuple | None 
 
 def problem_saved_bytes(problem, wg: WgmmaConfig) -> int:
     """:func:`multicast_saved_bytes` of the tensor-core product ``problem`` run as ``wg`` (Roller's estimate
-    counts A once per cluster, as the lowered kernel's ``bytes_modelled`` does)."""
+    counts the shared operand once per cluster, as the lowered kernel's ``bytes_modelled`` does)."""
     if wg.cluster < 2:
         return 0
     mt = _match(problem)

@@ -24,10 +24,12 @@ the PTX ISA's layouts and completion rules:
   ``canonical_warp_group_idx``): ~23 instructions per k tile around its 4 HGMMA;
 - the epilogue converts each thread's accumulators (the ISA's D fragment) to the output type and stores
   them with bounds checks, or evaluates a fused context's members on them, as the sm_80 engine does;
-- multicast (``WgmmaConfig.cluster`` = C > 1, ``wgmma_shape.clustered``): C consecutive blocks (n tiles of
-  one m tile) form a thread-block cluster (``__cluster_dims__(C, 1, 1)``) and share the A tile: each
-  producer loads BM / C of its rows with ``.multicast::cluster`` to every block, so each block's ``full``
-  barrier receives C A boxes and its own B; a stage is refilled only once every consumer warp of every block
+- multicast (``WgmmaConfig.cluster`` = C > 1, ``wgmma_shape.clustered``): C consecutive blocks form a
+  thread-block cluster (``__cluster_dims__(C, 1, 1)``): n tiles of one m tile sharing the A tile, or (``shared
+  = "b"``, the tile order then pairing m tiles) m tiles of one n tile sharing B. Each producer loads 1 / C of
+  the shared tile (rows of a K-major one, k rows of each 64-column box of an m/n-contiguous one) with
+  ``.multicast::cluster`` to every block, so each block's ``full`` barrier receives C parts of it and its own
+  tile of the other operand; a stage is refilled only once every consumer warp of every block
   has released it (``empty`` counts C x 4 warps per consumer warpgroup; lane r of each warp arrives on block
   r's barrier through ``mapa``, CUTLASS's ClusterBarrier::arrive(cta_id)), the last k tile's stage included;
   and each producer waits for its stages' final releases before it exits (the producer tail), so no peer
@@ -77,14 +79,20 @@ class MapPlan:
 
 def operand_maps(mt: dict, extents: dict, cfg: WgmmaConfig, names: dict, bk: int = BK) -> tuple:
     """The A and B :class:`MapPlan` (coordinates use ``k_m0``, ``k_n0``, ``kt`` and ``k_batch``); ``bk``: the
-    k tile (32 for tf32, whose operands are K-major). In a multicast cluster A's box is the block's share,
-    BM / C rows from row ``k_rank * BM / C`` of the tile (``k_rank``: the block's rank in the cluster)."""
+    k tile (32 for tf32, whose operands are K-major). In a multicast cluster the shared operand's boxes are the
+    block's share (``k_rank``: its rank in the cluster): a K-major tile's rows ``k_rank * R / C`` .. (R / C of
+    them), an m/n-contiguous one's k rows ``k_rank * 64 / C`` .. of each 64-column box."""
     E = extents
     m, n, k = E[mt["m"]], E[mt["n"]], E[mt["k"]]
     nb = math.prod(E[b] for b in mt["batch"])
 
     def one(param, mn, mn0, rows, mn_major, batched, parts=1):
         extra, bextra, cextra = ((nb,), (1,), ("k_batch",)) if batched and nb > 1 else ((), (), ())
+        if mn_major and parts > 1:   # a multicast share: k rows k_rank * part .. of each 64-column box
+            part = BK // parts
+            loads = tuple((f"{mn0} + {j * BOX}", f"kt * {BK} + k_rank * {part}") + cextra for j in range(rows // BOX))
+            return MapPlan(param, (mn, k) + extra, (BOX, part) + bextra, loads,
+                           tuple(f"{j * BOX * BK * 2} + k_rank * {part * 128}" for j in range(rows // BOX)))
         if mn_major:   # [k][mn]: boxes of 64 mn columns x 64 k rows
             loads = tuple((f"{mn0} + {j * BOX}", f"kt * {BK}") + cextra for j in range(rows // BOX))
             return MapPlan(param, (mn, k) + extra, (BOX, BK) + bextra, loads,
@@ -95,8 +103,9 @@ def operand_maps(mt: dict, extents: dict, cfg: WgmmaConfig, names: dict, bk: int
                            ((f"kt * {bk}", f"{mn0} + k_rank * {part}") + cextra,), (f"k_rank * {part * 128}",))
         return MapPlan(param, (k, mn) + extra, (bk, rows) + bextra, ((f"kt * {bk}", mn0) + cextra,), (0,))
 
-    a = one(names[mt["a"].tensor], m, "k_m0", cfg.bm, cfg.a_mn, mt["a_batched"], cfg.cluster)
-    b = one(names[mt["b"].tensor], n, "k_n0", cfg.bn, cfg.b_mn, mt["b_batched"])
+    parts = {"a": 1, "b": 1, cfg.shared: cfg.cluster}
+    a = one(names[mt["a"].tensor], m, "k_m0", cfg.bm, cfg.a_mn, mt["a_batched"], parts["a"])
+    b = one(names[mt["b"].tensor], n, "k_n0", cfg.bn, cfg.b_mn, mt["b_batched"], parts["b"])
     return a, b
 
 
@@ -138,16 +147,21 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
     loads = []
     for mp, base, tag in ((a, "0", "A"), (b, str(a_bytes), "B")):
         for coords, off in zip(mp.loads, mp.offsets):
-            if tag == "A" and c > 1:   # the block's share of the A tile, to every block of the cluster
-                loads.append(f"      tl_tma_load_multicast_{len(coords)}d(k_st + {off}, k_tma0, &k_full[k_s], "
-                             f"{hex((1 << c) - 1)}, {', '.join(coords)});")
+            if c > 1 and tag.lower() == cfg.shared:   # the block's share of the tile, to every block of the cluster
+                at = off if base == "0" else f"{base} + {off}"
+                loads.append(f"      tl_tma_load_multicast_{len(coords)}d(k_st + {at}, k_tma{0 if tag == 'A' else 1}, "
+                             f"&k_full[k_s], {hex((1 << c) - 1)}, {', '.join(coords)});")
                 continue
             loads.append(f"      tl_tma_load_{len(coords)}d(k_st + {base} + {off}, k_tma{0 if tag == 'A' else 1}, "
                          f"&k_full[k_s], {', '.join(coords)});")
     ind = lambda lines, d: ["  " * d + ln for ln in lines]   # noqa: E731
     tiles = grid_blocks(ctx, mt, cfg)
+    tile_of = f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};"
+    if c > 1 and cfg.shared == "b":   # a cluster's blocks are m tiles c i .. c i + c - 1 of one n tile
+        tile_of = (f"const int k_m0 = (k_bid / {c * grid_n}) % {grid_m // c} * {c * cfg.bm} + k_bid % {c} * {cfg.bm}, "
+                   f"k_n0 = k_bid / {c} % {grid_n} * {cfg.bn};   // clusters of {c} m tiles")
     where = [f"const {it} k_batch = k_bid / {grid_m * grid_n};",
-             f"const int k_m0 = (k_bid / {grid_n}) % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
+             tile_of,
              f"const {it} k_cbase = k_batch * {E[m] * E[n]};"]
     tile_loop = f"for (int k_bid = blockIdx.x; k_bid < {tiles}; k_bid += gridDim.x) {{   // this block's tiles"
     wait = f"if (kt >= {s}) tl_mbarrier_wait_parity(&k_empty[k_s], k_ph ^ 1u);   // its last reader is done"
@@ -162,10 +176,13 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
     if grid:   # the stages run on across the block's tiles; k_it counts the k tiles issued so far
         loads_loop = ["    int k_it = 0;", "    " + tile_loop, *ind(where, 3), *ind(loads_loop, 1), "    }"]
     if c > 1:   # the producer tail: wait for every stage's final release, peers' remote arrives included
-        loads_loop = ["    const int k_rank = (int)tl_cluster_rank();   // this block's share of the A tile",
+        tail_wait = wait.replace("kt >= ", "k_it++ >= " if grid else f"{k_tiles} + i >= ")
+        loads_loop = [f"    const int k_rank = (int)tl_cluster_rank();   // this block's share of the "
+                      f"{cfg.shared.upper()} tile",
                       *loads_loop,
-                      f"    for (int i = 0; i < {s}; ++i) {{   // the producer tail: every block has released every stage",
-                      f"      {wait.replace('kt >= ', 'k_it++ >= ') if grid else wait.replace('kt >= ', f'{k_tiles} + i >= ')}",
+                      f"    for (int i = 0; i < {s}; ++i) {{   // the producer tail: every block has released every "
+                      "stage",
+                      f"      {tail_wait}",
                       f"      if (++k_s == {s}) k_s = 0, k_ph ^= 1u;",
                       "    }"]
     zero = ["#pragma unroll", f"for (int i = 0; i < {cfg.bn // 2}; ++i) k_acc[i] = 0.0f;"]
@@ -195,7 +212,8 @@ def kernel_source(ctx, mt: dict, cfg: WgmmaConfig, grid: int = 0) -> str:
         f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k{WG_K[dtype]} "
         f"{'tf32' if dtype == 'f32' else dtype}, f32 accumulators) "
         "and a producer warpgroup" + (f"; persistent: {grid} blocks loop over {tiles} tiles" if grid else "")
-        + (f"; clusters of {c} blocks along N share the A tile (TMA multicast)" if c > 1 else ""),
+        + (f"; clusters of {c} blocks along {'N' if cfg.shared == 'a' else 'M'} share the {cfg.shared.upper()} tile"
+           " (TMA multicast)" if c > 1 else ""),
         *smem_lines(cfg.stage_bytes, a_bytes, s),
         *(["const int k_bid = blockIdx.x;", *where] if not grid else []),
         "if (k_tid == 0) {",
@@ -343,9 +361,9 @@ def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
     if grid:
         conf["persistent"] = {"blocks": grid, "tiles": grid_blocks(ctx, mt, cfg)}
     if cfg.cluster > 1:
-        conf["cluster"] = {mt["n"]: cfg.cluster}
+        conf["cluster"] = {mt["n" if cfg.shared == "a" else "m"]: cfg.cluster}
     maps = operand_maps(mt, ctx.extents, cfg, ctx.names, bk_of(dtype))
-    saved = wgmma_shape.multicast_saved_bytes(mt, ctx.extents, cfg, itemsize(dtype))   # A once per cluster
+    saved = wgmma_shape.multicast_saved_bytes(mt, ctx.extents, cfg, itemsize(dtype))   # shared: once per cluster
     return KernelBuilder().func(
         name, [grid or grid_blocks(ctx, mt, cfg)], [cfg.threads], params, kind="tiled_mma", flops=ctx.flops(),
         bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, bk_of(dtype)) - saved, config=conf,
