@@ -205,8 +205,10 @@ class MlpPlan:
         return tile
 
     def edge_levels(self, edges: list) -> list:
-        """Epilogue edges in registers; side 1 → G2 (the hidden) and the row tail in shared memory."""
-        return [[p, c, "shared" if c == self.split or c >= self.tail else "register"] for p, c in edges]
+        """Epilogue edges in registers; side 1 → G2 (the hidden) and the row tail in shared memory (the wgmma
+        kernel's hidden: registers, packed into the second product's A fragments)."""
+        hidden = "register" if self.engine else "shared"
+        return [[p, c, hidden if c == self.split else "shared" if c >= self.tail else "register"] for p, c in edges]
 
 
 def mlp_group(graph, members: list, spec) -> Group | None:
