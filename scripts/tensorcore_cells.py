@@ -32,10 +32,12 @@ def wgmma_block(cfg: dict) -> str:
 
 def persistent(cfg: dict) -> str:
     """``", persistent: B blocks over T tiles"`` for a persistent wgmma launch (config.persistent), then
-    ``", A multicast to clusters of C along N"`` for a multicast one (config.cluster); "" for neither."""
-    p, c = cfg.get("persistent"), cfg.get("cluster")
+    ``", A multicast to clusters of C along N"`` (B: along M) for a multicast one (config.cluster and
+    config.multicast); "" for neither."""
+    p, c, shared = cfg.get("persistent"), cfg.get("cluster"), cfg.get("multicast", "A")
     text = f", persistent: {p['blocks']} blocks over {p['tiles']} tiles" if p else ""
-    return text + (f", A multicast to clusters of {max(c.values())} along N" if c else "")
+    along = "N" if shared == "A" else "M"
+    return text + (f", {shared} multicast to clusters of {max(c.values())} along {along}" if c else "")
 
 
 # An HGMMA whose A operand is a register (``HGMMA.64xNx16.F32[.BF16] Rd, Ra, gdesc[..]``): a product whose A

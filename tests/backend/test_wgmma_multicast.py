@@ -59,6 +59,7 @@ def test_multicast_engine_matches_numpy(monkeypatch, expr, a_shape, b_shape, dty
     k = W.run(expr, [T(a_shape, dtype), T(b_shape, dtype)], T(out_shape, dtype), W.TOL[dtype], orders=orders)
     a = k.attributes
     assert a["cluster"] == 2 and a["config"]["cluster"] == {"n" if shared == "a" else "m": 2}
+    assert a["config"]["multicast"] == shared.upper()
     src = emit_kernel(k)
     assert "__cluster_dims__(2, 1, 1)" in src and f"k_tma{0 if shared == 'a' else 1}, &k_full[k_s], 0x3" in src
     # the bytes the run measured: the shared operand read once per cluster of two blocks

@@ -362,6 +362,7 @@ def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
         conf["persistent"] = {"blocks": grid, "tiles": grid_blocks(ctx, mt, cfg)}
     if cfg.cluster > 1:
         conf["cluster"] = {mt["n" if cfg.shared == "a" else "m"]: cfg.cluster}
+        conf["multicast"] = cfg.shared.upper()   # the operand the cluster shares
     maps = operand_maps(mt, ctx.extents, cfg, ctx.names, bk_of(dtype))
     saved = wgmma_shape.multicast_saved_bytes(mt, ctx.extents, cfg, itemsize(dtype))   # shared: once per cluster
     return KernelBuilder().func(
