@@ -98,7 +98,8 @@ def test_multicast_only_where_the_tiles_make_whole_clusters():
 
 def test_persistent_scheduler_keeps_a_cluster_on_paired_tiles(monkeypatch):
     """16 tiles on a grid of whole clusters (3 resident blocks rounded down to 2): blocks 2j and 2j + 1 take
-    the two n tiles of one m tile at every step, the stages running on from tile to tile."""
+    paired tiles (here the two m tiles of one n tile: B is shared) at every step, the stages running on from
+    tile to tile."""
     from tilec.backend.lower import tiled_mma
     small = dataclasses.replace(get_arch("h200"), num_sms=1)
     monkeypatch.setattr(tiled_mma, "tiled_for", lambda ctx: small)
@@ -107,6 +108,7 @@ def test_persistent_scheduler_keeps_a_cluster_on_paired_tiles(monkeypatch):
               orders=("shuffle", "reverse"))
     per = k.attributes["config"]["persistent"]
     assert k.attributes["grid"][0] == per["blocks"] == 2 and per["tiles"] == 16 and k.attributes["cluster"] == 2
+    assert k.attributes["config"]["multicast"] == "B"
 
 
 def _launch(k, inputs, src: str, order: str):
