@@ -123,16 +123,11 @@ def runs_tiled(problem: TileProblem, rt: RTile, spec: GPUSpec) -> bool:
     contraction or conv whose indices are all affine) rather than a tensor-core one (``tiled_mma.aligned``: a
     matched f16/bf16/tf32 product on the GPU's tensor cores, its block m, n and step k whole mma tiles, run
     by an engine, or by wmma where its staging fits; tf32 and AMD have no wmma kernel)."""
-    from ..ir.texpr import to_affine
-    from .mma_tile import MMA, match_expr, tensor_core_dtype
+    from .mma_tile import MMA
     from .mma_tile import smem_bytes as wmma_smem_bytes
-    e = problem.expr
-    if e.combiner is None or problem.kind not in ("contraction", "conv") or \
-            any(to_affine(ix) is None for acc in e.accesses for ix in acc.indices):
-        return False
-    mt = match_expr(e, problem.input_dtypes, problem.out_dtype, problem.precision)
-    if mt is None or not spec.tensor_core_flops(tensor_core_dtype(mt["dtype"])):
-        return True
+    tiled, mt = _tiled_kind(problem, spec)
+    if not tiled or mt is None:
+        return tiled
     sizes = dict(rt.block, **dict(rt.step))
     bm, bn, bk = (sizes.get(mt[a], 0) for a in "mnk")
     if any(x <= 0 or x % q for x, q in zip((bm, bn, bk), MMA)) or any(sizes.get(b, 1) != 1 for b in mt["batch"]):
@@ -145,21 +140,44 @@ def runs_tiled(problem: TileProblem, rt: RTile, spec: GPUSpec) -> bool:
         wmma_smem_bytes(bm, bn, bk, mt["dtype"]) > spec.smem_per_block_bytes
 
 
+def _tiled_kind(problem: TileProblem, spec: GPUSpec) -> tuple:
+    """``(lowered by a tiled kernel, its tensor-core match on ``spec`` or None)``, once per problem and GPU:
+    Roller asks for every tile it grows and every thread tile."""
+    key = ("tiled_kind", spec.arch)
+    if key not in problem.memo:
+        from ..ir.texpr import to_affine
+        from .mma_tile import match_expr, tensor_core_dtype
+        e = problem.expr
+        tiled = e.combiner is not None and problem.kind in ("contraction", "conv") and \
+            all(to_affine(ix) is not None for acc in e.accesses for ix in acc.indices)
+        mt = match_expr(e, problem.input_dtypes, problem.out_dtype, problem.precision) if tiled else None
+        if mt is not None and not spec.tensor_core_flops(tensor_core_dtype(mt["dtype"])):
+            mt = None
+        problem.memo[key] = (tiled, mt)
+    return problem.memo[key]
+
+
 def tiled_smem_bytes(problem: TileProblem, rt: RTile) -> int:
     """Shared memory the CUDA-core tiled kernel declares for ``rt`` (``tiled.staged_bytes``): per distinct
     access (tensor and indices) its whole box, halo included and not clipped to the tensor (out-of-bounds
     elements are staged as the pad value), as :func:`staged_dims` in :func:`staged_itemsize` bytes."""
-    from .index_map import access_box
-    ranges = tile_ranges(problem, rt)
-    total, seen = 0, set()
-    for acc in problem.expr.accesses:
-        key = (acc.tensor, repr(acc.indices))
-        if key in seen:
-            continue
-        seen.add(key)
-        rows, cols = staged_dims([hi - lo for lo, hi in access_box(problem.expr, acc, ranges)])
-        total += rows * cols * staged_itemsize(problem.input_dtypes[problem.input_index(acc)])
-    return total
+    key = ("tiled_smem", rt.block, rt.step)   # the thread tile stages nothing of its own
+    if key not in problem.memo:
+        from .index_map import access_box
+        if "distinct_accesses" not in problem.memo:
+            seen, distinct = set(), []
+            for acc in problem.expr.accesses:
+                if (acc.tensor, repr(acc.indices)) not in seen:
+                    seen.add((acc.tensor, repr(acc.indices)))
+                    distinct.append((acc, staged_itemsize(problem.input_dtypes[problem.input_index(acc)])))
+            problem.memo["distinct_accesses"] = distinct
+        ranges = tile_ranges(problem, rt)
+        total = 0
+        for acc, size in problem.memo["distinct_accesses"]:
+            rows, cols = staged_dims([hi - lo for lo, hi in access_box(problem.expr, acc, ranges)])
+            total += rows * cols * size
+        problem.memo[key] = total
+    return problem.memo[key]
 
 
 def regs_per_thread(problem: TileProblem, rt: RTile) -> int:
@@ -197,8 +215,10 @@ def _grid_traffic(problem: TileProblem, rt: RTile, sector: int) -> int:
     for acc in problem.staged_accesses:
         idx = problem.input_index(acc)
         elem = itemsize(problem.input_dtypes[idx])
+        # last_key names the sector rounding, so grid_footprint may memoise the per-group sums (Roller's
+        # candidates repeat them across tile shapes)
         total += grid_footprint(problem.expr, acc, sizes, problem.extents, problem.input_shapes[idx],
-                                lambda n, e=elem: -(-n * e // sector) * sector)
+                                lambda n, e=elem: -(-n * e // sector) * sector, last_key=("sectors", elem, sector))
     # The output: stores are predicated to its extent, so every element is stored once; along the innermost
     # axis each block's row rounds up to sectors, the last block's (tail) row being shorter.
     elem = problem.out_itemsize
