@@ -17,15 +17,26 @@ engine's warp-specialised pipeline (``wgmma_engine``).
   after its own, so a stage whose arrive is further behind would wait on itself);
 - consumer warpgroups run the wgmma engine's main loop unchanged (4 chained m64nBNk16 per k tile, one group in
   flight, the stage released one k tile later), and the epilogue stores C[f, q] to the NCHW output or runs a
-  fused context's members (bias, BN, ReLU, casts) on the accumulators with (n, f, o0, o1) bound.
+  fused context's members (bias, BN, ReLU, casts) on the accumulators with (n, f, o0, o1) bound;
+- multicast (:func:`clustered`, issue #21): consecutive blocks are pixel tiles of one channel tile, so they
+  read the same weight tile; where the pixel tiles come in whole clusters of ``wgmma_shape.MULTICAST``, pairs
+  of blocks form a cluster (``__cluster_dims__(2, 1, 1)``) and each producer's thread 0 loads BM / 2 of the
+  weight rows with ``.multicast::cluster`` to both, as the GEMM engine shares A (``wgmma_engine``: ``empty``
+  counts both blocks' consumer warps, lane r of each releases on block r's barrier, the last stage is
+  released too, thread 0 waits for every stage's final release before it exits, a cluster barrier after the
+  barriers' init). B stays per block: it is gathered by ``cp.async``, which has no multicast.
 
 Selected by ``mma_conv.lower`` for an sm_90 target where :func:`plan` gives a shape (f16/bf16; tf32 convs and
 shapes no tile fits stay on the mma.sync implicit GEMM). The kernel carries ``arch_features.MARK`` (sm_90a).
 """
 from __future__ import annotations
 
+import dataclasses
+
+from ...analysis import wgmma_shape
 from ...analysis.hardware import GPUSpec
 from ...analysis.wgmma_shape import CONSUMER_REGS
+from ...ir.types import itemsize
 from ..arch_features import MARK
 from . import mma_conv, wgmma_engine
 from .mma_engine import CTYPE, Operand, sm_version
@@ -41,6 +52,19 @@ def plan(cg: mma_conv.ConvGemm, spec: GPUSpec) -> WgmmaConfig | None:
     if sm_version(spec) != 90 or cg.dtype not in ("f16", "bf16"):
         return None
     return wgmma_engine.plan(spec, cg.mt(), cg.extents, cg.dtype)
+
+
+def clustered(cg: mma_conv.ConvGemm, spec: GPUSpec, cfg: WgmmaConfig) -> WgmmaConfig:
+    """``cfg`` in clusters of ``wgmma_shape.MULTICAST`` blocks along N (pixel tiles of one channel tile) that
+    share the weight tile by TMA multicast, where the target has clusters and the pixel tiles come in whole
+    clusters (the grid is channel-tile-major: a cluster never spans two channel tiles); else ``cfg``. The
+    weight's global bytes are then read once per cluster (never more traffic), at the price of one predicated
+    remote arrive per consumer thread and k tile and the producer tail."""
+    c = wgmma_shape.MULTICAST
+    grid_n = -(-cg.extents["N"] // cfg.bn)
+    if cfg.cluster != 1 or spec.max_cluster_blocks < c or grid_n % c or cfg.bm % (8 * c):
+        return cfg
+    return dataclasses.replace(cfg, cluster=c)
 
 
 def lag(cfg: WgmmaConfig) -> int:
@@ -77,30 +101,41 @@ def kernel_source(ctx, cg: mma_conv.ConvGemm, cfg: WgmmaConfig) -> str:
     a_bytes = cfg.bm * 128
     b = b_operand(cg, cfg, ctx.names[cg.x.tensor])
     ragged = E["K"] % BK != 0
-    (coords,) = wgmma_engine.operand_maps(cg.mt(), E, cfg, ctx.names, BK)[0].loads
+    a_map = wgmma_engine.operand_maps(cg.mt(), E, cfg, ctx.names, BK)[0]
+    (coords,), (a_off,) = a_map.loads, a_map.offsets
     rebalance = cfg.consumers > 1
+    c = cfg.cluster
+    a_load = (f"tl_tma_load_multicast_2d(k_st + {a_off}, k_tma0, &k_full[k_s], {hex((1 << c) - 1)}, "
+              f"{', '.join(coords)});   // this block's share of the weight tile, to every block of the cluster"
+              if c > 1 else f"tl_tma_load_2d(k_st, k_tma0, &k_full[k_s], {', '.join(coords)});")
     p_regs, c_regs = register_split(cfg, cg.r * cg.s)
     ind = lambda lines, n: ["  " * n + ln for ln in lines]   # noqa: E731
     src = [
         MARK,
         f"// wgmma implicit-GEMM conv: block tile {cfg.bm} channels x {cfg.bn} pixels, k tile {BK}, {s}-stage "
         f"pipeline (A by TMA, B gathered by cp.async, {d} k tile(s) in flight per producer thread); "
-        f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k16 {dtype}, f32 accumulators)",
+        f"{cfg.consumers} consumer warpgroup(s) of 64x{cfg.bn} (wgmma m64n{cfg.bn}k16 {dtype}, f32 accumulators)"
+        + (f"; clusters of {c} pixel tiles share the weight tile (TMA multicast)" if c > 1 else ""),
         *wgmma_engine.smem_lines(cfg.stage_bytes, a_bytes, s),
         "const int k_bid = blockIdx.x;",
         f"const int k_m0 = k_bid / {grid_n} % {grid_m} * {cfg.bm}, k_n0 = k_bid % {grid_n} * {cfg.bn};",
         "if (k_tid == 0) {",
         f"  for (int i = 0; i < {s}; ++i) {{",
         f"    tl_mbarrier_init(&k_full[i], {PRODUCER_THREADS});   // every producer thread's B copies; A's TMA bytes",
-        f"    tl_mbarrier_init(&k_empty[i], {128 * cfg.consumers});   // every consumer thread releases the stage",
+        f"    tl_mbarrier_init(&k_empty[i], {128 * cfg.consumers});   // every consumer thread releases the stage"
+        if c < 2 else
+        f"    tl_mbarrier_init(&k_empty[i], {c * 4 * cfg.consumers});   // every consumer warp of every block of"
+        " the cluster releases the stage",
         "  }",
         "  tl_mbarrier_init_fence();",
         "}",
-        "__syncthreads();",
+        "__syncthreads();" if c < 2 else
+        "tl_cluster_sync();   // every block's barriers exist before a peer's multicast or remote arrive reaches them",
         f"if (k_tid < {PRODUCER_THREADS}) {{   // producer warpgroup: A by TMA (thread 0), B by every thread",
         *([f"  tl_setmaxnreg_dec<{p_regs}>();"] if rebalance else []),
         "  // B's copy plan: this thread's pixels (window corner pointer, taps inside the input), computed once.",
         *ind(mma_conv.plan_lines(cg, b, PRODUCER_THREADS), 1),
+        *(["  const int k_rank = (int)tl_cluster_rank();   // this block's share of the weight tile"] if c > 1 else []),
         "  int k_s = 0;",
         "  unsigned k_ph = 0;",
         f"  for (int kt = 0; kt < {k_tiles}; ++kt) {{",
@@ -108,7 +143,7 @@ def kernel_source(ctx, cg: mma_conv.ConvGemm, cfg: WgmmaConfig) -> str:
         "    unsigned char* const k_st = k_smem + k_s * STAGE;",
         "    if (k_tid == 0) {",
         "      tl_mbarrier_expect_tx(&k_full[k_s], A_BYTES);   // the whole box, zero fill included",
-        f"      tl_tma_load_2d(k_st, k_tma0, &k_full[k_s], {', '.join(coords)});",
+        f"      {a_load}",
         "    }",
         f"    {ctype}* const k_sb = reinterpret_cast<{ctype}*>(k_st + A_BYTES);",
         *ind(mma_conv.issue_lines(cg, b, b.name, "k_sb", PRODUCER_THREADS, BK, ragged), 2),
@@ -124,6 +159,12 @@ def kernel_source(ctx, cg: mma_conv.ConvGemm, cfg: WgmmaConfig) -> str:
             "  tl_cp_async_wait_all();",
             "  tl_fence_proxy_async();",
             f"  for (int kt = {max(0, k_tiles - d)}; kt < {k_tiles}; ++kt) tl_mbarrier_arrive(&k_full[kt % {s}]);"]),
+        *([] if c < 2 else [
+            f"  if (k_tid == 0) for (int i = 0; i < {s}; ++i) {{   // the producer tail: every block has released"
+            " every stage",
+            f"    if ({k_tiles} + i >= {s}) tl_mbarrier_wait_parity(&k_empty[k_s], k_ph ^ 1u);",
+            f"    if (++k_s == {s}) k_s = 0, k_ph ^= 1u;",
+            "  }"]),
         "  return;",
         "}",
         *([f"tl_setmaxnreg_inc<{c_regs}>();"] if rebalance else []),
@@ -138,7 +179,9 @@ def kernel_source(ctx, cg: mma_conv.ConvGemm, cfg: WgmmaConfig) -> str:
         f"for (int i = 0; i < {cfg.bn // 2}; ++i) k_acc[i] = 0.0f;",
         "unsigned k_ph = 0;   // the full barriers' phase parity in this round of stages",
         *wgmma_engine.consumer_k_loop(k_tiles, s, BK // 16, f"{WG_FN[dtype]}<{cfg.bn}, 0, 0>(k_acc, k_da + (j * "
-                                      "(STAGE >> 4) + kk * 2), k_db + (j * (STAGE >> 4) + kk * 2), 1);"),
+                                      "(STAGE >> 4) + kk * 2), k_db + (j * (STAGE >> 4) + kk * 2), 1);", c),
+        # in a cluster the last k tile's stage is released too: the peers' producer tails wait for it
+        *([wgmma_engine.release_line(c, str((k_tiles - 1) % s))] if c > 1 else []),
         "// Epilogue: register 4 ni + i of thread 32 w + l holds output channel 16 w + l / 4 + 8 (i / 2), pixel",
         "// 8 ni + 2 (l % 4) + i % 2 of the block tile.",
         "#pragma unroll",
@@ -168,17 +211,23 @@ def lower(ctx, name: str, cg: mma_conv.ConvGemm, cfg: WgmmaConfig):
     """The ``kernel.func`` of the implicit-GEMM wgmma kernel (dynamic shared memory; A's tensor map in
     ``tensor_maps``); its bytes are ``mma_conv.modelled_bytes`` (the same loads, TMA's zero fill unread)."""
     from .builder import KernelBuilder
+    from .tiled_mma import tiled_for
     E = cg.extents
     params = ctx.params()
+    cfg = clustered(cg, tiled_for(ctx), cfg)
     conf = {"block": {"M": cfg.bm, "N": cfg.bn}, "step": {"K": BK}, "implicit_gemm": [E["M"], E["N"], E["K"]],
             "mma": [64, cfg.bn, 16], "engine": "wgmma", "tile": [cfg.bm, cfg.bn],
             "warpgroups": [cfg.consumers, 1], "stages": cfg.stages}
+    if cfg.cluster > 1:
+        conf["cluster"] = {"N": cfg.cluster}
+    saved = wgmma_shape.multicast_saved_bytes(cg.mt(), E, cfg, itemsize(cg.dtype))   # the weight once per cluster
     a_map = wgmma_engine.operand_maps(cg.mt(), E, cfg, ctx.names, BK)[0]
     return KernelBuilder().func(
         name, [-(-E["M"] // cfg.bm) * -(-E["N"] // cfg.bn)], [cfg.threads], params, kind="tiled_mma",
-        flops=ctx.flops(), bytes_modelled=mma_conv.modelled_bytes(cg, ctx, cfg), config=conf,
+        flops=ctx.flops(), bytes_modelled=mma_conv.modelled_bytes(cg, ctx, cfg) - saved, config=conf,
         source=kernel_source(ctx, cg, cfg), smem=cfg.smem_bytes, smem_static=0,
-        tensor_maps=wgmma_engine.tensor_map_attrs((a_map,), params, cg.dtype))
+        tensor_maps=wgmma_engine.tensor_map_attrs((a_map,), params, cg.dtype),
+        cluster=cfg.cluster if cfg.cluster > 1 else None)
 
 
-__all__ = ["lag", "lower", "plan", "register_split"]
+__all__ = ["clustered", "lag", "lower", "plan", "register_split"]
