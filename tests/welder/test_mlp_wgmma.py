@@ -3,7 +3,8 @@ never leaves the chip, H = e1(X·W1) by SS wgmma per 64-column hidden chunk, pac
 for Y += H·W2 by RS wgmma, W1/W2 streamed by a TMA producer warpgroup. Run exactly under the emulator against
 numpy (f32 math on the same half-precision inputs, the hidden rounded to the model type as the kernel packs
 it) for rows not a multiple of the tile, bias + GELU and residual epilogues, K1, N1 and N2 not multiples of
-the 64-column boxes, X with two atoms, and N2 tiled across blocks; bytes equal the model's; the build is
+the 64-column boxes, X with two atoms, N2 tiled across blocks, W1 and W2 multicast to a cluster of two row
+tiles (and not); bytes equal the model's; the build is
 deterministic; ptxas (sm_90a) gives 0 spills
 and SASS with HGMMA for both products fed by UTMALDG. Welder keeps the kind where the latency model times it
 faster than the two wgmma engine GEMMs and rejects it, by that time alone, where it is slower. sm_80 keeps
@@ -84,12 +85,14 @@ CASES = {
     "f16_gelu_rows96": ("f16", (96, 64), 256, 64, "Gelu", True, False),        # rows past the 64-row tile
     "bf16_relu_residual": ("bf16", (1, 80, 128), 200, 128, "Relu", True, True),  # 2 atoms of X, hidden 200
     "f16_gelu_n2_tiled": ("f16", (64, 64), 512, 128, "Gelu", True, False),     # N2 over column tiles (below)
-    "f16_relu_ragged": ("f16", (50, 72), 136, 40, "Relu", True, False),     # K1, N1, N2 past the boxes' ends
+    "f16_relu_ragged": ("f16", (100, 72), 136, 40, "Relu", True, False),    # K1, N1, N2 past the boxes' ends
 }
-# Column tiles: Welder takes them only where the hidden's round trip outweighs re-reading both weights per block
-# and recomputing H per tile (2 x 64 rows > K1 x tiles + N2 in bytes), which no case small enough to emulate
-# does; this case takes them by narrowing the kernel's column choices to 64 (2 tiles of N2 = 128).
-NARROW = {"f16_gelu_n2_tiled": (64,)}
+# Choices narrowed for a case. Column tiles: Welder takes them only where the hidden's round trip outweighs
+# re-reading both weights per cluster and recomputing H per tile, which no case small enough to emulate does;
+# this case takes them with the kernel's column choices narrowed to 64 (2 tiles of N2 = 128). The ragged case
+# runs its 2 row tiles without a cluster (the others with 2 row tiles multicast W1 and W2 to a cluster of 2).
+PATCH = {"f16_gelu_n2_tiled": {"BNS": (64,)}, "f16_relu_ragged": {"CLUSTERS": (1,)}}
+CLUSTERED = ("f16_gelu_rows96", "bf16_relu_residual")
 
 
 def _mlp_func(build):
@@ -104,12 +107,16 @@ def built(request, tmp_path_factory):
     dtype, x_shape, n1, n2, act, bias2, residual = CASES[request.param]
     x, ref = ffn(d / "m.onnx", dtype, x_shape, n1, n2, act, bias2, residual)
     np.savez(d / "in.npz", x=_feed(x, dtype))
+    _compile(d, request.param, d / "b", check_ptx=shutil.which("nvcc") is not None)
+    return d, dtype, ref
+
+
+def _compile(d, case: str, build, **options) -> None:
     from tilec.fusion.mlp import wgmma
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(wgmma, "BNS", NARROW.get(request.param, wgmma.BNS))
-        compile_model(str(d / "m.onnx"), str(d / "b"), pipeline="welder", arch="h200",
-                      check_ptx=shutil.which("nvcc") is not None)
-    return d, dtype, ref
+        for name, value in PATCH.get(case, {}).items():
+            mp.setattr(wgmma, name, value)
+        compile_model(str(d / "m.onnx"), str(build), pipeline="welder", arch="h200", **options)
 
 
 @pytest.mark.parametrize("order", ["normal", "reverse"])
@@ -137,8 +144,13 @@ def test_one_kernel_with_both_products_on_wgmma(built):
     assert len(func.attributes["tensor_maps"]) == 3 and "tl_cp_async" not in src and "tl_mma_m16n8k16" not in src
     rows, tiles = cfg["tiles"]
     assert func.attributes["grid"][0] == rows * tiles and func.attributes["block"][0] == 128 * (cfg["warpgroups"] + 1)
-    if d.name.endswith("n2_tiled"):
+    if d.name.startswith("f16_gelu_n2_tiled"):
         assert tiles > 1
+    clustered = d.name.startswith(CLUSTERED)
+    assert cfg["cluster"] == (2 if clustered else 1) and func.attributes.get("cluster", 1) == cfg["cluster"], cfg
+    assert ("tl_tma_load_multicast_2d(" in src) == clustered and ("tl_cluster_sync();" in src) == clustered
+    if d.name.startswith("f16_relu_ragged"):
+        assert rows == 2
 
 
 def test_ptxas_sm90a_no_spills_hgmma_from_tma(built):
@@ -169,7 +181,7 @@ def test_the_kernel_is_deterministic(built, tmp_path):
     d, _, _ = built
     if not d.name.startswith("f16_relu_ragged"):
         pytest.skip("one case")
-    compile_model(str(d / "m.onnx"), str(tmp_path / "b"), pipeline="welder", arch="h200")
+    _compile(d, "f16_relu_ragged", tmp_path / "b")
     for name in ("model.tir", "plan.json"):
         assert (tmp_path / "b" / name).read_bytes() == (d / "b" / name).read_bytes(), name
 
@@ -196,9 +208,9 @@ def _kinds(tir: str) -> list:
 
 
 @pytest.mark.parametrize("x_shape,n1,n2,fused", [
-    ((4096, 64), 512, 64, True),      # many rows, narrow weights: 5.9 us against 4.3 + 5.1 for the split
-    ((512, 64), 8192, 64, False),     # 512 rows: 8 blocks on 132 SMs for all the FLOPs; the split's first GEMM fills
-                                      # the SMs (modelled 44.2 us against 5.3 + 35.7)
+    ((4096, 64), 512, 64, True),      # many rows, narrow weights: 5.0 us against 4.3 + 5.1 for the split
+    ((128, 512), 4096, 64, False),    # 128 rows: 2 blocks for all the FLOPs; the split's first GEMM fills the SMs
+                                      # (modelled 70.0 us against 4.5 + 24.9)
 ])
 def test_welder_keeps_the_kind_only_where_it_models_faster(tmp_path, x_shape, n1, n2, fused):
     """The search's byte score takes the mlp group for both shapes; the welder pass' latency check times it

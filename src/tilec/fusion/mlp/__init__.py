@@ -14,7 +14,8 @@ bandwidth (less from L2) against 31 / 9.8 us of tensor-core time for 9.7 GFLOP, 
 GEMMs. docs/benchmarks/tensorcore-2026-12-07.md has both kernels.
 
 On sm_90 the wgmma kernel streams the hidden in 64-column chunks through registers (Y's accumulators split
-over column tiles of <= 192 and over consumer warpgroups), and Welder takes it where the latency model times
+over column tiles of <= 192 and over consumer warpgroups, the weights multicast to clusters of two row tiles),
+and Welder takes it where the latency model times
 it faster than those two GEMMs (the welder pass' check against :meth:`MlpPattern.apart_parts`): many rows
 with narrow weights, not BERT-base's FFN (docs/hopper.md)."""
 from __future__ import annotations

@@ -196,12 +196,13 @@ class MlpPlan:
     engine: str = ""   # "wgmma": the sm_90 f16/bf16 kernel (fusion/mlp/wgmma.py), with its bn and stages
     bn: int = 0
     stages: int = 0
+    cluster: int = 1
 
     def tile_attr(self) -> dict:
         """The ``tile`` attribute of the mlp kernel."""
         tile = {"rows": self.rows, "threads": self.threads, "split": self.split, "tail": self.tail}
         if self.engine:
-            tile.update(engine=self.engine, bn=self.bn, stages=self.stages)
+            tile.update(engine=self.engine, bn=self.bn, stages=self.stages, cluster=self.cluster)
         return tile
 
     def edge_levels(self, edges: list) -> list:
@@ -249,5 +250,6 @@ def _wgmma_group(graph, members: list, spec, ctx, cut: int, tail: int) -> Group 
     if cfg is None:
         return None
     shape = cfg["shape"]
-    plan = MlpPlan(shape.rows, shape.threads, cut, tail, 0, engine=wgmma.ENGINE, bn=shape.bn, stages=shape.stages)
+    plan = MlpPlan(shape.rows, shape.threads, cut, tail, 0, engine=wgmma.ENGINE, bn=shape.bn, stages=shape.stages,
+                   cluster=shape.cluster)
     return Group(list(members), "mlp", cfg["bytes"], cfg["waves"], cfg["smem"], plan)

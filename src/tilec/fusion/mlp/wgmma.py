@@ -20,14 +20,23 @@ the hidden of its rows (priced as such: FLOPs and bytes count every recomputatio
 Hidden columns past N1 are X·0 = 0 (W1's zero fill; their e1 is skipped) times W2's zero-filled rows; rows
 past R are never stored. With two consumers the producer gives registers to them (``setmaxnreg``).
 
+Multicast (``cluster`` = C = 2, as the GEMM engine's, lower/wgmma_engine.py): C row tiles of one column tile
+form a thread-block cluster (``__cluster_dims__``) and share W1 and W2: each producer loads 64 / C k rows of
+every weight box with ``.multicast::cluster`` to every block, so each block's ``full`` barriers receive C
+parts; a stage is refilled only when every consumer warp of every block has released it (lane r arrives on
+block r's ``empty`` barrier), and each producer waits for its stages' final releases before it exits. The row
+tiles are padded to whole clusters (a padded tile has no rows: its X box is all zero fill, nothing stored).
+
 Not yet: a row tail (LayerNorm) or the one-GEMM ``split = 0`` form on this path (those groups keep the
 split), overlap of chunk h's second product with chunk h + 1's first (each is waited for before its
 accumulators are used), X streamed instead of resident (K1 is bounded by shared memory: 64·c·K1·2 bytes).
 
 Bytes, as emitted (the emulator counts TMA boxes' in-bounds bytes): X once per column tile, W1 once per
-block, W2 once per row tile, e1's loads once per hidden element per column tile, e2's loads and Y."""
+cluster and column tile, W2 once per cluster, e1's loads once per hidden element per column tile, e2's loads
+and Y."""
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -51,6 +60,7 @@ CHUNK = 64           # hidden columns per step: the first product's N, the secon
 BNS = (192, 128, 64)
 TILE = ATOM * ATOM * 2      # bytes of a 64 x 64 b16 box: a W1 stage (a W2 stage holds bn / 64 of them)
 STAGES = (4, 3, 2)   # the W1 ring, deepest first while shared memory allows
+CLUSTERS = (1, 2)    # row tiles per thread-block cluster sharing the weights (TMA multicast, as the engine's)
 DTYPES = ("f16", "bf16")
 OVERHEAD_REGS = 40   # a lone consumer's registers beyond Y's, H's accumulators and H's fragments
 WG = {"f16": "tl_wgmma_f16", "bf16": "tl_wgmma_bf16"}
@@ -80,6 +90,12 @@ class Shape:
     bn: int
     stages: int
     atoms: int
+    cluster: int = 1   # C > 1: C row tiles of one column tile share W1 and W2 by TMA multicast
+
+    @property
+    def part(self) -> int:
+        """k rows of each 64 x 64 weight box a block of the cluster loads for every block (all 64 alone)."""
+        return ATOM // self.cluster
 
     @property
     def rows(self) -> int:
@@ -109,8 +125,9 @@ class Shape:
 
 
 def grid(ctx, shape: Shape) -> tuple:
-    """(row tiles, column tiles)."""
-    return -(-ctx.R // shape.rows), -(-ctx.N2 // shape.bn)
+    """(row tiles, column tiles); the row tiles a whole number of clusters (the last ones past R: no rows)."""
+    nr = -(-ctx.R // shape.rows)
+    return -(-nr // shape.cluster) * shape.cluster, -(-ctx.N2 // shape.bn)
 
 
 def flops(ctx, shape: Shape) -> int:
@@ -125,8 +142,9 @@ def modelled_bytes(ctx, shape: Shape, dtype: str) -> int:
     s1, s2 = ctx.s1, ctx.s2
     hval = s1.outs[0]
     e1 = s1.epilogue_bytes() + s1.out_bytes() - math.prod(hval.type.shape) * itemsize(hval.type.dtype)
-    return (nt * ctx.R * ctx.K1 * a + nr * nt * ctx.K1 * ctx.N1 * a + nr * ctx.N1 * ctx.N2 * a + nt * e1
-            + s2.epilogue_bytes() + s2.out_bytes())
+    clusters = nr // shape.cluster   # each reads W1 and W2 once, a share per block
+    return (nt * ctx.R * ctx.K1 * a + clusters * nt * ctx.K1 * ctx.N1 * a + clusters * ctx.N1 * ctx.N2 * a
+            + nt * e1 + s2.epilogue_bytes() + s2.out_bytes())
 
 
 def modelled_us(ctx, shape: Shape, spec, dtype: str) -> float:
@@ -146,21 +164,17 @@ def choose(ctx, spec, dtype: str) -> dict | None:
     atoms = -(-ctx.K1 // ATOM)
     widest = -(-ctx.N2 // ATOM) * ATOM
     best = None
-    for consumers in (2, 1):
-        if consumers > 1 and ctx.R <= ROWS:
+    for consumers, bn, cluster in itertools.product((2, 1), BNS, CLUSTERS):
+        if (consumers > 1 and ctx.R <= ROWS) or bn > widest or (cluster > 1 and ctx.R <= ROWS * consumers):
             continue
-        for bn in BNS:
-            if bn > widest:
-                continue
-            fits = [Shape(consumers, bn, s, atoms) for s in STAGES
-                    if Shape(consumers, bn, s, atoms).smem <= spec.smem_per_block_optin_bytes]
-            if not fits:
-                continue
+        fits = [Shape(consumers, bn, s, atoms, cluster) for s in STAGES
+                if Shape(consumers, bn, s, atoms, cluster).smem <= spec.smem_per_block_optin_bytes]
+        if fits:
             shape = fits[0]
             nr, nt = grid(ctx, shape)
             q = modelled_bytes(ctx, shape, dtype)
             us = modelled_us(ctx, shape, spec, dtype)
-            key = (us, q, -nr * nt, -bn)
+            key = (us, q, -nr * nt, -bn, cluster)
             if best is None or key < best[0]:
                 waves = -(-nr * nt // spec.num_sms)   # one block per SM: its shared memory
                 best = (key, {"shape": shape, "bytes": q, "smem": shape.smem, "blocks": nr * nt, "waves": waves,
@@ -200,8 +214,8 @@ def tensor_maps(ctx, params: list, shape: Shape, dtype: str) -> list:
     one = lambda name, dims, box: {"arg": index[name], "dtype": dtype, "dims": dims, "box": box,   # noqa: E731
                                    "swizzle": 128}
     return [one(s1.names[s1.a_acc.tensor], [ctx.K1, ctx.R], [ATOM, shape.rows]),
-            one(s1.names[s1.b_acc.tensor], [ctx.N1, ctx.K1], [ATOM, ATOM]),
-            one(s2.names[s2.b_acc.tensor], [ctx.N2, ctx.N1], [ATOM, ATOM])]
+            one(s1.names[s1.b_acc.tensor], [ctx.N1, ctx.K1], [ATOM, shape.part]),
+            one(s2.names[s2.b_acc.tensor], [ctx.N2, ctx.N1], [ATOM, shape.part])]
 
 
 def kernel_source(ctx, params: list, shape: Shape, dtype: str) -> str:
@@ -214,9 +228,30 @@ def kernel_source(ctx, params: list, shape: Shape, dtype: str) -> str:
     conv = lambda x: CUDA.convert(x, "f32", dtype)  # noqa: E731
     ind = lambda lines, n: ["  " * n + x for x in lines]  # noqa: E731
     rebalance = c > 1
+    C, part = shape.cluster, shape.part
     x_loads = [f"tl_tma_load_2d(k_sx + {a * rows * ATOM}, k_tma0, k_xfull, {a * ATOM}, k_m0);" for a in range(kt1)]
-    w2_loads = [f"tl_tma_load_2d(k_sw2 + k_s2 * {bn * ATOM} + {j * ATOM * ATOM}, k_tma2, &k_full2[k_s2], "
-                f"k_n0 + {j * ATOM}, h * {CHUNK});" for j in range(bn // ATOM)]
+
+    def weight_load(dst: str, tma: str, bar: str, n0: str, k0: str) -> str:
+        """One 64 x 64 weight box, or in a cluster this block's ``part`` k rows of it for every block."""
+        if C == 1:
+            return f"tl_tma_load_2d({dst}, {tma}, {bar}, {n0}, {k0});"
+        return (f"tl_tma_load_multicast_2d({dst} + k_rank * {part * ATOM}, {tma}, {bar}, {(1 << C) - 1}, {n0}, "
+                f"{k0} + k_rank * {part});")
+    w1_load = weight_load(f"k_sw1 + k_s * {ATOM * ATOM}", "k_tma1", "&k_full1[k_s]", f"h * {CHUNK}", f"kt * {ATOM}")
+    w2_loads = [weight_load(f"k_sw2 + k_s2 * {bn * ATOM} + {j * ATOM * ATOM}", "k_tma2", "&k_full2[k_s2]",
+                            f"k_n0 + {j * ATOM}", f"h * {CHUNK}") for j in range(bn // ATOM)]
+    # In a cluster every consumer warp of every block releases a stage (lane r arrives on block r's barrier),
+    # and the producer waits for the final releases before it exits (no remote arrive reaches a gone block).
+    empty = 128 * c if C == 1 else C * 4 * c
+    release = (lambda bar: f"tl_mbarrier_arrive({bar});") if C == 1 else \
+        (lambda bar: f"if (k_lane < {C}) tl_mbarrier_arrive_cluster({bar}, k_lane);")   # the engine's release_line
+    tail = [] if C == 1 else [
+        f"    for (int i = 0; i < {S}; ++i) {{   // the producer tail: every block has released every stage",
+        f"      if ({nh * kt1} + i >= {S}) tl_mbarrier_wait_parity(&k_empty1[k_s], k_ph ^ 1u);",
+        f"      if (++k_s == {S}) k_s = 0, k_ph ^= 1u;",
+        "    }",
+        f"    for (int h = {nh}; h < {nh + 2}; ++h)",
+        "      if (h >= 2) tl_mbarrier_wait_parity(&k_empty2[h & 1], ((h >> 1) + 1) & 1);"]
     src = [
         MARK,
         f"// mlp on wgmma: {c} consumer warpgroup(s) x {ROWS} rows of X (resident, TMA), {bn} columns of Y; per "
@@ -234,26 +269,31 @@ def kernel_source(ctx, params: list, shape: Shape, dtype: str) -> str:
         f"unsigned long long* const k_full2 = k_empty1 + {S};   // [2] a W2 slab has landed",
         "unsigned long long* const k_empty2 = k_full2 + 2;   // [2] the consumers are done with it",
         "const int k_tid = threadIdx.x;",
-        f"const int k_m0 = blockIdx.x / {nt} * {rows}, k_n0 = blockIdx.x % {nt} * {bn};   "
-        "// column tiles of one row tile run side by side (X from L2)",
+        (f"const int k_m0 = blockIdx.x / {nt} * {rows}, k_n0 = blockIdx.x % {nt} * {bn};   "
+         "// column tiles of one row tile run side by side (X from L2)" if C == 1 else
+         f"const int k_m0 = blockIdx.x % {nr} * {rows}, k_n0 = blockIdx.x / {nr} * {bn};   "
+         f"// clusters of {C} row tiles of one column tile share W1 and W2"),
         "if (k_tid == 0) {",
         "  tl_mbarrier_init(k_xfull, 1);",
         f"  for (int i = 0; i < {S}; ++i) {{",
         "    tl_mbarrier_init(&k_full1[i], 1);   // the producer's arrive.expect_tx; the TMA bytes complete it",
-        f"    tl_mbarrier_init(&k_empty1[i], {128 * c});   // every consumer thread releases the stage",
+        f"    tl_mbarrier_init(&k_empty1[i], {empty});   // every consumer thread (warp, in a cluster) releases it",
         "  }",
         "  for (int i = 0; i < 2; ++i) {",
         "    tl_mbarrier_init(&k_full2[i], 1);",
-        f"    tl_mbarrier_init(&k_empty2[i], {128 * c});",
+        f"    tl_mbarrier_init(&k_empty2[i], {empty});",
         "  }",
         "  tl_mbarrier_init_fence();",
         "}",
-        "__syncthreads();",
+        "__syncthreads();" if C == 1 else
+        "tl_cluster_sync();   // every block's barriers exist before a peer's multicast or remote arrive reaches them",
         "if (k_tid < 128) {   // producer warpgroup: its first thread issues the loads, in the consumers' order",
         *([f"  tl_setmaxnreg_dec<{PRODUCER_REGS}>();"] if rebalance else []),
         "  if (k_tid == 0) {",
         f"    tl_mbarrier_arrive_expect_tx(k_xfull, {kt1 * rows * 128});   // whole boxes, zero fill included",
         *ind(x_loads, 2),
+        *([] if C == 1 else
+          ["    const int k_rank = (int)tl_cluster_rank();   // this block's share of each weight box"]),
         "    int k_s = 0;",
         "    unsigned k_ph = 0;",
         "    #pragma unroll 1",
@@ -262,7 +302,7 @@ def kernel_source(ctx, params: list, shape: Shape, dtype: str) -> str:
         f"      for (int kt = 0; kt < {kt1}; ++kt) {{",
         f"        if (h * {kt1} + kt >= {S}) tl_mbarrier_wait_parity(&k_empty1[k_s], k_ph ^ 1u);   // stage free",
         f"        tl_mbarrier_arrive_expect_tx(&k_full1[k_s], {TILE});",
-        f"        tl_tma_load_2d(k_sw1 + k_s * {ATOM * ATOM}, k_tma1, &k_full1[k_s], h * {CHUNK}, kt * {ATOM});",
+        f"        {w1_load}",
         f"        if (++k_s == {S}) k_s = 0, k_ph ^= 1u;",
         "      }",
         "      const int k_s2 = h & 1;",
@@ -270,6 +310,7 @@ def kernel_source(ctx, params: list, shape: Shape, dtype: str) -> str:
         f"      tl_mbarrier_arrive_expect_tx(&k_full2[k_s2], {bn * 128});",
         *ind(w2_loads, 3),
         "    }",
+        *tail,
         "  }",
         "  return;",
         "}",
@@ -303,13 +344,13 @@ def kernel_source(ctx, params: list, shape: Shape, dtype: str) -> str:
         "    tl_wgmma_commit();",
         "    tl_wgmma_wait<1>();",
         "    tl_wgmma_fence_operand(k_h);",
-        "    if (kt > 0) tl_mbarrier_arrive(&k_empty1[k_sp]);",
+        f"    if (kt > 0) {release('&k_empty1[k_sp]')}",
         "    k_sp = k_s;",
         f"    if (++k_s == {S}) k_s = 0, k_ph ^= 1u;",
         "  }",
         "  tl_wgmma_wait<0>();",
         "  tl_wgmma_fence_operand(k_h);",
-        "  tl_mbarrier_arrive(&k_empty1[k_sp]);",
+        f"  {release('&k_empty1[k_sp]')}",
         "  // e1 on the accumulators (hidden columns past N1 keep X 0 = 0), then H as k16 A fragments.",
         *ind(_epilogue(ctx.s1, params, "k_h", CHUNK, f"h * {CHUNK}", ctx.R, ctx.N1,
                        lambda kb: SharedStager(kb, "k_h[ni * 4 + i]")), 1),
@@ -322,7 +363,7 @@ def kernel_source(ctx, params: list, shape: Shape, dtype: str) -> str:
         "  tl_wgmma_commit();",
         "  tl_wgmma_wait<0>();",
         "  tl_wgmma_fence_operand(k_y);",
-        "  tl_mbarrier_arrive(&k_empty2[h & 1]);",
+        f"  {release('&k_empty2[h & 1]')}",
         "}",
         "// e2 on Y's accumulators, stored.",
         *_epilogue(ctx.s2, params, "k_y", bn, "k_n0", ctx.R, ctx.N2)]
@@ -335,18 +376,21 @@ def lower(ctx, kernel, name: str, tile: dict, spec):
     dtype = ctx.s1.dtypes[ctx.s1.input_of(ctx.s1.a_acc)]
     if dtype not in DTYPES or ctx.tail is not None or list(ctx.s2.outs) != list(ctx.outs):
         raise CompileError.at("lower-cuda: a wgmma mlp kernel takes f16/bf16 GEMMs without a row tail", kernel.loc)
-    shape = Shape(int(tile["rows"]) // ROWS, int(tile["bn"]), int(tile["stages"]), -(-ctx.K1 // ATOM))
+    shape = Shape(int(tile["rows"]) // ROWS, int(tile["bn"]), int(tile["stages"]), -(-ctx.K1 // ATOM),
+                  int(tile.get("cluster", 1)))
     if shape.smem > spec.smem_per_block_optin_bytes:
         raise CompileError.at(f"lower-cuda: wgmma mlp kernel needs {shape.smem} B of shared memory", kernel.loc)
     params = kernel_params(kernel)
     nr, nt = grid(ctx, shape)
     config = {"engine": ENGINE, "rows": shape.rows, "bn": shape.bn, "stages": shape.stages, "split": tile["split"],
               "warpgroups": shape.consumers, "chunk": CHUNK, "wgmma": [[ROWS, CHUNK, 16], [ROWS, shape.bn, 16]],
-              "pipeline": "tma", "producer": True, "tiles": [nr, nt], "inflight_bytes": shape.inflight}
+              "pipeline": "tma", "producer": True, "tiles": [nr, nt], "inflight_bytes": shape.inflight,
+              "cluster": shape.cluster}
     func = KernelBuilder().func(
         name, [nr * nt], [shape.threads], params, kind="mlp", flops=flops(ctx, shape),
         bytes_modelled=modelled_bytes(ctx, shape, dtype), source=kernel_source(ctx, params, shape, dtype),
-        config=config, smem=shape.smem, smem_static=0, tensor_maps=tensor_maps(ctx, params, shape, dtype))
+        config=config, smem=shape.smem, smem_static=0, tensor_maps=tensor_maps(ctx, params, shape, dtype),
+        cluster=shape.cluster if shape.cluster > 1 else None)
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in ctx.s1.members +
                                          ctx.s2.members)
     return func
