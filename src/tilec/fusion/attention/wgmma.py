@@ -31,6 +31,16 @@ softmax and the store are :mod:`.mma`'s on a flat accumulator array).
 4. O / l is converted to the output type and stored once (through the head-merge transpose if one ends the
    group).
 
+Multicast (issue #21, :func:`cluster_for`): the blocks of one (batch·head) are its query tiles, consecutive,
+and read the same K/V chunks. Where K and V load by TMA and the query tiles come in whole clusters of
+``wgmma_shape.MULTICAST``, pairs of blocks form a thread-block cluster (``__cluster_dims__(2, 1, 1)``) and each
+producer loads half the rows of every K/V box with ``.multicast::cluster`` to both blocks (each block's
+``full`` barrier receives both halves, the same expect_tx); a stage is refilled only once every consumer warp
+of both blocks has released it (``empty`` counts 2 x 4 warps per consumer warpgroup; lane r of each warp
+arrives on block r's barrier, the GEMM engine's ``release_line``), the producer waits for both stages' final
+releases before it exits, and a cluster barrier follows the barriers' init. K/V's global bytes are then read
+once per cluster. Q, the key-indexed operands and the scalars stay per block.
+
 Not yet FlashAttention-3's whole schedule: the softmax of chunk c does not overlap the wgmma of chunk c + 1
 (each product is waited for before its results are used), and the two consumers do not ping-pong.
 :func:`eligible` says when a matched chain takes this kernel, :func:`choose` its tile; the bytes are
@@ -39,12 +49,14 @@ from __future__ import annotations
 
 import math
 
+from ...analysis.wgmma_shape import MULTICAST
 from ...backend.arch_features import MARK
 from ...backend.cstyle import CUDA
 from ...backend.lower import mma_engine as E
 from ...backend.lower import wgmma_engine as WE
 from ...backend.lower.builder import KernelBuilder
 from ...backend.lower.fused import kernel_params
+from ...ir.diagnostics import CompileError
 from ...ir.texpr.nodes import AxisRef, Num
 from ...ir.types import itemsize
 from ..wgmma_parts import ATOM, SLACK, pack_a_fragments
@@ -92,6 +104,25 @@ def smem_bytes(att, groups: int, bn: int, dtype: str, staged_j: int, scalars: in
     return SLACK + b16 + 32 + 4 * (2 * bn * staged_j + max(1, scalars))   # 32: the stages' four mbarriers
 
 
+def cluster_for(spec, att, tq: int, tma: bool) -> int:
+    """Blocks per multicast cluster: :data:`MULTICAST` where K and V load by TMA (``tma``), the target has
+    clusters and the query tiles of a head come in whole clusters (so a cluster never spans two heads); else
+    1. It reads K/V once per cluster, so the modelled time (bytes x waves) only drops."""
+    nq = -(-att.sq // tq)
+    return MULTICAST if tma and spec.max_cluster_blocks >= MULTICAST and nq % MULTICAST == 0 else 1
+
+
+def saved_bytes(graph, att, tq: int, cluster: int) -> int:
+    """Global bytes of K and V a cluster of ``cluster`` query tiles does not read (:func:`.mma.modelled_bytes`
+    counts them once per query tile): (C - 1) / C of them."""
+    if cluster < 2:
+        return 0
+    qk, pv = graph.nodes[att.qk], graph.nodes[att.pv]
+    size = lambda n, acc: itemsize(n.op.operands[list(n.expr.inputs).index(acc.tensor)].type.dtype)  # noqa: E731
+    blocks = math.prod(att.batch) * -(-att.sq // tq)
+    return blocks // cluster * (cluster - 1) * att.sk * (att.d * size(qk, att.k_acc) + att.dv * size(pv, att.v_acc))
+
+
 def choose(graph, att, spec, outside: list) -> dict | None:
     """The kernel's tile: ``{tq, bk, threads, blocks, bytes, waves, smem, cluster, engine}``, or None when its
     shared memory does not fit the target's opt-in limit."""
@@ -103,11 +134,14 @@ def choose(graph, att, spec, outside: list) -> dict | None:
     if smem > spec.smem_per_block_optin_bytes:
         return None
     blocks = math.prod(att.batch) * -(-att.sq // tq)
-    threads = 128 * (g + uses_tma(graph, att, tq, bn))   # + the producer warpgroup of a TMA kernel
+    tma = uses_tma(graph, att, tq, bn)
+    threads = 128 * (g + tma)   # + the producer warpgroup of a TMA kernel
+    cluster = cluster_for(spec, att, tq, tma)
     per_sm = max(1, min(spec.max_threads_per_sm // threads, spec.smem_per_sm_bytes // smem))
     waves = -(-blocks // (per_sm * spec.num_sms))
     return {"tq": tq, "bk": bn, "threads": threads, "blocks": blocks,
-            "bytes": mma.modelled_bytes(graph, att, outside, tq), "waves": waves, "smem": smem, "cluster": 1,
+            "bytes": mma.modelled_bytes(graph, att, outside, tq) - saved_bytes(graph, att, tq, cluster), "waves": waves,
+            "smem": smem, "cluster": cluster,
             "engine": ENGINE}
 
 
@@ -219,6 +253,17 @@ def lower(r, kernel, name: str, outside: list):
                                "box": box[1], "swizzle": 128}, box[0]))
     tma = all(boxes)
     assert T == 128 * (groups + tma), (T, groups, tma)   # choose() asked uses_tma() the same question
+    c = r.cluster
+    if c != 1 and (c != MULTICAST or not tma or nq % c):
+        raise CompileError.at(f"lower-cuda: wgmma attention cluster {c} must be 1, or {MULTICAST} with K/V by TMA "
+                              f"and the {nq} query tiles of a head in whole clusters", kernel.loc)
+    if c > 1:   # K and V: each block loads rows k_rank * R / C .. of every box and multicasts them
+        for i in (1, 2):
+            info, coords = boxes[i]
+            at = coords.index("{r}")
+            rows = info["box"][at]
+            boxes[i] = ({**info, "box": [*info["box"][:at], rows // c, *info["box"][at + 1:]]},
+                        [*coords[:at], f"{{r}} + k_rank * {rows // c}", *coords[at + 1:]])
     pipeline = "TMA + mbarrier, producer warpgroup" if tma else "cp.async"
     P = 128   # the producer's threads
     rebalance = tma and groups > 1   # 384 threads: the producer gives registers to the consumers
@@ -229,9 +274,14 @@ def lower(r, kernel, name: str, outside: list):
         out = []
         for t, dst, i in tiles:
             coords = boxes[i][1]
+            share = c > 1 and i > 0   # K, V in a cluster: this block's rows, to every block
             for a in range(t.cols // ATOM):
                 col = o[t.col] if not a else f"{o[t.col]} + {a * ATOM}" if o[t.col] != "0" else str(a * ATOM)
                 cs = ", ".join(x.format(c=col, r=o[t.row]) for x in coords)
+                if share:
+                    out.append(f"tl_tma_load_multicast_{len(coords)}d({dst} + {a * t.rows * ATOM} + k_rank * "
+                               f"{t.rows // c * ATOM}, k_tma{i}, &k_full[{stage}], {hex((1 << c) - 1)}, {cs});")
+                    continue
                 out.append(f"tl_tma_load_{len(coords)}d({dst} + {a * t.rows * ATOM}, k_tma{i}, &k_full[{stage}], {cs});")
         return out
 
@@ -287,11 +337,19 @@ def lower(r, kernel, name: str, outside: list):
                 "if (k_tid == 0) {",
                 *(f"  tl_mbarrier_init(&k_full[{i}], {P});   // every producer thread; thread 0 with the bytes"
                   for i in range(2)),
-                *(f"  tl_mbarrier_init(&k_empty[{i}], {128 * groups});   // every consumer thread" for i in range(2)),
+                *((f"  tl_mbarrier_init(&k_empty[{i}], {128 * groups});   // every consumer thread" for i in range(2))
+                  if c < 2 else
+                  (f"  tl_mbarrier_init(&k_empty[{i}], {c * 4 * groups});   // every consumer warp of every block"
+                   for i in range(2))),
                 "  tl_mbarrier_init_fence();", "}",
-                "__syncthreads();   // barriers initialised, scalar slots visible: the last block-wide barrier",
+                "__syncthreads();   // barriers initialised, scalar slots visible: the last block-wide barrier"
+                if c < 2 else
+                "tl_cluster_sync();   // scalar slots visible; every block's barriers exist before a peer's multicast"
+                " or remote arrive",
                 f"if (k_tid < {P}) {{",
                 *([f"  tl_setmaxnreg_dec<{WE.PRODUCER_REGS}>();"] if rebalance else []),
+                *(["  const int k_rank = (int)tl_cluster_rank();   // this block's half of every K/V box"]
+                  if c > 1 else []),
                 f"  for (int k_pc = 0; k_pc < {nc}; ++k_pc) {{",
                 "    const int k_ps = k_pc & 1;",
                 "    if (k_pc >= 2) tl_mbarrier_wait_parity(&k_empty[k_ps], ((k_pc >> 1) + 1) & 1);   // stage free",
@@ -303,7 +361,12 @@ def lower(r, kernel, name: str, outside: list):
                 *ind(tma_loads("k_pc", "k_ps", kv), 3),
                 "    } else {",
                 "      tl_mbarrier_arrive(&k_full[k_ps]);   // releases this thread's key-operand stores",
-                "    }", "  }", "  return;", "}",
+                "    }", "  }",
+                *([] if c < 2 else [
+                    "  // The producer tail: both stages' final releases, peers' included, before the block may exit.",
+                    f"  if (k_tid == 0) for (int k_pc = {max(nc, 2)}; k_pc < {nc + 2}; ++k_pc)",
+                    "    tl_mbarrier_wait_parity(&k_empty[k_pc & 1], ((k_pc >> 1) + 1) & 1);"]),
+                "  return;", "}",
                 *([f"tl_setmaxnreg_inc<{WE.CONSUMER_REGS}>();"] if rebalance else [])]
     else:
         src += ["// Prologue: Q (group 0), then K/V chunk 0 (group 1).",
@@ -346,16 +409,21 @@ def lower(r, kernel, name: str, outside: list):
             "  tl_wgmma_fence_operand(k_o);", "  tl_wgmma_fence();", *ind(o_calls, 1),
             "  tl_wgmma_commit();", "  tl_wgmma_wait<0>();", "  tl_wgmma_fence_operand(k_o);",
             ("  tl_mbarrier_arrive(&k_empty[k_ci & 1]);   // done with chunk c's stage: the producer may refill it"
+             if tma and c < 2 else
+             f"  {WE.release_line(c, 'k_ci & 1')}   // chunk c's stage: every producer of the cluster may refill it"
              if tma else "  __syncthreads();   // every warpgroup is done with chunk c's stage before it is refilled"),
             "}",
             *([] if tma else ["tl_cp_async_wait<0>();   // only empty groups can be left"]),
             *mma._store_lines(r, dv, sq, "k_o[4 * ni + 2 * h + e]")]
     func = KernelBuilder().func(
         name, [blocks], [T], kernel_params(kernel), kind="attention", flops=sum(c.flops() for c in r.ctxs),
-        bytes_modelled=mma.modelled_bytes(graph, att, outside, tq), source="\n".join(src) + "\n",
+        bytes_modelled=mma.modelled_bytes(graph, att, outside, tq) - saved_bytes(graph, att, tq, c),
+        source="\n".join(src) + "\n",
         config={"engine": ENGINE, "wgmma": [[ROWS, bn, 16], [ROWS, dv, 16]], "warpgroups": groups, "stages": 2,
-                "pipeline": "tma" if tma else "cp.async", "producer": tma, "tq": tq, "bk": bn},
-        smem=smem, smem_static=0, **({"tensor_maps": [b[0] for b in boxes]} if tma else {}))
+                "pipeline": "tma" if tma else "cp.async", "producer": tma, "tq": tq, "bk": bn,
+                **({"cluster": c} if c > 1 else {})},
+        smem=smem, smem_static=0, **({"tensor_maps": [b[0] for b in boxes]} if tma else {}),
+        cluster=c if c > 1 else None)
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
 
