@@ -96,10 +96,12 @@ def _config(attrs: dict) -> str:
     if attrs.get("kind") == "attention" and cfg.get("engine") == "wgmma":
         feed = "a TMA producer warpgroup" if cfg.get("producer") else f"{cfg['pipeline']}"
         return (f"attention on wgmma: {cfg['warpgroups']} consumer warpgroup(s) x 64 rows, {cfg['bk']}-key "
-                f"chunks, {cfg['stages']} stages fed by {feed}")
+                f"chunks, {cfg['stages']} stages fed by {feed}"
+                + (f", K/V multicast to clusters of {cfg['cluster']} query tiles" if cfg.get("cluster") else ""))
     if cfg.get("engine") == "wgmma" and "implicit_gemm" in cfg:   # lower/wgmma_conv.py (sm_90)
         return (f"{attrs['kind']}: wgmma {wgmma_block(cfg)} + producer (weight by TMA, im2col by cp.async), "
-                f"{cfg['stages']} stages")
+                f"{cfg['stages']} stages"
+                + (f", weight multicast to clusters of {cfg['cluster']['N']} pixel tiles" if cfg.get("cluster") else ""))
     if cfg.get("engine") == "wgmma":   # lower/wgmma_engine.py (sm_90)
         return f"{attrs['kind']}: wgmma {wgmma_block(cfg)} + TMA producer{persistent(cfg)}"
     if cfg.get("engine") == "mma_sync":
