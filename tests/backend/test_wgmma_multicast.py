@@ -152,16 +152,33 @@ def test_multicast_mistakes_fail_under_the_emulator(old, new, order, error):
         _launch(k, inputs, src.replace(old, new), order)
 
 
+def _gemm_onnx(path: Path, m: int, k: int, n: int, dtype: str):
+    import onnx
+    from onnx import TensorProto, helper
+    t = TensorProto.FLOAT16 if dtype == "f16" else TensorProto.BFLOAT16
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info("a", t, [m, k]),
+                               helper.make_tensor_value_info("b", t, [k, n])],
+                              [helper.make_tensor_value_info("c", t, [m, n])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
-@pytest.mark.parametrize("dtype", ["f16", "bf16"])
-def test_multicast_gemm_compiles_for_sm_90a_with_multicast_loads(tmp_path, dtype):
-    """A 512^3 GEMM on h200 (clusters of 2 along N): ptxas (--check-ptx, sm_90a) and NVRTC (--check-nvrtc)
-    accept it with 0 spills; its SASS loads A with UTMALDG.MULTICAST after a cluster barrier."""
+@pytest.mark.parametrize("dtype,m,k,n,shared", [
+    ("f16", 512, 512, 512, "A"), ("bf16", 512, 512, 512, "A"),
+    ("f16", 1024, 256, 192, "B"),   # three n tiles: B shared along M, its n-contiguous boxes split by k rows
+])
+def test_multicast_gemm_compiles_for_sm_90a_with_multicast_loads(tmp_path, dtype, m, k, n, shared):
+    """GEMMs on h200 in clusters of 2: ptxas (--check-ptx, sm_90a) and NVRTC (--check-nvrtc) accept them with
+    0 spills; their SASS loads the shared operand with UTMALDG.MULTICAST after a cluster barrier."""
     from tilec.driver import compile_model
-    W._gemm_onnx(tmp_path / "g.onnx", n=512, dtype=dtype)
+    from tilec.ir import read_ir
+    _gemm_onnx(tmp_path / "g.onnx", m, k, n, dtype)
     compile_model(str(tmp_path / "g.onnx"), str(tmp_path / "b"), arch="h200", check_ptx=True, check_nvrtc=True)
     (row,) = json.load(open(tmp_path / "b" / "report.json"))["kernels"]
     assert row["ptxas"]["spill_bytes"] == 0
+    (func,) = [op for op in read_ir(str(tmp_path / "b" / "model.tir")).body.ops if op.name == "kernel.func"]
+    assert func.attributes["config"]["multicast"] == shared
     (cu,) = (tmp_path / "b" / "kernels").glob("*.cu")
     assert "__cluster_dims__(2, 1, 1)" in cu.read_text()
     if not disassembler_found():
