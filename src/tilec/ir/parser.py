@@ -385,7 +385,10 @@ class _Builder:
         tok = node.children[0] if node.children else None
         if kind == "int_attr":
             return int(tok)
-        if kind == "float_attr":
+        if kind == "float_attr":   # an f64: 1e400 would be inf
+            why = _misfit(float(tok), str(tok), "f64")
+            if why:
+                raise self.error(f"float {tok} {why}", tok)
             return float(tok)
         if kind == "string_attr":
             return unquote_string(str(tok))
