@@ -27,7 +27,7 @@ from tilec.fusion.attention import wgmma
 # (dtype, batch, heads, seq, head dim, mask, merge heads, K as "kt" | "k" + Transpose | "einsum"), orders
 CASES = {
     # seq 200: two query tiles of 128 (the second ragged), the second K/V chunk half past the end
-    "f16_s200_d64_keys_merge": (("f16", 2, 2, 200, 64, "keys", True, "k"), ("normal", "reverse", "shuffle")),
+    "f16_s200_d64_keys_merge": (("f16", 2, 2, 200, 64, "keys", True, "k"), ("reverse", "shuffle")),
     # K stored [d][key] (MN-major: its boxes split by d rows), causal mask
     "bf16_s256_d128_causal": (("bf16", 1, 1, 256, 128, "causal", False, "kt"), ("normal", "shuffle")),
     # K [key][d] and V [d][key], both K-major
