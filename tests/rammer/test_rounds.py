@@ -123,3 +123,60 @@ def test_search_work_does_not_grow_with_the_rtasks(monkeypatch):
     assert big_tasks > 9 * small_tasks
     assert big_steps < 2.5 * small_steps    # one task at a time: 10 times (the search's path differs a bit)
     assert big_steps < big_tasks / 500      # one task at a time: as many steps as rTasks
+
+
+def _program_one_at_a_time(members, deps, spec, veus, occ, threads):
+    """``schedule._simulate``'s program as it was built before rounds: one rTask at a time, each vEU's
+    (tasks, start, end) per member, and the order of members on each vEU."""
+    import math as _math
+    free = [(0.0, -v) for v in reversed(range(veus))]
+    counts, order = [dict() for _ in range(veus)], [[] for _ in range(veus)]
+    finish, placed = [], []
+    for i, m in enumerate(members):
+        dur = schedule.task_seconds(m, occ, spec)
+        ready = max((finish[d] for d in deps.get(i, ())), default=0.0)
+        producers = set().union(*(placed[d] for d in deps.get(i, ())))
+        wait_in, wait_on = schedule.wait_rounds(deps.get(i, ()), producers, threads, spec)
+        end_all, on = 0.0, set()
+        for _ in range(m.blocks):
+            j = bisect.bisect_right(free, (ready, 1)) - 1
+            t, v = free.pop(j if j >= 0 else 0)
+            v = -v
+            if i not in counts[v]:
+                start = max(t, ready) + (wait_on if v in producers else wait_in)
+                counts[v][i] = [0, start, start]
+                order[v].append(i)
+                on.add(v)
+            c = counts[v][i]
+            c[0] += 1
+            c[2] = max(t, c[1]) + dur
+            end_all = max(end_all, c[2])
+            bisect.insort(free, (c[2], -v))
+        finish.append(end_all)
+        placed.append(on)
+    assert not _math.isnan(sum(finish))
+    return counts, order
+
+
+def test_programs_place_exactly_as_one_task_at_a_time():
+    """The kept groups' programs (``_simulate`` with detail) place in rounds too: the same tasks, starts and
+    ends on every vEU, in the same order, as one task at a time; and the same estimate as the search's."""
+    rng = random.Random(11)
+    for _ in range(60):
+        n = rng.randint(1, 12)
+        group = [Member(i, f"k{i}", rng.choice([1, 2, 7, 64, 132, 300, 1000, 4000]), rng.choice([64, 128, 256]),
+                        0, False, rng.randint(0, 10 ** 9), rng.randint(0, 10 ** 8)) for i in range(n)]
+        deps = {i: sorted(rng.sample(range(i), rng.randint(0, min(i, 3)))) for i in range(n)}
+        occ = rng.choice([1, 2, 4])
+        veus = min(occ * H200.num_sms, sum(m.blocks for m in group))
+        threads = rng.choice([128, 256])
+        counts, order = _program_one_at_a_time(group, deps, H200, veus, occ, threads)
+        p = schedule._simulate(group, deps, H200, veus, occ, threads, 0, True)
+        used = [v for v in range(veus) if order[v]]
+        assert p.veus == len(used)
+        for k, v in enumerate(used):
+            assert [s[0] for s in p.segments[k]] == order[v]
+            assert [(counts[v][i][1], counts[v][i][2]) for i in order[v]] == p.starts[k]
+            assert [s[2] - s[1] for s in p.segments[k]] == [counts[v][i][0] for i in order[v]]
+        quick = schedule._simulate(group, deps, H200, veus, occ, threads, 0, False)
+        assert (quick.packed_seconds, quick.veus) == (p.packed_seconds, p.veus)

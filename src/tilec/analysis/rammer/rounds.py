@@ -28,12 +28,13 @@ _NUMPY_FROM = 32   # distinct times per round from which one array addition per 
 
 
 def place_rounds(free: list, seg: dict, most: int, ready: float, dur: float, wait_in: float,
-                 wait_on: float, producers) -> tuple:
+                 wait_on: float, producers, counts: dict | None = None) -> tuple:
     """Place up to ``most`` tasks of duration ``dur`` of one member in rounds, as the one-at-a-time loop
     (``schedule._Prefixes._run``) would; returns ``(tasks placed, latest end)``, ``(0, 0.0)`` when the next
     task is no round (place it alone). ``free`` is the sorted ``(idle time, -vEU)`` list; ``seg`` holds the
     vEUs already running the member (given keys here); ``ready`` is when its producers finish; a vEU's first
-    task waits ``wait_on`` (a vEU in ``producers``) or ``wait_in`` first."""
+    task waits ``wait_on`` (a vEU in ``producers``) or ``wait_in`` first. ``counts``, when given, counts the
+    tasks placed per vEU (``schedule._simulate``'s program needs them)."""
     j = bisect.bisect_right(free, (ready, 1))
     if j:   # vEUs idle by ready: the latest ``n`` of them, none running the member yet
         end_in, end_on = ready + wait_in + dur, ready + wait_on + dur
@@ -48,16 +49,19 @@ def place_rounds(free: list, seg: dict, most: int, ready: float, dur: float, wai
         if r == 0:   # dur lost in rounding
             return 0, 0.0
         if len(seg) == len(free) or all(nv in seg for _, nv in free[:r]):
-            return _rounds_in_seg(free, r, dur, most // r)
+            return _rounds_in_seg(free, r, dur, most // r, counts)
         new = [(t + dur if nv in seg else t + (wait_on if nv in producers else wait_in) + dur, nv)
                for t, nv in free[:r]]
         free[:] = sorted(free[r:] + new)
     for _, nv in new:
         seg[nv] = True
+    if counts is not None:
+        for _, nv in new:
+            counts[nv] = counts.get(nv, 0) + 1
     return len(new), max([e for e, _ in new])
 
 
-def _rounds_in_seg(free: list, r: int, dur: float, most: int) -> tuple:
+def _rounds_in_seg(free: list, r: int, dur: float, most: int, counts: dict | None = None) -> tuple:
     """Rounds of the ``r`` earliest vEUs, all running the member (a task ends ``dur`` after the previous):
     the first always, then more while those vEUs stay before every other and within ``dur`` of each other;
     at most ``most`` rounds. Returns ``(tasks placed, latest end)``."""
@@ -86,4 +90,7 @@ def _rounds_in_seg(free: list, r: int, dur: float, most: int) -> tuple:
             array += dur
         new = list(zip(array.tolist(), [nv for _, nv in head]))
     free[:] = sorted(free[r:] + new)
+    if counts is not None:
+        for _, nv in head:
+            counts[nv] += k
     return r * k, hi

@@ -27,11 +27,12 @@ work grows with the vEUs, not the rTasks (GPT-2's search placed 10.6 million rTa
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..hardware import GPUSpec
-from .cost import launch_seconds, program_blocks, sequential_seconds, task_seconds, wait_seconds
+from .cost import Member, launch_seconds, program_blocks, sequential_seconds, task_seconds, wait_seconds
 from .regs import reg_budget
 from .rounds import place_rounds
 from .shared import args_table_bytes
@@ -207,41 +208,51 @@ def _copy_state(state) -> tuple:
     return list(free), list(finish), list(placed), list(durations), set(touched)
 
 
-def _take(free: list, ready: float) -> tuple:
-    """The vEU for the next task: of those idle by ``ready``, the one that became idle last (best fit: a
-    producer's own vEU, so fewer vEUs and fewer cross-vEU waits); if none is, the one idle first."""
-    i = bisect.bisect_right(free, (ready, 1)) - 1
-    return free.pop(i if i >= 0 else 0)
-
-
 def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Placement:
     free = [(0.0, -v) for v in reversed(range(veus))]  # sorted (idle time, -id): ties go to the lowest id
     counts: list = [dict() for _ in range(veus)]   # v -> {member: (tasks, start, end)}
     order: list = [[] for _ in range(veus)]
     finish, durations = [], []
     placed: list = []  # placed[i]: the vEUs running member i's tasks
+    right, insort = bisect.bisect_right, bisect.insort
     for i, m in enumerate(members):
         dur = task_seconds(m, occ, spec)
         durations.append(dur)
         ready = max((finish[d] for d in deps.get(i, ())), default=0.0)
-        producers = set().union(*(placed[d] for d in deps.get(i, ())))
+        producers = {-v for d in deps.get(i, ()) for v in placed[d]}   # negated, as in ``free``
         wait_in, wait_on = wait_rounds(deps.get(i, ()), producers, threads, spec)
-        end_all, on = 0.0, set()
-        for _ in range(m.blocks):
-            t, v = _take(free, ready)
-            v = -v
-            if i not in counts[v]:
-                start = max(t, ready) + (wait_on if v in producers else wait_in)
-                counts[v][i] = [0, start, start]
-                order[v].append(i)
-                on.add(v)
-            c = counts[v][i]
-            c[0] += 1
-            c[2] = max(t, c[1]) + dur
-            end_all = max(end_all, c[2])
-            bisect.insort(free, (c[2], -v))
+        # The estimate's placement (``_Prefixes._run``: rounds where they provably repeat the one-at-a-time
+        # loop, else one task); a vEU's first task starts at max(its idle time, ready) + its wait, and its
+        # last task of the member ends where the vEU is idle after the member.
+        before = dict((nv, t) for t, nv in free)
+        seg: dict = {}
+        tasks: dict = {}   # -v: the member's tasks on vEU v
+        probe, left, end_all = (ready, 1), m.blocks, 0.0
+        while left:
+            n, end = place_rounds(free, seg, left, ready, dur, wait_in, wait_on, producers, tasks)
+            if n:
+                left -= n
+                end_all = end if end > end_all else end_all
+                continue
+            left -= 1
+            j = right(free, probe) - 1
+            t, nv = free.pop(j if j >= 0 else 0)
+            if nv not in seg:
+                end = (ready if ready > t else t) + (wait_on if nv in producers else wait_in) + dur
+            else:
+                end = t + dur
+            seg[nv] = end
+            tasks[nv] = tasks.get(nv, 0) + 1
+            end_all = end if end > end_all else end_all
+            insort(free, (end, nv))
+        after = dict((nv, t) for t, nv in free) if seg else {}
+        for nv in seg:
+            t = before[nv]
+            start = (ready if ready > t else t) + (wait_on if nv in producers else wait_in)
+            counts[-nv][i] = [tasks[nv], start, after[nv]]
+            order[-nv].append(i)
         finish.append(end_all)
-        placed.append(on)
+        placed.append({-nv for nv in seg})
     used = [v for v in range(veus) if order[v]]
     if not detail:  # the makespan is the last member's end: no program needed to compare estimates
         return Placement(members, len(used), occ, threads, smem, [], [], durations,
@@ -261,7 +272,9 @@ def _simulate(members, deps, spec, veus, occ, threads, smem, detail: bool) -> Pl
     for k, segs in enumerate(segments):
         for i, _, _ in segs:
             on.setdefault(i, set()).add(k)
-    waits = [[[d for d in sorted(deps.get(i, ())) if on[d] - {k}] for i, _, _ in segs]
+    # a producer with tasks on a vEU other than k (every member has tasks on one vEU at least)
+    ordered = {i: sorted(ds) for i, ds in deps.items()}
+    waits = [[[d for d in ordered.get(i, ()) if len(on[d]) > 1 or k not in on[d]] for i, _, _ in segs]
              for k, segs in enumerate(segments)]
     makespan = max((e for times in starts for _, e in times), default=0.0)
     return Placement(members, len(used), occ, threads, smem, segments, waits, durations,
@@ -303,28 +316,50 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
         seq = as_launched(nodes)
         return min(seq, placement.packed_seconds) if placement is not None else seq
 
+    consumers = _consumers(graph)
+    shapes = _Shapes()
+    searched: dict = {}   # _Shapes.group key -> (estimate, the variant index taken per member, -1: none)
+    programs: dict = {}   # _Shapes.key of the chosen members and deps -> the detailed Placement
+
     def attempt(nodes):
         nodes = sorted(nodes, key=lambda n: (graph.level[n], n))
         pos = {n: i for i, n in enumerate(nodes)}
         deps = {i: [pos[p] for p in graph.producers[n] if p in pos] for i, n in enumerate(nodes)}
+        # A transformer's layers make the same groups again and again: equal shapes, equal search.
+        key = shapes.group(nodes, deps, members, variants)
+        if key not in searched:
+            searched[key] = search(nodes, deps)
+        p, taken = searched[key]
+        if p is not None:
+            p = _renamed(p, deps)
+            p.members = nodes
+            p.chosen = [members[n] if t < 0 else variants[n][t] for n, t in zip(nodes, taken)]
+            p.sequential_seconds = as_launched(nodes)
+        return p
+
+    def search(nodes, deps):
+        """The coordinate descent over the members' variants: (estimate or None, variant taken per member)."""
         chosen = [members[n] for n in nodes]
+        taken = [-1] * len(nodes)
         prefixes = _Prefixes(deps, spec)   # every trial keeps chosen[:i]: resume its simulation
         p = place(chosen, deps, spec, detail=False, _search=(prefixes, 0))
         for i, n in enumerate(nodes):
-            for alt in variants.get(n, ()):
+            for t, alt in enumerate(variants.get(n, ())):
                 trial = chosen[:i] + [alt] + chosen[i + 1:]
                 q = place(trial, deps, spec, detail=False, _search=(prefixes, i))
                 if q is not None and (p is None or q.packed_seconds < p.packed_seconds):
                     p, chosen = q, trial
-        if p is not None:
-            p.members, p.chosen = nodes, chosen
-            p.sequential_seconds = as_launched(nodes)
-        return p
+                    taken = taken[:i] + [t] + taken[i + 1:]
+        return p, taken
 
     def flush():
         if cur is not None and cur[3] is not None and cur[3].wins:
             p = cur[3]  # its estimate only: place it again with its segments and waits
-            full = place(p.chosen, p.deps, spec)
+            key = shapes.key(p.chosen, p.deps)
+            if key in programs:
+                full = _renamed(programs[key], p.deps)
+            else:   # its first group uses it as it is; later ones take copies
+                full = programs[key] = place(p.chosen, p.deps, spec)
             full.members, full.chosen, full.sequential_seconds = p.members, p.chosen, p.sequential_seconds
             groups.append(full)
 
@@ -332,7 +367,7 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
         for cls in _classes([members[n] for n in wave if n in members], spec):
             nodes = [m.node for m in cls]
             alone = attempt(nodes)
-            if cur is not None and cur[2] == level - 1 and _convex(graph, cur[0] + nodes):
+            if cur is not None and cur[2] == level - 1 and _convex(graph, cur[0] + nodes, consumers):
                 merged = attempt(cur[0] + nodes)
                 if merged is not None and merged.packed_seconds < cost(cur[0], cur[3]) + cost(nodes, alone):
                     cur = (cur[0] + nodes, cur[1], level, merged)
@@ -343,20 +378,63 @@ def choose_groups(graph, members: dict, spec: GPUSpec, variants: dict | None = N
     return groups
 
 
-def _convex(graph, nodes: list) -> bool:
-    """True when no op outside ``nodes`` both depends on a member and feeds one, so the group can become one
-    launch without a cycle: outside producers (of any level) then all run before it, outside consumers
-    after it."""
-    inside = set(nodes)
+class _Shapes:
+    """Keys under which ``choose_groups`` reuses a search or a program: what the estimates read of a Member
+    (every field but its graph node and kernel name), in member order, with the deps (by position)."""
+
+    _SKIP = ("node", "kernel")
+
+    def __init__(self):
+        self.names = [f.name for f in fields(Member) if f.name not in self._SKIP]
+        self.memo: dict = {}   # id(Member) -> its shape (the Members outlive this object)
+
+    def shape(self, m: Member) -> tuple:
+        s = self.memo.get(id(m))
+        if s is None:
+            s = self.memo[id(m)] = (m, tuple(getattr(m, f) for f in self.names))
+        return s[1]
+
+    def key(self, chosen: list, deps: dict) -> tuple:
+        return tuple(map(self.shape, chosen)), tuple((i, tuple(d)) for i, d in sorted(deps.items()))
+
+    def group(self, nodes, deps, members, variants) -> tuple:
+        """A candidate group: its members, their deps and every member's variants, all by shape."""
+        return (self.key([members[n] for n in nodes], deps),
+                tuple(tuple(map(self.shape, variants.get(n, ()))) for n in nodes))
+
+
+def _renamed(p: Placement, deps: dict) -> Placement:
+    """A copy of a reused Placement for another group of the same shape (its own lists: nothing is shared
+    between two rPrograms' attributes); the caller sets members, chosen and sequential_seconds."""
+    return dataclasses.replace(p, segments=[[list(s) for s in v] for v in p.segments],
+                               waits=[[list(w) for w in v] for v in p.waits], task_seconds=list(p.task_seconds),
+                               starts=[list(v) for v in p.starts], deps=deps)
+
+
+def _consumers(graph) -> dict:
+    """node -> the nodes reading it."""
     consumers: dict = {}
     for n, prods in enumerate(graph.producers):
         for p in prods:
             consumers.setdefault(p, []).append(n)
-    reached, todo = set(), [c for n in nodes for c in consumers.get(n, ()) if c not in inside]
+    return consumers
+
+
+def _convex(graph, nodes: list, consumers: dict | None = None) -> bool:
+    """True when no op outside ``nodes`` both depends on a member and feeds one, so the group can become one
+    launch without a cycle: outside producers (of any level) then all run before it, outside consumers
+    after it. ``consumers``: ``_consumers(graph)``, when the caller keeps it."""
+    inside = set(nodes)
+    if consumers is None:
+        consumers = _consumers(graph)
+    # Levels grow along every edge and a member's producers are below the top member's level: a walk that
+    # reaches one never passes a node at or above that level, so the walk stops there.
+    level, top = graph.level, max(graph.level[n] for n in nodes)
+    reached, todo = set(), [c for n in nodes for c in consumers.get(n, ()) if c not in inside and level[c] < top]
     while todo:
         n = todo.pop()
         if n in reached:
             continue
         reached.add(n)
-        todo.extend(c for c in consumers.get(n, ()) if c not in inside)
+        todo.extend(c for c in consumers.get(n, ()) if c not in inside and level[c] < top)
     return not any(p in reached for n in nodes for p in graph.producers[n])
