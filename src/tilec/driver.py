@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ir.diagnostics import CompileError
+from .ir.diagnostics import CompileError, PassVerificationError, SizeLimitError
 from .passes.pipeline import PassManager, dump, parse_pipeline
 
 # Graph-level clean-up and decomposition every pipeline starts with.
@@ -53,8 +53,41 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
                   pipeline: str = "default", input_shapes: dict | None = None,
                   check_ptx: bool = False, tune: int = 0, no_fusion: bool = False,
                   check_nvrtc: bool = False, arch: str | None = None, progress=None,
-                  on_import=None, check_hip: bool = False, precision: str | None = None) -> CompileResult:
-    """Import ``model``, run the pipeline (verifying after each pass), and write ``build_dir`` atomically:
+                  on_import=None, check_hip: bool = False, precision: str | None = None,
+                  verify_each: bool | None = None) -> CompileResult:
+    """Import ``model``, run the pipeline, and write ``build_dir`` atomically (``_compile``).
+
+    The verifier checks the imported module, the IR the numpy reference keeps (before lower-cuda) and the
+    final IR. ``verify_each`` (None: ``TILEC_VERIFY_EACH`` set and not 0; the tests set it, as MLIR's
+    tests run with ``-verify-each``) verifies after every pass instead: on a large model that is a tenth
+    of the compile. A compile that fails after the import without it is run again with it, so the error is
+    the one a verify-each run gives: a pass that broke the IR is named (``PassVerificationError``), not the
+    later pass or check that tripped over it."""
+    if verify_each is None:
+        verify_each = os.environ.get("TILEC_VERIFY_EACH", "") not in ("", "0")
+    args = dict(model=model, build_dir=build_dir, dump_dir=dump_dir, compile_to=compile_to, pipeline=pipeline,
+                input_shapes=input_shapes, check_ptx=check_ptx, tune=tune, no_fusion=no_fusion,
+                check_nvrtc=check_nvrtc, arch=arch, check_hip=check_hip, precision=precision)
+    # How far the compile got: a failure in the import, or after the final IR verified (writing the build,
+    # ptxas), is the same with verify-each; one in between is found again with it.
+    reached: dict = {"imported": False, "verified": False}
+    try:
+        return _compile(**args, progress=progress, on_import=on_import, verify_each=verify_each,
+                        reached=reached)
+    except (PassVerificationError, SizeLimitError):
+        raise   # already named the pass / the input's fault
+    except Exception:
+        if verify_each or not reached["imported"] or reached["verified"]:
+            raise
+        _compile(**args, progress=None, on_import=None, verify_each=True, reached=dict(reached))   # raises, or:
+        raise   # (not reproduced verifying after every pass: the error as it was)
+
+
+def _compile(model: str, build_dir: str, dump_dir: str | None, compile_to: str | None, pipeline: str,
+             input_shapes: dict | None, check_ptx: bool, tune: int, no_fusion: bool, check_nvrtc: bool,
+             arch: str | None, progress, on_import, check_hip: bool, precision: str | None, verify_each: bool,
+             reached: dict) -> CompileResult:
+    """Import ``model``, run the pipeline, and write ``build_dir`` atomically:
     it is built in a temporary folder beside the target and renamed into place only when complete
     (kernels, plan, weights, IR and report: see ``backend/build.py``). ``check_ptx`` compiles every kernel
     with nvcc first and records what ptxas reports; ``check_nvrtc`` compiles every kernel as CuPy will
@@ -101,6 +134,7 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
         from .ir.precision import set_precision
         set_precision(module, precision)
     verify(module)
+    reached["imported"] = True
     from .passes.conv_layout import wanted
     if wanted(module, precision):   # tensor-core convolutions read channels-last (only these builds run it)
         from .passes import get_pass
@@ -118,15 +152,21 @@ def compile_model(model: str, build_dir: str, dump_dir: str | None = None, compi
     for p in passes:
         if tune > 0 and p.name == "roller":
             p.topk = max(p.topk, tune)
-    front = PassManager(passes=passes[:cut], dump_dir=dump_dir, before_pass=stage)
+    front = PassManager(passes=passes[:cut], dump_dir=dump_dir, before_pass=stage, verify_each=verify_each)
     front.run(module)
+    if not verify_each and cut < len(passes):
+        verify(module)   # what reference.tir keeps must parse again
     tuning = None
     if tune > 0:
         from .tune import tune_module
         tuning = tune_module(module, tune)
     reference = module_text(module) if cut < len(passes) else None
-    back = PassManager(passes=passes[cut:], dump_dir=dump_dir, first_index=cut + 1, before_pass=stage)
+    back = PassManager(passes=passes[cut:], dump_dir=dump_dir, first_index=cut + 1, before_pass=stage,
+                       verify_each=verify_each)
     back.run(module)
+    if not verify_each:
+        verify(module)
+    reached["verified"] = True
     records = front.records + back.records
     n_ops = count_ops(module)
 
