@@ -33,6 +33,9 @@ from ..ir.attributes import SymbolRef
 from ..ir.core import Operation, Region, lookup_symbol, main_function
 from ..ir.types import TensorType
 from .base import ModulePass
+# The latency model's seconds of one launch of a kernel as lowered: the baseline a packing must beat
+# (analysis/rammer/cost.sequential_seconds).
+from .welder import modelled_seconds
 
 
 @dataclasses.dataclass
@@ -116,13 +119,6 @@ class Rammer(ModulePass):
                 found.append((v, dataclasses.replace(alt, seconds=modelled_seconds(spec, v.kernel))))
         measured[key] = found
         return found
-
-
-def modelled_seconds(spec, k: Operation) -> float:
-    """The latency model's seconds for one launch of kernel ``k`` as lowered (its report.json row's
-    ``modelled_us``): the baseline a packing must beat (``analysis/rammer/cost.sequential_seconds``)."""
-    from .welder import _seconds
-    return _seconds(spec, k)
 
 
 def twin_member(module: Operation, op: Operation, node: int):

@@ -132,7 +132,7 @@ class Welder(ModulePass):
         try:
             if self.retile and pattern(group.kind).retile:
                 _retile(ops[0], kernel, spec, self.min_block_outputs, tiles, key)
-            return _seconds(spec, lower_kernel(kernel, 0, spec))
+            return modelled_seconds(spec, lower_kernel(kernel, 0, spec))
         finally:
             _dissolve(block, kernel, ops, after)
             for op, attrs in zip(ops, saved):
@@ -145,14 +145,15 @@ class Welder(ModulePass):
         try:
             if self.retile:
                 _retile(op, None, spec, self.min_block_outputs, tiles, key)
-            return _seconds(spec, lower_compute(op, 0))
+            return modelled_seconds(spec, lower_compute(op, 0))
         finally:
             op.attributes.clear()
             op.attributes.update(saved)
 
 
-def _seconds(spec, func) -> float:
-    """The latency model's seconds for one launch of a lowered ``kernel.func`` (its report.json row's)."""
+def modelled_seconds(spec, func) -> float:
+    """The latency model's seconds for one launch of a lowered ``kernel.func`` (its report.json row's
+    ``modelled_us``); Rammer's baseline too (``passes/rammer``)."""
     try:
         res = launch_resources(func, arch=spec.arch)
     except LaunchLimitError:

@@ -38,9 +38,7 @@ class Variant:
         """The variant's kernel, lowered now from ``of`` with ``rtile`` if it was not yet (as
         :func:`variants` lowers it)."""
         if self.kernel is None:
-            op = _rebuild(self.of)
-            op.attributes["rtile"] = self.rtile
-            self.kernel = lower_compute(op, 0, "tiled")
+            self.kernel = _lowered(_rebuild(self.of), self.rtile)
         return self.kernel
 
 
@@ -69,6 +67,12 @@ def _rebuild(kernel: Operation) -> Operation | None:
                    loc=kernel.loc)
     block.append(op)
     return op
+
+
+def _lowered(op: Operation, rtile: dict) -> Operation:
+    """The tiled kernel of rebuilt ``op`` with tile ``rtile`` (``op`` keeps the tile)."""
+    op.attributes["rtile"] = rtile
+    return lower_compute(op, 0, "tiled")
 
 
 def _body(kernel: Operation) -> list:
@@ -100,9 +104,8 @@ def variants(kernel: Operation, spec: GPUSpec, topk: int = TOPK, rtiles: dict | 
     seen, out = [_body(kernel)], []
     for c in cands:
         rtile = c.rtile.as_attr()
-        op.attributes["rtile"] = rtile
         try:
-            k = lower_compute(op, 0, "tiled")
+            k = _lowered(op, rtile)
         except Exception:  # noqa: BLE001 - a tile this kernel kind cannot take drops out
             continue
         body = _body(k)
