@@ -84,11 +84,15 @@ def test_multicast_only_where_query_tiles_pair_up(tmp_path):
 
 
 # Each mistake, made in the built kernel's source, fails under the emulator. 512 keys in 4 chunks through 2
-# stages: the producer refills each stage once. A release on the block's own barrier only (the plain
-# kernel's) is a race the emulator does not expose here: a consumer keeps no wgmma in flight across a point
+# stages: the producer refills each stage once. The two lanes' releases both on the block's own barrier is a
+# race the emulator does not expose here: a consumer keeps no wgmma in flight across a point
 # where it yields, and the two blocks advance together (each needs the other's half of every chunk), so no
 # refill lands in a stage still read in any order (checked: the output matches in normal, reverse, shuffle).
 MISTAKES = {
+    # the plain kernel's release (every consumer thread on its own block's barrier) left in: the barrier's
+    # phases run ahead of the chunks and the pipeline stalls
+    "local release": (r"if \(k_lane < 2\) tl_mbarrier_arrive_cluster\(&k_empty\[k_ci & 1\], k_lane\)",
+                      "tl_mbarrier_arrive(&k_empty[k_ci & 1])", "shuffle", "deadlock"),
     # lane 1 of each warp does not release: block 1's barriers never complete, its producer never refills
     "one lane": (r"k_lane < 2\)", "k_lane < 1)", "shuffle", "deadlock"),
     # block 1 never gets its peer's K/V rows: its full barrier never completes
