@@ -42,6 +42,7 @@ CASES = (
     ("many rows, narrow weights", "f16", 4096, 64, 512, 64, "Relu"),
     ("many rows, narrow output", "bf16", 8192, 256, 1024, 192, "Gelu"),
     ("few rows, wide hidden", "f16", 512, 64, 8192, 64, "Relu"),
+    ("few rows, wide X", "f16", 128, 512, 4096, 64, "Relu"),
 )
 ONNX_T = {"f16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 
@@ -134,7 +135,8 @@ def case_row(tmp: Path, label: str, dtype: str, rows: int, k1: int, n1: int, n2:
     return {"label": label, "dtype": dtype, "shape": f"{rows}x{k1} -> {n1} -> {n2} ({act})",
             "welder": " + ".join(chosen),
             "kernel": (f"{cfg['warpgroups']} consumer(s) x 64 rows, bn {cfg['bn']}, "
-                       f"{cfg['tiles'][0]}x{cfg['tiles'][1]} blocks, {cfg['stages']} W1 stages"),
+                       f"{cfg['tiles'][0]}x{cfg['tiles'][1]} blocks, {cfg['stages']} W1 stages"
+                       + (f", W1/W2 multicast to clusters of {cfg['cluster']}" if cfg.get("cluster", 1) > 1 else "")),
             "fused_us": report[kern["name"]]["modelled_us"], "split_us": round(split_us, 3), **cells}
 
 
@@ -174,18 +176,19 @@ NOTES = """## How it is counted
 
 - BERT-base's FFN keeps the split: its 1024 rows give 16 row blocks, X's 64 x 768 rows fill 96 KB of shared
   memory (one consumer warpgroup), and N2 = 768 needs 6 column tiles of 128, each recomputing the hidden:
-  3.5x the split's FLOPs and 96 blocks re-reading W1 (the search's byte score already rejects it).
+  3.5x the split's FLOPs and W1 re-read per cluster and column tile (the search's byte score already rejects
+  it).
 - Many rows with narrow weights fuse: the hidden's round trip (2 x rows x N1 x 2 bytes) outweighs re-reading
-  W1 and W2 per block (K1 x N1 + N1 x N2 per block). 2048 x 128 -> 512 -> 128 splits although the mlp kernel
-  models faster: the search ranks groups by bytes first (DESIGN §4), and the engine GEMMs' TMA multicast (A
-  read once per cluster) leaves the split fewer bytes; the fused kernel reads W1 and W2 once per block, with
-  no multicast of its own yet.
-- Few rows with a wide hidden: the search's bytes favour the fusion, the latency model does not (8 blocks for
-  all the FLOPs against a first GEMM that fills the SMs): the welder pass rejects it by time.
+  W1 and W2 per cluster of two row tiles (K1 x N1 + N1 x N2 each).
+- 512 x 64 -> 8192 -> 64 fuses on time as well: the split's second GEMM (K = 8192, 512 x 64 outputs) runs
+  on 8 blocks too, and the fused kernel saves the 8 MB hidden's round trip.
+- 128 x 512 -> 4096 -> 64: the search's bytes favour the fusion, the latency model does not (2 blocks for all
+  the FLOPs against a first GEMM that fills the SMs): the welder pass rejects it by time; the table's mlp
+  row is the forced kernel.
 - Not modelled: the fused kernel's instruction issue. `block_work` counts nothing in hand-written sources
   (the attention kernel's neither), so the latency model sees its tensor-core FLOPs, bytes and parallelism but
   not e1's per-element work, which the GELU rows' static issue bound shows (erf on every hidden element, per
-  column tile): 32% of the tensor peak where ReLU's rows reach 91-100%. (The engine GEMMs' epilogues run after
+  column tile): 32-43% of the tensor peak where ReLU's rows reach 88-97%. (The engine GEMMs' epilogues run after
   their main loop, so their issue bound, at the peak, leaves the same GELU out.)"""
 
 
