@@ -17,8 +17,10 @@ Terms (seconds), all from ``analysis/hw/<gpu>.json`` (a calibration's ``<gpu>.me
 - L2: global bytes (every load and store reaches the L2) / (``l2_bytes_per_clk`` x clock, scaled the same);
 - shared memory: shared-array accesses (kernel IR, ``kernel_work``), 4 bytes each, per SM at
   ``smem_bytes_per_clk_per_sm``;
-- compute per unit: FLOPs on tensor cores (``tiled_mma`` kernels, peak of their type) or FFMA, and SFU calls
-  at ``sfu_per_clk_per_sm``, per SM;
+- compute per unit: FLOPs on tensor cores at the spec's peak of their type where the kernel's lowering says
+  it runs on them (the ``tensor_core`` attribute, :func:`tensor_core_type`: every engine GEMM, conv,
+  attention and MLP kernel, mma.sync / wgmma / wmma / MFMA alike), else on FFMA; SFU calls at
+  ``sfu_per_clk_per_sm``, per SM;
 - issue: warp instructions (one per FMA pair of FLOPs, SFU call, shared access, 4 global bytes and shuffle
   step, over 32 lanes) at ``issue_per_clk_per_sm``;
 - launch: ``launch_overhead_us``; barriers: per wave, the block's ``__syncthreads`` x ``barrier_cycles``, and a
@@ -51,7 +53,7 @@ class KernelLoad:
     smem: int                 # shared bytes per block (static + dynamic)
     regs: int                 # registers per thread (ptxas' or the estimate)
     flops: float
-    dtype: str                # the type its FLOPs compute in (speed_of_light.compute_dtype)
+    dtype: str                # the type its FLOPs compute in (tensor_core_type, else speed_of_light.compute_dtype)
     tensor: bool              # FLOPs run on tensor cores
     l2_bytes: float           # global bytes, each load and store (the L2's traffic)
     dram_bytes: float
@@ -89,9 +91,10 @@ def resident_per_sm(spec: GPUSpec, load: KernelLoad) -> int:
 
 
 def unit_peak(spec: GPUSpec, load: KernelLoad) -> tuple:
-    """(unit name, FLOP/s of the whole chip) the kernel's FLOPs run at."""
+    """(unit name, FLOP/s of the whole chip) the kernel's FLOPs run at: the spec's tensor-core peak of the
+    load's type (an f32 one is tf32: older report.json rows say f32) where the spec has one, else FFMA's."""
     if load.tensor:
-        dtype = load.dtype if load.dtype in ("f16", "bf16") else "tf32"
+        dtype = load.dtype if load.dtype in TENSOR_CORE_TYPES else "tf32"
         peak = spec.tensor_core_flops(dtype)
         if peak:
             return f"tensor_{dtype}", peak
@@ -200,16 +203,22 @@ def kernel_load(spec: GPUSpec, kernel, row: dict) -> KernelLoad:
     return KernelLoad(blocks=math.prod(a["grid"]), threads=math.prod(a["block"]),
                       smem=int(row.get("smem_static", 0)) + int(row.get("smem_dynamic", 0)),
                       regs=int(row.get("registers") or 0), flops=float(a.get("flops", 0)),
-                      dtype=compute_dtype(kernel), tensor=kind == "tiled_mma" or tensor_cores(a), l2_bytes=l2,
+                      dtype=tensor_core_type(a) or compute_dtype(kernel), tensor=bool(tensor_core_type(a)), l2_bytes=l2,
                       dram_bytes=compile_dram_bytes(spec, kernel, l2), work=work, grid_barriers=grid_barriers,
                       makespan_s=makespan, inflight_bytes=tma_inflight_bytes(a.get("config") or {}))
 
 
-def tensor_cores(attrs: dict) -> bool:
-    """A fused kernel (not ``tiled_mma``) whose products run on tensor cores and which says so: the mlp kind's
-    wgmma kernel (``config.inflight_bytes`` with ``engine = "wgmma"``, fusion/mlp/wgmma.py)."""
-    config = attrs.get("config") or {}
-    return config.get("engine") == "wgmma" and "inflight_bytes" in config
+TENSOR_CORE_TYPES = ("f16", "bf16", "tf32")
+
+
+def tensor_core_type(attrs: dict) -> str:
+    """The type a ``kernel.func``'s products run in on tensor cores (f16, bf16 or tf32: ``GPUSpec.
+    tensor_core_flops``'s keys), from the ``tensor_core`` attribute the lowering of every tensor-core kernel
+    sets (the engines' GEMMs and convs, wgmma / mma.sync attention, the wgmma MLP); "" for a kernel on CUDA
+    cores. The lowering knows which instruction it emitted; the kernel's kind or its params' types do not
+    (an attention kernel is on tensor cores or not by its engine; an f16 GEMM may take f32 epilogue
+    operands)."""
+    return str(attrs.get("tensor_core") or "")
 
 
 def tma_inflight_bytes(config: dict) -> float:

@@ -224,4 +224,4 @@ def lower(ctx, name: str, rtile: dict, cfg: MfmaConfig, modelled_bytes: int):
     return KernelBuilder().func(
         name, [mma_engine.grid_blocks(ctx, mt, cfg)], [64 * cfg.waves], ctx.params(), kind="tiled_mma",
         flops=ctx.flops(), bytes_modelled=modelled_bytes, config=conf,
-        source=kernel_source(ctx, mt, cfg, lang), smem_static=cfg.lds_bytes(dtype))
+        source=kernel_source(ctx, mt, cfg, lang), smem_static=cfg.lds_bytes(dtype), tensor_core=dtype)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...analysis.conv_form import conv_form
-from ...analysis.mma_tile import OUT_DTYPES
+from ...analysis.mma_tile import OUT_DTYPES, tensor_core_dtype
 from ...ir.types import itemsize
 from . import mma_engine
 
@@ -268,7 +268,7 @@ def lower(ctx, name: str, cg: ConvGemm, cfg):
         name, [blocks], [32 * cfg.warps], ctx.params(), kind="tiled_mma", flops=ctx.flops(),
         bytes_modelled=modelled_bytes(cg, ctx, cfg), config=conf,
         source=mma_engine.kernel_source(ctx, cg.mt(), cfg, conv=cg), smem=smem if cfg.dynamic else 0,
-        smem_static=0 if cfg.dynamic else smem)
+        smem_static=0 if cfg.dynamic else smem, tensor_core=tensor_core_dtype(cg.dtype))
 
 
 def engine(ctx):

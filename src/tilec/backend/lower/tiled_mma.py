@@ -140,7 +140,7 @@ def lower_engine(ctx: ComputeContext, name: str, rtile: dict, cfg):
         name, [mma_engine.grid_blocks(ctx, mt, cfg)], [32 * cfg.warps], ctx.params(), kind="tiled_mma",
         flops=ctx.flops(), bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, cfg.bk), config=conf,
         source=mma_engine.kernel_source(ctx, mt, cfg), smem=cfg.smem_bytes(dtype) if cfg.dynamic else 0,
-        smem_static=0 if cfg.dynamic else cfg.smem_bytes(dtype))
+        smem_static=0 if cfg.dynamic else cfg.smem_bytes(dtype), tensor_core=tensor_core_dtype(dtype))
 
 
 def lower_wmma(ctx: ComputeContext, name: str, rtile: dict):
@@ -226,7 +226,8 @@ for (int f = 0; f < {fpw}; ++f) {{
            "step": {k: bk}, "mma": list(MMA)}
     return kb.func(name, [nb * grid_m * grid_n], [nt], ctx.params(), kind="tiled_mma", flops=ctx.flops(),
                    bytes_modelled=modelled_bytes(ctx, mt, bm, bn, bk), config=cfg, source=src,
-                   smem_static=smem_bytes(bm, bn, bk, ctx.dtypes[0], nw))
+                   smem_static=smem_bytes(bm, bn, bk, ctx.dtypes[0], nw),
+                   tensor_core=tensor_core_dtype(ctx.dtypes[0]))
 
 
 def modelled_bytes(ctx: ComputeContext, mt: dict, bm: int, bn: int, bk: int) -> int:

@@ -35,6 +35,7 @@ import dataclasses
 
 from ...analysis import wgmma_shape
 from ...analysis.hardware import GPUSpec
+from ...analysis.mma_tile import tensor_core_dtype
 from ...analysis.wgmma_shape import CONSUMER_REGS
 from ...ir.types import itemsize
 from ..arch_features import MARK
@@ -227,7 +228,7 @@ def lower(ctx, name: str, cg: mma_conv.ConvGemm, cfg: WgmmaConfig):
         flops=ctx.flops(), bytes_modelled=mma_conv.modelled_bytes(cg, ctx, cfg) - saved, config=conf,
         source=kernel_source(ctx, cg, cfg), smem=cfg.smem_bytes, smem_static=0,
         tensor_maps=wgmma_engine.tensor_map_attrs((a_map,), params, cg.dtype),
-        cluster=cfg.cluster if cfg.cluster > 1 else None)
+        cluster=cfg.cluster if cfg.cluster > 1 else None, tensor_core=tensor_core_dtype(cg.dtype))
 
 
 __all__ = ["clustered", "lag", "lower", "plan", "register_split"]

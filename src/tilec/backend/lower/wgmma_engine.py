@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from ...analysis import wgmma_shape
 from ...analysis.hardware import GPUSpec
+from ...analysis.mma_tile import tensor_core_dtype
 from ...analysis.wgmma_shape import CONSUMER_REGS, PRODUCER_REGS, TILES, WgmmaConfig, bk_of
 from ...ir.types import itemsize
 from ..arch_features import MARK
@@ -369,4 +370,5 @@ def lower(ctx, name: str, rtile: dict, mt: dict, cfg: WgmmaConfig):
         name, [grid or grid_blocks(ctx, mt, cfg)], [cfg.threads], params, kind="tiled_mma", flops=ctx.flops(),
         bytes_modelled=modelled_bytes(ctx, mt, cfg.bm, cfg.bn, bk_of(dtype)) - saved, config=conf,
         source=kernel_source(ctx, mt, cfg, grid), smem=cfg.smem_bytes, smem_static=0,
-        tensor_maps=tensor_map_attrs(maps, params, dtype), cluster=cfg.cluster if cfg.cluster > 1 else None)
+        tensor_maps=tensor_map_attrs(maps, params, dtype), cluster=cfg.cluster if cfg.cluster > 1 else None,
+        tensor_core=tensor_core_dtype(dtype))

@@ -443,7 +443,7 @@ def lower(r, kernel, name: str, outside: list):
         name, [blocks], [T], kernel_params(kernel), kind="attention", flops=sum(c.flops() for c in r.ctxs),
         bytes_modelled=modelled_bytes(graph, att, outside, tq), source="\n".join(src) + "\n",
         config={"engine": ENGINE, "mma": [16, 8, 16], "warps": [W, 1], "stages": 2, "tq": tq, "bk": BN},
-        smem=smem if dynamic else 0, smem_static=0 if dynamic else smem)
+        smem=smem if dynamic else 0, smem_static=0 if dynamic else smem, tensor_core=dtype)
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
 

@@ -423,7 +423,7 @@ def lower(r, kernel, name: str, outside: list):
                 "pipeline": "tma" if tma else "cp.async", "producer": tma, "tq": tq, "bk": bn,
                 **({"cluster": c} if c > 1 else {})},
         smem=smem, smem_static=0, **({"tensor_maps": [b[0] for b in boxes]} if tma else {}),
-        cluster=c if c > 1 else None)
+        cluster=c if c > 1 else None, tensor_core=dtype)
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in r.members)
     return func
 

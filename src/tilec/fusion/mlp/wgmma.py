@@ -390,7 +390,7 @@ def lower(ctx, kernel, name: str, tile: dict, spec):
         name, [nr * nt], [shape.threads], params, kind="mlp", flops=flops(ctx, shape),
         bytes_modelled=modelled_bytes(ctx, shape, dtype), source=kernel_source(ctx, params, shape, dtype),
         config=config, smem=shape.smem, smem_static=0, tensor_maps=tensor_maps(ctx, params, shape, dtype),
-        cluster=shape.cluster if shape.cluster > 1 else None)
+        cluster=shape.cluster if shape.cluster > 1 else None, tensor_core=dtype)
     func.attributes["origin"] = "+".join(m.attributes.get("origin", "tile.compute") for m in ctx.s1.members +
                                          ctx.s2.members)
     return func
