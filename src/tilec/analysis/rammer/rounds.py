@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from itertools import repeat
+from operator import itemgetter
 
 import numpy as np
 
@@ -42,7 +44,10 @@ def place_rounds(free: list, seg: dict, most: int, ready: float, dur: float, wai
         # seg is empty at a member's first tasks, the usual case here: no scan of the n vEUs then.
         if not (end_in > ready and end_on > ready) or (seg and any(nv in seg for _, nv in free[j - n:j])):
             return 0, 0.0
-        new = [(end_on if nv in producers else end_in, nv) for _, nv in free[j - n:j]]
+        if producers and end_on != end_in:
+            new = [(end_on if nv in producers else end_in, nv) for _, nv in free[j - n:j]]
+        else:   # one end for all (no producer vEU, or no difference): built at C speed
+            new = list(zip(repeat(end_in), map(itemgetter(1), free[j - n:j])))
         free[j - n:] = sorted(free[j:] + new)
     else:   # the vEUs idle before the earliest one's time plus dur, in order
         r = min(bisect.bisect_left(free, (free[0][0] + dur,)), most)
