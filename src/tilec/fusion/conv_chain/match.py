@@ -18,7 +18,7 @@ The tile is chosen here, for the whole chain: C's block tile (every power of two
 the full extent; blocks under 256 outputs are not scored, they only add halo and weight re-reads),
 C's reduce step over non-window axes (window axes are stepped whole, so neighbouring steps never
 recompute the same P points) and P's reduce step (the largest that fits shared memory).
-The kernel takes the config the latency model times fastest (:func:`modelled_us`, issue #18: the halo
+The kernel takes the config the latency model times fastest (:func:`modelled_us_of`, issue #18: the halo
 recompute, the P and C staging, barriers per step, SMs at work), the bytes counted as the emitted kernel
 moves them (:meth:`.kernel.ChainContext.chain_bytes`) breaking ties, subject to the static shared-memory
 limit and the arch's, ≤ 256 threads, ≤ 32 accumulators per thread on both sides, and the retile
@@ -129,17 +129,13 @@ def p_points_cap(spec) -> int:
     return min(MAX_ACC, budget // P_POINT_REGS) if budget else MAX_ACC
 
 
-def modelled_us(ctx, cfg: dict, spec, blocks: int, threads: int, smem: int, nbytes: int, unique: int) -> float:
-    """The latency model's microseconds for one launch of chain config ``cfg`` (:func:`modelled_us_of`)."""
-    return modelled_us_of(ctx, cfg, spec, blocks, threads, smem, unique)(nbytes)
-
-
 def modelled_us_of(ctx, cfg: dict, spec, blocks: int, threads: int, smem: int, unique: int):
-    """:func:`modelled_us` as a function of the global bytes: the chain search times a config with and
-    without its cluster, which differ only in the bytes, and counts the rest once.
+    """The latency model's microseconds for one launch of chain config ``cfg`` as a function of its global
+    bytes: the chain search times a config with and without its cluster, which differ only in the bytes, and
+    counts the rest once. It is :func:`choose`'s one timing call (tests that let the bytes decide replace
+    it; a second, bypassed entry point once made such a patch silently do nothing).
 
-    The latency model's microseconds for one launch of chain config ``cfg``
-    (``analysis/latency.candidate_estimate``, the model of report.json's ``modelled_us``, issue #18), counting
+    The model is ``analysis/latency.candidate_estimate`` (report.json's ``modelled_us``, issue #18), counting
     per block what :mod:`.kernel` emits: per C reduce step the P tile (halo included) is recomputed over P's
     reduce steps (P's operand boxes staged, each thread folding its points from them, two barriers a step),
     then C folds its staged boxes as the tiled kernel does (``fusion/retile.Retiler.modelled_us``'s count).
