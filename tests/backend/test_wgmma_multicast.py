@@ -123,6 +123,10 @@ def _launch(k, inputs, src: str, order: str):
 
 
 RELEASE = "tl_mbarrier_arrive_cluster(&k_empty[(j + 3) % 4], k_lane)"
+INIT = ("  if (k_tid == 0) {\n    for (int i = 0; i < 4; ++i) {\n      tl_mbarrier_init(&k_full[i], 1);   // the producer's "
+        "arrive.expect_tx; the TMA bytes complete it\n      tl_mbarrier_init(&k_empty[i], 8);   // every consumer warp "
+        "of every block of the cluster releases the stage\n    }\n    tl_mbarrier_init_fence();\n  }\n")
+SYNC = "  tl_cluster_sync();   // every block's barriers exist before a peer's multicast or remote arrive reaches them\n"
 
 
 @pytest.mark.parametrize("old,new,order,error", [
@@ -134,6 +138,10 @@ RELEASE = "tl_mbarrier_arrive_cluster(&k_empty[(j + 3) % 4], k_lane)"
     ("STAGE);   // the whole", "STAGE + 16);   // the whole", "normal", "deadlock"),   # wrong expect_tx
     ("tl_cluster_sync();   // every block's barriers", "__syncthreads();   // every block's barriers", "shuffle",
      "before any tl_cluster_sync"),                                          # a peer's barrier may not exist yet
+    # no fence.mbarrier_init: a peer's multicast may reach a barrier whose init it cannot see yet
+    ("    tl_mbarrier_init_fence();\n", "", "normal", "issued no tl_mbarrier_init_fence"),
+    # the init after the cluster barrier (a __syncthreads after it): the same race, in every order
+    (INIT + SYNC, SYNC + INIT + "  __syncthreads();\n", "reverse", "no tl_cluster_sync opened after the init"),
     ("for (int i = 0; i < 4; ++i) {   // the producer tail", "for (int i = 0; i < 0; ++i) {   // the producer tail",
      "normal", "peer that has exited"),                                      # no producer tail
 ])

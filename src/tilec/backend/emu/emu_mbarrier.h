@@ -20,28 +20,13 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 
 #include "emu_api.h"
 
 namespace tl_emu {
-constexpr uint64_t kMbarCount = (1u << 20) - 1;
-constexpr uint64_t kMbarMagic = uint64_t(1) << 61;
-constexpr uint64_t kMbarMagicMask = uint64_t(3) << 61;
-constexpr long kMbarTxMax = (1l << 20) - 1;   // the ISA's tx-count range is +-(2^20 - 1)
-
+// The word's layout (kMbarCount, mbar_pending, mbar_pack, ...) is in emu_state.h: the runtime reads it too.
 inline void bulk_land(Block* b, const unsigned long long* bar);   // emu_tma.h
-
-inline unsigned mbar_pending(uint64_t v) { return unsigned(v & kMbarCount); }
-inline unsigned mbar_expected(uint64_t v) { return unsigned((v >> 20) & kMbarCount); }
-inline long mbar_tx(uint64_t v) {
-  long t = long((v >> 40) & ((1u << 21) - 1));
-  return t >= (1l << 20) ? t - (1l << 21) : t;
-}
-inline unsigned mbar_parity(uint64_t v) { return unsigned(v >> 63); }
-inline uint64_t mbar_pack(unsigned pending, unsigned expected, long tx, unsigned parity) {
-  return uint64_t(pending) | uint64_t(expected) << 20 | (uint64_t(tx) & ((1u << 21) - 1)) << 40 | kMbarMagic |
-         uint64_t(parity & 1u) << 63;
-}
 
 [[noreturn]] inline void mbar_fail(const unsigned long long* bar, const char* what) {
   char msg[256];
@@ -71,10 +56,96 @@ inline void mbar_update(unsigned long long* bar, unsigned arrivals, long tx_delt
   v = mbar_pack(pending, expected, tx, parity);
 }
 
+// ---- cluster visibility of an init (fence.mbarrier_init.release.cluster) ----------------------------------
+// On a GPU a peer's multicast complete_tx or remote arrive may reach a barrier whose init it cannot see yet:
+// the init is visible to the cluster only after the initialising thread's fence.mbarrier_init and a cluster
+// barrier that opened after that fence (CUTLASS: fence_barrier_init, then cluster_sync). The emulator runs the
+// inits of every block in one phase, so it would never see the race; instead each init of a cluster kernel is
+// recorded (Block::inits) and a peer's access checks the rule. Only cluster kernels pay for it.
+
+// The name of the barrier at `bar` (an address in the running block) that every block of the cluster shares.
+inline uintptr_t mbar_key(const unsigned long long* bar) {
+  Block* b = tl_w->cur->blk;
+  return in_arena(bar) ? reinterpret_cast<uintptr_t>(bar) - reinterpret_cast<uintptr_t>(b->arena)
+                       : reinterpret_cast<uintptr_t>(bar);
+}
+
+inline void mbar_note_init(unsigned long long* bar) {
+  Block* b = tl_w->cur->blk;
+  uintptr_t key = mbar_key(bar);
+  int i = 0;
+  while (i < b->ninits && b->inits[i].key != key) ++i;
+  if (i == b->cap_inits) {
+    int cap = b->cap_inits ? 2 * b->cap_inits : 16;
+    void* p = realloc(b->inits, size_t(cap) * sizeof(MbarInit));
+    if (!p) mbar_fail(bar, "out of memory for the cluster's barrier records");
+    b->inits = static_cast<MbarInit*>(p);
+    b->cap_inits = cap;
+  }
+  if (i < b->ninits && b->inits[i].unobserved) --b->unobserved;
+  if (i == b->ninits) ++b->ninits;
+  // a re-init needs a new fence and cluster barrier before peers may reach it
+  b->inits[i] = MbarInit{key, tl_w->cur->linear, kNoFence, in_arena(bar), false};
+}
+
+// fence.mbarrier_init: the running thread's earlier inits become visible at the next cluster barrier.
+inline void mbar_init_fence() {
+  Block* b = tl_w->cur->blk;
+  for (int i = 0; i < b->ninits; ++i)
+    if (b->inits[i].fence_gen == kNoFence && b->inits[i].thread == tl_w->cur->linear) b->inits[i].fence_gen = b->cluster_gen;
+}
+
+// The barrier at `bar`'s offset in block `rank` of the cluster (mapa), for a multicast copy's complete_tx or
+// (`arrive`) a remote arrive; fails the launch when that block's init of it is not visible to the cluster yet.
+// A remote arrive marks the barrier unobserved until its block waits for a phase it completed (mbar_observe).
+inline unsigned long long* mbar_peer(unsigned long long* bar, unsigned rank, bool arrive) {
+  auto* p = reinterpret_cast<unsigned long long*>(cluster_address(bar, rank, 8));
+  Block* self = tl_w->cur->blk;
+  if (rank == self->rank) return p;
+  Block& owner = self->peers[rank];
+  uintptr_t key = mbar_key(bar);
+  for (int i = 0; i < owner.ninits; ++i) {
+    MbarInit& m = owner.inits[i];
+    if (m.key != key) continue;
+    if (m.fence_gen != kNoFence && owner.cluster_gen > m.fence_gen) {
+      if (arrive && !m.unobserved) {
+        m.unobserved = true;
+        ++owner.unobserved;
+      }
+      return p;
+    }
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "reaches the mbarrier at %p of cluster rank %u (a multicast copy's complete_tx or a remote arrive) "
+             "before its init is visible to the cluster: %s",
+             static_cast<const void*>(p), rank,
+             m.fence_gen == kNoFence
+                 ? "the initialising thread issued no tl_mbarrier_init_fence (fence.mbarrier_init.release.cluster) "
+                   "after tl_mbarrier_init"
+                 : "no tl_cluster_sync opened after the init and its tl_mbarrier_init_fence");
+    fail_launch(tl_w, msg);
+  }
+  return p;   // never initialised: mbar_word reports it
+}
+
+// A thread of the owning block saw the phase of `bar` complete. When no arrival of a later phase is in (the
+// barrier is between phases), every remote arrive it received has been observed: the block may exit.
+inline void mbar_observe(Block* b, unsigned long long* bar) {
+  uint64_t v = *bar;
+  if (mbar_pending(v) != mbar_expected(v) || mbar_tx(v) != 0) return;
+  uintptr_t key = mbar_key(bar);
+  for (int i = 0; i < b->ninits; ++i)
+    if (b->inits[i].key == key && b->inits[i].unobserved) {
+      b->inits[i].unobserved = false;
+      --b->unobserved;
+    }
+}
+
 inline void mbar_init(unsigned long long* bar, unsigned count) {
   if (reinterpret_cast<uintptr_t>(bar) & 7) mbar_fail(bar, "not 8-byte aligned");
   if (count < 1 || count > kMbarCount) mbar_fail(bar, "init count outside 1..2^20-1");
   *bar = mbar_pack(count, count, 0, 0);
+  if (tl_w->L->cluster > 1) mbar_note_init(bar);
 }
 
 // The state token mbarrier.arrive returns: the parity of the phase it arrived in (bit 63), as tests need.
@@ -85,8 +156,11 @@ inline uint64_t mbar_arrive(unsigned long long* bar, unsigned count, long tx) {
 }
 
 inline bool mbar_try_wait(unsigned long long* bar, unsigned parity) {
-  bulk_land(tl_w->cur->blk, bar);
-  return mbar_parity(mbar_word(bar)) != (parity & 1u);
+  Block* b = tl_w->cur->blk;
+  bulk_land(b, bar);
+  bool done = mbar_parity(mbar_word(bar)) != (parity & 1u);
+  if (done && __builtin_expect(b->unobserved, 0)) mbar_observe(b, bar);   // cluster kernels only
+  return done;
 }
 
 struct MbarWait { unsigned long long* bar; unsigned parity; };
@@ -115,7 +189,10 @@ inline void mbar_wait(unsigned long long* bar, unsigned parity) {
 }  // namespace tl_emu
 
 inline void tl_mbarrier_init(unsigned long long* bar, unsigned count) { tl_emu::mbar_init(bar, count); }
-inline void tl_mbarrier_init_fence() {}   // orders init before other blocks' use; the emulator is sequential
+// fence.mbarrier_init.release.cluster: orders the thread's inits before peers' use (cluster kernels only).
+inline void tl_mbarrier_init_fence() {
+  if (tl_emu::tl_w->L->cluster > 1) tl_emu::mbar_init_fence();
+}
 inline uint64_t tl_mbarrier_arrive(unsigned long long* bar) { return tl_emu::mbar_arrive(bar, 1, 0); }
 inline uint64_t tl_mbarrier_arrive_expect_tx(unsigned long long* bar, unsigned bytes) {
   return tl_emu::mbar_arrive(bar, 1, long(bytes));
@@ -125,7 +202,7 @@ inline void tl_mbarrier_complete_tx(unsigned long long* bar, unsigned bytes) { t
 // mbarrier.arrive.release.cluster on the barrier at bar's shared offset in block `rank` of the cluster
 // (tl_cluster_map's rule: TL_SHARED, plain or extern __shared__), as CUTLASS's ClusterBarrier::arrive(cta_id).
 inline void tl_mbarrier_arrive_cluster(unsigned long long* bar, unsigned rank) {
-  tl_emu::mbar_arrive(reinterpret_cast<unsigned long long*>(tl_emu::cluster_address(bar, rank, 8)), 1, 0);
+  tl_emu::mbar_arrive(tl_emu::mbar_peer(bar, rank, true), 1, 0);
 }
 inline bool tl_mbarrier_try_wait_parity(unsigned long long* bar, unsigned parity) { return tl_emu::mbar_try_wait(bar, parity); }
 inline void tl_mbarrier_wait_parity(unsigned long long* bar, unsigned parity) { tl_emu::mbar_wait(bar, parity); }

@@ -292,6 +292,7 @@ inline void run_blocks(WorkerRt* w) {
   for (Block& b : blocks) {
     free(b.arena);
     free(b.tls_save);
+    free(b.inits);
     free_chain(b.bulk);
   }
   l2_free(logs);
@@ -323,6 +324,7 @@ inline void run_concurrent(WorkerRt* w) {
   for (Block& b : blocks) {
     free(b.arena);
     free(b.tls_save);
+    free(b.inits);
     free_chain(b.bulk);
   }
   l2_free(logs);

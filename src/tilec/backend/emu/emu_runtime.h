@@ -218,10 +218,42 @@ inline void free_chain(void* p) {
   }
 }
 
+// A cluster block's last thread is leaving: every barrier it initialised must be between phases. One that is
+// mid-phase (some arrivals of its phase in, or bytes announced that no copy delivered) still expects arrivals
+// or multicast bytes, which only a peer can bring now, into a block that has exited (its shared memory gone: a
+// missing producer tail). Checked at the exit, not at the peer's late arrive, so it fails in every schedule.
+inline void check_exit_barriers(WorkerRt* w, Block* b) {
+  for (int i = 0; i < b->ninits; ++i) {
+    const MbarInit& m = b->inits[i];
+    // the block is resident (its last thread runs): a __shared__ barrier's word is at its own address
+    const uint64_t* p = reinterpret_cast<const uint64_t*>(m.arena ? b->arena + m.key : reinterpret_cast<char*>(m.key));
+    uint64_t v = *p;
+    if ((v & kMbarMagicMask) != kMbarMagic) continue;   // re-purposed memory: not a barrier any more
+    if (m.unobserved)
+      return fail(w,
+                  "kernel %s: block (%u,%u,%u) exits before any of its threads waited for the phase that a cluster "
+                  "peer's remote arrive completed on its mbarrier at %p: on a GPU that arrive may reach the shared "
+                  "memory of a peer that has exited (keep every block until its peers are done with it: wait for "
+                  "every stage's final release, the producer tail)",
+                  w->L->name, b->bid.x, b->bid.y, b->bid.z, static_cast<const void*>(p));
+    if (mbar_pending(v) == mbar_expected(v) && mbar_tx(v) == 0) continue;
+    return fail(w,
+                "kernel %s: block (%u,%u,%u) exits while its mbarrier at %p is mid-phase (%u of %u arrivals pending, "
+                "tx-count %ld): a cluster peer's remaining remote arrives or multicast bytes would reach the shared "
+                "memory of a peer that has exited (keep every block until its peers are done with it: wait for "
+                "every stage's final release, the producer tail)",
+                w->L->name, b->bid.x, b->bid.y, b->bid.z, static_cast<const void*>(p), mbar_pending(v),
+                mbar_expected(v), mbar_tx(v));
+  }
+}
+
 [[noreturn]] inline void thread_exit(WorkerRt* w, Fiber* f) {
   Block* b = f->blk;
   Warp& W = b->warps[f->warp];
-  if (--b->live == 0) w->finished++;
+  if (--b->live == 0) {
+    w->finished++;
+    if (b->ninits) check_exit_barriers(w, b);   // only cluster kernels record their inits
+  }
   W.live &= ~(uint64_t(1) << f->lane);
   w->progress++;
   f->state = S_DONE;
@@ -433,6 +465,9 @@ inline bool run_sched(WorkerRt* w, bool sorted) {
         Block* b = w->blocks[c + r];
         b->at_cluster = 0;
         b->cluster_synced = 1;   // its peers have all started: it may reach their shared memory (cluster_address)
+        ++b->cluster_gen;        // publishes the barrier inits fenced before it (emu_mbarrier.h)
+        for (int i = 0; b->unobserved && i < b->ninits; ++i) b->inits[i].unobserved = false;   // arrives ordered
+        b->unobserved = 0;
         for (int t = 0; t < b->n; ++t)
           if (b->fib[t].state == S_CLUSTER) {
             b->fib[t].state = S_READY;
@@ -481,6 +516,9 @@ inline void init_block(WorkerRt* w, Block* b, long linear) {
   b->peers = b - b->rank;                    // the cluster's Blocks are contiguous, in rank order
   b->at_cluster = 0;
   b->cluster_synced = 0;
+  b->cluster_gen = 0;
+  b->ninits = 0;   // the list's storage is kept for the next block run in this slot
+  b->unobserved = 0;
   free_chain(b->bulk);   // TMA copies a failed or finished block never waited for
   b->bulk = nullptr;
   b->at_group = 0;

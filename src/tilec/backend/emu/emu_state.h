@@ -75,6 +75,34 @@ struct SectorLog {
   size_t n, cap;
   uint64_t recent[kRecent];
 };
+// A barrier's tl_mbarrier_init in a cluster kernel (emu_mbarrier.h): `key` names it alike in every block of the
+// cluster (its TL_SHARED arena offset, or its plain/extern __shared__ address, the same in every block), `thread`
+// initialised it, `fence_gen` is the block's cluster_gen when that thread's tl_mbarrier_init_fence followed the
+// init (kNoFence before one). Peers may reach the barrier once a cluster barrier opened after that fence.
+// `arena`: the key is a TL_SHARED arena offset (else a __shared__ address of the running block's TLS copy).
+constexpr unsigned kNoFence = ~0u;
+// `unobserved`: a peer's remote arrive reached it, and no thread of the block has since waited for a phase
+// that it completed (nor has a cluster barrier opened): the block may not exit yet (emu_runtime.h).
+struct MbarInit { uintptr_t key; int thread; unsigned fence_gen; bool arena, unobserved; };
+
+// An mbarrier's 8-byte word as the emulator keeps it (emu_mbarrier.h describes the fields).
+constexpr uint64_t kMbarCount = (1u << 20) - 1;
+constexpr uint64_t kMbarMagic = uint64_t(1) << 61;
+constexpr uint64_t kMbarMagicMask = uint64_t(3) << 61;
+constexpr long kMbarTxMax = (1l << 20) - 1;   // the ISA's tx-count range is +-(2^20 - 1)
+
+inline unsigned mbar_pending(uint64_t v) { return unsigned(v & kMbarCount); }
+inline unsigned mbar_expected(uint64_t v) { return unsigned((v >> 20) & kMbarCount); }
+inline long mbar_tx(uint64_t v) {
+  long t = long((v >> 40) & ((1u << 21) - 1));
+  return t >= (1l << 20) ? t - (1l << 21) : t;
+}
+inline unsigned mbar_parity(uint64_t v) { return unsigned(v >> 63); }
+inline uint64_t mbar_pack(unsigned pending, unsigned expected, long tx, unsigned parity) {
+  return uint64_t(pending) | uint64_t(expected) << 20 | (uint64_t(tx) & ((1u << 21) - 1)) << 40 | kMbarMagic |
+         uint64_t(parity & 1u) << 63;
+}
+
 struct Block {
   uint3 bid;
   long linear;
@@ -89,6 +117,10 @@ struct Block {
   unsigned rank;    // blockIdx.x % Launch::cluster
   int at_cluster;   // threads parked in tl_cluster_sync
   int cluster_synced;   // a tl_cluster_sync has opened for this block: every peer has started
+  unsigned cluster_gen;  // tl_cluster_syncs opened for this block so far
+  MbarInit* inits;       // cluster kernels: this block's barrier inits (ninits of cap_inits), malloc'd
+  int ninits, cap_inits;
+  int unobserved;        // inits[] entries with `unobserved` set
   void* bulk;        // TMA copies into this block not landed yet (emu_tma.h): a malloc'd chain, next pointer first
   int at_group;      // threads parked in group_sync (wgmma's warpgroup rendezvous)
   SectorLog* sectors;   // the L2 model's log of this block's sectors (only when Worker::l2)

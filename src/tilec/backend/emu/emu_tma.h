@@ -151,7 +151,7 @@ inline void tma_load(void* dst, const TlTensorMap& m, unsigned long long* bar, c
     // for plain or extern __shared__ memory is this block's own (emu_state.h).
     char* now = mask ? cluster_address(dst, r, bytes) : static_cast<char*>(dst);
     char* d = mask && in_arena(dst) ? now : static_cast<char*>(dst);
-    unsigned long long* bar_now = mask ? reinterpret_cast<unsigned long long*>(cluster_address(bar, r, 8)) : bar;
+    unsigned long long* bar_now = mask ? mbar_peer(bar, r, false) : bar;   // a peer's: its init must be visible
     unsigned long long* bb = mask && in_arena(bar) ? bar_now : bar;
     BulkCopy* copy = img;
     if (!first) {
