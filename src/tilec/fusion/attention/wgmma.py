@@ -37,7 +37,8 @@ and read the same K/V chunks. Where K and V load by TMA and the query tiles come
 producer loads half the rows of every K/V box with ``.multicast::cluster`` to both blocks (each block's
 ``full`` barrier receives both halves, the same expect_tx); a stage is refilled only once every consumer warp
 of both blocks has released it (``empty`` counts 2 x 4 warps per consumer warpgroup; lane r of each warp
-arrives on block r's barrier, the GEMM engine's ``release_line``), the producer waits for both stages' final
+arrives on block r's barrier, the GEMM engine's ``release_line``, after a ``__syncwarp`` since every lane
+read the stage's masks), the producer waits for both stages' final
 releases before it exits, and a cluster barrier follows the barriers' init. K/V's global bytes are then read
 once per cluster. Q, the key-indexed operands and the scalars stay per block.
 
@@ -410,8 +411,10 @@ def lower(r, kernel, name: str, outside: list):
             "  tl_wgmma_commit();", "  tl_wgmma_wait<0>();", "  tl_wgmma_fence_operand(k_o);",
             ("  tl_mbarrier_arrive(&k_empty[k_ci & 1]);   // done with chunk c's stage: the producer may refill it"
              if tma and c < 2 else
-             f"  {WE.release_line(c, 'k_ci & 1')}   // chunk c's stage: every producer of the cluster may refill it"
+             "  __syncwarp();   // every lane's reads of chunk c's stage (masks) happen before lane r releases it"
              if tma else "  __syncthreads();   // every warpgroup is done with chunk c's stage before it is refilled"),
+            *([f"  {WE.release_line(c, 'k_ci & 1')}   // chunk c's stage: every producer of the cluster may refill it"]
+              if tma and c > 1 else []),
             "}",
             *([] if tma else ["tl_cp_async_wait<0>();   // only empty groups can be left"]),
             *mma._store_lines(r, dv, sq, "k_o[4 * ni + 2 * h + e]")]
