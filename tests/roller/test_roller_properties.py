@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from tilec.analysis.cost_model import RTile, estimate, regs_per_thread, smem_bytes
 from tilec.analysis.hardware import available_archs, get_arch
+from tilec.analysis.mma_tile import match_problem
 from tilec.analysis.roller import construct_rtiles, padding_waste
-from tilec.backend.lower.tiled_mma import MMA, match_expr, smem_bytes as mma_smem
+from tilec.backend.lower.tiled_mma import MMA, smem_bytes as mma_smem
 from tilec.ir import parse_module
 from tilec.ir.texpr import AxisRef
 from tilec.ir.types import itemsize
@@ -77,7 +78,7 @@ def check_config(problem, cand, spec):
             elem = itemsize(problem.input_dtypes[problem.input_index(acc)])
             assert tile[last.name] >= min(spec.sector_bytes // elem, problem.extents[last.name]), (acc, tile)
     # tensor cores: whole mma tiles, one batch entry per block, staging within the wmma kernel's limit
-    mt = match_expr(problem.expr, problem.input_dtypes, problem.out_dtype)
+    mt = match_problem(problem)   # batch-1 products (a constant 0 on a size-1 dim) included
     has_tc = spec.tensor_core_flops(problem.input_dtypes[0]) > 0    # no bf16 tensor cores on V100
     if mt and has_tc and spec.mma_shapes and all(problem.extents[mt[a]] >= 16 for a in "mnk"):
         bm, bn, bk = block[mt["m"]], block[mt["n"]], step[mt["k"]]
@@ -119,6 +120,18 @@ def test_batched_matmul_configs_obey_rules(arch, b, m, n, k, dtype, b_transposed
     op = compute_op(f"C[b, m, n] += A[b, m, k] * {rhs}",
                     [f"tensor<{b}x{m}x{k}x{dtype}>", "tensor<" + "x".join(map(str, bshape)) + f"x{dtype}>"],
                     f"tensor<{b}x{m}x{n}x{dtype}>")
+    check_all(problem_of(op), get_arch(arch))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@settings(max_examples=6, **SETTINGS)
+@given(h=st.integers(1, 4), m=st.integers(1, 256), n=st.integers(1, 256), k=st.integers(1, 256),
+       dtype=st.sampled_from(["f16", "bf16"]))
+def test_batch_one_matmul_configs_obey_rules(arch, h, m, n, k, dtype):
+    """A batch-1 export's per-head product: the size-1 batch dim indexed by a constant 0."""
+    op = compute_op("Y[b0, b1, m, n] += A[0, b1, m, k] * B[0, b1, k, n]",
+                    [f"tensor<1x{h}x{m}x{k}x{dtype}>", f"tensor<1x{h}x{k}x{n}x{dtype}>"],
+                    f"tensor<1x{h}x{m}x{n}x{dtype}>")
     check_all(problem_of(op), get_arch(arch))
 
 

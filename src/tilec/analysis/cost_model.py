@@ -146,11 +146,11 @@ def _tiled_kind(problem: TileProblem, spec: GPUSpec) -> tuple:
     key = ("tiled_kind", spec.arch)
     if key not in problem.memo:
         from ..ir.texpr import to_affine
-        from .mma_tile import match_expr, tensor_core_dtype
+        from .mma_tile import match_problem, tensor_core_dtype
         e = problem.expr
         tiled = e.combiner is not None and problem.kind in ("contraction", "conv") and \
             all(to_affine(ix) is not None for acc in e.accesses for ix in acc.indices)
-        mt = match_expr(e, problem.input_dtypes, problem.out_dtype, problem.precision) if tiled else None
+        mt = match_problem(problem) if tiled else None
         if mt is not None and not spec.tensor_core_flops(tensor_core_dtype(mt["dtype"])):
             mt = None
         problem.memo[key] = (tiled, mt)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..ir.types import itemsize
 from .hardware import GPUSpec
-from .mma_tile import MMA, match_expr
+from .mma_tile import MMA, match_problem
 
 MAX_STAGES = 4       # beyond 4 k tiles in flight CUTLASS and Triton see no gain on sm_80/sm_90
 MIN_STAGES = 2
@@ -140,7 +140,7 @@ def engine_shape(problem, rt, spec: GPUSpec) -> EngineConfig | None:
     """The engine's shape for the tensor-core product ``problem`` on rTile ``rt``, as the lowering gives it, or
     None where another kernel runs it (CUDA cores, wmma before sm_80, sm_90's wgmma for f16/bf16). Roller's
     estimate reads its threads, stages and shared memory, so it ranks the kernel that will run."""
-    mt = match_expr(problem.expr, problem.input_dtypes, problem.out_dtype, problem.precision)
+    mt = match_problem(problem)
     sm = sm_version(spec)
     if mt is None or sm < 80 or not supports(spec, mt, problem.extents):
         return None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..ir.types import itemsize
 from .engine_shape import powers_of_two
 from .hardware import GPUSpec
-from .mma_tile import MMA, match_expr
+from .mma_tile import MMA, match_problem
 
 PAD = 8              # LDS row padding (elements): rows stay 16-byte aligned and shift by 4 banks
 MAX_WAVES = 4        # 256 threads: a workgroup of 4 wavefronts, one per SIMD
@@ -112,7 +112,7 @@ def mfma_shape(problem, rt, spec: GPUSpec) -> MfmaConfig | None:
     (``tiled_mma.aligned`` and ``engine_config``), or None where it runs on CUDA cores instead: not an AMD
     target with matrix cores for the type, a block or k step that is not a multiple of the 16x16x16 mma
     tile, a batch axis blocked by more than one, or a block tile the engine has no wave grid for."""
-    mt = match_expr(problem.expr, problem.input_dtypes, problem.out_dtype, problem.precision)
+    mt = match_problem(problem)
     if mt is None or not supports(spec, mt, problem.extents):
         return None
     block, thread, step = dict(rt.block), dict(rt.thread), dict(rt.step)

@@ -268,13 +268,13 @@ class Roller:
         f16/bf16 matmul whose m, n, k are at least one tile of the spec's square mma shape (the one wmma's
         m16n16k16 uses); else (None, {})."""
         if not hasattr(self, "_mma_memo"):
-            from .mma_tile import match_expr, tensor_core_dtype
+            from .mma_tile import match_problem, tensor_core_dtype
             p = self.p
             square = [s for s in self.spec.mma_shapes if s[0] == s[1]]
             # No tensor cores for this dtype on this GPU (bf16 on V100): plain CUDA-core tiles.
             if not self.spec.tensor_core_flops(tensor_core_dtype(p.input_dtypes[0])):
                 square = []
-            mt = match_expr(p.expr, p.input_dtypes, p.out_dtype, p.precision) if square else None
+            mt = match_problem(p) if square else None
             out = dict(zip((mt["m"], mt["n"], mt["k"]), square[0])) if mt else {}
             ok = out and all(p.extents[a] >= q for a, q in out.items())
             self._mma_memo = (mt, out) if ok else (None, {})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..ir.types import itemsize
 from .engine_shape import MAX_STAGES, MIN_STAGES, sm_version
 from .hardware import GPUSpec
-from .mma_tile import match_expr
+from .mma_tile import match_problem
 
 SLACK = 1024         # dynamic shared memory is aligned up to 1024 bytes (the 128B swizzle's period)
 DTYPES = ("f16", "bf16", "f32")   # f32: a product marked tf32
@@ -205,7 +205,7 @@ def problem_saved_bytes(problem, wg: WgmmaConfig) -> int:
 
 
 def _match(problem) -> dict | None:
-    return match_expr(problem.expr, problem.input_dtypes, problem.out_dtype, problem.precision)
+    return match_problem(problem)
 
 
 def wgmma_shape(problem, rt, spec: GPUSpec) -> WgmmaConfig | None:

@@ -33,7 +33,8 @@ def k_major_weight(module: Operation, op: Operation) -> Operation:
         return op
     expr = parse_texpr(str(op.attributes["expr"]))
     dtypes = [v.type.dtype for v in op.operands]
-    mt = match_expr(expr, dtypes, op.results[0].type.dtype, op.attributes.get("precision"))
+    mt = match_expr(expr, dtypes, op.results[0].type.dtype, op.attributes.get("precision"),
+                    [tuple(v.type.shape) for v in op.operands], tuple(op.results[0].type.shape))
     if mt is None or mt["dtype"] != "f32" or mt["b_nmajor"] or mt["a_kmajor"]:
         return op   # not tf32, or B already K-major, or A m-contiguous (wgmma tf32 cannot read it either)
     w = op.operands[list(expr.inputs).index(mt["b"].tensor)]

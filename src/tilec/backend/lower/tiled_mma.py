@@ -1,8 +1,9 @@
 """The tensor-core variant of the tiled kernel: f16/bf16 (batched) matrix products, and f32 ones marked tf32.
 
 Matches ``C[b.., m, n] += A[b.., m|k, k|m] * B[b.., k|n, n|k]`` (an operand may lack the batch axes:
-broadcast; plain axes, one reduce axis, both inputs f16 or both bf16, or f32 with ``precision = "tf32"``, any
-float output) whose rTile is aligned to the 16×16×16 mma shape: block m and n, and step k, multiples of 16.
+broadcast; plain axes, or a constant 0 on a size-1 batch dim as a batch-1 export writes it; one reduce axis,
+both inputs f16 or both bf16, or f32 with ``precision = "tf32"``, any float output) whose rTile is aligned to
+the 16×16×16 mma shape: block m and n, and step k, multiples of 16.
 Two kernels take it (tf32: only the engine, else the CUDA-core tiled kernel):
 
 - the sm_80 engine (``mma_engine``: cp.async pipeline, ldmatrix from swizzled shared memory, mma.sync
@@ -32,7 +33,8 @@ CTYPE = {"f16": "half", "bf16": "__nv_bfloat16", "f32": "float"}
 def match(ctx: ComputeContext) -> dict | None:
     """``{"m", "n", "k", "batch", "a", "b", "a_kmajor", "b_nmajor", ...}`` when ``ctx`` is a tensor-core matmul
     (an f32 one when the precision pass marked it ``precision = "tf32"``)."""
-    return match_expr(ctx.expr, ctx.dtypes, ctx.out_dtype, ctx.op.attributes.get("precision"))
+    return match_expr(ctx.expr, ctx.dtypes, ctx.out_dtype, ctx.op.attributes.get("precision"), ctx.shapes,
+                      ctx.out_shape)
 
 
 def aligned(ctx: ComputeContext, rtile: dict | None) -> bool:
