@@ -105,19 +105,21 @@ class Welder(ModulePass):
         if key not in memo:
             parts = pattern(group.kind).apart_parts(group.plan, group.members)
             if parts is None:
-                apart = sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, ("single", group_signature(graph, [m])))
+                apart = sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, memo,
+                                                ("single", group_signature(graph, [m])))
                             for m in group.members)
             else:   # the pattern names the grouping it replaces (an mlp kernel on wgmma: its two GEMM groups)
-                apart = sum(self._part_seconds(block, graph, part, spec, tiles) for part in parts)
+                apart = sum(self._part_seconds(block, graph, part, spec, tiles, memo) for part in parts)
             memo[key] = self._group_seconds(block, graph, group, spec, tiles, key) <= apart
         return memo[key]
 
-    def _part_seconds(self, block, graph, members: list, spec, tiles: dict) -> float:
+    def _part_seconds(self, block, graph, members: list, spec, tiles: dict, memo: dict) -> float:
         """Modelled seconds of ``members`` as the group the search would make of them alone, or of each member
         alone where none matches."""
         g = classify_group(graph, members, spec, patterns()) if len(members) > 1 else None
         if g is None:
-            return sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, ("single", group_signature(graph, [m])))
+            return sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, memo,
+                                           ("single", group_signature(graph, [m])))
                        for m in members)
         return self._group_seconds(block, graph, g, spec, tiles, (g.kind, group_signature(graph, members)))
 
@@ -139,16 +141,24 @@ class Welder(ModulePass):
                 op.attributes.clear()
                 op.attributes.update(attrs)
 
-    def _alone_seconds(self, op, spec, tiles: dict, key) -> float:
-        """Modelled seconds of ``op``'s own kernel, with the tile the pass would re-choose for it alone."""
+    def _alone_seconds(self, op, spec, tiles: dict, memo: dict, key) -> float:
+        """Modelled seconds of ``op``'s own kernel, with the tile the pass would re-choose for it alone.
+
+        Memoised in ``memo`` by the op's subgraph hash, result type and attributes (its rtile, pad, ...):
+        the lowering is a function of these, and one op is priced again in every candidate group that holds
+        it and in every search round (EfficientNet-B0: 298 pricings, 113 distinct)."""
+        mkey = ("alone", key, repr(op.result.type), repr(op.attributes))
+        if mkey in memo:
+            return memo[mkey]
         saved = dict(op.attributes)
         try:
             if self.retile:
                 _retile(op, None, spec, self.min_block_outputs, tiles, key)
-            return modelled_seconds(spec, lower_compute(op, 0))
+            memo[mkey] = modelled_seconds(spec, lower_compute(op, 0))
         finally:
             op.attributes.clear()
             op.attributes.update(saved)
+        return memo[mkey]
 
 
 def modelled_seconds(spec, func) -> float:
