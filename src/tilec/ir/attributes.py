@@ -97,6 +97,10 @@ def format_symbol(name: str) -> str:
 
 def quote_string(text: str) -> str:
     """A double-quoted string with C-style escapes; every non-printable or non-ASCII char is escaped."""
+    # Nearly every name (op names, attribute strings) is printable ASCII with nothing to escape: one C-speed
+    # test instead of a loop per char. ASCII's printable chars are 32..126, the loop's plain case.
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
     out = ['"']
     for ch in text:
         if ch == '"':
@@ -153,6 +157,8 @@ def format_attr(value) -> str:
         if _INT_LISTS.fullmatch(text):   # nothing else (bools, floats, strings, tuples...) is in there
             return text
         return "[" + ", ".join([format_attr(v) for v in value]) + "]"
+    if type(value) is str:   # the commonest leaf; subclasses take the isinstance chain below
+        return quote_string(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -172,11 +178,17 @@ def format_attr(value) -> str:
     raise TypeError(f"cannot print attribute value of type {type(value).__name__}")
 
 
+_KEY_TEXT: dict = {}   # attribute key -> its text: a module has a few hundred distinct keys, printed ~10^5 times
+
+
 def format_attr_key(key: str) -> str:
-    bare = key and (key[0].isalpha() or key[0] == "_") and all(c.isalnum() or c in "_." for c in key)
-    return key if bare else quote_string(key)
+    text = _KEY_TEXT.get(key)
+    if text is None:
+        bare = key and (key[0].isalpha() or key[0] == "_") and all(c.isalnum() or c in "_." for c in key)
+        text = _KEY_TEXT[key] = key if bare else quote_string(key)
+    return text
 
 
 def format_attr_dict(attrs: dict) -> str:
     """``{a = 1, b = "x"}``, keys in insertion order (the IR keeps them sorted where order is not meaningful)."""
-    return "{" + ", ".join(f"{format_attr_key(k)} = {format_attr(v)}" for k, v in attrs.items()) + "}"
+    return "{" + ", ".join([f"{format_attr_key(k)} = {format_attr(v)}" for k, v in attrs.items()]) + "}"

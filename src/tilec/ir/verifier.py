@@ -78,9 +78,9 @@ class _Verifier:
         if spec is None:
             raise self.fail(op, "is not a known op (see ir_specs/ops/)")
         n = len(op.operands)
-        if n < spec.min_operands or (spec.max_operands is not None and n > spec.max_operands):
-            want = (f"{spec.min_operands}" if spec.max_operands == spec.min_operands else
-                    f"{spec.min_operands} to {spec.max_operands if spec.max_operands is not None else 'any'}")
+        lo, hi = spec.min_operands, spec.max_operands   # properties: each a scan of the spec's operands
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if hi == lo else f"{lo} to {hi if hi is not None else 'any'}"
             raise self.fail(op, f"takes {want} operands, got {n}")
         if spec.results != "*" and len(op.results) != spec.results:
             raise self.fail(op, f"has {spec.results} results, got {len(op.results)}")
