@@ -81,27 +81,48 @@ def _same_as_min_opset(op_type: str, opset: int) -> bool:
 def check_schema(ctx, node: onnx.NodeProto) -> None:
     """Arity, required inputs and attributes, and attribute types of ``node`` from the ONNX schema at
     ``ctx.opset``; errors through ``ctx.error`` (they name the node)."""
-    try:
-        schema = onnx.defs.get_schema(node.op_type, ctx.opset, "")
-    except onnx.defs.SchemaError:
-        raise ctx.error(node, f"ONNX op '{node.op_type}' does not exist at opset {ctx.opset}") from None
+    facts = _schema_facts(node.op_type, ctx.opset)
+    if facts is None:
+        raise ctx.error(node, f"ONNX op '{node.op_type}' does not exist at opset {ctx.opset}")
+    min_in, max_in, single, declared, required = facts
     n_in = len(node.input)
-    if n_in < schema.min_input or n_in > schema.max_input:
-        raise ctx.error(node, f"'{node.op_type}' takes {schema.min_input} to {schema.max_input} inputs, "
-                              f"got {n_in}")
-    single = onnx.defs.OpSchema.FormalParameterOption.Single
-    for i, (name, formal) in enumerate(zip(node.input, schema.inputs)):
-        if not name and formal.option == single:  # '' means absent: only optional inputs may be
-            raise ctx.error(node, f"'{node.op_type}' input #{i} ('{formal.name}') is required but absent")
-    declared = schema.attributes
+    if n_in < min_in or n_in > max_in:
+        raise ctx.error(node, f"'{node.op_type}' takes {min_in} to {max_in} inputs, got {n_in}")
+    for i, (name, (formal, is_single)) in enumerate(zip(node.input, single)):
+        if not name and is_single:  # '' means absent: only optional inputs may be
+            raise ctx.error(node, f"'{node.op_type}' input #{i} ('{formal}') is required but absent")
     kinds = onnx.AttributeProto.AttributeType
     for a in node.attribute:
         spec = declared.get(a.name)
-        if spec is not None and not a.ref_attr_name and int(a.type) != int(spec.type):
+        if spec is not None and not a.ref_attr_name and int(a.type) != spec[0]:
             got = kinds.Name(a.type).lower() if a.type in kinds.values() else f"#{a.type}"
-            raise ctx.error(node, f"attribute '{a.name}' of '{node.op_type}' must be of type "
-                                  f"{spec.type.name.lower()}, got {got}")
-    given = {a.name for a in node.attribute}
-    for name, spec in declared.items():
-        if spec.required and name not in given:
-            raise ctx.error(node, f"'{node.op_type}' requires attribute '{name}'")
+            raise ctx.error(node, f"attribute '{a.name}' of '{node.op_type}' must be of type {spec[1]}, got {got}")
+    if required:
+        given = {a.name for a in node.attribute}
+        for name in required:
+            if name not in given:
+                raise ctx.error(node, f"'{node.op_type}' requires attribute '{name}'")
+
+
+_SCHEMA_FACTS: dict = {}   # (op_type, opset) -> _schema_facts: a model has thousands of nodes of few ops
+
+
+def _schema_facts(op_type: str, opset: int):
+    """What check_schema reads of the ONNX schema, read once per op and opset (onnx builds the schema's
+    Python objects on every get_schema): (min inputs, max inputs, ((formal name, is single), ...),
+    {attribute: (type number, type name)}, required attributes in schema order); None: no such op."""
+    key = (op_type, opset)
+    if key not in _SCHEMA_FACTS:
+        try:
+            schema = onnx.defs.get_schema(op_type, opset, "")
+        except onnx.defs.SchemaError:
+            _SCHEMA_FACTS[key] = None
+        else:
+            single = onnx.defs.OpSchema.FormalParameterOption.Single
+            declared = schema.attributes
+            _SCHEMA_FACTS[key] = (
+                schema.min_input, schema.max_input,
+                tuple((f.name, f.option == single) for f in schema.inputs),
+                {n: (int(a.type), a.type.name.lower()) for n, a in declared.items()},
+                tuple(n for n, a in declared.items() if a.required))
+    return _SCHEMA_FACTS[key]
