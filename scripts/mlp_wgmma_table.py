@@ -14,25 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import tempfile
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper, save
 
-from tilec.backend import sass
-from tilec.backend.inspect_build import disassemble, find_disassembler, inspect_build
+from tilec.backend.inspect_build import inspect_build
 from tilec.driver import compile_model
 from tilec.fusion.mlp import match as mlp_match
 from tilec.ir import read_ir
 from tilec.passes import welder as welder_pass
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tensorcore_cells import kernel_cells  # noqa: E402
+from tensorcore_cells import hgmma_by_operand, kernel_cells  # noqa: E402
 
 # (label, dtype, rows, K1, N1, N2, activation)
 CASES = (
@@ -89,18 +86,10 @@ def forced_mlp():
         mlp_match._wgmma_group, welder_pass.Welder._fused_faster = group, faster
 
 
-_RS = re.compile(r"^R\d+, R\d+, gdesc")
-
-
 def hgmma_split(cubin: Path) -> str:
     """The main loop's HGMMA by where A comes from: shared memory (H = X W1) or registers (Y += H W2)."""
-    (instrs,) = disassemble(cubin, find_disassembler()).values()
-    lp, _ = sass.main_loop(instrs)
-    hg = [i for i in instrs if lp is not None and lp.contains(i) and i.opcode == "HGMMA"]
-    def part(xs):
-        return ", ".join(f"{n} {m}" for m, n in sorted(Counter(i.mnemonic for i in xs).items())) or "none"
-    rs = [i for i in hg if _RS.match(i.operands)]
-    return f"X W1 (SS): {part([i for i in hg if i not in rs])}; H W2 (RS): {part(rs)}"
+    ss, rs = hgmma_by_operand(cubin)
+    return f"X W1 (SS): {ss}; H W2 (RS): {rs}"
 
 
 def _build(model: Path, build: Path) -> tuple:
