@@ -105,9 +105,7 @@ class Welder(ModulePass):
         if key not in memo:
             parts = pattern(group.kind).apart_parts(group.plan, group.members)
             if parts is None:
-                apart = sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, memo,
-                                                ("single", group_signature(graph, [m])))
-                            for m in group.members)
+                apart = self._members_alone_seconds(graph, group.members, spec, tiles, memo)
             else:   # the pattern names the grouping it replaces (an mlp kernel on wgmma: its two GEMM groups)
                 apart = sum(self._part_seconds(block, graph, part, spec, tiles, memo) for part in parts)
             memo[key] = self._group_seconds(block, graph, group, spec, tiles, key) <= apart
@@ -118,10 +116,13 @@ class Welder(ModulePass):
         alone where none matches."""
         g = classify_group(graph, members, spec, patterns()) if len(members) > 1 else None
         if g is None:
-            return sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, memo,
-                                           ("single", group_signature(graph, [m])))
-                       for m in members)
+            return self._members_alone_seconds(graph, members, spec, tiles, memo)
         return self._group_seconds(block, graph, g, spec, tiles, (g.kind, group_signature(graph, members)))
+
+    def _members_alone_seconds(self, graph, members: list, spec, tiles: dict, memo: dict) -> float:
+        """Modelled seconds of ``members``, each in its own kernel."""
+        return sum(self._alone_seconds(graph.nodes[m].op, spec, tiles, memo, ("single", group_signature(graph, [m])))
+                   for m in members)
 
     def _group_seconds(self, block, graph, group, spec, tiles: dict, key) -> float:
         """Modelled seconds of ``group``'s fused kernel: built, re-tiled (cached under ``key``) and lowered as
