@@ -2,6 +2,8 @@
 compiled module per source per session (the .so cache lives in a session temporary folder)."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,22 @@ def load(emu_cache):
         return modules[name]
 
     return get
+
+
+@pytest.fixture
+def compiles_for_sm90a_without_spills(tmp_path):
+    """``check(text)``: nvcc -arch=sm_90a builds ``text`` (a fixture behind the prelude) to a cubin, and ptxas
+    reports no spill store for any of its kernels. Skips without nvcc and ptxas."""
+    if shutil.which("ptxas") is None or shutil.which("nvcc") is None:
+        pytest.skip("needs nvcc and ptxas")
+
+    def check(text: str) -> None:
+        src = tmp_path / "fixture.cu"
+        src.write_text(text)
+        r = subprocess.run(["nvcc", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "-o", str(tmp_path / "fixture.cubin"),
+                            str(src)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert " 0 bytes spill stores" in r.stderr
+        assert r.stderr.count("0 bytes spill stores") == r.stderr.count("bytes spill stores") > 0
+
+    return check
