@@ -137,14 +137,16 @@ def test_kernels_are_deterministic():
     assert text() == text()
 
 
-def _gemm_onnx(path: Path, n: int = 4096, dtype: str = "f16"):
+def _gemm_onnx(path: Path, n: int = 4096, dtype: str = "f16", m: int | None = None, k: int | None = None):
+    """An ONNX MatMul [m, k] x [k, n] (m and k default to n)."""
     import onnx
     from onnx import TensorProto, helper
     t = TensorProto.FLOAT16 if dtype == "f16" else TensorProto.BFLOAT16
+    m, k = m or n, k or n
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info("a", t, [n, n]),
-                               helper.make_tensor_value_info("b", t, [n, n])],
-                              [helper.make_tensor_value_info("c", t, [n, n])])
+                              [helper.make_tensor_value_info("a", t, [m, k]),
+                               helper.make_tensor_value_info("b", t, [k, n])],
+                              [helper.make_tensor_value_info("c", t, [m, n])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 

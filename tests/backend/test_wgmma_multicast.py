@@ -160,17 +160,6 @@ def test_multicast_mistakes_fail_under_the_emulator(old, new, order, error):
         _launch(k, inputs, src.replace(old, new), order)
 
 
-def _gemm_onnx(path: Path, m: int, k: int, n: int, dtype: str):
-    import onnx
-    from onnx import TensorProto, helper
-    t = TensorProto.FLOAT16 if dtype == "f16" else TensorProto.BFLOAT16
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info("a", t, [m, k]),
-                               helper.make_tensor_value_info("b", t, [k, n])],
-                              [helper.make_tensor_value_info("c", t, [m, n])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-
-
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
 @pytest.mark.parametrize("dtype,m,k,n,shared", [
     ("f16", 512, 512, 512, "A"), ("bf16", 512, 512, 512, "A"),
@@ -181,7 +170,7 @@ def test_multicast_gemm_compiles_for_sm_90a_with_multicast_loads(tmp_path, dtype
     0 spills; their SASS loads the shared operand with UTMALDG.MULTICAST after a cluster barrier."""
     from tilec.driver import compile_model
     from tilec.ir import read_ir
-    _gemm_onnx(tmp_path / "g.onnx", m, k, n, dtype)
+    W._gemm_onnx(tmp_path / "g.onnx", n, dtype, m=m, k=k)
     compile_model(str(tmp_path / "g.onnx"), str(tmp_path / "b"), arch="h200", check_ptx=True, check_nvrtc=True)
     (row,) = json.load(open(tmp_path / "b" / "report.json"))["kernels"]
     assert row["ptxas"]["spill_bytes"] == 0
