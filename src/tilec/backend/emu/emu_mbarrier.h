@@ -199,8 +199,9 @@ inline uint64_t tl_mbarrier_arrive_expect_tx(unsigned long long* bar, unsigned b
 }
 inline void tl_mbarrier_expect_tx(unsigned long long* bar, unsigned bytes) { tl_emu::mbar_update(bar, 0, long(bytes)); }
 inline void tl_mbarrier_complete_tx(unsigned long long* bar, unsigned bytes) { tl_emu::mbar_update(bar, 0, -long(bytes)); }
-// mbarrier.arrive.release.cluster on the barrier at bar's shared offset in block `rank` of the cluster
-// (tl_cluster_map's rule: TL_SHARED, plain or extern __shared__), as CUTLASS's ClusterBarrier::arrive(cta_id).
+// mbarrier.arrive.shared::cluster (default semantics, as the prelude issues it) on the barrier at bar's shared
+// offset in block `rank` of the cluster (tl_cluster_map's rule: TL_SHARED, plain or extern __shared__), as
+// CUTLASS's ClusterBarrier::arrive(cta_id).
 inline void tl_mbarrier_arrive_cluster(unsigned long long* bar, unsigned rank) {
   tl_emu::mbar_arrive(tl_emu::mbar_peer(bar, rank, true), 1, 0);
 }
