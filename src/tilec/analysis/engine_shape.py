@@ -83,16 +83,10 @@ def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec,
     allows; the k tile is 64 (128-byte rows: 4 mma k steps per barrier, as Triton's and CUTLASS's f16 tiles)
     unless K is shorter or two stages of it do not fit; the stages are as many as fit the per-block opt-in
     shared memory, 2 to 4."""
-    w = warps
-    while w >= 1:
-        grids = [(wm, w // wm) for wm in powers_of_two(w) if bm % (16 * wm) == 0 and bn % (16 * (w // wm)) == 0]
-        grids = [g for g in grids if (bm // g[0]) * (bn // g[1]) // 32 <= max_acc]
-        if grids:
-            wm, wn = min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
-            break
-        w //= 2
-    else:
+    grid = warp_grid(bm, bn, warps, 16, 32, max_acc)
+    if grid is None:
         return None
+    wm, wn = grid
     budget = spec.smem_per_block_optin_bytes
     row = 128 // itemsize(dtype)   # a 128-byte row: 64 b16 or 32 f32
     lo = 16 // itemsize(dtype) * 2   # the smallest k tile: one 32-byte row (16 b16, 8 f32)
@@ -105,6 +99,22 @@ def plan(bm: int, bn: int, k_extent: int, warps: int, dtype: str, spec: GPUSpec,
         return None
     dynamic = stages * cfg.stage_bytes(dtype) > spec.smem_per_block_bytes
     return EngineConfig(bm, bn, bk, wm, wn, stages, dynamic)
+
+
+def warp_grid(bm: int, bn: int, warps: int, unit: int, lanes: int, max_acc: int) -> tuple | None:
+    """``(rows, cols)`` of the largest grid of at most ``warps`` warps (halving from ``warps``) whose warp tiles
+    are multiples of ``unit`` and hold at most ``max_acc`` accumulators per lane (``lanes`` to a warp or
+    wave), the warp tile as square as the grid allows; None where no grid does. The sm_80 engine's and the
+    MFMA engine's (``mfma_shape.plan``)."""
+    w = warps
+    while w >= 1:
+        grids = [(wm, w // wm) for wm in powers_of_two(w)
+                 if bm % (unit * wm) == 0 and bn % (unit * (w // wm)) == 0
+                 and (bm // wm) * (bn // (w // wm)) // lanes <= max_acc]
+        if grids:
+            return min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
+        w //= 2
+    return None
 
 
 def powers_of_two(n: int) -> list:

@@ -6,11 +6,10 @@ takes on an AMD target, and prices the CUDA-core kernel the lowering gives the o
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..ir.types import itemsize
-from .engine_shape import powers_of_two
+from .engine_shape import warp_grid
 from .hardware import GPUSpec
 from .mma_tile import MMA, match_problem
 
@@ -71,17 +70,9 @@ def plan(bm: int, bn: int, k_extent: int, dtype: str, spec: GPUSpec, waves_hint:
     as the grid allows; the k tile is 32 (64-byte rows; 16 when K is at most 16)."""
     best = None
     for inst in (32, 16):
-        w = max(1, min(MAX_WAVES, waves_hint))
-        while w >= 1:
-            grids = [(wm, w // wm) for wm in powers_of_two(w)
-                     if bm % (inst * wm) == 0 and bn % (inst * (w // wm)) == 0
-                     and (bm // wm) * (bn // (w // wm)) // 64 <= MAX_WAVE_ACC]
-            if grids:
-                wm, wn = min(grids, key=lambda g: (abs(math.log2((bm // g[0]) / (bn // g[1]))), g))
-                best = (wm, wn, inst)
-                break
-            w //= 2
-        if best:
+        grid = warp_grid(bm, bn, max(1, min(MAX_WAVES, waves_hint)), inst, 64, MAX_WAVE_ACC)
+        if grid is not None:
+            best = (*grid, inst)
             break
     if best is None:
         return None
