@@ -200,19 +200,15 @@ def problem_saved_bytes(problem, wg: WgmmaConfig) -> int:
     counts the shared operand once per cluster, as the lowered kernel's ``bytes_modelled`` does)."""
     if wg.cluster < 2:
         return 0
-    mt = _match(problem)
+    mt = match_problem(problem)
     return multicast_saved_bytes(mt, problem.extents, wg, itemsize(mt["dtype"]))
-
-
-def _match(problem) -> dict | None:
-    return match_problem(problem)
 
 
 def wgmma_shape(problem, rt, spec: GPUSpec) -> WgmmaConfig | None:
     """The engine's shape for rTile ``rt`` of the tensor-core product ``problem``, as the lowering gives it
     (``tiled_mma.engine_config``, then :func:`clustered` in ``wgmma_engine.lower``), where ``rt`` is one of
     :func:`rtiles`' tiles; else None."""
-    mt = _match(problem)
+    mt = match_problem(problem)
     if mt is None or not applies(spec, mt, problem.extents, mt["dtype"]):
         return None
     block, step = dict(rt.block), dict(rt.step)
@@ -228,7 +224,7 @@ def rtiles(problem, spec: GPUSpec) -> list:
     tile, batch axes 1, k step the engine's k tile; thread tile 8 x BN/16: a consumer thread's BN / 2
     accumulators, 128 threads per 64 rows). Empty where the engine does not apply."""
     from .cost_model import RTile
-    mt = _match(problem)
+    mt = match_problem(problem)
     if mt is None or not applies(spec, mt, problem.extents, mt["dtype"]):
         return []
     out = []
